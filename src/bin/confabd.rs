@@ -1,0 +1,144 @@
+//! confabd: flags → Config → run until SIGINT or SIGTERM.
+
+use clap::Parser;
+use confab::config::{Config, HashCost, DEFAULT_PORT};
+use confab::Server;
+use log::{error, info, LevelFilter};
+use simplelog::{ColorChoice, CombinedLogger, SharedLogger, TermLogger, TerminalMode, WriteLogger};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "confabd", version, about = "confab instant-messaging server")]
+struct Flags {
+    /// Address to listen on.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    listen: SocketAddr,
+    /// Directory of the embedded database (created if missing).
+    #[arg(long, default_value = "confab-data")]
+    data_dir: PathBuf,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: LevelFilter,
+    /// Also write the log to this file (appended).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Largest frame a client may send, in bytes; bigger frames close the connection.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_frame: u32,
+    /// Largest message body, in bytes (must leave room for the envelope within max-frame).
+    #[arg(long, default_value_t = 32 * 1024)]
+    max_body: u32,
+    /// Heartbeat interval announced to clients, in seconds.
+    #[arg(long, default_value_t = 30)]
+    heartbeat: u64,
+    /// Close connections silent for this many seconds.
+    #[arg(long, default_value_t = 90)]
+    idle_timeout: u64,
+    /// Worker threads owning users and their messages.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Threads hashing passwords.
+    #[arg(long, default_value_t = 1)]
+    hash_threads: usize,
+    /// Argon2id memory cost in KiB (lower only for tests and benchmarks).
+    #[arg(long, default_value_t = HashCost::default().memory_kib)]
+    hash_memory_kib: u32,
+    /// Argon2id passes.
+    #[arg(long, default_value_t = HashCost::default().iterations)]
+    hash_iterations: u32,
+    /// Most connections held at once.
+    #[arg(long, default_value_t = 19_000)]
+    max_connections: usize,
+    /// Stored messages pushed beyond a user's last ack before waiting for an ack.
+    #[arg(long, default_value_t = 1024)]
+    delivery_window: u32,
+    /// Pending output bytes per connection before it is cut off as a slow consumer.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    max_outbound: usize,
+}
+
+impl Flags {
+    fn config(&self) -> Config {
+        Config {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            max_frame: self.max_frame,
+            max_body: self.max_body.min(self.max_frame / 2),
+            heartbeat: Duration::from_secs(self.heartbeat.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
+            workers: self.workers.max(1),
+            hash_threads: self.hash_threads.max(1),
+            hash_cost: HashCost {
+                memory_kib: self.hash_memory_kib,
+                iterations: self.hash_iterations,
+            },
+            max_connections: self.max_connections,
+            delivery_window: self.delivery_window.max(1),
+            max_outbound: self.max_outbound,
+            ..Config::default()
+        }
+    }
+}
+
+fn init_logging(flags: &Flags) -> Result<(), String> {
+    let log_config = simplelog::ConfigBuilder::new()
+        .set_target_level(LevelFilter::Error)
+        .build();
+    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TermLogger::new(
+        flags.log_level,
+        log_config.clone(),
+        TerminalMode::Stderr,
+        ColorChoice::Auto,
+    )];
+    if let Some(path) = &flags.log_file {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+        loggers.push(WriteLogger::new(flags.log_level, log_config, file));
+    }
+    CombinedLogger::init(loggers).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    if let Err(e) = init_logging(&flags) {
+        eprintln!("confabd: {e}");
+        return ExitCode::FAILURE;
+    }
+    let server = match Server::start(flags.config()) {
+        Ok(server) => server,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = server.handle();
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            info!("signal {signal} received; shutting down");
+            handle.stop();
+        }
+    });
+    match server.wait() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("final flush failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! A small blocking client speaking the protocol over TCP. The integration tests and the
+//! tools use it; it doubles as a reference for client authors.
+//!
+//! Replies are matched to requests by request id; pushes that arrive while a reply is
+//! awaited are kept, in order, for [`Client::next_push`].
+
+use crate::frame::{self, FrameError};
+use crate::protocol::{
+    ClientFrame, Content, Conversation, ErrorCode, Message, Push, Reply, Request, ServerFrame,
+    Target, PROTOCOL_VERSION,
+};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Largest frame the client accepts from a server.
+const MAX_SERVER_FRAME: u32 = 16 * 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("timed out waiting for the server")]
+    Timeout,
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("server error {code:?}: {message}")]
+    Server { code: ErrorCode, message: String },
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// The server's error code, if this is a server error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+pub type ClientResult<T> = Result<T, ClientError>;
+
+pub struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    next_request: u32,
+    pushes: VecDeque<Push>,
+    /// Frames that answer other requests than the one awaited (pipelining).
+    replies: VecDeque<ServerFrame>,
+}
+
+impl Client {
+    /// Connects without saying Hello (for tests of the handshake itself).
+    pub fn connect_raw(addr: SocketAddr) -> ClientResult<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Client {
+            stream,
+            buf: Vec::new(),
+            next_request: 1,
+            pushes: VecDeque::new(),
+            replies: VecDeque::new(),
+        })
+    }
+
+    /// Connects and completes the Hello handshake; returns the server's Hello reply.
+    pub fn connect(addr: SocketAddr, name: &str) -> ClientResult<(Client, Reply)> {
+        let mut client = Client::connect_raw(addr)?;
+        let hello = client.request(Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: name.to_string(),
+        })?;
+        Ok((client, hello))
+    }
+
+    /// How long a read may wait before [`ClientError::Timeout`].
+    pub fn set_timeout(&mut self, timeout: Duration) -> ClientResult<()> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        Ok(())
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends a request without waiting; returns its request id.
+    pub fn send(&mut self, request: Request) -> ClientResult<u32> {
+        let request_id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        self.write_raw(&frame::encode(&ClientFrame {
+            request_id,
+            request,
+        }))?;
+        Ok(request_id)
+    }
+
+    pub fn write_raw(&mut self, bytes: &[u8]) -> ClientResult<()> {
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Sends a request and waits for its reply. Error frames become [`ClientError::Server`].
+    pub fn request(&mut self, request: Request) -> ClientResult<Reply> {
+        let id = self.send(request)?;
+        self.reply_to(id)
+    }
+
+    /// Waits for the reply to request `id`.
+    pub fn reply_to(&mut self, id: u32) -> ClientResult<Reply> {
+        if let Some(pos) = self.replies.iter().position(|f| answers(f, id)) {
+            return into_reply(self.replies.remove(pos).expect("position is in range"));
+        }
+        loop {
+            match self.read_frame()? {
+                ServerFrame::Push(push) => self.pushes.push_back(push),
+                frame if answers(&frame, id) => return into_reply(frame),
+                ServerFrame::Error {
+                    request_id: 0,
+                    code,
+                    message,
+                } => return Err(ClientError::Server { code, message }),
+                other => self.replies.push_back(other),
+            }
+        }
+    }
+
+    /// The next push, from those already received or from the socket.
+    pub fn next_push(&mut self) -> ClientResult<Push> {
+        if let Some(push) = self.pushes.pop_front() {
+            return Ok(push);
+        }
+        loop {
+            match self.read_frame()? {
+                ServerFrame::Push(push) => return Ok(push),
+                ServerFrame::Error {
+                    request_id: 0,
+                    code,
+                    message,
+                } => return Err(ClientError::Server { code, message }),
+                other => self.replies.push_back(other),
+            }
+        }
+    }
+
+    /// The next stored message pushed (other pushes are skipped).
+    pub fn next_message(&mut self) -> ClientResult<Message> {
+        loop {
+            if let Push::Message(message) = self.next_push()? {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Reads one frame from the socket, whatever it is.
+    pub fn read_frame(&mut self) -> ClientResult<ServerFrame> {
+        loop {
+            match frame::split(&self.buf, MAX_SERVER_FRAME) {
+                Ok(Some((body, used))) => {
+                    let frame = frame::decode_body::<ServerFrame>(body)
+                        .map_err(|e| ClientError::Protocol(e.to_string()));
+                    self.buf.drain(..used);
+                    return frame;
+                }
+                Ok(None) => {}
+                Err(FrameError::TooLarge { len, .. }) => {
+                    return Err(ClientError::Protocol(format!(
+                        "server frame of {len} bytes"
+                    )))
+                }
+                Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(ClientError::Timeout)
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Err(ClientError::Closed)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn register(&mut self, username: &str, password: &str) -> ClientResult<u64> {
+        match self.request(Request::Register {
+            username: username.into(),
+            password: password.into(),
+        })? {
+            Reply::Registered { user_id } => Ok(user_id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Logs in; returns the LoggedIn reply (user id, display name, inbox position).
+    pub fn login(&mut self, username: &str, password: &str) -> ClientResult<Reply> {
+        match self.request(Request::Login {
+            username: username.into(),
+            password: password.into(),
+        })? {
+            reply @ Reply::LoggedIn { .. } => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a stored message and waits for its receipt; returns (message id, seq, duplicate).
+    pub fn send_message(
+        &mut self,
+        to: &str,
+        client_msg_id: u64,
+        content: Content,
+    ) -> ClientResult<(u64, u64, bool)> {
+        let request = Request::Send {
+            to: Target::User(to.into()),
+            client_msg_id,
+            transient: false,
+            content,
+        };
+        match self.request(request)? {
+            Reply::Sent {
+                message_id,
+                seq,
+                duplicate,
+                ..
+            } => Ok((message_id, seq, duplicate)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn send_text(
+        &mut self,
+        to: &str,
+        client_msg_id: u64,
+        text: &str,
+    ) -> ClientResult<(u64, u64, bool)> {
+        self.send_message(to, client_msg_id, Content::text(text))
+    }
+
+    /// Acknowledges the inbox up to `up_to`.
+    pub fn ack(&mut self, up_to: u64) -> ClientResult<u64> {
+        match self.request(Request::Ack {
+            conversation: Conversation::Inbox,
+            up_to,
+        })? {
+            Reply::Acked { up_to, .. } => Ok(up_to),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn answers(frame: &ServerFrame, id: u32) -> bool {
+    matches!(frame, ServerFrame::Reply { request_id, .. } | ServerFrame::Error { request_id, .. } if *request_id == id)
+}
+
+fn into_reply(frame: ServerFrame) -> ClientResult<Reply> {
+    match frame {
+        ServerFrame::Reply { reply, .. } => Ok(reply),
+        ServerFrame::Error { code, message, .. } => Err(ClientError::Server { code, message }),
+        ServerFrame::Push(_) => Err(ClientError::Protocol("a push is not a reply".into())),
+    }
+}
+
+fn unexpected(reply: Reply) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {reply:?}"))
+}

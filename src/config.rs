@@ -1,0 +1,111 @@
+//! Every tunable of the daemon, with its default and the reason for it, in one place.
+//!
+//! The binary fills a [`Config`] from flags; tests build one with [`Config::for_tests`] and a
+//! temporary data directory. Nothing else in the crate invents its own limits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The port confabd listens on unless told otherwise (stated in the README).
+pub const DEFAULT_PORT: u16 = 7420;
+
+/// Argon2id cost. Production defaults follow the OWASP recommendation (19 MiB, 2 passes);
+/// tests lower it because they hash hundreds of passwords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashCost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+}
+
+impl Default for HashCost {
+    fn default() -> Self {
+        HashCost {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
+    }
+}
+
+impl HashCost {
+    /// The cheapest cost argon2 accepts; only for tests and benchmarks.
+    pub const MINIMUM: HashCost = HashCost {
+        memory_kib: 8,
+        iterations: 1,
+    };
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen. Loopback by default: exposing a chat server is a deliberate act.
+    pub listen: SocketAddr,
+    /// The sled directory.
+    pub data_dir: PathBuf,
+    /// Largest frame body a client may send, in bytes. Bigger frames close the connection
+    /// because the stream can no longer be trusted.
+    pub max_frame: u32,
+    /// Largest message body. Smaller than `max_frame` so a pushed message (body plus
+    /// envelope) always fits in one frame.
+    pub max_body: u32,
+    /// How often clients should ping; announced in the Hello reply.
+    pub heartbeat: Duration,
+    /// A connection silent for this long is closed. Three heartbeats, so one lost ping is
+    /// not fatal but a half-dead link is found within a couple of minutes.
+    pub idle_timeout: Duration,
+    /// Worker threads owning users and inboxes. Two by default: this is a 2-core target and
+    /// the event loop needs a core too.
+    pub workers: usize,
+    /// Threads hashing passwords; hashing is slow by design and must not stall workers.
+    pub hash_threads: usize,
+    pub hash_cost: HashCost,
+    /// Stored messages pushed to a session beyond its last ack before the server waits for
+    /// an ack. Bounds memory per slow reader and paces catch-up after a long absence.
+    pub delivery_window: u32,
+    /// Pending outbound bytes per connection before it is cut off as a slow consumer.
+    pub max_outbound: usize,
+    /// Commands queued per worker before the loop stops reading from the sockets that
+    /// feed it (backpressure instead of unbounded memory).
+    pub worker_queue: usize,
+    /// Commands a worker handles before it commits (flushes) and sends what they produced.
+    pub max_batch: usize,
+    /// Grace period at shutdown for flushing replies to clients.
+    pub shutdown_grace: Duration,
+    /// Connections accepted at most; the rest are refused until some close.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            data_dir: PathBuf::from("confab-data"),
+            max_frame: 64 * 1024,
+            max_body: 32 * 1024,
+            heartbeat: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            workers: 2,
+            hash_threads: 1,
+            hash_cost: HashCost::default(),
+            delivery_window: 1024,
+            max_outbound: 8 * 1024 * 1024,
+            worker_queue: 16 * 1024,
+            max_batch: 4096,
+            shutdown_grace: Duration::from_secs(2),
+            max_connections: 19_000,
+        }
+    }
+}
+
+impl Config {
+    /// A config for tests: port 0 on loopback, the cheapest hash, the given data dir.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            hash_cost: HashCost::MINIMUM,
+            ..Config::default()
+        }
+    }
+}

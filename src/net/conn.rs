@@ -1,0 +1,145 @@
+//! One client connection as the event loop holds it: socket, buffers, protocol phase and
+//! the logged-in user. Only the loop thread touches it.
+
+use super::{ConnId, SessionUser};
+use crate::worker::WorkerCmd;
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Connected; only Hello is allowed.
+    AwaitHello,
+    /// Hello accepted.
+    Ready,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    Open,
+    /// Reads nothing more; closes once the queued output is written (or a grace period ends).
+    Closing {
+        since: Instant,
+    },
+    /// To be reaped at the end of this loop turn.
+    Dead,
+}
+
+pub enum ReadOutcome {
+    /// Drained until the socket would block.
+    Drained,
+    /// Read the per-turn budget; more may be waiting.
+    BudgetSpent,
+    /// The peer closed its side or the socket failed.
+    Closed,
+}
+
+pub struct Conn {
+    pub id: ConnId,
+    pub stream: TcpStream,
+    pub phase: Phase,
+    pub life: Life,
+    pub user: Option<SessionUser>,
+    /// Received bytes not yet decoded into frames; `read_pos` bytes of it are consumed.
+    pub read_buf: Vec<u8>,
+    pub read_pos: usize,
+    /// Encoded frames not yet written; `written` bytes of it have gone out.
+    pub write_buf: Vec<u8>,
+    pub written: usize,
+    pub last_heard: Instant,
+    /// A command its worker's full queue refused; nothing more is read until it goes.
+    pub stalled: Option<(usize, WorkerCmd)>,
+}
+
+/// Buffers above this capacity are released once empty, so idle connections stay small.
+const KEEP_CAPACITY: usize = 4096;
+
+impl Conn {
+    pub fn new(id: ConnId, stream: TcpStream, now: Instant) -> Self {
+        Conn {
+            id,
+            stream,
+            phase: Phase::AwaitHello,
+            life: Life::Open,
+            user: None,
+            read_buf: Vec::new(),
+            read_pos: 0,
+            write_buf: Vec::new(),
+            written: 0,
+            last_heard: now,
+            stalled: None,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.life == Life::Open
+    }
+
+    pub fn pending_out(&self) -> usize {
+        self.write_buf.len() - self.written
+    }
+
+    pub fn unread(&self) -> &[u8] {
+        &self.read_buf[self.read_pos..]
+    }
+
+    /// Reads into `read_buf` until the socket would block or `budget` bytes were read.
+    pub fn read_from_socket(&mut self, scratch: &mut [u8], budget: usize) -> ReadOutcome {
+        let mut total = 0;
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return ReadOutcome::Closed,
+                Ok(n) => {
+                    self.read_buf.extend_from_slice(&scratch[..n]);
+                    total += n;
+                    if total >= budget {
+                        return ReadOutcome::BudgetSpent;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return ReadOutcome::Closed,
+            }
+        }
+    }
+
+    /// Drops consumed input; releases a large buffer once it is empty.
+    pub fn compact_input(&mut self) {
+        if self.read_pos == self.read_buf.len() {
+            self.read_buf.clear();
+            self.read_pos = 0;
+            if self.read_buf.capacity() > KEEP_CAPACITY {
+                self.read_buf = Vec::new();
+            }
+        } else if self.read_pos > 0 {
+            self.read_buf.drain(..self.read_pos);
+            self.read_pos = 0;
+        }
+    }
+
+    /// Writes queued output until done or the socket would block. Err means the
+    /// connection is unusable.
+    pub fn write_to_socket(&mut self) -> io::Result<()> {
+        while self.written < self.write_buf.len() {
+            match self.stream.write(&self.write_buf[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.written == self.write_buf.len() {
+            self.write_buf.clear();
+            self.written = 0;
+            if self.write_buf.capacity() > KEEP_CAPACITY {
+                self.write_buf = Vec::new();
+            }
+        } else if self.written > self.write_buf.len() / 2 {
+            self.write_buf.drain(..self.written);
+            self.written = 0;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,321 @@
+//! The wire protocol: what clients send, what the server answers and pushes, and the error
+//! codes. protocol.md documents every type here field by field; its hex vectors are
+//! checked against these definitions by `tests/vectors.rs`.
+//!
+//! Compatibility rule: enum variants and struct fields are only ever *appended*. postcard
+//! encodes a variant by its index, so reordering would silently change the wire.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this server speaks. A Hello with another version is refused with
+/// [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Request id of error frames that answer no particular request (a bad frame, a timeout).
+pub const NO_REQUEST: u32 = 0;
+
+/// Everything a client sends: a request and the id its reply will carry.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame {
+    pub request_id: u32,
+    pub request: Request,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Must be the first frame. Answered by [`Reply::Hello`].
+    Hello {
+        version: u16,
+        client: String,
+    },
+    /// Heartbeat; allowed in every state after Hello.
+    Ping,
+    Register {
+        username: String,
+        password: String,
+    },
+    Login {
+        username: String,
+        password: String,
+    },
+    /// A message to a user. `client_msg_id` (unique per sender, non-zero) makes a retry
+    /// idempotent. Transient messages are never stored and reach only online recipients.
+    Send {
+        to: Target,
+        client_msg_id: u64,
+        transient: bool,
+        content: Content,
+    },
+    /// "I have everything up to and including `up_to`": the server may forget it.
+    Ack {
+        conversation: Conversation,
+        up_to: u64,
+    },
+    /// Deliver again everything after `after` (a client that detected a gap).
+    Resync {
+        conversation: Conversation,
+        after: u64,
+    },
+    Rename {
+        display_name: String,
+    },
+    /// One page of online users, in username order, starting after `after` ("" = start).
+    ListOnline {
+        after: String,
+        limit: u32,
+    },
+    Logout,
+}
+
+/// Where a message goes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    User(String),
+}
+
+/// A sequence of stored messages with its own contiguous numbering.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conversation {
+    /// The logged-in user's own inbox of direct messages.
+    Inbox,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Text,
+    Image,
+    Audio,
+    File,
+    Custom,
+}
+
+/// Where a media message's payload lives; the body then carries a caption or thumbnail.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub url: String,
+    pub description: String,
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    pub kind: MediaKind,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    pub media: Option<Media>,
+}
+
+impl Content {
+    pub fn text(text: impl Into<String>) -> Self {
+        Content {
+            kind: MediaKind::Text,
+            body: text.into().into_bytes(),
+            media: None,
+        }
+    }
+}
+
+/// Everything the server sends.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ServerFrame {
+    Reply {
+        request_id: u32,
+        reply: Reply,
+    },
+    Error {
+        request_id: u32,
+        code: ErrorCode,
+        message: String,
+    },
+    Push(Push),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Hello {
+        version: u16,
+        server: String,
+        max_frame: u32,
+        max_body: u32,
+        heartbeat_secs: u32,
+        idle_timeout_secs: u32,
+    },
+    Pong,
+    Registered {
+        user_id: u64,
+    },
+    /// `acked` and `last_seq` describe the inbox; messages `acked+1..=last_seq` follow as pushes.
+    LoggedIn {
+        user_id: u64,
+        display_name: String,
+        acked: u64,
+        last_seq: u64,
+    },
+    /// The message is on disk. `duplicate` is true when `client_msg_id` was seen before and
+    /// this is the original's receipt.
+    Sent {
+        message_id: u64,
+        seq: u64,
+        timestamp_ms: u64,
+        duplicate: bool,
+    },
+    /// A transient message went out; `delivered` is false when the recipient was offline.
+    TransientSent {
+        delivered: bool,
+    },
+    Acked {
+        conversation: Conversation,
+        up_to: u64,
+    },
+    Resynced {
+        conversation: Conversation,
+        after: u64,
+        last_seq: u64,
+    },
+    Renamed {
+        display_name: String,
+    },
+    Online {
+        users: Vec<OnlineUser>,
+        more: bool,
+    },
+    LoggedOut,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct OnlineUser {
+    pub username: String,
+    pub display_name: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    /// A stored message. Within a conversation `seq` is contiguous: a client that sees
+    /// anything but last+1 has missed something and sends Resync.
+    Message(Message),
+    Transient {
+        from: String,
+        content: Content,
+    },
+    /// Another login took this user's session; the connection closes after this frame.
+    Kicked {
+        reason: String,
+    },
+    /// The server is stopping; the connection closes after this frame.
+    ShuttingDown,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub conversation: Conversation,
+    pub seq: u64,
+    pub message_id: u64,
+    pub from: String,
+    pub timestamp_ms: u64,
+    pub content: Content,
+}
+
+/// Typed errors. Codes are the variant indices and never change meaning.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    UnsupportedVersion,
+    BadRequest,
+    FrameTooLarge,
+    HelloRequired,
+    NotLoggedIn,
+    AlreadyLoggedIn,
+    UnknownUser,
+    WrongPassword,
+    NameTaken,
+    InvalidName,
+    InvalidPassword,
+    InvalidContent,
+    RateLimited,
+    Internal,
+    SlowConsumer,
+    IdleTimeout,
+    ShuttingDown,
+    ServerFull,
+}
+
+impl ErrorCode {
+    /// Errors after which the server closes the connection.
+    pub fn closes(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::UnsupportedVersion
+                | ErrorCode::FrameTooLarge
+                | ErrorCode::HelloRequired
+                | ErrorCode::SlowConsumer
+                | ErrorCode::IdleTimeout
+                | ErrorCode::ShuttingDown
+                | ErrorCode::ServerFull
+        )
+    }
+}
+
+/// Username rules (protocol.md "Names"): 3 to 32 bytes of `a-z 0-9 _ . -`, starting with a
+/// letter or digit. Lowercase only, so two accounts can never differ by case alone.
+pub fn valid_username(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=32).contains(&bytes.len())
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
+}
+
+/// Passwords: 8 to 256 bytes of UTF-8. The upper bound keeps hashing cost predictable.
+pub fn valid_password(password: &str) -> bool {
+    (8..=256).contains(&password.len())
+}
+
+/// Display names: 1 to 64 characters, no control characters, not only whitespace.
+pub fn valid_display_name(name: &str) -> bool {
+    let count = name.chars().count();
+    (1..=64).contains(&count) && !name.chars().any(char::is_control) && !name.trim().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        for ok in ["bob", "alice_1", "a.b-c", "0day", &"x".repeat(32)] {
+            assert!(valid_username(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ab",
+            "Bob",
+            "_bob",
+            "bo b",
+            "bøb",
+            &"x".repeat(33),
+            "a\u{0}b",
+        ] {
+            assert!(!valid_username(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_name_rules() {
+        assert!(valid_display_name("Bob the Builder 🙂"));
+        assert!(!valid_display_name(""));
+        assert!(!valid_display_name("   "));
+        assert!(!valid_display_name("a\nb"));
+        assert!(!valid_display_name(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn error_codes_are_stable() {
+        // protocol.md's error table lists these numbers; changing them breaks every client.
+        assert_eq!(
+            postcard::to_allocvec(&ErrorCode::UnsupportedVersion).unwrap(),
+            [0]
+        );
+        assert_eq!(postcard::to_allocvec(&ErrorCode::Internal).unwrap(), [13]);
+        assert_eq!(postcard::to_allocvec(&ErrorCode::ServerFull).unwrap(), [17]);
+    }
+}

@@ -1,0 +1,131 @@
+//! Assembles a running server: store, hashing pool, workers and the event loop thread, and
+//! takes them down again in the order that loses nothing (see [`Server::wait`]).
+
+use crate::auth::Hasher;
+use crate::config::Config;
+use crate::net::{EventLoop, LoopHandle, Outbox};
+use crate::store::{Store, StoreError};
+use crate::worker::{Directory, Pool};
+use log::info;
+use mio::net::TcpListener;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot open the data directory {dir}: {source}")]
+    Store { dir: String, source: StoreError },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the event loop: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] leaves it running.
+pub struct Server {
+    addr: SocketAddr,
+    handle: LoopHandle,
+    store: Store,
+    directory: Directory,
+    event_loop: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+    hashers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let store_error = |source| StartError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| store_error(StoreError::Sled(e.into())))?;
+        let store = Store::open(&config.data_dir).map_err(store_error)?;
+        let mut listener =
+            TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let (poll, waker) = EventLoop::prepare(&mut listener)?;
+
+        let config = Arc::new(config);
+        let (hasher, hashers) = Hasher::start(config.hash_threads, config.hash_cost);
+        let (to_loop, from_workers) = crossbeam_channel::unbounded();
+        let directory = Directory::default();
+        let outbox = Outbox::new(to_loop, waker.clone());
+        let (pool, workers) = Pool::start(
+            config.clone(),
+            store.clone(),
+            hasher,
+            outbox,
+            directory.clone(),
+        );
+        let (event_loop, handle) =
+            EventLoop::new(poll, listener, waker, pool, from_workers, config.clone());
+        let event_loop = std::thread::Builder::new()
+            .name("confab-loop".into())
+            .spawn(move || event_loop.run())?;
+        info!(
+            "confabd listening on {addr} (data in {}, {} workers)",
+            config.data_dir.display(),
+            config.workers
+        );
+        Ok(Server {
+            addr,
+            handle,
+            store,
+            directory,
+            event_loop,
+            workers,
+            hashers,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops the server from another thread (a signal handler, a test).
+    pub fn handle(&self) -> LoopHandle {
+        self.handle.clone()
+    }
+
+    /// The store, for tests and tools that inspect what is on disk.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Number of users online now.
+    pub fn online(&self) -> usize {
+        self.directory.count()
+    }
+
+    /// Stops the server and waits until it has stopped.
+    pub fn shutdown(self) -> Result<(), StoreError> {
+        self.handle.stop();
+        self.wait()
+    }
+
+    /// Waits until the server stops (after [`LoopHandle::stop`]). The loop stops accepting
+    /// and reading, lets workers finish and commit their queues, writes their last replies
+    /// and a ShuttingDown notice to every client, and exits; then the workers and hashing
+    /// threads are joined and the store is flushed one last time.
+    pub fn wait(self) -> Result<(), StoreError> {
+        let _ = self.event_loop.join();
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+        for hasher in self.hashers {
+            let _ = hasher.join();
+        }
+        self.store.flush()?;
+        info!("confabd stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,325 @@
+//! Durable state in sled: accounts and every message not yet acknowledged by its recipient.
+//!
+//! The store never flushes on its own initiative for a write: callers (the workers) batch
+//! their writes and call [`Store::flush`] once per batch, then release receipts. That is
+//! the group commit behind "a receipt means the message is on disk".
+//!
+//! Key layout (all integers big-endian so byte order is numeric order):
+//! - `accounts`: `username` → [`Account`]
+//! - `inbox`:    `uid ++ 0x00` → acked sequence (u64); `uid ++ 0x01 ++ seq` → [`StoredMessage`]
+//! - `dedup`:    `sender uid ++ client_msg_id` → [`DedupEntry`]
+//!
+//! An inbox's last sequence is derived, never stored: the highest message key, or the acked
+//! sequence when every message was acknowledged and removed. One fewer write per message and
+//! no way for a counter and the messages to disagree after a crash.
+
+mod records;
+
+pub use records::{Account, DedupEntry, StoredMessage};
+
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record in {tree}: {detail}")]
+    Corrupt { tree: &'static str, detail: String },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Where an inbox stands: messages `acked+1..=last_seq` are stored and owed to the user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InboxState {
+    pub acked: u64,
+    pub last_seq: u64,
+}
+
+/// Counts for operators (`confabd` logs them and tests inspect them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub accounts: u64,
+    pub stored_messages: u64,
+    pub size_on_disk: u64,
+}
+
+const META: u8 = 0x00;
+const MESSAGE: u8 = 0x01;
+
+/// A handle on the data directory; cheap to clone (sled trees are reference counted).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    accounts: sled::Tree,
+    inbox: sled::Tree,
+    dedup: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store. Fails if another process holds the directory.
+    pub fn open(dir: &Path) -> StoreResult<Store> {
+        // Background flushing stays on as a safety net; receipts never rely on it.
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Ok(Store {
+            accounts: db.open_tree("accounts")?,
+            inbox: db.open_tree("inbox")?,
+            dedup: db.open_tree("dedup")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable. The only call that fsyncs.
+    pub fn flush(&self) -> StoreResult<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A fresh id, unique across restarts (sled persists the counter).
+    pub fn next_id(&self) -> StoreResult<u64> {
+        // generate_id starts at 0; 0 is reserved on the wire for "none".
+        Ok(self.db.generate_id()? + 1)
+    }
+
+    pub fn account(&self, username: &str) -> StoreResult<Option<Account>> {
+        match self.accounts.get(username.as_bytes())? {
+            Some(raw) => Ok(Some(decode("accounts", &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts the account unless the name is taken; returns whether it was created.
+    pub fn create_account(&self, username: &str, account: &Account) -> StoreResult<bool> {
+        let value = encode(account);
+        let created = self
+            .accounts
+            .compare_and_swap(username.as_bytes(), None as Option<&[u8]>, Some(value))?
+            .is_ok();
+        Ok(created)
+    }
+
+    pub fn put_account(&self, username: &str, account: &Account) -> StoreResult<()> {
+        self.accounts.insert(username.as_bytes(), encode(account))?;
+        Ok(())
+    }
+
+    /// Every account name, in order (for administration).
+    pub fn usernames(&self) -> StoreResult<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in self.accounts.iter() {
+            let (key, _) = entry?;
+            names.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        Ok(names)
+    }
+
+    pub fn inbox_state(&self, uid: u64) -> StoreResult<InboxState> {
+        let acked = match self.inbox.get(meta_key(uid))? {
+            Some(raw) => read_u64("inbox", &raw)?,
+            None => 0,
+        };
+        let last_stored = match self.inbox.scan_prefix(message_prefix(uid)).next_back() {
+            Some(entry) => {
+                let (key, _) = entry?;
+                read_u64("inbox", &key[9..])?
+            }
+            None => 0,
+        };
+        Ok(InboxState {
+            acked,
+            last_seq: acked.max(last_stored),
+        })
+    }
+
+    pub fn append(&self, uid: u64, seq: u64, message: &StoredMessage) -> StoreResult<()> {
+        self.inbox.insert(message_key(uid, seq), encode(message))?;
+        Ok(())
+    }
+
+    /// Up to `limit` stored messages with sequence above `after`, in order.
+    pub fn read_inbox(
+        &self,
+        uid: u64,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, StoredMessage)>> {
+        let start = message_key(uid, after.saturating_add(1));
+        let end = message_key(uid, u64::MAX);
+        let mut out = Vec::new();
+        for entry in self.inbox.range(start..=end).take(limit) {
+            let (key, raw) = entry?;
+            out.push((read_u64("inbox", &key[9..])?, decode("inbox", &raw)?));
+        }
+        Ok(out)
+    }
+
+    /// Records the ack and removes the acknowledged messages, atomically.
+    pub fn ack(&self, uid: u64, up_to: u64) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(&meta_key(uid), &up_to.to_be_bytes());
+        for entry in self
+            .inbox
+            .range(message_key(uid, 0)..=message_key(uid, up_to))
+        {
+            let (key, _) = entry?;
+            batch.remove(key);
+        }
+        self.inbox.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn dedup_get(&self, sender: u64, client_msg_id: u64) -> StoreResult<Option<DedupEntry>> {
+        match self.dedup.get(dedup_key(sender, client_msg_id))? {
+            Some(raw) => Ok(Some(decode("dedup", &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn dedup_put(
+        &self,
+        sender: u64,
+        client_msg_id: u64,
+        entry: &DedupEntry,
+    ) -> StoreResult<()> {
+        self.dedup
+            .insert(dedup_key(sender, client_msg_id), encode(entry))?;
+        Ok(())
+    }
+
+    /// Counts every record; O(data), for administration and tests, not the message path.
+    pub fn stats(&self) -> StoreResult<StoreStats> {
+        let mut stored_messages = 0;
+        for entry in self.inbox.iter() {
+            let (key, _) = entry?;
+            if key.get(8) == Some(&MESSAGE) {
+                stored_messages += 1;
+            }
+        }
+        Ok(StoreStats {
+            accounts: self.accounts.len() as u64,
+            stored_messages,
+            size_on_disk: self.db.size_on_disk()?,
+        })
+    }
+}
+
+fn meta_key(uid: u64) -> [u8; 9] {
+    let mut key = [0; 9];
+    key[..8].copy_from_slice(&uid.to_be_bytes());
+    key[8] = META;
+    key
+}
+
+fn message_prefix(uid: u64) -> [u8; 9] {
+    let mut key = meta_key(uid);
+    key[8] = MESSAGE;
+    key
+}
+
+fn message_key(uid: u64, seq: u64) -> [u8; 17] {
+    let mut key = [0; 17];
+    key[..9].copy_from_slice(&message_prefix(uid));
+    key[9..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn dedup_key(sender: u64, client_msg_id: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&sender.to_be_bytes());
+    key[8..].copy_from_slice(&client_msg_id.to_be_bytes());
+    key
+}
+
+fn read_u64(tree: &'static str, raw: &[u8]) -> StoreResult<u64> {
+    let bytes: [u8; 8] = raw.try_into().map_err(|_| StoreError::Corrupt {
+        tree,
+        detail: format!("expected 8 bytes, found {}", raw.len()),
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("postcard encoding of store records is infallible")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, raw: &[u8]) -> StoreResult<T> {
+    postcard::from_bytes(raw).map_err(|e| StoreError::Corrupt {
+        tree,
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Content;
+
+    fn message(text: &str) -> StoredMessage {
+        StoredMessage {
+            message_id: 1,
+            from: "alice".into(),
+            timestamp_ms: 5,
+            content: Content::text(text),
+        }
+    }
+
+    #[test]
+    fn inbox_sequence_survives_ack_of_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.inbox_state(7).unwrap(), InboxState::default());
+        for seq in 1..=3 {
+            store.append(7, seq, &message(&format!("m{seq}"))).unwrap();
+        }
+        // Another user's messages must not bleed into user 7's range.
+        store.append(8, 1, &message("other")).unwrap();
+        assert_eq!(
+            store.inbox_state(7).unwrap(),
+            InboxState {
+                acked: 0,
+                last_seq: 3
+            }
+        );
+        let page = store.read_inbox(7, 1, 10).unwrap();
+        assert_eq!(page.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
+
+        store.ack(7, 3).unwrap();
+        assert!(store.read_inbox(7, 0, 10).unwrap().is_empty());
+        assert_eq!(
+            store.inbox_state(7).unwrap(),
+            InboxState {
+                acked: 3,
+                last_seq: 3
+            }
+        );
+        assert_eq!(
+            store.inbox_state(8).unwrap(),
+            InboxState {
+                acked: 0,
+                last_seq: 1
+            }
+        );
+        assert_eq!(store.stats().unwrap().stored_messages, 1);
+    }
+
+    #[test]
+    fn accounts_are_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let account = Account {
+            user_id: 1,
+            display_name: "bob".into(),
+            password_hash: "x".into(),
+            admin: false,
+            created_ms: 0,
+        };
+        assert!(store.create_account("bob", &account).unwrap());
+        assert!(!store.create_account("bob", &account).unwrap());
+        assert_eq!(store.account("bob").unwrap(), Some(account));
+        assert_eq!(store.usernames().unwrap(), vec!["bob".to_string()]);
+    }
+}
