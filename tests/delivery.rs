@@ -1,0 +1,366 @@
+//! Direct messages and store-and-forward: protocol.md "Delivery".
+
+use crate::common::{inbox_of, TestServer, PASSWORD};
+use confab::client::Client;
+use confab::protocol::{
+    Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, Target,
+};
+
+fn text_of(content: &Content) -> String {
+    String::from_utf8(content.body.clone()).expect("utf-8 body")
+}
+
+/// Receives `count` messages and returns their (seq, text).
+fn receive(client: &mut Client, count: usize) -> Vec<(u64, String)> {
+    (0..count)
+        .map(|_| {
+            let m = client.next_message().expect("a pushed message");
+            (m.seq, text_of(&m.content))
+        })
+        .collect()
+}
+
+/// A request handled by the user's own worker after everything queued before it: once its
+/// reply is in, every push that worker had produced is in too.
+fn barrier(client: &mut Client) {
+    client
+        .request(Request::ListOnline {
+            after: "".into(),
+            limit: 1,
+        })
+        .expect("barrier");
+}
+
+#[test]
+fn message_to_an_online_user() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let media = Content {
+        kind: MediaKind::Image,
+        body: b"caption".to_vec(),
+        media: Some(Media {
+            url: "https://example.org/cat.png".into(),
+            description: "a cat".into(),
+            size: 2048,
+        }),
+    };
+    let (message_id, seq, duplicate) = alice.send_message("bob", 7, media.clone()).unwrap();
+    assert_eq!((seq, duplicate), (1, false));
+    let m = bob.next_message().unwrap();
+    assert_eq!(m.message_id, message_id);
+    assert_eq!(m.seq, 1);
+    assert_eq!(m.from, "alice");
+    assert_eq!(m.conversation, Conversation::Inbox);
+    assert_eq!(m.content, media);
+    assert!(m.timestamp_ms > 1_600_000_000_000);
+    assert_eq!(bob.ack(1).unwrap(), 1);
+    // The sender never gets its own message back.
+    alice
+        .set_timeout(std::time::Duration::from_millis(200))
+        .unwrap();
+    assert!(matches!(
+        alice.next_push(),
+        Err(confab::client::ClientError::Timeout)
+    ));
+}
+
+#[test]
+fn offline_messages_arrive_at_login_in_order() {
+    let server = TestServer::start();
+    server.register(&["bob"]);
+    let mut alice = server.user("alice");
+    for i in 1..=50u64 {
+        let (_, seq, _) = alice.send_text("bob", i, &format!("m{i}")).unwrap();
+        assert_eq!(seq, i);
+    }
+    let mut bob = server.client();
+    let reply = bob.login("bob", PASSWORD).unwrap();
+    assert_eq!(inbox_of(&reply), (0, 50));
+    let got = receive(&mut bob, 50);
+    let expected: Vec<_> = (1..=50).map(|i| (i, format!("m{i}"))).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn unacknowledged_messages_are_redelivered_and_acked_ones_are_not() {
+    let server = TestServer::start();
+    server.register(&["bob"]);
+    let mut alice = server.user("alice");
+    for i in 1..=5u64 {
+        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+    }
+    {
+        let mut bob = server.login("bob");
+        assert_eq!(receive(&mut bob, 5).len(), 5);
+        // Dropped without an ack.
+    }
+    let mut bob = server.client();
+    let reply = bob.login("bob", PASSWORD).unwrap();
+    assert_eq!(inbox_of(&reply), (0, 5));
+    assert_eq!(
+        receive(&mut bob, 5)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(bob.ack(3).unwrap(), 3);
+    drop(bob);
+
+    let mut bob = server.client();
+    let reply = bob.login("bob", PASSWORD).unwrap();
+    assert_eq!(inbox_of(&reply), (3, 5));
+    assert_eq!(
+        receive(&mut bob, 2),
+        vec![(4, "m4".to_string()), (5, "m5".to_string())]
+    );
+    bob.ack(5).unwrap();
+    // Nothing else is owed: the next push is the next new message.
+    alice.send_text("bob", 6, "m6").unwrap();
+    assert_eq!(receive(&mut bob, 1), vec![(6, "m6".to_string())]);
+    assert_eq!(server.server().store().stats().unwrap().stored_messages, 1);
+}
+
+#[test]
+fn a_resend_with_the_same_client_id_is_stored_once() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let first = alice.send_text("bob", 42, "only once").unwrap();
+    let again = alice.send_text("bob", 42, "only once").unwrap();
+    assert_eq!((again.0, again.1, again.2), (first.0, first.1, true));
+    alice.send_text("bob", 43, "next").unwrap();
+    assert_eq!(
+        receive(&mut bob, 2),
+        vec![(1, "only once".to_string()), (2, "next".to_string())]
+    );
+    // Another sender may use the same client id freely.
+    let mut carol = server.user("carol");
+    assert_eq!(carol.send_text("bob", 42, "carol's").unwrap().2, false);
+}
+
+#[test]
+fn messages_survive_a_restart_and_acks_stick() {
+    let mut server = TestServer::start();
+    server.register(&["bob"]);
+    {
+        let mut alice = server.user("alice");
+        for i in 1..=4u64 {
+            alice.send_text("bob", i, &format!("m{i}")).unwrap();
+        }
+        let mut bob = server.login("bob");
+        receive(&mut bob, 4);
+        bob.ack(2).unwrap();
+    }
+    server.restart();
+    let mut bob = server.client();
+    let reply = bob.login("bob", PASSWORD).unwrap();
+    assert_eq!(inbox_of(&reply), (2, 4));
+    assert_eq!(
+        receive(&mut bob, 2),
+        vec![(3, "m3".to_string()), (4, "m4".to_string())]
+    );
+    // Numbering continues after the restart; the dedup record survived too.
+    let mut alice = server.login("alice");
+    assert_eq!(alice.send_text("bob", 4, "m4").unwrap().2, true);
+    assert_eq!(alice.send_text("bob", 5, "m5").unwrap().1, 5);
+}
+
+#[test]
+fn transient_messages_reach_only_online_users_and_are_never_stored() {
+    let server = TestServer::start();
+    server.register(&["bob"]);
+    let mut alice = server.user("alice");
+    let typing = |to: &str| Request::Send {
+        to: Target::User(to.into()),
+        client_msg_id: 0,
+        transient: true,
+        content: Content::text("typing…"),
+    };
+    assert_eq!(
+        alice.request(typing("bob")).unwrap(),
+        Reply::TransientSent { delivered: false }
+    );
+    let mut bob = server.login("bob");
+    assert_eq!(
+        alice.request(typing("bob")).unwrap(),
+        Reply::TransientSent { delivered: true }
+    );
+    match bob.next_push().unwrap() {
+        Push::Transient { from, content } => assert_eq!(
+            (from.as_str(), text_of(&content).as_str()),
+            ("alice", "typing…")
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.server().store().stats().unwrap().stored_messages, 0);
+    let result = alice.request(typing("nobody"));
+    assert_eq!(result.unwrap_err().code(), Some(ErrorCode::UnknownUser));
+}
+
+#[test]
+fn sending_errors() {
+    let server = TestServer::start();
+    server.register(&["bob"]);
+    let mut alice = server.user("alice");
+    let err = |c: &mut Client, to: &str, id: u64, content: Content| {
+        c.send_message(to, id, content)
+            .unwrap_err()
+            .code()
+            .expect("a server error")
+    };
+    assert_eq!(
+        err(&mut alice, "nobody", 1, Content::text("hi")),
+        ErrorCode::UnknownUser
+    );
+    assert_eq!(
+        err(&mut alice, "bob", 0, Content::text("hi")),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        err(&mut alice, "bob", 2, Content::text("")),
+        ErrorCode::InvalidContent
+    );
+    let big = Content {
+        kind: MediaKind::File,
+        body: vec![7; 32 * 1024 + 1],
+        media: None,
+    };
+    assert_eq!(err(&mut alice, "bob", 3, big), ErrorCode::InvalidContent);
+    let at_limit = Content {
+        kind: MediaKind::File,
+        body: vec![7; 32 * 1024],
+        media: None,
+    };
+    assert_eq!(alice.send_message("bob", 4, at_limit).unwrap().1, 1);
+    // A client cannot acknowledge what does not exist.
+    let ack = alice.request(Request::Ack {
+        conversation: Conversation::Inbox,
+        up_to: 1,
+    });
+    assert_eq!(ack.unwrap_err().code(), Some(ErrorCode::BadRequest));
+    assert_eq!(server.server().store().stats().unwrap().stored_messages, 1);
+}
+
+#[test]
+fn the_delivery_window_paces_a_backlog() {
+    let server = TestServer::with(|c| c.delivery_window = 10);
+    server.register(&["bob"]);
+    let mut alice = server.user("alice");
+    for i in 1..=25u64 {
+        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+    }
+    let mut bob = server.login("bob");
+    let first = receive(&mut bob, 10);
+    assert_eq!(first.last().unwrap().0, 10);
+    barrier(&mut bob);
+    // Ten outstanding: nothing more until an ack.
+    bob.set_timeout(std::time::Duration::from_millis(200))
+        .unwrap();
+    assert!(bob.next_push().is_err());
+    bob.set_timeout(std::time::Duration::from_secs(10)).unwrap();
+    bob.ack(4).unwrap();
+    assert_eq!(
+        receive(&mut bob, 4)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        [11, 12, 13, 14]
+    );
+    bob.ack(14).unwrap();
+    assert_eq!(receive(&mut bob, 10).last().unwrap().0, 24);
+    bob.ack(24).unwrap();
+    assert_eq!(receive(&mut bob, 1), vec![(25, "m25".to_string())]);
+}
+
+#[test]
+fn resync_delivers_again_from_a_point() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    for i in 1..=5u64 {
+        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+    }
+    receive(&mut bob, 5);
+    bob.ack(1).unwrap();
+    let reply = bob
+        .request(Request::Resync {
+            conversation: Conversation::Inbox,
+            after: 3,
+        })
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply::Resynced {
+            conversation: Conversation::Inbox,
+            after: 3,
+            last_seq: 5
+        }
+    );
+    assert_eq!(
+        receive(&mut bob, 2)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
+    // Before the ack is as far back as it goes: acknowledged messages are gone.
+    let reply = bob
+        .request(Request::Resync {
+            conversation: Conversation::Inbox,
+            after: 0,
+        })
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply::Resynced {
+            conversation: Conversation::Inbox,
+            after: 1,
+            last_seq: 5
+        }
+    );
+    assert_eq!(
+        receive(&mut bob, 4)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        [2, 3, 4, 5]
+    );
+    let beyond = bob.request(Request::Resync {
+        conversation: Conversation::Inbox,
+        after: 9,
+    });
+    assert_eq!(beyond.unwrap_err().code(), Some(ErrorCode::BadRequest));
+}
+
+#[test]
+fn catch_up_and_live_traffic_form_one_gap_free_stream() {
+    let server = TestServer::with(|c| c.delivery_window = 64);
+    server.register(&["bob"]);
+    let addr = server.addr;
+    let total = 1500u64;
+    let mut alice = server.user("alice");
+    for i in 1..=500 {
+        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+    }
+    // Alice keeps sending while bob logs in and drains his backlog.
+    let sender = std::thread::spawn(move || {
+        for i in 501..=total {
+            alice.send_text("bob", i, &format!("m{i}")).unwrap();
+        }
+    });
+    let (mut bob, _) = Client::connect(addr, "bob").unwrap();
+    bob.login("bob", PASSWORD).unwrap();
+    let mut expected = 1;
+    while expected <= total {
+        let m = bob.next_message().unwrap();
+        assert_eq!(m.seq, expected, "gap or reordering");
+        assert_eq!(text_of(&m.content), format!("m{expected}"));
+        if expected % 32 == 0 || expected == total {
+            bob.ack(expected).unwrap();
+        }
+        expected += 1;
+    }
+    sender.join().unwrap();
+}

@@ -1,0 +1,10 @@
+//! One integration-test binary (one link step) with a module per behaviour. Every test
+//! starts the real server on port 0 with a temporary data directory and speaks the
+//! protocol over TCP.
+
+mod common;
+
+mod bad_input;
+mod crash;
+mod delivery;
+mod session;
