@@ -45,7 +45,7 @@ pub fn split(buf: &[u8], max: u32) -> Result<Option<(&[u8], usize)>, FrameError>
 /// client cannot smuggle data past the parser and the spec's vectors are exact.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     match postcard::take_from_bytes::<T>(body) {
-        Ok((value, rest)) if rest.is_empty() => Ok(value),
+        Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(FrameError::Malformed(format!(
             "{} trailing bytes",
             rest.len()

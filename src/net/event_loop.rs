@@ -389,7 +389,7 @@ impl EventLoop {
             match self.from_workers.try_recv() {
                 Ok(batch) => {
                     for msg in batch {
-                        self.from_worker(msg);
+                        self.apply_worker_msg(msg);
                     }
                 }
                 Err(TryRecvError::Empty) => return false,
@@ -398,7 +398,7 @@ impl EventLoop {
         }
     }
 
-    fn from_worker(&mut self, msg: LoopMsg) {
+    fn apply_worker_msg(&mut self, msg: LoopMsg) {
         match msg {
             LoopMsg::Frames { conn, bytes } => {
                 if self.live(conn).is_some() {

@@ -82,6 +82,9 @@ impl Pool {
 
     /// Hands a command to a worker without blocking; a full queue gives the command back
     /// so the loop can hold it and stop reading from that connection.
+    // Handing the command back by value is the point; boxing it would cost an
+    // allocation per request on the hot path.
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, worker: usize, cmd: WorkerCmd) -> Result<(), WorkerCmd> {
         match self.senders[worker].try_send(cmd) {
             Ok(()) => Ok(()),
