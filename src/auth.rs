@@ -113,6 +113,23 @@ fn verify_password(password: &str, phc: &str) -> bool {
     }
 }
 
+/// Bytes in a resume token.
+pub const TOKEN_LEN: usize = 32;
+
+/// A fresh resume token: 256 bits from the OS, or None if the OS has no randomness.
+pub fn new_token() -> Option<[u8; TOKEN_LEN]> {
+    let mut token = [0u8; TOKEN_LEN];
+    getrandom::getrandom(&mut token).ok()?;
+    Some(token)
+}
+
+/// What the store keeps of a token. A token is 256 random bits, so a fast hash is as
+/// safe as a slow one; a leaked store still yields no usable token.
+pub fn token_digest(token: &[u8]) -> [u8; 32] {
+    use blake2::{Blake2s256, Digest};
+    Blake2s256::digest(token).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +141,14 @@ mod tests {
         assert!(verify_password("correct horse", &phc));
         assert!(!verify_password("wrong horse", &phc));
         assert!(!verify_password("correct horse", "not a phc string"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_digests_stable() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(token_digest(&a), token_digest(&a));
+        assert_ne!(token_digest(&a), token_digest(&b));
     }
 
     #[test]

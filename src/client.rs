@@ -215,6 +215,17 @@ impl Client {
         }
     }
 
+    /// Logs in with a resume token from an earlier LoggedIn reply.
+    pub fn resume(&mut self, username: &str, token: &[u8]) -> ClientResult<Reply> {
+        match self.request(Request::Resume {
+            username: username.into(),
+            token: token.to_vec(),
+        })? {
+            reply @ Reply::LoggedIn { .. } => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Sends a stored message and waits for its receipt; returns (message id, seq, duplicate).
     pub fn send_message(
         &mut self,

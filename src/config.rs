@@ -74,6 +74,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Connections accepted at most; the rest are refused until some close.
     pub max_connections: usize,
+    /// How long a resume token stays valid.
+    pub token_ttl: Duration,
 }
 
 impl Default for Config {
@@ -94,6 +96,7 @@ impl Default for Config {
             max_batch: 4096,
             shutdown_grace: Duration::from_secs(2),
             max_connections: 19_000,
+            token_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -64,7 +64,15 @@ pub enum Request {
         after: String,
         limit: u32,
     },
+    /// Ends the session and revokes the user's resume tokens.
     Logout,
+    /// Logs in with a resume token from an earlier LoggedIn: no password hash, so
+    /// reconnecting is cheap.
+    Resume {
+        username: String,
+        #[serde(with = "serde_bytes")]
+        token: Vec<u8>,
+    },
 }
 
 /// Where a message goes.
@@ -150,6 +158,10 @@ pub enum Reply {
         display_name: String,
         acked: u64,
         last_seq: u64,
+        /// 32 bytes; logs in again without the password until it expires or the user
+        /// logs out.
+        #[serde(with = "serde_bytes")]
+        resume_token: Vec<u8>,
     },
     /// The message is on disk. `duplicate` is true when `client_msg_id` was seen before and
     /// this is the original's receipt.
@@ -236,6 +248,8 @@ pub enum ErrorCode {
     IdleTimeout,
     ShuttingDown,
     ServerFull,
+    /// A resume token that is unknown, expired or revoked.
+    InvalidToken,
 }
 
 impl ErrorCode {

@@ -120,6 +120,7 @@ fn register_and_login_errors() {
             display_name,
             acked,
             last_seq,
+            ..
         } => {
             assert_eq!(
                 (id, display_name.as_str(), acked, last_seq),
@@ -310,4 +311,57 @@ fn shutdown_tells_clients() {
     server.stop();
     assert_eq!(client.next_push().unwrap(), Push::ShuttingDown);
     assert!(matches!(client.read_frame(), Err(ClientError::Closed)));
+}
+
+fn token_of(reply: &Reply) -> Vec<u8> {
+    match reply {
+        Reply::LoggedIn { resume_token, .. } => resume_token.clone(),
+        other => panic!("not a LoggedIn reply: {other:?}"),
+    }
+}
+
+#[test]
+fn resume_tokens_log_in_without_the_password() {
+    let mut server = TestServer::start();
+    server.register(&["alice"]);
+    let mut client = server.client();
+    let token = token_of(&client.login("alice", PASSWORD).unwrap());
+    assert_eq!(token.len(), 32);
+    drop(client);
+
+    let mut client = server.client();
+    let reply = client.resume("alice", &token).unwrap();
+    assert_eq!(token_of(&reply), token);
+    // Tokens survive a restart (they are stored, as a digest).
+    drop(client);
+    server.restart();
+    let mut client = server.client();
+    client.resume("alice", &token).unwrap();
+
+    // Wrong token, wrong length, another user's name: all InvalidToken.
+    let mut other = server.client();
+    let mut wrong = token.clone();
+    wrong[0] ^= 1;
+    assert_eq!(code(other.resume("alice", &wrong)), ErrorCode::InvalidToken);
+    assert_eq!(
+        code(other.resume("alice", &token[..16])),
+        ErrorCode::InvalidToken
+    );
+    server.register(&["bob"]);
+    assert_eq!(code(other.resume("bob", &token)), ErrorCode::InvalidToken);
+    assert_eq!(code(other.resume("nobody", &token)), ErrorCode::UnknownUser);
+
+    // Logout revokes every token of the user.
+    assert_eq!(client.request(Request::Logout).unwrap(), Reply::LoggedOut);
+    assert_eq!(code(other.resume("alice", &token)), ErrorCode::InvalidToken);
+}
+
+#[test]
+fn expired_tokens_are_refused() {
+    let server = TestServer::with(|c| c.token_ttl = Duration::ZERO);
+    server.register(&["alice"]);
+    let mut client = server.client();
+    let token = token_of(&client.login("alice", PASSWORD).unwrap());
+    let mut other = server.client();
+    assert_eq!(code(other.resume("alice", &token)), ErrorCode::InvalidToken);
 }

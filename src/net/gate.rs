@@ -35,12 +35,15 @@ pub fn admit<'a>(
             Refuse(ErrorCode::BadRequest, "Hello was already accepted")
         }
         (Phase::Ready, Request::Ping) => Pong,
-        (Phase::Ready, Request::Register { username, .. } | Request::Login { username, .. }) => {
-            match user {
-                Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
-                None => Worker(username),
-            }
-        }
+        (
+            Phase::Ready,
+            Request::Register { username, .. }
+            | Request::Login { username, .. }
+            | Request::Resume { username, .. },
+        ) => match user {
+            Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
+            None => Worker(username),
+        },
         (Phase::Ready, request) => match user {
             None => Refuse(ErrorCode::NotLoggedIn, "log in first"),
             // A message is handled by its recipient's worker; everything else concerns

@@ -8,6 +8,7 @@
 //! - `accounts`: `username` → [`Account`]
 //! - `inbox`:    `uid ++ 0x00` → acked sequence (u64); `uid ++ 0x01 ++ seq` → [`StoredMessage`]
 //! - `dedup`:    `sender uid ++ client_msg_id` → [`DedupEntry`]
+//! - `tokens`:   `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 //!
 //! An inbox's last sequence is derived, never stored: the highest message key, or the acked
 //! sequence when every message was acknowledged and removed. One fewer write per message and
@@ -55,6 +56,7 @@ pub struct Store {
     accounts: sled::Tree,
     inbox: sled::Tree,
     dedup: sled::Tree,
+    tokens: sled::Tree,
 }
 
 impl Store {
@@ -69,6 +71,7 @@ impl Store {
             accounts: db.open_tree("accounts")?,
             inbox: db.open_tree("inbox")?,
             dedup: db.open_tree("dedup")?,
+            tokens: db.open_tree("tokens")?,
             db,
         })
     }
@@ -190,6 +193,37 @@ impl Store {
         Ok(())
     }
 
+    /// Remembers a resume token (by its digest) until `expires_ms`.
+    pub fn put_token(&self, uid: u64, digest: &[u8; 32], expires_ms: u64) -> StoreResult<()> {
+        self.tokens
+            .insert(token_key(uid, digest), &expires_ms.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Whether the token is known and unexpired; an expired one is removed.
+    pub fn token_valid(&self, uid: u64, digest: &[u8; 32], now_ms: u64) -> StoreResult<bool> {
+        let key = token_key(uid, digest);
+        match self.tokens.get(key)? {
+            Some(raw) if read_u64("tokens", &raw)? > now_ms => Ok(true),
+            Some(_) => {
+                self.tokens.remove(key)?;
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Revokes every token of the user (logout, password change).
+    pub fn revoke_tokens(&self, uid: u64) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        for entry in self.tokens.scan_prefix(uid.to_be_bytes()) {
+            let (key, _) = entry?;
+            batch.remove(key);
+        }
+        self.tokens.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Counts every record; O(data), for administration and tests, not the message path.
     pub fn stats(&self) -> StoreResult<StoreStats> {
         let mut stored_messages = 0;
@@ -231,6 +265,13 @@ fn dedup_key(sender: u64, client_msg_id: u64) -> [u8; 16] {
     let mut key = [0; 16];
     key[..8].copy_from_slice(&sender.to_be_bytes());
     key[8..].copy_from_slice(&client_msg_id.to_be_bytes());
+    key
+}
+
+fn token_key(uid: u64, digest: &[u8; 32]) -> [u8; 40] {
+    let mut key = [0; 40];
+    key[..8].copy_from_slice(&uid.to_be_bytes());
+    key[8..].copy_from_slice(digest);
     key
 }
 
@@ -304,6 +345,28 @@ mod tests {
             }
         );
         assert_eq!(store.stats().unwrap().stored_messages, 1);
+    }
+
+    #[test]
+    fn tokens_expire_and_are_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        store.put_token(5, &a, 1_000).unwrap();
+        store.put_token(5, &b, 5_000).unwrap();
+        store.put_token(6, &a, 5_000).unwrap();
+        assert!(store.token_valid(5, &a, 999).unwrap());
+        assert!(!store.token_valid(5, &a, 1_000).unwrap());
+        assert!(
+            !store.token_valid(5, &a, 0).unwrap(),
+            "an expired token is gone for good"
+        );
+        store.revoke_tokens(5).unwrap();
+        assert!(!store.token_valid(5, &b, 0).unwrap());
+        assert!(
+            store.token_valid(6, &a, 0).unwrap(),
+            "another user's token is untouched"
+        );
     }
 
     #[test]

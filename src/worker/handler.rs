@@ -3,7 +3,7 @@
 
 use super::inbox::{Session, UserState};
 use super::{Directory, WorkerCmd};
-use crate::auth::Hasher;
+use crate::auth::{new_token, token_digest, Hasher, TOKEN_LEN};
 use crate::config::Config;
 use crate::frame;
 use crate::net::{ConnId, LoopMsg, Outbox, SessionUser};
@@ -184,6 +184,10 @@ impl Worker {
             (Request::Login { username, password }, None) => {
                 self.login(conn, request_id, username, password)
             }
+            (Request::Resume { username, token }, None) => {
+                self.resume(conn, request_id, username, token)
+            }
+
             (
                 Request::Send {
                     to: Target::User(to),
@@ -236,12 +240,14 @@ impl Worker {
             }
             (Request::Logout, Some(user)) => {
                 self.own_session(conn, &user)?;
+                self.store.revoke_tokens(user.uid)?;
+                self.dirty = true;
                 if let Some(state) = self.users.get_mut(&user.name) {
                     state.session = None;
                 }
                 self.directory.remove(&user.name);
                 self.out.push((LoopMsg::Unbind { conn }, false));
-                self.reply(conn, request_id, Reply::LoggedOut, false);
+                self.reply(conn, request_id, Reply::LoggedOut, true);
                 Ok(())
             }
             // The loop enforces which requests each connection state allows; reaching
@@ -386,6 +392,54 @@ impl Worker {
         let Some(account) = self.store.account(&username)? else {
             return Err(Refusal::new(ErrorCode::UnknownUser, "no such user"));
         };
+        let Some(token) = new_token() else {
+            return Err(Refusal::new(
+                ErrorCode::Internal,
+                "no randomness for a resume token",
+            ));
+        };
+        let expires = now_ms().saturating_add(self.config.token_ttl.as_millis() as u64);
+        self.store
+            .put_token(account.user_id, &token_digest(&token), expires)?;
+        self.dirty = true;
+        self.open_session(conn, request_id, username, account, token.to_vec())
+    }
+
+    fn resume(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        username: String,
+        token: Vec<u8>,
+    ) -> Handled {
+        if !valid_username(&username) {
+            return Err(Refusal::new(ErrorCode::InvalidName, "not a valid username"));
+        }
+        let Some(account) = self.store.account(&username)? else {
+            return Err(Refusal::new(ErrorCode::UnknownUser, "no such user"));
+        };
+        if token.len() != TOKEN_LEN
+            || !self
+                .store
+                .token_valid(account.user_id, &token_digest(&token), now_ms())?
+        {
+            return Err(Refusal::new(
+                ErrorCode::InvalidToken,
+                "unknown, expired or revoked token",
+            ));
+        }
+        self.open_session(conn, request_id, username, account, token)
+    }
+
+    /// Makes `conn` the user's one live session and starts delivering its inbox.
+    fn open_session(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        username: String,
+        account: Account,
+        resume_token: Vec<u8>,
+    ) -> Handled {
         let name: Arc<str> = username.into();
         self.load_user(&name)?;
         let state = self
@@ -418,8 +472,10 @@ impl Worker {
             display_name: account.display_name.clone(),
             acked,
             last_seq,
+            resume_token,
         };
-        self.reply(conn, request_id, reply, false);
+        // Durable: a token handed out must survive a crash, or the client is locked out.
+        self.reply(conn, request_id, reply, true);
         self.directory.set(name.clone(), account.display_name);
         debug!("{name} logged in; inbox acked {acked} of {last_seq}");
         self.pump(&name)
