@@ -76,6 +76,19 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a resume token stays valid.
     pub token_ttl: Duration,
+    /// Members per group at most.
+    pub max_group_members: usize,
+    /// Groups a user may belong to at most.
+    pub max_groups_per_user: usize,
+    /// Messages a group keeps at most; older ones are dropped even if some member has not
+    /// acknowledged them, so one member who never returns cannot make a group grow forever.
+    pub group_retention: u64,
+    /// Members per room at most.
+    pub max_room_members: usize,
+    /// Whether every user may broadcast, or only administrators.
+    pub broadcast_by_anyone: bool,
+    /// Presence subscriptions per connection at most.
+    pub max_subscriptions: usize,
 }
 
 impl Default for Config {
@@ -97,6 +110,12 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(2),
             max_connections: 19_000,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_group_members: 1000,
+            max_groups_per_user: 100,
+            group_retention: 100_000,
+            max_room_members: 10_000,
+            broadcast_by_anyone: false,
+            max_subscriptions: 1000,
         }
     }
 }

@@ -73,12 +73,76 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         token: Vec<u8>,
     },
+    /// Creates a persistent group owned by the caller. `open` groups can be joined by anyone.
+    CreateGroup {
+        name: String,
+        open: bool,
+    },
+    RenameGroup {
+        group_id: u64,
+        name: String,
+    },
+    AddMember {
+        group_id: u64,
+        username: String,
+    },
+    RemoveMember {
+        group_id: u64,
+        username: String,
+    },
+    /// Owner only. Giving `Owner` hands the group over; the old owner becomes an admin.
+    SetRole {
+        group_id: u64,
+        username: String,
+        role: Role,
+    },
+    JoinGroup {
+        group_id: u64,
+    },
+    LeaveGroup {
+        group_id: u64,
+    },
+    DeleteGroup {
+        group_id: u64,
+    },
+    ListGroups,
+    GroupMembers {
+        group_id: u64,
+    },
+    /// Joins an ephemeral room (created on first join, gone when the last member leaves).
+    JoinRoom {
+        room: String,
+    },
+    LeaveRoom {
+        room: String,
+    },
+    /// One page of rooms in name order, starting after `after` ("" = start).
+    ListRooms {
+        after: String,
+        limit: u32,
+    },
+    RoomMembers {
+        room: String,
+    },
+    /// Presence pushes for `username` go to this session until it ends or unsubscribes.
+    SubscribePresence {
+        username: String,
+    },
+    UnsubscribePresence {
+        username: String,
+    },
 }
 
 /// Where a message goes.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     User(String),
+    /// Every member of the group (stored in the group's sequence).
+    Group(u64),
+    /// The members of the room at this moment (never stored).
+    Room(String),
+    /// Every online user (never stored; administrators only unless the server allows all).
+    Everyone,
 }
 
 /// A sequence of stored messages with its own contiguous numbering.
@@ -86,6 +150,51 @@ pub enum Target {
 pub enum Conversation {
     /// The logged-in user's own inbox of direct messages.
     Inbox,
+    /// A group's shared sequence.
+    Group(u64),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+/// A membership change, stored in the group's sequence like a message so that members who
+/// were offline learn of it in order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    Created {
+        by: String,
+    },
+    Joined {
+        username: String,
+    },
+    Left {
+        username: String,
+    },
+    Added {
+        username: String,
+        by: String,
+    },
+    Removed {
+        username: String,
+        by: String,
+    },
+    Renamed {
+        name: String,
+        by: String,
+    },
+    RoleChanged {
+        username: String,
+        role: Role,
+        by: String,
+    },
+    /// Pushed live to online members only: the group and its history are gone.
+    Deleted {
+        by: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +204,8 @@ pub enum MediaKind {
     Audio,
     File,
     Custom,
+    /// A group event; `Message::event` says which.
+    System,
 }
 
 /// Where a media message's payload lives; the body then carries a caption or thumbnail.
@@ -192,6 +303,59 @@ pub enum Reply {
         more: bool,
     },
     LoggedOut,
+    /// Success of a request that has nothing else to say.
+    Done,
+    GroupCreated {
+        group_id: u64,
+    },
+    Groups {
+        groups: Vec<GroupInfo>,
+    },
+    Members {
+        group_id: u64,
+        members: Vec<MemberInfo>,
+    },
+    /// A room message or broadcast went to this many connections.
+    Delivered {
+        recipients: u32,
+    },
+    Rooms {
+        rooms: Vec<RoomInfo>,
+        more: bool,
+    },
+    RoomMembers {
+        room: String,
+        members: Vec<String>,
+    },
+    Subscribed {
+        username: String,
+        online: bool,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub group_id: u64,
+    pub name: String,
+    pub open: bool,
+    pub role: Role,
+    pub members: u32,
+    /// The caller's acknowledged position and the group's last sequence.
+    pub acked: u64,
+    pub last_seq: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub username: String,
+    pub role: Role,
+    pub online: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub name: String,
+    pub members: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -215,6 +379,20 @@ pub enum Push {
     },
     /// The server is stopping; the connection closes after this frame.
     ShuttingDown,
+    RoomMessage {
+        room: String,
+        from: String,
+        content: Content,
+    },
+    Broadcast {
+        from: String,
+        content: Content,
+    },
+    /// A user this session shares a group with, or subscribed to, came online or went offline.
+    Presence {
+        username: String,
+        online: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -225,6 +403,8 @@ pub struct Message {
     pub from: String,
     pub timestamp_ms: u64,
     pub content: Content,
+    /// Set on group events (content kind `System`, empty body).
+    pub event: Option<GroupEvent>,
 }
 
 /// Typed errors. Codes are the variant indices and never change meaning.
@@ -250,6 +430,13 @@ pub enum ErrorCode {
     ServerFull,
     /// A resume token that is unknown, expired or revoked.
     InvalidToken,
+    UnknownGroup,
+    NotAMember,
+    /// The caller's role does not allow this.
+    Forbidden,
+    /// A configured limit (members per group, groups per user, room size) is reached.
+    LimitReached,
+    AlreadyMember,
 }
 
 impl ErrorCode {
@@ -271,17 +458,25 @@ impl ErrorCode {
 /// Username rules (protocol.md "Names"): 3 to 32 bytes of `a-z 0-9 _ . -`, starting with a
 /// letter or digit. Lowercase only, so two accounts can never differ by case alone.
 pub fn valid_username(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    (3..=32).contains(&bytes.len())
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-        })
+    (3..=32).contains(&name.len()) && name_chars_ok(name)
 }
 
 /// Passwords: 8 to 256 bytes of UTF-8. The upper bound keeps hashing cost predictable.
 pub fn valid_password(password: &str) -> bool {
     (8..=256).contains(&password.len())
+}
+
+/// Room names: 1 to 64 bytes of `a-z 0-9 _ . -`, starting with a letter or digit.
+pub fn valid_room_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name_chars_ok(name)
+}
+
+fn name_chars_ok(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
 }
 
 /// Display names: 1 to 64 characters, no control characters, not only whitespace.

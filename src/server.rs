@@ -5,7 +5,7 @@ use crate::auth::Hasher;
 use crate::config::Config;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{Store, StoreError};
-use crate::worker::{Directory, Pool};
+use crate::worker::{Directory, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -32,6 +32,7 @@ pub struct Server {
     handle: LoopHandle,
     store: Store,
     directory: Directory,
+    rooms: RoomList,
     event_loop: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
     hashers: Vec<JoinHandle<()>>,
@@ -59,13 +60,16 @@ impl Server {
         let (to_loop, from_workers) = crossbeam_channel::unbounded();
         let directory = Directory::default();
         let outbox = Outbox::new(to_loop, waker.clone());
-        let (pool, workers) = Pool::start(
-            config.clone(),
-            store.clone(),
+        let rooms = RoomList::default();
+        let shared = Shared {
+            config: config.clone(),
+            store: store.clone(),
             hasher,
             outbox,
-            directory.clone(),
-        );
+            directory: directory.clone(),
+            rooms: rooms.clone(),
+        };
+        let (pool, workers) = Pool::start(shared);
         let (event_loop, handle) =
             EventLoop::new(poll, listener, waker, pool, from_workers, config.clone());
         let event_loop = std::thread::Builder::new()
@@ -81,6 +85,7 @@ impl Server {
             handle,
             store,
             directory,
+            rooms,
             event_loop,
             workers,
             hashers,
@@ -104,6 +109,11 @@ impl Server {
     /// Number of users online now.
     pub fn online(&self) -> usize {
         self.directory.count()
+    }
+
+    /// Number of rooms with members now.
+    pub fn rooms(&self) -> usize {
+        self.rooms.count()
     }
 
     /// Stops the server and waits until it has stopped.

@@ -7,4 +7,6 @@ mod common;
 mod bad_input;
 mod crash;
 mod delivery;
+mod groups;
+mod rooms;
 mod session;

@@ -527,10 +527,18 @@ impl EventLoop {
         }
     }
 
+    /// Every worker may hold something for the connection (a session, group cursors,
+    /// rooms, subscriptions), so every worker hears of it.
     fn notify_closed(&mut self, conn: ConnId, user: SessionUser) {
-        let worker = self.pool.partition(&user.name);
-        self.closed_notices
-            .push_back((worker, WorkerCmd::Closed { conn, user }));
+        for worker in 0..self.pool.workers() {
+            self.closed_notices.push_back((
+                worker,
+                WorkerCmd::Closed {
+                    conn,
+                    user: user.clone(),
+                },
+            ));
+        }
         self.retry_closed_notices();
     }
 

@@ -1,10 +1,11 @@
 //! Which request is allowed in which connection state, and where it goes: answered by the
-//! loop itself, refused, or handed to the worker that owns the user concerned.
+//! loop itself, refused, or handed to the worker that owns the state concerned.
 //! protocol.md's "Connection states" table is this function.
 
 use super::conn::Phase;
 use super::SessionUser;
-use crate::protocol::{ErrorCode, Request, Target, PROTOCOL_VERSION};
+use crate::protocol::{Conversation, ErrorCode, Request, Target, PROTOCOL_VERSION};
+use crate::worker::Owner;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission<'a> {
@@ -12,8 +13,8 @@ pub enum Admission<'a> {
     Hello,
     Pong,
     Refuse(ErrorCode, &'static str),
-    /// Hand to the worker owning this username.
-    Worker(&'a str),
+    /// Hand to the worker owning this.
+    Worker(Owner<'a>),
 }
 
 pub fn admit<'a>(
@@ -42,27 +43,61 @@ pub fn admit<'a>(
             | Request::Resume { username, .. },
         ) => match user {
             Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
-            None => Worker(username),
+            None => Worker(Owner::User(username)),
         },
         (Phase::Ready, request) => match user {
             None => Refuse(ErrorCode::NotLoggedIn, "log in first"),
-            // A message is handled by its recipient's worker; everything else concerns
-            // the user's own state.
-            Some(user) => match request {
-                Request::Send {
-                    to: Target::User(to),
-                    ..
-                } => Worker(to),
-                _ => Worker(&user.name),
-            },
+            Some(user) => Worker(owner_of(request, user)),
         },
+    }
+}
+
+/// A message goes to its destination's worker; group and room requests to the group's or
+/// room's; presence subscriptions to the watched user's; the rest concern the caller.
+fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
+    match request {
+        Request::Send {
+            to: Target::User(to),
+            ..
+        } => Owner::User(to),
+        Request::Send {
+            to: Target::Group(id),
+            ..
+        }
+        | Request::Ack {
+            conversation: Conversation::Group(id),
+            ..
+        }
+        | Request::Resync {
+            conversation: Conversation::Group(id),
+            ..
+        }
+        | Request::RenameGroup { group_id: id, .. }
+        | Request::AddMember { group_id: id, .. }
+        | Request::RemoveMember { group_id: id, .. }
+        | Request::SetRole { group_id: id, .. }
+        | Request::JoinGroup { group_id: id }
+        | Request::LeaveGroup { group_id: id }
+        | Request::DeleteGroup { group_id: id }
+        | Request::GroupMembers { group_id: id } => Owner::Group(*id),
+        Request::Send {
+            to: Target::Room(room),
+            ..
+        }
+        | Request::JoinRoom { room }
+        | Request::LeaveRoom { room }
+        | Request::RoomMembers { room } => Owner::Room(room),
+        Request::SubscribePresence { username } | Request::UnsubscribePresence { username } => {
+            Owner::User(username)
+        }
+        _ => Owner::User(&user.name),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Content, Conversation};
+    use crate::protocol::Content;
 
     fn hello(version: u16) -> Request {
         Request::Hello {
@@ -88,12 +123,15 @@ mod tests {
     }
 
     #[test]
-    fn before_login_only_register_login_ping() {
+    fn before_login_only_register_login_resume_ping() {
         let login = Request::Login {
             username: "bob".into(),
             password: "x".into(),
         };
-        assert_eq!(admit(Phase::Ready, None, &login), Admission::Worker("bob"));
+        assert_eq!(
+            admit(Phase::Ready, None, &login),
+            Admission::Worker(Owner::User("bob"))
+        );
         assert_eq!(admit(Phase::Ready, None, &Request::Ping), Admission::Pong);
         let ack = Request::Ack {
             conversation: Conversation::Inbox,
@@ -103,28 +141,55 @@ mod tests {
             admit(Phase::Ready, None, &ack),
             Admission::Refuse(ErrorCode::NotLoggedIn, _)
         ));
+        assert!(matches!(
+            admit(Phase::Ready, None, &Request::JoinRoom { room: "x".into() }),
+            Admission::Refuse(ErrorCode::NotLoggedIn, _)
+        ));
     }
 
     #[test]
-    fn messages_go_to_the_recipient_and_the_rest_to_the_sender() {
+    fn requests_go_to_the_owner_of_what_they_touch() {
         let alice = SessionUser {
             name: "alice".into(),
             uid: 1,
+            admin: false,
         };
-        let send = Request::Send {
-            to: Target::User("bob".into()),
+        let send = |to| Request::Send {
+            to,
             client_msg_id: 1,
             transient: false,
             content: Content::text("hi"),
         };
+        let at = |r: &Request| match admit(Phase::Ready, Some(&alice), r) {
+            Admission::Worker(owner) => format!("{owner:?}"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at(&send(Target::User("bob".into()))), "User(\"bob\")");
+        assert_eq!(at(&send(Target::Group(9))), "Group(9)");
+        assert_eq!(at(&send(Target::Room("lobby".into()))), "Room(\"lobby\")");
+        assert_eq!(at(&send(Target::Everyone)), "User(\"alice\")");
         assert_eq!(
-            admit(Phase::Ready, Some(&alice), &send),
-            Admission::Worker("bob")
+            at(&Request::Ack {
+                conversation: Conversation::Group(9),
+                up_to: 1
+            }),
+            "Group(9)"
         );
         assert_eq!(
-            admit(Phase::Ready, Some(&alice), &Request::Logout),
-            Admission::Worker("alice")
+            at(&Request::Ack {
+                conversation: Conversation::Inbox,
+                up_to: 1
+            }),
+            "User(\"alice\")"
         );
+        assert_eq!(
+            at(&Request::SubscribePresence {
+                username: "bob".into()
+            }),
+            "User(\"bob\")"
+        );
+        assert_eq!(at(&Request::ListGroups), "User(\"alice\")");
+        assert_eq!(at(&Request::Logout), "User(\"alice\")");
         let login = Request::Login {
             username: "bob".into(),
             password: "x".into(),

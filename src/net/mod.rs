@@ -30,6 +30,8 @@ impl ConnId {
 pub struct SessionUser {
     pub name: Arc<str>,
     pub uid: u64,
+    /// May broadcast when only administrators may.
+    pub admin: bool,
 }
 
 /// What workers ask of the event loop.

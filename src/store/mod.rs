@@ -1,22 +1,25 @@
-//! Durable state in sled: accounts and every message not yet acknowledged by its recipient.
+//! Durable state in sled: accounts, every message not yet acknowledged, groups, tokens.
 //!
 //! The store never flushes on its own initiative for a write: callers (the workers) batch
 //! their writes and call [`Store::flush`] once per batch, then release receipts. That is
 //! the group commit behind "a receipt means the message is on disk".
 //!
-//! Key layout (all integers big-endian so byte order is numeric order):
-//! - `accounts`: `username` → [`Account`]
-//! - `inbox`:    `uid ++ 0x00` → acked sequence (u64); `uid ++ 0x01 ++ seq` → [`StoredMessage`]
-//! - `dedup`:    `sender uid ++ client_msg_id` → [`DedupEntry`]
-//! - `tokens`:   `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
-//!
-//! An inbox's last sequence is derived, never stored: the highest message key, or the acked
-//! sequence when every message was acknowledged and removed. One fewer write per message and
-//! no way for a counter and the messages to disagree after a crash.
+//! Trees and key layout (integers big-endian so byte order is numeric order):
+//! - `accounts`:    `username` → [`Account`]
+//! - `inbox`:       a [`SeqLog`] per user id; the floor is the user's acknowledged sequence
+//! - `group_log`:   a [`SeqLog`] per group id; the floor is the lowest ack of all members
+//! - `groups`:      `group id` → [`GroupRecord`] (name, flags, members and roles)
+//! - `group_acks`:  `group id ++ username` → the member's acknowledged sequence (u64)
+//! - `memberships`: `username ++ 0x00 ++ group id` → empty (a user's groups)
+//! - `dedup`:       `sender uid ++ client_msg_id` → [`DedupEntry`]
+//! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 
+mod groups;
 mod records;
+mod seqlog;
 
-pub use records::{Account, DedupEntry, StoredMessage};
+pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, StoredMessage};
+pub use seqlog::{LogState, SeqLog};
 
 use std::path::Path;
 use thiserror::Error;
@@ -31,32 +34,29 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Where an inbox stands: messages `acked+1..=last_seq` are stored and owed to the user.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InboxState {
-    pub acked: u64,
-    pub last_seq: u64,
-}
-
-/// Counts for operators (`confabd` logs them and tests inspect them).
+/// Counts for operators (administration commands, statistics, tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     pub accounts: u64,
+    pub groups: u64,
     pub stored_messages: u64,
     pub size_on_disk: u64,
 }
-
-const META: u8 = 0x00;
-const MESSAGE: u8 = 0x01;
 
 /// A handle on the data directory; cheap to clone (sled trees are reference counted).
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     accounts: sled::Tree,
-    inbox: sled::Tree,
     dedup: sled::Tree,
     tokens: sled::Tree,
+    groups: sled::Tree,
+    group_acks: sled::Tree,
+    memberships: sled::Tree,
+    /// Users' inboxes.
+    pub inbox: SeqLog,
+    /// Groups' shared histories.
+    pub group_log: SeqLog,
 }
 
 impl Store {
@@ -69,9 +69,13 @@ impl Store {
             .open()?;
         Ok(Store {
             accounts: db.open_tree("accounts")?,
-            inbox: db.open_tree("inbox")?,
             dedup: db.open_tree("dedup")?,
             tokens: db.open_tree("tokens")?,
+            groups: db.open_tree("groups")?,
+            group_acks: db.open_tree("group_acks")?,
+            memberships: db.open_tree("memberships")?,
+            inbox: SeqLog::new(db.open_tree("inbox")?, "inbox"),
+            group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
             db,
         })
     }
@@ -120,63 +124,8 @@ impl Store {
         Ok(names)
     }
 
-    pub fn inbox_state(&self, uid: u64) -> StoreResult<InboxState> {
-        let acked = match self.inbox.get(meta_key(uid))? {
-            Some(raw) => read_u64("inbox", &raw)?,
-            None => 0,
-        };
-        let last_stored = match self.inbox.scan_prefix(message_prefix(uid)).next_back() {
-            Some(entry) => {
-                let (key, _) = entry?;
-                read_u64("inbox", &key[9..])?
-            }
-            None => 0,
-        };
-        Ok(InboxState {
-            acked,
-            last_seq: acked.max(last_stored),
-        })
-    }
-
-    pub fn append(&self, uid: u64, seq: u64, message: &StoredMessage) -> StoreResult<()> {
-        self.inbox.insert(message_key(uid, seq), encode(message))?;
-        Ok(())
-    }
-
-    /// Up to `limit` stored messages with sequence above `after`, in order.
-    pub fn read_inbox(
-        &self,
-        uid: u64,
-        after: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<(u64, StoredMessage)>> {
-        let start = message_key(uid, after.saturating_add(1));
-        let end = message_key(uid, u64::MAX);
-        let mut out = Vec::new();
-        for entry in self.inbox.range(start..=end).take(limit) {
-            let (key, raw) = entry?;
-            out.push((read_u64("inbox", &key[9..])?, decode("inbox", &raw)?));
-        }
-        Ok(out)
-    }
-
-    /// Records the ack and removes the acknowledged messages, atomically.
-    pub fn ack(&self, uid: u64, up_to: u64) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(&meta_key(uid), &up_to.to_be_bytes());
-        for entry in self
-            .inbox
-            .range(message_key(uid, 0)..=message_key(uid, up_to))
-        {
-            let (key, _) = entry?;
-            batch.remove(key);
-        }
-        self.inbox.apply_batch(batch)?;
-        Ok(())
-    }
-
     pub fn dedup_get(&self, sender: u64, client_msg_id: u64) -> StoreResult<Option<DedupEntry>> {
-        match self.dedup.get(dedup_key(sender, client_msg_id))? {
+        match self.dedup.get(pair_key(sender, client_msg_id))? {
             Some(raw) => Ok(Some(decode("dedup", &raw)?)),
             None => Ok(None),
         }
@@ -189,7 +138,7 @@ impl Store {
         entry: &DedupEntry,
     ) -> StoreResult<()> {
         self.dedup
-            .insert(dedup_key(sender, client_msg_id), encode(entry))?;
+            .insert(pair_key(sender, client_msg_id), encode(entry))?;
         Ok(())
     }
 
@@ -217,8 +166,7 @@ impl Store {
     pub fn revoke_tokens(&self, uid: u64) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
         for entry in self.tokens.scan_prefix(uid.to_be_bytes()) {
-            let (key, _) = entry?;
-            batch.remove(key);
+            batch.remove(entry?.0);
         }
         self.tokens.apply_batch(batch)?;
         Ok(())
@@ -226,45 +174,19 @@ impl Store {
 
     /// Counts every record; O(data), for administration and tests, not the message path.
     pub fn stats(&self) -> StoreResult<StoreStats> {
-        let mut stored_messages = 0;
-        for entry in self.inbox.iter() {
-            let (key, _) = entry?;
-            if key.get(8) == Some(&MESSAGE) {
-                stored_messages += 1;
-            }
-        }
         Ok(StoreStats {
             accounts: self.accounts.len() as u64,
-            stored_messages,
+            groups: self.groups.len() as u64,
+            stored_messages: self.inbox.count_messages()? + self.group_log.count_messages()?,
             size_on_disk: self.db.size_on_disk()?,
         })
     }
 }
 
-fn meta_key(uid: u64) -> [u8; 9] {
-    let mut key = [0; 9];
-    key[..8].copy_from_slice(&uid.to_be_bytes());
-    key[8] = META;
-    key
-}
-
-fn message_prefix(uid: u64) -> [u8; 9] {
-    let mut key = meta_key(uid);
-    key[8] = MESSAGE;
-    key
-}
-
-fn message_key(uid: u64, seq: u64) -> [u8; 17] {
-    let mut key = [0; 17];
-    key[..9].copy_from_slice(&message_prefix(uid));
-    key[9..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn dedup_key(sender: u64, client_msg_id: u64) -> [u8; 16] {
+fn pair_key(a: u64, b: u64) -> [u8; 16] {
     let mut key = [0; 16];
-    key[..8].copy_from_slice(&sender.to_be_bytes());
-    key[8..].copy_from_slice(&client_msg_id.to_be_bytes());
+    key[..8].copy_from_slice(&a.to_be_bytes());
+    key[8..].copy_from_slice(&b.to_be_bytes());
     key
 }
 
@@ -305,46 +227,50 @@ mod tests {
             from: "alice".into(),
             timestamp_ms: 5,
             content: Content::text(text),
+            event: None,
         }
     }
 
     #[test]
-    fn inbox_sequence_survives_ack_of_everything() {
+    fn a_log_keeps_its_sequence_after_everything_is_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.inbox_state(7).unwrap(), InboxState::default());
+        let log = &store.inbox;
+        assert_eq!(log.state(7).unwrap(), LogState::default());
         for seq in 1..=3 {
-            store.append(7, seq, &message(&format!("m{seq}"))).unwrap();
+            log.append(7, seq, &message(&format!("m{seq}"))).unwrap();
         }
-        // Another user's messages must not bleed into user 7's range.
-        store.append(8, 1, &message("other")).unwrap();
+        // Another owner's messages must not bleed into owner 7's range.
+        log.append(8, 1, &message("other")).unwrap();
         assert_eq!(
-            store.inbox_state(7).unwrap(),
-            InboxState {
-                acked: 0,
+            log.state(7).unwrap(),
+            LogState {
+                floor: 0,
                 last_seq: 3
             }
         );
-        let page = store.read_inbox(7, 1, 10).unwrap();
+        let page = log.read(7, 1, 10).unwrap();
         assert_eq!(page.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
 
-        store.ack(7, 3).unwrap();
-        assert!(store.read_inbox(7, 0, 10).unwrap().is_empty());
+        log.trim(7, 3).unwrap();
+        assert!(log.read(7, 0, 10).unwrap().is_empty());
         assert_eq!(
-            store.inbox_state(7).unwrap(),
-            InboxState {
-                acked: 3,
+            log.state(7).unwrap(),
+            LogState {
+                floor: 3,
                 last_seq: 3
             }
         );
         assert_eq!(
-            store.inbox_state(8).unwrap(),
-            InboxState {
-                acked: 0,
+            log.state(8).unwrap(),
+            LogState {
+                floor: 0,
                 last_seq: 1
             }
         );
         assert_eq!(store.stats().unwrap().stored_messages, 1);
+        log.remove_all(8).unwrap();
+        assert_eq!(log.state(8).unwrap(), LogState::default());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The records the store keeps, encoded with postcard. Fields are only appended, like the
 //! wire protocol, so an old data directory stays readable.
 
-use crate::protocol::Content;
+use crate::protocol::{Content, GroupEvent, Role};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -14,13 +14,14 @@ pub struct Account {
     pub created_ms: u64,
 }
 
-/// A message waiting in an inbox; its sequence is in the key.
+/// A message waiting in an inbox or a group history; its sequence is in the key.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub message_id: u64,
     pub from: String,
     pub timestamp_ms: u64,
     pub content: Content,
+    pub event: Option<GroupEvent>,
 }
 
 /// What a sender's earlier send produced, so a retry gets the same receipt.
@@ -30,4 +31,19 @@ pub struct DedupEntry {
     pub message_id: u64,
     pub seq: u64,
     pub timestamp_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub name: String,
+    pub open: bool,
+    pub created_ms: u64,
+    pub members: Vec<MemberRecord>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub username: String,
+    pub uid: u64,
+    pub role: Role,
 }

@@ -1,53 +1,112 @@
-//! Who is online, shared by all workers for the who-is-online listing.
+//! What all workers share: who is online (and on which connection), and which rooms exist.
 //!
-//! Written at login, logout and rename only, never on the message path, so one lock is
-//! cheap; workers keep their own session state and never consult this to route messages.
+//! Written at login, logout, rename and room joins and leaves, never per message, so a
+//! lock each is cheap. Workers route nothing through these: they serve the listings,
+//! presence (which needs a co-member's connection) and broadcast.
 
+use crate::net::ConnId;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::ops::Bound;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+#[derive(Clone, Debug)]
+pub struct OnlineEntry {
+    pub display_name: String,
+    pub conn: ConnId,
+}
 
 #[derive(Clone, Default)]
 pub struct Directory {
-    // username → display name, ordered so paging by "after this name" is a range scan.
-    online: Arc<RwLock<BTreeMap<Arc<str>, String>>>,
+    // Ordered so paging by "after this name" is a range scan.
+    online: Arc<RwLock<BTreeMap<Arc<str>, OnlineEntry>>>,
 }
 
 impl Directory {
-    pub fn set(&self, username: Arc<str>, display_name: String) {
-        self.write().insert(username, display_name);
+    pub fn set(&self, username: Arc<str>, display_name: String, conn: ConnId) {
+        write(&self.online).insert(username, OnlineEntry { display_name, conn });
     }
 
-    pub fn remove(&self, username: &str) {
-        self.write().remove(username);
+    /// Removes the user if still online on `conn` (a newer session stays).
+    pub fn remove(&self, username: &str, conn: ConnId) {
+        let mut online = write(&self.online);
+        if online.get(username).is_some_and(|e| e.conn == conn) {
+            online.remove(username);
+        }
+    }
+
+    pub fn rename(&self, username: &str, display_name: String) {
+        if let Some(entry) = write(&self.online).get_mut(username) {
+            entry.display_name = display_name;
+        }
+    }
+
+    pub fn conn_of(&self, username: &str) -> Option<ConnId> {
+        read(&self.online).get(username).map(|e| e.conn)
     }
 
     pub fn count(&self) -> usize {
-        self.read().len()
+        read(&self.online).len()
     }
 
-    /// Up to `limit` users after `after`, and whether more follow.
+    /// Every online connection (broadcast).
+    pub fn all_conns(&self) -> Vec<ConnId> {
+        read(&self.online).values().map(|e| e.conn).collect()
+    }
+
+    /// Up to `limit` users after `after` with their display names, and whether more follow.
     pub fn page(&self, after: &str, limit: usize) -> (Vec<(String, String)>, bool) {
-        use std::ops::Bound;
-        let online = self.read();
+        let online = read(&self.online);
         let mut range = online.range::<str, _>((Bound::Excluded(after), Bound::Unbounded));
-        let page: Vec<_> = range
+        let page = range
             .by_ref()
             .take(limit)
-            .map(|(n, d)| (n.to_string(), d.clone()))
+            .map(|(n, e)| (n.to_string(), e.display_name.clone()))
             .collect();
-        let more = range.next().is_some();
-        (page, more)
+        (page, range.next().is_some())
+    }
+}
+
+/// Rooms with their member counts, for the room listing.
+#[derive(Clone, Default)]
+pub struct RoomList {
+    rooms: Arc<RwLock<BTreeMap<String, u32>>>,
+}
+
+impl RoomList {
+    /// Records the room's member count; zero removes it.
+    pub fn set(&self, room: &str, members: u32) {
+        let mut rooms = write(&self.rooms);
+        if members == 0 {
+            rooms.remove(room);
+        } else {
+            rooms.insert(room.to_string(), members);
+        }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, String>> {
-        // A panic while holding the lock cannot leave the map half-updated (single
-        // insert/remove calls), so a poisoned lock is still safe to use.
-        self.online.read().unwrap_or_else(|p| p.into_inner())
+    pub fn count(&self) -> usize {
+        read(&self.rooms).len()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Arc<str>, String>> {
-        self.online.write().unwrap_or_else(|p| p.into_inner())
+    pub fn page(&self, after: &str, limit: usize) -> (Vec<(String, u32)>, bool) {
+        let rooms = read(&self.rooms);
+        let mut range = rooms.range::<str, _>((Bound::Excluded(after), Bound::Unbounded));
+        let page = range
+            .by_ref()
+            .take(limit)
+            .map(|(n, c)| (n.clone(), *c))
+            .collect();
+        (page, range.next().is_some())
     }
+}
+
+// A panic while holding one of these locks cannot leave a map half-updated (each write is
+// one insert or remove), so a poisoned lock is still safe to use.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -57,8 +116,8 @@ mod tests {
     #[test]
     fn pages_in_name_order() {
         let d = Directory::default();
-        for n in ["carol", "alice", "bob", "dave"] {
-            d.set(n.into(), n.to_uppercase());
+        for (i, n) in ["carol", "alice", "bob", "dave"].iter().enumerate() {
+            d.set((*n).into(), n.to_uppercase(), ConnId(i as u64));
         }
         let (page, more) = d.page("", 2);
         assert_eq!(
@@ -72,7 +131,29 @@ mod tests {
         let (page, more) = d.page("bob", 2);
         assert_eq!(page.len(), 2);
         assert!(!more);
-        d.remove("alice");
-        assert_eq!(d.count(), 3);
+    }
+
+    #[test]
+    fn a_newer_session_is_not_removed_by_the_old_ones_close() {
+        let d = Directory::default();
+        d.set("alice".into(), "A".into(), ConnId(1));
+        d.set("alice".into(), "A".into(), ConnId(2));
+        d.remove("alice", ConnId(1));
+        assert_eq!(d.conn_of("alice"), Some(ConnId(2)));
+        d.remove("alice", ConnId(2));
+        assert_eq!(d.count(), 0);
+    }
+
+    #[test]
+    fn rooms_disappear_at_zero() {
+        let rooms = RoomList::default();
+        rooms.set("lobby", 2);
+        rooms.set("games", 1);
+        assert_eq!(
+            rooms.page("", 10).0,
+            vec![("games".to_string(), 1), ("lobby".to_string(), 2)]
+        );
+        rooms.set("lobby", 0);
+        assert_eq!(rooms.count(), 1);
     }
 }

@@ -1,13 +1,25 @@
-//! One user's inbox as its worker sees it: where the inbox stands on disk and, while the
-//! user is online, how far the session has been sent.
+//! Delivery cursors, and direct messages: a user's inbox as its worker sees it.
 //!
-//! Delivery is a single cursor per session, so catch-up after login and live messages are
-//! one stream: a new message is pushed at once only if the session has already been sent
-//! everything before it; otherwise it waits its turn behind the backlog. At most
-//! `window` messages are outstanding beyond the last ack.
+//! A [`Cursor`] is one member's position in one conversation (an inbox, a group): what it
+//! acknowledged, and while it is online how far its session has been sent. Delivery is that
+//! single cursor, so catch-up after login and live messages are one stream: a new message
+//! is pushed at once only if the session has been sent everything before it; otherwise it
+//! waits its turn behind the backlog. At most `delivery_window` messages are outstanding
+//! beyond the last ack.
 
-use crate::net::ConnId;
-use crate::store::InboxState;
+use super::handler::{Handled, Refusal, Worker};
+use crate::net::{ConnId, SessionUser};
+use crate::protocol::{Content, Conversation, ErrorCode, Message, Push, Reply};
+use crate::store::{DedupEntry, StoredMessage};
+use log::error;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Longest media URL and description accepted (protocol.md "Content").
+const MAX_MEDIA_URL: usize = 2048;
+const MAX_MEDIA_DESCRIPTION: usize = 1024;
+/// Stored messages read from disk per step of a catch-up.
+pub const READ_CHUNK: u64 = 256;
 
 #[derive(Debug)]
 pub struct Session {
@@ -16,38 +28,383 @@ pub struct Session {
     pub sent_upto: u64,
 }
 
-#[derive(Debug)]
-pub struct UserState {
-    pub uid: u64,
-    pub inbox: InboxState,
+#[derive(Debug, Default)]
+pub struct Cursor {
+    pub acked: u64,
     pub session: Option<Session>,
 }
 
-impl UserState {
-    /// How many more messages may be pushed now, and from which sequence on.
-    pub fn deliverable(&self, window: u64) -> Option<(u64, u64)> {
+impl Cursor {
+    /// How many messages may be pushed now, and from which sequence on.
+    pub fn deliverable(&self, last_seq: u64, window: u64) -> Option<(u64, u64)> {
         let session = self.session.as_ref()?;
-        let outstanding = session.sent_upto.saturating_sub(self.inbox.acked);
-        let room = window.saturating_sub(outstanding);
-        let waiting = self.inbox.last_seq.saturating_sub(session.sent_upto);
-        let count = room.min(waiting);
+        let outstanding = session.sent_upto.saturating_sub(self.acked);
+        let count = window
+            .saturating_sub(outstanding)
+            .min(last_seq.saturating_sub(session.sent_upto));
         (count > 0).then_some((session.sent_upto + 1, count))
     }
 
-    /// Whether message `seq`, just stored, is next in line and fits in the window.
-    pub fn can_push_now(&self, seq: u64, window: u64) -> bool {
-        matches!(self.deliverable(window), Some((from, _)) if from == seq)
+    /// If `seq`, just stored as the last message, is next in line and fits in the window,
+    /// marks it sent and returns the connection to push it to.
+    pub fn take_live(&mut self, seq: u64, window: u64) -> Option<ConnId> {
+        match self.deliverable(seq, window) {
+            Some((from, _)) if from == seq => {
+                let session = self.session.as_mut()?;
+                session.sent_upto = seq;
+                Some(session.conn)
+            }
+            _ => None,
+        }
     }
+
+    /// Records a cumulative ack; returns whether it moved.
+    pub fn ack(&mut self, up_to: u64) -> bool {
+        if up_to <= self.acked {
+            return false;
+        }
+        self.acked = up_to;
+        if let Some(session) = self.session.as_mut() {
+            session.sent_upto = session.sent_upto.max(up_to);
+        }
+        true
+    }
+}
+
+#[derive(Debug)]
+pub struct UserState {
+    pub uid: u64,
+    pub last_seq: u64,
+    pub cursor: Cursor,
+}
+
+impl Worker {
+    pub fn validate(&self, content: &Content) -> Handled {
+        let max_body = self.shared.config.max_body as usize;
+        if content.body.len() > max_body {
+            return Err(Refusal::new(
+                ErrorCode::InvalidContent,
+                format!("body exceeds {max_body} bytes"),
+            ));
+        }
+        match &content.media {
+            None if content.body.is_empty() => {
+                Err(Refusal::new(ErrorCode::InvalidContent, "empty message"))
+            }
+            Some(media)
+                if media.url.len() > MAX_MEDIA_URL
+                    || media.description.len() > MAX_MEDIA_DESCRIPTION =>
+            {
+                Err(Refusal::new(
+                    ErrorCode::InvalidContent,
+                    "media url or description too long",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The user's state, loaded from disk on first touch; None if there is no such account.
+    pub fn user_state(&mut self, name: &str) -> Result<Option<&mut UserState>, Refusal> {
+        if !self.users.contains_key(name) {
+            let Some(account) = self.shared.store.account(name)? else {
+                return Ok(None);
+            };
+            let log = self.shared.store.inbox.state(account.user_id)?;
+            let cursor = Cursor {
+                acked: log.floor,
+                session: None,
+            };
+            self.users.insert(
+                name.into(),
+                UserState {
+                    uid: account.user_id,
+                    last_seq: log.last_seq,
+                    cursor,
+                },
+            );
+        }
+        Ok(self.users.get_mut(name))
+    }
+
+    pub fn send_transient(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        from: &SessionUser,
+        to: &str,
+        content: Content,
+    ) -> Handled {
+        let state = self
+            .user_state(to)?
+            .ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
+        let target = state.cursor.session.as_ref().map(|s| s.conn);
+        if let Some(target) = target {
+            self.batch.push(
+                target,
+                Push::Transient {
+                    from: from.name.to_string(),
+                    content,
+                },
+                false,
+            );
+        }
+        self.batch.reply(
+            conn,
+            request_id,
+            Reply::TransientSent {
+                delivered: target.is_some(),
+            },
+            false,
+        );
+        Ok(())
+    }
+
+    /// The original receipt of a retried send, if `client_msg_id` was used before.
+    pub fn earlier_send(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        from: &SessionUser,
+        client_msg_id: u64,
+    ) -> Result<bool, Refusal> {
+        if client_msg_id == 0 {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                "client_msg_id must not be 0",
+            ));
+        }
+        let Some(earlier) = self.shared.store.dedup_get(from.uid, client_msg_id)? else {
+            return Ok(false);
+        };
+        let reply = Reply::Sent {
+            message_id: earlier.message_id,
+            seq: earlier.seq,
+            timestamp_ms: earlier.timestamp_ms,
+            duplicate: true,
+        };
+        // The original may sit in this very batch, not yet flushed: same rule as a receipt.
+        self.batch.reply(conn, request_id, reply, true);
+        Ok(true)
+    }
+
+    /// Stores a message as `seq` of a log and records its receipt; the caller delivers it.
+    pub fn store_message(
+        &mut self,
+        conversation: Conversation,
+        owner: u64,
+        seq: u64,
+        message: &StoredMessage,
+        receipt: Option<(ConnId, u32, u64, u64)>,
+    ) -> Handled {
+        let store = &self.shared.store;
+        match conversation {
+            Conversation::Inbox => store.inbox.append(owner, seq, message)?,
+            Conversation::Group(_) => store.group_log.append(owner, seq, message)?,
+        }
+        self.batch.dirty = true;
+        if let Some((conn, request_id, sender_uid, client_msg_id)) = receipt {
+            let entry = DedupEntry {
+                recipient: owner,
+                message_id: message.message_id,
+                seq,
+                timestamp_ms: message.timestamp_ms,
+            };
+            store.dedup_put(sender_uid, client_msg_id, &entry)?;
+            let reply = Reply::Sent {
+                message_id: message.message_id,
+                seq,
+                timestamp_ms: message.timestamp_ms,
+                duplicate: false,
+            };
+            self.batch.reply(conn, request_id, reply, true);
+        }
+        Ok(())
+    }
+
+    pub fn send_direct(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        from: &SessionUser,
+        to: &str,
+        client_msg_id: u64,
+        content: Content,
+    ) -> Handled {
+        if self.user_state(to)?.is_none() {
+            return Err(Refusal::new(ErrorCode::UnknownUser, "no such user"));
+        }
+        if self.earlier_send(conn, request_id, from, client_msg_id)? {
+            return Ok(());
+        }
+        let message_id = self.shared.store.next_id()?;
+        let stored = StoredMessage {
+            message_id,
+            from: from.name.to_string(),
+            timestamp_ms: now_ms(),
+            content,
+            event: None,
+        };
+        let state = self.users.get(to).expect("user_state loaded the user");
+        let (uid, seq) = (state.uid, state.last_seq + 1);
+        self.store_message(
+            Conversation::Inbox,
+            uid,
+            seq,
+            &stored,
+            Some((conn, request_id, from.uid, client_msg_id)),
+        )?;
+
+        let window = u64::from(self.shared.config.delivery_window);
+        let state = self.users.get_mut(to).expect("user_state loaded the user");
+        state.last_seq = seq;
+        if let Some(target) = state.cursor.take_live(seq, window) {
+            self.batch.push(
+                target,
+                Push::Message(wire(Conversation::Inbox, seq, stored)),
+                true,
+            );
+        }
+        Ok(())
+    }
+
+    pub fn ack_inbox(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        user: &SessionUser,
+        up_to: u64,
+    ) -> Handled {
+        self.own_session(conn, user)?;
+        let state = self
+            .users
+            .get_mut(&user.name)
+            .expect("own_session loaded the user");
+        if up_to > state.last_seq {
+            return Err(beyond("ack", up_to, state.last_seq));
+        }
+        if state.cursor.ack(up_to) {
+            self.shared.store.inbox.trim(state.uid, up_to)?;
+            self.batch.dirty = true;
+        }
+        let reply = Reply::Acked {
+            conversation: Conversation::Inbox,
+            up_to: state.cursor.acked,
+        };
+        self.batch.reply(conn, request_id, reply, true);
+        self.pump_inbox(&user.name)
+    }
+
+    pub fn resync_inbox(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        user: &SessionUser,
+        after: u64,
+    ) -> Handled {
+        self.own_session(conn, user)?;
+        let state = self
+            .users
+            .get_mut(&user.name)
+            .expect("own_session loaded the user");
+        let after = resync(&mut state.cursor, state.last_seq, after)?;
+        let reply = Reply::Resynced {
+            conversation: Conversation::Inbox,
+            after,
+            last_seq: state.last_seq,
+        };
+        self.batch.reply(conn, request_id, reply, false);
+        self.pump_inbox(&user.name)
+    }
+
+    /// Pushes stored messages to the user's session while the window allows.
+    pub fn pump_inbox(&mut self, name: &str) -> Handled {
+        let window = u64::from(self.shared.config.delivery_window);
+        loop {
+            let Some(state) = self.users.get_mut(name) else {
+                return Ok(());
+            };
+            let Some((from, count)) = state.cursor.deliverable(state.last_seq, window) else {
+                return Ok(());
+            };
+            let chunk = self.shared.store.inbox.read(
+                state.uid,
+                from - 1,
+                count.min(READ_CHUNK) as usize,
+            )?;
+            let session = state
+                .cursor
+                .session
+                .as_mut()
+                .expect("deliverable implies a session");
+            let Some((last, _)) = chunk.last() else {
+                // The log claims more than disk holds; never spin on it.
+                error!(
+                    "inbox of {name} ends before its last sequence {}",
+                    state.last_seq
+                );
+                session.sent_upto = state.last_seq;
+                return Ok(());
+            };
+            session.sent_upto = *last;
+            let target = session.conn;
+            for (seq, stored) in chunk {
+                self.batch.push(
+                    target,
+                    Push::Message(wire(Conversation::Inbox, seq, stored)),
+                    true,
+                );
+            }
+        }
+    }
+}
+
+/// Moves a cursor back (or forward) for a resync; returns where delivery restarts.
+pub fn resync(cursor: &mut Cursor, last_seq: u64, after: u64) -> Result<u64, Refusal> {
+    if after > last_seq {
+        return Err(beyond("resync", after, last_seq));
+    }
+    // Acknowledged messages may be gone; resync can only go back to the ack.
+    let after = after.max(cursor.acked);
+    if let Some(session) = cursor.session.as_mut() {
+        session.sent_upto = after;
+    }
+    Ok(after)
+}
+
+pub fn beyond(what: &str, seq: u64, last_seq: u64) -> Refusal {
+    Refusal::new(
+        ErrorCode::BadRequest,
+        format!("{what} {seq} is beyond the last sequence {last_seq}"),
+    )
+}
+
+pub fn wire(conversation: Conversation, seq: u64, stored: StoredMessage) -> Message {
+    Message {
+        conversation,
+        seq,
+        message_id: stored.message_id,
+        from: stored.from,
+        timestamp_ms: stored.timestamp_ms,
+        content: stored.content,
+        event: stored.event,
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn user(acked: u64, last_seq: u64, sent_upto: Option<u64>) -> UserState {
-        UserState {
-            uid: 1,
-            inbox: InboxState { acked, last_seq },
+    fn cursor(acked: u64, sent_upto: Option<u64>) -> Cursor {
+        Cursor {
+            acked,
             session: sent_upto.map(|sent_upto| Session {
                 conn: ConnId(1),
                 sent_upto,
@@ -57,22 +414,33 @@ mod tests {
 
     #[test]
     fn offline_users_get_nothing() {
-        assert_eq!(user(0, 5, None).deliverable(10), None);
+        assert_eq!(cursor(0, None).deliverable(5, 10), None);
     }
 
     #[test]
     fn backlog_is_paced_by_the_window() {
-        assert_eq!(user(0, 5000, Some(0)).deliverable(100), Some((1, 100)));
-        assert_eq!(user(0, 5000, Some(100)).deliverable(100), None);
-        assert_eq!(user(60, 5000, Some(100)).deliverable(100), Some((101, 60)));
+        assert_eq!(cursor(0, Some(0)).deliverable(5000, 100), Some((1, 100)));
+        assert_eq!(cursor(0, Some(100)).deliverable(5000, 100), None);
+        assert_eq!(
+            cursor(60, Some(100)).deliverable(5000, 100),
+            Some((101, 60))
+        );
     }
 
     #[test]
     fn live_message_waits_behind_backlog() {
         // Session sent up to 3 of 9 stored: message 10 must not overtake 4..=9.
-        let u = user(0, 10, Some(3));
-        assert!(!u.can_push_now(10, 100));
-        let u = user(0, 10, Some(9));
-        assert!(u.can_push_now(10, 100));
+        assert_eq!(cursor(0, Some(3)).take_live(10, 100), None);
+        let mut c = cursor(0, Some(9));
+        assert_eq!(c.take_live(10, 100), Some(ConnId(1)));
+        assert_eq!(c.session.unwrap().sent_upto, 10);
+    }
+
+    #[test]
+    fn acks_only_move_forward() {
+        let mut c = cursor(5, Some(5));
+        assert!(!c.ack(3));
+        assert!(c.ack(8));
+        assert_eq!((c.acked, c.session.unwrap().sent_upto), (8, 8));
     }
 }

@@ -1,27 +1,37 @@
-//! The worker pool. Each worker owns a partition of the users (by a hash of the username):
-//! their sessions, inbox positions and deliveries. A message is handled by its recipient's
-//! worker, so storing it, numbering it and pushing it need no lock shared with any other
-//! worker.
+//! The worker pool. Each worker owns a partition of the users (by a hash of the username),
+//! of the groups (by id) and of the rooms (by name): their sessions, positions, members and
+//! deliveries. A direct message is handled by its recipient's worker, a group message by
+//! its group's worker, so storing, numbering and pushing a message need no lock shared
+//! with any other worker.
 //!
-//! A worker drains its queue in batches; all store writes of a batch are made durable by
+//! A worker drains its queues in batches; all store writes of a batch are made durable by
 //! one flush (group commit) before any reply or push of that batch leaves the worker.
+//!
+//! Each worker has two queues: a bounded one fed by the event loop (the loop stops reading
+//! from a client while it is full: backpressure), and an unbounded one for other workers
+//! and the hashing threads, which must never block on each other.
 
+mod accounts;
+mod batch;
 mod directory;
+mod groups;
 mod handler;
 mod inbox;
+mod presence;
+mod rooms;
 
-pub use directory::Directory;
+pub use directory::{Directory, RoomList};
 
 use crate::auth::Hasher;
 use crate::config::Config;
 use crate::net::{ConnId, Outbox, SessionUser};
 use crate::protocol::Request;
 use crate::store::Store;
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// What the event loop and the hashing threads send a worker.
+/// What the event loop, other workers and the hashing threads send a worker.
 pub enum WorkerCmd {
     Request {
         conn: ConnId,
@@ -30,54 +40,104 @@ pub enum WorkerCmd {
         request: Request,
     },
     /// A password hash or check finished.
-    Hashed(handler::HashOutcome),
-    /// The connection is gone; drop its session if it still holds one.
+    Hashed(accounts::HashOutcome),
+    /// The connection's session ended (closed or logged out). Sent to every worker: each
+    /// forgets what it holds for the connection (sessions, rooms, subscriptions).
     Closed { conn: ConnId, user: SessionUser },
-    /// Finish the queue, commit, and exit (shutdown).
+    /// A member of a group this worker owns is online at `conn` (sent by the member's
+    /// worker after login): deliver what the member has not acknowledged.
+    MemberOnline {
+        group_id: u64,
+        username: Arc<str>,
+        conn: ConnId,
+    },
+    /// Create a group whose id the creator's worker allocated.
+    CreateGroup {
+        conn: ConnId,
+        request_id: u32,
+        creator: SessionUser,
+        group_id: u64,
+        name: String,
+        open: bool,
+    },
+    /// Finish the queues, commit, and exit (shutdown).
     Stop,
+}
+
+/// Who owns a piece of state, and so which worker handles requests about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'a> {
+    User(&'a str),
+    Group(u64),
+    Room(&'a str),
+}
+
+impl Owner<'_> {
+    pub fn partition(self, workers: usize) -> usize {
+        let workers = workers.max(1) as u64;
+        let hash = match self {
+            Owner::User(name) => fnv1a(name.as_bytes(), 0),
+            // A different seed, so a room and a user of the same name spread independently.
+            Owner::Room(name) => fnv1a(name.as_bytes(), 0x52),
+            Owner::Group(id) => id,
+        };
+        (hash % workers) as usize
+    }
+}
+
+/// FNV-1a: stable across runs and platforms, cheap, good enough spread for partitioning.
+fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in std::iter::once(&seed).chain(bytes) {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
 }
 
 /// The loop's handle on the workers: which worker gets what, and a non-blocking send.
 pub struct Pool {
     senders: Vec<Sender<WorkerCmd>>,
+    internal: Vec<Sender<WorkerCmd>>,
+}
+
+/// What every worker shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hasher: Hasher,
+    pub outbox: Outbox,
+    pub directory: Directory,
+    pub rooms: RoomList,
 }
 
 impl Pool {
-    pub fn start(
-        config: Arc<Config>,
-        store: Store,
-        hasher: Hasher,
-        outbox: Outbox,
-        directory: Directory,
-    ) -> (Pool, Vec<JoinHandle<()>>) {
-        let count = config.workers.max(1);
+    pub fn start(shared: Shared) -> (Pool, Vec<JoinHandle<()>>) {
+        let count = shared.config.workers.max(1);
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..count)
-            .map(|_| bounded::<WorkerCmd>(config.worker_queue))
+            .map(|_| bounded::<WorkerCmd>(shared.config.worker_queue))
             .unzip();
+        let (internal, internal_receivers): (Vec<_>, Vec<_>) =
+            (0..count).map(|_| unbounded::<WorkerCmd>()).unzip();
         let handles = receivers
             .into_iter()
+            .zip(internal_receivers)
             .enumerate()
-            .map(|(index, rx)| {
-                let worker = handler::Worker::new(
-                    config.clone(),
-                    store.clone(),
-                    hasher.clone(),
-                    outbox.clone(),
-                    directory.clone(),
-                    senders[index].clone(),
-                );
+            .map(|(index, (rx, internal_rx))| {
+                let worker = handler::Worker::new(index, shared.clone(), internal.clone());
                 std::thread::Builder::new()
                     .name(format!("confab-worker-{index}"))
-                    .spawn(move || worker.run(rx))
+                    .spawn(move || worker.run(rx, internal_rx))
                     .expect("spawning a worker thread")
             })
             .collect();
-        (Pool { senders }, handles)
+        (Pool { senders, internal }, handles)
     }
 
-    /// The worker that owns `username`.
-    pub fn partition(&self, username: &str) -> usize {
-        partition(username, self.senders.len())
+    /// The worker that owns `owner`.
+    pub fn partition(&self, owner: Owner<'_>) -> usize {
+        owner.partition(self.senders.len())
     }
 
     /// Hands a command to a worker without blocking; a full queue gives the command back
@@ -89,7 +149,7 @@ impl Pool {
         match self.senders[worker].try_send(cmd) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(cmd)) => Err(cmd),
-            // A worker only exits when the pool is dropped; treat it as a full queue.
+            // A worker only exits at shutdown; treat it as a full queue.
             Err(TrySendError::Disconnected(cmd)) => Err(cmd),
         }
     }
@@ -98,21 +158,30 @@ impl Pool {
         self.senders.len()
     }
 
-    /// Tells every worker to finish what is queued and exit. Blocks while a queue is
-    /// full; workers never wait on the loop, so they always make room.
+    /// Tells every worker to finish what is queued and exit. Goes through the unbounded
+    /// queues, so it never blocks the loop.
     pub fn stop(&self) {
-        for sender in &self.senders {
+        for sender in &self.internal {
             let _ = sender.send(WorkerCmd::Stop);
         }
     }
 }
 
-/// FNV-1a: stable across runs and platforms, cheap, good enough spread for partitioning.
-pub fn partition(username: &str, workers: usize) -> usize {
-    let mut hash: u64 = 0xcbf29ce484222325;
-    for b in username.as_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x100000001b3);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        assert_eq!(
+            Owner::User("alice").partition(4),
+            Owner::User("alice").partition(4)
+        );
+        let used: std::collections::HashSet<_> = (0..100)
+            .map(|i| Owner::User(&format!("user{i}")).partition(4))
+            .collect();
+        assert_eq!(used.len(), 4);
+        assert_eq!(Owner::Group(7).partition(4), 3);
+        assert_eq!(Owner::Room("x").partition(1), 0);
     }
-    (hash % workers.max(1) as u64) as usize
 }

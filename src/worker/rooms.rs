@@ -1,0 +1,190 @@
+//! Ephemeral rooms and broadcast: live-only traffic, never stored.
+//!
+//! A room lives in memory on the worker that owns its name, exists while someone is in it,
+//! and its messages reach the members present at that moment. A member is a username with
+//! the connection it joined from; a dropped connection leaves all its rooms.
+
+use super::handler::{Handled, Refusal, Worker};
+use crate::frame;
+use crate::net::{ConnId, SessionUser};
+use crate::protocol::{valid_room_name, Content, ErrorCode, Push, Reply, RoomInfo, ServerFrame};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest room listing page.
+const MAX_ROOM_PAGE: u32 = 500;
+
+#[derive(Default)]
+pub struct Room {
+    pub members: BTreeMap<Arc<str>, ConnId>,
+}
+
+impl Worker {
+    pub fn join_room(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        user: &SessionUser,
+        room: String,
+    ) -> Handled {
+        if !valid_room_name(&room) {
+            return Err(Refusal::new(
+                ErrorCode::InvalidName,
+                "room names are 1-64 characters of a-z 0-9 _ . -",
+            ));
+        }
+        let max = self.shared.config.max_room_members;
+        let name: Arc<str> = room.into();
+        let state = self.rooms.entry(name.clone()).or_default();
+        if !state.members.contains_key(&user.name) && state.members.len() >= max {
+            if state.members.is_empty() {
+                self.rooms.remove(&name);
+            }
+            return Err(Refusal::new(ErrorCode::LimitReached, "the room is full"));
+        }
+        state.members.insert(user.name.clone(), conn);
+        let count = state.members.len() as u32;
+        let joined = self.conn_rooms.entry(conn).or_default();
+        if !joined.contains(&name) {
+            joined.push(name.clone());
+        }
+        self.shared.rooms.set(&name, count);
+        self.batch.reply(conn, request_id, Reply::Done, false);
+        Ok(())
+    }
+
+    pub fn leave_room(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        user: &SessionUser,
+        room: &str,
+    ) -> Handled {
+        let member = self
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.members.remove(&user.name));
+        let Some(joined_from) = member else {
+            return Err(Refusal::new(ErrorCode::NotAMember, "not in this room"));
+        };
+        if let Some(rooms) = self.conn_rooms.get_mut(&joined_from) {
+            rooms.retain(|r| &**r != room);
+        }
+        self.update_room_count(room);
+        self.batch.reply(conn, request_id, Reply::Done, false);
+        Ok(())
+    }
+
+    pub fn leave_all_rooms(&mut self, conn: ConnId) {
+        for room in self.conn_rooms.remove(&conn).unwrap_or_default() {
+            if let Some(state) = self.rooms.get_mut(&room) {
+                state.members.retain(|_, c| *c != conn);
+            }
+            self.update_room_count(&room);
+        }
+    }
+
+    fn update_room_count(&mut self, room: &str) {
+        let count = self.rooms.get(room).map_or(0, |r| r.members.len() as u32);
+        if count == 0 {
+            self.rooms.remove(room);
+        }
+        self.shared.rooms.set(room, count);
+    }
+
+    pub fn send_room(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        from: &SessionUser,
+        room: &str,
+        content: Content,
+    ) -> Handled {
+        let state = self
+            .rooms
+            .get(room)
+            .filter(|r| r.members.contains_key(&from.name));
+        let Some(state) = state else {
+            return Err(Refusal::new(ErrorCode::NotAMember, "join the room first"));
+        };
+        let push = Push::RoomMessage {
+            room: room.to_string(),
+            from: from.name.to_string(),
+            content,
+        };
+        let encoded = frame::encode(&ServerFrame::Push(push));
+        let mut recipients = 0;
+        for (name, target) in &state.members {
+            if *name != from.name {
+                self.batch.frame_bytes(*target, &encoded, false);
+                recipients += 1;
+            }
+        }
+        self.batch
+            .reply(conn, request_id, Reply::Delivered { recipients }, false);
+        Ok(())
+    }
+
+    pub fn room_members(&mut self, conn: ConnId, request_id: u32, room: &str) {
+        // A room exists only while occupied, so an unknown room truthfully has no members.
+        let members = self
+            .rooms
+            .get(room)
+            .map(|r| r.members.keys().map(|n| n.to_string()).collect())
+            .unwrap_or_default();
+        self.batch.reply(
+            conn,
+            request_id,
+            Reply::RoomMembers {
+                room: room.to_string(),
+                members,
+            },
+            false,
+        );
+    }
+
+    pub fn list_rooms(&mut self, conn: ConnId, request_id: u32, after: &str, limit: u32) {
+        let limit = if limit == 0 {
+            100
+        } else {
+            limit.min(MAX_ROOM_PAGE)
+        };
+        let (page, more) = self.shared.rooms.page(after, limit as usize);
+        let rooms = page
+            .into_iter()
+            .map(|(name, members)| RoomInfo { name, members })
+            .collect();
+        self.batch
+            .reply(conn, request_id, Reply::Rooms { rooms, more }, false);
+    }
+
+    /// Every online user but the sender, once.
+    pub fn broadcast(
+        &mut self,
+        conn: ConnId,
+        request_id: u32,
+        from: &SessionUser,
+        content: Content,
+    ) -> Handled {
+        if !(self.shared.config.broadcast_by_anyone || from.admin) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "only administrators may broadcast",
+            ));
+        }
+        let encoded = frame::encode(&ServerFrame::Push(Push::Broadcast {
+            from: from.name.to_string(),
+            content,
+        }));
+        let mut recipients = 0;
+        for target in self.shared.directory.all_conns() {
+            if target != conn {
+                self.batch.frame_bytes(target, &encoded, false);
+                recipients += 1;
+            }
+        }
+        self.batch
+            .reply(conn, request_id, Reply::Delivered { recipients }, false);
+        Ok(())
+    }
+}

@@ -1,0 +1,542 @@
+//! Persistent groups: protocol.md "Groups".
+
+use crate::common::{TestServer, PASSWORD};
+use confab::client::Client;
+use confab::protocol::{
+    Content, Conversation, ErrorCode, GroupEvent, Message, Reply, Request, Role, Target,
+};
+
+fn create(client: &mut Client, name: &str, open: bool) -> u64 {
+    match client
+        .request(Request::CreateGroup {
+            name: name.into(),
+            open,
+        })
+        .unwrap()
+    {
+        Reply::GroupCreated { group_id } => group_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn ok(client: &mut Client, request: Request) {
+    assert_eq!(client.request(request).unwrap(), Reply::Done);
+}
+
+fn refused(client: &mut Client, request: Request) -> ErrorCode {
+    client
+        .request(request)
+        .unwrap_err()
+        .code()
+        .expect("a server error")
+}
+
+fn say(client: &mut Client, group_id: u64, id: u64, text: &str) -> u64 {
+    let request = Request::Send {
+        to: Target::Group(group_id),
+        client_msg_id: id,
+        transient: false,
+        content: Content::text(text),
+    };
+    match client.request(request).unwrap() {
+        Reply::Sent { seq, .. } => seq,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn text(m: &Message) -> String {
+    String::from_utf8(m.content.body.clone()).unwrap()
+}
+
+fn ack(client: &mut Client, group_id: u64, up_to: u64) {
+    let reply = client
+        .request(Request::Ack {
+            conversation: Conversation::Group(group_id),
+            up_to,
+        })
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply::Acked {
+            conversation: Conversation::Group(group_id),
+            up_to
+        }
+    );
+}
+
+fn add(client: &mut Client, group_id: u64, who: &str) {
+    ok(
+        client,
+        Request::AddMember {
+            group_id,
+            username: who.into(),
+        },
+    );
+}
+
+#[test]
+fn group_messages_reach_online_members_but_not_the_sender() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let mut carol = server.user("carol");
+    let g = create(&mut alice, "friends", false);
+    let created = alice.next_message().unwrap();
+    assert_eq!(
+        (created.conversation, created.seq),
+        (Conversation::Group(g), 1)
+    );
+    assert_eq!(
+        created.event,
+        Some(GroupEvent::Created { by: "alice".into() })
+    );
+    add(&mut alice, g, "bob");
+    add(&mut alice, g, "carol");
+
+    // Each member hears of the later additions, in sequence.
+    let added = bob.next_message().unwrap();
+    assert_eq!(
+        (added.seq, added.event),
+        (
+            2,
+            Some(GroupEvent::Added {
+                username: "bob".into(),
+                by: "alice".into()
+            })
+        )
+    );
+    assert_eq!(bob.next_message().unwrap().seq, 3);
+    assert_eq!(carol.next_message().unwrap().seq, 3);
+
+    // Events reach the member who caused them too.
+    assert_eq!(alice.next_message().unwrap().seq, 2);
+    assert_eq!(alice.next_message().unwrap().seq, 3);
+    let seq = say(&mut bob, g, 1, "hello group");
+    assert_eq!(seq, 4);
+    for member in [&mut alice, &mut carol] {
+        let m = member.next_message().unwrap();
+        assert_eq!(
+            (m.conversation, m.seq, m.from.as_str(), text(&m)),
+            (Conversation::Group(g), 4, "bob", "hello group".into())
+        );
+    }
+    // Bob's next push is carol's reply, not his own message.
+    say(&mut carol, g, 1, "hi bob");
+    assert_eq!(text(&bob.next_message().unwrap()), "hi bob");
+
+    match alice
+        .request(Request::GroupMembers { group_id: g })
+        .unwrap()
+    {
+        Reply::Members { members, .. } => {
+            let roles: Vec<_> = members
+                .iter()
+                .map(|m| (m.username.as_str(), m.role, m.online))
+                .collect();
+            assert_eq!(
+                roles,
+                [
+                    ("alice", Role::Owner, true),
+                    ("bob", Role::Member, true),
+                    ("carol", Role::Member, true)
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match bob.request(Request::ListGroups).unwrap() {
+        Reply::Groups { groups } => {
+            assert_eq!(groups.len(), 1);
+            assert_eq!(
+                (
+                    groups[0].group_id,
+                    groups[0].name.as_str(),
+                    groups[0].role,
+                    groups[0].members
+                ),
+                (g, "friends", Role::Member, 3)
+            );
+            assert_eq!(groups[0].last_seq, 5);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn offline_members_catch_up_in_order_after_a_restart_and_history_is_stored_once() {
+    let mut server = TestServer::start();
+    server.register(&["bob", "carol"]);
+    let g = {
+        let mut alice = server.user("alice");
+        let g = create(&mut alice, "team", false);
+        add(&mut alice, g, "bob");
+        add(&mut alice, g, "carol");
+        for i in 1..=20 {
+            say(&mut alice, g, i, &format!("m{i}"));
+        }
+        g
+    };
+    // 3 events + 20 messages, once each, whatever the number of members.
+    assert_eq!(server.server().store().stats().unwrap().stored_messages, 23);
+    server.restart();
+
+    let mut bob = server.login("bob");
+    let got: Vec<(u64, Option<String>)> = (0..22)
+        .map(|_| {
+            let m = bob.next_message().unwrap();
+            (m.seq, m.event.is_none().then(|| text(&m)))
+        })
+        .collect();
+    // Bob's history starts at the event that added him: what came before is not his.
+    assert_eq!(&got[..2], &[(2, None), (3, None)]);
+    let expected: Vec<_> = (1..=20).map(|i| (i + 3, Some(format!("m{i}")))).collect();
+    assert_eq!(&got[2..], &expected[..]);
+
+    ack(&mut bob, g, 23);
+
+    // Messages go from disk once every member has acknowledged them.
+    let mut carol = server.login("carol");
+    for _ in 0..21 {
+        carol.next_message().unwrap();
+    }
+    let mut alice = server.login("alice");
+    ack(&mut alice, g, 23);
+    assert!(
+        server.server().store().stats().unwrap().stored_messages > 0,
+        "carol has not acked"
+    );
+    ack(&mut carol, g, 23);
+    assert_eq!(server.server().store().stats().unwrap().stored_messages, 0);
+    // Numbering goes on after everything was deleted.
+    assert_eq!(say(&mut alice, g, 100, "later"), 24);
+}
+
+#[test]
+fn roles_decide_who_may_do_what() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    server.register(&["carol"]);
+    let mut dave = server.user("dave");
+    let g = create(&mut alice, "club", false);
+
+    add(&mut alice, g, "bob");
+    add(&mut alice, g, "carol");
+
+    // Members may not manage the group.
+    assert_eq!(
+        refused(
+            &mut bob,
+            Request::AddMember {
+                group_id: g,
+                username: "dave".into()
+            }
+        ),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        refused(
+            &mut bob,
+            Request::RemoveMember {
+                group_id: g,
+                username: "carol".into()
+            }
+        ),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        refused(
+            &mut bob,
+            Request::RenameGroup {
+                group_id: g,
+                name: "x".into()
+            }
+        ),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        refused(&mut bob, Request::DeleteGroup { group_id: g }),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        refused(
+            &mut bob,
+            Request::SetRole {
+                group_id: g,
+                username: "carol".into(),
+                role: Role::Admin
+            }
+        ),
+        ErrorCode::Forbidden
+    );
+    // Outsiders may not read, write or join a closed group.
+    let send = Request::Send {
+        to: Target::Group(g),
+        client_msg_id: 1,
+        transient: false,
+        content: Content::text("x"),
+    };
+    assert_eq!(refused(&mut dave, send), ErrorCode::NotAMember);
+    assert_eq!(
+        refused(&mut dave, Request::GroupMembers { group_id: g }),
+        ErrorCode::NotAMember
+    );
+    assert_eq!(
+        refused(&mut dave, Request::JoinGroup { group_id: g }),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        refused(&mut dave, Request::JoinGroup { group_id: 999_999 }),
+        ErrorCode::UnknownGroup
+    );
+    assert_eq!(
+        refused(
+            &mut alice,
+            Request::AddMember {
+                group_id: g,
+                username: "bob".into()
+            }
+        ),
+        ErrorCode::AlreadyMember
+    );
+    assert_eq!(
+        refused(
+            &mut alice,
+            Request::AddMember {
+                group_id: g,
+                username: "nobody".into()
+            }
+        ),
+        ErrorCode::UnknownUser
+    );
+
+    // An admin may remove plain members but not the owner; the owner may not leave.
+    ok(
+        &mut alice,
+        Request::SetRole {
+            group_id: g,
+            username: "bob".into(),
+            role: Role::Admin,
+        },
+    );
+    assert_eq!(
+        refused(
+            &mut bob,
+            Request::RemoveMember {
+                group_id: g,
+                username: "alice".into()
+            }
+        ),
+        ErrorCode::Forbidden
+    );
+    ok(
+        &mut bob,
+        Request::RenameGroup {
+            group_id: g,
+            name: "the club".into(),
+        },
+    );
+    ok(
+        &mut bob,
+        Request::RemoveMember {
+            group_id: g,
+            username: "carol".into(),
+        },
+    );
+    assert_eq!(
+        refused(&mut alice, Request::LeaveGroup { group_id: g }),
+        ErrorCode::Forbidden
+    );
+
+    // Handing over: bob becomes owner, alice an admin who may now leave.
+    ok(
+        &mut alice,
+        Request::SetRole {
+            group_id: g,
+            username: "bob".into(),
+            role: Role::Owner,
+        },
+    );
+    match bob.request(Request::GroupMembers { group_id: g }).unwrap() {
+        Reply::Members { members, .. } => {
+            let roles: Vec<_> = members
+                .iter()
+                .map(|m| (m.username.as_str(), m.role))
+                .collect();
+            assert_eq!(roles, [("alice", Role::Admin), ("bob", Role::Owner)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    ok(&mut alice, Request::LeaveGroup { group_id: g });
+    assert_eq!(
+        refused(&mut alice, Request::GroupMembers { group_id: g }),
+        ErrorCode::NotAMember
+    );
+}
+
+#[test]
+fn membership_changes_are_announced_as_events() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let mut carol = server.user("carol");
+    let g = create(&mut alice, "open house", true);
+    ok(&mut bob, Request::JoinGroup { group_id: g });
+    ok(&mut carol, Request::JoinGroup { group_id: g });
+    ok(
+        &mut alice,
+        Request::RenameGroup {
+            group_id: g,
+            name: "open door".into(),
+        },
+    );
+    ok(&mut carol, Request::LeaveGroup { group_id: g });
+    ok(
+        &mut alice,
+        Request::RemoveMember {
+            group_id: g,
+            username: "bob".into(),
+        },
+    );
+    let events: Vec<_> = (0..6)
+        .map(|_| alice.next_message().unwrap().event.unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            GroupEvent::Created { by: "alice".into() },
+            GroupEvent::Joined {
+                username: "bob".into()
+            },
+            GroupEvent::Joined {
+                username: "carol".into()
+            },
+            GroupEvent::Renamed {
+                name: "open door".into(),
+                by: "alice".into()
+            },
+            GroupEvent::Left {
+                username: "carol".into()
+            },
+            GroupEvent::Removed {
+                username: "bob".into(),
+                by: "alice".into()
+            },
+        ]
+    );
+    // The removed member hears of it too, as the last thing from the group.
+    let mut last = None;
+    for _ in 0..5 {
+        last = Some(bob.next_message().unwrap());
+    }
+    assert_eq!(
+        last.unwrap().event,
+        Some(GroupEvent::Removed {
+            username: "bob".into(),
+            by: "alice".into()
+        })
+    );
+    match bob.request(Request::ListGroups).unwrap() {
+        Reply::Groups { groups } => assert!(groups.is_empty()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deleting_a_group_tells_members_and_removes_everything() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let g = create(&mut alice, "short-lived", false);
+    add(&mut alice, g, "bob");
+    say(&mut alice, g, 1, "bye soon");
+    ok(&mut alice, Request::DeleteGroup { group_id: g });
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(bob.next_message().unwrap());
+    }
+    assert_eq!(
+        last.unwrap().event,
+        Some(GroupEvent::Deleted { by: "alice".into() })
+    );
+    assert_eq!(
+        refused(&mut bob, Request::GroupMembers { group_id: g }),
+        ErrorCode::UnknownGroup
+    );
+    let stats = server.server().store().stats().unwrap();
+    assert_eq!((stats.groups, stats.stored_messages), (0, 0));
+}
+
+#[test]
+fn limits_on_members_and_groups() {
+    let server = TestServer::with(|c| {
+        c.max_group_members = 2;
+        c.max_groups_per_user = 2;
+    });
+    server.register(&["bob", "carol"]);
+    let mut alice = server.user("alice");
+    let g = create(&mut alice, "pair", false);
+    add(&mut alice, g, "bob");
+    assert_eq!(
+        refused(
+            &mut alice,
+            Request::AddMember {
+                group_id: g,
+                username: "carol".into()
+            }
+        ),
+        ErrorCode::LimitReached
+    );
+    create(&mut alice, "second", false);
+    assert_eq!(
+        refused(
+            &mut alice,
+            Request::CreateGroup {
+                name: "third".into(),
+                open: false
+            }
+        ),
+        ErrorCode::LimitReached
+    );
+}
+
+#[test]
+fn retention_drops_the_oldest_for_members_who_stay_away() {
+    let server = TestServer::with(|c| c.group_retention = 5);
+    server.register(&["bob"]);
+    let mut alice = server.user("alice");
+    let g = create(&mut alice, "chatty", false);
+    add(&mut alice, g, "bob");
+    for i in 1..=10 {
+        say(&mut alice, g, i, &format!("m{i}"));
+    }
+    // Seqs 1-2 are events, 3-12 messages; only the last five are kept.
+    let mut bob = server.client();
+    bob.login("bob", PASSWORD).unwrap();
+    let seqs: Vec<u64> = (0..5).map(|_| bob.next_message().unwrap().seq).collect();
+    assert_eq!(seqs, [8, 9, 10, 11, 12]);
+    assert_eq!(server.server().store().stats().unwrap().stored_messages, 5);
+}
+
+#[test]
+fn a_group_resend_with_the_same_client_id_is_stored_once() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let g = create(&mut alice, "dedup", false);
+    assert_eq!(say(&mut alice, g, 5, "once"), 2);
+    let again = alice.request(Request::Send {
+        to: Target::Group(g),
+        client_msg_id: 5,
+        transient: false,
+        content: Content::text("once"),
+    });
+    assert!(matches!(
+        again.unwrap(),
+        Reply::Sent {
+            seq: 2,
+            duplicate: true,
+            ..
+        }
+    ));
+    assert_eq!(say(&mut alice, g, 6, "twice"), 3);
+}
