@@ -13,15 +13,8 @@ use std::thread::JoinHandle;
 type Callback<T> = Box<dyn FnOnce(T) + Send>;
 
 enum Job {
-    Hash {
-        password: String,
-        done: Callback<Option<String>>,
-    },
-    Verify {
-        password: String,
-        phc: String,
-        done: Callback<bool>,
-    },
+    Hash { password: String, done: Callback<Option<String>> },
+    Verify { password: String, phc: String, done: Callback<bool> },
 }
 
 /// A pool of hashing threads. Dropping every clone of the pool ends the threads once the
@@ -50,25 +43,17 @@ impl Hasher {
 
     /// Hashes a new password; `done` gets the PHC string, or None if hashing failed.
     pub fn hash(&self, password: String, done: impl FnOnce(Option<String>) + Send + 'static) {
-        let _ = self.jobs.send(Job::Hash {
-            password,
-            done: Box::new(done),
-        });
+        let _ = self.jobs.send(Job::Hash { password, done: Box::new(done) });
     }
 
     /// Checks a password against a stored PHC string; `done` gets whether it matched.
     pub fn verify(&self, password: String, phc: String, done: impl FnOnce(bool) + Send + 'static) {
-        let _ = self.jobs.send(Job::Verify {
-            password,
-            phc,
-            done: Box::new(done),
-        });
+        let _ = self.jobs.send(Job::Verify { password, phc, done: Box::new(done) });
     }
 }
 
 fn argon(cost: HashCost) -> Argon2<'static> {
-    let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
-        .unwrap_or_else(|_| Params::default());
+    let params = Params::new(cost.memory_kib, cost.iterations, 1, None).unwrap_or_else(|_| Params::default());
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -77,11 +62,7 @@ fn run(queue: Receiver<Job>, cost: HashCost) {
     for job in queue {
         match job {
             Job::Hash { password, done } => done(hash_password(&argon, &password)),
-            Job::Verify {
-                password,
-                phc,
-                done,
-            } => done(verify_password(&password, &phc)),
+            Job::Verify { password, phc, done } => done(verify_password(&password, &phc)),
         }
     }
 }
@@ -96,19 +77,14 @@ fn hash_password(argon: &Argon2<'_>, password: &str) -> Option<String> {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt).ok()?;
     let salt = SaltString::encode_b64(&salt).ok()?;
-    argon
-        .hash_password(password.as_bytes(), &salt)
-        .ok()
-        .map(|h| h.to_string())
+    argon.hash_password(password.as_bytes(), &salt).ok().map(|h| h.to_string())
 }
 
 /// Verification reads the cost from the PHC string, so raising the default later does not
 /// lock out accounts hashed at the old cost.
 fn verify_password(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
@@ -158,9 +134,7 @@ mod tests {
         hasher.hash("secret password".into(), move |phc| tx.send(phc).unwrap());
         let phc = rx.recv().unwrap().unwrap();
         let (tx, rx) = crossbeam_channel::bounded(1);
-        hasher.verify("secret password".into(), phc, move |ok| {
-            tx.send(ok).unwrap()
-        });
+        hasher.verify("secret password".into(), phc, move |ok| tx.send(ok).unwrap());
         assert!(rx.recv().unwrap());
         drop(hasher);
         for h in handles {

@@ -6,8 +6,7 @@
 
 use crate::frame::{self, FrameError};
 use crate::protocol::{
-    ClientFrame, Content, Conversation, ErrorCode, Message, Push, Reply, Request, ServerFrame,
-    Target, PROTOCOL_VERSION,
+    ClientFrame, Content, Conversation, ErrorCode, Message, Push, Reply, Request, ServerFrame, Target, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -59,22 +58,13 @@ impl Client {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Client {
-            stream,
-            buf: Vec::new(),
-            next_request: 1,
-            pushes: VecDeque::new(),
-            replies: VecDeque::new(),
-        })
+        Ok(Client { stream, buf: Vec::new(), next_request: 1, pushes: VecDeque::new(), replies: VecDeque::new() })
     }
 
     /// Connects and completes the Hello handshake; returns the server's Hello reply.
     pub fn connect(addr: SocketAddr, name: &str) -> ClientResult<(Client, Reply)> {
         let mut client = Client::connect_raw(addr)?;
-        let hello = client.request(Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: name.to_string(),
-        })?;
+        let hello = client.request(Request::Hello { version: PROTOCOL_VERSION, client: name.to_string() })?;
         Ok((client, hello))
     }
 
@@ -92,10 +82,7 @@ impl Client {
     pub fn send(&mut self, request: Request) -> ClientResult<u32> {
         let request_id = self.next_request;
         self.next_request = self.next_request.wrapping_add(1).max(1);
-        self.write_raw(&frame::encode(&ClientFrame {
-            request_id,
-            request,
-        }))?;
+        self.write_raw(&frame::encode(&ClientFrame { request_id, request }))?;
         Ok(request_id)
     }
 
@@ -119,11 +106,9 @@ impl Client {
             match self.read_frame()? {
                 ServerFrame::Push(push) => self.pushes.push_back(push),
                 frame if answers(&frame, id) => return into_reply(frame),
-                ServerFrame::Error {
-                    request_id: 0,
-                    code,
-                    message,
-                } => return Err(ClientError::Server { code, message }),
+                ServerFrame::Error { request_id: 0, code, message } => {
+                    return Err(ClientError::Server { code, message })
+                }
                 other => self.replies.push_back(other),
             }
         }
@@ -137,11 +122,9 @@ impl Client {
         loop {
             match self.read_frame()? {
                 ServerFrame::Push(push) => return Ok(push),
-                ServerFrame::Error {
-                    request_id: 0,
-                    code,
-                    message,
-                } => return Err(ClientError::Server { code, message }),
+                ServerFrame::Error { request_id: 0, code, message } => {
+                    return Err(ClientError::Server { code, message })
+                }
                 other => self.replies.push_back(other),
             }
         }
@@ -161,16 +144,14 @@ impl Client {
         loop {
             match frame::split(&self.buf, MAX_SERVER_FRAME) {
                 Ok(Some((body, used))) => {
-                    let frame = frame::decode_body::<ServerFrame>(body)
-                        .map_err(|e| ClientError::Protocol(e.to_string()));
+                    let frame =
+                        frame::decode_body::<ServerFrame>(body).map_err(|e| ClientError::Protocol(e.to_string()));
                     self.buf.drain(..used);
                     return frame;
                 }
                 Ok(None) => {}
                 Err(FrameError::TooLarge { len, .. }) => {
-                    return Err(ClientError::Protocol(format!(
-                        "server frame of {len} bytes"
-                    )))
+                    return Err(ClientError::Protocol(format!("server frame of {len} bytes")))
                 }
                 Err(e) => return Err(ClientError::Protocol(e.to_string())),
             }
@@ -178,27 +159,17 @@ impl Client {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(ClientError::Closed),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     return Err(ClientError::Timeout)
                 }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return Err(ClientError::Closed)
-                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Err(ClientError::Closed),
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
     pub fn register(&mut self, username: &str, password: &str) -> ClientResult<u64> {
-        match self.request(Request::Register {
-            username: username.into(),
-            password: password.into(),
-        })? {
+        match self.request(Request::Register { username: username.into(), password: password.into() })? {
             Reply::Registered { user_id } => Ok(user_id),
             other => Err(unexpected(other)),
         }
@@ -206,10 +177,7 @@ impl Client {
 
     /// Logs in; returns the LoggedIn reply (user id, display name, inbox position).
     pub fn login(&mut self, username: &str, password: &str) -> ClientResult<Reply> {
-        match self.request(Request::Login {
-            username: username.into(),
-            password: password.into(),
-        })? {
+        match self.request(Request::Login { username: username.into(), password: password.into() })? {
             reply @ Reply::LoggedIn { .. } => Ok(reply),
             other => Err(unexpected(other)),
         }
@@ -217,54 +185,28 @@ impl Client {
 
     /// Logs in with a resume token from an earlier LoggedIn reply.
     pub fn resume(&mut self, username: &str, token: &[u8]) -> ClientResult<Reply> {
-        match self.request(Request::Resume {
-            username: username.into(),
-            token: token.to_vec(),
-        })? {
+        match self.request(Request::Resume { username: username.into(), token: token.to_vec() })? {
             reply @ Reply::LoggedIn { .. } => Ok(reply),
             other => Err(unexpected(other)),
         }
     }
 
     /// Sends a stored message and waits for its receipt; returns (message id, seq, duplicate).
-    pub fn send_message(
-        &mut self,
-        to: &str,
-        client_msg_id: u64,
-        content: Content,
-    ) -> ClientResult<(u64, u64, bool)> {
-        let request = Request::Send {
-            to: Target::User(to.into()),
-            client_msg_id,
-            transient: false,
-            content,
-        };
+    pub fn send_message(&mut self, to: &str, client_msg_id: u64, content: Content) -> ClientResult<(u64, u64, bool)> {
+        let request = Request::Send { to: Target::User(to.into()), client_msg_id, transient: false, content };
         match self.request(request)? {
-            Reply::Sent {
-                message_id,
-                seq,
-                duplicate,
-                ..
-            } => Ok((message_id, seq, duplicate)),
+            Reply::Sent { message_id, seq, duplicate, .. } => Ok((message_id, seq, duplicate)),
             other => Err(unexpected(other)),
         }
     }
 
-    pub fn send_text(
-        &mut self,
-        to: &str,
-        client_msg_id: u64,
-        text: &str,
-    ) -> ClientResult<(u64, u64, bool)> {
+    pub fn send_text(&mut self, to: &str, client_msg_id: u64, text: &str) -> ClientResult<(u64, u64, bool)> {
         self.send_message(to, client_msg_id, Content::text(text))
     }
 
     /// Acknowledges the inbox up to `up_to`.
     pub fn ack(&mut self, up_to: u64) -> ClientResult<u64> {
-        match self.request(Request::Ack {
-            conversation: Conversation::Inbox,
-            up_to,
-        })? {
+        match self.request(Request::Ack { conversation: Conversation::Inbox, up_to })? {
             Reply::Acked { up_to, .. } => Ok(up_to),
             other => Err(unexpected(other)),
         }

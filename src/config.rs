@@ -22,19 +22,13 @@ pub struct HashCost {
 
 impl Default for HashCost {
     fn default() -> Self {
-        HashCost {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-        }
+        HashCost { memory_kib: 19 * 1024, iterations: 2 }
     }
 }
 
 impl HashCost {
     /// The cheapest cost argon2 accepts; only for tests and benchmarks.
-    pub const MINIMUM: HashCost = HashCost {
-        memory_kib: 8,
-        iterations: 1,
-    };
+    pub const MINIMUM: HashCost = HashCost { memory_kib: 8, iterations: 1 };
 }
 
 #[derive(Clone, Debug)]

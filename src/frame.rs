@@ -46,10 +46,7 @@ pub fn split(buf: &[u8], max: u32) -> Result<Option<(&[u8], usize)>, FrameError>
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     match postcard::take_from_bytes::<T>(body) {
         Ok((value, [])) => Ok(value),
-        Ok((_, rest)) => Err(FrameError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        ))),
+        Ok((_, rest)) => Err(FrameError::Malformed(format!("{} trailing bytes", rest.len()))),
         Err(e) => Err(FrameError::Malformed(e.to_string())),
     }
 }
@@ -61,8 +58,7 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
     // Serialising our own types into a Vec cannot fail: no maps with non-string keys, no
     // sequences of unknown length.
     let out_vec = std::mem::take(out);
-    let mut out_vec = postcard::to_extend(value, out_vec)
-        .expect("postcard encoding of protocol types is infallible");
+    let mut out_vec = postcard::to_extend(value, out_vec).expect("postcard encoding of protocol types is infallible");
     let len = (out_vec.len() - start - PREFIX_LEN) as u32;
     BigEndian::write_u32(&mut out_vec[start..start + PREFIX_LEN], len);
     *out = out_vec;
@@ -87,22 +83,13 @@ mod tests {
         }
         let (body, used) = split(&frame, 1024).unwrap().unwrap();
         assert_eq!(used, frame.len());
-        assert_eq!(
-            decode_body::<(u32, String)>(body).unwrap(),
-            (7, "hi".to_string())
-        );
+        assert_eq!(decode_body::<(u32, String)>(body).unwrap(), (7, "hi".to_string()));
     }
 
     #[test]
     fn oversized_length_is_refused_before_the_body_arrives() {
         let buf = [0xff, 0xff, 0xff, 0xff];
-        assert_eq!(
-            split(&buf, 65536),
-            Err(FrameError::TooLarge {
-                len: u32::MAX,
-                max: 65536
-            })
-        );
+        assert_eq!(split(&buf, 65536), Err(FrameError::TooLarge { len: u32::MAX, max: 65536 }));
     }
 
     #[test]
@@ -112,10 +99,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_malformed() {
-        assert!(matches!(
-            decode_body::<u8>(&[1, 2]),
-            Err(FrameError::Malformed(_))
-        ));
+        assert!(matches!(decode_body::<u8>(&[1, 2]), Err(FrameError::Malformed(_))));
     }
 
     #[test]

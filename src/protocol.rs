@@ -226,26 +226,15 @@ pub struct Content {
 
 impl Content {
     pub fn text(text: impl Into<String>) -> Self {
-        Content {
-            kind: MediaKind::Text,
-            body: text.into().into_bytes(),
-            media: None,
-        }
+        Content { kind: MediaKind::Text, body: text.into().into_bytes(), media: None }
     }
 }
 
 /// Everything the server sends.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum ServerFrame {
-    Reply {
-        request_id: u32,
-        reply: Reply,
-    },
-    Error {
-        request_id: u32,
-        code: ErrorCode,
-        message: String,
-    },
+    Reply { request_id: u32, reply: Reply },
+    Error { request_id: u32, code: ErrorCode, message: String },
     Push(Push),
 }
 
@@ -399,6 +388,11 @@ pub enum Push {
 pub struct Message {
     pub conversation: Conversation,
     pub seq: u64,
+    /// The sequence of the message pushed to this session before this one in the same
+    /// conversation, or where delivery started (the ack at login, the point of a resync).
+    /// A client whose last seen sequence is below `prev_seq` has missed something.
+    pub prev_seq: u64,
+
     pub message_id: u64,
     pub from: String,
     pub timestamp_ms: u64,
@@ -474,9 +468,7 @@ pub fn valid_room_name(name: &str) -> bool {
 fn name_chars_ok(name: &str) -> bool {
     let bytes = name.as_bytes();
     bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.iter().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-        })
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Display names: 1 to 64 characters, no control characters, not only whitespace.
@@ -494,16 +486,7 @@ mod tests {
         for ok in ["bob", "alice_1", "a.b-c", "0day", &"x".repeat(32)] {
             assert!(valid_username(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "ab",
-            "Bob",
-            "_bob",
-            "bo b",
-            "bøb",
-            &"x".repeat(33),
-            "a\u{0}b",
-        ] {
+        for bad in ["", "ab", "Bob", "_bob", "bo b", "bøb", &"x".repeat(33), "a\u{0}b"] {
             assert!(!valid_username(bad), "{bad:?}");
         }
     }
@@ -520,10 +503,7 @@ mod tests {
     #[test]
     fn error_codes_are_stable() {
         // protocol.md's error table lists these numbers; changing them breaks every client.
-        assert_eq!(
-            postcard::to_allocvec(&ErrorCode::UnsupportedVersion).unwrap(),
-            [0]
-        );
+        assert_eq!(postcard::to_allocvec(&ErrorCode::UnsupportedVersion).unwrap(), [0]);
         assert_eq!(postcard::to_allocvec(&ErrorCode::Internal).unwrap(), [13]);
         assert_eq!(postcard::to_allocvec(&ErrorCode::ServerFull).unwrap(), [17]);
     }

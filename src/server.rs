@@ -18,10 +18,7 @@ pub enum StartError {
     #[error("cannot open the data directory {dir}: {source}")]
     Store { dir: String, source: StoreError },
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the event loop: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -40,18 +37,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
-        let store_error = |source| StartError::Store {
-            dir: config.data_dir.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| store_error(StoreError::Sled(e.into())))?;
+        let store_error = |source| StartError::Store { dir: config.data_dir.display().to_string(), source };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(StoreError::Sled(e.into())))?;
         let store = Store::open(&config.data_dir).map_err(store_error)?;
         let mut listener =
-            TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+            TcpListener::bind(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr()?;
         let (poll, waker) = EventLoop::prepare(&mut listener)?;
 
@@ -70,26 +60,10 @@ impl Server {
             rooms: rooms.clone(),
         };
         let (pool, workers) = Pool::start(shared);
-        let (event_loop, handle) =
-            EventLoop::new(poll, listener, waker, pool, from_workers, config.clone());
-        let event_loop = std::thread::Builder::new()
-            .name("confab-loop".into())
-            .spawn(move || event_loop.run())?;
-        info!(
-            "confabd listening on {addr} (data in {}, {} workers)",
-            config.data_dir.display(),
-            config.workers
-        );
-        Ok(Server {
-            addr,
-            handle,
-            store,
-            directory,
-            rooms,
-            event_loop,
-            workers,
-            hashers,
-        })
+        let (event_loop, handle) = EventLoop::new(poll, listener, waker, pool, from_workers, config.clone());
+        let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
+        info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
+        Ok(Server { addr, handle, store, directory, rooms, event_loop, workers, hashers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -10,9 +10,7 @@ use std::io::Write;
 
 fn error_of(frame: ServerFrame) -> (u32, ErrorCode) {
     match frame {
-        ServerFrame::Error {
-            request_id, code, ..
-        } => (request_id, code),
+        ServerFrame::Error { request_id, code, .. } => (request_id, code),
         other => panic!("expected an error frame, got {other:?}"),
     }
 }
@@ -34,36 +32,18 @@ fn malformed_body_gets_an_error_and_the_connection_survives() {
     let mut client = server.client();
     // Request id 9, then an unknown request variant 200.
     client.write_raw(&raw_frame(&[9, 0xc8, 0x01])).unwrap();
-    assert_eq!(
-        error_of(client.read_frame().unwrap()),
-        (9, ErrorCode::BadRequest)
-    );
+    assert_eq!(error_of(client.read_frame().unwrap()), (9, ErrorCode::BadRequest));
     // Request id 10, Register with a string length running past the end.
     client.write_raw(&raw_frame(&[10, 2, 50, b'a'])).unwrap();
-    assert_eq!(
-        error_of(client.read_frame().unwrap()),
-        (10, ErrorCode::BadRequest)
-    );
+    assert_eq!(error_of(client.read_frame().unwrap()), (10, ErrorCode::BadRequest));
     // A valid request followed by trailing garbage in the same frame.
-    let mut ping = frame::encode(&ClientFrame {
-        request_id: 11,
-        request: Request::Ping,
-    })[4..]
-        .to_vec();
+    let mut ping = frame::encode(&ClientFrame { request_id: 11, request: Request::Ping })[4..].to_vec();
     ping.push(0xff);
     client.write_raw(&raw_frame(&ping)).unwrap();
-    assert_eq!(
-        error_of(client.read_frame().unwrap()),
-        (11, ErrorCode::BadRequest)
-    );
+    assert_eq!(error_of(client.read_frame().unwrap()), (11, ErrorCode::BadRequest));
     // Invalid UTF-8 in a string.
-    client
-        .write_raw(&raw_frame(&[12, 2, 3, 0xff, 0xfe, 0xfd, 0]))
-        .unwrap();
-    assert_eq!(
-        error_of(client.read_frame().unwrap()),
-        (12, ErrorCode::BadRequest)
-    );
+    client.write_raw(&raw_frame(&[12, 2, 3, 0xff, 0xfe, 0xfd, 0])).unwrap();
+    assert_eq!(error_of(client.read_frame().unwrap()), (12, ErrorCode::BadRequest));
     assert_eq!(client.request(Request::Ping).unwrap(), Reply::Pong);
 }
 
@@ -72,10 +52,7 @@ fn oversized_frame_is_refused_and_closed() {
     let server = TestServer::start();
     let mut client = server.client();
     client.write_raw(&(64 * 1024 + 1u32).to_be_bytes()).unwrap();
-    assert_eq!(
-        error_of(client.read_frame().unwrap()),
-        (0, ErrorCode::FrameTooLarge)
-    );
+    assert_eq!(error_of(client.read_frame().unwrap()), (0, ErrorCode::FrameTooLarge));
     assert!(matches!(client.read_frame(), Err(ClientError::Closed)));
     still_serving(&server);
 }
@@ -84,13 +61,8 @@ fn oversized_frame_is_refused_and_closed() {
 fn a_four_gigabyte_length_prefix_costs_nothing() {
     let server = TestServer::start();
     let mut client = Client::connect_raw(server.addr).unwrap();
-    client
-        .write_raw(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
-        .unwrap();
-    assert_eq!(
-        error_of(client.read_frame().unwrap()),
-        (0, ErrorCode::FrameTooLarge)
-    );
+    client.write_raw(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+    assert_eq!(error_of(client.read_frame().unwrap()), (0, ErrorCode::FrameTooLarge));
     assert!(matches!(client.read_frame(), Err(ClientError::Closed)));
     still_serving(&server);
 }
@@ -100,10 +72,7 @@ fn zero_length_frame_closes() {
     let server = TestServer::start();
     let mut client = server.client();
     client.write_raw(&[0, 0, 0, 0]).unwrap();
-    assert_eq!(
-        error_of(client.read_frame().unwrap()),
-        (0, ErrorCode::BadRequest)
-    );
+    assert_eq!(error_of(client.read_frame().unwrap()), (0, ErrorCode::BadRequest));
     assert!(matches!(client.read_frame(), Err(ClientError::Closed)));
     still_serving(&server);
 }
@@ -115,10 +84,7 @@ fn truncated_frames_then_hang_up() {
         let mut client = server.client();
         let bytes = frame::encode(&ClientFrame {
             request_id: 1,
-            request: Request::Login {
-                username: "alice".into(),
-                password: "whatever1".into(),
-            },
+            request: Request::Login { username: "alice".into(), password: "whatever1".into() },
         });
         client.write_raw(&bytes[..cut]).unwrap();
         drop(client);
@@ -132,41 +98,20 @@ fn frames_split_byte_by_byte_and_batched_in_one_write() {
     let mut client = Client::connect_raw(server.addr).unwrap();
     let hello = frame::encode(&ClientFrame {
         request_id: 1,
-        request: Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: "slow".into(),
-        },
+        request: Request::Hello { version: PROTOCOL_VERSION, client: "slow".into() },
     });
     for byte in &hello {
         client.write_raw(&[*byte]).unwrap();
         client.stream().flush().unwrap();
     }
-    assert!(matches!(
-        client.read_frame().unwrap(),
-        ServerFrame::Reply {
-            request_id: 1,
-            reply: Reply::Hello { .. }
-        }
-    ));
+    assert!(matches!(client.read_frame().unwrap(), ServerFrame::Reply { request_id: 1, reply: Reply::Hello { .. } }));
     let mut batch = Vec::new();
     for id in 2..=40 {
-        frame::encode_into(
-            &ClientFrame {
-                request_id: id,
-                request: Request::Ping,
-            },
-            &mut batch,
-        );
+        frame::encode_into(&ClientFrame { request_id: id, request: Request::Ping }, &mut batch);
     }
     client.write_raw(&batch).unwrap();
     for id in 2..=40 {
-        assert_eq!(
-            client.read_frame().unwrap(),
-            ServerFrame::Reply {
-                request_id: id,
-                reply: Reply::Pong
-            }
-        );
+        assert_eq!(client.read_frame().unwrap(), ServerFrame::Reply { request_id: id, reply: Reply::Pong });
     }
 }
 
@@ -178,9 +123,7 @@ fn garbage_connections_do_not_disturb_others() {
     let mut junk = Vec::new();
     for i in 0..20u8 {
         let mut c = Client::connect_raw(server.addr).unwrap();
-        let noise: Vec<u8> = (0..64)
-            .map(|j| i.wrapping_mul(31).wrapping_add(j))
-            .collect();
+        let noise: Vec<u8> = (0..64).map(|j| i.wrapping_mul(31).wrapping_add(j)).collect();
         c.write_raw(&noise).unwrap();
         junk.push(c);
     }

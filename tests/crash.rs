@@ -15,14 +15,7 @@ use std::sync::{Arc, Mutex};
 /// The confabd binary on an ephemeral port; returns it and the address it logged.
 fn spawn_daemon(data_dir: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_confabd"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--hash-memory-kib",
-            "8",
-            "--hash-iterations",
-            "1",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--hash-memory-kib", "8", "--hash-iterations", "1"])
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())
@@ -32,15 +25,9 @@ fn spawn_daemon(data_dir: &Path) -> (Child, SocketAddr) {
     let stderr = child.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("confabd logs its address before exiting")
-            .expect("utf-8 log");
+        let line = lines.next().expect("confabd logs its address before exiting").expect("utf-8 log");
         if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest
-                .split_whitespace()
-                .next()
-                .expect("an address after 'listening on'");
+            let addr = rest.split_whitespace().next().expect("an address after 'listening on'");
             break addr.parse().expect("a socket address");
         }
     };
@@ -90,9 +77,7 @@ fn sigkill_mid_stream_loses_no_receipted_message() {
                     match alice.reply_to(id) {
                         Ok(Reply::Sent { seq, .. }) => receipted.lock().unwrap().push((cmid, seq)),
                         Ok(other) => panic!("unexpected reply {other:?}"),
-                        Err(ClientError::Closed | ClientError::Io(_) | ClientError::Timeout) => {
-                            return
-                        }
+                        Err(ClientError::Closed | ClientError::Io(_) | ClientError::Timeout) => return,
                         Err(e) => panic!("send failed: {e}"),
                     }
                     started.store(true, Ordering::SeqCst);
@@ -114,17 +99,11 @@ fn sigkill_mid_stream_loses_no_receipted_message() {
     let (mut daemon, addr) = spawn_daemon(&data);
     let (mut bob, _) = Client::connect(addr, "bob").unwrap();
     let (acked, last_seq) = match bob.login("bob", PASSWORD).unwrap() {
-        Reply::LoggedIn {
-            acked, last_seq, ..
-        } => (acked, last_seq),
+        Reply::LoggedIn { acked, last_seq, .. } => (acked, last_seq),
         other => panic!("{other:?}"),
     };
     assert_eq!(acked, 0);
-    assert!(
-        last_seq >= receipted.len() as u64,
-        "store lost messages: {last_seq} < {}",
-        receipted.len()
-    );
+    assert!(last_seq >= receipted.len() as u64, "store lost messages: {last_seq} < {}", receipted.len());
     // Everything stored arrives in order; every receipted message is among it, as sent.
     let mut delivered = Vec::new();
     for expected_seq in 1..=last_seq {
@@ -136,11 +115,7 @@ fn sigkill_mid_stream_loses_no_receipted_message() {
         }
     }
     for (cmid, seq) in &receipted {
-        assert_eq!(
-            delivered[(*seq - 1) as usize],
-            format!("message {cmid}"),
-            "receipted seq {seq}"
-        );
+        assert_eq!(delivered[(*seq - 1) as usize], format!("message {cmid}"), "receipted seq {seq}");
     }
     daemon.kill().unwrap();
     daemon.wait().unwrap();
@@ -152,16 +127,9 @@ fn sigterm_shuts_down_cleanly() {
     let (daemon, addr) = spawn_daemon(&dir.path().join("data"));
     let (mut client, _) = Client::connect(addr, "t").unwrap();
     client.register("alice", PASSWORD).unwrap();
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.id().to_string())
-        .status()
-        .unwrap();
+    let status = Command::new("kill").arg("-TERM").arg(daemon.id().to_string()).status().unwrap();
     assert!(status.success());
-    assert_eq!(
-        client.next_push().unwrap(),
-        confab::protocol::Push::ShuttingDown
-    );
+    assert_eq!(client.next_push().unwrap(), confab::protocol::Push::ShuttingDown);
     let output = daemon.wait_with_output().unwrap();
     assert!(output.status.success(), "exit status {:?}", output.status);
 }

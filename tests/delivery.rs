@@ -2,9 +2,7 @@
 
 use crate::common::{inbox_of, TestServer, PASSWORD};
 use confab::client::Client;
-use confab::protocol::{
-    Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, Target,
-};
+use confab::protocol::{Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, Target};
 
 fn text_of(content: &Content) -> String {
     String::from_utf8(content.body.clone()).expect("utf-8 body")
@@ -23,12 +21,7 @@ fn receive(client: &mut Client, count: usize) -> Vec<(u64, String)> {
 /// A request handled by the user's own worker after everything queued before it: once its
 /// reply is in, every push that worker had produced is in too.
 fn barrier(client: &mut Client) {
-    client
-        .request(Request::ListOnline {
-            after: "".into(),
-            limit: 1,
-        })
-        .expect("barrier");
+    client.request(Request::ListOnline { after: "".into(), limit: 1 }).expect("barrier");
 }
 
 #[test]
@@ -39,11 +32,7 @@ fn message_to_an_online_user() {
     let media = Content {
         kind: MediaKind::Image,
         body: b"caption".to_vec(),
-        media: Some(Media {
-            url: "https://example.org/cat.png".into(),
-            description: "a cat".into(),
-            size: 2048,
-        }),
+        media: Some(Media { url: "https://example.org/cat.png".into(), description: "a cat".into(), size: 2048 }),
     };
     let (message_id, seq, duplicate) = alice.send_message("bob", 7, media.clone()).unwrap();
     assert_eq!((seq, duplicate), (1, false));
@@ -56,13 +45,8 @@ fn message_to_an_online_user() {
     assert!(m.timestamp_ms > 1_600_000_000_000);
     assert_eq!(bob.ack(1).unwrap(), 1);
     // The sender never gets its own message back.
-    alice
-        .set_timeout(std::time::Duration::from_millis(200))
-        .unwrap();
-    assert!(matches!(
-        alice.next_push(),
-        Err(confab::client::ClientError::Timeout)
-    ));
+    alice.set_timeout(std::time::Duration::from_millis(200)).unwrap();
+    assert!(matches!(alice.next_push(), Err(confab::client::ClientError::Timeout)));
 }
 
 #[test]
@@ -98,23 +82,19 @@ fn unacknowledged_messages_are_redelivered_and_acked_ones_are_not() {
     let mut bob = server.client();
     let reply = bob.login("bob", PASSWORD).unwrap();
     assert_eq!(inbox_of(&reply), (0, 5));
-    assert_eq!(
-        receive(&mut bob, 5)
-            .iter()
-            .map(|(s, _)| *s)
-            .collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
-    );
+    assert_eq!(receive(&mut bob, 5).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     assert_eq!(bob.ack(3).unwrap(), 3);
     drop(bob);
 
     let mut bob = server.client();
     let reply = bob.login("bob", PASSWORD).unwrap();
     assert_eq!(inbox_of(&reply), (3, 5));
-    assert_eq!(
-        receive(&mut bob, 2),
-        vec![(4, "m4".to_string()), (5, "m5".to_string())]
-    );
+    // Delivery restarts after the ack, and the first push says so.
+    let m4 = bob.next_message().unwrap();
+    assert_eq!((m4.seq, m4.prev_seq), (4, 3));
+    let m5 = bob.next_message().unwrap();
+    assert_eq!((m5.seq, m5.prev_seq, text_of(&m5.content).as_str()), (5, 4, "m5"));
+
     bob.ack(5).unwrap();
     // Nothing else is owed: the next push is the next new message.
     alice.send_text("bob", 6, "m6").unwrap();
@@ -131,10 +111,7 @@ fn a_resend_with_the_same_client_id_is_stored_once() {
     let again = alice.send_text("bob", 42, "only once").unwrap();
     assert_eq!((again.0, again.1, again.2), (first.0, first.1, true));
     alice.send_text("bob", 43, "next").unwrap();
-    assert_eq!(
-        receive(&mut bob, 2),
-        vec![(1, "only once".to_string()), (2, "next".to_string())]
-    );
+    assert_eq!(receive(&mut bob, 2), vec![(1, "only once".to_string()), (2, "next".to_string())]);
     // Another sender may use the same client id freely.
     let mut carol = server.user("carol");
     assert!(!carol.send_text("bob", 42, "carol's").unwrap().2);
@@ -157,10 +134,7 @@ fn messages_survive_a_restart_and_acks_stick() {
     let mut bob = server.client();
     let reply = bob.login("bob", PASSWORD).unwrap();
     assert_eq!(inbox_of(&reply), (2, 4));
-    assert_eq!(
-        receive(&mut bob, 2),
-        vec![(3, "m3".to_string()), (4, "m4".to_string())]
-    );
+    assert_eq!(receive(&mut bob, 2), vec![(3, "m3".to_string()), (4, "m4".to_string())]);
     // Numbering continues after the restart; the dedup record survived too.
     let mut alice = server.login("alice");
     assert!(alice.send_text("bob", 4, "m4").unwrap().2);
@@ -178,20 +152,13 @@ fn transient_messages_reach_only_online_users_and_are_never_stored() {
         transient: true,
         content: Content::text("typing…"),
     };
-    assert_eq!(
-        alice.request(typing("bob")).unwrap(),
-        Reply::TransientSent { delivered: false }
-    );
+    assert_eq!(alice.request(typing("bob")).unwrap(), Reply::TransientSent { delivered: false });
     let mut bob = server.login("bob");
-    assert_eq!(
-        alice.request(typing("bob")).unwrap(),
-        Reply::TransientSent { delivered: true }
-    );
+    assert_eq!(alice.request(typing("bob")).unwrap(), Reply::TransientSent { delivered: true });
     match bob.next_push().unwrap() {
-        Push::Transient { from, content } => assert_eq!(
-            (from.as_str(), text_of(&content).as_str()),
-            ("alice", "typing…")
-        ),
+        Push::Transient { from, content } => {
+            assert_eq!((from.as_str(), text_of(&content).as_str()), ("alice", "typing…"))
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(server.server().store().stats().unwrap().stored_messages, 0);
@@ -205,40 +172,17 @@ fn sending_errors() {
     server.register(&["bob"]);
     let mut alice = server.user("alice");
     let err = |c: &mut Client, to: &str, id: u64, content: Content| {
-        c.send_message(to, id, content)
-            .unwrap_err()
-            .code()
-            .expect("a server error")
+        c.send_message(to, id, content).unwrap_err().code().expect("a server error")
     };
-    assert_eq!(
-        err(&mut alice, "nobody", 1, Content::text("hi")),
-        ErrorCode::UnknownUser
-    );
-    assert_eq!(
-        err(&mut alice, "bob", 0, Content::text("hi")),
-        ErrorCode::BadRequest
-    );
-    assert_eq!(
-        err(&mut alice, "bob", 2, Content::text("")),
-        ErrorCode::InvalidContent
-    );
-    let big = Content {
-        kind: MediaKind::File,
-        body: vec![7; 32 * 1024 + 1],
-        media: None,
-    };
+    assert_eq!(err(&mut alice, "nobody", 1, Content::text("hi")), ErrorCode::UnknownUser);
+    assert_eq!(err(&mut alice, "bob", 0, Content::text("hi")), ErrorCode::BadRequest);
+    assert_eq!(err(&mut alice, "bob", 2, Content::text("")), ErrorCode::InvalidContent);
+    let big = Content { kind: MediaKind::File, body: vec![7; 32 * 1024 + 1], media: None };
     assert_eq!(err(&mut alice, "bob", 3, big), ErrorCode::InvalidContent);
-    let at_limit = Content {
-        kind: MediaKind::File,
-        body: vec![7; 32 * 1024],
-        media: None,
-    };
+    let at_limit = Content { kind: MediaKind::File, body: vec![7; 32 * 1024], media: None };
     assert_eq!(alice.send_message("bob", 4, at_limit).unwrap().1, 1);
     // A client cannot acknowledge what does not exist.
-    let ack = alice.request(Request::Ack {
-        conversation: Conversation::Inbox,
-        up_to: 1,
-    });
+    let ack = alice.request(Request::Ack { conversation: Conversation::Inbox, up_to: 1 });
     assert_eq!(ack.unwrap_err().code(), Some(ErrorCode::BadRequest));
     assert_eq!(server.server().store().stats().unwrap().stored_messages, 1);
 }
@@ -256,18 +200,11 @@ fn the_delivery_window_paces_a_backlog() {
     assert_eq!(first.last().unwrap().0, 10);
     barrier(&mut bob);
     // Ten outstanding: nothing more until an ack.
-    bob.set_timeout(std::time::Duration::from_millis(200))
-        .unwrap();
+    bob.set_timeout(std::time::Duration::from_millis(200)).unwrap();
     assert!(bob.next_push().is_err());
     bob.set_timeout(std::time::Duration::from_secs(10)).unwrap();
     bob.ack(4).unwrap();
-    assert_eq!(
-        receive(&mut bob, 4)
-            .iter()
-            .map(|(s, _)| *s)
-            .collect::<Vec<_>>(),
-        [11, 12, 13, 14]
-    );
+    assert_eq!(receive(&mut bob, 4).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [11, 12, 13, 14]);
     bob.ack(14).unwrap();
     assert_eq!(receive(&mut bob, 10).last().unwrap().0, 24);
     bob.ack(24).unwrap();
@@ -284,53 +221,14 @@ fn resync_delivers_again_from_a_point() {
     }
     receive(&mut bob, 5);
     bob.ack(1).unwrap();
-    let reply = bob
-        .request(Request::Resync {
-            conversation: Conversation::Inbox,
-            after: 3,
-        })
-        .unwrap();
-    assert_eq!(
-        reply,
-        Reply::Resynced {
-            conversation: Conversation::Inbox,
-            after: 3,
-            last_seq: 5
-        }
-    );
-    assert_eq!(
-        receive(&mut bob, 2)
-            .iter()
-            .map(|(s, _)| *s)
-            .collect::<Vec<_>>(),
-        [4, 5]
-    );
+    let reply = bob.request(Request::Resync { conversation: Conversation::Inbox, after: 3 }).unwrap();
+    assert_eq!(reply, Reply::Resynced { conversation: Conversation::Inbox, after: 3, last_seq: 5 });
+    assert_eq!(receive(&mut bob, 2).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4, 5]);
     // Before the ack is as far back as it goes: acknowledged messages are gone.
-    let reply = bob
-        .request(Request::Resync {
-            conversation: Conversation::Inbox,
-            after: 0,
-        })
-        .unwrap();
-    assert_eq!(
-        reply,
-        Reply::Resynced {
-            conversation: Conversation::Inbox,
-            after: 1,
-            last_seq: 5
-        }
-    );
-    assert_eq!(
-        receive(&mut bob, 4)
-            .iter()
-            .map(|(s, _)| *s)
-            .collect::<Vec<_>>(),
-        [2, 3, 4, 5]
-    );
-    let beyond = bob.request(Request::Resync {
-        conversation: Conversation::Inbox,
-        after: 9,
-    });
+    let reply = bob.request(Request::Resync { conversation: Conversation::Inbox, after: 0 }).unwrap();
+    assert_eq!(reply, Reply::Resynced { conversation: Conversation::Inbox, after: 1, last_seq: 5 });
+    assert_eq!(receive(&mut bob, 4).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 3, 4, 5]);
+    let beyond = bob.request(Request::Resync { conversation: Conversation::Inbox, after: 9 });
     assert_eq!(beyond.unwrap_err().code(), Some(ErrorCode::BadRequest));
 }
 

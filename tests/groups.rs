@@ -2,18 +2,10 @@
 
 use crate::common::{TestServer, PASSWORD};
 use confab::client::Client;
-use confab::protocol::{
-    Content, Conversation, ErrorCode, GroupEvent, Message, Reply, Request, Role, Target,
-};
+use confab::protocol::{Content, Conversation, ErrorCode, GroupEvent, Message, Reply, Request, Role, Target};
 
 fn create(client: &mut Client, name: &str, open: bool) -> u64 {
-    match client
-        .request(Request::CreateGroup {
-            name: name.into(),
-            open,
-        })
-        .unwrap()
-    {
+    match client.request(Request::CreateGroup { name: name.into(), open }).unwrap() {
         Reply::GroupCreated { group_id } => group_id,
         other => panic!("{other:?}"),
     }
@@ -24,11 +16,7 @@ fn ok(client: &mut Client, request: Request) {
 }
 
 fn refused(client: &mut Client, request: Request) -> ErrorCode {
-    client
-        .request(request)
-        .unwrap_err()
-        .code()
-        .expect("a server error")
+    client.request(request).unwrap_err().code().expect("a server error")
 }
 
 fn say(client: &mut Client, group_id: u64, id: u64, text: &str) -> u64 {
@@ -49,29 +37,12 @@ fn text(m: &Message) -> String {
 }
 
 fn ack(client: &mut Client, group_id: u64, up_to: u64) {
-    let reply = client
-        .request(Request::Ack {
-            conversation: Conversation::Group(group_id),
-            up_to,
-        })
-        .unwrap();
-    assert_eq!(
-        reply,
-        Reply::Acked {
-            conversation: Conversation::Group(group_id),
-            up_to
-        }
-    );
+    let reply = client.request(Request::Ack { conversation: Conversation::Group(group_id), up_to }).unwrap();
+    assert_eq!(reply, Reply::Acked { conversation: Conversation::Group(group_id), up_to });
 }
 
 fn add(client: &mut Client, group_id: u64, who: &str) {
-    ok(
-        client,
-        Request::AddMember {
-            group_id,
-            username: who.into(),
-        },
-    );
+    ok(client, Request::AddMember { group_id, username: who.into() });
 }
 
 #[test]
@@ -82,29 +53,14 @@ fn group_messages_reach_online_members_but_not_the_sender() {
     let mut carol = server.user("carol");
     let g = create(&mut alice, "friends", false);
     let created = alice.next_message().unwrap();
-    assert_eq!(
-        (created.conversation, created.seq),
-        (Conversation::Group(g), 1)
-    );
-    assert_eq!(
-        created.event,
-        Some(GroupEvent::Created { by: "alice".into() })
-    );
+    assert_eq!((created.conversation, created.seq), (Conversation::Group(g), 1));
+    assert_eq!(created.event, Some(GroupEvent::Created { by: "alice".into() }));
     add(&mut alice, g, "bob");
     add(&mut alice, g, "carol");
 
     // Each member hears of the later additions, in sequence.
     let added = bob.next_message().unwrap();
-    assert_eq!(
-        (added.seq, added.event),
-        (
-            2,
-            Some(GroupEvent::Added {
-                username: "bob".into(),
-                by: "alice".into()
-            })
-        )
-    );
+    assert_eq!((added.seq, added.event), (2, Some(GroupEvent::Added { username: "bob".into(), by: "alice".into() })));
     assert_eq!(bob.next_message().unwrap().seq, 3);
     assert_eq!(carol.next_message().unwrap().seq, 3);
 
@@ -120,26 +76,20 @@ fn group_messages_reach_online_members_but_not_the_sender() {
             (Conversation::Group(g), 4, "bob", "hello group".into())
         );
     }
-    // Bob's next push is carol's reply, not his own message.
+    // Bob's next push is carol's reply, not his own message; its prev_seq is the last
+    // message bob was pushed (3), so the skipped seq 4 is no gap.
     say(&mut carol, g, 1, "hi bob");
-    assert_eq!(text(&bob.next_message().unwrap()), "hi bob");
+    let reply = bob.next_message().unwrap();
+    assert_eq!((reply.seq, reply.prev_seq, text(&reply).as_str()), (5, 3, "hi bob"));
+    let to_alice = alice.next_message().unwrap();
+    assert_eq!((to_alice.seq, to_alice.prev_seq), (5, 4));
 
-    match alice
-        .request(Request::GroupMembers { group_id: g })
-        .unwrap()
-    {
+    match alice.request(Request::GroupMembers { group_id: g }).unwrap() {
         Reply::Members { members, .. } => {
-            let roles: Vec<_> = members
-                .iter()
-                .map(|m| (m.username.as_str(), m.role, m.online))
-                .collect();
+            let roles: Vec<_> = members.iter().map(|m| (m.username.as_str(), m.role, m.online)).collect();
             assert_eq!(
                 roles,
-                [
-                    ("alice", Role::Owner, true),
-                    ("bob", Role::Member, true),
-                    ("carol", Role::Member, true)
-                ]
+                [("alice", Role::Owner, true), ("bob", Role::Member, true), ("carol", Role::Member, true)]
             );
         }
         other => panic!("{other:?}"),
@@ -148,12 +98,7 @@ fn group_messages_reach_online_members_but_not_the_sender() {
         Reply::Groups { groups } => {
             assert_eq!(groups.len(), 1);
             assert_eq!(
-                (
-                    groups[0].group_id,
-                    groups[0].name.as_str(),
-                    groups[0].role,
-                    groups[0].members
-                ),
+                (groups[0].group_id, groups[0].name.as_str(), groups[0].role, groups[0].members),
                 (g, "friends", Role::Member, 3)
             );
             assert_eq!(groups[0].last_seq, 5);
@@ -201,10 +146,7 @@ fn offline_members_catch_up_in_order_after_a_restart_and_history_is_stored_once(
     }
     let mut alice = server.login("alice");
     ack(&mut alice, g, 23);
-    assert!(
-        server.server().store().stats().unwrap().stored_messages > 0,
-        "carol has not acked"
-    );
+    assert!(server.server().store().stats().unwrap().stored_messages > 0, "carol has not acked");
     ack(&mut carol, g, 23);
     assert_eq!(server.server().store().stats().unwrap().stored_messages, 0);
     // Numbering goes on after everything was deleted.
@@ -224,154 +166,53 @@ fn roles_decide_who_may_do_what() {
     add(&mut alice, g, "carol");
 
     // Members may not manage the group.
+    assert_eq!(refused(&mut bob, Request::AddMember { group_id: g, username: "dave".into() }), ErrorCode::Forbidden);
     assert_eq!(
-        refused(
-            &mut bob,
-            Request::AddMember {
-                group_id: g,
-                username: "dave".into()
-            }
-        ),
+        refused(&mut bob, Request::RemoveMember { group_id: g, username: "carol".into() }),
         ErrorCode::Forbidden
     );
+    assert_eq!(refused(&mut bob, Request::RenameGroup { group_id: g, name: "x".into() }), ErrorCode::Forbidden);
+    assert_eq!(refused(&mut bob, Request::DeleteGroup { group_id: g }), ErrorCode::Forbidden);
     assert_eq!(
-        refused(
-            &mut bob,
-            Request::RemoveMember {
-                group_id: g,
-                username: "carol".into()
-            }
-        ),
-        ErrorCode::Forbidden
-    );
-    assert_eq!(
-        refused(
-            &mut bob,
-            Request::RenameGroup {
-                group_id: g,
-                name: "x".into()
-            }
-        ),
-        ErrorCode::Forbidden
-    );
-    assert_eq!(
-        refused(&mut bob, Request::DeleteGroup { group_id: g }),
-        ErrorCode::Forbidden
-    );
-    assert_eq!(
-        refused(
-            &mut bob,
-            Request::SetRole {
-                group_id: g,
-                username: "carol".into(),
-                role: Role::Admin
-            }
-        ),
+        refused(&mut bob, Request::SetRole { group_id: g, username: "carol".into(), role: Role::Admin }),
         ErrorCode::Forbidden
     );
     // Outsiders may not read, write or join a closed group.
-    let send = Request::Send {
-        to: Target::Group(g),
-        client_msg_id: 1,
-        transient: false,
-        content: Content::text("x"),
-    };
+    let send = Request::Send { to: Target::Group(g), client_msg_id: 1, transient: false, content: Content::text("x") };
     assert_eq!(refused(&mut dave, send), ErrorCode::NotAMember);
+    assert_eq!(refused(&mut dave, Request::GroupMembers { group_id: g }), ErrorCode::NotAMember);
+    assert_eq!(refused(&mut dave, Request::JoinGroup { group_id: g }), ErrorCode::Forbidden);
+    assert_eq!(refused(&mut dave, Request::JoinGroup { group_id: 999_999 }), ErrorCode::UnknownGroup);
     assert_eq!(
-        refused(&mut dave, Request::GroupMembers { group_id: g }),
-        ErrorCode::NotAMember
-    );
-    assert_eq!(
-        refused(&mut dave, Request::JoinGroup { group_id: g }),
-        ErrorCode::Forbidden
-    );
-    assert_eq!(
-        refused(&mut dave, Request::JoinGroup { group_id: 999_999 }),
-        ErrorCode::UnknownGroup
-    );
-    assert_eq!(
-        refused(
-            &mut alice,
-            Request::AddMember {
-                group_id: g,
-                username: "bob".into()
-            }
-        ),
+        refused(&mut alice, Request::AddMember { group_id: g, username: "bob".into() }),
         ErrorCode::AlreadyMember
     );
     assert_eq!(
-        refused(
-            &mut alice,
-            Request::AddMember {
-                group_id: g,
-                username: "nobody".into()
-            }
-        ),
+        refused(&mut alice, Request::AddMember { group_id: g, username: "nobody".into() }),
         ErrorCode::UnknownUser
     );
 
     // An admin may remove plain members but not the owner; the owner may not leave.
-    ok(
-        &mut alice,
-        Request::SetRole {
-            group_id: g,
-            username: "bob".into(),
-            role: Role::Admin,
-        },
-    );
+    ok(&mut alice, Request::SetRole { group_id: g, username: "bob".into(), role: Role::Admin });
     assert_eq!(
-        refused(
-            &mut bob,
-            Request::RemoveMember {
-                group_id: g,
-                username: "alice".into()
-            }
-        ),
+        refused(&mut bob, Request::RemoveMember { group_id: g, username: "alice".into() }),
         ErrorCode::Forbidden
     );
-    ok(
-        &mut bob,
-        Request::RenameGroup {
-            group_id: g,
-            name: "the club".into(),
-        },
-    );
-    ok(
-        &mut bob,
-        Request::RemoveMember {
-            group_id: g,
-            username: "carol".into(),
-        },
-    );
-    assert_eq!(
-        refused(&mut alice, Request::LeaveGroup { group_id: g }),
-        ErrorCode::Forbidden
-    );
+    ok(&mut bob, Request::RenameGroup { group_id: g, name: "the club".into() });
+    ok(&mut bob, Request::RemoveMember { group_id: g, username: "carol".into() });
+    assert_eq!(refused(&mut alice, Request::LeaveGroup { group_id: g }), ErrorCode::Forbidden);
 
     // Handing over: bob becomes owner, alice an admin who may now leave.
-    ok(
-        &mut alice,
-        Request::SetRole {
-            group_id: g,
-            username: "bob".into(),
-            role: Role::Owner,
-        },
-    );
+    ok(&mut alice, Request::SetRole { group_id: g, username: "bob".into(), role: Role::Owner });
     match bob.request(Request::GroupMembers { group_id: g }).unwrap() {
         Reply::Members { members, .. } => {
-            let roles: Vec<_> = members
-                .iter()
-                .map(|m| (m.username.as_str(), m.role))
-                .collect();
+            let roles: Vec<_> = members.iter().map(|m| (m.username.as_str(), m.role)).collect();
             assert_eq!(roles, [("alice", Role::Admin), ("bob", Role::Owner)]);
         }
         other => panic!("{other:?}"),
     }
     ok(&mut alice, Request::LeaveGroup { group_id: g });
-    assert_eq!(
-        refused(&mut alice, Request::GroupMembers { group_id: g }),
-        ErrorCode::NotAMember
-    );
+    assert_eq!(refused(&mut alice, Request::GroupMembers { group_id: g }), ErrorCode::NotAMember);
 }
 
 #[test]
@@ -383,45 +224,19 @@ fn membership_changes_are_announced_as_events() {
     let g = create(&mut alice, "open house", true);
     ok(&mut bob, Request::JoinGroup { group_id: g });
     ok(&mut carol, Request::JoinGroup { group_id: g });
-    ok(
-        &mut alice,
-        Request::RenameGroup {
-            group_id: g,
-            name: "open door".into(),
-        },
-    );
+    ok(&mut alice, Request::RenameGroup { group_id: g, name: "open door".into() });
     ok(&mut carol, Request::LeaveGroup { group_id: g });
-    ok(
-        &mut alice,
-        Request::RemoveMember {
-            group_id: g,
-            username: "bob".into(),
-        },
-    );
-    let events: Vec<_> = (0..6)
-        .map(|_| alice.next_message().unwrap().event.unwrap())
-        .collect();
+    ok(&mut alice, Request::RemoveMember { group_id: g, username: "bob".into() });
+    let events: Vec<_> = (0..6).map(|_| alice.next_message().unwrap().event.unwrap()).collect();
     assert_eq!(
         events,
         [
             GroupEvent::Created { by: "alice".into() },
-            GroupEvent::Joined {
-                username: "bob".into()
-            },
-            GroupEvent::Joined {
-                username: "carol".into()
-            },
-            GroupEvent::Renamed {
-                name: "open door".into(),
-                by: "alice".into()
-            },
-            GroupEvent::Left {
-                username: "carol".into()
-            },
-            GroupEvent::Removed {
-                username: "bob".into(),
-                by: "alice".into()
-            },
+            GroupEvent::Joined { username: "bob".into() },
+            GroupEvent::Joined { username: "carol".into() },
+            GroupEvent::Renamed { name: "open door".into(), by: "alice".into() },
+            GroupEvent::Left { username: "carol".into() },
+            GroupEvent::Removed { username: "bob".into(), by: "alice".into() },
         ]
     );
     // The removed member hears of it too, as the last thing from the group.
@@ -429,13 +244,7 @@ fn membership_changes_are_announced_as_events() {
     for _ in 0..5 {
         last = Some(bob.next_message().unwrap());
     }
-    assert_eq!(
-        last.unwrap().event,
-        Some(GroupEvent::Removed {
-            username: "bob".into(),
-            by: "alice".into()
-        })
-    );
+    assert_eq!(last.unwrap().event, Some(GroupEvent::Removed { username: "bob".into(), by: "alice".into() }));
     match bob.request(Request::ListGroups).unwrap() {
         Reply::Groups { groups } => assert!(groups.is_empty()),
         other => panic!("{other:?}"),
@@ -455,14 +264,8 @@ fn deleting_a_group_tells_members_and_removes_everything() {
     for _ in 0..3 {
         last = Some(bob.next_message().unwrap());
     }
-    assert_eq!(
-        last.unwrap().event,
-        Some(GroupEvent::Deleted { by: "alice".into() })
-    );
-    assert_eq!(
-        refused(&mut bob, Request::GroupMembers { group_id: g }),
-        ErrorCode::UnknownGroup
-    );
+    assert_eq!(last.unwrap().event, Some(GroupEvent::Deleted { by: "alice".into() }));
+    assert_eq!(refused(&mut bob, Request::GroupMembers { group_id: g }), ErrorCode::UnknownGroup);
     let stats = server.server().store().stats().unwrap();
     assert_eq!((stats.groups, stats.stored_messages), (0, 0));
 }
@@ -478,24 +281,12 @@ fn limits_on_members_and_groups() {
     let g = create(&mut alice, "pair", false);
     add(&mut alice, g, "bob");
     assert_eq!(
-        refused(
-            &mut alice,
-            Request::AddMember {
-                group_id: g,
-                username: "carol".into()
-            }
-        ),
+        refused(&mut alice, Request::AddMember { group_id: g, username: "carol".into() }),
         ErrorCode::LimitReached
     );
     create(&mut alice, "second", false);
     assert_eq!(
-        refused(
-            &mut alice,
-            Request::CreateGroup {
-                name: "third".into(),
-                open: false
-            }
-        ),
+        refused(&mut alice, Request::CreateGroup { name: "third".into(), open: false }),
         ErrorCode::LimitReached
     );
 }
@@ -530,13 +321,6 @@ fn a_group_resend_with_the_same_client_id_is_stored_once() {
         transient: false,
         content: Content::text("once"),
     });
-    assert!(matches!(
-        again.unwrap(),
-        Reply::Sent {
-            seq: 2,
-            duplicate: true,
-            ..
-        }
-    ));
+    assert!(matches!(again.unwrap(), Reply::Sent { seq: 2, duplicate: true, .. }));
     assert_eq!(say(&mut alice, g, 6, "twice"), 3);
 }

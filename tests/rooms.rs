@@ -20,18 +20,12 @@ fn room_say(client: &mut Client, room: &str, text: &str) -> Result<Reply, Client
 
 fn quiet(client: &mut Client) {
     client.set_timeout(Duration::from_millis(200)).unwrap();
-    assert!(
-        matches!(client.next_push(), Err(ClientError::Timeout)),
-        "expected no push"
-    );
+    assert!(matches!(client.next_push(), Err(ClientError::Timeout)), "expected no push");
     client.set_timeout(Duration::from_secs(10)).unwrap();
 }
 
 fn members(client: &mut Client, room: &str) -> Vec<String> {
-    match client
-        .request(Request::RoomMembers { room: room.into() })
-        .unwrap()
-    {
+    match client.request(Request::RoomMembers { room: room.into() }).unwrap() {
         Reply::RoomMembers { members, .. } => members,
         other => panic!("{other:?}"),
     }
@@ -43,92 +37,34 @@ fn room_messages_reach_only_those_present() {
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
     let mut carol = server.user("carol");
-    ok(
-        &mut alice,
-        Request::JoinRoom {
-            room: "lobby".into(),
-        },
-    );
-    ok(
-        &mut bob,
-        Request::JoinRoom {
-            room: "lobby".into(),
-        },
-    );
-    ok(
-        &mut carol,
-        Request::JoinRoom {
-            room: "games".into(),
-        },
-    );
-    assert_eq!(
-        room_say(&mut carol, "lobby", "let me in")
-            .unwrap_err()
-            .code(),
-        Some(ErrorCode::NotAMember)
-    );
+    ok(&mut alice, Request::JoinRoom { room: "lobby".into() });
+    ok(&mut bob, Request::JoinRoom { room: "lobby".into() });
+    ok(&mut carol, Request::JoinRoom { room: "games".into() });
+    assert_eq!(room_say(&mut carol, "lobby", "let me in").unwrap_err().code(), Some(ErrorCode::NotAMember));
     assert_eq!(members(&mut carol, "lobby"), ["alice", "bob"]);
-    match carol
-        .request(Request::ListRooms {
-            after: "".into(),
-            limit: 10,
-        })
-        .unwrap()
-    {
+    match carol.request(Request::ListRooms { after: "".into(), limit: 10 }).unwrap() {
         Reply::Rooms { rooms, more } => {
-            let expected = [
-                RoomInfo {
-                    name: "games".into(),
-                    members: 1,
-                },
-                RoomInfo {
-                    name: "lobby".into(),
-                    members: 2,
-                },
-            ];
+            let expected =
+                [RoomInfo { name: "games".into(), members: 1 }, RoomInfo { name: "lobby".into(), members: 2 }];
             assert_eq!((rooms, more), (expected.to_vec(), false));
         }
         other => panic!("{other:?}"),
     }
 
-    assert_eq!(
-        room_say(&mut alice, "lobby", "hi all").unwrap(),
-        Reply::Delivered { recipients: 1 }
-    );
-    let expected = Push::RoomMessage {
-        room: "lobby".into(),
-        from: "alice".into(),
-        content: Content::text("hi all"),
-    };
+    assert_eq!(room_say(&mut alice, "lobby", "hi all").unwrap(), Reply::Delivered { recipients: 1 });
+    let expected = Push::RoomMessage { room: "lobby".into(), from: "alice".into(), content: Content::text("hi all") };
     assert_eq!(bob.next_push().unwrap(), expected);
     quiet(&mut carol);
 
-    ok(
-        &mut bob,
-        Request::LeaveRoom {
-            room: "lobby".into(),
-        },
-    );
-    assert_eq!(
-        room_say(&mut alice, "lobby", "anyone?").unwrap(),
-        Reply::Delivered { recipients: 0 }
-    );
+    ok(&mut bob, Request::LeaveRoom { room: "lobby".into() });
+    assert_eq!(room_say(&mut alice, "lobby", "anyone?").unwrap(), Reply::Delivered { recipients: 0 });
     quiet(&mut bob);
     assert_eq!(
-        bob.request(Request::LeaveRoom {
-            room: "lobby".into()
-        })
-        .unwrap_err()
-        .code(),
+        bob.request(Request::LeaveRoom { room: "lobby".into() }).unwrap_err().code(),
         Some(ErrorCode::NotAMember)
     );
     assert_eq!(
-        alice
-            .request(Request::JoinRoom {
-                room: "Bad Name".into()
-            })
-            .unwrap_err()
-            .code(),
+        alice.request(Request::JoinRoom { room: "Bad Name".into() }).unwrap_err().code(),
         Some(ErrorCode::InvalidName)
     );
     // Nothing from rooms is ever stored.
@@ -140,18 +76,8 @@ fn a_dropped_connection_leaves_its_rooms() {
     let server = TestServer::start();
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
-    ok(
-        &mut bob,
-        Request::JoinRoom {
-            room: "lobby".into(),
-        },
-    );
-    ok(
-        &mut alice,
-        Request::JoinRoom {
-            room: "lobby".into(),
-        },
-    );
+    ok(&mut bob, Request::JoinRoom { room: "lobby".into() });
+    ok(&mut alice, Request::JoinRoom { room: "lobby".into() });
     drop(bob);
     // The close is noticed asynchronously; poll the membership, bounded.
     let mut left = false;
@@ -163,16 +89,8 @@ fn a_dropped_connection_leaves_its_rooms() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(left, "bob is still in the room after his connection closed");
-    assert_eq!(
-        room_say(&mut alice, "lobby", "alone").unwrap(),
-        Reply::Delivered { recipients: 0 }
-    );
-    ok(
-        &mut alice,
-        Request::LeaveRoom {
-            room: "lobby".into(),
-        },
-    );
+    assert_eq!(room_say(&mut alice, "lobby", "alone").unwrap(), Reply::Delivered { recipients: 0 });
+    ok(&mut alice, Request::LeaveRoom { room: "lobby".into() });
     assert_eq!(server.server().rooms(), 0, "an empty room is gone");
 }
 
@@ -181,18 +99,9 @@ fn room_size_is_limited() {
     let server = TestServer::with(|c| c.max_room_members = 1);
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
-    ok(
-        &mut alice,
-        Request::JoinRoom {
-            room: "tiny".into(),
-        },
-    );
+    ok(&mut alice, Request::JoinRoom { room: "tiny".into() });
     assert_eq!(
-        bob.request(Request::JoinRoom {
-            room: "tiny".into()
-        })
-        .unwrap_err()
-        .code(),
+        bob.request(Request::JoinRoom { room: "tiny".into() }).unwrap_err().code(),
         Some(ErrorCode::LimitReached)
     );
 }
@@ -218,18 +127,9 @@ fn broadcast_is_for_administrators_and_reaches_everyone_online_once() {
         transient: true,
         content: Content::text(text),
     };
-    assert_eq!(
-        alice.request(everyone("me too")).unwrap_err().code(),
-        Some(ErrorCode::Forbidden)
-    );
-    assert_eq!(
-        root.request(everyone("maintenance at noon")).unwrap(),
-        Reply::Delivered { recipients: 2 }
-    );
-    let expected = Push::Broadcast {
-        from: "root".into(),
-        content: Content::text("maintenance at noon"),
-    };
+    assert_eq!(alice.request(everyone("me too")).unwrap_err().code(), Some(ErrorCode::Forbidden));
+    assert_eq!(root.request(everyone("maintenance at noon")).unwrap(), Reply::Delivered { recipients: 2 });
+    let expected = Push::Broadcast { from: "root".into(), content: Content::text("maintenance at noon") };
     assert_eq!(alice.next_push().unwrap(), expected);
     assert_eq!(bob.next_push().unwrap(), expected);
     quiet(&mut alice);
@@ -241,16 +141,9 @@ fn broadcast_by_anyone_when_the_server_allows_it() {
     let server = TestServer::with(|c| c.broadcast_by_anyone = true);
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
-    let request = Request::Send {
-        to: Target::Everyone,
-        client_msg_id: 0,
-        transient: true,
-        content: Content::text("hey"),
-    };
-    assert_eq!(
-        alice.request(request).unwrap(),
-        Reply::Delivered { recipients: 1 }
-    );
+    let request =
+        Request::Send { to: Target::Everyone, client_msg_id: 0, transient: true, content: Content::text("hey") };
+    assert_eq!(alice.request(request).unwrap(), Reply::Delivered { recipients: 1 });
     assert!(matches!(bob.next_push().unwrap(), Push::Broadcast { .. }));
 }
 
@@ -261,70 +154,32 @@ fn presence_reaches_group_peers_and_subscribers_but_not_strangers() {
     let mut alice = server.user("alice");
     let mut carol = server.user("carol");
     let mut dave = server.user("dave");
-    let g = match alice
-        .request(Request::CreateGroup {
-            name: "pals".into(),
-            open: false,
-        })
-        .unwrap()
-    {
+    let g = match alice.request(Request::CreateGroup { name: "pals".into(), open: false }).unwrap() {
         Reply::GroupCreated { group_id } => group_id,
         other => panic!("{other:?}"),
     };
-    ok(
-        &mut alice,
-        Request::AddMember {
-            group_id: g,
-            username: "bob".into(),
-        },
-    );
+    ok(&mut alice, Request::AddMember { group_id: g, username: "bob".into() });
     alice.next_message().unwrap();
     alice.next_message().unwrap();
-    let subscribed = carol
-        .request(Request::SubscribePresence {
-            username: "bob".into(),
-        })
-        .unwrap();
+    let subscribed = carol.request(Request::SubscribePresence { username: "bob".into() }).unwrap();
+    assert_eq!(subscribed, Reply::Subscribed { username: "bob".into(), online: false });
     assert_eq!(
-        subscribed,
-        Reply::Subscribed {
-            username: "bob".into(),
-            online: false
-        }
-    );
-    assert_eq!(
-        carol
-            .request(Request::SubscribePresence {
-                username: "nobody".into()
-            })
-            .unwrap_err()
-            .code(),
+        carol.request(Request::SubscribePresence { username: "nobody".into() }).unwrap_err().code(),
         Some(ErrorCode::UnknownUser)
     );
 
     let bob = server.login("bob");
-    let online = Push::Presence {
-        username: "bob".into(),
-        online: true,
-    };
+    let online = Push::Presence { username: "bob".into(), online: true };
     assert_eq!(alice.next_push().unwrap(), online);
     assert_eq!(carol.next_push().unwrap(), online);
     drop(bob);
-    let offline = Push::Presence {
-        username: "bob".into(),
-        online: false,
-    };
+    let offline = Push::Presence { username: "bob".into(), online: false };
     assert_eq!(alice.next_push().unwrap(), offline);
     assert_eq!(carol.next_push().unwrap(), offline);
     quiet(&mut dave);
 
     // After unsubscribing, carol hears nothing more.
-    ok(
-        &mut carol,
-        Request::UnsubscribePresence {
-            username: "bob".into(),
-        },
-    );
+    ok(&mut carol, Request::UnsubscribePresence { username: "bob".into() });
     let _bob = server.login("bob");
     assert_eq!(alice.next_push().unwrap(), online);
     quiet(&mut carol);

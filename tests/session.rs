@@ -2,16 +2,12 @@
 
 use crate::common::{inbox_of, TestServer, PASSWORD};
 use confab::client::{Client, ClientError};
-use confab::protocol::{
-    ErrorCode, OnlineUser, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION,
-};
+use confab::protocol::{ErrorCode, OnlineUser, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION};
 use std::time::Duration;
 
 fn code(result: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
     match result {
-        Err(e) => e
-            .code()
-            .unwrap_or_else(|| panic!("not a server error: {e}")),
+        Err(e) => e.code().unwrap_or_else(|| panic!("not a server error: {e}")),
         Ok(value) => panic!("expected an error, got {value:?}"),
     }
 }
@@ -21,14 +17,7 @@ fn hello_announces_version_and_limits() {
     let server = TestServer::start();
     let (_client, hello) = Client::connect(server.addr, "tests").unwrap();
     match hello {
-        Reply::Hello {
-            version,
-            max_frame,
-            max_body,
-            heartbeat_secs,
-            idle_timeout_secs,
-            server,
-        } => {
+        Reply::Hello { version, max_frame, max_body, heartbeat_secs, idle_timeout_secs, server } => {
             assert_eq!(version, PROTOCOL_VERSION);
             assert_eq!(max_frame, 64 * 1024);
             assert_eq!(max_body, 32 * 1024);
@@ -44,10 +33,7 @@ fn hello_announces_version_and_limits() {
 fn wrong_version_is_refused_and_closed() {
     let server = TestServer::start();
     let mut client = Client::connect_raw(server.addr).unwrap();
-    let result = client.request(Request::Hello {
-        version: 99,
-        client: "old".into(),
-    });
+    let result = client.request(Request::Hello { version: 99, client: "old".into() });
     assert_eq!(code(result), ErrorCode::UnsupportedVersion);
     assert!(matches!(client.read_frame(), Err(ClientError::Closed)));
 }
@@ -56,10 +42,7 @@ fn wrong_version_is_refused_and_closed() {
 fn requests_before_hello_are_refused_and_closed() {
     let server = TestServer::start();
     let mut client = Client::connect_raw(server.addr).unwrap();
-    assert_eq!(
-        code(client.request(Request::Ping)),
-        ErrorCode::HelloRequired
-    );
+    assert_eq!(code(client.request(Request::Ping)), ErrorCode::HelloRequired);
     assert!(matches!(client.read_frame(), Err(ClientError::Closed)));
 }
 
@@ -68,10 +51,7 @@ fn ping_pong_and_second_hello() {
     let server = TestServer::start();
     let mut client = server.client();
     assert_eq!(client.request(Request::Ping).unwrap(), Reply::Pong);
-    let again = client.request(Request::Hello {
-        version: PROTOCOL_VERSION,
-        client: "x".into(),
-    });
+    let again = client.request(Request::Hello { version: PROTOCOL_VERSION, client: "x".into() });
     assert_eq!(code(again), ErrorCode::BadRequest);
     // Not fatal: the connection still works.
     assert_eq!(client.request(Request::Ping).unwrap(), Reply::Pong);
@@ -83,60 +63,24 @@ fn register_and_login_errors() {
     let mut client = server.client();
     let user_id = client.register("alice", PASSWORD).unwrap();
     assert!(user_id > 0);
-    assert_eq!(
-        code(client.register("alice", PASSWORD)),
-        ErrorCode::NameTaken
-    );
-    assert_eq!(
-        code(client.register("Alice", PASSWORD)),
-        ErrorCode::InvalidName
-    );
-    assert_eq!(
-        code(client.register("a b", PASSWORD)),
-        ErrorCode::InvalidName
-    );
+    assert_eq!(code(client.register("alice", PASSWORD)), ErrorCode::NameTaken);
+    assert_eq!(code(client.register("Alice", PASSWORD)), ErrorCode::InvalidName);
+    assert_eq!(code(client.register("a b", PASSWORD)), ErrorCode::InvalidName);
     assert_eq!(code(client.register("x", PASSWORD)), ErrorCode::InvalidName);
-    assert_eq!(
-        code(client.register("bob", "short")),
-        ErrorCode::InvalidPassword
-    );
-    assert_eq!(
-        code(client.login("nobody", PASSWORD)),
-        ErrorCode::UnknownUser
-    );
-    assert_eq!(
-        code(client.login("alice", "wrong password")),
-        ErrorCode::WrongPassword
-    );
-    assert_eq!(
-        code(client.request(Request::Logout)),
-        ErrorCode::NotLoggedIn
-    );
+    assert_eq!(code(client.register("bob", "short")), ErrorCode::InvalidPassword);
+    assert_eq!(code(client.login("nobody", PASSWORD)), ErrorCode::UnknownUser);
+    assert_eq!(code(client.login("alice", "wrong password")), ErrorCode::WrongPassword);
+    assert_eq!(code(client.request(Request::Logout)), ErrorCode::NotLoggedIn);
 
     let reply = client.login("alice", PASSWORD).unwrap();
     match reply {
-        Reply::LoggedIn {
-            user_id: id,
-            display_name,
-            acked,
-            last_seq,
-            ..
-        } => {
-            assert_eq!(
-                (id, display_name.as_str(), acked, last_seq),
-                (user_id, "alice", 0, 0)
-            );
+        Reply::LoggedIn { user_id: id, display_name, acked, last_seq, .. } => {
+            assert_eq!((id, display_name.as_str(), acked, last_seq), (user_id, "alice", 0, 0));
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        code(client.login("alice", PASSWORD)),
-        ErrorCode::AlreadyLoggedIn
-    );
-    assert_eq!(
-        code(client.register("carol", PASSWORD)),
-        ErrorCode::AlreadyLoggedIn
-    );
+    assert_eq!(code(client.login("alice", PASSWORD)), ErrorCode::AlreadyLoggedIn);
+    assert_eq!(code(client.register("carol", PASSWORD)), ErrorCode::AlreadyLoggedIn);
 }
 
 #[test]
@@ -145,27 +89,11 @@ fn concurrent_registrations_of_one_name_create_one_account() {
     let mut clients: Vec<Client> = (0..4).map(|_| server.client()).collect();
     let ids: Vec<u32> = clients
         .iter_mut()
-        .map(|c| {
-            c.send(Request::Register {
-                username: "dora".into(),
-                password: PASSWORD.into(),
-            })
-            .unwrap()
-        })
+        .map(|c| c.send(Request::Register { username: "dora".into(), password: PASSWORD.into() }).unwrap())
         .collect();
-    let outcomes: Vec<_> = clients
-        .iter_mut()
-        .zip(ids)
-        .map(|(c, id)| c.reply_to(id))
-        .collect();
-    let created = outcomes
-        .iter()
-        .filter(|o| matches!(o, Ok(Reply::Registered { .. })))
-        .count();
-    let taken = outcomes
-        .iter()
-        .filter(|o| matches!(o, Err(e) if e.code() == Some(ErrorCode::NameTaken)))
-        .count();
+    let outcomes: Vec<_> = clients.iter_mut().zip(ids).map(|(c, id)| c.reply_to(id)).collect();
+    let created = outcomes.iter().filter(|o| matches!(o, Ok(Reply::Registered { .. }))).count();
+    let taken = outcomes.iter().filter(|o| matches!(o, Err(e) if e.code() == Some(ErrorCode::NameTaken))).count();
     assert_eq!((created, taken), (1, 3), "{outcomes:?}");
 }
 
@@ -186,66 +114,32 @@ fn second_login_kicks_the_first() {
 #[test]
 fn rename_and_who_is_online_with_paging() {
     let server = TestServer::start();
-    let mut clients: Vec<Client> = ["dave", "alice", "carol", "bob", "erin"]
-        .iter()
-        .map(|n| server.user(n))
-        .collect();
-    let reply = clients[1]
-        .request(Request::Rename {
-            display_name: "Alice A.".into(),
-        })
-        .unwrap();
-    assert_eq!(
-        reply,
-        Reply::Renamed {
-            display_name: "Alice A.".into()
-        }
-    );
-    let bad = clients[1].request(Request::Rename {
-        display_name: "".into(),
-    });
+    let mut clients: Vec<Client> = ["dave", "alice", "carol", "bob", "erin"].iter().map(|n| server.user(n)).collect();
+    let reply = clients[1].request(Request::Rename { display_name: "Alice A.".into() }).unwrap();
+    assert_eq!(reply, Reply::Renamed { display_name: "Alice A.".into() });
+    let bad = clients[1].request(Request::Rename { display_name: "".into() });
     assert_eq!(code(bad), ErrorCode::InvalidName);
 
-    let page = |c: &mut Client, after: &str| match c
-        .request(Request::ListOnline {
-            after: after.into(),
-            limit: 2,
-        })
-        .unwrap()
-    {
-        Reply::Online { users, more } => (users, more),
-        other => panic!("{other:?}"),
-    };
+    let page =
+        |c: &mut Client, after: &str| match c.request(Request::ListOnline { after: after.into(), limit: 2 }).unwrap() {
+            Reply::Online { users, more } => (users, more),
+            other => panic!("{other:?}"),
+        };
     let (users, more) = page(&mut clients[0], "");
     let expected = vec![
-        OnlineUser {
-            username: "alice".into(),
-            display_name: "Alice A.".into(),
-        },
-        OnlineUser {
-            username: "bob".into(),
-            display_name: "bob".into(),
-        },
+        OnlineUser { username: "alice".into(), display_name: "Alice A.".into() },
+        OnlineUser { username: "bob".into(), display_name: "bob".into() },
     ];
     assert_eq!((users, more), (expected, true));
     let (users, more) = page(&mut clients[0], "bob");
-    assert_eq!(
-        users
-            .iter()
-            .map(|u| u.username.as_str())
-            .collect::<Vec<_>>(),
-        ["carol", "dave"]
-    );
+    assert_eq!(users.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), ["carol", "dave"]);
     assert!(more);
     let (users, more) = page(&mut clients[0], "dave");
     assert_eq!(users.len(), 1);
     assert!(!more);
 
     // Logging out leaves the list; the display name survives a new login.
-    assert_eq!(
-        clients[1].request(Request::Logout).unwrap(),
-        Reply::LoggedOut
-    );
+    assert_eq!(clients[1].request(Request::Logout).unwrap(), Reply::LoggedOut);
     let (users, _) = page(&mut clients[0], "");
     assert_eq!(users[0].username, "bob");
     let reply = clients[1].login("alice", PASSWORD).unwrap();
@@ -271,13 +165,7 @@ fn a_dropped_connection_goes_offline() {
     // Offline is proven by the listing, polled without sleeping past the first change.
     let mut online = true;
     for _ in 0..200 {
-        match watcher
-            .request(Request::ListOnline {
-                after: "".into(),
-                limit: 10,
-            })
-            .unwrap()
-        {
+        match watcher.request(Request::ListOnline { after: "".into(), limit: 10 }).unwrap() {
             Reply::Online { users, .. } => online = users.iter().any(|u| u.username == "alice"),
             other => panic!("{other:?}"),
         }
@@ -286,10 +174,7 @@ fn a_dropped_connection_goes_offline() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(
-        !online,
-        "alice still listed online after her connection closed"
-    );
+    assert!(!online, "alice still listed online after her connection closed");
 }
 
 #[test]
@@ -343,10 +228,7 @@ fn resume_tokens_log_in_without_the_password() {
     let mut wrong = token.clone();
     wrong[0] ^= 1;
     assert_eq!(code(other.resume("alice", &wrong)), ErrorCode::InvalidToken);
-    assert_eq!(
-        code(other.resume("alice", &token[..16])),
-        ErrorCode::InvalidToken
-    );
+    assert_eq!(code(other.resume("alice", &token[..16])), ErrorCode::InvalidToken);
     server.register(&["bob"]);
     assert_eq!(code(other.resume("bob", &token)), ErrorCode::InvalidToken);
     assert_eq!(code(other.resume("nobody", &token)), ErrorCode::UnknownUser);

@@ -71,10 +71,7 @@ impl Flags {
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
             workers: self.workers.max(1),
             hash_threads: self.hash_threads.max(1),
-            hash_cost: HashCost {
-                memory_kib: self.hash_memory_kib,
-                iterations: self.hash_iterations,
-            },
+            hash_cost: HashCost { memory_kib: self.hash_memory_kib, iterations: self.hash_iterations },
             max_connections: self.max_connections,
             delivery_window: self.delivery_window.max(1),
             max_outbound: self.max_outbound,
@@ -84,15 +81,9 @@ impl Flags {
 }
 
 fn init_logging(flags: &Flags) -> Result<(), String> {
-    let log_config = simplelog::ConfigBuilder::new()
-        .set_target_level(LevelFilter::Error)
-        .build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TermLogger::new(
-        flags.log_level,
-        log_config.clone(),
-        TerminalMode::Stderr,
-        ColorChoice::Auto,
-    )];
+    let log_config = simplelog::ConfigBuilder::new().set_target_level(LevelFilter::Error).build();
+    let mut loggers: Vec<Box<dyn SharedLogger>> =
+        vec![TermLogger::new(flags.log_level, log_config.clone(), TerminalMode::Stderr, ColorChoice::Auto)];
     if let Some(path) = &flags.log_file {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -118,16 +109,14 @@ fn main() -> ExitCode {
         }
     };
     let handle = server.handle();
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
-        Ok(signals) => signals,
-        Err(e) => {
-            error!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let mut signals =
+        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+            Ok(signals) => signals,
+            Err(e) => {
+                error!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             info!("signal {signal} received; shutting down");

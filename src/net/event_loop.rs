@@ -12,9 +12,7 @@ use super::gate::{admit, Admission};
 use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
 use crate::frame::{self, FrameError};
-use crate::protocol::{
-    ClientFrame, ErrorCode, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION,
-};
+use crate::protocol::{ClientFrame, ErrorCode, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
 use crate::worker::{Pool, WorkerCmd};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, error, info, warn};
@@ -94,8 +92,7 @@ impl EventLoop {
     pub fn prepare(listener: &mut TcpListener) -> io::Result<(Poll, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        poll.registry()
-            .register(listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(listener, LISTENER, Interest::READABLE)?;
         Ok((poll, waker))
     }
 
@@ -108,10 +105,7 @@ impl EventLoop {
         config: Arc<Config>,
     ) -> (EventLoop, LoopHandle) {
         let stop = Arc::new(AtomicBool::new(false));
-        let handle = LoopHandle {
-            stop: stop.clone(),
-            waker,
-        };
+        let handle = LoopHandle { stop: stop.clone(), waker };
         let hello = Reply::Hello {
             version: PROTOCOL_VERSION,
             server: format!("confabd {}", env!("CARGO_PKG_VERSION")),
@@ -198,8 +192,7 @@ impl EventLoop {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= self.config.max_connections {
                         // Best effort: the socket is fresh, so a small frame fits its buffer.
-                        let refusal =
-                            error_frame(NO_REQUEST, ErrorCode::ServerFull, "too many connections");
+                        let refusal = error_frame(NO_REQUEST, ErrorCode::ServerFull, "too many connections");
                         let _ = stream.write(&frame::encode(&refusal));
                         warn!("refused {peer}: {} connections open", self.conns.len());
                         continue;
@@ -297,22 +290,13 @@ impl EventLoop {
                     return true;
                 }
                 Ok(Some((body, used))) => {
-                    let decoded = frame::decode_body::<ClientFrame>(body)
-                        .map_err(|e| (salvage_request_id(body), e));
+                    let decoded = frame::decode_body::<ClientFrame>(body).map_err(|e| (salvage_request_id(body), e));
                     conn.read_pos += used;
                     decoded
                 }
                 Err(FrameError::TooLarge { len, max }) => {
-                    warn!(
-                        "{:?} sent a {len}-byte frame (limit {max}); closing",
-                        conn.id
-                    );
-                    self.send_error(
-                        slot,
-                        NO_REQUEST,
-                        ErrorCode::FrameTooLarge,
-                        "frame exceeds max_frame",
-                    );
+                    warn!("{:?} sent a {len}-byte frame (limit {max}); closing", conn.id);
+                    self.send_error(slot, NO_REQUEST, ErrorCode::FrameTooLarge, "frame exceeds max_frame");
                     return false;
                 }
                 Err(e) => {
@@ -329,12 +313,7 @@ impl EventLoop {
                     // The length prefix was sound, so the stream is still in step: refuse
                     // this frame and carry on.
                     debug!("undecodable frame: {e}");
-                    self.send_error(
-                        slot,
-                        request_id,
-                        ErrorCode::BadRequest,
-                        "malformed or unknown request",
-                    );
+                    self.send_error(slot, request_id, ErrorCode::BadRequest, "malformed or unknown request");
                 }
             }
         }
@@ -342,25 +321,16 @@ impl EventLoop {
 
     fn admit_frame(&mut self, slot: usize, frame: ClientFrame) {
         let conn = &mut self.conns[slot];
-        let ClientFrame {
-            request_id,
-            request,
-        } = frame;
+        let ClientFrame { request_id, request } = frame;
         let owner = match admit(conn.phase, conn.user.as_ref(), &request) {
             Admission::Hello => {
                 conn.phase = Phase::Ready;
-                let bytes = frame::encode(&ServerFrame::Reply {
-                    request_id,
-                    reply: self.hello.clone(),
-                });
+                let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: self.hello.clone() });
                 self.queue(slot, &bytes);
                 return;
             }
             Admission::Pong => {
-                let bytes = frame::encode(&ServerFrame::Reply {
-                    request_id,
-                    reply: Reply::Pong,
-                });
+                let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: Reply::Pong });
                 self.queue(slot, &bytes);
                 return;
             }
@@ -370,12 +340,7 @@ impl EventLoop {
             }
             Admission::Worker(owner) => self.pool.partition(owner),
         };
-        let cmd = WorkerCmd::Request {
-            conn: conn.id,
-            user: conn.user.clone(),
-            request_id,
-            request,
-        };
+        let cmd = WorkerCmd::Request { conn: conn.id, user: conn.user.clone(), request_id, request };
         if let Err(cmd) = self.pool.try_send(owner, cmd) {
             // Backpressure: hold the command and read nothing more from this client
             // until its worker has room.
@@ -409,12 +374,7 @@ impl EventLoop {
                 Some(c) if c.is_open() => match &c.user {
                     Some(existing) if existing.name != user.name => {
                         // Two logins raced on one connection; trust neither.
-                        self.send_error(
-                            conn.slot(),
-                            NO_REQUEST,
-                            ErrorCode::BadRequest,
-                            "concurrent logins",
-                        );
+                        self.send_error(conn.slot(), NO_REQUEST, ErrorCode::BadRequest, "concurrent logins");
                         self.close_after_flush(conn.slot());
                         self.notify_closed(conn, user);
                     }
@@ -439,18 +399,13 @@ impl EventLoop {
 
     /// The connection with this id, if it is still the one in its slot.
     fn live(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.slot())
-            .filter(|c| c.id == id && c.life != Life::Dead)
+        self.conns.get_mut(id.slot()).filter(|c| c.id == id && c.life != Life::Dead)
     }
 
     fn queue(&mut self, slot: usize, bytes: &[u8]) {
         let conn = &mut self.conns[slot];
         if conn.pending_out() + bytes.len() > self.config.max_outbound {
-            warn!(
-                "{:?} is not reading its output; disconnecting it as a slow consumer",
-                conn.id
-            );
+            warn!("{:?} is not reading its output; disconnecting it as a slow consumer", conn.id);
             self.kill(slot);
             return;
         }
@@ -477,9 +432,7 @@ impl EventLoop {
                 continue;
             }
             match conn.write_to_socket() {
-                Ok(()) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => {
-                    self.kill(slot)
-                }
+                Ok(()) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => self.kill(slot),
                 Ok(()) => {}
                 Err(e) => {
                     debug!("{:?} write failed: {e}", conn.id);
@@ -492,9 +445,7 @@ impl EventLoop {
     fn close_after_flush(&mut self, slot: usize) {
         if let Some(conn) = self.conns.get_mut(slot) {
             if conn.is_open() {
-                conn.life = Life::Closing {
-                    since: Instant::now(),
-                };
+                conn.life = Life::Closing { since: Instant::now() };
                 // An empty buffer would never produce the write that completes the close.
                 self.to_write.push(slot);
                 if conn.pending_out() == 0 {
@@ -531,13 +482,7 @@ impl EventLoop {
     /// rooms, subscriptions), so every worker hears of it.
     fn notify_closed(&mut self, conn: ConnId, user: SessionUser) {
         for worker in 0..self.pool.workers() {
-            self.closed_notices.push_back((
-                worker,
-                WorkerCmd::Closed {
-                    conn,
-                    user: user.clone(),
-                },
-            ));
+            self.closed_notices.push_back((worker, WorkerCmd::Closed { conn, user: user.clone() }));
         }
         self.retry_closed_notices();
     }
@@ -558,24 +503,15 @@ impl EventLoop {
         let mut timed_out = Vec::new();
         for (slot, conn) in self.conns.iter() {
             match conn.life {
-                Life::Open if now.duration_since(conn.last_heard) > idle => {
-                    timed_out.push((slot, true))
-                }
-                Life::Closing { since } if now.duration_since(since) > grace => {
-                    timed_out.push((slot, false))
-                }
+                Life::Open if now.duration_since(conn.last_heard) > idle => timed_out.push((slot, true)),
+                Life::Closing { since } if now.duration_since(since) > grace => timed_out.push((slot, false)),
                 _ => {}
             }
         }
         for (slot, idle) in timed_out {
             if idle {
                 debug!("{:?} idle for over {idle:?}; closing", self.conns[slot].id);
-                self.send_error(
-                    slot,
-                    NO_REQUEST,
-                    ErrorCode::IdleTimeout,
-                    "no frame within the idle timeout",
-                );
+                self.send_error(slot, NO_REQUEST, ErrorCode::IdleTimeout, "no frame within the idle timeout");
             } else {
                 self.kill(slot);
             }
@@ -608,9 +544,7 @@ impl EventLoop {
                 }
                 self.write_pending();
                 self.reap();
-                self.shutdown = Shutdown::Flushing {
-                    deadline: now + self.config.shutdown_grace,
-                };
+                self.shutdown = Shutdown::Flushing { deadline: now + self.config.shutdown_grace };
                 self.conns.is_empty()
             }
             Shutdown::DrainingWorkers => false,
@@ -620,17 +554,11 @@ impl EventLoop {
 }
 
 fn error_frame(request_id: u32, code: ErrorCode, message: &str) -> ServerFrame {
-    ServerFrame::Error {
-        request_id,
-        code,
-        message: message.to_string(),
-    }
+    ServerFrame::Error { request_id, code, message: message.to_string() }
 }
 
 /// The request id is the first field of every client frame; recover it from a frame whose
 /// request did not decode, so the error can still be matched to the request.
 fn salvage_request_id(body: &[u8]) -> u32 {
-    postcard::take_from_bytes::<u32>(body)
-        .map(|(id, _)| id)
-        .unwrap_or(NO_REQUEST)
+    postcard::take_from_bytes::<u32>(body).map(|(id, _)| id).unwrap_or(NO_REQUEST)
 }

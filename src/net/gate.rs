@@ -17,30 +17,19 @@ pub enum Admission<'a> {
     Worker(Owner<'a>),
 }
 
-pub fn admit<'a>(
-    phase: Phase,
-    user: Option<&'a SessionUser>,
-    request: &'a Request,
-) -> Admission<'a> {
+pub fn admit<'a>(phase: Phase, user: Option<&'a SessionUser>, request: &'a Request) -> Admission<'a> {
     use Admission::*;
     match (phase, request) {
-        (Phase::AwaitHello, Request::Hello { version, .. }) if *version == PROTOCOL_VERSION => {
-            Hello
+        (Phase::AwaitHello, Request::Hello { version, .. }) if *version == PROTOCOL_VERSION => Hello,
+        (Phase::AwaitHello, Request::Hello { .. }) => {
+            Refuse(ErrorCode::UnsupportedVersion, "this server speaks protocol version 1")
         }
-        (Phase::AwaitHello, Request::Hello { .. }) => Refuse(
-            ErrorCode::UnsupportedVersion,
-            "this server speaks protocol version 1",
-        ),
         (Phase::AwaitHello, _) => Refuse(ErrorCode::HelloRequired, "the first frame must be Hello"),
-        (Phase::Ready, Request::Hello { .. }) => {
-            Refuse(ErrorCode::BadRequest, "Hello was already accepted")
-        }
+        (Phase::Ready, Request::Hello { .. }) => Refuse(ErrorCode::BadRequest, "Hello was already accepted"),
         (Phase::Ready, Request::Ping) => Pong,
         (
             Phase::Ready,
-            Request::Register { username, .. }
-            | Request::Login { username, .. }
-            | Request::Resume { username, .. },
+            Request::Register { username, .. } | Request::Login { username, .. } | Request::Resume { username, .. },
         ) => match user {
             Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
             None => Worker(Owner::User(username)),
@@ -56,22 +45,10 @@ pub fn admit<'a>(
 /// room's; presence subscriptions to the watched user's; the rest concern the caller.
 fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
     match request {
-        Request::Send {
-            to: Target::User(to),
-            ..
-        } => Owner::User(to),
-        Request::Send {
-            to: Target::Group(id),
-            ..
-        }
-        | Request::Ack {
-            conversation: Conversation::Group(id),
-            ..
-        }
-        | Request::Resync {
-            conversation: Conversation::Group(id),
-            ..
-        }
+        Request::Send { to: Target::User(to), .. } => Owner::User(to),
+        Request::Send { to: Target::Group(id), .. }
+        | Request::Ack { conversation: Conversation::Group(id), .. }
+        | Request::Resync { conversation: Conversation::Group(id), .. }
         | Request::RenameGroup { group_id: id, .. }
         | Request::AddMember { group_id: id, .. }
         | Request::RemoveMember { group_id: id, .. }
@@ -80,16 +57,11 @@ fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
         | Request::LeaveGroup { group_id: id }
         | Request::DeleteGroup { group_id: id }
         | Request::GroupMembers { group_id: id } => Owner::Group(*id),
-        Request::Send {
-            to: Target::Room(room),
-            ..
-        }
+        Request::Send { to: Target::Room(room), .. }
         | Request::JoinRoom { room }
         | Request::LeaveRoom { room }
         | Request::RoomMembers { room } => Owner::Room(room),
-        Request::SubscribePresence { username } | Request::UnsubscribePresence { username } => {
-            Owner::User(username)
-        }
+        Request::SubscribePresence { username } | Request::UnsubscribePresence { username } => Owner::User(username),
         _ => Owner::User(&user.name),
     }
 }
@@ -100,18 +72,12 @@ mod tests {
     use crate::protocol::Content;
 
     fn hello(version: u16) -> Request {
-        Request::Hello {
-            version,
-            client: "t".into(),
-        }
+        Request::Hello { version, client: "t".into() }
     }
 
     #[test]
     fn before_hello_only_hello() {
-        assert_eq!(
-            admit(Phase::AwaitHello, None, &hello(PROTOCOL_VERSION)),
-            Admission::Hello
-        );
+        assert_eq!(admit(Phase::AwaitHello, None, &hello(PROTOCOL_VERSION)), Admission::Hello);
         assert!(matches!(
             admit(Phase::AwaitHello, None, &hello(99)),
             Admission::Refuse(ErrorCode::UnsupportedVersion, _)
@@ -124,23 +90,11 @@ mod tests {
 
     #[test]
     fn before_login_only_register_login_resume_ping() {
-        let login = Request::Login {
-            username: "bob".into(),
-            password: "x".into(),
-        };
-        assert_eq!(
-            admit(Phase::Ready, None, &login),
-            Admission::Worker(Owner::User("bob"))
-        );
+        let login = Request::Login { username: "bob".into(), password: "x".into() };
+        assert_eq!(admit(Phase::Ready, None, &login), Admission::Worker(Owner::User("bob")));
         assert_eq!(admit(Phase::Ready, None, &Request::Ping), Admission::Pong);
-        let ack = Request::Ack {
-            conversation: Conversation::Inbox,
-            up_to: 1,
-        };
-        assert!(matches!(
-            admit(Phase::Ready, None, &ack),
-            Admission::Refuse(ErrorCode::NotLoggedIn, _)
-        ));
+        let ack = Request::Ack { conversation: Conversation::Inbox, up_to: 1 };
+        assert!(matches!(admit(Phase::Ready, None, &ack), Admission::Refuse(ErrorCode::NotLoggedIn, _)));
         assert!(matches!(
             admit(Phase::Ready, None, &Request::JoinRoom { room: "x".into() }),
             Admission::Refuse(ErrorCode::NotLoggedIn, _)
@@ -149,17 +103,8 @@ mod tests {
 
     #[test]
     fn requests_go_to_the_owner_of_what_they_touch() {
-        let alice = SessionUser {
-            name: "alice".into(),
-            uid: 1,
-            admin: false,
-        };
-        let send = |to| Request::Send {
-            to,
-            client_msg_id: 1,
-            transient: false,
-            content: Content::text("hi"),
-        };
+        let alice = SessionUser { name: "alice".into(), uid: 1, admin: false };
+        let send = |to| Request::Send { to, client_msg_id: 1, transient: false, content: Content::text("hi") };
         let at = |r: &Request| match admit(Phase::Ready, Some(&alice), r) {
             Admission::Worker(owner) => format!("{owner:?}"),
             other => panic!("{other:?}"),
@@ -168,35 +113,12 @@ mod tests {
         assert_eq!(at(&send(Target::Group(9))), "Group(9)");
         assert_eq!(at(&send(Target::Room("lobby".into()))), "Room(\"lobby\")");
         assert_eq!(at(&send(Target::Everyone)), "User(\"alice\")");
-        assert_eq!(
-            at(&Request::Ack {
-                conversation: Conversation::Group(9),
-                up_to: 1
-            }),
-            "Group(9)"
-        );
-        assert_eq!(
-            at(&Request::Ack {
-                conversation: Conversation::Inbox,
-                up_to: 1
-            }),
-            "User(\"alice\")"
-        );
-        assert_eq!(
-            at(&Request::SubscribePresence {
-                username: "bob".into()
-            }),
-            "User(\"bob\")"
-        );
+        assert_eq!(at(&Request::Ack { conversation: Conversation::Group(9), up_to: 1 }), "Group(9)");
+        assert_eq!(at(&Request::Ack { conversation: Conversation::Inbox, up_to: 1 }), "User(\"alice\")");
+        assert_eq!(at(&Request::SubscribePresence { username: "bob".into() }), "User(\"bob\")");
         assert_eq!(at(&Request::ListGroups), "User(\"alice\")");
         assert_eq!(at(&Request::Logout), "User(\"alice\")");
-        let login = Request::Login {
-            username: "bob".into(),
-            password: "x".into(),
-        };
-        assert!(matches!(
-            admit(Phase::Ready, Some(&alice), &login),
-            Admission::Refuse(ErrorCode::AlreadyLoggedIn, _)
-        ));
+        let login = Request::Login { username: "bob".into(), password: "x".into() };
+        assert!(matches!(admit(Phase::Ready, Some(&alice), &login), Admission::Refuse(ErrorCode::AlreadyLoggedIn, _)));
     }
 }

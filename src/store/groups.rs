@@ -39,8 +39,7 @@ impl Store {
     }
 
     pub fn put_group_ack(&self, group_id: u64, username: &str, acked: u64) -> StoreResult<()> {
-        self.group_acks
-            .insert(member_key(group_id, username), &acked.to_be_bytes())?;
+        self.group_acks.insert(member_key(group_id, username), &acked.to_be_bytes())?;
         Ok(())
     }
 
@@ -50,14 +49,12 @@ impl Store {
     }
 
     pub fn add_membership(&self, username: &str, group_id: u64) -> StoreResult<()> {
-        self.memberships
-            .insert(membership_key(username, group_id), &[])?;
+        self.memberships.insert(membership_key(username, group_id), &[])?;
         Ok(())
     }
 
     pub fn remove_membership(&self, username: &str, group_id: u64) -> StoreResult<()> {
-        self.memberships
-            .remove(membership_key(username, group_id))?;
+        self.memberships.remove(membership_key(username, group_id))?;
         Ok(())
     }
 
@@ -102,16 +99,8 @@ mod tests {
             open: false,
             created_ms: 0,
             members: vec![
-                MemberRecord {
-                    username: "bob".into(),
-                    uid: 1,
-                    role: Role::Owner,
-                },
-                MemberRecord {
-                    username: "bobby".into(),
-                    uid: 2,
-                    role: Role::Member,
-                },
+                MemberRecord { username: "bob".into(), uid: 1, role: Role::Owner },
+                MemberRecord { username: "bobby".into(), uid: 2, role: Role::Member },
             ],
         };
         store.put_group(10, &record).unwrap();

@@ -63,10 +63,7 @@ impl Store {
     /// Opens (or creates) the store. Fails if another process holds the directory.
     pub fn open(dir: &Path) -> StoreResult<Store> {
         // Background flushing stays on as a safety net; receipts never rely on it.
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
         Ok(Store {
             accounts: db.open_tree("accounts")?,
             dedup: db.open_tree("dedup")?,
@@ -102,10 +99,7 @@ impl Store {
     /// Inserts the account unless the name is taken; returns whether it was created.
     pub fn create_account(&self, username: &str, account: &Account) -> StoreResult<bool> {
         let value = encode(account);
-        let created = self
-            .accounts
-            .compare_and_swap(username.as_bytes(), None as Option<&[u8]>, Some(value))?
-            .is_ok();
+        let created = self.accounts.compare_and_swap(username.as_bytes(), None as Option<&[u8]>, Some(value))?.is_ok();
         Ok(created)
     }
 
@@ -131,21 +125,14 @@ impl Store {
         }
     }
 
-    pub fn dedup_put(
-        &self,
-        sender: u64,
-        client_msg_id: u64,
-        entry: &DedupEntry,
-    ) -> StoreResult<()> {
-        self.dedup
-            .insert(pair_key(sender, client_msg_id), encode(entry))?;
+    pub fn dedup_put(&self, sender: u64, client_msg_id: u64, entry: &DedupEntry) -> StoreResult<()> {
+        self.dedup.insert(pair_key(sender, client_msg_id), encode(entry))?;
         Ok(())
     }
 
     /// Remembers a resume token (by its digest) until `expires_ms`.
     pub fn put_token(&self, uid: u64, digest: &[u8; 32], expires_ms: u64) -> StoreResult<()> {
-        self.tokens
-            .insert(token_key(uid, digest), &expires_ms.to_be_bytes())?;
+        self.tokens.insert(token_key(uid, digest), &expires_ms.to_be_bytes())?;
         Ok(())
     }
 
@@ -198,10 +185,9 @@ fn token_key(uid: u64, digest: &[u8; 32]) -> [u8; 40] {
 }
 
 fn read_u64(tree: &'static str, raw: &[u8]) -> StoreResult<u64> {
-    let bytes: [u8; 8] = raw.try_into().map_err(|_| StoreError::Corrupt {
-        tree,
-        detail: format!("expected 8 bytes, found {}", raw.len()),
-    })?;
+    let bytes: [u8; 8] = raw
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { tree, detail: format!("expected 8 bytes, found {}", raw.len()) })?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -210,10 +196,7 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, raw: &[u8]) -> StoreResult<T> {
-    postcard::from_bytes(raw).map_err(|e| StoreError::Corrupt {
-        tree,
-        detail: e.to_string(),
-    })
+    postcard::from_bytes(raw).map_err(|e| StoreError::Corrupt { tree, detail: e.to_string() })
 }
 
 #[cfg(test)]
@@ -242,32 +225,14 @@ mod tests {
         }
         // Another owner's messages must not bleed into owner 7's range.
         log.append(8, 1, &message("other")).unwrap();
-        assert_eq!(
-            log.state(7).unwrap(),
-            LogState {
-                floor: 0,
-                last_seq: 3
-            }
-        );
+        assert_eq!(log.state(7).unwrap(), LogState { floor: 0, last_seq: 3 });
         let page = log.read(7, 1, 10).unwrap();
         assert_eq!(page.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
 
         log.trim(7, 3).unwrap();
         assert!(log.read(7, 0, 10).unwrap().is_empty());
-        assert_eq!(
-            log.state(7).unwrap(),
-            LogState {
-                floor: 3,
-                last_seq: 3
-            }
-        );
-        assert_eq!(
-            log.state(8).unwrap(),
-            LogState {
-                floor: 0,
-                last_seq: 1
-            }
-        );
+        assert_eq!(log.state(7).unwrap(), LogState { floor: 3, last_seq: 3 });
+        assert_eq!(log.state(8).unwrap(), LogState { floor: 0, last_seq: 1 });
         assert_eq!(store.stats().unwrap().stored_messages, 1);
         log.remove_all(8).unwrap();
         assert_eq!(log.state(8).unwrap(), LogState::default());
@@ -283,29 +248,18 @@ mod tests {
         store.put_token(6, &a, 5_000).unwrap();
         assert!(store.token_valid(5, &a, 999).unwrap());
         assert!(!store.token_valid(5, &a, 1_000).unwrap());
-        assert!(
-            !store.token_valid(5, &a, 0).unwrap(),
-            "an expired token is gone for good"
-        );
+        assert!(!store.token_valid(5, &a, 0).unwrap(), "an expired token is gone for good");
         store.revoke_tokens(5).unwrap();
         assert!(!store.token_valid(5, &b, 0).unwrap());
-        assert!(
-            store.token_valid(6, &a, 0).unwrap(),
-            "another user's token is untouched"
-        );
+        assert!(store.token_valid(6, &a, 0).unwrap(), "another user's token is untouched");
     }
 
     #[test]
     fn accounts_are_created_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let account = Account {
-            user_id: 1,
-            display_name: "bob".into(),
-            password_hash: "x".into(),
-            admin: false,
-            created_ms: 0,
-        };
+        let account =
+            Account { user_id: 1, display_name: "bob".into(), password_hash: "x".into(), admin: false, created_ms: 0 };
         assert!(store.create_account("bob", &account).unwrap());
         assert!(!store.create_account("bob", &account).unwrap());
         assert_eq!(store.account("bob").unwrap(), Some(account));

@@ -37,10 +37,7 @@ impl SeqLog {
             Some(entry) => read_u64(self.name, &entry?.0[9..])?,
             None => 0,
         };
-        Ok(LogState {
-            floor,
-            last_seq: floor.max(last_stored),
-        })
+        Ok(LogState { floor, last_seq: floor.max(last_stored) })
     }
 
     pub fn append(&self, owner: u64, seq: u64, message: &StoredMessage) -> StoreResult<()> {
@@ -49,12 +46,7 @@ impl SeqLog {
     }
 
     /// Up to `limit` messages with sequence above `after`, in order.
-    pub fn read(
-        &self,
-        owner: u64,
-        after: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<(u64, StoredMessage)>> {
+    pub fn read(&self, owner: u64, after: u64, limit: usize) -> StoreResult<Vec<(u64, StoredMessage)>> {
         let range = message_key(owner, after.saturating_add(1))..=message_key(owner, u64::MAX);
         let mut out = Vec::new();
         for entry in self.tree.range(range).take(limit) {
@@ -68,10 +60,7 @@ impl SeqLog {
     pub fn trim(&self, owner: u64, up_to: u64) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
         batch.insert(&floor_key(owner), &up_to.to_be_bytes());
-        for entry in self
-            .tree
-            .range(message_key(owner, 0)..=message_key(owner, up_to))
-        {
+        for entry in self.tree.range(message_key(owner, 0)..=message_key(owner, up_to)) {
             batch.remove(entry?.0);
         }
         self.tree.apply_batch(batch)?;

@@ -6,9 +6,7 @@ use super::inbox::Session;
 use super::{Owner, WorkerCmd};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
 use crate::net::{ConnId, LoopMsg, SessionUser};
-use crate::protocol::{
-    valid_display_name, valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply,
-};
+use crate::protocol::{valid_display_name, valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply};
 use crate::store::Account;
 use log::{debug, info};
 use std::sync::Arc;
@@ -18,96 +16,42 @@ const MAX_ONLINE_PAGE: u32 = 500;
 
 /// Results coming back from the hashing threads.
 pub enum HashOutcome {
-    Registered {
-        conn: ConnId,
-        request_id: u32,
-        username: String,
-        phc: Option<String>,
-    },
-    LoginChecked {
-        conn: ConnId,
-        request_id: u32,
-        username: String,
-        ok: bool,
-    },
+    Registered { conn: ConnId, request_id: u32, username: String, phc: Option<String> },
+    LoginChecked { conn: ConnId, request_id: u32, username: String, ok: bool },
 }
 
 impl Worker {
-    pub fn register(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        username: String,
-        password: String,
-    ) -> Handled {
+    pub fn register(&mut self, conn: ConnId, request_id: u32, username: String, password: String) -> Handled {
         if !valid_username(&username) {
-            return Err(Refusal::new(
-                ErrorCode::InvalidName,
-                "usernames are 3-32 characters of a-z 0-9 _ . -",
-            ));
+            return Err(Refusal::new(ErrorCode::InvalidName, "usernames are 3-32 characters of a-z 0-9 _ . -"));
         }
         if !valid_password(&password) {
-            return Err(Refusal::new(
-                ErrorCode::InvalidPassword,
-                "passwords are 8-256 bytes",
-            ));
+            return Err(Refusal::new(ErrorCode::InvalidPassword, "passwords are 8-256 bytes"));
         }
         if self.shared.store.account(&username)?.is_some() {
             return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
         }
         let me = self.peers[self.index].clone();
         self.shared.hasher.hash(password, move |phc| {
-            let _ = me.send(WorkerCmd::Hashed(HashOutcome::Registered {
-                conn,
-                request_id,
-                username,
-                phc,
-            }));
+            let _ = me.send(WorkerCmd::Hashed(HashOutcome::Registered { conn, request_id, username, phc }));
         });
         Ok(())
     }
 
-    pub fn login(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        username: String,
-        password: String,
-    ) -> Handled {
+    pub fn login(&mut self, conn: ConnId, request_id: u32, username: String, password: String) -> Handled {
         let account = self.account_of(&username)?;
         let me = self.peers[self.index].clone();
-        self.shared
-            .hasher
-            .verify(password, account.password_hash, move |ok| {
-                let _ = me.send(WorkerCmd::Hashed(HashOutcome::LoginChecked {
-                    conn,
-                    request_id,
-                    username,
-                    ok,
-                }));
-            });
+        self.shared.hasher.verify(password, account.password_hash, move |ok| {
+            let _ = me.send(WorkerCmd::Hashed(HashOutcome::LoginChecked { conn, request_id, username, ok }));
+        });
         Ok(())
     }
 
-    pub fn resume(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        username: String,
-        token: Vec<u8>,
-    ) -> Handled {
+    pub fn resume(&mut self, conn: ConnId, request_id: u32, username: String, token: Vec<u8>) -> Handled {
         let account = self.account_of(&username)?;
         let now = super::inbox::now_ms();
-        if token.len() != TOKEN_LEN
-            || !self
-                .shared
-                .store
-                .token_valid(account.user_id, &token_digest(&token), now)?
-        {
-            return Err(Refusal::new(
-                ErrorCode::InvalidToken,
-                "unknown, expired or revoked token",
-            ));
+        if token.len() != TOKEN_LEN || !self.shared.store.token_valid(account.user_id, &token_digest(&token), now)? {
+            return Err(Refusal::new(ErrorCode::InvalidToken, "unknown, expired or revoked token"));
         }
         self.open_session(conn, request_id, username, account, token)
     }
@@ -116,48 +60,24 @@ impl Worker {
         if !valid_username(username) {
             return Err(Refusal::new(ErrorCode::InvalidName, "not a valid username"));
         }
-        self.shared
-            .store
-            .account(username)?
-            .ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))
+        self.shared.store.account(username)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))
     }
 
     pub fn hashed(&mut self, outcome: HashOutcome) {
         let (conn, request_id, result) = match outcome {
-            HashOutcome::Registered {
-                conn,
-                request_id,
-                username,
-                phc,
-            } => (
-                conn,
-                request_id,
-                self.finish_register(conn, request_id, username, phc),
-            ),
-            HashOutcome::LoginChecked {
-                conn,
-                request_id,
-                username,
-                ok,
-            } => (
-                conn,
-                request_id,
-                self.finish_login(conn, request_id, username, ok),
-            ),
+            HashOutcome::Registered { conn, request_id, username, phc } => {
+                (conn, request_id, self.finish_register(conn, request_id, username, phc))
+            }
+            HashOutcome::LoginChecked { conn, request_id, username, ok } => {
+                (conn, request_id, self.finish_login(conn, request_id, username, ok))
+            }
         };
         if let Err(refusal) = result {
-            self.batch
-                .error(conn, request_id, refusal.code, &refusal.message);
+            self.batch.error(conn, request_id, refusal.code, &refusal.message);
         }
     }
 
-    fn finish_register(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        username: String,
-        phc: Option<String>,
-    ) -> Handled {
+    fn finish_register(&mut self, conn: ConnId, request_id: u32, username: String, phc: Option<String>) -> Handled {
         let Some(password_hash) = phc else {
             return Err(Refusal::new(ErrorCode::Internal, "password hashing failed"));
         };
@@ -177,33 +97,20 @@ impl Worker {
         }
         self.batch.dirty = true;
         info!("registered {username}");
-        self.batch
-            .reply(conn, request_id, Reply::Registered { user_id }, true);
+        self.batch.reply(conn, request_id, Reply::Registered { user_id }, true);
         Ok(())
     }
 
-    fn finish_login(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        username: String,
-        ok: bool,
-    ) -> Handled {
+    fn finish_login(&mut self, conn: ConnId, request_id: u32, username: String, ok: bool) -> Handled {
         if !ok {
             return Err(Refusal::new(ErrorCode::WrongPassword, "wrong password"));
         }
         let account = self.account_of(&username)?;
         let Some(token) = new_token() else {
-            return Err(Refusal::new(
-                ErrorCode::Internal,
-                "no randomness for a resume token",
-            ));
+            return Err(Refusal::new(ErrorCode::Internal, "no randomness for a resume token"));
         };
-        let expires =
-            super::inbox::now_ms().saturating_add(self.shared.config.token_ttl.as_millis() as u64);
-        self.shared
-            .store
-            .put_token(account.user_id, &token_digest(&token), expires)?;
+        let expires = super::inbox::now_ms().saturating_add(self.shared.config.token_ttl.as_millis() as u64);
+        self.shared.store.put_token(account.user_id, &token_digest(&token), expires)?;
         self.batch.dirty = true;
         self.open_session(conn, request_id, username, account, token.to_vec())
     }
@@ -218,31 +125,16 @@ impl Worker {
         resume_token: Vec<u8>,
     ) -> Handled {
         let name: Arc<str> = username.into();
-        let state = self
-            .user_state(&name)?
-            .ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
-        let previous = state.cursor.session.replace(Session {
-            conn,
-            sent_upto: state.cursor.acked,
-        });
+        let state = self.user_state(&name)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
+        let previous = state.cursor.session.replace(Session::new(conn, state.cursor.acked));
         let (acked, last_seq) = (state.cursor.acked, state.last_seq);
         let was_online = previous.is_some();
         if let Some(old) = previous.filter(|old| old.conn != conn) {
             // One live session per user: the newer login wins, the older hears why.
-            self.batch.push(
-                old.conn,
-                Push::Kicked {
-                    reason: "logged in elsewhere".into(),
-                },
-                false,
-            );
+            self.batch.push(old.conn, Push::Kicked { reason: "logged in elsewhere".into() }, false);
             self.batch.control(LoopMsg::Close { conn: old.conn });
         }
-        let user = SessionUser {
-            name: name.clone(),
-            uid: account.user_id,
-            admin: account.admin,
-        };
+        let user = SessionUser { name: name.clone(), uid: account.user_id, admin: account.admin };
         self.batch.control(LoopMsg::Bind { conn, user });
         let reply = Reply::LoggedIn {
             user_id: account.user_id,
@@ -253,21 +145,12 @@ impl Worker {
         };
         // Durable: a token handed out must survive a crash, or the client is locked out.
         self.batch.reply(conn, request_id, reply, true);
-        self.shared
-            .directory
-            .set(name.clone(), account.display_name, conn);
+        self.shared.directory.set(name.clone(), account.display_name, conn);
         debug!("{name} logged in; inbox acked {acked} of {last_seq}");
         // Group backlogs come from the groups' workers, after this batch's reply.
         for group_id in self.shared.store.memberships(&name)? {
             let worker = self.worker_of(Owner::Group(group_id));
-            self.batch.send_to_worker(
-                worker,
-                WorkerCmd::MemberOnline {
-                    group_id,
-                    username: name.clone(),
-                    conn,
-                },
-            );
+            self.batch.send_to_worker(worker, WorkerCmd::MemberOnline { group_id, username: name.clone(), conn });
         }
         if !was_online {
             self.announce(&name, true)?;
@@ -280,12 +163,7 @@ impl Worker {
         let Some(state) = self.users.get_mut(&user.name) else {
             return;
         };
-        if state
-            .cursor
-            .session
-            .as_ref()
-            .is_some_and(|s| s.conn == conn)
-        {
+        if state.cursor.session.as_ref().is_some_and(|s| s.conn == conn) {
             state.cursor.session = None;
             self.shared.directory.remove(&user.name, conn);
             if let Err(refusal) = self.announce(&user.name, false) {
@@ -302,75 +180,40 @@ impl Worker {
         self.closed(conn, user);
         // Other workers forget the connection's group sessions, rooms and subscriptions.
         for worker in (0..self.peers.len()).filter(|w| *w != self.index) {
-            self.batch.send_to_worker(
-                worker,
-                WorkerCmd::Closed {
-                    conn,
-                    user: user.clone(),
-                },
-            );
+            self.batch.send_to_worker(worker, WorkerCmd::Closed { conn, user: user.clone() });
         }
         self.batch.control(LoopMsg::Unbind { conn });
         self.batch.reply(conn, request_id, Reply::LoggedOut, true);
         Ok(())
     }
 
-    pub fn rename(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        display_name: String,
-    ) -> Handled {
+    pub fn rename(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, display_name: String) -> Handled {
         if !valid_display_name(&display_name) {
-            return Err(Refusal::new(
-                ErrorCode::InvalidName,
-                "display names are 1-64 printable characters",
-            ));
+            return Err(Refusal::new(ErrorCode::InvalidName, "display names are 1-64 printable characters"));
         }
         let mut account = self.account_of(&user.name)?;
         account.display_name = display_name.clone();
         self.shared.store.put_account(&user.name, &account)?;
         self.batch.dirty = true;
-        self.shared
-            .directory
-            .rename(&user.name, display_name.clone());
-        self.batch
-            .reply(conn, request_id, Reply::Renamed { display_name }, true);
+        self.shared.directory.rename(&user.name, display_name.clone());
+        self.batch.reply(conn, request_id, Reply::Renamed { display_name }, true);
         Ok(())
     }
 
     pub fn list_online(&mut self, conn: ConnId, request_id: u32, after: &str, limit: u32) {
-        let limit = if limit == 0 {
-            100
-        } else {
-            limit.min(MAX_ONLINE_PAGE)
-        };
+        let limit = if limit == 0 { 100 } else { limit.min(MAX_ONLINE_PAGE) };
         let (page, more) = self.shared.directory.page(after, limit as usize);
-        let users = page
-            .into_iter()
-            .map(|(username, display_name)| OnlineUser {
-                username,
-                display_name,
-            })
-            .collect();
-        self.batch
-            .reply(conn, request_id, Reply::Online { users, more }, false);
+        let users = page.into_iter().map(|(username, display_name)| OnlineUser { username, display_name }).collect();
+        self.batch.reply(conn, request_id, Reply::Online { users, more }, false);
     }
 
     /// Refuses requests from a connection whose session a newer login took over.
     pub fn own_session(&mut self, conn: ConnId, user: &SessionUser) -> Handled {
-        let current = self
-            .user_state(&user.name)?
-            .and_then(|s| s.cursor.session.as_ref())
-            .map(|s| s.conn);
+        let current = self.user_state(&user.name)?.and_then(|s| s.cursor.session.as_ref()).map(|s| s.conn);
         if current == Some(conn) {
             Ok(())
         } else {
-            Err(Refusal::new(
-                ErrorCode::NotLoggedIn,
-                "this session has ended",
-            ))
+            Err(Refusal::new(ErrorCode::NotLoggedIn, "this session has ended"))
         }
     }
 }

@@ -44,13 +44,7 @@ impl Batch {
         if let Some(bytes) = self.tail_for(conn, durable) {
             frame::encode_into(frame, bytes);
         } else {
-            self.out.push((
-                LoopMsg::Frames {
-                    conn,
-                    bytes: frame::encode(frame),
-                },
-                durable,
-            ));
+            self.out.push((LoopMsg::Frames { conn, bytes: frame::encode(frame) }, durable));
         }
     }
 
@@ -59,13 +53,7 @@ impl Batch {
         if let Some(bytes) = self.tail_for(conn, durable) {
             bytes.extend_from_slice(encoded);
         } else {
-            self.out.push((
-                LoopMsg::Frames {
-                    conn,
-                    bytes: encoded.to_vec(),
-                },
-                durable,
-            ));
+            self.out.push((LoopMsg::Frames { conn, bytes: encoded.to_vec() }, durable));
         }
     }
 
@@ -96,11 +84,7 @@ impl Batch {
                 error!("flush failed, withholding this batch's receipts: {e}");
                 out.retain(|(_, durable)| !durable);
                 for (conn, request_id) in self.durable_requests.drain(..) {
-                    let bytes = frame::encode(&error_frame(
-                        request_id,
-                        ErrorCode::Internal,
-                        "storage error",
-                    ));
+                    let bytes = frame::encode(&error_frame(request_id, ErrorCode::Internal, "storage error"));
                     out.push((LoopMsg::Frames { conn, bytes }, false));
                 }
             }
@@ -115,9 +99,5 @@ impl Batch {
 }
 
 pub fn error_frame(request_id: u32, code: ErrorCode, message: &str) -> ServerFrame {
-    ServerFrame::Error {
-        request_id,
-        code,
-        message: message.to_string(),
-    }
+    ServerFrame::Error { request_id, code, message: message.to_string() }
 }

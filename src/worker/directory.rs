@@ -57,11 +57,7 @@ impl Directory {
     pub fn page(&self, after: &str, limit: usize) -> (Vec<(String, String)>, bool) {
         let online = read(&self.online);
         let mut range = online.range::<str, _>((Bound::Excluded(after), Bound::Unbounded));
-        let page = range
-            .by_ref()
-            .take(limit)
-            .map(|(n, e)| (n.to_string(), e.display_name.clone()))
-            .collect();
+        let page = range.by_ref().take(limit).map(|(n, e)| (n.to_string(), e.display_name.clone())).collect();
         (page, range.next().is_some())
     }
 }
@@ -90,11 +86,7 @@ impl RoomList {
     pub fn page(&self, after: &str, limit: usize) -> (Vec<(String, u32)>, bool) {
         let rooms = read(&self.rooms);
         let mut range = rooms.range::<str, _>((Bound::Excluded(after), Bound::Unbounded));
-        let page = range
-            .by_ref()
-            .take(limit)
-            .map(|(n, c)| (n.clone(), *c))
-            .collect();
+        let page = range.by_ref().take(limit).map(|(n, c)| (n.clone(), *c)).collect();
         (page, range.next().is_some())
     }
 }
@@ -120,13 +112,7 @@ mod tests {
             d.set((*n).into(), n.to_uppercase(), ConnId(i as u64));
         }
         let (page, more) = d.page("", 2);
-        assert_eq!(
-            page,
-            vec![
-                ("alice".into(), "ALICE".into()),
-                ("bob".into(), "BOB".into())
-            ]
-        );
+        assert_eq!(page, vec![("alice".into(), "ALICE".into()), ("bob".into(), "BOB".into())]);
         assert!(more);
         let (page, more) = d.page("bob", 2);
         assert_eq!(page.len(), 2);
@@ -149,10 +135,7 @@ mod tests {
         let rooms = RoomList::default();
         rooms.set("lobby", 2);
         rooms.set("games", 1);
-        assert_eq!(
-            rooms.page("", 10).0,
-            vec![("games".to_string(), 1), ("lobby".to_string(), 2)]
-        );
+        assert_eq!(rooms.page("", 10).0, vec![("games".to_string(), 1), ("lobby".to_string(), 2)]);
         rooms.set("lobby", 0);
         assert_eq!(rooms.count(), 1);
     }

@@ -15,8 +15,8 @@ use super::{Owner, WorkerCmd};
 use crate::frame;
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{
-    valid_display_name, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, MediaKind,
-    MemberInfo, Message, Push, Reply, Role, ServerFrame,
+    valid_display_name, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, MediaKind, MemberInfo, Message, Push,
+    Reply, Role, ServerFrame,
 };
 use crate::store::{GroupRecord, MemberRecord, StoredMessage};
 use std::collections::BTreeMap;
@@ -47,11 +47,7 @@ impl GroupState {
             members: self
                 .members
                 .iter()
-                .map(|(name, m)| MemberRecord {
-                    username: name.to_string(),
-                    uid: m.uid,
-                    role: m.role,
-                })
+                .map(|(name, m)| MemberRecord { username: name.to_string(), uid: m.uid, role: m.role })
                 .collect(),
         }
     }
@@ -65,11 +61,7 @@ impl GroupState {
 }
 
 fn system_content() -> Content {
-    Content {
-        kind: MediaKind::System,
-        body: Vec::new(),
-        media: None,
-    }
+    Content { kind: MediaKind::System, body: Vec::new(), media: None }
 }
 
 impl Worker {
@@ -78,17 +70,12 @@ impl Worker {
         if !self.groups.contains_key(&id) {
             self.load_group(id)?;
         }
-        Ok(self
-            .groups
-            .get_mut(&id)
-            .expect("load_group inserted the group"))
+        Ok(self.groups.get_mut(&id).expect("load_group inserted the group"))
     }
 
     fn load_group(&mut self, id: u64) -> Handled {
         let store = &self.shared.store;
-        let record = store
-            .group(id)?
-            .ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
+        let record = store.group(id)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
         let log = store.group_log.state(id)?;
         let mut members = BTreeMap::new();
         let mut online = Vec::new();
@@ -97,21 +84,11 @@ impl Worker {
             let name: Arc<str> = m.username.into();
             // Members already online get live messages from now on; their backlog is
             // pumped below, as MemberOnline would at login.
-            let session = self.shared.directory.conn_of(&name).map(|conn| Session {
-                conn,
-                sent_upto: acked,
-            });
+            let session = self.shared.directory.conn_of(&name).map(|conn| Session::new(conn, acked));
             if let Some(session) = &session {
                 online.push((name.clone(), session.conn));
             }
-            members.insert(
-                name,
-                Member {
-                    uid: m.uid,
-                    role: m.role,
-                    cursor: Cursor { acked, session },
-                },
-            );
+            members.insert(name, Member { uid: m.uid, role: m.role, cursor: Cursor { acked, session } });
         }
         let state = GroupState {
             name: record.name,
@@ -138,26 +115,14 @@ impl Worker {
         open: bool,
     ) -> Handled {
         if !valid_display_name(&name) {
-            return Err(Refusal::new(
-                ErrorCode::InvalidName,
-                "group names are 1-64 printable characters",
-            ));
+            return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
         }
-        if self.shared.store.memberships(&user.name)?.len()
-            >= self.shared.config.max_groups_per_user
-        {
+        if self.shared.store.memberships(&user.name)?.len() >= self.shared.config.max_groups_per_user {
             return Err(Refusal::new(ErrorCode::LimitReached, "too many groups"));
         }
         let group_id = self.shared.store.next_id()?;
         let worker = self.worker_of(Owner::Group(group_id));
-        let cmd = WorkerCmd::CreateGroup {
-            conn,
-            request_id,
-            creator: user.clone(),
-            group_id,
-            name,
-            open,
-        };
+        let cmd = WorkerCmd::CreateGroup { conn, request_id, creator: user.clone(), group_id, name, open };
         self.batch.send_to_worker(worker, cmd);
         Ok(())
     }
@@ -172,42 +137,18 @@ impl Worker {
         name: String,
         open: bool,
     ) -> Handled {
-        let cursor = Cursor {
-            acked: 0,
-            session: Some(Session { conn, sent_upto: 0 }),
-        };
+        let cursor = Cursor { acked: 0, session: Some(Session::new(conn, 0)) };
         let mut members = BTreeMap::new();
-        members.insert(
-            creator.name.clone(),
-            Member {
-                uid: creator.uid,
-                role: Role::Owner,
-                cursor,
-            },
-        );
-        let state = GroupState {
-            name,
-            open,
-            created_ms: now_ms(),
-            floor: 0,
-            last_seq: 0,
-            members,
-        };
+        members.insert(creator.name.clone(), Member { uid: creator.uid, role: Role::Owner, cursor });
+        let state = GroupState { name, open, created_ms: now_ms(), floor: 0, last_seq: 0, members };
         let store = &self.shared.store;
         store.put_group(id, &state.record())?;
         store.add_membership(&creator.name, id)?;
         store.put_group_ack(id, &creator.name, 0)?;
         self.groups.insert(id, state);
         self.conn_groups.entry(conn).or_default().push(id);
-        self.append_event(
-            id,
-            GroupEvent::Created {
-                by: creator.name.to_string(),
-            },
-            &creator.name,
-        )?;
-        self.batch
-            .reply(conn, request_id, Reply::GroupCreated { group_id: id }, true);
+        self.append_event(id, GroupEvent::Created { by: creator.name.to_string() }, &creator.name)?;
+        self.batch.reply(conn, request_id, Reply::GroupCreated { group_id: id }, true);
         Ok(())
     }
 
@@ -225,13 +166,8 @@ impl Worker {
             return Ok(());
         }
         let message_id = self.shared.store.next_id()?;
-        let stored = StoredMessage {
-            message_id,
-            from: from.name.to_string(),
-            timestamp_ms: now_ms(),
-            content,
-            event: None,
-        };
+        let stored =
+            StoredMessage { message_id, from: from.name.to_string(), timestamp_ms: now_ms(), content, event: None };
         let seq = self.group(id)?.last_seq + 1;
         self.store_message(
             Conversation::Group(id),
@@ -264,11 +200,10 @@ impl Worker {
         let window = u64::from(self.shared.config.delivery_window);
         let retention = self.shared.config.group_retention.max(1);
         let own_message = stored.event.is_none().then(|| stored.from.clone());
-        let encoded = frame::encode(&ServerFrame::Push(Push::Message(wire(
-            Conversation::Group(id),
-            seq,
-            stored,
-        ))));
+        // Encoded once for everyone whose previous push was seq - 1 (nearly always);
+        // anyone else gets a copy with their own prev_seq.
+        let mut message = wire(Conversation::Group(id), seq, seq - 1, stored);
+        let shared = frame::encode(&ServerFrame::Push(Push::Message(message.clone())));
         let group = self.groups.get_mut(&id).expect("caller loaded the group");
         group.last_seq = seq;
         for (name, member) in group.members.iter_mut() {
@@ -278,8 +213,13 @@ impl Worker {
                         session.sent_upto = seq;
                     }
                 }
-            } else if let Some(conn) = member.cursor.take_live(seq, window) {
-                self.batch.frame_bytes(conn, &encoded, true);
+            } else if let Some((conn, prev)) = member.cursor.take_live(seq, window) {
+                if prev + 1 == seq {
+                    self.batch.frame_bytes(conn, &shared, true);
+                } else {
+                    message.prev_seq = prev;
+                    self.batch.frame(conn, &ServerFrame::Push(Push::Message(message.clone())), true);
+                }
             }
         }
         if seq - group.floor > retention {
@@ -303,31 +243,20 @@ impl Worker {
             let Some((from, count)) = member.cursor.deliverable(last_seq, window) else {
                 return Ok(());
             };
-            let chunk =
-                self.shared
-                    .store
-                    .group_log
-                    .read(id, from - 1, count.min(READ_CHUNK) as usize)?;
-            let session = member
-                .cursor
-                .session
-                .as_mut()
-                .expect("deliverable implies a session");
+            let chunk = self.shared.store.group_log.read(id, from - 1, count.min(READ_CHUNK) as usize)?;
+            let session = member.cursor.session.as_mut().expect("deliverable implies a session");
             if chunk.is_empty() {
                 session.sent_upto = last_seq;
                 return Ok(());
             }
             let conn = session.conn;
             for (seq, stored) in chunk {
-                session.sent_upto = seq;
                 if stored.event.is_none() && stored.from == name {
+                    session.sent_upto = seq;
                     continue;
                 }
-                self.batch.push(
-                    conn,
-                    Push::Message(wire(Conversation::Group(id), seq, stored)),
-                    true,
-                );
+                let prev = session.pushed(seq);
+                self.batch.push(conn, Push::Message(wire(Conversation::Group(id), seq, prev, stored)), true);
             }
         }
     }
@@ -337,47 +266,23 @@ impl Worker {
         let Some(member) = group.members.get_mut(name) else {
             return Ok(());
         };
-        if member
-            .cursor
-            .session
-            .as_ref()
-            .is_some_and(|s| s.conn == conn)
-        {
+        if member.cursor.session.as_ref().is_some_and(|s| s.conn == conn) {
             return Ok(());
         }
-        member.cursor.session = Some(Session {
-            conn,
-            sent_upto: member.cursor.acked,
-        });
+        member.cursor.session = Some(Session::new(conn, member.cursor.acked));
         self.conn_groups.entry(conn).or_default().push(id);
         self.pump_member(id, name)
     }
 
     pub fn detach_member(&mut self, id: u64, name: &str, conn: ConnId) {
-        if let Some(member) = self
-            .groups
-            .get_mut(&id)
-            .and_then(|g| g.members.get_mut(name))
-        {
-            if member
-                .cursor
-                .session
-                .as_ref()
-                .is_some_and(|s| s.conn == conn)
-            {
+        if let Some(member) = self.groups.get_mut(&id).and_then(|g| g.members.get_mut(name)) {
+            if member.cursor.session.as_ref().is_some_and(|s| s.conn == conn) {
                 member.cursor.session = None;
             }
         }
     }
 
-    pub fn ack_group(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-        up_to: u64,
-    ) -> Handled {
+    pub fn ack_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64, up_to: u64) -> Handled {
         let group = self.group(id)?;
         let last_seq = group.last_seq;
         let member = group
@@ -393,26 +298,11 @@ impl Worker {
             self.trim_group(id)?;
         }
         let acked = self.group(id)?.members[&user.name].cursor.acked;
-        self.batch.reply(
-            conn,
-            request_id,
-            Reply::Acked {
-                conversation: Conversation::Group(id),
-                up_to: acked,
-            },
-            true,
-        );
+        self.batch.reply(conn, request_id, Reply::Acked { conversation: Conversation::Group(id), up_to: acked }, true);
         self.pump_member(id, &user.name)
     }
 
-    pub fn resync_group(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-        after: u64,
-    ) -> Handled {
+    pub fn resync_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64, after: u64) -> Handled {
         let group = self.group(id)?;
         let last_seq = group.last_seq;
         let member = group
@@ -423,11 +313,7 @@ impl Worker {
         self.batch.reply(
             conn,
             request_id,
-            Reply::Resynced {
-                conversation: Conversation::Group(id),
-                after,
-                last_seq,
-            },
+            Reply::Resynced { conversation: Conversation::Group(id), after, last_seq },
             false,
         );
         self.pump_member(id, &user.name)
@@ -436,12 +322,7 @@ impl Worker {
     /// Deletes what every member has acknowledged.
     fn trim_group(&mut self, id: u64) -> Handled {
         let group = self.group(id)?;
-        let lowest = group
-            .members
-            .values()
-            .map(|m| m.cursor.acked)
-            .min()
-            .unwrap_or(group.last_seq);
+        let lowest = group.members.values().map(|m| m.cursor.acked).min().unwrap_or(group.last_seq);
         if lowest > group.floor {
             group.floor = lowest;
             self.shared.store.group_log.trim(id, lowest)?;
@@ -466,28 +347,15 @@ impl Worker {
         name: String,
     ) -> Handled {
         if !valid_display_name(&name) {
-            return Err(Refusal::new(
-                ErrorCode::InvalidName,
-                "group names are 1-64 printable characters",
-            ));
+            return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
         }
         let group = self.group(id)?;
         if group.role_of(&user.name)? == Role::Member {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "only the owner and admins rename a group",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner and admins rename a group"));
         }
         group.name = name.clone();
         self.save_group(id)?;
-        self.append_event(
-            id,
-            GroupEvent::Renamed {
-                name,
-                by: user.name.to_string(),
-            },
-            &user.name,
-        )?;
+        self.append_event(id, GroupEvent::Renamed { name, by: user.name.to_string() }, &user.name)?;
         self.batch.reply(conn, request_id, Reply::Done, true);
         Ok(())
     }
@@ -501,62 +369,32 @@ impl Worker {
         username: &str,
     ) -> Handled {
         if self.group(id)?.role_of(&user.name)? == Role::Member {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "only the owner and admins add members",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner and admins add members"));
         }
-        let account = self
-            .shared
-            .store
-            .account(username)?
-            .ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
+        let account =
+            self.shared.store.account(username)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
         let online = self.shared.directory.conn_of(username);
         self.admit_member(id, username, account.user_id, online)?;
-        let event = GroupEvent::Added {
-            username: username.to_string(),
-            by: user.name.to_string(),
-        };
+        let event = GroupEvent::Added { username: username.to_string(), by: user.name.to_string() };
         self.append_event(id, event, &user.name)?;
         self.batch.reply(conn, request_id, Reply::Done, true);
         Ok(())
     }
 
-    pub fn join_group(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-    ) -> Handled {
+    pub fn join_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
         let group = self.group(id)?;
         if !group.open && !group.members.contains_key(&user.name) {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "this group is not open; ask an admin to add you",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "this group is not open; ask an admin to add you"));
         }
         self.admit_member(id, &user.name, user.uid, Some(conn))?;
-        self.append_event(
-            id,
-            GroupEvent::Joined {
-                username: user.name.to_string(),
-            },
-            &user.name,
-        )?;
+        self.append_event(id, GroupEvent::Joined { username: user.name.to_string() }, &user.name)?;
         self.batch.reply(conn, request_id, Reply::Done, true);
         Ok(())
     }
 
     /// Adds a member who starts after the current last message (history before joining is
     /// not theirs), checking the limits.
-    fn admit_member(
-        &mut self,
-        id: u64,
-        username: &str,
-        uid: u64,
-        online: Option<ConnId>,
-    ) -> Handled {
+    fn admit_member(&mut self, id: u64, username: &str, uid: u64, online: Option<ConnId>) -> Handled {
         let max_members = self.shared.config.max_group_members;
         let max_groups = self.shared.config.max_groups_per_user;
         let group = self.group(id)?;
@@ -568,24 +406,11 @@ impl Worker {
         }
         let acked = group.last_seq;
         if self.shared.store.memberships(username)?.len() >= max_groups {
-            return Err(Refusal::new(
-                ErrorCode::LimitReached,
-                "the user is in too many groups",
-            ));
+            return Err(Refusal::new(ErrorCode::LimitReached, "the user is in too many groups"));
         }
-        let session = online.map(|conn| Session {
-            conn,
-            sent_upto: acked,
-        });
+        let session = online.map(|conn| Session::new(conn, acked));
         let group = self.group(id)?;
-        group.members.insert(
-            username.into(),
-            Member {
-                uid,
-                role: Role::Member,
-                cursor: Cursor { acked, session },
-            },
-        );
+        group.members.insert(username.into(), Member { uid, role: Role::Member, cursor: Cursor { acked, session } });
         if let Some(conn) = online {
             self.conn_groups.entry(conn).or_default().push(id);
         }
@@ -606,49 +431,25 @@ impl Worker {
         let actor = group.role_of(&user.name)?;
         let target = group.role_of(username)?;
         if *user.name == *username {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                "use LeaveGroup to leave",
-            ));
+            return Err(Refusal::new(ErrorCode::BadRequest, "use LeaveGroup to leave"));
         }
         let allowed = actor == Role::Owner || (actor == Role::Admin && target == Role::Member);
         if !allowed {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "your role may not remove this member",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "your role may not remove this member"));
         }
         // The event goes out first, so the removed member hears of it too.
-        let event = GroupEvent::Removed {
-            username: username.to_string(),
-            by: user.name.to_string(),
-        };
+        let event = GroupEvent::Removed { username: username.to_string(), by: user.name.to_string() };
         self.append_event(id, event, &user.name)?;
         self.drop_member(id, username)?;
         self.batch.reply(conn, request_id, Reply::Done, true);
         Ok(())
     }
 
-    pub fn leave_group(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-    ) -> Handled {
+    pub fn leave_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
         if self.group(id)?.role_of(&user.name)? == Role::Owner {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "the owner hands the group over or deletes it",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "the owner hands the group over or deletes it"));
         }
-        self.append_event(
-            id,
-            GroupEvent::Left {
-                username: user.name.to_string(),
-            },
-            &user.name,
-        )?;
+        self.append_event(id, GroupEvent::Left { username: user.name.to_string() }, &user.name)?;
         self.drop_member(id, &user.name)?;
         self.batch.reply(conn, request_id, Reply::Done, true);
         Ok(())
@@ -673,17 +474,11 @@ impl Worker {
     ) -> Handled {
         let group = self.group(id)?;
         if group.role_of(&user.name)? != Role::Owner {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "only the owner changes roles",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner changes roles"));
         }
         group.role_of(username)?;
         if *user.name == *username {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                "hand ownership to another member instead",
-            ));
+            return Err(Refusal::new(ErrorCode::BadRequest, "hand ownership to another member instead"));
         }
         if let Some(member) = group.members.get_mut(username) {
             member.role = role;
@@ -694,49 +489,32 @@ impl Worker {
             }
         }
         self.save_group(id)?;
-        let event = GroupEvent::RoleChanged {
-            username: username.to_string(),
-            role,
-            by: user.name.to_string(),
-        };
+        let event = GroupEvent::RoleChanged { username: username.to_string(), role, by: user.name.to_string() };
         self.append_event(id, event, &user.name)?;
         self.batch.reply(conn, request_id, Reply::Done, true);
         Ok(())
     }
 
-    pub fn delete_group(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-    ) -> Handled {
+    pub fn delete_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
         let group = self.group(id)?;
         if group.role_of(&user.name)? != Role::Owner {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "only the owner deletes a group",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner deletes a group"));
         }
         // Live only: the history it would be stored in is being deleted.
         let notice = Message {
             conversation: Conversation::Group(id),
             seq: group.last_seq + 1,
+            prev_seq: group.last_seq,
             message_id: 0,
             from: user.name.to_string(),
             timestamp_ms: now_ms(),
             content: system_content(),
-            event: Some(GroupEvent::Deleted {
-                by: user.name.to_string(),
-            }),
+            event: Some(GroupEvent::Deleted { by: user.name.to_string() }),
         };
         let encoded = frame::encode(&ServerFrame::Push(Push::Message(notice)));
         let record = group.record();
-        let online: Vec<ConnId> = group
-            .members
-            .values()
-            .filter_map(|m| m.cursor.session.as_ref().map(|s| s.conn))
-            .collect();
+        let online: Vec<ConnId> =
+            group.members.values().filter_map(|m| m.cursor.session.as_ref().map(|s| s.conn)).collect();
         self.shared.store.delete_group(id, &record)?;
         self.batch.dirty = true;
         self.groups.remove(&id);
@@ -747,38 +525,16 @@ impl Worker {
         Ok(())
     }
 
-    pub fn group_members(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-    ) -> Handled {
+    pub fn group_members(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
         let group = self.group(id)?;
         group.role_of(&user.name)?;
-        let roles: Vec<(String, Role)> = group
-            .members
-            .iter()
-            .map(|(n, m)| (n.to_string(), m.role))
-            .collect();
+        let roles: Vec<(String, Role)> = group.members.iter().map(|(n, m)| (n.to_string(), m.role)).collect();
         let directory = &self.shared.directory;
         let members = roles
             .into_iter()
-            .map(|(username, role)| MemberInfo {
-                online: directory.conn_of(&username).is_some(),
-                username,
-                role,
-            })
+            .map(|(username, role)| MemberInfo { online: directory.conn_of(&username).is_some(), username, role })
             .collect();
-        self.batch.reply(
-            conn,
-            request_id,
-            Reply::Members {
-                group_id: id,
-                members,
-            },
-            false,
-        );
+        self.batch.reply(conn, request_id, Reply::Members { group_id: id, members }, false);
         Ok(())
     }
 
@@ -803,8 +559,7 @@ impl Worker {
                 last_seq: store.group_log.state(group_id)?.last_seq,
             });
         }
-        self.batch
-            .reply(conn, request_id, Reply::Groups { groups }, false);
+        self.batch.reply(conn, request_id, Reply::Groups { groups }, false);
         Ok(())
     }
 }

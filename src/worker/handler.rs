@@ -23,10 +23,7 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal {
-            code,
-            message: message.into(),
-        }
+        Refusal { code, message: message.into() }
     }
 }
 
@@ -92,8 +89,7 @@ impl Worker {
                 stopping |= !self.handle(cmd);
                 handled += 1;
             }
-            self.batch
-                .commit(&self.shared.store, &self.shared.outbox, &self.peers);
+            self.batch.commit(&self.shared.store, &self.shared.outbox, &self.peers);
         }
         debug!("worker {} exiting", self.index);
     }
@@ -101,44 +97,21 @@ impl Worker {
     /// Returns false when told to stop.
     fn handle(&mut self, cmd: WorkerCmd) -> bool {
         match cmd {
-            WorkerCmd::Request {
-                conn,
-                user,
-                request_id,
-                request,
-            } => {
+            WorkerCmd::Request { conn, user, request_id, request } => {
                 if let Err(refusal) = self.request(conn, user, request_id, request) {
-                    self.batch
-                        .error(conn, request_id, refusal.code, &refusal.message);
+                    self.batch.error(conn, request_id, refusal.code, &refusal.message);
                 }
             }
             WorkerCmd::Hashed(outcome) => self.hashed(outcome),
             WorkerCmd::Closed { conn, user } => self.closed(conn, &user),
-            WorkerCmd::MemberOnline {
-                group_id,
-                username,
-                conn,
-            } => {
+            WorkerCmd::MemberOnline { group_id, username, conn } => {
                 if let Err(refusal) = self.member_online(group_id, &username, conn) {
-                    debug!(
-                        "group {group_id} catch-up for {username}: {}",
-                        refusal.message
-                    );
+                    debug!("group {group_id} catch-up for {username}: {}", refusal.message);
                 }
             }
-            WorkerCmd::CreateGroup {
-                conn,
-                request_id,
-                creator,
-                group_id,
-                name,
-                open,
-            } => {
-                if let Err(refusal) =
-                    self.create_group_here(conn, request_id, &creator, group_id, name, open)
-                {
-                    self.batch
-                        .error(conn, request_id, refusal.code, &refusal.message);
+            WorkerCmd::CreateGroup { conn, request_id, creator, group_id, name, open } => {
+                if let Err(refusal) = self.create_group_here(conn, request_id, &creator, group_id, name, open) {
+                    self.batch.error(conn, request_id, refusal.code, &refusal.message);
                 }
             }
             WorkerCmd::Stop => return false,
@@ -146,102 +119,60 @@ impl Worker {
         true
     }
 
-    fn request(
-        &mut self,
-        conn: ConnId,
-        user: Option<SessionUser>,
-        request_id: u32,
-        request: Request,
-    ) -> Handled {
+    fn request(&mut self, conn: ConnId, user: Option<SessionUser>, request_id: u32, request: Request) -> Handled {
         let Some(user) = user else {
             return match request {
-                Request::Register { username, password } => {
-                    self.register(conn, request_id, username, password)
-                }
-                Request::Login { username, password } => {
-                    self.login(conn, request_id, username, password)
-                }
-                Request::Resume { username, token } => {
-                    self.resume(conn, request_id, username, token)
-                }
+                Request::Register { username, password } => self.register(conn, request_id, username, password),
+                Request::Login { username, password } => self.login(conn, request_id, username, password),
+                Request::Resume { username, token } => self.resume(conn, request_id, username, token),
                 // The loop admits nothing else before login.
                 other => Err(unexpected(other)),
             };
         };
         match request {
-            Request::Send {
-                to,
-                client_msg_id,
-                transient,
-                content,
-            } => {
+            Request::Send { to, client_msg_id, transient, content } => {
                 self.validate(&content)?;
                 match to {
-                    Target::User(to) if transient => {
-                        self.send_transient(conn, request_id, &user, &to, content)
+                    Target::User(to) if transient => self.send_transient(conn, request_id, &user, &to, content),
+                    Target::User(to) => self.send_direct(conn, request_id, &user, &to, client_msg_id, content),
+                    Target::Group(_) if transient => {
+                        Err(Refusal::new(ErrorCode::BadRequest, "transient messages go to users or rooms, not groups"))
                     }
-                    Target::User(to) => {
-                        self.send_direct(conn, request_id, &user, &to, client_msg_id, content)
-                    }
-                    Target::Group(_) if transient => Err(Refusal::new(
-                        ErrorCode::BadRequest,
-                        "transient messages go to users or rooms, not groups",
-                    )),
-                    Target::Group(id) => {
-                        self.send_group(conn, request_id, &user, id, client_msg_id, content)
-                    }
+                    Target::Group(id) => self.send_group(conn, request_id, &user, id, client_msg_id, content),
                     Target::Room(room) => self.send_room(conn, request_id, &user, &room, content),
                     Target::Everyone => self.broadcast(conn, request_id, &user, content),
                 }
             }
-            Request::Ack {
-                conversation: Conversation::Inbox,
-                up_to,
-            } => self.ack_inbox(conn, request_id, &user, up_to),
-            Request::Ack {
-                conversation: Conversation::Group(id),
-                up_to,
-            } => self.ack_group(conn, request_id, &user, id, up_to),
-            Request::Resync {
-                conversation: Conversation::Inbox,
-                after,
-            } => self.resync_inbox(conn, request_id, &user, after),
-            Request::Resync {
-                conversation: Conversation::Group(id),
-                after,
-            } => self.resync_group(conn, request_id, &user, id, after),
+            Request::Ack { conversation: Conversation::Inbox, up_to } => self.ack_inbox(conn, request_id, &user, up_to),
+            Request::Ack { conversation: Conversation::Group(id), up_to } => {
+                self.ack_group(conn, request_id, &user, id, up_to)
+            }
+            Request::Resync { conversation: Conversation::Inbox, after } => {
+                self.resync_inbox(conn, request_id, &user, after)
+            }
+            Request::Resync { conversation: Conversation::Group(id), after } => {
+                self.resync_group(conn, request_id, &user, id, after)
+            }
             Request::Rename { display_name } => self.rename(conn, request_id, &user, display_name),
             Request::ListOnline { after, limit } => {
                 self.list_online(conn, request_id, &after, limit);
                 Ok(())
             }
             Request::Logout => self.logout(conn, request_id, &user),
-            Request::CreateGroup { name, open } => {
-                self.create_group(conn, request_id, &user, name, open)
-            }
-            Request::RenameGroup { group_id, name } => {
-                self.rename_group(conn, request_id, &user, group_id, name)
-            }
-            Request::AddMember { group_id, username } => {
-                self.add_member(conn, request_id, &user, group_id, &username)
-            }
+            Request::CreateGroup { name, open } => self.create_group(conn, request_id, &user, name, open),
+            Request::RenameGroup { group_id, name } => self.rename_group(conn, request_id, &user, group_id, name),
+            Request::AddMember { group_id, username } => self.add_member(conn, request_id, &user, group_id, &username),
             Request::RemoveMember { group_id, username } => {
                 self.remove_member(conn, request_id, &user, group_id, &username)
             }
-            Request::SetRole {
-                group_id,
-                username,
-                role,
-            } => self.set_role(conn, request_id, &user, group_id, &username, role),
+            Request::SetRole { group_id, username, role } => {
+                self.set_role(conn, request_id, &user, group_id, &username, role)
+            }
             Request::JoinGroup { group_id } => self.join_group(conn, request_id, &user, group_id),
             Request::LeaveGroup { group_id } => self.leave_group(conn, request_id, &user, group_id),
-            Request::DeleteGroup { group_id } => {
-                self.delete_group(conn, request_id, &user, group_id)
-            }
+            Request::DeleteGroup { group_id } => self.delete_group(conn, request_id, &user, group_id),
             Request::ListGroups => self.list_groups(conn, request_id, &user),
-            Request::GroupMembers { group_id } => {
-                self.group_members(conn, request_id, &user, group_id)
-            }
+            Request::GroupMembers { group_id } => self.group_members(conn, request_id, &user, group_id),
             Request::JoinRoom { room } => self.join_room(conn, request_id, &user, room),
             Request::LeaveRoom { room } => self.leave_room(conn, request_id, &user, &room),
             Request::ListRooms { after, limit } => {
@@ -252,12 +183,8 @@ impl Worker {
                 self.room_members(conn, request_id, &room);
                 Ok(())
             }
-            Request::SubscribePresence { username } => {
-                self.subscribe(conn, request_id, &user, &username)
-            }
-            Request::UnsubscribePresence { username } => {
-                self.unsubscribe(conn, request_id, &username)
-            }
+            Request::SubscribePresence { username } => self.subscribe(conn, request_id, &user, &username),
+            Request::UnsubscribePresence { username } => self.unsubscribe(conn, request_id, &username),
             other @ (Request::Hello { .. }
             | Request::Ping
             | Request::Register { .. }

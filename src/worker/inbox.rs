@@ -24,8 +24,24 @@ pub const READ_CHUNK: u64 = 256;
 #[derive(Debug)]
 pub struct Session {
     pub conn: ConnId,
-    /// The highest sequence pushed to this connection.
+    /// Everything up to here was pushed to this connection, or skipped (a member's own
+    /// group messages).
     pub sent_upto: u64,
+    /// The last sequence actually pushed: the next push's `prev_seq`.
+    pub last_pushed: u64,
+}
+
+impl Session {
+    /// A session whose delivery starts after `start` (the ack, or a resync point).
+    pub fn new(conn: ConnId, start: u64) -> Self {
+        Session { conn, sent_upto: start, last_pushed: start }
+    }
+
+    /// Marks `seq` pushed; returns its `prev_seq`.
+    pub fn pushed(&mut self, seq: u64) -> u64 {
+        self.sent_upto = seq;
+        std::mem::replace(&mut self.last_pushed, seq)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -39,20 +55,18 @@ impl Cursor {
     pub fn deliverable(&self, last_seq: u64, window: u64) -> Option<(u64, u64)> {
         let session = self.session.as_ref()?;
         let outstanding = session.sent_upto.saturating_sub(self.acked);
-        let count = window
-            .saturating_sub(outstanding)
-            .min(last_seq.saturating_sub(session.sent_upto));
+        let count = window.saturating_sub(outstanding).min(last_seq.saturating_sub(session.sent_upto));
         (count > 0).then_some((session.sent_upto + 1, count))
     }
 
     /// If `seq`, just stored as the last message, is next in line and fits in the window,
-    /// marks it sent and returns the connection to push it to.
-    pub fn take_live(&mut self, seq: u64, window: u64) -> Option<ConnId> {
+    /// marks it pushed and returns the connection to push it to and its `prev_seq`.
+    pub fn take_live(&mut self, seq: u64, window: u64) -> Option<(ConnId, u64)> {
         match self.deliverable(seq, window) {
             Some((from, _)) if from == seq => {
                 let session = self.session.as_mut()?;
-                session.sent_upto = seq;
-                Some(session.conn)
+                let prev = session.pushed(seq);
+                Some((session.conn, prev))
             }
             _ => None,
         }
@@ -66,6 +80,7 @@ impl Cursor {
         self.acked = up_to;
         if let Some(session) = self.session.as_mut() {
             session.sent_upto = session.sent_upto.max(up_to);
+            session.last_pushed = session.last_pushed.max(up_to);
         }
         true
     }
@@ -82,23 +97,12 @@ impl Worker {
     pub fn validate(&self, content: &Content) -> Handled {
         let max_body = self.shared.config.max_body as usize;
         if content.body.len() > max_body {
-            return Err(Refusal::new(
-                ErrorCode::InvalidContent,
-                format!("body exceeds {max_body} bytes"),
-            ));
+            return Err(Refusal::new(ErrorCode::InvalidContent, format!("body exceeds {max_body} bytes")));
         }
         match &content.media {
-            None if content.body.is_empty() => {
-                Err(Refusal::new(ErrorCode::InvalidContent, "empty message"))
-            }
-            Some(media)
-                if media.url.len() > MAX_MEDIA_URL
-                    || media.description.len() > MAX_MEDIA_DESCRIPTION =>
-            {
-                Err(Refusal::new(
-                    ErrorCode::InvalidContent,
-                    "media url or description too long",
-                ))
+            None if content.body.is_empty() => Err(Refusal::new(ErrorCode::InvalidContent, "empty message")),
+            Some(media) if media.url.len() > MAX_MEDIA_URL || media.description.len() > MAX_MEDIA_DESCRIPTION => {
+                Err(Refusal::new(ErrorCode::InvalidContent, "media url or description too long"))
             }
             _ => Ok(()),
         }
@@ -111,18 +115,8 @@ impl Worker {
                 return Ok(None);
             };
             let log = self.shared.store.inbox.state(account.user_id)?;
-            let cursor = Cursor {
-                acked: log.floor,
-                session: None,
-            };
-            self.users.insert(
-                name.into(),
-                UserState {
-                    uid: account.user_id,
-                    last_seq: log.last_seq,
-                    cursor,
-                },
-            );
+            let cursor = Cursor { acked: log.floor, session: None };
+            self.users.insert(name.into(), UserState { uid: account.user_id, last_seq: log.last_seq, cursor });
         }
         Ok(self.users.get_mut(name))
     }
@@ -135,28 +129,12 @@ impl Worker {
         to: &str,
         content: Content,
     ) -> Handled {
-        let state = self
-            .user_state(to)?
-            .ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
+        let state = self.user_state(to)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
         let target = state.cursor.session.as_ref().map(|s| s.conn);
         if let Some(target) = target {
-            self.batch.push(
-                target,
-                Push::Transient {
-                    from: from.name.to_string(),
-                    content,
-                },
-                false,
-            );
+            self.batch.push(target, Push::Transient { from: from.name.to_string(), content }, false);
         }
-        self.batch.reply(
-            conn,
-            request_id,
-            Reply::TransientSent {
-                delivered: target.is_some(),
-            },
-            false,
-        );
+        self.batch.reply(conn, request_id, Reply::TransientSent { delivered: target.is_some() }, false);
         Ok(())
     }
 
@@ -169,10 +147,7 @@ impl Worker {
         client_msg_id: u64,
     ) -> Result<bool, Refusal> {
         if client_msg_id == 0 {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                "client_msg_id must not be 0",
-            ));
+            return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
         }
         let Some(earlier) = self.shared.store.dedup_get(from.uid, client_msg_id)? else {
             return Ok(false);
@@ -238,48 +213,24 @@ impl Worker {
             return Ok(());
         }
         let message_id = self.shared.store.next_id()?;
-        let stored = StoredMessage {
-            message_id,
-            from: from.name.to_string(),
-            timestamp_ms: now_ms(),
-            content,
-            event: None,
-        };
+        let stored =
+            StoredMessage { message_id, from: from.name.to_string(), timestamp_ms: now_ms(), content, event: None };
         let state = self.users.get(to).expect("user_state loaded the user");
         let (uid, seq) = (state.uid, state.last_seq + 1);
-        self.store_message(
-            Conversation::Inbox,
-            uid,
-            seq,
-            &stored,
-            Some((conn, request_id, from.uid, client_msg_id)),
-        )?;
+        self.store_message(Conversation::Inbox, uid, seq, &stored, Some((conn, request_id, from.uid, client_msg_id)))?;
 
         let window = u64::from(self.shared.config.delivery_window);
         let state = self.users.get_mut(to).expect("user_state loaded the user");
         state.last_seq = seq;
-        if let Some(target) = state.cursor.take_live(seq, window) {
-            self.batch.push(
-                target,
-                Push::Message(wire(Conversation::Inbox, seq, stored)),
-                true,
-            );
+        if let Some((target, prev)) = state.cursor.take_live(seq, window) {
+            self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
         }
         Ok(())
     }
 
-    pub fn ack_inbox(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        up_to: u64,
-    ) -> Handled {
+    pub fn ack_inbox(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, up_to: u64) -> Handled {
         self.own_session(conn, user)?;
-        let state = self
-            .users
-            .get_mut(&user.name)
-            .expect("own_session loaded the user");
+        let state = self.users.get_mut(&user.name).expect("own_session loaded the user");
         if up_to > state.last_seq {
             return Err(beyond("ack", up_to, state.last_seq));
         }
@@ -287,32 +238,16 @@ impl Worker {
             self.shared.store.inbox.trim(state.uid, up_to)?;
             self.batch.dirty = true;
         }
-        let reply = Reply::Acked {
-            conversation: Conversation::Inbox,
-            up_to: state.cursor.acked,
-        };
+        let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: state.cursor.acked };
         self.batch.reply(conn, request_id, reply, true);
         self.pump_inbox(&user.name)
     }
 
-    pub fn resync_inbox(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        after: u64,
-    ) -> Handled {
+    pub fn resync_inbox(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, after: u64) -> Handled {
         self.own_session(conn, user)?;
-        let state = self
-            .users
-            .get_mut(&user.name)
-            .expect("own_session loaded the user");
+        let state = self.users.get_mut(&user.name).expect("own_session loaded the user");
         let after = resync(&mut state.cursor, state.last_seq, after)?;
-        let reply = Reply::Resynced {
-            conversation: Conversation::Inbox,
-            after,
-            last_seq: state.last_seq,
-        };
+        let reply = Reply::Resynced { conversation: Conversation::Inbox, after, last_seq: state.last_seq };
         self.batch.reply(conn, request_id, reply, false);
         self.pump_inbox(&user.name)
     }
@@ -327,34 +262,20 @@ impl Worker {
             let Some((from, count)) = state.cursor.deliverable(state.last_seq, window) else {
                 return Ok(());
             };
-            let chunk = self.shared.store.inbox.read(
-                state.uid,
-                from - 1,
-                count.min(READ_CHUNK) as usize,
-            )?;
-            let session = state
-                .cursor
-                .session
-                .as_mut()
-                .expect("deliverable implies a session");
-            let Some((last, _)) = chunk.last() else {
+            let chunk = self.shared.store.inbox.read(state.uid, from - 1, count.min(READ_CHUNK) as usize)?;
+            let session = state.cursor.session.as_mut().expect("deliverable implies a session");
+            let Some(last) = chunk.last().map(|(seq, _)| *seq) else {
                 // The log claims more than disk holds; never spin on it.
-                error!(
-                    "inbox of {name} ends before its last sequence {}",
-                    state.last_seq
-                );
+                error!("inbox of {name} ends before its last sequence {}", state.last_seq);
                 session.sent_upto = state.last_seq;
                 return Ok(());
             };
-            session.sent_upto = *last;
             let target = session.conn;
             for (seq, stored) in chunk {
-                self.batch.push(
-                    target,
-                    Push::Message(wire(Conversation::Inbox, seq, stored)),
-                    true,
-                );
+                let prev = session.pushed(seq);
+                self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
             }
+            debug_assert_eq!(session.sent_upto, last);
         }
     }
 }
@@ -367,22 +288,20 @@ pub fn resync(cursor: &mut Cursor, last_seq: u64, after: u64) -> Result<u64, Ref
     // Acknowledged messages may be gone; resync can only go back to the ack.
     let after = after.max(cursor.acked);
     if let Some(session) = cursor.session.as_mut() {
-        session.sent_upto = after;
+        *session = Session::new(session.conn, after);
     }
     Ok(after)
 }
 
 pub fn beyond(what: &str, seq: u64, last_seq: u64) -> Refusal {
-    Refusal::new(
-        ErrorCode::BadRequest,
-        format!("{what} {seq} is beyond the last sequence {last_seq}"),
-    )
+    Refusal::new(ErrorCode::BadRequest, format!("{what} {seq} is beyond the last sequence {last_seq}"))
 }
 
-pub fn wire(conversation: Conversation, seq: u64, stored: StoredMessage) -> Message {
+pub fn wire(conversation: Conversation, seq: u64, prev_seq: u64, stored: StoredMessage) -> Message {
     Message {
         conversation,
         seq,
+        prev_seq,
         message_id: stored.message_id,
         from: stored.from,
         timestamp_ms: stored.timestamp_ms,
@@ -392,10 +311,7 @@ pub fn wire(conversation: Conversation, seq: u64, stored: StoredMessage) -> Mess
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -403,13 +319,7 @@ mod tests {
     use super::*;
 
     fn cursor(acked: u64, sent_upto: Option<u64>) -> Cursor {
-        Cursor {
-            acked,
-            session: sent_upto.map(|sent_upto| Session {
-                conn: ConnId(1),
-                sent_upto,
-            }),
-        }
+        Cursor { acked, session: sent_upto.map(|sent_upto| Session::new(ConnId(1), sent_upto)) }
     }
 
     #[test]
@@ -421,10 +331,7 @@ mod tests {
     fn backlog_is_paced_by_the_window() {
         assert_eq!(cursor(0, Some(0)).deliverable(5000, 100), Some((1, 100)));
         assert_eq!(cursor(0, Some(100)).deliverable(5000, 100), None);
-        assert_eq!(
-            cursor(60, Some(100)).deliverable(5000, 100),
-            Some((101, 60))
-        );
+        assert_eq!(cursor(60, Some(100)).deliverable(5000, 100), Some((101, 60)));
     }
 
     #[test]
@@ -432,7 +339,7 @@ mod tests {
         // Session sent up to 3 of 9 stored: message 10 must not overtake 4..=9.
         assert_eq!(cursor(0, Some(3)).take_live(10, 100), None);
         let mut c = cursor(0, Some(9));
-        assert_eq!(c.take_live(10, 100), Some(ConnId(1)));
+        assert_eq!(c.take_live(10, 100), Some((ConnId(1), 9)));
         assert_eq!(c.session.unwrap().sent_upto, 10);
     }
 

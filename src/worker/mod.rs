@@ -43,7 +43,10 @@ pub enum WorkerCmd {
     Hashed(accounts::HashOutcome),
     /// The connection's session ended (closed or logged out). Sent to every worker: each
     /// forgets what it holds for the connection (sessions, rooms, subscriptions).
-    Closed { conn: ConnId, user: SessionUser },
+    Closed {
+        conn: ConnId,
+        user: SessionUser,
+    },
     /// A member of a group this worker owns is online at `conn` (sent by the member's
     /// worker after login): deliver what the member has not acknowledged.
     MemberOnline {
@@ -115,11 +118,9 @@ pub struct Shared {
 impl Pool {
     pub fn start(shared: Shared) -> (Pool, Vec<JoinHandle<()>>) {
         let count = shared.config.workers.max(1);
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..count)
-            .map(|_| bounded::<WorkerCmd>(shared.config.worker_queue))
-            .unzip();
-        let (internal, internal_receivers): (Vec<_>, Vec<_>) =
-            (0..count).map(|_| unbounded::<WorkerCmd>()).unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..count).map(|_| bounded::<WorkerCmd>(shared.config.worker_queue)).unzip();
+        let (internal, internal_receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| unbounded::<WorkerCmd>()).unzip();
         let handles = receivers
             .into_iter()
             .zip(internal_receivers)
@@ -173,13 +174,9 @@ mod tests {
 
     #[test]
     fn partitions_are_stable_and_spread() {
-        assert_eq!(
-            Owner::User("alice").partition(4),
-            Owner::User("alice").partition(4)
-        );
-        let used: std::collections::HashSet<_> = (0..100)
-            .map(|i| Owner::User(&format!("user{i}")).partition(4))
-            .collect();
+        assert_eq!(Owner::User("alice").partition(4), Owner::User("alice").partition(4));
+        let used: std::collections::HashSet<_> =
+            (0..100).map(|i| Owner::User(&format!("user{i}")).partition(4)).collect();
         assert_eq!(used.len(), 4);
         assert_eq!(Owner::Group(7).partition(4), 3);
         assert_eq!(Owner::Room("x").partition(1), 0);

@@ -63,43 +63,21 @@ impl Watchers {
 }
 
 impl Worker {
-    pub fn subscribe(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        _user: &SessionUser,
-        username: &str,
-    ) -> Handled {
+    pub fn subscribe(&mut self, conn: ConnId, request_id: u32, _user: &SessionUser, username: &str) -> Handled {
         let max = self.shared.config.max_subscriptions;
-        let state = self
-            .user_state(username)?
-            .ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
+        let state = self.user_state(username)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
         let online = state.cursor.session.is_some();
         if self.watchers.count(conn) >= max {
-            return Err(Refusal::new(
-                ErrorCode::LimitReached,
-                "too many presence subscriptions",
-            ));
+            return Err(Refusal::new(ErrorCode::LimitReached, "too many presence subscriptions"));
         }
         self.watchers.add(username.into(), conn);
-        self.batch.reply(
-            conn,
-            request_id,
-            Reply::Subscribed {
-                username: username.to_string(),
-                online,
-            },
-            false,
-        );
+        self.batch.reply(conn, request_id, Reply::Subscribed { username: username.to_string(), online }, false);
         Ok(())
     }
 
     pub fn unsubscribe(&mut self, conn: ConnId, request_id: u32, username: &str) -> Handled {
         if !self.watchers.remove(username, conn) {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                "not subscribed to this user",
-            ));
+            return Err(Refusal::new(ErrorCode::BadRequest, "not subscribed to this user"));
         }
         self.batch.reply(conn, request_id, Reply::Done, false);
         Ok(())
@@ -122,10 +100,7 @@ impl Worker {
         if recipients.is_empty() {
             return Ok(());
         }
-        let encoded = frame::encode(&ServerFrame::Push(Push::Presence {
-            username: username.to_string(),
-            online,
-        }));
+        let encoded = frame::encode(&ServerFrame::Push(Push::Presence { username: username.to_string(), online }));
         for conn in recipients {
             self.batch.frame_bytes(conn, &encoded, false);
         }

@@ -20,18 +20,9 @@ pub struct Room {
 }
 
 impl Worker {
-    pub fn join_room(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        room: String,
-    ) -> Handled {
+    pub fn join_room(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, room: String) -> Handled {
         if !valid_room_name(&room) {
-            return Err(Refusal::new(
-                ErrorCode::InvalidName,
-                "room names are 1-64 characters of a-z 0-9 _ . -",
-            ));
+            return Err(Refusal::new(ErrorCode::InvalidName, "room names are 1-64 characters of a-z 0-9 _ . -"));
         }
         let max = self.shared.config.max_room_members;
         let name: Arc<str> = room.into();
@@ -53,17 +44,8 @@ impl Worker {
         Ok(())
     }
 
-    pub fn leave_room(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        room: &str,
-    ) -> Handled {
-        let member = self
-            .rooms
-            .get_mut(room)
-            .and_then(|r| r.members.remove(&user.name));
+    pub fn leave_room(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, room: &str) -> Handled {
+        let member = self.rooms.get_mut(room).and_then(|r| r.members.remove(&user.name));
         let Some(joined_from) = member else {
             return Err(Refusal::new(ErrorCode::NotAMember, "not in this room"));
         };
@@ -100,18 +82,11 @@ impl Worker {
         room: &str,
         content: Content,
     ) -> Handled {
-        let state = self
-            .rooms
-            .get(room)
-            .filter(|r| r.members.contains_key(&from.name));
+        let state = self.rooms.get(room).filter(|r| r.members.contains_key(&from.name));
         let Some(state) = state else {
             return Err(Refusal::new(ErrorCode::NotAMember, "join the room first"));
         };
-        let push = Push::RoomMessage {
-            room: room.to_string(),
-            from: from.name.to_string(),
-            content,
-        };
+        let push = Push::RoomMessage { room: room.to_string(), from: from.name.to_string(), content };
         let encoded = frame::encode(&ServerFrame::Push(push));
         let mut recipients = 0;
         for (name, target) in &state.members {
@@ -120,62 +95,30 @@ impl Worker {
                 recipients += 1;
             }
         }
-        self.batch
-            .reply(conn, request_id, Reply::Delivered { recipients }, false);
+        self.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
         Ok(())
     }
 
     pub fn room_members(&mut self, conn: ConnId, request_id: u32, room: &str) {
         // A room exists only while occupied, so an unknown room truthfully has no members.
-        let members = self
-            .rooms
-            .get(room)
-            .map(|r| r.members.keys().map(|n| n.to_string()).collect())
-            .unwrap_or_default();
-        self.batch.reply(
-            conn,
-            request_id,
-            Reply::RoomMembers {
-                room: room.to_string(),
-                members,
-            },
-            false,
-        );
+        let members =
+            self.rooms.get(room).map(|r| r.members.keys().map(|n| n.to_string()).collect()).unwrap_or_default();
+        self.batch.reply(conn, request_id, Reply::RoomMembers { room: room.to_string(), members }, false);
     }
 
     pub fn list_rooms(&mut self, conn: ConnId, request_id: u32, after: &str, limit: u32) {
-        let limit = if limit == 0 {
-            100
-        } else {
-            limit.min(MAX_ROOM_PAGE)
-        };
+        let limit = if limit == 0 { 100 } else { limit.min(MAX_ROOM_PAGE) };
         let (page, more) = self.shared.rooms.page(after, limit as usize);
-        let rooms = page
-            .into_iter()
-            .map(|(name, members)| RoomInfo { name, members })
-            .collect();
-        self.batch
-            .reply(conn, request_id, Reply::Rooms { rooms, more }, false);
+        let rooms = page.into_iter().map(|(name, members)| RoomInfo { name, members }).collect();
+        self.batch.reply(conn, request_id, Reply::Rooms { rooms, more }, false);
     }
 
     /// Every online user but the sender, once.
-    pub fn broadcast(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        from: &SessionUser,
-        content: Content,
-    ) -> Handled {
+    pub fn broadcast(&mut self, conn: ConnId, request_id: u32, from: &SessionUser, content: Content) -> Handled {
         if !(self.shared.config.broadcast_by_anyone || from.admin) {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "only administrators may broadcast",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
         }
-        let encoded = frame::encode(&ServerFrame::Push(Push::Broadcast {
-            from: from.name.to_string(),
-            content,
-        }));
+        let encoded = frame::encode(&ServerFrame::Push(Push::Broadcast { from: from.name.to_string(), content }));
         let mut recipients = 0;
         for target in self.shared.directory.all_conns() {
             if target != conn {
@@ -183,8 +126,7 @@ impl Worker {
                 recipients += 1;
             }
         }
-        self.batch
-            .reply(conn, request_id, Reply::Delivered { recipients }, false);
+        self.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
         Ok(())
     }
 }

@@ -31,12 +31,7 @@ impl TestServer {
         tweak(&mut config);
         let server = Server::start(config.clone()).expect("server starts");
         let addr = server.local_addr();
-        TestServer {
-            server: Some(server),
-            dir,
-            config,
-            addr,
-        }
+        TestServer { server: Some(server), dir, config, addr }
     }
 
     pub fn server(&self) -> &Server {
@@ -99,9 +94,7 @@ impl Drop for TestServer {
 /// The (acked, last_seq) of a LoggedIn reply.
 pub fn inbox_of(reply: &Reply) -> (u64, u64) {
     match reply {
-        Reply::LoggedIn {
-            acked, last_seq, ..
-        } => (*acked, *last_seq),
+        Reply::LoggedIn { acked, last_seq, .. } => (*acked, *last_seq),
         other => panic!("not a LoggedIn reply: {other:?}"),
     }
 }
