@@ -57,6 +57,10 @@ pub struct Config {
     /// Stored messages pushed to a session beyond its last ack before the server waits for
     /// an ack. Bounds memory per slow reader and paces catch-up after a long absence.
     pub delivery_window: u32,
+    /// Bytes of stored messages pushed beyond a session's last ack before the server waits
+    /// for an ack. Well below `max_outbound`, so catch-up of large messages never trips
+    /// the slow-consumer bound.
+    pub delivery_window_bytes: usize,
     /// Pending outbound bytes per connection before it is cut off as a slow consumer.
     pub max_outbound: usize,
     /// Commands queued per worker before the loop stops reading from the sockets that
@@ -83,6 +87,19 @@ pub struct Config {
     pub broadcast_by_anyone: bool,
     /// Presence subscriptions per connection at most.
     pub max_subscriptions: usize,
+    /// Connections from one IP address at most.
+    pub max_connections_per_ip: usize,
+    /// Requests per second a connection may sustain (token bucket rate)...
+    pub request_rate: u32,
+    /// ...and how many it may send in a burst. Beyond, requests get RateLimited; a client
+    /// that keeps going past another burst's worth of refusals is disconnected.
+    pub request_burst: u32,
+    /// Failed logins per account or address before each further attempt must wait.
+    pub login_free_attempts: u32,
+    /// The first wait after the free attempts; it doubles with each further failure.
+    pub login_backoff: Duration,
+    /// The longest wait.
+    pub login_backoff_max: Duration,
 }
 
 impl Default for Config {
@@ -98,6 +115,7 @@ impl Default for Config {
             hash_threads: 1,
             hash_cost: HashCost::default(),
             delivery_window: 1024,
+            delivery_window_bytes: 2 * 1024 * 1024,
             max_outbound: 8 * 1024 * 1024,
             worker_queue: 16 * 1024,
             max_batch: 4096,
@@ -110,11 +128,31 @@ impl Default for Config {
             max_room_members: 10_000,
             broadcast_by_anyone: false,
             max_subscriptions: 1000,
+            max_connections_per_ip: 4096,
+            request_rate: 2000,
+            request_burst: 4000,
+            login_free_attempts: 5,
+            login_backoff: Duration::from_secs(1),
+            login_backoff_max: Duration::from_secs(300),
         }
     }
 }
 
 impl Config {
+    /// Brings dependent limits in line: a pushed message must fit in a frame, and stored
+    /// deliveries must leave room in the output bound for everything else.
+    pub fn normalized(mut self) -> Self {
+        self.max_body = self.max_body.min(self.max_frame / 2);
+        self.delivery_window_bytes = self.delivery_window_bytes.min(self.max_outbound / 2).max(1);
+        self.delivery_window = self.delivery_window.max(1);
+        self.workers = self.workers.max(1);
+        self.hash_threads = self.hash_threads.max(1);
+        self.request_rate = self.request_rate.max(1);
+        self.request_burst = self.request_burst.max(1);
+        self.group_retention = self.group_retention.max(1);
+        self
+    }
+
     /// A config for tests: port 0 on loopback, the cheapest hash, the given data dir.
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
         Config {

@@ -28,6 +28,7 @@ pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod throttle;
 pub mod worker;
 
 pub use config::Config;

@@ -5,6 +5,7 @@ use crate::auth::Hasher;
 use crate::config::Config;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{Store, StoreError};
+use crate::throttle::LoginThrottle;
 use crate::worker::{Directory, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
@@ -37,6 +38,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
+        let config = config.normalized();
         let store_error = |source| StartError::Store { dir: config.data_dir.display().to_string(), source };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(StoreError::Sled(e.into())))?;
         let store = Store::open(&config.data_dir).map_err(store_error)?;
@@ -58,6 +60,7 @@ impl Server {
             outbox,
             directory: directory.clone(),
             rooms: rooms.clone(),
+            throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
         };
         let (pool, workers) = Pool::start(shared);
         let (event_loop, handle) = EventLoop::new(poll, listener, waker, pool, from_workers, config.clone());

@@ -3,7 +3,7 @@
 use clap::Parser;
 use confab::config::{Config, HashCost, DEFAULT_PORT};
 use confab::Server;
-use log::{error, info, LevelFilter};
+use log::{error, info, warn, LevelFilter};
 use simplelog::{ColorChoice, CombinedLogger, SharedLogger, TermLogger, TerminalMode, WriteLogger};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,9 +55,37 @@ struct Flags {
     /// Stored messages pushed beyond a user's last ack before waiting for an ack.
     #[arg(long, default_value_t = 1024)]
     delivery_window: u32,
+    /// Bytes of stored messages pushed beyond a user's last ack before the server waits
+    /// (at most half of max-outbound).
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    delivery_window_bytes: usize,
     /// Pending output bytes per connection before it is cut off as a slow consumer.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     max_outbound: usize,
+    /// Connections from one IP address at most.
+    #[arg(long, default_value_t = 4096)]
+    max_connections_per_ip: usize,
+    /// Requests per second one connection may sustain.
+    #[arg(long, default_value_t = 2000)]
+    request_rate: u32,
+    /// Requests one connection may send in a burst above the rate.
+    #[arg(long, default_value_t = 4000)]
+    request_burst: u32,
+    /// Members per group at most.
+    #[arg(long, default_value_t = 1000)]
+    max_group_members: usize,
+    /// Groups one user may belong to at most.
+    #[arg(long, default_value_t = 100)]
+    max_groups_per_user: usize,
+    /// Messages a group keeps at most; older ones go even if a member has not acked them.
+    #[arg(long, default_value_t = 100_000)]
+    group_retention: u64,
+    /// Members per room at most.
+    #[arg(long, default_value_t = 10_000)]
+    max_room_members: usize,
+    /// Let every user broadcast (by default only administrators may).
+    #[arg(long)]
+    broadcast_by_anyone: bool,
 }
 
 impl Flags {
@@ -66,15 +94,24 @@ impl Flags {
             listen: self.listen,
             data_dir: self.data_dir.clone(),
             max_frame: self.max_frame,
-            max_body: self.max_body.min(self.max_frame / 2),
+            max_body: self.max_body,
             heartbeat: Duration::from_secs(self.heartbeat.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout.max(1)),
-            workers: self.workers.max(1),
-            hash_threads: self.hash_threads.max(1),
+            workers: self.workers,
+            hash_threads: self.hash_threads,
             hash_cost: HashCost { memory_kib: self.hash_memory_kib, iterations: self.hash_iterations },
             max_connections: self.max_connections,
-            delivery_window: self.delivery_window.max(1),
+            delivery_window: self.delivery_window,
+            delivery_window_bytes: self.delivery_window_bytes,
             max_outbound: self.max_outbound,
+            max_connections_per_ip: self.max_connections_per_ip,
+            request_rate: self.request_rate,
+            request_burst: self.request_burst,
+            max_group_members: self.max_group_members,
+            max_groups_per_user: self.max_groups_per_user,
+            group_retention: self.group_retention,
+            max_room_members: self.max_room_members,
+            broadcast_by_anyone: self.broadcast_by_anyone,
             ..Config::default()
         }
     }
@@ -100,6 +137,12 @@ fn main() -> ExitCode {
     if let Err(e) = init_logging(&flags) {
         eprintln!("confabd: {e}");
         return ExitCode::FAILURE;
+    }
+    // Each connection is a descriptor; the default soft limit (often 1024) would cap
+    // connections far below what the machine allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!("open-file limit: {limit}"),
+        Err(e) => warn!("cannot raise the open-file limit: {e}"),
     }
     let server = match Server::start(flags.config()) {
         Ok(server) => server,

@@ -1,10 +1,12 @@
 //! One client connection as the event loop holds it: socket, buffers, protocol phase and
 //! the logged-in user. Only the loop thread touches it.
 
+use super::limits::RequestBudget;
 use super::{ConnId, SessionUser};
 use crate::worker::WorkerCmd;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub enum ReadOutcome {
 pub struct Conn {
     pub id: ConnId,
     pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub budget: RequestBudget,
     pub phase: Phase,
     pub life: Life,
     pub user: Option<SessionUser>,
@@ -56,10 +60,13 @@ pub struct Conn {
 const KEEP_CAPACITY: usize = 4096;
 
 impl Conn {
-    pub fn new(id: ConnId, stream: TcpStream, now: Instant) -> Self {
+    pub fn new(id: ConnId, stream: TcpStream, peer: SocketAddr, burst: u32, now: Instant) -> Self {
         Conn {
             id,
             stream,
+            peer,
+            budget: RequestBudget::new(burst, now),
+
             phase: Phase::AwaitHello,
             life: Life::Open,
             user: None,

@@ -9,6 +9,7 @@
 
 use super::conn::{Conn, Life, Phase, ReadOutcome};
 use super::gate::{admit, Admission};
+use super::limits::PerAddress;
 use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
 use crate::frame::{self, FrameError};
@@ -21,6 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,6 +83,7 @@ pub struct EventLoop {
     /// "Connection closed" notices a full worker queue refused; they must not be lost, or
     /// a worker would think a vanished user is still online.
     closed_notices: VecDeque<(usize, WorkerCmd)>,
+    per_address: PerAddress,
     scratch: Box<[u8]>,
     /// The Hello reply: the same for every connection.
     hello: Reply,
@@ -128,6 +131,7 @@ impl EventLoop {
             backlog: Vec::new(),
             dead: Vec::new(),
             closed_notices: VecDeque::new(),
+            per_address: PerAddress::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             hello,
         };
@@ -185,19 +189,24 @@ impl EventLoop {
 
     fn accept(&mut self) {
         loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
+            let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    if self.conns.len() >= self.config.max_connections {
+                    let refusal = if self.conns.len() >= self.config.max_connections {
+                        Some("too many connections")
+                    } else if !self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
+                        Some("too many connections from your address")
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = refusal {
                         // Best effort: the socket is fresh, so a small frame fits its buffer.
-                        let refusal = error_frame(NO_REQUEST, ErrorCode::ServerFull, "too many connections");
-                        let _ = stream.write(&frame::encode(&refusal));
-                        warn!("refused {peer}: {} connections open", self.conns.len());
+                        let _ = stream.write(&frame::encode(&error_frame(NO_REQUEST, ErrorCode::ServerFull, reason)));
+                        warn!("refused {peer}: {reason}");
                         continue;
                     }
-                    if let Err(e) = self.add_conn(stream) {
+                    if let Err(e) = self.add_conn(stream, peer) {
+                        self.per_address.release(peer.ip());
                         warn!("could not register {peer}: {e}");
                     }
                 }
@@ -212,7 +221,7 @@ impl EventLoop {
         }
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream) -> io::Result<()> {
+    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
         stream.set_nodelay(true)?;
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
@@ -225,8 +234,8 @@ impl EventLoop {
         )?;
         self.serial = self.serial.wrapping_add(1);
         let id = ConnId::new(self.serial, slot);
-        entry.insert(Conn::new(id, stream, Instant::now()));
-        debug!("connection {id:?} accepted");
+        entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
+        debug!("connection {id:?} from {peer} accepted");
         Ok(())
     }
 
@@ -306,7 +315,20 @@ impl EventLoop {
                     return false;
                 }
             };
-            conn.last_heard = Instant::now();
+            let now = Instant::now();
+            conn.last_heard = now;
+            let (rate, burst) = (self.config.request_rate, self.config.request_burst);
+            if !conn.budget.allow(rate, burst, now) {
+                let request_id = decoded.as_ref().map_or_else(|(id, _)| *id, |f| f.request_id);
+                self.send_error(slot, request_id, ErrorCode::RateLimited, "slow down");
+                // A client that ignores a whole burst of refusals is not going to stop.
+                if self.conns.get(slot).is_some_and(|c| c.budget.refused > burst) {
+                    warn!("{:?} keeps exceeding its request rate; closing", self.conns[slot].id);
+                    self.close_after_flush(slot);
+                    return false;
+                }
+                continue;
+            }
             match decoded {
                 Ok(frame) => self.admit_frame(slot, frame),
                 Err((request_id, e)) => {
@@ -340,7 +362,9 @@ impl EventLoop {
             }
             Admission::Worker(owner) => self.pool.partition(owner),
         };
-        let cmd = WorkerCmd::Request { conn: conn.id, user: conn.user.clone(), request_id, request };
+        let cmd =
+            WorkerCmd::Request { conn: conn.id, peer: conn.peer.ip(), user: conn.user.clone(), request_id, request };
+
         if let Err(cmd) = self.pool.try_send(owner, cmd) {
             // Backpressure: hold the command and read nothing more from this client
             // until its worker has room.
@@ -404,9 +428,19 @@ impl EventLoop {
 
     fn queue(&mut self, slot: usize, bytes: &[u8]) {
         let conn = &mut self.conns[slot];
+        if conn.life == Life::Dead {
+            return;
+        }
         if conn.pending_out() + bytes.len() > self.config.max_outbound {
-            warn!("{:?} is not reading its output; disconnecting it as a slow consumer", conn.id);
-            self.kill(slot);
+            // Output beyond the bound is dropped, never buffered: a client that stops
+            // reading costs at most max_outbound. What it missed of stored messages stays
+            // stored, unacknowledged, for its next session.
+            if conn.is_open() {
+                warn!("{:?} is not reading its output; closing it as a slow consumer", conn.id);
+                let notice = error_frame(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached");
+                conn.write_buf.extend_from_slice(&frame::encode(&notice));
+                self.close_after_flush(slot);
+            }
             return;
         }
         if conn.pending_out() == 0 {
@@ -471,6 +505,7 @@ impl EventLoop {
             }
             let mut conn = self.conns.remove(slot);
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.per_address.release(conn.peer.ip());
             debug!("connection {:?} closed", conn.id);
             if let Some(user) = conn.user.take() {
                 self.notify_closed(conn.id, user);

@@ -3,6 +3,7 @@
 mod conn;
 mod event_loop;
 mod gate;
+mod limits;
 
 pub use event_loop::{EventLoop, LoopHandle};
 

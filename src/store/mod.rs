@@ -22,6 +22,9 @@ pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, StoredMessage}
 pub use seqlog::{LogState, SeqLog};
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -30,6 +33,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("corrupt record in {tree}: {detail}")]
     Corrupt { tree: &'static str, detail: String },
+    #[error("flush failed: {0}")]
+    Flush(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -57,6 +62,8 @@ pub struct Store {
     pub inbox: SeqLog,
     /// Groups' shared histories.
     pub group_log: SeqLog,
+    /// When set, every flush fails: the storage-error path, testable without filling a disk.
+    fail_flushes: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -73,14 +80,24 @@ impl Store {
             memberships: db.open_tree("memberships")?,
             inbox: SeqLog::new(db.open_tree("inbox")?, "inbox"),
             group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
+            fail_flushes: Arc::default(),
             db,
         })
     }
 
     /// Makes every write so far durable. The only call that fsyncs.
     pub fn flush(&self) -> StoreResult<()> {
+        if self.fail_flushes.load(Ordering::Relaxed) {
+            return Err(StoreError::Flush("failure injected".into()));
+        }
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Makes every flush fail until turned off again (fault-injection for tests of what
+    /// the server does when the disk fails or fills).
+    pub fn inject_flush_failures(&self, on: bool) {
+        self.fail_flushes.store(on, Ordering::Relaxed);
     }
 
     /// A fresh id, unique across restarts (sled persists the counter).

@@ -9,7 +9,9 @@ use crate::net::{ConnId, LoopMsg, SessionUser};
 use crate::protocol::{valid_display_name, valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply};
 use crate::store::Account;
 use log::{debug, info};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Largest who-is-online page.
 const MAX_ONLINE_PAGE: u32 = 500;
@@ -17,7 +19,7 @@ const MAX_ONLINE_PAGE: u32 = 500;
 /// Results coming back from the hashing threads.
 pub enum HashOutcome {
     Registered { conn: ConnId, request_id: u32, username: String, phc: Option<String> },
-    LoginChecked { conn: ConnId, request_id: u32, username: String, ok: bool },
+    LoginChecked { conn: ConnId, peer: IpAddr, request_id: u32, username: String, ok: bool },
 }
 
 impl Worker {
@@ -38,22 +40,47 @@ impl Worker {
         Ok(())
     }
 
-    pub fn login(&mut self, conn: ConnId, request_id: u32, username: String, password: String) -> Handled {
-        let account = self.account_of(&username)?;
+    pub fn login(
+        &mut self,
+        conn: ConnId,
+        peer: IpAddr,
+        request_id: u32,
+        username: String,
+        password: String,
+    ) -> Handled {
+        self.throttled(&username, peer)?;
+        let account = self.account_of(&username).inspect_err(|_| self.login_failed(&username, peer))?;
         let me = self.peers[self.index].clone();
         self.shared.hasher.verify(password, account.password_hash, move |ok| {
-            let _ = me.send(WorkerCmd::Hashed(HashOutcome::LoginChecked { conn, request_id, username, ok }));
+            let _ = me.send(WorkerCmd::Hashed(HashOutcome::LoginChecked { conn, peer, request_id, username, ok }));
         });
         Ok(())
     }
 
-    pub fn resume(&mut self, conn: ConnId, request_id: u32, username: String, token: Vec<u8>) -> Handled {
-        let account = self.account_of(&username)?;
+    pub fn resume(&mut self, conn: ConnId, peer: IpAddr, request_id: u32, username: String, token: Vec<u8>) -> Handled {
+        self.throttled(&username, peer)?;
+        let account = self.account_of(&username).inspect_err(|_| self.login_failed(&username, peer))?;
         let now = super::inbox::now_ms();
         if token.len() != TOKEN_LEN || !self.shared.store.token_valid(account.user_id, &token_digest(&token), now)? {
+            self.login_failed(&username, peer);
             return Err(Refusal::new(ErrorCode::InvalidToken, "unknown, expired or revoked token"));
         }
         self.open_session(conn, request_id, username, account, token)
+    }
+
+    /// Refuses before any hashing while the account or the address must wait.
+    fn throttled(&self, username: &str, peer: IpAddr) -> Handled {
+        match self.shared.throttle.wait(username, peer, Instant::now()) {
+            None => Ok(()),
+            Some(wait) => Err(Refusal::new(
+                ErrorCode::RateLimited,
+                format!("too many failed logins; try again in {} s", wait.as_secs().max(1)),
+            )),
+        }
+    }
+
+    fn login_failed(&self, username: &str, peer: IpAddr) {
+        self.shared.throttle.failed(username, peer, Instant::now());
     }
 
     fn account_of(&self, username: &str) -> Result<Account, Refusal> {
@@ -68,7 +95,12 @@ impl Worker {
             HashOutcome::Registered { conn, request_id, username, phc } => {
                 (conn, request_id, self.finish_register(conn, request_id, username, phc))
             }
-            HashOutcome::LoginChecked { conn, request_id, username, ok } => {
+            HashOutcome::LoginChecked { conn, peer, request_id, username, ok } => {
+                if ok {
+                    self.shared.throttle.succeeded(&username);
+                } else {
+                    self.login_failed(&username, peer);
+                }
                 (conn, request_id, self.finish_login(conn, request_id, username, ok))
             }
         };

@@ -10,7 +10,7 @@
 //! add members and remove plain members; members send, read, and leave.
 
 use super::handler::{Handled, Refusal, Worker};
-use super::inbox::{beyond, now_ms, resync, wire, Cursor, Session, READ_CHUNK};
+use super::inbox::{beyond, now_ms, resync, wire, wire_size, Cursor, Session, READ_CHUNK};
 use super::{Owner, WorkerCmd};
 use crate::frame;
 use crate::net::{ConnId, SessionUser};
@@ -197,9 +197,10 @@ impl Worker {
     /// Pushes a just-stored message to every member whose cursor is caught up. The sender
     /// gets no push of its own message (it has the receipt); events go to everyone.
     fn deliver_group(&mut self, id: u64, seq: u64, stored: StoredMessage) -> Handled {
-        let window = u64::from(self.shared.config.delivery_window);
+        let window = self.window();
         let retention = self.shared.config.group_retention.max(1);
         let own_message = stored.event.is_none().then(|| stored.from.clone());
+        let size = wire_size(&stored);
         // Encoded once for everyone whose previous push was seq - 1 (nearly always);
         // anyone else gets a copy with their own prev_seq.
         let mut message = wire(Conversation::Group(id), seq, seq - 1, stored);
@@ -213,7 +214,7 @@ impl Worker {
                         session.sent_upto = seq;
                     }
                 }
-            } else if let Some((conn, prev)) = member.cursor.take_live(seq, window) {
+            } else if let Some((conn, prev)) = member.cursor.take_live(seq, size, window) {
                 if prev + 1 == seq {
                     self.batch.frame_bytes(conn, &shared, true);
                 } else {
@@ -231,7 +232,7 @@ impl Worker {
 
     /// Pushes a member's backlog while its window allows, skipping its own messages.
     fn pump_member(&mut self, id: u64, name: &str) -> Handled {
-        let window = u64::from(self.shared.config.delivery_window);
+        let window = self.window();
         loop {
             let Some(group) = self.groups.get_mut(&id) else {
                 return Ok(());
@@ -255,7 +256,10 @@ impl Worker {
                     session.sent_upto = seq;
                     continue;
                 }
-                let prev = session.pushed(seq);
+                if !session.has_room(window) {
+                    return Ok(());
+                }
+                let prev = session.pushed(seq, wire_size(&stored));
                 self.batch.push(conn, Push::Message(wire(Conversation::Group(id), seq, prev, stored)), true);
             }
         }

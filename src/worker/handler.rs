@@ -13,6 +13,7 @@ use crate::store::StoreError;
 use crossbeam_channel::{select, Receiver, Sender};
 use log::{debug, error};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Why a request was refused; becomes an error frame.
@@ -97,8 +98,8 @@ impl Worker {
     /// Returns false when told to stop.
     fn handle(&mut self, cmd: WorkerCmd) -> bool {
         match cmd {
-            WorkerCmd::Request { conn, user, request_id, request } => {
-                if let Err(refusal) = self.request(conn, user, request_id, request) {
+            WorkerCmd::Request { conn, peer, user, request_id, request } => {
+                if let Err(refusal) = self.request(conn, peer, user, request_id, request) {
                     self.batch.error(conn, request_id, refusal.code, &refusal.message);
                 }
             }
@@ -119,12 +120,19 @@ impl Worker {
         true
     }
 
-    fn request(&mut self, conn: ConnId, user: Option<SessionUser>, request_id: u32, request: Request) -> Handled {
+    fn request(
+        &mut self,
+        conn: ConnId,
+        peer: IpAddr,
+        user: Option<SessionUser>,
+        request_id: u32,
+        request: Request,
+    ) -> Handled {
         let Some(user) = user else {
             return match request {
                 Request::Register { username, password } => self.register(conn, request_id, username, password),
-                Request::Login { username, password } => self.login(conn, request_id, username, password),
-                Request::Resume { username, token } => self.resume(conn, request_id, username, token),
+                Request::Login { username, password } => self.login(conn, peer, request_id, username, password),
+                Request::Resume { username, token } => self.resume(conn, peer, request_id, username, token),
                 // The loop admits nothing else before login.
                 other => Err(unexpected(other)),
             };

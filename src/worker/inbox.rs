@@ -13,6 +13,7 @@ use crate::protocol::{Content, Conversation, ErrorCode, Message, Push, Reply};
 use crate::store::{DedupEntry, StoredMessage};
 use log::error;
 
+use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest media URL and description accepted (protocol.md "Content").
@@ -20,6 +21,15 @@ const MAX_MEDIA_URL: usize = 2048;
 const MAX_MEDIA_DESCRIPTION: usize = 1024;
 /// Stored messages read from disk per step of a catch-up.
 pub const READ_CHUNK: u64 = 256;
+
+/// How much may be outstanding (pushed, not yet acknowledged) per session: a count of
+/// messages, and bytes, so that a backlog of large messages cannot outgrow the
+/// connection's output bound and get its owner cut off at every login.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub messages: u64,
+    pub bytes: usize,
+}
 
 #[derive(Debug)]
 pub struct Session {
@@ -29,18 +39,41 @@ pub struct Session {
     pub sent_upto: u64,
     /// The last sequence actually pushed: the next push's `prev_seq`.
     pub last_pushed: u64,
+    /// Pushed and not yet acknowledged: (sequence, approximate size).
+    in_flight: VecDeque<(u64, usize)>,
+    in_flight_bytes: usize,
 }
 
 impl Session {
     /// A session whose delivery starts after `start` (the ack, or a resync point).
     pub fn new(conn: ConnId, start: u64) -> Self {
-        Session { conn, sent_upto: start, last_pushed: start }
+        Session { conn, sent_upto: start, last_pushed: start, in_flight: VecDeque::new(), in_flight_bytes: 0 }
     }
 
-    /// Marks `seq` pushed; returns its `prev_seq`.
-    pub fn pushed(&mut self, seq: u64) -> u64 {
+    /// Whether another push fits in the byte window. One message always fits, so a single
+    /// large message never stalls a conversation.
+    pub fn has_room(&self, window: Window) -> bool {
+        self.in_flight_bytes < window.bytes
+    }
+
+    /// Marks `seq` (of about `bytes`) pushed; returns its `prev_seq`.
+    pub fn pushed(&mut self, seq: u64, bytes: usize) -> u64 {
         self.sent_upto = seq;
+        self.in_flight.push_back((seq, bytes));
+        self.in_flight_bytes += bytes;
         std::mem::replace(&mut self.last_pushed, seq)
+    }
+
+    fn acked(&mut self, up_to: u64) {
+        while let Some(&(seq, bytes)) = self.in_flight.front() {
+            if seq > up_to {
+                break;
+            }
+            self.in_flight.pop_front();
+            self.in_flight_bytes -= bytes;
+        }
+        self.sent_upto = self.sent_upto.max(up_to);
+        self.last_pushed = self.last_pushed.max(up_to);
     }
 }
 
@@ -51,21 +84,22 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// How many messages may be pushed now, and from which sequence on.
-    pub fn deliverable(&self, last_seq: u64, window: u64) -> Option<(u64, u64)> {
-        let session = self.session.as_ref()?;
+    /// How many messages may be pushed now, and from which sequence on (each push must
+    /// still check [`Session::has_room`]).
+    pub fn deliverable(&self, last_seq: u64, window: Window) -> Option<(u64, u64)> {
+        let session = self.session.as_ref().filter(|s| s.has_room(window))?;
         let outstanding = session.sent_upto.saturating_sub(self.acked);
-        let count = window.saturating_sub(outstanding).min(last_seq.saturating_sub(session.sent_upto));
+        let count = window.messages.saturating_sub(outstanding).min(last_seq.saturating_sub(session.sent_upto));
         (count > 0).then_some((session.sent_upto + 1, count))
     }
 
     /// If `seq`, just stored as the last message, is next in line and fits in the window,
     /// marks it pushed and returns the connection to push it to and its `prev_seq`.
-    pub fn take_live(&mut self, seq: u64, window: u64) -> Option<(ConnId, u64)> {
+    pub fn take_live(&mut self, seq: u64, bytes: usize, window: Window) -> Option<(ConnId, u64)> {
         match self.deliverable(seq, window) {
             Some((from, _)) if from == seq => {
                 let session = self.session.as_mut()?;
-                let prev = session.pushed(seq);
+                let prev = session.pushed(seq, bytes);
                 Some((session.conn, prev))
             }
             _ => None,
@@ -79,11 +113,16 @@ impl Cursor {
         }
         self.acked = up_to;
         if let Some(session) = self.session.as_mut() {
-            session.sent_upto = session.sent_upto.max(up_to);
-            session.last_pushed = session.last_pushed.max(up_to);
+            session.acked(up_to);
         }
         true
     }
+}
+
+/// About what a stored message costs in a connection's output buffer.
+pub fn wire_size(stored: &StoredMessage) -> usize {
+    let media = stored.content.media.as_ref().map_or(0, |m| m.url.len() + m.description.len() + 10);
+    48 + stored.from.len() + stored.content.body.len() + media
 }
 
 #[derive(Debug)]
@@ -219,10 +258,10 @@ impl Worker {
         let (uid, seq) = (state.uid, state.last_seq + 1);
         self.store_message(Conversation::Inbox, uid, seq, &stored, Some((conn, request_id, from.uid, client_msg_id)))?;
 
-        let window = u64::from(self.shared.config.delivery_window);
+        let window = self.window();
         let state = self.users.get_mut(to).expect("user_state loaded the user");
         state.last_seq = seq;
-        if let Some((target, prev)) = state.cursor.take_live(seq, window) {
+        if let Some((target, prev)) = state.cursor.take_live(seq, wire_size(&stored), window) {
             self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
         }
         Ok(())
@@ -254,29 +293,32 @@ impl Worker {
 
     /// Pushes stored messages to the user's session while the window allows.
     pub fn pump_inbox(&mut self, name: &str) -> Handled {
-        let window = u64::from(self.shared.config.delivery_window);
+        let window = self.window();
         loop {
-            let Some(state) = self.users.get_mut(name) else {
-                return Ok(());
-            };
-            let Some((from, count)) = state.cursor.deliverable(state.last_seq, window) else {
-                return Ok(());
-            };
+            let Some(state) = self.users.get_mut(name) else { return Ok(()) };
+            let Some((from, count)) = state.cursor.deliverable(state.last_seq, window) else { return Ok(()) };
             let chunk = self.shared.store.inbox.read(state.uid, from - 1, count.min(READ_CHUNK) as usize)?;
             let session = state.cursor.session.as_mut().expect("deliverable implies a session");
-            let Some(last) = chunk.last().map(|(seq, _)| *seq) else {
+            if chunk.is_empty() {
                 // The log claims more than disk holds; never spin on it.
                 error!("inbox of {name} ends before its last sequence {}", state.last_seq);
                 session.sent_upto = state.last_seq;
                 return Ok(());
-            };
+            }
             let target = session.conn;
             for (seq, stored) in chunk {
-                let prev = session.pushed(seq);
+                if !session.has_room(window) {
+                    return Ok(());
+                }
+                let prev = session.pushed(seq, wire_size(&stored));
                 self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
             }
-            debug_assert_eq!(session.sent_upto, last);
         }
+    }
+
+    pub fn window(&self) -> Window {
+        let config = &self.shared.config;
+        Window { messages: u64::from(config.delivery_window), bytes: config.delivery_window_bytes }
     }
 }
 
@@ -322,24 +364,39 @@ mod tests {
         Cursor { acked, session: sent_upto.map(|sent_upto| Session::new(ConnId(1), sent_upto)) }
     }
 
+    fn w(messages: u64) -> Window {
+        Window { messages, bytes: 1 << 20 }
+    }
+
     #[test]
     fn offline_users_get_nothing() {
-        assert_eq!(cursor(0, None).deliverable(5, 10), None);
+        assert_eq!(cursor(0, None).deliverable(5, w(10)), None);
     }
 
     #[test]
     fn backlog_is_paced_by_the_window() {
-        assert_eq!(cursor(0, Some(0)).deliverable(5000, 100), Some((1, 100)));
-        assert_eq!(cursor(0, Some(100)).deliverable(5000, 100), None);
-        assert_eq!(cursor(60, Some(100)).deliverable(5000, 100), Some((101, 60)));
+        assert_eq!(cursor(0, Some(0)).deliverable(5000, w(100)), Some((1, 100)));
+        assert_eq!(cursor(0, Some(100)).deliverable(5000, w(100)), None);
+        assert_eq!(cursor(60, Some(100)).deliverable(5000, w(100)), Some((101, 60)));
+    }
+
+    #[test]
+    fn large_messages_are_paced_by_bytes() {
+        let window = Window { messages: 100, bytes: 1000 };
+        let mut c = cursor(0, Some(0));
+        assert!(c.take_live(1, 600, window).is_some());
+        assert!(c.take_live(2, 600, window).is_some(), "room left before it: it may go");
+        assert!(c.deliverable(3, window).is_none(), "1200 bytes in flight");
+        assert!(c.ack(1));
+        assert_eq!(c.deliverable(3, window), Some((3, 1)));
     }
 
     #[test]
     fn live_message_waits_behind_backlog() {
         // Session sent up to 3 of 9 stored: message 10 must not overtake 4..=9.
-        assert_eq!(cursor(0, Some(3)).take_live(10, 100), None);
+        assert_eq!(cursor(0, Some(3)).take_live(10, 10, w(100)), None);
         let mut c = cursor(0, Some(9));
-        assert_eq!(c.take_live(10, 100), Some((ConnId(1), 9)));
+        assert_eq!(c.take_live(10, 10, w(100)), Some((ConnId(1), 9)));
         assert_eq!(c.session.unwrap().sent_upto, 10);
     }
 

@@ -27,42 +27,26 @@ use crate::config::Config;
 use crate::net::{ConnId, Outbox, SessionUser};
 use crate::protocol::Request;
 use crate::store::Store;
+use crate::throttle::LoginThrottle;
 use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// What the event loop, other workers and the hashing threads send a worker.
 pub enum WorkerCmd {
-    Request {
-        conn: ConnId,
-        user: Option<SessionUser>,
-        request_id: u32,
-        request: Request,
-    },
+    /// `peer` is the client's address, for throttling failed logins.
+    Request { conn: ConnId, peer: IpAddr, user: Option<SessionUser>, request_id: u32, request: Request },
     /// A password hash or check finished.
     Hashed(accounts::HashOutcome),
     /// The connection's session ended (closed or logged out). Sent to every worker: each
     /// forgets what it holds for the connection (sessions, rooms, subscriptions).
-    Closed {
-        conn: ConnId,
-        user: SessionUser,
-    },
+    Closed { conn: ConnId, user: SessionUser },
     /// A member of a group this worker owns is online at `conn` (sent by the member's
     /// worker after login): deliver what the member has not acknowledged.
-    MemberOnline {
-        group_id: u64,
-        username: Arc<str>,
-        conn: ConnId,
-    },
+    MemberOnline { group_id: u64, username: Arc<str>, conn: ConnId },
     /// Create a group whose id the creator's worker allocated.
-    CreateGroup {
-        conn: ConnId,
-        request_id: u32,
-        creator: SessionUser,
-        group_id: u64,
-        name: String,
-        open: bool,
-    },
+    CreateGroup { conn: ConnId, request_id: u32, creator: SessionUser, group_id: u64, name: String, open: bool },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }
@@ -113,6 +97,7 @@ pub struct Shared {
     pub outbox: Outbox,
     pub directory: Directory,
     pub rooms: RoomList,
+    pub throttle: LoginThrottle,
 }
 
 impl Pool {
