@@ -113,3 +113,56 @@ mod tests {
         assert_eq!(b, &[2]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::protocol::{ClientFrame, ServerFrame};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_client_frame_round_trips(frame: ClientFrame) {
+            let bytes = encode(&frame);
+            let (body, used) = split(&bytes, u32::MAX).unwrap().unwrap();
+            prop_assert_eq!(used, bytes.len());
+            prop_assert_eq!(decode_body::<ClientFrame>(body).unwrap(), frame);
+        }
+
+        #[test]
+        fn every_server_frame_round_trips(frame: ServerFrame) {
+            let bytes = encode(&frame);
+            let (body, _) = split(&bytes, u32::MAX).unwrap().unwrap();
+            prop_assert_eq!(decode_body::<ServerFrame>(body).unwrap(), frame);
+        }
+
+        #[test]
+        fn random_bytes_give_frames_or_typed_errors(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut rest = &bytes[..];
+            while let Ok(Some((body, used))) = split(rest, 1024) {
+                // Any outcome but a panic is fine; errors must be typed.
+                if let Err(e) = decode_body::<ClientFrame>(body) {
+                    prop_assert!(matches!(e, FrameError::Malformed(_)));
+                }
+                rest = &rest[used..];
+            }
+        }
+
+        #[test]
+        fn truncated_frames_wait_for_more(frame: ClientFrame, cut in 0usize..4096) {
+            let bytes = encode(&frame);
+            let cut = cut % bytes.len();
+            prop_assert_eq!(split(&bytes[..cut], u32::MAX), Ok(None));
+        }
+
+        #[test]
+        fn a_truncated_body_never_decodes_as_the_whole(frame: ClientFrame, cut in 0usize..4096) {
+            let bytes = encode(&frame);
+            let body = &bytes[PREFIX_LEN..];
+            let cut = cut % body.len();
+            if let Ok(decoded) = decode_body::<ClientFrame>(&body[..cut]) {
+                prop_assert_ne!(decoded, frame);
+            }
+        }
+    }
+}

@@ -16,12 +16,14 @@ pub const NO_REQUEST: u32 = 0;
 
 /// Everything a client sends: a request and the id its reply will carry.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ClientFrame {
     pub request_id: u32,
     pub request: Request,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Request {
     /// Must be the first frame. Answered by [`Reply::Hello`].
     Hello {
@@ -135,6 +137,7 @@ pub enum Request {
 
 /// Where a message goes.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Target {
     User(String),
     /// Every member of the group (stored in the group's sequence).
@@ -147,6 +150,7 @@ pub enum Target {
 
 /// A sequence of stored messages with its own contiguous numbering.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Conversation {
     /// The logged-in user's own inbox of direct messages.
     Inbox,
@@ -155,6 +159,7 @@ pub enum Conversation {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Role {
     Owner,
     Admin,
@@ -164,6 +169,7 @@ pub enum Role {
 /// A membership change, stored in the group's sequence like a message so that members who
 /// were offline learn of it in order.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum GroupEvent {
     Created {
         by: String,
@@ -198,6 +204,7 @@ pub enum GroupEvent {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum MediaKind {
     Text,
     Image,
@@ -210,6 +217,7 @@ pub enum MediaKind {
 
 /// Where a media message's payload lives; the body then carries a caption or thumbnail.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Media {
     pub url: String,
     pub description: String,
@@ -217,6 +225,7 @@ pub struct Media {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Content {
     pub kind: MediaKind,
     #[serde(with = "serde_bytes")]
@@ -232,6 +241,7 @@ impl Content {
 
 /// Everything the server sends.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ServerFrame {
     Reply { request_id: u32, reply: Reply },
     Error { request_id: u32, code: ErrorCode, message: String },
@@ -239,6 +249,7 @@ pub enum ServerFrame {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Reply {
     Hello {
         version: u16,
@@ -323,6 +334,7 @@ pub enum Reply {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct GroupInfo {
     pub group_id: u64,
     pub name: String,
@@ -335,6 +347,7 @@ pub struct GroupInfo {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct MemberInfo {
     pub username: String,
     pub role: Role,
@@ -342,18 +355,21 @@ pub struct MemberInfo {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct RoomInfo {
     pub name: String,
     pub members: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct OnlineUser {
     pub username: String,
     pub display_name: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Push {
     /// A stored message. Within a conversation `seq` is contiguous: a client that sees
     /// anything but last+1 has missed something and sends Resync.
@@ -385,6 +401,7 @@ pub enum Push {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Message {
     pub conversation: Conversation,
     pub seq: u64,
@@ -403,6 +420,7 @@ pub struct Message {
 
 /// Typed errors. Codes are the variant indices and never change meaning.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ErrorCode {
     UnsupportedVersion,
     BadRequest,

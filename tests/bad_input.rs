@@ -136,3 +136,65 @@ fn garbage_connections_do_not_disturb_others() {
     drop(junk);
     still_serving(&server);
 }
+
+#[test]
+fn a_flood_of_hostile_connections_leaves_the_server_serving() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let valid_hello = frame::encode(&ClientFrame {
+        request_id: 1,
+        request: Request::Hello { version: PROTOCOL_VERSION, client: "x".into() },
+    });
+    let mut hostile = Vec::new();
+    // A small deterministic generator: the same garbage every run.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..200u64 {
+        let mut c = Client::connect_raw(server.addr).unwrap();
+        let bytes: Vec<u8> = match i % 5 {
+            // Pure noise.
+            0 => (0..256).map(|_| next() as u8).collect(),
+            // A 4 GiB length prefix.
+            1 => vec![0xff, 0xff, 0xff, 0xff, 0, 0],
+            // Half a frame, then silence.
+            2 => valid_hello[..valid_hello.len() / 2].to_vec(),
+            // A valid Hello followed by frames of random bodies.
+            3 => {
+                let mut b = valid_hello.clone();
+                for _ in 0..20 {
+                    let body: Vec<u8> = (0..(next() % 40 + 1)).map(|_| next() as u8).collect();
+                    b.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                    b.extend_from_slice(&body);
+                }
+                b
+            }
+            // A valid Hello, then a login storm with garbage names.
+            _ => {
+                let mut b = valid_hello.clone();
+                for id in 2..30 {
+                    let name: String = (0..8).map(|_| char::from(b'a' + (next() % 26) as u8)).collect();
+                    let request = Request::Login { username: name, password: "whatever1".into() };
+                    frame::encode_into(&ClientFrame { request_id: id, request }, &mut b);
+                }
+                b
+            }
+        };
+        // The server may close some of these before the write completes.
+        let _ = c.write_raw(&bytes);
+        hostile.push(c);
+    }
+    for i in 1..=50u64 {
+        alice.send_text("bob", i, "business as usual").unwrap();
+    }
+    for seq in 1..=50 {
+        assert_eq!(bob.next_message().unwrap().seq, seq);
+    }
+    drop(hostile);
+    still_serving(&server);
+}

@@ -1,21 +1,30 @@
-//! Crash safety with the real binary: SIGKILL in the middle of a steady stream of sends,
-//! then a restart on the same data directory. Every message whose receipt reached the
-//! sender must be delivered, exactly as sent, in order.
+//! Crash safety with the real binary: a steady stream of sends, then SIGKILL (or SIGTERM)
+//! in the middle of it, and a restart on the same data directory. Every message whose
+//! receipt reached the sender must be delivered exactly as sent, in order, once; a retry of
+//! anything after the restart must not store it twice.
 
 use crate::common::PASSWORD;
 use confab::client::{Client, ClientError};
-use confab::protocol::Reply;
+use confab::protocol::{Content, Push, Reply, Request, Target};
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// The confabd binary on an ephemeral port; returns it and the address it logged.
-fn spawn_daemon(data_dir: &Path) -> (Child, SocketAddr) {
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+/// The confabd binary on an ephemeral port, logging at `level`.
+fn spawn_daemon(data_dir: &Path, level: &str) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_confabd"))
-        .args(["--listen", "127.0.0.1:0", "--hash-memory-kib", "8", "--hash-iterations", "1"])
+        .args(["--listen", "127.0.0.1:0", "--hash-memory-kib", "8", "--hash-iterations", "1", "--log-level", level])
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::null())
@@ -23,113 +32,175 @@ fn spawn_daemon(data_dir: &Path) -> (Child, SocketAddr) {
         .spawn()
         .expect("confabd starts");
     let stderr = child.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
+    let (tx, log) = mpsc::channel();
+    // Keep draining the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let addr = loop {
-        let line = lines.next().expect("confabd logs its address before exiting").expect("utf-8 log");
+        let line = log.recv_timeout(Duration::from_secs(30)).expect("confabd logs its address");
         if let Some(rest) = line.split("listening on ").nth(1) {
             let addr = rest.split_whitespace().next().expect("an address after 'listening on'");
             break addr.parse().expect("a socket address");
         }
     };
-    // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    Daemon { child, addr, log }
 }
 
-#[test]
-fn sigkill_mid_stream_loses_no_receipted_message() {
+fn send_request(cmid: u64) -> Request {
+    Request::Send {
+        to: Target::User("bob".into()),
+        client_msg_id: cmid,
+        transient: false,
+        content: Content::text(format!("message {cmid}")),
+    }
+}
+
+/// Streams sends from alice to bob, eight in flight, until the connection breaks.
+/// Returns (client ids sent, receipts as (client id, seq)).
+fn stream_until_broken(addr: SocketAddr, receipted: Arc<Mutex<Vec<(u64, u64)>>>) -> u64 {
+    let (mut alice, _) = Client::connect(addr, "alice").unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    let mut next = 1u64;
+    loop {
+        let mut ids = Vec::new();
+        for cmid in next..next + 8 {
+            match alice.send(send_request(cmid)) {
+                Ok(id) => ids.push((cmid, id)),
+                Err(_) => return next + 8,
+            }
+        }
+        for (cmid, id) in ids {
+            match alice.reply_to(id) {
+                Ok(Reply::Sent { seq, .. }) => receipted.lock().unwrap().push((cmid, seq)),
+                Ok(other) => panic!("unexpected reply {other:?}"),
+                Err(ClientError::Closed | ClientError::Io(_) | ClientError::Timeout) => return next + 8,
+                Err(e) => panic!("send failed: {e}"),
+            }
+        }
+        next += 8;
+    }
+}
+
+/// Kills (or terminates) the daemon mid-stream, restarts it, retries every message, and
+/// checks that bob gets each receipted message once, in order, as sent.
+fn interrupted_stream(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut daemon, addr) = spawn_daemon(&data);
-    let (mut setup, _) = Client::connect(addr, "crash-test").unwrap();
+    let mut daemon = spawn_daemon(&data, "info");
+    let (mut setup, _) = Client::connect(daemon.addr, "setup").unwrap();
     setup.register("alice", PASSWORD).unwrap();
     setup.register("bob", PASSWORD).unwrap();
     drop(setup);
 
-    // A steady stream of sends, pipelined eight at a time, recording every receipt.
-    let receipted = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
-    let started = Arc::new(AtomicBool::new(false));
+    let receipted = Arc::new(Mutex::new(Vec::new()));
     let sender = {
-        let receipted = receipted.clone();
-        let started = started.clone();
-        std::thread::spawn(move || {
-            let (mut alice, _) = Client::connect(addr, "alice").unwrap();
-            alice.login("alice", PASSWORD).unwrap();
-            let mut next = 1u64;
-            loop {
-                let ids: Vec<(u64, u32)> = (0..8)
-                    .map(|i| {
-                        let cmid = next + i;
-                        let req = confab::protocol::Request::Send {
-                            to: confab::protocol::Target::User("bob".into()),
-                            client_msg_id: cmid,
-                            transient: false,
-                            content: confab::protocol::Content::text(format!("message {cmid}")),
-                        };
-                        alice.send(req).map(|id| (cmid, id))
-                    })
-                    .collect::<Result<_, _>>()
-                    .unwrap_or_default();
-                if ids.is_empty() {
-                    return;
-                }
-                for (cmid, id) in ids {
-                    match alice.reply_to(id) {
-                        Ok(Reply::Sent { seq, .. }) => receipted.lock().unwrap().push((cmid, seq)),
-                        Ok(other) => panic!("unexpected reply {other:?}"),
-                        Err(ClientError::Closed | ClientError::Io(_) | ClientError::Timeout) => return,
-                        Err(e) => panic!("send failed: {e}"),
-                    }
-                    started.store(true, Ordering::SeqCst);
-                }
-                next += 8;
-            }
-        })
+        let (addr, receipted) = (daemon.addr, receipted.clone());
+        std::thread::spawn(move || stream_until_broken(addr, receipted))
     };
-    // Kill once a few hundred receipts are in, while sends are still in flight.
     while receipted.lock().unwrap().len() < 300 {
         std::thread::yield_now();
     }
-    daemon.kill().expect("SIGKILL");
-    daemon.wait().unwrap();
-    sender.join().unwrap();
+    let status = Command::new("kill").arg(signal).arg(daemon.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let exit = daemon.child.wait().unwrap();
+    if signal == "-TERM" {
+        assert!(exit.success(), "a graceful shutdown exits 0, got {exit:?}");
+    }
+    let attempted = sender.join().unwrap();
     let receipted = receipted.lock().unwrap().clone();
-    assert!(receipted.len() >= 300);
 
-    let (mut daemon, addr) = spawn_daemon(&data);
-    let (mut bob, _) = Client::connect(addr, "bob").unwrap();
-    let (acked, last_seq) = match bob.login("bob", PASSWORD).unwrap() {
-        Reply::LoggedIn { acked, last_seq, .. } => (acked, last_seq),
+    let mut daemon = spawn_daemon(&data, "info");
+    // The sender retries everything it ever tried: receipted or not, nothing is stored twice.
+    let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    let mut seq_of = std::collections::HashMap::new();
+    for cmid in 1..attempted {
+        match alice.request(send_request(cmid)).unwrap() {
+            Reply::Sent { seq, .. } => {
+                seq_of.insert(cmid, seq);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for (cmid, seq) in &receipted {
+        assert_eq!(seq_of[cmid], *seq, "a receipted message kept its sequence through the restart");
+    }
+
+    let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
+    let last_seq = match bob.login("bob", PASSWORD).unwrap() {
+        Reply::LoggedIn { acked: 0, last_seq, .. } => last_seq,
         other => panic!("{other:?}"),
     };
-    assert_eq!(acked, 0);
-    assert!(last_seq >= receipted.len() as u64, "store lost messages: {last_seq} < {}", receipted.len());
-    // Everything stored arrives in order; every receipted message is among it, as sent.
-    let mut delivered = Vec::new();
+    assert_eq!(last_seq, attempted - 1, "each attempted message stored exactly once");
+    let mut seen = HashSet::new();
     for expected_seq in 1..=last_seq {
         let m = bob.next_message().unwrap();
         assert_eq!(m.seq, expected_seq);
-        delivered.push(String::from_utf8(m.content.body).unwrap());
+        let text = String::from_utf8(m.content.body).unwrap();
+        assert!(seen.insert(text.clone()), "{text} delivered twice");
         if expected_seq % 500 == 0 {
             bob.ack(expected_seq).unwrap();
         }
     }
-    for (cmid, seq) in &receipted {
-        assert_eq!(delivered[(*seq - 1) as usize], format!("message {cmid}"), "receipted seq {seq}");
+    for (cmid, _) in &receipted {
+        assert!(seen.contains(&format!("message {cmid}")), "receipted message {cmid} lost");
     }
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
 }
 
 #[test]
-fn sigterm_shuts_down_cleanly() {
+fn sigkill_mid_stream_loses_no_receipted_message_and_retries_do_not_duplicate() {
+    interrupted_stream("-KILL");
+}
+
+#[test]
+fn sigterm_under_load_loses_no_receipted_message() {
+    interrupted_stream("-TERM");
+}
+
+#[test]
+fn sigterm_tells_clients_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, addr) = spawn_daemon(&dir.path().join("data"));
-    let (mut client, _) = Client::connect(addr, "t").unwrap();
+    let daemon = spawn_daemon(&dir.path().join("data"), "info");
+    let (mut client, _) = Client::connect(daemon.addr, "t").unwrap();
     client.register("alice", PASSWORD).unwrap();
-    let status = Command::new("kill").arg("-TERM").arg(daemon.id().to_string()).status().unwrap();
+    let status = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status().unwrap();
     assert!(status.success());
-    assert_eq!(client.next_push().unwrap(), confab::protocol::Push::ShuttingDown);
-    let output = daemon.wait_with_output().unwrap();
+    assert_eq!(client.next_push().unwrap(), Push::ShuttingDown);
+    let output = daemon.child.wait_with_output().unwrap();
     assert!(output.status.success(), "exit status {:?}", output.status);
+}
+
+#[test]
+fn logs_never_show_passwords_tokens_or_message_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = spawn_daemon(&dir.path().join("data"), "trace");
+    let secret_password = "hunter2-very-secret";
+    let secret_body = "the eagle lands at midnight";
+    let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
+    alice.register("alice", secret_password).unwrap();
+    alice.register("bob", secret_password).unwrap();
+    let token = match alice.login("alice", secret_password).unwrap() {
+        Reply::LoggedIn { resume_token, .. } => resume_token,
+        other => panic!("{other:?}"),
+    };
+    alice.send_text("bob", 1, secret_body).unwrap();
+    let (mut bob, _) = Client::connect(daemon.addr, "t").unwrap();
+    bob.login("bob", "wrong password, also secret").unwrap_err();
+    bob.login("bob", secret_password).unwrap();
+    assert_eq!(String::from_utf8(bob.next_message().unwrap().content.body).unwrap(), secret_body);
+    let status = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    daemon.child.wait().unwrap();
+    let log: Vec<String> = daemon.log.try_iter().collect();
+    let log = log.join("\n");
+    assert!(log.contains("registered alice"), "the log was captured:\n{log}");
+    let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    for secret in [secret_password, secret_body, "also secret", &token_hex, "$argon2id$"] {
+        assert!(!log.contains(secret), "the log shows {secret:?}");
+    }
 }
