@@ -100,6 +100,8 @@ pub struct Config {
     pub login_backoff: Duration,
     /// The longest wait.
     pub login_backoff_max: Duration,
+    /// How often the statistics line is logged; zero turns it off.
+    pub stats_interval: Duration,
 }
 
 impl Default for Config {
@@ -134,6 +136,7 @@ impl Default for Config {
             login_free_attempts: 5,
             login_backoff: Duration::from_secs(1),
             login_backoff_max: Duration::from_secs(300),
+            stats_interval: Duration::from_secs(60),
         }
     }
 }

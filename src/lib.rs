@@ -20,10 +20,12 @@
 //!
 //! `protocol.md` at the repository root is the wire contract.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod frame;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod server;

@@ -133,6 +133,56 @@ pub enum Request {
     UnsubscribePresence {
         username: String,
     },
+    /// Logs a back-end service in with a token the operator created (`confabd service add`).
+    ServiceLogin {
+        name: String,
+        token: String,
+    },
+    /// Services only: a system message to users, a group, or everyone online.
+    ServiceSend {
+        to: ServiceTarget,
+        client_msg_id: u64,
+        /// Push only to recipients connected now, store nothing, and report how many got it.
+        transient: bool,
+        content: Content,
+    },
+    /// Services only: which of these users are online, in the same order.
+    QueryOnline {
+        users: Vec<String>,
+    },
+    /// Services only: end a user's session, telling it why.
+    Disconnect {
+        username: String,
+        reason: String,
+    },
+    /// Services only: from now on, push a Connection event whenever a user logs in or a
+    /// user's session ends.
+    WatchConnections,
+    /// Administrators and services: live server statistics.
+    Stats,
+}
+
+/// Where a service's message goes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ServiceTarget {
+    Users(Vec<String>),
+    /// Every member of the group, except `except` if given.
+    Group {
+        group_id: u64,
+        except: Option<String>,
+    },
+    /// Every user online now.
+    Online,
+}
+
+/// Who sent a message: a user, or a back-end service (shown as a system message).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum SenderKind {
+    #[default]
+    User,
+    Service,
 }
 
 /// Where a message goes.
@@ -258,6 +308,9 @@ pub enum Reply {
         max_body: u32,
         heartbeat_secs: u32,
         idle_timeout_secs: u32,
+        /// Messages pushed per conversation beyond the last ack before the server waits
+        /// for an ack: ack well before this many are outstanding.
+        delivery_window: u32,
     },
     Pong,
     Registered {
@@ -331,6 +384,45 @@ pub enum Reply {
         username: String,
         online: bool,
     },
+    ServiceLoggedIn {
+        name: String,
+    },
+    /// `stored`: messages stored (one per user, one for a group); `delivered`: pushed to a
+    /// connection now; `unknown`: usernames that do not exist.
+    ServiceSent {
+        stored: u32,
+        delivered: u32,
+        unknown: Vec<String>,
+    },
+    OnlineStatus {
+        online: Vec<bool>,
+    },
+    Disconnected {
+        was_online: bool,
+    },
+    Stats(ServerStats),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ServerStats {
+    pub version: String,
+    pub uptime_secs: u64,
+    pub connections: u64,
+    pub logged_in: u64,
+    pub rooms: u64,
+    pub groups: u64,
+    /// Messages accepted from clients (stored and transient), since start.
+    pub messages_received: u64,
+    /// Messages pushed to connections (each recipient counts), since start.
+    pub messages_delivered: u64,
+    /// Per second over the last 10 seconds.
+    pub received_per_sec: u64,
+    pub delivered_per_sec: u64,
+    /// Stored messages not yet acknowledged by everyone they are owed to.
+    pub stored_messages: u64,
+    pub outbound_bytes_queued: u64,
+    pub storage_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -398,6 +490,17 @@ pub enum Push {
         username: String,
         online: bool,
     },
+    /// A service's live-only message (ServiceSend with transient set).
+    ServiceNotice {
+        service: String,
+        content: Content,
+    },
+    /// To services that asked (WatchConnections): a user logged in, or its session ended.
+    Connection {
+        username: String,
+        connected: bool,
+        reason: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -409,10 +512,12 @@ pub struct Message {
     /// conversation, or where delivery started (the ack at login, the point of a resync).
     /// A client whose last seen sequence is below `prev_seq` has missed something.
     pub prev_seq: u64,
-
     pub message_id: u64,
     pub from: String,
+    /// A service's messages are system messages: show them apart.
+    pub sender: SenderKind,
     pub timestamp_ms: u64,
+
     pub content: Content,
     /// Set on group events (content kind `System`, empty body).
     pub event: Option<GroupEvent>,

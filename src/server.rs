@@ -3,10 +3,11 @@
 
 use crate::auth::Hasher;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
-use crate::worker::{Directory, Pool, RoomList, Shared};
+use crate::worker::{ConnectionWatchers, Directory, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -39,7 +40,8 @@ pub struct Server {
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
         let config = config.normalized();
-        let store_error = |source| StartError::Store { dir: config.data_dir.display().to_string(), source };
+        let dir = config.data_dir.display().to_string();
+        let store_error = |source| StartError::Store { dir: dir.clone(), source };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(StoreError::Sled(e.into())))?;
         let store = Store::open(&config.data_dir).map_err(store_error)?;
         let mut listener =
@@ -53,6 +55,9 @@ impl Server {
         let directory = Directory::default();
         let outbox = Outbox::new(to_loop, waker.clone());
         let rooms = RoomList::default();
+        // Counted once at start (O(data)); kept current by the workers from then on.
+        let stored = store.stats().map_err(store_error)?.stored_messages;
+        let metrics = Arc::new(Metrics::new(stored));
         let shared = Shared {
             config: config.clone(),
             store: store.clone(),
@@ -61,9 +66,11 @@ impl Server {
             directory: directory.clone(),
             rooms: rooms.clone(),
             throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
+            metrics: metrics.clone(),
+            connection_watchers: ConnectionWatchers::default(),
         };
         let (pool, workers) = Pool::start(shared);
-        let (event_loop, handle) = EventLoop::new(poll, listener, waker, pool, from_workers, config.clone());
+        let (event_loop, handle) = EventLoop::new(poll, listener, waker, pool, from_workers, config.clone(), metrics);
         let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
         info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
         Ok(Server { addr, handle, store, directory, rooms, event_loop, workers, hashers })

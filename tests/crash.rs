@@ -3,51 +3,14 @@
 //! receipt reached the sender must be delivered exactly as sent, in order, once; a retry of
 //! anything after the restart must not store it twice.
 
+use crate::common::daemon::spawn_daemon;
 use crate::common::PASSWORD;
 use confab::client::{Client, ClientError};
 use confab::protocol::{Content, Push, Reply, Request, Target};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    log: mpsc::Receiver<String>,
-}
-
-/// The confabd binary on an ephemeral port, logging at `level`.
-fn spawn_daemon(data_dir: &Path, level: &str) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confabd"))
-        .args(["--listen", "127.0.0.1:0", "--hash-memory-kib", "8", "--hash-iterations", "1", "--log-level", level])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("confabd starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, log) = mpsc::channel();
-    // Keep draining the log so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = log.recv_timeout(Duration::from_secs(30)).expect("confabd logs its address");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().expect("an address after 'listening on'");
-            break addr.parse().expect("a socket address");
-        }
-    };
-    Daemon { child, addr, log }
-}
 
 fn send_request(cmid: u64) -> Request {
     Request::Send {
@@ -89,7 +52,7 @@ fn stream_until_broken(addr: SocketAddr, receipted: Arc<Mutex<Vec<(u64, u64)>>>)
 fn interrupted_stream(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut daemon = spawn_daemon(&data, "info");
+    let mut daemon = spawn_daemon(&data, &["--log-level", "info"]);
     let (mut setup, _) = Client::connect(daemon.addr, "setup").unwrap();
     setup.register("alice", PASSWORD).unwrap();
     setup.register("bob", PASSWORD).unwrap();
@@ -112,7 +75,7 @@ fn interrupted_stream(signal: &str) {
     let attempted = sender.join().unwrap();
     let receipted = receipted.lock().unwrap().clone();
 
-    let mut daemon = spawn_daemon(&data, "info");
+    let mut daemon = spawn_daemon(&data, &["--log-level", "info"]);
     // The sender retries everything it ever tried: receipted or not, nothing is stored twice.
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
     alice.login("alice", PASSWORD).unwrap();
@@ -165,7 +128,7 @@ fn sigterm_under_load_loses_no_receipted_message() {
 #[test]
 fn sigterm_tells_clients_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = spawn_daemon(&dir.path().join("data"), "info");
+    let daemon = spawn_daemon(&dir.path().join("data"), &["--log-level", "info"]);
     let (mut client, _) = Client::connect(daemon.addr, "t").unwrap();
     client.register("alice", PASSWORD).unwrap();
     let status = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status().unwrap();
@@ -178,7 +141,7 @@ fn sigterm_tells_clients_and_exits_cleanly() {
 #[test]
 fn logs_never_show_passwords_tokens_or_message_bodies() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = spawn_daemon(&dir.path().join("data"), "trace");
+    let mut daemon = spawn_daemon(&dir.path().join("data"), &["--log-level", "trace"]);
     let secret_password = "hunter2-very-secret";
     let secret_body = "the eagle lands at midnight";
     let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();

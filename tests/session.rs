@@ -17,7 +17,8 @@ fn hello_announces_version_and_limits() {
     let server = TestServer::start();
     let (_client, hello) = Client::connect(server.addr, "tests").unwrap();
     match hello {
-        Reply::Hello { version, max_frame, max_body, heartbeat_secs, idle_timeout_secs, server } => {
+        Reply::Hello { version, max_frame, max_body, heartbeat_secs, idle_timeout_secs, server, delivery_window } => {
+            assert_eq!(delivery_window, 1024);
             assert_eq!(version, PROTOCOL_VERSION);
             assert_eq!(max_frame, 64 * 1024);
             assert_eq!(max_body, 32 * 1024);

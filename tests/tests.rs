@@ -4,6 +4,7 @@
 
 mod common;
 
+mod admin_cli;
 mod bad_input;
 mod crash;
 mod delivery;
@@ -12,4 +13,5 @@ mod groups;
 mod limits;
 mod rooms;
 mod security;
+mod services;
 mod session;

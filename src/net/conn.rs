@@ -54,6 +54,8 @@ pub struct Conn {
     pub last_heard: Instant,
     /// A command its worker's full queue refused; nothing more is read until it goes.
     pub stalled: Option<(usize, WorkerCmd)>,
+    /// Why it closes, once that is decided (told to services watching connections).
+    pub close_reason: &'static str,
 }
 
 /// Buffers above this capacity are released once empty, so idle connections stay small.
@@ -76,6 +78,7 @@ impl Conn {
             written: 0,
             last_heard: now,
             stalled: None,
+            close_reason: "closed by the client",
         }
     }
 

@@ -13,6 +13,7 @@ use super::limits::PerAddress;
 use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
 use crate::frame::{self, FrameError};
+use crate::metrics::Metrics;
 use crate::protocol::{ClientFrame, ErrorCode, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
 use crate::worker::{Pool, WorkerCmd};
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -85,6 +86,7 @@ pub struct EventLoop {
     closed_notices: VecDeque<(usize, WorkerCmd)>,
     per_address: PerAddress,
     scratch: Box<[u8]>,
+    metrics: Arc<Metrics>,
     /// The Hello reply: the same for every connection.
     hello: Reply,
 }
@@ -106,6 +108,7 @@ impl EventLoop {
         pool: Pool,
         from_workers: Receiver<Vec<LoopMsg>>,
         config: Arc<Config>,
+        metrics: Arc<Metrics>,
     ) -> (EventLoop, LoopHandle) {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = LoopHandle { stop: stop.clone(), waker };
@@ -116,6 +119,7 @@ impl EventLoop {
             max_body: config.max_body,
             heartbeat_secs: config.heartbeat.as_secs() as u32,
             idle_timeout_secs: config.idle_timeout.as_secs() as u32,
+            delivery_window: config.delivery_window,
         };
         let event_loop = EventLoop {
             poll,
@@ -133,6 +137,7 @@ impl EventLoop {
             closed_notices: VecDeque::new(),
             per_address: PerAddress::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
+            metrics,
             hello,
         };
         (event_loop, handle)
@@ -235,6 +240,7 @@ impl EventLoop {
         self.serial = self.serial.wrapping_add(1);
         let id = ConnId::new(self.serial, slot);
         entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
+        self.metrics.connections.fetch_add(1, Ordering::Relaxed);
         debug!("connection {id:?} from {peer} accepted");
         Ok(())
     }
@@ -272,7 +278,7 @@ impl EventLoop {
             ReadOutcome::Closed => {
                 // Handle what arrived before the close: a client may send and hang up.
                 self.decode_frames(slot);
-                self.kill(slot);
+                self.kill(slot, "closed by the client");
             }
         }
     }
@@ -311,7 +317,7 @@ impl EventLoop {
                 Err(e) => {
                     warn!("{:?} sent garbage ({e}); closing", conn.id);
                     self.send_error(slot, NO_REQUEST, ErrorCode::BadRequest, "zero-length frame");
-                    self.close_after_flush(slot);
+                    self.close_after_flush(slot, "protocol error");
                     return false;
                 }
             };
@@ -324,7 +330,7 @@ impl EventLoop {
                 // A client that ignores a whole burst of refusals is not going to stop.
                 if self.conns.get(slot).is_some_and(|c| c.budget.refused > burst) {
                     warn!("{:?} keeps exceeding its request rate; closing", self.conns[slot].id);
-                    self.close_after_flush(slot);
+                    self.close_after_flush(slot, "rate limited");
                     return false;
                 }
                 continue;
@@ -399,23 +405,23 @@ impl EventLoop {
                     Some(existing) if existing.name != user.name => {
                         // Two logins raced on one connection; trust neither.
                         self.send_error(conn.slot(), NO_REQUEST, ErrorCode::BadRequest, "concurrent logins");
-                        self.close_after_flush(conn.slot());
-                        self.notify_closed(conn, user);
+                        self.close_after_flush(conn.slot(), "protocol error");
+                        self.notify_closed(conn, user, "protocol error");
                     }
                     _ => c.user = Some(user),
                 },
                 // The client left while its login was checked: the worker must forget the
                 // session it just opened.
-                _ => self.notify_closed(conn, user),
+                _ => self.notify_closed(conn, user, "closed during login"),
             },
             LoopMsg::Unbind { conn } => {
                 if let Some(c) = self.live(conn) {
                     c.user = None;
                 }
             }
-            LoopMsg::Close { conn } => {
+            LoopMsg::Close { conn, reason } => {
                 if self.live(conn).is_some() {
-                    self.close_after_flush(conn.slot());
+                    self.close_after_flush(conn.slot(), reason);
                 }
             }
         }
@@ -439,7 +445,7 @@ impl EventLoop {
                 warn!("{:?} is not reading its output; closing it as a slow consumer", conn.id);
                 let notice = error_frame(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached");
                 conn.write_buf.extend_from_slice(&frame::encode(&notice));
-                self.close_after_flush(slot);
+                self.close_after_flush(slot, "slow consumer");
             }
             return;
         }
@@ -453,7 +459,7 @@ impl EventLoop {
         let bytes = frame::encode(&error_frame(request_id, code, message));
         self.queue(slot, &bytes);
         if code.closes() {
-            self.close_after_flush(slot);
+            self.close_after_flush(slot, close_reason(code));
         }
     }
 
@@ -466,31 +472,39 @@ impl EventLoop {
                 continue;
             }
             match conn.write_to_socket() {
-                Ok(()) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => self.kill(slot),
+                Ok(()) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => {
+                    self.kill(slot, "closed by the server")
+                }
                 Ok(()) => {}
                 Err(e) => {
                     debug!("{:?} write failed: {e}", conn.id);
-                    self.kill(slot);
+                    self.kill(slot, "connection error");
                 }
             }
         }
     }
 
-    fn close_after_flush(&mut self, slot: usize) {
+    fn close_after_flush(&mut self, slot: usize, reason: &'static str) {
         if let Some(conn) = self.conns.get_mut(slot) {
             if conn.is_open() {
+                conn.close_reason = reason;
                 conn.life = Life::Closing { since: Instant::now() };
                 // An empty buffer would never produce the write that completes the close.
                 self.to_write.push(slot);
                 if conn.pending_out() == 0 {
-                    self.kill(slot);
+                    self.kill(slot, reason);
                 }
             }
         }
     }
 
-    fn kill(&mut self, slot: usize) {
+    /// Marks the connection for reaping; `reason` counts only if no earlier decision to
+    /// close it gave one.
+    fn kill(&mut self, slot: usize, reason: &'static str) {
         if let Some(conn) = self.conns.get_mut(slot) {
+            if conn.is_open() {
+                conn.close_reason = reason;
+            }
             if conn.life != Life::Dead {
                 conn.life = Life::Dead;
                 self.dead.push(slot);
@@ -507,17 +521,18 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.per_address.release(conn.peer.ip());
             debug!("connection {:?} closed", conn.id);
+            self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
             if let Some(user) = conn.user.take() {
-                self.notify_closed(conn.id, user);
+                self.notify_closed(conn.id, user, conn.close_reason);
             }
         }
     }
 
     /// Every worker may hold something for the connection (a session, group cursors,
     /// rooms, subscriptions), so every worker hears of it.
-    fn notify_closed(&mut self, conn: ConnId, user: SessionUser) {
+    fn notify_closed(&mut self, conn: ConnId, user: SessionUser, reason: &'static str) {
         for worker in 0..self.pool.workers() {
-            self.closed_notices.push_back((worker, WorkerCmd::Closed { conn, user: user.clone() }));
+            self.closed_notices.push_back((worker, WorkerCmd::Closed { conn, user: user.clone(), reason }));
         }
         self.retry_closed_notices();
     }
@@ -531,8 +546,12 @@ impl EventLoop {
         }
     }
 
-    /// Closes connections silent past the idle timeout, and closing ones past the grace.
+    /// Closes connections silent past the idle timeout, and closing ones past the grace;
+    /// samples the metrics.
     fn sweep(&mut self, now: Instant) {
+        let queued: usize = self.conns.iter().map(|(_, c)| c.pending_out()).sum();
+        self.metrics.outbound_bytes.store(queued as u64, Ordering::Relaxed);
+        self.metrics.sample(now);
         let idle = self.config.idle_timeout;
         let grace = self.config.shutdown_grace;
         let mut timed_out = Vec::new();
@@ -548,7 +567,7 @@ impl EventLoop {
                 debug!("{:?} idle for over {idle:?}; closing", self.conns[slot].id);
                 self.send_error(slot, NO_REQUEST, ErrorCode::IdleTimeout, "no frame within the idle timeout");
             } else {
-                self.kill(slot);
+                self.kill(slot, "closed by the server");
             }
         }
         // An accept that failed for lack of descriptors is not signalled again.
@@ -574,7 +593,7 @@ impl EventLoop {
                 for slot in slots {
                     if self.conns[slot].is_open() {
                         self.queue(slot, &farewell);
-                        self.close_after_flush(slot);
+                        self.close_after_flush(slot, "server shutting down");
                     }
                 }
                 self.write_pending();
@@ -585,6 +604,20 @@ impl EventLoop {
             Shutdown::DrainingWorkers => false,
             Shutdown::Flushing { deadline } => self.conns.is_empty() || now >= deadline,
         }
+    }
+}
+
+/// Why a connection closed after an error of this code (for services watching connections).
+fn close_reason(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::UnsupportedVersion => "unsupported protocol version",
+        ErrorCode::FrameTooLarge => "frame too large",
+        ErrorCode::HelloRequired => "protocol error",
+        ErrorCode::SlowConsumer => "slow consumer",
+        ErrorCode::IdleTimeout => "idle timeout",
+        ErrorCode::ShuttingDown => "server shutting down",
+        ErrorCode::ServerFull => "server full",
+        _ => "closed by the server",
     }
 }
 

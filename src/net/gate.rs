@@ -34,10 +34,39 @@ pub fn admit<'a>(phase: Phase, user: Option<&'a SessionUser>, request: &'a Reque
             Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
             None => Worker(Owner::User(username)),
         },
+        (Phase::Ready, Request::ServiceLogin { name, .. }) => match user {
+            Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
+            None => Worker(Owner::Service(name)),
+        },
         (Phase::Ready, request) => match user {
             None => Refuse(ErrorCode::NotLoggedIn, "log in first"),
+            Some(user) if user.service => service_owner(request, user),
+            Some(_) if service_only(request) => Refuse(ErrorCode::Forbidden, "for services only"),
             Some(user) => Worker(owner_of(request, user)),
         },
+    }
+}
+
+fn service_only(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::ServiceSend { .. }
+            | Request::QueryOnline { .. }
+            | Request::Disconnect { .. }
+            | Request::WatchConnections
+    )
+}
+
+/// Services coordinate from their own worker; a disconnect goes to the user's.
+fn service_owner<'a>(request: &'a Request, service: &'a SessionUser) -> Admission<'a> {
+    match request {
+        Request::Disconnect { username, .. } => Admission::Worker(Owner::User(username)),
+        Request::ServiceSend { .. }
+        | Request::QueryOnline { .. }
+        | Request::WatchConnections
+        | Request::Stats
+        | Request::Logout => Admission::Worker(Owner::Service(&service.name)),
+        _ => Admission::Refuse(ErrorCode::Forbidden, "services may only use the service requests"),
     }
 }
 
@@ -103,7 +132,7 @@ mod tests {
 
     #[test]
     fn requests_go_to_the_owner_of_what_they_touch() {
-        let alice = SessionUser { name: "alice".into(), uid: 1, admin: false };
+        let alice = SessionUser { name: "alice".into(), uid: 1, admin: false, service: false };
         let send = |to| Request::Send { to, client_msg_id: 1, transient: false, content: Content::text("hi") };
         let at = |r: &Request| match admit(Phase::Ready, Some(&alice), r) {
             Admission::Worker(owner) => format!("{owner:?}"),

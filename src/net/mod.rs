@@ -31,8 +31,10 @@ impl ConnId {
 pub struct SessionUser {
     pub name: Arc<str>,
     pub uid: u64,
-    /// May broadcast when only administrators may.
+    /// May broadcast when only administrators may, and read statistics.
     pub admin: bool,
+    /// A back-end service (ServiceLogin), not a user.
+    pub service: bool,
 }
 
 /// What workers ask of the event loop.
@@ -45,7 +47,7 @@ pub enum LoopMsg {
     /// The connection logged out.
     Unbind { conn: ConnId },
     /// Close the connection once what is queued for it has been written.
-    Close { conn: ConnId },
+    Close { conn: ConnId, reason: &'static str },
 }
 
 /// A worker's way back to the loop: a channel plus the loop's waker. Workers send one

@@ -116,6 +116,8 @@ mod tests {
             timestamp_ms: 0,
             content: crate::protocol::Content::text("x"),
             event: None,
+            sender: crate::protocol::SenderKind::User,
+            except: None,
         };
         store.group_log.append(10, 1, &message).unwrap();
 

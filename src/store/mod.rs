@@ -11,14 +11,15 @@
 //! - `groups`:      `group id` → [`GroupRecord`] (name, flags, members and roles)
 //! - `group_acks`:  `group id ++ username` → the member's acknowledged sequence (u64)
 //! - `memberships`: `username ++ 0x00 ++ group id` → empty (a user's groups)
-//! - `dedup`:       `sender uid ++ client_msg_id` → [`DedupEntry`]
+//! - `dedup`:       `sender id ++ client_msg_id ++ destination id` → [`DedupEntry`]
+//! - `services`:    `service name` → [`ServiceRecord`]
 //! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 
 mod groups;
 mod records;
 mod seqlog;
 
-pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, StoredMessage};
+pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
 pub use seqlog::{LogState, SeqLog};
 
 use std::path::Path;
@@ -58,6 +59,7 @@ pub struct Store {
     groups: sled::Tree,
     group_acks: sled::Tree,
     memberships: sled::Tree,
+    services: sled::Tree,
     /// Users' inboxes.
     pub inbox: SeqLog,
     /// Groups' shared histories.
@@ -78,6 +80,7 @@ impl Store {
             groups: db.open_tree("groups")?,
             group_acks: db.open_tree("group_acks")?,
             memberships: db.open_tree("memberships")?,
+            services: db.open_tree("services")?,
             inbox: SeqLog::new(db.open_tree("inbox")?, "inbox"),
             group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
             fail_flushes: Arc::default(),
@@ -135,15 +138,51 @@ impl Store {
         Ok(names)
     }
 
-    pub fn dedup_get(&self, sender: u64, client_msg_id: u64) -> StoreResult<Option<DedupEntry>> {
-        match self.dedup.get(pair_key(sender, client_msg_id))? {
+    /// What an earlier send by `sender` with this id to `destination` (a user or group id;
+    /// ids share one space) produced, if there was one.
+    pub fn dedup_get(&self, sender: u64, client_msg_id: u64, destination: u64) -> StoreResult<Option<DedupEntry>> {
+        match self.dedup.get(dedup_key(sender, client_msg_id, destination))? {
             Some(raw) => Ok(Some(decode("dedup", &raw)?)),
             None => Ok(None),
         }
     }
 
     pub fn dedup_put(&self, sender: u64, client_msg_id: u64, entry: &DedupEntry) -> StoreResult<()> {
-        self.dedup.insert(pair_key(sender, client_msg_id), encode(entry))?;
+        self.dedup.insert(dedup_key(sender, client_msg_id, entry.recipient), encode(entry))?;
+        Ok(())
+    }
+
+    pub fn service(&self, name: &str) -> StoreResult<Option<ServiceRecord>> {
+        match self.services.get(name.as_bytes())? {
+            Some(raw) => Ok(Some(decode("services", &raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_service(&self, name: &str, record: &ServiceRecord) -> StoreResult<()> {
+        self.services.insert(name.as_bytes(), encode(record))?;
+        Ok(())
+    }
+
+    /// Returns whether there was such a service.
+    pub fn remove_service(&self, name: &str) -> StoreResult<bool> {
+        Ok(self.services.remove(name.as_bytes())?.is_some())
+    }
+
+    pub fn service_names(&self) -> StoreResult<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in self.services.iter() {
+            names.push(String::from_utf8_lossy(&entry?.0).into_owned());
+        }
+        Ok(names)
+    }
+
+    /// Removes the account and everything only it owned: inbox, tokens. Group
+    /// memberships are the caller's to settle first (they involve other members).
+    pub fn delete_account(&self, username: &str, uid: u64) -> StoreResult<()> {
+        self.inbox.remove_all(uid)?;
+        self.revoke_tokens(uid)?;
+        self.accounts.remove(username.as_bytes())?;
         Ok(())
     }
 
@@ -176,6 +215,14 @@ impl Store {
         Ok(())
     }
 
+    pub fn group_count(&self) -> u64 {
+        self.groups.len() as u64
+    }
+
+    pub fn size_on_disk(&self) -> StoreResult<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
     /// Counts every record; O(data), for administration and tests, not the message path.
     pub fn stats(&self) -> StoreResult<StoreStats> {
         Ok(StoreStats {
@@ -187,10 +234,11 @@ impl Store {
     }
 }
 
-fn pair_key(a: u64, b: u64) -> [u8; 16] {
-    let mut key = [0; 16];
-    key[..8].copy_from_slice(&a.to_be_bytes());
-    key[8..].copy_from_slice(&b.to_be_bytes());
+fn dedup_key(sender: u64, client_msg_id: u64, destination: u64) -> [u8; 24] {
+    let mut key = [0; 24];
+    key[..8].copy_from_slice(&sender.to_be_bytes());
+    key[8..16].copy_from_slice(&client_msg_id.to_be_bytes());
+    key[16..].copy_from_slice(&destination.to_be_bytes());
     key
 }
 
@@ -228,6 +276,8 @@ mod tests {
             timestamp_ms: 5,
             content: Content::text(text),
             event: None,
+            sender: crate::protocol::SenderKind::User,
+            except: None,
         }
     }
 

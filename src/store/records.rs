@@ -1,7 +1,8 @@
-//! The records the store keeps, encoded with postcard. Fields are only appended, like the
-//! wire protocol, so an old data directory stays readable.
+//! The records the store keeps, encoded with postcard. postcard is not self-describing: a
+//! record written with other fields does not decode, so a change of any record here needs
+//! a data migration (none has been needed yet; the format is that of the first release).
 
-use crate::protocol::{Content, GroupEvent, Role};
+use crate::protocol::{Content, GroupEvent, Role, SenderKind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -19,9 +20,12 @@ pub struct Account {
 pub struct StoredMessage {
     pub message_id: u64,
     pub from: String,
+    pub sender: SenderKind,
     pub timestamp_ms: u64,
     pub content: Content,
     pub event: Option<GroupEvent>,
+    /// A group member this message is not for (a service's "everyone but").
+    pub except: Option<String>,
 }
 
 /// What a sender's earlier send produced, so a retry gets the same receipt.
@@ -46,4 +50,14 @@ pub struct MemberRecord {
     pub username: String,
     pub uid: u64,
     pub role: Role,
+}
+
+/// A back-end service allowed to log in (`confabd service add`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    /// Identifies the service as a sender (for idempotent sends).
+    pub uid: u64,
+    /// BLAKE2s of the token: the token itself is shown once, at creation.
+    pub token_digest: [u8; 32],
+    pub created_ms: u64,
 }

@@ -69,7 +69,7 @@ impl Worker {
     }
 
     /// Refuses before any hashing while the account or the address must wait.
-    fn throttled(&self, username: &str, peer: IpAddr) -> Handled {
+    pub fn throttled(&self, username: &str, peer: IpAddr) -> Handled {
         match self.shared.throttle.wait(username, peer, Instant::now()) {
             None => Ok(()),
             Some(wait) => Err(Refusal::new(
@@ -79,7 +79,7 @@ impl Worker {
         }
     }
 
-    fn login_failed(&self, username: &str, peer: IpAddr) {
+    pub fn login_failed(&self, username: &str, peer: IpAddr) {
         self.shared.throttle.failed(username, peer, Instant::now());
     }
 
@@ -164,9 +164,9 @@ impl Worker {
         if let Some(old) = previous.filter(|old| old.conn != conn) {
             // One live session per user: the newer login wins, the older hears why.
             self.batch.push(old.conn, Push::Kicked { reason: "logged in elsewhere".into() }, false);
-            self.batch.control(LoopMsg::Close { conn: old.conn });
+            self.batch.control(LoopMsg::Close { conn: old.conn, reason: "logged in elsewhere" });
         }
-        let user = SessionUser { name: name.clone(), uid: account.user_id, admin: account.admin };
+        let user = SessionUser { name: name.clone(), uid: account.user_id, admin: account.admin, service: false };
         self.batch.control(LoopMsg::Bind { conn, user });
         let reply = Reply::LoggedIn {
             user_id: account.user_id,
@@ -178,6 +178,7 @@ impl Worker {
         // Durable: a token handed out must survive a crash, or the client is locked out.
         self.batch.reply(conn, request_id, reply, true);
         self.shared.directory.set(name.clone(), account.display_name, conn);
+        self.connection_event(&name, true, "login");
         debug!("{name} logged in; inbox acked {acked} of {last_seq}");
         // Group backlogs come from the groups' workers, after this batch's reply.
         for group_id in self.shared.store.memberships(&name)? {
@@ -190,8 +191,8 @@ impl Worker {
         self.pump_inbox(&name)
     }
 
-    /// The user's session on `conn` is over (closed, kicked, logged out).
-    pub fn end_session(&mut self, conn: ConnId, user: &SessionUser) {
+    /// The user's session on `conn` is over (closed, kicked, logged out) for `reason`.
+    pub fn end_session(&mut self, conn: ConnId, user: &SessionUser, reason: &str) {
         let Some(state) = self.users.get_mut(&user.name) else {
             return;
         };
@@ -201,6 +202,7 @@ impl Worker {
             if let Err(refusal) = self.announce(&user.name, false) {
                 debug!("presence for {}: {}", user.name, refusal.message);
             }
+            self.connection_event(&user.name, false, reason);
             debug!("{} went offline", user.name);
         }
     }
@@ -209,10 +211,10 @@ impl Worker {
         self.own_session(conn, user)?;
         self.shared.store.revoke_tokens(user.uid)?;
         self.batch.dirty = true;
-        self.closed(conn, user);
+        self.closed(conn, user, "logout");
         // Other workers forget the connection's group sessions, rooms and subscriptions.
         for worker in (0..self.peers.len()).filter(|w| *w != self.index) {
-            self.batch.send_to_worker(worker, WorkerCmd::Closed { conn, user: user.clone() });
+            self.batch.send_to_worker(worker, WorkerCmd::Closed { conn, user: user.clone(), reason: "logout" });
         }
         self.batch.control(LoopMsg::Unbind { conn });
         self.batch.reply(conn, request_id, Reply::LoggedOut, true);

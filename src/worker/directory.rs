@@ -91,6 +91,29 @@ impl RoomList {
     }
 }
 
+/// Service connections that watch users connecting and disconnecting.
+#[derive(Clone, Default)]
+pub struct ConnectionWatchers {
+    conns: Arc<RwLock<Vec<ConnId>>>,
+}
+
+impl ConnectionWatchers {
+    pub fn add(&self, conn: ConnId) {
+        let mut conns = write(&self.conns);
+        if !conns.contains(&conn) {
+            conns.push(conn);
+        }
+    }
+
+    pub fn remove(&self, conn: ConnId) {
+        write(&self.conns).retain(|c| *c != conn);
+    }
+
+    pub fn list(&self) -> Vec<ConnId> {
+        read(&self.conns).clone()
+    }
+}
+
 // A panic while holding one of these locks cannot leave a map half-updated (each write is
 // one insert or remove), so a poisoned lock is still safe to use.
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {

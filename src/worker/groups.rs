@@ -13,10 +13,11 @@ use super::handler::{Handled, Refusal, Worker};
 use super::inbox::{beyond, now_ms, resync, wire, wire_size, Cursor, Session, READ_CHUNK};
 use super::{Owner, WorkerCmd};
 use crate::frame;
+use crate::metrics::Metrics;
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{
     valid_display_name, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, MediaKind, MemberInfo, Message, Push,
-    Reply, Role, ServerFrame,
+    Reply, Role, SenderKind, ServerFrame,
 };
 use crate::store::{GroupRecord, MemberRecord, StoredMessage};
 use std::collections::BTreeMap;
@@ -58,6 +59,20 @@ impl GroupState {
             .map(|m| m.role)
             .ok_or_else(|| Refusal::new(ErrorCode::NotAMember, "not a member of this group"))
     }
+}
+
+/// The member a stored group message is not pushed to: its user sender (who has the
+/// receipt), or the member a service excluded. Events go to everyone.
+fn skipped_member(stored: &StoredMessage) -> Option<&str> {
+    match (&stored.except, stored.sender, &stored.event) {
+        (Some(except), _, _) => Some(except),
+        (None, SenderKind::User, None) => Some(&stored.from),
+        _ => None,
+    }
+}
+
+fn group_last_seq_minus_floor(group: &GroupState) -> u64 {
+    group.last_seq - group.floor
 }
 
 fn system_content() -> Content {
@@ -162,12 +177,20 @@ impl Worker {
         content: Content,
     ) -> Handled {
         self.group(id)?.role_of(&from.name)?;
-        if self.earlier_send(conn, request_id, from, client_msg_id)? {
+        if self.earlier_send(conn, request_id, from, client_msg_id, id)? {
             return Ok(());
         }
+        self.received(1);
         let message_id = self.shared.store.next_id()?;
-        let stored =
-            StoredMessage { message_id, from: from.name.to_string(), timestamp_ms: now_ms(), content, event: None };
+        let stored = StoredMessage {
+            message_id,
+            from: from.name.to_string(),
+            sender: SenderKind::User,
+            timestamp_ms: now_ms(),
+            content,
+            event: None,
+            except: None,
+        };
         let seq = self.group(id)?.last_seq + 1;
         self.store_message(
             Conversation::Group(id),
@@ -176,7 +199,8 @@ impl Worker {
             &stored,
             Some((conn, request_id, from.uid, client_msg_id)),
         )?;
-        self.deliver_group(id, seq, stored)
+        self.deliver_group(id, seq, stored)?;
+        Ok(())
     }
 
     /// Stores a group event as the next message and delivers it to every member online.
@@ -185,21 +209,25 @@ impl Worker {
         let stored = StoredMessage {
             message_id,
             from: by.to_string(),
+            sender: SenderKind::User,
             timestamp_ms: now_ms(),
             content: system_content(),
             event: Some(event),
+            except: None,
         };
         let seq = self.group(id)?.last_seq + 1;
         self.store_message(Conversation::Group(id), id, seq, &stored, None)?;
-        self.deliver_group(id, seq, stored)
+        self.deliver_group(id, seq, stored)?;
+        Ok(())
     }
 
-    /// Pushes a just-stored message to every member whose cursor is caught up. The sender
-    /// gets no push of its own message (it has the receipt); events go to everyone.
-    fn deliver_group(&mut self, id: u64, seq: u64, stored: StoredMessage) -> Handled {
+    /// Pushes a just-stored message to every member whose cursor is caught up; returns how
+    /// many got it. A member gets no push of its own message (it has the receipt), nor of
+    /// one addressed to everyone but it; events go to everyone.
+    pub fn deliver_group(&mut self, id: u64, seq: u64, stored: StoredMessage) -> Result<u32, Refusal> {
         let window = self.window();
         let retention = self.shared.config.group_retention.max(1);
-        let own_message = stored.event.is_none().then(|| stored.from.clone());
+        let skipped = skipped_member(&stored).map(str::to_string);
         let size = wire_size(&stored);
         // Encoded once for everyone whose previous push was seq - 1 (nearly always);
         // anyone else gets a copy with their own prev_seq.
@@ -207,14 +235,16 @@ impl Worker {
         let shared = frame::encode(&ServerFrame::Push(Push::Message(message.clone())));
         let group = self.groups.get_mut(&id).expect("caller loaded the group");
         group.last_seq = seq;
+        let mut delivered = 0;
         for (name, member) in group.members.iter_mut() {
-            if own_message.as_deref() == Some(&**name) {
+            if skipped.as_deref() == Some(&**name) {
                 if let Some(session) = member.cursor.session.as_mut() {
                     if session.sent_upto + 1 == seq {
                         session.sent_upto = seq;
                     }
                 }
             } else if let Some((conn, prev)) = member.cursor.take_live(seq, size, window) {
+                delivered += 1;
                 if prev + 1 == seq {
                     self.batch.frame_bytes(conn, &shared, true);
                 } else {
@@ -224,10 +254,28 @@ impl Worker {
             }
         }
         if seq - group.floor > retention {
-            group.floor = seq - retention;
-            self.shared.store.group_log.trim(id, group.floor)?;
+            let floor = seq - retention;
+            self.shared.metrics.stored_delta(-((floor - group.floor) as i64));
+            group.floor = floor;
+            self.shared.store.group_log.trim(id, floor)?;
         }
-        Ok(())
+        self.delivered(u64::from(delivered));
+        Ok(delivered)
+    }
+
+    /// The connections of the group's online members, but `except`.
+    pub fn group_sessions(&mut self, id: u64, except: Option<&str>) -> Result<Vec<ConnId>, Refusal> {
+        let group = self.group(id)?;
+        Ok(group
+            .members
+            .iter()
+            .filter(|(name, _)| except != Some(&***name))
+            .filter_map(|(_, m)| m.cursor.session.as_ref().map(|s| s.conn))
+            .collect())
+    }
+
+    pub fn group_last_seq(&mut self, id: u64) -> Result<u64, Refusal> {
+        Ok(self.group(id)?.last_seq)
     }
 
     /// Pushes a member's backlog while its window allows, skipping its own messages.
@@ -252,7 +300,7 @@ impl Worker {
             }
             let conn = session.conn;
             for (seq, stored) in chunk {
-                if stored.event.is_none() && stored.from == name {
+                if skipped_member(&stored) == Some(name) {
                     session.sent_upto = seq;
                     continue;
                 }
@@ -261,6 +309,7 @@ impl Worker {
                 }
                 let prev = session.pushed(seq, wire_size(&stored));
                 self.batch.push(conn, Push::Message(wire(Conversation::Group(id), seq, prev, stored)), true);
+                Metrics::add(&self.shared.metrics.delivered, 1);
             }
         }
     }
@@ -327,9 +376,11 @@ impl Worker {
     fn trim_group(&mut self, id: u64) -> Handled {
         let group = self.group(id)?;
         let lowest = group.members.values().map(|m| m.cursor.acked).min().unwrap_or(group.last_seq);
-        if lowest > group.floor {
+        let floor = group.floor;
+        if lowest > floor {
             group.floor = lowest;
             self.shared.store.group_log.trim(id, lowest)?;
+            self.shared.metrics.stored_delta(-((lowest - floor) as i64));
             self.batch.dirty = true;
         }
         Ok(())
@@ -511,7 +562,9 @@ impl Worker {
             prev_seq: group.last_seq,
             message_id: 0,
             from: user.name.to_string(),
+            sender: SenderKind::User,
             timestamp_ms: now_ms(),
+
             content: system_content(),
             event: Some(GroupEvent::Deleted { by: user.name.to_string() }),
         };
@@ -520,6 +573,7 @@ impl Worker {
         let online: Vec<ConnId> =
             group.members.values().filter_map(|m| m.cursor.session.as_ref().map(|s| s.conn)).collect();
         self.shared.store.delete_group(id, &record)?;
+        self.shared.metrics.stored_delta(-((group_last_seq_minus_floor(&self.groups[&id])) as i64));
         self.batch.dirty = true;
         self.groups.remove(&id);
         for target in online {

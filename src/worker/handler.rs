@@ -6,11 +6,12 @@ use super::groups::GroupState;
 use super::inbox::UserState;
 use super::presence::Watchers;
 use super::rooms::Room;
+use super::services::{Gather, Outgoing};
 use super::{Owner, Shared, WorkerCmd};
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{Conversation, ErrorCode, Request, Target};
 use crate::store::StoreError;
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use log::{debug, error};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -53,6 +54,9 @@ pub struct Worker {
     /// What each connection has here, so a closed connection is forgotten in O(its state).
     pub conn_groups: HashMap<ConnId, Vec<u64>>,
     pub conn_rooms: HashMap<ConnId, Vec<Arc<str>>>,
+    /// Service sends this worker coordinates, waiting for their parts.
+    pub gathers: HashMap<u64, Gather>,
+    pub next_gather: u64,
 }
 
 impl Worker {
@@ -68,15 +72,24 @@ impl Worker {
             watchers: Watchers::default(),
             conn_groups: HashMap::new(),
             conn_rooms: HashMap::new(),
+            gathers: HashMap::new(),
+            next_gather: 0,
         }
     }
 
     pub fn run(mut self, requests: Receiver<WorkerCmd>, internal: Receiver<WorkerCmd>) {
+        // Worker 0 also logs the statistics line; the others never tick.
+        let interval = self.shared.config.stats_interval;
+        let ticks = if self.index == 0 && !interval.is_zero() { tick(interval) } else { never() };
         let mut stopping = false;
         while !stopping {
             let first = select! {
                 recv(internal) -> cmd => cmd,
                 recv(requests) -> cmd => cmd,
+                recv(ticks) -> _ => {
+                    self.log_stats();
+                    continue;
+                }
             };
             let Ok(first) = first else { break };
             stopping = !self.handle(first);
@@ -84,9 +97,7 @@ impl Worker {
             // Drain both queues for this batch; once stopping, drain them completely so
             // nothing accepted before shutdown is dropped.
             while stopping || handled < self.shared.config.max_batch {
-                let Ok(cmd) = internal.try_recv().or_else(|_| requests.try_recv()) else {
-                    break;
-                };
+                let Ok(cmd) = internal.try_recv().or_else(|_| requests.try_recv()) else { break };
                 stopping |= !self.handle(cmd);
                 handled += 1;
             }
@@ -104,7 +115,14 @@ impl Worker {
                 }
             }
             WorkerCmd::Hashed(outcome) => self.hashed(outcome),
-            WorkerCmd::Closed { conn, user } => self.closed(conn, &user),
+            WorkerCmd::Closed { conn, user, reason } => self.closed(conn, &user, reason),
+            WorkerCmd::ServiceDeliver { coordinator, gather, service, users, message } => {
+                self.service_deliver(coordinator, gather, &service, users, &message)
+            }
+            WorkerCmd::ServiceGroup { coordinator, gather, service, group_id, except, message } => {
+                self.service_group(coordinator, gather, &service, group_id, except, message)
+            }
+            WorkerCmd::Gathered { gather, outcome } => self.gathered(gather, outcome),
             WorkerCmd::MemberOnline { group_id, username, conn } => {
                 if let Err(refusal) = self.member_online(group_id, &username, conn) {
                     debug!("group {group_id} catch-up for {username}: {}", refusal.message);
@@ -133,6 +151,7 @@ impl Worker {
                 Request::Register { username, password } => self.register(conn, request_id, username, password),
                 Request::Login { username, password } => self.login(conn, peer, request_id, username, password),
                 Request::Resume { username, token } => self.resume(conn, peer, request_id, username, token),
+                Request::ServiceLogin { name, token } => self.service_login(conn, peer, request_id, name, token),
                 // The loop admits nothing else before login.
                 other => Err(unexpected(other)),
             };
@@ -193,19 +212,32 @@ impl Worker {
             }
             Request::SubscribePresence { username } => self.subscribe(conn, request_id, &user, &username),
             Request::UnsubscribePresence { username } => self.unsubscribe(conn, request_id, &username),
+            Request::ServiceSend { to, client_msg_id, transient, content } => {
+                let message = Outgoing { client_msg_id, transient, content };
+                self.service_send(conn, request_id, &user, to, message)
+            }
+            Request::QueryOnline { users } => self.query_online(conn, request_id, users),
+            Request::Disconnect { username, reason } => self.disconnect_user(conn, request_id, &username, reason),
+            Request::WatchConnections => {
+                self.watch_connections(conn, request_id);
+                Ok(())
+            }
+            Request::Stats => self.stats(conn, request_id, &user),
             other @ (Request::Hello { .. }
             | Request::Ping
             | Request::Register { .. }
             | Request::Login { .. }
-            | Request::Resume { .. }) => Err(unexpected(other)),
+            | Request::Resume { .. }
+            | Request::ServiceLogin { .. }) => Err(unexpected(other)),
         }
     }
 
     /// Everything this worker holds for a connection whose session ended.
-    pub fn closed(&mut self, conn: ConnId, user: &SessionUser) {
-        if self.owns(Owner::User(&user.name)) {
-            self.end_session(conn, user);
+    pub fn closed(&mut self, conn: ConnId, user: &SessionUser, reason: &str) {
+        if !user.service && self.owns(Owner::User(&user.name)) {
+            self.end_session(conn, user, reason);
         }
+        self.shared.connection_watchers.remove(conn);
         if let Some(ids) = self.conn_groups.remove(&conn) {
             for id in ids {
                 self.detach_member(id, &user.name, conn);

@@ -8,8 +8,9 @@
 //! beyond the last ack.
 
 use super::handler::{Handled, Refusal, Worker};
+use crate::metrics::Metrics;
 use crate::net::{ConnId, SessionUser};
-use crate::protocol::{Content, Conversation, ErrorCode, Message, Push, Reply};
+use crate::protocol::{Content, Conversation, ErrorCode, Message, Push, Reply, SenderKind};
 use crate::store::{DedupEntry, StoredMessage};
 use log::error;
 
@@ -88,7 +89,9 @@ impl Cursor {
     /// still check [`Session::has_room`]).
     pub fn deliverable(&self, last_seq: u64, window: Window) -> Option<(u64, u64)> {
         let session = self.session.as_ref().filter(|s| s.has_room(window))?;
-        let outstanding = session.sent_upto.saturating_sub(self.acked);
+        // Only what was actually pushed counts: a member's own group messages, skipped,
+        // must not hold its window shut.
+        let outstanding = session.in_flight.len() as u64;
         let count = window.messages.saturating_sub(outstanding).min(last_seq.saturating_sub(session.sent_upto));
         (count > 0).then_some((session.sent_upto + 1, count))
     }
@@ -170,8 +173,10 @@ impl Worker {
     ) -> Handled {
         let state = self.user_state(to)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
         let target = state.cursor.session.as_ref().map(|s| s.conn);
+        self.received(1);
         if let Some(target) = target {
             self.batch.push(target, Push::Transient { from: from.name.to_string(), content }, false);
+            self.delivered(1);
         }
         self.batch.reply(conn, request_id, Reply::TransientSent { delivered: target.is_some() }, false);
         Ok(())
@@ -184,11 +189,12 @@ impl Worker {
         request_id: u32,
         from: &SessionUser,
         client_msg_id: u64,
+        destination: u64,
     ) -> Result<bool, Refusal> {
         if client_msg_id == 0 {
             return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
         }
-        let Some(earlier) = self.shared.store.dedup_get(from.uid, client_msg_id)? else {
+        let Some(earlier) = self.shared.store.dedup_get(from.uid, client_msg_id, destination)? else {
             return Ok(false);
         };
         let reply = Reply::Sent {
@@ -216,6 +222,7 @@ impl Worker {
             Conversation::Inbox => store.inbox.append(owner, seq, message)?,
             Conversation::Group(_) => store.group_log.append(owner, seq, message)?,
         }
+        self.shared.metrics.stored_delta(1);
         self.batch.dirty = true;
         if let Some((conn, request_id, sender_uid, client_msg_id)) = receipt {
             let entry = DedupEntry {
@@ -245,15 +252,21 @@ impl Worker {
         client_msg_id: u64,
         content: Content,
     ) -> Handled {
-        if self.user_state(to)?.is_none() {
-            return Err(Refusal::new(ErrorCode::UnknownUser, "no such user"));
-        }
-        if self.earlier_send(conn, request_id, from, client_msg_id)? {
+        let uid = self.user_state(to)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?.uid;
+        if self.earlier_send(conn, request_id, from, client_msg_id, uid)? {
             return Ok(());
         }
+        self.received(1);
         let message_id = self.shared.store.next_id()?;
-        let stored =
-            StoredMessage { message_id, from: from.name.to_string(), timestamp_ms: now_ms(), content, event: None };
+        let stored = StoredMessage {
+            message_id,
+            from: from.name.to_string(),
+            sender: SenderKind::User,
+            timestamp_ms: now_ms(),
+            content,
+            event: None,
+            except: None,
+        };
         let state = self.users.get(to).expect("user_state loaded the user");
         let (uid, seq) = (state.uid, state.last_seq + 1);
         self.store_message(Conversation::Inbox, uid, seq, &stored, Some((conn, request_id, from.uid, client_msg_id)))?;
@@ -263,6 +276,7 @@ impl Worker {
         state.last_seq = seq;
         if let Some((target, prev)) = state.cursor.take_live(seq, wire_size(&stored), window) {
             self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
+            self.delivered(1);
         }
         Ok(())
     }
@@ -273,8 +287,10 @@ impl Worker {
         if up_to > state.last_seq {
             return Err(beyond("ack", up_to, state.last_seq));
         }
+        let before = state.cursor.acked;
         if state.cursor.ack(up_to) {
             self.shared.store.inbox.trim(state.uid, up_to)?;
+            self.shared.metrics.stored_delta(-((up_to - before) as i64));
             self.batch.dirty = true;
         }
         let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: state.cursor.acked };
@@ -312,8 +328,17 @@ impl Worker {
                 }
                 let prev = session.pushed(seq, wire_size(&stored));
                 self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
+                Metrics::add(&self.shared.metrics.delivered, 1);
             }
         }
+    }
+
+    pub fn received(&self, n: u64) {
+        Metrics::add(&self.shared.metrics.received, n);
+    }
+
+    pub fn delivered(&self, n: u64) {
+        Metrics::add(&self.shared.metrics.delivered, n);
     }
 
     pub fn window(&self) -> Window {
@@ -346,6 +371,7 @@ pub fn wire(conversation: Conversation, seq: u64, prev_seq: u64, stored: StoredM
         prev_seq,
         message_id: stored.message_id,
         from: stored.from,
+        sender: stored.sender,
         timestamp_ms: stored.timestamp_ms,
         content: stored.content,
         event: stored.event,
@@ -373,11 +399,22 @@ mod tests {
         assert_eq!(cursor(0, None).deliverable(5, w(10)), None);
     }
 
+    /// A session that has pushed `pushed` messages after `acked`.
+    fn pushed(acked: u64, pushed: u64) -> Cursor {
+        let mut c = cursor(acked, Some(acked));
+        for seq in acked + 1..=acked + pushed {
+            c.session.as_mut().unwrap().pushed(seq, 10);
+        }
+        c
+    }
+
     #[test]
     fn backlog_is_paced_by_the_window() {
         assert_eq!(cursor(0, Some(0)).deliverable(5000, w(100)), Some((1, 100)));
-        assert_eq!(cursor(0, Some(100)).deliverable(5000, w(100)), None);
-        assert_eq!(cursor(60, Some(100)).deliverable(5000, w(100)), Some((101, 60)));
+        assert_eq!(pushed(0, 100).deliverable(5000, w(100)), None);
+        let mut c = pushed(0, 100);
+        assert!(c.ack(60));
+        assert_eq!(c.deliverable(5000, w(100)), Some((101, 60)));
     }
 
     #[test]
@@ -389,6 +426,15 @@ mod tests {
         assert!(c.deliverable(3, window).is_none(), "1200 bytes in flight");
         assert!(c.ack(1));
         assert_eq!(c.deliverable(3, window), Some((3, 1)));
+    }
+
+    #[test]
+    fn skipped_messages_do_not_fill_the_window() {
+        let mut c = cursor(0, Some(0));
+        // Seqs 1..=10 are the member's own: skipped, never pushed.
+        c.session.as_mut().unwrap().sent_upto = 10;
+        assert_eq!(c.deliverable(11, w(5)), Some((11, 1)));
+        assert!(c.take_live(11, 10, w(5)).is_some());
     }
 
     #[test]

@@ -19,13 +19,16 @@ mod handler;
 mod inbox;
 mod presence;
 mod rooms;
+mod services;
+mod stats;
 
-pub use directory::{Directory, RoomList};
+pub use directory::{ConnectionWatchers, Directory, RoomList};
 
 use crate::auth::Hasher;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::net::{ConnId, Outbox, SessionUser};
-use crate::protocol::Request;
+use crate::protocol::{ErrorCode, Request};
 use crate::store::Store;
 use crate::throttle::LoginThrottle;
 use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
@@ -41,12 +44,32 @@ pub enum WorkerCmd {
     Hashed(accounts::HashOutcome),
     /// The connection's session ended (closed or logged out). Sent to every worker: each
     /// forgets what it holds for the connection (sessions, rooms, subscriptions).
-    Closed { conn: ConnId, user: SessionUser },
+    Closed { conn: ConnId, user: SessionUser, reason: &'static str },
     /// A member of a group this worker owns is online at `conn` (sent by the member's
     /// worker after login): deliver what the member has not acknowledged.
     MemberOnline { group_id: u64, username: Arc<str>, conn: ConnId },
     /// Create a group whose id the creator's worker allocated.
     CreateGroup { conn: ConnId, request_id: u32, creator: SessionUser, group_id: u64, name: String, open: bool },
+    /// Part of a service's send: store and push to these users of this worker (all its
+    /// online users when `users` is None), then report to the coordinating worker.
+    ServiceDeliver {
+        coordinator: usize,
+        gather: u64,
+        service: SessionUser,
+        users: Option<Vec<String>>,
+        message: services::Outgoing,
+    },
+    /// A service's send to a group this worker owns.
+    ServiceGroup {
+        coordinator: usize,
+        gather: u64,
+        service: SessionUser,
+        group_id: u64,
+        except: Option<String>,
+        message: services::Outgoing,
+    },
+    /// One part of a service's send is done (and flushed).
+    Gathered { gather: u64, outcome: Result<services::Tally, (ErrorCode, String)> },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }
@@ -57,6 +80,7 @@ pub enum Owner<'a> {
     User(&'a str),
     Group(u64),
     Room(&'a str),
+    Service(&'a str),
 }
 
 impl Owner<'_> {
@@ -66,6 +90,7 @@ impl Owner<'_> {
             Owner::User(name) => fnv1a(name.as_bytes(), 0),
             // A different seed, so a room and a user of the same name spread independently.
             Owner::Room(name) => fnv1a(name.as_bytes(), 0x52),
+            Owner::Service(name) => fnv1a(name.as_bytes(), 0x53),
             Owner::Group(id) => id,
         };
         (hash % workers) as usize
@@ -98,6 +123,9 @@ pub struct Shared {
     pub directory: Directory,
     pub rooms: RoomList,
     pub throttle: LoginThrottle,
+    pub metrics: Arc<Metrics>,
+    /// Service connections that asked for connection events.
+    pub connection_watchers: ConnectionWatchers,
 }
 
 impl Pool {

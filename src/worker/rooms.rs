@@ -95,6 +95,8 @@ impl Worker {
                 recipients += 1;
             }
         }
+        self.received(1);
+        self.delivered(u64::from(recipients));
         self.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
         Ok(())
     }
@@ -126,6 +128,8 @@ impl Worker {
                 recipients += 1;
             }
         }
+        self.received(1);
+        self.delivered(u64::from(recipients));
         self.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
         Ok(())
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use confab::client::Client;
 use confab::protocol::Reply;
 use confab::{Config, Server};

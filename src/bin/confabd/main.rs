@@ -1,4 +1,7 @@
-//! confabd: flags → Config → run until SIGINT or SIGTERM.
+//! confabd: flags → Config → run until SIGINT or SIGTERM; or an administration
+//! subcommand (see `commands`).
+
+mod commands;
 
 use clap::Parser;
 use confab::config::{Config, HashCost, DEFAULT_PORT};
@@ -13,11 +16,14 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(name = "confabd", version, about = "confab instant-messaging server")]
 struct Flags {
+    /// Without a subcommand, confabd runs the daemon.
+    #[command(subcommand)]
+    command: Option<commands::Command>,
     /// Address to listen on.
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
     listen: SocketAddr,
     /// Directory of the embedded database (created if missing).
-    #[arg(long, default_value = "confab-data")]
+    #[arg(long, default_value = "confab-data", global = true)]
     data_dir: PathBuf,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
@@ -44,10 +50,10 @@ struct Flags {
     #[arg(long, default_value_t = 1)]
     hash_threads: usize,
     /// Argon2id memory cost in KiB (lower only for tests and benchmarks).
-    #[arg(long, default_value_t = HashCost::default().memory_kib)]
+    #[arg(long, default_value_t = HashCost::default().memory_kib, global = true)]
     hash_memory_kib: u32,
     /// Argon2id passes.
-    #[arg(long, default_value_t = HashCost::default().iterations)]
+    #[arg(long, default_value_t = HashCost::default().iterations, global = true)]
     hash_iterations: u32,
     /// Most connections held at once.
     #[arg(long, default_value_t = 19_000)]
@@ -86,6 +92,9 @@ struct Flags {
     /// Let every user broadcast (by default only administrators may).
     #[arg(long)]
     broadcast_by_anyone: bool,
+    /// Seconds between statistics lines in the log; 0 turns them off.
+    #[arg(long, default_value_t = 60)]
+    stats_interval: u64,
 }
 
 impl Flags {
@@ -112,6 +121,7 @@ impl Flags {
             group_retention: self.group_retention,
             max_room_members: self.max_room_members,
             broadcast_by_anyone: self.broadcast_by_anyone,
+            stats_interval: Duration::from_secs(self.stats_interval),
             ..Config::default()
         }
     }
@@ -133,7 +143,17 @@ fn init_logging(flags: &Flags) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let mut flags = Flags::parse();
+    if let Some(command) = flags.command.take() {
+        let cost = HashCost { memory_kib: flags.hash_memory_kib, iterations: flags.hash_iterations };
+        return match commands::run(command, &flags.data_dir, cost) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("confabd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = init_logging(&flags) {
         eprintln!("confabd: {e}");
         return ExitCode::FAILURE;

@@ -1,0 +1,228 @@
+//! Administration of a data directory while the daemon is stopped (sled locks the
+//! directory, so these fail cleanly while it runs): accounts, administrators, service
+//! tokens, storage statistics. `confabd` exposes each as a subcommand.
+
+use crate::auth::{hash_with_cost, new_token, token_digest};
+use crate::config::HashCost;
+use crate::protocol::{valid_password, valid_username, Role};
+use crate::store::{Account, ServiceRecord, Store, StoreError, StoreStats};
+use std::time::{SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("not a valid name (3-32 characters of a-z 0-9 _ . -)")]
+    InvalidName,
+    #[error("passwords are 8-256 bytes")]
+    InvalidPassword,
+    #[error("no such user: {0}")]
+    NoSuchUser(String),
+    #[error("no such service: {0}")]
+    NoSuchService(String),
+    #[error("name taken: {0}")]
+    NameTaken(String),
+    #[error("the system could not provide randomness or hash the password")]
+    Crypto,
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// An account as the user list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    pub username: String,
+    pub user_id: u64,
+    pub display_name: String,
+    pub admin: bool,
+}
+
+pub fn add_user(store: &Store, username: &str, password: &str, cost: HashCost) -> AdminResult<u64> {
+    if !valid_username(username) {
+        return Err(AdminError::InvalidName);
+    }
+    if !valid_password(password) {
+        return Err(AdminError::InvalidPassword);
+    }
+    let password_hash = hash_with_cost(password, cost).ok_or(AdminError::Crypto)?;
+    let user_id = store.next_id()?;
+    let account =
+        Account { user_id, display_name: username.to_string(), password_hash, admin: false, created_ms: now_ms() };
+    if !store.create_account(username, &account)? {
+        return Err(AdminError::NameTaken(username.to_string()));
+    }
+    store.flush()?;
+    Ok(user_id)
+}
+
+/// Sets a new password and revokes every resume token of the user.
+pub fn set_password(store: &Store, username: &str, password: &str, cost: HashCost) -> AdminResult<()> {
+    if !valid_password(password) {
+        return Err(AdminError::InvalidPassword);
+    }
+    let mut account = existing(store, username)?;
+    account.password_hash = hash_with_cost(password, cost).ok_or(AdminError::Crypto)?;
+    store.put_account(username, &account)?;
+    store.revoke_tokens(account.user_id)?;
+    store.flush()?;
+    Ok(())
+}
+
+pub fn set_admin(store: &Store, username: &str, admin: bool) -> AdminResult<()> {
+    let mut account = existing(store, username)?;
+    account.admin = admin;
+    store.put_account(username, &account)?;
+    store.flush()?;
+    Ok(())
+}
+
+/// Deletes the account, its inbox and tokens, and takes it out of its groups: an owner's
+/// group passes to an admin (or else a member), and a group left empty is deleted.
+pub fn delete_user(store: &Store, username: &str) -> AdminResult<()> {
+    let account = existing(store, username)?;
+    for group_id in store.memberships(username)? {
+        let Some(mut record) = store.group(group_id)? else { continue };
+        let was_owner = record.members.iter().any(|m| m.username == username && m.role == Role::Owner);
+        record.members.retain(|m| m.username != username);
+        store.remove_group_ack(group_id, username)?;
+        store.remove_membership(username, group_id)?;
+        if record.members.is_empty() {
+            store.delete_group(group_id, &record)?;
+            continue;
+        }
+        if was_owner {
+            let heir = record.members.iter().position(|m| m.role == Role::Admin).unwrap_or(0);
+            record.members[heir].role = Role::Owner;
+        }
+        store.put_group(group_id, &record)?;
+    }
+    store.delete_account(username, account.user_id)?;
+    store.flush()?;
+    Ok(())
+}
+
+pub fn list_users(store: &Store) -> AdminResult<Vec<UserSummary>> {
+    let mut users = Vec::new();
+    for username in store.usernames()? {
+        if let Some(account) = store.account(&username)? {
+            users.push(UserSummary {
+                username,
+                user_id: account.user_id,
+                display_name: account.display_name,
+                admin: account.admin,
+            });
+        }
+    }
+    Ok(users)
+}
+
+/// Creates (or replaces the token of) a service; returns the token, which is shown only
+/// now: the store keeps its digest.
+pub fn add_service(store: &Store, name: &str) -> AdminResult<String> {
+    if !valid_username(name) {
+        return Err(AdminError::InvalidName);
+    }
+    let token: String = new_token().ok_or(AdminError::Crypto)?.iter().map(|b| format!("{b:02x}")).collect();
+    let uid = match store.service(name)? {
+        Some(existing) => existing.uid,
+        None => store.next_id()?,
+    };
+    let record = ServiceRecord { uid, token_digest: token_digest(token.as_bytes()), created_ms: now_ms() };
+    store.put_service(name, &record)?;
+    store.flush()?;
+    Ok(token)
+}
+
+pub fn remove_service(store: &Store, name: &str) -> AdminResult<()> {
+    if !store.remove_service(name)? {
+        return Err(AdminError::NoSuchService(name.to_string()));
+    }
+    store.flush()?;
+    Ok(())
+}
+
+pub fn list_services(store: &Store) -> AdminResult<Vec<String>> {
+    Ok(store.service_names()?)
+}
+
+pub fn storage_stats(store: &Store) -> AdminResult<StoreStats> {
+    Ok(store.stats()?)
+}
+
+fn existing(store: &Store, username: &str) -> AdminResult<Account> {
+    store.account(username)?.ok_or_else(|| AdminError::NoSuchUser(username.to_string()))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{GroupRecord, MemberRecord};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn users_are_added_listed_promoted_and_deleted() {
+        let (_dir, store) = store();
+        let id = add_user(&store, "alice", "password1", HashCost::MINIMUM).unwrap();
+        assert!(matches!(add_user(&store, "alice", "password1", HashCost::MINIMUM), Err(AdminError::NameTaken(_))));
+        assert!(matches!(add_user(&store, "A", "password1", HashCost::MINIMUM), Err(AdminError::InvalidName)));
+        set_admin(&store, "alice", true).unwrap();
+        let users = list_users(&store).unwrap();
+        assert_eq!(
+            users,
+            vec![UserSummary { username: "alice".into(), user_id: id, display_name: "alice".into(), admin: true }]
+        );
+        store.put_token(id, &[1; 32], u64::MAX).unwrap();
+        set_password(&store, "alice", "password2", HashCost::MINIMUM).unwrap();
+        assert!(!store.token_valid(id, &[1; 32], 0).unwrap(), "a new password revokes tokens");
+        delete_user(&store, "alice").unwrap();
+        assert!(list_users(&store).unwrap().is_empty());
+        assert!(matches!(delete_user(&store, "alice"), Err(AdminError::NoSuchUser(_))));
+    }
+
+    #[test]
+    fn deleting_an_owner_hands_the_group_on() {
+        let (_dir, store) = store();
+        add_user(&store, "owner", "password1", HashCost::MINIMUM).unwrap();
+        let record = GroupRecord {
+            name: "g".into(),
+            open: false,
+            created_ms: 0,
+            members: vec![
+                MemberRecord { username: "member".into(), uid: 9, role: Role::Member },
+                MemberRecord { username: "owner".into(), uid: 1, role: Role::Owner },
+            ],
+        };
+        store.put_group(5, &record).unwrap();
+        store.add_membership("owner", 5).unwrap();
+        store.add_membership("member", 5).unwrap();
+        delete_user(&store, "owner").unwrap();
+        let record = store.group(5).unwrap().unwrap();
+        assert_eq!(record.members, vec![MemberRecord { username: "member".into(), uid: 9, role: Role::Owner }]);
+        assert!(store.memberships("owner").unwrap().is_empty());
+    }
+
+    #[test]
+    fn service_tokens_are_shown_once_and_stored_as_digests() {
+        let (_dir, store) = store();
+        let token = add_service(&store, "shop").unwrap();
+        assert_eq!(token.len(), 64);
+        let record = store.service("shop").unwrap().unwrap();
+        assert_eq!(record.token_digest, token_digest(token.as_bytes()));
+        let again = add_service(&store, "shop").unwrap();
+        assert_ne!(again, token, "a new token replaces the old");
+        assert_eq!(store.service("shop").unwrap().unwrap().uid, record.uid, "the identity stays");
+        assert_eq!(list_services(&store).unwrap(), vec!["shop".to_string()]);
+        remove_service(&store, "shop").unwrap();
+        assert!(matches!(remove_service(&store, "shop"), Err(AdminError::NoSuchService(_))));
+    }
+}

@@ -1,0 +1,173 @@
+//! confabd's administration subcommands: they work on a data directory while the daemon
+//! is stopped (sled's lock makes them refuse while it runs), except `stats`, which asks a
+//! running daemon over the protocol.
+
+use clap::{Args, Subcommand};
+use confab::admin::{self, AdminError};
+use confab::client::Client;
+use confab::config::HashCost;
+use confab::protocol::{Reply, Request};
+use confab::store::Store;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage user accounts (daemon stopped).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage service tokens for the push API (daemon stopped).
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Print what the data directory holds (daemon stopped).
+    Storage,
+    /// Print live statistics of a running daemon, asked as a service. The token is read
+    /// from the CONFAB_SERVICE_TOKEN environment variable, or else from standard input.
+    Stats(StatsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account; the password is read from standard input (one line).
+    Add { name: String },
+    /// Set a new password (read from standard input) and revoke the user's resume tokens.
+    Passwd { name: String },
+    /// Mark the user an administrator (may broadcast and read statistics), or unmark.
+    Admin {
+        name: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Delete the account, its stored messages and tokens; its groups pass to another member.
+    Delete { name: String },
+    /// List accounts.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Create a service (or give it a new token) and print its token, shown only this once.
+    Add { name: String },
+    /// Remove a service; its token stops working.
+    Remove { name: String },
+    /// List services.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The running daemon.
+    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], confab::config::DEFAULT_PORT)))]
+    pub server: SocketAddr,
+    /// The service to log in as.
+    #[arg(long)]
+    pub service: String,
+}
+
+/// Runs a subcommand; the error is printed by the caller.
+pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), String> {
+    if let Command::Stats(args) = command {
+        return stats(&args);
+    }
+    let store = Store::open(data_dir)
+        .map_err(|e| format!("cannot open {}: {e} (is confabd running on it? stop it first)", data_dir.display()))?;
+    let done = |r: Result<(), AdminError>| r.map_err(|e| e.to_string());
+    match command {
+        Command::User(UserCommand::Add { name }) => {
+            let id = admin::add_user(&store, &name, &read_line("password")?, cost).map_err(|e| e.to_string())?;
+            println!("created {name} (user id {id})");
+            Ok(())
+        }
+        Command::User(UserCommand::Passwd { name }) => {
+            done(admin::set_password(&store, &name, &read_line("password")?, cost))?;
+            println!("password of {name} changed; its resume tokens are revoked");
+            Ok(())
+        }
+        Command::User(UserCommand::Admin { name, off }) => {
+            done(admin::set_admin(&store, &name, !off))?;
+            println!("{name} is {}an administrator", if off { "no longer " } else { "" });
+            Ok(())
+        }
+        Command::User(UserCommand::Delete { name }) => {
+            done(admin::delete_user(&store, &name))?;
+            println!("deleted {name}");
+            Ok(())
+        }
+        Command::User(UserCommand::List) => {
+            for user in admin::list_users(&store).map_err(|e| e.to_string())? {
+                let role = if user.admin { "admin" } else { "user" };
+                println!("{}\t{}\t{}\t{}", user.username, user.user_id, role, user.display_name);
+            }
+            Ok(())
+        }
+        Command::Service(ServiceCommand::Add { name }) => {
+            let token = admin::add_service(&store, &name).map_err(|e| e.to_string())?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Service(ServiceCommand::Remove { name }) => {
+            done(admin::remove_service(&store, &name))?;
+            println!("removed service {name}");
+            Ok(())
+        }
+        Command::Service(ServiceCommand::List) => {
+            for name in admin::list_services(&store).map_err(|e| e.to_string())? {
+                println!("{name}");
+            }
+            Ok(())
+        }
+        Command::Storage => {
+            let stats = admin::storage_stats(&store).map_err(|e| e.to_string())?;
+            println!("users\t{}", stats.accounts);
+            println!("groups\t{}", stats.groups);
+            println!("stored messages\t{}", stats.stored_messages);
+            println!("bytes on disk\t{}", stats.size_on_disk);
+            Ok(())
+        }
+        Command::Stats(_) => unreachable!("handled above"),
+    }
+}
+
+fn stats(args: &StatsArgs) -> Result<(), String> {
+    let token = match std::env::var("CONFAB_SERVICE_TOKEN") {
+        Ok(token) => token,
+        Err(_) => read_line("service token")?,
+    };
+    let (mut client, _) = Client::connect(args.server, "confabd-stats").map_err(|e| format!("{}: {e}", args.server))?;
+    client.request(Request::ServiceLogin { name: args.service.clone(), token }).map_err(|e| e.to_string())?;
+    let Reply::Stats(s) = client.request(Request::Stats).map_err(|e| e.to_string())? else {
+        return Err("the server answered Stats with something else".into());
+    };
+    let rows: [(&str, String); 13] = [
+        ("version", s.version),
+        ("uptime_secs", s.uptime_secs.to_string()),
+        ("connections", s.connections.to_string()),
+        ("logged_in", s.logged_in.to_string()),
+        ("rooms", s.rooms.to_string()),
+        ("groups", s.groups.to_string()),
+        ("messages_received", s.messages_received.to_string()),
+        ("messages_delivered", s.messages_delivered.to_string()),
+        ("received_per_sec", s.received_per_sec.to_string()),
+        ("delivered_per_sec", s.delivered_per_sec.to_string()),
+        ("stored_messages", s.stored_messages.to_string()),
+        ("outbound_bytes_queued", s.outbound_bytes_queued.to_string()),
+        ("storage_bytes", s.storage_bytes.to_string()),
+    ];
+    for (name, value) in rows {
+        println!("{name}\t{value}");
+    }
+    Ok(())
+}
+
+/// One line from standard input, without its newline. Secrets never come as arguments:
+/// those show in the process list.
+fn read_line(what: &str) -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("reading the {what}: {e}"))?;
+    let line = line.trim_end_matches(['\r', '\n']).to_string();
+    if line.is_empty() {
+        return Err(format!("no {what} on standard input"));
+    }
+    Ok(line)
+}

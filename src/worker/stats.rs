@@ -1,0 +1,61 @@
+//! Live statistics: answered to administrators and services, and logged by worker 0 at a
+//! configurable interval.
+
+use super::handler::{Handled, Refusal, Worker};
+use crate::metrics::Metrics;
+use crate::net::{ConnId, SessionUser};
+use crate::protocol::{ErrorCode, Reply, ServerStats};
+use log::info;
+
+impl Worker {
+    pub fn stats(&mut self, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {
+        if !(user.admin || user.service) {
+            return Err(Refusal::new(ErrorCode::Forbidden, "statistics are for administrators and services"));
+        }
+        let stats = self.collect_stats()?;
+        self.batch.reply(conn, request_id, Reply::Stats(stats), false);
+        Ok(())
+    }
+
+    pub fn collect_stats(&self) -> Result<ServerStats, Refusal> {
+        let metrics = &self.shared.metrics;
+        let (received_per_sec, delivered_per_sec) = metrics.rates();
+        Ok(ServerStats {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: metrics.uptime().as_secs(),
+            connections: Metrics::get(&metrics.connections),
+            logged_in: self.shared.directory.count() as u64,
+            rooms: self.shared.rooms.count() as u64,
+            groups: self.shared.store.group_count(),
+            messages_received: Metrics::get(&metrics.received),
+            messages_delivered: Metrics::get(&metrics.delivered),
+            received_per_sec,
+            delivered_per_sec,
+            stored_messages: metrics.stored_now(),
+            outbound_bytes_queued: Metrics::get(&metrics.outbound_bytes),
+            storage_bytes: self.shared.store.size_on_disk()?,
+        })
+    }
+
+    /// The periodic one-line summary.
+    pub fn log_stats(&self) {
+        if let Ok(s) = self.collect_stats() {
+            info!(
+                "stats: up {}s, {} connections, {} logged in, {} rooms, {} groups, received {} ({}/s), \
+                 delivered {} ({}/s), {} stored undelivered, {} B queued out, {} B on disk",
+                s.uptime_secs,
+                s.connections,
+                s.logged_in,
+                s.rooms,
+                s.groups,
+                s.messages_received,
+                s.received_per_sec,
+                s.messages_delivered,
+                s.delivered_per_sec,
+                s.stored_messages,
+                s.outbound_bytes_queued,
+                s.storage_bytes
+            );
+        }
+    }
+}

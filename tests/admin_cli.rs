@@ -1,0 +1,72 @@
+//! confabd's administration subcommands, run as a person would: on a stopped daemon's data
+//! directory, refused while it runs, and `stats` against a running one.
+
+use crate::common::daemon::{confabd, spawn_daemon};
+use crate::common::PASSWORD;
+use confab::client::Client;
+use confab::protocol::{Reply, Request};
+use std::process::Command;
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn accounts_and_services_made_offline_work_once_the_daemon_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    stdout(&confabd(&data, &["user", "add", "alice"], &format!("{PASSWORD}\n")));
+    stdout(&confabd(&data, &["user", "add", "root"], &format!("{PASSWORD}\n")));
+    stdout(&confabd(&data, &["user", "admin", "root"], ""));
+    let taken = confabd(&data, &["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    assert!(!taken.status.success());
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("name taken"));
+    let listed = stdout(&confabd(&data, &["user", "list"], ""));
+    assert!(listed.contains("alice\t") && listed.contains("root\t") && listed.contains("\tadmin\t"), "{listed}");
+    let token = stdout(&confabd(&data, &["service", "add", "shop"], "")).trim().to_string();
+    assert_eq!(token.len(), 64);
+    assert_eq!(stdout(&confabd(&data, &["service", "list"], "")), "shop\n");
+
+    let mut daemon = spawn_daemon(&data, &[]);
+    // While the daemon holds the directory, offline commands refuse clearly.
+    let busy = confabd(&data, &["user", "list"], "");
+    assert!(!busy.status.success());
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("is confabd running"), "{busy:?}");
+
+    let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    let (mut shop, _) = Client::connect(daemon.addr, "t").unwrap();
+    let reply = shop.request(Request::ServiceLogin { name: "shop".into(), token: token.clone() }).unwrap();
+    assert_eq!(reply, Reply::ServiceLoggedIn { name: "shop".into() });
+    let (mut root, _) = Client::connect(daemon.addr, "t").unwrap();
+    root.login("root", PASSWORD).unwrap();
+    assert!(matches!(root.request(Request::Stats).unwrap(), Reply::Stats(_)));
+
+    // Live statistics from the command line, as the service.
+    let stats = Command::new(env!("CARGO_BIN_EXE_confabd"))
+        .args(["stats", "--server", &daemon.addr.to_string(), "--service", "shop"])
+        .env("CONFAB_SERVICE_TOKEN", &token)
+        .output()
+        .unwrap();
+    let printed = stdout(&stats);
+    assert!(printed.contains("connections\t4") && printed.contains("logged_in\t2"), "{printed}");
+
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    stdout(&confabd(&data, &["user", "passwd", "alice"], "a brand new password\n"));
+    stdout(&confabd(&data, &["user", "delete", "root"], ""));
+    stdout(&confabd(&data, &["service", "remove", "shop"], ""));
+    let storage = stdout(&confabd(&data, &["storage"], ""));
+    assert!(storage.contains("users\t1"), "{storage}");
+
+    let daemon = spawn_daemon(&data, &[]);
+    let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
+    assert!(alice.login("alice", PASSWORD).is_err(), "the old password no longer works");
+    alice.login("alice", "a brand new password").unwrap();
+    let (mut shop, _) = Client::connect(daemon.addr, "t").unwrap();
+    assert!(shop.request(Request::ServiceLogin { name: "shop".into(), token }).is_err());
+    let mut child = daemon.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

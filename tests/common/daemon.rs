@@ -1,0 +1,62 @@
+//! The built confabd binary as a child process, for tests of crashes, signals and the
+//! command line.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The daemon's log lines, as they come.
+    pub log: mpsc::Receiver<String>,
+}
+
+/// confabd on an ephemeral port with a cheap password hash, plus `args`.
+pub fn spawn_daemon(data_dir: &Path, args: &[&str]) -> Daemon {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_confabd"))
+        .args(["--listen", "127.0.0.1:0", "--hash-memory-kib", "8", "--hash-iterations", "1"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("confabd starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, log) = mpsc::channel();
+    // Keep draining the log so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = log.recv_timeout(Duration::from_secs(30)).expect("confabd logs its address");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().expect("an address after 'listening on'");
+            break addr.parse().expect("a socket address");
+        }
+    };
+    Daemon { child, addr, log }
+}
+
+/// Runs a confabd subcommand on `data_dir` with `stdin` as its input.
+pub fn confabd(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_confabd"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--hash-memory-kib", "8", "--hash-iterations", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("confabd runs");
+    child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("stdin accepts");
+    child.wait_with_output().expect("confabd finishes")
+}
