@@ -463,8 +463,10 @@ pub struct OnlineUser {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Push {
-    /// A stored message. Within a conversation `seq` is contiguous: a client that sees
-    /// anything but last+1 has missed something and sends Resync.
+    /// A stored message. Sequences are contiguous per conversation, but a session is not
+    /// pushed its own group messages (nor ones a service addressed to all but it), so gaps
+    /// are judged by `prev_seq`: one above the last sequence seen means something was
+    /// missed (send Resync); one below means a redelivery.
     Message(Message),
     Transient {
         from: String,

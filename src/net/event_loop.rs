@@ -7,14 +7,14 @@
 //! with pending output, then reap closed connections. Closing is deferred to the end of
 //! the turn so no event handler ever finds its connection gone.
 
-use super::conn::{Conn, Life, Phase, ReadOutcome};
-use super::gate::{admit, Admission};
+use super::conn::{Conn, Life};
 use super::limits::PerAddress;
+use super::output::error_frame;
 use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
-use crate::frame::{self, FrameError};
+use crate::frame;
 use crate::metrics::Metrics;
-use crate::protocol::{ClientFrame, ErrorCode, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
 use crate::worker::{Pool, WorkerCmd};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, error, info, warn};
@@ -32,7 +32,7 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 /// Bytes read per connection per turn before others get their turn.
-const READ_BUDGET: usize = 256 * 1024;
+pub(super) const READ_BUDGET: usize = 256 * 1024;
 const SCRATCH: usize = 64 * 1024;
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -55,7 +55,7 @@ impl LoopHandle {
 
 /// Where shutdown stands.
 #[derive(PartialEq, Eq)]
-enum Shutdown {
+pub(super) enum Shutdown {
     Running,
     /// Not accepting or reading; workers finish their queues and commit.
     DrainingWorkers,
@@ -66,29 +66,29 @@ enum Shutdown {
 }
 
 pub struct EventLoop {
-    poll: Poll,
-    listener: Option<TcpListener>,
-    conns: Slab<Conn>,
-    serial: u32,
-    pool: Pool,
-    from_workers: Receiver<Vec<LoopMsg>>,
-    config: Arc<Config>,
-    stop: Arc<AtomicBool>,
-    shutdown: Shutdown,
+    pub(super) poll: Poll,
+    pub(super) listener: Option<TcpListener>,
+    pub(super) conns: Slab<Conn>,
+    pub(super) serial: u32,
+    pub(super) pool: Pool,
+    pub(super) from_workers: Receiver<Vec<LoopMsg>>,
+    pub(super) config: Arc<Config>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) shutdown: Shutdown,
     /// Connections with queued output.
-    to_write: Vec<usize>,
+    pub(super) to_write: Vec<usize>,
     /// Connections with input left over from an earlier turn.
-    backlog: Vec<usize>,
+    pub(super) backlog: Vec<usize>,
     /// Connections to reap at the end of the turn.
-    dead: Vec<usize>,
+    pub(super) dead: Vec<usize>,
     /// "Connection closed" notices a full worker queue refused; they must not be lost, or
     /// a worker would think a vanished user is still online.
-    closed_notices: VecDeque<(usize, WorkerCmd)>,
-    per_address: PerAddress,
-    scratch: Box<[u8]>,
-    metrics: Arc<Metrics>,
+    pub(super) closed_notices: VecDeque<(usize, WorkerCmd)>,
+    pub(super) per_address: PerAddress,
+    pub(super) scratch: Box<[u8]>,
+    pub(super) metrics: Arc<Metrics>,
     /// The Hello reply: the same for every connection.
-    hello: Reply,
+    pub(super) hello: Reply,
 }
 
 impl EventLoop {
@@ -245,139 +245,6 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Moves a connection's input along: the stalled command, buffered frames, then the socket.
-    fn service(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if !conn.is_open() || self.shutdown != Shutdown::Running {
-            return;
-        }
-        if let Some((worker, cmd)) = conn.stalled.take() {
-            if let Err(cmd) = self.pool.try_send(worker, cmd) {
-                conn.stalled = Some((worker, cmd));
-                self.backlog.push(slot);
-                return;
-            }
-        }
-        if !self.decode_frames(slot) {
-            return;
-        }
-        let Some(conn) = self.conns.get_mut(slot) else {
-            return;
-        };
-        match conn.read_from_socket(&mut self.scratch, READ_BUDGET) {
-            ReadOutcome::Drained => {
-                self.decode_frames(slot);
-            }
-            ReadOutcome::BudgetSpent => {
-                if self.decode_frames(slot) {
-                    self.backlog.push(slot);
-                }
-            }
-            ReadOutcome::Closed => {
-                // Handle what arrived before the close: a client may send and hang up.
-                self.decode_frames(slot);
-                self.kill(slot, "closed by the client");
-            }
-        }
-    }
-
-    /// Handles every complete frame buffered; false when the connection cannot take more
-    /// input now (stalled on a worker, or closing).
-    fn decode_frames(&mut self, slot: usize) -> bool {
-        let max = self.config.max_frame;
-        loop {
-            let Some(conn) = self.conns.get_mut(slot) else {
-                return false;
-            };
-            if !conn.is_open() {
-                return false;
-            }
-            if conn.stalled.is_some() {
-                conn.compact_input();
-                self.backlog.push(slot);
-                return false;
-            }
-            let decoded = match frame::split(conn.unread(), max) {
-                Ok(None) => {
-                    conn.compact_input();
-                    return true;
-                }
-                Ok(Some((body, used))) => {
-                    let decoded = frame::decode_body::<ClientFrame>(body).map_err(|e| (salvage_request_id(body), e));
-                    conn.read_pos += used;
-                    decoded
-                }
-                Err(FrameError::TooLarge { len, max }) => {
-                    warn!("{:?} sent a {len}-byte frame (limit {max}); closing", conn.id);
-                    self.send_error(slot, NO_REQUEST, ErrorCode::FrameTooLarge, "frame exceeds max_frame");
-                    return false;
-                }
-                Err(e) => {
-                    warn!("{:?} sent garbage ({e}); closing", conn.id);
-                    self.send_error(slot, NO_REQUEST, ErrorCode::BadRequest, "zero-length frame");
-                    self.close_after_flush(slot, "protocol error");
-                    return false;
-                }
-            };
-            let now = Instant::now();
-            conn.last_heard = now;
-            let (rate, burst) = (self.config.request_rate, self.config.request_burst);
-            if !conn.budget.allow(rate, burst, now) {
-                let request_id = decoded.as_ref().map_or_else(|(id, _)| *id, |f| f.request_id);
-                self.send_error(slot, request_id, ErrorCode::RateLimited, "slow down");
-                // A client that ignores a whole burst of refusals is not going to stop.
-                if self.conns.get(slot).is_some_and(|c| c.budget.refused > burst) {
-                    warn!("{:?} keeps exceeding its request rate; closing", self.conns[slot].id);
-                    self.close_after_flush(slot, "rate limited");
-                    return false;
-                }
-                continue;
-            }
-            match decoded {
-                Ok(frame) => self.admit_frame(slot, frame),
-                Err((request_id, e)) => {
-                    // The length prefix was sound, so the stream is still in step: refuse
-                    // this frame and carry on.
-                    debug!("undecodable frame: {e}");
-                    self.send_error(slot, request_id, ErrorCode::BadRequest, "malformed or unknown request");
-                }
-            }
-        }
-    }
-
-    fn admit_frame(&mut self, slot: usize, frame: ClientFrame) {
-        let conn = &mut self.conns[slot];
-        let ClientFrame { request_id, request } = frame;
-        let owner = match admit(conn.phase, conn.user.as_ref(), &request) {
-            Admission::Hello => {
-                conn.phase = Phase::Ready;
-                let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: self.hello.clone() });
-                self.queue(slot, &bytes);
-                return;
-            }
-            Admission::Pong => {
-                let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: Reply::Pong });
-                self.queue(slot, &bytes);
-                return;
-            }
-            Admission::Refuse(code, message) => {
-                self.send_error(slot, request_id, code, message);
-                return;
-            }
-            Admission::Worker(owner) => self.pool.partition(owner),
-        };
-        let cmd =
-            WorkerCmd::Request { conn: conn.id, peer: conn.peer.ip(), user: conn.user.clone(), request_id, request };
-
-        if let Err(cmd) = self.pool.try_send(owner, cmd) {
-            // Backpressure: hold the command and read nothing more from this client
-            // until its worker has room.
-            conn.stalled = Some((owner, cmd));
-        }
-    }
-
     /// Takes every batch the workers have sent; true once every worker has exited.
     fn take_from_workers(&mut self) -> bool {
         loop {
@@ -430,86 +297,6 @@ impl EventLoop {
     /// The connection with this id, if it is still the one in its slot.
     fn live(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.conns.get_mut(id.slot()).filter(|c| c.id == id && c.life != Life::Dead)
-    }
-
-    fn queue(&mut self, slot: usize, bytes: &[u8]) {
-        let conn = &mut self.conns[slot];
-        if conn.life == Life::Dead {
-            return;
-        }
-        if conn.pending_out() + bytes.len() > self.config.max_outbound {
-            // Output beyond the bound is dropped, never buffered: a client that stops
-            // reading costs at most max_outbound. What it missed of stored messages stays
-            // stored, unacknowledged, for its next session.
-            if conn.is_open() {
-                warn!("{:?} is not reading its output; closing it as a slow consumer", conn.id);
-                let notice = error_frame(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached");
-                conn.write_buf.extend_from_slice(&frame::encode(&notice));
-                self.close_after_flush(slot, "slow consumer");
-            }
-            return;
-        }
-        if conn.pending_out() == 0 {
-            self.to_write.push(slot);
-        }
-        conn.write_buf.extend_from_slice(bytes);
-    }
-
-    fn send_error(&mut self, slot: usize, request_id: u32, code: ErrorCode, message: &str) {
-        let bytes = frame::encode(&error_frame(request_id, code, message));
-        self.queue(slot, &bytes);
-        if code.closes() {
-            self.close_after_flush(slot, close_reason(code));
-        }
-    }
-
-    fn write_pending(&mut self) {
-        for slot in std::mem::take(&mut self.to_write) {
-            let Some(conn) = self.conns.get_mut(slot) else {
-                continue;
-            };
-            if conn.life == Life::Dead || conn.pending_out() == 0 {
-                continue;
-            }
-            match conn.write_to_socket() {
-                Ok(()) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => {
-                    self.kill(slot, "closed by the server")
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    debug!("{:?} write failed: {e}", conn.id);
-                    self.kill(slot, "connection error");
-                }
-            }
-        }
-    }
-
-    fn close_after_flush(&mut self, slot: usize, reason: &'static str) {
-        if let Some(conn) = self.conns.get_mut(slot) {
-            if conn.is_open() {
-                conn.close_reason = reason;
-                conn.life = Life::Closing { since: Instant::now() };
-                // An empty buffer would never produce the write that completes the close.
-                self.to_write.push(slot);
-                if conn.pending_out() == 0 {
-                    self.kill(slot, reason);
-                }
-            }
-        }
-    }
-
-    /// Marks the connection for reaping; `reason` counts only if no earlier decision to
-    /// close it gave one.
-    fn kill(&mut self, slot: usize, reason: &'static str) {
-        if let Some(conn) = self.conns.get_mut(slot) {
-            if conn.is_open() {
-                conn.close_reason = reason;
-            }
-            if conn.life != Life::Dead {
-                conn.life = Life::Dead;
-                self.dead.push(slot);
-            }
-        }
     }
 
     fn reap(&mut self) {
@@ -605,28 +392,4 @@ impl EventLoop {
             Shutdown::Flushing { deadline } => self.conns.is_empty() || now >= deadline,
         }
     }
-}
-
-/// Why a connection closed after an error of this code (for services watching connections).
-fn close_reason(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::UnsupportedVersion => "unsupported protocol version",
-        ErrorCode::FrameTooLarge => "frame too large",
-        ErrorCode::HelloRequired => "protocol error",
-        ErrorCode::SlowConsumer => "slow consumer",
-        ErrorCode::IdleTimeout => "idle timeout",
-        ErrorCode::ShuttingDown => "server shutting down",
-        ErrorCode::ServerFull => "server full",
-        _ => "closed by the server",
-    }
-}
-
-fn error_frame(request_id: u32, code: ErrorCode, message: &str) -> ServerFrame {
-    ServerFrame::Error { request_id, code, message: message.to_string() }
-}
-
-/// The request id is the first field of every client frame; recover it from a frame whose
-/// request did not decode, so the error can still be matched to the request.
-fn salvage_request_id(body: &[u8]) -> u32 {
-    postcard::take_from_bytes::<u32>(body).map(|(id, _)| id).unwrap_or(NO_REQUEST)
 }

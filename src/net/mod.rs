@@ -3,7 +3,9 @@
 mod conn;
 mod event_loop;
 mod gate;
+mod input;
 mod limits;
+mod output;
 
 pub use event_loop::{EventLoop, LoopHandle};
 

@@ -6,18 +6,15 @@
 //! deleted, and beyond `group_retention` the oldest go regardless. Membership changes are
 //! stored in the same sequence as events, so members who were away learn of them in order.
 //!
-//! Permissions (protocol.md "Groups"): the owner may do anything but leave; admins rename,
-//! add members and remove plain members; members send, read, and leave.
+//! Membership changes are in `membership`.
 
 use super::handler::{Handled, Refusal, Worker};
 use super::inbox::{beyond, now_ms, resync, wire, wire_size, Cursor, Session, READ_CHUNK};
-use super::{Owner, WorkerCmd};
 use crate::frame;
 use crate::metrics::Metrics;
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{
-    valid_display_name, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, MediaKind, MemberInfo, Message, Push,
-    Reply, Role, SenderKind, ServerFrame,
+    Content, Conversation, ErrorCode, GroupEvent, MediaKind, Push, Reply, Role, SenderKind, ServerFrame,
 };
 use crate::store::{GroupRecord, MemberRecord, StoredMessage};
 use std::collections::BTreeMap;
@@ -40,7 +37,7 @@ pub struct GroupState {
 }
 
 impl GroupState {
-    fn record(&self) -> GroupRecord {
+    pub(super) fn record(&self) -> GroupRecord {
         GroupRecord {
             name: self.name.clone(),
             open: self.open,
@@ -53,7 +50,7 @@ impl GroupState {
         }
     }
 
-    fn role_of(&self, name: &str) -> Result<Role, Refusal> {
+    pub(super) fn role_of(&self, name: &str) -> Result<Role, Refusal> {
         self.members
             .get(name)
             .map(|m| m.role)
@@ -71,24 +68,20 @@ fn skipped_member(stored: &StoredMessage) -> Option<&str> {
     }
 }
 
-fn group_last_seq_minus_floor(group: &GroupState) -> u64 {
-    group.last_seq - group.floor
-}
-
-fn system_content() -> Content {
+pub(super) fn system_content() -> Content {
     Content { kind: MediaKind::System, body: Vec::new(), media: None }
 }
 
 impl Worker {
     /// The group's state, loaded on first touch with its online members attached.
-    fn group(&mut self, id: u64) -> Result<&mut GroupState, Refusal> {
+    pub(super) fn group(&mut self, id: u64) -> Result<&mut GroupState, Refusal> {
         if !self.groups.contains_key(&id) {
             self.load_group(id)?;
         }
         Ok(self.groups.get_mut(&id).expect("load_group inserted the group"))
     }
 
-    fn load_group(&mut self, id: u64) -> Handled {
+    pub(super) fn load_group(&mut self, id: u64) -> Handled {
         let store = &self.shared.store;
         let record = store.group(id)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
         let log = store.group_log.state(id)?;
@@ -118,52 +111,6 @@ impl Worker {
             self.conn_groups.entry(conn).or_default().push(id);
             self.pump_member(id, &name)?;
         }
-        Ok(())
-    }
-
-    pub fn create_group(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        name: String,
-        open: bool,
-    ) -> Handled {
-        if !valid_display_name(&name) {
-            return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
-        }
-        if self.shared.store.memberships(&user.name)?.len() >= self.shared.config.max_groups_per_user {
-            return Err(Refusal::new(ErrorCode::LimitReached, "too many groups"));
-        }
-        let group_id = self.shared.store.next_id()?;
-        let worker = self.worker_of(Owner::Group(group_id));
-        let cmd = WorkerCmd::CreateGroup { conn, request_id, creator: user.clone(), group_id, name, open };
-        self.batch.send_to_worker(worker, cmd);
-        Ok(())
-    }
-
-    /// Creation proper, on the worker that owns the new id.
-    pub fn create_group_here(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        creator: &SessionUser,
-        id: u64,
-        name: String,
-        open: bool,
-    ) -> Handled {
-        let cursor = Cursor { acked: 0, session: Some(Session::new(conn, 0)) };
-        let mut members = BTreeMap::new();
-        members.insert(creator.name.clone(), Member { uid: creator.uid, role: Role::Owner, cursor });
-        let state = GroupState { name, open, created_ms: now_ms(), floor: 0, last_seq: 0, members };
-        let store = &self.shared.store;
-        store.put_group(id, &state.record())?;
-        store.add_membership(&creator.name, id)?;
-        store.put_group_ack(id, &creator.name, 0)?;
-        self.groups.insert(id, state);
-        self.conn_groups.entry(conn).or_default().push(id);
-        self.append_event(id, GroupEvent::Created { by: creator.name.to_string() }, &creator.name)?;
-        self.batch.reply(conn, request_id, Reply::GroupCreated { group_id: id }, true);
         Ok(())
     }
 
@@ -204,7 +151,7 @@ impl Worker {
     }
 
     /// Stores a group event as the next message and delivers it to every member online.
-    fn append_event(&mut self, id: u64, event: GroupEvent, by: &str) -> Handled {
+    pub(super) fn append_event(&mut self, id: u64, event: GroupEvent, by: &str) -> Handled {
         let message_id = self.shared.store.next_id()?;
         let stored = StoredMessage {
             message_id,
@@ -279,7 +226,7 @@ impl Worker {
     }
 
     /// Pushes a member's backlog while its window allows, skipping its own messages.
-    fn pump_member(&mut self, id: u64, name: &str) -> Handled {
+    pub(super) fn pump_member(&mut self, id: u64, name: &str) -> Handled {
         let window = self.window();
         loop {
             let Some(group) = self.groups.get_mut(&id) else {
@@ -373,7 +320,7 @@ impl Worker {
     }
 
     /// Deletes what every member has acknowledged.
-    fn trim_group(&mut self, id: u64) -> Handled {
+    pub(super) fn trim_group(&mut self, id: u64) -> Handled {
         let group = self.group(id)?;
         let lowest = group.members.values().map(|m| m.cursor.acked).min().unwrap_or(group.last_seq);
         let floor = group.floor;
@@ -386,238 +333,10 @@ impl Worker {
         Ok(())
     }
 
-    fn save_group(&mut self, id: u64) -> Handled {
+    pub(super) fn save_group(&mut self, id: u64) -> Handled {
         let record = self.group(id)?.record();
         self.shared.store.put_group(id, &record)?;
         self.batch.dirty = true;
-        Ok(())
-    }
-
-    pub fn rename_group(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-        name: String,
-    ) -> Handled {
-        if !valid_display_name(&name) {
-            return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
-        }
-        let group = self.group(id)?;
-        if group.role_of(&user.name)? == Role::Member {
-            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner and admins rename a group"));
-        }
-        group.name = name.clone();
-        self.save_group(id)?;
-        self.append_event(id, GroupEvent::Renamed { name, by: user.name.to_string() }, &user.name)?;
-        self.batch.reply(conn, request_id, Reply::Done, true);
-        Ok(())
-    }
-
-    pub fn add_member(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-        username: &str,
-    ) -> Handled {
-        if self.group(id)?.role_of(&user.name)? == Role::Member {
-            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner and admins add members"));
-        }
-        let account =
-            self.shared.store.account(username)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
-        let online = self.shared.directory.conn_of(username);
-        self.admit_member(id, username, account.user_id, online)?;
-        let event = GroupEvent::Added { username: username.to_string(), by: user.name.to_string() };
-        self.append_event(id, event, &user.name)?;
-        self.batch.reply(conn, request_id, Reply::Done, true);
-        Ok(())
-    }
-
-    pub fn join_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
-        let group = self.group(id)?;
-        if !group.open && !group.members.contains_key(&user.name) {
-            return Err(Refusal::new(ErrorCode::Forbidden, "this group is not open; ask an admin to add you"));
-        }
-        self.admit_member(id, &user.name, user.uid, Some(conn))?;
-        self.append_event(id, GroupEvent::Joined { username: user.name.to_string() }, &user.name)?;
-        self.batch.reply(conn, request_id, Reply::Done, true);
-        Ok(())
-    }
-
-    /// Adds a member who starts after the current last message (history before joining is
-    /// not theirs), checking the limits.
-    fn admit_member(&mut self, id: u64, username: &str, uid: u64, online: Option<ConnId>) -> Handled {
-        let max_members = self.shared.config.max_group_members;
-        let max_groups = self.shared.config.max_groups_per_user;
-        let group = self.group(id)?;
-        if group.members.contains_key(username) {
-            return Err(Refusal::new(ErrorCode::AlreadyMember, "already a member"));
-        }
-        if group.members.len() >= max_members {
-            return Err(Refusal::new(ErrorCode::LimitReached, "the group is full"));
-        }
-        let acked = group.last_seq;
-        if self.shared.store.memberships(username)?.len() >= max_groups {
-            return Err(Refusal::new(ErrorCode::LimitReached, "the user is in too many groups"));
-        }
-        let session = online.map(|conn| Session::new(conn, acked));
-        let group = self.group(id)?;
-        group.members.insert(username.into(), Member { uid, role: Role::Member, cursor: Cursor { acked, session } });
-        if let Some(conn) = online {
-            self.conn_groups.entry(conn).or_default().push(id);
-        }
-        self.shared.store.put_group_ack(id, username, acked)?;
-        self.shared.store.add_membership(username, id)?;
-        self.save_group(id)
-    }
-
-    pub fn remove_member(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-        username: &str,
-    ) -> Handled {
-        let group = self.group(id)?;
-        let actor = group.role_of(&user.name)?;
-        let target = group.role_of(username)?;
-        if *user.name == *username {
-            return Err(Refusal::new(ErrorCode::BadRequest, "use LeaveGroup to leave"));
-        }
-        let allowed = actor == Role::Owner || (actor == Role::Admin && target == Role::Member);
-        if !allowed {
-            return Err(Refusal::new(ErrorCode::Forbidden, "your role may not remove this member"));
-        }
-        // The event goes out first, so the removed member hears of it too.
-        let event = GroupEvent::Removed { username: username.to_string(), by: user.name.to_string() };
-        self.append_event(id, event, &user.name)?;
-        self.drop_member(id, username)?;
-        self.batch.reply(conn, request_id, Reply::Done, true);
-        Ok(())
-    }
-
-    pub fn leave_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
-        if self.group(id)?.role_of(&user.name)? == Role::Owner {
-            return Err(Refusal::new(ErrorCode::Forbidden, "the owner hands the group over or deletes it"));
-        }
-        self.append_event(id, GroupEvent::Left { username: user.name.to_string() }, &user.name)?;
-        self.drop_member(id, &user.name)?;
-        self.batch.reply(conn, request_id, Reply::Done, true);
-        Ok(())
-    }
-
-    fn drop_member(&mut self, id: u64, username: &str) -> Handled {
-        self.group(id)?.members.remove(username);
-        self.shared.store.remove_group_ack(id, username)?;
-        self.shared.store.remove_membership(username, id)?;
-        self.save_group(id)?;
-        self.trim_group(id)
-    }
-
-    pub fn set_role(
-        &mut self,
-        conn: ConnId,
-        request_id: u32,
-        user: &SessionUser,
-        id: u64,
-        username: &str,
-        role: Role,
-    ) -> Handled {
-        let group = self.group(id)?;
-        if group.role_of(&user.name)? != Role::Owner {
-            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner changes roles"));
-        }
-        group.role_of(username)?;
-        if *user.name == *username {
-            return Err(Refusal::new(ErrorCode::BadRequest, "hand ownership to another member instead"));
-        }
-        if let Some(member) = group.members.get_mut(username) {
-            member.role = role;
-        }
-        if role == Role::Owner {
-            if let Some(owner) = group.members.get_mut(&user.name) {
-                owner.role = Role::Admin;
-            }
-        }
-        self.save_group(id)?;
-        let event = GroupEvent::RoleChanged { username: username.to_string(), role, by: user.name.to_string() };
-        self.append_event(id, event, &user.name)?;
-        self.batch.reply(conn, request_id, Reply::Done, true);
-        Ok(())
-    }
-
-    pub fn delete_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
-        let group = self.group(id)?;
-        if group.role_of(&user.name)? != Role::Owner {
-            return Err(Refusal::new(ErrorCode::Forbidden, "only the owner deletes a group"));
-        }
-        // Live only: the history it would be stored in is being deleted.
-        let notice = Message {
-            conversation: Conversation::Group(id),
-            seq: group.last_seq + 1,
-            prev_seq: group.last_seq,
-            message_id: 0,
-            from: user.name.to_string(),
-            sender: SenderKind::User,
-            timestamp_ms: now_ms(),
-
-            content: system_content(),
-            event: Some(GroupEvent::Deleted { by: user.name.to_string() }),
-        };
-        let encoded = frame::encode(&ServerFrame::Push(Push::Message(notice)));
-        let record = group.record();
-        let online: Vec<ConnId> =
-            group.members.values().filter_map(|m| m.cursor.session.as_ref().map(|s| s.conn)).collect();
-        self.shared.store.delete_group(id, &record)?;
-        self.shared.metrics.stored_delta(-((group_last_seq_minus_floor(&self.groups[&id])) as i64));
-        self.batch.dirty = true;
-        self.groups.remove(&id);
-        for target in online {
-            self.batch.frame_bytes(target, &encoded, false);
-        }
-        self.batch.reply(conn, request_id, Reply::Done, true);
-        Ok(())
-    }
-
-    pub fn group_members(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
-        let group = self.group(id)?;
-        group.role_of(&user.name)?;
-        let roles: Vec<(String, Role)> = group.members.iter().map(|(n, m)| (n.to_string(), m.role)).collect();
-        let directory = &self.shared.directory;
-        let members = roles
-            .into_iter()
-            .map(|(username, role)| MemberInfo { online: directory.conn_of(&username).is_some(), username, role })
-            .collect();
-        self.batch.reply(conn, request_id, Reply::Members { group_id: id, members }, false);
-        Ok(())
-    }
-
-    /// The caller's groups, read from the store (any worker may answer).
-    pub fn list_groups(&mut self, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {
-        let store = &self.shared.store;
-        let mut groups = Vec::new();
-        for group_id in store.memberships(&user.name)? {
-            let Some(record) = store.group(group_id)? else {
-                continue;
-            };
-            let Some(me) = record.members.iter().find(|m| *m.username == *user.name) else {
-                continue;
-            };
-            groups.push(GroupInfo {
-                group_id,
-                name: record.name.clone(),
-                open: record.open,
-                role: me.role,
-                members: record.members.len() as u32,
-                acked: store.group_ack(group_id, &user.name)?,
-                last_seq: store.group_log.state(group_id)?.last_seq,
-            });
-        }
-        self.batch.reply(conn, request_id, Reply::Groups { groups }, false);
         Ok(())
     }
 }

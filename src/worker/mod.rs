@@ -17,6 +17,7 @@ mod directory;
 mod groups;
 mod handler;
 mod inbox;
+mod membership;
 mod presence;
 mod rooms;
 mod services;

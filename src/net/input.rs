@@ -1,0 +1,154 @@
+//! The event loop's input side: reading a connection's socket within a per-turn budget,
+//! splitting frames, decoding them, applying the request budget, admitting each request by
+//! connection state, and handing it to its worker (or holding it while that worker's queue
+//! is full: backpressure).
+
+use super::conn::{Phase, ReadOutcome};
+use super::event_loop::{EventLoop, Shutdown, READ_BUDGET};
+use super::gate::{admit, Admission};
+use crate::frame::{self, FrameError};
+use crate::protocol::{ClientFrame, ErrorCode, Reply, ServerFrame, NO_REQUEST};
+use crate::worker::WorkerCmd;
+use log::{debug, warn};
+use std::time::Instant;
+
+impl EventLoop {
+    /// Moves a connection's input along: the stalled command, buffered frames, then the socket.
+    pub(super) fn service(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if !conn.is_open() || self.shutdown != Shutdown::Running {
+            return;
+        }
+        if let Some((worker, cmd)) = conn.stalled.take() {
+            if let Err(cmd) = self.pool.try_send(worker, cmd) {
+                conn.stalled = Some((worker, cmd));
+                self.backlog.push(slot);
+                return;
+            }
+        }
+        if !self.decode_frames(slot) {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        match conn.read_from_socket(&mut self.scratch, READ_BUDGET) {
+            ReadOutcome::Drained => {
+                self.decode_frames(slot);
+            }
+            ReadOutcome::BudgetSpent => {
+                if self.decode_frames(slot) {
+                    self.backlog.push(slot);
+                }
+            }
+            ReadOutcome::Closed => {
+                // Handle what arrived before the close: a client may send and hang up.
+                self.decode_frames(slot);
+                self.kill(slot, "closed by the client");
+            }
+        }
+    }
+
+    /// Handles every complete frame buffered; false when the connection cannot take more
+    /// input now (stalled on a worker, or closing).
+    fn decode_frames(&mut self, slot: usize) -> bool {
+        let max = self.config.max_frame;
+        loop {
+            let Some(conn) = self.conns.get_mut(slot) else {
+                return false;
+            };
+            if !conn.is_open() {
+                return false;
+            }
+            if conn.stalled.is_some() {
+                conn.compact_input();
+                self.backlog.push(slot);
+                return false;
+            }
+            let decoded = match frame::split(conn.unread(), max) {
+                Ok(None) => {
+                    conn.compact_input();
+                    return true;
+                }
+                Ok(Some((body, used))) => {
+                    let decoded = frame::decode_body::<ClientFrame>(body).map_err(|e| (salvage_request_id(body), e));
+                    conn.read_pos += used;
+                    decoded
+                }
+                Err(FrameError::TooLarge { len, max }) => {
+                    warn!("{:?} sent a {len}-byte frame (limit {max}); closing", conn.id);
+                    self.send_error(slot, NO_REQUEST, ErrorCode::FrameTooLarge, "frame exceeds max_frame");
+                    return false;
+                }
+                Err(e) => {
+                    warn!("{:?} sent garbage ({e}); closing", conn.id);
+                    self.send_error(slot, NO_REQUEST, ErrorCode::BadRequest, "zero-length frame");
+                    self.close_after_flush(slot, "protocol error");
+                    return false;
+                }
+            };
+            let now = Instant::now();
+            conn.last_heard = now;
+            let (rate, burst) = (self.config.request_rate, self.config.request_burst);
+            if !conn.budget.allow(rate, burst, now) {
+                let request_id = decoded.as_ref().map_or_else(|(id, _)| *id, |f| f.request_id);
+                self.send_error(slot, request_id, ErrorCode::RateLimited, "slow down");
+                // A client that ignores a whole burst of refusals is not going to stop.
+                if self.conns.get(slot).is_some_and(|c| c.budget.refused > burst) {
+                    warn!("{:?} keeps exceeding its request rate; closing", self.conns[slot].id);
+                    self.close_after_flush(slot, "rate limited");
+                    return false;
+                }
+                continue;
+            }
+            match decoded {
+                Ok(frame) => self.admit_frame(slot, frame),
+                Err((request_id, e)) => {
+                    // The length prefix was sound, so the stream is still in step: refuse
+                    // this frame and carry on.
+                    debug!("undecodable frame: {e}");
+                    self.send_error(slot, request_id, ErrorCode::BadRequest, "malformed or unknown request");
+                }
+            }
+        }
+    }
+
+    fn admit_frame(&mut self, slot: usize, frame: ClientFrame) {
+        let conn = &mut self.conns[slot];
+        let ClientFrame { request_id, request } = frame;
+        let owner = match admit(conn.phase, conn.user.as_ref(), &request) {
+            Admission::Hello => {
+                conn.phase = Phase::Ready;
+                let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: self.hello.clone() });
+                self.queue(slot, &bytes);
+                return;
+            }
+            Admission::Pong => {
+                let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: Reply::Pong });
+                self.queue(slot, &bytes);
+                return;
+            }
+            Admission::Refuse(code, message) => {
+                self.send_error(slot, request_id, code, message);
+                return;
+            }
+            Admission::Worker(owner) => self.pool.partition(owner),
+        };
+        let cmd =
+            WorkerCmd::Request { conn: conn.id, peer: conn.peer.ip(), user: conn.user.clone(), request_id, request };
+
+        if let Err(cmd) = self.pool.try_send(owner, cmd) {
+            // Backpressure: hold the command and read nothing more from this client
+            // until its worker has room.
+            conn.stalled = Some((owner, cmd));
+        }
+    }
+}
+
+/// The request id is the first field of every client frame; recover it from a frame whose
+/// request did not decode, so the error can still be matched to the request.
+fn salvage_request_id(body: &[u8]) -> u32 {
+    postcard::take_from_bytes::<u32>(body).map(|(id, _)| id).unwrap_or(NO_REQUEST)
+}
