@@ -1,0 +1,176 @@
+//! Where the client stands in one user's inbox: what it has shown, what it has acked, and
+//! whether a pushed message is new, a redelivery, or evidence of a gap.
+//!
+//! The server redelivers everything not acked at each login, and an ack can be lost with
+//! the connection that carried it, so the same sequence number may arrive twice. Showing
+//! it twice would look like a second message; a cursor that survives reconnects (kept per
+//! username for the life of the process) prevents that.
+
+use confab::protocol::Conversation;
+
+/// What to do with a pushed stored message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Show,
+    /// Already shown in this process: drop it (the next ack covers it anyway).
+    Duplicate,
+    /// Something before it is missing: drop it and ask for everything after `after`.
+    Resync {
+        after: u64,
+    },
+    /// Missing messages were already asked for; this one will come again.
+    AwaitResync,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct InboxCursor {
+    /// Highest sequence shown.
+    shown: u64,
+    /// Highest sequence acked (sent, not necessarily confirmed yet).
+    acked: u64,
+    resync_pending: bool,
+    /// Accept whatever sequence comes first as the start (no login told us the position).
+    first_sets_position: bool,
+}
+
+impl InboxCursor {
+    /// A conversation whose position no login reported: the first message seen sets it.
+    pub fn unknown(conversation: Conversation) -> Self {
+        InboxCursor { first_sets_position: conversation != Conversation::Inbox, ..InboxCursor::default() }
+    }
+
+    /// A login told us where the server stands.
+    pub fn logged_in(&mut self, acked: u64, last_seq: u64) {
+        if last_seq < self.shown {
+            // The inbox holds fewer messages than we have shown: a different server or a
+            // wiped one. Our numbers mean nothing there.
+            self.shown = acked;
+        }
+        self.shown = self.shown.max(acked);
+        self.acked = acked;
+        self.resync_pending = false;
+        self.first_sets_position = false;
+    }
+
+    /// Judges a pushed message by its `seq` and the server's `prev_seq` (the sequence
+    /// pushed before it, or where delivery started): anything between what we showed and
+    /// `prev_seq` never reached us.
+    pub fn receive(&mut self, seq: u64, prev_seq: u64) -> Verdict {
+        if std::mem::take(&mut self.first_sets_position) {
+            self.shown = prev_seq.min(seq.saturating_sub(1));
+            self.acked = self.shown;
+        }
+        if seq <= self.shown {
+            Verdict::Duplicate
+        } else if prev_seq <= self.shown {
+            self.shown = seq;
+            Verdict::Show
+        } else if self.resync_pending {
+            Verdict::AwaitResync
+        } else {
+            self.resync_pending = true;
+            Verdict::Resync { after: self.shown }
+        }
+    }
+
+    /// Shown but not yet acked.
+    pub fn unacked(&self) -> u64 {
+        self.shown.saturating_sub(self.acked)
+    }
+
+    /// The resync was answered; the missing messages follow.
+    pub fn resynced(&mut self) {
+        self.resync_pending = false;
+    }
+
+    /// The cumulative ack to send now, if what was shown has moved past the last ack.
+    pub fn ack_due(&mut self) -> Option<u64> {
+        (self.shown > self.acked).then(|| {
+            self.acked = self.shown;
+            self.shown
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_in_order_and_acks_cumulatively() {
+        let mut cursor = InboxCursor::default();
+        cursor.logged_in(0, 3);
+        assert_eq!(cursor.ack_due(), None);
+        assert_eq!(cursor.receive(1, 0), Verdict::Show);
+        assert_eq!(cursor.receive(2, 1), Verdict::Show);
+        assert_eq!(cursor.unacked(), 2);
+        assert_eq!(cursor.ack_due(), Some(2));
+        assert_eq!(cursor.unacked(), 0);
+        assert_eq!(cursor.ack_due(), None);
+        assert_eq!(cursor.receive(3, 2), Verdict::Show);
+        assert_eq!(cursor.ack_due(), Some(3));
+    }
+
+    #[test]
+    fn redelivery_after_a_lost_ack_is_not_shown_twice_but_acked() {
+        let mut cursor = InboxCursor::default();
+        cursor.logged_in(0, 2);
+        assert_eq!(cursor.receive(1, 0), Verdict::Show);
+        assert_eq!(cursor.receive(2, 1), Verdict::Show);
+        // The connection dropped before the ack reached the server.
+        cursor.logged_in(0, 2);
+        assert_eq!(cursor.receive(1, 0), Verdict::Duplicate);
+        assert_eq!(cursor.receive(2, 1), Verdict::Duplicate);
+        assert_eq!(cursor.ack_due(), Some(2));
+    }
+
+    #[test]
+    fn a_gap_asks_for_one_resync() {
+        let mut cursor = InboxCursor::default();
+        cursor.logged_in(0, 5);
+        assert_eq!(cursor.receive(1, 0), Verdict::Show);
+        assert_eq!(cursor.receive(3, 2), Verdict::Resync { after: 1 });
+        assert_eq!(cursor.receive(4, 3), Verdict::AwaitResync);
+        cursor.resynced();
+        assert_eq!(cursor.receive(2, 1), Verdict::Show);
+        assert_eq!(cursor.receive(3, 2), Verdict::Show);
+    }
+
+    #[test]
+    fn starts_after_what_the_server_has_acked() {
+        let mut cursor = InboxCursor::default();
+        cursor.logged_in(7, 9);
+        assert_eq!(cursor.receive(8, 7), Verdict::Show);
+        assert_eq!(cursor.ack_due(), Some(8));
+    }
+
+    #[test]
+    fn a_conversation_without_a_login_position_starts_at_its_first_message() {
+        let mut cursor = InboxCursor::unknown(Conversation::Group(4));
+        assert_eq!(cursor.receive(10, 9), Verdict::Show);
+        assert_eq!(cursor.receive(10, 9), Verdict::Duplicate);
+        assert_eq!(cursor.ack_due(), Some(10));
+        assert_eq!(cursor.receive(12, 11), Verdict::Resync { after: 10 });
+    }
+
+    #[test]
+    fn sequences_may_skip_when_the_server_says_nothing_was_missed() {
+        // A group's sequence also numbers messages this member was never meant to get.
+        let mut cursor = InboxCursor::unknown(Conversation::Group(4));
+        assert_eq!(cursor.receive(10, 7), Verdict::Show);
+        assert_eq!(cursor.receive(15, 10), Verdict::Show);
+        assert_eq!(cursor.receive(17, 16), Verdict::Resync { after: 15 });
+        assert_eq!(cursor.ack_due(), Some(15));
+    }
+
+    #[test]
+    fn a_smaller_inbox_resets_the_cursor() {
+        let mut cursor = InboxCursor::default();
+        cursor.logged_in(0, 5);
+        for seq in 1..=5 {
+            cursor.receive(seq, seq - 1);
+        }
+        cursor.logged_in(0, 1);
+        assert_eq!(cursor.receive(1, 0), Verdict::Show);
+    }
+}

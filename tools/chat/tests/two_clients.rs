@@ -1,0 +1,360 @@
+//! Two (and more) real `confab-chat` processes in line mode talking through a real server
+//! started in-process: messages both ways, offline delivery in order and only once, who is
+//! online, rename, errors, logging in by remembered token, and reconnecting after the
+//! server restarts.
+//!
+//! Every wait is for a printed line that proves the effect, with a generous timeout, so
+//! the tests do not depend on timing.
+
+use confab::{Config, Server};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+const PASSWORD: &str = "correct horse";
+
+/// One client process: lines go in on stdin, events come out as lines on stdout.
+struct Chat {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every line read so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Chat {
+    fn start(name: &str, addr: SocketAddr, token_file: &Path, extra: &[&str]) -> Chat {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confab-chat"))
+            .arg("--server")
+            .arg(addr.to_string())
+            .arg("--plain")
+            .arg("--token-file")
+            .arg(token_file)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn confab-chat");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Chat { name: name.to_string(), child, stdin, lines, seen: Vec::new() }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to the client");
+        stdin.flush().expect("flush");
+    }
+
+    /// The next line satisfying `wanted`, skipping others (reconnect chatter, acks).
+    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: no {what} within {WAIT:?}; saw {:#?}", self.name, self.seen)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{}: exited before {what}; saw {:#?}", self.name, self.seen)
+                }
+            }
+        }
+    }
+
+    /// The next line starting with `prefix`.
+    fn expect(&mut self, prefix: &str) -> String {
+        self.wait_for(prefix, |line| line.starts_with(prefix))
+    }
+
+    /// The next `message` line, whatever it says.
+    fn next_message(&mut self) -> String {
+        self.expect("message ")
+    }
+
+    fn register_and_login(&mut self, user: &str) {
+        self.expect("connected ");
+        self.send(&format!("/register {user} {PASSWORD}"));
+        self.send(&format!("/login {user} {PASSWORD}"));
+        assert_eq!(self.expect("registered "), format!("registered {user}"));
+        self.expect(&format!("logged-in {user} "));
+    }
+
+    /// Closes stdin and checks the process exits 0 by itself.
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.child.try_wait().expect("wait") {
+                Some(status) => {
+                    assert!(status.success(), "{} exited with {status}", self.name);
+                    return;
+                }
+                None if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    panic!("{} did not exit after end of input", self.name);
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        // Only still running if a test failed; don't leave it behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    server: Option<Server>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::with(|_| {})
+    }
+
+    fn with(adjust: impl FnOnce(&mut Config)) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::for_tests(dir.path().join("data"));
+        adjust(&mut config);
+        let server = Server::start(config).expect("start");
+        Fixture { dir, server: Some(server) }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.as_ref().expect("running").local_addr()
+    }
+
+    fn token(&self, name: &str) -> PathBuf {
+        self.dir.path().join("tokens").join(name)
+    }
+
+    fn chat(&self, name: &str) -> Chat {
+        Chat::start(name, self.addr(), &self.token(name), &[])
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.shutdown();
+        }
+    }
+}
+
+fn text_of(line: &str) -> &str {
+    line.split_once(" text=").map_or("", |(_, text)| text)
+}
+
+#[test]
+fn two_clients_talk_list_rename_and_see_errors() {
+    let fx = Fixture::new();
+    let mut alice = fx.chat("alice");
+    let mut bob = fx.chat("bob");
+    alice.register_and_login("alice");
+    bob.register_and_login("bob");
+
+    alice.send("/to bob");
+    assert_eq!(alice.expect("peer "), "peer bob");
+    alice.send("hello there, bob");
+    assert_eq!(alice.expect("sent "), "sent seq=1 to=bob");
+    let got = bob.next_message();
+    assert!(got.starts_with("message seq=1 from=alice at="), "{got}");
+    assert_eq!(text_of(&got), "hello there, bob");
+    bob.expect("acked up_to=1");
+
+    bob.send("/msg alice hi alice\\ multi  space");
+    bob.expect("sent seq=1 to=alice");
+    let got = alice.next_message();
+    assert!(got.starts_with("message seq=1 from=bob "), "{got}");
+    assert_eq!(text_of(&got), "hi alice\\\\ multi  space");
+
+    bob.send("/typing alice");
+    assert_eq!(bob.expect("transient-sent "), "transient-sent to=alice delivered=true");
+    assert_eq!(alice.expect("typing "), "typing from=bob");
+
+    alice.send("/who");
+    assert_eq!(alice.expect("online "), "online users=alice,bob more=false");
+
+    alice.send("/rename Alice A.");
+    assert_eq!(alice.expect("renamed "), "renamed Alice A.");
+
+    alice.send("/msg nobody-here are you there?");
+    assert_eq!(alice.expect("error "), "error UnknownUser: no such user");
+
+    alice.send("/frobnicate");
+    assert!(alice.expect("error ").starts_with("error UnknownCommand: "));
+
+    alice.finish();
+    bob.finish();
+}
+
+#[test]
+fn offline_messages_arrive_in_order_once_and_the_token_logs_in() {
+    let fx = Fixture::new();
+    let mut alice = fx.chat("alice");
+    let mut bob = fx.chat("bob");
+    alice.register_and_login("alice");
+    bob.register_and_login("bob");
+    bob.finish();
+
+    for i in 1..=3 {
+        alice.send(&format!("/msg bob offline {i}"));
+        assert_eq!(alice.expect("sent "), format!("sent seq={i} to=bob"));
+    }
+
+    // Bob comes back with his password: the three arrive in order, then are acked.
+    let mut bob = fx.chat("bob");
+    bob.expect("connected ");
+    bob.send(&format!("/login bob {PASSWORD}"));
+    assert_eq!(bob.expect("logged-in "), "logged-in bob acked=0 last=3");
+    for i in 1..=3 {
+        let got = bob.next_message();
+        assert!(got.starts_with(&format!("message seq={i} from=alice ")), "{got}");
+        assert_eq!(text_of(&got), format!("offline {i}"));
+    }
+    bob.expect("acked up_to=3");
+    bob.finish();
+
+    // Bob again, this time by remembered token: nothing is shown twice, and a new
+    // message is the next one he sees.
+    let mut bob = Chat::start("bob", fx.addr(), &fx.token("bob"), &["--user", "bob"]);
+    assert_eq!(bob.expect("logged-in "), "logged-in bob acked=3 last=3");
+    alice.send("/msg bob after the token login");
+    alice.expect("sent seq=4 to=bob");
+    let got = bob.next_message();
+    assert!(got.starts_with("message seq=4 from=alice "), "{got}");
+    assert_eq!(text_of(&got), "after the token login");
+
+    // Logging out revokes the token: the next --user start has nothing to use.
+    bob.send("/logout");
+    bob.expect("logged-out");
+    bob.finish();
+    let mut bob = Chat::start("bob", fx.addr(), &fx.token("bob"), &["--user", "bob"]);
+    assert!(bob.expect("error ").starts_with("error NoToken: "));
+    bob.finish();
+    alice.finish();
+}
+
+#[test]
+fn a_backlog_longer_than_the_delivery_window_arrives_whole_and_in_order() {
+    // The server pushes 4 messages and then waits for an ack: the client must keep acking.
+    let fx = Fixture::with(|config| config.delivery_window = 4);
+    let mut alice = fx.chat("alice");
+    let mut bob = fx.chat("bob");
+    alice.register_and_login("alice");
+    bob.register_and_login("bob");
+    bob.finish();
+    for i in 1..=15 {
+        alice.send(&format!("/msg bob backlog {i}"));
+    }
+    alice.expect("sent seq=15 to=bob");
+
+    let mut bob = fx.chat("bob");
+    bob.expect("connected ");
+    bob.send(&format!("/login bob {PASSWORD}"));
+    bob.expect("logged-in bob acked=0 last=15");
+    for i in 1..=15 {
+        let got = bob.next_message();
+        assert!(got.starts_with(&format!("message seq={i} from=alice ")), "{got}");
+    }
+    bob.expect("acked up_to=15");
+    bob.finish();
+    alice.finish();
+}
+
+#[test]
+fn a_newer_login_kicks_the_older_session_for_good() {
+    let fx = Fixture::new();
+    let mut first = fx.chat("alice");
+    first.register_and_login("alice");
+    let mut second = Chat::start("alice-2", fx.addr(), &fx.token("alice"), &["--user", "alice"]);
+    second.expect("logged-in alice ");
+    assert_eq!(first.expect("kicked "), "kicked logged in elsewhere");
+    first.expect("disconnected ");
+    // The kicked client does not come back and take the session again.
+    first.send("/who");
+    assert!(first.expect("error ").starts_with("error Offline: "));
+    second.send("/who");
+    second.expect("online users=alice ");
+    first.finish();
+    second.finish();
+}
+
+#[test]
+fn clients_reconnect_by_themselves_after_a_server_restart() {
+    let mut fx = Fixture::new();
+    let addr = fx.addr();
+    let mut alice = fx.chat("alice");
+    let mut bob = fx.chat("bob");
+    alice.register_and_login("alice");
+    bob.register_and_login("bob");
+    alice.send("/msg bob before the restart");
+    alice.expect("sent seq=1 to=bob");
+    assert_eq!(text_of(&bob.next_message()), "before the restart");
+    bob.expect("acked up_to=1");
+
+    fx.server.take().expect("running").shutdown().expect("clean stop");
+    alice.expect("disconnected ");
+    bob.expect("disconnected ");
+    // Same data directory, same port: mio binds with SO_REUSEADDR.
+    let mut config = Config::for_tests(fx.dir.path().join("data"));
+    config.listen = addr;
+    fx.server = Some(Server::start(config).expect("restart on the same port"));
+
+    assert_eq!(alice.expect("reconnected "), "reconnected alice acked=0 last=0");
+    assert_eq!(bob.expect("reconnected "), "reconnected bob acked=1 last=1");
+    alice.send("/msg bob after the restart");
+    alice.expect("sent seq=2 to=bob");
+    // Seq 1 is not shown again: the next message bob sees is the new one.
+    let got = bob.next_message();
+    assert!(got.starts_with("message seq=2 from=alice "), "{got}");
+    assert_eq!(text_of(&got), "after the restart");
+    alice.finish();
+    bob.finish();
+}
+
+#[test]
+fn a_piped_script_runs_in_order_before_the_connection_is_up() {
+    let fx = Fixture::new();
+    let mut carol = fx.chat("carol");
+    // All at once, before "connected": the client holds them until each may go.
+    carol.send(&format!("/register carol {PASSWORD}"));
+    carol.send(&format!("/login carol {PASSWORD}"));
+    carol.send("/to carol");
+    carol.send("note to self");
+    carol.expect("registered carol");
+    carol.expect("logged-in carol ");
+    carol.expect("sent seq=1 to=carol");
+    assert_eq!(text_of(&carol.next_message()), "note to self");
+    carol.send("/quit");
+    carol.finish();
+}
