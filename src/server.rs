@@ -55,6 +55,12 @@ impl Server {
         let directory = Directory::default();
         let outbox = Outbox::new(to_loop, waker.clone());
         let rooms = RoomList::default();
+        // Acknowledged messages a crash left behind, before anything reads the logs.
+        let collected = store.inbox.collect_all().and_then(|a| Ok(a + store.group_log.collect_all()?));
+        match collected.map_err(store_error)? {
+            0 => {}
+            n => info!("deleted {n} acknowledged messages left from the last run"),
+        }
         // Counted once at start (O(data)); kept current by the workers from then on.
         let stored = store.stats().map_err(store_error)?.stored_messages;
         let metrics = Arc::new(Metrics::new(stored));

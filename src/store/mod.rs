@@ -296,7 +296,14 @@ mod tests {
         let page = log.read(7, 1, 10).unwrap();
         assert_eq!(page.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
 
-        log.trim(7, 3).unwrap();
+        log.raise_floor(7, 2).unwrap();
+        // Below the floor is invisible at once, deleted or not.
+        assert_eq!(log.read(7, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(store.stats().unwrap().stored_messages, 2);
+        assert_eq!(log.collect(7, 1, 2, 1).unwrap(), Some(2), "one step of one, then more to do");
+        assert_eq!(log.collect(7, 2, 2, 1).unwrap(), None);
+        log.raise_floor(7, 3).unwrap();
+        assert_eq!(log.collect_all().unwrap(), 1);
         assert!(log.read(7, 0, 10).unwrap().is_empty());
         assert_eq!(log.state(7).unwrap(), LogState { floor: 3, last_seq: 3 });
         assert_eq!(log.state(8).unwrap(), LogState { floor: 0, last_seq: 1 });

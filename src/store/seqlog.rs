@@ -1,9 +1,15 @@
 //! A numbered message log per owner (a user's inbox, a group): contiguous sequences from 1,
-//! and a floor below which everything has been deleted.
+//! and a floor at and below which messages are gone.
 //!
 //! Keys: `owner ++ 0x00` → floor (u64); `owner ++ 0x01 ++ seq` → [`StoredMessage`]. The
 //! last sequence is derived (the highest key, or the floor when the log is empty), so a
 //! crash can never leave a counter and the messages disagreeing.
+//!
+//! Raising the floor (an ack) is one write, however many messages it covers; the messages
+//! below it are garbage, invisible to reads, and are deleted later in bounded steps
+//! ([`SeqLog::collect`]) or at start ([`SeqLog::collect_all`]). A sled write costs about as
+//! much as the rest of a message's handling, so deleting at ack time would halve the rate
+//! at which a backlog can drain.
 
 use super::{decode, encode, read_u64, StoreResult, StoredMessage};
 
@@ -45,8 +51,9 @@ impl SeqLog {
         Ok(())
     }
 
-    /// Up to `limit` messages with sequence above `after`, in order.
+    /// Up to `limit` messages with sequence above `after` (and above the floor), in order.
     pub fn read(&self, owner: u64, after: u64, limit: usize) -> StoreResult<Vec<(u64, StoredMessage)>> {
+        let after = after.max(self.floor(owner)?);
         let range = message_key(owner, after.saturating_add(1))..=message_key(owner, u64::MAX);
         let mut out = Vec::new();
         for entry in self.tree.range(range).take(limit) {
@@ -56,15 +63,59 @@ impl SeqLog {
         Ok(out)
     }
 
-    /// Deletes everything up to `up_to` and raises the floor to it, atomically.
-    pub fn trim(&self, owner: u64, up_to: u64) -> StoreResult<()> {
+    fn floor(&self, owner: u64) -> StoreResult<u64> {
+        match self.tree.get(floor_key(owner))? {
+            Some(raw) => read_u64(self.name, &raw),
+            None => Ok(0),
+        }
+    }
+
+    /// Everything up to `up_to` is gone from now on (one write); the messages become
+    /// garbage for [`SeqLog::collect`].
+    pub fn raise_floor(&self, owner: u64, up_to: u64) -> StoreResult<()> {
+        self.tree.insert(floor_key(owner), &up_to.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Deletes at most `max` garbage messages of `owner` in `from..=to`; returns the next
+    /// sequence still to delete, or None when the range is done.
+    pub fn collect(&self, owner: u64, from: u64, to: u64, max: usize) -> StoreResult<Option<u64>> {
         let mut batch = sled::Batch::default();
-        batch.insert(&floor_key(owner), &up_to.to_be_bytes());
-        for entry in self.tree.range(message_key(owner, 0)..=message_key(owner, up_to)) {
-            batch.remove(entry?.0);
+        let mut next = None;
+        for (taken, entry) in self.tree.range(message_key(owner, from)..=message_key(owner, to)).enumerate() {
+            let (key, _) = entry?;
+            if taken == max {
+                next = Some(read_u64(self.name, &key[9..])?);
+                break;
+            }
+            batch.remove(key);
         }
         self.tree.apply_batch(batch)?;
-        Ok(())
+        Ok(next)
+    }
+
+    /// Deletes every message at or below its owner's floor (garbage a crash left behind);
+    /// returns how many.
+    pub fn collect_all(&self) -> StoreResult<u64> {
+        let mut floors = std::collections::HashMap::new();
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for entry in self.tree.iter() {
+            let (key, raw) = entry?;
+            let owner = read_u64(self.name, &key[..8])?;
+            match key.get(8) {
+                Some(&FLOOR) => {
+                    floors.insert(owner, read_u64(self.name, &raw)?);
+                }
+                _ if read_u64(self.name, &key[9..])? <= floors.get(&owner).copied().unwrap_or(0) => {
+                    batch.remove(key);
+                    removed += 1;
+                }
+                _ => {}
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(removed)
     }
 
     /// Removes the owner's log entirely.
@@ -77,12 +128,20 @@ impl SeqLog {
         Ok(())
     }
 
-    /// Stored messages in all logs (administration and tests; O(data)).
+    /// Stored messages above their floors in all logs (administration and tests; O(data)).
     pub fn count_messages(&self) -> StoreResult<u64> {
-        let mut count = 0;
+        let (mut count, mut owner, mut floor) = (0, None, 0);
         for entry in self.tree.iter() {
-            if entry?.0.get(8) == Some(&MESSAGE) {
-                count += 1;
+            let (key, raw) = entry?;
+            let this = read_u64(self.name, &key[..8])?;
+            if owner != Some(this) {
+                (owner, floor) = (Some(this), 0);
+            }
+            match key.get(8) {
+                // The floor key sorts before the owner's messages.
+                Some(&FLOOR) => floor = read_u64(self.name, &raw)?,
+                _ if read_u64(self.name, &key[9..])? > floor => count += 1,
+                _ => {}
             }
         }
         Ok(count)

@@ -8,6 +8,7 @@
 //!
 //! Membership changes are in `membership`.
 
+use super::garbage::Log;
 use super::handler::{Handled, Refusal, Worker};
 use super::inbox::{beyond, now_ms, resync, wire, wire_size, Cursor, Session, READ_CHUNK};
 use crate::frame;
@@ -203,8 +204,9 @@ impl Worker {
         if seq - group.floor > retention {
             let floor = seq - retention;
             self.shared.metrics.stored_delta(-((floor - group.floor) as i64));
+            self.garbage.push(Log::Group, id, group.floor + 1, floor);
             group.floor = floor;
-            self.shared.store.group_log.trim(id, floor)?;
+            self.shared.store.group_log.raise_floor(id, floor)?;
         }
         self.delivered(u64::from(delivered));
         Ok(delivered)
@@ -326,7 +328,8 @@ impl Worker {
         let floor = group.floor;
         if lowest > floor {
             group.floor = lowest;
-            self.shared.store.group_log.trim(id, lowest)?;
+            self.shared.store.group_log.raise_floor(id, lowest)?;
+            self.garbage.push(Log::Group, id, floor + 1, lowest);
             self.shared.metrics.stored_delta(-((lowest - floor) as i64));
             self.batch.dirty = true;
         }

@@ -2,6 +2,7 @@
 //! each command to the module that handles it (accounts, inbox, groups, rooms, presence).
 
 use super::batch::Batch;
+use super::garbage::GarbageQueue;
 use super::groups::GroupState;
 use super::inbox::UserState;
 use super::presence::Watchers;
@@ -57,6 +58,8 @@ pub struct Worker {
     /// Service sends this worker coordinates, waiting for their parts.
     pub gathers: HashMap<u64, Gather>,
     pub next_gather: u64,
+    /// Acknowledged messages still to delete.
+    pub garbage: GarbageQueue,
 }
 
 impl Worker {
@@ -74,6 +77,7 @@ impl Worker {
             conn_rooms: HashMap::new(),
             gathers: HashMap::new(),
             next_gather: 0,
+            garbage: GarbageQueue::default(),
         }
     }
 
@@ -83,6 +87,11 @@ impl Worker {
         let ticks = if self.index == 0 && !interval.is_zero() { tick(interval) } else { never() };
         let mut stopping = false;
         while !stopping {
+            // Idle with garbage to delete: delete a step, then look again.
+            if !self.garbage.is_empty() && internal.is_empty() && requests.is_empty() {
+                self.collect_garbage();
+                continue;
+            }
             let first = select! {
                 recv(internal) -> cmd => cmd,
                 recv(requests) -> cmd => cmd,

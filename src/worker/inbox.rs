@@ -7,6 +7,7 @@
 //! waits its turn behind the backlog. At most `delivery_window` messages are outstanding
 //! beyond the last ack.
 
+use super::garbage::Log;
 use super::handler::{Handled, Refusal, Worker};
 use crate::metrics::Metrics;
 use crate::net::{ConnId, SessionUser};
@@ -289,7 +290,8 @@ impl Worker {
         }
         let before = state.cursor.acked;
         if state.cursor.ack(up_to) {
-            self.shared.store.inbox.trim(state.uid, up_to)?;
+            self.shared.store.inbox.raise_floor(state.uid, up_to)?;
+            self.garbage.push(Log::Inbox, state.uid, before + 1, up_to);
             self.shared.metrics.stored_delta(-((up_to - before) as i64));
             self.batch.dirty = true;
         }

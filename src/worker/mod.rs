@@ -14,6 +14,7 @@
 mod accounts;
 mod batch;
 mod directory;
+mod garbage;
 mod groups;
 mod handler;
 mod inbox;
