@@ -102,6 +102,11 @@ pub struct Config {
     pub login_backoff_max: Duration,
     /// How often the statistics line is logged; zero turns it off.
     pub stats_interval: Duration,
+    /// How long a client_msg_id is remembered for idempotent retries...
+    pub dedup_window: Duration,
+    /// ...at most, and for how many sends at most (memory bound; the window shrinks to
+    /// this many sends under heavy traffic).
+    pub dedup_capacity: usize,
 }
 
 impl Default for Config {
@@ -137,6 +142,8 @@ impl Default for Config {
             login_backoff: Duration::from_secs(1),
             login_backoff_max: Duration::from_secs(300),
             stats_interval: Duration::from_secs(60),
+            dedup_window: Duration::from_secs(24 * 3600),
+            dedup_capacity: 1_000_000,
         }
     }
 }

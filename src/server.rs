@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
-use crate::worker::{ConnectionWatchers, Directory, Pool, RoomList, Shared};
+use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -61,6 +61,7 @@ impl Server {
             0 => {}
             n => info!("deleted {n} acknowledged messages left from the last run"),
         }
+        let dedup = Arc::new(load_dedup(&store, &config).map_err(store_error)?);
         // Counted once at start (O(data)); kept current by the workers from then on.
         let stored = store.stats().map_err(store_error)?.stored_messages;
         let metrics = Arc::new(Metrics::new(stored));
@@ -74,6 +75,7 @@ impl Server {
             throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),
+            dedup,
         };
         let (pool, workers) = Pool::start(shared);
         let (event_loop, handle) = EventLoop::new(poll, listener, waker, pool, from_workers, config.clone(), metrics);
@@ -128,4 +130,16 @@ impl Server {
         info!("confabd stopped");
         Ok(())
     }
+}
+
+/// The dedup records still inside the window, newest last so the newest survive the bound.
+fn load_dedup(store: &Store, config: &Config) -> Result<DedupIndex, StoreError> {
+    let now = crate::worker::now_ms();
+    let since = now.saturating_sub(config.dedup_window.as_millis() as u64);
+    store.prune_dedup(since)?;
+    let index = DedupIndex::new(config.dedup_capacity, config.dedup_window.as_millis() as u64);
+    for record in store.dedup_since(since)? {
+        index.insert(record, now);
+    }
+    Ok(index)
 }

@@ -15,3 +15,4 @@ mod rooms;
 mod security;
 mod services;
 mod session;
+mod vectors;

@@ -11,14 +11,16 @@
 //! - `groups`:      `group id` → [`GroupRecord`] (name, flags, members and roles)
 //! - `group_acks`:  `group id ++ username` → the member's acknowledged sequence (u64)
 //! - `memberships`: `username ++ 0x00 ++ group id` → empty (a user's groups)
-//! - `dedup`:       `sender id ++ client_msg_id ++ destination id` → [`DedupEntry`]
+//! - `dedup`:       one value per worker batch of dedup records (see [`dedup`])
 //! - `services`:    `service name` → [`ServiceRecord`]
 //! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 
+mod dedup;
 mod groups;
 mod records;
 mod seqlog;
 
+pub use dedup::DedupRecord;
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
 pub use seqlog::{LogState, SeqLog};
 
@@ -75,7 +77,7 @@ impl Store {
         let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
         Ok(Store {
             accounts: db.open_tree("accounts")?,
-            dedup: db.open_tree("dedup")?,
+            dedup: db.open_tree("dedup_batches")?,
             tokens: db.open_tree("tokens")?,
             groups: db.open_tree("groups")?,
             group_acks: db.open_tree("group_acks")?,
@@ -136,20 +138,6 @@ impl Store {
             names.push(String::from_utf8_lossy(&key).into_owned());
         }
         Ok(names)
-    }
-
-    /// What an earlier send by `sender` with this id to `destination` (a user or group id;
-    /// ids share one space) produced, if there was one.
-    pub fn dedup_get(&self, sender: u64, client_msg_id: u64, destination: u64) -> StoreResult<Option<DedupEntry>> {
-        match self.dedup.get(dedup_key(sender, client_msg_id, destination))? {
-            Some(raw) => Ok(Some(decode("dedup", &raw)?)),
-            None => Ok(None),
-        }
-    }
-
-    pub fn dedup_put(&self, sender: u64, client_msg_id: u64, entry: &DedupEntry) -> StoreResult<()> {
-        self.dedup.insert(dedup_key(sender, client_msg_id, entry.recipient), encode(entry))?;
-        Ok(())
     }
 
     pub fn service(&self, name: &str) -> StoreResult<Option<ServiceRecord>> {
@@ -232,14 +220,6 @@ impl Store {
             size_on_disk: self.db.size_on_disk()?,
         })
     }
-}
-
-fn dedup_key(sender: u64, client_msg_id: u64, destination: u64) -> [u8; 24] {
-    let mut key = [0; 24];
-    key[..8].copy_from_slice(&sender.to_be_bytes());
-    key[8..16].copy_from_slice(&client_msg_id.to_be_bytes());
-    key[16..].copy_from_slice(&destination.to_be_bytes());
-    key
 }
 
 fn token_key(uid: u64, digest: &[u8; 32]) -> [u8; 40] {

@@ -5,11 +5,12 @@
 //! Commands for other workers go out after the batch's frames, so anything they push
 //! reaches the loop after this batch's replies (a login's reply before its group backlog).
 
+use super::inbox::now_ms;
 use super::WorkerCmd;
 use crate::frame;
 use crate::net::{ConnId, LoopMsg, Outbox};
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
-use crate::store::Store;
+use crate::store::{DedupRecord, Store};
 use crossbeam_channel::Sender;
 use log::error;
 
@@ -18,6 +19,8 @@ pub struct Batch {
     out: Vec<(LoopMsg, bool)>,
     durable_requests: Vec<(ConnId, u32)>,
     to_workers: Vec<(usize, WorkerCmd)>,
+    /// Dedup records of this batch's sends, written as one value at commit.
+    pub dedup: Vec<DedupRecord>,
     /// The batch wrote to the store and must flush before releasing anything durable.
     pub dirty: bool,
 }
@@ -80,7 +83,9 @@ impl Batch {
     pub fn commit(&mut self, store: &Store, outbox: &Outbox, workers: &[Sender<WorkerCmd>]) {
         let mut out = std::mem::take(&mut self.out);
         if std::mem::take(&mut self.dirty) {
-            if let Err(e) = store.flush() {
+            let records = std::mem::take(&mut self.dedup);
+            let dedup = if records.is_empty() { Ok(()) } else { store.put_dedup_batch(now_ms(), &records) };
+            if let Err(e) = dedup.and_then(|()| store.flush()) {
                 error!("flush failed, withholding this batch's receipts: {e}");
                 out.retain(|(_, durable)| !durable);
                 for (conn, request_id) in self.durable_requests.drain(..) {

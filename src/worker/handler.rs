@@ -4,6 +4,7 @@
 use super::batch::Batch;
 use super::garbage::GarbageQueue;
 use super::groups::GroupState;
+use super::inbox::now_ms;
 use super::inbox::UserState;
 use super::presence::Watchers;
 use super::rooms::Room;
@@ -13,10 +14,11 @@ use crate::net::{ConnId, SessionUser};
 use crate::protocol::{Conversation, ErrorCode, Request, Target};
 use crate::store::StoreError;
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
-use log::{debug, error};
+use log::{debug, error, warn};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why a request was refused; becomes an error frame.
 pub struct Refusal {
@@ -85,6 +87,8 @@ impl Worker {
         // Worker 0 also logs the statistics line; the others never tick.
         let interval = self.shared.config.stats_interval;
         let ticks = if self.index == 0 && !interval.is_zero() { tick(interval) } else { never() };
+        // Worker 0 also forgets expired dedup records on disk, once a minute.
+        let upkeep = if self.index == 0 { tick(Duration::from_secs(60)) } else { never() };
         let mut stopping = false;
         while !stopping {
             // Idle with garbage to delete: delete a step, then look again.
@@ -97,6 +101,10 @@ impl Worker {
                 recv(requests) -> cmd => cmd,
                 recv(ticks) -> _ => {
                     self.log_stats();
+                    continue;
+                }
+                recv(upkeep) -> _ => {
+                    self.prune_dedup();
                     continue;
                 }
             };
@@ -254,6 +262,13 @@ impl Worker {
         }
         self.leave_all_rooms(conn);
         self.watchers.forget_conn(conn);
+    }
+
+    fn prune_dedup(&self) {
+        let window = self.shared.config.dedup_window.as_millis() as u64;
+        if let Err(e) = self.shared.store.prune_dedup(now_ms().saturating_sub(window)) {
+            warn!("pruning dedup records: {e}");
+        }
     }
 
     pub fn owns(&self, owner: Owner<'_>) -> bool {

@@ -195,7 +195,7 @@ impl Worker {
         if client_msg_id == 0 {
             return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
         }
-        let Some(earlier) = self.shared.store.dedup_get(from.uid, client_msg_id, destination)? else {
+        let Some(earlier) = self.shared.dedup.get(from.uid, client_msg_id, destination) else {
             return Ok(false);
         };
         let reply = Reply::Sent {
@@ -232,7 +232,7 @@ impl Worker {
                 seq,
                 timestamp_ms: message.timestamp_ms,
             };
-            store.dedup_put(sender_uid, client_msg_id, &entry)?;
+            self.remember(sender_uid, client_msg_id, entry);
             let reply = Reply::Sent {
                 message_id: message.message_id,
                 seq,
@@ -333,6 +333,13 @@ impl Worker {
                 Metrics::add(&self.shared.metrics.delivered, 1);
             }
         }
+    }
+
+    /// Records a stored send for idempotent retries (durable with this batch's commit).
+    pub fn remember(&mut self, sender: u64, client_msg_id: u64, entry: DedupEntry) {
+        let record = (sender, client_msg_id, entry);
+        self.shared.dedup.insert(record, entry.timestamp_ms);
+        self.batch.dedup.push(record);
     }
 
     pub fn received(&self, n: u64) {

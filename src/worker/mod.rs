@@ -13,6 +13,7 @@
 
 mod accounts;
 mod batch;
+mod dedup;
 mod directory;
 mod garbage;
 mod groups;
@@ -24,7 +25,9 @@ mod rooms;
 mod services;
 mod stats;
 
+pub use dedup::DedupIndex;
 pub use directory::{ConnectionWatchers, Directory, RoomList};
+pub use inbox::now_ms;
 
 use crate::auth::Hasher;
 use crate::config::Config;
@@ -128,6 +131,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Service connections that asked for connection events.
     pub connection_watchers: ConnectionWatchers,
+    pub dedup: Arc<DedupIndex>,
 }
 
 impl Pool {

@@ -192,7 +192,7 @@ impl Worker {
             return Ok(Some(true));
         }
         let uid = state.uid;
-        if self.shared.store.dedup_get(service.uid, client_msg_id, uid)?.is_some() {
+        if self.shared.dedup.get(service.uid, client_msg_id, uid).is_some() {
             return Ok(Some(false));
         }
         let stored = self.service_message(service, content.clone(), None)?;
@@ -200,7 +200,7 @@ impl Worker {
         self.store_message(Conversation::Inbox, uid, seq, &stored, None)?;
         let entry =
             DedupEntry { recipient: uid, message_id: stored.message_id, seq, timestamp_ms: stored.timestamp_ms };
-        self.shared.store.dedup_put(service.uid, client_msg_id, &entry)?;
+        self.remember(service.uid, client_msg_id, entry);
         let window = self.window();
         let state = self.users.get_mut(name).expect("user_state loaded the user");
         state.last_seq = seq;
@@ -263,14 +263,14 @@ impl Worker {
             self.delivered(online.len() as u64);
             return Ok(Tally { stored: 0, delivered: online.len() as u32, unknown: Vec::new() });
         }
-        if self.shared.store.dedup_get(service.uid, client_msg_id, id)?.is_some() {
+        if self.shared.dedup.get(service.uid, client_msg_id, id).is_some() {
             return Ok(Tally { stored: 1, delivered: 0, unknown: Vec::new() });
         }
         let stored = self.service_message(service, content, except)?;
         let seq = self.group_last_seq(id)? + 1;
         self.store_message(Conversation::Group(id), id, seq, &stored, None)?;
         let entry = DedupEntry { recipient: id, message_id: stored.message_id, seq, timestamp_ms: stored.timestamp_ms };
-        self.shared.store.dedup_put(service.uid, client_msg_id, &entry)?;
+        self.remember(service.uid, client_msg_id, entry);
         let delivered = self.deliver_group(id, seq, stored)?;
         Ok(Tally { stored: 1, delivered, unknown: Vec::new() })
     }

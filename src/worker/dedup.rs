@@ -1,0 +1,110 @@
+//! The dedup index: which (sender, client_msg_id, destination) were stored, and what they
+//! produced, so a retried send gets its original receipt. In memory, shared by the workers
+//! (sharded locks; lookups and inserts only), bounded by age and by count: the window is
+//! `dedup_window`, or the last `dedup_capacity` sends if those come sooner. Durable through
+//! [`crate::store::Store::put_dedup_batch`], reloaded at start.
+
+use crate::store::{DedupEntry, DedupRecord};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+const SHARDS: usize = 16;
+
+type Key = (u64, u64, u64);
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<Key, DedupEntry>,
+    /// Insertion order, for eviction.
+    order: VecDeque<Key>,
+}
+
+pub struct DedupIndex {
+    shards: Vec<Mutex<Shard>>,
+    per_shard: usize,
+    window_ms: u64,
+}
+
+impl DedupIndex {
+    pub fn new(capacity: usize, window_ms: u64) -> Self {
+        DedupIndex {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: (capacity / SHARDS).max(1),
+            window_ms,
+        }
+    }
+
+    pub fn get(&self, sender: u64, client_msg_id: u64, destination: u64) -> Option<DedupEntry> {
+        let key = (sender, client_msg_id, destination);
+        self.shard(&key).entries.get(&key).copied()
+    }
+
+    /// Remembers a send, forgetting the oldest beyond the bounds; `now_ms` ages them.
+    pub fn insert(&self, record: DedupRecord, now_ms: u64) {
+        let (sender, client_msg_id, entry) = record;
+        let key = (sender, client_msg_id, entry.recipient);
+        let mut shard = self.shard(&key);
+        if shard.entries.insert(key, entry).is_none() {
+            shard.order.push_back(key);
+        }
+        let horizon = now_ms.saturating_sub(self.window_ms);
+        while let Some(oldest) = shard.order.front().copied() {
+            let expired = shard.entries.get(&oldest).is_none_or(|e| e.timestamp_ms < horizon);
+            if shard.order.len() <= self.per_shard && !expired {
+                break;
+            }
+            shard.order.pop_front();
+            shard.entries.remove(&oldest);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).entries.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, key: &Key) -> MutexGuard<'_, Shard> {
+        // Mix the fields so sequential ids spread over the shards.
+        let hash = key.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ key.1.rotate_left(17) ^ key.2.rotate_left(41);
+        lock(&self.shards[(hash % SHARDS as u64) as usize])
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // Each operation leaves the map and the order consistent before it can panic.
+    shard.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sender: u64, id: u64, ts: u64) -> DedupRecord {
+        (sender, id, DedupEntry { recipient: 5, message_id: id, seq: id, timestamp_ms: ts })
+    }
+
+    #[test]
+    fn remembers_by_sender_id_and_destination() {
+        let index = DedupIndex::new(1000, 60_000);
+        index.insert(record(1, 42, 0), 0);
+        assert_eq!(index.get(1, 42, 5).map(|e| e.seq), Some(42));
+        assert_eq!(index.get(1, 42, 6), None, "another destination is another message");
+        assert_eq!(index.get(2, 42, 5), None, "another sender too");
+    }
+
+    #[test]
+    fn forgets_the_oldest_beyond_count_and_age() {
+        let index = DedupIndex::new(SHARDS * 2, 1_000);
+        for id in 0..200 {
+            index.insert(record(1, id, 10_000), 10_000);
+        }
+        assert!(index.len() <= SHARDS * 2);
+        assert!(index.get(1, 199, 5).is_some(), "the newest stays");
+        index.insert(record(2, 1, 20_000), 20_000);
+        // Inserting into a shard ages out what is older than the window there.
+        assert!(index.len() < SHARDS * 2 + 1);
+    }
+}

@@ -1,0 +1,832 @@
+//! The test vectors of protocol.md, checked against the real codec.
+//!
+//! Every line inside a ```vectors fence of protocol.md is `<direction> <name>: <hex>`, the
+//! complete frame (length prefix included). Each name has exactly one expected value here;
+//! the test encodes the value and compares bytes, splits and decodes the bytes and compares
+//! values, and fails if the document and this table name different vectors.
+
+use confab::config::Config;
+use confab::frame;
+use confab::protocol::{
+    ClientFrame, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, Media, MediaKind, MemberInfo, Message,
+    OnlineUser, Push, Reply, Request, Role, RoomInfo, SenderKind, ServerFrame, ServerStats, ServiceTarget, Target,
+    NO_REQUEST, PROTOCOL_VERSION,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md");
+const FENCE_OPEN: &str = "```vectors";
+const FENCE_CLOSE: &str = "```";
+const MIN_VECTORS: usize = 24;
+/// Largest server frame the test accepts when splitting (servers are not bound by max_frame).
+const MAX_SERVER_FRAME: u32 = 16 * 1024 * 1024;
+
+/// The timestamp of the first example message (2023-11-14T22:13:20Z); later ones add 1 ms each.
+const TS: u64 = 1_700_000_000_000;
+/// The example group ("Book club").
+const GROUP: u64 = 9;
+/// The example service's token as `confabd service add shop` prints it (real ones are random).
+const SERVICE_TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Frame {
+    Client(ClientFrame),
+    Server(ServerFrame),
+}
+
+impl Frame {
+    pub(crate) fn direction(&self) -> &'static str {
+        match self {
+            Frame::Client(_) => "client",
+            Frame::Server(_) => "server",
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        match self {
+            Frame::Client(value) => frame::encode(value),
+            Frame::Server(value) => frame::encode(value),
+        }
+    }
+}
+
+fn client(request_id: u32, request: Request) -> Frame {
+    Frame::Client(ClientFrame { request_id, request })
+}
+
+fn reply(request_id: u32, reply: Reply) -> Frame {
+    Frame::Server(ServerFrame::Reply { request_id, reply })
+}
+
+fn error(request_id: u32, code: ErrorCode, message: &str) -> Frame {
+    Frame::Server(ServerFrame::Error { request_id, code, message: message.to_string() })
+}
+
+fn push(push: Push) -> Frame {
+    Frame::Server(ServerFrame::Push(push))
+}
+
+fn s(text: &str) -> String {
+    text.to_string()
+}
+
+/// The resume token of the examples: 32 bytes 00, 01, .., 1f (real ones are random).
+fn token() -> Vec<u8> {
+    (0u8..32).collect()
+}
+
+fn typing() -> Content {
+    Content { kind: MediaKind::Custom, body: b"typing".to_vec(), media: None }
+}
+
+fn cat_picture() -> Content {
+    Content {
+        kind: MediaKind::Image,
+        // The first bytes of a PNG thumbnail.
+        body: vec![0x89, 0x50, 0x4e, 0x47],
+        media: Some(Media { url: s("https://example.com/cat.png"), description: s("a cat"), size: 123_456 }),
+    }
+}
+
+fn send(request_id: u32, to: Target, client_msg_id: u64, transient: bool, content: Content) -> Frame {
+    client(request_id, Request::Send { to, client_msg_id, transient, content })
+}
+
+fn service_send(request_id: u32, to: ServiceTarget, client_msg_id: u64, transient: bool, text: &str) -> Frame {
+    client(request_id, Request::ServiceSend { to, client_msg_id, transient, content: Content::text(text) })
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| s(name)).collect()
+}
+
+/// A stored message from a user, pushed from the inbox or a group.
+fn message(
+    conversation: Conversation,
+    seq: u64,
+    prev_seq: u64,
+    message_id: u64,
+    from: &str,
+    content: Content,
+) -> Frame {
+    push(Push::Message(Message {
+        conversation,
+        seq,
+        prev_seq,
+        message_id,
+        from: s(from),
+        sender: SenderKind::User,
+        timestamp_ms: TS + seq - 1,
+        content,
+        event: None,
+    }))
+}
+
+/// A group event as pushed to a member who has seen everything before it.
+fn event(seq: u64, message_id: u64, by: &str, event: GroupEvent) -> Frame {
+    push(Push::Message(Message {
+        conversation: Conversation::Group(GROUP),
+        seq,
+        prev_seq: seq - 1,
+        message_id,
+        from: s(by),
+        sender: SenderKind::User,
+        timestamp_ms: TS + seq - 1,
+        content: Content { kind: MediaKind::System, body: Vec::new(), media: None },
+        event: Some(event),
+    }))
+}
+
+/// Generates `NAMES` and `expected` from one table, so the list of names and the match
+/// can never disagree.
+macro_rules! vectors {
+    ($($name:literal => $value:expr,)*) => {
+        /// Every vector name the test knows, in table order.
+        pub(crate) const NAMES: &[&str] = &[$($name),*];
+
+        /// The value a vector of protocol.md must encode.
+        pub(crate) fn expected(name: &str) -> Option<Frame> {
+            match name {
+                $($name => Some($value),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+vectors! {
+    // Requests: session and direct messages.
+    "hello" => client(1, Request::Hello { version: PROTOCOL_VERSION, client: s("demo/1.0") }),
+    "register" => client(2, Request::Register { username: s("alice"), password: s("correct horse") }),
+    "login" => client(3, Request::Login { username: s("alice"), password: s("correct horse") }),
+    "send" => send(4, Target::User(s("alice")), 1, false, Content::text("hi alice")),
+    "ack" => client(4, Request::Ack { conversation: Conversation::Inbox, up_to: 1 }),
+    "ping" => client(5, Request::Ping),
+    "send-transient" => send(6, Target::User(s("alice")), 0, true, typing()),
+    "send-media" => send(300, Target::User(s("alice")), 2, false, cat_picture()),
+    "send-unicode" => send(7, Target::User(s("alice")), 1_000_000, false, Content::text("h\u{e9}llo \u{1f44b}")),
+    "resync" => client(8, Request::Resync { conversation: Conversation::Inbox, after: 1 }),
+    "rename" => client(9, Request::Rename { display_name: s("Alice Liddell") }),
+    "list-online" => client(10, Request::ListOnline { after: String::new(), limit: 50 }),
+    "list-online-next" => client(11, Request::ListOnline { after: s("alice"), limit: 200 }),
+    "logout" => client(12, Request::Logout),
+    "resume" => client(2, Request::Resume { username: s("alice"), token: token() }),
+
+    // Requests: groups.
+    "create-group" => client(13, Request::CreateGroup { name: s("Book club"), open: true }),
+    "add-member" => client(14, Request::AddMember { group_id: GROUP, username: s("bob") }),
+    "send-group" => send(5, Target::Group(GROUP), 2, false, Content::text("hello club")),
+    "ack-group" => client(15, Request::Ack { conversation: Conversation::Group(GROUP), up_to: 3 }),
+    "resync-group" => client(16, Request::Resync { conversation: Conversation::Group(GROUP), after: 2 }),
+    "rename-group" => client(17, Request::RenameGroup { group_id: GROUP, name: s("Books") }),
+    "set-role" => client(18, Request::SetRole { group_id: GROUP, username: s("bob"), role: Role::Admin }),
+    "join-group" => client(3, Request::JoinGroup { group_id: GROUP }),
+    "leave-group" => client(4, Request::LeaveGroup { group_id: GROUP }),
+    "remove-member" => client(19, Request::RemoveMember { group_id: GROUP, username: s("bob") }),
+    "delete-group" => client(20, Request::DeleteGroup { group_id: GROUP }),
+    "list-groups" => client(21, Request::ListGroups),
+    "group-members" => client(22, Request::GroupMembers { group_id: GROUP }),
+
+    // Requests: rooms, broadcast, presence.
+    "join-room" => client(23, Request::JoinRoom { room: s("lobby") }),
+    "send-room" => send(24, Target::Room(s("lobby")), 0, true, Content::text("anyone here?")),
+    "leave-room" => client(25, Request::LeaveRoom { room: s("lobby") }),
+    "list-rooms" => client(26, Request::ListRooms { after: String::new(), limit: 0 }),
+    "room-members" => client(27, Request::RoomMembers { room: s("lobby") }),
+    "send-broadcast" => send(28, Target::Everyone, 0, true, Content::text("maintenance at 22:00")),
+    "subscribe-presence" => client(29, Request::SubscribePresence { username: s("carol") }),
+    "unsubscribe-presence" => client(30, Request::UnsubscribePresence { username: s("carol") }),
+
+    // Requests: services (on the service's own connection).
+    "service-login" => client(2, Request::ServiceLogin { name: s("shop"), token: s(SERVICE_TOKEN) }),
+    "watch-connections" => client(3, Request::WatchConnections),
+    "service-send-users" => service_send(
+        4,
+        ServiceTarget::Users(names(&["alice", "bob", "nobody"])),
+        1,
+        false,
+        "your order shipped",
+    ),
+    "service-send-group" => service_send(
+        5,
+        ServiceTarget::Group { group_id: GROUP, except: Some(s("alice")) },
+        2,
+        false,
+        "alice scored",
+    ),
+    "service-send-group-all" => service_send(
+        6,
+        ServiceTarget::Group { group_id: GROUP, except: None },
+        3,
+        false,
+        "match starts",
+    ),
+    "service-send-online" => service_send(7, ServiceTarget::Online, 0, true, "restart at noon"),
+    "query-online" => client(8, Request::QueryOnline { users: names(&["alice", "bob", "nobody"]) }),
+    "stats" => client(9, Request::Stats),
+    "disconnect" => client(10, Request::Disconnect { username: s("alice"), reason: s("account suspended") }),
+
+    // Replies.
+    "hello-reply" => reply(1, Reply::Hello {
+        version: PROTOCOL_VERSION,
+        server: s("confabd 0.1.0"),
+        max_frame: 65_536,
+        max_body: 32_768,
+        heartbeat_secs: 30,
+        idle_timeout_secs: 90,
+        delivery_window: 1024,
+    }),
+    "registered" => reply(2, Reply::Registered { user_id: 1 }),
+    "logged-in" => reply(3, Reply::LoggedIn {
+        user_id: 1,
+        display_name: s("alice"),
+        acked: 0,
+        last_seq: 0,
+        resume_token: token(),
+    }),
+    "sent" => reply(4, Reply::Sent { message_id: 7, seq: 1, timestamp_ms: TS, duplicate: false }),
+    "acked" => reply(4, Reply::Acked { conversation: Conversation::Inbox, up_to: 1 }),
+    "pong" => reply(5, Reply::Pong),
+    "transient-sent" => reply(6, Reply::TransientSent { delivered: true }),
+    "sent-duplicate" => reply(300, Reply::Sent { message_id: 8, seq: 2, timestamp_ms: TS + 1, duplicate: true }),
+    "resynced" => reply(8, Reply::Resynced { conversation: Conversation::Inbox, after: 1, last_seq: 2 }),
+    "renamed" => reply(9, Reply::Renamed { display_name: s("Alice Liddell") }),
+    "online" => reply(10, Reply::Online {
+        users: vec![
+            OnlineUser { username: s("alice"), display_name: s("Alice Liddell") },
+            OnlineUser { username: s("bob"), display_name: s("bob") },
+        ],
+        more: true,
+    }),
+    "online-empty" => reply(11, Reply::Online { users: Vec::new(), more: false }),
+    "logged-out" => reply(12, Reply::LoggedOut),
+    "group-created" => reply(13, Reply::GroupCreated { group_id: GROUP }),
+    "done" => reply(14, Reply::Done),
+    "sent-group" => reply(5, Reply::Sent { message_id: 12, seq: 3, timestamp_ms: TS + 2, duplicate: false }),
+    "acked-group" => reply(15, Reply::Acked { conversation: Conversation::Group(GROUP), up_to: 3 }),
+    "groups" => reply(21, Reply::Groups {
+        groups: vec![GroupInfo {
+            group_id: GROUP,
+            name: s("Books"),
+            open: true,
+            role: Role::Owner,
+            members: 2,
+            acked: 5,
+            last_seq: 7,
+        }],
+    }),
+    "members" => reply(22, Reply::Members {
+        group_id: GROUP,
+        members: vec![
+            MemberInfo { username: s("alice"), role: Role::Owner, online: true },
+            MemberInfo { username: s("bob"), role: Role::Admin, online: false },
+        ],
+    }),
+    "delivered" => reply(24, Reply::Delivered { recipients: 2 }),
+    "rooms" => reply(26, Reply::Rooms {
+        rooms: vec![RoomInfo { name: s("lobby"), members: 3 }, RoomInfo { name: s("rust"), members: 12 }],
+        more: false,
+    }),
+    "room-members-reply" => reply(27, Reply::RoomMembers {
+        room: s("lobby"),
+        members: vec![s("alice"), s("bob"), s("carol")],
+    }),
+    "subscribed" => reply(29, Reply::Subscribed { username: s("carol"), online: true }),
+    "service-logged-in" => reply(2, Reply::ServiceLoggedIn { name: s("shop") }),
+    "done-watching" => reply(3, Reply::Done),
+    "service-sent" => reply(4, Reply::ServiceSent { stored: 2, delivered: 1, unknown: names(&["nobody"]) }),
+    "service-sent-group" => reply(5, Reply::ServiceSent { stored: 1, delivered: 1, unknown: Vec::new() }),
+    "service-sent-online" => reply(7, Reply::ServiceSent { stored: 0, delivered: 2, unknown: Vec::new() }),
+    "online-status" => reply(8, Reply::OnlineStatus { online: vec![true, false, false] }),
+    "stats-reply" => reply(9, Reply::Stats(ServerStats {
+        version: s("0.1.0"),
+        uptime_secs: 3600,
+        connections: 4,
+        logged_in: 3,
+        rooms: 1,
+        groups: 2,
+        messages_received: 1000,
+        messages_delivered: 2500,
+        received_per_sec: 3,
+        delivered_per_sec: 7,
+        stored_messages: 12,
+        outbound_bytes_queued: 0,
+        storage_bytes: 1_048_576,
+    })),
+    "disconnected" => reply(10, Reply::Disconnected { was_online: true }),
+
+    // Pushes.
+    "push-message" => message(Conversation::Inbox, 1, 0, 7, "bob", Content::text("hi alice")),
+    "push-message-media" => message(Conversation::Inbox, 2, 1, 8, "bob", cat_picture()),
+    "push-transient" => push(Push::Transient { from: s("bob"), content: typing() }),
+    "push-kicked" => push(Push::Kicked { reason: s("logged in elsewhere") }),
+    "push-shutting-down" => push(Push::ShuttingDown),
+    "push-group-created" => event(1, 10, "alice", GroupEvent::Created { by: s("alice") }),
+    "push-group-added" => event(2, 11, "alice", GroupEvent::Added { username: s("bob"), by: s("alice") }),
+    "push-message-group" => message(Conversation::Group(GROUP), 3, 2, 12, "bob", Content::text("hello club")),
+    "push-message-group-skip" => message(Conversation::Group(GROUP), 5, 3, 14, "bob", Content::text("thanks")),
+    "push-group-renamed" => event(6, 15, "alice", GroupEvent::Renamed { name: s("Books"), by: s("alice") }),
+    "push-group-role-changed" => event(7, 16, "alice", GroupEvent::RoleChanged {
+        username: s("bob"),
+        role: Role::Admin,
+        by: s("alice"),
+    }),
+    "push-group-joined" => event(8, 17, "carol", GroupEvent::Joined { username: s("carol") }),
+    "push-group-left" => event(9, 18, "carol", GroupEvent::Left { username: s("carol") }),
+    "push-group-removed" => event(10, 19, "alice", GroupEvent::Removed { username: s("bob"), by: s("alice") }),
+    "push-group-deleted" => push(Push::Message(Message {
+        conversation: Conversation::Group(GROUP),
+        seq: 11,
+        prev_seq: 10,
+        message_id: 0,
+        from: s("alice"),
+        sender: SenderKind::User,
+        timestamp_ms: TS + 10,
+        content: Content { kind: MediaKind::System, body: Vec::new(), media: None },
+        event: Some(GroupEvent::Deleted { by: s("alice") }),
+    })),
+    "push-room-message" => push(Push::RoomMessage {
+        room: s("lobby"),
+        from: s("bob"),
+        content: Content::text("anyone here?"),
+    }),
+    "push-broadcast" => push(Push::Broadcast { from: s("admin"), content: Content::text("maintenance at 22:00") }),
+    "push-presence" => push(Push::Presence { username: s("carol"), online: true }),
+    "push-message-service" => push(Push::Message(Message {
+        conversation: Conversation::Inbox,
+        seq: 3,
+        prev_seq: 2,
+        message_id: 20,
+        from: s("shop"),
+        sender: SenderKind::Service,
+        timestamp_ms: TS + 2,
+        content: Content::text("your order shipped"),
+        event: None,
+    })),
+    "push-service-notice" => push(Push::ServiceNotice {
+        service: s("shop"),
+        content: Content::text("restart at noon"),
+    }),
+    "push-kicked-by-service" => push(Push::Kicked { reason: s("account suspended") }),
+    "push-connection" => push(Push::Connection { username: s("alice"), connected: true, reason: s("login") }),
+    "push-connection-closed" => push(Push::Connection {
+        username: s("alice"),
+        connected: false,
+        reason: s("disconnected by a service"),
+    }),
+
+    // Errors.
+    "error-unsupported-version" => error(1, ErrorCode::UnsupportedVersion, "this server speaks protocol version 1"),
+    "error-hello-required" => error(1, ErrorCode::HelloRequired, "the first frame must be Hello"),
+    "error-not-logged-in" => error(4, ErrorCode::NotLoggedIn, "log in first"),
+    "error-already-logged-in" => error(3, ErrorCode::AlreadyLoggedIn, "log out first"),
+    "error-wrong-password" => error(3, ErrorCode::WrongPassword, "wrong password"),
+    "error-bad-request" => error(300, ErrorCode::BadRequest, "malformed or unknown request"),
+    "error-frame-too-large" => error(NO_REQUEST, ErrorCode::FrameTooLarge, "frame exceeds max_frame"),
+    "error-idle-timeout" => error(NO_REQUEST, ErrorCode::IdleTimeout, "no frame within the idle timeout"),
+    "error-server-full" => error(NO_REQUEST, ErrorCode::ServerFull, "too many connections"),
+    "error-invalid-token" => error(2, ErrorCode::InvalidToken, "unknown, expired or revoked token"),
+    "error-unknown-group" => error(20, ErrorCode::UnknownGroup, "no such group"),
+    "error-not-a-member" => error(24, ErrorCode::NotAMember, "join the room first"),
+    "error-forbidden" => error(28, ErrorCode::Forbidden, "only administrators may broadcast"),
+    "error-limit-reached" => error(23, ErrorCode::LimitReached, "the room is full"),
+    "error-already-member" => error(14, ErrorCode::AlreadyMember, "already a member"),
+    "error-bad-request-zero-length" => error(NO_REQUEST, ErrorCode::BadRequest, "zero-length frame"),
+    "error-rate-limited" => error(31, ErrorCode::RateLimited, "slow down"),
+    "error-slow-consumer" => error(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"),
+    "error-invalid-token-service" => error(2, ErrorCode::InvalidToken, "unknown service or wrong token"),
+    "error-forbidden-service-only" => error(32, ErrorCode::Forbidden, "for services only"),
+}
+
+/// One parsed vector line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Vector {
+    line: usize,
+    direction: String,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// Parses every line inside the ```vectors fences of `text`. Blank lines inside a fence are
+/// skipped; anything else that is not a well-formed vector is an error naming the line.
+fn parse_vectors(text: &str) -> Result<Vec<Vector>, String> {
+    let mut vectors = Vec::new();
+    let mut errors = Vec::new();
+    let mut open_at = None;
+    for (index, raw) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let line = raw.trim();
+        match open_at {
+            None => {
+                if line == FENCE_OPEN {
+                    open_at = Some(line_no);
+                }
+            }
+            Some(_) if line == FENCE_CLOSE => open_at = None,
+            Some(_) if line.is_empty() => {}
+            Some(_) => match parse_line(line) {
+                Ok((direction, name, bytes)) => vectors.push(Vector { line: line_no, direction, name, bytes }),
+                Err(why) => errors.push(format!("line {line_no}: {why}: {line:?}")),
+            },
+        }
+    }
+    if let Some(line_no) = open_at {
+        errors.push(format!("line {line_no}: ```vectors fence is never closed"));
+    }
+    if errors.is_empty() {
+        Ok(vectors)
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+/// `<direction> <name>: <hex bytes separated by single spaces>`.
+fn parse_line(line: &str) -> Result<(String, String, Vec<u8>), String> {
+    let (head, hex) = line.split_once(": ").ok_or("expected `<direction> <name>: <hex>`")?;
+    let (direction, name) = head.split_once(' ').ok_or("expected a direction and a name before the colon")?;
+    if direction != "client" && direction != "server" {
+        return Err(format!("direction must be `client` or `server`, not {direction:?}"));
+    }
+    let name_ok = !name.is_empty()
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !name_ok {
+        return Err(format!("name {name:?} must be lowercase letters, digits and dashes"));
+    }
+    if hex.is_empty() {
+        return Err("no bytes".to_string());
+    }
+    let mut bytes = Vec::new();
+    for token in hex.split(' ') {
+        let well_formed = token.len() == 2 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !well_formed {
+            return Err(format!(
+                "{token:?} is not a byte as two lowercase hex digits (bytes are separated by single spaces)"
+            ));
+        }
+        let byte = u8::from_str_radix(token, 16).map_err(|e| format!("{token:?}: {e}"))?;
+        bytes.push(byte);
+    }
+    Ok((direction.to_string(), name.to_string(), bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+fn spec_vectors() -> Vec<Vector> {
+    let text = std::fs::read_to_string(SPEC).expect("protocol.md is readable at the crate root");
+    match parse_vectors(&text) {
+        Ok(vectors) => vectors,
+        Err(errors) => panic!("protocol.md has malformed vector lines:\n{errors}"),
+    }
+}
+
+/// Checks one vector against its expected value; returns what is wrong, if anything.
+fn check(vector: &Vector, value: &Frame) -> Result<(), String> {
+    let Vector { line, name, bytes, .. } = vector;
+    if vector.direction != value.direction() {
+        return Err(format!(
+            "line {line}: {name} is a {} frame in the test but `{}` in protocol.md",
+            value.direction(),
+            vector.direction
+        ));
+    }
+    let encoded = value.encode();
+    if &encoded != bytes {
+        return Err(format!(
+            "line {line}: {name} does not match the encoder\n  protocol.md: {}\n  encoder:     {}",
+            hex(bytes),
+            hex(&encoded)
+        ));
+    }
+    let max = match value {
+        Frame::Client(_) => Config::default().max_frame,
+        Frame::Server(_) => MAX_SERVER_FRAME,
+    };
+    let (body, used) = frame::split(bytes, max)
+        .map_err(|e| format!("line {line}: {name} does not split: {e}"))?
+        .ok_or_else(|| format!("line {line}: {name} is shorter than its length prefix"))?;
+    if used != bytes.len() {
+        return Err(format!("line {line}: {name} has {} bytes after the frame", bytes.len() - used));
+    }
+    let decoded = match value {
+        Frame::Client(_) => frame::decode_body::<ClientFrame>(body).map(Frame::Client),
+        Frame::Server(_) => frame::decode_body::<ServerFrame>(body).map(Frame::Server),
+    }
+    .map_err(|e| format!("line {line}: {name} does not decode: {e}"))?;
+    if &decoded != value {
+        return Err(format!("line {line}: {name} decodes to {decoded:?}, expected {value:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_vector_matches_the_codec() {
+    let vectors = spec_vectors();
+    let failures: Vec<String> = vectors
+        .iter()
+        .filter_map(|vector| match expected(&vector.name) {
+            Some(value) => check(vector, &value).err(),
+            None => Some(format!("line {}: {} has no expected value in tests/vectors.rs", vector.line, vector.name)),
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} of {} vectors failed:\n{}", failures.len(), vectors.len(), failures.join("\n"));
+}
+
+#[test]
+fn document_and_test_name_the_same_vectors() {
+    let vectors = spec_vectors();
+    let mut in_doc: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut duplicates = Vec::new();
+    for vector in &vectors {
+        if let Some(first) = in_doc.insert(&vector.name, vector.line) {
+            duplicates.push(format!("{} (lines {first} and {})", vector.name, vector.line));
+        }
+    }
+    assert!(duplicates.is_empty(), "vector names used twice in protocol.md: {}", duplicates.join(", "));
+
+    let in_test: BTreeSet<&str> = NAMES.iter().copied().collect();
+    assert_eq!(in_test.len(), NAMES.len(), "tests/vectors.rs lists a name twice");
+    let missing_in_doc: Vec<&str> = in_test.iter().copied().filter(|name| !in_doc.contains_key(name)).collect();
+    let missing_in_test: Vec<&str> = in_doc.keys().copied().filter(|name| !in_test.contains(name)).collect();
+    assert!(
+        missing_in_doc.is_empty() && missing_in_test.is_empty(),
+        "vectors in tests/vectors.rs but not in protocol.md: {missing_in_doc:?}; \
+         vectors in protocol.md but not in tests/vectors.rs: {missing_in_test:?}"
+    );
+    for name in NAMES {
+        assert!(expected(name).is_some(), "{name} is listed but has no value");
+    }
+}
+
+#[test]
+fn there_are_enough_vectors() {
+    let count = spec_vectors().len();
+    assert!(count >= MIN_VECTORS, "protocol.md has {count} vectors; at least {MIN_VECTORS} are required");
+}
+
+#[test]
+fn the_vectors_cover_every_variant() {
+    let values: Vec<Frame> = NAMES.iter().filter_map(|name| expected(name)).collect();
+    let mut requests = BTreeSet::new();
+    let mut targets = BTreeSet::new();
+    let mut service_targets = BTreeSet::new();
+    let mut replies = BTreeSet::new();
+    let mut pushes = BTreeSet::new();
+    let mut senders = BTreeSet::new();
+    let mut events = BTreeSet::new();
+    let mut errors = 0;
+    for value in &values {
+        match value {
+            Frame::Client(frame) => {
+                requests.insert(request_index(&frame.request));
+                match &frame.request {
+                    Request::Send { to, .. } => {
+                        targets.insert(target_index(to));
+                    }
+                    Request::ServiceSend { to, .. } => {
+                        service_targets.insert(service_target_index(to));
+                    }
+                    _ => {}
+                }
+            }
+            Frame::Server(ServerFrame::Reply { reply, .. }) => {
+                replies.insert(reply_index(reply));
+            }
+            Frame::Server(ServerFrame::Push(push)) => {
+                pushes.insert(push_index(push));
+                if let Push::Message(message) = push {
+                    senders.insert(sender_index(message.sender));
+                    if let Some(event) = &message.event {
+                        events.insert(event_index(event));
+                    }
+                }
+            }
+            Frame::Server(ServerFrame::Error { .. }) => errors += 1,
+        }
+    }
+    assert_eq!(requests, (0..REQUESTS).collect(), "every Request variant has a vector");
+    assert_eq!(targets, (0..TARGETS).collect(), "every Target variant has a Send vector");
+    assert_eq!(service_targets, (0..SERVICE_TARGETS).collect(), "every ServiceTarget variant has a ServiceSend vector");
+    assert_eq!(replies, (0..REPLIES).collect(), "every Reply variant has a vector");
+    assert_eq!(pushes, (0..PUSHES).collect(), "every Push variant has a vector");
+    assert_eq!(senders, (0..SENDERS).collect(), "every SenderKind variant has a Message vector");
+    assert_eq!(events, (0..EVENTS).collect(), "every GroupEvent variant has a vector");
+    assert!(errors >= 3, "several error frames have vectors");
+}
+
+/// The index functions below are what protocol.md's tables state; check them against the
+/// encoder, so a table cannot drift from the real variant order either.
+#[test]
+fn variant_indices_match_the_encoding() {
+    fn index_of<T: serde::Serialize>(value: &T) -> u8 {
+        // Every enum here has fewer than 128 variants: the index is the body's first byte.
+        frame::encode(value)[frame::PREFIX_LEN]
+    }
+    let mut checked = 0;
+    for name in NAMES {
+        let mut pairs: Vec<(u8, u8, &str)> = Vec::new();
+        match expected(name).expect("listed names have values") {
+            Frame::Client(frame) => {
+                pairs.push((index_of(&frame.request), request_index(&frame.request), "Request"));
+                match &frame.request {
+                    Request::Send { to, .. } => pairs.push((index_of(to), target_index(to), "Target")),
+                    Request::ServiceSend { to, .. } => {
+                        pairs.push((index_of(to), service_target_index(to), "ServiceTarget"))
+                    }
+                    _ => {}
+                }
+            }
+            Frame::Server(ServerFrame::Reply { reply, .. }) => {
+                pairs.push((index_of(&reply), reply_index(&reply), "Reply"))
+            }
+            Frame::Server(ServerFrame::Push(push)) => {
+                pairs.push((index_of(&push), push_index(&push), "Push"));
+                if let Push::Message(message) = &push {
+                    pairs.push((index_of(&message.sender), sender_index(message.sender), "SenderKind"));
+                    if let Some(event) = &message.event {
+                        pairs.push((index_of(event), event_index(event), "GroupEvent"));
+                    }
+                }
+            }
+            Frame::Server(ServerFrame::Error { .. }) => {}
+        }
+        for (encoded, stated, kind) in pairs {
+            assert_eq!(encoded, stated, "{name}: the {kind} index in tests/vectors.rs differs from the encoder's");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
+// Variant indices and counts. The matches are exhaustive, so a new variant stops this file
+// from compiling until it is counted here (and then the test wants a vector for it).
+
+const REQUESTS: u8 = 33;
+fn request_index(request: &Request) -> u8 {
+    match request {
+        Request::Hello { .. } => 0,
+        Request::Ping => 1,
+        Request::Register { .. } => 2,
+        Request::Login { .. } => 3,
+        Request::Send { .. } => 4,
+        Request::Ack { .. } => 5,
+        Request::Resync { .. } => 6,
+        Request::Rename { .. } => 7,
+        Request::ListOnline { .. } => 8,
+        Request::Logout => 9,
+        Request::Resume { .. } => 10,
+        Request::CreateGroup { .. } => 11,
+        Request::RenameGroup { .. } => 12,
+        Request::AddMember { .. } => 13,
+        Request::RemoveMember { .. } => 14,
+        Request::SetRole { .. } => 15,
+        Request::JoinGroup { .. } => 16,
+        Request::LeaveGroup { .. } => 17,
+        Request::DeleteGroup { .. } => 18,
+        Request::ListGroups => 19,
+        Request::GroupMembers { .. } => 20,
+        Request::JoinRoom { .. } => 21,
+        Request::LeaveRoom { .. } => 22,
+        Request::ListRooms { .. } => 23,
+        Request::RoomMembers { .. } => 24,
+        Request::SubscribePresence { .. } => 25,
+        Request::UnsubscribePresence { .. } => 26,
+        Request::ServiceLogin { .. } => 27,
+        Request::ServiceSend { .. } => 28,
+        Request::QueryOnline { .. } => 29,
+        Request::Disconnect { .. } => 30,
+        Request::WatchConnections => 31,
+        Request::Stats => 32,
+    }
+}
+
+const TARGETS: u8 = 4;
+fn target_index(target: &Target) -> u8 {
+    match target {
+        Target::User(_) => 0,
+        Target::Group(_) => 1,
+        Target::Room(_) => 2,
+        Target::Everyone => 3,
+    }
+}
+
+const SERVICE_TARGETS: u8 = 3;
+fn service_target_index(target: &ServiceTarget) -> u8 {
+    match target {
+        ServiceTarget::Users(_) => 0,
+        ServiceTarget::Group { .. } => 1,
+        ServiceTarget::Online => 2,
+    }
+}
+
+const SENDERS: u8 = 2;
+fn sender_index(sender: SenderKind) -> u8 {
+    match sender {
+        SenderKind::User => 0,
+        SenderKind::Service => 1,
+    }
+}
+
+const REPLIES: u8 = 24;
+fn reply_index(reply: &Reply) -> u8 {
+    match reply {
+        Reply::Hello { .. } => 0,
+        Reply::Pong => 1,
+        Reply::Registered { .. } => 2,
+        Reply::LoggedIn { .. } => 3,
+        Reply::Sent { .. } => 4,
+        Reply::TransientSent { .. } => 5,
+        Reply::Acked { .. } => 6,
+        Reply::Resynced { .. } => 7,
+        Reply::Renamed { .. } => 8,
+        Reply::Online { .. } => 9,
+        Reply::LoggedOut => 10,
+        Reply::Done => 11,
+        Reply::GroupCreated { .. } => 12,
+        Reply::Groups { .. } => 13,
+        Reply::Members { .. } => 14,
+        Reply::Delivered { .. } => 15,
+        Reply::Rooms { .. } => 16,
+        Reply::RoomMembers { .. } => 17,
+        Reply::Subscribed { .. } => 18,
+        Reply::ServiceLoggedIn { .. } => 19,
+        Reply::ServiceSent { .. } => 20,
+        Reply::OnlineStatus { .. } => 21,
+        Reply::Disconnected { .. } => 22,
+        Reply::Stats(_) => 23,
+    }
+}
+
+const PUSHES: u8 = 9;
+fn push_index(push: &Push) -> u8 {
+    match push {
+        Push::Message(_) => 0,
+        Push::Transient { .. } => 1,
+        Push::Kicked { .. } => 2,
+        Push::ShuttingDown => 3,
+        Push::RoomMessage { .. } => 4,
+        Push::Broadcast { .. } => 5,
+        Push::Presence { .. } => 6,
+        Push::ServiceNotice { .. } => 7,
+        Push::Connection { .. } => 8,
+    }
+}
+
+const EVENTS: u8 = 8;
+fn event_index(event: &GroupEvent) -> u8 {
+    match event {
+        GroupEvent::Created { .. } => 0,
+        GroupEvent::Joined { .. } => 1,
+        GroupEvent::Left { .. } => 2,
+        GroupEvent::Added { .. } => 3,
+        GroupEvent::Removed { .. } => 4,
+        GroupEvent::Renamed { .. } => 5,
+        GroupEvent::RoleChanged { .. } => 6,
+        GroupEvent::Deleted { .. } => 7,
+    }
+}
+
+#[test]
+fn malformed_vector_lines_are_reported_not_panicked_on() {
+    let cases = [
+        ("client hello 00 00 00 01 00", "expected `<direction> <name>: <hex>`"),
+        ("sideways hello: 00", "direction must be"),
+        ("client: 00", "expected a direction and a name"),
+        ("client Hello: 00", "must be lowercase"),
+        ("client hello: ", "expected `<direction> <name>: <hex>`"),
+        ("client hello: 0", "not a byte"),
+        ("client hello: 00  01", "not a byte"),
+        ("client hello: 0G", "not a byte"),
+        ("client hello: AB", "not a byte"),
+    ];
+    for (line, why) in cases {
+        let text = format!("{FENCE_OPEN}\n{line}\n{FENCE_CLOSE}\n");
+        match parse_vectors(&text) {
+            Ok(parsed) => panic!("{line:?} was accepted as {parsed:?}"),
+            Err(message) => assert!(
+                message.contains(why) && message.contains("line 2"),
+                "{line:?} gave {message:?}, expected it to mention {why:?} and line 2"
+            ),
+        }
+    }
+    let unclosed =
+        parse_vectors(&format!("text\n{FENCE_OPEN}\nclient a: 01\n")).expect_err("an unclosed fence is an error");
+    assert!(unclosed.contains("never closed"), "{unclosed}");
+
+    let good = parse_vectors(&format!(
+        "```\nclient ignored: zz\n```\n{FENCE_OPEN}\n\nserver pong-x: 00 00 00 01 ff\n{FENCE_CLOSE}\n"
+    ))
+    .expect("a well-formed block parses");
+    assert_eq!(
+        good,
+        vec![Vector {
+            line: 6,
+            direction: "server".to_string(),
+            name: "pong-x".to_string(),
+            bytes: vec![0, 0, 0, 1, 0xff],
+        }]
+    );
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The benchmark suite of docs/BENCHMARKS.md: every scenario once, each against a fresh
+# confabd with a fresh data directory (and so a fresh accounts file), on 127.0.0.1:7420.
+#
+#   cargo build --release -p confab -p confab-loadgen
+#   tools/loadgen/bench.sh [OUT_DIR]        # default: bench-out
+#
+# Writes NAME.json, NAME.svg, NAME.txt (the summary, plus the machine's total CPU use during
+# the run: other jobs on a shared machine show up there) for every run. BIN overrides
+# where the binaries are (default target/release).
+set -euo pipefail
+
+BIN=${BIN:-target/release}
+OUT=${1:-bench-out}
+mkdir -p "$OUT"
+ulimit -n 20000
+
+busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
+
+run() {
+  local name=$1; shift
+  local data
+  data=$(mktemp -d)
+  "$BIN/confabd" --data-dir "$data" --hash-memory-kib 8 --hash-iterations 1 --log-level warn \
+    > "$OUT/$name.server.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/7420) 2>/dev/null && break; sleep 0.1; done
+  local b0 t0 b1 t1 status=0
+  read -r b0 t0 < <(busy)
+  "$BIN/confab-loadgen" --accounts-file "$data/accounts.json" --server-pid "$pid" \
+    --json "$OUT/$name.json" --plot "$OUT/$name.svg" "$@" > "$OUT/$name.txt" || status=$?
+  read -r b1 t1 < <(busy)
+  echo "exit $status; machine busy during the run: $(( 200 * (b1 - b0) / (t1 - t0) ))% of 200%" \
+    >> "$OUT/$name.txt"
+  kill -TERM "$pid"
+  wait "$pid" || true
+  rm -rf "$data"
+  cat "$OUT/$name.txt"
+}
+
+run direct-w1 direct --clients 1000 --window 1
+run direct-w16 direct --clients 1000 --window 16
+run direct-r20k direct --clients 1000 --rate 20000
+run direct-r5k direct --clients 1000 --rate 5000
+run connections-10k connections --count 10000
+run connections-19k connections --count 19000
+run offline offline
+run login login

@@ -1,0 +1,235 @@
+//! Flags. One subcommand per scenario; the flags every scenario shares are global, so they
+//! may come before or after the scenario name.
+
+use crate::error::Error;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+const LONG_ABOUT: &str = "\
+Load generator for confabd. One run = one scenario, bounded in time, talking only to --addr.
+
+Scenarios:
+  direct       N clients send 1:1 messages to random other clients: closed loop (--window
+               messages outstanding per sender until delivered) or open loop (--rate msg/s
+               in total). Reports delivered/s, send-to-delivery and send-to-receipt latency,
+               and checks that every receipted message was delivered exactly once.
+  connections  opens and logs in C idle connections; setup rate, and server RSS per
+               connection with --server-pid.
+  offline      fills the inboxes of offline users, then logs them in and measures how fast
+               the stored messages drain to them.
+  login        rate of password logins and of token (resume) logins.
+
+Accounts ({prefix}0, {prefix}1, ...) are registered on first use; their resume tokens are
+cached in --accounts-file so later runs log in without password hashing.
+
+CPU: every scenario runs one mio event loop on one thread (direct: one per --threads), and
+each loop can use up to one core. Measured on the 2-core benchmark machine: about 1% of a
+core per 1,000 messages/s (each message is a send, a receipt, a delivery and its share of
+an ack), e.g. 10-18% of a core at 13,000 delivered/s with 20,000/s offered; about 5% of a
+core per 1,000 new connections/s (connection setup, login churn). By extrapolation one
+thread would reach roughly 100,000 messages/s (unverified: the server tops out far below
+that); beyond, use --threads 2.
+
+The load generator shares the machine with the server, so every report states both
+processes' CPU (the server's needs --server-pid): a load generator near 100% of a core
+means it, not the server, was the limit.
+
+The exit status is non-zero when a receipted message was lost, when a message was
+delivered twice without a reconnect to explain it, or when the run could not start.";
+
+#[derive(Parser, Debug)]
+#[command(name = "confab-loadgen", version, about = "Load generator for confabd", long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct Common {
+    /// The server to load (the only address this tool talks to).
+    #[arg(long, global = true, default_value = "127.0.0.1:7420")]
+    pub addr: SocketAddr,
+    /// Loopback source addresses for client sockets: "auto", a list
+    /// ("127.0.0.1,127.0.0.2") or a range ("127.0.0.1-127.0.0.4"). One address has about
+    /// 28,000 ports and confabd admits 4,096 connections per address by default; auto
+    /// uses 127.0.0.1 and one more address per 4,000 connections.
+    #[arg(long, global = true, default_value = "auto")]
+    pub source_addrs: String,
+    /// Resume tokens of the load generator's accounts, per server address.
+    #[arg(long, global = true, default_value = "loadgen-accounts.json")]
+    pub accounts_file: PathBuf,
+    /// Account names are this prefix plus a number.
+    #[arg(long, global = true, default_value = "lg-")]
+    pub prefix: String,
+    /// Write machine-readable results here.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// Draw latency, throughput and CPU per second into this SVG file.
+    #[arg(long, global = true)]
+    pub plot: Option<PathBuf>,
+    /// The server's process id: its CPU and RSS are sampled from /proc.
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// Connection setups (connect + login) in flight at once.
+    #[arg(long, global = true, default_value_t = 500)]
+    pub setup_concurrency: usize,
+    /// Seconds allowed for preparing accounts and opening connections.
+    #[arg(long, global = true, default_value_t = 180.0)]
+    pub setup_timeout: f64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Scenario {
+    /// 1:1 messages between N clients (closed loop, or open loop with --rate).
+    Direct(DirectArgs),
+    /// Hold C idle logged-in connections: setup rate and server RSS per connection.
+    Connections(ConnectionsArgs),
+    /// Fill offline users' inboxes, then measure how fast they drain at login.
+    Offline(OfflineArgs),
+    /// Password logins per second, then token logins per second.
+    Login(LoginArgs),
+}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Direct(_) => "direct",
+            Scenario::Connections(_) => "connections",
+            Scenario::Offline(_) => "offline",
+            Scenario::Login(_) => "login",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct DirectArgs {
+    /// Clients, each with its own connection and inbox.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Message body size in bytes (at least 28: the stamp).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Closed loop: messages each sender keeps outstanding until delivered.
+    #[arg(long, default_value_t = 1)]
+    pub window: u32,
+    /// Open loop instead: this many messages per second in total, spread evenly.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seconds of sending before the measured window.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds at most to wait after sending stops for receipted messages to arrive.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Event-loop threads (each can use a core; the clients are split between them).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ConnectionsArgs {
+    /// Connections to open and log in.
+    #[arg(long, default_value_t = 10_000)]
+    pub count: usize,
+    /// Seconds to hold them idle before the final RSS reading.
+    #[arg(long, default_value_t = 5.0)]
+    pub hold: f64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct OfflineArgs {
+    /// Offline users whose inboxes are filled.
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Messages stored per offline user.
+    #[arg(long, default_value_t = 2500)]
+    pub messages: usize,
+    /// Online senders filling the inboxes.
+    #[arg(long, default_value_t = 100)]
+    pub senders: usize,
+    /// Sends each sender keeps outstanding until receipted while filling.
+    #[arg(long, default_value_t = 16)]
+    pub window: u32,
+    /// Message body size in bytes (at least 28).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Seconds allowed for each of the fill and the drain.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct LoginArgs {
+    /// Accounts the logins rotate over (at least --parallel, so no login kicks another).
+    #[arg(long, default_value_t = 200)]
+    pub accounts: usize,
+    /// Logins in flight at once, each on a fresh connection.
+    #[arg(long, default_value_t = 32)]
+    pub parallel: usize,
+    /// Seconds of each kind of login before its measured part begins.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Seconds measured for each kind of login.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+}
+
+/// The source addresses to bind client sockets to, for a run of `connections` sockets.
+pub fn source_addrs(spec: &str, connections: usize) -> Result<Vec<Ipv4Addr>, Error> {
+    let bad = |reason| Error::SourceAddrs { spec: spec.to_string(), reason };
+    let addrs: Vec<Ipv4Addr> = if spec == "auto" {
+        let n = connections.div_ceil(4_000).clamp(1, 250) as u8;
+        (1..=n).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect()
+    } else if let Some((from, to)) = spec.split_once('-') {
+        let from: Ipv4Addr = from.trim().parse().map_err(|_| bad("not an IPv4 address"))?;
+        let to: Ipv4Addr = to.trim().parse().map_err(|_| bad("not an IPv4 address"))?;
+        let (a, b) = (u32::from(from), u32::from(to));
+        if b < a || b - a > 65_535 {
+            return Err(bad("the range is empty or too large"));
+        }
+        (a..=b).map(Ipv4Addr::from).collect()
+    } else {
+        spec.split(',').map(|s| s.trim().parse().map_err(|_| bad("not an IPv4 address"))).collect::<Result<_, _>>()?
+    };
+    if addrs.is_empty() {
+        return Err(bad("no address"));
+    }
+    if !addrs.iter().all(Ipv4Addr::is_loopback) {
+        return Err(bad("source addresses must be loopback (127.0.0.0/8)"));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_specs() {
+        assert_eq!(source_addrs("auto", 1000).unwrap().len(), 1);
+        assert_eq!(source_addrs("auto", 19_000).unwrap().len(), 5);
+        let range = source_addrs("127.0.0.1-127.0.0.4", 1).unwrap();
+        assert_eq!(range.len(), 4);
+        assert_eq!(range[3], Ipv4Addr::new(127, 0, 0, 4));
+        assert_eq!(source_addrs("127.0.0.9, 127.1.0.1", 1).unwrap().len(), 2);
+        assert!(source_addrs("10.0.0.1", 1).is_err());
+        assert!(source_addrs("127.0.0.5-127.0.0.1", 1).is_err());
+        assert!(source_addrs("nonsense", 1).is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["confab-loadgen", "direct", "--clients", "20", "--json", "out.json"]).unwrap();
+        assert_eq!(cli.scenario.name(), "direct");
+        assert_eq!(cli.common.json, Some(PathBuf::from("out.json")));
+    }
+}

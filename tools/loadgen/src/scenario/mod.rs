@@ -1,0 +1,347 @@
+//! Scenarios, one module each, and what they share: the run context and getting accounts
+//! logged in ([`establish`]).
+//!
+//! A scenario is a function from its flags to a [`Report`]: it builds one or more
+//! [`Engine`]s, drives them with a [`Handler`] of its own, and fills in the report. Adding
+//! one (group or room traffic, once the server has them) means a new module here, a
+//! variant in `cli::Scenario`, and a line in `main`.
+
+pub mod connections;
+pub mod direct;
+pub mod login;
+pub mod offline;
+
+use crate::accounts::Accounts;
+use crate::cli::{source_addrs, Common};
+use crate::clock::now_ns;
+use crate::engine::{Auth, Engine, Handler};
+use crate::error::{Error, Fault};
+use crate::procfs;
+use crate::progress::Progress;
+use crate::stats::{Line, Recorder};
+use confab::protocol::{ErrorCode, Message, Reply};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What every scenario gets from `main`.
+pub struct Ctx {
+    pub common: Common,
+    /// Tags this run's messages (and their client_msg_ids) apart from earlier runs'.
+    pub run_id: u32,
+    pub seed: u64,
+}
+
+impl Ctx {
+    pub fn server(&self) -> String {
+        self.common.addr.to_string()
+    }
+
+    /// The accounts `0..count`, with the tokens the accounts file has for this server.
+    pub fn load_accounts(&self, count: usize) -> Result<Accounts, Error> {
+        let mut accounts = Accounts::new(&self.common.prefix, count);
+        accounts.load(&self.common.accounts_file, &self.server())?;
+        Ok(accounts)
+    }
+
+    /// Folds the engines' new and refused tokens into `accounts` and saves the file.
+    pub fn save_accounts(&self, accounts: &mut Accounts, engines: &[&Engine]) -> Result<(), Error> {
+        for eng in engines {
+            for &i in &eng.token_changes {
+                accounts.adopt(eng.accounts(), i);
+            }
+        }
+        accounts.save(&self.common.accounts_file, &self.server())
+    }
+
+    /// An engine for up to `connections` sockets at once.
+    pub fn engine(&self, accounts: Accounts, connections: usize) -> Result<Engine, Error> {
+        let sources = source_addrs(&self.common.source_addrs, connections)?;
+        Engine::new(self.common.addr, sources, accounts).map_err(Error::Poll)
+    }
+
+    /// Fails early, with the fix, when the open-file limit cannot hold the sockets.
+    pub fn check_fd_limit(&self, sockets: usize) -> Result<(), Error> {
+        let needed = sockets as u64 + 64;
+        match procfs::fd_limits() {
+            Some((soft, hard)) if soft < needed => Err(Error::FdLimit { soft, hard, needed }),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn setup_deadline(&self) -> u64 {
+        now_ns() + (self.common.setup_timeout.max(1.0) * 1e9) as u64
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.common.setup_concurrency.max(1)
+    }
+}
+
+/// Checks a seconds flag and turns it into nanoseconds.
+pub fn seconds_flag(name: &str, value: f64, min: f64) -> Result<u64, Error> {
+    if !(value >= min && value <= 3600.0) {
+        return Err(Error::Usage(format!("--{name} must be between {min} and 3600 seconds")));
+    }
+    Ok((value * 1e9) as u64)
+}
+
+/// What [`establish`] achieved.
+pub struct Established {
+    pub ready: usize,
+    pub failed: usize,
+    /// Why connections failed, by kind.
+    pub faults: BTreeMap<String, u64>,
+    /// Messages of earlier runs that were still in the inboxes (received and acked).
+    pub stale: u64,
+    pub last_ready_ns: u64,
+    pub recorder: Option<Recorder>,
+}
+
+impl Established {
+    /// An error naming the commonest causes, if any connection failed.
+    pub fn require_all(&self) -> Result<(), Error> {
+        if self.failed == 0 {
+            return Ok(());
+        }
+        let detail = self.faults.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ");
+        Err(Error::Setup { ready: self.ready, wanted: self.ready + self.failed, detail })
+    }
+}
+
+/// How [`establish`] uses connection slots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Slots {
+    /// Account `accounts[i]` stays logged in on slot `i`.
+    KeepOpen,
+    /// Log each account in, settle its inbox, close: only prepares the account and its
+    /// token, reusing at most `concurrency` slots (so the server's connection table stays
+    /// small and memory measured later is not inflated by it).
+    Recycle,
+}
+
+/// Logs `accounts` in (registering them if needed) with at most `concurrency` setups in
+/// flight; an account counts as done once whatever its inbox held at login has been
+/// received and acknowledged, so later measurements start from empty inboxes.
+#[allow(clippy::too_many_arguments)]
+pub fn establish(
+    eng: &mut Engine,
+    accounts: &[usize],
+    auth: Auth,
+    slots: Slots,
+    concurrency: usize,
+    deadline: u64,
+    recorder: Option<Recorder>,
+    label: Option<&str>,
+) -> Result<Established, Error> {
+    let mut h = Establish {
+        accounts: accounts.to_vec(),
+        next: 0,
+        slots,
+        auth,
+        job_of_slot: Vec::new(),
+        attempts: vec![0; accounts.len()],
+        probing: false,
+        concurrency,
+        finished: vec![false; accounts.len()],
+        in_flight: 0,
+        out: Established { ready: 0, failed: 0, faults: BTreeMap::new(), stale: 0, last_ready_ns: 0, recorder },
+    };
+    let mut progress = match label {
+        Some(label) => Progress::new(accounts.len() as u64, label),
+        None => Progress::hidden(),
+    };
+    let width = match slots {
+        Slots::KeepOpen => accounts.len(),
+        Slots::Recycle => concurrency.min(accounts.len()),
+    };
+    eng.ensure_slots(width);
+    h.job_of_slot = vec![usize::MAX; width];
+    // With cached tokens, one account goes first: if the server refuses its token, the
+    // file is from another server instance and every other token would fail too (each
+    // refusal counting toward the server's per-address login throttle).
+    h.probing = auth == Auth::Auto && accounts.first().is_some_and(|&a| eng.has_token(a));
+    h.concurrency = concurrency;
+    if h.probing {
+        h.start_next(eng, 0);
+    } else {
+        for slot in 0..concurrency.min(accounts.len()) {
+            h.start_next(eng, slot);
+        }
+    }
+    loop {
+        eng.turn(Some(Duration::from_millis(10)), &mut h).map_err(Error::Poll)?;
+        let done = h.out.ready + h.out.failed;
+        progress.update(done as u64, || format!("{} failed", h.out.failed));
+        if h.in_flight == 0 && h.next >= h.accounts.len() {
+            break;
+        }
+        if now_ns() > deadline {
+            let unfinished = h.accounts.len() - done;
+            *h.out.faults.entry("setup_timeout".into()).or_default() += unfinished as u64;
+            h.out.failed += unfinished;
+            break;
+        }
+    }
+    progress.finish();
+    Ok(h.out)
+}
+
+struct Establish {
+    accounts: Vec<usize>,
+    next: usize,
+    slots: Slots,
+    auth: Auth,
+    job_of_slot: Vec<usize>,
+    attempts: Vec<u8>,
+    /// The first account is being logged in alone, to test the cached tokens.
+    probing: bool,
+    concurrency: usize,
+    finished: Vec<bool>,
+    in_flight: usize,
+    out: Established,
+}
+
+impl Establish {
+    /// Starts the next job; in Recycle mode on `slot`, in KeepOpen mode on the job's own.
+    fn start_next(&mut self, eng: &mut Engine, slot: usize) {
+        if self.probing && self.next == 1 {
+            // The probe is done: forget the tokens if it found them stale, then fan out.
+            self.probing = false;
+            if eng.stale_tokens > 0 {
+                eng.forget_all_tokens(&self.accounts);
+            }
+            let free: Vec<usize> = std::iter::once(slot)
+                .chain((0..self.job_of_slot.len()).filter(|&s| s != slot && self.job_of_slot[s] == usize::MAX))
+                .collect();
+            for i in 0..self.concurrency.min(self.accounts.len() - 1) {
+                match (self.slots, free.get(i)) {
+                    (Slots::KeepOpen, _) => self.start_one(eng, 0),
+                    (Slots::Recycle, Some(&s)) => self.start_one(eng, s),
+                    (Slots::Recycle, None) => break,
+                }
+            }
+            return;
+        }
+        self.start_one(eng, slot);
+    }
+
+    fn start_one(&mut self, eng: &mut Engine, slot: usize) {
+        if self.next >= self.accounts.len() {
+            return;
+        }
+        let job = self.next;
+        self.next += 1;
+        let slot = match self.slots {
+            Slots::KeepOpen => job,
+            Slots::Recycle => slot,
+        };
+        self.job_of_slot[slot] = job;
+        self.in_flight += 1;
+        self.attempt(eng, slot, job);
+    }
+
+    fn attempt(&mut self, eng: &mut Engine, slot: usize, job: usize) {
+        if let Err(fault) = eng.connect(slot, self.accounts[job], self.auth) {
+            self.failed_attempt(eng, slot, job, fault);
+        }
+    }
+
+    /// Retries a few times: a full listen backlog or a racing close is not the account's
+    /// fault. A refused login is, and is not retried.
+    fn failed_attempt(&mut self, eng: &mut Engine, slot: usize, job: usize, fault: Fault) {
+        self.attempts[job] += 1;
+        let permanent = matches!(
+            fault,
+            Fault::Auth(ErrorCode::WrongPassword | ErrorCode::InvalidName | ErrorCode::RateLimited)
+                | Fault::Unexpected(_)
+        );
+        if !permanent && self.attempts[job] < 3 {
+            self.attempt(eng, slot, job);
+            return;
+        }
+        *self.out.faults.entry(fault.kind()).or_default() += 1;
+        self.out.failed += 1;
+        self.in_flight -= 1;
+        self.start_next(eng, slot);
+    }
+
+    fn check_settled(&mut self, eng: &mut Engine, c: usize, now: u64) {
+        let job = self.job_of_slot[c];
+        if job == usize::MAX || self.finished[job] || !eng.conns[c].inbox_settled() {
+            return;
+        }
+        self.finished[job] = true;
+        self.out.ready += 1;
+        self.out.last_ready_ns = now;
+        self.in_flight -= 1;
+        if let Some(rec) = self.out.recorder.as_mut() {
+            rec.completed(now);
+            rec.latency("setup", Line::Main, eng.conns[c].setup_started_ns, now);
+        }
+        if self.slots == Slots::Recycle {
+            eng.close(c);
+            self.job_of_slot[c] = usize::MAX;
+        }
+        self.start_next(eng, c);
+    }
+}
+
+impl Handler for Establish {
+    fn ready(&mut self, eng: &mut Engine, c: usize, now: u64) {
+        self.check_settled(eng, c, now);
+    }
+
+    fn message(&mut self, _eng: &mut Engine, _c: usize, msg: Message, _now: u64) {
+        // Nothing has been sent yet: whatever arrives is left over from an earlier run
+        // (or from someone else); the engine acks it.
+        let _ = msg;
+        self.out.stale += 1;
+    }
+
+    fn reply(&mut self, eng: &mut Engine, _c: usize, _id: u32, _reply: Result<Reply, ErrorCode>, _now: u64) {
+        eng.count("unexpected:reply_during_setup");
+    }
+
+    fn down(&mut self, eng: &mut Engine, c: usize, was_ready: bool, fault: Fault, _now: u64) {
+        let job = self.job_of_slot[c];
+        if job == usize::MAX {
+            return;
+        }
+        if self.finished[job] {
+            // Dropped after it was set up (KeepOpen): the scenario will notice; count it.
+            *self.out.faults.entry(format!("dropped:{}", fault.kind())).or_default() += 1;
+            return;
+        }
+        let _ = was_ready;
+        self.failed_attempt(eng, c, job, fault);
+    }
+
+    fn acked(&mut self, eng: &mut Engine, c: usize) {
+        self.check_settled(eng, c, now_ns());
+    }
+}
+
+/// Turns the engine for `duration`, for a server to notice closes and the like.
+pub fn idle_for<H: Handler>(eng: &mut Engine, h: &mut H, duration: Duration) -> Result<(), Error> {
+    let until = now_ns() + duration.as_nanos() as u64;
+    while now_ns() < until {
+        eng.turn(Some(Duration::from_millis(10)), h).map_err(Error::Poll)?;
+    }
+    Ok(())
+}
+
+/// A handler for quiet moments: acks whatever arrives, counts everything else.
+pub struct Quiet;
+
+impl Handler for Quiet {
+    fn ready(&mut self, _: &mut Engine, _: usize, _: u64) {}
+    fn message(&mut self, _: &mut Engine, _: usize, _: Message, _: u64) {}
+    fn reply(&mut self, eng: &mut Engine, _: usize, _: u32, _: Result<Reply, ErrorCode>, _: u64) {
+        eng.count("unexpected:reply_while_idle");
+    }
+    fn down(&mut self, eng: &mut Engine, _: usize, was_ready: bool, fault: Fault, _: u64) {
+        if was_ready {
+            eng.count(&format!("dropped:{}", fault.kind()));
+        }
+    }
+}
