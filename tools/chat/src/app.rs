@@ -10,17 +10,26 @@
 //! - Every stored message shown is acked, cumulatively, once the burst it came in is
 //!   drained; a redelivered one already shown is acked but not shown again.
 //! - After a drop the client reconnects by itself and logs in again with its resume
-//!   token; messages whose receipt never came are sent again with the same
-//!   `client_msg_id`, so the server stores each once.
+//!   token; messages whose receipt never came (direct or group) are sent again with the
+//!   same `client_msg_id`, so the server stores each once. What belonged to the old
+//!   connection (rooms joined, users watched) is asked for again.
+//!
+//! Pushes and acks are in `delivery.rs`, replies in `replies.rs`, failures in `failures.rs`.
+
+mod delivery;
+mod failures;
+mod replies;
+
+use failures::request_name;
 
 use crate::commands::{self, Action, Context};
-use crate::connection::{ConnEvent, Connection, NetEvent, Origin, Pending, SendError};
-use crate::inbox::{InboxCursor, Verdict};
+use crate::connection::{ConnEvent, Connection, NetEvent, Origin, SendError};
+use crate::inbox::InboxCursor;
 use crate::render::{Event, Output};
 use crate::token::TokenStore;
-use confab::protocol::{Conversation, ErrorCode, Push, Reply, Request, SenderKind, Target};
+use confab::protocol::{Conversation, Request};
 use crossbeam_channel::{never, select, Receiver};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
@@ -32,6 +41,8 @@ enum Queued {
     Request(Request),
     /// `--user`: log in with the remembered token, read when it is this item's turn.
     ResumeSaved(String),
+    /// `/resync`: from the position the conversation's cursor has when it is sent.
+    Resync(Conversation),
 }
 
 /// Where the client is, for a status line.
@@ -59,6 +70,10 @@ pub struct App<O> {
     queue: VecDeque<Queued>,
     /// Stored messages to send again once logged in again after a drop.
     unsent: Vec<Request>,
+    /// Rooms joined and users watched: they end with the connection, so a reconnect asks
+    /// for them again.
+    rooms: BTreeSet<String>,
+    watching: BTreeSet<String>,
     barrier: Option<u32>,
     quit_by: Option<Instant>,
 }
@@ -81,6 +96,8 @@ impl<O: Output> App<O> {
             cursors: HashMap::new(),
             queue: resume_user.map(Queued::ResumeSaved).into_iter().collect(),
             unsent: Vec::new(),
+            rooms: BTreeSet::new(),
+            watching: BTreeSet::new(),
             barrier: None,
             quit_by: None,
         }
@@ -114,6 +131,7 @@ impl<O: Output> App<O> {
         match commands::parse(line, &mut ctx) {
             Ok(None) => {}
             Ok(Some(Action::Request(request))) => self.queue.push_back(Queued::Request(request)),
+            Ok(Some(Action::Resync(conversation))) => self.queue.push_back(Queued::Resync(conversation)),
             // Not queued: a server that never comes back must not trap the user.
             Ok(Some(Action::Connect(addr))) => self.connect(&addr),
             Ok(Some(Action::Peer(username))) => {
@@ -151,6 +169,7 @@ impl<O: Output> App<O> {
             let what = match &item {
                 Queued::Request(request) => request_name(request),
                 Queued::ResumeSaved(_) => "resume",
+                Queued::Resync(_) => "resync",
             };
             self.out.emit(Event::error("Offline", format!("{what} was not sent")));
         }
@@ -171,28 +190,6 @@ impl<O: Output> App<O> {
 
     pub fn tick(&mut self, now: Instant) {
         self.conn.tick(now);
-    }
-
-    /// Called when no network event is waiting: the burst is over, ack what it showed.
-    pub fn idle(&mut self) {
-        let Some(user) = self.session.clone() else {
-            return;
-        };
-        let due: Vec<Conversation> =
-            self.cursors.keys().filter(|(owner, _)| *owner == user).map(|(_, conversation)| *conversation).collect();
-        for conversation in due {
-            self.ack(conversation);
-        }
-    }
-
-    /// Acks what was shown in `conversation`, if anything new was.
-    fn ack(&mut self, conversation: Conversation) {
-        if !self.conn.is_ready() {
-            return;
-        }
-        if let Some(up_to) = self.cursor(conversation).and_then(InboxCursor::ack_due) {
-            self.request(Request::Ack { conversation, up_to }, Origin::Auto);
-        }
     }
 
     pub fn next_wakeup(&self, now: Instant) -> Duration {
@@ -228,6 +225,10 @@ impl<O: Output> App<O> {
                     )),
                     Err(e) => self.out.emit(Event::error("TokenFile", e.to_string())),
                 },
+                Queued::Resync(conversation) => {
+                    let after = self.cursor(conversation).map_or(0, |cursor| cursor.shown());
+                    self.request(Request::Resync { conversation, after }, Origin::User)
+                }
             }
         }
     }
@@ -278,71 +279,6 @@ impl<O: Output> App<O> {
         }
     }
 
-    fn unanswered(&mut self, pending: Pending, reconnecting: bool) {
-        let user = pending.origin == Origin::User;
-        match pending.request {
-            request @ Request::Send { transient: false, .. } if user && reconnecting && self.resume.is_some() => {
-                self.unsent.push(request)
-            }
-            Request::Send { to: Target::User(to), transient: false, .. } if user => self.out.emit(Event::error(
-                "Disconnected",
-                format!("no receipt for a message to {to}; it may not have been stored"),
-            )),
-            request if user => {
-                self.out.emit(Event::error("Disconnected", format!("no reply to {}", request_name(&request))))
-            }
-            _ => {}
-        }
-    }
-
-    fn fail_unsent(&mut self) {
-        for request in std::mem::take(&mut self.unsent) {
-            if let Request::Send { to: Target::User(to), .. } = request {
-                self.out.emit(Event::error("Offline", format!("a message to {to} was not sent")));
-            }
-        }
-    }
-
-    fn reply(&mut self, pending: Pending, reply: Reply) {
-        if self.barrier == Some(pending.id) {
-            self.barrier = None;
-        }
-        let event = match (reply, pending.request) {
-            (Reply::Registered { .. }, Request::Register { username, .. }) => Event::Registered { username },
-            (
-                Reply::LoggedIn { display_name, acked, last_seq, resume_token, .. },
-                Request::Login { username, .. } | Request::Resume { username, .. },
-            ) => {
-                let reconnected = pending.origin == Origin::Auto;
-                self.logged_in(&username, resume_token, acked, last_seq, reconnected);
-                Event::LoggedIn { username, display_name, acked, last_seq, reconnected }
-            }
-            (Reply::Sent { seq, duplicate, .. }, Request::Send { to: Target::User(to), content, .. }) => {
-                Event::Sent { to, seq, duplicate, content }
-            }
-            (Reply::TransientSent { delivered }, Request::Send { to: Target::User(to), .. }) => {
-                Event::TransientSent { to, delivered }
-            }
-            (Reply::Acked { up_to, .. }, _) => Event::Acked { up_to },
-            (Reply::Resynced { conversation, after, last_seq }, _) => {
-                if let Some(cursor) = self.cursor(conversation) {
-                    cursor.resynced();
-                }
-                Event::Resynced { after, last_seq }
-            }
-            (Reply::Renamed { display_name }, _) => Event::Renamed { display_name },
-            (Reply::Online { users, more }, _) => Event::Online { users, more },
-            (Reply::LoggedOut, _) => {
-                self.logged_out();
-                Event::LoggedOut
-            }
-            (reply, request) => {
-                Event::error("Protocol", format!("unexpected reply to {}: {reply:?}", request_name(&request)))
-            }
-        };
-        self.out.emit(event);
-    }
-
     fn logged_in(&mut self, username: &str, token: Vec<u8>, acked: u64, last_seq: u64, reconnected: bool) {
         // Saved before the LoggedIn line appears, so whoever sees it can rely on the file.
         if !reconnected {
@@ -353,9 +289,24 @@ impl<O: Output> App<O> {
         self.session = Some(username.to_string());
         self.resume = Some((username.to_string(), token));
         self.cursors.entry((username.to_string(), Conversation::Inbox)).or_default().logged_in(acked, last_seq);
+        if reconnected {
+            let rooms: Vec<Request> = self.rooms.iter().map(|room| Request::JoinRoom { room: room.clone() }).collect();
+            let watches = self.watching.iter().map(|name| Request::SubscribePresence { username: name.clone() });
+            for request in rooms.into_iter().chain(watches.collect::<Vec<_>>()) {
+                self.request(request, Origin::Auto);
+            }
+        } else {
+            self.forget_live_state();
+        }
         for request in std::mem::take(&mut self.unsent) {
             self.request(request, Origin::User);
         }
+    }
+
+    /// Rooms and watches of a session that is over for good.
+    fn forget_live_state(&mut self) {
+        self.rooms.clear();
+        self.watching.clear();
     }
 
     fn logged_out(&mut self) {
@@ -366,85 +317,7 @@ impl<O: Output> App<O> {
             }
         }
         self.resume = None;
-    }
-
-    fn failed(&mut self, pending: Option<Pending>, code: ErrorCode, message: String) {
-        if pending.as_ref().map(|p| p.id) == self.barrier {
-            self.barrier = None;
-        }
-        self.out.emit(Event::error(format!("{code:?}"), message));
-        let Some(pending) = pending else {
-            return;
-        };
-        if let Request::Resume { username, .. } = pending.request {
-            if code == ErrorCode::InvalidToken {
-                if let Err(e) = self.tokens.remove(&username) {
-                    self.out.emit(Event::error("TokenFile", e.to_string()));
-                }
-            }
-            if pending.origin == Origin::Auto {
-                // Cannot get the session back by ourselves; the user has to log in.
-                self.resume = None;
-                self.fail_unsent();
-            }
-        }
-    }
-
-    fn push(&mut self, push: Push) {
-        match push {
-            Push::Message(message) => {
-                let verdict = match self.cursor(message.conversation) {
-                    Some(cursor) => cursor.receive(message.seq, message.prev_seq),
-                    None => Verdict::Show,
-                };
-                match verdict {
-                    Verdict::Show => {
-                        let conversation = message.conversation;
-                        self.out.emit(Event::Message {
-                            conversation,
-                            seq: message.seq,
-                            from: message.from,
-                            service: message.sender == SenderKind::Service,
-                            timestamp_ms: message.timestamp_ms,
-                            content: message.content,
-                        });
-                        // A long backlog arrives as one burst: ack halfway through the
-                        // server's window so it never stops to wait for us.
-                        let half_window = u64::from(self.conn.delivery_window() / 2).max(1);
-                        if self.cursor(conversation).is_some_and(|c| c.unacked() >= half_window) {
-                            self.ack(conversation);
-                        }
-                    }
-                    Verdict::Duplicate | Verdict::AwaitResync => {}
-                    Verdict::Resync { after } => {
-                        self.request(Request::Resync { conversation: message.conversation, after }, Origin::Auto)
-                    }
-                }
-            }
-            Push::Transient { from, content } => self.out.emit(Event::Transient { from, content }),
-            Push::Kicked { reason } => {
-                // Logging in again would kick the newer session in turn.
-                self.conn.set_reconnect(false);
-                self.session = None;
-                self.resume = None;
-                self.out.emit(Event::Kicked { reason });
-            }
-            Push::ShuttingDown => self.out.emit(Event::ShuttingDown),
-            Push::RoomMessage { room, from, content } => self.out.emit(Event::RoomMessage { room, from, content }),
-            Push::Broadcast { from, content } => self.out.emit(Event::Broadcast { from, content }),
-            Push::Presence { username, online } => self.out.emit(Event::Presence { username, online }),
-            Push::ServiceNotice { service, content } => self.out.emit(Event::ServiceNotice { service, content }),
-            // Pushes meant for other kinds of client (services), or newer than this one:
-            // shown raw rather than dropped, and the build stays green while the protocol grows.
-            other => self.out.emit(Event::Unhandled { what: format!("{other:?}") }),
-        }
-    }
-
-    /// The cursor of a conversation of the logged-in user. The inbox's starts at login;
-    /// another conversation's starts at the first message seen in it.
-    fn cursor(&mut self, conversation: Conversation) -> Option<&mut InboxCursor> {
-        let user = self.session.clone()?;
-        Some(self.cursors.entry((user, conversation)).or_insert_with(|| InboxCursor::unknown(conversation)))
+        self.forget_live_state();
     }
 }
 
@@ -498,24 +371,6 @@ fn changes_session(request: &Request) -> bool {
 
 fn is_stored_send(request: &Request) -> bool {
     matches!(request, Request::Send { transient: false, .. })
-}
-
-fn request_name(request: &Request) -> &'static str {
-    match request {
-        Request::Hello { .. } => "hello",
-        Request::Ping => "ping",
-        Request::Register { .. } => "register",
-        Request::Login { .. } => "login",
-        Request::Send { .. } => "msg",
-        Request::Ack { .. } => "ack",
-        Request::Resync { .. } => "resync",
-        Request::Rename { .. } => "rename",
-        Request::ListOnline { .. } => "who",
-        Request::Logout => "logout",
-        Request::Resume { .. } => "resume",
-        // Requests this client has no command for yet.
-        _ => "request",
-    }
 }
 
 /// A random number from the standard library's per-process hash keys (seeded by the OS).

@@ -1,19 +1,15 @@
-//! The command table and the parser that turns one typed line into an [`Action`].
+//! The parser that turns one typed line into an [`Action`], using the command table.
 //!
-//! A command is a row of [`COMMANDS`]: its name, its arguments, its help text, and a
-//! function that builds what it does (usually a protocol request) from the parsed
-//! arguments. Adding a command is adding a row; `/help` and usage errors come from the
-//! table. A line not starting with `/` is a message to the current peer (`//` escapes a
-//! leading slash).
+//! A command is a row of [`COMMANDS`] (in `table.rs`): its name, its arguments, its help
+//! text, and a function that builds what it does (usually a protocol request) from the
+//! parsed arguments. Adding a command is adding a row; `/help` and usage errors come from
+//! the table. A name may be two words (`group create`): the first word then names a family
+//! of commands. A line not starting with `/` is a message to the current peer (`//` escapes
+//! a leading slash).
 
-use crate::render::TYPING;
-use confab::protocol::{valid_username, Content, Request, Target};
+pub use crate::table::{COMMANDS, DEFAULT_ADDR};
+use confab::protocol::{valid_username, Content, Conversation, Request, Target};
 use std::fmt;
-
-/// The server's address when neither `--server` nor `/connect ADDR` names one.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:7420";
-/// Who-is-online page size (the server caps it at 500).
-const WHO_PAGE: u32 = 100;
 
 /// What a line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +19,9 @@ pub enum Action {
     Connect(String),
     /// Talk to this user from now on.
     Peer(String),
+    /// Ask the server to deliver this conversation again after what was shown (the
+    /// position is the app's to know).
+    Resync(Conversation),
     Help,
     Quit,
 }
@@ -36,6 +35,8 @@ pub enum Arg {
     /// The rest of the line, inner spaces included (a password may have them); must not
     /// be empty.
     Rest(&'static str),
+    /// This exact word at the end of the line, or nothing; given as the word or "".
+    Flag(&'static str),
 }
 
 /// What building an action may need besides the arguments.
@@ -55,90 +56,20 @@ pub struct Command {
     pub build: Build,
 }
 
+use Arg::{Flag, Optional, Rest, Word};
+
 impl Command {
     pub fn usage(&self) -> String {
         let mut usage = format!("/{}", self.name);
         for arg in self.args {
             match arg {
                 Arg::Word(name) | Arg::Rest(name) => usage = format!("{usage} {name}"),
-                Arg::Optional(name) => usage = format!("{usage} [{name}]"),
+                Arg::Optional(name) | Arg::Flag(name) => usage = format!("{usage} [{name}]"),
             }
         }
         usage
     }
 }
-
-use Arg::{Optional, Rest, Word};
-
-pub const COMMANDS: &[Command] = &[
-    Command {
-        name: "connect",
-        args: &[Optional("ADDR")],
-        help: "connect to a server (default 127.0.0.1:7420)",
-        build: |_, a| {
-            let addr = if a[0].is_empty() { DEFAULT_ADDR } else { a[0] };
-            Ok(Action::Connect(addr.to_string()))
-        },
-    },
-    Command {
-        name: "register",
-        args: &[Word("NAME"), Rest("PASSWORD")],
-        help: "create an account (then /login)",
-        build: |_, a| Ok(Action::Request(Request::Register { username: a[0].into(), password: a[1].into() })),
-    },
-    Command {
-        name: "login",
-        args: &[Word("NAME"), Rest("PASSWORD")],
-        help: "log in; the resume token is remembered for --user",
-        build: |_, a| Ok(Action::Request(Request::Login { username: a[0].into(), password: a[1].into() })),
-    },
-    Command {
-        name: "to",
-        args: &[Word("NAME")],
-        help: "send the lines you type to NAME",
-        build: |_, a| Ok(Action::Peer(username(a[0])?)),
-    },
-    Command {
-        name: "msg",
-        args: &[Word("NAME"), Rest("TEXT")],
-        help: "send TEXT to NAME",
-        build: |ctx, a| Ok(message(ctx, username(a[0])?, a[1])),
-    },
-    Command {
-        name: "typing",
-        args: &[Optional("NAME")],
-        help: "tell NAME (default: your peer) you are typing",
-        build: |ctx, a| {
-            let to = if a[0].is_empty() { peer(ctx)? } else { username(a[0])? };
-            Ok(Action::Request(Request::Send {
-                to: Target::User(to),
-                client_msg_id: (ctx.next_msg_id)(),
-                transient: true,
-                content: Content::text(TYPING),
-            }))
-        },
-    },
-    Command {
-        name: "who",
-        args: &[Optional("AFTER")],
-        help: "list who is online (a page; /who LAST for the next)",
-        build: |_, a| Ok(Action::Request(Request::ListOnline { after: a[0].into(), limit: WHO_PAGE })),
-    },
-    Command {
-        name: "rename",
-        args: &[Rest("DISPLAY NAME")],
-        help: "change the name others see",
-        build: |_, a| Ok(Action::Request(Request::Rename { display_name: a[0].into() })),
-    },
-    Command {
-        name: "logout",
-        args: &[],
-        help: "log out and forget the resume token",
-        build: |_, _| Ok(Action::Request(Request::Logout)),
-    },
-    Command { name: "help", args: &[], help: "this list", build: |_, _| Ok(Action::Help) },
-    Command { name: "quit", args: &[], help: "finish what is under way and exit", build: |_, _| Ok(Action::Quit) },
-];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParseError {
@@ -181,18 +112,53 @@ pub fn parse(line: &str, ctx: &mut Context<'_>) -> Result<Option<Action>, ParseE
         let to = peer(ctx)?;
         return Ok(Some(message(ctx, to, text)));
     };
-    let (name, rest) = split_word(command_line);
-    let command =
-        COMMANDS.iter().find(|c| c.name == name).ok_or_else(|| ParseError::UnknownCommand(name.to_string()))?;
+    let (command, rest) = find_command(command_line)?;
     let args = split_args(command, rest).ok_or_else(|| ParseError::Usage(command.usage()))?;
     (command.build)(ctx, &args).map(Some)
 }
 
+/// The command a line names, by its first word or its first two, and the rest of the line.
+fn find_command(line: &str) -> Result<(&'static Command, &str), ParseError> {
+    let (first, rest) = split_word(line);
+    if let Some(command) = COMMANDS.iter().find(|c| c.name == first) {
+        return Ok((command, rest));
+    }
+    let (second, tail) = split_word(rest);
+    let family: Vec<&Command> =
+        COMMANDS.iter().filter(|c| c.name.split_once(' ').map(|n| n.0) == Some(first)).collect();
+    if let Some(command) = family.iter().find(|c| c.name.split_once(' ').map(|n| n.1) == Some(second)) {
+        return Ok((command, tail));
+    }
+    if family.is_empty() {
+        return Err(ParseError::UnknownCommand(first.to_string()));
+    }
+    let words: Vec<&str> = family.iter().filter_map(|c| c.name.split_once(' ').map(|n| n.1)).collect();
+    Err(ParseError::Usage(format!("/{first} {} ... (see /help)", words.join("|"))))
+}
+
 /// One string per declared argument, or `None` when the words do not fit them.
 fn split_args<'l>(command: &Command, mut rest: &'l str) -> Option<Vec<&'l str>> {
+    // Flags come off the end first, so a Rest argument before them does not swallow them.
+    let mut flags: Vec<&'static str> = Vec::new();
+    loop {
+        let trimmed = rest.trim_end();
+        let (before, last) = trimmed.rsplit_once(char::is_whitespace).unwrap_or(("", trimmed));
+        let flag = command.args.iter().find_map(|a| match a {
+            Flag(word) if *word == last && !flags.contains(word) => Some(*word),
+            _ => None,
+        });
+        match flag {
+            Some(word) => {
+                flags.push(word);
+                rest = before;
+            }
+            None => break,
+        }
+    }
     let mut args = Vec::with_capacity(command.args.len());
     for arg in command.args {
         match arg {
+            Flag(word) => args.push(if flags.contains(word) { *word } else { "" }),
             Word(_) => {
                 let (word, tail) = split_word(rest);
                 if word.is_empty() {
@@ -227,7 +193,7 @@ fn split_word(text: &str) -> (&str, &str) {
     }
 }
 
-fn username(name: &str) -> Result<String, ParseError> {
+pub fn username(name: &str) -> Result<String, ParseError> {
     if valid_username(name) {
         Ok(name.to_string())
     } else {
@@ -235,13 +201,19 @@ fn username(name: &str) -> Result<String, ParseError> {
     }
 }
 
-fn peer(ctx: &Context<'_>) -> Result<String, ParseError> {
+pub fn peer(ctx: &Context<'_>) -> Result<String, ParseError> {
     ctx.peer.map(str::to_string).ok_or_else(|| ParseError::Invalid("no peer yet: /to NAME or /msg NAME TEXT".into()))
 }
 
-fn message(ctx: &mut Context<'_>, to: String, text: &str) -> Action {
+/// A stored message to a user.
+pub fn message(ctx: &mut Context<'_>, to: String, text: &str) -> Action {
+    stored(ctx, Target::User(to), text)
+}
+
+/// A stored message to a user or a group, with a fresh `client_msg_id`.
+pub fn stored(ctx: &mut Context<'_>, to: Target, text: &str) -> Action {
     Action::Request(Request::Send {
-        to: Target::User(to),
+        to,
         client_msg_id: (ctx.next_msg_id)(),
         transient: false,
         content: Content::text(text),
@@ -251,6 +223,9 @@ fn message(ctx: &mut Context<'_>, to: String, text: &str) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::TYPING;
+    use crate::table::PAGE;
+    use confab::protocol::Role;
 
     fn run(line: &str, peer: Option<&str>) -> Result<Option<Action>, ParseError> {
         let mut next = 0;
@@ -289,7 +264,7 @@ mod tests {
         assert_eq!(run("/typing", Some("bob")), Ok(send("bob", 1, true, TYPING)));
         assert_eq!(
             run("/who carol", None),
-            Ok(Some(Action::Request(Request::ListOnline { after: "carol".into(), limit: WHO_PAGE })))
+            Ok(Some(Action::Request(Request::ListOnline { after: "carol".into(), limit: PAGE })))
         );
     }
 
@@ -310,6 +285,61 @@ mod tests {
         assert_eq!(run("/msg bob", None), Err(ParseError::Usage("/msg NAME TEXT".into())));
         assert!(matches!(run("hello", None), Err(ParseError::Invalid(_))));
         assert!(matches!(run("/to Bob", None), Err(ParseError::Invalid(_))));
+    }
+
+    fn request(line: &str) -> Request {
+        match run(line, None) {
+            Ok(Some(Action::Request(request))) => request,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn group_commands() {
+        assert_eq!(request("/group create Book club"), Request::CreateGroup { name: "Book club".into(), open: false });
+        assert_eq!(
+            request("/group create Book club --open "),
+            Request::CreateGroup { name: "Book club".into(), open: true }
+        );
+        assert_eq!(run("/group create --open", None), Err(ParseError::Usage("/group create NAME [--open]".into())));
+        assert_eq!(
+            request("/group rename 7 New  name"),
+            Request::RenameGroup { group_id: 7, name: "New  name".into() }
+        );
+        assert_eq!(
+            request("/group role 7 bob admin"),
+            Request::SetRole { group_id: 7, username: "bob".into(), role: Role::Admin }
+        );
+        assert_eq!(request("/group leave 7"), Request::LeaveGroup { group_id: 7 });
+        assert_eq!(request("/members 7"), Request::GroupMembers { group_id: 7 });
+        assert_eq!(
+            request("/say 7 hello  all"),
+            Request::Send {
+                to: Target::Group(7),
+                client_msg_id: 1,
+                transient: false,
+                content: Content::text("hello  all")
+            }
+        );
+        assert!(matches!(run("/group role 7 bob boss", None), Err(ParseError::Invalid(_))));
+        assert!(matches!(run("/say seven hi", None), Err(ParseError::Invalid(_))));
+        assert!(matches!(run("/group", None), Err(ParseError::Usage(u)) if u.starts_with("/group create|rename|")));
+        assert!(matches!(run("/group frob 1", None), Err(ParseError::Usage(_))));
+    }
+
+    #[test]
+    fn room_presence_and_admin_commands() {
+        let live =
+            |to, text: &str| Request::Send { to, client_msg_id: 0, transient: true, content: Content::text(text) };
+        assert_eq!(request("/join lobby"), Request::JoinRoom { room: "lobby".into() });
+        assert_eq!(request("/room lobby hi  there"), live(Target::Room("lobby".into()), "hi  there"));
+        assert_eq!(request("/broadcast hear ye"), live(Target::Everyone, "hear ye"));
+        assert_eq!(request("/rooms"), Request::ListRooms { after: String::new(), limit: PAGE });
+        assert_eq!(request("/watch bob"), Request::SubscribePresence { username: "bob".into() });
+        assert_eq!(request("/stats"), Request::Stats);
+        assert!(matches!(run("/join Lobby!", None), Err(ParseError::Invalid(_))));
+        assert_eq!(run("/resync", None), Ok(Some(Action::Resync(Conversation::Inbox))));
+        assert_eq!(run("/resync 4", None), Ok(Some(Action::Resync(Conversation::Group(4)))));
     }
 
     #[test]

@@ -1,12 +1,20 @@
-//! Where the client stands in one user's inbox: what it has shown, what it has acked, and
-//! whether a pushed message is new, a redelivery, or evidence of a gap.
+//! Where the client stands in one conversation (the user's inbox, or a group): what it has
+//! shown, what it has acked, and whether a pushed message is new, a redelivery, or evidence
+//! of a gap.
 //!
 //! The server redelivers everything not acked at each login, and an ack can be lost with
 //! the connection that carried it, so the same sequence number may arrive twice. Showing
 //! it twice would look like a second message; a cursor that survives reconnects (kept per
 //! username for the life of the process) prevents that.
+//!
+//! In a group the member's own messages are never pushed back, so its sequence numbers
+//! skip them; the server's `prev_seq` says what it pushed last, so such a skip is not a
+//! gap. The receipts of our own messages tell where they sit, and the cursor steps over
+//! them so they are acked too (they count towards the server's delivery window, and
+//! towards the unread count of `/groups`, until acked).
 
 use confab::protocol::Conversation;
+use std::collections::BTreeSet;
 
 /// What to do with a pushed stored message.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,6 +39,8 @@ pub struct InboxCursor {
     resync_pending: bool,
     /// Accept whatever sequence comes first as the start (no login told us the position).
     first_sets_position: bool,
+    /// Sequences of our own group messages above `shown`, not yet stepped over.
+    own: BTreeSet<u64>,
 }
 
 impl InboxCursor {
@@ -64,6 +74,7 @@ impl InboxCursor {
             Verdict::Duplicate
         } else if prev_seq <= self.shown {
             self.shown = seq;
+            self.step_over_own();
             Verdict::Show
         } else if self.resync_pending {
             Verdict::AwaitResync
@@ -73,13 +84,50 @@ impl InboxCursor {
         }
     }
 
+    /// The receipt of our own message `seq` in this (group) conversation: counts as shown
+    /// once everything before it has been.
+    pub fn own(&mut self, seq: u64) {
+        if seq > self.shown {
+            self.own.insert(seq);
+            if !self.first_sets_position {
+                self.step_over_own();
+            }
+        }
+    }
+
+    fn step_over_own(&mut self) {
+        self.own = self.own.split_off(&(self.shown + 1));
+        while self.own.first() == Some(&(self.shown + 1)) {
+            self.own.pop_first();
+            self.shown += 1;
+        }
+    }
+
+    /// The highest sequence shown (where a manual resync starts).
+    pub fn shown(&self) -> u64 {
+        self.shown
+    }
+
     /// Shown but not yet acked.
     pub fn unacked(&self) -> u64 {
         self.shown.saturating_sub(self.acked)
     }
 
-    /// The resync was answered; the missing messages follow.
-    pub fn resynced(&mut self) {
+    /// The resync was answered: the missing messages follow, starting after `after`. The
+    /// server goes back no further than its ack position, so anything at or below `after`
+    /// is settled (acked, perhaps by another client of ours) and will not come.
+    pub fn resynced(&mut self, after: u64) {
+        self.resync_pending = false;
+        self.first_sets_position = false;
+        if after > self.shown {
+            self.shown = after;
+            self.step_over_own();
+        }
+        self.acked = self.acked.max(after);
+    }
+
+    /// The resync was refused: a later gap may ask again.
+    pub fn resync_failed(&mut self) {
         self.resync_pending = false;
     }
 
@@ -131,9 +179,50 @@ mod tests {
         assert_eq!(cursor.receive(1, 0), Verdict::Show);
         assert_eq!(cursor.receive(3, 2), Verdict::Resync { after: 1 });
         assert_eq!(cursor.receive(4, 3), Verdict::AwaitResync);
-        cursor.resynced();
+        cursor.resynced(1);
         assert_eq!(cursor.receive(2, 1), Verdict::Show);
         assert_eq!(cursor.receive(3, 2), Verdict::Show);
+    }
+
+    #[test]
+    fn a_resync_answered_from_further_on_moves_the_position() {
+        // Another client of ours acked up to 8: the server cannot go back before that, and
+        // asking again from 4 would loop for ever.
+        let mut cursor = InboxCursor::unknown(Conversation::Group(2));
+        assert_eq!(cursor.receive(4, 3), Verdict::Show);
+        assert_eq!(cursor.receive(9, 8), Verdict::Resync { after: 4 });
+        cursor.resynced(8);
+        assert_eq!(cursor.receive(9, 8), Verdict::Show);
+        assert_eq!(cursor.ack_due(), Some(9));
+    }
+
+    #[test]
+    fn own_group_messages_are_stepped_over_and_acked() {
+        let mut cursor = InboxCursor::unknown(Conversation::Group(4));
+        assert_eq!(cursor.receive(1, 0), Verdict::Show);
+        cursor.own(2);
+        assert_eq!(cursor.shown(), 2);
+        assert_eq!(cursor.ack_due(), Some(2));
+        // Our receipt for 4 came before the push of 3 (held back by the window).
+        cursor.own(4);
+        assert_eq!(cursor.shown(), 2);
+        assert_eq!(cursor.receive(3, 2), Verdict::Show);
+        assert_eq!(cursor.shown(), 4);
+        // The server's next push names 3 as its previous one: no gap.
+        assert_eq!(cursor.receive(5, 3), Verdict::Show);
+        assert_eq!(cursor.ack_due(), Some(5));
+        // A late duplicate receipt changes nothing.
+        cursor.own(2);
+        assert_eq!(cursor.shown(), 5);
+    }
+
+    #[test]
+    fn own_messages_wait_for_the_first_push_to_place_them() {
+        let mut cursor = InboxCursor::unknown(Conversation::Group(4));
+        cursor.own(7);
+        assert_eq!(cursor.ack_due(), None);
+        assert_eq!(cursor.receive(6, 5), Verdict::Show);
+        assert_eq!(cursor.ack_due(), Some(7));
     }
 
     #[test]

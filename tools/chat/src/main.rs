@@ -2,55 +2,109 @@
 //!
 //! It connects (to `--server`, default `127.0.0.1:7420`), registers or logs in, remembers
 //! the resume token (`--token-file`, default `$HOME/.config/confab/token-NAME`), and then
-//! sends and shows direct messages while the user types. Stored messages are acked once
-//! shown; messages that arrived while offline follow the login; a dropped connection is
-//! re-established by itself, logging in again with the token. `--user NAME` logs in with
-//! a remembered token at start.
+//! sends and shows direct and group messages while the user types. Stored messages (inbox
+//! and groups) are acked once shown; messages that arrived while offline follow the login;
+//! a dropped connection is re-established by itself, logging in again with the token and
+//! rejoining the rooms and watches of the old connection. `--user NAME` logs in with a
+//! remembered token at start.
 //!
 //! # Commands
 //!
-//! `/connect [ADDR]`, `/register NAME PASSWORD`, `/login NAME PASSWORD`, `/to NAME`,
-//! `/msg NAME TEXT`, `/typing [NAME]`, `/who [AFTER]`, `/rename DISPLAY NAME`, `/logout`,
-//! `/help`, `/quit`. Any other line is a message to the peer chosen with `/to`; start it
-//! with `//` to send a text beginning with `/`.
+//! - Session: `/connect [ADDR]`, `/register NAME PASSWORD`, `/login NAME PASSWORD`,
+//!   `/rename DISPLAY NAME`, `/logout`, `/help`, `/quit`.
+//! - Direct messages: `/to NAME`, `/msg NAME TEXT`, `/typing [NAME]`, `/who [AFTER]`. Any
+//!   other line is a message to the peer chosen with `/to`; start it with `//` to send a
+//!   text beginning with `/`.
+//! - Groups (stored): `/say ID TEXT`, `/groups`, `/members ID`, `/group create NAME
+//!   [--open]`, `/group rename ID NAME`, `/group add ID USER`, `/group remove ID USER`,
+//!   `/group role ID USER owner|admin|member`, `/group join ID`, `/group leave ID`,
+//!   `/group delete ID`.
+//! - Rooms and broadcast (live only): `/join ROOM`, `/leave ROOM`, `/room ROOM TEXT`,
+//!   `/rooms [AFTER]`, `/room-members ROOM`, `/broadcast TEXT` (administrators).
+//! - Presence: `/watch USER`, `/unwatch USER`.
+//! - `/stats` (administrators); `/resync [ID]` asks the server to deliver the inbox (or
+//!   group ID) again after what was shown, should delivery ever seem stuck.
 //!
 //! # Line mode
 //!
 //! When stdin or stdout is not a terminal, or with `--plain`, commands are read one per
 //! line from stdin and every event is printed as exactly one line on stdout: a keyword,
 //! then `key=value` fields, then free text last. Free text is escaped so it stays on one
-//! line (`\\`, `\n`, `\r`, `\t`, other control characters as `\u{1b}`).
+//! line (`\\`, `\n`, `\r`, `\t`, other control characters as `\u{1b}`). Lists of names
+//! are comma-separated (names never contain commas, colons or spaces).
 //!
 //! ```text
 //! connected ADDR                        the server accepted our Hello (after every (re)connect)
 //! registered NAME
 //! logged-in NAME acked=N last=N         /login, or the token login of --user
 //! reconnected NAME acked=N last=N       logged in again by itself after a drop
-//! sent seq=N to=NAME                    a stored message's receipt (+ " duplicate=true")
+//! sent seq=N to=NAME                    a direct message's receipt (+ " duplicate=true")
+//! sent seq=N group=ID                   a group message's receipt (+ " duplicate=true"); it
+//!                                       is not pushed back to us
 //! transient-sent to=NAME delivered=B    a /typing notice went out (B: recipient online)
+//! room-sent room=R recipients=N         a /room message went to N others in the room
+//! broadcast-sent recipients=N           a /broadcast went to N others online
 //! message seq=N from=NAME at=MS text=T  a stored message (at: server time, Unix ms;
 //!                                       " group=ID" before text in a group,
 //!                                       " service=true" if a service sent it,
 //!                                       " kind=K media=URL" before text for non-text)
-//! room-message room=R from=NAME text=T  (pushes the server already has, but no command
-//! broadcast from=NAME text=T             of this client asks for yet)
-//! presence NAME online=B
+//! group-event group=ID seq=N EVENT      a change in a group, stored in its sequence; EVENT:
+//!                                         event=created by=NAME
+//!                                         event=added user=NAME by=NAME
+//!                                         event=joined user=NAME
+//!                                         event=left user=NAME
+//!                                         event=removed user=NAME by=NAME
+//!                                         event=role user=NAME role=ROLE by=NAME
+//!                                         event=renamed by=NAME name=T
+//!                                         event=deleted by=NAME  (live only; seq is one past
+//!                                         the group's last; the group is forgotten)
+//! group-created id=ID                   /group create (the created event comes first)
+//! done WHAT FIELDS                      a group, room or watch request was carried out:
+//!                                         done group-rename group=ID
+//!                                         done group-add group=ID user=NAME
+//!                                         done group-remove group=ID user=NAME
+//!                                         done group-role group=ID user=NAME role=ROLE
+//!                                         done group-join group=ID
+//!                                         done group-leave group=ID
+//!                                         done group-delete group=ID
+//!                                         done join room=R
+//!                                         done leave room=R
+//!                                         done unwatch user=NAME
+//! groups count=N                        /groups, followed by N lines:
+//! group id=ID role=ROLE members=N unread=N open=B name=T
+//!                                       (ROLE: owner, admin or member; unread: the
+//!                                       group's last seq minus our ack)
+//! members group=ID owner=NAME admins=A,B members=C,D online=A,C
+//!                                       /members (each list may be empty)
+//! rooms list=R:N,R:N more=B             one page of /rooms: name:members (next: /rooms LAST)
+//! room-members room=R users=A,B         /room-members
+//! room-message room=R from=NAME text=T  a message in a room we are in
+//! broadcast from=NAME text=T            a message to everyone online
+//! watching NAME online=B                /watch; presence lines for NAME follow
+//! presence NAME online=B                a watched user or group co-member came or went
+//! stats uptime_secs=N connections=N logged_in=N rooms=N groups=N messages_received=N
+//!   messages_delivered=N received_per_sec=N delivered_per_sec=N stored_messages=N
+//!   outbound_bytes_queued=N storage_bytes=N version=V
+//!                                       /stats (one line, wrapped here)
 //! notice service=NAME text=T            a service's live message
 //! push DEBUG                            a push this client cannot show yet
 //! typing from=NAME                      a typing notice
 //! transient from=NAME text=T            any other transient message
 //! online users=A,B more=B               one page of /who (next page: /who LAST)
 //! renamed DISPLAY NAME
-//! acked up_to=N                         the server confirmed our (automatic) ack
-//! resynced after=N last=N               a gap was seen; the server redelivers after N
+//! acked up_to=N                         the server confirmed our (automatic) inbox ack
+//! acked group=ID up_to=N                ... and a group's
+//! resynced after=N last=N               the server redelivers the inbox after N (a gap was
+//!                                       seen, or /resync)
+//! resynced group=ID after=N last=N      ... and a group
 //! logged-out
 //! peer NAME                             /to
 //! help USAGE -- TEXT                    one per command
 //! error CODE: MESSAGE                   CODE is the server's (UnknownUser, WrongPassword,
-//!                                       InvalidToken, ...) or the client's own: Usage,
-//!                                       UnknownCommand, Invalid, Offline, NoToken,
-//!                                       TokenFile, ConnectFailed, Disconnected, Timeout,
-//!                                       Protocol
+//!                                       InvalidToken, Forbidden, NotAMember, ...) or the
+//!                                       client's own: Usage, UnknownCommand, Invalid,
+//!                                       Offline, NoToken, TokenFile, ConnectFailed,
+//!                                       Disconnected, Timeout, Protocol
 //! kicked REASON                         another login took the session (no reconnect)
 //! shutting-down                         the server is stopping
 //! disconnected REASON
@@ -76,6 +130,7 @@ mod connection;
 mod inbox;
 mod link;
 mod render;
+mod table;
 mod token;
 mod tui;
 

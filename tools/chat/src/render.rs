@@ -2,9 +2,19 @@
 //! stable one-line format of line mode ([`plain`], specified in the crate documentation)
 //! and the friendlier text of the terminal UI ([`pretty`]).
 //!
-//! A new push or reply kind becomes a new variant here and one arm in each function.
+//! A new push or reply kind becomes a new variant here and one arm in each of `plain.rs`
+//! and `pretty.rs`.
 
-use confab::protocol::{Content, Conversation, MediaKind, OnlineUser};
+mod plain;
+mod pretty;
+
+pub use plain::plain;
+pub use pretty::pretty;
+
+use confab::protocol::{
+    Content, Conversation, GroupEvent, GroupInfo, MediaKind, MemberInfo, OnlineUser, Request, Role, RoomInfo,
+    ServerStats, Target,
+};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,8 +37,9 @@ pub enum Event {
         last_seq: u64,
         reconnected: bool,
     },
+    /// The receipt of a stored message; `to` is a user or a group.
     Sent {
-        to: String,
+        to: Target,
         seq: u64,
         duplicate: bool,
         content: Content,
@@ -36,6 +47,12 @@ pub enum Event {
     TransientSent {
         to: String,
         delivered: bool,
+    },
+    /// A room message or broadcast went out; `to` is a room or everyone.
+    Delivered {
+        to: Target,
+        recipients: u32,
+        content: Content,
     },
     Message {
         conversation: Conversation,
@@ -45,6 +62,14 @@ pub enum Event {
         service: bool,
         timestamp_ms: u64,
         content: Content,
+    },
+    /// A membership, role or name change of a group (stored like a message), or its
+    /// deletion (live only).
+    GroupChange {
+        group_id: u64,
+        seq: u64,
+        timestamp_ms: u64,
+        event: GroupEvent,
     },
     Transient {
         from: String,
@@ -58,16 +83,52 @@ pub enum Event {
         display_name: String,
     },
     Acked {
+        conversation: Conversation,
         up_to: u64,
     },
+    /// `asked`: by the user's `/resync`, not by the client after seeing a gap.
     Resynced {
+        conversation: Conversation,
         after: u64,
         last_seq: u64,
+        asked: bool,
     },
     LoggedOut,
     Peer {
         username: String,
     },
+    GroupCreated {
+        group_id: u64,
+        name: String,
+        open: bool,
+    },
+    /// The server carried out a request that has nothing else to say (`Reply::Done`).
+    Done {
+        request: Request,
+    },
+    /// `/groups`: this header, then one [`Event::Group`] per group.
+    GroupCount {
+        count: usize,
+    },
+    Group(GroupInfo),
+    Members {
+        group_id: u64,
+        members: Vec<MemberInfo>,
+    },
+    Rooms {
+        rooms: Vec<RoomInfo>,
+        more: bool,
+    },
+    RoomMembers {
+        room: String,
+        members: Vec<String>,
+    },
+    /// `/watch`: presence pushes for `username` follow.
+    Watching {
+        username: String,
+        online: bool,
+    },
+    Stats(ServerStats),
     Help {
         usage: String,
         text: String,
@@ -123,157 +184,6 @@ pub trait Output {
     fn emit(&mut self, event: Event);
 }
 
-/// Line mode: one line per event, keyword first, free text last and escaped.
-pub fn plain(event: &Event) -> String {
-    match event {
-        Event::Connected { addr } => format!("connected {addr}"),
-        Event::Registered { username } => format!("registered {username}"),
-        Event::LoggedIn { username, acked, last_seq, reconnected, .. } => {
-            let word = if *reconnected { "reconnected" } else { "logged-in" };
-            format!("{word} {username} acked={acked} last={last_seq}")
-        }
-        Event::Sent { to, seq, duplicate, .. } => {
-            let mut line = format!("sent seq={seq} to={to}");
-            if *duplicate {
-                line.push_str(" duplicate=true");
-            }
-            line
-        }
-        Event::TransientSent { to, delivered } => {
-            format!("transient-sent to={to} delivered={delivered}")
-        }
-        Event::Message { conversation, seq, from, service, timestamp_ms, content } => format!(
-            "message seq={seq} from={} at={timestamp_ms}{}{}{}",
-            escape(from),
-            plain_conversation(*conversation),
-            if *service { " service=true" } else { "" },
-            plain_content(content)
-        ),
-        Event::ServiceNotice { service, content } => {
-            format!("notice service={}{}", escape(service), plain_content(content))
-        }
-        Event::Unhandled { what } => format!("push {}", escape(what)),
-        Event::RoomMessage { room, from, content } => {
-            format!("room-message room={} from={}{}", escape(room), escape(from), plain_content(content))
-        }
-        Event::Broadcast { from, content } => {
-            format!("broadcast from={}{}", escape(from), plain_content(content))
-        }
-        Event::Presence { username, online } => {
-            format!("presence {} online={online}", escape(username))
-        }
-        Event::Transient { from, content } if is_typing(content) => {
-            format!("typing from={}", escape(from))
-        }
-        Event::Transient { from, content } => {
-            format!("transient from={}{}", escape(from), plain_content(content))
-        }
-        Event::Online { users, more } => {
-            let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
-            format!("online users={} more={more}", names.join(","))
-        }
-        Event::Renamed { display_name } => format!("renamed {}", escape(display_name)),
-        Event::Acked { up_to } => format!("acked up_to={up_to}"),
-        Event::Resynced { after, last_seq } => format!("resynced after={after} last={last_seq}"),
-        Event::LoggedOut => "logged-out".into(),
-        Event::Peer { username } => format!("peer {username}"),
-        Event::Help { usage, text } => format!("help {usage} -- {text}"),
-        Event::Error { code, message } => format!("error {code}: {}", escape(message)),
-        Event::Kicked { reason } => format!("kicked {}", escape(reason)),
-        Event::ShuttingDown => "shutting-down".into(),
-        Event::Disconnected { reason } => format!("disconnected {}", escape(reason)),
-        Event::Reconnecting { attempt, delay } => {
-            format!("reconnecting attempt={attempt} in_ms={}", delay.as_millis())
-        }
-    }
-}
-
-/// Terminal UI: a clock, then something a person reads at a glance. Message times are the
-/// server's; everything else is stamped now. Times are UTC (the standard library has no
-/// time zones).
-pub fn pretty(event: &Event) -> String {
-    let now = clock(now_ms());
-    match event {
-        Event::Message { conversation, from, service, timestamp_ms, content, .. } => {
-            let place = match conversation {
-                Conversation::Group(id) => format!(" [group {id}]"),
-                _ => String::new(),
-            };
-            let badge = if *service { " [service]" } else { "" };
-            format!("{}{place}{badge} {}: {}", clock(*timestamp_ms), clean(from), pretty_content(content))
-        }
-        Event::ServiceNotice { service, content } => {
-            format!("{now} [service] {}: {}", clean(service), pretty_content(content))
-        }
-        Event::Unhandled { what } => format!("{now} * {}", clean(what)),
-        Event::RoomMessage { room, from, content } => {
-            format!("{now} [#{}] {}: {}", clean(room), clean(from), pretty_content(content))
-        }
-        Event::Broadcast { from, content } => format!("{now} [everyone] {}: {}", clean(from), pretty_content(content)),
-        Event::Presence { username, online } => {
-            let state = if *online { "online" } else { "offline" };
-            format!("{now} * {} is {state}", clean(username))
-        }
-        Event::Transient { from, content } if is_typing(content) => {
-            format!("{now} * {} is typing…", clean(from))
-        }
-        Event::Transient { from, content } => {
-            format!("{now} * {} (live): {}", clean(from), pretty_content(content))
-        }
-        Event::Connected { addr } => format!("{now} * connected to {addr}"),
-        Event::Registered { username } => {
-            format!("{now} * registered {username}; now /login {username} PASSWORD")
-        }
-        Event::LoggedIn { username, display_name, acked, last_seq, reconnected } => {
-            let waiting = last_seq.saturating_sub(*acked);
-            let verb = if *reconnected { "back online as" } else { "logged in as" };
-            format!("{now} * {verb} {username} ({}); {waiting} unread", clean(display_name))
-        }
-        Event::Sent { to, content, .. } => {
-            format!("{now} you → {to}: {}", pretty_content(content))
-        }
-        Event::TransientSent { to, delivered } => {
-            let state = if *delivered { "online" } else { "offline" };
-            format!("{now} * typing notice to {to} ({state})")
-        }
-        Event::Online { users, more } => {
-            let mut line = format!("{now} * online:");
-            for user in users {
-                let _ = write!(line, " {}", user.username);
-                if user.display_name != user.username {
-                    let _ = write!(line, " ({})", clean(&user.display_name));
-                }
-                line.push(',');
-            }
-            line.pop();
-            if users.is_empty() {
-                line.push_str(" nobody");
-            }
-            if *more {
-                if let Some(last) = users.last() {
-                    let _ = write!(line, " … more: /who {}", last.username);
-                }
-            }
-            line
-        }
-        Event::Renamed { display_name } => {
-            format!("{now} * you are now shown as {}", clean(display_name))
-        }
-        Event::Acked { up_to } => format!("{now} * read up to #{up_to}"),
-        Event::Resynced { after, .. } => format!("{now} * fetching messages after #{after}"),
-        Event::LoggedOut => format!("{now} * logged out"),
-        Event::Peer { username } => format!("{now} * talking to {username}"),
-        Event::Help { usage, text } => format!("  {usage:<28} {text}"),
-        Event::Error { code, message } => format!("{now} ! {code}: {}", clean(message)),
-        Event::Kicked { reason } => format!("{now} ! kicked: {}", clean(reason)),
-        Event::ShuttingDown => format!("{now} ! the server is shutting down"),
-        Event::Disconnected { reason } => format!("{now} ! disconnected: {}", clean(reason)),
-        Event::Reconnecting { attempt, delay } => {
-            format!("{now} * reconnecting in {:.1} s (attempt {attempt})", delay.as_secs_f64())
-        }
-    }
-}
-
 /// How the terminal UI colours an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tone {
@@ -294,7 +204,7 @@ pub fn tone(event: &Event) -> Tone {
         | Event::Broadcast { .. }
         | Event::Transient { .. }
         | Event::ServiceNotice { .. } => Tone::Incoming,
-        Event::Sent { .. } => Tone::Own,
+        Event::Sent { .. } | Event::Delivered { .. } => Tone::Own,
         Event::Error { .. } | Event::Kicked { .. } | Event::ShuttingDown | Event::Disconnected { .. } => Tone::Alert,
         _ => Tone::Notice,
     }
@@ -302,18 +212,19 @@ pub fn tone(event: &Event) -> Tone {
 
 /// Events a person need not see: the client's own bookkeeping.
 pub fn is_housekeeping(event: &Event) -> bool {
-    matches!(event, Event::Acked { .. } | Event::Resynced { .. })
+    matches!(event, Event::Acked { .. } | Event::Resynced { asked: false, .. })
 }
 
 fn is_typing(content: &Content) -> bool {
     content.media.is_none() && content.body == TYPING.as_bytes()
 }
 
-/// Nothing for the inbox, so direct messages read as the crate docs show.
-fn plain_conversation(conversation: Conversation) -> String {
-    match conversation {
-        Conversation::Group(id) => format!(" group={id}"),
-        _ => String::new(),
+/// The lowercase word for a role, as `/group role` takes it.
+pub fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "owner",
+        Role::Admin => "admin",
+        Role::Member => "member",
     }
 }
 
@@ -377,50 +288,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn free_text_stays_on_one_line() {
-        let event = Event::Message {
-            conversation: Conversation::Inbox,
-            seq: 3,
-            from: "alice".into(),
-            service: false,
-            timestamp_ms: 1_000,
-            content: Content::text("two\nlines \\ and\u{1b}[2J"),
-        };
-        assert_eq!(plain(&event), "message seq=3 from=alice at=1000 text=two\\nlines \\\\ and\\u{1b}[2J");
-        assert!(!pretty(&event).contains('\u{1b}'));
-    }
-
-    #[test]
-    fn documented_lines() {
-        assert_eq!(
-            plain(&Event::Sent { to: "bob".into(), seq: 1, duplicate: false, content: Content::text("hi") }),
-            "sent seq=1 to=bob"
-        );
-        assert_eq!(
-            plain(&Event::Transient { from: "alice".into(), content: Content::text(TYPING) }),
-            "typing from=alice"
-        );
-        let user = |name: &str| OnlineUser { username: name.into(), display_name: name.to_uppercase() };
-        assert_eq!(
-            plain(&Event::Online { users: vec![user("alice"), user("bob")], more: false }),
-            "online users=alice,bob more=false"
-        );
-        assert_eq!(plain(&Event::error("UnknownUser", "no such user")), "error UnknownUser: no such user");
-        assert_eq!(
-            plain(&Event::LoggedIn {
-                username: "alice".into(),
-                display_name: "alice".into(),
-                acked: 0,
-                last_seq: 3,
-                reconnected: false
-            }),
-            "logged-in alice acked=0 last=3"
-        );
-    }
-
-    #[test]
     fn clock_is_utc_time_of_day() {
         assert_eq!(clock(0), "00:00:00");
         assert_eq!(clock((13 * 3600 + 4 * 60 + 5) * 1000 + 999), "13:04:05");
+    }
+
+    #[test]
+    fn only_bookkeeping_is_hidden_from_people() {
+        let resynced = |asked| Event::Resynced { conversation: Conversation::Inbox, after: 1, last_seq: 2, asked };
+        assert!(is_housekeeping(&resynced(false)));
+        assert!(!is_housekeeping(&resynced(true)));
+        assert!(is_housekeeping(&Event::Acked { conversation: Conversation::Group(1), up_to: 1 }));
     }
 }

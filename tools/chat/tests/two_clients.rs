@@ -4,175 +4,12 @@
 //! server restarts.
 //!
 //! Every wait is for a printed line that proves the effect, with a generous timeout, so
-//! the tests do not depend on timing.
+//! the tests do not depend on timing (see `common` for the harness).
 
+mod common;
+
+use common::{text_of, Chat, Fixture, PASSWORD};
 use confab::{Config, Server};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(15);
-const PASSWORD: &str = "correct horse";
-
-/// One client process: lines go in on stdin, events come out as lines on stdout.
-struct Chat {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    /// Every line read so far, for failure messages.
-    seen: Vec<String>,
-}
-
-impl Chat {
-    fn start(name: &str, addr: SocketAddr, token_file: &Path, extra: &[&str]) -> Chat {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_confab-chat"))
-            .arg("--server")
-            .arg(addr.to_string())
-            .arg("--plain")
-            .arg("--token-file")
-            .arg(token_file)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn confab-chat");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Chat { name: name.to_string(), child, stdin, lines, seen: Vec::new() }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{line}").expect("write to the client");
-        stdin.flush().expect("flush");
-    }
-
-    /// The next line satisfying `wanted`, skipping others (reconnect chatter, acks).
-    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if wanted(&line) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("{}: no {what} within {WAIT:?}; saw {:#?}", self.name, self.seen)
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("{}: exited before {what}; saw {:#?}", self.name, self.seen)
-                }
-            }
-        }
-    }
-
-    /// The next line starting with `prefix`.
-    fn expect(&mut self, prefix: &str) -> String {
-        self.wait_for(prefix, |line| line.starts_with(prefix))
-    }
-
-    /// The next `message` line, whatever it says.
-    fn next_message(&mut self) -> String {
-        self.expect("message ")
-    }
-
-    fn register_and_login(&mut self, user: &str) {
-        self.expect("connected ");
-        self.send(&format!("/register {user} {PASSWORD}"));
-        self.send(&format!("/login {user} {PASSWORD}"));
-        assert_eq!(self.expect("registered "), format!("registered {user}"));
-        self.expect(&format!("logged-in {user} "));
-    }
-
-    /// Closes stdin and checks the process exits 0 by itself.
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.child.try_wait().expect("wait") {
-                Some(status) => {
-                    assert!(status.success(), "{} exited with {status}", self.name);
-                    return;
-                }
-                None if Instant::now() > deadline => {
-                    let _ = self.child.kill();
-                    panic!("{} did not exit after end of input", self.name);
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    }
-}
-
-impl Drop for Chat {
-    fn drop(&mut self) {
-        // Only still running if a test failed; don't leave it behind.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    server: Option<Server>,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        Fixture::with(|_| {})
-    }
-
-    fn with(adjust: impl FnOnce(&mut Config)) -> Fixture {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::for_tests(dir.path().join("data"));
-        adjust(&mut config);
-        let server = Server::start(config).expect("start");
-        Fixture { dir, server: Some(server) }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.server.as_ref().expect("running").local_addr()
-    }
-
-    fn token(&self, name: &str) -> PathBuf {
-        self.dir.path().join("tokens").join(name)
-    }
-
-    fn chat(&self, name: &str) -> Chat {
-        Chat::start(name, self.addr(), &self.token(name), &[])
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            let _ = server.shutdown();
-        }
-    }
-}
-
-fn text_of(line: &str) -> &str {
-    line.split_once(" text=").map_or("", |(_, text)| text)
-}
 
 #[test]
 fn two_clients_talk_list_rename_and_see_errors() {
@@ -321,6 +158,9 @@ fn clients_reconnect_by_themselves_after_a_server_restart() {
     alice.expect("sent seq=1 to=bob");
     assert_eq!(text_of(&bob.next_message()), "before the restart");
     bob.expect("acked up_to=1");
+    // Rooms end with the connection; the client joins them again after reconnecting.
+    bob.send("/join lobby");
+    bob.expect("done join room=lobby");
 
     fx.server.take().expect("running").shutdown().expect("clean stop");
     alice.expect("disconnected ");
@@ -332,6 +172,7 @@ fn clients_reconnect_by_themselves_after_a_server_restart() {
 
     assert_eq!(alice.expect("reconnected "), "reconnected alice acked=0 last=0");
     assert_eq!(bob.expect("reconnected "), "reconnected bob acked=1 last=1");
+    bob.expect("done join room=lobby");
     alice.send("/msg bob after the restart");
     alice.expect("sent seq=2 to=bob");
     // Seq 1 is not shown again: the next message bob sees is the new one.

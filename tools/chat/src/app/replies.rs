@@ -1,0 +1,103 @@
+//! Replies to our requests, matched with the request they answer, turned into [`Event`]s,
+//! and the state they change: the session, cursors (our own group messages, resyncs), the
+//! rooms we are in and the users we watch.
+
+use super::failures::request_name;
+use super::App;
+use crate::connection::{Origin, Pending};
+use crate::render::{Event, Output};
+use confab::protocol::{Conversation, Reply, Request, Target};
+
+impl<O: Output> App<O> {
+    pub(super) fn reply(&mut self, pending: Pending, reply: Reply) {
+        if self.barrier == Some(pending.id) {
+            self.barrier = None;
+        }
+        let asked = pending.origin == Origin::User;
+        let event = match (reply, pending.request) {
+            (Reply::Registered { .. }, Request::Register { username, .. }) => Event::Registered { username },
+            (
+                Reply::LoggedIn { display_name, acked, last_seq, resume_token, .. },
+                Request::Login { username, .. } | Request::Resume { username, .. },
+            ) => {
+                let reconnected = pending.origin == Origin::Auto;
+                self.logged_in(&username, resume_token, acked, last_seq, reconnected);
+                Event::LoggedIn { username, display_name, acked, last_seq, reconnected }
+            }
+            (Reply::Sent { seq, duplicate, .. }, Request::Send { to, content, .. }) => {
+                if let Target::Group(id) = to {
+                    // Never pushed back to us: the receipt is where it sits in the group.
+                    if let Some(cursor) = self.cursor(Conversation::Group(id)) {
+                        cursor.own(seq);
+                    }
+                }
+                Event::Sent { to, seq, duplicate, content }
+            }
+            (Reply::TransientSent { delivered }, Request::Send { to: Target::User(to), .. }) => {
+                Event::TransientSent { to, delivered }
+            }
+            (Reply::Delivered { recipients }, Request::Send { to, content, .. }) => {
+                Event::Delivered { to, recipients, content }
+            }
+            (Reply::Acked { conversation, up_to }, _) => Event::Acked { conversation, up_to },
+            (Reply::Resynced { conversation, after, last_seq }, _) => {
+                if let Some(cursor) = self.cursor(conversation) {
+                    cursor.resynced(after);
+                }
+                Event::Resynced { conversation, after, last_seq, asked }
+            }
+            (Reply::Renamed { display_name }, _) => Event::Renamed { display_name },
+            (Reply::Online { users, more }, _) => Event::Online { users, more },
+            (Reply::LoggedOut, _) => {
+                self.logged_out();
+                Event::LoggedOut
+            }
+            (Reply::GroupCreated { group_id }, Request::CreateGroup { name, open }) => {
+                Event::GroupCreated { group_id, name, open }
+            }
+            (Reply::Done, request) => {
+                self.carried_out(&request);
+                Event::Done { request }
+            }
+            (Reply::Groups { groups }, _) => {
+                self.out.emit(Event::GroupCount { count: groups.len() });
+                for group in groups {
+                    self.out.emit(Event::Group(group));
+                }
+                return;
+            }
+            (Reply::Members { group_id, members }, _) => Event::Members { group_id, members },
+            (Reply::Rooms { rooms, more }, _) => Event::Rooms { rooms, more },
+            (Reply::RoomMembers { room, members }, _) => Event::RoomMembers { room, members },
+            (Reply::Subscribed { username, online }, _) => {
+                self.watching.insert(username.clone());
+                Event::Watching { username, online }
+            }
+            (Reply::Stats(stats), _) => Event::Stats(stats),
+            (reply, request) => {
+                Event::error("Protocol", format!("unexpected reply to {}: {reply:?}", request_name(&request)))
+            }
+        };
+        self.out.emit(event);
+    }
+
+    /// What a plain `Done` changes here.
+    fn carried_out(&mut self, request: &Request) {
+        match request {
+            Request::JoinRoom { room } => {
+                self.rooms.insert(room.clone());
+            }
+            Request::LeaveRoom { room } => {
+                self.rooms.remove(room);
+            }
+            Request::UnsubscribePresence { username } => {
+                self.watching.remove(username);
+            }
+            // Normally the Left or Deleted event already did this.
+            Request::LeaveGroup { group_id } | Request::DeleteGroup { group_id } => {
+                self.forget(Conversation::Group(*group_id))
+            }
+            _ => {}
+        }
+    }
+}

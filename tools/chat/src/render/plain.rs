@@ -1,0 +1,285 @@
+//! Line mode: one line per event, keyword first, then `key=value` fields, free text last
+//! and escaped. The crate documentation lists every format; the tests below pin a few.
+
+use super::{escape, is_typing, plain_content, role_word, Event};
+use confab::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
+
+pub fn plain(event: &Event) -> String {
+    match event {
+        Event::Connected { addr } => format!("connected {addr}"),
+        Event::Registered { username } => format!("registered {username}"),
+        Event::LoggedIn { username, acked, last_seq, reconnected, .. } => {
+            let word = if *reconnected { "reconnected" } else { "logged-in" };
+            format!("{word} {username} acked={acked} last={last_seq}")
+        }
+        Event::Sent { to, seq, duplicate, .. } => {
+            let mut line = format!("sent seq={seq} {}", destination(to));
+            if *duplicate {
+                line.push_str(" duplicate=true");
+            }
+            line
+        }
+        Event::TransientSent { to, delivered } => {
+            format!("transient-sent to={to} delivered={delivered}")
+        }
+        Event::Delivered { to: Target::Room(room), recipients, .. } => {
+            format!("room-sent room={room} recipients={recipients}")
+        }
+        Event::Delivered { recipients, .. } => format!("broadcast-sent recipients={recipients}"),
+        Event::Message { conversation, seq, from, service, timestamp_ms, content } => format!(
+            "message seq={seq} from={} at={timestamp_ms}{}{}{}",
+            escape(from),
+            group_field(*conversation),
+            if *service { " service=true" } else { "" },
+            plain_content(content)
+        ),
+        Event::GroupChange { group_id, seq, event, .. } => {
+            format!("group-event group={group_id} seq={seq} {}", group_event(event))
+        }
+        Event::ServiceNotice { service, content } => {
+            format!("notice service={}{}", escape(service), plain_content(content))
+        }
+        Event::Unhandled { what } => format!("push {}", escape(what)),
+        Event::RoomMessage { room, from, content } => {
+            format!("room-message room={} from={}{}", escape(room), escape(from), plain_content(content))
+        }
+        Event::Broadcast { from, content } => {
+            format!("broadcast from={}{}", escape(from), plain_content(content))
+        }
+        Event::Presence { username, online } => {
+            format!("presence {} online={online}", escape(username))
+        }
+        Event::Transient { from, content } if is_typing(content) => {
+            format!("typing from={}", escape(from))
+        }
+        Event::Transient { from, content } => {
+            format!("transient from={}{}", escape(from), plain_content(content))
+        }
+        Event::Online { users, more } => {
+            let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+            format!("online users={} more={more}", names.join(","))
+        }
+        Event::Renamed { display_name } => format!("renamed {}", escape(display_name)),
+        Event::Acked { conversation: Conversation::Group(id), up_to } => format!("acked group={id} up_to={up_to}"),
+        Event::Acked { up_to, .. } => format!("acked up_to={up_to}"),
+        Event::Resynced { conversation, after, last_seq, .. } => {
+            let group = match conversation {
+                Conversation::Group(id) => format!("group={id} "),
+                Conversation::Inbox => String::new(),
+            };
+            format!("resynced {group}after={after} last={last_seq}")
+        }
+        Event::LoggedOut => "logged-out".into(),
+        Event::Peer { username } => format!("peer {username}"),
+        Event::GroupCreated { group_id, .. } => format!("group-created id={group_id}"),
+        Event::Done { request } => format!("done {}", done(request)),
+        Event::GroupCount { count } => format!("groups count={count}"),
+        Event::Group(g) => format!(
+            "group id={} role={} members={} unread={} open={} name={}",
+            g.group_id,
+            role_word(g.role),
+            g.members,
+            g.last_seq.saturating_sub(g.acked),
+            g.open,
+            escape(&g.name)
+        ),
+        Event::Members { group_id, members } => format!("members group={group_id} {}", member_fields(members)),
+        Event::Rooms { rooms, more } => {
+            let list: Vec<String> = rooms.iter().map(|r| format!("{}:{}", r.name, r.members)).collect();
+            format!("rooms list={} more={more}", list.join(","))
+        }
+        Event::RoomMembers { room, members } => format!("room-members room={room} users={}", members.join(",")),
+        Event::Watching { username, online } => format!("watching {username} online={online}"),
+        Event::Stats(stats) => stats_line(stats),
+        Event::Help { usage, text } => format!("help {usage} -- {text}"),
+        Event::Error { code, message } => format!("error {code}: {}", escape(message)),
+        Event::Kicked { reason } => format!("kicked {}", escape(reason)),
+        Event::ShuttingDown => "shutting-down".into(),
+        Event::Disconnected { reason } => format!("disconnected {}", escape(reason)),
+        Event::Reconnecting { attempt, delay } => {
+            format!("reconnecting attempt={attempt} in_ms={}", delay.as_millis())
+        }
+    }
+}
+
+/// `to=NAME` or `group=ID`.
+fn destination(to: &Target) -> String {
+    match to {
+        Target::User(name) => format!("to={name}"),
+        Target::Group(id) => format!("group={id}"),
+        Target::Room(room) => format!("room={room}"),
+        Target::Everyone => "everyone=true".into(),
+    }
+}
+
+/// Nothing for the inbox, so direct messages read as the crate docs show.
+fn group_field(conversation: Conversation) -> String {
+    match conversation {
+        Conversation::Group(id) => format!(" group={id}"),
+        Conversation::Inbox => String::new(),
+    }
+}
+
+fn group_event(event: &GroupEvent) -> String {
+    match event {
+        GroupEvent::Created { by } => format!("event=created by={by}"),
+        GroupEvent::Joined { username } => format!("event=joined user={username}"),
+        GroupEvent::Left { username } => format!("event=left user={username}"),
+        GroupEvent::Added { username, by } => format!("event=added user={username} by={by}"),
+        GroupEvent::Removed { username, by } => format!("event=removed user={username} by={by}"),
+        GroupEvent::Renamed { name, by } => format!("event=renamed by={by} name={}", escape(name)),
+        GroupEvent::RoleChanged { username, role, by } => {
+            format!("event=role user={username} role={} by={by}", role_word(*role))
+        }
+        GroupEvent::Deleted { by } => format!("event=deleted by={by}"),
+    }
+}
+
+/// What a `done` line says it did.
+fn done(request: &Request) -> String {
+    match request {
+        Request::RenameGroup { group_id, .. } => format!("group-rename group={group_id}"),
+        Request::AddMember { group_id, username } => format!("group-add group={group_id} user={username}"),
+        Request::RemoveMember { group_id, username } => format!("group-remove group={group_id} user={username}"),
+        Request::SetRole { group_id, username, role } => {
+            format!("group-role group={group_id} user={username} role={}", role_word(*role))
+        }
+        Request::JoinGroup { group_id } => format!("group-join group={group_id}"),
+        Request::LeaveGroup { group_id } => format!("group-leave group={group_id}"),
+        Request::DeleteGroup { group_id } => format!("group-delete group={group_id}"),
+        Request::JoinRoom { room } => format!("join room={room}"),
+        Request::LeaveRoom { room } => format!("leave room={room}"),
+        Request::UnsubscribePresence { username } => format!("unwatch user={username}"),
+        _ => "request".into(),
+    }
+}
+
+/// `owner=U admins=A,B members=C,D online=A,C`: a field per role, then who is online.
+fn member_fields(members: &[MemberInfo]) -> String {
+    let names = |keep: &dyn Fn(&MemberInfo) -> bool| {
+        members.iter().filter(|m| keep(m)).map(|m| m.username.as_str()).collect::<Vec<_>>().join(",")
+    };
+    format!(
+        "owner={} admins={} members={} online={}",
+        names(&|m| m.role == Role::Owner),
+        names(&|m| m.role == Role::Admin),
+        names(&|m| m.role == Role::Member),
+        names(&|m| m.online)
+    )
+}
+
+fn stats_line(s: &ServerStats) -> String {
+    format!(
+        "stats uptime_secs={} connections={} logged_in={} rooms={} groups={} messages_received={} \
+         messages_delivered={} received_per_sec={} delivered_per_sec={} stored_messages={} \
+         outbound_bytes_queued={} storage_bytes={} version={}",
+        s.uptime_secs,
+        s.connections,
+        s.logged_in,
+        s.rooms,
+        s.groups,
+        s.messages_received,
+        s.messages_delivered,
+        s.received_per_sec,
+        s.delivered_per_sec,
+        s.stored_messages,
+        s.outbound_bytes_queued,
+        s.storage_bytes,
+        escape(&s.version)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TYPING;
+    use super::*;
+    use confab::protocol::{Content, GroupInfo, OnlineUser, RoomInfo};
+
+    #[test]
+    fn free_text_stays_on_one_line() {
+        let event = Event::Message {
+            conversation: Conversation::Inbox,
+            seq: 3,
+            from: "alice".into(),
+            service: false,
+            timestamp_ms: 1_000,
+            content: Content::text("two\nlines \\ and\u{1b}[2J"),
+        };
+        assert_eq!(plain(&event), "message seq=3 from=alice at=1000 text=two\\nlines \\\\ and\\u{1b}[2J");
+        assert!(!super::super::pretty(&event).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn documented_lines() {
+        let sent = |to| Event::Sent { to, seq: 1, duplicate: false, content: Content::text("hi") };
+        assert_eq!(plain(&sent(Target::User("bob".into()))), "sent seq=1 to=bob");
+        assert_eq!(plain(&sent(Target::Group(7))), "sent seq=1 group=7");
+        assert_eq!(
+            plain(&Event::Transient { from: "alice".into(), content: Content::text(TYPING) }),
+            "typing from=alice"
+        );
+        let user = |name: &str| OnlineUser { username: name.into(), display_name: name.to_uppercase() };
+        assert_eq!(
+            plain(&Event::Online { users: vec![user("alice"), user("bob")], more: false }),
+            "online users=alice,bob more=false"
+        );
+        assert_eq!(plain(&Event::error("UnknownUser", "no such user")), "error UnknownUser: no such user");
+        assert_eq!(
+            plain(&Event::LoggedIn {
+                username: "alice".into(),
+                display_name: "alice".into(),
+                acked: 0,
+                last_seq: 3,
+                reconnected: false
+            }),
+            "logged-in alice acked=0 last=3"
+        );
+    }
+
+    #[test]
+    fn group_lines() {
+        let event = |event| Event::GroupChange { group_id: 7, seq: 2, timestamp_ms: 0, event };
+        assert_eq!(
+            plain(&event(GroupEvent::Added { username: "bob".into(), by: "alice".into() })),
+            "group-event group=7 seq=2 event=added user=bob by=alice"
+        );
+        assert_eq!(
+            plain(&event(GroupEvent::Renamed { name: "Book club".into(), by: "alice".into() })),
+            "group-event group=7 seq=2 event=renamed by=alice name=Book club"
+        );
+        assert_eq!(
+            plain(&event(GroupEvent::RoleChanged { username: "bob".into(), role: Role::Admin, by: "alice".into() })),
+            "group-event group=7 seq=2 event=role user=bob role=admin by=alice"
+        );
+        let info = GroupInfo {
+            group_id: 7,
+            name: "Book club".into(),
+            open: true,
+            role: Role::Owner,
+            members: 2,
+            acked: 3,
+            last_seq: 5,
+        };
+        assert_eq!(plain(&Event::Group(info)), "group id=7 role=owner members=2 unread=2 open=true name=Book club");
+        let member = |name: &str, role, online| MemberInfo { username: name.into(), role, online };
+        let members = vec![member("alice", Role::Owner, true), member("bob", Role::Member, false)];
+        assert_eq!(
+            plain(&Event::Members { group_id: 7, members }),
+            "members group=7 owner=alice admins= members=bob online=alice"
+        );
+        assert_eq!(
+            plain(&Event::Done { request: Request::AddMember { group_id: 7, username: "bob".into() } }),
+            "done group-add group=7 user=bob"
+        );
+        assert_eq!(plain(&Event::Acked { conversation: Conversation::Group(7), up_to: 4 }), "acked group=7 up_to=4");
+    }
+
+    #[test]
+    fn room_lines() {
+        let rooms = vec![RoomInfo { name: "lobby".into(), members: 3 }, RoomInfo { name: "dev".into(), members: 1 }];
+        assert_eq!(plain(&Event::Rooms { rooms, more: false }), "rooms list=lobby:3,dev:1 more=false");
+        let delivered = |to| Event::Delivered { to, recipients: 2, content: Content::text("hi") };
+        assert_eq!(plain(&delivered(Target::Room("lobby".into()))), "room-sent room=lobby recipients=2");
+        assert_eq!(plain(&delivered(Target::Everyone)), "broadcast-sent recipients=2");
+    }
+}

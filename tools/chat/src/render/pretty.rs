@@ -1,0 +1,236 @@
+//! The terminal UI's text: a clock, then something a person reads at a glance. Message
+//! times are the server's; everything else is stamped now. Times are UTC (the standard
+//! library has no time zones).
+
+use super::{clean, clock, is_typing, now_ms, pretty_content, role_word, Event};
+use confab::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
+use std::fmt::Write as _;
+
+pub fn pretty(event: &Event) -> String {
+    let now = clock(now_ms());
+    match event {
+        Event::Message { conversation, from, service, timestamp_ms, content, .. } => {
+            let place = match conversation {
+                Conversation::Group(id) => format!(" [group {id}]"),
+                Conversation::Inbox => String::new(),
+            };
+            let badge = if *service { " [service]" } else { "" };
+            format!("{}{place}{badge} {}: {}", clock(*timestamp_ms), clean(from), pretty_content(content))
+        }
+        Event::GroupChange { group_id, timestamp_ms, event, .. } => {
+            format!("{} [group {group_id}] * {}", clock(*timestamp_ms), group_event(event))
+        }
+        Event::ServiceNotice { service, content } => {
+            format!("{now} [service] {}: {}", clean(service), pretty_content(content))
+        }
+        Event::Unhandled { what } => format!("{now} * {}", clean(what)),
+        Event::RoomMessage { room, from, content } => {
+            format!("{now} [#{}] {}: {}", clean(room), clean(from), pretty_content(content))
+        }
+        Event::Broadcast { from, content } => format!("{now} [everyone] {}: {}", clean(from), pretty_content(content)),
+        Event::Presence { username, online } => {
+            let state = if *online { "online" } else { "offline" };
+            format!("{now} * {} is {state}", clean(username))
+        }
+        Event::Transient { from, content } if is_typing(content) => {
+            format!("{now} * {} is typing…", clean(from))
+        }
+        Event::Transient { from, content } => {
+            format!("{now} * {} (live): {}", clean(from), pretty_content(content))
+        }
+        Event::Connected { addr } => format!("{now} * connected to {addr}"),
+        Event::Registered { username } => {
+            format!("{now} * registered {username}; now /login {username} PASSWORD")
+        }
+        Event::LoggedIn { username, display_name, acked, last_seq, reconnected } => {
+            let waiting = last_seq.saturating_sub(*acked);
+            let verb = if *reconnected { "back online as" } else { "logged in as" };
+            format!("{now} * {verb} {username} ({}); {waiting} unread", clean(display_name))
+        }
+        Event::Sent { to: Target::Group(id), content, .. } => {
+            format!("{now} [group {id}] you: {}", pretty_content(content))
+        }
+        Event::Sent { to, content, .. } => format!("{now} you → {}: {}", place(to), pretty_content(content)),
+        Event::Delivered { to, recipients, content } => {
+            format!("{now} you → {} ({recipients} got it): {}", place(to), pretty_content(content))
+        }
+        Event::TransientSent { to, delivered } => {
+            let state = if *delivered { "online" } else { "offline" };
+            format!("{now} * typing notice to {to} ({state})")
+        }
+        Event::Online { users, more } => {
+            let mut line = format!("{now} * online:");
+            for user in users {
+                let _ = write!(line, " {}", user.username);
+                if user.display_name != user.username {
+                    let _ = write!(line, " ({})", clean(&user.display_name));
+                }
+                line.push(',');
+            }
+            line.pop();
+            if users.is_empty() {
+                line.push_str(" nobody");
+            }
+            if *more {
+                if let Some(last) = users.last() {
+                    let _ = write!(line, " … more: /who {}", last.username);
+                }
+            }
+            line
+        }
+        Event::Renamed { display_name } => {
+            format!("{now} * you are now shown as {}", clean(display_name))
+        }
+        Event::Acked { up_to, .. } => format!("{now} * read up to #{up_to}"),
+        Event::Resynced { conversation: Conversation::Group(id), after, .. } => {
+            format!("{now} * fetching group {id} after #{after}")
+        }
+        Event::Resynced { after, .. } => format!("{now} * fetching messages after #{after}"),
+        Event::LoggedOut => format!("{now} * logged out"),
+        Event::Peer { username } => format!("{now} * talking to {username}"),
+        Event::GroupCreated { group_id, name, open } => {
+            let how = if *open { "open: anyone may /group join it" } else { "closed: /group add members" };
+            format!("{now} * created group {group_id} “{}” ({how}); /say {group_id} TEXT", clean(name))
+        }
+        Event::Done { request } => format!("{now} * {}", done(request)),
+        Event::GroupCount { count: 0 } => format!("{now} * no groups yet (/group create NAME)"),
+        Event::GroupCount { count } => format!("{now} * your groups ({count}):"),
+        Event::Group(g) => {
+            let open = if g.open { ", open" } else { "" };
+            let unread = g.last_seq.saturating_sub(g.acked);
+            format!(
+                "  {:>6}  {} ({}, {} members, {unread} unread{open})",
+                g.group_id,
+                clean(&g.name),
+                role_word(g.role),
+                g.members
+            )
+        }
+        Event::Members { group_id, members } => format!("{now} * group {group_id}: {}", member_list(members)),
+        Event::Rooms { rooms, more } => {
+            let list: Vec<String> = rooms.iter().map(|r| format!("#{} ({})", r.name, r.members)).collect();
+            let mut line = if list.is_empty() {
+                format!("{now} * no rooms")
+            } else {
+                format!("{now} * rooms: {}", list.join(", "))
+            };
+            if let (true, Some(last)) = (*more, rooms.last()) {
+                let _ = write!(line, " … more: /rooms {}", last.name);
+            }
+            line
+        }
+        Event::RoomMembers { room, members } if members.is_empty() => format!("{now} * nobody in #{room}"),
+        Event::RoomMembers { room, members } => format!("{now} * in #{room}: {}", members.join(", ")),
+        Event::Watching { username, online } => {
+            let state = if *online { "online" } else { "offline" };
+            format!("{now} * watching {username} (now {state})")
+        }
+        Event::Stats(stats) => format!("{now} * {}", stats_text(stats)),
+        Event::Help { usage, text } => format!("  {usage:<34} {text}"),
+        Event::Error { code, message } => format!("{now} ! {code}: {}", clean(message)),
+        Event::Kicked { reason } => format!("{now} ! kicked: {}", clean(reason)),
+        Event::ShuttingDown => format!("{now} ! the server is shutting down"),
+        Event::Disconnected { reason } => format!("{now} ! disconnected: {}", clean(reason)),
+        Event::Reconnecting { attempt, delay } => {
+            format!("{now} * reconnecting in {:.1} s (attempt {attempt})", delay.as_secs_f64())
+        }
+    }
+}
+
+fn place(to: &Target) -> String {
+    match to {
+        Target::User(name) => name.clone(),
+        Target::Group(id) => format!("group {id}"),
+        Target::Room(room) => format!("#{room}"),
+        Target::Everyone => "everyone".into(),
+    }
+}
+
+fn role_phrase(role: Role) -> &'static str {
+    match role {
+        Role::Owner => "the owner",
+        Role::Admin => "an admin",
+        Role::Member => "a plain member",
+    }
+}
+
+fn group_event(event: &GroupEvent) -> String {
+    match event {
+        GroupEvent::Created { by } => format!("{by} created the group"),
+        GroupEvent::Joined { username } => format!("{username} joined"),
+        GroupEvent::Left { username } => format!("{username} left"),
+        GroupEvent::Added { username, by } => format!("{by} added {username}"),
+        GroupEvent::Removed { username, by } => format!("{by} removed {username}"),
+        GroupEvent::Renamed { name, by } => format!("{by} renamed the group to “{}”", clean(name)),
+        GroupEvent::RoleChanged { username, role, by } => format!("{by} made {username} {}", role_phrase(*role)),
+        GroupEvent::Deleted { by } => format!("{by} deleted the group"),
+    }
+}
+
+fn done(request: &Request) -> String {
+    match request {
+        Request::RenameGroup { group_id, name } => format!("group {group_id} is now “{}”", clean(name)),
+        Request::AddMember { group_id, username } => format!("added {username} to group {group_id}"),
+        Request::RemoveMember { group_id, username } => format!("removed {username} from group {group_id}"),
+        Request::SetRole { group_id, username, role } => {
+            format!("{username} is now {} of group {group_id}", role_phrase(*role))
+        }
+        Request::JoinGroup { group_id } => format!("joined group {group_id}"),
+        Request::LeaveGroup { group_id } => format!("left group {group_id}"),
+        Request::DeleteGroup { group_id } => format!("deleted group {group_id}"),
+        Request::JoinRoom { room } => format!("joined #{room}; /room {room} TEXT to talk"),
+        Request::LeaveRoom { room } => format!("left #{room}"),
+        Request::UnsubscribePresence { username } => format!("no longer watching {username}"),
+        _ => "done".into(),
+    }
+}
+
+fn member_list(members: &[MemberInfo]) -> String {
+    let list: Vec<String> = members
+        .iter()
+        .map(|m| {
+            let online = if m.online { ", online" } else { "" };
+            format!("{} ({}{online})", m.username, role_word(m.role))
+        })
+        .collect();
+    list.join(", ")
+}
+
+fn stats_text(s: &ServerStats) -> String {
+    format!(
+        "server {}, up {}s: {} connections, {} logged in, {} rooms, {} groups; received {} ({}/s), \
+         delivered {} ({}/s); {} stored unacked, {} B queued out, {} B on disk",
+        clean(&s.version),
+        s.uptime_secs,
+        s.connections,
+        s.logged_in,
+        s.rooms,
+        s.groups,
+        s.messages_received,
+        s.received_per_sec,
+        s.messages_delivered,
+        s.delivered_per_sec,
+        s.stored_messages,
+        s.outbound_bytes_queued,
+        s.storage_bytes
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab::protocol::Content;
+
+    #[test]
+    fn group_events_read_as_sentences() {
+        let event = Event::GroupChange {
+            group_id: 3,
+            seq: 4,
+            timestamp_ms: 0,
+            event: GroupEvent::RoleChanged { username: "bob".into(), role: Role::Admin, by: "alice".into() },
+        };
+        assert_eq!(pretty(&event), "00:00:00 [group 3] * alice made bob an admin");
+        let sent = Event::Sent { to: Target::Group(3), seq: 5, duplicate: false, content: Content::text("hi") };
+        assert!(pretty(&sent).ends_with(" [group 3] you: hi"), "{}", pretty(&sent));
+    }
+}

@@ -1,0 +1,245 @@
+//! The command table: one row per command, with its arguments, its help text, and how it
+//! becomes an [`Action`]. `/help` lists the rows in this order.
+
+use crate::commands::Arg::{Flag, Optional, Rest, Word};
+use crate::commands::{message, peer, stored, username, Action, Command, ParseError};
+use crate::render::TYPING;
+use confab::protocol::{valid_room_name, Content, Conversation, Request, Role, Target};
+
+/// The server's address when neither `--server` nor `/connect ADDR` names one.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7420";
+/// Who-is-online and room listing page size (the server caps both at 500).
+pub const PAGE: u32 = 100;
+
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "connect",
+        args: &[Optional("ADDR")],
+        help: "connect to a server (default 127.0.0.1:7420)",
+        build: |_, a| {
+            let addr = if a[0].is_empty() { DEFAULT_ADDR } else { a[0] };
+            Ok(Action::Connect(addr.to_string()))
+        },
+    },
+    Command {
+        name: "register",
+        args: &[Word("NAME"), Rest("PASSWORD")],
+        help: "create an account (then /login)",
+        build: |_, a| Ok(Action::Request(Request::Register { username: a[0].into(), password: a[1].into() })),
+    },
+    Command {
+        name: "login",
+        args: &[Word("NAME"), Rest("PASSWORD")],
+        help: "log in; the resume token is remembered for --user",
+        build: |_, a| Ok(Action::Request(Request::Login { username: a[0].into(), password: a[1].into() })),
+    },
+    Command {
+        name: "to",
+        args: &[Word("NAME")],
+        help: "send the lines you type to NAME",
+        build: |_, a| Ok(Action::Peer(username(a[0])?)),
+    },
+    Command {
+        name: "msg",
+        args: &[Word("NAME"), Rest("TEXT")],
+        help: "send TEXT to NAME",
+        build: |ctx, a| Ok(message(ctx, username(a[0])?, a[1])),
+    },
+    Command {
+        name: "typing",
+        args: &[Optional("NAME")],
+        help: "tell NAME (default: your peer) you are typing",
+        build: |ctx, a| {
+            let to = if a[0].is_empty() { peer(ctx)? } else { username(a[0])? };
+            Ok(Action::Request(Request::Send {
+                to: Target::User(to),
+                client_msg_id: (ctx.next_msg_id)(),
+                transient: true,
+                content: Content::text(TYPING),
+            }))
+        },
+    },
+    Command {
+        name: "who",
+        args: &[Optional("AFTER")],
+        help: "list who is online (a page; /who LAST for the next)",
+        build: |_, a| Ok(Action::Request(Request::ListOnline { after: a[0].into(), limit: PAGE })),
+    },
+    Command {
+        name: "rename",
+        args: &[Rest("DISPLAY NAME")],
+        help: "change the name others see",
+        build: |_, a| Ok(Action::Request(Request::Rename { display_name: a[0].into() })),
+    },
+    Command {
+        name: "say",
+        args: &[Word("ID"), Rest("TEXT")],
+        help: "send TEXT to group ID",
+        build: |ctx, a| Ok(stored(ctx, Target::Group(group_id(a[0])?), a[1])),
+    },
+    Command {
+        name: "groups",
+        args: &[],
+        help: "list your groups: id, name, your role, members, unread",
+        build: |_, _| Ok(Action::Request(Request::ListGroups)),
+    },
+    Command {
+        name: "members",
+        args: &[Word("ID")],
+        help: "who is in group ID, with roles and who is online",
+        build: |_, a| Ok(Action::Request(Request::GroupMembers { group_id: group_id(a[0])? })),
+    },
+    Command {
+        name: "group create",
+        args: &[Rest("NAME"), Flag("--open")],
+        help: "create a group you own (--open: anyone may join it)",
+        build: |_, a| Ok(Action::Request(Request::CreateGroup { name: a[0].into(), open: !a[1].is_empty() })),
+    },
+    Command {
+        name: "group rename",
+        args: &[Word("ID"), Rest("NAME")],
+        help: "rename group ID (owner and admins)",
+        build: |_, a| Ok(Action::Request(Request::RenameGroup { group_id: group_id(a[0])?, name: a[1].into() })),
+    },
+    Command {
+        name: "group add",
+        args: &[Word("ID"), Word("USER")],
+        help: "add USER to group ID (owner and admins)",
+        build: |_, a| Ok(Action::Request(Request::AddMember { group_id: group_id(a[0])?, username: username(a[1])? })),
+    },
+    Command {
+        name: "group remove",
+        args: &[Word("ID"), Word("USER")],
+        help: "remove USER from group ID (owner; admins remove plain members)",
+        build: |_, a| {
+            Ok(Action::Request(Request::RemoveMember { group_id: group_id(a[0])?, username: username(a[1])? }))
+        },
+    },
+    Command {
+        name: "group role",
+        args: &[Word("ID"), Word("USER"), Word("owner|admin|member")],
+        help: "set USER's role in group ID (owner only; owner hands the group over)",
+        build: |_, a| {
+            Ok(Action::Request(Request::SetRole {
+                group_id: group_id(a[0])?,
+                username: username(a[1])?,
+                role: role(a[2])?,
+            }))
+        },
+    },
+    Command {
+        name: "group join",
+        args: &[Word("ID")],
+        help: "join open group ID",
+        build: |_, a| Ok(Action::Request(Request::JoinGroup { group_id: group_id(a[0])? })),
+    },
+    Command {
+        name: "group leave",
+        args: &[Word("ID")],
+        help: "leave group ID (the owner hands it over or deletes it instead)",
+        build: |_, a| Ok(Action::Request(Request::LeaveGroup { group_id: group_id(a[0])? })),
+    },
+    Command {
+        name: "group delete",
+        args: &[Word("ID")],
+        help: "delete group ID and its history (owner only)",
+        build: |_, a| Ok(Action::Request(Request::DeleteGroup { group_id: group_id(a[0])? })),
+    },
+    Command {
+        name: "join",
+        args: &[Word("ROOM")],
+        help: "join a live room (created if empty; nothing stored)",
+        build: |_, a| Ok(Action::Request(Request::JoinRoom { room: room(a[0])? })),
+    },
+    Command {
+        name: "leave",
+        args: &[Word("ROOM")],
+        help: "leave a room",
+        build: |_, a| Ok(Action::Request(Request::LeaveRoom { room: room(a[0])? })),
+    },
+    Command {
+        name: "room",
+        args: &[Word("ROOM"), Rest("TEXT")],
+        help: "say TEXT to whoever is in ROOM now",
+        build: |_, a| Ok(live(Target::Room(room(a[0])?), a[1])),
+    },
+    Command {
+        name: "rooms",
+        args: &[Optional("AFTER")],
+        help: "list rooms with members (a page; /rooms LAST for the next)",
+        build: |_, a| Ok(Action::Request(Request::ListRooms { after: a[0].into(), limit: PAGE })),
+    },
+    Command {
+        name: "room-members",
+        args: &[Word("ROOM")],
+        help: "who is in ROOM",
+        build: |_, a| Ok(Action::Request(Request::RoomMembers { room: room(a[0])? })),
+    },
+    Command {
+        name: "broadcast",
+        args: &[Rest("TEXT")],
+        help: "say TEXT to everyone online (administrators)",
+        build: |_, a| Ok(live(Target::Everyone, a[0])),
+    },
+    Command {
+        name: "watch",
+        args: &[Word("USER")],
+        help: "be told when USER comes online or goes offline",
+        build: |_, a| Ok(Action::Request(Request::SubscribePresence { username: username(a[0])? })),
+    },
+    Command {
+        name: "unwatch",
+        args: &[Word("USER")],
+        help: "stop watching USER",
+        build: |_, a| Ok(Action::Request(Request::UnsubscribePresence { username: username(a[0])? })),
+    },
+    Command {
+        name: "stats",
+        args: &[],
+        help: "server statistics (administrators)",
+        build: |_, _| Ok(Action::Request(Request::Stats)),
+    },
+    Command {
+        name: "resync",
+        args: &[Optional("ID")],
+        help: "fetch again what follows what you saw, in your inbox or group ID",
+        build: |_, a| {
+            let conversation = if a[0].is_empty() { Conversation::Inbox } else { Conversation::Group(group_id(a[0])?) };
+            Ok(Action::Resync(conversation))
+        },
+    },
+    Command {
+        name: "logout",
+        args: &[],
+        help: "log out and forget the resume token",
+        build: |_, _| Ok(Action::Request(Request::Logout)),
+    },
+    Command { name: "help", args: &[], help: "this list", build: |_, _| Ok(Action::Help) },
+    Command { name: "quit", args: &[], help: "finish what is under way and exit", build: |_, _| Ok(Action::Quit) },
+];
+
+/// A live message to a room or everyone: never stored, so no `client_msg_id`.
+fn live(to: Target, text: &str) -> Action {
+    Action::Request(Request::Send { to, client_msg_id: 0, transient: true, content: Content::text(text) })
+}
+
+fn group_id(word: &str) -> Result<u64, ParseError> {
+    word.parse().map_err(|_| ParseError::Invalid(format!("{word:?} is not a group id (a number; see /groups)")))
+}
+
+fn room(name: &str) -> Result<String, ParseError> {
+    if valid_room_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(ParseError::Invalid(format!("{name:?} is not a room name (1-64 of a-z 0-9 _ . -)")))
+    }
+}
+
+fn role(word: &str) -> Result<Role, ParseError> {
+    match word {
+        "owner" => Ok(Role::Owner),
+        "admin" => Ok(Role::Admin),
+        "member" => Ok(Role::Member),
+        _ => Err(ParseError::Invalid(format!("{word:?} is not a role (owner, admin or member)"))),
+    }
+}
