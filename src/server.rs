@@ -55,7 +55,12 @@ impl Server {
         let directory = Directory::default();
         let outbox = Outbox::new(to_loop, waker.clone());
         let rooms = RoomList::default();
-        // Acknowledged messages a crash left behind, before anything reads the logs.
+        // Messages journaled but not migrated when the last run ended, then acknowledged
+        // messages it left behind: both before anything reads the logs.
+        match store.journal_recover().map_err(store_error)? {
+            0 => {}
+            n => info!("recovered {n} journaled messages"),
+        }
         let collected = store.inbox.collect_all().and_then(|a| Ok(a + store.group_log.collect_all()?));
         match collected.map_err(store_error)? {
             0 => {}

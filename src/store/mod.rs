@@ -14,13 +14,16 @@
 //! - `dedup`:       one value per worker batch of dedup records (see [`dedup`])
 //! - `services`:    `service name` → [`ServiceRecord`]
 //! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
+//! - `journal`:     new messages, one value per worker batch, until migrated (see [`journal`])
 
 mod dedup;
 mod groups;
+mod journal;
 mod records;
 mod seqlog;
 
 pub use dedup::DedupRecord;
+pub use journal::{JournalBuffer, JournalRecord, LogId};
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
 pub use seqlog::{LogState, SeqLog};
 
@@ -62,6 +65,7 @@ pub struct Store {
     group_acks: sled::Tree,
     memberships: sled::Tree,
     services: sled::Tree,
+    journal: sled::Tree,
     /// Users' inboxes.
     pub inbox: SeqLog,
     /// Groups' shared histories.
@@ -73,8 +77,11 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store. Fails if another process holds the directory.
     pub fn open(dir: &Path) -> StoreResult<Store> {
-        // Background flushing stays on as a safety net; receipts never rely on it.
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        // No background flushing: every durable write is flushed by the batch that made it
+        // (group commit), and a background flush only competes with those for the disk.
+        // What is written without a flush (migrations, deletions) is redone at start.
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).flush_every_ms(None).open()?;
+
         Ok(Store {
             accounts: db.open_tree("accounts")?,
             dedup: db.open_tree("dedup_batches")?,
@@ -83,6 +90,7 @@ impl Store {
             group_acks: db.open_tree("group_acks")?,
             memberships: db.open_tree("memberships")?,
             services: db.open_tree("services")?,
+            journal: db.open_tree("journal")?,
             inbox: SeqLog::new(db.open_tree("inbox")?, "inbox"),
             group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
             fail_flushes: Arc::default(),

@@ -12,6 +12,8 @@
 //! at which a backlog can drain.
 
 use super::{decode, encode, read_u64, StoreResult, StoredMessage};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 const FLOOR: u8 = 0x00;
 const MESSAGE: u8 = 0x01;
@@ -23,15 +25,39 @@ pub struct LogState {
     pub last_seq: u64,
 }
 
+/// Messages journaled but not yet migrated into the tree (see `journal`), by owner and
+/// sequence. For any owner they come after everything in the tree: migration goes in
+/// journal order.
+type Staged = BTreeMap<(u64, u64), StoredMessage>;
+
 #[derive(Clone)]
 pub struct SeqLog {
     tree: sled::Tree,
     name: &'static str,
+    staged: Arc<Mutex<Staged>>,
 }
 
 impl SeqLog {
     pub fn new(tree: sled::Tree, name: &'static str) -> Self {
-        SeqLog { tree, name }
+        SeqLog { tree, name, staged: Arc::default() }
+    }
+
+    /// Makes a journaled message readable until it is migrated.
+    pub fn stage(&self, owner: u64, seq: u64, message: StoredMessage) {
+        self.staged().insert((owner, seq), message);
+    }
+
+    pub fn unstage(&self, owner: u64, seq: u64) -> Option<StoredMessage> {
+        self.staged().remove(&(owner, seq))
+    }
+
+    pub fn staged_len(&self) -> usize {
+        self.staged().len()
+    }
+
+    fn staged(&self) -> MutexGuard<'_, Staged> {
+        // Single inserts and removes: a panic elsewhere cannot leave the map inconsistent.
+        self.staged.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn state(&self, owner: u64) -> StoreResult<LogState> {
@@ -43,7 +69,8 @@ impl SeqLog {
             Some(entry) => read_u64(self.name, &entry?.0[9..])?,
             None => 0,
         };
-        Ok(LogState { floor, last_seq: floor.max(last_stored) })
+        let last_staged = self.staged().range((owner, 0)..=(owner, u64::MAX)).next_back().map_or(0, |(k, _)| k.1);
+        Ok(LogState { floor, last_seq: floor.max(last_stored).max(last_staged) })
     }
 
     pub fn append(&self, owner: u64, seq: u64, message: &StoredMessage) -> StoreResult<()> {
@@ -60,10 +87,16 @@ impl SeqLog {
             let (key, raw) = entry?;
             out.push((read_u64(self.name, &key[9..])?, decode(self.name, &raw)?));
         }
+        if out.len() < limit {
+            let from = out.last().map_or(after, |(seq, _)| *seq).saturating_add(1);
+            let staged = self.staged();
+            let more = staged.range((owner, from)..=(owner, u64::MAX)).take(limit - out.len());
+            out.extend(more.map(|(k, m)| (k.1, m.clone())));
+        }
         Ok(out)
     }
 
-    fn floor(&self, owner: u64) -> StoreResult<u64> {
+    pub fn floor(&self, owner: u64) -> StoreResult<u64> {
         match self.tree.get(floor_key(owner))? {
             Some(raw) => read_u64(self.name, &raw),
             None => Ok(0),
@@ -120,6 +153,7 @@ impl SeqLog {
 
     /// Removes the owner's log entirely.
     pub fn remove_all(&self, owner: u64) -> StoreResult<()> {
+        self.staged().retain(|(o, _), _| *o != owner);
         let mut batch = sled::Batch::default();
         for entry in self.tree.scan_prefix(owner.to_be_bytes()) {
             batch.remove(entry?.0);
@@ -142,6 +176,12 @@ impl SeqLog {
                 Some(&FLOOR) => floor = read_u64(self.name, &raw)?,
                 _ if read_u64(self.name, &key[9..])? > floor => count += 1,
                 _ => {}
+            }
+        }
+        let staged: Vec<(u64, u64)> = self.staged().keys().copied().collect();
+        for (owner, seq) in staged {
+            if seq > self.floor(owner)? {
+                count += 1;
             }
         }
         Ok(count)

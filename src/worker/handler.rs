@@ -6,6 +6,7 @@ use super::garbage::GarbageQueue;
 use super::groups::GroupState;
 use super::inbox::now_ms;
 use super::inbox::UserState;
+use super::journal::JournalQueue;
 use super::presence::Watchers;
 use super::rooms::Room;
 use super::services::{Gather, Outgoing};
@@ -18,7 +19,7 @@ use log::{debug, error, warn};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a request was refused; becomes an error frame.
 pub struct Refusal {
@@ -62,6 +63,8 @@ pub struct Worker {
     pub next_gather: u64,
     /// Acknowledged messages still to delete.
     pub garbage: GarbageQueue,
+    /// Journal values this worker wrote, awaiting migration.
+    pub journal: JournalQueue,
 }
 
 impl Worker {
@@ -80,6 +83,7 @@ impl Worker {
             gathers: HashMap::new(),
             next_gather: 0,
             garbage: GarbageQueue::default(),
+            journal: JournalQueue::default(),
         }
     }
 
@@ -91,11 +95,19 @@ impl Worker {
         let upkeep = if self.index == 0 { tick(Duration::from_secs(60)) } else { never() };
         let mut stopping = false;
         while !stopping {
-            // Idle with garbage to delete: delete a step, then look again.
-            if !self.garbage.is_empty() && internal.is_empty() && requests.is_empty() {
-                self.collect_garbage();
-                continue;
+            // Idle: migrate a due journal value, or delete a step of garbage, then look again.
+            if internal.is_empty() && requests.is_empty() {
+                if self.journal_due(Instant::now()) {
+                    self.migrate(1, false);
+                    continue;
+                }
+                if !self.garbage.is_empty() {
+                    self.collect_garbage();
+                    continue;
+                }
             }
+            // Wake when the oldest journal value comes due, if nothing comes before.
+            let wait = self.journal_wait(Instant::now()).unwrap_or(Duration::from_secs(3600));
             let first = select! {
                 recv(internal) -> cmd => cmd,
                 recv(requests) -> cmd => cmd,
@@ -107,6 +119,7 @@ impl Worker {
                     self.prune_dedup();
                     continue;
                 }
+                default(wait) => continue,
             };
             let Ok(first) = first else { break };
             stopping = !self.handle(first);
@@ -118,8 +131,11 @@ impl Worker {
                 stopping |= !self.handle(cmd);
                 handled += 1;
             }
-            self.batch.commit(&self.shared.store, &self.shared.outbox, &self.peers);
+            let journaled = self.batch.commit(&self.shared.store, &self.shared.outbox, &self.peers);
+            self.journaled(journaled);
         }
+        // A clean stop leaves the journal empty (the final flush is the server's).
+        self.migrate(0, true);
         debug!("worker {} exiting", self.index);
     }
 

@@ -12,7 +12,7 @@ use super::handler::{Handled, Refusal, Worker};
 use crate::metrics::Metrics;
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{Content, Conversation, ErrorCode, Message, Push, Reply, SenderKind};
-use crate::store::{DedupEntry, StoredMessage};
+use crate::store::{DedupEntry, LogId, StoredMessage};
 use log::error;
 
 use std::collections::VecDeque;
@@ -218,11 +218,13 @@ impl Worker {
         message: &StoredMessage,
         receipt: Option<(ConnId, u32, u64, u64)>,
     ) -> Handled {
-        let store = &self.shared.store;
-        match conversation {
-            Conversation::Inbox => store.inbox.append(owner, seq, message)?,
-            Conversation::Group(_) => store.group_log.append(owner, seq, message)?,
-        }
+        let (log, id) = match conversation {
+            Conversation::Inbox => (&self.shared.store.inbox, LogId::Inbox),
+            Conversation::Group(_) => (&self.shared.store.group_log, LogId::Group),
+        };
+        // Durable through this batch's journal value; in its owner's log after migration.
+        log.stage(owner, seq, message.clone());
+        self.batch.journal.add(id, owner, seq, message);
         self.shared.metrics.stored_delta(1);
         self.batch.dirty = true;
         if let Some((conn, request_id, sender_uid, client_msg_id)) = receipt {

@@ -19,6 +19,7 @@ mod garbage;
 mod groups;
 mod handler;
 mod inbox;
+mod journal;
 mod membership;
 mod presence;
 mod rooms;
