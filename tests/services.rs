@@ -49,7 +49,10 @@ fn services_log_in_with_their_token_and_keep_to_service_requests() {
     assert_eq!(shop.request(dm).unwrap_err().code(), Some(ErrorCode::Forbidden));
     let mut alice = server.user("alice");
     let query = Request::QueryOnline { users: vec!["alice".into()] };
-    assert_eq!(alice.request(query).unwrap_err().code(), Some(ErrorCode::Forbidden));
+    assert_eq!(alice.request(query.clone()).unwrap_err().code(), Some(ErrorCode::Forbidden));
+    // A service logs out like a user and is a plain connection again.
+    assert_eq!(shop.request(Request::Logout).unwrap(), Reply::LoggedOut);
+    assert_eq!(shop.request(query).unwrap_err().code(), Some(ErrorCode::NotLoggedIn));
 }
 
 #[test]
@@ -58,7 +61,7 @@ fn system_messages_to_users_are_stored_marked_and_idempotent() {
     server.register(&["bob"]);
     let mut alice = server.user("alice");
     let mut shop = service(&server, "shop");
-    let reply = send(&mut shop, users(&["alice", "bob", "nobody"]), 7, false, "your order shipped");
+    let reply = send(&mut shop, users(&["alice", "bob", "nobody", "alice"]), 7, false, "your order shipped");
     assert_eq!(reply, Reply::ServiceSent { stored: 2, delivered: 1, unknown: vec!["nobody".into()] });
     let m = alice.next_message().unwrap();
     assert_eq!((m.from.as_str(), m.sender, m.conversation), ("shop", SenderKind::Service, Conversation::Inbox));
@@ -175,12 +178,17 @@ fn watching_services_hear_users_come_and_go_with_the_reason() {
     assert_eq!(watcher.request(Request::WatchConnections).unwrap(), Reply::Done);
     let alice = server.login("alice");
     let came = Push::Connection { username: "alice".into(), connected: true, reason: "login".into() };
-    assert_eq!(watcher.next_push().unwrap(), came);
+    assert_eq!(watcher.next_push().unwrap(), came.clone());
     drop(alice);
     let went = Push::Connection { username: "alice".into(), connected: false, reason: "closed by the client".into() };
     assert_eq!(watcher.next_push().unwrap(), went);
-    let mut alice = server.login("alice");
+    let _first = server.login("alice");
     watcher.next_push().unwrap();
+    // A second login takes over: the first session ends, a new one begins.
+    let mut alice = server.login("alice");
+    let taken = Push::Connection { username: "alice".into(), connected: false, reason: "logged in elsewhere".into() };
+    assert_eq!(watcher.next_push().unwrap(), taken);
+    assert_eq!(watcher.next_push().unwrap(), came);
     alice.request(Request::Logout).unwrap();
     let logout = Push::Connection { username: "alice".into(), connected: false, reason: "logout".into() };
     assert_eq!(watcher.next_push().unwrap(), logout);

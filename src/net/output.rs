@@ -12,7 +12,8 @@ use std::time::Instant;
 impl EventLoop {
     pub(super) fn queue(&mut self, slot: usize, bytes: &[u8]) {
         let conn = &mut self.conns[slot];
-        if conn.life == Life::Dead {
+        // Once a connection is closing, what it was last told (the reason) stays last.
+        if !conn.is_open() {
             return;
         }
         if conn.pending_out() + bytes.len() > self.config.max_outbound {

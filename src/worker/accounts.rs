@@ -65,6 +65,7 @@ impl Worker {
             self.login_failed(&username, peer);
             return Err(Refusal::new(ErrorCode::InvalidToken, "unknown, expired or revoked token"));
         }
+        self.shared.throttle.succeeded(&username);
         self.open_session(conn, request_id, username, account, token)
     }
 
@@ -165,6 +166,7 @@ impl Worker {
             // One live session per user: the newer login wins, the older hears why.
             self.batch.push(old.conn, Push::Kicked { reason: "logged in elsewhere".into() }, false);
             self.batch.control(LoopMsg::Close { conn: old.conn, reason: "logged in elsewhere" });
+            self.connection_event(&name, false, "logged in elsewhere");
         }
         let user = SessionUser { name: name.clone(), uid: account.user_id, admin: account.admin, service: false };
         self.batch.control(LoopMsg::Bind { conn, user });
@@ -208,6 +210,14 @@ impl Worker {
     }
 
     pub fn logout(&mut self, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {
+        if user.service {
+            // A service has no session or tokens to end: it stops watching and is a plain
+            // greeted connection again.
+            self.shared.connection_watchers.remove(conn);
+            self.batch.control(LoopMsg::Unbind { conn });
+            self.batch.reply(conn, request_id, Reply::LoggedOut, false);
+            return Ok(());
+        }
         self.own_session(conn, user)?;
         self.shared.store.revoke_tokens(user.uid)?;
         self.batch.dirty = true;

@@ -59,12 +59,15 @@ impl Worker {
         name: String,
         token: String,
     ) -> Handled {
-        self.throttled(&name, peer)?;
+        // Service names may equal usernames; their failures must not lock out the user.
+        let throttle_key = format!("service:{name}");
+        self.throttled(&throttle_key, peer)?;
         let record = self.shared.store.service(&name)?;
         let Some(record) = record.filter(|r| r.token_digest == token_digest(token.as_bytes())) else {
-            self.login_failed(&name, peer);
+            self.login_failed(&throttle_key, peer);
             return Err(Refusal::new(ErrorCode::InvalidToken, "unknown service or wrong token"));
         };
+        self.shared.throttle.succeeded(&throttle_key);
         let user = SessionUser { name: name.as_str().into(), uid: record.uid, admin: false, service: true };
         self.batch.control(LoopMsg::Bind { conn, user });
         self.batch.reply(conn, request_id, Reply::ServiceLoggedIn { name }, false);
@@ -94,7 +97,9 @@ impl Worker {
                     return Err(Refusal::new(ErrorCode::BadRequest, format!("name 1 to {MAX_NAMES} users")));
                 }
                 let mut by_worker: HashMap<usize, Vec<String>> = HashMap::new();
-                for user in users {
+                let mut named = std::collections::HashSet::new();
+                // A name given twice is one recipient.
+                for user in users.into_iter().filter(|u| named.insert(u.clone())) {
                     by_worker.entry(self.worker_of(Owner::User(&user))).or_default().push(user);
                 }
                 for (worker, users) in by_worker {
@@ -125,6 +130,7 @@ impl Worker {
                 }
             }
         }
+        self.received(1);
         let remaining = parts.len();
         self.gathers.insert(gather, Gather { conn, request_id, remaining, tally: Tally::default(), failure: None });
         for (worker, cmd) in parts {
