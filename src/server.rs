@@ -45,7 +45,7 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(StoreError::Sled(e.into())))?;
         let store = Store::open(&config.data_dir).map_err(store_error)?;
         let mut listener =
-            TcpListener::bind(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
+            listen(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr()?;
         let (poll, waker) = EventLoop::prepare(&mut listener)?;
 
@@ -147,4 +147,19 @@ fn load_dedup(store: &Store, config: &Config) -> Result<DedupIndex, StoreError> 
         index.insert(record, now);
     }
     Ok(index)
+}
+
+/// Connections the kernel queues for accept; beyond, clients wait a second to retry.
+const ACCEPT_BACKLOG: i32 = 4096;
+
+/// A non-blocking listener with a deep accept backlog.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // A restarted daemon rebinds its port at once, despite connections in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(ACCEPT_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
