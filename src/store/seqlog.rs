@@ -113,7 +113,7 @@ impl SeqLog {
     /// Deletes at most `max` garbage messages of `owner` in `from..=to`; returns the next
     /// sequence still to delete, or None when the range is done.
     pub fn collect(&self, owner: u64, from: u64, to: u64, max: usize) -> StoreResult<Option<u64>> {
-        let mut batch = sled::Batch::default();
+        let mut garbage = Vec::new();
         let mut next = None;
         for (taken, entry) in self.tree.range(message_key(owner, from)..=message_key(owner, to)).enumerate() {
             let (key, _) = entry?;
@@ -121,11 +121,17 @@ impl SeqLog {
                 next = Some(read_u64(self.name, &key[9..])?);
                 break;
             }
-            batch.remove(key);
+            garbage.push(key);
         }
-        self.tree.apply_batch(batch)?;
+        // Plain removes, not a sled batch: garbage needs no atomicity, and a batch writes
+        // a manifest to sled's log even when empty, which most ranges are (messages acked
+        // before migration never reach the tree).
+        for key in garbage {
+            self.tree.remove(key)?;
+        }
         Ok(next)
     }
+
 
     /// Deletes every message at or below its owner's floor (garbage a crash left behind);
     /// returns how many.
