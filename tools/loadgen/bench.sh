@@ -46,3 +46,13 @@ run connections-10k connections --count 10000
 run connections-19k connections --count 19000
 run offline offline
 run login login
+# Fan-out, peers.md's shape: 100 groups (rooms) of 50 members, 5,000 clients; one send is
+# 49 deliveries. 400 sends/s = 19,600 deliveries/s, the peers' fixed-rate point.
+run group-w1 group --groups 100 --members 50 --window 1
+run group-r400 group --groups 100 --members 50 --rate 400
+run room-w1 room --rooms 100 --members 50 --window 1
+run room-r400 room --rooms 100 --members 50 --rate 400
+# Soak: 600 s (10 minutes) of direct and group traffic with clients dropping and coming
+# back, plus setup and up to 30 s of drain; server RSS every second in soak.json/.svg.
+# Not part of the regular suite (it takes ~11 minutes); uncomment to run it.
+# run soak soak --duration 600

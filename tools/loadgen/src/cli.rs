@@ -20,11 +20,25 @@ Scenarios:
   offline      fills the inboxes of offline users, then logs them in and measures how fast
                the stored messages drain to them.
   login        rate of password logins and of token (resume) logins.
+  group        G groups of M members (default 100 x 50; clients = G x M), every member
+               sending stored messages to its group: closed loop (--window sends
+               outstanding per sender until delivered to every other member) or open
+               loop (--rate sends/s in total). Reports deliveries/s (each recipient
+               counts), send-to-delivery and send-to-receipt latency, and checks that
+               every receipted message reached each of the other M-1 members exactly once.
+  room         the same shape with ephemeral rooms (live-only, nothing stored): checks
+               that every room message reached each other member exactly once and that
+               the server's Delivered count matched.
+  soak         mixed traffic for --duration (default 600 s): direct and group messages
+               at a fixed rate while clients disconnect and come back (resume tokens) at
+               random; after a drain, every receipted message must have been delivered
+               exactly once (redeliveries of unacknowledged messages after a reconnect
+               are counted apart). With --server-pid, server RSS every second.
 
 Accounts ({prefix}0, {prefix}1, ...) are registered on first use; their resume tokens are
 cached in --accounts-file so later runs log in without password hashing.
 
-CPU: every scenario runs one mio event loop on one thread (direct: one per --threads), and
+CPU: every scenario runs one mio event loop on one thread (more with --threads), and
 each loop can use up to one core. Measured on the 2-core benchmark machine: about 1% of a
 core per 1,000 messages/s (each message is a send, a receipt, a delivery and its share of
 an ack), e.g. 10-18% of a core at 13,000 delivered/s with 20,000/s offered; about 5% of a
@@ -35,6 +49,13 @@ that); beyond, use --threads 2.
 The load generator shares the machine with the server, so every report states both
 processes' CPU (the server's needs --server-pid): a load generator near 100% of a core
 means it, not the server, was the limit.
+
+Group and room runs cost the load generator mostly per delivery: one send to a group of 50
+is 49 deliveries to read, decode and (for groups) acknowledge. Rough figures from single
+3 s runs of 100 x 50 (release build, busy 2-core machine): 19,600 deliveries/s (--rate 400)
+took 31% of a core for groups, 17% for rooms; closed loop, 500,000 group deliveries/s took
+38% and 800,000 room deliveries/s 52%. --threads splits the groups (rooms) between event
+loops, each group on one.
 
 The exit status is non-zero when a receipted message was lost, when a message was
 delivered twice without a reconnect to explain it, or when the run could not start.";
@@ -92,6 +113,13 @@ pub enum Scenario {
     Offline(OfflineArgs),
     /// Password logins per second, then token logins per second.
     Login(LoginArgs),
+    /// Stored group messages: G groups of M members, each member sending to its group.
+    Group(GroupArgs),
+    /// Live-only room messages: R rooms of M members, each member sending to its room.
+    Room(RoomArgs),
+    /// Mixed traffic with disconnects and reconnects for a long time; exactly-once check
+    /// and server memory over the run.
+    Soak(SoakArgs),
 }
 
 impl Scenario {
@@ -101,6 +129,9 @@ impl Scenario {
             Scenario::Connections(_) => "connections",
             Scenario::Offline(_) => "offline",
             Scenario::Login(_) => "login",
+            Scenario::Group(_) => "group",
+            Scenario::Room(_) => "room",
+            Scenario::Soak(_) => "soak",
         }
     }
 }
@@ -181,6 +212,105 @@ pub struct LoginArgs {
     pub duration: f64,
 }
 
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct GroupArgs {
+    /// Groups (clients = groups × members, one group per client).
+    #[arg(long, default_value_t = 100)]
+    pub groups: usize,
+    /// Members per group, each a client with its own connection (the server allows 1000).
+    #[arg(long, default_value_t = 50)]
+    pub members: usize,
+    /// Message body size in bytes (at least 28: the stamp).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Closed loop: messages each sender keeps outstanding until every other member has it.
+    #[arg(long, default_value_t = 1)]
+    pub window: u32,
+    /// Open loop instead: this many sends per second in total (each is members-1 deliveries).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seconds of sending before the measured window.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds at most to wait after sending stops for receipted messages to arrive.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Event-loop threads (the groups are split between them, each group on one).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct RoomArgs {
+    /// Rooms (clients = rooms × members, one room per client).
+    #[arg(long, default_value_t = 100)]
+    pub rooms: usize,
+    /// Members per room, each a client with its own connection.
+    #[arg(long, default_value_t = 50)]
+    pub members: usize,
+    /// Message body size in bytes (at least 28: the stamp).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Closed loop: messages each sender keeps outstanding until every other member has it.
+    #[arg(long, default_value_t = 1)]
+    pub window: u32,
+    /// Open loop instead: this many sends per second in total (each is members-1 deliveries).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seconds of sending before the measured window.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds at most to wait after sending stops for the last messages to arrive.
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+    /// Event-loop threads (the rooms are split between them, each room on one).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct SoakArgs {
+    /// Clients, each with one connection (while connected) and its inbox.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Direct messages per second in total (stored), from random connected clients to
+    /// random other clients, connected or not.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u64,
+    /// Group messages per second in total, from random connected members.
+    #[arg(long, default_value_t = 20)]
+    pub group_rate: u64,
+    /// Groups, made of the first groups × group-members clients (0: no group traffic).
+    #[arg(long, default_value_t = 10)]
+    pub groups: usize,
+    /// Members per group.
+    #[arg(long, default_value_t = 20)]
+    pub group_members: usize,
+    /// Disconnects per second: a random connected client drops its connection.
+    #[arg(long, default_value_t = 5.0)]
+    pub churn: f64,
+    /// A disconnected client reconnects (token login) after a random time up to this many
+    /// seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub away: f64,
+    /// Seconds of traffic (any length; a long run keeps one summary per second).
+    #[arg(long, default_value_t = 600.0)]
+    pub duration: f64,
+    /// Seconds at most, after the traffic stops and everyone is back, for every receipted
+    /// message to arrive.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain: f64,
+    /// Message body size in bytes (at least 28).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+}
+
 /// The source addresses to bind client sockets to, for a run of `connections` sockets.
 pub fn source_addrs(spec: &str, connections: usize) -> Result<Vec<Ipv4Addr>, Error> {
     let bad = |reason| Error::SourceAddrs { spec: spec.to_string(), reason };
@@ -231,5 +361,9 @@ mod tests {
         let cli = Cli::try_parse_from(["confab-loadgen", "direct", "--clients", "20", "--json", "out.json"]).unwrap();
         assert_eq!(cli.scenario.name(), "direct");
         assert_eq!(cli.common.json, Some(PathBuf::from("out.json")));
+        let cli = Cli::try_parse_from(["confab-loadgen", "group", "--groups", "3", "--members", "4"]).unwrap();
+        assert_eq!(cli.scenario.name(), "group");
+        let cli = Cli::try_parse_from(["confab-loadgen", "soak", "--duration", "7200"]).unwrap();
+        assert_eq!(cli.scenario.name(), "soak");
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! The engine does everything that is the same in every scenario: non-blocking connects
 //! from chosen source addresses, the Hello/Resume/Login/Register dance with its fallbacks,
-//! framing, inbox sequence tracking and acknowledgements. A scenario sees only what it
-//! cares about through [`Handler`]: a connection became ready, a message arrived, one of
-//! its own requests was answered, a connection went down.
+//! framing, sequence tracking and acknowledgements of the inbox and of every group
+//! conversation. A scenario sees only what it cares about through [`Handler`]: a connection
+//! became ready, a message or a live push arrived, one of its own requests was answered, a
+//! connection went down.
 //!
 //! Output is buffered per connection and written once per loop turn, so a turn that
 //! answers several deliveries on one connection costs one `write`. Each read is
@@ -16,12 +17,12 @@ use crate::clock::now_ns;
 use crate::error::Fault;
 use confab::frame;
 use confab::protocol::{
-    ClientFrame, Conversation, ErrorCode, Message, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION,
+    ClientFrame, Conversation, ErrorCode, GroupEvent, Message, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION,
 };
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -65,6 +66,65 @@ pub enum State {
     Ready,
 }
 
+/// One group conversation of a connection, tracked as protocol.md's client algorithm does:
+/// a member is not pushed its own messages, so continuity is judged by `prev_seq`, and the
+/// member's own sequences (from its receipts) are passed over so that they get acked too.
+#[derive(Debug)]
+pub struct GroupCursor {
+    pub id: u64,
+    /// The highest sequence processed this session: received, or the member's own right
+    /// after it. None until the session's first push of this group.
+    pub position: Option<u64>,
+    /// The member's own sequences beyond `position` (known from its receipts).
+    own: BTreeSet<u64>,
+    ack_sent: u64,
+    pub ack_confirmed: u64,
+    ack_in_flight: bool,
+    /// The highest ack the server confirmed, over every session of the account.
+    pub acked_ever: u64,
+}
+
+impl GroupCursor {
+    fn new(id: u64) -> Self {
+        GroupCursor {
+            id,
+            position: None,
+            own: BTreeSet::new(),
+            ack_sent: 0,
+            ack_confirmed: 0,
+            ack_in_flight: false,
+            acked_ever: 0,
+        }
+    }
+
+    /// A new session starts from wherever the server's ack is; own sequences stay known.
+    fn new_session(&mut self) {
+        self.position = None;
+        self.ack_sent = 0;
+        self.ack_confirmed = 0;
+        self.ack_in_flight = false;
+    }
+
+    /// Moves the position over the member's own messages right after it.
+    fn advance_own(&mut self) {
+        let Some(mut pos) = self.position else {
+            return;
+        };
+        while let Some(&first) = self.own.first() {
+            if first > pos + 1 {
+                break;
+            }
+            pos = pos.max(first);
+            self.own.pop_first();
+        }
+        self.position = Some(pos);
+    }
+
+    fn settled(&self) -> bool {
+        self.position.is_none_or(|pos| pos <= self.ack_confirmed)
+    }
+}
+
 pub struct Conn {
     stream: Option<TcpStream>,
     /// Bumped whenever the socket changes, so a handler that closed or reconnected this
@@ -86,6 +146,12 @@ pub struct Conn {
     /// The inbox's last sequence when the login answered: what is owed from before.
     pub login_last_seq: u64,
     pub login_acked: u64,
+    /// The highest inbox ack the server confirmed, over every session of the account.
+    pub inbox_acked_ever: u64,
+    /// The group conversations this account has received pushes of.
+    pub groups: Vec<GroupCursor>,
+    /// Acks in flight (control request id, conversation), to route a refusal.
+    acks_out: Vec<(u32, Conversation)>,
     pub setup_started_ns: u64,
     pub auth_sent_ns: u64,
     pub last_write_ns: u64,
@@ -109,6 +175,9 @@ impl Conn {
             ack_in_flight: false,
             login_last_seq: 0,
             login_acked: 0,
+            inbox_acked_ever: 0,
+            groups: Vec::new(),
+            acks_out: Vec::new(),
             setup_started_ns: 0,
             auth_sent_ns: 0,
             last_write_ns: 0,
@@ -119,6 +188,21 @@ impl Conn {
     pub fn inbox_settled(&self) -> bool {
         self.state == State::Ready && self.ack_confirmed >= self.login_last_seq
     }
+
+    pub fn group(&self, id: u64) -> Option<&GroupCursor> {
+        self.groups.iter().find(|g| g.id == id)
+    }
+
+    fn group_mut(&mut self, id: u64) -> &mut GroupCursor {
+        let i = match self.groups.iter().position(|g| g.id == id) {
+            Some(i) => i,
+            None => {
+                self.groups.push(GroupCursor::new(id));
+                self.groups.len() - 1
+            }
+        };
+        &mut self.groups[i]
+    }
 }
 
 /// What a scenario hears from the engine. Every callback may use the engine freely,
@@ -126,13 +210,16 @@ impl Conn {
 pub trait Handler {
     /// The connection logged in.
     fn ready(&mut self, eng: &mut Engine, c: usize, now: u64);
-    /// A stored message arrived (after the engine's sequence bookkeeping).
+    /// A stored message (or group event) arrived, after the engine's sequence bookkeeping;
+    /// the engine acknowledges it.
     fn message(&mut self, eng: &mut Engine, c: usize, msg: Message, now: u64);
+    /// A live-only push arrived (room, transient, broadcast, presence, service notice).
+    fn push(&mut self, _eng: &mut Engine, _c: usize, _push: Push, _now: u64) {}
     /// The answer to one of the scenario's own requests.
     fn reply(&mut self, eng: &mut Engine, c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64);
     /// The connection failed to set up or dropped; its slot is idle now.
     fn down(&mut self, eng: &mut Engine, c: usize, was_ready: bool, fault: Fault, now: u64);
-    /// An inbox acknowledgement was confirmed.
+    /// An acknowledgement (of the inbox or a group) was confirmed.
     fn acked(&mut self, _eng: &mut Engine, _c: usize) {}
     /// Another thread woke this engine.
     fn woken(&mut self, _eng: &mut Engine, _now: u64) {}
@@ -217,7 +304,20 @@ impl Engine {
 
     /// Every logged-in connection has had all it received acknowledged.
     pub fn acks_settled(&self) -> bool {
-        self.conns.iter().all(|c| c.state != State::Ready || c.ack_confirmed + 1 >= c.next_seq)
+        self.conns.iter().all(|c| {
+            c.state != State::Ready || (c.ack_confirmed + 1 >= c.next_seq && c.groups.iter().all(GroupCursor::settled))
+        })
+    }
+
+    /// The member on `c` sent `seq` of group `id` (its receipt came): it is never pushed
+    /// back, so the position passes over it once everything before it is in.
+    pub fn group_own(&mut self, c: usize, id: u64, seq: u64) {
+        let cursor = self.conns[c].group_mut(id);
+        if cursor.position.is_none_or(|pos| seq > pos) {
+            cursor.own.insert(seq);
+            cursor.advance_own();
+        }
+        self.maybe_ack(c);
     }
 
     pub fn is_ready(&self, c: usize) -> bool {
@@ -241,6 +341,14 @@ impl Engine {
             .map_err(Fault::Connect)?;
         let now = now_ns();
         let conn = &mut self.conns[c];
+        if conn.account != account {
+            conn.groups.clear();
+            conn.inbox_acked_ever = 0;
+        }
+        for group in &mut conn.groups {
+            group.new_session();
+        }
+        conn.acks_out.clear();
         conn.stream = Some(stream);
         conn.generation += 1;
         conn.account = account;
@@ -294,10 +402,11 @@ impl Engine {
         }
     }
 
-    fn control(&mut self, c: usize, request: Request) {
+    fn control(&mut self, c: usize, request: Request) -> u32 {
         self.control_ids = self.control_ids.wrapping_add(1);
         let id = CONTROL | (self.control_ids & !CONTROL);
         self.queue(c, id, request);
+        id
     }
 
     fn queue(&mut self, c: usize, request_id: u32, request: Request) {
@@ -521,20 +630,21 @@ impl Engine {
 
     fn dispatch<H: Handler>(&mut self, c: usize, server_frame: ServerFrame, now: u64, h: &mut H) {
         match server_frame {
-            ServerFrame::Push(Push::Message(msg)) if msg.conversation != Conversation::Inbox => {
-                // Group traffic has sequences of its own; no scenario uses groups yet.
-                h.message(self, c, msg, now);
-            }
             ServerFrame::Push(Push::Message(msg)) => {
-                let conn = &mut self.conns[c];
-                let kind = if msg.seq == conn.next_seq {
-                    conn.next_seq += 1;
-                    None
-                } else if msg.seq > conn.next_seq {
-                    conn.next_seq = msg.seq + 1;
-                    Some("inbox_seq_gap")
-                } else {
-                    Some("inbox_seq_repeat")
+                let kind = match msg.conversation {
+                    Conversation::Inbox => {
+                        let conn = &mut self.conns[c];
+                        if msg.seq == conn.next_seq {
+                            conn.next_seq += 1;
+                            None
+                        } else if msg.seq > conn.next_seq {
+                            conn.next_seq = msg.seq + 1;
+                            Some("inbox_seq_gap")
+                        } else {
+                            Some("inbox_seq_repeat")
+                        }
+                    }
+                    Conversation::Group(id) => self.group_push(c, id, &msg),
                 };
                 if let Some(kind) = kind {
                     self.count(kind);
@@ -543,13 +653,12 @@ impl Engine {
             }
             ServerFrame::Push(Push::Kicked { .. }) => self.count("kicked"),
             ServerFrame::Push(Push::ShuttingDown) => self.count("server_shutting_down"),
-            // Transient, room, broadcast and presence pushes: nothing to account for.
-            ServerFrame::Push(_) => {}
+            ServerFrame::Push(push) => h.push(self, c, push, now),
             ServerFrame::Reply { request_id, reply } if request_id & CONTROL != 0 => {
-                self.control_reply(c, Ok(reply), now, h)
+                self.control_reply(c, request_id, Ok(reply), now, h)
             }
             ServerFrame::Error { request_id, code, .. } if request_id & CONTROL != 0 => {
-                self.control_reply(c, Err(code), now, h)
+                self.control_reply(c, request_id, Err(code), now, h)
             }
             ServerFrame::Error { request_id: 0, code, .. } => {
                 if self.conns[c].state == State::Ready {
@@ -564,11 +673,51 @@ impl Engine {
         }
     }
 
-    fn control_reply<H: Handler>(&mut self, c: usize, reply: Result<Reply, ErrorCode>, now: u64, h: &mut H) {
+    /// The bookkeeping of one group push; what is odd about it, if anything.
+    fn group_push(&mut self, c: usize, id: u64, msg: &Message) -> Option<&'static str> {
+        let conn = &mut self.conns[c];
+        if matches!(msg.event, Some(GroupEvent::Deleted { .. })) {
+            // Live only, beyond the last sequence: never acked (protocol.md "Groups").
+            conn.groups.retain(|g| g.id != id);
+            return None;
+        }
+        let cursor = conn.group_mut(id);
+        let kind = match cursor.position {
+            None => {
+                cursor.position = Some(msg.seq);
+                // The first push starts at the server's ack: below an ack it confirmed
+                // earlier means the server forgot that ack.
+                (msg.prev_seq < cursor.acked_ever).then_some("group_ack_regressed")
+            }
+            Some(pos) if msg.seq <= pos => Some("group_seq_repeat"),
+            Some(pos) => {
+                cursor.position = Some(msg.seq);
+                (msg.prev_seq > pos).then_some("group_seq_gap")
+            }
+        };
+        cursor.advance_own();
+        kind
+    }
+
+    fn control_reply<H: Handler>(
+        &mut self,
+        c: usize,
+        request_id: u32,
+        reply: Result<Reply, ErrorCode>,
+        now: u64,
+        h: &mut H,
+    ) {
         let (state, auth) = (self.conns[c].state, self.conns[c].auth);
+        let ack_of = match self.conns[c].acks_out.iter().position(|(id, _)| *id == request_id) {
+            Some(i) => Some(self.conns[c].acks_out.swap_remove(i).1),
+            None => None,
+        };
         match (state, reply) {
             (State::AwaitHello, Ok(Reply::Hello { .. })) => self.authenticate(c, now, h),
             (State::Resuming | State::LoggingIn, Ok(Reply::LoggedIn { acked, last_seq, resume_token, .. })) => {
+                if acked < self.conns[c].inbox_acked_ever {
+                    self.count("inbox_ack_regressed");
+                }
                 let conn = &mut self.conns[c];
                 conn.state = State::Ready;
                 conn.next_seq = acked + 1;
@@ -584,10 +733,21 @@ impl Engine {
                 h.ready(self, c, now);
             }
             (State::Registering, Ok(Reply::Registered { .. })) => self.login(c, now),
-            (State::Ready, Ok(Reply::Acked { up_to, .. })) => {
+            (State::Ready, Ok(Reply::Acked { conversation: Conversation::Inbox, up_to })) => {
                 let conn = &mut self.conns[c];
                 conn.ack_confirmed = conn.ack_confirmed.max(up_to);
+                conn.inbox_acked_ever = conn.inbox_acked_ever.max(up_to);
                 conn.ack_in_flight = false;
+                h.acked(self, c);
+                self.maybe_ack(c);
+            }
+            (State::Ready, Ok(Reply::Acked { conversation: Conversation::Group(id), up_to })) => {
+                // None if the group was deleted meanwhile.
+                if let Some(cursor) = self.conns[c].groups.iter_mut().find(|g| g.id == id) {
+                    cursor.ack_confirmed = cursor.ack_confirmed.max(up_to);
+                    cursor.acked_ever = cursor.acked_ever.max(up_to);
+                    cursor.ack_in_flight = false;
+                }
                 h.acked(self, c);
                 self.maybe_ack(c);
             }
@@ -609,7 +769,23 @@ impl Engine {
             (State::LoggingIn, Err(ErrorCode::UnknownUser)) if auth == Auth::Auto => self.register(c, now),
             (State::Registering, Err(ErrorCode::NameTaken)) if auth == Auth::Auto => self.login(c, now),
             (State::Ready, Err(code)) => {
-                self.conns[c].ack_in_flight = false;
+                let conn = &mut self.conns[c];
+                match ack_of {
+                    Some(Conversation::Inbox) => conn.ack_in_flight = false,
+                    // Deleted (its Deleted event came first) while the ack was on its way.
+                    Some(Conversation::Group(id)) if conn.group(id).is_none() => return,
+                    // The group is gone or we are no longer in it: stop acking it.
+                    Some(Conversation::Group(id))
+                        if matches!(code, ErrorCode::UnknownGroup | ErrorCode::NotAMember) =>
+                    {
+                        conn.groups.retain(|g| g.id != id)
+                    }
+                    Some(Conversation::Group(id)) => conn.group_mut(id).ack_in_flight = false,
+                    None => {
+                        self.count(&format!("control:{code:?}"));
+                        return;
+                    }
+                }
                 self.count(&format!("ack:{code:?}"));
             }
             (_, Err(code)) => self.fail(c, Fault::Auth(code), h),
@@ -655,17 +831,37 @@ impl Engine {
         self.control(c, request);
     }
 
-    /// Acknowledges what arrived, with at most one ack in flight per connection: under
-    /// load the acks coalesce by themselves, when idle every message is acked at once.
+    /// Acknowledges what arrived, with at most one ack in flight per conversation (the
+    /// delivery window is per conversation): under load the acks coalesce by themselves,
+    /// when idle every message is acked at once.
     fn maybe_ack(&mut self, c: usize) {
         let conn = &mut self.conns[c];
-        if conn.state != State::Ready || conn.ack_in_flight || conn.next_seq - 1 <= conn.ack_sent {
+        if conn.state != State::Ready {
             return;
         }
-        let up_to = conn.next_seq - 1;
-        conn.ack_sent = up_to;
-        conn.ack_in_flight = true;
-        self.control(c, Request::Ack { conversation: Conversation::Inbox, up_to });
+        if !conn.ack_in_flight && conn.next_seq - 1 > conn.ack_sent {
+            let up_to = conn.next_seq - 1;
+            conn.ack_sent = up_to;
+            conn.ack_in_flight = true;
+            self.ack(c, Conversation::Inbox, up_to);
+        }
+        for i in 0..self.conns[c].groups.len() {
+            let group = &mut self.conns[c].groups[i];
+            match group.position {
+                Some(pos) if !group.ack_in_flight && pos > group.ack_sent => {
+                    group.ack_sent = pos;
+                    group.ack_in_flight = true;
+                    let id = group.id;
+                    self.ack(c, Conversation::Group(id), pos);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn ack(&mut self, c: usize, conversation: Conversation, up_to: u64) {
+        let id = self.control(c, Request::Ack { conversation, up_to });
+        self.conns[c].acks_out.push((id, conversation));
     }
 
     fn fail<H: Handler>(&mut self, c: usize, fault: Fault, h: &mut H) {

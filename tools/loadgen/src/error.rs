@@ -32,6 +32,8 @@ pub enum Error {
          use other --source-addrs"
     )]
     Setup { ready: usize, wanted: usize, detail: String },
+    #[error("{step}: {failed} of {total} requests failed ({detail})")]
+    Step { step: &'static str, failed: usize, total: usize, detail: String },
     #[error("cannot draw the plot: {0}")]
     Plot(String),
 }

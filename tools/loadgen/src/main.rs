@@ -39,6 +39,9 @@ fn main() -> ExitCode {
         Scenario::Connections(args) => scenario::connections::run(&ctx, args),
         Scenario::Offline(args) => scenario::offline::run(&ctx, args),
         Scenario::Login(args) => scenario::login::run(&ctx, args),
+        Scenario::Group(args) => scenario::group::run(&ctx, args),
+        Scenario::Room(args) => scenario::room::run(&ctx, args),
+        Scenario::Soak(args) => scenario::soak::run(&ctx, args),
     };
     let report = match result {
         Ok(report) => report,

@@ -3,6 +3,7 @@
 //! how much CPU: a run where the load generator sat at 100% measured the load generator.
 
 use crate::stats::CpuSecond;
+use serde::Serialize;
 
 /// USER_HZ: /proc reports CPU time in these ticks; 100 on every Linux ABI in use.
 const TICKS_PER_SEC: f64 = 100.0;
@@ -35,6 +36,16 @@ pub fn fd_limits() -> Option<(u64, u64)> {
     let mut numbers =
         line.split_whitespace().filter_map(|w| w.parse::<u64>().ok().or((w == "unlimited").then_some(u64::MAX)));
     Some((numbers.next()?, numbers.next()?))
+}
+
+/// Server memory over a run, from /proc/PID/status (VmRSS).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RssSummary {
+    pub first_kib: u64,
+    pub min_kib: u64,
+    pub max_kib: u64,
+    pub last_kib: u64,
+    pub samples: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -104,6 +115,21 @@ impl Monitor {
         }
     }
 
+    /// The server's RSS over the per-second samples and the marks (KiB): first, least,
+    /// most and last reading. None without --server-pid.
+    pub fn rss_summary(&self) -> Option<RssSummary> {
+        let mut samples: Vec<&Sample> = self.seconds.iter().chain(&self.marks).filter(|s| s.rss.is_some()).collect();
+        samples.sort_by_key(|s| s.t_ns);
+        let values: Vec<u64> = samples.iter().filter_map(|s| s.rss).collect();
+        Some(RssSummary {
+            first_kib: *values.first()?,
+            min_kib: *values.iter().min()?,
+            max_kib: *values.iter().max()?,
+            last_kib: *values.last()?,
+            samples: values.len(),
+        })
+    }
+
     pub fn per_second(&self) -> Vec<CpuSecond> {
         self.seconds
             .windows(2)
@@ -134,6 +160,17 @@ mod tests {
         assert!(cpu_ticks("self").is_some());
         let (soft, hard) = fd_limits().expect("limits readable");
         assert!(soft <= hard);
+    }
+
+    #[test]
+    fn rss_summary_of_samples() {
+        let mut m = Monitor::new(None);
+        assert!(m.rss_summary().is_none());
+        for (t, rss) in [(0, 500), (1, 300), (2, 900), (3, 700)] {
+            m.seconds.push(Sample { t_ns: t * 1_000_000_000, own: None, server: None, rss: Some(rss) });
+        }
+        let s = m.rss_summary().expect("samples with RSS");
+        assert_eq!((s.first_kib, s.min_kib, s.max_kib, s.last_kib, s.samples), (500, 300, 900, 700, 4));
     }
 
     #[test]

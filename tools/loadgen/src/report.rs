@@ -12,8 +12,12 @@ use std::path::Path;
 pub struct Correctness {
     /// Receipted (stored) but never delivered by the end of the drain.
     pub lost: u64,
-    /// Delivered more than once. Legitimate only after a reconnect (redelivery).
+    /// Delivered more than once. Legitimate only after a reconnect (redelivery); scenarios
+    /// that tell redeliveries apart (soak) count only the unexplained ones here.
     pub duplicated: u64,
+    /// Delivered again in a later session, never having been acknowledged: what the
+    /// protocol promises after a reconnect (soak).
+    pub redelivered: u64,
     /// Delivered but never receipted (the receipt was lost with a dropped connection).
     pub delivered_unreceipted: u64,
     /// Sends that got neither a receipt nor an error.
@@ -30,6 +34,11 @@ pub struct Correctness {
 impl Correctness {
     pub fn judge(&mut self) {
         self.ok = self.lost == 0 && self.misrouted == 0 && (self.duplicated == 0 || self.reconnects > 0);
+    }
+
+    /// For scenarios that count redeliveries apart: any other duplicate is a failure.
+    pub fn judge_strict(&mut self) {
+        self.ok = self.lost == 0 && self.misrouted == 0 && self.duplicated == 0;
     }
 }
 
@@ -106,10 +115,11 @@ impl Report {
         let c = &self.correctness;
         let _ = writeln!(
             out,
-            "  correctness: lost {}, duplicated {}, misrouted {}, unanswered sends {}, \
+            "  correctness: lost {}, duplicated {}, redelivered {}, misrouted {}, unanswered sends {}, \
              delivered-unreceipted {}, stale {}, reconnects {} => {}",
             c.lost,
             c.duplicated,
+            c.redelivered,
             c.misrouted,
             c.unanswered_sends,
             c.delivered_unreceipted,

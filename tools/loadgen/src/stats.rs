@@ -38,6 +38,35 @@ struct Bucket {
     completed: u64,
     main: Option<Histogram<u64>>,
     receipt: Option<Histogram<u64>>,
+    /// The percentiles of `main` and `receipt` once [`Recorder::compact_before`] dropped them.
+    main_frozen: Option<Frozen>,
+    receipt_frozen: Option<Frozen>,
+    frozen: bool,
+}
+
+/// One second's latency line without its histogram (which costs tens of KiB): a long run
+/// keeps only these for its past seconds.
+#[derive(Clone, Copy, Debug)]
+struct Frozen {
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+impl Frozen {
+    fn of(h: &Histogram<u64>) -> Self {
+        Frozen {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+
+    fn line(h: &Option<Histogram<u64>>, frozen: Option<Frozen>) -> Option<Frozen> {
+        h.as_ref().map(Frozen::of).or(frozen)
+    }
 }
 
 #[derive(Clone, Copy, Default, Debug, Serialize)]
@@ -65,6 +94,8 @@ pub struct Recorder {
     window: (u64, u64),
     latencies: BTreeMap<&'static str, Histogram<u64>>,
     buckets: Vec<Bucket>,
+    /// Buckets below this index are frozen.
+    compacted: usize,
     /// Every event of the run.
     pub total: Counts,
     /// Events inside the measured window.
@@ -82,6 +113,7 @@ impl Recorder {
             window,
             latencies: BTreeMap::new(),
             buckets: Vec::new(),
+            compacted: 0,
             total: Counts::default(),
             measured: Counts::default(),
             duplicated: 0,
@@ -158,12 +190,28 @@ impl Recorder {
             let _ = self.latencies.entry(name).or_insert_with(|| histogram(3)).record(value);
         }
         let bucket = self.bucket(now);
+        if bucket.frozen {
+            return;
+        }
         let slot = match line {
             Line::Main => &mut bucket.main,
             Line::Receipt => &mut bucket.receipt,
             Line::Off => return,
         };
         let _ = slot.get_or_insert_with(|| histogram(BUCKET_SIGFIG)).record(value);
+    }
+
+    /// Replaces the per-second histograms of the seconds that ended before `t` by their
+    /// percentiles, so a run of hours keeps a few bytes per second instead of tens of KiB.
+    /// Latencies recorded later in a frozen second still count in the run's histograms.
+    pub fn compact_before(&mut self, t: u64) {
+        let upto = ((t.saturating_sub(self.origin_ns) / 1_000_000_000) as usize).min(self.buckets.len());
+        for b in &mut self.buckets[self.compacted.min(upto)..upto] {
+            b.main_frozen = b.main.take().as_ref().map(Frozen::of);
+            b.receipt_frozen = b.receipt.take().as_ref().map(Frozen::of);
+            b.frozen = true;
+        }
+        self.compacted = self.compacted.max(upto);
     }
 
     pub fn merge(&mut self, other: Recorder) {
@@ -190,6 +238,8 @@ impl Recorder {
             mine.receipted += b.receipted;
             mine.delivered += b.delivered;
             mine.completed += b.completed;
+            mine.main_frozen = mine.main_frozen.or(b.main_frozen);
+            mine.receipt_frozen = mine.receipt_frozen.or(b.receipt_frozen);
             for (slot, theirs) in [(&mut mine.main, b.main), (&mut mine.receipt, b.receipt)] {
                 if let Some(theirs) = theirs {
                     match slot {
@@ -226,7 +276,8 @@ impl Recorder {
                     .or(phases.first())
                     .map_or("", |(name, _)| name);
                 let cpu = cpu.get(i).copied().unwrap_or_default();
-                let q = |h: &Option<Histogram<u64>>, q: f64| h.as_ref().map(|h| ms(h.value_at_quantile(q)));
+                let main = Frozen::line(&b.main, b.main_frozen);
+                let receipt = Frozen::line(&b.receipt, b.receipt_frozen);
                 Second {
                     t: i as u64,
                     phase,
@@ -234,12 +285,12 @@ impl Recorder {
                     receipted: b.receipted,
                     delivered: b.delivered,
                     completed: b.completed,
-                    p50_ms: q(&b.main, 0.5),
-                    p99_ms: q(&b.main, 0.99),
-                    p999_ms: q(&b.main, 0.999),
-                    max_ms: b.main.as_ref().map(|h| ms(h.max())),
-                    receipt_p50_ms: q(&b.receipt, 0.5),
-                    receipt_p99_ms: q(&b.receipt, 0.99),
+                    p50_ms: main.map(|f| ms(f.p50)),
+                    p99_ms: main.map(|f| ms(f.p99)),
+                    p999_ms: main.map(|f| ms(f.p999)),
+                    max_ms: main.map(|f| ms(f.max)),
+                    receipt_p50_ms: receipt.map(|f| ms(f.p50)),
+                    receipt_p99_ms: receipt.map(|f| ms(f.p99)),
                     loadgen_cpu_percent: cpu.loadgen,
                     server_cpu_percent: cpu.server,
                     server_rss_kib: cpu.server_rss_kib,
@@ -328,6 +379,27 @@ mod tests {
         assert_eq!(seconds.len(), 4);
         assert_eq!(seconds[3].phase, "measure");
         assert_eq!(seconds[1].delivered, 1);
+    }
+
+    #[test]
+    fn compaction_keeps_the_percentiles() {
+        let s = 1_000_000_000;
+        let mut r = Recorder::new(0, (0, u64::MAX));
+        for i in 1..=100 {
+            r.latency("delivery", Line::Main, 0, i * 1_000_000);
+        }
+        r.latency("delivery", Line::Main, s, s + 5_000_000);
+        let before = r.seconds(&[], &[]);
+        r.compact_before(s);
+        assert!(r.buckets[0].main.is_none() && r.buckets[1].main.is_some());
+        let after = r.seconds(&[], &[]);
+        assert_eq!(before[0].p99_ms, after[0].p99_ms);
+        assert_eq!(before[0].max_ms, after[0].max_ms);
+        assert!(after[1].p50_ms.is_some_and(|p| (p - 5.0).abs() < 0.1));
+        // A late sample of a frozen second counts in the run, not in that second's line.
+        r.latency("delivery", Line::Main, 0, 999_000_000);
+        assert_eq!(r.seconds(&[], &[])[0].max_ms, before[0].max_ms);
+        assert_eq!(r.percentiles()["delivery"].count, 102);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Smoke test: the built load generator against the real server, started in-process on an
-//! ephemeral port. Short runs of direct (closed and open loop), offline and login; the
-//! assertions read the `--json` results and check correctness, never timing.
+//! ephemeral port. Short runs of direct (closed and open loop), offline, login, group, room
+//! and soak; the assertions read the `--json` results and check correctness, never timing.
 
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -34,6 +34,17 @@ fn assert_exactly_once(name: &str, r: &Value) {
     let receipted = r["receipted"].as_u64().expect("receipted");
     assert!(receipted > 0, "{name}: nothing receipted: {r}");
     assert_eq!(r["delivered"].as_u64(), Some(receipted), "{name}: {r}");
+    assert_eq!(r["correctness"]["lost"].as_u64(), Some(0), "{name}");
+    assert_eq!(r["correctness"]["duplicated"].as_u64(), Some(0), "{name}");
+    assert_eq!(r["correctness"]["misrouted"].as_u64(), Some(0), "{name}");
+    assert_eq!(r["correctness"]["ok"].as_bool(), Some(true), "{name}");
+}
+
+/// Every answered group or room send reached each of the other `members - 1` exactly once.
+fn assert_fanout(name: &str, r: &Value, members: u64) {
+    let answered = r["receipted"].as_u64().expect("receipted");
+    assert!(answered > 0, "{name}: nothing answered: {r}");
+    assert_eq!(r["delivered"].as_u64(), Some(answered * (members - 1)), "{name}: {r}");
     assert_eq!(r["correctness"]["lost"].as_u64(), Some(0), "{name}");
     assert_eq!(r["correctness"]["duplicated"].as_u64(), Some(0), "{name}");
     assert_eq!(r["correctness"]["misrouted"].as_u64(), Some(0), "{name}");
@@ -107,6 +118,73 @@ fn scenarios_against_the_real_server() {
     assert!(login["details"]["token_logins"].as_u64() > Some(0), "{login}");
     assert_percentiles("password login", &login["latency_ms"]["password_login"]);
     assert_percentiles("token login", &login["latency_ms"]["token_login"]);
+
+    // 3 groups of 4 on two event loops, closed loop; then again at a fixed rate (this
+    // also exercises removing nothing left over and re-creating groups for the same users).
+    let group_args = ["group", "--groups", "3", "--members", "4", "--warmup", "0", "--duration", "1", "--drain", "5"];
+    let group = loadgen(addr, tmp, "group", &[&group_args[..], &["--threads", "2", "--window", "2"]].concat());
+    assert_fanout("group", &group, 4);
+    assert_percentiles("group delivery", &group["latency_ms"]["delivery"]);
+    assert_percentiles("group receipt", &group["latency_ms"]["receipt"]);
+    let group_open = loadgen(addr, tmp, "group-open", &[&group_args[..], &["--rate", "200"]].concat());
+    assert_fanout("group --rate", &group_open, 4);
+
+    let room = loadgen(
+        addr,
+        tmp,
+        "room",
+        &["room", "--rooms", "3", "--members", "4", "--warmup", "0", "--duration", "1", "--drain", "5"],
+    );
+    assert_fanout("room", &room, 4);
+    assert_eq!(room["details"]["short_delivered_answers"].as_u64(), Some(0), "{room}");
+    assert_percentiles("room delivery", &room["latency_ms"]["delivery"]);
+    assert_percentiles("room reply", &room["latency_ms"]["reply"]);
+
+    // The server runs in this process, so its memory is ours.
+    let pid = std::process::id().to_string();
+    let soak = loadgen(
+        addr,
+        tmp,
+        "soak",
+        &[
+            "--server-pid",
+            &pid,
+            "soak",
+            "--clients",
+            "30",
+            "--groups",
+            "2",
+            "--group-members",
+            "5",
+            "--rate",
+            "200",
+            "--group-rate",
+            "20",
+            "--churn",
+            "6",
+            "--away",
+            "0.5",
+            "--duration",
+            "2",
+            "--drain",
+            "10",
+        ],
+    );
+    let c = &soak["correctness"];
+    assert_eq!(c["lost"].as_u64(), Some(0), "soak: {soak}");
+    assert_eq!(c["duplicated"].as_u64(), Some(0), "soak: {soak}");
+    assert_eq!(c["ok"].as_bool(), Some(true), "soak: {soak}");
+    assert!(soak["delivered"].as_u64() > Some(0), "soak: {soak}");
+    let d = &soak["details"];
+    assert!(d["disconnects"].as_u64() > Some(0), "soak: {d}");
+    assert!(d["reconnects"].as_u64() >= d["disconnects"].as_u64(), "soak: {d}");
+    assert_eq!(d["direct"]["delivered"], d["direct"]["receipted"], "soak: {d}");
+    assert_eq!(
+        d["group"]["deliveries"].as_u64(),
+        d["group"]["receipted"].as_u64().map(|n| n * 4),
+        "soak: every group message reaches the 4 other members: {d}"
+    );
+    assert!(d["server_rss_kib"]["max_kib"].as_u64() > Some(0), "soak: {d}");
 
     server.shutdown().expect("server stops cleanly");
 }

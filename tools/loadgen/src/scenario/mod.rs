@@ -3,13 +3,18 @@
 //!
 //! A scenario is a function from its flags to a [`Report`]: it builds one or more
 //! [`Engine`]s, drives them with a [`Handler`] of its own, and fills in the report. Adding
-//! one (group or room traffic, once the server has them) means a new module here, a
-//! variant in `cli::Scenario`, and a line in `main`.
+//! one means a new module here, a variant in `cli::Scenario`, and a line in `main`.
+//! `group` and `room` share their driver, `fanout`; setup steps that are plain requests
+//! and answers (creating groups, joining rooms) go through [`call_all`].
 
 pub mod connections;
 pub mod direct;
+mod fanout;
+pub mod group;
 pub mod login;
 pub mod offline;
+pub mod room;
+pub mod soak;
 
 use crate::accounts::Accounts;
 use crate::cli::{source_addrs, Common};
@@ -19,9 +24,16 @@ use crate::error::{Error, Fault};
 use crate::procfs;
 use crate::progress::Progress;
 use crate::stats::{Line, Recorder};
-use confab::protocol::{ErrorCode, Message, Reply};
-use std::collections::BTreeMap;
+use confab::protocol::{ErrorCode, Message, Reply, Request};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
+
+/// Request ids of setup calls ([`call_all`]) start here, apart from the per-sender
+/// sequences scenarios use as the ids of their sends: a setup answer that arrives late is
+/// never taken for a send's.
+pub const SETUP_IDS: u32 = 0x4000_0000;
+/// A call refused with RateLimited is made again this much later.
+const CALL_RETRY_NS: u64 = 50_000_000;
 
 /// What every scenario gets from `main`.
 pub struct Ctx {
@@ -344,4 +356,123 @@ impl Handler for Quiet {
             eng.count(&format!("dropped:{}", fault.kind()));
         }
     }
+}
+
+/// The answer to one call of [`call_all`]; None when its connection dropped or the
+/// deadline passed first.
+pub type Answer = Option<Result<Reply, ErrorCode>>;
+
+/// Makes every call (connection slot, request) at once, pipelined, and waits for all the
+/// answers (in the order of `calls`) until `deadline`. RateLimited refusals are retried.
+pub fn call_all(
+    eng: &mut Engine,
+    calls: Vec<(usize, Request)>,
+    deadline: u64,
+    label: Option<&str>,
+) -> Result<Vec<Answer>, Error> {
+    let mut h = Calls {
+        answers: vec![None; calls.len()],
+        calls,
+        by_id: HashMap::new(),
+        next_id: SETUP_IDS,
+        open: 0,
+        retry: VecDeque::new(),
+    };
+    h.open = h.calls.len();
+    for i in 0..h.calls.len() {
+        h.issue(eng, i);
+    }
+    let mut progress = match label {
+        Some(label) => Progress::new(h.calls.len() as u64, label),
+        None => Progress::hidden(),
+    };
+    while h.open > 0 && now_ns() < deadline {
+        eng.turn(Some(Duration::from_millis(5)), &mut h).map_err(Error::Poll)?;
+        let now = now_ns();
+        while h.retry.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, i)) = h.retry.pop_front() {
+                h.issue(eng, i);
+            }
+        }
+        eng.flush(&mut h);
+        progress.update((h.calls.len() - h.open) as u64, String::new);
+    }
+    progress.finish();
+    Ok(h.answers)
+}
+
+struct Calls {
+    calls: Vec<(usize, Request)>,
+    answers: Vec<Answer>,
+    by_id: HashMap<u32, usize>,
+    next_id: u32,
+    /// Calls neither answered nor given up on.
+    open: usize,
+    /// Rate-limited calls to make again: (when, call).
+    retry: VecDeque<(u64, usize)>,
+}
+
+impl Calls {
+    /// Sends call `i`, or gives up on it if its connection is not logged in.
+    fn issue(&mut self, eng: &mut Engine, i: usize) {
+        let c = self.calls[i].0;
+        if !eng.is_ready(c) {
+            self.open -= 1;
+            return;
+        }
+        self.next_id = if self.next_id >= 0x7fff_ffff { SETUP_IDS } else { self.next_id + 1 };
+        self.by_id.insert(self.next_id, i);
+        eng.send(c, self.next_id, self.calls[i].1.clone());
+    }
+}
+
+impl Handler for Calls {
+    fn ready(&mut self, _: &mut Engine, _: usize, _: u64) {}
+
+    fn message(&mut self, _: &mut Engine, _: usize, _: Message, _: u64) {
+        // Group events of the setup itself, or leftovers: the engine acknowledges them.
+    }
+
+    fn reply(&mut self, eng: &mut Engine, _c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64) {
+        let Some(i) = self.by_id.remove(&request_id) else {
+            eng.count("unexpected:reply_during_setup");
+            return;
+        };
+        if reply == Err(ErrorCode::RateLimited) {
+            self.retry.push_back((now + CALL_RETRY_NS, i));
+            return;
+        }
+        self.open -= 1;
+        self.answers[i] = Some(reply);
+    }
+
+    fn down(&mut self, eng: &mut Engine, c: usize, was_ready: bool, fault: Fault, _now: u64) {
+        if was_ready {
+            eng.count(&format!("dropped:{}", fault.kind()));
+        }
+        let calls = &self.calls;
+        let before = self.by_id.len();
+        self.by_id.retain(|_, i| calls[*i].0 != c);
+        self.open -= before - self.by_id.len();
+    }
+}
+
+/// How many answers were errors, by kind ("none" for no answer), skipping `ignore`d codes.
+pub fn answer_errors(answers: &[Answer], ignore: &[ErrorCode]) -> BTreeMap<String, u64> {
+    let mut errors = BTreeMap::new();
+    for answer in answers {
+        let kind = match answer {
+            Some(Ok(_)) => continue,
+            Some(Err(code)) if ignore.contains(code) => continue,
+            Some(Err(code)) => format!("{code:?}"),
+            None => "no answer".to_string(),
+        };
+        *errors.entry(kind).or_default() += 1;
+    }
+    errors
+}
+
+/// Percent-free rounding for the JSON details.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }

@@ -1,0 +1,779 @@
+//! `soak`: mixed traffic for a long time (`--duration`, 600 s by default, any length), with
+//! clients coming and going; at the end, every receipted message must have reached its
+//! recipient(s) exactly once, and the server's memory over the whole run is reported.
+//!
+//! 1. Log in `--clients` clients; the first `--groups` × `--group-members` of them form
+//!    groups (as in `group`).
+//! 2. Traffic, open loop: `--rate` direct messages per second from random connected
+//!    clients to random other clients (connected or not: stored either way), and
+//!    `--group-rate` group messages per second from random connected members.
+//! 3. Churn: `--churn` times per second a random connected client drops its connection
+//!    without a goodbye (an RST) and comes back after a random time up to `--away`
+//!    seconds, logging in with its resume token. Half of the drops happen right after a
+//!    message arrives, before it is acknowledged, so that redelivery is exercised. A sender resends what had no receipt yet
+//!    with the same client_msg_id. Connections the server drops are reconnected too (and
+//!    counted as errors).
+//! 4. Drain: traffic and churn stop, every client reconnects, and the run waits (at most
+//!    `--drain` seconds) until everything receipted has arrived.
+//!
+//! Redeliveries: after a reconnect the server pushes again what the client had not
+//! acknowledged. A repeat counts as a redelivery when it comes in a later session than the
+//! first copy, with a sequence the client had received before that session ended and above
+//! every ack the server had confirmed by then; any other repeat is a duplicate and fails
+//! the run, as does a loss.
+
+use super::group::{self, group_name};
+use super::{establish, round3, seconds_flag, Ctx, Slots};
+use crate::bitset::BitSet;
+use crate::cli::SoakArgs;
+use crate::clock::{now_ns, secs, Rng};
+use crate::engine::{Auth, Engine, Handler};
+use crate::error::{Error, Fault};
+use crate::payload::{Stamp, STAMP_LEN};
+use crate::procfs::Monitor;
+use crate::progress::Progress;
+use crate::report::{rate, Correctness, Cpu, Report};
+use crate::stats::{Line, Recorder};
+use confab::protocol::{Content, Conversation, ErrorCode, MediaKind, Message, Reply, Request, Target};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::Duration;
+
+/// A send the server refused with RateLimited is sent again (unchanged) this much later.
+const RETRY_AFTER_NS: u64 = 20_000_000;
+const PING_IDLE_NS: u64 = 15_000_000_000;
+/// The longest run accepted: a month.
+const MAX_DURATION: f64 = 30.0 * 24.0 * 3600.0;
+/// Random picks of a connected sender before giving up on one send.
+const PICKS: usize = 32;
+/// How the backoff after a failed reconnect grows: 100 ms doubling, at most this.
+const MAX_BACKOFF_NS: u64 = 5_000_000_000;
+
+pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
+    let members = args.groups * args.group_members;
+    if args.clients < 2 {
+        return Err(Error::Usage("--clients must be at least 2".into()));
+    }
+    if args.groups > 0 && (args.group_members < 2 || members > args.clients) {
+        return Err(Error::Usage("--group-members must be at least 2, and groups × members at most --clients".into()));
+    }
+    if args.size < STAMP_LEN {
+        return Err(Error::Usage(format!("--size must be at least {STAMP_LEN}")));
+    }
+    if !(args.duration > 0.0 && args.duration <= MAX_DURATION) {
+        return Err(Error::Usage(format!("--duration must be between 0 and {MAX_DURATION} seconds")));
+    }
+    if !(args.churn >= 0.0 && args.churn <= 10_000.0) {
+        return Err(Error::Usage("--churn must be between 0 and 10000 per second".into()));
+    }
+    let duration_ns = (args.duration * 1e9) as u64;
+    let drain_ns = seconds_flag("drain", args.drain, 0.0)?;
+    let away_ns = seconds_flag("away", args.away, 0.0)?;
+    let clients = args.clients;
+    ctx.check_fd_limit(clients)?;
+    let mut accounts = ctx.load_accounts(clients)?;
+    let mut eng = ctx.engine(accounts.clone(), clients)?;
+    let all: Vec<usize> = (0..clients).collect();
+    let setup_started = now_ns();
+    let est = establish(
+        &mut eng,
+        &all,
+        Auth::Auto,
+        Slots::KeepOpen,
+        ctx.concurrency(),
+        ctx.setup_deadline(),
+        None,
+        Some("clients logged in"),
+    )?;
+    ctx.save_accounts(&mut accounts, &[&eng])?;
+    est.require_all()?;
+    let gm = args.group_members.max(1);
+    let sets: Vec<Vec<usize>> = (0..args.groups).map(|s| (s * gm..(s + 1) * gm).collect()).collect();
+    let names: Vec<String> = (0..args.groups).map(|s| group_name(ctx.run_id, s)).collect();
+    let made = if sets.is_empty() {
+        group::Made { ids: Vec::new(), stale_groups_removed: 0 }
+    } else {
+        group::setup_groups(&mut eng, &sets, &names, ctx.setup_deadline(), true)?
+    };
+    settle(&mut eng, &mut super::Quiet)?;
+    let setup_seconds = secs(now_ns() - setup_started);
+
+    let mut monitor = Monitor::new(ctx.common.server_pid);
+    let start = now_ns();
+    let end = start + duration_ns;
+    monitor.start(start);
+    monitor.mark(start);
+    let mut h = Soak {
+        run_id: ctx.run_id,
+        size: args.size,
+        gm,
+        members,
+        ids: made.ids,
+        clients: (0..clients)
+            .map(|c| Client {
+                from_members: if c < members { vec![BitSet::default(); gm] } else { Vec::new() },
+                session_started_ns: start,
+                ..Client::default()
+            })
+            .collect(),
+        rng: Rng::new(ctx.seed),
+        rec: Recorder::new(start, (start, end)),
+        start,
+        traffic: true,
+        direct_rate: args.rate as f64,
+        group_rate: if args.groups > 0 { args.group_rate as f64 } else { 0.0 },
+        churn: args.churn,
+        away_ns,
+        direct_sent: 0,
+        group_sent: 0,
+        churned: 0,
+        next_overdue: 0,
+        counts: Counts::default(),
+        comebacks: BinaryHeap::new(),
+        retry: VecDeque::new(),
+    };
+
+    // Traffic.
+    let total_ms = duration_ns / 1_000_000;
+    let mut progress = Progress::new(total_ms, "ms");
+    let mut next_second = start;
+    while now_ns() < end {
+        eng.turn(Some(Duration::from_millis(2)), &mut h).map_err(Error::Poll)?;
+        let now = now_ns();
+        h.tick(&mut eng, now.min(end));
+        if now >= next_second {
+            next_second = now + 1_000_000_000;
+            eng.ping_idle(PING_IDLE_NS, now);
+            monitor.tick(now);
+            h.rec.compact_before(now.saturating_sub(2_000_000_000));
+        }
+        eng.flush(&mut h);
+        progress.update((now - start) / 1_000_000, || {
+            let away = (0..clients).filter(|&c| !eng.is_ready(c)).count();
+            format!(
+                "{} sent, {} receipted, {} delivered, {away} away",
+                h.rec.total.sent, h.rec.total.receipted, h.rec.total.delivered
+            )
+        });
+    }
+    progress.finish();
+    monitor.mark(end);
+
+    // Drain: everyone back, nothing new.
+    h.traffic = false;
+    let drain_start = now_ns();
+    h.comebacks.clear();
+    for c in 0..clients {
+        h.clients[c].drop_on_message = 0;
+        h.comeback(&mut eng, c);
+    }
+    let deadline = drain_start + drain_ns;
+    let mut missing = h.missing();
+    let mut progress = Progress::new(missing, "missing deliveries drained");
+    let initial_missing = missing;
+    let mut next_check = 0;
+    loop {
+        eng.turn(Some(Duration::from_millis(5)), &mut h).map_err(Error::Poll)?;
+        let now = now_ns();
+        h.tick(&mut eng, now);
+        eng.flush(&mut h);
+        monitor.tick(now);
+        if now >= next_check {
+            next_check = now + 100_000_000;
+            missing = h.missing();
+            let unanswered = h.unanswered();
+            progress.update(initial_missing.saturating_sub(missing), || format!("{unanswered} sends unanswered"));
+            if missing == 0 && unanswered == 0 && h.all_back(&eng) {
+                break;
+            }
+        }
+        if now >= deadline {
+            break;
+        }
+    }
+    progress.finish();
+    let drain_end = now_ns();
+    settle(&mut eng, &mut h)?;
+    if !h.ids.is_empty() {
+        let owners: Vec<(usize, u64)> = h.ids.iter().enumerate().map(|(s, id)| (s * gm, *id)).collect();
+        group::delete_groups(&mut eng, &owners, now_ns() + 5_000_000_000)?;
+    }
+    monitor.tick(now_ns());
+    ctx.save_accounts(&mut accounts, &[&eng])?;
+
+    let mut correctness = h.check();
+    correctness.stale += est.stale;
+    correctness.judge_strict();
+    let mut rec = h.rec;
+    rec.add_errors(&eng.errors);
+    let seconds = secs(duration_ns);
+    let (loadgen_cpu, server_cpu) = monitor.cpu_between_marks();
+    let c = &h.counts;
+    let mut details = serde_json::json!({
+        "clients": clients,
+        "groups": args.groups,
+        "group_members": args.group_members,
+        "setup_seconds": round3(setup_seconds),
+        "disconnects": c.disconnects,
+        "disconnects_before_ack": c.disconnects_unacked,
+        "reconnects": c.reconnects,
+        "server_drops": c.server_drops,
+        "failed_reconnects": c.failed_reconnects,
+        "direct": { "sent": c.direct_sent, "receipted": c.direct_receipted, "delivered": c.direct_delivered },
+        "group": { "sent": c.group_sent, "receipted": c.group_receipted, "deliveries": c.group_delivered },
+        "duplicate_receipts": c.duplicate_receipts,
+        "group_events_skipped": c.events,
+        "sends_skipped_no_sender": c.no_sender,
+        "drain_seconds": round3(secs(drain_end - drain_start)),
+    });
+    if made.stale_groups_removed > 0 {
+        details["stale_groups_removed"] = serde_json::json!(made.stale_groups_removed);
+    }
+    if let Some(rss) = monitor.rss_summary() {
+        details["server_rss_kib"] = serde_json::to_value(rss).unwrap_or_default();
+    }
+    let phases_ns = [("traffic", start), ("drain", end)];
+    Ok(Report {
+        scenario: "soak",
+        server: ctx.server(),
+        run_id: ctx.run_id,
+        params: serde_json::to_value(args).unwrap_or_default(),
+        sent: rec.total.sent,
+        receipted: rec.total.receipted,
+        delivered: rec.total.delivered,
+        measured_seconds: seconds,
+        sent_per_sec: rate(rec.measured.sent, seconds),
+        receipted_per_sec: rate(rec.measured.receipted, seconds),
+        delivered_per_sec: rate(rec.measured.delivered, seconds),
+        latency_ms: rec.percentiles(),
+        errors: rec.errors.clone(),
+        correctness,
+        cpu: Cpu { loadgen_percent: loadgen_cpu, server_percent: server_cpu },
+        details,
+        per_second: rec.seconds(&phases_ns, &monitor.per_second()),
+        phases: vec![("traffic", 0.0), ("drain", secs(duration_ns))],
+    })
+}
+
+/// Turns the engine until every connection's acks are confirmed (or two seconds passed).
+fn settle<H: Handler>(eng: &mut Engine, h: &mut H) -> Result<(), Error> {
+    let until = now_ns() + 2_000_000_000;
+    loop {
+        eng.turn(Some(Duration::from_millis(5)), h).map_err(Error::Poll)?;
+        if eng.acks_settled() || now_ns() >= until {
+            return Ok(());
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dest {
+    User(u32),
+    Group,
+}
+
+/// Per conversation of a client (inbox, group): what tells a redelivery from a duplicate.
+#[derive(Clone, Copy, Default)]
+struct Track {
+    /// The highest sequence received in the current session.
+    session_high: u64,
+    /// The highest sequence received in any earlier session.
+    high_before: u64,
+    /// The highest ack the server had confirmed when an earlier session ended.
+    confirmed_before: u64,
+}
+
+impl Track {
+    /// Message `seq` arrived; returns whether a repeat of it would be a redelivery: the
+    /// first arrival of `seq` in this session (pushes come in increasing order within a
+    /// session), received in an earlier session, and never acknowledged (as far as the
+    /// server had confirmed).
+    fn arrived(&mut self, seq: u64) -> bool {
+        let first_in_session = seq > self.session_high;
+        self.session_high = self.session_high.max(seq);
+        first_in_session && seq <= self.high_before && seq > self.confirmed_before
+    }
+
+    /// The session is over; `confirmed` is the highest ack the server confirmed in it.
+    fn session_ended(&mut self, confirmed: u64) {
+        self.high_before = self.high_before.max(self.session_high);
+        self.session_high = 0;
+        self.confirmed_before = self.confirmed_before.max(confirmed);
+    }
+}
+
+#[derive(Default)]
+struct Client {
+    /// The last per-sender sequence used (the request id of its Send).
+    next_q: u32,
+    /// Sends without a receipt yet: sequence → (destination, first send time).
+    pending: HashMap<u32, (Dest, u64)>,
+    receipted_direct: BitSet,
+    receipted_group: BitSet,
+    /// As a sender: which of its direct messages arrived.
+    delivered_direct: BitSet,
+    /// As a group member: per member index of the sender, the sequences received.
+    from_members: Vec<BitSet>,
+    /// Inbox, group.
+    tracks: [Track; 2],
+    session_started_ns: u64,
+    /// Consecutive failed (re)connects, for the backoff.
+    failures: u32,
+    /// Drop the connection as soon as a message arrives (before acking it), or at this
+    /// time if none does; 0 when not planned.
+    drop_on_message: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    direct_sent: u64,
+    direct_receipted: u64,
+    direct_delivered: u64,
+    group_sent: u64,
+    group_receipted: u64,
+    group_delivered: u64,
+    duplicate_receipts: u64,
+    redelivered: u64,
+    duplicated: u64,
+    misrouted: u64,
+    events: u64,
+    no_sender: u64,
+    disconnects: u64,
+    disconnects_unacked: u64,
+    reconnects: u64,
+    server_drops: u64,
+    failed_reconnects: u64,
+}
+
+struct Soak {
+    run_id: u32,
+    size: usize,
+    /// Members per group.
+    gm: usize,
+    /// Clients in groups (the first ones).
+    members: usize,
+    ids: Vec<u64>,
+    clients: Vec<Client>,
+    rng: Rng,
+    rec: Recorder,
+    start: u64,
+    /// Sending and churning (false during the drain).
+    traffic: bool,
+    direct_rate: f64,
+    group_rate: f64,
+    churn: f64,
+    away_ns: u64,
+    direct_sent: u64,
+    group_sent: u64,
+    churned: u64,
+    next_overdue: u64,
+    counts: Counts,
+    /// Clients to reconnect: (when, client).
+    comebacks: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Rate-limited sends to repeat: (when, sender, sequence).
+    retry: VecDeque<(u64, usize, u32)>,
+}
+
+impl Soak {
+    fn tick(&mut self, eng: &mut Engine, now: u64) {
+        if self.traffic {
+            let elapsed = now.saturating_sub(self.start) as f64 / 1e9;
+            let due = budget(&mut self.direct_sent, elapsed * self.direct_rate, self.direct_rate);
+            for _ in 0..due {
+                self.send_direct(eng);
+            }
+            let due = budget(&mut self.group_sent, elapsed * self.group_rate, self.group_rate);
+            for _ in 0..due {
+                self.send_group(eng);
+            }
+            let due = budget(&mut self.churned, elapsed * self.churn, self.churn);
+            for _ in 0..due {
+                self.disconnect_one(eng, now);
+            }
+        }
+        if now >= self.next_overdue {
+            // Planned drops that no message came for.
+            self.next_overdue = now + 100_000_000;
+            for c in 0..self.clients.len() {
+                let due = self.clients[c].drop_on_message;
+                if due != 0 && due <= now {
+                    if eng.is_ready(c) {
+                        self.disconnect(eng, c, now);
+                    } else {
+                        self.clients[c].drop_on_message = 0;
+                    }
+                }
+            }
+        }
+        while self.comebacks.peek().is_some_and(|Reverse((due, _))| *due <= now) {
+            if let Some(Reverse((_, c))) = self.comebacks.pop() {
+                self.comeback(eng, c);
+            }
+        }
+        while self.retry.front().is_some_and(|(due, _, _)| *due <= now) {
+            let Some((_, c, q)) = self.retry.pop_front() else {
+                break;
+            };
+            if let (Some(&(dest, sent_ns)), true) = (self.clients[c].pending.get(&q), eng.is_ready(c)) {
+                self.queue_send(eng, c, q, dest, sent_ns);
+            }
+        }
+    }
+
+    /// A random connected client among `from..to`, if one is found quickly.
+    fn pick_ready(&mut self, eng: &Engine, from: usize, to: usize) -> Option<usize> {
+        (0..PICKS).map(|_| from + self.rng.below((to - from) as u64) as usize).find(|&c| eng.is_ready(c))
+    }
+
+    fn send_direct(&mut self, eng: &mut Engine) {
+        let n = self.clients.len();
+        let Some(from) = self.pick_ready(eng, 0, n) else {
+            self.counts.no_sender += 1;
+            return;
+        };
+        let mut to = self.rng.below(n as u64 - 1) as usize;
+        if to >= from {
+            to += 1;
+        }
+        self.counts.direct_sent += 1;
+        self.send(eng, from, Dest::User(to as u32));
+    }
+
+    fn send_group(&mut self, eng: &mut Engine) {
+        let set = self.rng.below(self.ids.len() as u64) as usize;
+        let Some(from) = self.pick_ready(eng, set * self.gm, (set + 1) * self.gm) else {
+            self.counts.no_sender += 1;
+            return;
+        };
+        self.counts.group_sent += 1;
+        self.send(eng, from, Dest::Group);
+    }
+
+    fn send(&mut self, eng: &mut Engine, c: usize, dest: Dest) {
+        let now = now_ns();
+        let client = &mut self.clients[c];
+        client.next_q += 1;
+        let q = client.next_q;
+        client.pending.insert(q, (dest, now));
+        self.queue_send(eng, c, q, dest, now);
+        self.rec.sent(now);
+    }
+
+    /// Queues the Send of message `q`; also its resend after a reconnect (same
+    /// client_msg_id: the server answers with the original receipt if it stored it).
+    fn queue_send(&mut self, eng: &mut Engine, c: usize, q: u32, dest: Dest, sent_ns: u64) {
+        let (to, recipient) = match dest {
+            Dest::User(to) => (Target::User(eng.accounts().name(to as usize).to_string()), to),
+            Dest::Group => {
+                let set = c / self.gm;
+                (Target::Group(self.ids[set]), set as u32)
+            }
+        };
+        let stamp = Stamp { run: self.run_id, sender: c as u32, recipient, seq: q, sent_ns };
+        let request = Request::Send {
+            to,
+            client_msg_id: (u64::from(self.run_id) << 32) | u64::from(q),
+            transient: false,
+            content: Content { kind: MediaKind::Text, body: stamp.encode(self.size), media: None },
+        };
+        eng.send(c, q, request);
+    }
+
+    fn disconnect_one(&mut self, eng: &mut Engine, now: u64) {
+        let n = self.clients.len();
+        let Some(c) = self.pick_ready(eng, 0, n) else {
+            return;
+        };
+        if self.rng.below(2) == 0 && self.clients[c].drop_on_message == 0 {
+            self.clients[c].drop_on_message = now + 1_000_000_000;
+        } else {
+            self.disconnect(eng, c, now);
+        }
+    }
+
+    fn disconnect(&mut self, eng: &mut Engine, c: usize, now: u64) {
+        self.clients[c].drop_on_message = 0;
+        self.session_ended(eng, c);
+        eng.close(c);
+        self.counts.disconnects += 1;
+        let back = now + self.rng.below(self.away_ns.max(1));
+        self.comebacks.push(Reverse((back, c)));
+    }
+
+    /// Reconnects client `c` unless it is connected or connecting.
+    fn comeback(&mut self, eng: &mut Engine, c: usize) {
+        if eng.conns.get(c).is_some_and(|conn| conn.state != crate::engine::State::Idle) {
+            return;
+        }
+        if let Err(fault) = eng.connect(c, c, Auth::Auto) {
+            self.rec.error(&fault.kind());
+            self.retry_later(c, now_ns());
+        }
+    }
+
+    fn retry_later(&mut self, c: usize, now: u64) {
+        let client = &mut self.clients[c];
+        client.failures += 1;
+        self.counts.failed_reconnects += 1;
+        let backoff = (100_000_000u64 << client.failures.min(16)).min(MAX_BACKOFF_NS);
+        self.comebacks.push(Reverse((now + backoff, c)));
+    }
+
+    /// The session of `c` is over: remember what it received and what the server confirmed.
+    fn session_ended(&mut self, eng: &Engine, c: usize) {
+        let conn = &eng.conns[c];
+        let group = self.group_of(c).and_then(|set| conn.group(self.ids[set])).map_or(0, |g| g.ack_confirmed);
+        let client = &mut self.clients[c];
+        for (track, confirmed) in client.tracks.iter_mut().zip([conn.ack_confirmed, group]) {
+            track.session_ended(confirmed);
+        }
+    }
+
+    fn group_of(&self, c: usize) -> Option<usize> {
+        (c < self.members).then_some(c / self.gm)
+    }
+
+    /// Receipted deliveries not (yet) made: direct, then each other member of a group.
+    fn missing(&self) -> u64 {
+        let mut missing = 0;
+        for (g, client) in self.clients.iter().enumerate() {
+            missing += client.receipted_direct.count_missing_from(&client.delivered_direct);
+            if let Some(set) = self.group_of(g) {
+                for r in set * self.gm..(set + 1) * self.gm {
+                    if r != g {
+                        missing +=
+                            client.receipted_group.count_missing_from(&self.clients[r].from_members[g % self.gm]);
+                    }
+                }
+            }
+        }
+        missing
+    }
+
+    fn unanswered(&self) -> u64 {
+        self.clients.iter().map(|c| c.pending.len() as u64).sum()
+    }
+
+    fn all_back(&self, eng: &Engine) -> bool {
+        (0..self.clients.len()).all(|c| eng.is_ready(c))
+    }
+
+    fn check(&self) -> Correctness {
+        let mut c = Correctness { lost: self.missing(), ..Correctness::default() };
+        for (g, client) in self.clients.iter().enumerate() {
+            c.delivered_unreceipted += client.delivered_direct.count_missing_from(&client.receipted_direct);
+            if let Some(set) = self.group_of(g) {
+                for r in set * self.gm..(set + 1) * self.gm {
+                    if r != g {
+                        let got = &self.clients[r].from_members[g % self.gm];
+                        c.delivered_unreceipted += got.count_missing_from(&client.receipted_group);
+                    }
+                }
+            }
+        }
+        c.unanswered_sends = self.unanswered();
+        c.duplicated = self.counts.duplicated;
+        c.redelivered = self.counts.redelivered;
+        c.misrouted = self.counts.misrouted;
+        c.stale = self.rec.stale;
+        c.reconnects = self.counts.reconnects;
+        c
+    }
+}
+
+/// How many events of a steady `rate` are due by now, given `done` so far; more than a
+/// second behind, the backlog is skipped rather than burst.
+fn budget(done: &mut u64, due: f64, rate: f64) -> u64 {
+    let due = due as u64;
+    let limit = rate.max(1.0) as u64;
+    if due > *done + limit {
+        *done = due - limit;
+    }
+    let n = due.saturating_sub(*done);
+    *done += n;
+    n
+}
+
+impl Handler for Soak {
+    fn ready(&mut self, eng: &mut Engine, c: usize, now: u64) {
+        let client = &mut self.clients[c];
+        client.failures = 0;
+        client.session_started_ns = now;
+        self.counts.reconnects += 1;
+        self.rec.completed(now);
+        self.rec.latency("reconnect", Line::Off, eng.conns[c].setup_started_ns, now);
+        let mut pending: Vec<(u32, (Dest, u64))> = client.pending.iter().map(|(q, v)| (*q, *v)).collect();
+        pending.sort_unstable_by_key(|(q, _)| *q);
+        for (q, (dest, sent_ns)) in pending {
+            self.queue_send(eng, c, q, dest, sent_ns);
+        }
+    }
+
+    fn message(&mut self, eng: &mut Engine, c: usize, msg: Message, now: u64) {
+        self.receive(eng, c, &msg, now);
+        if self.clients[c].drop_on_message != 0 && self.traffic {
+            // Gone before the ack of this message is written: it must come again.
+            self.counts.disconnects_unacked += 1;
+            self.disconnect(eng, c, now);
+        }
+    }
+
+    fn reply(&mut self, eng: &mut Engine, c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64) {
+        self.answer(eng, c, request_id, reply, now);
+    }
+
+    fn down(&mut self, eng: &mut Engine, c: usize, was_ready: bool, fault: Fault, now: u64) {
+        if was_ready {
+            // Not one of ours: the server (or the network) ended it. Back at once.
+            self.session_ended(eng, c);
+            self.counts.server_drops += 1;
+            self.rec.error(&format!("dropped:{}", fault.kind()));
+            self.comebacks.push(Reverse((now, c)));
+        } else {
+            self.rec.error(&fault.kind());
+            self.retry_later(c, now);
+        }
+    }
+}
+
+impl Soak {
+    fn receive(&mut self, eng: &mut Engine, c: usize, msg: &Message, now: u64) {
+        let track = match msg.conversation {
+            Conversation::Inbox => 0,
+            Conversation::Group(id) if self.group_of(c).is_some_and(|set| self.ids[set] == id) => 1,
+            // A group of an earlier run, on its way out.
+            Conversation::Group(_) => {
+                self.rec.stale += 1;
+                return;
+            }
+        };
+        let redelivery = self.clients[c].tracks[track].arrived(msg.seq);
+        if msg.event.is_some() {
+            self.counts.events += 1;
+            return;
+        }
+        let stamp = match Stamp::decode(&msg.content.body) {
+            Some(stamp) if stamp.run == self.run_id => stamp,
+            Some(_) => {
+                self.rec.stale += 1;
+                return;
+            }
+            None => {
+                self.rec.error("foreign_message");
+                return;
+            }
+        };
+        let g = stamp.sender as usize;
+        if g >= self.clients.len() || msg.from != eng.accounts().name(g) {
+            self.counts.misrouted += 1;
+            return;
+        }
+        let fresh = if track == 0 {
+            if stamp.recipient as usize != c {
+                self.counts.misrouted += 1;
+                return;
+            }
+            self.clients[g].delivered_direct.insert(stamp.seq)
+        } else {
+            let set = c / self.gm;
+            if g == c || self.group_of(g) != Some(set) || stamp.recipient as usize != set {
+                self.counts.misrouted += 1;
+                return;
+            }
+            self.clients[c].from_members[g % self.gm].insert(stamp.seq)
+        };
+        if !fresh {
+            if redelivery {
+                self.counts.redelivered += 1;
+            } else {
+                self.counts.duplicated += 1;
+            }
+            return;
+        }
+        if track == 0 {
+            self.counts.direct_delivered += 1;
+        } else {
+            self.counts.group_delivered += 1;
+        }
+        self.rec.delivered(now);
+        // Messages that waited for their recipient to come back are not the server's latency.
+        if self.clients[c].session_started_ns <= stamp.sent_ns {
+            self.rec.latency("delivery", Line::Main, stamp.sent_ns, now);
+        } else {
+            self.rec.latency("delivery_after_reconnect", Line::Off, stamp.sent_ns, now);
+        }
+    }
+
+    fn answer(&mut self, eng: &mut Engine, c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64) {
+        let Some(&(dest, sent_ns)) = self.clients[c].pending.get(&request_id) else {
+            self.rec.error("unexpected:reply_to_unknown_send");
+            return;
+        };
+        if reply == Err(ErrorCode::RateLimited) {
+            self.rec.error("send:RateLimited(retried)");
+            self.retry.push_back((now + RETRY_AFTER_NS, c, request_id));
+            return;
+        }
+        self.clients[c].pending.remove(&request_id);
+        match reply {
+            Ok(Reply::Sent { seq, duplicate, .. }) => {
+                if duplicate {
+                    self.counts.duplicate_receipts += 1;
+                }
+                let client = &mut self.clients[c];
+                let fresh = match dest {
+                    Dest::User(_) => client.receipted_direct.insert(request_id),
+                    Dest::Group => client.receipted_group.insert(request_id),
+                };
+                if dest == Dest::Group {
+                    let id = self.ids[c / self.gm];
+                    eng.group_own(c, id, seq);
+                }
+                if fresh {
+                    match dest {
+                        Dest::User(_) => self.counts.direct_receipted += 1,
+                        Dest::Group => self.counts.group_receipted += 1,
+                    }
+                    self.rec.receipted(now);
+                    self.rec.latency("receipt", Line::Receipt, sent_ns, now);
+                }
+            }
+            Ok(_) => self.rec.error("unexpected:reply_to_send"),
+            Err(code) => self.rec.error(&format!("send:{code:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redelivery_needs_a_new_session_and_no_confirmed_ack() {
+        let mut t = Track::default();
+        for seq in 1..=5 {
+            assert!(!t.arrived(seq), "first session: nothing is a redelivery");
+        }
+        assert!(!t.arrived(5), "a repeat within the session is a duplicate");
+        t.session_ended(3);
+        assert!(!t.arrived(3), "acked and confirmed: must not come again");
+        let mut t2 = Track::default();
+        for seq in 1..=5 {
+            t2.arrived(seq);
+        }
+        t2.session_ended(3);
+        assert!(t2.arrived(4), "received, not acked, next session: a redelivery");
+        assert!(!t2.arrived(4), "but only once in that session");
+        assert!(t2.arrived(5));
+        assert!(!t2.arrived(6), "never received before: a repeat of it is a second copy");
+    }
+
+    #[test]
+    fn budget_paces_and_skips_a_long_backlog() {
+        let mut done = 0;
+        assert_eq!(budget(&mut done, 2.5, 10.0), 2);
+        assert_eq!(budget(&mut done, 2.9, 10.0), 0);
+        assert_eq!(budget(&mut done, 100.0, 10.0), 10, "more than a second behind: one second's worth");
+        assert_eq!(done, 100);
+    }
+}
