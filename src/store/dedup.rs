@@ -5,7 +5,7 @@
 //! DedupEntry)>`. The server loads the unexpired ones into memory at start
 //! ([`crate::worker::DedupIndex`]); lookups never touch disk.
 
-use super::{decode, encode, read_u64, DedupEntry, Store, StoreResult};
+use super::{decode, encode, DedupEntry, Store, StoreResult};
 
 /// One remembered send: who sent it, with which client id, and what it produced.
 pub type DedupRecord = (u64, u64, DedupEntry);
@@ -35,13 +35,15 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut pruned = 0;
         for entry in self.dedup.range(..before_ms.to_be_bytes()) {
-            let (key, _) = entry?;
-            read_u64("dedup", &key[..8])?;
-            batch.remove(key);
+            batch.remove(entry?.0);
             pruned += 1;
         }
-        self.dedup.apply_batch(batch)?;
+        // An empty sled batch still writes a manifest to the log.
+        if pruned > 0 {
+            self.dedup.apply_batch(batch)?;
+        }
         Ok(pruned)
+
     }
 }
 

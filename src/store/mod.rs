@@ -204,11 +204,18 @@ impl Store {
     /// Revokes every token of the user (logout, password change).
     pub fn revoke_tokens(&self, uid: u64) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
+        let mut any = false;
         for entry in self.tokens.scan_prefix(uid.to_be_bytes()) {
             batch.remove(entry?.0);
+            any = true;
         }
-        self.tokens.apply_batch(batch)?;
+        // One batch, so a crash never leaves some tokens revoked and others not; none at
+        // all when there is nothing to revoke (an empty batch still writes to the log).
+        if any {
+            self.tokens.apply_batch(batch)?;
+        }
         Ok(())
+
     }
 
     pub fn group_count(&self) -> u64 {
