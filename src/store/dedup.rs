@@ -43,7 +43,6 @@ impl Store {
             self.dedup.apply_batch(batch)?;
         }
         Ok(pruned)
-
     }
 }
 

@@ -215,7 +215,6 @@ impl Store {
             self.tokens.apply_batch(batch)?;
         }
         Ok(())
-
     }
 
     pub fn group_count(&self) -> u64 {

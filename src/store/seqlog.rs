@@ -132,7 +132,6 @@ impl SeqLog {
         Ok(next)
     }
 
-
     /// Deletes every message at or below its owner's floor (garbage a crash left behind);
     /// returns how many.
     pub fn collect_all(&self) -> StoreResult<u64> {

@@ -128,17 +128,7 @@ impl Worker {
         if self.earlier_send(conn, request_id, from, client_msg_id, id)? {
             return Ok(());
         }
-        self.received(1);
-        let message_id = self.shared.store.next_id()?;
-        let stored = StoredMessage {
-            message_id,
-            from: from.name.to_string(),
-            sender: SenderKind::User,
-            timestamp_ms: now_ms(),
-            content,
-            event: None,
-            except: None,
-        };
+        let stored = self.user_message(from, content)?;
         let seq = self.group(id)?.last_seq + 1;
         self.store_message(
             Conversation::Group(id),
@@ -284,17 +274,22 @@ impl Worker {
         }
     }
 
-    pub fn ack_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64, up_to: u64) -> Handled {
+    /// The group's last sequence and a member's cursor.
+    fn member_cursor(&mut self, id: u64, name: &str) -> Result<(u64, &mut Cursor), Refusal> {
         let group = self.group(id)?;
-        let last_seq = group.last_seq;
         let member = group
             .members
-            .get_mut(&user.name)
+            .get_mut(name)
             .ok_or_else(|| Refusal::new(ErrorCode::NotAMember, "not a member of this group"))?;
+        Ok((group.last_seq, &mut member.cursor))
+    }
+
+    pub fn ack_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64, up_to: u64) -> Handled {
+        let (last_seq, cursor) = self.member_cursor(id, &user.name)?;
         if up_to > last_seq {
             return Err(beyond("ack", up_to, last_seq));
         }
-        if member.cursor.ack(up_to) {
+        if cursor.ack(up_to) {
             self.shared.store.put_group_ack(id, &user.name, up_to)?;
             self.batch.dirty = true;
             self.trim_group(id)?;
@@ -305,13 +300,8 @@ impl Worker {
     }
 
     pub fn resync_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64, after: u64) -> Handled {
-        let group = self.group(id)?;
-        let last_seq = group.last_seq;
-        let member = group
-            .members
-            .get_mut(&user.name)
-            .ok_or_else(|| Refusal::new(ErrorCode::NotAMember, "not a member of this group"))?;
-        let after = resync(&mut member.cursor, last_seq, after)?;
+        let (last_seq, cursor) = self.member_cursor(id, &user.name)?;
+        let after = resync(cursor, last_seq, after)?;
         self.batch.reply(
             conn,
             request_id,

@@ -259,17 +259,7 @@ impl Worker {
         if self.earlier_send(conn, request_id, from, client_msg_id, uid)? {
             return Ok(());
         }
-        self.received(1);
-        let message_id = self.shared.store.next_id()?;
-        let stored = StoredMessage {
-            message_id,
-            from: from.name.to_string(),
-            sender: SenderKind::User,
-            timestamp_ms: now_ms(),
-            content,
-            event: None,
-            except: None,
-        };
+        let stored = self.user_message(from, content)?;
         let state = self.users.get(to).expect("user_state loaded the user");
         let (uid, seq) = (state.uid, state.last_seq + 1);
         self.store_message(Conversation::Inbox, uid, seq, &stored, Some((conn, request_id, from.uid, client_msg_id)))?;
@@ -342,6 +332,20 @@ impl Worker {
         let record = (sender, client_msg_id, entry);
         self.shared.dedup.insert(record, entry.timestamp_ms);
         self.batch.dedup.push(record);
+    }
+
+    /// A new message from a user, counted as received.
+    pub fn user_message(&self, from: &SessionUser, content: Content) -> Result<StoredMessage, Refusal> {
+        self.received(1);
+        Ok(StoredMessage {
+            message_id: self.shared.store.next_id()?,
+            from: from.name.to_string(),
+            sender: SenderKind::User,
+            timestamp_ms: now_ms(),
+            content,
+            event: None,
+            except: None,
+        })
     }
 
     pub fn received(&self, n: u64) {
