@@ -107,6 +107,9 @@ pub struct Config {
     /// ...at most, and for how many sends at most (memory bound; the window shrinks to
     /// this many sends under heavy traffic).
     pub dedup_capacity: usize,
+    /// sled's page cache, in bytes: the main part of the server's memory besides
+    /// connections (sled's own default is 1 GiB).
+    pub cache_bytes: u64,
 }
 
 impl Default for Config {
@@ -144,6 +147,7 @@ impl Default for Config {
             stats_interval: Duration::from_secs(60),
             dedup_window: Duration::from_secs(24 * 3600),
             dedup_capacity: 1_000_000,
+            cache_bytes: 256 * 1024 * 1024,
         }
     }
 }

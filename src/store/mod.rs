@@ -75,12 +75,23 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store. Fails if another process holds the directory.
+    /// Opens (or creates) the store with sled's default cache. Fails if another process
+    /// holds the directory.
     pub fn open(dir: &Path) -> StoreResult<Store> {
+        Store::open_with_cache(dir, 1024 * 1024 * 1024)
+    }
+
+    /// Opens (or creates) the store with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> StoreResult<Store> {
         // No background flushing: every durable write is flushed by the batch that made it
         // (group commit), and a background flush only competes with those for the disk.
         // What is written without a flush (migrations, deletions) is redone at start.
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).flush_every_ms(None).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
+            .open()?;
 
         Ok(Store {
             accounts: db.open_tree("accounts")?,

@@ -95,6 +95,9 @@ struct Flags {
     /// Seconds between statistics lines in the log; 0 turns them off.
     #[arg(long, default_value_t = 60)]
     stats_interval: u64,
+    /// The storage engine's page cache, in MiB.
+    #[arg(long, default_value_t = 256)]
+    cache_mib: u64,
 }
 
 impl Flags {
@@ -122,6 +125,7 @@ impl Flags {
             max_room_members: self.max_room_members,
             broadcast_by_anyone: self.broadcast_by_anyone,
             stats_interval: Duration::from_secs(self.stats_interval),
+            cache_bytes: self.cache_mib.max(1) * 1024 * 1024,
             ..Config::default()
         }
     }
