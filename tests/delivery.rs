@@ -262,3 +262,41 @@ fn catch_up_and_live_traffic_form_one_gap_free_stream() {
     }
     sender.join().unwrap();
 }
+
+/// Waits (bounded) until the workers have migrated every journal value: nothing a client
+/// can see proves it, so the store is asked.
+fn migrated(server: &TestServer) -> bool {
+    let store = server.server().store();
+    for _ in 0..600 {
+        if store.inbox.staged_len() == 0 {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn journaled_messages_migrate_into_the_log_and_acked_ones_are_gone() {
+    let server = TestServer::start();
+    server.register(&["bob"]);
+    let mut alice = server.user("alice");
+    let mut carol = server.user("carol");
+    // Carol reads and acknowledges at once; bob is offline.
+    for i in 1..=5u64 {
+        alice.send_text("carol", i, &format!("c{i}")).unwrap();
+        alice.send_text("bob", i, &format!("b{i}")).unwrap();
+    }
+    receive(&mut carol, 5);
+    carol.ack(5).unwrap();
+    assert!(migrated(&server), "journal values were not migrated");
+    // Bob's five are in his log now (read back from it); carol's acknowledged ones are
+    // not stored anywhere.
+    let store = server.server().store();
+    assert_eq!(store.stats().unwrap().stored_messages, 5);
+    let bob_uid = store.account("bob").unwrap().unwrap().user_id;
+    assert_eq!(store.inbox.read(bob_uid, 0, 10).unwrap().len(), 5);
+    let mut bob = server.login("bob");
+    let texts: Vec<_> = receive(&mut bob, 5).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(texts, ["b1", "b2", "b3", "b4", "b5"]);
+}
