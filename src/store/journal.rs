@@ -169,13 +169,17 @@ mod tests {
                 store.inbox.stage(9, seq, message("x"));
                 buffer.add(LogId::Inbox, 9, seq, &message("x"));
             }
+            store.group_log.stage(40, 1, message("to the group"));
+            buffer.add(LogId::Group, 40, 1, &message("to the group"));
             store.journal_write(&buffer).unwrap();
             store.inbox.raise_floor(9, 1).unwrap();
             store.flush().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.journal_recover().unwrap(), 2, "the acked one stays gone");
+        assert_eq!(store.journal_recover().unwrap(), 3, "the acked one stays gone");
         assert_eq!(store.inbox.read(9, 0, 10).unwrap().iter().map(|(q, _)| *q).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(store.group_log.read(40, 0, 10).unwrap()[0].1, message("to the group"));
+
         assert_eq!(store.journal_recover().unwrap(), 0);
     }
 }
