@@ -30,7 +30,6 @@ pub struct Server {
     addr: SocketAddr,
     handle: LoopHandle,
     store: Store,
-    directory: Directory,
     rooms: RoomList,
     event_loop: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
@@ -52,7 +51,6 @@ impl Server {
         let config = Arc::new(config);
         let (hasher, hashers) = Hasher::start(config.hash_threads, config.hash_cost);
         let (to_loop, from_workers) = crossbeam_channel::unbounded();
-        let directory = Directory::default();
         let outbox = Outbox::new(to_loop, waker.clone());
         let rooms = RoomList::default();
         // Messages journaled but not migrated when the last run ended, then acknowledged
@@ -75,7 +73,7 @@ impl Server {
             store: store.clone(),
             hasher,
             outbox,
-            directory: directory.clone(),
+            directory: Directory::default(),
             rooms: rooms.clone(),
             throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
             metrics: metrics.clone(),
@@ -86,7 +84,7 @@ impl Server {
         let (event_loop, handle) = EventLoop::new(poll, listener, waker, pool, from_workers, config.clone(), metrics);
         let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
         info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
-        Ok(Server { addr, handle, store, directory, rooms, event_loop, workers, hashers })
+        Ok(Server { addr, handle, store, rooms, event_loop, workers, hashers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -101,11 +99,6 @@ impl Server {
     /// The store, for tests and tools that inspect what is on disk.
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// Number of users online now.
-    pub fn online(&self) -> usize {
-        self.directory.count()
     }
 
     /// Number of rooms with members now.
