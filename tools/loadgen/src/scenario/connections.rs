@@ -13,6 +13,7 @@
 //! 4. Hold them for `--hold` seconds (pinging if that outlasts the heartbeat), then read
 //!    the RSS again ("after").
 
+use super::common::{cpu, log_in_all, report};
 use super::{establish, idle_for, seconds_flag, Ctx, Quiet, Slots};
 use crate::cli::ConnectionsArgs;
 use crate::clock::{now_ns, secs};
@@ -20,7 +21,7 @@ use crate::engine::{Auth, Engine, Handler};
 use crate::error::{Error, Fault};
 use crate::procfs::Monitor;
 use crate::progress::Progress;
-use crate::report::{rate, Correctness, Cpu, Report};
+use crate::report::{rate, Correctness, Report};
 use crate::stats::Recorder;
 use confab::protocol::{ErrorCode, Message, Reply};
 use std::time::Duration;
@@ -40,18 +41,7 @@ pub fn run(ctx: &Ctx, args: &ConnectionsArgs) -> Result<Report, Error> {
     let rss_start = monitor_pid.and_then(crate::procfs::rss_kib);
     let all: Vec<usize> = (0..args.count).collect();
 
-    let prepared = establish(
-        &mut eng,
-        &all,
-        Auth::Auto,
-        Slots::Recycle,
-        ctx.concurrency(),
-        ctx.setup_deadline(),
-        None,
-        Some("accounts prepared"),
-    )?;
-    ctx.save_accounts(&mut accounts, &[&eng])?;
-    prepared.require_all()?;
+    let prepared = log_in_all(ctx, &mut eng, &mut accounts, args.count, Slots::Recycle, "accounts prepared")?;
     // Let the server reap the preparation's connections before the baseline.
     idle_for(&mut eng, &mut Quiet, Duration::from_millis(1000))?;
     let rss_before = monitor_pid.and_then(crate::procfs::rss_kib);
@@ -127,24 +117,13 @@ pub fn run(ctx: &Ctx, args: &ConnectionsArgs) -> Result<Report, Error> {
     correctness.ok = opened.failed == 0 && hold.dropped == 0;
     let phases_ns = [("setup", origin), ("hold", setup_end)];
     let report = Report {
-        scenario: "connections",
-        server: ctx.server(),
-        run_id: ctx.run_id,
-        params: serde_json::to_value(args).unwrap_or_default(),
-        sent: 0,
-        receipted: 0,
-        delivered: 0,
         measured_seconds: setup_seconds,
-        sent_per_sec: 0.0,
-        receipted_per_sec: 0.0,
-        delivered_per_sec: 0.0,
-        latency_ms: rec.percentiles(),
-        errors: rec.errors.clone(),
         correctness,
-        cpu: Cpu { loadgen_percent: loadgen_cpu, server_percent: server_cpu },
+        cpu: cpu((loadgen_cpu, server_cpu)),
         details,
         per_second: rec.seconds(&phases_ns, &monitor.per_second()),
         phases: vec![("setup", 0.0), ("hold", secs(setup_end - origin))],
+        ..report(ctx, "connections", serde_json::to_value(args).unwrap_or_default(), &rec)
     };
     Ok(report)
 }

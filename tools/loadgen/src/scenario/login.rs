@@ -4,14 +4,15 @@
 //! `--parallel` of them in flight, rotating over `--accounts` prepared accounts.
 //! The latency is from the login request to its LoggedIn reply.
 
-use super::{establish, idle_for, seconds_flag, Ctx, Quiet, Slots};
+use super::common::{cpu, log_in_all, report};
+use super::{idle_for, seconds_flag, Ctx, Quiet, Slots};
 use crate::cli::LoginArgs;
 use crate::clock::{now_ns, secs};
 use crate::engine::{Auth, Engine, Handler};
 use crate::error::{Error, Fault};
 use crate::procfs::Monitor;
 use crate::progress::Progress;
-use crate::report::{rate, Correctness, Cpu, Report};
+use crate::report::{rate, Correctness, Report};
 use crate::stats::{Line, Recorder};
 use confab::protocol::{ErrorCode, Message, Reply};
 use std::time::Duration;
@@ -28,19 +29,7 @@ pub fn run(ctx: &Ctx, args: &LoginArgs) -> Result<Report, Error> {
     ctx.check_fd_limit(args.parallel.max(ctx.concurrency()))?;
     let mut accounts = ctx.load_accounts(args.accounts)?;
     let mut eng = ctx.engine(accounts.clone(), args.parallel)?;
-    let all: Vec<usize> = (0..args.accounts).collect();
-    let prepared = establish(
-        &mut eng,
-        &all,
-        Auth::Auto,
-        Slots::Recycle,
-        ctx.concurrency(),
-        ctx.setup_deadline(),
-        None,
-        Some("accounts prepared"),
-    )?;
-    ctx.save_accounts(&mut accounts, &[&eng])?;
-    prepared.require_all()?;
+    log_in_all(ctx, &mut eng, &mut accounts, args.accounts, Slots::Recycle, "accounts prepared")?;
     idle_for(&mut eng, &mut Quiet, Duration::from_millis(300))?;
 
     let mut monitor = Monitor::new(ctx.common.server_pid);
@@ -107,28 +96,16 @@ pub fn run(ctx: &Ctx, args: &LoginArgs) -> Result<Report, Error> {
         details[format!("{name}s_per_sec")] = serde_json::json!(rate(*count, seconds));
         details[format!("{name}_cpu_percent")] = serde_json::json!({ "loadgen": loadgen, "server": server });
     }
-    let (loadgen_cpu, server_cpu) = monitor.cpu_between(0, 3);
     let mut correctness = Correctness { stale: rec.stale, ..Correctness::default() };
     correctness.judge();
     Ok(Report {
-        scenario: "login",
-        server: ctx.server(),
-        run_id: ctx.run_id,
-        params: serde_json::to_value(args).unwrap_or_default(),
-        sent: 0,
-        receipted: 0,
-        delivered: 0,
         measured_seconds: seconds,
-        sent_per_sec: 0.0,
-        receipted_per_sec: 0.0,
-        delivered_per_sec: 0.0,
-        latency_ms: rec.percentiles(),
-        errors: rec.errors.clone(),
         correctness,
-        cpu: Cpu { loadgen_percent: loadgen_cpu, server_percent: server_cpu },
+        cpu: cpu(monitor.cpu_between(0, 3)),
         details,
         per_second: rec.seconds(&phases, &monitor.per_second()),
         phases: phases.iter().map(|(name, t)| (*name, secs(t - origin))).collect(),
+        ..report(ctx, "login", serde_json::to_value(args).unwrap_or_default(), &rec)
     })
 }
 

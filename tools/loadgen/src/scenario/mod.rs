@@ -5,8 +5,11 @@
 //! [`Engine`]s, drives them with a [`Handler`] of its own, and fills in the report. Adding
 //! one means a new module here, a variant in `cli::Scenario`, and a line in `main`.
 //! `group` and `room` share their driver, `fanout`; setup steps that are plain requests
-//! and answers (creating groups, joining rooms) go through [`call_all`].
+//! and answers (creating groups, joining rooms) go through [`call_all`]. What the message
+//! scenarios repeat (logins, report fields, stamped sends, retries) lives in `common`, and
+//! the multi-threaded frame `direct` and `fanout` share in `threaded`.
 
+mod common;
 pub mod connections;
 pub mod direct;
 mod fanout;
@@ -15,6 +18,7 @@ pub mod login;
 pub mod offline;
 pub mod room;
 pub mod soak;
+mod threaded;
 
 use crate::accounts::Accounts;
 use crate::cli::{source_addrs, Common};

@@ -10,7 +10,8 @@
 //!    The drain rate is messages delivered / time from the first login request to the
 //!    last message.
 
-use super::{establish, idle_for, seconds_flag, Ctx, Quiet, Slots};
+use super::common::{cpu, log_in_all, receipt, report, settle, stored_send, this_run, Reconnects, Retries};
+use super::{idle_for, seconds_flag, Ctx, Quiet, Slots};
 use crate::bitset::BitSet;
 use crate::cli::OfflineArgs;
 use crate::clock::{now_ns, secs};
@@ -19,15 +20,11 @@ use crate::error::{Error, Fault};
 use crate::payload::{Stamp, STAMP_LEN};
 use crate::procfs::Monitor;
 use crate::progress::Progress;
-use crate::report::{rate, Correctness, Cpu, Report};
+use crate::report::{rate, Correctness, Report};
 use crate::stats::{Line, Recorder};
-use confab::protocol::{Content, ErrorCode, MediaKind, Message, Reply, Request, Target};
-use std::collections::{HashMap, VecDeque};
+use confab::protocol::{ErrorCode, Message, Reply, Target};
+use std::collections::HashMap;
 use std::time::Duration;
-
-const RECONNECTS_PER_USER: u8 = 3;
-/// A send the server refused with RateLimited is sent again (unchanged) this much later.
-const RETRY_AFTER_NS: u64 = 20_000_000;
 
 pub fn run(ctx: &Ctx, args: &OfflineArgs) -> Result<Report, Error> {
     if args.users == 0 || args.senders == 0 || args.messages == 0 || args.window == 0 {
@@ -45,19 +42,7 @@ pub fn run(ctx: &Ctx, args: &OfflineArgs) -> Result<Report, Error> {
     ctx.check_fd_limit(users + senders)?;
     let mut accounts = ctx.load_accounts(users + senders)?;
     let mut eng = ctx.engine(accounts.clone(), users + senders)?;
-    let all: Vec<usize> = (0..users + senders).collect();
-    let est = establish(
-        &mut eng,
-        &all,
-        Auth::Auto,
-        Slots::KeepOpen,
-        ctx.concurrency(),
-        ctx.setup_deadline(),
-        None,
-        Some("accounts logged in"),
-    )?;
-    ctx.save_accounts(&mut accounts, &[&eng])?;
-    est.require_all()?;
+    let est = log_in_all(ctx, &mut eng, &mut accounts, users + senders, Slots::KeepOpen, "accounts logged in")?;
     for c in 0..users {
         eng.close(c);
     }
@@ -84,10 +69,9 @@ pub fn run(ctx: &Ctx, args: &OfflineArgs) -> Result<Report, Error> {
         last_delivery: 0,
         user_done_at: vec![0; users],
         user_received: vec![0; users],
-        reconnects_left: vec![RECONNECTS_PER_USER; users],
-        reconnects: 0,
+        reconnects: Reconnects::new(users),
         misrouted: 0,
-        retry: VecDeque::new(),
+        retry: Retries::default(),
     };
 
     // Fill.
@@ -127,9 +111,8 @@ pub fn run(ctx: &Ctx, args: &OfflineArgs) -> Result<Report, Error> {
     progress.finish();
     let drain_end = h.last_delivery.max(drain_start);
     monitor.mark(drain_end.max(now_ns()));
-    let until = now_ns() + 500_000_000;
-    while !eng.acks_settled() && now_ns() < until {
-        eng.turn(Some(Duration::from_millis(5)), &mut h).map_err(Error::Poll)?;
+    if !eng.acks_settled() {
+        settle(&mut eng, &mut h, Duration::from_millis(500))?;
     }
     monitor.tick(now_ns());
     ctx.save_accounts(&mut accounts, &[&eng])?;
@@ -142,7 +125,7 @@ pub fn run(ctx: &Ctx, args: &OfflineArgs) -> Result<Report, Error> {
     }
     correctness.duplicated = h.rec.duplicated;
     correctness.stale = h.rec.stale + est.stale;
-    correctness.reconnects = h.reconnects;
+    correctness.reconnects = h.reconnects.made;
     correctness.misrouted = h.misrouted;
     correctness.judge();
 
@@ -158,7 +141,6 @@ pub fn run(ctx: &Ctx, args: &OfflineArgs) -> Result<Report, Error> {
     let fill_seconds = secs(fill_end - origin);
     let drain_seconds = secs(drain_end - drain_start);
     let (fill_cpu_loadgen, fill_cpu_server) = monitor.cpu_between(0, 1);
-    let (loadgen_cpu, server_cpu) = monitor.cpu_between(1, 2);
     let details = serde_json::json!({
         "users": users,
         "senders": senders,
@@ -171,24 +153,16 @@ pub fn run(ctx: &Ctx, args: &OfflineArgs) -> Result<Report, Error> {
     });
     let phases_ns = [("fill", origin), ("drain", drain_start)];
     Ok(Report {
-        scenario: "offline",
-        server: ctx.server(),
-        run_id: ctx.run_id,
-        params: serde_json::to_value(args).unwrap_or_default(),
-        sent: rec.total.sent,
-        receipted: rec.total.receipted,
-        delivered: rec.total.delivered,
         measured_seconds: drain_seconds,
         sent_per_sec: rate(rec.total.sent, fill_seconds),
         receipted_per_sec: rate(rec.total.receipted, fill_seconds),
         delivered_per_sec: rate(rec.total.delivered, drain_seconds),
-        latency_ms: rec.percentiles(),
-        errors: rec.errors.clone(),
         correctness,
-        cpu: Cpu { loadgen_percent: loadgen_cpu, server_percent: server_cpu },
+        cpu: cpu(monitor.cpu_between(1, 2)),
         details,
         per_second: rec.seconds(&phases_ns, &monitor.per_second()),
         phases: vec![("fill", 0.0), ("drain", secs(drain_start - origin))],
+        ..report(ctx, "offline", serde_json::to_value(args).unwrap_or_default(), &rec)
     })
 }
 
@@ -216,11 +190,9 @@ struct Offline {
     /// When each user had received everything its login said was waiting.
     user_done_at: Vec<u64>,
     user_received: Vec<u64>,
-    reconnects_left: Vec<u8>,
-    reconnects: u64,
+    reconnects: Reconnects,
     misrouted: u64,
-    /// Rate-limited sends to repeat: (when, sender, sequence).
-    retry: VecDeque<(u64, usize, u32)>,
+    retry: Retries,
 }
 
 impl Offline {
@@ -243,10 +215,7 @@ impl Offline {
 
     /// Sends again the rate-limited sends whose time has come.
     fn retry_due(&mut self, eng: &mut Engine, now: u64) {
-        while self.retry.front().is_some_and(|(due, _, _)| *due <= now) {
-            let Some((_, k, q)) = self.retry.pop_front() else {
-                break;
-            };
+        while let Some((k, q)) = self.retry.due(now) {
             if let Some(&sent_ns) = self.senders[k].pending.get(&q) {
                 self.queue_send(eng, k, q, sent_ns);
             }
@@ -260,13 +229,8 @@ impl Offline {
         let to = (m % self.users as u64) as usize;
         let stamp =
             Stamp { run: self.run_id, sender: (self.users + k) as u32, recipient: to as u32, seq: q, sent_ns: now };
-        let request = Request::Send {
-            to: Target::User(eng.accounts().name(to).to_string()),
-            client_msg_id: (u64::from(self.run_id) << 32) | u64::from(q),
-            transient: false,
-            content: Content { kind: MediaKind::Text, body: stamp.encode(self.size), media: None },
-        };
-        eng.send(self.users + k, q, request);
+        let target = Target::User(eng.accounts().name(to).to_string());
+        eng.send(self.users + k, q, stored_send(target, &stamp, self.size));
     }
 }
 
@@ -278,14 +242,9 @@ impl Handler for Offline {
     }
 
     fn message(&mut self, eng: &mut Engine, c: usize, msg: Message, now: u64) {
-        let Some(stamp) = Stamp::decode(&msg.content.body) else {
-            self.rec.error("foreign_message");
+        let Some(stamp) = this_run(&mut self.rec, &msg.content.body, self.run_id) else {
             return;
         };
-        if stamp.run != self.run_id {
-            self.rec.stale += 1;
-            return;
-        }
         let Some(k) = (stamp.sender as usize).checked_sub(self.users).filter(|k| *k < self.senders.len()) else {
             self.rec.error("bad_stamp");
             return;
@@ -314,8 +273,7 @@ impl Handler for Offline {
             return;
         };
         if reply == Err(ErrorCode::RateLimited) && self.senders[k].pending.contains_key(&request_id) {
-            self.rec.error("send:RateLimited(retried)");
-            self.retry.push_back((now + RETRY_AFTER_NS, k, request_id));
+            self.retry.later(&mut self.rec, now, k, request_id);
             return;
         }
         let s = &mut self.senders[k];
@@ -325,10 +283,7 @@ impl Handler for Offline {
         };
         match reply {
             Ok(Reply::Sent { .. }) => {
-                if s.receipted.insert(request_id) {
-                    self.rec.receipted(now);
-                    self.rec.latency("receipt", Line::Receipt, sent_ns, now);
-                }
+                receipt(&mut self.rec, &mut s.receipted, request_id, sent_ns, now);
             }
             Ok(_) => self.rec.error("unexpected:reply_to_send"),
             Err(code) => self.rec.error(&format!("send:{code:?}")),
@@ -341,12 +296,8 @@ impl Handler for Offline {
         if c >= self.users {
             // A sender gone mid-fill: its unanswered sends stay unanswered (reported).
             self.senders[c - self.users].gone = true;
-        } else if self.draining && self.reconnects_left[c] > 0 {
-            self.reconnects_left[c] -= 1;
-            self.reconnects += 1;
-            if let Err(fault) = eng.connect(c, c, Auth::Auto) {
-                self.rec.error(&fault.kind());
-            }
+        } else if self.draining {
+            self.reconnects.try_again(eng, &mut self.rec, c, c);
         }
     }
 }

@@ -22,25 +22,30 @@
 //! every ack the server had confirmed by then; any other repeat is a duplicate and fails
 //! the run, as does a loss.
 
+use super::common::{cpu, log_in_all, measured_report, settle, stored_send, Retries};
 use super::group::{self, group_name};
-use super::{establish, round3, seconds_flag, Ctx, Slots};
+use super::{round3, seconds_flag, Ctx, Slots};
 use crate::bitset::BitSet;
 use crate::cli::SoakArgs;
 use crate::clock::{now_ns, secs, Rng};
-use crate::engine::{Auth, Engine, Handler};
-use crate::error::{Error, Fault};
+use crate::engine::{Auth, Engine};
+use crate::error::Error;
 use crate::payload::{Stamp, STAMP_LEN};
 use crate::procfs::Monitor;
 use crate::progress::Progress;
-use crate::report::{rate, Correctness, Cpu, Report};
-use crate::stats::{Line, Recorder};
-use confab::protocol::{Content, Conversation, ErrorCode, MediaKind, Message, Reply, Request, Target};
+use crate::report::{Correctness, Report};
+use crate::stats::Recorder;
+use confab::protocol::Target;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
 
-/// A send the server refused with RateLimited is sent again (unchanged) this much later.
-const RETRY_AFTER_NS: u64 = 20_000_000;
+mod receive;
+
+use receive::Track;
+
+/// How long acks may take to be confirmed after setup and at the end.
+const ACK_SETTLE: Duration = Duration::from_secs(2);
 const PING_IDLE_NS: u64 = 15_000_000_000;
 /// The longest run accepted: a month.
 const MAX_DURATION: f64 = 30.0 * 24.0 * 3600.0;
@@ -73,20 +78,8 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     ctx.check_fd_limit(clients)?;
     let mut accounts = ctx.load_accounts(clients)?;
     let mut eng = ctx.engine(accounts.clone(), clients)?;
-    let all: Vec<usize> = (0..clients).collect();
     let setup_started = now_ns();
-    let est = establish(
-        &mut eng,
-        &all,
-        Auth::Auto,
-        Slots::KeepOpen,
-        ctx.concurrency(),
-        ctx.setup_deadline(),
-        None,
-        Some("clients logged in"),
-    )?;
-    ctx.save_accounts(&mut accounts, &[&eng])?;
-    est.require_all()?;
+    let est = log_in_all(ctx, &mut eng, &mut accounts, clients, Slots::KeepOpen, "clients logged in")?;
     let gm = args.group_members.max(1);
     let sets: Vec<Vec<usize>> = (0..args.groups).map(|s| (s * gm..(s + 1) * gm).collect()).collect();
     let names: Vec<String> = (0..args.groups).map(|s| group_name(ctx.run_id, s)).collect();
@@ -95,7 +88,7 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     } else {
         group::setup_groups(&mut eng, &sets, &names, ctx.setup_deadline(), true)?
     };
-    settle(&mut eng, &mut super::Quiet)?;
+    settle(&mut eng, &mut super::Quiet, ACK_SETTLE)?;
     let setup_seconds = secs(now_ns() - setup_started);
 
     let mut monitor = Monitor::new(ctx.common.server_pid);
@@ -130,7 +123,7 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
         next_overdue: 0,
         counts: Counts::default(),
         comebacks: BinaryHeap::new(),
-        retry: VecDeque::new(),
+        retry: Retries::default(),
     };
 
     // Traffic.
@@ -193,7 +186,7 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     }
     progress.finish();
     let drain_end = now_ns();
-    settle(&mut eng, &mut h)?;
+    settle(&mut eng, &mut h, ACK_SETTLE)?;
     if !h.ids.is_empty() {
         let owners: Vec<(usize, u64)> = h.ids.iter().enumerate().map(|(s, id)| (s * gm, *id)).collect();
         group::delete_groups(&mut eng, &owners, now_ns() + 5_000_000_000)?;
@@ -207,7 +200,6 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     let mut rec = h.rec;
     rec.add_errors(&eng.errors);
     let seconds = secs(duration_ns);
-    let (loadgen_cpu, server_cpu) = monitor.cpu_between_marks();
     let c = &h.counts;
     let mut details = serde_json::json!({
         "clients": clients,
@@ -234,72 +226,19 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     }
     let phases_ns = [("traffic", start), ("drain", end)];
     Ok(Report {
-        scenario: "soak",
-        server: ctx.server(),
-        run_id: ctx.run_id,
-        params: serde_json::to_value(args).unwrap_or_default(),
-        sent: rec.total.sent,
-        receipted: rec.total.receipted,
-        delivered: rec.total.delivered,
-        measured_seconds: seconds,
-        sent_per_sec: rate(rec.measured.sent, seconds),
-        receipted_per_sec: rate(rec.measured.receipted, seconds),
-        delivered_per_sec: rate(rec.measured.delivered, seconds),
-        latency_ms: rec.percentiles(),
-        errors: rec.errors.clone(),
         correctness,
-        cpu: Cpu { loadgen_percent: loadgen_cpu, server_percent: server_cpu },
+        cpu: cpu(monitor.cpu_between_marks()),
         details,
         per_second: rec.seconds(&phases_ns, &monitor.per_second()),
         phases: vec![("traffic", 0.0), ("drain", secs(duration_ns))],
+        ..measured_report(ctx, "soak", serde_json::to_value(args).unwrap_or_default(), &rec, seconds)
     })
-}
-
-/// Turns the engine until every connection's acks are confirmed (or two seconds passed).
-fn settle<H: Handler>(eng: &mut Engine, h: &mut H) -> Result<(), Error> {
-    let until = now_ns() + 2_000_000_000;
-    loop {
-        eng.turn(Some(Duration::from_millis(5)), h).map_err(Error::Poll)?;
-        if eng.acks_settled() || now_ns() >= until {
-            return Ok(());
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dest {
     User(u32),
     Group,
-}
-
-/// Per conversation of a client (inbox, group): what tells a redelivery from a duplicate.
-#[derive(Clone, Copy, Default)]
-struct Track {
-    /// The highest sequence received in the current session.
-    session_high: u64,
-    /// The highest sequence received in any earlier session.
-    high_before: u64,
-    /// The highest ack the server had confirmed when an earlier session ended.
-    confirmed_before: u64,
-}
-
-impl Track {
-    /// Message `seq` arrived; returns whether a repeat of it would be a redelivery: the
-    /// first arrival of `seq` in this session (pushes come in increasing order within a
-    /// session), received in an earlier session, and never acknowledged (as far as the
-    /// server had confirmed).
-    fn arrived(&mut self, seq: u64) -> bool {
-        let first_in_session = seq > self.session_high;
-        self.session_high = self.session_high.max(seq);
-        first_in_session && seq <= self.high_before && seq > self.confirmed_before
-    }
-
-    /// The session is over; `confirmed` is the highest ack the server confirmed in it.
-    fn session_ended(&mut self, confirmed: u64) {
-        self.high_before = self.high_before.max(self.session_high);
-        self.session_high = 0;
-        self.confirmed_before = self.confirmed_before.max(confirmed);
-    }
 }
 
 #[derive(Default)]
@@ -370,8 +309,7 @@ struct Soak {
     counts: Counts,
     /// Clients to reconnect: (when, client).
     comebacks: BinaryHeap<Reverse<(u64, usize)>>,
-    /// Rate-limited sends to repeat: (when, sender, sequence).
-    retry: VecDeque<(u64, usize, u32)>,
+    retry: Retries,
 }
 
 impl Soak {
@@ -410,10 +348,7 @@ impl Soak {
                 self.comeback(eng, c);
             }
         }
-        while self.retry.front().is_some_and(|(due, _, _)| *due <= now) {
-            let Some((_, c, q)) = self.retry.pop_front() else {
-                break;
-            };
+        while let Some((c, q)) = self.retry.due(now) {
             if let (Some(&(dest, sent_ns)), true) = (self.clients[c].pending.get(&q), eng.is_ready(c)) {
                 self.queue_send(eng, c, q, dest, sent_ns);
             }
@@ -470,13 +405,7 @@ impl Soak {
             }
         };
         let stamp = Stamp { run: self.run_id, sender: c as u32, recipient, seq: q, sent_ns };
-        let request = Request::Send {
-            to,
-            client_msg_id: (u64::from(self.run_id) << 32) | u64::from(q),
-            transient: false,
-            content: Content { kind: MediaKind::Text, body: stamp.encode(self.size), media: None },
-        };
-        eng.send(c, q, request);
+        eng.send(c, q, stored_send(to, &stamp, self.size));
     }
 
     fn disconnect_one(&mut self, eng: &mut Engine, now: u64) {
@@ -594,179 +523,9 @@ fn budget(done: &mut u64, due: f64, rate: f64) -> u64 {
     n
 }
 
-impl Handler for Soak {
-    fn ready(&mut self, eng: &mut Engine, c: usize, now: u64) {
-        let client = &mut self.clients[c];
-        client.failures = 0;
-        client.session_started_ns = now;
-        self.counts.reconnects += 1;
-        self.rec.completed(now);
-        self.rec.latency("reconnect", Line::Off, eng.conns[c].setup_started_ns, now);
-        let mut pending: Vec<(u32, (Dest, u64))> = client.pending.iter().map(|(q, v)| (*q, *v)).collect();
-        pending.sort_unstable_by_key(|(q, _)| *q);
-        for (q, (dest, sent_ns)) in pending {
-            self.queue_send(eng, c, q, dest, sent_ns);
-        }
-    }
-
-    fn message(&mut self, eng: &mut Engine, c: usize, msg: Message, now: u64) {
-        self.receive(eng, c, &msg, now);
-        if self.clients[c].drop_on_message != 0 && self.traffic {
-            // Gone before the ack of this message is written: it must come again.
-            self.counts.disconnects_unacked += 1;
-            self.disconnect(eng, c, now);
-        }
-    }
-
-    fn reply(&mut self, eng: &mut Engine, c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64) {
-        self.answer(eng, c, request_id, reply, now);
-    }
-
-    fn down(&mut self, eng: &mut Engine, c: usize, was_ready: bool, fault: Fault, now: u64) {
-        if was_ready {
-            // Not one of ours: the server (or the network) ended it. Back at once.
-            self.session_ended(eng, c);
-            self.counts.server_drops += 1;
-            self.rec.error(&format!("dropped:{}", fault.kind()));
-            self.comebacks.push(Reverse((now, c)));
-        } else {
-            self.rec.error(&fault.kind());
-            self.retry_later(c, now);
-        }
-    }
-}
-
-impl Soak {
-    fn receive(&mut self, eng: &mut Engine, c: usize, msg: &Message, now: u64) {
-        let track = match msg.conversation {
-            Conversation::Inbox => 0,
-            Conversation::Group(id) if self.group_of(c).is_some_and(|set| self.ids[set] == id) => 1,
-            // A group of an earlier run, on its way out.
-            Conversation::Group(_) => {
-                self.rec.stale += 1;
-                return;
-            }
-        };
-        let redelivery = self.clients[c].tracks[track].arrived(msg.seq);
-        if msg.event.is_some() {
-            self.counts.events += 1;
-            return;
-        }
-        let stamp = match Stamp::decode(&msg.content.body) {
-            Some(stamp) if stamp.run == self.run_id => stamp,
-            Some(_) => {
-                self.rec.stale += 1;
-                return;
-            }
-            None => {
-                self.rec.error("foreign_message");
-                return;
-            }
-        };
-        let g = stamp.sender as usize;
-        if g >= self.clients.len() || msg.from != eng.accounts().name(g) {
-            self.counts.misrouted += 1;
-            return;
-        }
-        let fresh = if track == 0 {
-            if stamp.recipient as usize != c {
-                self.counts.misrouted += 1;
-                return;
-            }
-            self.clients[g].delivered_direct.insert(stamp.seq)
-        } else {
-            let set = c / self.gm;
-            if g == c || self.group_of(g) != Some(set) || stamp.recipient as usize != set {
-                self.counts.misrouted += 1;
-                return;
-            }
-            self.clients[c].from_members[g % self.gm].insert(stamp.seq)
-        };
-        if !fresh {
-            if redelivery {
-                self.counts.redelivered += 1;
-            } else {
-                self.counts.duplicated += 1;
-            }
-            return;
-        }
-        if track == 0 {
-            self.counts.direct_delivered += 1;
-        } else {
-            self.counts.group_delivered += 1;
-        }
-        self.rec.delivered(now);
-        // Messages that waited for their recipient to come back are not the server's latency.
-        if self.clients[c].session_started_ns <= stamp.sent_ns {
-            self.rec.latency("delivery", Line::Main, stamp.sent_ns, now);
-        } else {
-            self.rec.latency("delivery_after_reconnect", Line::Off, stamp.sent_ns, now);
-        }
-    }
-
-    fn answer(&mut self, eng: &mut Engine, c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64) {
-        let Some(&(dest, sent_ns)) = self.clients[c].pending.get(&request_id) else {
-            self.rec.error("unexpected:reply_to_unknown_send");
-            return;
-        };
-        if reply == Err(ErrorCode::RateLimited) {
-            self.rec.error("send:RateLimited(retried)");
-            self.retry.push_back((now + RETRY_AFTER_NS, c, request_id));
-            return;
-        }
-        self.clients[c].pending.remove(&request_id);
-        match reply {
-            Ok(Reply::Sent { seq, duplicate, .. }) => {
-                if duplicate {
-                    self.counts.duplicate_receipts += 1;
-                }
-                let client = &mut self.clients[c];
-                let fresh = match dest {
-                    Dest::User(_) => client.receipted_direct.insert(request_id),
-                    Dest::Group => client.receipted_group.insert(request_id),
-                };
-                if dest == Dest::Group {
-                    let id = self.ids[c / self.gm];
-                    eng.group_own(c, id, seq);
-                }
-                if fresh {
-                    match dest {
-                        Dest::User(_) => self.counts.direct_receipted += 1,
-                        Dest::Group => self.counts.group_receipted += 1,
-                    }
-                    self.rec.receipted(now);
-                    self.rec.latency("receipt", Line::Receipt, sent_ns, now);
-                }
-            }
-            Ok(_) => self.rec.error("unexpected:reply_to_send"),
-            Err(code) => self.rec.error(&format!("send:{code:?}")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redelivery_needs_a_new_session_and_no_confirmed_ack() {
-        let mut t = Track::default();
-        for seq in 1..=5 {
-            assert!(!t.arrived(seq), "first session: nothing is a redelivery");
-        }
-        assert!(!t.arrived(5), "a repeat within the session is a duplicate");
-        t.session_ended(3);
-        assert!(!t.arrived(3), "acked and confirmed: must not come again");
-        let mut t2 = Track::default();
-        for seq in 1..=5 {
-            t2.arrived(seq);
-        }
-        t2.session_ended(3);
-        assert!(t2.arrived(4), "received, not acked, next session: a redelivery");
-        assert!(!t2.arrived(4), "but only once in that session");
-        assert!(t2.arrived(5));
-        assert!(!t2.arrived(6), "never received before: a repeat of it is a second copy");
-    }
 
     #[test]
     fn budget_paces_and_skips_a_long_backlog() {

@@ -1,0 +1,198 @@
+//! Pieces every message scenario repeats: logging the accounts in, the report's common
+//! fields, stamped stored sends, rate-limit retries, reconnects and the end-of-run ack
+//! settling. Kept here so that a fix to one of them reaches every scenario at once.
+
+use super::{establish, Ctx, Established, Slots};
+use crate::accounts::Accounts;
+use crate::clock::now_ns;
+use crate::engine::{Auth, Engine, Handler};
+use crate::error::Error;
+use crate::payload::{Stamp, STAMP_LEN};
+use crate::report::{rate, Correctness, Cpu, Report};
+use crate::stats::{Line, Recorder};
+use confab::protocol::{Content, MediaKind, Request, Target};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// A send the server refused with RateLimited is sent again (unchanged) this much later.
+const RETRY_AFTER_NS: u64 = 20_000_000;
+/// Reconnects allowed per client in one run: enough for a blip, not for a loop.
+pub const RECONNECTS_PER_CLIENT: u8 = 3;
+
+/// Logs the accounts `0..count` in on one engine and saves their tokens; the tokens are
+/// saved before a failed login is reported, so the next run does not pay for them again.
+pub fn log_in_all(
+    ctx: &Ctx,
+    eng: &mut Engine,
+    accounts: &mut Accounts,
+    count: usize,
+    slots: Slots,
+    label: &str,
+) -> Result<Established, Error> {
+    let all: Vec<usize> = (0..count).collect();
+    let est = establish(eng, &all, Auth::Auto, slots, ctx.concurrency(), ctx.setup_deadline(), None, Some(label))?;
+    ctx.save_accounts(accounts, &[eng])?;
+    est.require_all()?;
+    Ok(est)
+}
+
+/// The flags of the scenarios that send stamped messages in a closed or open loop.
+pub fn check_traffic_flags(size: usize, window: u32, rate: Option<u64>) -> Result<(), Error> {
+    if size < STAMP_LEN {
+        return Err(Error::Usage(format!("--size must be at least {STAMP_LEN}")));
+    }
+    if window == 0 && rate.is_none() {
+        return Err(Error::Usage("--window must be at least 1".into()));
+    }
+    if rate == Some(0) {
+        return Err(Error::Usage("--rate must be positive".into()));
+    }
+    Ok(())
+}
+
+/// A report of what `rec` recorded, with no rates: scenarios that send nothing keep it so,
+/// the others fill in the rest with struct update syntax.
+pub fn report(ctx: &Ctx, scenario: &'static str, params: serde_json::Value, rec: &Recorder) -> Report {
+    Report {
+        scenario,
+        server: ctx.server(),
+        run_id: ctx.run_id,
+        params,
+        sent: rec.total.sent,
+        receipted: rec.total.receipted,
+        delivered: rec.total.delivered,
+        measured_seconds: 0.0,
+        sent_per_sec: 0.0,
+        receipted_per_sec: 0.0,
+        delivered_per_sec: 0.0,
+        latency_ms: rec.percentiles(),
+        errors: rec.errors.clone(),
+        correctness: Correctness::default(),
+        cpu: Cpu::default(),
+        details: serde_json::Value::Null,
+        per_second: Vec::new(),
+        phases: Vec::new(),
+    }
+}
+
+/// [`report`] with the rates of `rec`'s measured window of `seconds`.
+pub fn measured_report(
+    ctx: &Ctx,
+    scenario: &'static str,
+    params: serde_json::Value,
+    rec: &Recorder,
+    seconds: f64,
+) -> Report {
+    Report {
+        measured_seconds: seconds,
+        sent_per_sec: rate(rec.measured.sent, seconds),
+        receipted_per_sec: rate(rec.measured.receipted, seconds),
+        delivered_per_sec: rate(rec.measured.delivered, seconds),
+        ..report(ctx, scenario, params, rec)
+    }
+}
+
+/// The CPU of both processes, as `Monitor::cpu_between*` returns it.
+pub fn cpu((loadgen, server): (Option<f64>, Option<f64>)) -> Cpu {
+    Cpu { loadgen_percent: loadgen, server_percent: server }
+}
+
+/// A stored send of `stamp` with a client_msg_id derived from the run and the sequence, so
+/// that a resend after a reconnect is recognised by the server and answered with the
+/// original receipt.
+pub fn stored_send(to: Target, stamp: &Stamp, size: usize) -> Request {
+    Request::Send {
+        to,
+        client_msg_id: (u64::from(stamp.run) << 32) | u64::from(stamp.seq),
+        transient: false,
+        content: text(stamp, size),
+    }
+}
+
+/// The body of every load-generator message: the stamp, padded to `size`.
+pub fn text(stamp: &Stamp, size: usize) -> Content {
+    Content { kind: MediaKind::Text, body: stamp.encode(size), media: None }
+}
+
+/// The stamp of a message of this run; anything else is counted (stale or foreign) and
+/// yields None.
+pub fn this_run(rec: &mut Recorder, body: &[u8], run_id: u32) -> Option<Stamp> {
+    match Stamp::decode(body) {
+        Some(stamp) if stamp.run == run_id => Some(stamp),
+        Some(_) => {
+            rec.stale += 1;
+            None
+        }
+        None => {
+            rec.error("foreign_message");
+            None
+        }
+    }
+}
+
+/// Records a receipt of sequence `q` sent at `sent_ns` unless it was receipted before;
+/// returns whether it was new.
+pub fn receipt(rec: &mut Recorder, receipted: &mut crate::bitset::BitSet, q: u32, sent_ns: u64, now: u64) -> bool {
+    let fresh = receipted.insert(q);
+    if fresh {
+        rec.receipted(now);
+        rec.latency("receipt", Line::Receipt, sent_ns, now);
+    }
+    fresh
+}
+
+/// Sends refused with RateLimited, to repeat unchanged: (when, sender, sequence).
+#[derive(Default)]
+pub struct Retries(VecDeque<(u64, usize, u32)>);
+
+impl Retries {
+    /// Schedules sequence `q` of sender `l` again, and counts the refusal.
+    pub fn later(&mut self, rec: &mut Recorder, now: u64, l: usize, q: u32) {
+        rec.error("send:RateLimited(retried)");
+        self.0.push_back((now + RETRY_AFTER_NS, l, q));
+    }
+
+    /// The next retry whose time has come.
+    pub fn due(&mut self, now: u64) -> Option<(usize, u32)> {
+        if self.0.front().is_some_and(|(due, _, _)| *due <= now) {
+            self.0.pop_front().map(|(_, l, q)| (l, q))
+        } else {
+            None
+        }
+    }
+}
+
+/// A budget of reconnects per connection slot, and how many were made.
+pub struct Reconnects {
+    left: Vec<u8>,
+    pub made: u64,
+}
+
+impl Reconnects {
+    pub fn new(slots: usize) -> Self {
+        Reconnects { left: vec![RECONNECTS_PER_CLIENT; slots], made: 0 }
+    }
+
+    /// Reconnects slot `c` as `account` if its budget allows; a failure to start is counted.
+    pub fn try_again(&mut self, eng: &mut Engine, rec: &mut Recorder, c: usize, account: usize) {
+        if self.left[c] > 0 {
+            self.left[c] -= 1;
+            self.made += 1;
+            if let Err(fault) = eng.connect(c, account, Auth::Auto) {
+                rec.error(&fault.kind());
+            }
+        }
+    }
+}
+
+/// Turns the engine until every connection's acks are confirmed (or `within` passed), so
+/// the next run finds the inboxes empty.
+pub fn settle<H: Handler>(eng: &mut Engine, h: &mut H, within: Duration) -> Result<(), Error> {
+    let until = now_ns() + within.as_nanos() as u64;
+    loop {
+        eng.turn(Some(Duration::from_millis(5)), h).map_err(Error::Poll)?;
+        if eng.acks_settled() || now_ns() >= until {
+            return Ok(());
+        }
+    }
+}
