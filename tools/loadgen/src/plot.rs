@@ -97,7 +97,11 @@ fn panel<DB: DrawingBackend>(
     builder.margin(8).caption(caption, (FONT, 14)).x_label_area_size(24).y_label_area_size(70);
     if log {
         let (lo, hi) = if y_max > 0.0 { ((y_min / 2.0).max(0.001), y_max * 2.0) } else { (0.01, 10.0) };
-        let mut chart = builder.build_cartesian_2d(0f64..x_max, (lo..hi).log_scale()).map_err(|e| e.to_string())?;
+        // Labels at 1-2-5 steps: a log axis labels only powers of ten by default, and a range
+        // such as 200-900 ms has none.
+        let y_axis = (lo..hi).log_scale().with_key_points(one_two_five(lo, hi));
+        let mut chart = builder.build_cartesian_2d(0f64..x_max, y_axis).map_err(|e| e.to_string())?;
+
         chart.configure_mesh().x_desc("seconds").y_labels(6).draw().map_err(|e| e.to_string())?;
         for (name, x) in phases {
             let line = PathElement::new(vec![(*x, lo), (*x, hi)], BLACK.mix(0.3));
@@ -141,4 +145,20 @@ where
         .label_font((FONT, 11))
         .draw()
         .map_err(|e| e.to_string())
+}
+
+/// 1, 2 and 5 times the powers of ten within `lo..=hi`.
+fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+    let mut points = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for step in [1.0, 2.0, 5.0] {
+            let point = decade * step;
+            if (lo..=hi).contains(&point) {
+                points.push(point);
+            }
+        }
+        decade *= 10.0;
+    }
+    points
 }
