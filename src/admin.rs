@@ -52,7 +52,7 @@ pub fn add_user(store: &Store, username: &str, password: &str, cost: HashCost) -
     if !store.create_account(username, &account)? {
         return Err(AdminError::NameTaken(username.to_string()));
     }
-    store.flush()?;
+    store.checkpoint()?;
     Ok(user_id)
 }
 
@@ -65,7 +65,7 @@ pub fn set_password(store: &Store, username: &str, password: &str, cost: HashCos
     account.password_hash = hash_with_cost(password, cost).ok_or(AdminError::Crypto)?;
     store.put_account(username, &account)?;
     store.revoke_tokens(account.user_id)?;
-    store.flush()?;
+    store.checkpoint()?;
     Ok(())
 }
 
@@ -73,7 +73,7 @@ pub fn set_admin(store: &Store, username: &str, admin: bool) -> AdminResult<()> 
     let mut account = existing(store, username)?;
     account.admin = admin;
     store.put_account(username, &account)?;
-    store.flush()?;
+    store.checkpoint()?;
     Ok(())
 }
 
@@ -98,7 +98,7 @@ pub fn delete_user(store: &Store, username: &str) -> AdminResult<()> {
         store.put_group(group_id, &record)?;
     }
     store.delete_account(username, account.user_id)?;
-    store.flush()?;
+    store.checkpoint()?;
     Ok(())
 }
 
@@ -130,7 +130,7 @@ pub fn add_service(store: &Store, name: &str) -> AdminResult<String> {
     };
     let record = ServiceRecord { uid, token_digest: token_digest(token.as_bytes()), created_ms: now_ms() };
     store.put_service(name, &record)?;
-    store.flush()?;
+    store.checkpoint()?;
     Ok(token)
 }
 
@@ -138,7 +138,7 @@ pub fn remove_service(store: &Store, name: &str) -> AdminResult<()> {
     if !store.remove_service(name)? {
         return Err(AdminError::NoSuchService(name.to_string()));
     }
-    store.flush()?;
+    store.checkpoint()?;
     Ok(())
 }
 

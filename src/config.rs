@@ -3,6 +3,7 @@
 //! The binary fills a [`Config`] from flags; tests build one with [`Config::for_tests`] and a
 //! temporary data directory. Nothing else in the crate invents its own limits.
 
+use crate::store::{LogSettings, SyncPolicy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -110,6 +111,15 @@ pub struct Config {
     /// sled's page cache, in bytes: the main part of the server's memory besides
     /// connections (sled's own default is 1 GiB).
     pub cache_bytes: u64,
+    /// When a receipt is sent: after the batch's commit-log record is on disk (`Batch`,
+    /// the promise that it survives a power cut), or after it is handed to the OS
+    /// (`None`, for comparing with servers that do not sync).
+    pub sync: SyncPolicy,
+    /// Bytes reserved per commit-log segment. A segment is retired as a whole once sled
+    /// holds its contents, after a sled checkpoint (a flush and fsyncs of a few ms): big
+    /// enough that this happens about once a second at full load, small enough that the
+    /// few segments a worker keeps cost little disk.
+    pub log_segment_bytes: u64,
 }
 
 impl Default for Config {
@@ -148,6 +158,8 @@ impl Default for Config {
             dedup_window: Duration::from_secs(24 * 3600),
             dedup_capacity: 1_000_000,
             cache_bytes: 256 * 1024 * 1024,
+            sync: SyncPolicy::Batch,
+            log_segment_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -167,12 +179,18 @@ impl Config {
         self
     }
 
-    /// A config for tests: port 0 on loopback, the cheapest hash, the given data dir.
+    pub fn log_settings(&self) -> LogSettings {
+        LogSettings { sync: self.sync, segment_bytes: self.log_segment_bytes }
+    }
+
+    /// A config for tests: port 0 on loopback, the cheapest hash, the given data dir,
+    /// small log segments (so tests roll and retire them).
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             hash_cost: HashCost::MINIMUM,
+            log_segment_bytes: 1024 * 1024,
             ..Config::default()
         }
     }

@@ -53,12 +53,8 @@ impl Server {
         let (to_loop, from_workers) = crossbeam_channel::unbounded();
         let outbox = Outbox::new(to_loop, waker.clone());
         let rooms = RoomList::default();
-        // Messages journaled but not migrated when the last run ended, then acknowledged
-        // messages it left behind: both before anything reads the logs.
-        match store.journal_recover().map_err(store_error)? {
-            0 => {}
-            n => info!("recovered {n} journaled messages"),
-        }
+        // Opening the store replayed the commit log; now the acknowledged messages the
+        // last run left behind, before anything reads the logs.
         let collected = store.inbox.collect_all().and_then(|a| Ok(a + store.group_log.collect_all()?));
         match collected.map_err(store_error)? {
             0 => {}
@@ -67,7 +63,7 @@ impl Server {
         let dedup = Arc::new(load_dedup(&store, &config).map_err(store_error)?);
         // Counted once at start (O(data)); kept current by the workers from then on.
         let stored = store.stats().map_err(store_error)?.stored_messages;
-        let metrics = Arc::new(Metrics::new(stored));
+        let metrics = Arc::new(Metrics::new(stored, store.log_stats.clone()));
         let shared = Shared {
             config: config.clone(),
             store: store.clone(),
@@ -115,7 +111,7 @@ impl Server {
     /// Waits until the server stops (after [`LoopHandle::stop`]). The loop stops accepting
     /// and reading, lets workers finish and commit their queues, writes their last replies
     /// and a ShuttingDown notice to every client, and exits; then the workers and hashing
-    /// threads are joined and the store is flushed one last time.
+    /// threads are joined and the store is checkpointed one last time.
     pub fn wait(self) -> Result<(), StoreError> {
         let _ = self.event_loop.join();
         for worker in self.workers {
@@ -124,7 +120,7 @@ impl Server {
         for hasher in self.hashers {
             let _ = hasher.join();
         }
-        self.store.flush()?;
+        self.store.checkpoint()?;
         info!("confabd stopped");
         Ok(())
     }

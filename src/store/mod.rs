@@ -1,8 +1,12 @@
-//! Durable state in sled: accounts, every message not yet acknowledged, groups, tokens.
+//! Durable state: sled for accounts, groups, cursors, tokens and messages that wait long,
+//! and a commit log per worker for what changes on the message path.
 //!
-//! The store never flushes on its own initiative for a write: callers (the workers) batch
-//! their writes and call [`Store::flush`] once per batch, then release receipts. That is
-//! the group commit behind "a receipt means the message is on disk".
+//! A worker's writes go through its [`Partition`]: message-path changes (new messages,
+//! acks, dedup records) are appended to the partition's commit log and made durable with
+//! one `fdatasync` per batch (group commit); the rest (accounts, groups, tokens) are sled
+//! writes made durable by a [`Store::checkpoint`]: sled's flush followed by a real fsync of
+//! its files, since sled's own flush does not reach the disk's cache. Only then does a
+//! batch release its receipts: "a receipt means the message survives a power cut".
 //!
 //! Trees and key layout (integers big-endian so byte order is numeric order):
 //! - `accounts`:    `username` → [`Account`]
@@ -16,18 +20,24 @@
 //! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 //! - `journal`:     new messages, one value per worker batch, until migrated (see [`journal`])
 
+pub mod commitlog;
 mod dedup;
 mod groups;
 mod journal;
+mod partition;
 mod records;
 mod seqlog;
 
+pub use commitlog::SyncPolicy;
 pub use dedup::DedupRecord;
-pub use journal::{JournalBuffer, JournalRecord, LogId};
+pub use journal::{JournalRecord, LogId};
+pub use partition::{LogSettings, Partition};
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
 pub use seqlog::{LogState, SeqLog};
 
-use std::path::Path;
+use crate::metrics::LogStats;
+use log::info;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -41,6 +51,8 @@ pub enum StoreError {
     Corrupt { tree: &'static str, detail: String },
     #[error("flush failed: {0}")]
     Flush(String),
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -70,8 +82,14 @@ pub struct Store {
     pub inbox: SeqLog,
     /// Groups' shared histories.
     pub group_log: SeqLog,
-    /// When set, every flush fails: the storage-error path, testable without filling a disk.
+    /// When set, every checkpoint and commit fails: the storage-error path, testable
+    /// without filling a disk.
     fail_flushes: Arc<AtomicBool>,
+    dir: PathBuf,
+    /// This run's number for commit-log segments (one more than any found at start).
+    log_run: u64,
+    /// Every partition's commit-log counters.
+    pub log_stats: Arc<LogStats>,
 }
 
 impl Store {
@@ -81,7 +99,8 @@ impl Store {
         Store::open_with_cache(dir, 1024 * 1024 * 1024)
     }
 
-    /// Opens (or creates) the store with a page cache of at most `cache_bytes`.
+    /// Opens (or creates) the store with a page cache of at most `cache_bytes`, and
+    /// replays what the commit log holds from the last run (see [`commitlog::recover`]).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> StoreResult<Store> {
         // No background flushing: every durable write is flushed by the batch that made it
         // (group commit), and a background flush only competes with those for the disk.
@@ -93,7 +112,7 @@ impl Store {
             .flush_every_ms(None)
             .open()?;
 
-        Ok(Store {
+        let mut store = Store {
             accounts: db.open_tree("accounts")?,
             dedup: db.open_tree("dedup_batches")?,
             tokens: db.open_tree("tokens")?,
@@ -105,17 +124,46 @@ impl Store {
             inbox: SeqLog::new(db.open_tree("inbox")?, "inbox"),
             group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
             fail_flushes: Arc::default(),
+            dir: dir.to_path_buf(),
+            log_run: 0,
+            log_stats: Arc::default(),
             db,
-        })
+        };
+        // Journal values of releases before the commit log, then the commit log itself:
+        // both before anything reads the logs.
+        match store.journal_recover()? {
+            0 => {}
+            n => info!("recovered {n} journaled messages"),
+        }
+        store.log_run = commitlog::recover(&store, dir)?.run;
+        Ok(store)
     }
 
-    /// Makes every write so far durable. The only call that fsyncs.
-    pub fn flush(&self) -> StoreResult<()> {
+    /// Makes every sled write so far durable: sled's flush writes its buffers (with
+    /// `sync_file_range`, which makes neither the drive's cache nor the file's size
+    /// durable), then an fsync of each of its files and of the directory does.
+    pub fn checkpoint(&self) -> StoreResult<()> {
+        self.check_failure()?;
+        self.db.flush()?;
+        fsync_tree(&self.dir).map_err(|e| StoreError::Flush(format!("fsync of {}: {e}", self.dir.display())))
+    }
+
+    /// The failure injected for tests, if any.
+    pub fn check_failure(&self) -> StoreResult<()> {
         if self.fail_flushes.load(Ordering::Relaxed) {
             return Err(StoreError::Flush("failure injected".into()));
         }
-        self.db.flush()?;
         Ok(())
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The run number for this start's commit-log segments.
+    pub fn log_run(&self) -> u64 {
+        self.log_run
     }
 
     /// Makes every flush fail until turned off again (fault-injection for tests of what
@@ -232,8 +280,9 @@ impl Store {
         self.groups.len() as u64
     }
 
+    /// sled's files and the commit logs' segments.
     pub fn size_on_disk(&self) -> StoreResult<u64> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.log_stats.bytes_on_disk())
     }
 
     /// Counts every record; O(data), for administration and tests, not the message path.
@@ -242,9 +291,23 @@ impl Store {
             accounts: self.accounts.len() as u64,
             groups: self.groups.len() as u64,
             stored_messages: self.inbox.count_messages()? + self.group_log.count_messages()?,
-            size_on_disk: self.db.size_on_disk()?,
+            size_on_disk: self.size_on_disk()?,
         })
     }
+}
+
+/// fsync of every file sled keeps in `dir` (its blobs too) and of the directories.
+fn fsync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_file() {
+            std::fs::File::open(entry.path())?.sync_all()?;
+        } else if kind.is_dir() && entry.file_name() == "blobs" {
+            fsync_tree(&entry.path())?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn token_key(uid: u64, digest: &[u8; 32]) -> [u8; 40] {

@@ -114,7 +114,7 @@ impl Worker {
         let Some(password_hash) = phc else {
             return Err(Refusal::new(ErrorCode::Internal, "password hashing failed"));
         };
-        let store = &self.shared.store;
+        let store = self.partition.sled();
         let user_id = store.next_id()?;
         let account = Account {
             user_id,
@@ -128,7 +128,6 @@ impl Worker {
         if !store.create_account(&username, &account)? {
             return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
         }
-        self.batch.dirty = true;
         info!("registered {username}");
         self.batch.reply(conn, request_id, Reply::Registered { user_id }, true);
         Ok(())
@@ -143,8 +142,7 @@ impl Worker {
             return Err(Refusal::new(ErrorCode::Internal, "no randomness for a resume token"));
         };
         let expires = super::inbox::now_ms().saturating_add(self.shared.config.token_ttl.as_millis() as u64);
-        self.shared.store.put_token(account.user_id, &token_digest(&token), expires)?;
-        self.batch.dirty = true;
+        self.partition.sled().put_token(account.user_id, &token_digest(&token), expires)?;
         self.open_session(conn, request_id, username, account, token.to_vec())
     }
 
@@ -219,8 +217,7 @@ impl Worker {
             return Ok(());
         }
         self.own_session(conn, user)?;
-        self.shared.store.revoke_tokens(user.uid)?;
-        self.batch.dirty = true;
+        self.partition.sled().revoke_tokens(user.uid)?;
         self.closed(conn, user, "logout");
         // Other workers forget the connection's group sessions, rooms and subscriptions.
         for worker in (0..self.peers.len()).filter(|w| *w != self.index) {
@@ -237,8 +234,7 @@ impl Worker {
         }
         let mut account = self.account_of(&user.name)?;
         account.display_name = display_name.clone();
-        self.shared.store.put_account(&user.name, &account)?;
-        self.batch.dirty = true;
+        self.partition.sled().put_account(&user.name, &account)?;
         self.shared.directory.rename(&user.name, display_name.clone());
         self.batch.reply(conn, request_id, Reply::Renamed { display_name }, true);
         Ok(())

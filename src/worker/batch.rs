@@ -1,7 +1,7 @@
-//! What one worker batch produces, held back until the batch's writes are flushed.
+//! What one worker batch produces, held back until the batch's changes are durable.
 //!
 //! Output that promises durability (receipts, pushes of stored messages) is marked so;
-//! if the flush fails it is withheld and the requests behind it get an Internal error.
+//! if the commit fails it is withheld and the requests behind it get an Internal error.
 //! Commands for other workers go out after the batch's frames, so anything they push
 //! reaches the loop after this batch's replies (a login's reply before its group backlog).
 
@@ -10,22 +10,15 @@ use super::WorkerCmd;
 use crate::frame;
 use crate::net::{ConnId, LoopMsg, Outbox};
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
-use crate::store::{DedupRecord, JournalBuffer, LogId, Store};
+use crate::store::Partition;
 use crossbeam_channel::Sender;
 use log::error;
-use std::time::Instant;
 
 #[derive(Default)]
 pub struct Batch {
     out: Vec<(LoopMsg, bool)>,
     durable_requests: Vec<(ConnId, u32)>,
     to_workers: Vec<(usize, WorkerCmd)>,
-    /// Dedup records of this batch's sends, written as one value at commit.
-    pub dedup: Vec<DedupRecord>,
-    /// This batch's new messages, written as one journal value at commit.
-    pub journal: JournalBuffer,
-    /// The batch wrote to the store and must flush before releasing anything durable.
-    pub dirty: bool,
 }
 
 impl Batch {
@@ -82,34 +75,16 @@ impl Batch {
         }
     }
 
-    /// Group commit: one flush for everything the batch wrote, then its output.
-    /// Returns the journal value written, if any: the worker migrates it later.
-    pub fn commit(&mut self, store: &Store, outbox: &Outbox, workers: &[Sender<WorkerCmd>]) -> Option<Journaled> {
+    /// Group commit: the partition makes the batch's changes durable, then the batch's
+    /// output goes out (its durable part only if that worked).
+    pub fn commit(&mut self, partition: &mut Partition, outbox: &Outbox, workers: &[Sender<WorkerCmd>]) {
         let mut out = std::mem::take(&mut self.out);
-        let mut journaled = None;
-        if std::mem::take(&mut self.dirty) {
-            let records = std::mem::take(&mut self.dedup);
-            let journal = std::mem::take(&mut self.journal);
-            let written = if journal.is_empty() { Ok(None) } else { store.journal_write(&journal).map(Some) };
-            // Even a failed write leaves the messages staged: they must be migrated so a
-            // retry, answered from the dedup index, is eventually true.
-            let failed_journal = written.as_ref().is_err();
-            let key = written.as_ref().ok().copied().flatten();
-            if !journal.is_empty() {
-                journaled = Some(Journaled { at: Instant::now(), key, records: journal.records });
-            }
-            let dedup = if records.is_empty() { Ok(()) } else { store.put_dedup_batch(now_ms(), &records) };
-            let durable = written.map(|_| ()).and(dedup).and_then(|()| store.flush());
-            if failed_journal {
-                error!("journal write failed");
-            }
-            if let Err(e) = durable {
-                error!("flush failed, withholding this batch's receipts: {e}");
-                out.retain(|(_, durable)| !durable);
-                for (conn, request_id) in self.durable_requests.drain(..) {
-                    let bytes = frame::encode(&error_frame(request_id, ErrorCode::Internal, "storage error"));
-                    out.push((LoopMsg::Frames { conn, bytes }, false));
-                }
+        if let Err(e) = partition.commit(now_ms()) {
+            error!("commit failed, withholding this batch's receipts: {e}");
+            out.retain(|(_, durable)| !durable);
+            for (conn, request_id) in self.durable_requests.drain(..) {
+                let bytes = frame::encode(&error_frame(request_id, ErrorCode::Internal, "storage error"));
+                out.push((LoopMsg::Frames { conn, bytes }, false));
             }
         }
         self.durable_requests.clear();
@@ -118,16 +93,7 @@ impl Batch {
             // Unbounded: never blocks. An error means that worker already stopped.
             let _ = workers[worker].send(cmd);
         }
-        journaled
     }
-}
-
-/// A journal value written by this worker, to be migrated into the logs.
-pub struct Journaled {
-    pub at: Instant,
-    /// None when the write failed: the messages are only staged.
-    pub key: Option<u64>,
-    pub records: Vec<(LogId, u64, u64)>,
 }
 
 pub fn error_frame(request_id: u32, code: ErrorCode, message: &str) -> ServerFrame {

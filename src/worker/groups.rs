@@ -17,7 +17,7 @@ use crate::net::{ConnId, SessionUser};
 use crate::protocol::{
     Content, Conversation, ErrorCode, GroupEvent, MediaKind, Push, Reply, Role, SenderKind, ServerFrame,
 };
-use crate::store::{GroupRecord, MemberRecord, StoredMessage};
+use crate::store::{GroupRecord, LogId, MemberRecord, StoredMessage};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -196,7 +196,7 @@ impl Worker {
             self.shared.metrics.stored_delta(-((floor - group.floor) as i64));
             self.garbage.push(Log::Group, id, group.floor + 1, floor);
             group.floor = floor;
-            self.shared.store.group_log.raise_floor(id, floor)?;
+            self.partition.raise_floor(LogId::Group, id, floor)?;
         }
         self.delivered(u64::from(delivered));
         Ok(delivered)
@@ -290,8 +290,7 @@ impl Worker {
             return Err(beyond("ack", up_to, last_seq));
         }
         if cursor.ack(up_to) {
-            self.shared.store.put_group_ack(id, &user.name, up_to)?;
-            self.batch.dirty = true;
+            self.partition.group_ack(id, &user.name, up_to)?;
             self.trim_group(id)?;
         }
         let acked = self.group(id)?.members[&user.name].cursor.acked;
@@ -318,18 +317,16 @@ impl Worker {
         let floor = group.floor;
         if lowest > floor {
             group.floor = lowest;
-            self.shared.store.group_log.raise_floor(id, lowest)?;
+            self.partition.raise_floor(LogId::Group, id, lowest)?;
             self.garbage.push(Log::Group, id, floor + 1, lowest);
             self.shared.metrics.stored_delta(-((lowest - floor) as i64));
-            self.batch.dirty = true;
         }
         Ok(())
     }
 
     pub(super) fn save_group(&mut self, id: u64) -> Handled {
         let record = self.group(id)?.record();
-        self.shared.store.put_group(id, &record)?;
-        self.batch.dirty = true;
+        self.partition.sled().put_group(id, &record)?;
         Ok(())
     }
 }

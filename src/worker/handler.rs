@@ -6,14 +6,13 @@ use super::garbage::GarbageQueue;
 use super::groups::GroupState;
 use super::inbox::now_ms;
 use super::inbox::UserState;
-use super::journal::JournalQueue;
 use super::presence::Watchers;
 use super::rooms::Room;
 use super::services::{Gather, Outgoing};
 use super::{Owner, Shared, WorkerCmd};
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{Conversation, ErrorCode, Request, Target};
-use crate::store::StoreError;
+use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use log::{debug, error, warn};
 use std::collections::HashMap;
@@ -63,15 +62,14 @@ pub struct Worker {
     pub next_gather: u64,
     /// Acknowledged messages still to delete.
     pub garbage: GarbageQueue,
-    /// Journal values this worker wrote, awaiting migration.
-    pub journal: JournalQueue,
+    /// This worker's share of the store: every durable change goes through it.
+    pub partition: Partition,
 }
 
 impl Worker {
     pub fn new(index: usize, shared: Shared, peers: Vec<Sender<WorkerCmd>>) -> Self {
         Worker {
             index,
-            shared,
             peers,
             batch: Batch::default(),
             users: HashMap::new(),
@@ -83,7 +81,8 @@ impl Worker {
             gathers: HashMap::new(),
             next_gather: 0,
             garbage: GarbageQueue::default(),
-            journal: JournalQueue::default(),
+            partition: Partition::new(shared.store.clone(), index, shared.config.log_settings()),
+            shared,
         }
     }
 
@@ -95,10 +94,10 @@ impl Worker {
         let upkeep = if self.index == 0 { tick(Duration::from_secs(60)) } else { never() };
         let mut stopping = false;
         while !stopping {
-            // Idle: migrate a due journal value, or delete a step of garbage, then look again.
+            // Idle: migrate what is due and retire log segments, or delete a step of
+            // garbage, then look again.
             if internal.is_empty() && requests.is_empty() {
-                if self.journal_due(Instant::now()) {
-                    self.migrate(1, false);
+                if self.partition.upkeep(true) {
                     continue;
                 }
                 if !self.garbage.is_empty() {
@@ -106,8 +105,8 @@ impl Worker {
                     continue;
                 }
             }
-            // Wake when the oldest journal value comes due, if nothing comes before.
-            let wait = self.journal_wait(Instant::now()).unwrap_or(Duration::from_secs(3600));
+            // Wake when the oldest staged batch comes due, if nothing comes before.
+            let wait = self.partition.next_due(Instant::now()).unwrap_or(Duration::from_secs(3600));
             let first = select! {
                 recv(internal) -> cmd => cmd,
                 recv(requests) -> cmd => cmd,
@@ -131,11 +130,16 @@ impl Worker {
                 stopping |= !self.handle(cmd);
                 handled += 1;
             }
-            let journaled = self.batch.commit(&self.shared.store, &self.shared.outbox, &self.peers);
-            self.journaled(journaled);
+            self.batch.commit(&mut self.partition, &self.shared.outbox, &self.peers);
+            self.partition.upkeep(false);
         }
-        // A clean stop leaves the journal empty (the final flush is the server's).
-        self.migrate(0, true);
+        // A clean stop leaves sled complete and the commit log empty.
+        if let Err(e) = self.partition.finish() {
+            error!(
+                "worker {}: final checkpoint failed (the commit log keeps the changes for the next start): {e}",
+                self.index
+            );
+        }
         debug!("worker {} exiting", self.index);
     }
 
@@ -282,7 +286,7 @@ impl Worker {
 
     fn prune_dedup(&self) {
         let window = self.shared.config.dedup_window.as_millis() as u64;
-        if let Err(e) = self.shared.store.prune_dedup(now_ms().saturating_sub(window)) {
+        if let Err(e) = self.partition.store().prune_dedup(now_ms().saturating_sub(window)) {
             warn!("pruning dedup records: {e}");
         }
     }

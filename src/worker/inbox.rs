@@ -218,15 +218,17 @@ impl Worker {
         message: &StoredMessage,
         receipt: Option<(ConnId, u32, u64, u64)>,
     ) -> Handled {
-        let (log, id) = match conversation {
-            Conversation::Inbox => (&self.shared.store.inbox, LogId::Inbox),
-            Conversation::Group(_) => (&self.shared.store.group_log, LogId::Group),
+        if self.partition.is_failing() {
+            // The disk refused the last commit: take nothing new until it accepts again.
+            return Err(Refusal::new(ErrorCode::Internal, "storage unavailable; retry later"));
+        }
+        let log = match conversation {
+            Conversation::Inbox => LogId::Inbox,
+            Conversation::Group(_) => LogId::Group,
         };
-        // Durable through this batch's journal value; in its owner's log after migration.
-        log.stage(owner, seq, message.clone());
-        self.batch.journal.add(id, owner, seq, message);
+        // Durable through this batch's commit-log record; in its owner's log after migration.
+        self.partition.stage(log, owner, seq, message);
         self.shared.metrics.stored_delta(1);
-        self.batch.dirty = true;
         if let Some((conn, request_id, sender_uid, client_msg_id)) = receipt {
             let entry = DedupEntry {
                 recipient: owner,
@@ -282,10 +284,9 @@ impl Worker {
         }
         let before = state.cursor.acked;
         if state.cursor.ack(up_to) {
-            self.shared.store.inbox.raise_floor(state.uid, up_to)?;
+            self.partition.raise_floor(LogId::Inbox, state.uid, up_to)?;
             self.garbage.push(Log::Inbox, state.uid, before + 1, up_to);
             self.shared.metrics.stored_delta(-((up_to - before) as i64));
-            self.batch.dirty = true;
         }
         let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: state.cursor.acked };
         self.batch.reply(conn, request_id, reply, true);
@@ -331,7 +332,7 @@ impl Worker {
     pub fn remember(&mut self, sender: u64, client_msg_id: u64, entry: DedupEntry) {
         let record = (sender, client_msg_id, entry);
         self.shared.dedup.insert(record, entry.timestamp_ms);
-        self.batch.dedup.push(record);
+        self.partition.remember(record);
     }
 
     /// A new message from a user, counted as received.

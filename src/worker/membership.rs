@@ -53,7 +53,7 @@ impl Worker {
         let mut members = BTreeMap::new();
         members.insert(creator.name.clone(), Member { uid: creator.uid, role: Role::Owner, cursor });
         let state = GroupState { name, open, created_ms: now_ms(), floor: 0, last_seq: 0, members };
-        let store = &self.shared.store;
+        let store = self.partition.sled();
         store.put_group(id, &state.record())?;
         store.add_membership(&creator.name, id)?;
         store.put_group_ack(id, &creator.name, 0)?;
@@ -140,8 +140,9 @@ impl Worker {
         if let Some(conn) = online {
             self.conn_groups.entry(conn).or_default().push(id);
         }
-        self.shared.store.put_group_ack(id, username, acked)?;
-        self.shared.store.add_membership(username, id)?;
+        let store = self.partition.sled();
+        store.put_group_ack(id, username, acked)?;
+        store.add_membership(username, id)?;
         self.save_group(id)
     }
 
@@ -183,8 +184,9 @@ impl Worker {
 
     fn drop_member(&mut self, id: u64, username: &str) -> Handled {
         self.group(id)?.members.remove(username);
-        self.shared.store.remove_group_ack(id, username)?;
-        self.shared.store.remove_membership(username, id)?;
+        let store = self.partition.sled();
+        store.remove_group_ack(id, username)?;
+        store.remove_membership(username, id)?;
         self.save_group(id)?;
         self.trim_group(id)
     }
@@ -244,9 +246,8 @@ impl Worker {
         let still_stored = group.last_seq - group.floor;
         let online: Vec<ConnId> =
             group.members.values().filter_map(|m| m.cursor.session.as_ref().map(|s| s.conn)).collect();
-        self.shared.store.delete_group(id, &record)?;
+        self.partition.sled().delete_group(id, &record)?;
         self.shared.metrics.stored_delta(-(still_stored as i64));
-        self.batch.dirty = true;
         self.groups.remove(&id);
         for target in online {
             self.batch.frame_bytes(target, &encoded, false);

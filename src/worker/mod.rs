@@ -19,7 +19,6 @@ mod garbage;
 mod groups;
 mod handler;
 mod inbox;
-mod journal;
 mod membership;
 mod presence;
 mod rooms;

@@ -5,6 +5,7 @@ mod commands;
 
 use clap::Parser;
 use confab::config::{Config, HashCost, DEFAULT_PORT};
+use confab::store::SyncPolicy;
 use confab::Server;
 use log::{error, info, warn, LevelFilter};
 use simplelog::{ColorChoice, CombinedLogger, SharedLogger, TermLogger, TerminalMode, WriteLogger};
@@ -98,6 +99,20 @@ struct Flags {
     /// The storage engine's page cache, in MiB.
     #[arg(long, default_value_t = 256)]
     cache_mib: u64,
+    /// When a sender's receipt is sent: `batch` after the batch's commit-log record is
+    /// fdatasync'ed (nothing receipted is lost in a power cut), `none` after it is written
+    /// to the OS (a crash of confabd loses nothing, a power cut the last seconds).
+    #[arg(long, value_enum, default_value_t = Sync::Batch)]
+    sync: Sync,
+    /// Size of each commit-log segment, in MiB (space reserved up front).
+    #[arg(long, default_value_t = 32)]
+    log_segment_mib: u64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Sync {
+    Batch,
+    None,
 }
 
 impl Flags {
@@ -126,6 +141,11 @@ impl Flags {
             broadcast_by_anyone: self.broadcast_by_anyone,
             stats_interval: Duration::from_secs(self.stats_interval),
             cache_bytes: self.cache_mib.max(1) * 1024 * 1024,
+            sync: match self.sync {
+                Sync::Batch => SyncPolicy::Batch,
+                Sync::None => SyncPolicy::None,
+            },
+            log_segment_bytes: self.log_segment_mib.max(1) * 1024 * 1024,
             ..Config::default()
         }
     }
@@ -193,7 +213,7 @@ fn main() -> ExitCode {
     match server.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("final flush failed: {e}");
+            error!("final checkpoint failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,356 @@
+//! The commit log: how a worker batch's changes become durable with one `fdatasync`.
+//!
+//! Each worker partition appends to its own segments in `DATA_DIR/commitlog/` (nothing is
+//! shared between workers on the message path). A batch's changes ([`Change`]) are one
+//! record, written with one `write` and made durable with one `fdatasync` before any
+//! receipt or push of the batch leaves the worker (group commit), or, with
+//! [`SyncPolicy::None`], left to the OS to write back.
+//!
+//! The log only has to hold a change until sled's copy of it is durable: a segment is
+//! retired (deleted) once every message in it has been migrated into sled or acknowledged
+//! and sled has then been checkpointed with a real fsync of its files
+//! ([`crate::store::Store::checkpoint`]); the partition decides when ([`crate::store::Partition`]).
+//!
+//! At start, before anything reads the store, [`recover`] replays every segment into sled,
+//! checkpoints it, and deletes the segments. A record cut short or damaged ends its
+//! segment: everything before it is kept, and what was cut is logged. Since a batch is one
+//! record with one checksum, a batch is replayed whole or not at all.
+
+pub mod change;
+pub mod record;
+pub mod segment;
+
+pub use change::{Applied, Change, ChangeRef};
+pub use record::SegmentId;
+
+use crate::metrics::LogStats;
+use log::{info, warn};
+use segment::Segment;
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Store, StoreError, StoreResult};
+
+/// The directory under the data directory that holds the segments.
+pub const DIR: &str = "commitlog";
+
+/// When a batch counts as durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// After `fdatasync` of the batch's record returns: a receipt survives a power cut.
+    Batch,
+    /// After the `write`: survives a crash of the process, not of the machine; the OS
+    /// writes the data back within its own interval (about 30 s on Linux by default).
+    None,
+}
+
+/// One partition's log writer.
+pub struct CommitLog {
+    dir: PathBuf,
+    run: u64,
+    partition: u32,
+    segment_bytes: u64,
+    sync: SyncPolicy,
+    active: Option<Segment>,
+    /// Full (or abandoned) segments not yet retired, oldest first.
+    sealed: VecDeque<(SegmentId, PathBuf, u64)>,
+    next_number: u64,
+    /// This batch's changes, encoded.
+    payload: Vec<u8>,
+    changes: u64,
+    /// Payloads of batches whose commit failed, written again (first) by the next commit:
+    /// after a failed write or sync nothing is known about what reached the disk, so
+    /// nothing is assumed (the next sync is of a new segment).
+    failed: Vec<(Vec<u8>, u64)>,
+    stats: Arc<LogStats>,
+}
+
+impl CommitLog {
+    pub fn new(
+        dir: PathBuf,
+        run: u64,
+        partition: u32,
+        segment_bytes: u64,
+        sync: SyncPolicy,
+        stats: Arc<LogStats>,
+    ) -> Self {
+        CommitLog {
+            dir,
+            run,
+            partition,
+            segment_bytes: segment_bytes.max(64 * 1024),
+            sync,
+            active: None,
+            sealed: VecDeque::new(),
+            next_number: 1,
+            payload: Vec::new(),
+            changes: 0,
+            failed: Vec::new(),
+            stats,
+        }
+    }
+
+    /// Adds a change to the batch being built.
+    pub fn add(&mut self, change: &ChangeRef<'_>) {
+        change::encode_into(change, &mut self.payload);
+        self.changes += 1;
+    }
+
+    /// Whether anything waits to be committed.
+    pub fn is_dirty(&self) -> bool {
+        !self.payload.is_empty() || !self.failed.is_empty()
+    }
+
+    /// Whether an earlier commit failed and its changes still wait to be written.
+    pub fn is_failing(&self) -> bool {
+        !self.failed.is_empty()
+    }
+
+    /// Makes the batch durable (per the sync policy); returns the number of the segment
+    /// that holds it. On an error nothing of the batch may be acknowledged; its changes
+    /// are kept and written again by the next commit, into a new segment.
+    pub fn commit(&mut self) -> io::Result<Option<u64>> {
+        if !self.payload.is_empty() {
+            let payload = std::mem::take(&mut self.payload);
+            self.failed.push((payload, std::mem::take(&mut self.changes)));
+        }
+        if self.failed.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let result = self.write_pending();
+        match result {
+            Ok(number) => {
+                let changes: u64 = self.failed.drain(..).map(|(_, n)| n).sum();
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats.changes.fetch_add(changes, Ordering::Relaxed);
+                self.stats.commit_latency.record(started.elapsed());
+                Ok(Some(number))
+            }
+            Err(e) => {
+                // The segment's state on disk is unknown now: never write to it again.
+                self.seal_active();
+                Err(e)
+            }
+        }
+    }
+
+    fn write_pending(&mut self) -> io::Result<u64> {
+        let needed: u64 = self.failed.iter().map(|(p, _)| record::framed_len(p.len()) as u64).sum();
+        if self.active.as_ref().is_none_or(|s| s.room() < needed) {
+            self.seal_active();
+            self.open_segment(needed)?;
+        }
+        let segment = self.active.as_mut().expect("a segment was just opened");
+        let mut bytes = Vec::with_capacity(needed as usize);
+        for (payload, _) in &self.failed {
+            record::encode_into(segment.id, payload, &mut bytes);
+        }
+        segment.append(&bytes)?;
+        if self.sync == SyncPolicy::Batch {
+            segment.sync()?;
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(segment.id.number)
+    }
+
+    fn open_segment(&mut self, needed: u64) -> io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let id = SegmentId { run: self.run, partition: self.partition, number: self.next_number };
+        let capacity = self.segment_bytes.max(needed + record::HEADER_LEN as u64);
+        let segment = Segment::create(&self.dir, id, capacity)?;
+        self.next_number += 1;
+        self.stats.bytes_on_disk.fetch_add(capacity as i64, Ordering::Relaxed);
+        self.active = Some(segment);
+        Ok(())
+    }
+
+    fn seal_active(&mut self) {
+        if let Some(segment) = self.active.take() {
+            self.sealed.push_back((segment.id, segment.path, segment.capacity));
+        }
+    }
+
+    /// The oldest segment not yet retired, with the active one counting.
+    pub fn oldest_sealed(&self) -> Option<u64> {
+        self.sealed.front().map(|(id, _, _)| id.number)
+    }
+
+    /// How many full segments wait for retirement.
+    pub fn sealed_count(&self) -> usize {
+        self.sealed.len()
+    }
+
+    /// Deletes the sealed segments numbered below `before`: the caller has made sure
+    /// sled holds everything in them durably.
+    pub fn retire_before(&mut self, before: u64) -> io::Result<()> {
+        let mut removed = false;
+        while let Some((id, path, capacity)) = self.sealed.front() {
+            if id.number >= before {
+                break;
+            }
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.stats.bytes_on_disk.fetch_sub(*capacity as i64, Ordering::Relaxed);
+            self.sealed.pop_front();
+            removed = true;
+        }
+        if removed {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl CommitLog {
+    /// Retires every segment, the active one too (a clean stop, after a checkpoint).
+    pub fn retire_all(&mut self) -> io::Result<()> {
+        self.seal_active();
+        self.retire_before(u64::MAX)
+    }
+}
+
+/// What recovery found and did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The run number for this start (one more than any found).
+    pub run: u64,
+    pub segments: usize,
+    pub records: u64,
+    pub applied: Applied,
+    /// One line per segment that ended in a cut record or could not be read.
+    pub cuts: Vec<String>,
+}
+
+/// Replays every segment into sled (oldest first), checkpoints sled, deletes the segments.
+pub fn recover(store: &Store, data_dir: &Path) -> StoreResult<Recovered> {
+    let dir = data_dir.join(DIR);
+    let io_error = |what: &str, e: io::Error| StoreError::Io(format!("{what} {}: {e}", dir.display()));
+    let segments = segment::list(&dir).map_err(|e| io_error("listing", e))?;
+    let mut recovered = Recovered { segments: segments.len(), ..Recovered::default() };
+    for (id, path) in &segments {
+        recovered.run = recovered.run.max(id.run);
+        let bytes = std::fs::read(path).map_err(|e| io_error("reading a segment in", e))?;
+        replay_segment(store, *id, path, &bytes, &mut recovered)?;
+    }
+    recovered.run += 1;
+    if !segments.is_empty() {
+        store.checkpoint()?;
+        for (_, path) in &segments {
+            std::fs::remove_file(path).map_err(|e| io_error("removing a replayed segment from", e))?;
+        }
+        segment::sync_dir(&dir).map_err(|e| io_error("syncing", e))?;
+        info!(
+            "commit log: replayed {} records from {} segments ({} messages, {} floors, {} group acks, {} dedup records)",
+            recovered.records,
+            recovered.segments,
+            recovered.applied.messages,
+            recovered.applied.floors,
+            recovered.applied.acks,
+            recovered.applied.dedup
+        );
+    }
+    Ok(recovered)
+}
+
+fn replay_segment(store: &Store, id: SegmentId, path: &Path, bytes: &[u8], out: &mut Recovered) -> StoreResult<()> {
+    let name = path.display();
+    match record::read_header(bytes) {
+        Some(header) if header == id => {}
+        // Created, but its header never reached the disk: nothing in it was acknowledged.
+        _ if bytes.iter().all(|b| *b == 0) => return Ok(()),
+        _ => {
+            let cut = format!("{name}: header damaged or not this segment's; its {} bytes were skipped", bytes.len());
+            warn!("commit log: {cut}");
+            out.cuts.push(cut);
+            return Ok(());
+        }
+    }
+    let body = &bytes[record::HEADER_LEN..];
+    let mut scan = record::Scan::new(id, body);
+    for payload in scan.by_ref() {
+        for change in change::decode(payload)? {
+            store.apply(change, &mut out.applied)?;
+        }
+        out.records += 1;
+    }
+    let end = scan.end().unwrap_or(record::End::Clean);
+    if end != record::End::Clean {
+        let offset = record::HEADER_LEN + scan.offset();
+        let what = if scan.data_after() { "data follows it, which was not replayed" } else { "only zeroes follow" };
+        let cut = format!("{name}: stopped at byte {offset} ({end:?}); {what}");
+        warn!("commit log: {cut}");
+        out.cuts.push(cut);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Content, SenderKind};
+    use crate::store::{LogId, StoredMessage};
+
+    fn message(text: &str) -> StoredMessage {
+        StoredMessage {
+            message_id: 1,
+            from: "alice".into(),
+            sender: SenderKind::User,
+            timestamp_ms: 5,
+            content: Content::text(text),
+            event: None,
+            except: None,
+        }
+    }
+
+    fn log(dir: &Path, run: u64, segment_bytes: u64) -> CommitLog {
+        CommitLog::new(dir.join(DIR), run, 0, segment_bytes, SyncPolicy::Batch, Arc::default())
+    }
+
+    #[test]
+    fn committed_batches_replay_into_sled_and_the_segments_go() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let _store = Store::open(dir.path()).unwrap();
+            // Small segments: the batches spread over several.
+            let mut log = log(dir.path(), 1, 64 * 1024);
+            for seq in 1..=300u64 {
+                let m = message(&"x".repeat(500));
+                log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 7, seq, message: &m });
+                if seq % 3 == 0 {
+                    log.commit().unwrap();
+                }
+            }
+            log.add(&ChangeRef::Floor { log: LogId::Inbox, owner: 7, floor: 100 });
+            log.commit().unwrap();
+            assert!(log.sealed_count() >= 2);
+            // The store is dropped without a flush: sled has none of it.
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.inbox.state(7).unwrap(), crate::store::LogState { floor: 100, last_seq: 300 });
+        assert_eq!(store.inbox.read(7, 0, 1000).unwrap().len(), 200);
+        assert!(segment::list(&dir.path().join(DIR)).unwrap().is_empty(), "replayed segments are deleted");
+    }
+
+    #[test]
+    fn an_uncommitted_batch_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let _store = Store::open(dir.path()).unwrap();
+            let mut log = log(dir.path(), 1, 1 << 20);
+            let m = message("kept");
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 1, message: &m });
+            log.commit().unwrap();
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 2, message: &m });
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.inbox.state(1).unwrap().last_seq, 1);
+    }
+}

@@ -1,0 +1,119 @@
+//! Segment files: naming, creating one with its space reserved up front, and syncing
+//! the directory that holds them.
+//!
+//! A segment's name is `RUN-PARTITION-NUMBER.seg` (zero-padded, so names sort in the order
+//! the records were written). Its space is reserved with `fallocate` when it is created:
+//! appends inside it never grow the file, so a batch's `fdatasync` writes data, not file
+//! metadata, and a full disk shows up when a segment is created (where the server can say
+//! so and carry on), never in the middle of a batch.
+
+use super::record::{self, SegmentId};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub const EXTENSION: &str = "seg";
+
+pub fn file_name(id: SegmentId) -> String {
+    format!("{:010}-{:04}-{:012}.{EXTENSION}", id.run, id.partition, id.number)
+}
+
+/// The id a segment's file name gives, if it is one.
+pub fn parse_name(name: &str) -> Option<SegmentId> {
+    let stem = name.strip_suffix(&format!(".{EXTENSION}"))?;
+    let mut parts = stem.split('-');
+    let id = SegmentId {
+        run: parts.next()?.parse().ok()?,
+        partition: parts.next()?.parse().ok()?,
+        number: parts.next()?.parse().ok()?,
+    };
+    parts.next().is_none().then_some(id)
+}
+
+/// Every segment in `dir`, in the order they were written (by run, partition, number).
+pub fn list(dir: &Path) -> io::Result<Vec<(SegmentId, PathBuf)>> {
+    let mut segments = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry?;
+                if let Some(id) = entry.file_name().to_str().and_then(parse_name) {
+                    segments.push((id, entry.path()));
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// An open segment being appended to.
+pub struct Segment {
+    pub id: SegmentId,
+    pub path: PathBuf,
+    file: File,
+    /// Where the next record goes.
+    pub offset: u64,
+    /// The reserved size.
+    pub capacity: u64,
+}
+
+impl Segment {
+    /// Creates the segment with `capacity` bytes reserved and its header written (made
+    /// durable by the first commit's sync, together with its first records).
+    pub fn create(dir: &Path, id: SegmentId, capacity: u64) -> io::Result<Segment> {
+        let path = dir.join(file_name(id));
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let made = reserve(&file, capacity).and_then(|()| file.write_all_at(&record::header(id), 0));
+        if let Err(e) = made {
+            // Leave no half-made segment behind (a full disk): the next attempt starts over.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        // The file's name must survive a power cut before anything in it counts.
+        sync_dir(dir)?;
+        Ok(Segment { id, path, file, offset: record::HEADER_LEN as u64, capacity })
+    }
+
+    pub fn room(&self) -> u64 {
+        self.capacity.saturating_sub(self.offset)
+    }
+
+    /// Writes `bytes` at the end of what is there; advances only if all of it was written.
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(bytes, self.offset)?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// fdatasync: the data written so far survives a power cut once this returns Ok.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Reserves `len` bytes for the file (blocks allocated, reads as zeroes).
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too big"))?;
+    // SAFETY: fallocate on a file descriptor we own, with plain integer arguments.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        // A file system without fallocate: a file of that length (sparse) still works;
+        // only the full-disk-at-creation guarantee is lost there.
+        Some(libc::EOPNOTSUPP) => file.set_len(len as u64),
+        _ => Err(e),
+    }
+}
+
+/// fsync of a directory: makes created, renamed and removed names in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

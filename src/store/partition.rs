@@ -1,0 +1,229 @@
+//! A worker's share of the store: every durable change a worker makes goes through its
+//! partition, which knows what the current batch changed and makes it durable in one
+//! [`Partition::commit`].
+//!
+//! - Message-path changes (a new message, an ack floor, a member's ack, a dedup record)
+//!   are applied to memory or sled at once (readable immediately) and appended to the
+//!   partition's commit log; the commit makes them durable with one `fdatasync`.
+//! - Other writes (accounts, groups, memberships, tokens) go to sled through
+//!   [`Partition::sled`], which marks that the commit must checkpoint sled as well.
+//!
+//! New messages are staged in memory and migrated into sled later (after [`AGE`]), and
+//! then only if still unacknowledged: a message acknowledged quickly is never written to
+//! sled at all. Between commits, [`Partition::upkeep`] migrates what is due and retires
+//! commit-log segments whose every message is in sled, after a sled checkpoint.
+
+use super::commitlog::{ChangeRef, CommitLog, SyncPolicy, DIR};
+use super::{DedupRecord, LogId, Store, StoreError, StoreResult, StoredMessage};
+use log::{error, warn};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How long a staged message waits before migration into sled: what is acknowledged
+/// within this time never reaches sled.
+const AGE: Duration = Duration::from_secs(2);
+/// Staged messages (both logs, all partitions) beyond which batches migrate regardless
+/// of age: the memory bound when recipients do not acknowledge.
+const STAGED_CAP: usize = 200_000;
+/// Batches migrated after each commit under load, so migration keeps pace.
+const PER_COMMIT: usize = 2;
+/// Full segments that may wait for retirement before the partition migrates their
+/// messages early and checkpoints, whatever their age: the bound on the log's disk use.
+const MAX_SEALED: usize = 2;
+
+/// How the commit logs are written.
+#[derive(Clone, Copy, Debug)]
+pub struct LogSettings {
+    pub sync: SyncPolicy,
+    /// Bytes reserved per segment.
+    pub segment_bytes: u64,
+}
+
+/// One committed batch's staged messages, awaiting migration.
+struct Staged {
+    at: Instant,
+    /// The segment holding them; None until a commit has written them (a failed commit).
+    segment: Option<u64>,
+    records: Vec<(LogId, u64, u64)>,
+}
+
+pub struct Partition {
+    store: Store,
+    log: CommitLog,
+    /// A sled write this batch must checkpoint.
+    sled_dirty: bool,
+    /// This batch's new messages and dedup records.
+    messages: Vec<(LogId, u64, u64)>,
+    dedup: Vec<DedupRecord>,
+    /// Committed batches' staged messages, oldest first.
+    staged: VecDeque<Staged>,
+}
+
+impl Partition {
+    pub fn new(store: Store, index: usize, settings: LogSettings) -> Self {
+        let log = CommitLog::new(
+            store.dir().join(DIR),
+            store.log_run(),
+            index as u32,
+            settings.segment_bytes,
+            settings.sync,
+            store.log_stats.clone(),
+        );
+        Partition { store, log, sled_dirty: false, messages: Vec::new(), dedup: Vec::new(), staged: VecDeque::new() }
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store for a sled write outside the commit log; the commit will checkpoint.
+    pub fn sled(&mut self) -> &Store {
+        self.sled_dirty = true;
+        &self.store
+    }
+
+    /// Whether the last commit failed and its changes still wait for the disk: new
+    /// messages are refused meanwhile, so a full disk cannot fill memory instead.
+    pub fn is_failing(&self) -> bool {
+        self.log.is_failing()
+    }
+
+    /// A new message, readable at once, durable with this batch.
+    pub fn stage(&mut self, log: LogId, owner: u64, seq: u64, message: &StoredMessage) {
+        self.store.log(log).stage(owner, seq, message.clone());
+        self.log.add(&ChangeRef::Message { log, owner, seq, message });
+        self.messages.push((log, owner, seq));
+    }
+
+    /// Everything up to `floor` of the owner's log is acknowledged (one change, however
+    /// many messages it covers).
+    pub fn raise_floor(&mut self, log: LogId, owner: u64, floor: u64) -> StoreResult<()> {
+        self.store.log(log).raise_floor(owner, floor)?;
+        self.log.add(&ChangeRef::Floor { log, owner, floor });
+        Ok(())
+    }
+
+    /// A group member's acknowledged position.
+    pub fn group_ack(&mut self, group: u64, username: &str, acked: u64) -> StoreResult<()> {
+        self.store.put_group_ack(group, username, acked)?;
+        self.log.add(&ChangeRef::GroupAck { group, username, acked });
+        Ok(())
+    }
+
+    /// A send remembered for idempotent retries, durable with this batch.
+    pub fn remember(&mut self, record: DedupRecord) {
+        self.dedup.push(record);
+    }
+
+    /// Makes every change of this batch durable: one commit-log write and sync (per the
+    /// sync policy), and a sled checkpoint if the batch wrote to sled directly. Nothing
+    /// the batch promised may be released unless this returns Ok.
+    pub fn commit(&mut self, now_ms: u64) -> StoreResult<()> {
+        if !self.dedup.is_empty() {
+            let records = std::mem::take(&mut self.dedup);
+            self.log.add(&ChangeRef::Dedup { written_ms: now_ms, records: &records });
+            // sled's copy, so the records outlive the log (no flush: the log has them).
+            if let Err(e) = self.store.put_dedup_batch(now_ms, &records) {
+                warn!("dedup records: {e}");
+            }
+        }
+        if !self.messages.is_empty() {
+            let records = std::mem::take(&mut self.messages);
+            self.staged.push_back(Staged { at: Instant::now(), segment: None, records });
+        }
+        if !self.log.is_dirty() && !self.sled_dirty {
+            return Ok(());
+        }
+        let logged = self.store.check_failure().and_then(|()| {
+            self.log.commit().map_err(|e| StoreError::Io(format!("commit log of {}: {e}", self.store.dir().display())))
+        });
+        // On an error the changes stay in the log's queue and go out with the next commit.
+        let segment = logged?;
+        if let Some(number) = segment {
+            for staged in self.staged.iter_mut().rev() {
+                if staged.segment.is_some() {
+                    break;
+                }
+                staged.segment = Some(number);
+            }
+        }
+        if self.sled_dirty {
+            self.store.checkpoint()?;
+            self.sled_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Between batches: migrates what is due (up to `PER_COMMIT` batches unless `idle`),
+    /// and retires segments whose every message is in sled. Returns whether it did work.
+    pub fn upkeep(&mut self, idle: bool) -> bool {
+        let now = Instant::now();
+        let mut worked = false;
+        let mut migrated = 0;
+        // Segments at or below this must be emptied early: too many wait.
+        let pressed = if self.log.sealed_count() > MAX_SEALED { self.log.oldest_sealed() } else { None };
+        while let Some(front) = self.staged.front() {
+            let due = now.duration_since(front.at) >= AGE && (idle || migrated < PER_COMMIT);
+            let pressed = matches!((pressed, front.segment), (Some(p), Some(s)) if s <= p);
+            if !(due || pressed || self.staged_over_cap()) {
+                break;
+            }
+            let staged = self.staged.pop_front().expect("front exists");
+            if let Err(e) = self.migrate(&staged.records) {
+                // What stays staged is still in the log; sled gets it at the next start.
+                error!("migrating staged messages: {e}");
+            }
+            migrated += 1;
+            worked = true;
+            if !idle && !pressed && migrated >= PER_COMMIT {
+                break;
+            }
+        }
+        // The oldest segment still holding a staged message (or, with none committed,
+        // everything sealed so far) bounds what may go.
+        let keep_from = self.staged.iter().find_map(|s| s.segment).unwrap_or(u64::MAX);
+        if self.log.oldest_sealed().is_some_and(|oldest| oldest < keep_from) && (idle || pressed.is_some()) {
+            worked = true;
+            let retired = self
+                .store
+                .checkpoint()
+                .and_then(|()| self.log.retire_before(keep_from).map_err(|e| StoreError::Io(e.to_string())));
+            if let Err(e) = retired {
+                error!("retiring commit-log segments: {e}");
+            }
+        }
+        worked
+    }
+
+    /// How long until the oldest staged batch is due, if there is one.
+    pub fn next_due(&self, now: Instant) -> Option<Duration> {
+        self.staged.front().map(|s| (s.at + AGE).saturating_duration_since(now))
+    }
+
+    /// At a clean stop: everything into sled, checkpointed, and the log retired.
+    pub fn finish(&mut self) -> StoreResult<()> {
+        while let Some(staged) = self.staged.pop_front() {
+            self.migrate(&staged.records)?;
+        }
+        self.store.checkpoint()?;
+        self.log.retire_all().map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    /// Moves staged messages into their owners' sled logs, unless acknowledged meanwhile.
+    fn migrate(&self, records: &[(LogId, u64, u64)]) -> StoreResult<()> {
+        for &(log, owner, seq) in records {
+            let log = self.store.log(log);
+            if let Some(message) = log.unstage(owner, seq) {
+                if seq > log.floor(owner)? {
+                    log.append(owner, seq, &message)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn staged_over_cap(&self) -> bool {
+        self.store.inbox.staged_len() + self.store.group_log.staged_len() > STAGED_CAP
+    }
+}
