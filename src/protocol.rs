@@ -423,6 +423,17 @@ pub struct ServerStats {
     pub stored_messages: u64,
     pub outbound_bytes_queued: u64,
     pub storage_bytes: u64,
+    /// fdatasync calls on the commit logs since start (0 with `--sync none`).
+    pub log_syncs: u64,
+    /// Over the last 10 seconds: syncs per second, changes (messages, acks, dedup
+    /// records) per commit, and commit latency (write and sync) percentiles.
+    pub log_syncs_per_sec: u64,
+    pub log_changes_per_commit: u64,
+    pub log_commit_p50_us: u64,
+    pub log_commit_p99_us: u64,
+    pub log_commit_max_us: u64,
+    /// Disk space reserved by commit-log segments.
+    pub log_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -218,6 +218,10 @@ fn statistics_for_administrators_and_services() {
     assert_eq!((stats.messages_received, stats.messages_delivered), (5, 5));
     assert_eq!(stats.stored_messages, 5, "bob has not acked");
     assert!(stats.storage_bytes > 0);
+    // The five stored sends were committed through the commit log with real syncs.
+    assert!(stats.log_syncs >= 1, "{stats:?}");
+    assert!(stats.log_bytes >= 1024 * 1024, "a segment is reserved: {stats:?}");
+    assert!(stats.storage_bytes >= stats.log_bytes);
     bob.ack(5).unwrap();
     let mut shop = service(&server, "shop");
     match shop.request(Request::Stats).unwrap() {

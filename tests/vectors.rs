@@ -312,6 +312,13 @@ vectors! {
         stored_messages: 12,
         outbound_bytes_queued: 0,
         storage_bytes: 1_048_576,
+        log_syncs: 5000,
+        log_syncs_per_sec: 250,
+        log_changes_per_commit: 4,
+        log_commit_p50_us: 200,
+        log_commit_p99_us: 900,
+        log_commit_max_us: 2000,
+        log_bytes: 33_554_432,
     })),
     "disconnected" => reply(10, Reply::Disconnected { was_online: true }),
 

@@ -20,6 +20,7 @@ impl Worker {
     pub fn collect_stats(&self) -> Result<ServerStats, Refusal> {
         let metrics = &self.shared.metrics;
         let (received_per_sec, delivered_per_sec) = metrics.rates();
+        let log = metrics.log_rates();
         Ok(ServerStats {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_secs: metrics.uptime().as_secs(),
@@ -34,6 +35,13 @@ impl Worker {
             stored_messages: metrics.stored_now(),
             outbound_bytes_queued: Metrics::get(&metrics.outbound_bytes),
             storage_bytes: self.shared.store.size_on_disk()?,
+            log_syncs: Metrics::get(&metrics.log.syncs),
+            log_syncs_per_sec: log.syncs_per_sec,
+            log_changes_per_commit: log.changes_per_commit,
+            log_commit_p50_us: log.commit_p50_us,
+            log_commit_p99_us: log.commit_p99_us,
+            log_commit_max_us: log.commit_max_us,
+            log_bytes: metrics.log.bytes_on_disk(),
         })
     }
 
@@ -42,7 +50,8 @@ impl Worker {
         if let Ok(s) = self.collect_stats() {
             info!(
                 "stats: up {}s, {} connections, {} logged in, {} rooms, {} groups, received {} ({}/s), \
-                 delivered {} ({}/s), {} stored undelivered, {} B queued out, {} B on disk",
+                 delivered {} ({}/s), {} stored undelivered, {} B queued out, {} B on disk; commit log: \
+                 {} syncs/s, {} changes per commit, commit p50/p99/max {}/{}/{} us, {} B of segments",
                 s.uptime_secs,
                 s.connections,
                 s.logged_in,
@@ -54,7 +63,13 @@ impl Worker {
                 s.delivered_per_sec,
                 s.stored_messages,
                 s.outbound_bytes_queued,
-                s.storage_bytes
+                s.storage_bytes,
+                s.log_syncs_per_sec,
+                s.log_changes_per_commit,
+                s.log_commit_p50_us,
+                s.log_commit_p99_us,
+                s.log_commit_max_us,
+                s.log_bytes
             );
         }
     }

@@ -172,7 +172,8 @@ fn stats_line(s: &ServerStats) -> String {
     format!(
         "stats uptime_secs={} connections={} logged_in={} rooms={} groups={} messages_received={} \
          messages_delivered={} received_per_sec={} delivered_per_sec={} stored_messages={} \
-         outbound_bytes_queued={} storage_bytes={} version={}",
+         outbound_bytes_queued={} storage_bytes={} log_syncs_per_sec={} log_changes_per_commit={} \
+         log_commit_p99_us={} log_bytes={} version={}",
         s.uptime_secs,
         s.connections,
         s.logged_in,
@@ -185,6 +186,10 @@ fn stats_line(s: &ServerStats) -> String {
         s.stored_messages,
         s.outbound_bytes_queued,
         s.storage_bytes,
+        s.log_syncs_per_sec,
+        s.log_changes_per_commit,
+        s.log_commit_p99_us,
+        s.log_bytes,
         escape(&s.version)
     )
 }

@@ -199,7 +199,8 @@ fn member_list(members: &[MemberInfo]) -> String {
 fn stats_text(s: &ServerStats) -> String {
     format!(
         "server {}, up {}s: {} connections, {} logged in, {} rooms, {} groups; received {} ({}/s), \
-         delivered {} ({}/s); {} stored unacked, {} B queued out, {} B on disk",
+         delivered {} ({}/s); {} stored unacked, {} B queued out, {} B on disk; \
+         {} syncs/s, {} changes per commit, commit p99 {} us",
         clean(&s.version),
         s.uptime_secs,
         s.connections,
@@ -212,7 +213,10 @@ fn stats_text(s: &ServerStats) -> String {
         s.delivered_per_sec,
         s.stored_messages,
         s.outbound_bytes_queued,
-        s.storage_bytes
+        s.storage_bytes,
+        s.log_syncs_per_sec,
+        s.log_changes_per_commit,
+        s.log_commit_p99_us
     )
 }
 
