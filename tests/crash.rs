@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-fn send_request(cmid: u64) -> Request {
+pub(crate) fn send_request(cmid: u64) -> Request {
     Request::Send {
         to: Target::User("bob".into()),
         client_msg_id: cmid,

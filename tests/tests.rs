@@ -6,6 +6,7 @@ mod common;
 
 mod admin_cli;
 mod bad_input;
+mod commitlog;
 mod crash;
 mod delivery;
 mod faults;

@@ -84,7 +84,7 @@ pub struct Store {
     pub group_log: SeqLog,
     /// When set, every checkpoint and commit fails: the storage-error path, testable
     /// without filling a disk.
-    fail_flushes: Arc<AtomicBool>,
+    pub(crate) fail_flushes: Arc<AtomicBool>,
     dir: PathBuf,
     /// This run's number for commit-log segments (one more than any found at start).
     log_run: u64,

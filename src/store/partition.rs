@@ -19,6 +19,9 @@ use log::{error, warn};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// How often a partition whose last commit failed tries again while idle (the disk may
+/// have space again): it accepts new messages only once a commit works.
+const RETRY: Duration = Duration::from_secs(1);
 /// How long a staged message waits before migration into sled: what is acknowledged
 /// within this time never reaches sled.
 const AGE: Duration = Duration::from_secs(2);
@@ -57,6 +60,8 @@ pub struct Partition {
     dedup: Vec<DedupRecord>,
     /// Committed batches' staged messages, oldest first.
     staged: VecDeque<Staged>,
+    /// When a failed commit was last retried.
+    last_retry: Option<Instant>,
 }
 
 impl Partition {
@@ -68,8 +73,17 @@ impl Partition {
             settings.segment_bytes,
             settings.sync,
             store.log_stats.clone(),
+            store.fail_flushes.clone(),
         );
-        Partition { store, log, sled_dirty: false, messages: Vec::new(), dedup: Vec::new(), staged: VecDeque::new() }
+        Partition {
+            store,
+            log,
+            sled_dirty: false,
+            messages: Vec::new(),
+            dedup: Vec::new(),
+            staged: VecDeque::new(),
+            last_retry: None,
+        }
     }
 
     /// The store, for reads.
@@ -135,11 +149,11 @@ impl Partition {
         if !self.log.is_dirty() && !self.sled_dirty {
             return Ok(());
         }
-        let logged = self.store.check_failure().and_then(|()| {
-            self.log.commit().map_err(|e| StoreError::Io(format!("commit log of {}: {e}", self.store.dir().display())))
-        });
         // On an error the changes stay in the log's queue and go out with the next commit.
-        let segment = logged?;
+        let segment = self
+            .log
+            .commit()
+            .map_err(|e| StoreError::Io(format!("commit log in {}: {e}", self.store.dir().display())))?;
         if let Some(number) = segment {
             for staged in self.staged.iter_mut().rev() {
                 if staged.segment.is_some() {
@@ -159,6 +173,16 @@ impl Partition {
     /// and retires segments whose every message is in sled. Returns whether it did work.
     pub fn upkeep(&mut self, idle: bool) -> bool {
         let now = Instant::now();
+        if self.log.is_failing() {
+            if idle && self.last_retry.is_none_or(|at| now.duration_since(at) >= RETRY) {
+                self.last_retry = Some(now);
+                if let Err(e) = self.commit(crate::worker::now_ms()) {
+                    warn!("the commit log still fails: {e}");
+                }
+            }
+            // Nothing moves into sled nor is retired while the disk refuses writes.
+            return false;
+        }
         let mut worked = false;
         let mut migrated = 0;
         // Segments at or below this must be emptied early: too many wait.
@@ -196,8 +220,11 @@ impl Partition {
         worked
     }
 
-    /// How long until the oldest staged batch is due, if there is one.
+    /// How long until the oldest staged batch is due (or a failed commit is retried).
     pub fn next_due(&self, now: Instant) -> Option<Duration> {
+        if self.log.is_failing() {
+            return Some(RETRY);
+        }
         self.staged.front().map(|s| (s.at + AGE).saturating_duration_since(now))
     }
 

@@ -13,6 +13,8 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// The daemon's log lines, as they come.
     pub log: mpsc::Receiver<String>,
+    /// The lines it logged before it listened (recovery reports).
+    pub startup: Vec<String>,
 }
 
 /// confabd on an ephemeral port with a cheap password hash, plus `args`.
@@ -34,14 +36,16 @@ pub fn spawn_daemon(data_dir: &Path, args: &[&str]) -> Daemon {
             let _ = tx.send(line);
         }
     });
+    let mut startup = Vec::new();
     let addr = loop {
         let line = log.recv_timeout(Duration::from_secs(30)).expect("confabd logs its address");
         if let Some(rest) = line.split("listening on ").nth(1) {
             let addr = rest.split_whitespace().next().expect("an address after 'listening on'");
             break addr.parse().expect("a socket address");
         }
+        startup.push(line);
     };
-    Daemon { child, addr, log }
+    Daemon { child, addr, log, startup }
 }
 
 /// Runs a confabd subcommand on `data_dir` with `stdin` as its input.

@@ -29,7 +29,7 @@ use segment::Segment;
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -67,6 +67,8 @@ pub struct CommitLog {
     /// nothing is assumed (the next sync is of a new segment).
     failed: Vec<(Vec<u8>, u64)>,
     stats: Arc<LogStats>,
+    /// When set, every sync fails (after the write): the failed-sync path, for tests.
+    fail_syncs: Arc<AtomicBool>,
 }
 
 impl CommitLog {
@@ -77,6 +79,7 @@ impl CommitLog {
         segment_bytes: u64,
         sync: SyncPolicy,
         stats: Arc<LogStats>,
+        fail_syncs: Arc<AtomicBool>,
     ) -> Self {
         CommitLog {
             dir,
@@ -91,6 +94,7 @@ impl CommitLog {
             changes: 0,
             failed: Vec::new(),
             stats,
+            fail_syncs,
         }
     }
 
@@ -151,6 +155,9 @@ impl CommitLog {
             record::encode_into(segment.id, payload, &mut bytes);
         }
         segment.append(&bytes)?;
+        if self.fail_syncs.load(Ordering::Relaxed) {
+            return Err(io::Error::other("sync failure injected"));
+        }
         if self.sync == SyncPolicy::Batch {
             segment.sync()?;
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
@@ -311,7 +318,7 @@ mod tests {
     }
 
     fn log(dir: &Path, run: u64, segment_bytes: u64) -> CommitLog {
-        CommitLog::new(dir.join(DIR), run, 0, segment_bytes, SyncPolicy::Batch, Arc::default())
+        CommitLog::new(dir.join(DIR), run, 0, segment_bytes, SyncPolicy::Batch, Arc::default(), Arc::default())
     }
 
     #[test]
@@ -337,6 +344,34 @@ mod tests {
         assert_eq!(store.inbox.state(7).unwrap(), crate::store::LogState { floor: 100, last_seq: 300 });
         assert_eq!(store.inbox.read(7, 0, 1000).unwrap().len(), 200);
         assert!(segment::list(&dir.path().join(DIR)).unwrap().is_empty(), "replayed segments are deleted");
+    }
+
+    #[test]
+    fn a_failed_sync_is_never_taken_for_success_and_its_batch_goes_out_again_in_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let fail = Arc::new(AtomicBool::new(false));
+        {
+            let _store = Store::open(dir.path()).unwrap();
+            let mut log =
+                CommitLog::new(dir.path().join(DIR), 1, 0, 1 << 20, SyncPolicy::Batch, Arc::default(), fail.clone());
+            let m = message("m");
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 1, message: &m });
+            assert_eq!(log.commit().unwrap(), Some(1));
+            fail.store(true, Ordering::Relaxed);
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 2, message: &m });
+            assert!(log.commit().is_err());
+            assert!(log.is_failing());
+            // Still failing: the batch stays queued, a new one joins it.
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 3, message: &m });
+            assert!(log.commit().is_err());
+            fail.store(false, Ordering::Relaxed);
+            // Each failure abandoned its segment; the retry writes both batches anew.
+            assert_eq!(log.commit().unwrap(), Some(3));
+            assert!(!log.is_failing());
+            assert_eq!(log.sealed_count(), 2);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.inbox.read(1, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2, 3]);
     }
 
     #[test]
