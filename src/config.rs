@@ -3,7 +3,7 @@
 //! The binary fills a [`Config`] from flags; tests build one with [`Config::for_tests`] and a
 //! temporary data directory. Nothing else in the crate invents its own limits.
 
-use crate::store::{LogSettings, SyncPolicy};
+use crate::store::{DurabilityHook, LogSettings, SyncPolicy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -120,6 +120,8 @@ pub struct Config {
     /// enough that this happens about once a second at full load, small enough that the
     /// few segments a worker keeps cost little disk.
     pub log_segment_bytes: u64,
+    /// Told of every durable step: only tests that model a power cut set it.
+    pub durability_hook: Option<DurabilityHook>,
 }
 
 impl Default for Config {
@@ -160,6 +162,7 @@ impl Default for Config {
             cache_bytes: 256 * 1024 * 1024,
             sync: SyncPolicy::Batch,
             log_segment_bytes: 32 * 1024 * 1024,
+            durability_hook: None,
         }
     }
 }

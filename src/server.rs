@@ -42,7 +42,8 @@ impl Server {
         let dir = config.data_dir.display().to_string();
         let store_error = |source| StartError::Store { dir: dir.clone(), source };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(StoreError::Sled(e.into())))?;
-        let store = Store::open_with_cache(&config.data_dir, config.cache_bytes).map_err(store_error)?;
+        let mut store = Store::open_with_cache(&config.data_dir, config.cache_bytes).map_err(store_error)?;
+        store.set_durability_hook(config.durability_hook.clone());
         let mut listener =
             listen(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr()?;

@@ -12,6 +12,7 @@ mod delivery;
 mod faults;
 mod groups;
 mod limits;
+mod power_cut;
 mod rooms;
 mod security;
 mod services;

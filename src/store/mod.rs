@@ -23,6 +23,7 @@
 pub mod commitlog;
 mod dedup;
 mod groups;
+mod hook;
 mod journal;
 mod partition;
 mod records;
@@ -30,6 +31,7 @@ mod seqlog;
 
 pub use commitlog::SyncPolicy;
 pub use dedup::DedupRecord;
+pub use hook::{DurabilityHook, Durable};
 pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
@@ -90,6 +92,8 @@ pub struct Store {
     log_run: u64,
     /// Every partition's commit-log counters.
     pub log_stats: Arc<LogStats>,
+    /// Told of every durable step (tests of power cuts).
+    hook: Option<DurabilityHook>,
 }
 
 impl Store {
@@ -127,6 +131,7 @@ impl Store {
             dir: dir.to_path_buf(),
             log_run: 0,
             log_stats: Arc::default(),
+            hook: None,
             db,
         };
         // Journal values of releases before the commit log, then the commit log itself:
@@ -145,7 +150,18 @@ impl Store {
     pub fn checkpoint(&self) -> StoreResult<()> {
         self.check_failure()?;
         self.db.flush()?;
-        fsync_tree(&self.dir).map_err(|e| StoreError::Flush(format!("fsync of {}: {e}", self.dir.display())))
+        fsync_tree(&self.dir).map_err(|e| StoreError::Flush(format!("fsync of {}: {e}", self.dir.display())))?;
+        DurabilityHook::report(&self.hook, Durable::Checkpointed { dir: &self.dir });
+        Ok(())
+    }
+
+    /// Reports every durable step from now on to `hook` (set before the store is shared).
+    pub fn set_durability_hook(&mut self, hook: Option<DurabilityHook>) {
+        self.hook = hook;
+    }
+
+    pub fn durability_hook(&self) -> Option<DurabilityHook> {
+        self.hook.clone()
     }
 
     /// The failure injected for tests, if any.

@@ -74,7 +74,8 @@ impl Partition {
             settings.sync,
             store.log_stats.clone(),
             store.fail_flushes.clone(),
-        );
+        )
+        .with_hook(store.durability_hook());
         Partition {
             store,
             log,

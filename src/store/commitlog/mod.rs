@@ -23,6 +23,7 @@ pub mod segment;
 pub use change::{Applied, Change, ChangeRef};
 pub use record::SegmentId;
 
+use super::{DurabilityHook, Durable};
 use crate::metrics::LogStats;
 use log::{info, warn};
 use segment::Segment;
@@ -69,6 +70,7 @@ pub struct CommitLog {
     stats: Arc<LogStats>,
     /// When set, every sync fails (after the write): the failed-sync path, for tests.
     fail_syncs: Arc<AtomicBool>,
+    hook: Option<DurabilityHook>,
 }
 
 impl CommitLog {
@@ -95,7 +97,14 @@ impl CommitLog {
             failed: Vec::new(),
             stats,
             fail_syncs,
+            hook: None,
         }
+    }
+
+    /// Reports every sync and retirement to `hook`.
+    pub fn with_hook(mut self, hook: Option<DurabilityHook>) -> Self {
+        self.hook = hook;
+        self
     }
 
     /// Adds a change to the batch being built.
@@ -161,6 +170,7 @@ impl CommitLog {
         if self.sync == SyncPolicy::Batch {
             segment.sync()?;
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+            DurabilityHook::report(&self.hook, Durable::LogSynced { path: &segment.path, upto: segment.offset });
         }
         Ok(segment.id.number)
     }
@@ -195,7 +205,7 @@ impl CommitLog {
     /// Deletes the sealed segments numbered below `before`: the caller has made sure
     /// sled holds everything in them durably.
     pub fn retire_before(&mut self, before: u64) -> io::Result<()> {
-        let mut removed = false;
+        let mut removed = Vec::new();
         while let Some((id, path, capacity)) = self.sealed.front() {
             if id.number >= before {
                 break;
@@ -206,11 +216,14 @@ impl CommitLog {
                 Err(e) => return Err(e),
             }
             self.stats.bytes_on_disk.fetch_sub(*capacity as i64, Ordering::Relaxed);
+            removed.push(path.clone());
             self.sealed.pop_front();
-            removed = true;
         }
-        if removed {
+        if !removed.is_empty() {
             segment::sync_dir(&self.dir)?;
+        }
+        for path in &removed {
+            DurabilityHook::report(&self.hook, Durable::LogRemoved { path });
         }
         Ok(())
     }
