@@ -120,6 +120,10 @@ pub struct Config {
     /// enough that this happens about once a second at full load, small enough that the
     /// few segments a worker keeps cost little disk.
     pub log_segment_bytes: u64,
+    /// Start even when the check at start finds the data directory damaged (each problem
+    /// is logged as an error). Off: the server refuses to start and says why, rather than
+    /// serve less than it promised.
+    pub start_damaged: bool,
     /// Told of every durable step: only tests that model a power cut set it.
     pub durability_hook: Option<DurabilityHook>,
 }
@@ -162,6 +166,7 @@ impl Default for Config {
             cache_bytes: 256 * 1024 * 1024,
             sync: SyncPolicy::Batch,
             log_segment_bytes: 32 * 1024 * 1024,
+            start_damaged: false,
             durability_hook: None,
         }
     }

@@ -56,6 +56,7 @@ impl Server {
         let rooms = RoomList::default();
         // Opening the store replayed the commit log; now the acknowledged messages the
         // last run left behind, before anything reads the logs.
+        check_integrity(&store, &config).map_err(store_error)?;
         let collected = store.inbox.collect_all().and_then(|a| Ok(a + store.group_log.collect_all()?));
         match collected.map_err(store_error)? {
             0 => {}
@@ -125,6 +126,30 @@ impl Server {
         info!("confabd stopped");
         Ok(())
     }
+}
+
+/// Refuses a damaged data directory (unless told to start anyway), before anything serves it.
+fn check_integrity(store: &Store, config: &Config) -> Result<(), StoreError> {
+    let report = store.verify()?;
+    if report.problems.is_empty() {
+        return Ok(());
+    }
+    for problem in &report.problems {
+        log::error!("damaged data: {problem}");
+    }
+    // What the commit log cut is reported, but a torn tail is what a crash leaves: only
+    // damage in sled's data stops the start.
+    let damaged = report.problems.len() > store.log_cuts.len();
+    if !damaged || config.start_damaged {
+        return Ok(());
+    }
+    Err(StoreError::Damaged(format!(
+        "{} problems in {} (the first: {}); restore it from a backup, or start with --start-damaged \
+         to serve what is left",
+        report.problems.len() - store.log_cuts.len(),
+        config.data_dir.display(),
+        report.problems[store.log_cuts.len()]
+    )))
 }
 
 /// The dedup records still inside the window, newest last so the newest survive the bound.

@@ -8,6 +8,7 @@ mod admin_cli;
 mod bad_input;
 mod commitlog;
 mod crash;
+mod damage;
 mod delivery;
 mod faults;
 mod groups;

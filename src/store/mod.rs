@@ -25,9 +25,11 @@ mod dedup;
 mod groups;
 mod hook;
 mod journal;
+mod marker;
 mod partition;
 mod records;
 mod seqlog;
+mod verify;
 
 pub use commitlog::SyncPolicy;
 pub use dedup::DedupRecord;
@@ -36,12 +38,13 @@ pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
 pub use seqlog::{LogState, SeqLog};
+pub use verify::Report;
 
 use crate::metrics::LogStats;
 use log::info;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
@@ -55,6 +58,9 @@ pub enum StoreError {
     Flush(String),
     #[error("{0}")]
     Io(String),
+    /// The data directory is damaged in a way the store can tell; the text says what to do.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -80,6 +86,11 @@ pub struct Store {
     memberships: sled::Tree,
     services: sled::Tree,
     journal: sled::Tree,
+    /// The checkpoint serial (see [`marker`]).
+    meta: sled::Tree,
+    checkpoints: Arc<Mutex<Checkpoints>>,
+    /// What replaying the commit log cut at open (reported by `storage --verify`).
+    pub log_cuts: Vec<String>,
     /// Users' inboxes.
     pub inbox: SeqLog,
     /// Groups' shared histories.
@@ -109,12 +120,27 @@ impl Store {
         // No background flushing: every durable write is flushed by the batch that made it
         // (group commit), and a background flush only competes with those for the disk.
         // What is written without a flush (migrations, deletions) is redone at start.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // sled panics on some kinds of damage; an operator needs an error that names the
+        // directory, not a backtrace.
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())).map_err(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            StoreError::Damaged(format!(
+                "the database in {} is damaged (the storage engine stopped with: {what}); restore the \
+                 directory from a backup",
+                dir.display()
+            ))
+        })??;
+        let meta = db.open_tree("meta")?;
+        let serial = check_marker(dir, &meta)?;
 
         let mut store = Store {
             accounts: db.open_tree("accounts")?,
@@ -125,6 +151,9 @@ impl Store {
             memberships: db.open_tree("memberships")?,
             services: db.open_tree("services")?,
             journal: db.open_tree("journal")?,
+            meta,
+            checkpoints: Arc::new(Mutex::new(Checkpoints { serial, file: None })),
+            log_cuts: Vec::new(),
             inbox: SeqLog::new(db.open_tree("inbox")?, "inbox"),
             group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
             fail_flushes: Arc::default(),
@@ -140,7 +169,9 @@ impl Store {
             0 => {}
             n => info!("recovered {n} journaled messages"),
         }
-        store.log_run = commitlog::recover(&store, dir)?.run;
+        let recovered = commitlog::recover(&store, dir)?;
+        store.log_run = recovered.run;
+        store.log_cuts = recovered.cuts;
         Ok(store)
     }
 
@@ -149,8 +180,20 @@ impl Store {
     /// durable), then an fsync of each of its files and of the directory does.
     pub fn checkpoint(&self) -> StoreResult<()> {
         self.check_failure()?;
+        // One at a time: the serial in sled and in the marker file must rise together.
+        let mut checkpoints = self.checkpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let serial = checkpoints.serial + 1;
+        self.meta.insert(marker::KEY, &serial.to_be_bytes())?;
         self.db.flush()?;
-        fsync_tree(&self.dir).map_err(|e| StoreError::Flush(format!("fsync of {}: {e}", self.dir.display())))?;
+        let flush_error = |e: std::io::Error| StoreError::Flush(format!("fsync of {}: {e}", self.dir.display()));
+        fsync_tree(&self.dir).map_err(flush_error)?;
+        let file = match checkpoints.file.take() {
+            Some(file) => file,
+            None => marker::open(&self.dir).map_err(flush_error)?,
+        };
+        marker::write(&file, serial).map_err(flush_error)?;
+        checkpoints.file = Some(file);
+        checkpoints.serial = serial;
         DurabilityHook::report(&self.hook, Durable::Checkpointed { dir: &self.dir });
         Ok(())
     }
@@ -324,6 +367,40 @@ fn fsync_tree(dir: &Path) -> std::io::Result<()> {
         }
     }
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The checkpoint serial and its marker file, shared by every clone of the store.
+struct Checkpoints {
+    serial: u64,
+    file: Option<std::fs::File>,
+}
+
+/// Refuses a store whose sled lost writes a completed checkpoint had made durable;
+/// returns the serial to continue from.
+fn check_marker(dir: &Path, meta: &sled::Tree) -> StoreResult<u64> {
+    let recorded = marker::read(dir).map_err(|e| {
+        StoreError::Damaged(format!(
+            "{e}: the data directory's checkpoint record cannot be trusted; restore from a backup"
+        ))
+    })?;
+    let in_sled = match meta.get(marker::KEY)? {
+        Some(raw) => marker::decode_serial(&raw).ok_or_else(|| StoreError::Corrupt {
+            tree: "meta",
+            detail: "checkpoint serial of the wrong size".into(),
+        })?,
+        None => 0,
+    };
+    match recorded {
+        Some(recorded) if recorded > in_sled => Err(StoreError::Damaged(format!(
+            "the database in {} has lost writes it had made durable: its last checkpoint was number \
+             {recorded} ({}), the database holds number {in_sled}{}. Its files are damaged or were \
+             truncated; restore the directory from a backup (`confabd storage --verify` shows what is there)",
+            dir.display(),
+            marker::path(dir).display(),
+            if in_sled == 0 { ", i.e. it is empty" } else { "" },
+        ))),
+        recorded => Ok(recorded.unwrap_or(0).max(in_sled)),
+    }
 }
 
 fn token_key(uid: u64, digest: &[u8; 32]) -> [u8; 40] {

@@ -156,6 +156,33 @@ impl SeqLog {
         Ok(removed)
     }
 
+    /// Calls `each(owner, floor, [(seq, decodes)])` for every owner with a floor or
+    /// messages in the tree, in owner order (verification; O(data)).
+    pub fn for_each_owner(&self, mut each: impl FnMut(u64, u64, &[(u64, bool)])) -> StoreResult<()> {
+        // (owner, floor, its messages) of the owner being read.
+        let mut current: Option<OwnerScan> = None;
+        for entry in self.tree.iter() {
+            let (key, raw) = entry?;
+            let owner = read_u64(self.name, key.get(..8).unwrap_or(&[]))?;
+            if current.as_ref().is_some_and(|c| c.0 != owner) {
+                let (o, f, seqs) = current.take().expect("checked");
+                each(o, f, &seqs);
+            }
+            let (_, floor, seqs) = current.get_or_insert_with(|| (owner, 0, Vec::new()));
+            match key.get(8) {
+                Some(&FLOOR) => *floor = read_u64(self.name, &raw)?,
+                _ => {
+                    let seq = read_u64(self.name, key.get(9..).unwrap_or(&[]))?;
+                    seqs.push((seq, decode::<StoredMessage>(self.name, &raw).is_ok()));
+                }
+            }
+        }
+        if let Some((o, f, seqs)) = current {
+            each(o, f, &seqs);
+        }
+        Ok(())
+    }
+
     /// Removes the owner's log entirely.
     pub fn remove_all(&self, owner: u64) -> StoreResult<()> {
         self.staged().retain(|(o, _), _| *o != owner);
@@ -192,6 +219,9 @@ impl SeqLog {
         Ok(count)
     }
 }
+
+/// An owner's id, floor and (sequence, decodes) of each message, as verification reads them.
+type OwnerScan = (u64, u64, Vec<(u64, bool)>);
 
 fn floor_key(owner: u64) -> [u8; 9] {
     let mut key = [0; 9];

@@ -7,7 +7,7 @@ use confab::admin::{self, AdminError};
 use confab::client::Client;
 use confab::config::HashCost;
 use confab::protocol::{Reply, Request};
-use confab::store::Store;
+use confab::store::{Store, StoreError};
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,7 +21,7 @@ pub enum Command {
     #[command(subcommand)]
     Service(ServiceCommand),
     /// Print what the data directory holds (daemon stopped).
-    Storage,
+    Storage(StorageArgs),
     /// Print live statistics of a running daemon, asked as a service. The token is read
     /// from the CONFAB_SERVICE_TOKEN environment variable, or else from standard input.
     Stats(StatsArgs),
@@ -56,6 +56,15 @@ pub enum ServiceCommand {
 }
 
 #[derive(Args, Debug)]
+pub struct StorageArgs {
+    /// Check every invariant the server relies on (records decode, no sequence missing
+    /// from any conversation, positions within range, the commit log's checksums; the log
+    /// is replayed as at a start) and list what is wrong; exits 1 if anything is.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct StatsArgs {
     /// The running daemon.
     #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], confab::config::DEFAULT_PORT)))]
@@ -70,8 +79,10 @@ pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), Stri
     if let Command::Stats(args) = command {
         return stats(&args);
     }
-    let store = Store::open(data_dir)
-        .map_err(|e| format!("cannot open {}: {e} (is confabd running on it? stop it first)", data_dir.display()))?;
+    let store = Store::open(data_dir).map_err(|e| match e {
+        StoreError::Damaged(_) => e.to_string(),
+        e => format!("cannot open {}: {e} (is confabd running on it? stop it first)", data_dir.display()),
+    })?;
     let done = |r: Result<(), AdminError>| r.map_err(|e| e.to_string());
     match command {
         Command::User(UserCommand::Add { name }) => {
@@ -117,7 +128,21 @@ pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), Stri
             }
             Ok(())
         }
-        Command::Storage => {
+        Command::Storage(StorageArgs { verify: true }) => {
+            let report = store.verify().map_err(|e| e.to_string())?;
+            println!("users\t{}", report.accounts);
+            println!("groups\t{}", report.groups);
+            println!("stored messages\t{}", report.messages);
+            if report.problems.is_empty() {
+                println!("ok: no problems found");
+                return Ok(());
+            }
+            for problem in &report.problems {
+                println!("problem\t{problem}");
+            }
+            Err(format!("{} problems found in {}", report.problems.len(), data_dir.display()))
+        }
+        Command::Storage(StorageArgs { verify: false }) => {
             let stats = admin::storage_stats(&store).map_err(|e| e.to_string())?;
             println!("users\t{}", stats.accounts);
             println!("groups\t{}", stats.groups);

@@ -107,6 +107,10 @@ struct Flags {
     /// Size of each commit-log segment, in MiB (space reserved up front).
     #[arg(long, default_value_t = 32)]
     log_segment_mib: u64,
+    /// Start even if the data directory is found damaged at start (each problem is
+    /// logged); by default confabd refuses to start and says what is wrong.
+    #[arg(long)]
+    start_damaged: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -146,6 +150,7 @@ impl Flags {
                 Sync::None => SyncPolicy::None,
             },
             log_segment_bytes: self.log_segment_mib.max(1) * 1024 * 1024,
+            start_damaged: self.start_damaged,
             ..Config::default()
         }
     }

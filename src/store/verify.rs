@@ -1,0 +1,112 @@
+//! `confabd storage --verify` and the check at every start: the invariants the server
+//! relies on, read from what is on disk. Each broken one is a line an operator can act on.
+//!
+//! - every record decodes;
+//! - each log (inbox, group history) holds every sequence from just above its floor to its
+//!   last, with no gap: a gap is a message lost;
+//! - each group member's acknowledged position lies within the group's history;
+//! - each membership names a group that lists the member.
+//!
+//! What replaying the commit log cut at open is reported too.
+
+use super::{decode, read_u64, SeqLog, Store, StoreResult};
+use std::collections::HashMap;
+
+/// What a verification found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub accounts: u64,
+    pub groups: u64,
+    /// Messages above their logs' floors.
+    pub messages: u64,
+    pub problems: Vec<String>,
+}
+
+impl Store {
+    /// Checks every invariant; O(data).
+    pub fn verify(&self) -> StoreResult<Report> {
+        let mut report = Report::default();
+        for cut in &self.log_cuts {
+            report.problems.push(format!("commit log: {cut}"));
+        }
+        for entry in self.accounts.iter() {
+            let (key, raw) = entry?;
+            if let Err(e) = decode::<super::Account>("accounts", &raw) {
+                report.problems.push(format!("account {}: {e}", String::from_utf8_lossy(&key)));
+            }
+            report.accounts += 1;
+        }
+        let mut members: HashMap<u64, Vec<String>> = HashMap::new();
+        for entry in self.groups.iter() {
+            let (key, raw) = entry?;
+            let id = read_u64("groups", &key)?;
+            match decode::<super::GroupRecord>("groups", &raw) {
+                Ok(record) => {
+                    members.insert(id, record.members.into_iter().map(|m| m.username).collect());
+                }
+                Err(e) => report.problems.push(format!("group {id}: {e}")),
+            }
+            report.groups += 1;
+        }
+        check_log(&self.inbox, "inbox of user id", &mut report)?;
+        let group_last = check_log(&self.group_log, "history of group", &mut report)?;
+        for entry in self.group_acks.iter() {
+            let (key, raw) = entry?;
+            let (id, name) = (read_u64("group_acks", &key[..8.min(key.len())])?, String::from_utf8_lossy(&key[8..]));
+            let acked = read_u64("group_acks", &raw)?;
+            let last = group_last.get(&id).copied().unwrap_or(0).max(self.group_log.floor(id)?);
+            if !members.get(&id).is_some_and(|m| m.iter().any(|n| *n == name)) {
+                continue; // a member who left: the position is dropped with the membership
+            }
+            if acked > last {
+                report
+                    .problems
+                    .push(format!("group {id}: {name} acknowledged {acked}, beyond the group's last message {last}"));
+            }
+        }
+        for entry in self.memberships.iter() {
+            let (key, _) = entry?;
+            let Some(split) = key.iter().position(|b| *b == 0) else {
+                report.problems.push(format!("membership key without separator: {key:?}"));
+                continue;
+            };
+            let name = String::from_utf8_lossy(&key[..split]);
+            let id = read_u64("memberships", &key[split + 1..])?;
+            if !members.get(&id).is_some_and(|m| m.iter().any(|n| *n == name)) {
+                report.problems.push(format!("{name} is listed in group {id}, which does not list them"));
+            }
+        }
+        report.messages = self.inbox.count_messages()? + self.group_log.count_messages()?;
+        Ok(report)
+    }
+}
+
+/// Checks one kind of log; returns each owner's last sequence.
+fn check_log(log: &SeqLog, what: &str, report: &mut Report) -> StoreResult<HashMap<u64, u64>> {
+    let mut last = HashMap::new();
+    let mut gaps = 0;
+    log.for_each_owner(|owner, floor, seqs| {
+        // Messages at or below the floor are garbage awaiting deletion: never read.
+        let mut expected = floor + 1;
+        for (seq, decoded) in seqs.iter().copied().filter(|(s, _)| *s > floor) {
+            if !decoded {
+                report.problems.push(format!("{what} {owner}: message {seq} does not decode"));
+            }
+            if seq != expected {
+                gaps += 1;
+                if gaps <= 20 {
+                    report.problems.push(format!(
+                        "{what} {owner}: messages {expected} to {} are missing (floor {floor})",
+                        seq - 1
+                    ));
+                }
+            }
+            expected = seq + 1;
+        }
+        last.insert(owner, expected - 1);
+    })?;
+    if gaps > 20 {
+        report.problems.push(format!("{what}: {} more gaps not listed", gaps - 20));
+    }
+    Ok(last)
+}

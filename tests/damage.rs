@@ -1,0 +1,172 @@
+//! A damaged data directory, as an operator meets it: confabd must refuse to start on
+//! damage it can detect, with an error that names the directory and says what to do, and
+//! never start and serve less in silence; `confabd storage --verify` says what is wrong.
+
+use crate::common::daemon::confabd;
+use crate::common::PASSWORD;
+use confab::client::Client;
+use confab::protocol::{Content, SenderKind};
+use confab::store::{Store, StoredMessage};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const MESSAGES: u64 = 60;
+
+/// What starting confabd on `data` led to: it listens, or it exits with its log.
+enum Start {
+    Listening(Child, SocketAddr),
+    Refused(String),
+}
+
+fn start(data: &Path) -> Start {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_confabd"))
+        .args(["--listen", "127.0.0.1:0", "--hash-memory-kib", "8", "--hash-iterations", "1", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok) {
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+            return Start::Listening(child, addr);
+        }
+        log.push(line);
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "a refusal exits non-zero");
+    Start::Refused(log.join("\n"))
+}
+
+fn stop(mut child: Child) {
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+}
+
+/// A data directory after a clean stop: alice and bob, and MESSAGES messages for bob.
+fn written() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let Start::Listening(child, addr) = start(dir.path()) else { panic!("a fresh directory starts") };
+    let (mut alice, _) = Client::connect(addr, "alice").unwrap();
+    alice.register("alice", PASSWORD).unwrap();
+    alice.register("bob", PASSWORD).unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    for i in 1..=MESSAGES {
+        alice.send_text("bob", i, &format!("message {i}")).unwrap();
+    }
+    stop(child);
+    dir
+}
+
+/// Either a refusal that says what to do, or a server that serves everything.
+fn refused_or_whole(data: &Path, what: &str) -> bool {
+    match start(data) {
+        Start::Refused(log) => {
+            assert!(log.contains(&data.display().to_string()), "{what}: the error names the directory:\n{log}");
+            assert!(log.contains("restore"), "{what}: the error says what to do:\n{log}");
+            println!("{what}: {}", log.lines().last().unwrap_or(""));
+            true
+        }
+        Start::Listening(child, addr) => {
+            let (mut bob, _) = Client::connect(addr, "bob").unwrap();
+            bob.login("bob", PASSWORD).unwrap_or_else(|e| panic!("{what}: started, but bob cannot log in: {e}"));
+            for i in 1..=MESSAGES {
+                let m = bob.next_message().unwrap_or_else(|e| panic!("{what}: started, but message {i} is gone: {e}"));
+                assert_eq!(String::from_utf8(m.content.body).unwrap(), format!("message {i}"), "{what}");
+            }
+            stop(child);
+            false
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_database_file_truncated_to_nothing_is_refused_not_started_empty() {
+    let dir = written();
+    std::fs::OpenOptions::new().write(true).open(dir.path().join("db")).unwrap().set_len(0).unwrap();
+    match start(dir.path()) {
+        Start::Refused(log) => {
+            assert!(log.contains("lost writes"), "{log}");
+            assert!(log.contains("restore"), "{log}");
+        }
+        Start::Listening(child, _) => {
+            stop(child);
+            panic!("started on an emptied database");
+        }
+    }
+}
+
+#[test]
+fn flipped_bytes_in_the_database_never_start_a_server_that_serves_less() {
+    let dir = written();
+    let db = std::fs::read(dir.path().join("db")).unwrap();
+    // Damage spread over the file (where sled's data is, and beyond).
+    let used = db.iter().rposition(|b| *b != 0).unwrap_or(0).max(64);
+    let mut refusals = 0;
+    for i in 1..=6 {
+        let trial = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), trial.path());
+        let at = used * i / 7;
+        let mut damaged = db.clone();
+        for b in &mut damaged[at..(at + 16).min(db.len())] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(trial.path().join("db"), damaged).unwrap();
+        if refused_or_whole(trial.path(), &format!("16 bytes flipped at {at} of {used}")) {
+            refusals += 1;
+        }
+    }
+    println!("{refusals} of 6 damaged copies refused, the rest served everything");
+}
+
+#[test]
+fn storage_verify_reports_a_missing_message_and_the_server_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = confabd(dir.path(), &["storage", "--verify"], "");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok: no problems found"));
+    {
+        // Bob's inbox with message 3 gone, written below the server.
+        let store = Store::open(dir.path()).unwrap();
+        let m = |text: &str| StoredMessage {
+            message_id: 1,
+            from: "alice".into(),
+            sender: SenderKind::User,
+            timestamp_ms: 0,
+            content: Content::text(text),
+            event: None,
+            except: None,
+        };
+        for seq in [1, 2, 4, 5] {
+            store.inbox.append(77, seq, &m("x")).unwrap();
+        }
+        store.checkpoint().unwrap();
+    }
+    let output = confabd(dir.path(), &["storage", "--verify"], "");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(stdout.contains("inbox of user id 77: messages 3 to 3 are missing"), "{stdout}");
+    match start(dir.path()) {
+        Start::Refused(log) => assert!(log.contains("messages 3 to 3 are missing") && log.contains("restore"), "{log}"),
+        Start::Listening(child, _) => {
+            stop(child);
+            panic!("started with a message missing");
+        }
+    }
+}
