@@ -567,6 +567,8 @@ pub enum ErrorCode {
     /// A configured limit (members per group, groups per user, room size) is reached.
     LimitReached,
     AlreadyMember,
+    /// The server's disk is full: the request was not carried out; retry later.
+    StorageFull,
 }
 
 impl ErrorCode {

@@ -122,7 +122,13 @@ impl Server {
         for hasher in self.hashers {
             let _ = hasher.join();
         }
-        self.store.checkpoint()?;
+        if self.store.has_room_for_checkpoint() {
+            self.store.checkpoint()?;
+        } else {
+            log::warn!(
+                "the disk is full: the commit log keeps what sled could not take; it is replayed at the next start"
+            );
+        }
         info!("confabd stopped");
         Ok(())
     }

@@ -58,6 +58,9 @@ pub enum StoreError {
     Flush(String),
     #[error("{0}")]
     Io(String),
+    /// The disk has no room for a write that needs it.
+    #[error("the disk is full")]
+    Full,
     /// The data directory is damaged in a way the store can tell; the text says what to do.
     #[error("{0}")]
     Damaged(String),
@@ -196,6 +199,13 @@ impl Store {
         checkpoints.serial = serial;
         DurabilityHook::report(&self.hook, Durable::Checkpointed { dir: &self.dir });
         Ok(())
+    }
+
+    /// Whether there is enough free space for a checkpoint: sled writes up to its I/O
+    /// buffer at a flush, and a write that fails for want of space leaves it failing every
+    /// later write until a restart, so a checkpoint waits rather than risk it.
+    pub fn has_room_for_checkpoint(&self) -> bool {
+        commitlog::segment::free_space(&self.dir).map_or(true, |free| free >= SLED_MARGIN)
     }
 
     /// Reports every durable step from now on to `hook` (set before the store is shared).
@@ -368,6 +378,9 @@ fn fsync_tree(dir: &Path) -> std::io::Result<()> {
     }
     std::fs::File::open(dir)?.sync_all()
 }
+
+/// Free space below which sled is not flushed (see [`Store::has_room_for_checkpoint`]).
+const SLED_MARGIN: u64 = 16 * 1024 * 1024;
 
 /// The checkpoint serial and its marker file, shared by every clone of the store.
 struct Checkpoints {

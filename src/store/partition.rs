@@ -13,7 +13,7 @@
 //! sled at all. Between commits, [`Partition::upkeep`] migrates what is due and retires
 //! commit-log segments whose every message is in sled, after a sled checkpoint.
 
-use super::commitlog::{ChangeRef, CommitLog, SyncPolicy, DIR};
+use super::commitlog::{segment, ChangeRef, CommitLog, SyncPolicy, DIR};
 use super::{DedupRecord, LogId, Store, StoreError, StoreResult, StoredMessage};
 use log::{error, warn};
 use std::collections::VecDeque;
@@ -66,7 +66,7 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(store: Store, index: usize, settings: LogSettings) -> Self {
-        let log = CommitLog::new(
+        let mut log = CommitLog::new(
             store.dir().join(DIR),
             store.log_run(),
             index as u32,
@@ -76,6 +76,8 @@ impl Partition {
             store.fail_flushes.clone(),
         )
         .with_hook(store.durability_hook());
+        // The first segment's space now, not in the first batch.
+        log.refill_spare();
         Partition {
             store,
             log,
@@ -98,10 +100,16 @@ impl Partition {
         &self.store
     }
 
-    /// Whether the last commit failed and its changes still wait for the disk: new
-    /// messages are refused meanwhile, so a full disk cannot fill memory instead.
-    pub fn is_failing(&self) -> bool {
-        self.log.is_failing()
+    /// Whether new messages must be refused: the last commit failed and its changes
+    /// still wait for the disk, or the disk has no room for another segment. Acks and
+    /// logins still go through (into the space already reserved).
+    pub fn is_full(&self) -> bool {
+        self.log.is_failing() || self.log.is_disk_full()
+    }
+
+    /// Whether a sled checkpoint may run: enough free space that sled cannot fail.
+    fn sled_has_room(&self) -> bool {
+        !self.log.is_disk_full() && self.store.has_room_for_checkpoint()
     }
 
     /// A new message, readable at once, durable with this batch.
@@ -123,6 +131,20 @@ impl Partition {
     pub fn group_ack(&mut self, group: u64, username: &str, acked: u64) -> StoreResult<()> {
         self.store.put_group_ack(group, username, acked)?;
         self.log.add(&ChangeRef::GroupAck { group, username, acked });
+        Ok(())
+    }
+
+    /// A resume token issued at a login, durable with this batch (no sled flush).
+    pub fn put_token(&mut self, uid: u64, digest: &[u8; 32], expires_ms: u64) -> StoreResult<()> {
+        self.store.put_token(uid, digest, expires_ms)?;
+        self.log.add(&ChangeRef::Token { uid, digest: *digest, expires_ms });
+        Ok(())
+    }
+
+    /// Every token of the user revoked (logout), durable with this batch.
+    pub fn revoke_tokens(&mut self, uid: u64) -> StoreResult<()> {
+        self.store.revoke_tokens(uid)?;
+        self.log.add(&ChangeRef::RevokeTokens { uid });
         Ok(())
     }
 
@@ -151,10 +173,10 @@ impl Partition {
             return Ok(());
         }
         // On an error the changes stay in the log's queue and go out with the next commit.
-        let segment = self
-            .log
-            .commit()
-            .map_err(|e| StoreError::Io(format!("commit log in {}: {e}", self.store.dir().display())))?;
+        let segment = self.log.commit().map_err(|e| match segment::is_full(&e) {
+            true => StoreError::Full,
+            false => StoreError::Io(format!("commit log in {}: {e}", self.store.dir().display())),
+        })?;
         if let Some(number) = segment {
             for staged in self.staged.iter_mut().rev() {
                 if staged.segment.is_some() {
@@ -164,6 +186,10 @@ impl Partition {
             }
         }
         if self.sled_dirty {
+            if !self.sled_has_room() {
+                // Stays dirty: checkpointed once there is room again.
+                return Err(StoreError::Full);
+            }
             self.store.checkpoint()?;
             self.sled_dirty = false;
         }
@@ -174,9 +200,11 @@ impl Partition {
     /// and retires segments whose every message is in sled. Returns whether it did work.
     pub fn upkeep(&mut self, idle: bool) -> bool {
         let now = Instant::now();
-        if self.log.is_failing() {
-            if idle && self.last_retry.is_none_or(|at| now.duration_since(at) >= RETRY) {
+        let retry_due = self.last_retry.is_none_or(|at| now.duration_since(at) >= RETRY);
+        if self.log.is_failing() || self.log.is_disk_full() {
+            if idle && retry_due {
                 self.last_retry = Some(now);
+                self.log.refill_spare();
                 if let Err(e) = self.commit(crate::worker::now_ms()) {
                     warn!("the commit log still fails: {e}");
                 }
@@ -184,6 +212,8 @@ impl Partition {
             // Nothing moves into sled nor is retired while the disk refuses writes.
             return false;
         }
+        // The next segment's space, reserved off the path of the batch that will need it.
+        self.log.refill_spare();
         let mut worked = false;
         let mut migrated = 0;
         // Segments at or below this must be emptied early: too many wait.
@@ -208,7 +238,8 @@ impl Partition {
         // The oldest segment still holding a staged message (or, with none committed,
         // everything sealed so far) bounds what may go.
         let keep_from = self.staged.iter().find_map(|s| s.segment).unwrap_or(u64::MAX);
-        if self.log.oldest_sealed().is_some_and(|oldest| oldest < keep_from) && (idle || pressed.is_some()) {
+        let retirable = self.log.oldest_sealed().is_some_and(|oldest| oldest < keep_from);
+        if retirable && (idle || pressed.is_some()) && self.sled_has_room() {
             worked = true;
             let retired = self
                 .store
@@ -223,14 +254,18 @@ impl Partition {
 
     /// How long until the oldest staged batch is due (or a failed commit is retried).
     pub fn next_due(&self, now: Instant) -> Option<Duration> {
-        if self.log.is_failing() {
+        if self.is_full() {
             return Some(RETRY);
         }
         self.staged.front().map(|s| (s.at + AGE).saturating_duration_since(now))
     }
 
-    /// At a clean stop: everything into sled, checkpointed, and the log retired.
+    /// At a clean stop: everything into sled, checkpointed, and the log retired. On a
+    /// full disk the log stays as it is, and the next start replays it.
     pub fn finish(&mut self) -> StoreResult<()> {
+        if !self.sled_has_room() {
+            return Err(StoreError::Full);
+        }
         while let Some(staged) = self.staged.pop_front() {
             self.migrate(&staged.records)?;
         }

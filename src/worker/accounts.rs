@@ -33,6 +33,9 @@ impl Worker {
         if self.shared.store.account(&username)?.is_some() {
             return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
         }
+        if self.partition.is_full() {
+            return Err(Refusal::new(ErrorCode::StorageFull, "the server's disk is full; retry later"));
+        }
         let me = self.peers[self.index].clone();
         self.shared.hasher.hash(password, move |phc| {
             let _ = me.send(WorkerCmd::Hashed(HashOutcome::Registered { conn, request_id, username, phc }));
@@ -142,7 +145,7 @@ impl Worker {
             return Err(Refusal::new(ErrorCode::Internal, "no randomness for a resume token"));
         };
         let expires = super::inbox::now_ms().saturating_add(self.shared.config.token_ttl.as_millis() as u64);
-        self.partition.sled().put_token(account.user_id, &token_digest(&token), expires)?;
+        self.partition.put_token(account.user_id, &token_digest(&token), expires)?;
         self.open_session(conn, request_id, username, account, token.to_vec())
     }
 
@@ -217,7 +220,7 @@ impl Worker {
             return Ok(());
         }
         self.own_session(conn, user)?;
-        self.partition.sled().revoke_tokens(user.uid)?;
+        self.partition.revoke_tokens(user.uid)?;
         self.closed(conn, user, "logout");
         // Other workers forget the connection's group sessions, rooms and subscriptions.
         for worker in (0..self.peers.len()).filter(|w| *w != self.index) {

@@ -10,7 +10,7 @@ use super::WorkerCmd;
 use crate::frame;
 use crate::net::{ConnId, LoopMsg, Outbox};
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
-use crate::store::Partition;
+use crate::store::{Partition, StoreError};
 use crossbeam_channel::Sender;
 use log::error;
 
@@ -82,8 +82,12 @@ impl Batch {
         if let Err(e) = partition.commit(now_ms()) {
             error!("commit failed, withholding this batch's receipts: {e}");
             out.retain(|(_, durable)| !durable);
+            let (code, message) = match e {
+                StoreError::Full => (ErrorCode::StorageFull, "the server's disk is full; retry later"),
+                _ => (ErrorCode::Internal, "storage error"),
+            };
             for (conn, request_id) in self.durable_requests.drain(..) {
-                let bytes = frame::encode(&error_frame(request_id, ErrorCode::Internal, "storage error"));
+                let bytes = frame::encode(&error_frame(request_id, code, message));
                 out.push((LoopMsg::Frames { conn, bytes }, false));
             }
         }

@@ -34,6 +34,9 @@ impl Refusal {
 
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
+        if matches!(e, StoreError::Full) {
+            return Refusal::new(ErrorCode::StorageFull, "the server's disk is full; retry later");
+        }
         error!("store: {e}");
         Refusal::new(ErrorCode::Internal, "storage error")
     }
@@ -134,11 +137,15 @@ impl Worker {
             self.partition.upkeep(false);
         }
         // A clean stop leaves sled complete and the commit log empty.
-        if let Err(e) = self.partition.finish() {
-            error!(
+        match self.partition.finish() {
+            Ok(()) => {}
+            Err(e @ StoreError::Full) => {
+                warn!("worker {}: {e}; the commit log keeps its changes for the next start", self.index)
+            }
+            Err(e) => error!(
                 "worker {}: final checkpoint failed (the commit log keeps the changes for the next start): {e}",
                 self.index
-            );
+            ),
         }
         debug!("worker {} exiting", self.index);
     }

@@ -218,9 +218,10 @@ impl Worker {
         message: &StoredMessage,
         receipt: Option<(ConnId, u32, u64, u64)>,
     ) -> Handled {
-        if self.partition.is_failing() {
-            // The disk refused the last commit: take nothing new until it accepts again.
-            return Err(Refusal::new(ErrorCode::Internal, "storage unavailable; retry later"));
+        if self.partition.is_full() {
+            // The disk is full or refused the last commit: take nothing new until it
+            // accepts again (acks and logins still do: they free space or need little).
+            return Err(Refusal::new(ErrorCode::StorageFull, "the server's disk is full; retry later"));
         }
         let log = match conversation {
             Conversation::Inbox => LogId::Inbox,

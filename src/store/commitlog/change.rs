@@ -19,6 +19,11 @@ pub enum Change {
     GroupAck { group: u64, username: String, acked: u64 },
     /// Sends remembered for idempotent retries.
     Dedup { written_ms: u64, records: Vec<DedupRecord> },
+    /// A resume token (its digest) issued at a login.
+    Token { uid: u64, digest: [u8; 32], expires_ms: u64 },
+    /// Every token of the user revoked (logout). In the log with the tokens, so a replay
+    /// never brings back a token revoked after it was issued.
+    RevokeTokens { uid: u64 },
 }
 
 /// [`Change`] borrowing its large parts, for encoding without a copy. Same variants in the
@@ -29,6 +34,8 @@ pub enum ChangeRef<'a> {
     Floor { log: LogId, owner: u64, floor: u64 },
     GroupAck { group: u64, username: &'a str, acked: u64 },
     Dedup { written_ms: u64, records: &'a [DedupRecord] },
+    Token { uid: u64, digest: [u8; 32], expires_ms: u64 },
+    RevokeTokens { uid: u64 },
 }
 
 /// Appends a change to a batch's payload.
@@ -91,6 +98,8 @@ impl Store {
                 self.put_dedup_batch(written_ms, &records)?;
                 applied.dedup += records.len() as u64;
             }
+            Change::Token { uid, digest, expires_ms } => self.put_token(uid, &digest, expires_ms)?,
+            Change::RevokeTokens { uid } => self.revoke_tokens(uid)?,
         }
         Ok(())
     }
@@ -135,6 +144,11 @@ mod tests {
                 ChangeRef::Dedup { written_ms: 11, records: &records },
                 Change::Dedup { written_ms: 11, records: records.clone() },
             ),
+            (
+                ChangeRef::Token { uid: 5, digest: [7; 32], expires_ms: 99 },
+                Change::Token { uid: 5, digest: [7; 32], expires_ms: 99 },
+            ),
+            (ChangeRef::RevokeTokens { uid: 5 }, Change::RevokeTokens { uid: 5 }),
         ];
         let mut payload = Vec::new();
         for (borrowed, owned) in &pairs {

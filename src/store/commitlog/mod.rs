@@ -71,6 +71,10 @@ pub struct CommitLog {
     /// When set, every sync fails (after the write): the failed-sync path, for tests.
     fail_syncs: Arc<AtomicBool>,
     hook: Option<DurabilityHook>,
+    /// The next segment's space, reserved ahead.
+    spare: Option<PathBuf>,
+    /// No spare could be reserved: the disk is full (see [`CommitLog::refill_spare`]).
+    disk_full: bool,
 }
 
 impl CommitLog {
@@ -98,7 +102,46 @@ impl CommitLog {
             stats,
             fail_syncs,
             hook: None,
+            spare: None,
+            disk_full: false,
         }
+    }
+
+    /// Reserves the next segment's space if it is not reserved yet; on a full disk the
+    /// log is marked full (still writable up to the end of its current segment, and
+    /// into a spare made earlier). Returns whether a spare is ready.
+    pub fn refill_spare(&mut self) -> bool {
+        if self.spare.is_some() {
+            return true;
+        }
+        let made = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| segment::create_spare(&self.dir, self.partition, self.segment_bytes));
+        match made {
+            Ok(path) => {
+                if self.disk_full {
+                    info!("commit log {}: space for segments again", self.partition);
+                }
+                self.stats.bytes_on_disk.fetch_add(self.segment_bytes as i64, Ordering::Relaxed);
+                self.spare = Some(path);
+                self.disk_full = false;
+            }
+            Err(e) => {
+                if !self.disk_full {
+                    warn!(
+                        "commit log {}: cannot reserve the next segment ({e}); refusing new messages",
+                        self.partition
+                    );
+                }
+                self.disk_full = true;
+            }
+        }
+        self.spare.is_some()
+    }
+
+    /// Whether the disk had no room for the next segment: new messages are refused until
+    /// it has (acknowledgements and logins still fit in what is reserved).
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full
     }
 
     /// Reports every sync and retirement to `hook`.
@@ -179,9 +222,24 @@ impl CommitLog {
         std::fs::create_dir_all(&self.dir)?;
         let id = SegmentId { run: self.run, partition: self.partition, number: self.next_number };
         let capacity = self.segment_bytes.max(needed + record::HEADER_LEN as u64);
-        let segment = Segment::create(&self.dir, id, capacity)?;
+        let segment = match self.spare.take() {
+            Some(spare) if capacity == self.segment_bytes => {
+                match Segment::from_spare(&self.dir, &spare, id, capacity) {
+                    Ok(segment) => segment,
+                    Err(e) => {
+                        self.stats.bytes_on_disk.fetch_sub(self.segment_bytes as i64, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            spare => {
+                self.spare = spare;
+                let segment = Segment::create(&self.dir, id, capacity)?;
+                self.stats.bytes_on_disk.fetch_add(capacity as i64, Ordering::Relaxed);
+                segment
+            }
+        };
         self.next_number += 1;
-        self.stats.bytes_on_disk.fetch_add(capacity as i64, Ordering::Relaxed);
         self.active = Some(segment);
         Ok(())
     }
@@ -262,7 +320,16 @@ pub fn recover(store: &Store, data_dir: &Path) -> StoreResult<Recovered> {
     }
     recovered.run += 1;
     if !segments.is_empty() {
-        store.checkpoint()?;
+        // On a full disk the segments stay (sled must not be flushed without room): they
+        // are replayed again at the next start, and this run writes segments of its own.
+        let checkpointed = match store.has_room_for_checkpoint() {
+            true => store.checkpoint(),
+            false => Err(StoreError::Full),
+        };
+        if let Err(e) = checkpointed {
+            warn!("commit log: replayed, but kept for the next start ({e})");
+            return Ok(recovered);
+        }
         for (_, path) in &segments {
             std::fs::remove_file(path).map_err(|e| io_error("removing a replayed segment from", e))?;
         }

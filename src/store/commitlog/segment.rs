@@ -2,10 +2,11 @@
 //! the directory that holds them.
 //!
 //! A segment's name is `RUN-PARTITION-NUMBER.seg` (zero-padded, so names sort in the order
-//! the records were written). Its space is reserved with `fallocate` when it is created:
-//! appends inside it never grow the file, so a batch's `fdatasync` writes data, not file
-//! metadata, and a full disk shows up when a segment is created (where the server can say
-//! so and carry on), never in the middle of a batch.
+//! the records were written). Its space is reserved with `fallocate` before it is needed:
+//! each partition keeps a *spare* (`spare-PARTITION`, zeros, never written) that becomes
+//! its next segment by a rename. Appends never grow a file, so a batch's `fdatasync`
+//! writes data, not file metadata, and a full disk shows up when a spare cannot be made,
+//! while the partition still has a whole segment to write into: never in a batch.
 
 use super::record::{self, SegmentId};
 use std::fs::{File, OpenOptions};
@@ -51,6 +52,45 @@ pub fn list(dir: &Path) -> io::Result<Vec<(SegmentId, PathBuf)>> {
     Ok(segments)
 }
 
+/// The partition's spare file.
+pub fn spare_path(dir: &Path, partition: u32) -> PathBuf {
+    dir.join(format!("spare-{partition:04}"))
+}
+
+/// Makes sure a spare of `capacity` bytes exists (one left by an earlier run is kept: it
+/// was never written).
+pub fn create_spare(dir: &Path, partition: u32, capacity: u64) -> io::Result<PathBuf> {
+    let path = spare_path(dir, partition);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == capacity) {
+        return Ok(path);
+    }
+    let file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+    if let Err(e) = reserve(&file, capacity) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Whether an error means the disk (or the user's quota) is full.
+pub fn is_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `dir`.
+pub fn free_space(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::from(stat.f_bavail).saturating_mul(stat.f_frsize))
+}
+
 /// An open segment being appended to.
 pub struct Segment {
     pub id: SegmentId,
@@ -75,6 +115,16 @@ impl Segment {
             return Err(e);
         }
         // The file's name must survive a power cut before anything in it counts.
+        sync_dir(dir)?;
+        Ok(Segment { id, path, file, offset: record::HEADER_LEN as u64, capacity })
+    }
+
+    /// Turns the spare into segment `id` (its space is reserved already).
+    pub fn from_spare(dir: &Path, spare: &Path, id: SegmentId, capacity: u64) -> io::Result<Segment> {
+        let path = dir.join(file_name(id));
+        std::fs::rename(spare, &path)?;
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        file.write_all_at(&record::header(id), 0)?;
         sync_dir(dir)?;
         Ok(Segment { id, path, file, offset: record::HEADER_LEN as u64, capacity })
     }
