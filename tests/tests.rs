@@ -10,6 +10,7 @@ mod commitlog;
 mod crash;
 mod damage;
 mod delivery;
+mod disk_full;
 mod faults;
 mod groups;
 mod limits;

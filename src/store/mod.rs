@@ -28,6 +28,7 @@ mod journal;
 mod marker;
 mod partition;
 mod records;
+mod reserve;
 mod seqlog;
 mod verify;
 
@@ -123,6 +124,7 @@ impl Store {
         // No background flushing: every durable write is flushed by the batch that made it
         // (group commit), and a background flush only competes with those for the disk.
         // What is written without a flush (migrations, deletions) is redone at start.
+        reserve::release_if_full(dir, SLED_MARGIN);
         let config = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
@@ -175,6 +177,7 @@ impl Store {
         let recovered = commitlog::recover(&store, dir)?;
         store.log_run = recovered.run;
         store.log_cuts = recovered.cuts;
+        reserve::restore(dir, SLED_MARGIN);
         Ok(store)
     }
 

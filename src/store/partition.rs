@@ -78,6 +78,7 @@ impl Partition {
         .with_hook(store.durability_hook());
         // The first segment's space now, not in the first batch.
         log.refill_spare();
+        log.check_space();
         Partition {
             store,
             log,
@@ -205,6 +206,7 @@ impl Partition {
             if idle && retry_due {
                 self.last_retry = Some(now);
                 self.log.refill_spare();
+                self.log.check_space();
                 if let Err(e) = self.commit(crate::worker::now_ms()) {
                     warn!("the commit log still fails: {e}");
                 }
@@ -214,6 +216,7 @@ impl Partition {
         }
         // The next segment's space, reserved off the path of the batch that will need it.
         self.log.refill_spare();
+        self.log.check_space();
         let mut worked = false;
         let mut migrated = 0;
         // Segments at or below this must be emptied early: too many wait.

@@ -38,7 +38,9 @@ pub fn spawn_daemon(data_dir: &Path, args: &[&str]) -> Daemon {
     });
     let mut startup = Vec::new();
     let addr = loop {
-        let line = log.recv_timeout(Duration::from_secs(30)).expect("confabd logs its address");
+        let line = log
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("confabd did not start; it logged:\n{}", startup.join("\n")));
         if let Some(rest) = line.split("listening on ").nth(1) {
             let addr = rest.split_whitespace().next().expect("an address after 'listening on'");
             break addr.parse().expect("a socket address");

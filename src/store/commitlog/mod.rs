@@ -118,12 +118,8 @@ impl CommitLog {
             .and_then(|()| segment::create_spare(&self.dir, self.partition, self.segment_bytes));
         match made {
             Ok(path) => {
-                if self.disk_full {
-                    info!("commit log {}: space for segments again", self.partition);
-                }
                 self.stats.bytes_on_disk.fetch_add(self.segment_bytes as i64, Ordering::Relaxed);
                 self.spare = Some(path);
-                self.disk_full = false;
             }
             Err(e) => {
                 if !self.disk_full {
@@ -136,6 +132,20 @@ impl CommitLog {
             }
         }
         self.spare.is_some()
+    }
+
+    /// Marks the log full while the disk has no room for a segment beyond the spare, so
+    /// that new messages stop while the current segment and the spare are still free for
+    /// acks and logins, and a restart on the full disk finds the spare to write into.
+    pub fn check_space(&mut self) {
+        let Ok(free) = segment::free_space(&self.dir) else { return };
+        let full = free < self.segment_bytes || self.spare.is_none();
+        if full && !self.disk_full {
+            warn!("commit log {}: {free} bytes free, less than a segment; refusing new messages", self.partition);
+        } else if !full && self.disk_full {
+            info!("commit log {}: room for segments again", self.partition);
+        }
+        self.disk_full = full;
     }
 
     /// Whether the disk had no room for the next segment: new messages are refused until

@@ -64,13 +64,18 @@ pub fn create_spare(dir: &Path, partition: u32, capacity: u64) -> io::Result<Pat
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == capacity) {
         return Ok(path);
     }
-    let file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
-    if let Err(e) = reserve(&file, capacity) {
-        let _ = std::fs::remove_file(&path);
+    create_reserved(&path, capacity)?;
+    Ok(path)
+}
+
+/// A file of `len` bytes, allocated and never written (reads as zeroes), its name durable.
+pub fn create_reserved(path: &Path, len: u64) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+    if let Err(e) = reserve(&file, len) {
+        let _ = std::fs::remove_file(path);
         return Err(e);
     }
-    sync_dir(dir)?;
-    Ok(path)
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Whether an error means the disk (or the user's quota) is full.
