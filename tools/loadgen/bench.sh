@@ -4,6 +4,8 @@
 #
 #   cargo build --release -p confab -p confab-loadgen
 #   tools/loadgen/bench.sh [OUT_DIR]        # default: bench-out
+#   SERVER_FLAGS="--sync none" tools/loadgen/bench.sh bench-none   # the same without fsync
+#   ONLY="direct-r20k group-r400" tools/loadgen/bench.sh           # just these runs
 #
 # Writes NAME.json, NAME.svg, NAME.txt (the summary, plus the machine's total CPU use during
 # the run: other jobs on a shared machine show up there) for every run. BIN overrides
@@ -19,10 +21,12 @@ busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
 
 run() {
   local name=$1; shift
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   local data
   data=$(mktemp -d)
+  # shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
   "$BIN/confabd" --data-dir "$data" --hash-memory-kib 8 --hash-iterations 1 --log-level warn \
-    > "$OUT/$name.server.log" 2>&1 &
+    ${SERVER_FLAGS:-} > "$OUT/$name.server.log" 2>&1 &
   local pid=$!
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/7420) 2>/dev/null && break; sleep 0.1; done
   local b0 t0 b1 t1 status=0
