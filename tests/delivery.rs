@@ -268,7 +268,7 @@ fn catch_up_and_live_traffic_form_one_gap_free_stream() {
 fn migrated(server: &TestServer) -> bool {
     let store = server.server().store();
     for _ in 0..600 {
-        if store.inbox.staged_len() == 0 {
+        if store.staged_len() == 0 {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));

@@ -30,6 +30,7 @@ mod partition;
 mod records;
 mod reserve;
 mod seqlog;
+mod staged;
 mod verify;
 
 pub use commitlog::SyncPolicy;
@@ -39,6 +40,7 @@ pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
 pub use seqlog::{LogState, SeqLog};
+pub use staged::Staged;
 pub use verify::Report;
 
 use crate::metrics::LogStats;
@@ -93,6 +95,8 @@ pub struct Store {
     /// The checkpoint serial (see [`marker`]).
     meta: sled::Tree,
     checkpoints: Arc<Mutex<Checkpoints>>,
+    /// Every partition's staged messages, for statistics.
+    staged: Arc<Mutex<Vec<Staged>>>,
     /// What replaying the commit log cut at open (reported by `storage --verify`).
     pub log_cuts: Vec<String>,
     /// Users' inboxes.
@@ -159,6 +163,7 @@ impl Store {
             meta,
             checkpoints: Arc::new(Mutex::new(Checkpoints { serial, file: None })),
             log_cuts: Vec::new(),
+            staged: Arc::default(),
             inbox: SeqLog::new(db.open_tree("inbox")?, "inbox"),
             group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
             fail_flushes: Arc::default(),
@@ -357,12 +362,46 @@ impl Store {
         Ok(self.db.size_on_disk()? + self.log_stats.bytes_on_disk())
     }
 
+    /// A new partition's table of staged messages (counted by [`Store::stats`]).
+    pub fn register_staged(&self) -> Staged {
+        let staged = Staged::default();
+        self.staged.lock().unwrap_or_else(|p| p.into_inner()).push(staged.clone());
+        staged
+    }
+
+    /// Messages staged in every partition, not yet in sled.
+    pub fn staged_len(&self) -> usize {
+        self.staged.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// The owner's last staged sequence in any partition (0 if none): for the rare reader
+    /// on another worker than the owner's.
+    pub fn staged_last(&self, log: LogId, owner: u64) -> u64 {
+        let tables = self.staged.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        tables.iter().map(|t| t.lock().last(log, owner)).max().unwrap_or(0)
+    }
+
+    /// Staged messages above their logs' floors.
+    fn staged_unacked(&self) -> StoreResult<u64> {
+        let tables = self.staged.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut count = 0;
+        for table in tables {
+            let keys = table.lock().keys();
+            for (log, owner, seq) in keys {
+                if seq > self.log(log).floor(owner)? {
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
     /// Counts every record; O(data), for administration and tests, not the message path.
     pub fn stats(&self) -> StoreResult<StoreStats> {
         Ok(StoreStats {
             accounts: self.accounts.len() as u64,
             groups: self.groups.len() as u64,
-            stored_messages: self.inbox.count_messages()? + self.group_log.count_messages()?,
+            stored_messages: self.inbox.count_messages()? + self.group_log.count_messages()? + self.staged_unacked()?,
             size_on_disk: self.size_on_disk()?,
         })
     }

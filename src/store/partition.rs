@@ -14,7 +14,7 @@
 //! commit-log segments whose every message is in sled, after a sled checkpoint.
 
 use super::commitlog::{segment, ChangeRef, CommitLog, SyncPolicy, DIR};
-use super::{DedupRecord, LogId, Store, StoreError, StoreResult, StoredMessage};
+use super::{DedupRecord, LogId, LogState, Staged, Store, StoreError, StoreResult, StoredMessage};
 use log::{error, warn};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -25,9 +25,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// How long a staged message waits before migration into sled: what is acknowledged
 /// within this time never reaches sled.
 const AGE: Duration = Duration::from_secs(2);
-/// Staged messages (both logs, all partitions) beyond which batches migrate regardless
-/// of age: the memory bound when recipients do not acknowledge.
-const STAGED_CAP: usize = 200_000;
+/// Staged messages (both logs) beyond which a partition migrates batches regardless of
+/// age: the memory bound when recipients do not acknowledge.
+const STAGED_CAP: usize = 100_000;
 /// Batches migrated after each commit under load, so migration keeps pace.
 const PER_COMMIT: usize = 2;
 /// Full segments that may wait for retirement before the partition migrates their
@@ -43,7 +43,7 @@ pub struct LogSettings {
 }
 
 /// One committed batch's staged messages, awaiting migration.
-struct Staged {
+struct StagedBatch {
     at: Instant,
     /// The segment holding them; None until a commit has written them (a failed commit).
     segment: Option<u64>,
@@ -59,7 +59,9 @@ pub struct Partition {
     messages: Vec<(LogId, u64, u64)>,
     dedup: Vec<DedupRecord>,
     /// Committed batches' staged messages, oldest first.
-    staged: VecDeque<Staged>,
+    batches: VecDeque<StagedBatch>,
+    /// The staged messages themselves, readable until migrated.
+    table: Staged,
     /// When a failed commit was last retried.
     last_retry: Option<Instant>,
 }
@@ -79,13 +81,15 @@ impl Partition {
         // The first segment's space now, not in the first batch.
         log.refill_spare();
         log.check_space();
+        let table = store.register_staged();
         Partition {
             store,
             log,
             sled_dirty: false,
             messages: Vec::new(),
             dedup: Vec::new(),
-            staged: VecDeque::new(),
+            batches: VecDeque::new(),
+            table,
             last_retry: None,
         }
     }
@@ -115,7 +119,7 @@ impl Partition {
 
     /// A new message, readable at once, durable with this batch.
     pub fn stage(&mut self, log: LogId, owner: u64, seq: u64, message: &StoredMessage) {
-        self.store.log(log).stage(owner, seq, message.clone());
+        self.table.lock().insert(log, owner, seq, message.clone());
         self.log.add(&ChangeRef::Message { log, owner, seq, message });
         self.messages.push((log, owner, seq));
     }
@@ -168,7 +172,7 @@ impl Partition {
         }
         if !self.messages.is_empty() {
             let records = std::mem::take(&mut self.messages);
-            self.staged.push_back(Staged { at: Instant::now(), segment: None, records });
+            self.batches.push_back(StagedBatch { at: Instant::now(), segment: None, records });
         }
         if !self.log.is_dirty() && !self.sled_dirty {
             return Ok(());
@@ -179,7 +183,7 @@ impl Partition {
             false => StoreError::Io(format!("commit log in {}: {e}", self.store.dir().display())),
         })?;
         if let Some(number) = segment {
-            for staged in self.staged.iter_mut().rev() {
+            for staged in self.batches.iter_mut().rev() {
                 if staged.segment.is_some() {
                     break;
                 }
@@ -221,13 +225,13 @@ impl Partition {
         let mut migrated = 0;
         // Segments at or below this must be emptied early: too many wait.
         let pressed = if self.log.sealed_count() > MAX_SEALED { self.log.oldest_sealed() } else { None };
-        while let Some(front) = self.staged.front() {
+        while let Some(front) = self.batches.front() {
             let due = now.duration_since(front.at) >= AGE && (idle || migrated < PER_COMMIT);
             let pressed = matches!((pressed, front.segment), (Some(p), Some(s)) if s <= p);
             if !(due || pressed || self.staged_over_cap()) {
                 break;
             }
-            let staged = self.staged.pop_front().expect("front exists");
+            let staged = self.batches.pop_front().expect("front exists");
             if let Err(e) = self.migrate(&staged.records) {
                 // What stays staged is still in the log; sled gets it at the next start.
                 error!("migrating staged messages: {e}");
@@ -240,7 +244,7 @@ impl Partition {
         }
         // The oldest segment still holding a staged message (or, with none committed,
         // everything sealed so far) bounds what may go.
-        let keep_from = self.staged.iter().find_map(|s| s.segment).unwrap_or(u64::MAX);
+        let keep_from = self.batches.iter().find_map(|s| s.segment).unwrap_or(u64::MAX);
         let retirable = self.log.oldest_sealed().is_some_and(|oldest| oldest < keep_from);
         if retirable && (idle || pressed.is_some()) && self.sled_has_room() {
             worked = true;
@@ -260,7 +264,7 @@ impl Partition {
         if self.is_full() {
             return Some(RETRY);
         }
-        self.staged.front().map(|s| (s.at + AGE).saturating_duration_since(now))
+        self.batches.front().map(|s| (s.at + AGE).saturating_duration_since(now))
     }
 
     /// At a clean stop: everything into sled, checkpointed, and the log retired. On a
@@ -269,7 +273,7 @@ impl Partition {
         if !self.sled_has_room() {
             return Err(StoreError::Full);
         }
-        while let Some(staged) = self.staged.pop_front() {
+        while let Some(staged) = self.batches.pop_front() {
             self.migrate(&staged.records)?;
         }
         self.store.checkpoint()?;
@@ -278,18 +282,46 @@ impl Partition {
 
     /// Moves staged messages into their owners' sled logs, unless acknowledged meanwhile.
     fn migrate(&self, records: &[(LogId, u64, u64)]) -> StoreResult<()> {
-        for &(log, owner, seq) in records {
-            let log = self.store.log(log);
-            if let Some(message) = log.unstage(owner, seq) {
+        for &(id, owner, seq) in records {
+            let log = self.store.log(id);
+            // Appended before it leaves the table: a reader never finds it in neither.
+            let message = self.table.lock().read(id, owner, seq, 1).pop().filter(|(s, _)| *s == seq);
+            if let Some((_, message)) = message {
                 if seq > log.floor(owner)? {
                     log.append(owner, seq, &message)?;
                 }
+                self.table.lock().remove(id, owner, seq);
             }
         }
         Ok(())
     }
 
     fn staged_over_cap(&self) -> bool {
-        self.store.inbox.staged_len() + self.store.group_log.staged_len() > STAGED_CAP
+        self.table.lock().len() > STAGED_CAP
+    }
+
+    /// Up to `limit` messages of the owner's log above `after` (and above its floor), in
+    /// order: those in sled, then those staged here.
+    pub fn read(&self, id: LogId, owner: u64, after: u64, limit: usize) -> StoreResult<Vec<(u64, StoredMessage)>> {
+        let log = self.store.log(id);
+        let after = after.max(log.floor(owner)?);
+        let mut out = log.read(owner, after, limit)?;
+        if out.len() < limit {
+            let from = out.last().map_or(after, |(seq, _)| *seq).saturating_add(1);
+            out.extend(self.table.lock().read(id, owner, from, limit - out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Where the owner's log stands, staged messages included.
+    pub fn state(&self, id: LogId, owner: u64) -> StoreResult<LogState> {
+        let mut state = self.store.log(id).state(owner)?;
+        state.last_seq = state.last_seq.max(self.table.lock().last(id, owner));
+        Ok(state)
+    }
+
+    /// Drops what is staged for a log that is gone (a deleted group).
+    pub fn forget(&mut self, id: LogId, owner: u64) {
+        self.table.lock().forget(id, owner);
     }
 }

@@ -12,8 +12,6 @@
 //! at which a backlog can drain.
 
 use super::{decode, encode, read_u64, StoreResult, StoredMessage};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 const FLOOR: u8 = 0x00;
 const MESSAGE: u8 = 0x01;
@@ -25,41 +23,18 @@ pub struct LogState {
     pub last_seq: u64,
 }
 
-/// Messages journaled but not yet migrated into the tree (see `journal`), by owner and
-/// sequence. For any owner they come after everything in the tree: migration goes in
-/// journal order.
-type Staged = BTreeMap<(u64, u64), StoredMessage>;
-
 #[derive(Clone)]
 pub struct SeqLog {
     tree: sled::Tree,
     name: &'static str,
-    staged: Arc<Mutex<Staged>>,
 }
 
 impl SeqLog {
     pub fn new(tree: sled::Tree, name: &'static str) -> Self {
-        SeqLog { tree, name, staged: Arc::default() }
+        SeqLog { tree, name }
     }
 
-    /// Makes a journaled message readable until it is migrated.
-    pub fn stage(&self, owner: u64, seq: u64, message: StoredMessage) {
-        self.staged().insert((owner, seq), message);
-    }
-
-    pub fn unstage(&self, owner: u64, seq: u64) -> Option<StoredMessage> {
-        self.staged().remove(&(owner, seq))
-    }
-
-    pub fn staged_len(&self) -> usize {
-        self.staged().len()
-    }
-
-    fn staged(&self) -> MutexGuard<'_, Staged> {
-        // Single inserts and removes: a panic elsewhere cannot leave the map inconsistent.
-        self.staged.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
+    /// The floor and the last sequence in the tree (a partition adds what it has staged).
     pub fn state(&self, owner: u64) -> StoreResult<LogState> {
         let floor = match self.tree.get(floor_key(owner))? {
             Some(raw) => read_u64(self.name, &raw)?,
@@ -69,8 +44,7 @@ impl SeqLog {
             Some(entry) => read_u64(self.name, &entry?.0[9..])?,
             None => 0,
         };
-        let last_staged = self.staged().range((owner, 0)..=(owner, u64::MAX)).next_back().map_or(0, |(k, _)| k.1);
-        Ok(LogState { floor, last_seq: floor.max(last_stored).max(last_staged) })
+        Ok(LogState { floor, last_seq: floor.max(last_stored) })
     }
 
     pub fn append(&self, owner: u64, seq: u64, message: &StoredMessage) -> StoreResult<()> {
@@ -78,7 +52,9 @@ impl SeqLog {
         Ok(())
     }
 
-    /// Up to `limit` messages with sequence above `after` (and above the floor), in order.
+    /// Up to `limit` messages in the tree with sequence above `after` (and above the
+    /// floor), in order. Messages staged by a worker and not yet migrated are its
+    /// partition's to add (see `Partition::read`).
     pub fn read(&self, owner: u64, after: u64, limit: usize) -> StoreResult<Vec<(u64, StoredMessage)>> {
         let after = after.max(self.floor(owner)?);
         let range = message_key(owner, after.saturating_add(1))..=message_key(owner, u64::MAX);
@@ -86,12 +62,6 @@ impl SeqLog {
         for entry in self.tree.range(range).take(limit) {
             let (key, raw) = entry?;
             out.push((read_u64(self.name, &key[9..])?, decode(self.name, &raw)?));
-        }
-        if out.len() < limit {
-            let from = out.last().map_or(after, |(seq, _)| *seq).saturating_add(1);
-            let staged = self.staged();
-            let more = staged.range((owner, from)..=(owner, u64::MAX)).take(limit - out.len());
-            out.extend(more.map(|(k, m)| (k.1, m.clone())));
         }
         Ok(out)
     }
@@ -185,7 +155,6 @@ impl SeqLog {
 
     /// Removes the owner's log entirely.
     pub fn remove_all(&self, owner: u64) -> StoreResult<()> {
-        self.staged().retain(|(o, _), _| *o != owner);
         let mut batch = sled::Batch::default();
         for entry in self.tree.scan_prefix(owner.to_be_bytes()) {
             batch.remove(entry?.0);
@@ -208,12 +177,6 @@ impl SeqLog {
                 Some(&FLOOR) => floor = read_u64(self.name, &raw)?,
                 _ if read_u64(self.name, &key[9..])? > floor => count += 1,
                 _ => {}
-            }
-        }
-        let staged: Vec<(u64, u64)> = self.staged().keys().copied().collect();
-        for (owner, seq) in staged {
-            if seq > self.floor(owner)? {
-                count += 1;
             }
         }
         Ok(count)

@@ -83,9 +83,9 @@ impl Worker {
     }
 
     pub(super) fn load_group(&mut self, id: u64) -> Handled {
+        let log = self.partition.state(LogId::Group, id)?;
         let store = &self.shared.store;
         let record = store.group(id)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
-        let log = store.group_log.state(id)?;
         let mut members = BTreeMap::new();
         let mut online = Vec::new();
         for m in record.members {
@@ -231,7 +231,7 @@ impl Worker {
             let Some((from, count)) = member.cursor.deliverable(last_seq, window) else {
                 return Ok(());
             };
-            let chunk = self.shared.store.group_log.read(id, from - 1, count.min(READ_CHUNK) as usize)?;
+            let chunk = self.partition.read(LogId::Group, id, from - 1, count.min(READ_CHUNK) as usize)?;
             let session = member.cursor.session.as_mut().expect("deliverable implies a session");
             if chunk.is_empty() {
                 session.sent_upto = last_seq;

@@ -157,7 +157,7 @@ impl Worker {
             let Some(account) = self.shared.store.account(name)? else {
                 return Ok(None);
             };
-            let log = self.shared.store.inbox.state(account.user_id)?;
+            let log = self.partition.state(LogId::Inbox, account.user_id)?;
             let cursor = Cursor { acked: log.floor, session: None };
             self.users.insert(name.into(), UserState { uid: account.user_id, last_seq: log.last_seq, cursor });
         }
@@ -309,7 +309,7 @@ impl Worker {
         loop {
             let Some(state) = self.users.get_mut(name) else { return Ok(()) };
             let Some((from, count)) = state.cursor.deliverable(state.last_seq, window) else { return Ok(()) };
-            let chunk = self.shared.store.inbox.read(state.uid, from - 1, count.min(READ_CHUNK) as usize)?;
+            let chunk = self.partition.read(LogId::Inbox, state.uid, from - 1, count.min(READ_CHUNK) as usize)?;
             let session = state.cursor.session.as_mut().expect("deliverable implies a session");
             if chunk.is_empty() {
                 // The log claims more than disk holds; never spin on it.

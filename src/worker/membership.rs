@@ -15,6 +15,7 @@ use crate::protocol::{
     valid_display_name, Conversation, ErrorCode, GroupEvent, GroupInfo, MemberInfo, Message, Push, Reply, Role,
     SenderKind, ServerFrame,
 };
+use crate::store::LogId;
 use std::collections::BTreeMap;
 
 impl Worker {
@@ -247,6 +248,7 @@ impl Worker {
         let online: Vec<ConnId> =
             group.members.values().filter_map(|m| m.cursor.session.as_ref().map(|s| s.conn)).collect();
         self.partition.sled().delete_group(id, &record)?;
+        self.partition.forget(LogId::Group, id);
         self.shared.metrics.stored_delta(-(still_stored as i64));
         self.groups.remove(&id);
         for target in online {
@@ -287,7 +289,8 @@ impl Worker {
                 role: me.role,
                 members: record.members.len() as u32,
                 acked: store.group_ack(group_id, &user.name)?,
-                last_seq: store.group_log.state(group_id)?.last_seq,
+                // The group may be another worker's: its staged messages count too.
+                last_seq: store.group_log.state(group_id)?.last_seq.max(store.staged_last(LogId::Group, group_id)),
             });
         }
         self.batch.reply(conn, request_id, Reply::Groups { groups }, false);

@@ -1,0 +1,82 @@
+//! Messages a partition has made durable in its commit log but not yet moved into sled:
+//! readable at once, by owner and sequence, for each of the two kinds of log. Each
+//! partition owns its own table (only its worker writes it, so its lock is never
+//! contended on the message path); the store keeps a handle on each only to count them
+//! for statistics.
+
+use super::{LogId, StoredMessage};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+type Table = BTreeMap<(u64, u64), StoredMessage>;
+
+#[derive(Default)]
+pub struct StagedLogs {
+    inbox: Table,
+    group: Table,
+}
+
+/// One partition's table, shared with the store's statistics.
+#[derive(Clone, Default)]
+pub struct Staged(Arc<Mutex<StagedLogs>>);
+
+impl Staged {
+    pub fn lock(&self) -> MutexGuard<'_, StagedLogs> {
+        // Single inserts and removes: a panic elsewhere cannot leave the table inconsistent.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StagedLogs {
+    fn table(&mut self, log: LogId) -> &mut Table {
+        match log {
+            LogId::Inbox => &mut self.inbox,
+            LogId::Group => &mut self.group,
+        }
+    }
+
+    fn table_ref(&self, log: LogId) -> &Table {
+        match log {
+            LogId::Inbox => &self.inbox,
+            LogId::Group => &self.group,
+        }
+    }
+
+    pub fn insert(&mut self, log: LogId, owner: u64, seq: u64, message: StoredMessage) {
+        self.table(log).insert((owner, seq), message);
+    }
+
+    pub fn remove(&mut self, log: LogId, owner: u64, seq: u64) -> Option<StoredMessage> {
+        self.table(log).remove(&(owner, seq))
+    }
+
+    pub fn len(&self) -> usize {
+        self.inbox.len() + self.group.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The owner's last staged sequence (0 if none).
+    pub fn last(&self, log: LogId, owner: u64) -> u64 {
+        self.table_ref(log).range((owner, 0)..=(owner, u64::MAX)).next_back().map_or(0, |(k, _)| k.1)
+    }
+
+    /// Up to `limit` of the owner's staged messages from sequence `from` on.
+    pub fn read(&self, log: LogId, owner: u64, from: u64, limit: usize) -> Vec<(u64, StoredMessage)> {
+        let range = self.table_ref(log).range((owner, from)..=(owner, u64::MAX)).take(limit);
+        range.map(|(k, m)| (k.1, m.clone())).collect()
+    }
+
+    /// Drops everything staged for the owner (a deleted group).
+    pub fn forget(&mut self, log: LogId, owner: u64) {
+        self.table(log).retain(|(o, _), _| *o != owner);
+    }
+
+    /// (log, owner, sequence) of everything staged.
+    pub fn keys(&self) -> Vec<(LogId, u64, u64)> {
+        let inbox = self.inbox.keys().map(|&(o, s)| (LogId::Inbox, o, s));
+        inbox.chain(self.group.keys().map(|&(o, s)| (LogId::Group, o, s))).collect()
+    }
+}
