@@ -483,18 +483,9 @@ fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, raw: &[u8]) -> Sto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Content;
 
     fn message(text: &str) -> StoredMessage {
-        StoredMessage {
-            message_id: 1,
-            from: "alice".into(),
-            timestamp_ms: 5,
-            content: Content::text(text),
-            event: None,
-            sender: crate::protocol::SenderKind::User,
-            except: None,
-        }
+        StoredMessage::example(text)
     }
 
     #[test]

@@ -61,3 +61,19 @@ pub struct ServiceRecord {
     pub token_digest: [u8; 32],
     pub created_ms: u64,
 }
+
+#[cfg(test)]
+impl StoredMessage {
+    /// A text message from alice, for the store's unit tests.
+    pub fn example(text: &str) -> StoredMessage {
+        StoredMessage {
+            message_id: 1,
+            from: "alice".into(),
+            sender: SenderKind::User,
+            timestamp_ms: 5,
+            content: Content::text(text),
+            event: None,
+            except: None,
+        }
+    }
+}

@@ -392,19 +392,10 @@ fn replay_segment(store: &Store, id: SegmentId, path: &Path, bytes: &[u8], out: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Content, SenderKind};
     use crate::store::{LogId, StoredMessage};
 
     fn message(text: &str) -> StoredMessage {
-        StoredMessage {
-            message_id: 1,
-            from: "alice".into(),
-            sender: SenderKind::User,
-            timestamp_ms: 5,
-            content: Content::text(text),
-            event: None,
-            except: None,
-        }
+        StoredMessage::example(text)
     }
 
     fn log(dir: &Path, run: u64, segment_bytes: u64) -> CommitLog {
