@@ -48,6 +48,7 @@ use log::info;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -136,18 +137,20 @@ impl Store {
             .flush_every_ms(None);
         // sled panics on some kinds of damage; an operator needs an error that names the
         // directory, not a backtrace.
-        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())).map_err(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("a panic");
-            StoreError::Damaged(format!(
-                "the database in {} is damaged (the storage engine stopped with: {what}); restore the \
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_when_unlocked(&config))).map_err(
+            |panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                StoreError::Damaged(format!(
+                    "the database in {} is damaged (the storage engine stopped with: {what}); restore the \
                  directory from a backup",
-                dir.display()
-            ))
-        })??;
+                    dir.display()
+                ))
+            },
+        )??;
         let meta = db.open_tree("meta")?;
         let serial = check_marker(dir, &meta)?;
 
@@ -404,6 +407,27 @@ impl Store {
             stored_messages: self.inbox.count_messages()? + self.group_log.count_messages()? + self.staged_unacked()?,
             size_on_disk: self.size_on_disk()?,
         })
+    }
+}
+
+/// How long an open waits for the directory's lock to be released.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Opens sled, waiting a moment while another handle on the directory is still letting go
+/// of its lock: sled's I/O threads hold it briefly after the last handle is dropped, so a
+/// server restarted in the same process (or a daemon restarted the moment the old one
+/// exits) would otherwise fail. A daemon that keeps running still gets the lock error.
+fn open_when_unlocked(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
