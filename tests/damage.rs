@@ -170,3 +170,60 @@ fn storage_verify_reports_a_missing_message_and_the_server_refuses_it() {
         }
     }
 }
+
+/// What a crash can leave without any damage: a member added just before it, given the
+/// sequence of group messages that the crash then lost (never durable, never receipted),
+/// holds a position beyond the history's end. The server starts, and the member gets the
+/// next message, which takes that sequence again.
+#[test]
+fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
+    use crate::common::TestServer;
+    use confab::admin;
+    use confab::config::HashCost;
+    use confab::protocol::{Conversation, Reply, Request, Role, Target};
+    use confab::store::{GroupRecord, MemberRecord};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let store = Store::open(&data).unwrap();
+        let alice = admin::add_user(&store, "alice", PASSWORD, HashCost::MINIMUM).unwrap();
+        let bob = admin::add_user(&store, "bob", PASSWORD, HashCost::MINIMUM).unwrap();
+        let members = vec![
+            MemberRecord { username: "alice".into(), uid: alice, role: Role::Owner },
+            MemberRecord { username: "bob".into(), uid: bob, role: Role::Member },
+        ];
+        store.put_group(70, &GroupRecord { name: "g".into(), open: false, created_ms: 0, members }).unwrap();
+        for (name, acked) in [("alice", 5), ("bob", 7)] {
+            store.add_membership(name, 70).unwrap();
+            store.put_group_ack(70, name, acked).unwrap();
+        }
+        for seq in 1..=5 {
+            let m = StoredMessage {
+                message_id: seq,
+                from: "alice".into(),
+                sender: SenderKind::User,
+                timestamp_ms: 0,
+                content: Content::text(format!("m{seq}")),
+                event: None,
+                except: None,
+            };
+            store.group_log.append(70, seq, &m).unwrap();
+        }
+        store.checkpoint().unwrap();
+    }
+    let output = confabd(&data, &["storage", "--verify"], "");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let server = TestServer::with(|c| c.data_dir = data.clone());
+    let mut bob = server.login("bob");
+    match bob.request(Request::ListGroups).unwrap() {
+        Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (5, 5)),
+        other => panic!("{other:?}"),
+    }
+    let mut alice = server.login("alice");
+    let send =
+        Request::Send { to: Target::Group(70), client_msg_id: 1, transient: false, content: Content::text("six") };
+    assert!(matches!(alice.request(send).unwrap(), Reply::Sent { seq: 6, .. }));
+    let m = bob.next_message().unwrap();
+    assert_eq!((m.conversation, m.seq), (Conversation::Group(70), 6));
+}

@@ -4,7 +4,6 @@
 //! - every record decodes;
 //! - each log (inbox, group history) holds every sequence from just above its floor to its
 //!   last, with no gap: a gap is a message lost;
-//! - each group member's acknowledged position lies within the group's history;
 //! - each membership names a group that lists the member.
 //!
 //! What replaying the commit log cut at open is reported too.
@@ -49,19 +48,14 @@ impl Store {
             report.groups += 1;
         }
         check_log(&self.inbox, "inbox of user id", &mut report)?;
-        let group_last = check_log(&self.group_log, "history of group", &mut report)?;
+        check_log(&self.group_log, "history of group", &mut report)?;
+        // A member's position beyond its group's last message is no damage: a member added
+        // just before a crash that lost the newest messages (not yet durable, never
+        // receipted); the server brings the position back to the history's end at load.
         for entry in self.group_acks.iter() {
             let (key, raw) = entry?;
-            let (id, name) = (read_u64("group_acks", &key[..8.min(key.len())])?, String::from_utf8_lossy(&key[8..]));
-            let acked = read_u64("group_acks", &raw)?;
-            let last = group_last.get(&id).copied().unwrap_or(0).max(self.group_log.floor(id)?);
-            if !members.get(&id).is_some_and(|m| m.iter().any(|n| *n == name)) {
-                continue; // a member who left: the position is dropped with the membership
-            }
-            if acked > last {
-                report
-                    .problems
-                    .push(format!("group {id}: {name} acknowledged {acked}, beyond the group's last message {last}"));
+            if key.len() < 8 || read_u64("group_acks", &raw).is_err() {
+                report.problems.push(format!("a group position that does not decode: {key:?}"));
             }
         }
         for entry in self.memberships.iter() {
@@ -81,9 +75,8 @@ impl Store {
     }
 }
 
-/// Checks one kind of log; returns each owner's last sequence.
-fn check_log(log: &SeqLog, what: &str, report: &mut Report) -> StoreResult<HashMap<u64, u64>> {
-    let mut last = HashMap::new();
+/// Checks one kind of log.
+fn check_log(log: &SeqLog, what: &str, report: &mut Report) -> StoreResult<()> {
     let mut gaps = 0;
     log.for_each_owner(|owner, floor, seqs| {
         // Messages at or below the floor are garbage awaiting deletion: never read.
@@ -103,10 +96,9 @@ fn check_log(log: &SeqLog, what: &str, report: &mut Report) -> StoreResult<HashM
             }
             expected = seq + 1;
         }
-        last.insert(owner, expected - 1);
     })?;
     if gaps > 20 {
         report.problems.push(format!("{what}: {} more gaps not listed", gaps - 20));
     }
-    Ok(last)
+    Ok(())
 }

@@ -89,7 +89,10 @@ impl Worker {
         let mut members = BTreeMap::new();
         let mut online = Vec::new();
         for m in record.members {
-            let acked = store.group_ack(id, &m.username)?;
+            // A member added while the newest messages were not yet durable was given
+            // their sequence as its position; after a crash that lost them, the position
+            // comes back to the history's end (so a resend under that sequence reaches it).
+            let acked = store.group_ack(id, &m.username)?.min(log.last_seq);
             let name: Arc<str> = m.username.into();
             // Members already online get live messages from now on; their backlog is
             // pumped below, as MemberOnline would at login.

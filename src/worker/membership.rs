@@ -282,15 +282,17 @@ impl Worker {
             let Some(me) = record.members.iter().find(|m| *m.username == *user.name) else {
                 continue;
             };
+            // The group may be another worker's: its staged messages count too.
+            let last_seq = store.group_log.state(group_id)?.last_seq.max(store.staged_last(LogId::Group, group_id));
             groups.push(GroupInfo {
                 group_id,
                 name: record.name.clone(),
                 open: record.open,
                 role: me.role,
                 members: record.members.len() as u32,
-                acked: store.group_ack(group_id, &user.name)?,
-                // The group may be another worker's: its staged messages count too.
-                last_seq: store.group_log.state(group_id)?.last_seq.max(store.staged_last(LogId::Group, group_id)),
+                // A position beyond the history's end is read as the end (see `load_group`).
+                acked: store.group_ack(group_id, &user.name)?.min(last_seq),
+                last_seq,
             });
         }
         self.batch.reply(conn, request_id, Reply::Groups { groups }, false);
