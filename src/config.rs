@@ -67,7 +67,7 @@ pub struct Config {
     /// Commands queued per worker before the loop stops reading from the sockets that
     /// feed it (backpressure instead of unbounded memory).
     pub worker_queue: usize,
-    /// Commands a worker handles before it commits (flushes) and sends what they produced.
+    /// Commands a worker handles before it commits (one sync) and sends what they produced.
     pub max_batch: usize,
     /// Grace period at shutdown for flushing replies to clients.
     pub shutdown_grace: Duration,

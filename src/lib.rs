@@ -13,8 +13,10 @@
 //!   crossbeam channel. Workers answer through an unbounded channel plus a `mio::Waker`.
 //! - [`worker`]: a pool of threads, each owning a partition of the users (by username
 //!   hash): sessions, inbox positions and deliveries. A worker drains its queue in
-//!   batches, flushes the store once per batch, and only then releases receipts and pushes.
-//! - [`store`]: sled trees for accounts and unacknowledged messages.
+//!   batches, makes each batch durable with one commit-log sync, and only then releases
+//!   receipts and pushes.
+//! - [`store`]: each worker's partition and commit log (the durable write path), and sled
+//!   for accounts, groups, tokens and messages that wait for their recipients.
 //! - [`auth`]: argon2id hashing on its own threads, so neither the loop nor a worker waits.
 //! - [`client`]: a small blocking client used by the tests and the tools.
 //!

@@ -1,7 +1,7 @@
 //! Deleting acknowledged messages after the fact. An ack only raises its log's floor; the
 //! messages below it are queued here and deleted a bounded step at a time whenever the
 //! worker has nothing else to do, so deletion never competes with live traffic. Deletions
-//! need no flush: if a crash loses some, the server collects them again at start.
+//! need no sync: if a crash loses some, the server collects them again at start.
 
 use super::handler::Worker;
 use log::warn;

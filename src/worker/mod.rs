@@ -5,7 +5,8 @@
 //! with any other worker.
 //!
 //! A worker drains its queues in batches; all store writes of a batch are made durable by
-//! one flush (group commit) before any reply or push of that batch leaves the worker.
+//! one commit of the worker's partition (one commit-log sync: group commit) before any reply
+//! or push of that batch leaves the worker.
 //!
 //! Each worker has two queues: a bounded one fed by the event loop (the loop stops reading
 //! from a client while it is full: backpressure), and an unbounded one for other workers
@@ -73,7 +74,7 @@ pub enum WorkerCmd {
         except: Option<String>,
         message: services::Outgoing,
     },
-    /// One part of a service's send is done (and flushed).
+    /// One part of a service's send is done (and durable).
     Gathered { gather: u64, outcome: Result<services::Tally, (ErrorCode, String)> },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,

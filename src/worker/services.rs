@@ -3,9 +3,9 @@
 //! users, and watch users connect and disconnect.
 //!
 //! A send to many users is scattered: the service's own worker (the coordinator) hands
-//! each worker the recipients it owns, each stores, flushes and pushes, then reports its
+//! each worker the recipients it owns, each stores, commits and pushes, then reports its
 //! tally back; the coordinator answers once every part is in. Each part's report leaves
-//! its worker only after that worker's commit, so the answer never precedes the flush.
+//! its worker only after that worker's commit, so the answer never precedes the sync.
 
 use super::handler::{Handled, Refusal, Worker};
 use super::inbox::{now_ms, wire, wire_size};
