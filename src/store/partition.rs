@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// How often a partition whose last commit failed tries again while idle (the disk may
 /// have space again): it accepts new messages only once a commit works.
 const RETRY: Duration = Duration::from_secs(1);
+/// Changes kept in memory for a log that keeps failing, beyond which even acks and
+/// logins are refused: the memory bound while the disk refuses writes.
+const FAILED_CAP: usize = 16 * 1024 * 1024;
 /// How long a staged message waits before migration into sled: what is acknowledged
 /// within this time never reaches sled.
 const AGE: Duration = Duration::from_secs(2);
@@ -127,6 +130,7 @@ impl Partition {
     /// Everything up to `floor` of the owner's log is acknowledged (one change, however
     /// many messages it covers).
     pub fn raise_floor(&mut self, log: LogId, owner: u64, floor: u64) -> StoreResult<()> {
+        self.room_for_change()?;
         self.store.log(log).raise_floor(owner, floor)?;
         self.log.add(&ChangeRef::Floor { log, owner, floor });
         Ok(())
@@ -134,6 +138,7 @@ impl Partition {
 
     /// A group member's acknowledged position.
     pub fn group_ack(&mut self, group: u64, username: &str, acked: u64) -> StoreResult<()> {
+        self.room_for_change()?;
         self.store.put_group_ack(group, username, acked)?;
         self.log.add(&ChangeRef::GroupAck { group, username, acked });
         Ok(())
@@ -141,6 +146,7 @@ impl Partition {
 
     /// A resume token issued at a login, durable with this batch (no sled flush).
     pub fn put_token(&mut self, uid: u64, digest: &[u8; 32], expires_ms: u64) -> StoreResult<()> {
+        self.room_for_change()?;
         self.store.put_token(uid, digest, expires_ms)?;
         self.log.add(&ChangeRef::Token { uid, digest: *digest, expires_ms });
         Ok(())
@@ -151,6 +157,14 @@ impl Partition {
         self.store.revoke_tokens(uid)?;
         self.log.add(&ChangeRef::RevokeTokens { uid });
         Ok(())
+    }
+
+    /// Refuses a change while failed commits hold more than `FAILED_CAP` in memory.
+    fn room_for_change(&self) -> StoreResult<()> {
+        match self.log.failed_bytes() > FAILED_CAP {
+            true => Err(StoreError::Full),
+            false => Ok(()),
+        }
     }
 
     /// A send remembered for idempotent retries, durable with this batch.

@@ -171,6 +171,11 @@ impl CommitLog {
         !self.payload.is_empty() || !self.failed.is_empty()
     }
 
+    /// Bytes of changes waiting to be written again after failed commits.
+    pub fn failed_bytes(&self) -> usize {
+        self.failed.iter().map(|(p, _)| p.len()).sum()
+    }
+
     /// Whether an earlier commit failed and its changes still wait to be written.
     pub fn is_failing(&self) -> bool {
         !self.failed.is_empty()
