@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
-use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Pool, RoomList, Shared};
+use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Owner, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -158,16 +158,41 @@ fn check_integrity(store: &Store, config: &Config) -> Result<(), StoreError> {
     )))
 }
 
-/// The dedup records still inside the window, newest last so the newest survive the bound.
-fn load_dedup(store: &Store, config: &Config) -> Result<DedupIndex, StoreError> {
+/// The dedup records still inside the window, newest last so the newest survive the
+/// bound, each in the index of the worker that owns its destination (the one that stored
+/// the message, and that is asked about a retry): one index per worker, so no lock is
+/// shared between workers on the message path.
+fn load_dedup(store: &Store, config: &Config) -> Result<Vec<DedupIndex>, StoreError> {
     let now = crate::worker::now_ms();
     let since = now.saturating_sub(config.dedup_window.as_millis() as u64);
     store.prune_dedup(since)?;
-    let index = DedupIndex::new(config.dedup_capacity, config.dedup_window.as_millis() as u64);
-    for record in store.dedup_since(since)? {
-        index.insert(record, now);
+    let workers = config.workers.max(1);
+    let window = config.dedup_window.as_millis() as u64;
+    let indexes: Vec<DedupIndex> =
+        (0..workers).map(|_| DedupIndex::new(config.dedup_capacity / workers, window)).collect();
+    let records = store.dedup_since(since)?;
+    if records.is_empty() {
+        return Ok(indexes);
     }
-    Ok(index)
+    // A destination is a group id or a user id (one id space); users are owned by name.
+    let mut owner_of_user = std::collections::HashMap::new();
+    for name in store.usernames()? {
+        if let Some(account) = store.account(&name)? {
+            owner_of_user.insert(account.user_id, Owner::User(&name).partition(workers));
+        }
+    }
+    for record in records {
+        let destination = record.2.recipient;
+        let worker = match store.group(destination)? {
+            Some(_) => Some(Owner::Group(destination).partition(workers)),
+            None => owner_of_user.get(&destination).copied(),
+        };
+        // A destination that is gone (a deleted user or group) takes no more messages.
+        if let Some(worker) = worker {
+            indexes[worker].insert(record, now);
+        }
+    }
+    Ok(indexes)
 }
 
 /// Connections the kernel queues for accept; beyond, clients wait a second to retry.

@@ -324,3 +324,33 @@ fn a_group_resend_with_the_same_client_id_is_stored_once() {
     assert!(matches!(again.unwrap(), Reply::Sent { seq: 2, duplicate: true, .. }));
     assert_eq!(say(&mut alice, g, 6, "twice"), 3);
 }
+
+#[test]
+fn resends_after_a_restart_are_recognised_for_groups_and_users() {
+    // Each worker reloads the remembered sends of the destinations it owns: with several
+    // workers, a group's and a user's land on whichever worker owns them.
+    let mut server = TestServer::with(|c| c.workers = 3);
+    server.register(&["bob", "carol", "dave"]);
+    let mut alice = server.user("alice");
+    let g = create(&mut alice, "dedup", false);
+    let g_seq = say(&mut alice, g, 5, "once");
+    let direct: Vec<(String, u64)> = ["bob", "carol", "dave"]
+        .iter()
+        .enumerate()
+        .map(|(i, to)| (to.to_string(), alice.send_text(to, 10 + i as u64, "hi").unwrap().1))
+        .collect();
+    drop(alice);
+    server.restart();
+    let mut alice = server.login("alice");
+    let again = alice.request(Request::Send {
+        to: Target::Group(g),
+        client_msg_id: 5,
+        transient: false,
+        content: Content::text("once"),
+    });
+    assert!(matches!(again.unwrap(), Reply::Sent { seq, duplicate: true, .. } if seq == g_seq));
+    for (i, (to, seq)) in direct.iter().enumerate() {
+        let (_, again, duplicate) = alice.send_text(to, 10 + i as u64, "hi").unwrap();
+        assert_eq!((again, duplicate), (*seq, true), "the resend to {to}");
+    }
+}

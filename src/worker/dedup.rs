@@ -1,8 +1,9 @@
 //! The dedup index: which (sender, client_msg_id, destination) were stored, and what they
-//! produced, so a retried send gets its original receipt. In memory, shared by the workers
-//! (sharded locks; lookups and inserts only), bounded by age and by count: the window is
-//! `dedup_window`, or the last `dedup_capacity` sends if those come sooner. Durable through
-//! [`crate::store::Store::put_dedup_batch`], reloaded at start.
+//! produced, so a retried send gets its original receipt. In memory, one per worker (the
+//! destination's owner stores the message and answers the retry), so its locks are never
+//! contended; bounded by age and by count: the window is `dedup_window`, or each worker's
+//! share of the last `dedup_capacity` sends if those come sooner. Durable through the
+//! commit log and [`crate::store::Store::put_dedup_batch`], reloaded at start.
 
 use crate::store::{DedupEntry, DedupRecord};
 use std::collections::{HashMap, VecDeque};

@@ -298,6 +298,11 @@ impl Worker {
         }
     }
 
+    /// This worker's dedup index (of the destinations it owns).
+    pub fn dedup(&self) -> &super::DedupIndex {
+        &self.shared.dedup[self.index]
+    }
+
     pub fn owns(&self, owner: Owner<'_>) -> bool {
         owner.partition(self.peers.len()) == self.index
     }

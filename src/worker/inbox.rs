@@ -195,7 +195,7 @@ impl Worker {
         if client_msg_id == 0 {
             return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
         }
-        let Some(earlier) = self.shared.dedup.get(from.uid, client_msg_id, destination) else {
+        let Some(earlier) = self.dedup().get(from.uid, client_msg_id, destination) else {
             return Ok(false);
         };
         let reply = Reply::Sent {
@@ -332,7 +332,7 @@ impl Worker {
     /// Records a stored send for idempotent retries (durable with this batch's commit).
     pub fn remember(&mut self, sender: u64, client_msg_id: u64, entry: DedupEntry) {
         let record = (sender, client_msg_id, entry);
-        self.shared.dedup.insert(record, entry.timestamp_ms);
+        self.dedup().insert(record, entry.timestamp_ms);
         self.partition.remember(record);
     }
 

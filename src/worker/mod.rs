@@ -132,7 +132,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Service connections that asked for connection events.
     pub connection_watchers: ConnectionWatchers,
-    pub dedup: Arc<DedupIndex>,
+    /// One dedup index per worker, by index: each is only ever touched by its worker.
+    pub dedup: Arc<Vec<DedupIndex>>,
 }
 
 impl Pool {

@@ -198,7 +198,7 @@ impl Worker {
             return Ok(Some(true));
         }
         let uid = state.uid;
-        if self.shared.dedup.get(service.uid, client_msg_id, uid).is_some() {
+        if self.dedup().get(service.uid, client_msg_id, uid).is_some() {
             return Ok(Some(false));
         }
         let stored = self.service_message(service, content.clone(), None)?;
@@ -269,7 +269,7 @@ impl Worker {
             self.delivered(online.len() as u64);
             return Ok(Tally { stored: 0, delivered: online.len() as u32, unknown: Vec::new() });
         }
-        if self.shared.dedup.get(service.uid, client_msg_id, id).is_some() {
+        if self.dedup().get(service.uid, client_msg_id, id).is_some() {
             return Ok(Tally { stored: 1, delivered: 0, unknown: Vec::new() });
         }
         let stored = self.service_message(service, content, except)?;
