@@ -2,11 +2,15 @@
 //! partition, which knows what the current batch changed and makes it durable in one
 //! [`Partition::commit`].
 //!
-//! - Message-path changes (a new message, an ack floor, a member's ack, a dedup record)
-//!   are applied to memory or sled at once (readable immediately) and appended to the
-//!   partition's commit log; the commit makes them durable with one `fdatasync`.
-//! - Other writes (accounts, groups, memberships, tokens) go to sled through
-//!   [`Partition::sled`], which marks that the commit must checkpoint sled as well.
+//! - Message-path changes (a new message, an ack floor, a member's ack, a dedup record, a
+//!   login's resume token and a logout's revocation) are applied to memory or sled at
+//!   once (readable immediately) and appended to the partition's commit log; the commit
+//!   makes them durable with one `fdatasync`.
+//! - Other writes (accounts, groups, memberships) go to sled through [`Partition::sled`],
+//!   which marks that the commit must checkpoint sled as well.
+//! - When the disk has no room for another segment, or the log keeps failing, new
+//!   messages are refused ([`Partition::is_full`]) while acks and logins go on in the
+//!   space already reserved; nothing is moved into sled or retired until there is room.
 //!
 //! New messages are staged in memory and migrated into sled later (after [`AGE`]), and
 //! then only if still unacknowledged: a message acknowledged quickly is never written to
