@@ -5,7 +5,7 @@
 //! after it, and say in its log what it cut.
 
 use crate::common::daemon::{spawn_daemon, Daemon};
-use crate::common::PASSWORD;
+use crate::common::{copy_dir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{Reply, Request};
 use confab::store::commitlog::{change, record, segment, Change, SegmentId, DIR};
@@ -79,17 +79,12 @@ fn records(path: &Path) -> Vec<(usize, Vec<u64>)> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+/// A copy of the killed data directory to damage, and the path of bob's segment in it.
+fn trial_copy(data: &Path, segment: &Path) -> (tempfile::TempDir, PathBuf) {
+    let trial = tempfile::tempdir().unwrap();
+    copy_dir(data, trial.path());
+    let file = trial.path().join(DIR).join(segment.file_name().unwrap());
+    (trial, file)
 }
 
 /// Restarts on `data`; returns bob's last sequence after checking that he is delivered
@@ -147,9 +142,7 @@ fn a_segment_cut_short_keeps_every_whole_record_before_the_cut() {
     cuts.push(record::HEADER_LEN + 3);
     cuts.push(records[records.len() / 2].0);
     for cut in cuts {
-        let trial = tempfile::tempdir().unwrap();
-        copy_dir(&data, trial.path());
-        let file = trial.path().join(DIR).join(segment.file_name().unwrap());
+        let (trial, file) = trial_copy(&data, &segment);
         std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(cut as u64).unwrap();
 
         let (last_seq, log) = bobs_inbox_after_restart(trial.path());
@@ -172,9 +165,7 @@ fn a_flipped_byte_ends_the_log_at_the_damaged_record_and_is_reported() {
     let records = records(&segment);
     let end = records.last().unwrap().0;
     for at in offsets(end, 4) {
-        let trial = tempfile::tempdir().unwrap();
-        copy_dir(&data, trial.path());
-        let file = trial.path().join(DIR).join(segment.file_name().unwrap());
+        let (trial, file) = trial_copy(&data, &segment);
         let mut bytes = std::fs::read(&file).unwrap();
         bytes[at] ^= 0x20;
         std::fs::write(&file, &bytes).unwrap();

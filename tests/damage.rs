@@ -3,7 +3,7 @@
 //! never start and serve less in silence; `confabd storage --verify` says what is wrong.
 
 use crate::common::daemon::confabd;
-use crate::common::PASSWORD;
+use crate::common::{copy_dir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{Content, SenderKind};
 use confab::store::{Store, StoredMessage};
@@ -80,18 +80,6 @@ fn refused_or_whole(data: &Path, what: &str) -> bool {
             }
             stop(child);
             false
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
         }
     }
 }

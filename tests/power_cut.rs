@@ -143,29 +143,20 @@ fn traffic(
     answered: Arc<Mutex<Answered>>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     let mut threads = Vec::new();
-    {
+    // alice to bob, carol to the group: each send as fast as its receipts come.
+    for (sender, to, direct) in [("alice", Target::User("bob".into()), true), ("carol", Target::Group(group), false)] {
         let (stop, answered) = (stop.clone(), answered.clone());
         threads.push(std::thread::spawn(move || {
-            let mut alice = login(addr, "alice");
+            let mut client = login(addr, sender);
+            let prefix = if direct { "d" } else { "g" };
             for cmid in 1.. {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let Ok(seq) = send(&mut alice, Target::User("bob".into()), cmid, format!("d{cmid}")) else { break };
-                answered.lock().unwrap().direct.insert(cmid, (seq, Instant::now()));
-            }
-        }));
-    }
-    {
-        let (stop, answered) = (stop.clone(), answered.clone());
-        threads.push(std::thread::spawn(move || {
-            let mut carol = login(addr, "carol");
-            for cmid in 1.. {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(seq) = send(&mut carol, Target::Group(group), cmid, format!("g{cmid}")) else { break };
-                answered.lock().unwrap().group.insert(cmid, (seq, Instant::now()));
+                let Ok(seq) = send(&mut client, to.clone(), cmid, format!("{prefix}{cmid}")) else { break };
+                let mut answered = answered.lock().unwrap();
+                let sends = if direct { &mut answered.direct } else { &mut answered.group };
+                sends.insert(cmid, (seq, Instant::now()));
             }
         }));
     }

@@ -100,3 +100,17 @@ pub fn inbox_of(reply: &Reply) -> (u64, u64) {
         other => panic!("not a LoggedIn reply: {other:?}"),
     }
 }
+
+/// Copies a directory tree (a data directory to damage or restart from).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the directory") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy a file");
+        }
+    }
+}
