@@ -265,7 +265,7 @@ impl CommitLog {
         }
     }
 
-    /// The oldest segment not yet retired, with the active one counting.
+    /// The number of the oldest full segment not yet retired.
     pub fn oldest_sealed(&self) -> Option<u64> {
         self.sealed.front().map(|(id, _, _)| id.number)
     }
