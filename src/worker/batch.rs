@@ -1,7 +1,8 @@
 //! What one worker batch produces, held back until the batch's changes are durable.
 //!
 //! Output that promises durability (receipts, pushes of stored messages) is marked so;
-//! if the commit fails it is withheld and the requests behind it get an Internal error.
+//! if the commit fails it is withheld and the requests behind it get an error
+//! (`StorageFull` when the disk is full, else `Internal`).
 //! Commands for other workers go out after the batch's frames, so anything they push
 //! reaches the loop after this batch's replies (a login's reply before its group backlog).
 

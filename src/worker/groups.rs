@@ -292,8 +292,10 @@ impl Worker {
         if up_to > last_seq {
             return Err(beyond("ack", up_to, last_seq));
         }
-        if cursor.ack(up_to) {
+        // Recorded first: a refused ack (a full disk) leaves the cursor where it was.
+        if up_to > cursor.acked {
             self.partition.group_ack(id, &user.name, up_to)?;
+            self.member_cursor(id, &user.name)?.1.ack(up_to);
             self.trim_group(id)?;
         }
         let acked = self.group(id)?.members[&user.name].cursor.acked;

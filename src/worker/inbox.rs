@@ -284,8 +284,10 @@ impl Worker {
             return Err(beyond("ack", up_to, state.last_seq));
         }
         let before = state.cursor.acked;
-        if state.cursor.ack(up_to) {
+        // Recorded first: a refused ack (a full disk) leaves the cursor where it was.
+        if up_to > before {
             self.partition.raise_floor(LogId::Inbox, state.uid, up_to)?;
+            state.cursor.ack(up_to);
             self.garbage.push(Log::Inbox, state.uid, before + 1, up_to);
             self.shared.metrics.stored_delta(-((up_to - before) as i64));
         }
