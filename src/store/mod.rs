@@ -229,7 +229,7 @@ impl Store {
     }
 
     /// The failure injected for tests, if any.
-    pub fn check_failure(&self) -> StoreResult<()> {
+    fn check_failure(&self) -> StoreResult<()> {
         if self.fail_flushes.load(Ordering::Relaxed) {
             return Err(StoreError::Flush("failure injected".into()));
         }

@@ -23,8 +23,10 @@ use log::{error, warn};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How often a partition whose last commit failed tries again while idle (the disk may
-/// have space again): it accepts new messages only once a commit works.
+/// How often a partition whose last commit failed tries again (the disk may have space
+/// again, or work again): batches in between keep their changes queued rather than write
+/// everything queued into yet another segment each time. It accepts new messages only once
+/// a commit works.
 const RETRY: Duration = Duration::from_secs(1);
 /// Changes kept in memory for a log that keeps failing, beyond which even acks and
 /// logins are refused: the memory bound while the disk refuses writes.
@@ -69,8 +71,10 @@ pub struct Partition {
     batches: VecDeque<StagedBatch>,
     /// The staged messages themselves, readable until migrated.
     table: Staged,
-    /// When a failed commit was last retried.
+    /// When the disk's room was last looked at again while it was full.
     last_retry: Option<Instant>,
+    /// When the last commit-log write or sync failed (None once one works again).
+    failed_at: Option<Instant>,
 }
 
 impl Partition {
@@ -98,6 +102,7 @@ impl Partition {
             batches: VecDeque::new(),
             table,
             last_retry: None,
+            failed_at: None,
         }
     }
 
@@ -165,7 +170,7 @@ impl Partition {
 
     /// Refuses a change while failed commits hold more than `FAILED_CAP` in memory.
     fn room_for_change(&self) -> StoreResult<()> {
-        match self.log.failed_bytes() > FAILED_CAP {
+        match self.log.pending_bytes() > FAILED_CAP {
             true => Err(StoreError::Full),
             false => Ok(()),
         }
@@ -195,11 +200,22 @@ impl Partition {
         if !self.log.is_dirty() && !self.sled_dirty {
             return Ok(());
         }
-        // On an error the changes stay in the log's queue and go out with the next commit.
-        let segment = self.log.commit().map_err(|e| match segment::is_full(&e) {
-            true => StoreError::Full,
-            false => StoreError::Io(format!("commit log in {}: {e}", self.store.dir().display())),
-        })?;
+        // After a failure, one attempt per RETRY; the changes stay queued meanwhile.
+        if self.failed_at.is_some_and(|at| at.elapsed() < RETRY) {
+            return Err(StoreError::Io("the commit log is failing; retrying shortly".into()));
+        }
+        // On an error the changes stay in the log's queue and go out with a later commit.
+        let segment = match self.log.commit() {
+            Ok(segment) => segment,
+            Err(e) => {
+                self.failed_at = Some(Instant::now());
+                return Err(match segment::is_full(&e) {
+                    true => StoreError::Full,
+                    false => StoreError::Io(format!("commit log in {}: {e}", self.store.dir().display())),
+                });
+            }
+        };
+        self.failed_at = None;
         if let Some(number) = segment {
             for staged in self.batches.iter_mut().rev() {
                 if staged.segment.is_some() {
@@ -229,6 +245,9 @@ impl Partition {
                 self.last_retry = Some(now);
                 self.log.refill_spare();
                 self.log.check_space();
+            }
+            let commit_due = self.failed_at.is_none_or(|at| now.duration_since(at) >= RETRY);
+            if idle && self.log.is_failing() && commit_due {
                 if let Err(e) = self.commit(crate::worker::now_ms()) {
                     warn!("the commit log still fails: {e}");
                 }
@@ -303,8 +322,8 @@ impl Partition {
         for &(id, owner, seq) in records {
             let log = self.store.log(id);
             // Appended before it leaves the table: a reader never finds it in neither.
-            let message = self.table.lock().read(id, owner, seq, 1).pop().filter(|(s, _)| *s == seq);
-            if let Some((_, message)) = message {
+            let message = self.table.lock().get(id, owner, seq);
+            if let Some(message) = message {
                 if seq > log.floor(owner)? {
                     log.append(owner, seq, &message)?;
                 }
@@ -341,5 +360,64 @@ impl Partition {
     /// Drops what is staged for a log that is gone (a deleted group).
     pub fn forget(&mut self, id: LogId, owner: u64) {
         self.table.lock().forget(id, owner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(dir: &std::path::Path) -> (Store, Partition) {
+        let store = Store::open(dir).unwrap();
+        let settings = LogSettings { sync: SyncPolicy::Batch, segment_bytes: 1 << 20 };
+        (store.clone(), Partition::new(store, 0, settings))
+    }
+
+    #[test]
+    fn staged_messages_read_after_those_in_sled_and_migrate_unless_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut partition) = partition(dir.path());
+        store.inbox.append(7, 1, &StoredMessage::example("m1")).unwrap();
+        for seq in 2..=4 {
+            partition.stage(LogId::Inbox, 7, seq, &StoredMessage::example(&format!("m{seq}")));
+        }
+        partition.commit(0).unwrap();
+        let seqs = |p: &Partition| p.read(LogId::Inbox, 7, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>();
+        assert_eq!(seqs(&partition), [1, 2, 3, 4]);
+        assert_eq!(partition.state(LogId::Inbox, 7).unwrap().last_seq, 4);
+        assert_eq!(store.stats().unwrap().stored_messages, 4, "staged messages count");
+
+        partition.raise_floor(LogId::Inbox, 7, 2).unwrap();
+        partition.commit(0).unwrap();
+        partition.finish().unwrap();
+        assert_eq!(store.inbox.read(7, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(store.staged_len(), 0);
+    }
+
+    #[test]
+    fn a_log_that_keeps_failing_refuses_new_messages_then_acks_beyond_its_memory_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut partition) = partition(dir.path());
+        store.inject_flush_failures(true);
+        let big = StoredMessage::example(&"x".repeat(32 * 1024));
+        partition.stage(LogId::Inbox, 1, 1, &big);
+        assert!(partition.commit(0).is_err());
+        assert!(partition.is_full(), "new messages are refused once a commit failed");
+        // Acks still go in, until what waits to be written again passes the bound.
+        partition.raise_floor(LogId::Inbox, 1, 1).unwrap();
+        for seq in 2..=FAILED_CAP as u64 / (32 * 1024) + 2 {
+            partition.stage(LogId::Inbox, 1, seq, &big);
+            assert!(partition.commit(0).is_err());
+        }
+        assert!(matches!(partition.raise_floor(LogId::Inbox, 1, 2), Err(StoreError::Full)));
+        assert!(matches!(partition.put_token(1, &[0; 32], 1), Err(StoreError::Full)));
+        // Tried again only once a second, not at every batch.
+        store.inject_flush_failures(false);
+        assert!(partition.commit(0).is_err());
+        // The disk takes writes again: everything kept goes out in one commit.
+        std::thread::sleep(RETRY);
+        partition.commit(0).unwrap();
+        assert!(!partition.is_full());
+        partition.raise_floor(LogId::Inbox, 1, 2).unwrap();
     }
 }

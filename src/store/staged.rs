@@ -63,6 +63,11 @@ impl StagedLogs {
         self.table_ref(log).range((owner, 0)..=(owner, u64::MAX)).next_back().map_or(0, |(k, _)| k.1)
     }
 
+    /// A copy of one staged message.
+    pub fn get(&self, log: LogId, owner: u64, seq: u64) -> Option<StoredMessage> {
+        self.table_ref(log).get(&(owner, seq)).cloned()
+    }
+
     /// Up to `limit` of the owner's staged messages from sequence `from` on.
     pub fn read(&self, log: LogId, owner: u64, from: u64, limit: usize) -> Vec<(u64, StoredMessage)> {
         let range = self.table_ref(log).range((owner, from)..=(owner, u64::MAX)).take(limit);

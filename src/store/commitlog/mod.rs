@@ -171,9 +171,9 @@ impl CommitLog {
         !self.payload.is_empty() || !self.failed.is_empty()
     }
 
-    /// Bytes of changes waiting to be written again after failed commits.
-    pub fn failed_bytes(&self) -> usize {
-        self.failed.iter().map(|(p, _)| p.len()).sum()
+    /// Bytes of changes waiting to be written: this batch's, and those of failed commits.
+    pub fn pending_bytes(&self) -> usize {
+        self.payload.len() + self.failed.iter().map(|(p, _)| p.len()).sum::<usize>()
     }
 
     /// Whether an earlier commit failed and its changes still wait to be written.
