@@ -4,7 +4,7 @@
 //! damage (and so every message in it), never serve anything from the damaged record or
 //! after it, and say in its log what it cut.
 
-use crate::common::daemon::{spawn_daemon, Daemon};
+use crate::common::daemon::{daemon_with_users, spawn_daemon, Daemon};
 use crate::common::{copy_dir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{Reply, Request};
@@ -21,11 +21,8 @@ const MESSAGES: u64 = 240;
 /// are only in the commit log).
 fn killed_after_a_stream() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut daemon = spawn_daemon(&data, &["--log-level", "info"]);
+    let mut daemon = daemon_with_users(&dir.path().join("data"), &["alice", "bob"]);
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
-    alice.register("alice", PASSWORD).unwrap();
-    alice.register("bob", PASSWORD).unwrap();
     alice.login("alice", PASSWORD).unwrap();
     let mut cmid = 1;
     while cmid <= MESSAGES {
@@ -127,12 +124,20 @@ fn last_seq_before(records: &[(usize, Vec<u64>)], offset: usize) -> u64 {
     records.iter().filter(|(end, _)| *end <= offset).flat_map(|(_, seqs)| seqs.iter().copied()).max().unwrap_or(0)
 }
 
-#[test]
-fn a_segment_cut_short_keeps_every_whole_record_before_the_cut() {
+/// The killed directory, its data directory, bob's segment and its records.
+type Killed = (tempfile::TempDir, PathBuf, PathBuf, Vec<(usize, Vec<u64>)>);
+
+fn killed_segment() -> Killed {
     let killed = killed_after_a_stream();
     let data = killed.path().join("data");
     let segment = bobs_segment(&data);
     let records = records(&segment);
+    (killed, data, segment, records)
+}
+
+#[test]
+fn a_segment_cut_short_keeps_every_whole_record_before_the_cut() {
+    let (_killed, data, segment, records) = killed_segment();
     assert!(records.len() >= 5, "the stream was several batches: {}", records.len());
     assert_eq!(last_seq_before(&records, usize::MAX), MESSAGES, "every receipted message is in the log");
     let end = records.last().unwrap().0;
@@ -159,10 +164,7 @@ fn a_segment_cut_short_keeps_every_whole_record_before_the_cut() {
 
 #[test]
 fn a_flipped_byte_ends_the_log_at_the_damaged_record_and_is_reported() {
-    let killed = killed_after_a_stream();
-    let data = killed.path().join("data");
-    let segment = bobs_segment(&data);
-    let records = records(&segment);
+    let (_killed, data, segment, records) = killed_segment();
     let end = records.last().unwrap().0;
     for at in offsets(end, 4) {
         let (trial, file) = trial_copy(&data, &segment);

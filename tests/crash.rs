@@ -3,7 +3,7 @@
 //! receipt reached the sender must be delivered exactly as sent, in order, once; a retry of
 //! anything after the restart must not store it twice.
 
-use crate::common::daemon::spawn_daemon;
+use crate::common::daemon::{daemon_with_users, spawn_daemon};
 use crate::common::PASSWORD;
 use confab::client::{Client, ClientError};
 use confab::protocol::{Content, Push, Reply, Request, Target};
@@ -52,11 +52,7 @@ fn stream_until_broken(addr: SocketAddr, receipted: Arc<Mutex<Vec<(u64, u64)>>>)
 fn interrupted_stream(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut daemon = spawn_daemon(&data, &["--log-level", "info"]);
-    let (mut setup, _) = Client::connect(daemon.addr, "setup").unwrap();
-    setup.register("alice", PASSWORD).unwrap();
-    setup.register("bob", PASSWORD).unwrap();
-    drop(setup);
+    let mut daemon = daemon_with_users(&data, &["alice", "bob"]);
 
     let receipted = Arc::new(Mutex::new(Vec::new()));
     let sender = {

@@ -50,6 +50,17 @@ pub fn spawn_daemon(data_dir: &Path, args: &[&str]) -> Daemon {
     Daemon { child, addr, log, startup }
 }
 
+/// confabd as [`spawn_daemon`] starts it (log level info), with these users registered
+/// (password [`super::PASSWORD`]).
+pub fn daemon_with_users(data_dir: &Path, users: &[&str]) -> Daemon {
+    let daemon = spawn_daemon(data_dir, &["--log-level", "info"]);
+    let (mut setup, _) = confab::client::Client::connect(daemon.addr, "setup").expect("connect");
+    for user in users {
+        setup.register(user, super::PASSWORD).expect("register");
+    }
+    daemon
+}
+
 /// Runs a confabd subcommand on `data_dir` with `stdin` as its input.
 pub fn confabd(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
