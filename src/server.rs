@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
-use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Owner, Pool, RoomList, Shared};
+use crate::worker::{ConnectionWatchers, DedupIndex, Directory, GroupSeats, Owner, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -76,6 +76,7 @@ impl Server {
             throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),
+            seats: GroupSeats::default(),
             dedup,
         };
         let (pool, workers) = Pool::start(shared);

@@ -172,8 +172,10 @@ impl Worker {
                     debug!("group {group_id} catch-up for {username}: {}", refusal.message);
                 }
             }
-            WorkerCmd::CreateGroup { conn, request_id, creator, group_id, name, open } => {
-                if let Err(refusal) = self.create_group_here(conn, request_id, &creator, group_id, name, open) {
+            WorkerCmd::CreateGroup { conn, request_id, creator, group_id, name, open, seat } => {
+                let created = self.create_group_here(conn, request_id, &creator, group_id, name, open);
+                self.shared.seats.release(seat);
+                if let Err(refusal) = created {
                     self.batch.error(conn, request_id, refusal.code, &refusal.message);
                 }
             }

@@ -30,12 +30,17 @@ impl Worker {
         if !valid_display_name(&name) {
             return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
         }
-        if self.shared.store.memberships(&user.name)?.len() >= self.shared.config.max_groups_per_user {
-            return Err(Refusal::new(ErrorCode::LimitReached, "too many groups"));
-        }
-        let group_id = self.shared.store.next_id()?;
+        let seat =
+            self.take_seat(&user.name)?.ok_or_else(|| Refusal::new(ErrorCode::LimitReached, "too many groups"))?;
+        let group_id = match self.shared.store.next_id() {
+            Ok(id) => id,
+            Err(e) => {
+                self.shared.seats.release(seat);
+                return Err(e.into());
+            }
+        };
         let worker = self.worker_of(Owner::Group(group_id));
-        let cmd = WorkerCmd::CreateGroup { conn, request_id, creator: user.clone(), group_id, name, open };
+        let cmd = WorkerCmd::CreateGroup { conn, request_id, creator: user.clone(), group_id, name, open, seat };
         self.batch.send_to_worker(worker, cmd);
         Ok(())
     }
@@ -123,7 +128,6 @@ impl Worker {
     /// not theirs), checking the limits.
     fn admit_member(&mut self, id: u64, username: &str, uid: u64, online: Option<ConnId>) -> Handled {
         let max_members = self.shared.config.max_group_members;
-        let max_groups = self.shared.config.max_groups_per_user;
         let group = self.group(id)?;
         if group.members.contains_key(username) {
             return Err(Refusal::new(ErrorCode::AlreadyMember, "already a member"));
@@ -132,9 +136,23 @@ impl Worker {
             return Err(Refusal::new(ErrorCode::LimitReached, "the group is full"));
         }
         let acked = group.last_seq;
-        if self.shared.store.memberships(username)?.len() >= max_groups {
-            return Err(Refusal::new(ErrorCode::LimitReached, "the user is in too many groups"));
-        }
+        let seat = self
+            .take_seat(username)?
+            .ok_or_else(|| Refusal::new(ErrorCode::LimitReached, "the user is in too many groups"))?;
+        let admitted = self.seat_member(id, username, uid, online, acked);
+        self.shared.seats.release(seat);
+        admitted
+    }
+
+    /// A seat for `username` in one more group, if `max_groups_per_user` leaves one
+    /// (see `seats`: atomic across workers and pipelined requests).
+    fn take_seat(&self, username: &str) -> Result<Option<super::seats::Seat>, Refusal> {
+        let store = &self.shared.store;
+        let max = self.shared.config.max_groups_per_user;
+        Ok(self.shared.seats.take(username, max, || store.memberships(username).map(|m| m.len()))?)
+    }
+
+    fn seat_member(&mut self, id: u64, username: &str, uid: u64, online: Option<ConnId>, acked: u64) -> Handled {
         let session = online.map(|conn| Session::new(conn, acked));
         let group = self.group(id)?;
         group.members.insert(username.into(), Member { uid, role: Role::Member, cursor: Cursor { acked, session } });

@@ -23,12 +23,14 @@ mod inbox;
 mod membership;
 mod presence;
 mod rooms;
+mod seats;
 mod services;
 mod stats;
 
 pub use dedup::DedupIndex;
 pub use directory::{ConnectionWatchers, Directory, RoomList};
 pub use inbox::now_ms;
+pub use seats::GroupSeats;
 
 use crate::auth::Hasher;
 use crate::config::Config;
@@ -55,7 +57,16 @@ pub enum WorkerCmd {
     /// worker after login): deliver what the member has not acknowledged.
     MemberOnline { group_id: u64, username: Arc<str>, conn: ConnId },
     /// Create a group whose id the creator's worker allocated.
-    CreateGroup { conn: ConnId, request_id: u32, creator: SessionUser, group_id: u64, name: String, open: bool },
+    /// The creator's seat is given back once the membership is written (or not).
+    CreateGroup {
+        conn: ConnId,
+        request_id: u32,
+        creator: SessionUser,
+        group_id: u64,
+        name: String,
+        open: bool,
+        seat: seats::Seat,
+    },
     /// Part of a service's send: store and push to these users of this worker (all its
     /// online users when `users` is None), then report to the coordinating worker.
     ServiceDeliver {
@@ -134,6 +145,8 @@ pub struct Shared {
     pub connection_watchers: ConnectionWatchers,
     /// One dedup index per worker, by index: each is only ever touched by its worker.
     pub dedup: Arc<Vec<DedupIndex>>,
+    /// Group memberships being made, counted against `max_groups_per_user`.
+    pub seats: GroupSeats,
 }
 
 impl Pool {
