@@ -62,8 +62,21 @@ pub struct Config {
     /// for an ack. Well below `max_outbound`, so catch-up of large messages never trips
     /// the slow-consumer bound.
     pub delivery_window_bytes: usize,
-    /// Pending outbound bytes per connection before it is cut off as a slow consumer.
+    /// Bytes owed to a connection (queued anywhere between a worker and its socket)
+    /// before it is cut off as a slow consumer.
     pub max_outbound: usize,
+    /// Bytes owed to all connections together. Beyond it, live fan-out (rooms, broadcast)
+    /// is refused with `RateLimited`, and the connections owed the most are cut until the
+    /// total is back under it: 19,000 connections times `max_outbound` would be 150 GiB.
+    pub max_outbound_total: usize,
+    /// Live fan-out bytes (frame size times recipients) a connection may cause per second
+    /// through rooms and broadcast, so one request cannot buy unbounded work...
+    pub fanout_rate: u64,
+    /// ...and how many it may save up; a single send costing more waits for a full budget
+    /// and leaves it in debt.
+    pub fanout_burst: u64,
+    /// Rooms one connection may be in at once.
+    pub max_rooms_per_conn: usize,
     /// Commands queued per worker before the loop stops reading from the sockets that
     /// feed it (backpressure instead of unbounded memory).
     pub worker_queue: usize,
@@ -143,6 +156,10 @@ impl Default for Config {
             delivery_window: 1024,
             delivery_window_bytes: 2 * 1024 * 1024,
             max_outbound: 8 * 1024 * 1024,
+            max_outbound_total: 1024 * 1024 * 1024,
+            fanout_rate: 16 * 1024 * 1024,
+            fanout_burst: 32 * 1024 * 1024,
+            max_rooms_per_conn: 100,
             worker_queue: 16 * 1024,
             max_batch: 4096,
             shutdown_grace: Duration::from_secs(2),
@@ -177,6 +194,9 @@ impl Config {
     /// deliveries must leave room in the output bound for everything else.
     pub fn normalized(mut self) -> Self {
         self.max_body = self.max_body.min(self.max_frame / 2);
+        // The ledger counts a connection's bytes in 31 bits, the loop's own frames included.
+        self.max_outbound = self.max_outbound.clamp(64 * 1024, 1 << 30);
+        self.max_outbound_total = self.max_outbound_total.max(self.max_outbound);
         self.delivery_window_bytes = self.delivery_window_bytes.min(self.max_outbound / 2).max(1);
         self.delivery_window = self.delivery_window.max(1);
         self.workers = self.workers.max(1);

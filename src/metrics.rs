@@ -20,7 +20,8 @@ pub struct Metrics {
     pub delivered: AtomicU64,
     /// Stored messages not yet acknowledged by everyone owed them.
     pub stored: AtomicI64,
-    /// Output bytes queued in the loop, as of its last sample.
+    /// Output bytes owed to clients (in output buffers and on their way from the workers),
+    /// as of the loop's last sample.
     pub outbound_bytes: AtomicU64,
     /// The commit logs' counters (shared with the store).
     pub log: Arc<LogStats>,

@@ -4,10 +4,10 @@
 use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::net::{EventLoop, LoopHandle, Outbox};
+use crate::net::{EventLoop, LoopHandle, Outbox, OutputLedger};
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
-use crate::worker::{ConnectionWatchers, DedupIndex, Directory, GroupSeats, Owner, Pool, RoomList, Shared};
+use crate::worker::{ConnectionWatchers, DedupIndex, Directory, GroupSeats, Owner, Pool, RoomList, RoomSeats, Shared};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -54,6 +54,8 @@ impl Server {
         let (to_loop, from_workers) = crossbeam_channel::unbounded();
         let outbox = Outbox::new(to_loop, waker.clone());
         let rooms = RoomList::default();
+        // One slot per connection the loop may hold (it refuses beyond max_connections).
+        let ledger = Arc::new(OutputLedger::new(config.max_connections + 1, config.max_outbound));
         // Opening the store replayed the commit log; now the acknowledged messages the
         // last run left behind, before anything reads the logs.
         check_integrity(&store, &config).map_err(store_error)?;
@@ -77,10 +79,13 @@ impl Server {
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),
             seats: GroupSeats::default(),
+            room_seats: RoomSeats::default(),
+            ledger: ledger.clone(),
             dedup,
         };
         let (pool, workers) = Pool::start(shared);
-        let (event_loop, handle) = EventLoop::new(poll, listener, waker, pool, from_workers, config.clone(), metrics);
+        let (event_loop, handle) =
+            EventLoop::new(poll, listener, waker, pool, from_workers, config.clone(), metrics, ledger);
         let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
         info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
         Ok(Server { addr, handle, store, rooms, event_loop, workers, hashers })

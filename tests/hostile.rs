@@ -1,9 +1,11 @@
 //! Hostile users against the real server: limits that must hold whatever the
 //! interleaving, fan-out that must cost its sender, backlogs that must drain.
 
+use crate::common::daemon::spawn_daemon;
 use crate::common::{TestServer, PASSWORD};
 use confab::client::Client;
-use confab::protocol::{ErrorCode, Reply, Request};
+use confab::frame;
+use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, ServerFrame, Target};
 
 /// Sends every request before reading any reply (one pipelined burst); returns the replies
 /// (errors as their codes) in request order.
@@ -83,4 +85,129 @@ fn racing_adds_on_several_workers_stop_at_the_victims_limit() {
     let mut victim = server.client();
     victim.login("victim", PASSWORD).unwrap();
     assert_eq!(group_count(&mut victim), 10);
+}
+
+fn room_send(room: &str, body: Vec<u8>) -> Request {
+    Request::Send {
+        to: Target::Room(room.into()),
+        client_msg_id: 0,
+        transient: true,
+        content: Content { kind: MediaKind::Custom, body, media: None },
+    }
+}
+
+fn join(client: &mut Client, room: &str) -> Result<Reply, ErrorCode> {
+    client.request(Request::JoinRoom { room: room.into() }).map_err(|e| e.code().expect("a typed refusal"))
+}
+
+#[test]
+fn a_room_send_costs_its_sender_bytes_times_members() {
+    // 64 KiB a second, 2 MiB saved up; 20 members hear 30 KB: about 600 KB a send.
+    let server = TestServer::with(|c| {
+        c.fanout_rate = 64 * 1024;
+        c.fanout_burst = 2 * 1024 * 1024;
+    });
+    let names: Vec<String> = (0..20).map(|i| format!("member{i}")).collect();
+    let mut members: Vec<Client> = names.iter().map(|n| server.user(n)).collect();
+    for member in &mut members {
+        join(member, "hall").unwrap();
+    }
+    let mut mallory = server.user("mallory");
+    join(&mut mallory, "hall").unwrap();
+    let outcomes = pipelined(&mut mallory, (0..10).map(|_| room_send("hall", vec![b'x'; 30 * 1024])).collect());
+    let delivered = outcomes.iter().filter(|o| matches!(o, Ok(Reply::Delivered { recipients: 20 }))).count();
+    assert_eq!(delivered, 3, "{outcomes:?}");
+    assert!(outcomes[3..].iter().all(|o| *o == Err(ErrorCode::RateLimited)), "{outcomes:?}");
+    // Small talk in the same room is cheap, and others' budgets are their own.
+    let mut member = members.pop().unwrap();
+    assert_eq!(member.request(room_send("hall", b"hi".to_vec())).unwrap(), Reply::Delivered { recipients: 20 });
+}
+
+#[test]
+fn rooms_per_connection_are_limited_across_workers() {
+    let server = TestServer::with(|c| {
+        c.workers = 3;
+        c.max_rooms_per_conn = 5;
+    });
+    let mut mallory = server.user("mallory");
+    // Room names spread over the three workers; the limit is the connection's.
+    let outcomes: Vec<_> = (0..20).map(|i| join(&mut mallory, &format!("room{i}"))).collect();
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 5, "{outcomes:?}");
+    assert!(outcomes[5..].iter().all(|o| *o == Err(ErrorCode::LimitReached)));
+    mallory.request(Request::LeaveRoom { room: "room0".into() }).unwrap();
+    join(&mut mallory, "room19").unwrap();
+    // A new connection starts with none.
+    let mut again = server.login("mallory");
+    join(&mut again, "room18").unwrap();
+}
+
+/// The daemon's peak resident memory, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the daemon's /proc status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("a VmHWM line");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse::<u64>().ok()).expect("VmHWM in kB") * 1024
+}
+
+#[test]
+fn a_room_of_members_who_never_read_costs_at_most_their_output_bound() {
+    // The daemon as a child, so its memory is its own. No fan-out budget: the bound on
+    // what is owed to each connection has to hold by itself.
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = spawn_daemon(
+        &dir.path().join("data"),
+        &["--max-outbound", "1048576", "--fanout-rate-mib", "100000", "--cache-mib", "16"],
+    );
+    let mut setup = Client::connect(daemon.addr, "setup").unwrap().0;
+    let names: Vec<String> = (0..100).map(|i| format!("idle{i}")).collect();
+    for name in names.iter().map(String::as_str).chain(["mallory"]) {
+        setup.register(name, PASSWORD).unwrap();
+    }
+    let _idle: Vec<Client> = names
+        .iter()
+        .map(|name| {
+            let mut client = Client::connect(daemon.addr, "idle").unwrap().0;
+            client.login(name, PASSWORD).unwrap();
+            join(&mut client, "hall").unwrap();
+            client
+        })
+        .collect();
+    let mut mallory = Client::connect(daemon.addr, "mallory").unwrap().0;
+    mallory.login("mallory", PASSWORD).unwrap();
+    join(&mut mallory, "hall").unwrap();
+    // 1,500 sends of 30 KB to 100 members who never read: 4.5 GB of fan-out.
+    let mut reader = mallory.stream().try_clone().unwrap();
+    reader.set_read_timeout(Some(std::time::Duration::from_secs(120))).unwrap();
+    let replies = std::thread::spawn(move || {
+        // Counts the sends fanned out until the request after them is answered.
+        let (mut buf, mut chunk, mut delivered) = (Vec::new(), vec![0u8; 64 * 1024], 0);
+        loop {
+            while let Ok(Some((body, used))) = frame::split(&buf, u32::MAX) {
+                match frame::decode_body::<ServerFrame>(body).unwrap() {
+                    ServerFrame::Reply { reply: Reply::Delivered { .. }, .. } => delivered += 1,
+                    ServerFrame::Reply { reply: Reply::RoomMembers { .. }, .. } => return delivered,
+                    _ => {}
+                }
+                buf.drain(..used);
+            }
+            match std::io::Read::read(&mut reader, &mut chunk) {
+                Ok(0) => return delivered,
+                Err(e) => panic!("{e} after {delivered}"),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    for _ in 0..1500 {
+        mallory.send(room_send("hall", vec![b'x'; 30 * 1024])).unwrap();
+    }
+    // Answered by the room's worker after every send before it (a ping is answered by
+    // the event loop at once).
+    mallory.send(Request::RoomMembers { room: "hall".into() }).unwrap();
+    let delivered = replies.join().unwrap();
+    assert_eq!(delivered, 1500);
+    let peak = peak_rss(daemon.child.id());
+    // 100 connections times 1 MiB, plus the daemon itself.
+    assert!(peak < 400 * 1024 * 1024, "peak RSS {} MiB", peak / (1024 * 1024));
+    let mut daemon = daemon;
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
 }

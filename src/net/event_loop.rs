@@ -8,6 +8,7 @@
 //! the turn so no event handler ever finds its connection gone.
 
 use super::conn::{Conn, Life};
+use super::ledger::OutputLedger;
 use super::limits::PerAddress;
 use super::output::error_frame;
 use super::{ConnId, LoopMsg, SessionUser};
@@ -87,6 +88,8 @@ pub struct EventLoop {
     pub(super) per_address: PerAddress,
     pub(super) scratch: Box<[u8]>,
     pub(super) metrics: Arc<Metrics>,
+    /// Bytes owed to each connection, shared with the workers that charge them.
+    pub(super) ledger: Arc<OutputLedger>,
     /// The Hello reply: the same for every connection.
     pub(super) hello: Reply,
 }
@@ -101,6 +104,9 @@ impl EventLoop {
         Ok((poll, waker))
     }
 
+    // Each is a separate piece of the server handed over once at start; a struct for
+    // them would only be taken apart again here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         poll: Poll,
         listener: TcpListener,
@@ -109,6 +115,7 @@ impl EventLoop {
         from_workers: Receiver<Vec<LoopMsg>>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
+        ledger: Arc<OutputLedger>,
     ) -> (EventLoop, LoopHandle) {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = LoopHandle { stop: stop.clone(), waker };
@@ -138,6 +145,7 @@ impl EventLoop {
             per_address: PerAddress::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             metrics,
+            ledger,
             hello,
         };
         (event_loop, handle)
@@ -184,6 +192,7 @@ impl EventLoop {
                 self.sweep(now);
             }
             self.write_pending();
+            self.shed_output();
             self.reap();
             if self.advance_shutdown(workers_gone, now) {
                 break;
@@ -197,7 +206,7 @@ impl EventLoop {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    let refusal = if self.conns.len() >= self.config.max_connections {
+                    let refusal = if self.conns.len() >= self.config.max_connections.min(self.ledger.capacity()) {
                         Some("too many connections")
                     } else if !self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
                         Some("too many connections from your address")
@@ -239,6 +248,7 @@ impl EventLoop {
         )?;
         self.serial = self.serial.wrapping_add(1);
         let id = ConnId::new(self.serial, slot);
+        self.ledger.open(id);
         entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
         self.metrics.connections.fetch_add(1, Ordering::Relaxed);
         debug!("connection {id:?} from {peer} accepted");
@@ -264,7 +274,14 @@ impl EventLoop {
         match msg {
             LoopMsg::Frames { conn, bytes } => {
                 if self.live(conn).is_some() {
-                    self.queue(conn.slot(), &bytes);
+                    self.queue_charged(conn.slot(), &bytes);
+                } else {
+                    self.ledger.release(conn, bytes.len());
+                }
+            }
+            LoopMsg::Cut { conn } => {
+                if self.live(conn).is_some() {
+                    self.cut_slow_consumer(conn.slot());
                 }
             }
             LoopMsg::Bind { conn, user } => match self.live(conn) {
@@ -306,6 +323,9 @@ impl EventLoop {
             }
             let mut conn = self.conns.remove(slot);
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            // Workers stop making frames for it; what it still had queued is given back.
+            self.ledger.cut(conn.id);
+            self.ledger.release(conn.id, conn.pending_out());
             self.per_address.release(conn.peer.ip());
             debug!("connection {:?} closed", conn.id);
             self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
@@ -336,8 +356,8 @@ impl EventLoop {
     /// Closes connections silent past the idle timeout, and closing ones past the grace;
     /// samples the metrics.
     fn sweep(&mut self, now: Instant) {
-        let queued: usize = self.conns.iter().map(|(_, c)| c.pending_out()).sum();
-        self.metrics.outbound_bytes.store(queued as u64, Ordering::Relaxed);
+        // Everything owed to clients: in output buffers, and on its way from the workers.
+        self.metrics.outbound_bytes.store(self.ledger.total(), Ordering::Relaxed);
         self.metrics.sample(now);
         let idle = self.config.idle_timeout;
         let grace = self.config.shutdown_grace;

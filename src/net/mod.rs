@@ -4,10 +4,12 @@ mod conn;
 mod event_loop;
 mod gate;
 mod input;
+mod ledger;
 mod limits;
 mod output;
 
 pub use event_loop::{EventLoop, LoopHandle};
+pub use ledger::{Charge, OutputLedger};
 
 use crossbeam_channel::Sender;
 use std::sync::Arc;
@@ -50,6 +52,9 @@ pub enum LoopMsg {
     Unbind { conn: ConnId },
     /// Close the connection once what is queued for it has been written.
     Close { conn: ConnId, reason: &'static str },
+    /// Output for the connection would have passed `--max-outbound` (see [`OutputLedger`]):
+    /// tell it `SlowConsumer` and close it.
+    Cut { conn: ConnId },
 }
 
 /// A worker's way back to the loop: a channel plus the loop's waker. Workers send one

@@ -10,22 +10,31 @@ use log::{debug, warn};
 use std::time::Instant;
 
 impl EventLoop {
+    /// Queues the loop's own frame (a Hello reply, a pong, an error), charging it to the
+    /// connection's ledger entry.
     pub(super) fn queue(&mut self, slot: usize, bytes: &[u8]) {
-        let conn = &mut self.conns[slot];
+        let conn = &self.conns[slot];
         // Once a connection is closing, what it was last told (the reason) stays last.
         if !conn.is_open() {
             return;
         }
-        if conn.pending_out() + bytes.len() > self.config.max_outbound {
+        if self.ledger.owed(conn.id) as usize + bytes.len() > self.config.max_outbound {
             // Output beyond the bound is dropped, never buffered: a client that stops
             // reading costs at most max_outbound. What it missed of stored messages stays
             // stored, unacknowledged, for its next session.
-            if conn.is_open() {
-                warn!("{:?} is not reading its output; closing it as a slow consumer", conn.id);
-                let notice = error_frame(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached");
-                conn.write_buf.extend_from_slice(&frame::encode(&notice));
-                self.close_after_flush(slot, "slow consumer");
-            }
+            warn!("{:?} is not reading its output; closing it as a slow consumer", conn.id);
+            self.cut_slow_consumer(slot);
+            return;
+        }
+        self.ledger.force(conn.id, bytes.len());
+        self.queue_charged(slot, bytes);
+    }
+
+    /// Queues bytes a worker already charged to the connection.
+    pub(super) fn queue_charged(&mut self, slot: usize, bytes: &[u8]) {
+        let conn = &mut self.conns[slot];
+        if !conn.is_open() {
+            self.ledger.release(conn.id, bytes.len());
             return;
         }
         if conn.pending_out() == 0 {
@@ -34,11 +43,51 @@ impl EventLoop {
         conn.write_buf.extend_from_slice(bytes);
     }
 
+    /// Tells the connection `SlowConsumer` (past the bound: the notice is small and last)
+    /// and closes it once that is written.
+    pub(super) fn cut_slow_consumer(&mut self, slot: usize) {
+        let conn = &mut self.conns[slot];
+        if !conn.is_open() {
+            return;
+        }
+        let notice = frame::encode(&error_frame(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"));
+        self.ledger.cut(conn.id);
+        self.ledger.force(conn.id, notice.len());
+        if conn.pending_out() == 0 {
+            self.to_write.push(slot);
+        }
+        conn.write_buf.extend_from_slice(&notice);
+        self.close_after_flush(slot, "slow consumer");
+    }
+
     pub(super) fn send_error(&mut self, slot: usize, request_id: u32, code: ErrorCode, message: &str) {
         let bytes = frame::encode(&error_frame(request_id, code, message));
         self.queue(slot, &bytes);
         if code.closes() {
             self.close_after_flush(slot, close_reason(code));
+        }
+    }
+
+    /// Keeps the bytes owed to all connections under `--max-outbound-total`: past it, the
+    /// connections owed the most are closed at once (their output is dropped, not flushed:
+    /// flushing is what they were not doing). Stored messages they missed stay stored.
+    pub(super) fn shed_output(&mut self) {
+        let limit = self.config.max_outbound_total as u64;
+        let mut total = self.ledger.total();
+        if total <= limit {
+            return;
+        }
+        let mut owed: Vec<(u64, usize)> =
+            self.conns.iter().filter(|(_, c)| c.is_open()).map(|(slot, c)| (self.ledger.owed(c.id), slot)).collect();
+        owed.sort_unstable_by(|a, b| b.cmp(a));
+        for (bytes, slot) in owed {
+            if total <= limit || bytes == 0 {
+                break;
+            }
+            warn!("output owed to all clients passed {limit} bytes; closing {:?}, owed {bytes}", self.conns[slot].id);
+            self.ledger.cut(self.conns[slot].id);
+            self.kill(slot, "slow consumer");
+            total = total.saturating_sub(bytes);
         }
     }
 
@@ -50,7 +99,10 @@ impl EventLoop {
             if conn.life == Life::Dead || conn.pending_out() == 0 {
                 continue;
             }
-            match conn.write_to_socket() {
+            let before = conn.pending_out();
+            let result = conn.write_to_socket();
+            self.ledger.release(conn.id, before - conn.pending_out());
+            match result {
                 Ok(()) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => {
                     self.kill(slot, "closed by the server")
                 }

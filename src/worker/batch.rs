@@ -5,24 +5,35 @@
 //! (`StorageFull` when the disk is full, else `Internal`).
 //! Commands for other workers go out after the batch's frames, so anything they push
 //! reaches the loop after this batch's replies (a login's reply before its group backlog).
+//!
+//! Every frame is charged to its connection's [`OutputLedger`] entry as it is queued here:
+//! one that would pass `--max-outbound` is not queued, and the connection is cut as a
+//! slow consumer instead, so no queue between here and the socket can outgrow the bound.
 
 use super::inbox::now_ms;
 use super::WorkerCmd;
 use crate::frame;
-use crate::net::{ConnId, LoopMsg, Outbox};
+use crate::net::{Charge, ConnId, LoopMsg, Outbox, OutputLedger};
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::Sender;
-use log::error;
+use log::{error, warn};
+use std::sync::Arc;
 
-#[derive(Default)]
 pub struct Batch {
     out: Vec<(LoopMsg, bool)>,
     durable_requests: Vec<(ConnId, u32)>,
     to_workers: Vec<(usize, WorkerCmd)>,
+    ledger: Arc<OutputLedger>,
+    /// Connections cut in this batch: nothing more is queued for them.
+    cut: Vec<ConnId>,
 }
 
 impl Batch {
+    pub fn new(ledger: Arc<OutputLedger>) -> Self {
+        Batch { out: Vec::new(), durable_requests: Vec::new(), to_workers: Vec::new(), ledger, cut: Vec::new() }
+    }
+
     pub fn reply(&mut self, conn: ConnId, request_id: u32, reply: Reply, durable: bool) {
         if durable {
             self.durable_requests.push((conn, request_id));
@@ -41,19 +52,55 @@ impl Batch {
     /// Queues an encoded frame, appending to the previous entry when it goes to the same
     /// connection, so a burst of pushes costs the loop one entry.
     pub fn frame(&mut self, conn: ConnId, frame: &ServerFrame, durable: bool) {
-        if let Some(bytes) = self.tail_for(conn, durable) {
-            frame::encode_into(frame, bytes);
-        } else {
-            self.out.push((LoopMsg::Frames { conn, bytes: frame::encode(frame) }, durable));
+        if self.cut.contains(&conn) {
+            return;
+        }
+        let fresh = self.tail_for(conn, durable).is_none();
+        if fresh {
+            self.out.push((LoopMsg::Frames { conn, bytes: Vec::new() }, durable));
+        }
+        let Some(bytes) = self.tail_for(conn, durable) else { return };
+        let before = bytes.len();
+        frame::encode_into(frame, bytes);
+        let added = bytes.len() - before;
+        let charge = self.ledger.charge(conn, added);
+        if charge != Charge::Queued {
+            self.take_back(fresh, before);
+            self.refused(conn, charge);
         }
     }
 
     /// Queues a frame encoded once for many recipients (fan-out).
     pub fn frame_bytes(&mut self, conn: ConnId, encoded: &[u8], durable: bool) {
+        if self.cut.contains(&conn) {
+            return;
+        }
+        let charge = self.ledger.charge(conn, encoded.len());
+        if charge != Charge::Queued {
+            return self.refused(conn, charge);
+        }
         if let Some(bytes) = self.tail_for(conn, durable) {
             bytes.extend_from_slice(encoded);
         } else {
             self.out.push((LoopMsg::Frames { conn, bytes: encoded.to_vec() }, durable));
+        }
+    }
+
+    /// A frame the ledger refused: for a slow consumer, the connection is cut (once).
+    fn refused(&mut self, conn: ConnId, charge: Charge) {
+        if charge == Charge::SlowConsumer {
+            warn!("{conn:?} is not reading its output; closing it as a slow consumer");
+            self.cut.push(conn);
+            self.out.push((LoopMsg::Cut { conn }, false));
+        }
+    }
+
+    /// Removes a frame that was encoded but not charged.
+    fn take_back(&mut self, fresh: bool, len: usize) {
+        if fresh {
+            self.out.pop();
+        } else if let Some((LoopMsg::Frames { bytes, .. }, _)) = self.out.last_mut() {
+            bytes.truncate(len);
         }
     }
 
@@ -82,6 +129,11 @@ impl Batch {
         let mut out = std::mem::take(&mut self.out);
         if let Err(e) = partition.commit(now_ms()) {
             error!("commit failed, withholding this batch's receipts: {e}");
+            for (msg, durable) in &out {
+                if let (LoopMsg::Frames { conn, bytes }, true) = (msg, durable) {
+                    self.ledger.release(*conn, bytes.len());
+                }
+            }
             out.retain(|(_, durable)| !durable);
             let (code, message) = match e {
                 StoreError::Full => (ErrorCode::StorageFull, "the server's disk is full; retry later"),
@@ -89,10 +141,12 @@ impl Batch {
             };
             for (conn, request_id) in self.durable_requests.drain(..) {
                 let bytes = frame::encode(&error_frame(request_id, code, message));
+                self.ledger.force(conn, bytes.len());
                 out.push((LoopMsg::Frames { conn, bytes }, false));
             }
         }
         self.durable_requests.clear();
+        self.cut.clear();
         outbox.send(out.into_iter().map(|(msg, _)| msg).collect());
         for (worker, cmd) in self.to_workers.drain(..) {
             // Unbounded: never blocks. An error means that worker already stopped.

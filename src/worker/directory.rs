@@ -5,7 +5,7 @@
 //! presence (which needs a co-member's connection) and broadcast.
 
 use crate::net::ConnId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -88,6 +88,36 @@ impl RoomList {
         let mut range = rooms.range::<str, _>((Bound::Excluded(after), Bound::Unbounded));
         let page = range.by_ref().take(limit).map(|(n, c)| (n.clone(), *c)).collect();
         (page, range.next().is_some())
+    }
+}
+
+/// How many rooms each connection is in, across the workers that own the rooms, so
+/// `max_rooms_per_conn` holds however the room names spread.
+#[derive(Clone, Default)]
+pub struct RoomSeats {
+    counts: Arc<RwLock<HashMap<ConnId, usize>>>,
+}
+
+impl RoomSeats {
+    /// Counts one more room for `conn` unless it is in `max` already.
+    pub fn take(&self, conn: ConnId, max: usize) -> bool {
+        let mut counts = write(&self.counts);
+        let count = counts.entry(conn).or_default();
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    pub fn release(&self, conn: ConnId, rooms: usize) {
+        let mut counts = write(&self.counts);
+        if let Some(count) = counts.get_mut(&conn) {
+            *count = count.saturating_sub(rooms);
+            if *count == 0 {
+                counts.remove(&conn);
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! each command to the module that handles it (accounts, inbox, groups, rooms, presence).
 
 use super::batch::Batch;
+use super::fanout::FanoutBudgets;
 use super::garbage::GarbageQueue;
 use super::groups::GroupState;
 use super::inbox::now_ms;
@@ -67,6 +68,8 @@ pub struct Worker {
     pub garbage: GarbageQueue,
     /// This worker's share of the store: every durable change goes through it.
     pub partition: Partition,
+    /// What room and broadcast senders may still fan out.
+    pub fanout: FanoutBudgets,
 }
 
 impl Worker {
@@ -74,7 +77,7 @@ impl Worker {
         Worker {
             index,
             peers,
-            batch: Batch::default(),
+            batch: Batch::new(shared.ledger.clone()),
             users: HashMap::new(),
             groups: HashMap::new(),
             rooms: HashMap::new(),
@@ -85,6 +88,7 @@ impl Worker {
             next_gather: 0,
             garbage: GarbageQueue::default(),
             partition: Partition::new(shared.store.clone(), index, shared.config.log_settings()),
+            fanout: FanoutBudgets::new(shared.config.fanout_rate, shared.config.fanout_burst),
             shared,
         }
     }
@@ -290,6 +294,7 @@ impl Worker {
             }
         }
         self.leave_all_rooms(conn);
+        self.fanout.forget(conn);
         self.watchers.forget_conn(conn);
     }
 

@@ -16,6 +16,7 @@ mod accounts;
 mod batch;
 mod dedup;
 mod directory;
+mod fanout;
 mod garbage;
 mod groups;
 mod handler;
@@ -28,14 +29,14 @@ mod services;
 mod stats;
 
 pub use dedup::DedupIndex;
-pub use directory::{ConnectionWatchers, Directory, RoomList};
+pub use directory::{ConnectionWatchers, Directory, RoomList, RoomSeats};
 pub use inbox::now_ms;
 pub use seats::GroupSeats;
 
 use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::net::{ConnId, Outbox, SessionUser};
+use crate::net::{ConnId, Outbox, OutputLedger, SessionUser};
 use crate::protocol::{ErrorCode, Request};
 use crate::store::Store;
 use crate::throttle::LoginThrottle;
@@ -147,6 +148,10 @@ pub struct Shared {
     pub dedup: Arc<Vec<DedupIndex>>,
     /// Group memberships being made, counted against `max_groups_per_user`.
     pub seats: GroupSeats,
+    /// Rooms each connection is in, against `max_rooms_per_conn`.
+    pub room_seats: RoomSeats,
+    /// Bytes owed to each connection; every frame is charged before it is queued.
+    pub ledger: Arc<OutputLedger>,
 }
 
 impl Pool {

@@ -10,6 +10,7 @@ use crate::net::{ConnId, SessionUser};
 use crate::protocol::{valid_room_name, Content, ErrorCode, Push, Reply, RoomInfo, ServerFrame};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Largest room listing page.
 const MAX_ROOM_PAGE: u32 = 500;
@@ -33,12 +34,18 @@ impl Worker {
             }
             return Err(Refusal::new(ErrorCode::LimitReached, "the room is full"));
         }
-        state.members.insert(user.name.clone(), conn);
-        let count = state.members.len() as u32;
         let joined = self.conn_rooms.entry(conn).or_default();
         if !joined.contains(&name) {
+            if !self.shared.room_seats.take(conn, self.shared.config.max_rooms_per_conn) {
+                if state.members.is_empty() {
+                    self.rooms.remove(&name);
+                }
+                return Err(Refusal::new(ErrorCode::LimitReached, "in too many rooms"));
+            }
             joined.push(name.clone());
         }
+        state.members.insert(user.name.clone(), conn);
+        let count = state.members.len() as u32;
         self.shared.rooms.set(&name, count);
         self.batch.reply(conn, request_id, Reply::Done, false);
         Ok(())
@@ -50,7 +57,9 @@ impl Worker {
             return Err(Refusal::new(ErrorCode::NotAMember, "not in this room"));
         };
         if let Some(rooms) = self.conn_rooms.get_mut(&joined_from) {
+            let before = rooms.len();
             rooms.retain(|r| &**r != room);
+            self.shared.room_seats.release(joined_from, before - rooms.len());
         }
         self.update_room_count(room);
         self.batch.reply(conn, request_id, Reply::Done, false);
@@ -58,7 +67,9 @@ impl Worker {
     }
 
     pub fn leave_all_rooms(&mut self, conn: ConnId) {
-        for room in self.conn_rooms.remove(&conn).unwrap_or_default() {
+        let rooms = self.conn_rooms.remove(&conn).unwrap_or_default();
+        self.shared.room_seats.release(conn, rooms.len());
+        for room in rooms {
             if let Some(state) = self.rooms.get_mut(&room) {
                 state.members.retain(|_, c| *c != conn);
             }
@@ -88,16 +99,31 @@ impl Worker {
         };
         let push = Push::RoomMessage { room: room.to_string(), from: from.name.to_string(), content };
         let encoded = frame::encode(&ServerFrame::Push(push));
-        let mut recipients = 0;
-        for (name, target) in &state.members {
-            if *name != from.name {
-                self.batch.frame_bytes(*target, &encoded, false);
-                recipients += 1;
-            }
+        let targets: Vec<ConnId> =
+            state.members.iter().filter(|(name, _)| **name != from.name).map(|(_, conn)| *conn).collect();
+        self.pay_for_fanout(conn, encoded.len(), targets.len())?;
+        let recipients = targets.len() as u32;
+        for target in targets {
+            self.batch.frame_bytes(target, &encoded, false);
         }
         self.received(1);
         self.delivered(u64::from(recipients));
         self.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
+        Ok(())
+    }
+
+    /// Charges a live fan-out of `frame` bytes to `recipients` to the sender's budget,
+    /// unless the server's output is already at its global bound.
+    fn pay_for_fanout(&mut self, conn: ConnId, frame: usize, recipients: usize) -> Handled {
+        let cost = (frame as u64).saturating_mul(recipients as u64);
+        let config = &self.shared.config;
+        if self.shared.ledger.total().saturating_add(cost) > config.max_outbound_total as u64 {
+            return Err(Refusal::new(ErrorCode::RateLimited, "the server is busy; retry in 1000 ms"));
+        }
+        if let Err(wait) = self.fanout.take(conn, cost, Instant::now()) {
+            let message = format!("fan-out budget spent; retry in {} ms", wait.as_millis().max(1));
+            return Err(Refusal::new(ErrorCode::RateLimited, message));
+        }
         Ok(())
     }
 
@@ -121,12 +147,11 @@ impl Worker {
             return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
         }
         let encoded = frame::encode(&ServerFrame::Push(Push::Broadcast { from: from.name.to_string(), content }));
-        let mut recipients = 0;
-        for target in self.shared.directory.all_conns() {
-            if target != conn {
-                self.batch.frame_bytes(target, &encoded, false);
-                recipients += 1;
-            }
+        let targets: Vec<ConnId> = self.shared.directory.all_conns().into_iter().filter(|t| *t != conn).collect();
+        self.pay_for_fanout(conn, encoded.len(), targets.len())?;
+        let recipients = targets.len() as u32;
+        for target in targets {
+            self.batch.frame_bytes(target, &encoded, false);
         }
         self.received(1);
         self.delivered(u64::from(recipients));

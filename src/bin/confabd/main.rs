@@ -66,9 +66,20 @@ struct Flags {
     /// (at most half of max-outbound).
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
     delivery_window_bytes: usize,
-    /// Pending output bytes per connection before it is cut off as a slow consumer.
+    /// Output bytes owed to one connection before it is cut off as a slow consumer.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     max_outbound: usize,
+    /// Output owed to all connections together, in MiB: beyond it room messages and
+    /// broadcasts are refused and the connections owed the most are closed.
+    #[arg(long, default_value_t = Config::default().max_outbound_total / (1024 * 1024))]
+    max_outbound_total_mib: usize,
+    /// Live fan-out one connection may cause (message size times room members), in MiB a
+    /// second; twice as much may be saved up.
+    #[arg(long, default_value_t = Config::default().fanout_rate / (1024 * 1024))]
+    fanout_rate_mib: u64,
+    /// Rooms one connection may be in at once.
+    #[arg(long, default_value_t = Config::default().max_rooms_per_conn)]
+    max_rooms_per_conn: usize,
     /// Connections from one IP address at most.
     #[arg(long, default_value_t = 4096)]
     max_connections_per_ip: usize,
@@ -135,6 +146,10 @@ impl Flags {
             delivery_window: self.delivery_window,
             delivery_window_bytes: self.delivery_window_bytes,
             max_outbound: self.max_outbound,
+            max_outbound_total: self.max_outbound_total_mib.max(1) * 1024 * 1024,
+            fanout_rate: self.fanout_rate_mib.max(1) * 1024 * 1024,
+            fanout_burst: self.fanout_rate_mib.max(1) * 2 * 1024 * 1024,
+            max_rooms_per_conn: self.max_rooms_per_conn,
             max_connections_per_ip: self.max_connections_per_ip,
             request_rate: self.request_rate,
             request_burst: self.request_burst,
