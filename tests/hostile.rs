@@ -211,3 +211,50 @@ fn a_room_of_members_who_never_read_costs_at_most_their_output_bound() {
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
 }
+
+#[test]
+fn a_backlog_across_many_groups_drains_within_the_output_bound() {
+    // 30 groups of 20 messages of 16 KB: 9.6 MB owed, far past the 1 MiB output bound,
+    // and each group's backlog (320 KB) is inside the per-conversation window. Anyone may
+    // add anyone to a group: this is what an attacker can do to a victim.
+    let server = TestServer::with(|c| {
+        c.workers = 3;
+        c.max_outbound = 1024 * 1024;
+        c.delivery_window_bytes = 512 * 1024;
+    });
+    server.register(&["victim"]);
+    let mut mallory = server.user("mallory");
+    let groups = create_groups(&mut mallory, "g", 30);
+    let mut requests: Vec<Request> =
+        groups.iter().map(|&group_id| Request::AddMember { group_id, username: "victim".into() }).collect();
+    for (i, &group_id) in groups.iter().enumerate() {
+        for n in 0..20 {
+            requests.push(Request::Send {
+                to: Target::Group(group_id),
+                client_msg_id: (i * 100 + n + 1) as u64,
+                transient: false,
+                content: Content { kind: MediaKind::File, body: vec![b'x'; 16 * 1024], media: None },
+            });
+        }
+    }
+    assert!(pipelined(&mut mallory, requests).iter().all(Result::is_ok));
+    // The victim reads and acks as it goes: every message arrives, in order per group,
+    // and it is never cut off.
+    let mut victim = server.client();
+    victim.login("victim", PASSWORD).unwrap();
+    let mut next: std::collections::HashMap<u64, u64> = groups.iter().map(|&g| (g, 0)).collect();
+    let mut received = 0;
+    while received < 30 * 20 {
+        let message = victim.next_message().unwrap_or_else(|e| panic!("after {received} messages: {e}"));
+        let confab::protocol::Conversation::Group(group_id) = message.conversation else {
+            panic!("{message:?}");
+        };
+        let seen = next.get_mut(&group_id).expect("one of the groups");
+        assert!(message.seq > *seen, "in order per group");
+        *seen = message.seq;
+        if message.event.is_none() {
+            received += 1;
+        }
+        victim.send(Request::Ack { conversation: message.conversation, up_to: message.seq }).unwrap();
+    }
+}

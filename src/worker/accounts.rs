@@ -1,6 +1,7 @@
 //! Accounts and sessions: registration and login (hashing off-thread), resume tokens, the
 //! one-live-session rule, rename, logout, who-is-online.
 
+use super::budget::SessionBudget;
 use super::handler::{Handled, Refusal, Worker};
 use super::inbox::Session;
 use super::{Owner, WorkerCmd};
@@ -159,8 +160,9 @@ impl Worker {
         resume_token: Vec<u8>,
     ) -> Handled {
         let name: Arc<str> = username.into();
+        let budget = Arc::new(SessionBudget::new(self.shared.config.delivery_window_bytes));
         let state = self.user_state(&name)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
-        let previous = state.cursor.session.replace(Session::new(conn, state.cursor.acked));
+        let previous = state.cursor.session.replace(Session::new(conn, state.cursor.acked, budget.clone()));
         let (acked, last_seq) = (state.cursor.acked, state.last_seq);
         let was_online = previous.is_some();
         if let Some(old) = previous.filter(|old| old.conn != conn) {
@@ -180,7 +182,7 @@ impl Worker {
         };
         // Durable: a token handed out must survive a crash, or the client is locked out.
         self.batch.reply(conn, request_id, reply, true);
-        self.shared.directory.set(name.clone(), account.display_name, conn);
+        self.shared.directory.set(name.clone(), account.display_name, conn, budget);
         self.connection_event(&name, true, "login");
         debug!("{name} logged in; inbox acked {acked} of {last_seq}");
         // Group backlogs come from the groups' workers, after this batch's reply.

@@ -4,6 +4,7 @@
 //! lock each is cheap. Workers route nothing through these: they serve the listings,
 //! presence (which needs a co-member's connection) and broadcast.
 
+use super::budget::SessionBudget;
 use crate::net::ConnId;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -13,6 +14,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub struct OnlineEntry {
     pub display_name: String,
     pub conn: ConnId,
+    /// The session's delivery budget, for the workers that own its groups.
+    pub budget: Arc<SessionBudget>,
 }
 
 #[derive(Clone, Default)]
@@ -22,8 +25,8 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn set(&self, username: Arc<str>, display_name: String, conn: ConnId) {
-        write(&self.online).insert(username, OnlineEntry { display_name, conn });
+    pub fn set(&self, username: Arc<str>, display_name: String, conn: ConnId, budget: Arc<SessionBudget>) {
+        write(&self.online).insert(username, OnlineEntry { display_name, conn, budget });
     }
 
     /// Removes the user if still online on `conn` (a newer session stays).
@@ -42,6 +45,11 @@ impl Directory {
 
     pub fn conn_of(&self, username: &str) -> Option<ConnId> {
         read(&self.online).get(username).map(|e| e.conn)
+    }
+
+    /// The user's session (connection and delivery budget), if online.
+    pub fn session_of(&self, username: &str) -> Option<(ConnId, Arc<SessionBudget>)> {
+        read(&self.online).get(username).map(|e| (e.conn, e.budget.clone()))
     }
 
     pub fn count(&self) -> usize {
@@ -158,11 +166,15 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 mod tests {
     use super::*;
 
+    fn budget() -> Arc<SessionBudget> {
+        Arc::new(SessionBudget::new(1))
+    }
+
     #[test]
     fn pages_in_name_order() {
         let d = Directory::default();
         for (i, n) in ["carol", "alice", "bob", "dave"].iter().enumerate() {
-            d.set((*n).into(), n.to_uppercase(), ConnId(i as u64));
+            d.set((*n).into(), n.to_uppercase(), ConnId(i as u64), budget());
         }
         let (page, more) = d.page("", 2);
         assert_eq!(page, vec![("alice".into(), "ALICE".into()), ("bob".into(), "BOB".into())]);
@@ -175,8 +187,8 @@ mod tests {
     #[test]
     fn a_newer_session_is_not_removed_by_the_old_ones_close() {
         let d = Directory::default();
-        d.set("alice".into(), "A".into(), ConnId(1));
-        d.set("alice".into(), "A".into(), ConnId(2));
+        d.set("alice".into(), "A".into(), ConnId(1), budget());
+        d.set("alice".into(), "A".into(), ConnId(2), budget());
         d.remove("alice", ConnId(1));
         assert_eq!(d.conn_of("alice"), Some(ConnId(2)));
         d.remove("alice", ConnId(2));

@@ -11,6 +11,7 @@
 use super::garbage::Log;
 use super::handler::{Handled, Refusal, Worker};
 use super::inbox::{beyond, now_ms, resync, wire, wire_size, Cursor, Session, READ_CHUNK};
+use super::waiting::Waiting;
 use crate::frame;
 use crate::metrics::Metrics;
 use crate::net::{ConnId, SessionUser};
@@ -96,7 +97,8 @@ impl Worker {
             let name: Arc<str> = m.username.into();
             // Members already online get live messages from now on; their backlog is
             // pumped below, as MemberOnline would at login.
-            let session = self.shared.directory.conn_of(&name).map(|conn| Session::new(conn, acked));
+            let session =
+                self.shared.directory.session_of(&name).map(|(conn, budget)| Session::new(conn, acked, budget));
             if let Some(session) = &session {
                 online.push((name.clone(), session.conn));
             }
@@ -177,6 +179,7 @@ impl Worker {
         let group = self.groups.get_mut(&id).expect("caller loaded the group");
         group.last_seq = seq;
         let mut delivered = 0;
+        let mut starved = Vec::new();
         for (name, member) in group.members.iter_mut() {
             if skipped.as_deref() == Some(&**name) {
                 if let Some(session) = member.cursor.session.as_mut() {
@@ -192,6 +195,8 @@ impl Worker {
                     message.prev_seq = prev;
                     self.batch.frame(conn, &ServerFrame::Push(Push::Message(message.clone())), true);
                 }
+            } else if member.cursor.starved(seq, window).is_some() {
+                starved.push(name.clone());
             }
         }
         if seq - group.floor > retention {
@@ -200,6 +205,9 @@ impl Worker {
             self.garbage.push(Log::Group, id, group.floor + 1, floor);
             group.floor = floor;
             self.partition.raise_floor(LogId::Group, id, floor)?;
+        }
+        for name in starved {
+            self.wait_if_starved(Waiting::Group(id, name));
         }
         self.delivered(u64::from(delivered));
         Ok(delivered)
@@ -220,8 +228,18 @@ impl Worker {
         Ok(self.group(id)?.last_seq)
     }
 
-    /// Pushes a member's backlog while its window allows, skipping its own messages.
+    /// Pushes a member's backlog while its window and budget allow, skipping its own
+    /// messages; waits for the budget if that is what stops it.
     pub(super) fn pump_member(&mut self, id: u64, name: &str) -> Handled {
+        self.fill_member(id, name)?;
+        let member = self.groups.get(&id).and_then(|g| g.members.get_key_value(name));
+        if let Some((name, _)) = member {
+            self.wait_if_starved(Waiting::Group(id, name.clone()));
+        }
+        Ok(())
+    }
+
+    fn fill_member(&mut self, id: u64, name: &str) -> Handled {
         let window = self.window();
         loop {
             let Some(group) = self.groups.get_mut(&id) else {
@@ -257,6 +275,10 @@ impl Worker {
     }
 
     pub fn member_online(&mut self, id: u64, name: &str, conn: ConnId) -> Handled {
+        // The budget of the session that logged in; a newer login has its own MemberOnline.
+        let Some(budget) = self.shared.directory.session_of(name).filter(|(c, _)| *c == conn).map(|(_, b)| b) else {
+            return Ok(());
+        };
         let group = self.group(id)?;
         let Some(member) = group.members.get_mut(name) else {
             return Ok(());
@@ -264,7 +286,7 @@ impl Worker {
         if member.cursor.session.as_ref().is_some_and(|s| s.conn == conn) {
             return Ok(());
         }
-        member.cursor.session = Some(Session::new(conn, member.cursor.acked));
+        member.cursor.session = Some(Session::new(conn, member.cursor.acked, budget));
         self.conn_groups.entry(conn).or_default().push(id);
         self.pump_member(id, name)
     }
@@ -300,7 +322,7 @@ impl Worker {
         }
         let acked = self.group(id)?.members[&user.name].cursor.acked;
         self.batch.reply(conn, request_id, Reply::Acked { conversation: Conversation::Group(id), up_to: acked }, true);
-        self.pump_member(id, &user.name)
+        self.pump_after_ack(conn, Waiting::Group(id, user.name.clone()))
     }
 
     pub fn resync_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64, after: u64) -> Handled {

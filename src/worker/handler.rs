@@ -10,6 +10,7 @@ use super::inbox::UserState;
 use super::presence::Watchers;
 use super::rooms::Room;
 use super::services::{Gather, Outgoing};
+use super::waiting::Waiting;
 use super::{Owner, Shared, WorkerCmd};
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{Conversation, ErrorCode, Request, Target};
@@ -20,6 +21,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How often cursors waiting for a delivery budget are looked at even without a wake
+/// (room freed by a session that ended rather than by an ack).
+const WAITING_RETRY: Duration = Duration::from_millis(250);
 
 /// Why a request was refused; becomes an error frame.
 pub struct Refusal {
@@ -70,6 +75,8 @@ pub struct Worker {
     pub partition: Partition,
     /// What room and broadcast senders may still fan out.
     pub fanout: FanoutBudgets,
+    /// Cursors waiting for their session's delivery budget, by connection.
+    pub waiting: HashMap<ConnId, Vec<Waiting>>,
 }
 
 impl Worker {
@@ -89,6 +96,7 @@ impl Worker {
             garbage: GarbageQueue::default(),
             partition: Partition::new(shared.store.clone(), index, shared.config.log_settings()),
             fanout: FanoutBudgets::new(shared.config.fanout_rate, shared.config.fanout_burst),
+            waiting: HashMap::new(),
             shared,
         }
     }
@@ -112,8 +120,12 @@ impl Worker {
                     continue;
                 }
             }
-            // Wake when the oldest staged batch comes due, if nothing comes before.
-            let wait = self.partition.next_due(Instant::now()).unwrap_or(Duration::from_secs(3600));
+            // Wake when the oldest staged batch comes due, if nothing comes before; and
+            // look at cursors waiting for a delivery budget now and then.
+            let mut wait = self.partition.next_due(Instant::now()).unwrap_or(Duration::from_secs(3600));
+            if !self.waiting.is_empty() {
+                wait = wait.min(WAITING_RETRY);
+            }
             let first = select! {
                 recv(internal) -> cmd => cmd,
                 recv(requests) -> cmd => cmd,
@@ -125,7 +137,12 @@ impl Worker {
                     self.prune_dedup();
                     continue;
                 }
-                default(wait) => continue,
+                default(wait) => {
+                    if self.waiting.is_empty() {
+                        continue;
+                    }
+                    Ok(WorkerCmd::Pump { conn: None })
+                }
             };
             let Ok(first) = first else { break };
             stopping = !self.handle(first);
@@ -181,6 +198,15 @@ impl Worker {
                 self.shared.seats.release(seat);
                 if let Err(refusal) = created {
                     self.batch.error(conn, request_id, refusal.code, &refusal.message);
+                }
+            }
+            WorkerCmd::Pump { conn } => {
+                let pumped = match conn {
+                    Some(conn) => self.pump_waiting(conn),
+                    None => self.pump_all_waiting(),
+                };
+                if let Err(refusal) = pumped {
+                    debug!("pumping waiting cursors: {}", refusal.message);
                 }
             }
             WorkerCmd::Stop => return false,
@@ -295,6 +321,7 @@ impl Worker {
         }
         self.leave_all_rooms(conn);
         self.fanout.forget(conn);
+        self.waiting.remove(&conn);
         self.watchers.forget_conn(conn);
     }
 

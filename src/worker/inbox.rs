@@ -15,7 +15,10 @@ use crate::protocol::{Content, Conversation, ErrorCode, Message, Push, Reply, Se
 use crate::store::{DedupEntry, LogId, StoredMessage};
 use log::error;
 
+use super::budget::SessionBudget;
+use super::waiting::Waiting;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest media URL and description accepted (protocol.md "Content").
@@ -36,6 +39,8 @@ pub struct Window {
 #[derive(Debug)]
 pub struct Session {
     pub conn: ConnId,
+    /// What all of this connection's cursors may have outstanding together.
+    pub budget: Arc<SessionBudget>,
     /// Everything up to here was pushed to this connection, or skipped (a member's own
     /// group messages).
     pub sent_upto: u64,
@@ -48,14 +53,22 @@ pub struct Session {
 
 impl Session {
     /// A session whose delivery starts after `start` (the ack, or a resync point).
-    pub fn new(conn: ConnId, start: u64) -> Self {
-        Session { conn, sent_upto: start, last_pushed: start, in_flight: VecDeque::new(), in_flight_bytes: 0 }
+    pub fn new(conn: ConnId, start: u64, budget: Arc<SessionBudget>) -> Self {
+        Session { conn, budget, sent_upto: start, last_pushed: start, in_flight: VecDeque::new(), in_flight_bytes: 0 }
     }
 
-    /// Whether another push fits in the byte window. One message always fits, so a single
-    /// large message never stalls a conversation.
+    /// Whether another push fits in the conversation's byte window and the session's
+    /// budget. One message always fits, so a single large message never stalls.
     pub fn has_room(&self, window: Window) -> bool {
-        self.in_flight_bytes < window.bytes
+        self.in_flight_bytes < window.bytes && self.budget.has_room()
+    }
+
+    /// Whether the conversation's own window has room but the session's budget does not:
+    /// it must wait for another conversation's ack.
+    pub fn starved(&self, window: Window) -> bool {
+        (self.in_flight.len() as u64) < window.messages
+            && self.in_flight_bytes < window.bytes
+            && !self.budget.has_room()
     }
 
     /// Marks `seq` (of about `bytes`) pushed; returns its `prev_seq`.
@@ -63,6 +76,7 @@ impl Session {
         self.sent_upto = seq;
         self.in_flight.push_back((seq, bytes));
         self.in_flight_bytes += bytes;
+        self.budget.pushed(bytes);
         std::mem::replace(&mut self.last_pushed, seq)
     }
 
@@ -73,9 +87,18 @@ impl Session {
             }
             self.in_flight.pop_front();
             self.in_flight_bytes -= bytes;
+            self.budget.released(bytes);
         }
         self.sent_upto = self.sent_upto.max(up_to);
         self.last_pushed = self.last_pushed.max(up_to);
+    }
+}
+
+impl Drop for Session {
+    /// A session that ends (closed, replaced, resynced, its member removed) gives back
+    /// what it had outstanding.
+    fn drop(&mut self) {
+        self.budget.released(self.in_flight_bytes);
     }
 }
 
@@ -108,6 +131,12 @@ impl Cursor {
             }
             _ => None,
         }
+    }
+
+    /// Whether this cursor has messages to push that wait only for the session's budget.
+    pub fn starved(&self, last_seq: u64, window: Window) -> Option<(ConnId, &Arc<SessionBudget>)> {
+        let session = self.session.as_ref()?;
+        (session.sent_upto < last_seq && session.starved(window)).then_some((session.conn, &session.budget))
     }
 
     /// Records a cumulative ack; returns whether it moved.
@@ -273,6 +302,8 @@ impl Worker {
         if let Some((target, prev)) = state.cursor.take_live(seq, wire_size(&stored), window) {
             self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
             self.delivered(1);
+        } else if let Some((name, _)) = self.users.get_key_value(to) {
+            self.wait_if_starved(Waiting::Inbox(name.clone()));
         }
         Ok(())
     }
@@ -293,7 +324,7 @@ impl Worker {
         }
         let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: state.cursor.acked };
         self.batch.reply(conn, request_id, reply, true);
-        self.pump_inbox(&user.name)
+        self.pump_after_ack(conn, Waiting::Inbox(user.name.clone()))
     }
 
     pub fn resync_inbox(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, after: u64) -> Handled {
@@ -305,8 +336,17 @@ impl Worker {
         self.pump_inbox(&user.name)
     }
 
-    /// Pushes stored messages to the user's session while the window allows.
+    /// Pushes stored messages to the user's session while its window and budget allow;
+    /// waits for the budget if that is what stops it.
     pub fn pump_inbox(&mut self, name: &str) -> Handled {
+        self.fill_inbox(name)?;
+        if let Some((name, _)) = self.users.get_key_value(name) {
+            self.wait_if_starved(Waiting::Inbox(name.clone()));
+        }
+        Ok(())
+    }
+
+    fn fill_inbox(&mut self, name: &str) -> Handled {
         let window = self.window();
         loop {
             let Some(state) = self.users.get_mut(name) else { return Ok(()) };
@@ -374,7 +414,7 @@ pub fn resync(cursor: &mut Cursor, last_seq: u64, after: u64) -> Result<u64, Ref
     // Acknowledged messages may be gone; resync can only go back to the ack.
     let after = after.max(cursor.acked);
     if let Some(session) = cursor.session.as_mut() {
-        *session = Session::new(session.conn, after);
+        *session = Session::new(session.conn, after, session.budget.clone());
     }
     Ok(after)
 }
@@ -406,7 +446,8 @@ mod tests {
     use super::*;
 
     fn cursor(acked: u64, sent_upto: Option<u64>) -> Cursor {
-        Cursor { acked, session: sent_upto.map(|sent_upto| Session::new(ConnId(1), sent_upto)) }
+        let budget = Arc::new(SessionBudget::new(1 << 30));
+        Cursor { acked, session: sent_upto.map(|sent_upto| Session::new(ConnId(1), sent_upto, budget)) }
     }
 
     fn w(messages: u64) -> Window {
@@ -463,6 +504,23 @@ mod tests {
         let mut c = cursor(0, Some(9));
         assert_eq!(c.take_live(10, 10, w(100)), Some((ConnId(1), 9)));
         assert_eq!(c.session.unwrap().sent_upto, 10);
+    }
+
+    #[test]
+    fn conversations_of_one_session_share_its_budget() {
+        let budget = Arc::new(SessionBudget::new(1000));
+        let window = Window { messages: 100, bytes: 1000 };
+        let mut a = Cursor { acked: 0, session: Some(Session::new(ConnId(1), 0, budget.clone())) };
+        let mut b = Cursor { acked: 0, session: Some(Session::new(ConnId(1), 0, budget.clone())) };
+        assert!(a.take_live(1, 600, window).is_some());
+        assert!(b.take_live(1, 600, window).is_some(), "room left in the budget before it");
+        assert!(a.take_live(2, 10, window).is_none(), "1200 bytes outstanding across both");
+        assert!(a.starved(2, window).is_some(), "its own window has room: it waits for the budget");
+        assert!(b.ack(1));
+        assert!(a.starved(2, window).is_none());
+        assert_eq!(a.deliverable(2, window), Some((2, 1)));
+        drop(a);
+        assert!(budget.has_room(), "an ended session gives its bytes back");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Permissions (protocol.md "Groups"): the owner may do anything but leave; admins rename,
 //! add members and remove plain members; members send, read, and leave.
 
+use super::budget::SessionBudget;
 use super::groups::{system_content, GroupState, Member};
 use super::handler::{Handled, Refusal, Worker};
 use super::inbox::{now_ms, Cursor, Session};
@@ -17,6 +18,7 @@ use crate::protocol::{
 };
 use crate::store::LogId;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 impl Worker {
     pub fn create_group(
@@ -55,7 +57,8 @@ impl Worker {
         name: String,
         open: bool,
     ) -> Handled {
-        let cursor = Cursor { acked: 0, session: Some(Session::new(conn, 0)) };
+        let session = self.session_budget(&creator.name, conn).map(|budget| Session::new(conn, 0, budget));
+        let cursor = Cursor { acked: 0, session };
         let mut members = BTreeMap::new();
         members.insert(creator.name.clone(), Member { uid: creator.uid, role: Role::Owner, cursor });
         let state = GroupState { name, open, created_ms: now_ms(), floor: 0, last_seq: 0, members };
@@ -144,6 +147,11 @@ impl Worker {
         admitted
     }
 
+    /// The delivery budget of `username`'s session on `conn`, if that is its live session.
+    fn session_budget(&self, username: &str, conn: ConnId) -> Option<Arc<SessionBudget>> {
+        self.shared.directory.session_of(username).filter(|(c, _)| *c == conn).map(|(_, budget)| budget)
+    }
+
     /// A seat for `username` in one more group, if `max_groups_per_user` leaves one
     /// (see `seats`: atomic across workers and pipelined requests).
     fn take_seat(&self, username: &str) -> Result<Option<super::seats::Seat>, Refusal> {
@@ -153,7 +161,8 @@ impl Worker {
     }
 
     fn seat_member(&mut self, id: u64, username: &str, uid: u64, online: Option<ConnId>, acked: u64) -> Handled {
-        let session = online.map(|conn| Session::new(conn, acked));
+        let session =
+            online.and_then(|conn| self.session_budget(username, conn).map(|budget| Session::new(conn, acked, budget)));
         let group = self.group(id)?;
         group.members.insert(username.into(), Member { uid, role: Role::Member, cursor: Cursor { acked, session } });
         if let Some(conn) = online {

@@ -14,6 +14,7 @@
 
 mod accounts;
 mod batch;
+mod budget;
 mod dedup;
 mod directory;
 mod fanout;
@@ -27,7 +28,9 @@ mod rooms;
 mod seats;
 mod services;
 mod stats;
+mod waiting;
 
+pub use budget::SessionBudget;
 pub use dedup::DedupIndex;
 pub use directory::{ConnectionWatchers, Directory, RoomList, RoomSeats};
 pub use inbox::now_ms;
@@ -88,6 +91,9 @@ pub enum WorkerCmd {
     },
     /// One part of a service's send is done (and durable).
     Gathered { gather: u64, outcome: Result<services::Tally, (ErrorCode, String)> },
+    /// Room was freed in the delivery budget of the session on `conn` (every waiting
+    /// session when None): push what waits for it.
+    Pump { conn: Option<ConnId> },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

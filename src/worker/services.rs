@@ -214,6 +214,8 @@ impl Worker {
         if let Some((conn, prev)) = live {
             self.batch.push(conn, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
             self.delivered(1);
+        } else if let Some((name, _)) = self.users.get_key_value(name) {
+            self.wait_if_starved(super::waiting::Waiting::Inbox(name.clone()));
         }
         Ok(Some(live.is_some()))
     }
