@@ -100,7 +100,7 @@ fn bobs_inbox_after_restart(data: &Path) -> (u64, Vec<String>) {
     }
     assert_eq!(bob.request(Request::Ping).unwrap(), Reply::Pong, "nothing more was pushed");
     kill(&mut daemon);
-    (last_seq, daemon.startup)
+    (last_seq, std::mem::take(&mut daemon.startup))
 }
 
 /// Offsets spread over the segment's records, from a seed printed for reproduction.

@@ -17,6 +17,14 @@ pub struct Daemon {
     pub startup: Vec<String>,
 }
 
+impl Drop for Daemon {
+    /// A test that fails half-way must not leave its daemon running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// confabd on an ephemeral port with a cheap password hash, plus `args`.
 pub fn spawn_daemon(data_dir: &Path, args: &[&str]) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_confabd"))
