@@ -609,12 +609,6 @@ fn name_chars_ok(name: &str) -> bool {
         && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// Display names: 1 to 64 characters, no control characters, not only whitespace.
-pub fn valid_display_name(name: &str) -> bool {
-    let count = name.chars().count();
-    (1..=64).contains(&count) && !name.chars().any(char::is_control) && !name.trim().is_empty()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,15 +621,6 @@ mod tests {
         for bad in ["", "ab", "Bob", "_bob", "bo b", "bøb", &"x".repeat(33), "a\u{0}b"] {
             assert!(!valid_username(bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn display_name_rules() {
-        assert!(valid_display_name("Bob the Builder 🙂"));
-        assert!(!valid_display_name(""));
-        assert!(!valid_display_name("   "));
-        assert!(!valid_display_name("a\nb"));
-        assert!(!valid_display_name(&"x".repeat(65)));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
-use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Owner, Pool, RoomList, Shared};
+use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Lookalikes, Owner, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -66,12 +66,14 @@ impl Server {
         // Counted once at start (O(data)); kept current by the workers from then on.
         let stored = store.stats().map_err(store_error)?.stored_messages;
         let metrics = Arc::new(Metrics::new(stored, store.log_stats.clone()));
+        let lookalikes = Lookalikes::load(&store).map_err(store_error)?;
         let shared = Shared {
             config: config.clone(),
             store: store.clone(),
             hasher,
             outbox,
             directory: Directory::default(),
+            lookalikes,
             rooms: rooms.clone(),
             throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
             metrics: metrics.clone(),

@@ -13,6 +13,7 @@ mod delivery;
 mod disk_full;
 mod faults;
 mod groups;
+mod impersonation;
 mod limits;
 mod power_cut;
 mod rooms;

@@ -10,10 +10,10 @@ use super::handler::{Handled, Refusal, Worker};
 use super::inbox::{now_ms, Cursor, Session};
 use super::{Owner, WorkerCmd};
 use crate::frame;
+use crate::names::normalize_name;
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{
-    valid_display_name, Conversation, ErrorCode, GroupEvent, GroupInfo, MemberInfo, Message, Push, Reply, Role,
-    SenderKind, ServerFrame,
+    Conversation, ErrorCode, GroupEvent, GroupInfo, MemberInfo, Message, Push, Reply, Role, SenderKind, ServerFrame,
 };
 use crate::store::LogId;
 use std::collections::BTreeMap;
@@ -27,9 +27,7 @@ impl Worker {
         name: String,
         open: bool,
     ) -> Handled {
-        if !valid_display_name(&name) {
-            return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
-        }
+        let name = normalize_name(&name).map_err(|r| Refusal::new(ErrorCode::InvalidName, r.explain()))?;
         if self.shared.store.memberships(&user.name)?.len() >= self.shared.config.max_groups_per_user {
             return Err(Refusal::new(ErrorCode::LimitReached, "too many groups"));
         }
@@ -73,9 +71,7 @@ impl Worker {
         id: u64,
         name: String,
     ) -> Handled {
-        if !valid_display_name(&name) {
-            return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
-        }
+        let name = normalize_name(&name).map_err(|r| Refusal::new(ErrorCode::InvalidName, r.explain()))?;
         let group = self.group(id)?;
         if group.role_of(&user.name)? == Role::Member {
             return Err(Refusal::new(ErrorCode::Forbidden, "only the owner and admins rename a group"));

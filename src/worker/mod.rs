@@ -20,6 +20,7 @@ mod garbage;
 mod groups;
 mod handler;
 mod inbox;
+mod lookalikes;
 mod membership;
 mod presence;
 mod rooms;
@@ -29,6 +30,7 @@ mod stats;
 pub use dedup::DedupIndex;
 pub use directory::{ConnectionWatchers, Directory, RoomList};
 pub use inbox::now_ms;
+pub use lookalikes::Lookalikes;
 
 use crate::auth::Hasher;
 use crate::config::Config;
@@ -127,6 +129,8 @@ pub struct Shared {
     pub hasher: Hasher,
     pub outbox: Outbox,
     pub directory: Directory,
+    /// Every username by what it looks like (display names may not impersonate one).
+    pub lookalikes: Lookalikes,
     pub rooms: RoomList,
     pub throttle: LoginThrottle,
     pub metrics: Arc<Metrics>,
