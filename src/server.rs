@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
-use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Lookalikes, Owner, Pool, RoomList, Shared};
+use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Lookalikes, OpenGroups, Owner, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -67,6 +67,7 @@ impl Server {
         let stored = store.stats().map_err(store_error)?.stored_messages;
         let metrics = Arc::new(Metrics::new(stored, store.log_stats.clone()));
         let lookalikes = Lookalikes::load(&store).map_err(store_error)?;
+        let open_groups = OpenGroups::load(&store).map_err(store_error)?;
         let shared = Shared {
             config: config.clone(),
             store: store.clone(),
@@ -75,6 +76,7 @@ impl Server {
             directory: Directory::default(),
             lookalikes,
             rooms: rooms.clone(),
+            open_groups,
             throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),

@@ -10,6 +10,7 @@ mod commitlog;
 mod crash;
 mod damage;
 mod delivery;
+mod directory;
 mod disk_full;
 mod faults;
 mod groups;

@@ -179,6 +179,7 @@ impl Worker {
             acked,
             last_seq,
             resume_token,
+            admin: account.admin,
         };
         // Durable: a token handed out must survive a crash, or the client is locked out.
         self.batch.reply(conn, request_id, reply, true);

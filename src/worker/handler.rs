@@ -272,6 +272,10 @@ impl Worker {
                 Ok(())
             }
             Request::Stats => self.stats(conn, request_id, &user),
+            Request::ListOpenGroups { after, limit } => {
+                self.list_open_groups(conn, request_id, after, limit);
+                Ok(())
+            }
             other @ (Request::Hello { .. }
             | Request::Ping
             | Request::Register { .. }

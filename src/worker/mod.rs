@@ -22,6 +22,7 @@ mod handler;
 mod inbox;
 mod lookalikes;
 mod membership;
+mod open_groups;
 mod presence;
 mod rooms;
 mod services;
@@ -31,6 +32,7 @@ pub use dedup::DedupIndex;
 pub use directory::{ConnectionWatchers, Directory, RoomList};
 pub use inbox::now_ms;
 pub use lookalikes::Lookalikes;
+pub use open_groups::OpenGroups;
 
 use crate::auth::Hasher;
 use crate::config::Config;
@@ -132,6 +134,8 @@ pub struct Shared {
     /// Every username by what it looks like (display names may not impersonate one).
     pub lookalikes: Lookalikes,
     pub rooms: RoomList,
+    /// The open groups of every worker, for `ListOpenGroups`.
+    pub open_groups: OpenGroups,
     pub throttle: LoginThrottle,
     pub metrics: Arc<Metrics>,
     /// Service connections that asked for connection events.
