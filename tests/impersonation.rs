@@ -1,8 +1,9 @@
 //! Hostile names and fake system messages: protocol.md "Names" and "Content".
 
 use crate::common::TestServer;
+use confab::admin;
 use confab::client::Client;
-use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, Target};
+use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, SenderKind, ServiceTarget, Target};
 
 fn refused(client: &mut Client, request: Request) -> ErrorCode {
     client.request(request).unwrap_err().code().expect("a server error")
@@ -100,4 +101,14 @@ fn users_cannot_send_system_messages() {
     alice.send_text("bob", 3, "hello").unwrap();
     let message = bob.next_message().unwrap();
     assert_eq!((message.seq, message.content.kind), (1, MediaKind::Text));
+
+    // A service may send System messages: they arrive marked as the service's.
+    let token = admin::add_service(server.server().store(), "notices").unwrap();
+    let mut service = server.client();
+    service.request(Request::ServiceLogin { name: "notices".into(), token }).unwrap();
+    let to = ServiceTarget::Users(vec!["bob".into()]);
+    let reply = service.request(Request::ServiceSend { to, client_msg_id: 1, transient: false, content: system });
+    assert!(matches!(reply, Ok(Reply::ServiceSent { stored: 1, .. })), "{reply:?}");
+    let message = bob.next_message().unwrap();
+    assert_eq!((message.sender, message.content.kind), (SenderKind::Service, MediaKind::System));
 }
