@@ -28,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod frame;
 pub mod metrics;
+pub mod names;
 pub mod net;
 pub mod protocol;
 pub mod server;

@@ -7,7 +7,10 @@ use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox, OutputLedger};
 use crate::store::{Store, StoreError};
 use crate::throttle::LoginThrottle;
-use crate::worker::{ConnectionWatchers, DedupIndex, Directory, GroupSeats, Owner, Pool, RoomList, RoomSeats, Shared};
+use crate::worker::{
+    ConnectionWatchers, DedupIndex, Directory, GroupSeats, Lookalikes, OpenGroups, Owner, Pool, RoomList, RoomSeats,
+    Shared,
+};
 use log::info;
 use mio::net::TcpListener;
 use std::net::SocketAddr;
@@ -68,13 +71,17 @@ impl Server {
         // Counted once at start (O(data)); kept current by the workers from then on.
         let stored = store.stats().map_err(store_error)?.stored_messages;
         let metrics = Arc::new(Metrics::new(stored, store.log_stats.clone()));
+        let lookalikes = Lookalikes::load(&store).map_err(store_error)?;
+        let open_groups = OpenGroups::load(&store).map_err(store_error)?;
         let shared = Shared {
             config: config.clone(),
             store: store.clone(),
             hasher,
             outbox,
             directory: Directory::default(),
+            lookalikes,
             rooms: rooms.clone(),
+            open_groups,
             throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),

@@ -354,3 +354,30 @@ fn resends_after_a_restart_are_recognised_for_groups_and_users() {
         assert_eq!((again, duplicate), (*seq, true), "the resend to {to}");
     }
 }
+
+/// protocol.md `AddMember`: the caller receives the Added event before Done, and the new
+/// member's position starts just before the event, which is its first push.
+#[test]
+fn added_comes_before_done_and_the_new_member_starts_at_the_event() {
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    let g = create(&mut alice, "club", false);
+    alice.next_message().unwrap(); // Created, seq 1
+    say(&mut alice, g, 1, "before bob"); // seq 2
+
+    let id = alice.send(Request::AddMember { group_id: g, username: "bob".into() }).unwrap();
+    let added = match alice.read_frame().unwrap() {
+        confab::protocol::ServerFrame::Push(confab::protocol::Push::Message(m)) => m,
+        other => panic!("expected the Added push first, got {other:?}"),
+    };
+    assert_eq!((added.seq, added.event), (3, Some(GroupEvent::Added { username: "bob".into(), by: "alice".into() })));
+    assert_eq!(alice.reply_to(id).unwrap(), Reply::Done);
+
+    let first = bob.next_message().unwrap();
+    assert_eq!((first.seq, first.prev_seq), (3, 2));
+    match bob.request(Request::ListGroups).unwrap() {
+        Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (2, 3)),
+        other => panic!("{other:?}"),
+    }
+}

@@ -26,7 +26,7 @@ fn quiet(client: &mut Client) {
 
 fn members(client: &mut Client, room: &str) -> Vec<String> {
     match client.request(Request::RoomMembers { room: room.into() }).unwrap() {
-        Reply::RoomMembers { members, .. } => members,
+        Reply::RoomMembers { members, .. } => members.into_iter().map(|m| m.username).collect(),
         other => panic!("{other:?}"),
     }
 }

@@ -9,8 +9,8 @@ use confab::config::Config;
 use confab::frame;
 use confab::protocol::{
     ClientFrame, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, Media, MediaKind, MemberInfo, Message,
-    OnlineUser, Push, Reply, Request, Role, RoomInfo, SenderKind, ServerFrame, ServerStats, ServiceTarget, Target,
-    NO_REQUEST, PROTOCOL_VERSION,
+    OnlineUser, OpenGroup, Push, Reply, Request, Role, RoomInfo, SenderKind, ServerFrame, ServerStats, ServiceTarget,
+    Target, NO_REQUEST, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -100,6 +100,14 @@ fn names(names: &[&str]) -> Vec<String> {
     names.iter().map(|name| s(name)).collect()
 }
 
+/// The display names of the examples: alice renamed herself, the others did not.
+fn shown(username: &str) -> String {
+    match username {
+        "alice" => s("Alice Liddell"),
+        other => s(other),
+    }
+}
+
 /// A stored message from a user, pushed from the inbox or a group.
 fn message(
     conversation: Conversation,
@@ -119,6 +127,7 @@ fn message(
         timestamp_ms: TS + seq - 1,
         content,
         event: None,
+        display_name: shown(from),
     }))
 }
 
@@ -134,6 +143,7 @@ fn event(seq: u64, message_id: u64, by: &str, event: GroupEvent) -> Frame {
         timestamp_ms: TS + seq - 1,
         content: Content { kind: MediaKind::System, body: Vec::new(), media: None },
         event: Some(event),
+        display_name: shown(by),
     }))
 }
 
@@ -225,6 +235,7 @@ vectors! {
     "query-online" => client(8, Request::QueryOnline { users: names(&["alice", "bob", "nobody"]) }),
     "stats" => client(9, Request::Stats),
     "disconnect" => client(10, Request::Disconnect { username: s("alice"), reason: s("account suspended") }),
+    "list-open-groups" => client(33, Request::ListOpenGroups { after: 0, limit: 20 }),
 
     // Replies.
     "hello-reply" => reply(1, Reply::Hello {
@@ -243,6 +254,7 @@ vectors! {
         acked: 0,
         last_seq: 0,
         resume_token: token(),
+        admin: false,
     }),
     "sent" => reply(4, Reply::Sent { message_id: 7, seq: 1, timestamp_ms: TS, duplicate: false }),
     "acked" => reply(4, Reply::Acked { conversation: Conversation::Inbox, up_to: 1 }),
@@ -278,8 +290,8 @@ vectors! {
     "members" => reply(22, Reply::Members {
         group_id: GROUP,
         members: vec![
-            MemberInfo { username: s("alice"), role: Role::Owner, online: true },
-            MemberInfo { username: s("bob"), role: Role::Admin, online: false },
+            MemberInfo { username: s("alice"), role: Role::Owner, online: true, display_name: shown("alice") },
+            MemberInfo { username: s("bob"), role: Role::Admin, online: false, display_name: shown("bob") },
         ],
     }),
     "delivered" => reply(24, Reply::Delivered { recipients: 2 }),
@@ -289,7 +301,10 @@ vectors! {
     }),
     "room-members-reply" => reply(27, Reply::RoomMembers {
         room: s("lobby"),
-        members: vec![s("alice"), s("bob"), s("carol")],
+        members: ["alice", "bob", "carol"]
+            .iter()
+            .map(|name| OnlineUser { username: s(name), display_name: shown(name) })
+            .collect(),
     }),
     "subscribed" => reply(29, Reply::Subscribed { username: s("carol"), online: true }),
     "service-logged-in" => reply(2, Reply::ServiceLoggedIn { name: s("shop") }),
@@ -321,6 +336,10 @@ vectors! {
         log_bytes: 33_554_432,
     })),
     "disconnected" => reply(10, Reply::Disconnected { was_online: true }),
+    "open-groups" => reply(33, Reply::OpenGroups {
+        groups: vec![OpenGroup { group_id: GROUP, name: s("Books"), members: 2 }],
+        more: false,
+    }),
 
     // Pushes.
     "push-message" => message(Conversation::Inbox, 1, 0, 7, "bob", Content::text("hi alice")),
@@ -351,6 +370,7 @@ vectors! {
         timestamp_ms: TS + 10,
         content: Content { kind: MediaKind::System, body: Vec::new(), media: None },
         event: Some(GroupEvent::Deleted { by: s("alice") }),
+        display_name: shown("alice"),
     })),
     "push-room-message" => push(Push::RoomMessage {
         room: s("lobby"),
@@ -369,6 +389,7 @@ vectors! {
         timestamp_ms: TS + 2,
         content: Content::text("your order shipped"),
         event: None,
+        display_name: s("shop"),
     })),
     "push-service-notice" => push(Push::ServiceNotice {
         service: s("shop"),
@@ -383,7 +404,7 @@ vectors! {
     }),
 
     // Errors.
-    "error-unsupported-version" => error(1, ErrorCode::UnsupportedVersion, "this server speaks protocol version 1"),
+    "error-unsupported-version" => error(1, ErrorCode::UnsupportedVersion, "this server speaks protocol version 2"),
     "error-hello-required" => error(1, ErrorCode::HelloRequired, "the first frame must be Hello"),
     "error-not-logged-in" => error(4, ErrorCode::NotLoggedIn, "log in first"),
     "error-already-logged-in" => error(3, ErrorCode::AlreadyLoggedIn, "log out first"),
@@ -672,7 +693,7 @@ fn variant_indices_match_the_encoding() {
 // Variant indices and counts. The matches are exhaustive, so a new variant stops this file
 // from compiling until it is counted here (and then the test wants a vector for it).
 
-const REQUESTS: u8 = 33;
+const REQUESTS: u8 = 34;
 fn request_index(request: &Request) -> u8 {
     match request {
         Request::Hello { .. } => 0,
@@ -708,6 +729,7 @@ fn request_index(request: &Request) -> u8 {
         Request::Disconnect { .. } => 30,
         Request::WatchConnections => 31,
         Request::Stats => 32,
+        Request::ListOpenGroups { .. } => 33,
     }
 }
 
@@ -738,7 +760,7 @@ fn sender_index(sender: SenderKind) -> u8 {
     }
 }
 
-const REPLIES: u8 = 24;
+const REPLIES: u8 = 25;
 fn reply_index(reply: &Reply) -> u8 {
     match reply {
         Reply::Hello { .. } => 0,
@@ -765,6 +787,7 @@ fn reply_index(reply: &Reply) -> u8 {
         Reply::OnlineStatus { .. } => 21,
         Reply::Disconnected { .. } => 22,
         Reply::Stats(_) => 23,
+        Reply::OpenGroups { .. } => 24,
     }
 }
 

@@ -11,6 +11,16 @@ impl Store {
         }
     }
 
+    /// Every group record, by id (read once at start).
+    pub fn groups(&self) -> StoreResult<Vec<(u64, GroupRecord)>> {
+        let mut groups = Vec::new();
+        for entry in self.groups.iter() {
+            let (key, raw) = entry?;
+            groups.push((read_u64("groups", &key)?, decode("groups", &raw)?));
+        }
+        Ok(groups)
+    }
+
     pub fn put_group(&self, group_id: u64, record: &GroupRecord) -> StoreResult<()> {
         self.groups.insert(group_id.to_be_bytes(), encode(record))?;
         Ok(())

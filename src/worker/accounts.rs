@@ -6,8 +6,9 @@ use super::handler::{Handled, Refusal, Worker};
 use super::inbox::Session;
 use super::{Owner, WorkerCmd};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
+use crate::names::normalize_name;
 use crate::net::{ConnId, LoopMsg, SessionUser};
-use crate::protocol::{valid_display_name, valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply};
+use crate::protocol::{valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply};
 use crate::store::Account;
 use log::{debug, info};
 use std::net::IpAddr;
@@ -132,6 +133,7 @@ impl Worker {
         if !store.create_account(&username, &account)? {
             return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
         }
+        self.shared.lookalikes.add(&username);
         info!("registered {username}");
         self.batch.reply(conn, request_id, Reply::Registered { user_id }, true);
         Ok(())
@@ -179,6 +181,7 @@ impl Worker {
             acked,
             last_seq,
             resume_token,
+            admin: account.admin,
         };
         // Durable: a token handed out must survive a crash, or the client is locked out.
         self.batch.reply(conn, request_id, reply, true);
@@ -234,8 +237,13 @@ impl Worker {
     }
 
     pub fn rename(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, display_name: String) -> Handled {
-        if !valid_display_name(&display_name) {
-            return Err(Refusal::new(ErrorCode::InvalidName, "display names are 1-64 printable characters"));
+        let display_name =
+            normalize_name(&display_name).map_err(|r| Refusal::new(ErrorCode::InvalidName, r.explain()))?;
+        // One's own username in any case is fine; anyone else's, or a look-alike, is not.
+        if display_name.to_lowercase() != *user.name {
+            if let Some(other) = self.shared.lookalikes.other_than(&display_name, &user.name) {
+                return Err(Refusal::new(ErrorCode::NameTaken, format!("too much like the username {other}")));
+            }
         }
         let mut account = self.account_of(&user.name)?;
         account.display_name = display_name.clone();

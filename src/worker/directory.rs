@@ -1,11 +1,14 @@
-//! What all workers share: who is online (and on which connection), and which rooms exist.
+//! What all workers share: who is online (and on which connection), display names, and
+//! which rooms exist.
 //!
 //! Written at login, logout, rename and room joins and leaves, never per message, so a
 //! lock each is cheap. Workers route nothing through these: they serve the listings,
-//! presence (which needs a co-member's connection) and broadcast.
+//! presence (which needs a co-member's connection), broadcast, and the display names that
+//! pushes and listings carry.
 
 use super::budget::SessionBudget;
 use crate::net::ConnId;
+use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -18,10 +21,17 @@ pub struct OnlineEntry {
     pub budget: Arc<SessionBudget>,
 }
 
+/// Display names of offline users kept at most; beyond, the cache starts afresh.
+const MAX_CACHED_NAMES: usize = 100_000;
+
 #[derive(Clone, Default)]
 pub struct Directory {
     // Ordered so paging by "after this name" is a range scan.
     online: Arc<RwLock<BTreeMap<Arc<str>, OnlineEntry>>>,
+    /// Display names read from the accounts, so a catch-up of many messages from one
+    /// sender reads the account once. Every rename goes through [`Directory::rename`], so
+    /// an entry is never stale.
+    names: Arc<RwLock<HashMap<Arc<str>, String>>>,
 }
 
 impl Directory {
@@ -38,9 +48,32 @@ impl Directory {
     }
 
     pub fn rename(&self, username: &str, display_name: String) {
+        // The cache first: a reader that missed both takes the account, which the rename
+        // already wrote, and only fills an empty entry.
+        write(&self.names).insert(username.into(), display_name.clone());
         if let Some(entry) = write(&self.online).get_mut(username) {
             entry.display_name = display_name;
         }
+    }
+
+    /// A user's display name, online or not; the username itself if the account is gone
+    /// or unreadable (a display name is never worth failing a delivery for).
+    pub fn display_name(&self, username: &str, store: &Store) -> String {
+        if let Some(entry) = read(&self.online).get(username) {
+            return entry.display_name.clone();
+        }
+        if let Some(name) = read(&self.names).get(username) {
+            return name.clone();
+        }
+        let name = match store.account(username) {
+            Ok(Some(account)) => account.display_name,
+            _ => username.to_string(),
+        };
+        let mut names = write(&self.names);
+        if names.len() >= MAX_CACHED_NAMES {
+            names.clear();
+        }
+        names.entry(username.into()).or_insert(name).clone()
     }
 
     pub fn conn_of(&self, username: &str) -> Option<ConnId> {

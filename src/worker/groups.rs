@@ -10,7 +10,7 @@
 
 use super::garbage::Log;
 use super::handler::{Handled, Refusal, Worker};
-use super::inbox::{beyond, now_ms, resync, wire, wire_size, Cursor, Session, READ_CHUNK};
+use super::inbox::{beyond, now_ms, resync, sender_display_name, wire, wire_size, Cursor, Session, READ_CHUNK};
 use super::waiting::Waiting;
 use crate::frame;
 use crate::metrics::Metrics;
@@ -174,7 +174,8 @@ impl Worker {
         let size = wire_size(&stored);
         // Encoded once for everyone whose previous push was seq - 1 (nearly always);
         // anyone else gets a copy with their own prev_seq.
-        let mut message = wire(Conversation::Group(id), seq, seq - 1, stored);
+        let display_name = sender_display_name(&self.shared, &stored);
+        let mut message = wire(Conversation::Group(id), seq, seq - 1, stored, display_name);
         let shared = frame::encode(&ServerFrame::Push(Push::Message(message.clone())));
         let group = self.groups.get_mut(&id).expect("caller loaded the group");
         group.last_seq = seq;
@@ -268,7 +269,9 @@ impl Worker {
                     return Ok(());
                 }
                 let prev = session.pushed(seq, wire_size(&stored));
-                self.batch.push(conn, Push::Message(wire(Conversation::Group(id), seq, prev, stored)), true);
+                let display_name = sender_display_name(&self.shared, &stored);
+                let message = wire(Conversation::Group(id), seq, prev, stored, display_name);
+                self.batch.push(conn, Push::Message(message), true);
                 Metrics::add(&self.shared.metrics.delivered, 1);
             }
         }
@@ -351,9 +354,13 @@ impl Worker {
         Ok(())
     }
 
+    /// Writes the group's record, and keeps the open-group directory in step with it.
     pub(super) fn save_group(&mut self, id: u64) -> Handled {
         let record = self.group(id)?.record();
         self.partition.sled().put_group(id, &record)?;
+        if record.open {
+            self.shared.open_groups.set(id, record.name, record.members.len() as u32);
+        }
         Ok(())
     }
 }

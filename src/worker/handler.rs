@@ -13,7 +13,7 @@ use super::services::{Gather, Outgoing};
 use super::waiting::Waiting;
 use super::{Owner, Shared, WorkerCmd};
 use crate::net::{ConnId, SessionUser};
-use crate::protocol::{Conversation, ErrorCode, Request, Target};
+use crate::protocol::{Conversation, ErrorCode, MediaKind, Request, Target};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use log::{debug, error, warn};
@@ -235,6 +235,11 @@ impl Worker {
         match request {
             Request::Send { to, client_msg_id, transient, content } => {
                 self.validate(&content)?;
+                // System is how the server marks its own messages (group events); a user's
+                // message must never pass for one. Services may use it (ServiceSend).
+                if content.kind == MediaKind::System {
+                    return Err(Refusal::new(ErrorCode::InvalidContent, "the System kind is reserved to the server"));
+                }
                 match to {
                     Target::User(to) if transient => self.send_transient(conn, request_id, &user, &to, content),
                     Target::User(to) => self.send_direct(conn, request_id, &user, &to, client_msg_id, content),
@@ -299,6 +304,10 @@ impl Worker {
                 Ok(())
             }
             Request::Stats => self.stats(conn, request_id, &user),
+            Request::ListOpenGroups { after, limit } => {
+                self.list_open_groups(conn, request_id, after, limit);
+                Ok(())
+            }
             other @ (Request::Hello { .. }
             | Request::Ping
             | Request::Register { .. }

@@ -9,6 +9,7 @@
 
 use super::garbage::Log;
 use super::handler::{Handled, Refusal, Worker};
+use super::Shared;
 use crate::metrics::Metrics;
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{Content, Conversation, ErrorCode, Message, Push, Reply, SenderKind};
@@ -300,7 +301,8 @@ impl Worker {
         let state = self.users.get_mut(to).expect("user_state loaded the user");
         state.last_seq = seq;
         if let Some((target, prev)) = state.cursor.take_live(seq, wire_size(&stored), window) {
-            self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
+            let display_name = sender_display_name(&self.shared, &stored);
+            self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored, display_name)), true);
             self.delivered(1);
         } else if let Some((name, _)) = self.users.get_key_value(to) {
             self.wait_if_starved(Waiting::Inbox(name.clone()));
@@ -365,7 +367,12 @@ impl Worker {
                     return Ok(());
                 }
                 let prev = session.pushed(seq, wire_size(&stored));
-                self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
+                let display_name = sender_display_name(&self.shared, &stored);
+                self.batch.push(
+                    target,
+                    Push::Message(wire(Conversation::Inbox, seq, prev, stored, display_name)),
+                    true,
+                );
                 Metrics::add(&self.shared.metrics.delivered, 1);
             }
         }
@@ -423,7 +430,22 @@ pub fn beyond(what: &str, seq: u64, last_seq: u64) -> Refusal {
     Refusal::new(ErrorCode::BadRequest, format!("{what} {seq} is beyond the last sequence {last_seq}"))
 }
 
-pub fn wire(conversation: Conversation, seq: u64, prev_seq: u64, stored: StoredMessage) -> Message {
+/// The display name a pushed message carries: the user sender's current one, or the
+/// service's name (services have no other).
+pub fn sender_display_name(shared: &Shared, stored: &StoredMessage) -> String {
+    match stored.sender {
+        SenderKind::Service => stored.from.clone(),
+        SenderKind::User => shared.directory.display_name(&stored.from, &shared.store),
+    }
+}
+
+pub fn wire(
+    conversation: Conversation,
+    seq: u64,
+    prev_seq: u64,
+    stored: StoredMessage,
+    display_name: String,
+) -> Message {
     Message {
         conversation,
         seq,
@@ -434,6 +456,7 @@ pub fn wire(conversation: Conversation, seq: u64, prev_seq: u64, stored: StoredM
         timestamp_ms: stored.timestamp_ms,
         content: stored.content,
         event: stored.event,
+        display_name,
     }
 }
 

@@ -11,14 +11,18 @@ use super::handler::{Handled, Refusal, Worker};
 use super::inbox::{now_ms, Cursor, Session};
 use super::{Owner, WorkerCmd};
 use crate::frame;
+use crate::names::normalize_name;
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{
-    valid_display_name, Conversation, ErrorCode, GroupEvent, GroupInfo, MemberInfo, Message, Push, Reply, Role,
-    SenderKind, ServerFrame,
+    Conversation, ErrorCode, GroupEvent, GroupInfo, MemberInfo, Message, OpenGroup, Push, Reply, Role, SenderKind,
+    ServerFrame,
 };
 use crate::store::LogId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Largest page of the open-group directory.
+const MAX_OPEN_GROUP_PAGE: u32 = 500;
 
 impl Worker {
     pub fn create_group(
@@ -29,9 +33,7 @@ impl Worker {
         name: String,
         open: bool,
     ) -> Handled {
-        if !valid_display_name(&name) {
-            return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
-        }
+        let name = normalize_name(&name).map_err(|r| Refusal::new(ErrorCode::InvalidName, r.explain()))?;
         let seat =
             self.take_seat(&user.name)?.ok_or_else(|| Refusal::new(ErrorCode::LimitReached, "too many groups"))?;
         let group_id = match self.shared.store.next_id() {
@@ -66,6 +68,9 @@ impl Worker {
         store.put_group(id, &state.record())?;
         store.add_membership(&creator.name, id)?;
         store.put_group_ack(id, &creator.name, 0)?;
+        if open {
+            self.shared.open_groups.set(id, state.name.clone(), 1);
+        }
         self.groups.insert(id, state);
         self.conn_groups.entry(conn).or_default().push(id);
         self.append_event(id, GroupEvent::Created { by: creator.name.to_string() }, &creator.name)?;
@@ -81,9 +86,7 @@ impl Worker {
         id: u64,
         name: String,
     ) -> Handled {
-        if !valid_display_name(&name) {
-            return Err(Refusal::new(ErrorCode::InvalidName, "group names are 1-64 printable characters"));
-        }
+        let name = normalize_name(&name).map_err(|r| Refusal::new(ErrorCode::InvalidName, r.explain()))?;
         let group = self.group(id)?;
         if group.role_of(&user.name)? == Role::Member {
             return Err(Refusal::new(ErrorCode::Forbidden, "only the owner and admins rename a group"));
@@ -252,6 +255,7 @@ impl Worker {
     }
 
     pub fn delete_group(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, id: u64) -> Handled {
+        let display_name = self.shared.directory.display_name(&user.name, &self.shared.store);
         let group = self.group(id)?;
         if group.role_of(&user.name)? != Role::Owner {
             return Err(Refusal::new(ErrorCode::Forbidden, "only the owner deletes a group"));
@@ -268,6 +272,7 @@ impl Worker {
 
             content: system_content(),
             event: Some(GroupEvent::Deleted { by: user.name.to_string() }),
+            display_name,
         };
         let encoded = frame::encode(&ServerFrame::Push(Push::Message(notice)));
         let record = group.record();
@@ -276,6 +281,7 @@ impl Worker {
             group.members.values().filter_map(|m| m.cursor.session.as_ref().map(|s| s.conn)).collect();
         self.partition.sled().delete_group(id, &record)?;
         self.partition.forget(LogId::Group, id);
+        self.shared.open_groups.remove(id);
         self.shared.metrics.stored_delta(-(still_stored as i64));
         self.groups.remove(&id);
         for target in online {
@@ -289,13 +295,29 @@ impl Worker {
         let group = self.group(id)?;
         group.role_of(&user.name)?;
         let roles: Vec<(String, Role)> = group.members.iter().map(|(n, m)| (n.to_string(), m.role)).collect();
-        let directory = &self.shared.directory;
+        let (directory, store) = (&self.shared.directory, &self.shared.store);
         let members = roles
             .into_iter()
-            .map(|(username, role)| MemberInfo { online: directory.conn_of(&username).is_some(), username, role })
+            .map(|(username, role)| MemberInfo {
+                online: directory.conn_of(&username).is_some(),
+                display_name: directory.display_name(&username, store),
+                username,
+                role,
+            })
             .collect();
         self.batch.reply(conn, request_id, Reply::Members { group_id: id, members }, false);
         Ok(())
+    }
+
+    /// One page of the open-group directory (any worker may answer: it is shared).
+    pub fn list_open_groups(&mut self, conn: ConnId, request_id: u32, after: u64, limit: u32) {
+        let limit = if limit == 0 { 100 } else { limit.min(MAX_OPEN_GROUP_PAGE) };
+        let (page, more) = self.shared.open_groups.page(after, limit as usize);
+        let groups = page
+            .into_iter()
+            .map(|(group_id, entry)| OpenGroup { group_id, name: entry.name, members: entry.members })
+            .collect();
+        self.batch.reply(conn, request_id, Reply::OpenGroups { groups, more }, false);
     }
 
     /// The caller's groups, read from the store (any worker may answer).

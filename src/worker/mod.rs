@@ -22,7 +22,9 @@ mod garbage;
 mod groups;
 mod handler;
 mod inbox;
+mod lookalikes;
 mod membership;
+mod open_groups;
 mod presence;
 mod rooms;
 mod seats;
@@ -34,6 +36,8 @@ pub use budget::SessionBudget;
 pub use dedup::DedupIndex;
 pub use directory::{ConnectionWatchers, Directory, RoomList, RoomSeats};
 pub use inbox::now_ms;
+pub use lookalikes::Lookalikes;
+pub use open_groups::OpenGroups;
 pub use seats::GroupSeats;
 
 use crate::auth::Hasher;
@@ -145,7 +149,11 @@ pub struct Shared {
     pub hasher: Hasher,
     pub outbox: Outbox,
     pub directory: Directory,
+    /// Every username by what it looks like (display names may not impersonate one).
+    pub lookalikes: Lookalikes,
     pub rooms: RoomList,
+    /// The open groups of every worker, for `ListOpenGroups`.
+    pub open_groups: OpenGroups,
     pub throttle: LoginThrottle,
     pub metrics: Arc<Metrics>,
     /// Service connections that asked for connection events.

@@ -7,7 +7,7 @@
 use super::handler::{Handled, Refusal, Worker};
 use crate::frame;
 use crate::net::{ConnId, SessionUser};
-use crate::protocol::{valid_room_name, Content, ErrorCode, Push, Reply, RoomInfo, ServerFrame};
+use crate::protocol::{valid_room_name, Content, ErrorCode, OnlineUser, Push, Reply, RoomInfo, ServerFrame};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -129,8 +129,17 @@ impl Worker {
 
     pub fn room_members(&mut self, conn: ConnId, request_id: u32, room: &str) {
         // A room exists only while occupied, so an unknown room truthfully has no members.
-        let members =
-            self.rooms.get(room).map(|r| r.members.keys().map(|n| n.to_string()).collect()).unwrap_or_default();
+        let (directory, store) = (&self.shared.directory, &self.shared.store);
+        let members = self
+            .rooms
+            .get(room)
+            .map(|r| {
+                r.members
+                    .keys()
+                    .map(|n| OnlineUser { username: n.to_string(), display_name: directory.display_name(n, store) })
+                    .collect()
+            })
+            .unwrap_or_default();
         self.batch.reply(conn, request_id, Reply::RoomMembers { room: room.to_string(), members }, false);
     }
 

@@ -212,7 +212,9 @@ impl Worker {
         state.last_seq = seq;
         let live = state.cursor.take_live(seq, wire_size(&stored), window);
         if let Some((conn, prev)) = live {
-            self.batch.push(conn, Push::Message(wire(Conversation::Inbox, seq, prev, stored)), true);
+            // A service has no display name but its name.
+            let display_name = stored.from.clone();
+            self.batch.push(conn, Push::Message(wire(Conversation::Inbox, seq, prev, stored, display_name)), true);
             self.delivered(1);
         } else if let Some((name, _)) = self.users.get_key_value(name) {
             self.wait_if_starved(super::waiting::Waiting::Inbox(name.clone()));

@@ -120,10 +120,14 @@ pub fn parse(line: &str, ctx: &mut Context<'_>) -> Result<Option<Action>, ParseE
 /// The command a line names, by its first word or its first two, and the rest of the line.
 fn find_command(line: &str) -> Result<(&'static Command, &str), ParseError> {
     let (first, rest) = split_word(line);
+    let (second, tail) = split_word(rest);
+    // Two words first: `/groups open` is a command of its own, `/groups` another.
+    if let Some(command) = COMMANDS.iter().find(|c| c.name.split_once(' ') == Some((first, second))) {
+        return Ok((command, tail));
+    }
     if let Some(command) = COMMANDS.iter().find(|c| c.name == first) {
         return Ok((command, rest));
     }
-    let (second, tail) = split_word(rest);
     let family: Vec<&Command> =
         COMMANDS.iter().filter(|c| c.name.split_once(' ').map(|n| n.0) == Some(first)).collect();
     if let Some(command) = family.iter().find(|c| c.name.split_once(' ').map(|n| n.1) == Some(second)) {
@@ -312,6 +316,9 @@ mod tests {
         );
         assert_eq!(request("/group leave 7"), Request::LeaveGroup { group_id: 7 });
         assert_eq!(request("/members 7"), Request::GroupMembers { group_id: 7 });
+        assert_eq!(request("/groups"), Request::ListGroups);
+        assert_eq!(request("/groups open"), Request::ListOpenGroups { after: 0, limit: 100 });
+        assert_eq!(request("/groups open 42"), Request::ListOpenGroups { after: 42, limit: 100 });
         assert_eq!(
             request("/say 7 hello  all"),
             Request::Send {

@@ -233,7 +233,7 @@ impl Connection {
                 let retry = self.plan_retry();
                 vec![ConnEvent::DialFailed { reason, retry }]
             }
-            NetEvent::Frame { generation, frame } if generation == self.generation => self.frame(frame),
+            NetEvent::Frame { generation, frame } if generation == self.generation => self.frame(*frame),
             NetEvent::Closed { generation, reason } if generation == self.generation => self.lost(reason),
             // A link we already replaced; its socket was shut down when it was.
             _ => Vec::new(),
@@ -397,11 +397,11 @@ mod tests {
         assert!(conn.handle(recv(&rx)).is_empty(), "dialled");
         let mut buf = Vec::new();
         let hello: ClientFrame = read_client_frame(&mut server, &mut buf);
-        assert!(matches!(hello.request, Request::Hello { version: 1, .. }));
+        assert!(matches!(hello.request, Request::Hello { version: PROTOCOL_VERSION, .. }));
         let reply = ServerFrame::Reply {
             request_id: hello.request_id,
             reply: Reply::Hello {
-                version: 1,
+                version: PROTOCOL_VERSION,
                 server: "fake".into(),
                 max_frame: 1024,
                 max_body: 512,

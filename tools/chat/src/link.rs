@@ -20,7 +20,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum NetEvent {
     Dialled { generation: u64, stream: TcpStream },
     DialFailed { generation: u64, reason: String },
-    Frame { generation: u64, frame: ServerFrame },
+    // Boxed: a server frame is far larger than the other events.
+    Frame { generation: u64, frame: Box<ServerFrame> },
     Closed { generation: u64, reason: String },
 }
 
@@ -112,7 +113,7 @@ fn pump_frames(generation: u64, stream: &mut TcpStream, events: &Sender<NetEvent
                 Ok(Some((body, len))) => {
                     let frame = frame::decode_body::<ServerFrame>(body).map_err(|e| format!("protocol error: {e}"))?;
                     used += len;
-                    if events.send(NetEvent::Frame { generation, frame }).is_err() {
+                    if events.send(NetEvent::Frame { generation, frame: Box::new(frame) }).is_err() {
                         return Ok(());
                     }
                 }

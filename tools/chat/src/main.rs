@@ -15,7 +15,8 @@
 //! - Direct messages: `/to NAME`, `/msg NAME TEXT`, `/typing [NAME]`, `/who [AFTER]`. Any
 //!   other line is a message to the peer chosen with `/to`; start it with `//` to send a
 //!   text beginning with `/`.
-//! - Groups (stored): `/say ID TEXT`, `/groups`, `/members ID`, `/group create NAME
+//! - Groups (stored): `/say ID TEXT`, `/groups`, `/groups open [AFTER]` (the groups anyone
+//!   may join), `/members ID`, `/group create NAME
 //!   [--open]`, `/group rename ID NAME`, `/group add ID USER`, `/group remove ID USER`,
 //!   `/group role ID USER owner|admin|member`, `/group join ID`, `/group leave ID`,
 //!   `/group delete ID`.
@@ -46,6 +47,8 @@
 //! broadcast-sent recipients=N           a /broadcast went to N others online
 //! message seq=N from=NAME at=MS text=T  a stored message (at: server time, Unix ms;
 //!                                       " group=ID" before text in a group,
+//!                                       " name=T" after from when the sender's display
+//!                                       name is not its username (spaces as \u{20}),
 //!                                       " service=true" if a service sent it,
 //!                                       " kind=K media=URL" before text for non-text)
 //! group-event group=ID seq=N EVENT      a change in a group, stored in its sequence; EVENT:
@@ -78,6 +81,8 @@
 //!                                       /members (each list may be empty)
 //! rooms list=R:N,R:N more=B             one page of /rooms: name:members (next: /rooms LAST)
 //! room-members room=R users=A,B         /room-members
+//! open-groups count=N more=B            /groups open: this header, then one line per group
+//! open-group id=ID members=N name=T       (next page: /groups open LAST-ID)
 //! room-message room=R from=NAME text=T  a message in a room we are in
 //! broadcast from=NAME text=T            a message to everyone online
 //! watching NAME online=B                /watch; presence lines for NAME follow

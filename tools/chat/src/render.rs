@@ -12,8 +12,8 @@ pub use plain::plain;
 pub use pretty::pretty;
 
 use confab::protocol::{
-    Content, Conversation, GroupEvent, GroupInfo, MediaKind, MemberInfo, OnlineUser, Request, Role, RoomInfo,
-    ServerStats, Target,
+    Content, Conversation, GroupEvent, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup, Request, Role,
+    RoomInfo, ServerStats, Target,
 };
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -58,6 +58,8 @@ pub enum Event {
         conversation: Conversation,
         seq: u64,
         from: String,
+        /// The sender's display name (a service's is its name).
+        display_name: String,
         /// Sent by a service (a bot or the system), not a person.
         service: bool,
         timestamp_ms: u64,
@@ -121,8 +123,16 @@ pub enum Event {
     },
     RoomMembers {
         room: String,
-        members: Vec<String>,
+        members: Vec<OnlineUser>,
     },
+    /// `/groups open`: this header (`last`: the page's last id, for the next page), then
+    /// one [`Event::OpenGroup`] per group.
+    OpenGroupCount {
+        count: usize,
+        more: bool,
+        last: u64,
+    },
+    OpenGroup(OpenGroup),
     /// `/watch`: presence pushes for `username` follow.
     Watching {
         username: String,
@@ -217,6 +227,16 @@ pub fn is_housekeeping(event: &Event) -> bool {
 
 fn is_typing(content: &Content) -> bool {
     content.media.is_none() && content.body == TYPING.as_bytes()
+}
+
+/// How a person is shown: the display name, with the username when they differ (the
+/// username is what cannot be faked).
+pub fn who(username: &str, display_name: &str) -> String {
+    if display_name.is_empty() || display_name == username {
+        clean(username)
+    } else {
+        format!("{} ({username})", clean(display_name))
+    }
 }
 
 /// The lowercase word for a role, as `/group role` takes it.

@@ -84,6 +84,15 @@ pub const COMMANDS: &[Command] = &[
         build: |_, _| Ok(Action::Request(Request::ListGroups)),
     },
     Command {
+        name: "groups open",
+        args: &[Optional("AFTER")],
+        help: "list the open groups anyone may join (a page; /groups open LAST for the next)",
+        build: |_, a| {
+            let after = if a[0].is_empty() { 0 } else { group_id(a[0])? };
+            Ok(Action::Request(Request::ListOpenGroups { after, limit: PAGE }))
+        },
+    },
+    Command {
         name: "members",
         args: &[Word("ID")],
         help: "who is in group ID, with roles and who is online",

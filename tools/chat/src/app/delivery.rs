@@ -69,7 +69,7 @@ impl<O: Output> App<O> {
 
     /// Shows a new stored message; true if it ends our membership of its group.
     fn show(&mut self, message: Message) -> bool {
-        let Message { conversation, seq, from, sender, timestamp_ms, content, event, .. } = message;
+        let Message { conversation, seq, from, sender, timestamp_ms, content, event, display_name, .. } = message;
         match (conversation, event) {
             (Conversation::Group(group_id), Some(event)) => {
                 let me = self.session.as_deref();
@@ -82,7 +82,7 @@ impl<O: Output> App<O> {
             }
             _ => {
                 let service = sender == SenderKind::Service;
-                self.out.emit(Event::Message { conversation, seq, from, service, timestamp_ms, content });
+                self.out.emit(Event::Message { conversation, seq, from, display_name, service, timestamp_ms, content });
                 false
             }
         }

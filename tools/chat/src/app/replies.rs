@@ -69,6 +69,14 @@ impl<O: Output> App<O> {
             (Reply::Members { group_id, members }, _) => Event::Members { group_id, members },
             (Reply::Rooms { rooms, more }, _) => Event::Rooms { rooms, more },
             (Reply::RoomMembers { room, members }, _) => Event::RoomMembers { room, members },
+            (Reply::OpenGroups { groups, more }, _) => {
+                let last = groups.last().map_or(0, |g| g.group_id);
+                self.out.emit(Event::OpenGroupCount { count: groups.len(), more, last });
+                for group in groups {
+                    self.out.emit(Event::OpenGroup(group));
+                }
+                return;
+            }
             (Reply::Subscribed { username, online }, _) => {
                 self.watching.insert(username.clone());
                 Event::Watching { username, online }

@@ -26,9 +26,15 @@ pub fn plain(event: &Event) -> String {
             format!("room-sent room={room} recipients={recipients}")
         }
         Event::Delivered { recipients, .. } => format!("broadcast-sent recipients={recipients}"),
-        Event::Message { conversation, seq, from, service, timestamp_ms, content } => format!(
-            "message seq={seq} from={} at={timestamp_ms}{}{}{}",
+        Event::Message { conversation, seq, from, display_name, service, timestamp_ms, content } => format!(
+            "message seq={seq} from={}{} at={timestamp_ms}{}{}{}",
             escape(from),
+            if display_name.is_empty() || display_name == from {
+                String::new()
+            } else {
+                // Spaces escaped too: fields are separated by spaces, and only text is last.
+                format!(" name={}", escape(display_name).replace(' ', "\\u{20}"))
+            },
             group_field(*conversation),
             if *service { " service=true" } else { "" },
             plain_content(content)
@@ -88,7 +94,12 @@ pub fn plain(event: &Event) -> String {
             let list: Vec<String> = rooms.iter().map(|r| format!("{}:{}", r.name, r.members)).collect();
             format!("rooms list={} more={more}", list.join(","))
         }
-        Event::RoomMembers { room, members } => format!("room-members room={room} users={}", members.join(",")),
+        Event::RoomMembers { room, members } => {
+            let names: Vec<&str> = members.iter().map(|m| m.username.as_str()).collect();
+            format!("room-members room={room} users={}", names.join(","))
+        }
+        Event::OpenGroupCount { count, more, .. } => format!("open-groups count={count} more={more}"),
+        Event::OpenGroup(g) => format!("open-group id={} members={} name={}", g.group_id, g.members, escape(&g.name)),
         Event::Watching { username, online } => format!("watching {username} online={online}"),
         Event::Stats(stats) => stats_line(stats),
         Event::Help { usage, text } => format!("help {usage} -- {text}"),
@@ -206,12 +217,18 @@ mod tests {
             conversation: Conversation::Inbox,
             seq: 3,
             from: "alice".into(),
+            display_name: "alice".into(),
             service: false,
             timestamp_ms: 1_000,
             content: Content::text("two\nlines \\ and\u{1b}[2J"),
         };
         assert_eq!(plain(&event), "message seq=3 from=alice at=1000 text=two\\nlines \\\\ and\\u{1b}[2J");
         assert!(!super::super::pretty(&event).contains('\u{1b}'));
+        let mut renamed = event.clone();
+        if let Event::Message { display_name, .. } = &mut renamed {
+            *display_name = "Alice L.".into();
+        }
+        assert!(plain(&renamed).starts_with("message seq=3 from=alice name=Alice\\u{20}L. at=1000 "));
     }
 
     #[test]
@@ -266,7 +283,8 @@ mod tests {
             last_seq: 5,
         };
         assert_eq!(plain(&Event::Group(info)), "group id=7 role=owner members=2 unread=2 open=true name=Book club");
-        let member = |name: &str, role, online| MemberInfo { username: name.into(), role, online };
+        let member =
+            |name: &str, role, online| MemberInfo { username: name.into(), role, online, display_name: name.into() };
         let members = vec![member("alice", Role::Owner, true), member("bob", Role::Member, false)];
         assert_eq!(
             plain(&Event::Members { group_id: 7, members }),

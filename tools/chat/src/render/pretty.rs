@@ -2,20 +2,20 @@
 //! times are the server's; everything else is stamped now. Times are UTC (the standard
 //! library has no time zones).
 
-use super::{clean, clock, is_typing, now_ms, pretty_content, role_word, Event};
+use super::{clean, clock, is_typing, now_ms, pretty_content, role_word, who, Event};
 use confab::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
 use std::fmt::Write as _;
 
 pub fn pretty(event: &Event) -> String {
     let now = clock(now_ms());
     match event {
-        Event::Message { conversation, from, service, timestamp_ms, content, .. } => {
+        Event::Message { conversation, from, display_name, service, timestamp_ms, content, .. } => {
             let place = match conversation {
                 Conversation::Group(id) => format!(" [group {id}]"),
                 Conversation::Inbox => String::new(),
             };
             let badge = if *service { " [service]" } else { "" };
-            format!("{}{place}{badge} {}: {}", clock(*timestamp_ms), clean(from), pretty_content(content))
+            format!("{}{place}{badge} {}: {}", clock(*timestamp_ms), who(from, display_name), pretty_content(content))
         }
         Event::GroupChange { group_id, timestamp_ms, event, .. } => {
             format!("{} [group {group_id}] * {}", clock(*timestamp_ms), group_event(event))
@@ -120,7 +120,16 @@ pub fn pretty(event: &Event) -> String {
             line
         }
         Event::RoomMembers { room, members } if members.is_empty() => format!("{now} * nobody in #{room}"),
-        Event::RoomMembers { room, members } => format!("{now} * in #{room}: {}", members.join(", ")),
+        Event::RoomMembers { room, members } => {
+            let list: Vec<String> = members.iter().map(|m| who(&m.username, &m.display_name)).collect();
+            format!("{now} * in #{room}: {}", list.join(", "))
+        }
+        Event::OpenGroupCount { count: 0, .. } => format!("{now} * no open groups"),
+        Event::OpenGroupCount { count, more, last } => {
+            let next = if *more { format!(" … more: /groups open {last}") } else { String::new() };
+            format!("{now} * {count} open groups (/group join ID){next}")
+        }
+        Event::OpenGroup(g) => format!("{now} *   {} {} ({} members)", g.group_id, clean(&g.name), g.members),
         Event::Watching { username, online } => {
             let state = if *online { "online" } else { "offline" };
             format!("{now} * watching {username} (now {state})")
@@ -190,7 +199,7 @@ fn member_list(members: &[MemberInfo]) -> String {
         .iter()
         .map(|m| {
             let online = if m.online { ", online" } else { "" };
-            format!("{} ({}{online})", m.username, role_word(m.role))
+            format!("{} ({}{online})", who(&m.username, &m.display_name), role_word(m.role))
         })
         .collect();
     list.join(", ")

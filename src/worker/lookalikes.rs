@@ -1,0 +1,60 @@
+//! Which usernames look alike: every account's username by its [`skeleton`], shared by all
+//! workers, so a display name that reads as someone else's username can be refused
+//! without scanning the accounts.
+//!
+//! Built from the accounts at start (O(accounts), keys only) and grown at registration.
+//! Accounts are removed only by the operator on a stopped server, so nothing is ever taken
+//! out while running.
+
+use crate::names::skeleton;
+use crate::store::{Store, StoreResult};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+#[derive(Clone, Default)]
+pub struct Lookalikes {
+    /// Skeleton → the usernames that have it (nearly always one).
+    usernames: Arc<RwLock<HashMap<String, Vec<Arc<str>>>>>,
+}
+
+impl Lookalikes {
+    pub fn load(store: &Store) -> StoreResult<Lookalikes> {
+        let lookalikes = Lookalikes::default();
+        for username in store.usernames()? {
+            lookalikes.add(&username);
+        }
+        Ok(lookalikes)
+    }
+
+    pub fn add(&self, username: &str) {
+        let mut usernames = self.usernames.write().unwrap_or_else(|p| p.into_inner());
+        let same = usernames.entry(skeleton(username)).or_default();
+        if !same.iter().any(|n| **n == *username) {
+            same.push(username.into());
+        }
+    }
+
+    /// A username other than `me` that `name` may be mistaken for.
+    pub fn other_than(&self, name: &str, me: &str) -> Option<Arc<str>> {
+        let usernames = self.usernames.read().unwrap_or_else(|p| p.into_inner());
+        usernames.get(&skeleton(name))?.iter().find(|n| ***n != *me).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_other_user_only() {
+        let lookalikes = Lookalikes::default();
+        lookalikes.add("admin");
+        lookalikes.add("bob");
+        assert_eq!(lookalikes.other_than("Adm1n", "bob").as_deref(), Some("admin"));
+        assert_eq!(lookalikes.other_than("\u{0430}dmin", "bob").as_deref(), Some("admin"));
+        assert_eq!(lookalikes.other_than("Admin", "admin"), None, "one's own username");
+        assert_eq!(lookalikes.other_than("Robert", "bob"), None);
+        lookalikes.add("adm1n");
+        assert_eq!(lookalikes.other_than("admin", "admin").as_deref(), Some("adm1n"));
+    }
+}
