@@ -77,6 +77,10 @@ pub struct Config {
     pub fanout_burst: u64,
     /// Rooms one connection may be in at once.
     pub max_rooms_per_conn: usize,
+    /// Bytes of stored, unacknowledged direct messages one inbox may hold. Bounds what one
+    /// sender can make the disk hold for a recipient who never reads (an account of its
+    /// own); about 8,000 messages of the largest size, millions of ordinary ones.
+    pub max_inbox_bytes: u64,
     /// Commands queued per worker before the loop stops reading from the sockets that
     /// feed it (backpressure instead of unbounded memory).
     pub worker_queue: usize,
@@ -160,6 +164,7 @@ impl Default for Config {
             fanout_rate: 16 * 1024 * 1024,
             fanout_burst: 32 * 1024 * 1024,
             max_rooms_per_conn: 100,
+            max_inbox_bytes: 256 * 1024 * 1024,
             worker_queue: 16 * 1024,
             max_batch: 4096,
             shutdown_grace: Duration::from_secs(2),

@@ -594,6 +594,9 @@ pub enum ErrorCode {
     AlreadyMember,
     /// The server's disk is full: the request was not carried out; retry later.
     StorageFull,
+    /// The recipient's inbox holds as many stored, unread bytes as one user may: retry
+    /// once it has read them.
+    QuotaExceeded,
 }
 
 impl ErrorCode {

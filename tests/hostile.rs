@@ -255,3 +255,36 @@ fn a_backlog_across_many_groups_drains_within_the_output_bound() {
         victim.send(Request::Ack { conversation: message.conversation, up_to: message.seq }).unwrap();
     }
 }
+
+#[test]
+fn an_inbox_holds_at_most_its_quota_and_reading_frees_it() {
+    // 1 MiB per inbox: about 31 messages of 32 KB.
+    let mut server = TestServer::with(|c| c.max_inbox_bytes = 1024 * 1024);
+    server.register(&["sink"]);
+    let mut mallory = server.user("mallory");
+    let big = |i: u64| Request::Send {
+        to: Target::User("sink".into()),
+        client_msg_id: i,
+        transient: false,
+        content: Content { kind: MediaKind::File, body: vec![b'x'; 32 * 1024], media: None },
+    };
+    let outcomes = pipelined(&mut mallory, (1..=100).map(big).collect());
+    let stored = outcomes.iter().take_while(|o| o.is_ok()).count();
+    assert!((25..=32).contains(&stored), "{stored} stored");
+    assert!(outcomes[stored..].iter().all(|o| *o == Err(ErrorCode::QuotaExceeded)), "{outcomes:?}");
+    // A retry of a stored message still gets its receipt; the quota holds across a restart.
+    assert!(matches!(mallory.request(big(1)).unwrap(), Reply::Sent { duplicate: true, .. }));
+    drop(mallory);
+    server.restart();
+    let mut mallory = server.login("mallory");
+    assert_eq!(mallory.request(big(1000)).unwrap_err().code(), Some(ErrorCode::QuotaExceeded));
+    // The recipient reads and acks: room again.
+    let mut sink = server.login("sink");
+    for seq in 1..=stored as u64 {
+        assert_eq!(sink.next_message().unwrap().seq, seq);
+    }
+    sink.ack(stored as u64).unwrap();
+    assert!(matches!(mallory.request(big(1001)).unwrap(), Reply::Sent { duplicate: false, .. }));
+    // Small messages to someone else are not affected by sink's quota.
+    assert!(mallory.send_text("mallory", 1002, "note to self").is_ok());
+}

@@ -420,6 +420,11 @@ vectors! {
     "error-limit-reached" => error(23, ErrorCode::LimitReached, "the room is full"),
     "error-already-member" => error(14, ErrorCode::AlreadyMember, "already a member"),
     "error-storage-full" => error(3, ErrorCode::StorageFull, "the server's disk is full; retry later"),
+    "error-quota-exceeded" => error(
+        3,
+        ErrorCode::QuotaExceeded,
+        "the recipient's stored messages reached the per-user quota; retry once they have read them"
+    ),
     "error-bad-request-zero-length" => error(NO_REQUEST, ErrorCode::BadRequest, "zero-length frame"),
     "error-rate-limited" => error(31, ErrorCode::RateLimited, "slow down"),
     "error-slow-consumer" => error(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"),

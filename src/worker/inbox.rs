@@ -134,6 +134,13 @@ impl Cursor {
         }
     }
 
+    /// The bytes of the pushed, unacknowledged messages up to `up_to`.
+    pub fn pushed_bytes_upto(&self, up_to: u64) -> usize {
+        self.session
+            .as_ref()
+            .map_or(0, |s| s.in_flight.iter().take_while(|(seq, _)| *seq <= up_to).map(|(_, b)| b).sum())
+    }
+
     /// Whether this cursor has messages to push that wait only for the session's budget.
     pub fn starved(&self, last_seq: u64, window: Window) -> Option<(ConnId, &Arc<SessionBudget>)> {
         let session = self.session.as_ref()?;
@@ -164,6 +171,8 @@ pub struct UserState {
     pub uid: u64,
     pub last_seq: u64,
     pub cursor: Cursor,
+    /// The inbox's stored, unacknowledged bytes, against the quota (see `quota`).
+    pub stored_bytes: u64,
 }
 
 impl Worker {
@@ -189,7 +198,9 @@ impl Worker {
             };
             let log = self.partition.state(LogId::Inbox, account.user_id)?;
             let cursor = Cursor { acked: log.floor, session: None };
-            self.users.insert(name.into(), UserState { uid: account.user_id, last_seq: log.last_seq, cursor });
+            let stored_bytes = self.backlog_bytes(account.user_id, log.floor, log.last_seq)?;
+            let state = UserState { uid: account.user_id, last_seq: log.last_seq, cursor, stored_bytes };
+            self.users.insert(name.into(), state);
         }
         Ok(self.users.get_mut(name))
     }
@@ -293,6 +304,8 @@ impl Worker {
             return Ok(());
         }
         let stored = self.user_message(from, content)?;
+        let size = wire_size(&stored);
+        self.check_quota(to, size)?;
         let state = self.users.get(to).expect("user_state loaded the user");
         let (uid, seq) = (state.uid, state.last_seq + 1);
         self.store_message(Conversation::Inbox, uid, seq, &stored, Some((conn, request_id, from.uid, client_msg_id)))?;
@@ -300,6 +313,7 @@ impl Worker {
         let window = self.window();
         let state = self.users.get_mut(to).expect("user_state loaded the user");
         state.last_seq = seq;
+        state.stored_bytes += size as u64;
         if let Some((target, prev)) = state.cursor.take_live(seq, wire_size(&stored), window) {
             let display_name = sender_display_name(&self.shared, &stored);
             self.batch.push(target, Push::Message(wire(Conversation::Inbox, seq, prev, stored, display_name)), true);
@@ -316,15 +330,22 @@ impl Worker {
         if up_to > state.last_seq {
             return Err(beyond("ack", up_to, state.last_seq));
         }
-        let before = state.cursor.acked;
+        let (uid, before) = (state.uid, state.cursor.acked);
         // Recorded first: a refused ack (a full disk) leaves the cursor where it was.
         if up_to > before {
-            self.partition.raise_floor(LogId::Inbox, state.uid, up_to)?;
+            let sent_upto = state.cursor.session.as_ref().map_or(before, |s| s.sent_upto);
+            // Counted before the floor rises: beyond it nothing can be read.
+            let pushed = state.cursor.pushed_bytes_upto(up_to);
+            let freed = self.acked_bytes(uid, before, up_to, sent_upto, pushed);
+            self.partition.raise_floor(LogId::Inbox, uid, up_to)?;
+            let state = self.users.get_mut(&user.name).expect("own_session loaded the user");
+            state.stored_bytes = state.stored_bytes.saturating_sub(freed);
             state.cursor.ack(up_to);
-            self.garbage.push(Log::Inbox, state.uid, before + 1, up_to);
+            self.garbage.push(Log::Inbox, uid, before + 1, up_to);
             self.shared.metrics.stored_delta(-((up_to - before) as i64));
         }
-        let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: state.cursor.acked };
+        let acked = self.users.get(&user.name).map_or(up_to, |s| s.cursor.acked);
+        let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: acked };
         self.batch.reply(conn, request_id, reply, true);
         self.pump_after_ack(conn, Waiting::Inbox(user.name.clone()))
     }

@@ -26,6 +26,7 @@ mod lookalikes;
 mod membership;
 mod open_groups;
 mod presence;
+mod quota;
 mod rooms;
 mod seats;
 mod services;

@@ -80,6 +80,9 @@ struct Flags {
     /// Rooms one connection may be in at once.
     #[arg(long, default_value_t = Config::default().max_rooms_per_conn)]
     max_rooms_per_conn: usize,
+    /// Stored, unacknowledged direct messages one inbox may hold, in MiB.
+    #[arg(long, default_value_t = Config::default().max_inbox_bytes / (1024 * 1024))]
+    max_inbox_mib: u64,
     /// Connections from one IP address at most.
     #[arg(long, default_value_t = 4096)]
     max_connections_per_ip: usize,
@@ -150,6 +153,7 @@ impl Flags {
             fanout_rate: self.fanout_rate_mib.max(1) * 1024 * 1024,
             fanout_burst: self.fanout_rate_mib.max(1) * 2 * 1024 * 1024,
             max_rooms_per_conn: self.max_rooms_per_conn,
+            max_inbox_bytes: self.max_inbox_mib.max(1) * 1024 * 1024,
             max_connections_per_ip: self.max_connections_per_ip,
             request_rate: self.request_rate,
             request_burst: self.request_burst,
