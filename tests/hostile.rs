@@ -288,3 +288,47 @@ fn an_inbox_holds_at_most_its_quota_and_reading_frees_it() {
     // Small messages to someone else are not affected by sink's quota.
     assert!(mallory.send_text("mallory", 1002, "note to self").is_ok());
 }
+
+#[test]
+fn output_owed_to_all_clients_together_is_bounded() {
+    // Each idle client may be owed 16 MiB, all together 16 MiB too: four of them fed
+    // 10 MiB each cannot all keep theirs.
+    let server = TestServer::with(|c| {
+        c.max_outbound = 16 * 1024 * 1024;
+        c.max_outbound_total = 16 * 1024 * 1024;
+        c.request_rate = 1_000_000;
+        c.request_burst = 1_000_000;
+    });
+    let names: Vec<String> = (0..4).map(|i| format!("idle{i}")).collect();
+    let mut idle: Vec<Client> = names.iter().map(|n| server.user(n)).collect();
+    let mut mallory = server.user("mallory");
+    for name in &names {
+        let typing: Vec<Request> = (0..320)
+            .map(|_| Request::Send {
+                to: Target::User(name.clone()),
+                client_msg_id: 0,
+                transient: true,
+                content: Content { kind: MediaKind::Custom, body: vec![b'x'; 32 * 1024], media: None },
+            })
+            .collect();
+        assert!(pipelined(&mut mallory, typing).iter().all(Result::is_ok));
+    }
+    // Each idle client now reads what it was left: some were closed to keep the total
+    // under the bound, the others still hold their whole share.
+    let mut closed = 0;
+    for client in &mut idle {
+        client.set_timeout(std::time::Duration::from_millis(500)).unwrap();
+        loop {
+            match client.read_frame() {
+                Ok(_) => {}
+                Err(confab::client::ClientError::Closed) => {
+                    closed += 1;
+                    break;
+                }
+                Err(confab::client::ClientError::Timeout) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert!((1..4).contains(&closed), "{closed} of 4 closed");
+}
