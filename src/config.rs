@@ -126,7 +126,10 @@ pub struct Config {
     /// this many sends under heavy traffic).
     pub dedup_capacity: usize,
     /// sled's page cache, in bytes: the main part of the server's memory besides
-    /// connections (sled's own default is 1 GiB).
+    /// connections (sled's own default is 1 GiB). 128 MiB, because above about that sled
+    /// keeps large messages it wrote far beyond the setting: with 32 KB messages, 2 GB
+    /// resident after 1.9 GB written at 192 or 256 MiB, 0.4 GB after 3.8 GB at 128 MiB
+    /// (docs/BENCHMARKS.md, "Memory and disk under one writer").
     pub cache_bytes: u64,
     /// When a receipt is sent: after the batch's commit-log record is on disk (`Batch`,
     /// the promise that it survives a power cut), or after it is handed to the OS
@@ -185,7 +188,7 @@ impl Default for Config {
             stats_interval: Duration::from_secs(60),
             dedup_window: Duration::from_secs(24 * 3600),
             dedup_capacity: 1_000_000,
-            cache_bytes: 256 * 1024 * 1024,
+            cache_bytes: 128 * 1024 * 1024,
             sync: SyncPolicy::Batch,
             log_segment_bytes: 32 * 1024 * 1024,
             start_damaged: false,

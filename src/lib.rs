@@ -27,6 +27,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod frame;
+pub mod memory;
 pub mod metrics;
 pub mod names;
 pub mod net;

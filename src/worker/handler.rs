@@ -12,6 +12,7 @@ use super::rooms::Room;
 use super::services::{Gather, Outgoing};
 use super::waiting::Waiting;
 use super::{Owner, Shared, WorkerCmd};
+use crate::memory::{self, Trimmer};
 use crate::net::{ConnId, SessionUser};
 use crate::protocol::{Conversation, ErrorCode, MediaKind, Request, Target};
 use crate::store::{Partition, StoreError};
@@ -19,12 +20,16 @@ use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use log::{debug, error, warn};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often cursors waiting for a delivery budget are looked at even without a wake
 /// (room freed by a session that ended rather than by an ack).
 const WAITING_RETRY: Duration = Duration::from_millis(250);
+
+/// How often worker 0 looks whether traffic has stopped, to trim the heap (see `memory`).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a request was refused; becomes an error frame.
 pub struct Refusal {
@@ -105,8 +110,11 @@ impl Worker {
         // Worker 0 also logs the statistics line; the others never tick.
         let interval = self.shared.config.stats_interval;
         let ticks = if self.index == 0 && !interval.is_zero() { tick(interval) } else { never() };
-        // Worker 0 also forgets expired dedup records on disk, once a minute.
+        // Worker 0 also forgets expired dedup records on disk, once a minute...
         let upkeep = if self.index == 0 { tick(Duration::from_secs(60)) } else { never() };
+        // ...and gives the heap's free pages back once a burst of traffic is over.
+        let trims = if self.index == 0 { tick(TRIM_EVERY) } else { never() };
+        let mut trimmer = Trimmer::default();
         let mut stopping = false;
         while !stopping {
             // Idle: migrate what is due and retire log segments, or delete a step of
@@ -135,6 +143,14 @@ impl Worker {
                 }
                 recv(upkeep) -> _ => {
                     self.prune_dedup();
+                    continue;
+                }
+                recv(trims) -> _ => {
+                    let metrics = &self.shared.metrics;
+                    let traffic = metrics.received.load(Ordering::Relaxed) + metrics.delivered.load(Ordering::Relaxed);
+                    if trimmer.due(traffic) {
+                        memory::trim();
+                    }
                     continue;
                 }
                 default(wait) => {

@@ -163,8 +163,12 @@ impl Cursor {
 /// About what a stored message costs in a connection's output buffer.
 pub fn wire_size(stored: &StoredMessage) -> usize {
     let media = stored.content.media.as_ref().map_or(0, |m| m.url.len() + m.description.len() + 10);
-    48 + stored.from.len() + stored.content.body.len() + media
+    48 + stored.from.len() + DISPLAY_NAME_ALLOWANCE + stored.content.body.len() + media
 }
+
+/// What the sender's display name adds to a pushed message: looked up at push time, so not
+/// known here; most are short, and the estimate only paces delivery and counts quotas.
+const DISPLAY_NAME_ALLOWANCE: usize = 32;
 
 #[derive(Debug)]
 pub struct UserState {

@@ -111,7 +111,7 @@ struct Flags {
     #[arg(long, default_value_t = 60)]
     stats_interval: u64,
     /// The storage engine's page cache, in MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = Config::default().cache_bytes / (1024 * 1024))]
     cache_mib: u64,
     /// When a sender's receipt is sent: `batch` after the batch's commit-log record is
     /// fdatasync'ed (nothing receipted is lost in a power cut), `none` after it is written
