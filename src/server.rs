@@ -5,7 +5,7 @@ use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
-use crate::store::{Store, StoreError};
+use crate::store::{pidfile, Store, StoreError};
 use crate::throttle::LoginThrottle;
 use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Owner, Pool, RoomList, Shared};
 use log::info;
@@ -19,6 +19,9 @@ use thiserror::Error;
 pub enum StartError {
     #[error("cannot open the data directory {dir}: {source}")]
     Store { dir: String, source: StoreError },
+    /// Another daemon holds the directory; the error says which and what to do.
+    #[error("{0}")]
+    Locked(StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the event loop: {0}")]
@@ -34,16 +37,24 @@ pub struct Server {
     event_loop: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
     hashers: Vec<JoinHandle<()>>,
+    data_dir: std::path::PathBuf,
 }
 
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
         let config = config.normalized();
         let dir = config.data_dir.display().to_string();
-        let store_error = |source| StartError::Store { dir: dir.clone(), source };
+        let store_error = |source| match source {
+            StoreError::Locked { .. } => StartError::Locked(source),
+            source => StartError::Store { dir: dir.clone(), source },
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(StoreError::Sled(e.into())))?;
         let mut store = Store::open_with_cache(&config.data_dir, config.cache_bytes).map_err(store_error)?;
         store.set_durability_hook(config.durability_hook.clone());
+        // Only read when an open fails on the lock, to say who holds it: not fatal.
+        if let Err(e) = pidfile::write(&config.data_dir) {
+            log::warn!("cannot write the pid file in {dir}: {e}");
+        }
         let mut listener =
             listen(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr()?;
@@ -82,7 +93,8 @@ impl Server {
         let (event_loop, handle) = EventLoop::new(poll, listener, waker, pool, from_workers, config.clone(), metrics);
         let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
         info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
-        Ok(Server { addr, handle, store, rooms, event_loop, workers, hashers })
+        let data_dir = config.data_dir.clone();
+        Ok(Server { addr, handle, store, rooms, event_loop, workers, hashers, data_dir })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -129,6 +141,7 @@ impl Server {
                 "the disk is full: the commit log keeps what sled could not take; it is replayed at the next start"
             );
         }
+        pidfile::remove(&self.data_dir);
         info!("confabd stopped");
         Ok(())
     }
