@@ -11,6 +11,10 @@ use std::time::Duration;
 /// The port confabd listens on unless told otherwise (stated in the README).
 pub const DEFAULT_PORT: u16 = 7420;
 
+/// The smallest `max_frame_before_login`: a Register with the longest name and password
+/// and a Hello with a long client name still fit.
+pub const MIN_FRAME_BEFORE_LOGIN: u32 = 1024;
+
 /// Argon2id cost. Production defaults follow the OWASP recommendation (19 MiB, 2 passes);
 /// tests lower it because they hash hundreds of passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +105,22 @@ pub struct Config {
     pub login_backoff: Duration,
     /// The longest wait.
     pub login_backoff_max: Duration,
+    /// A connection must say Hello this soon after connecting or be closed: a socket that
+    /// never speaks costs a descriptor and a slot.
+    pub hello_timeout: Duration,
+    /// ...and must log in (or register and log in) this soon after connecting or after
+    /// logging out.
+    pub login_timeout: Duration,
+    /// Connections not logged in at most, below `max_connections`, so idle or half-open
+    /// sockets cannot fill every slot before users log in.
+    pub max_unauthenticated: usize,
+    /// Largest frame accepted before login: Hello, Register, Login, Resume and
+    /// ServiceLogin fit in far less, and a stranger's partial frame should cost little.
+    pub max_frame_before_login: u32,
+    /// Descriptors kept for everything but client connections (sled, the commit log's
+    /// segments, the log file, the spare descriptor for refusals): `max_connections` is
+    /// lowered at start to the open-file limit minus this.
+    pub fd_reserve: usize,
     /// How often the statistics line is logged; zero turns it off.
     pub stats_interval: Duration,
     /// How long a client_msg_id is remembered for idempotent retries...
@@ -160,6 +180,11 @@ impl Default for Config {
             login_free_attempts: 5,
             login_backoff: Duration::from_secs(1),
             login_backoff_max: Duration::from_secs(300),
+            hello_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(30),
+            max_unauthenticated: 4096,
+            max_frame_before_login: 4096,
+            fd_reserve: 128,
             stats_interval: Duration::from_secs(60),
             dedup_window: Duration::from_secs(24 * 3600),
             dedup_capacity: 1_000_000,
@@ -184,6 +209,9 @@ impl Config {
         self.request_rate = self.request_rate.max(1);
         self.request_burst = self.request_burst.max(1);
         self.group_retention = self.group_retention.max(1);
+        self.max_frame_before_login =
+            self.max_frame_before_login.clamp(MIN_FRAME_BEFORE_LOGIN, self.max_frame.max(MIN_FRAME_BEFORE_LOGIN));
+        self.max_unauthenticated = self.max_unauthenticated.min(self.max_connections);
         self
     }
 

@@ -26,6 +26,7 @@ pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod fdlimit;
 pub mod frame;
 pub mod metrics;
 pub mod net;

@@ -42,7 +42,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
-        let config = config.normalized();
+        let config = fit_to_open_file_limit(config).normalized();
         let dir = config.data_dir.display().to_string();
         let store_error = |source| match source {
             StoreError::Locked { .. } => StartError::Locked(source),
@@ -145,6 +145,30 @@ impl Server {
         info!("confabd stopped");
         Ok(())
     }
+}
+
+/// Raises the open-file limit as far as allowed and lowers `max_connections` to what it
+/// leaves after `fd_reserve`, saying so: a limit the descriptors cannot honour would leave
+/// newcomers hanging at EMFILE instead of being refused.
+fn fit_to_open_file_limit(mut config: Config) -> Config {
+    let limit = match crate::fdlimit::raise_to_hard_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            log::warn!("cannot read or raise the open-file limit: {e}");
+            return config;
+        }
+    };
+    info!("open-file limit: {limit}");
+    let allowed = crate::fdlimit::connections_allowed(limit, config.fd_reserve);
+    if config.max_connections > allowed {
+        log::warn!(
+            "max-connections lowered from {} to {allowed}: the open-file limit is {limit} and {} descriptors are              kept for storage and logs (--fd-reserve); raise the limit (ulimit -n) for more",
+            config.max_connections,
+            config.fd_reserve
+        );
+        config.max_connections = allowed;
+    }
+    config
 }
 
 /// Refuses a damaged data directory (unless told to start anyway), before anything serves it.

@@ -7,9 +7,10 @@
 //! with pending output, then reap closed connections. Closing is deferred to the end of
 //! the turn so no event handler ever finds its connection gone.
 
-use super::conn::{Conn, Life};
+use super::conn::{Conn, Life, Phase};
 use super::limits::PerAddress;
 use super::output::error_frame;
+use super::refusals::RefusalLog;
 use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
 use crate::frame;
@@ -22,6 +23,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +91,15 @@ pub struct EventLoop {
     pub(super) metrics: Arc<Metrics>,
     /// The Hello reply: the same for every connection.
     pub(super) hello: Reply,
+    /// Open connections without a logged-in user (or service), capped by
+    /// `max_unauthenticated`.
+    pub(super) unauthenticated: usize,
+    /// Refused connections, logged at most about once a second.
+    pub(super) refusals: RefusalLog,
+    /// A descriptor held in reserve: when accept fails for lack of descriptors, closing it
+    /// lets the loop accept one newcomer, tell it `ServerFull` and close it, instead of
+    /// leaving it hanging in the backlog.
+    pub(super) spare_fd: Option<File>,
 }
 
 impl EventLoop {
@@ -139,6 +150,9 @@ impl EventLoop {
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             metrics,
             hello,
+            unauthenticated: 0,
+            refusals: RefusalLog::default(),
+            spare_fd: open_spare(),
         };
         (event_loop, handle)
     }
@@ -196,18 +210,18 @@ impl EventLoop {
         loop {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
                     let refusal = if self.conns.len() >= self.config.max_connections {
                         Some("too many connections")
+                    } else if self.unauthenticated >= self.config.max_unauthenticated {
+                        Some("too many connections not logged in")
                     } else if !self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
                         Some("too many connections from your address")
                     } else {
                         None
                     };
                     if let Some(reason) = refusal {
-                        // Best effort: the socket is fresh, so a small frame fits its buffer.
-                        let _ = stream.write(&frame::encode(&error_frame(NO_REQUEST, ErrorCode::ServerFull, reason)));
-                        warn!("refused {peer}: {reason}");
+                        self.refuse(stream, peer, reason);
                         continue;
                     }
                     if let Err(e) = self.add_conn(stream, peer) {
@@ -217,11 +231,53 @@ impl EventLoop {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if out_of_descriptors(&e) => {
+                    if !self.shed_one() {
+                        // No spare to give up: the sweep tries again within a second.
+                        break;
+                    }
+                }
                 Err(e) => {
-                    // Typically out of file descriptors; the sweep tries again.
                     warn!("accept failed: {e}");
                     break;
                 }
+            }
+        }
+    }
+
+    /// Out of descriptors: gives up the spare for one accept, refuses that newcomer with
+    /// `ServerFull`, and takes the spare back. False when there was no spare or nothing
+    /// to accept.
+    fn shed_one(&mut self) -> bool {
+        let Some(listener) = self.listener.as_ref() else { return false };
+        if self.spare_fd.take().is_none() {
+            self.spare_fd = open_spare();
+            self.note_refusal(None, "out of file descriptors");
+            return false;
+        }
+        let shed = match listener.accept() {
+            Ok((stream, peer)) => {
+                self.refuse(stream, peer, "out of file descriptors");
+                true
+            }
+            Err(_) => false,
+        };
+        self.spare_fd = open_spare();
+        shed
+    }
+
+    /// Tells a newcomer `ServerFull` and closes it; logs at most about once a second.
+    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, reason: &'static str) {
+        // Best effort: the socket is fresh, so a small frame fits its buffer.
+        let _ = stream.write(&frame::encode(&error_frame(NO_REQUEST, ErrorCode::ServerFull, reason)));
+        self.note_refusal(Some(peer), reason);
+    }
+
+    fn note_refusal(&mut self, peer: Option<SocketAddr>, reason: &'static str) {
+        if self.refusals.note(reason, Instant::now()) {
+            match peer {
+                Some(peer) => warn!("refused {peer}: {reason} (further refusals are summed up once a second)"),
+                None => warn!("cannot accept: {reason} (further refusals are summed up once a second)"),
             }
         }
     }
@@ -240,6 +296,7 @@ impl EventLoop {
         self.serial = self.serial.wrapping_add(1);
         let id = ConnId::new(self.serial, slot);
         entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
+        self.unauthenticated += 1;
         self.metrics.connections.fetch_add(1, Ordering::Relaxed);
         debug!("connection {id:?} from {peer} accepted");
         Ok(())
@@ -275,7 +332,11 @@ impl EventLoop {
                         self.close_after_flush(conn.slot(), "protocol error");
                         self.notify_closed(conn, user, "protocol error");
                     }
-                    _ => c.user = Some(user),
+                    _ => {
+                        if c.user.replace(user).is_none() {
+                            self.unauthenticated = self.unauthenticated.saturating_sub(1);
+                        }
+                    }
                 },
                 // The client left while its login was checked: the worker must forget the
                 // session it just opened.
@@ -283,7 +344,10 @@ impl EventLoop {
             },
             LoopMsg::Unbind { conn } => {
                 if let Some(c) = self.live(conn) {
-                    c.user = None;
+                    if c.user.take().is_some() {
+                        c.unauthenticated_since = Instant::now();
+                        self.unauthenticated += 1;
+                    }
                 }
             }
             LoopMsg::Close { conn, reason } => {
@@ -309,8 +373,9 @@ impl EventLoop {
             self.per_address.release(conn.peer.ip());
             debug!("connection {:?} closed", conn.id);
             self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-            if let Some(user) = conn.user.take() {
-                self.notify_closed(conn.id, user, conn.close_reason);
+            match conn.user.take() {
+                Some(user) => self.notify_closed(conn.id, user, conn.close_reason),
+                None => self.unauthenticated = self.unauthenticated.saturating_sub(1),
             }
         }
     }
@@ -333,32 +398,56 @@ impl EventLoop {
         }
     }
 
-    /// Closes connections silent past the idle timeout, and closing ones past the grace;
-    /// samples the metrics.
+    /// Closes connections silent past the idle timeout, connections past the Hello or
+    /// login deadline, and closing ones past the grace; samples the metrics; sums up
+    /// refused connections.
     fn sweep(&mut self, now: Instant) {
         let queued: usize = self.conns.iter().map(|(_, c)| c.pending_out()).sum();
         self.metrics.outbound_bytes.store(queued as u64, Ordering::Relaxed);
         self.metrics.sample(now);
-        let idle = self.config.idle_timeout;
-        let grace = self.config.shutdown_grace;
         let mut timed_out = Vec::new();
         for (slot, conn) in self.conns.iter() {
-            match conn.life {
-                Life::Open if now.duration_since(conn.last_heard) > idle => timed_out.push((slot, true)),
-                Life::Closing { since } if now.duration_since(since) > grace => timed_out.push((slot, false)),
-                _ => {}
+            if let Some(expired) = self.expired(conn, now) {
+                timed_out.push((slot, expired));
             }
         }
-        for (slot, idle) in timed_out {
-            if idle {
-                debug!("{:?} idle for over {idle:?}; closing", self.conns[slot].id);
-                self.send_error(slot, NO_REQUEST, ErrorCode::IdleTimeout, "no frame within the idle timeout");
-            } else {
-                self.kill(slot, "closed by the server");
+        for (slot, expired) in timed_out {
+            match expired {
+                Some(message) => {
+                    debug!("{:?}: {message}; closing", self.conns[slot].id);
+                    self.send_error(slot, NO_REQUEST, ErrorCode::IdleTimeout, message);
+                }
+                None => self.kill(slot, "closed by the server"),
             }
+        }
+        if let Some(line) = self.refusals.summary(now) {
+            warn!("{line}");
         }
         // An accept that failed for lack of descriptors is not signalled again.
         self.accept();
+    }
+
+    /// Whether a connection is past a deadline: Some(the IdleTimeout message) for an open
+    /// one, None for a closing one past the grace.
+    fn expired(&self, conn: &Conn, now: Instant) -> Option<Option<&'static str>> {
+        let config = &self.config;
+        match conn.life {
+            Life::Open if now.duration_since(conn.last_heard) > config.idle_timeout => {
+                Some(Some("no frame within the idle timeout"))
+            }
+            Life::Open if conn.user.is_none() => {
+                let waited = now.duration_since(conn.unauthenticated_since);
+                if conn.phase == Phase::AwaitHello && waited > config.hello_timeout {
+                    Some(Some("no Hello within the handshake deadline"))
+                } else if waited > config.login_timeout {
+                    Some(Some("no login within the login deadline"))
+                } else {
+                    None
+                }
+            }
+            Life::Closing { since } if now.duration_since(since) > config.shutdown_grace => Some(None),
+            _ => None,
+        }
     }
 
     /// Drives the shutdown phases; true when the loop should exit.
@@ -392,4 +481,14 @@ impl EventLoop {
             Shutdown::Flushing { deadline } => self.conns.is_empty() || now >= deadline,
         }
     }
+}
+
+/// The spare descriptor (see `EventLoop::spare_fd`); None if even that cannot be opened.
+fn open_spare() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+/// accept's way of saying the process (EMFILE) or the system (ENFILE) has no descriptor left.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(code) if code == libc::EMFILE || code == libc::ENFILE)
 }

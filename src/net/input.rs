@@ -54,10 +54,14 @@ impl EventLoop {
     /// Handles every complete frame buffered; false when the connection cannot take more
     /// input now (stalled on a worker, or closing).
     fn decode_frames(&mut self, slot: usize) -> bool {
-        let max = self.config.max_frame;
         loop {
             let Some(conn) = self.conns.get_mut(slot) else {
                 return false;
+            };
+            // Before login, a stranger's partial frame may hold only a small buffer.
+            let (max, limit_name) = match conn.user {
+                Some(_) => (self.config.max_frame, "frame exceeds max_frame"),
+                None => (self.config.max_frame_before_login, "frame exceeds max_frame_before_login"),
             };
             if !conn.is_open() {
                 return false;
@@ -79,7 +83,7 @@ impl EventLoop {
                 }
                 Err(FrameError::TooLarge { len, max }) => {
                     warn!("{:?} sent a {len}-byte frame (limit {max}); closing", conn.id);
-                    self.send_error(slot, NO_REQUEST, ErrorCode::FrameTooLarge, "frame exceeds max_frame");
+                    self.send_error(slot, NO_REQUEST, ErrorCode::FrameTooLarge, limit_name);
                     return false;
                 }
                 Err(e) => {

@@ -6,6 +6,7 @@ mod gate;
 mod input;
 mod limits;
 mod output;
+mod refusals;
 
 pub use event_loop::{EventLoop, LoopHandle};
 

@@ -7,7 +7,7 @@ use clap::Parser;
 use confab::config::{Config, HashCost, DEFAULT_PORT};
 use confab::store::SyncPolicy;
 use confab::Server;
-use log::{error, info, warn, LevelFilter};
+use log::{error, info, LevelFilter};
 use simplelog::{ColorChoice, CombinedLogger, SharedLogger, TermLogger, TerminalMode, WriteLogger};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +78,22 @@ struct Flags {
     /// Requests one connection may send in a burst above the rate.
     #[arg(long, default_value_t = 4000)]
     request_burst: u32,
+    /// Seconds a new connection has to send Hello.
+    #[arg(long, default_value_t = 5)]
+    hello_timeout: u64,
+    /// Seconds a connection has to log in, from connecting or logging out.
+    #[arg(long, default_value_t = 30)]
+    login_timeout: u64,
+    /// Connections not logged in at most (at most max-connections).
+    #[arg(long, default_value_t = 4096)]
+    max_unauthenticated: usize,
+    /// Largest frame a client may send before it logs in, in bytes (at least 1024).
+    #[arg(long, default_value_t = 4096)]
+    max_frame_before_login: u32,
+    /// Open-file descriptors kept for storage and logs; max-connections is lowered to the
+    /// open-file limit minus this.
+    #[arg(long, default_value_t = 128)]
+    fd_reserve: usize,
     /// Members per group at most.
     #[arg(long, default_value_t = 1000)]
     max_group_members: usize,
@@ -138,6 +154,11 @@ impl Flags {
             max_connections_per_ip: self.max_connections_per_ip,
             request_rate: self.request_rate,
             request_burst: self.request_burst,
+            hello_timeout: Duration::from_secs(self.hello_timeout.max(1)),
+            login_timeout: Duration::from_secs(self.login_timeout.max(1)),
+            max_unauthenticated: self.max_unauthenticated,
+            max_frame_before_login: self.max_frame_before_login,
+            fd_reserve: self.fd_reserve,
             max_group_members: self.max_group_members,
             max_groups_per_user: self.max_groups_per_user,
             group_retention: self.group_retention,
@@ -186,12 +207,6 @@ fn main() -> ExitCode {
     if let Err(e) = init_logging(&flags) {
         eprintln!("confabd: {e}");
         return ExitCode::FAILURE;
-    }
-    // Each connection is a descriptor; the default soft limit (often 1024) would cap
-    // connections far below what the machine allows.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => info!("open-file limit: {limit}"),
-        Err(e) => warn!("cannot raise the open-file limit: {e}"),
     }
     let server = match Server::start(flags.config()) {
         Ok(server) => server,
