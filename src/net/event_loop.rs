@@ -15,7 +15,7 @@ use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
 use crate::frame;
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Limits, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
 use crate::worker::{Pool, WorkerCmd};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, error, info, warn};
@@ -131,6 +131,14 @@ impl EventLoop {
             heartbeat_secs: config.heartbeat.as_secs() as u32,
             idle_timeout_secs: config.idle_timeout.as_secs() as u32,
             delivery_window: config.delivery_window,
+            limits: Limits {
+                request_rate: config.request_rate,
+                request_burst: config.request_burst,
+                delivery_window_bytes: saturate(config.delivery_window_bytes as u64),
+                max_outbound: saturate(config.max_outbound as u64),
+                token_ttl_secs: saturate(config.token_ttl.as_secs()),
+                max_frame_before_login: config.max_frame_before_login,
+            },
         };
         let event_loop = EventLoop {
             poll,
@@ -481,6 +489,11 @@ impl EventLoop {
             Shutdown::Flushing { deadline } => self.conns.is_empty() || now >= deadline,
         }
     }
+}
+
+/// A limit as the u32 the Hello reply carries; a larger one is announced as u32::MAX.
+fn saturate(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 /// The spare descriptor (see `EventLoop::spare_fd`); None if even that cannot be opened.

@@ -22,7 +22,7 @@ pub fn admit<'a>(phase: Phase, user: Option<&'a SessionUser>, request: &'a Reque
     match (phase, request) {
         (Phase::AwaitHello, Request::Hello { version, .. }) if *version == PROTOCOL_VERSION => Hello,
         (Phase::AwaitHello, Request::Hello { .. }) => {
-            Refuse(ErrorCode::UnsupportedVersion, "this server speaks protocol version 1")
+            Refuse(ErrorCode::UnsupportedVersion, "this server speaks protocol version 2")
         }
         (Phase::AwaitHello, _) => Refuse(ErrorCode::HelloRequired, "the first frame must be Hello"),
         (Phase::Ready, Request::Hello { .. }) => Refuse(ErrorCode::BadRequest, "Hello was already accepted"),

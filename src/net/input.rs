@@ -98,7 +98,8 @@ impl EventLoop {
             let (rate, burst) = (self.config.request_rate, self.config.request_burst);
             if !conn.budget.allow(rate, burst, now) {
                 let request_id = decoded.as_ref().map_or_else(|(id, _)| *id, |f| f.request_id);
-                self.send_error(slot, request_id, ErrorCode::RateLimited, "slow down");
+                let wait = conn.budget.wait(rate);
+                self.send_rate_limited(slot, request_id, "slow down", wait);
                 // A client that ignores a whole burst of refusals is not going to stop.
                 if self.conns.get(slot).is_some_and(|c| c.budget.refused > burst) {
                     warn!("{:?} keeps exceeding its request rate; closing", self.conns[slot].id);

@@ -76,9 +76,9 @@ impl Worker {
     pub fn throttled(&self, username: &str, peer: IpAddr) -> Handled {
         match self.shared.throttle.wait(username, peer, Instant::now()) {
             None => Ok(()),
-            Some(wait) => Err(Refusal::new(
-                ErrorCode::RateLimited,
+            Some(wait) => Err(Refusal::rate_limited(
                 format!("too many failed logins; try again in {} s", wait.as_secs().max(1)),
+                wait,
             )),
         }
     }
@@ -109,7 +109,7 @@ impl Worker {
             }
         };
         if let Err(refusal) = result {
-            self.batch.error(conn, request_id, refusal.code, &refusal.message);
+            self.batch.refuse(conn, request_id, &refusal);
         }
     }
 

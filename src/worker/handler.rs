@@ -11,7 +11,7 @@ use super::rooms::Room;
 use super::services::{Gather, Outgoing};
 use super::{Owner, Shared, WorkerCmd};
 use crate::net::{ConnId, SessionUser};
-use crate::protocol::{Conversation, ErrorCode, Request, Target};
+use crate::protocol::{retry_ms, Conversation, ErrorCode, Request, Target};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use log::{debug, error, warn};
@@ -24,11 +24,18 @@ use std::time::{Duration, Instant};
 pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,
+    /// For `RateLimited`: when to try again, in ms (protocol.md "Errors"); 0 otherwise.
+    pub retry_after_ms: u32,
 }
 
 impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal { code, message: message.into() }
+        Refusal { code, message: message.into(), retry_after_ms: 0 }
+    }
+
+    /// `RateLimited`, to be tried again after `wait`.
+    pub fn rate_limited(message: impl Into<String>, wait: Duration) -> Self {
+        Refusal { code: ErrorCode::RateLimited, message: message.into(), retry_after_ms: retry_ms(wait) }
     }
 }
 
@@ -155,7 +162,7 @@ impl Worker {
         match cmd {
             WorkerCmd::Request { conn, peer, user, request_id, request } => {
                 if let Err(refusal) = self.request(conn, peer, user, request_id, request) {
-                    self.batch.error(conn, request_id, refusal.code, &refusal.message);
+                    self.batch.refuse(conn, request_id, &refusal);
                 }
             }
             WorkerCmd::Hashed(outcome) => self.hashed(outcome),
@@ -174,7 +181,7 @@ impl Worker {
             }
             WorkerCmd::CreateGroup { conn, request_id, creator, group_id, name, open } => {
                 if let Err(refusal) = self.create_group_here(conn, request_id, &creator, group_id, name, open) {
-                    self.batch.error(conn, request_id, refusal.code, &refusal.message);
+                    self.batch.refuse(conn, request_id, &refusal);
                 }
             }
             WorkerCmd::Stop => return false,
