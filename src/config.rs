@@ -99,8 +99,17 @@ pub struct Config {
     /// ...and how many it may send in a burst. Beyond, requests get RateLimited; a client
     /// that keeps going past another burst's worth of refusals is disconnected.
     pub request_burst: u32,
-    /// Failed logins per account or address before each further attempt must wait.
+    /// Failed logins for one account from one address before each further attempt of that
+    /// pair must wait: a user who mistypes a few times is not slowed down.
     pub login_free_attempts: u32,
+    /// Failed logins from one address, whatever the accounts, before that address waits.
+    /// Higher than the per-pair count because several users may share an address (NAT).
+    pub login_address_free_attempts: u32,
+    /// Failed logins for one account, whatever the addresses, beyond which addresses that
+    /// have failed themselves must wait (the brake on guessing one account from many
+    /// addresses). An address without failures is never held back by it, so a guesser
+    /// cannot lock the owner out (see `throttle`).
+    pub login_account_free_attempts: u32,
     /// The first wait after the free attempts; it doubles with each further failure.
     pub login_backoff: Duration,
     /// The longest wait.
@@ -178,6 +187,8 @@ impl Default for Config {
             request_rate: 2000,
             request_burst: 4000,
             login_free_attempts: 5,
+            login_address_free_attempts: 20,
+            login_account_free_attempts: 10,
             login_backoff: Duration::from_secs(1),
             login_backoff_max: Duration::from_secs(300),
             hello_timeout: Duration::from_secs(5),

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
 use crate::store::{pidfile, Store, StoreError};
-use crate::throttle::LoginThrottle;
+use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Owner, Pool, RoomList, Shared};
 use log::info;
 use mio::net::TcpListener;
@@ -84,7 +84,13 @@ impl Server {
             outbox,
             directory: Directory::default(),
             rooms: rooms.clone(),
-            throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
+            throttle: LoginThrottle::new(Policy {
+                pair_free: config.login_free_attempts,
+                address_free: config.login_address_free_attempts,
+                account_free: config.login_account_free_attempts,
+                base: config.login_backoff,
+                max: config.login_backoff_max,
+            }),
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),
             dedup,

@@ -1,5 +1,5 @@
 //! Limits and abuse: protocol.md "Limits". Slow consumers, connections per address,
-//! request rate, failed-login throttling.
+//! request rate. (Failed logins: `login_throttle`; registrations: `registration`.)
 
 use crate::common::{TestServer, PASSWORD};
 use confab::client::{Client, ClientError};
@@ -142,39 +142,4 @@ fn requests_beyond_the_rate_are_refused_then_the_connection_is_closed() {
     assert_eq!(pongs, 9);
     // Ten refusals are tolerated (a burst's worth); the eleventh closes the connection.
     assert_eq!(limited, 11);
-}
-
-#[test]
-fn failed_logins_are_throttled_per_account_and_address() {
-    let server = TestServer::with(|c| {
-        c.login_free_attempts = 3;
-        c.login_backoff = Duration::from_secs(60);
-    });
-    server.register(&["alice", "bob"]);
-    let mut client = server.client();
-    for _ in 0..3 {
-        assert_eq!(client.login("alice", "wrong guess").unwrap_err().code(), Some(ErrorCode::WrongPassword));
-    }
-    // Even the right password waits now, and no hash is computed for the attempt.
-    let throttled = client.login("alice", PASSWORD).unwrap_err();
-    assert_eq!(throttled.code(), Some(ErrorCode::RateLimited), "{throttled}");
-    // The address is held back for other accounts too.
-    assert_eq!(client.login("bob", PASSWORD).unwrap_err().code(), Some(ErrorCode::RateLimited));
-}
-
-#[test]
-fn a_successful_login_clears_the_account_count() {
-    let server = TestServer::with(|c| {
-        c.login_free_attempts = 3;
-        c.login_backoff = Duration::from_secs(60);
-    });
-    server.register(&["alice"]);
-    let mut client = server.client();
-    for _ in 0..2 {
-        client.login("alice", "wrong guess").unwrap_err();
-    }
-    client.login("alice", PASSWORD).unwrap();
-    client.request(Request::Logout).unwrap();
-    // The address has two failures; one more is still free.
-    assert_eq!(client.login("alice", "wrong guess").unwrap_err().code(), Some(ErrorCode::WrongPassword));
 }

@@ -15,6 +15,7 @@ mod disk_full;
 mod faults;
 mod groups;
 mod limits;
+mod login_throttle;
 mod power_cut;
 mod rooms;
 mod security;

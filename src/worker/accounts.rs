@@ -61,15 +61,24 @@ impl Worker {
     }
 
     pub fn resume(&mut self, conn: ConnId, peer: IpAddr, request_id: u32, username: String, token: Vec<u8>) -> Handled {
-        self.throttled(&username, peer)?;
-        let account = self.account_of(&username).inspect_err(|_| self.login_failed(&username, peer))?;
+        // A valid token is not a guess (it is 256 random bits): it is checked before the
+        // throttle, so no number of failed passwords, anyone's, keeps its owner out.
+        let account = match self.account_of(&username) {
+            Ok(account) => account,
+            Err(refusal) => {
+                self.throttled(&username, peer)?;
+                self.login_failed(&username, peer);
+                return Err(refusal);
+            }
+        };
         let now = super::inbox::now_ms();
-        if token.len() != TOKEN_LEN || !self.shared.store.token_valid(account.user_id, &token_digest(&token), now)? {
-            self.login_failed(&username, peer);
-            return Err(Refusal::new(ErrorCode::InvalidToken, "unknown, expired or revoked token"));
+        if token.len() == TOKEN_LEN && self.shared.store.token_valid(account.user_id, &token_digest(&token), now)? {
+            self.shared.throttle.succeeded(&username, peer);
+            return self.open_session(conn, request_id, username, account, token);
         }
-        self.shared.throttle.succeeded(&username);
-        self.open_session(conn, request_id, username, account, token)
+        self.throttled(&username, peer)?;
+        self.login_failed(&username, peer);
+        Err(Refusal::new(ErrorCode::InvalidToken, "unknown, expired or revoked token"))
     }
 
     /// Refuses before any hashing while the account or the address must wait.
@@ -101,7 +110,7 @@ impl Worker {
             }
             HashOutcome::LoginChecked { conn, peer, request_id, username, ok } => {
                 if ok {
-                    self.shared.throttle.succeeded(&username);
+                    self.shared.throttle.succeeded(&username, peer);
                 } else {
                     self.login_failed(&username, peer);
                 }

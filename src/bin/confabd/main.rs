@@ -78,6 +78,16 @@ struct Flags {
     /// Requests one connection may send in a burst above the rate.
     #[arg(long, default_value_t = 4000)]
     request_burst: u32,
+    /// Failed logins for one account from one address before each further attempt waits.
+    #[arg(long, default_value_t = 5)]
+    login_free_attempts: u32,
+    /// Failed logins from one address (any accounts) before it waits.
+    #[arg(long, default_value_t = 20)]
+    login_address_free_attempts: u32,
+    /// Failed logins for one account (any addresses) beyond which addresses that failed
+    /// themselves wait; an address without failures is never held back.
+    #[arg(long, default_value_t = 10)]
+    login_account_free_attempts: u32,
     /// Seconds a new connection has to send Hello.
     #[arg(long, default_value_t = 5)]
     hello_timeout: u64,
@@ -154,6 +164,9 @@ impl Flags {
             max_connections_per_ip: self.max_connections_per_ip,
             request_rate: self.request_rate,
             request_burst: self.request_burst,
+            login_free_attempts: self.login_free_attempts,
+            login_address_free_attempts: self.login_address_free_attempts,
+            login_account_free_attempts: self.login_account_free_attempts,
             hello_timeout: Duration::from_secs(self.hello_timeout.max(1)),
             login_timeout: Duration::from_secs(self.login_timeout.max(1)),
             max_unauthenticated: self.max_unauthenticated,
