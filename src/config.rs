@@ -114,6 +114,17 @@ pub struct Config {
     pub login_backoff: Duration,
     /// The longest wait.
     pub login_backoff_max: Duration,
+    /// Registrations from one address (an IPv6 /64) per hour: accounts are cheap to ask
+    /// for and each costs a password hash and a database entry.
+    pub register_per_address: u32,
+    /// Registrations per minute from everyone together, so a flood from many addresses
+    /// cannot keep the hashing threads from logins.
+    pub register_total: u32,
+    /// Registrations waiting for a hashing thread at most; beyond, `RateLimited`.
+    pub register_queue: usize,
+    /// Password checks (logins) waiting for a hashing thread at most; beyond,
+    /// `RateLimited`. They go before any waiting registration.
+    pub login_queue: usize,
     /// A connection must say Hello this soon after connecting or be closed: a socket that
     /// never speaks costs a descriptor and a slot.
     pub hello_timeout: Duration,
@@ -191,6 +202,10 @@ impl Default for Config {
             login_account_free_attempts: 10,
             login_backoff: Duration::from_secs(1),
             login_backoff_max: Duration::from_secs(300),
+            register_per_address: 20,
+            register_total: 600,
+            register_queue: 32,
+            login_queue: 1024,
             hello_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(30),
             max_unauthenticated: 4096,
@@ -220,6 +235,10 @@ impl Config {
         self.request_rate = self.request_rate.max(1);
         self.request_burst = self.request_burst.max(1);
         self.group_retention = self.group_retention.max(1);
+        self.register_per_address = self.register_per_address.max(1);
+        self.register_total = self.register_total.max(1);
+        self.register_queue = self.register_queue.max(1);
+        self.login_queue = self.login_queue.max(1);
         self.max_frame_before_login =
             self.max_frame_before_login.clamp(MIN_FRAME_BEFORE_LOGIN, self.max_frame.max(MIN_FRAME_BEFORE_LOGIN));
         self.max_unauthenticated = self.max_unauthenticated.min(self.max_connections);
@@ -238,6 +257,10 @@ impl Config {
             data_dir: data_dir.into(),
             hash_cost: HashCost::MINIMUM,
             log_segment_bytes: 1024 * 1024,
+            // Tests register hundreds of users from 127.0.0.1; the tests of these limits
+            // set them.
+            register_per_address: 1_000_000,
+            register_total: 1_000_000,
             ..Config::default()
         }
     }

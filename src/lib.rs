@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod server;
+pub mod signup;
 pub mod store;
 pub mod throttle;
 pub mod worker;

@@ -5,6 +5,7 @@ use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox};
+use crate::signup::SignupLimit;
 use crate::store::{pidfile, Store, StoreError};
 use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{ConnectionWatchers, DedupIndex, Directory, Owner, Pool, RoomList, Shared};
@@ -13,6 +14,7 @@ use mio::net::TcpListener;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -61,7 +63,8 @@ impl Server {
         let (poll, waker) = EventLoop::prepare(&mut listener)?;
 
         let config = Arc::new(config);
-        let (hasher, hashers) = Hasher::start(config.hash_threads, config.hash_cost);
+        let (hasher, hashers) =
+            Hasher::start(config.hash_threads, config.hash_cost, config.login_queue, config.register_queue);
         let (to_loop, from_workers) = crossbeam_channel::unbounded();
         let outbox = Outbox::new(to_loop, waker.clone());
         let rooms = RoomList::default();
@@ -91,6 +94,7 @@ impl Server {
                 base: config.login_backoff,
                 max: config.login_backoff_max,
             }),
+            signups: SignupLimit::new(config.register_per_address, config.register_total, Instant::now()),
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),
             dedup,

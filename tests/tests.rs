@@ -17,6 +17,7 @@ mod groups;
 mod limits;
 mod login_throttle;
 mod power_cut;
+mod registration;
 mod rooms;
 mod security;
 mod services;

@@ -23,7 +23,14 @@ pub enum HashOutcome {
 }
 
 impl Worker {
-    pub fn register(&mut self, conn: ConnId, request_id: u32, username: String, password: String) -> Handled {
+    pub fn register(
+        &mut self,
+        conn: ConnId,
+        peer: IpAddr,
+        request_id: u32,
+        username: String,
+        password: String,
+    ) -> Handled {
         if !valid_username(&username) {
             return Err(Refusal::new(ErrorCode::InvalidName, "usernames are 3-32 characters of a-z 0-9 _ . -"));
         }
@@ -36,11 +43,20 @@ impl Worker {
         if self.partition.is_full() {
             return Err(Refusal::new(ErrorCode::StorageFull, "the server's disk is full; retry later"));
         }
+        if let Err(wait) = self.shared.signups.take(peer, Instant::now()) {
+            return Err(Refusal::rate_limited(
+                format!("too many new accounts; try again in {} s", wait.as_secs().max(1)),
+                wait,
+            ));
+        }
         let me = self.peers[self.index].clone();
-        self.shared.hasher.hash(password, move |phc| {
+        let queued = self.shared.hasher.hash(password, move |phc| {
             let _ = me.send(WorkerCmd::Hashed(HashOutcome::Registered { conn, request_id, username, phc }));
         });
-        Ok(())
+        queued.map_err(|busy| {
+            self.shared.signups.give_back(peer);
+            Refusal::rate_limited("the server is busy; try again shortly", busy.retry_after)
+        })
     }
 
     pub fn login(
@@ -54,10 +70,11 @@ impl Worker {
         self.throttled(&username, peer)?;
         let account = self.account_of(&username).inspect_err(|_| self.login_failed(&username, peer))?;
         let me = self.peers[self.index].clone();
-        self.shared.hasher.verify(password, account.password_hash, move |ok| {
+        let queued = self.shared.hasher.verify(password, account.password_hash, move |ok| {
             let _ = me.send(WorkerCmd::Hashed(HashOutcome::LoginChecked { conn, peer, request_id, username, ok }));
         });
-        Ok(())
+        // Not a failed login: the password was not checked.
+        queued.map_err(|busy| Refusal::rate_limited("the server is busy; try again shortly", busy.retry_after))
     }
 
     pub fn resume(&mut self, conn: ConnId, peer: IpAddr, request_id: u32, username: String, token: Vec<u8>) -> Handled {

@@ -199,7 +199,7 @@ impl Worker {
     ) -> Handled {
         let Some(user) = user else {
             return match request {
-                Request::Register { username, password } => self.register(conn, request_id, username, password),
+                Request::Register { username, password } => self.register(conn, peer, request_id, username, password),
                 Request::Login { username, password } => self.login(conn, peer, request_id, username, password),
                 Request::Resume { username, token } => self.resume(conn, peer, request_id, username, token),
                 Request::ServiceLogin { name, token } => self.service_login(conn, peer, request_id, name, token),

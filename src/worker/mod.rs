@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{ConnId, Outbox, SessionUser};
 use crate::protocol::{ErrorCode, Request};
+use crate::signup::SignupLimit;
 use crate::store::Store;
 use crate::throttle::LoginThrottle;
 use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
@@ -129,6 +130,8 @@ pub struct Shared {
     pub directory: Directory,
     pub rooms: RoomList,
     pub throttle: LoginThrottle,
+    /// Registrations per address and overall.
+    pub signups: SignupLimit,
     pub metrics: Arc<Metrics>,
     /// Service connections that asked for connection events.
     pub connection_watchers: ConnectionWatchers,

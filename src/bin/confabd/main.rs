@@ -88,6 +88,18 @@ struct Flags {
     /// themselves wait; an address without failures is never held back.
     #[arg(long, default_value_t = 10)]
     login_account_free_attempts: u32,
+    /// Registrations per hour from one address (an IPv6 /64).
+    #[arg(long, default_value_t = 20)]
+    register_rate: u32,
+    /// Registrations per minute from all addresses together.
+    #[arg(long, default_value_t = 600)]
+    register_rate_total: u32,
+    /// Registrations waiting for a hashing thread at most; beyond, RateLimited.
+    #[arg(long, default_value_t = 32)]
+    register_queue: usize,
+    /// Logins waiting for a hashing thread at most (served before registrations).
+    #[arg(long, default_value_t = 1024)]
+    login_queue: usize,
     /// Seconds a new connection has to send Hello.
     #[arg(long, default_value_t = 5)]
     hello_timeout: u64,
@@ -167,6 +179,10 @@ impl Flags {
             login_free_attempts: self.login_free_attempts,
             login_address_free_attempts: self.login_address_free_attempts,
             login_account_free_attempts: self.login_account_free_attempts,
+            register_per_address: self.register_rate,
+            register_total: self.register_rate_total,
+            register_queue: self.register_queue,
+            login_queue: self.login_queue,
             hello_timeout: Duration::from_secs(self.hello_timeout.max(1)),
             login_timeout: Duration::from_secs(self.login_timeout.max(1)),
             max_unauthenticated: self.max_unauthenticated,
