@@ -237,14 +237,8 @@ fn main() -> ExitCode {
         eprintln!("confabd: {e}");
         return ExitCode::FAILURE;
     }
-    let server = match Server::start(flags.config()) {
-        Ok(server) => server,
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let handle = server.handle();
+    // Installed before the server starts: a SIGTERM that comes the moment it listens must
+    // stop it cleanly (final checkpoint, pid file removed), not kill it.
     let mut signals =
         match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
             Ok(signals) => signals,
@@ -253,6 +247,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    let server = match Server::start(flags.config()) {
+        Ok(server) => server,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = server.handle();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             info!("signal {signal} received; shutting down");
