@@ -696,6 +696,20 @@ mod tests {
     }
 
     #[test]
+    fn retry_times_round_up_to_whole_milliseconds_and_never_read_as_none() {
+        use std::time::Duration;
+        assert_eq!(retry_ms(Duration::ZERO), 1, "0 means no retry time, so a wait is at least 1 ms");
+        assert_eq!(retry_ms(Duration::from_micros(1)), 1);
+        assert_eq!(retry_ms(Duration::from_micros(1001)), 2);
+        assert_eq!(retry_ms(Duration::from_secs(3)), 3000);
+        assert_eq!(retry_ms(Duration::from_secs(u64::MAX)), u32::MAX);
+        assert_eq!(
+            ServerFrame::error(1, ErrorCode::BadRequest, "x"),
+            ServerFrame::Error { request_id: 1, code: ErrorCode::BadRequest, message: "x".into(), retry_after_ms: 0 }
+        );
+    }
+
+    #[test]
     fn error_codes_are_stable() {
         // protocol.md's error table lists these numbers; changing them breaks every client.
         assert_eq!(postcard::to_allocvec(&ErrorCode::UnsupportedVersion).unwrap(), [0]);
