@@ -52,6 +52,19 @@ fn a_greeted_connection_that_never_logs_in_is_closed_at_the_login_deadline() {
 }
 
 #[test]
+fn the_login_deadline_restarts_at_logout_and_spares_logged_in_users() {
+    let server = TestServer::with(|c| c.login_timeout = Duration::from_secs(1));
+    let mut bob = server.user("bob");
+    let mut alice = server.user("alice");
+    alice.request(Request::Logout).unwrap();
+    let (code, message) = closed_with(&mut alice);
+    assert_eq!((code, message.as_str()), (ErrorCode::IdleTimeout, "no login within the login deadline"));
+    // Bob logged in before alice logged out, so he has been connected longer than the
+    // deadline by now: logged in, he is not held to it.
+    assert_eq!(bob.request(Request::Ping).unwrap(), confab::protocol::Reply::Pong);
+}
+
+#[test]
 fn frames_before_login_are_small() {
     let server = TestServer::start();
     server.register(&["bob"]);
