@@ -192,6 +192,25 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_alone() {
+        let p = policy(3, 5, 4);
+        let now = Instant::now();
+        let failed = |count| Some(Failures { count, last: now });
+        let none = Counts::default();
+        assert_eq!(p.wait(&none, now), None);
+        // The account far past its free attempts holds back no clean address...
+        let clean = Counts { account: failed(100), ..none };
+        assert_eq!(p.wait(&clean, now), None);
+        // ...but an address with one failure of its own waits the account's wait (capped).
+        let dirty = Counts { address: failed(1), account: failed(100), ..none };
+        assert_eq!(p.wait(&dirty, now), Some(Duration::from_secs(8)));
+        // The longest of the waits that apply wins; each counts from its last failure.
+        let pair = Counts { pair: failed(4), address: failed(4), account: failed(4) };
+        assert_eq!(p.wait(&pair, now), Some(Duration::from_secs(2)));
+        assert_eq!(p.wait(&pair, now + Duration::from_secs(1)), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
     fn free_attempts_then_a_doubling_wait() {
         let t = LoginThrottle::new(policy(3, 100, 100));
         let now = Instant::now();
