@@ -443,7 +443,10 @@ impl Handler for Calls {
             return;
         };
         if reply == Err(ErrorCode::RateLimited) {
-            self.retry.push_back((now + CALL_RETRY_NS, i));
+            // Soonest first, as the server's waits differ.
+            let due = now + common::retry_wait(eng.retry_after_ns, CALL_RETRY_NS);
+            let at = self.retry.partition_point(|(d, _)| *d <= due);
+            self.retry.insert(at, (due, i));
             return;
         }
         self.open -= 1;
