@@ -7,9 +7,9 @@
 //! with pending output, then reap closed connections. Closing is deferred to the end of
 //! the turn so no event handler ever finds its connection gone.
 
+use super::accept::open_spare;
 use super::conn::{Conn, Life, Phase};
 use super::limits::PerAddress;
-use super::output::error_frame;
 use super::refusals::RefusalLog;
 use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
@@ -19,20 +19,19 @@ use crate::protocol::{ErrorCode, Limits, Push, Reply, ServerFrame, NO_REQUEST, P
 use crate::worker::{Pool, WorkerCmd};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, error, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+pub(super) const FIRST_CONN: usize = 2;
 /// Bytes read per connection per turn before others get their turn.
 pub(super) const READ_BUDGET: usize = 256 * 1024;
 const SCRATCH: usize = 64 * 1024;
@@ -212,102 +211,6 @@ impl EventLoop {
             }
         }
         info!("event loop stopped");
-    }
-
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else { return };
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    let refusal = if self.conns.len() >= self.config.max_connections {
-                        Some("too many connections")
-                    } else if self.unauthenticated >= self.config.max_unauthenticated {
-                        Some("too many connections not logged in")
-                    } else if !self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
-                        Some("too many connections from your address")
-                    } else {
-                        None
-                    };
-                    if let Some(reason) = refusal {
-                        self.refuse(stream, peer, reason);
-                        continue;
-                    }
-                    if let Err(e) = self.add_conn(stream, peer) {
-                        self.per_address.release(peer.ip());
-                        warn!("could not register {peer}: {e}");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if out_of_descriptors(&e) => {
-                    if !self.shed_one() {
-                        // No spare to give up: the sweep tries again within a second.
-                        break;
-                    }
-                }
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Out of descriptors: gives up the spare for one accept, refuses that newcomer with
-    /// `ServerFull`, and takes the spare back. False when there was no spare or nothing
-    /// to accept.
-    fn shed_one(&mut self) -> bool {
-        let Some(listener) = self.listener.as_ref() else { return false };
-        if self.spare_fd.take().is_none() {
-            self.spare_fd = open_spare();
-            self.note_refusal(None, "out of file descriptors");
-            return false;
-        }
-        let shed = match listener.accept() {
-            Ok((stream, peer)) => {
-                self.refuse(stream, peer, "out of file descriptors");
-                true
-            }
-            Err(_) => false,
-        };
-        self.spare_fd = open_spare();
-        shed
-    }
-
-    /// Tells a newcomer `ServerFull` and closes it; logs at most about once a second.
-    fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, reason: &'static str) {
-        // Best effort: the socket is fresh, so a small frame fits its buffer.
-        let _ = stream.write(&frame::encode(&error_frame(NO_REQUEST, ErrorCode::ServerFull, reason)));
-        self.note_refusal(Some(peer), reason);
-    }
-
-    fn note_refusal(&mut self, peer: Option<SocketAddr>, reason: &'static str) {
-        if self.refusals.note(reason, Instant::now()) {
-            match peer {
-                Some(peer) => warn!("refused {peer}: {reason} (further refusals are summed up once a second)"),
-                None => warn!("cannot accept: {reason} (further refusals are summed up once a second)"),
-            }
-        }
-    }
-
-    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
-        stream.set_nodelay(true)?;
-        let entry = self.conns.vacant_entry();
-        let slot = entry.key();
-        // Readable and writable once, for good: edge-triggered readiness costs nothing
-        // while idle, and saves a re-registration each time output backs up.
-        self.poll.registry().register(
-            &mut stream,
-            Token(slot + FIRST_CONN),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        self.serial = self.serial.wrapping_add(1);
-        let id = ConnId::new(self.serial, slot);
-        entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
-        self.unauthenticated += 1;
-        self.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        debug!("connection {id:?} from {peer} accepted");
-        Ok(())
     }
 
     /// Takes every batch the workers have sent; true once every worker has exited.
@@ -494,14 +397,4 @@ impl EventLoop {
 /// A limit as the u32 the Hello reply carries; a larger one is announced as u32::MAX.
 fn saturate(value: u64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
-}
-
-/// The spare descriptor (see `EventLoop::spare_fd`); None if even that cannot be opened.
-fn open_spare() -> Option<File> {
-    File::open("/dev/null").ok()
-}
-
-/// accept's way of saying the process (EMFILE) or the system (ENFILE) has no descriptor left.
-fn out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(code) if code == libc::EMFILE || code == libc::ENFILE)
 }

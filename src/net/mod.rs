@@ -1,5 +1,6 @@
 //! Networking: the mio event loop that owns every socket, and the messages workers send it.
 
+mod accept;
 mod conn;
 mod event_loop;
 mod gate;
