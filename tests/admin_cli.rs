@@ -82,7 +82,7 @@ fn a_second_daemon_and_the_admin_commands_say_who_holds_the_directory() {
     let data = dir.path().join("data");
     let mut daemon = spawn_daemon(&data, &[]);
     let pid = daemon.child.id();
-    for args in [&["user", "list"][..], &["storage"], &["service", "list"]] {
+    for args in [&["user", "list"][..], &["storage"]] {
         let busy = confabd(&data, args, "");
         assert!(!busy.status.success());
         assert_eq!(String::from_utf8_lossy(&busy.stderr), running_on(&data, pid), "{args:?}");
