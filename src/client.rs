@@ -25,8 +25,9 @@ pub enum ClientError {
     Timeout,
     #[error("the server closed the connection")]
     Closed,
+    /// `retry_after_ms` is the server's wait for `RateLimited` (0 for other codes).
     #[error("server error {code:?}: {message}")]
-    Server { code: ErrorCode, message: String },
+    Server { code: ErrorCode, message: String, retry_after_ms: u32 },
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
@@ -36,6 +37,16 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked the client to wait before retrying (RateLimited only).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::Server { retry_after_ms, .. } if *retry_after_ms > 0 => {
+                Some(Duration::from_millis(u64::from(*retry_after_ms)))
+            }
             _ => None,
         }
     }
@@ -55,7 +66,27 @@ pub struct Client {
 impl Client {
     /// Connects without saying Hello (for tests of the handshake itself).
     pub fn connect_raw(addr: SocketAddr) -> ClientResult<Client> {
-        let stream = TcpStream::connect(addr)?;
+        Client::over(TcpStream::connect(addr)?)
+    }
+
+    /// Connects from a chosen local address (tests play several hosts through
+    /// 127.0.0.2, 127.0.0.3, ..., all of which are loopback on Linux), without Hello.
+    pub fn connect_raw_from(addr: SocketAddr, local: std::net::IpAddr) -> ClientResult<Client> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(local, 0).into())?;
+        socket.connect(&addr.into())?;
+        Client::over(socket.into())
+    }
+
+    /// Like [`Client::connect`], from a chosen local address.
+    pub fn connect_from(addr: SocketAddr, local: std::net::IpAddr, name: &str) -> ClientResult<(Client, Reply)> {
+        let mut client = Client::connect_raw_from(addr, local)?;
+        let hello = client.request(Request::Hello { version: PROTOCOL_VERSION, client: name.to_string() })?;
+        Ok((client, hello))
+    }
+
+    fn over(stream: TcpStream) -> ClientResult<Client> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(Client { stream, buf: Vec::new(), next_request: 1, pushes: VecDeque::new(), replies: VecDeque::new() })
@@ -106,8 +137,8 @@ impl Client {
             match self.read_frame()? {
                 ServerFrame::Push(push) => self.pushes.push_back(push),
                 frame if answers(&frame, id) => return into_reply(frame),
-                ServerFrame::Error { request_id: 0, code, message } => {
-                    return Err(ClientError::Server { code, message })
+                ServerFrame::Error { request_id: 0, code, message, retry_after_ms } => {
+                    return Err(ClientError::Server { code, message, retry_after_ms })
                 }
                 other => self.replies.push_back(other),
             }
@@ -122,8 +153,8 @@ impl Client {
         loop {
             match self.read_frame()? {
                 ServerFrame::Push(push) => return Ok(push),
-                ServerFrame::Error { request_id: 0, code, message } => {
-                    return Err(ClientError::Server { code, message })
+                ServerFrame::Error { request_id: 0, code, message, retry_after_ms } => {
+                    return Err(ClientError::Server { code, message, retry_after_ms })
                 }
                 other => self.replies.push_back(other),
             }
@@ -220,7 +251,9 @@ fn answers(frame: &ServerFrame, id: u32) -> bool {
 fn into_reply(frame: ServerFrame) -> ClientResult<Reply> {
     match frame {
         ServerFrame::Reply { reply, .. } => Ok(reply),
-        ServerFrame::Error { code, message, .. } => Err(ClientError::Server { code, message }),
+        ServerFrame::Error { code, message, retry_after_ms, .. } => {
+            Err(ClientError::Server { code, message, retry_after_ms })
+        }
         ServerFrame::Push(_) => Err(ClientError::Protocol("a push is not a reply".into())),
     }
 }

@@ -11,6 +11,10 @@ use std::time::Duration;
 /// The port confabd listens on unless told otherwise (stated in the README).
 pub const DEFAULT_PORT: u16 = 7420;
 
+/// The smallest `max_frame_before_login`: a Register with the longest name and password
+/// and a Hello with a long client name still fit.
+pub const MIN_FRAME_BEFORE_LOGIN: u32 = 1024;
+
 /// Argon2id cost. Production defaults follow the OWASP recommendation (19 MiB, 2 passes);
 /// tests lower it because they hash hundreds of passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,12 +116,48 @@ pub struct Config {
     /// ...and how many it may send in a burst. Beyond, requests get RateLimited; a client
     /// that keeps going past another burst's worth of refusals is disconnected.
     pub request_burst: u32,
-    /// Failed logins per account or address before each further attempt must wait.
+    /// Failed logins for one account from one address before each further attempt of that
+    /// pair must wait: a user who mistypes a few times is not slowed down.
     pub login_free_attempts: u32,
+    /// Failed logins from one address, whatever the accounts, before that address waits.
+    /// Higher than the per-pair count because several users may share an address (NAT).
+    pub login_address_free_attempts: u32,
+    /// Failed logins for one account, whatever the addresses, beyond which addresses that
+    /// have failed themselves must wait (the brake on guessing one account from many
+    /// addresses). An address without failures is never held back by it, so a guesser
+    /// cannot lock the owner out (see `throttle`).
+    pub login_account_free_attempts: u32,
     /// The first wait after the free attempts; it doubles with each further failure.
     pub login_backoff: Duration,
     /// The longest wait.
     pub login_backoff_max: Duration,
+    /// Registrations from one address (an IPv6 /64) per hour: accounts are cheap to ask
+    /// for and each costs a password hash and a database entry.
+    pub register_per_address: u32,
+    /// Registrations per minute from everyone together, so a flood from many addresses
+    /// cannot keep the hashing threads from logins.
+    pub register_total: u32,
+    /// Registrations waiting for a hashing thread at most; beyond, `RateLimited`.
+    pub register_queue: usize,
+    /// Password checks (logins) waiting for a hashing thread at most; beyond,
+    /// `RateLimited`. They go before any waiting registration.
+    pub login_queue: usize,
+    /// A connection must say Hello this soon after connecting or be closed: a socket that
+    /// never speaks costs a descriptor and a slot.
+    pub hello_timeout: Duration,
+    /// ...and must log in (or register and log in) this soon after connecting or after
+    /// logging out.
+    pub login_timeout: Duration,
+    /// Connections not logged in at most, below `max_connections`, so idle or half-open
+    /// sockets cannot fill every slot before users log in.
+    pub max_unauthenticated: usize,
+    /// Largest frame accepted before login: Hello, Register, Login, Resume and
+    /// ServiceLogin fit in far less, and a stranger's partial frame should cost little.
+    pub max_frame_before_login: u32,
+    /// Descriptors kept for everything but client connections (sled, the commit log's
+    /// segments, the log file, the spare descriptor for refusals): `max_connections` is
+    /// lowered at start to the open-file limit minus this.
+    pub fd_reserve: usize,
     /// How often the statistics line is logged; zero turns it off.
     pub stats_interval: Duration,
     /// How long a client_msg_id is remembered for idempotent retries...
@@ -183,8 +223,19 @@ impl Default for Config {
             request_rate: 2000,
             request_burst: 4000,
             login_free_attempts: 5,
+            login_address_free_attempts: 20,
+            login_account_free_attempts: 10,
             login_backoff: Duration::from_secs(1),
             login_backoff_max: Duration::from_secs(300),
+            register_per_address: 20,
+            register_total: 600,
+            register_queue: 32,
+            login_queue: 1024,
+            hello_timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(30),
+            max_unauthenticated: 4096,
+            max_frame_before_login: 4096,
+            fd_reserve: 128,
             stats_interval: Duration::from_secs(60),
             dedup_window: Duration::from_secs(24 * 3600),
             dedup_capacity: 1_000_000,
@@ -212,6 +263,13 @@ impl Config {
         self.request_rate = self.request_rate.max(1);
         self.request_burst = self.request_burst.max(1);
         self.group_retention = self.group_retention.max(1);
+        self.register_per_address = self.register_per_address.max(1);
+        self.register_total = self.register_total.max(1);
+        self.register_queue = self.register_queue.max(1);
+        self.login_queue = self.login_queue.max(1);
+        self.max_frame_before_login =
+            self.max_frame_before_login.clamp(MIN_FRAME_BEFORE_LOGIN, self.max_frame.max(MIN_FRAME_BEFORE_LOGIN));
+        self.max_unauthenticated = self.max_unauthenticated.min(self.max_connections);
         self
     }
 
@@ -227,6 +285,10 @@ impl Config {
             data_dir: data_dir.into(),
             hash_cost: HashCost::MINIMUM,
             log_segment_bytes: 1024 * 1024,
+            // Tests register hundreds of users from 127.0.0.1; the tests of these limits
+            // set them.
+            register_per_address: 1_000_000,
+            register_total: 1_000_000,
             ..Config::default()
         }
     }

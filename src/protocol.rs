@@ -14,6 +14,30 @@ pub const PROTOCOL_VERSION: u16 = 2;
 /// Request id of error frames that answer no particular request (a bad frame, a timeout).
 pub const NO_REQUEST: u32 = 0;
 
+impl ServerFrame {
+    /// An error frame with no retry time (every code but `RateLimited`).
+    pub fn error(request_id: u32, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error { request_id, code, message: message.into(), retry_after_ms: 0 }
+    }
+
+    /// A `RateLimited` error: try again after `retry_after` (rounded up to whole
+    /// milliseconds, at least 1, so 0 always means "not applicable").
+    pub fn rate_limited(request_id: u32, message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        ServerFrame::Error {
+            request_id,
+            code: ErrorCode::RateLimited,
+            message: message.into(),
+            retry_after_ms: retry_ms(retry_after),
+        }
+    }
+}
+
+/// A wait in whole milliseconds for `retry_after_ms`: rounded up, at least 1, saturated.
+pub fn retry_ms(wait: std::time::Duration) -> u32 {
+    let ms = wait.as_micros().div_ceil(1000).max(1);
+    u32::try_from(ms).unwrap_or(u32::MAX)
+}
+
 /// Everything a client sends: a request and the id its reply will carry.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -299,8 +323,18 @@ impl Content {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ServerFrame {
-    Reply { request_id: u32, reply: Reply },
-    Error { request_id: u32, code: ErrorCode, message: String },
+    Reply {
+        request_id: u32,
+        reply: Reply,
+    },
+    /// `retry_after_ms`: for `RateLimited`, how long to wait before the same request can
+    /// succeed (at least 1); 0 for every other code. The message is for people only.
+    Error {
+        request_id: u32,
+        code: ErrorCode,
+        message: String,
+        retry_after_ms: u32,
+    },
     Push(Push),
 }
 
@@ -317,6 +351,8 @@ pub enum Reply {
         /// Messages pushed per conversation beyond the last ack before the server waits
         /// for an ack: ack well before this many are outstanding.
         delivery_window: u32,
+        /// The rest of what a client needs to pace itself (appended in version 2).
+        limits: Limits,
     },
     Pong,
     Registered {
@@ -561,6 +597,27 @@ pub struct Message {
     pub display_name: String,
 }
 
+/// Limits announced in the Hello reply, after its first fields. A struct of its own in the
+/// code only: on the wire its fields follow `delivery_window` exactly as if inline.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Limits {
+    /// Requests per second a connection may sustain, and how many it may send at once
+    /// (a token bucket): pace below this or get `RateLimited`.
+    pub request_rate: u32,
+    pub request_burst: u32,
+    /// The same window as `delivery_window`, in bytes of stored messages.
+    pub delivery_window_bytes: u32,
+    /// Bytes of output the server queues for a connection that does not read before it
+    /// closes it with `SlowConsumer` (saturated at u32::MAX).
+    pub max_outbound: u32,
+    /// How long a resume token from `LoggedIn` stays valid, in seconds.
+    pub token_ttl_secs: u32,
+    /// Largest frame accepted before login (Register, Login, Resume, ServiceLogin):
+    /// smaller than `max_frame` so unauthenticated connections cost little memory.
+    pub max_frame_before_login: u32,
+}
+
 /// Typed errors. Codes are the variant indices and never change meaning.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -649,6 +706,20 @@ mod tests {
         for bad in ["", "ab", "Bob", "_bob", "bo b", "bøb", &"x".repeat(33), "a\u{0}b"] {
             assert!(!valid_username(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn retry_times_round_up_to_whole_milliseconds_and_never_read_as_none() {
+        use std::time::Duration;
+        assert_eq!(retry_ms(Duration::ZERO), 1, "0 means no retry time, so a wait is at least 1 ms");
+        assert_eq!(retry_ms(Duration::from_micros(1)), 1);
+        assert_eq!(retry_ms(Duration::from_micros(1001)), 2);
+        assert_eq!(retry_ms(Duration::from_secs(3)), 3000);
+        assert_eq!(retry_ms(Duration::from_secs(u64::MAX)), u32::MAX);
+        assert_eq!(
+            ServerFrame::error(1, ErrorCode::BadRequest, "x"),
+            ServerFrame::Error { request_id: 1, code: ErrorCode::BadRequest, message: "x".into(), retry_after_ms: 0 }
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@ use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle, Outbox, OutputLedger};
-use crate::store::{Store, StoreError};
-use crate::throttle::LoginThrottle;
+use crate::signup::SignupLimit;
+use crate::store::{pidfile, Store, StoreError};
+use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{
     ConnectionWatchers, DedupIndex, Directory, GroupSeats, Lookalikes, OpenGroups, Owner, Pool, RoomList, RoomSeats,
     Shared,
@@ -16,12 +17,16 @@ use mio::net::TcpListener;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error("cannot open the data directory {dir}: {source}")]
     Store { dir: String, source: StoreError },
+    /// Another daemon holds the directory; the error says which and what to do.
+    #[error("{0}")]
+    Locked(StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the event loop: {0}")]
@@ -37,23 +42,32 @@ pub struct Server {
     event_loop: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
     hashers: Vec<JoinHandle<()>>,
+    data_dir: std::path::PathBuf,
 }
 
 impl Server {
     pub fn start(config: Config) -> Result<Server, StartError> {
-        let config = config.normalized();
+        let config = fit_to_open_file_limit(config).normalized();
         let dir = config.data_dir.display().to_string();
-        let store_error = |source| StartError::Store { dir: dir.clone(), source };
+        let store_error = |source| match source {
+            StoreError::Locked { .. } => StartError::Locked(source),
+            source => StartError::Store { dir: dir.clone(), source },
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(StoreError::Sled(e.into())))?;
         let mut store = Store::open_with_cache(&config.data_dir, config.cache_bytes).map_err(store_error)?;
         store.set_durability_hook(config.durability_hook.clone());
+        // Only read when an open fails on the lock, to say who holds it: not fatal.
+        if let Err(e) = pidfile::write(&config.data_dir) {
+            log::warn!("cannot write the pid file in {dir}: {e}");
+        }
         let mut listener =
             listen(config.listen).map_err(|source| StartError::Listen { addr: config.listen, source })?;
         let addr = listener.local_addr()?;
         let (poll, waker) = EventLoop::prepare(&mut listener)?;
 
         let config = Arc::new(config);
-        let (hasher, hashers) = Hasher::start(config.hash_threads, config.hash_cost);
+        let (hasher, hashers) =
+            Hasher::start(config.hash_threads, config.hash_cost, config.login_queue, config.register_queue);
         let (to_loop, from_workers) = crossbeam_channel::unbounded();
         let outbox = Outbox::new(to_loop, waker.clone());
         let rooms = RoomList::default();
@@ -82,7 +96,14 @@ impl Server {
             lookalikes,
             rooms: rooms.clone(),
             open_groups,
-            throttle: LoginThrottle::new(config.login_free_attempts, config.login_backoff, config.login_backoff_max),
+            throttle: LoginThrottle::new(Policy {
+                pair_free: config.login_free_attempts,
+                address_free: config.login_address_free_attempts,
+                account_free: config.login_account_free_attempts,
+                base: config.login_backoff,
+                max: config.login_backoff_max,
+            }),
+            signups: SignupLimit::new(config.register_per_address, config.register_total, Instant::now()),
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),
             seats: GroupSeats::default(),
@@ -95,7 +116,8 @@ impl Server {
             EventLoop::new(poll, listener, waker, pool, from_workers, config.clone(), metrics, ledger);
         let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
         info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
-        Ok(Server { addr, handle, store, rooms, event_loop, workers, hashers })
+        let data_dir = config.data_dir.clone();
+        Ok(Server { addr, handle, store, rooms, event_loop, workers, hashers, data_dir })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -142,9 +164,34 @@ impl Server {
                 "the disk is full: the commit log keeps what sled could not take; it is replayed at the next start"
             );
         }
+        pidfile::remove(&self.data_dir);
         info!("confabd stopped");
         Ok(())
     }
+}
+
+/// Raises the open-file limit as far as allowed and lowers `max_connections` to what it
+/// leaves after `fd_reserve`, saying so: a limit the descriptors cannot honour would leave
+/// newcomers hanging at EMFILE instead of being refused.
+fn fit_to_open_file_limit(mut config: Config) -> Config {
+    let limit = match crate::fdlimit::raise_to_hard_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            log::warn!("cannot read or raise the open-file limit: {e}");
+            return config;
+        }
+    };
+    info!("open-file limit: {limit}");
+    let allowed = crate::fdlimit::connections_allowed(limit, config.fd_reserve);
+    if config.max_connections > allowed {
+        log::warn!(
+            "max-connections lowered from {} to {allowed}: the open-file limit is {limit} and {} descriptors are              kept for storage and logs (--fd-reserve); raise the limit (ulimit -n) for more",
+            config.max_connections,
+            config.fd_reserve
+        );
+        config.max_connections = allowed;
+    }
+    config
 }
 
 /// Refuses a damaged data directory (unless told to start anyway), before anything serves it.

@@ -7,6 +7,11 @@ use confab::client::Client;
 use confab::protocol::{Reply, Request};
 use std::process::Command;
 
+/// What confabd says when another daemon holds the directory.
+fn running_on(data: &std::path::Path, pid: u32) -> String {
+    format!("confabd: confabd is already running on {} (pid {pid}); stop it first\n", data.display())
+}
+
 fn stdout(output: &std::process::Output) -> String {
     assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout.clone()).unwrap()
@@ -32,7 +37,7 @@ fn accounts_and_services_made_offline_work_once_the_daemon_runs() {
     // While the daemon holds the directory, offline commands refuse clearly.
     let busy = confabd(&data, &["user", "list"], "");
     assert!(!busy.status.success());
-    assert!(String::from_utf8_lossy(&busy.stderr).contains("is confabd running"), "{busy:?}");
+    assert_eq!(String::from_utf8_lossy(&busy.stderr), running_on(&data, daemon.child.id()));
 
     let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
     alice.login("alice", PASSWORD).unwrap();
@@ -67,4 +72,40 @@ fn accounts_and_services_made_offline_work_once_the_daemon_runs() {
     let (mut shop, _) = Client::connect(daemon.addr, "t").unwrap();
     assert!(shop.request(Request::ServiceLogin { name: "shop".into(), token }).is_err());
     drop(daemon);
+}
+
+#[test]
+fn a_second_daemon_and_the_admin_commands_say_who_holds_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut daemon = spawn_daemon(&data, &[]);
+    let pid = daemon.child.id();
+    for args in [&["user", "list"][..], &["storage"]] {
+        let busy = confabd(&data, args, "");
+        assert!(!busy.status.success());
+        assert_eq!(String::from_utf8_lossy(&busy.stderr), running_on(&data, pid), "{args:?}");
+    }
+    let second = Command::new(env!("CARGO_BIN_EXE_confabd"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains(&format!("confabd is already running on {} (pid {pid}); stop it first", data.display())),
+        "{said}"
+    );
+
+    // Killed, the daemon leaves its pid file behind; that blocks nothing.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    assert!(data.join("confabd.pid").exists());
+    stdout(&confabd(&data, &["user", "list"], ""));
+    // A clean stop removes it.
+    let mut daemon = spawn_daemon(&data, &[]);
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    assert!(daemon.child.wait().unwrap().success());
+    assert!(!data.join("confabd.pid").exists());
 }

@@ -118,6 +118,9 @@ fn a_room_send_costs_its_sender_bytes_times_members() {
     let delivered = outcomes.iter().filter(|o| matches!(o, Ok(Reply::Delivered { recipients: 20 }))).count();
     assert_eq!(delivered, 3, "{outcomes:?}");
     assert!(outcomes[3..].iter().all(|o| *o == Err(ErrorCode::RateLimited)), "{outcomes:?}");
+    // The refusal says when the budget has room again: at 64 KiB a second, seconds away.
+    let refused = mallory.request(room_send("hall", vec![b'x'; 30 * 1024])).unwrap_err();
+    assert!(refused.retry_after().is_some_and(|wait| wait > std::time::Duration::from_secs(1)), "{refused}");
     // Small talk in the same room is cheap, and others' budgets are their own.
     let mut member = members.pop().unwrap();
     assert_eq!(member.request(room_send("hall", b"hi".to_vec())).unwrap(), Reply::Delivered { recipients: 20 });
@@ -155,7 +158,7 @@ fn a_room_of_members_who_never_read_costs_at_most_their_output_bound() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = spawn_daemon(
         &dir.path().join("data"),
-        &["--max-outbound", "1048576", "--fanout-rate-mib", "100000", "--cache-mib", "16"],
+        &["--max-outbound", "1048576", "--fanout-rate-mib", "100000", "--cache-mib", "16", "--register-rate", "100000"],
     );
     let mut setup = Client::connect(daemon.addr, "setup").unwrap().0;
     let names: Vec<String> = (0..100).map(|i| format!("idle{i}")).collect();

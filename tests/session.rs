@@ -2,7 +2,7 @@
 
 use crate::common::{inbox_of, TestServer, PASSWORD};
 use confab::client::{Client, ClientError};
-use confab::protocol::{ErrorCode, OnlineUser, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION};
+use confab::protocol::{ErrorCode, Limits, OnlineUser, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION};
 use std::time::Duration;
 
 fn code(result: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
@@ -17,8 +17,26 @@ fn hello_announces_version_and_limits() {
     let server = TestServer::start();
     let (_client, hello) = Client::connect(server.addr, "tests").unwrap();
     match hello {
-        Reply::Hello { version, max_frame, max_body, heartbeat_secs, idle_timeout_secs, server, delivery_window } => {
+        Reply::Hello {
+            version,
+            max_frame,
+            max_body,
+            heartbeat_secs,
+            idle_timeout_secs,
+            server,
+            delivery_window,
+            limits,
+        } => {
             assert_eq!(delivery_window, 1024);
+            let expected = Limits {
+                request_rate: 2000,
+                request_burst: 4000,
+                delivery_window_bytes: 2 * 1024 * 1024,
+                max_outbound: 8 * 1024 * 1024,
+                token_ttl_secs: 30 * 24 * 3600,
+                max_frame_before_login: 4096,
+            };
+            assert_eq!(limits, expected);
             assert_eq!(version, PROTOCOL_VERSION);
             assert_eq!(max_frame, 64 * 1024);
             assert_eq!(max_body, 32 * 1024);

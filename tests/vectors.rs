@@ -8,9 +8,9 @@
 use confab::config::Config;
 use confab::frame;
 use confab::protocol::{
-    ClientFrame, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, Media, MediaKind, MemberInfo, Message,
-    OnlineUser, OpenGroup, Push, Reply, Request, Role, RoomInfo, SenderKind, ServerFrame, ServerStats, ServiceTarget,
-    Target, NO_REQUEST, PROTOCOL_VERSION,
+    ClientFrame, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, Limits, Media, MediaKind, MemberInfo,
+    Message, OnlineUser, OpenGroup, Push, Reply, Request, Role, RoomInfo, SenderKind, ServerFrame, ServerStats,
+    ServiceTarget, Target, NO_REQUEST, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,7 +59,12 @@ fn reply(request_id: u32, reply: Reply) -> Frame {
 }
 
 fn error(request_id: u32, code: ErrorCode, message: &str) -> Frame {
-    Frame::Server(ServerFrame::Error { request_id, code, message: message.to_string() })
+    Frame::Server(ServerFrame::error(request_id, code, message))
+}
+
+/// A `RateLimited` error with its retry time.
+fn rate_limited(request_id: u32, message: &str, retry_after_ms: u32) -> Frame {
+    Frame::Server(ServerFrame::Error { request_id, code: ErrorCode::RateLimited, message: s(message), retry_after_ms })
 }
 
 fn push(push: Push) -> Frame {
@@ -246,6 +251,14 @@ vectors! {
         heartbeat_secs: 30,
         idle_timeout_secs: 90,
         delivery_window: 1024,
+        limits: Limits {
+            request_rate: 2000,
+            request_burst: 4000,
+            delivery_window_bytes: 2_097_152,
+            max_outbound: 8_388_608,
+            token_ttl_secs: 2_592_000,
+            max_frame_before_login: 4096,
+        },
     }),
     "registered" => reply(2, Reply::Registered { user_id: 1 }),
     "logged-in" => reply(3, Reply::LoggedIn {
@@ -426,7 +439,8 @@ vectors! {
         "the recipient's stored messages reached the per-user quota; retry once they have read them"
     ),
     "error-bad-request-zero-length" => error(NO_REQUEST, ErrorCode::BadRequest, "zero-length frame"),
-    "error-rate-limited" => error(31, ErrorCode::RateLimited, "slow down"),
+    "error-rate-limited" => rate_limited(31, "slow down", 1),
+    "error-rate-limited-login" => rate_limited(3, "too many failed logins; try again in 4 s", 3_500),
     "error-slow-consumer" => error(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"),
     "error-invalid-token-service" => error(2, ErrorCode::InvalidToken, "unknown service or wrong token"),
     "error-forbidden-service-only" => error(32, ErrorCode::Forbidden, "for services only"),

@@ -52,6 +52,9 @@ pub struct Conn {
     pub write_buf: Vec<u8>,
     pub written: usize,
     pub last_heard: Instant,
+    /// When the connection was last without a user (accepted, or logged out): the Hello
+    /// and login deadlines count from here.
+    pub unauthenticated_since: Instant,
     /// A command its worker's full queue refused; nothing more is read until it goes.
     pub stalled: Option<(usize, WorkerCmd)>,
     /// Why it closes, once that is decided (told to services watching connections).
@@ -77,6 +80,7 @@ impl Conn {
             write_buf: Vec::new(),
             written: 0,
             last_heard: now,
+            unauthenticated_since: now,
             stalled: None,
             close_reason: "closed by the client",
         }

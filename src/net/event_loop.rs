@@ -7,31 +7,32 @@
 //! with pending output, then reap closed connections. Closing is deferred to the end of
 //! the turn so no event handler ever finds its connection gone.
 
-use super::conn::{Conn, Life};
+use super::accept::open_spare;
+use super::conn::{Conn, Life, Phase};
 use super::ledger::OutputLedger;
 use super::limits::PerAddress;
-use super::output::error_frame;
+use super::refusals::RefusalLog;
 use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
 use crate::frame;
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Limits, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
 use crate::worker::{Pool, WorkerCmd};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, error, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::collections::VecDeque;
-use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::fs::File;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+pub(super) const FIRST_CONN: usize = 2;
 /// Bytes read per connection per turn before others get their turn.
 pub(super) const READ_BUDGET: usize = 256 * 1024;
 const SCRATCH: usize = 64 * 1024;
@@ -92,6 +93,15 @@ pub struct EventLoop {
     pub(super) ledger: Arc<OutputLedger>,
     /// The Hello reply: the same for every connection.
     pub(super) hello: Reply,
+    /// Open connections without a logged-in user (or service), capped by
+    /// `max_unauthenticated`.
+    pub(super) unauthenticated: usize,
+    /// Refused connections, logged at most about once a second.
+    pub(super) refusals: RefusalLog,
+    /// A descriptor held in reserve: when accept fails for lack of descriptors, closing it
+    /// lets the loop accept one newcomer, tell it `ServerFull` and close it, instead of
+    /// leaving it hanging in the backlog.
+    pub(super) spare_fd: Option<File>,
 }
 
 impl EventLoop {
@@ -127,6 +137,14 @@ impl EventLoop {
             heartbeat_secs: config.heartbeat.as_secs() as u32,
             idle_timeout_secs: config.idle_timeout.as_secs() as u32,
             delivery_window: config.delivery_window,
+            limits: Limits {
+                request_rate: config.request_rate,
+                request_burst: config.request_burst,
+                delivery_window_bytes: saturate(config.delivery_window_bytes as u64),
+                max_outbound: saturate(config.max_outbound as u64),
+                token_ttl_secs: saturate(config.token_ttl.as_secs()),
+                max_frame_before_login: config.max_frame_before_login,
+            },
         };
         let event_loop = EventLoop {
             poll,
@@ -147,6 +165,9 @@ impl EventLoop {
             metrics,
             ledger,
             hello,
+            unauthenticated: 0,
+            refusals: RefusalLog::default(),
+            spare_fd: open_spare(),
         };
         (event_loop, handle)
     }
@@ -201,60 +222,6 @@ impl EventLoop {
         info!("event loop stopped");
     }
 
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else { return };
-            match listener.accept() {
-                Ok((mut stream, peer)) => {
-                    let refusal = if self.conns.len() >= self.config.max_connections.min(self.ledger.capacity()) {
-                        Some("too many connections")
-                    } else if !self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
-                        Some("too many connections from your address")
-                    } else {
-                        None
-                    };
-                    if let Some(reason) = refusal {
-                        // Best effort: the socket is fresh, so a small frame fits its buffer.
-                        let _ = stream.write(&frame::encode(&error_frame(NO_REQUEST, ErrorCode::ServerFull, reason)));
-                        warn!("refused {peer}: {reason}");
-                        continue;
-                    }
-                    if let Err(e) = self.add_conn(stream, peer) {
-                        self.per_address.release(peer.ip());
-                        warn!("could not register {peer}: {e}");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Typically out of file descriptors; the sweep tries again.
-                    warn!("accept failed: {e}");
-                    break;
-                }
-            }
-        }
-    }
-
-    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
-        stream.set_nodelay(true)?;
-        let entry = self.conns.vacant_entry();
-        let slot = entry.key();
-        // Readable and writable once, for good: edge-triggered readiness costs nothing
-        // while idle, and saves a re-registration each time output backs up.
-        self.poll.registry().register(
-            &mut stream,
-            Token(slot + FIRST_CONN),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        self.serial = self.serial.wrapping_add(1);
-        let id = ConnId::new(self.serial, slot);
-        self.ledger.open(id);
-        entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
-        self.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        debug!("connection {id:?} from {peer} accepted");
-        Ok(())
-    }
-
     /// Takes every batch the workers have sent; true once every worker has exited.
     fn take_from_workers(&mut self) -> bool {
         loop {
@@ -292,7 +259,11 @@ impl EventLoop {
                         self.close_after_flush(conn.slot(), "protocol error");
                         self.notify_closed(conn, user, "protocol error");
                     }
-                    _ => c.user = Some(user),
+                    _ => {
+                        if c.user.replace(user).is_none() {
+                            self.unauthenticated = self.unauthenticated.saturating_sub(1);
+                        }
+                    }
                 },
                 // The client left while its login was checked: the worker must forget the
                 // session it just opened.
@@ -300,7 +271,10 @@ impl EventLoop {
             },
             LoopMsg::Unbind { conn } => {
                 if let Some(c) = self.live(conn) {
-                    c.user = None;
+                    if c.user.take().is_some() {
+                        c.unauthenticated_since = Instant::now();
+                        self.unauthenticated += 1;
+                    }
                 }
             }
             LoopMsg::Close { conn, reason } => {
@@ -329,8 +303,9 @@ impl EventLoop {
             self.per_address.release(conn.peer.ip());
             debug!("connection {:?} closed", conn.id);
             self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-            if let Some(user) = conn.user.take() {
-                self.notify_closed(conn.id, user, conn.close_reason);
+            match conn.user.take() {
+                Some(user) => self.notify_closed(conn.id, user, conn.close_reason),
+                None => self.unauthenticated = self.unauthenticated.saturating_sub(1),
             }
         }
     }
@@ -353,32 +328,56 @@ impl EventLoop {
         }
     }
 
-    /// Closes connections silent past the idle timeout, and closing ones past the grace;
-    /// samples the metrics.
+    /// Closes connections silent past the idle timeout, connections past the Hello or
+    /// login deadline, and closing ones past the grace; samples the metrics; sums up
+    /// refused connections.
     fn sweep(&mut self, now: Instant) {
         // Everything owed to clients: in output buffers, and on its way from the workers.
         self.metrics.outbound_bytes.store(self.ledger.total(), Ordering::Relaxed);
         self.metrics.sample(now);
-        let idle = self.config.idle_timeout;
-        let grace = self.config.shutdown_grace;
         let mut timed_out = Vec::new();
         for (slot, conn) in self.conns.iter() {
-            match conn.life {
-                Life::Open if now.duration_since(conn.last_heard) > idle => timed_out.push((slot, true)),
-                Life::Closing { since } if now.duration_since(since) > grace => timed_out.push((slot, false)),
-                _ => {}
+            if let Some(expired) = self.expired(conn, now) {
+                timed_out.push((slot, expired));
             }
         }
-        for (slot, idle) in timed_out {
-            if idle {
-                debug!("{:?} idle for over {idle:?}; closing", self.conns[slot].id);
-                self.send_error(slot, NO_REQUEST, ErrorCode::IdleTimeout, "no frame within the idle timeout");
-            } else {
-                self.kill(slot, "closed by the server");
+        for (slot, expired) in timed_out {
+            match expired {
+                Some(message) => {
+                    debug!("{:?}: {message}; closing", self.conns[slot].id);
+                    self.send_error(slot, NO_REQUEST, ErrorCode::IdleTimeout, message);
+                }
+                None => self.kill(slot, "closed by the server"),
             }
+        }
+        if let Some(line) = self.refusals.summary(now) {
+            warn!("{line}");
         }
         // An accept that failed for lack of descriptors is not signalled again.
         self.accept();
+    }
+
+    /// Whether a connection is past a deadline: Some(the IdleTimeout message) for an open
+    /// one, None for a closing one past the grace.
+    fn expired(&self, conn: &Conn, now: Instant) -> Option<Option<&'static str>> {
+        let config = &self.config;
+        match conn.life {
+            Life::Open if now.duration_since(conn.last_heard) > config.idle_timeout => {
+                Some(Some("no frame within the idle timeout"))
+            }
+            Life::Open if conn.user.is_none() => {
+                let waited = now.duration_since(conn.unauthenticated_since);
+                if conn.phase == Phase::AwaitHello && waited > config.hello_timeout {
+                    Some(Some("no Hello within the handshake deadline"))
+                } else if waited > config.login_timeout {
+                    Some(Some("no login within the login deadline"))
+                } else {
+                    None
+                }
+            }
+            Life::Closing { since } if now.duration_since(since) > config.shutdown_grace => Some(None),
+            _ => None,
+        }
     }
 
     /// Drives the shutdown phases; true when the loop should exit.
@@ -412,4 +411,9 @@ impl EventLoop {
             Shutdown::Flushing { deadline } => self.conns.is_empty() || now >= deadline,
         }
     }
+}
+
+/// A limit as the u32 the Hello reply carries; a larger one is announced as u32::MAX.
+fn saturate(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }

@@ -54,10 +54,14 @@ impl EventLoop {
     /// Handles every complete frame buffered; false when the connection cannot take more
     /// input now (stalled on a worker, or closing).
     fn decode_frames(&mut self, slot: usize) -> bool {
-        let max = self.config.max_frame;
         loop {
             let Some(conn) = self.conns.get_mut(slot) else {
                 return false;
+            };
+            // Before login, a stranger's partial frame may hold only a small buffer.
+            let (max, limit_name) = match conn.user {
+                Some(_) => (self.config.max_frame, "frame exceeds max_frame"),
+                None => (self.config.max_frame_before_login, "frame exceeds max_frame_before_login"),
             };
             if !conn.is_open() {
                 return false;
@@ -79,7 +83,7 @@ impl EventLoop {
                 }
                 Err(FrameError::TooLarge { len, max }) => {
                     warn!("{:?} sent a {len}-byte frame (limit {max}); closing", conn.id);
-                    self.send_error(slot, NO_REQUEST, ErrorCode::FrameTooLarge, "frame exceeds max_frame");
+                    self.send_error(slot, NO_REQUEST, ErrorCode::FrameTooLarge, limit_name);
                     return false;
                 }
                 Err(e) => {
@@ -94,7 +98,8 @@ impl EventLoop {
             let (rate, burst) = (self.config.request_rate, self.config.request_burst);
             if !conn.budget.allow(rate, burst, now) {
                 let request_id = decoded.as_ref().map_or_else(|(id, _)| *id, |f| f.request_id);
-                self.send_error(slot, request_id, ErrorCode::RateLimited, "slow down");
+                let wait = conn.budget.wait(rate);
+                self.send_rate_limited(slot, request_id, "slow down", wait);
                 // A client that ignores a whole burst of refusals is not going to stop.
                 if self.conns.get(slot).is_some_and(|c| c.budget.refused > burst) {
                     warn!("{:?} keeps exceeding its request rate; closing", self.conns[slot].id);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up.
 #[derive(Debug)]
@@ -32,6 +32,14 @@ impl RequestBudget {
             self.refused += 1;
             false
         }
+    }
+}
+
+impl RequestBudget {
+    /// How long until a request would be allowed again.
+    pub fn wait(&self, rate: u32) -> Duration {
+        let missing = (1.0 - self.tokens).max(0.0);
+        Duration::from_secs_f64(missing / f64::from(rate.max(1)))
     }
 }
 
@@ -65,7 +73,6 @@ impl PerAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn bucket_allows_a_burst_then_the_rate() {
@@ -75,6 +82,7 @@ mod tests {
         assert!(!bucket.allow(10, 3, start));
         assert!(!bucket.allow(10, 3, start));
         assert_eq!(bucket.refused, 2);
+        assert_eq!(bucket.wait(10), Duration::from_millis(100));
         // A tenth of a second later one token (rate 10/s) has come back.
         let later = start + Duration::from_millis(100);
         assert!(bucket.allow(10, 3, later));

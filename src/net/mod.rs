@@ -1,5 +1,6 @@
 //! Networking: the mio event loop that owns every socket, and the messages workers send it.
 
+mod accept;
 mod conn;
 mod event_loop;
 mod gate;
@@ -7,6 +8,7 @@ mod input;
 mod ledger;
 mod limits;
 mod output;
+mod refusals;
 
 pub use event_loop::{EventLoop, LoopHandle};
 pub use ledger::{Charge, OutputLedger};

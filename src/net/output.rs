@@ -7,7 +7,7 @@ use super::event_loop::EventLoop;
 use crate::frame;
 use crate::protocol::{ErrorCode, ServerFrame, NO_REQUEST};
 use log::{debug, warn};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl EventLoop {
     /// Queues the loop's own frame (a Hello reply, a pong, an error), charging it to the
@@ -91,6 +91,12 @@ impl EventLoop {
         }
     }
 
+    /// A `RateLimited` refusal with the time after which the request would be taken.
+    pub(super) fn send_rate_limited(&mut self, slot: usize, request_id: u32, message: &str, wait: Duration) {
+        let bytes = frame::encode(&ServerFrame::rate_limited(request_id, message, wait));
+        self.queue(slot, &bytes);
+    }
+
     pub(super) fn write_pending(&mut self) {
         for slot in std::mem::take(&mut self.to_write) {
             let Some(conn) = self.conns.get_mut(slot) else {
@@ -159,5 +165,5 @@ fn close_reason(code: ErrorCode) -> &'static str {
 }
 
 pub(super) fn error_frame(request_id: u32, code: ErrorCode, message: &str) -> ServerFrame {
-    ServerFrame::Error { request_id, code, message: message.to_string() }
+    ServerFrame::error(request_id, code, message)
 }

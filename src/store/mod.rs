@@ -27,6 +27,7 @@ mod hook;
 mod journal;
 mod marker;
 mod partition;
+pub mod pidfile;
 mod records;
 mod reserve;
 mod seqlog;
@@ -68,6 +69,9 @@ pub enum StoreError {
     /// The data directory is damaged in a way the store can tell; the text says what to do.
     #[error("{0}")]
     Damaged(String),
+    /// Another process (a running daemon) holds the directory's lock.
+    #[error("confabd is already running on {dir}{}; stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { dir: String, pid: Option<u32> },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -137,8 +141,8 @@ impl Store {
             .flush_every_ms(None);
         // sled panics on some kinds of damage; an operator needs an error that names the
         // directory, not a backtrace.
-        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_when_unlocked(&config))).map_err(
-            |panic| {
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_when_unlocked(&config)))
+            .map_err(|panic| {
                 let what = panic
                     .downcast_ref::<String>()
                     .map(String::as_str)
@@ -149,8 +153,13 @@ impl Store {
                  directory from a backup",
                     dir.display()
                 ))
-            },
-        )??;
+            })?
+            .map_err(|e| match e {
+                sled::Error::Io(io) if is_lock_error(&io) => {
+                    StoreError::Locked { dir: dir.display().to_string(), pid: pidfile::read(dir) }
+                }
+                e => StoreError::Sled(e),
+            })?;
         let meta = db.open_tree("meta")?;
         let serial = check_marker(dir, &meta)?;
 
@@ -421,14 +430,18 @@ fn open_when_unlocked(config: &sled::Config) -> sled::Result<sled::Db> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match config.open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if is_lock_error(&e) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             other => return other,
         }
     }
+}
+
+/// sled's error when another process holds the directory's lock (its only mention of
+/// the lock is in the text).
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
 }
 
 /// fsync of every file sled keeps in `dir` (its blobs too) and of the directories.

@@ -25,7 +25,14 @@ pub enum HashOutcome {
 }
 
 impl Worker {
-    pub fn register(&mut self, conn: ConnId, request_id: u32, username: String, password: String) -> Handled {
+    pub fn register(
+        &mut self,
+        conn: ConnId,
+        peer: IpAddr,
+        request_id: u32,
+        username: String,
+        password: String,
+    ) -> Handled {
         if !valid_username(&username) {
             return Err(Refusal::new(ErrorCode::InvalidName, "usernames are 3-32 characters of a-z 0-9 _ . -"));
         }
@@ -38,11 +45,20 @@ impl Worker {
         if self.partition.is_full() {
             return Err(Refusal::new(ErrorCode::StorageFull, "the server's disk is full; retry later"));
         }
+        if let Err(wait) = self.shared.signups.take(peer, Instant::now()) {
+            return Err(Refusal::rate_limited(
+                format!("too many new accounts; try again in {} s", wait.as_secs().max(1)),
+                wait,
+            ));
+        }
         let me = self.peers[self.index].clone();
-        self.shared.hasher.hash(password, move |phc| {
+        let queued = self.shared.hasher.hash(password, move |phc| {
             let _ = me.send(WorkerCmd::Hashed(HashOutcome::Registered { conn, request_id, username, phc }));
         });
-        Ok(())
+        queued.map_err(|busy| {
+            self.shared.signups.give_back(peer);
+            Refusal::rate_limited("the server is busy; try again shortly", busy.retry_after)
+        })
     }
 
     pub fn login(
@@ -56,31 +72,41 @@ impl Worker {
         self.throttled(&username, peer)?;
         let account = self.account_of(&username).inspect_err(|_| self.login_failed(&username, peer))?;
         let me = self.peers[self.index].clone();
-        self.shared.hasher.verify(password, account.password_hash, move |ok| {
+        let queued = self.shared.hasher.verify(password, account.password_hash, move |ok| {
             let _ = me.send(WorkerCmd::Hashed(HashOutcome::LoginChecked { conn, peer, request_id, username, ok }));
         });
-        Ok(())
+        // Not a failed login: the password was not checked.
+        queued.map_err(|busy| Refusal::rate_limited("the server is busy; try again shortly", busy.retry_after))
     }
 
     pub fn resume(&mut self, conn: ConnId, peer: IpAddr, request_id: u32, username: String, token: Vec<u8>) -> Handled {
-        self.throttled(&username, peer)?;
-        let account = self.account_of(&username).inspect_err(|_| self.login_failed(&username, peer))?;
+        // A valid token is not a guess (it is 256 random bits): it is checked before the
+        // throttle, so no number of failed passwords, anyone's, keeps its owner out.
+        let account = match self.account_of(&username) {
+            Ok(account) => account,
+            Err(refusal) => {
+                self.throttled(&username, peer)?;
+                self.login_failed(&username, peer);
+                return Err(refusal);
+            }
+        };
         let now = super::inbox::now_ms();
-        if token.len() != TOKEN_LEN || !self.shared.store.token_valid(account.user_id, &token_digest(&token), now)? {
-            self.login_failed(&username, peer);
-            return Err(Refusal::new(ErrorCode::InvalidToken, "unknown, expired or revoked token"));
+        if token.len() == TOKEN_LEN && self.shared.store.token_valid(account.user_id, &token_digest(&token), now)? {
+            self.shared.throttle.succeeded(&username, peer);
+            return self.open_session(conn, request_id, username, account, token);
         }
-        self.shared.throttle.succeeded(&username);
-        self.open_session(conn, request_id, username, account, token)
+        self.throttled(&username, peer)?;
+        self.login_failed(&username, peer);
+        Err(Refusal::new(ErrorCode::InvalidToken, "unknown, expired or revoked token"))
     }
 
     /// Refuses before any hashing while the account or the address must wait.
     pub fn throttled(&self, username: &str, peer: IpAddr) -> Handled {
         match self.shared.throttle.wait(username, peer, Instant::now()) {
             None => Ok(()),
-            Some(wait) => Err(Refusal::new(
-                ErrorCode::RateLimited,
+            Some(wait) => Err(Refusal::rate_limited(
                 format!("too many failed logins; try again in {} s", wait.as_secs().max(1)),
+                wait,
             )),
         }
     }
@@ -103,7 +129,7 @@ impl Worker {
             }
             HashOutcome::LoginChecked { conn, peer, request_id, username, ok } => {
                 if ok {
-                    self.shared.throttle.succeeded(&username);
+                    self.shared.throttle.succeeded(&username, peer);
                 } else {
                     self.login_failed(&username, peer);
                 }
@@ -111,7 +137,7 @@ impl Worker {
             }
         };
         if let Err(refusal) = result {
-            self.batch.error(conn, request_id, refusal.code, &refusal.message);
+            self.batch.refuse(conn, request_id, &refusal);
         }
     }
 

@@ -10,6 +10,7 @@
 //! one that would pass `--max-outbound` is not queued, and the connection is cut as a
 //! slow consumer instead, so no queue between here and the socket can outgrow the bound.
 
+use super::handler::Refusal;
 use super::inbox::now_ms;
 use super::WorkerCmd;
 use crate::frame;
@@ -43,6 +44,17 @@ impl Batch {
 
     pub fn error(&mut self, conn: ConnId, request_id: u32, code: ErrorCode, message: &str) {
         self.frame(conn, &error_frame(request_id, code, message), false);
+    }
+
+    /// A refusal as its error frame, with its retry time if it has one.
+    pub fn refuse(&mut self, conn: ConnId, request_id: u32, refusal: &Refusal) {
+        let frame = ServerFrame::Error {
+            request_id,
+            code: refusal.code,
+            message: refusal.message.clone(),
+            retry_after_ms: refusal.retry_after_ms,
+        };
+        self.frame(conn, &frame, false);
     }
 
     pub fn push(&mut self, conn: ConnId, push: Push, durable: bool) {
@@ -156,5 +168,5 @@ impl Batch {
 }
 
 pub fn error_frame(request_id: u32, code: ErrorCode, message: &str) -> ServerFrame {
-    ServerFrame::Error { request_id, code, message: message.to_string() }
+    ServerFrame::error(request_id, code, message)
 }

@@ -196,7 +196,7 @@ impl Worker {
                     message.prev_seq = prev;
                     self.batch.frame(conn, &ServerFrame::Push(Push::Message(message.clone())), true);
                 }
-            } else if member.cursor.starved(seq, window).is_some() {
+            } else if member.cursor.stalled(seq, window).is_some() {
                 starved.push(name.clone());
             }
         }

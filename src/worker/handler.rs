@@ -14,7 +14,7 @@ use super::waiting::Waiting;
 use super::{Owner, Shared, WorkerCmd};
 use crate::memory::{self, Trimmer};
 use crate::net::{ConnId, SessionUser};
-use crate::protocol::{Conversation, ErrorCode, MediaKind, Request, Target};
+use crate::protocol::{retry_ms, Conversation, ErrorCode, MediaKind, Request, Target};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use log::{debug, error, warn};
@@ -35,11 +35,18 @@ const TRIM_EVERY: Duration = Duration::from_secs(5);
 pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,
+    /// For `RateLimited`: when to try again, in ms (protocol.md "Errors"); 0 otherwise.
+    pub retry_after_ms: u32,
 }
 
 impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal { code, message: message.into() }
+        Refusal { code, message: message.into(), retry_after_ms: 0 }
+    }
+
+    /// `RateLimited`, to be tried again after `wait`.
+    pub fn rate_limited(message: impl Into<String>, wait: Duration) -> Self {
+        Refusal { code: ErrorCode::RateLimited, message: message.into(), retry_after_ms: retry_ms(wait) }
     }
 }
 
@@ -192,7 +199,7 @@ impl Worker {
         match cmd {
             WorkerCmd::Request { conn, peer, user, request_id, request } => {
                 if let Err(refusal) = self.request(conn, peer, user, request_id, request) {
-                    self.batch.error(conn, request_id, refusal.code, &refusal.message);
+                    self.batch.refuse(conn, request_id, &refusal);
                 }
             }
             WorkerCmd::Hashed(outcome) => self.hashed(outcome),
@@ -213,7 +220,7 @@ impl Worker {
                 let created = self.create_group_here(conn, request_id, &creator, group_id, name, open);
                 self.shared.seats.release(seat);
                 if let Err(refusal) = created {
-                    self.batch.error(conn, request_id, refusal.code, &refusal.message);
+                    self.batch.refuse(conn, request_id, &refusal);
                 }
             }
             WorkerCmd::Pump { conn } => {
@@ -240,7 +247,7 @@ impl Worker {
     ) -> Handled {
         let Some(user) = user else {
             return match request {
-                Request::Register { username, password } => self.register(conn, request_id, username, password),
+                Request::Register { username, password } => self.register(conn, peer, request_id, username, password),
                 Request::Login { username, password } => self.login(conn, peer, request_id, username, password),
                 Request::Resume { username, token } => self.resume(conn, peer, request_id, username, token),
                 Request::ServiceLogin { name, token } => self.service_login(conn, peer, request_id, name, token),

@@ -64,12 +64,9 @@ impl Session {
         self.in_flight_bytes < window.bytes && self.budget.has_room()
     }
 
-    /// Whether the conversation's own window has room but the session's budget does not:
-    /// it must wait for another conversation's ack.
-    pub fn starved(&self, window: Window) -> bool {
-        (self.in_flight.len() as u64) < window.messages
-            && self.in_flight_bytes < window.bytes
-            && !self.budget.has_room()
+    /// Whether the conversation's own window has room (whatever the session's budget).
+    pub fn window_open(&self, window: Window) -> bool {
+        (self.in_flight.len() as u64) < window.messages && self.in_flight_bytes < window.bytes
     }
 
     /// Marks `seq` (of about `bytes`) pushed; returns its `prev_seq`.
@@ -141,10 +138,12 @@ impl Cursor {
             .map_or(0, |s| s.in_flight.iter().take_while(|(seq, _)| *seq <= up_to).map(|(_, b)| b).sum())
     }
 
-    /// Whether this cursor has messages to push that wait only for the session's budget.
-    pub fn starved(&self, last_seq: u64, window: Window) -> Option<(ConnId, &Arc<SessionBudget>)> {
+    /// Whether this cursor has messages to push and room in its own window, so that only
+    /// the session's budget can be what holds them (or held them a moment ago: the caller
+    /// must look again if the budget has room now).
+    pub fn stalled(&self, last_seq: u64, window: Window) -> Option<(ConnId, &Arc<SessionBudget>)> {
         let session = self.session.as_ref()?;
-        (session.sent_upto < last_seq && session.starved(window)).then_some((session.conn, &session.budget))
+        (session.sent_upto < last_seq && session.window_open(window)).then_some((session.conn, &session.budget))
     }
 
     /// Records a cumulative ack; returns whether it moved.
@@ -563,9 +562,10 @@ mod tests {
         assert!(a.take_live(1, 600, window).is_some());
         assert!(b.take_live(1, 600, window).is_some(), "room left in the budget before it");
         assert!(a.take_live(2, 10, window).is_none(), "1200 bytes outstanding across both");
-        assert!(a.starved(2, window).is_some(), "its own window has room: it waits for the budget");
+        let (_, budget_of_a) = a.stalled(2, window).expect("its own window has room: it waits for the budget");
+        assert!(!budget_of_a.has_room());
         assert!(b.ack(1));
-        assert!(a.starved(2, window).is_none());
+        assert!(a.stalled(2, window).is_some_and(|(_, budget)| budget.has_room()), "room again: go on");
         assert_eq!(a.deliverable(2, window), Some((2, 1)));
         drop(a);
         assert!(budget.has_room(), "an ended session gives its bytes back");

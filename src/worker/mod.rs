@@ -46,6 +46,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{ConnId, Outbox, OutputLedger, SessionUser};
 use crate::protocol::{ErrorCode, Request};
+use crate::signup::SignupLimit;
 use crate::store::Store;
 use crate::throttle::LoginThrottle;
 use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
@@ -156,6 +157,8 @@ pub struct Shared {
     /// The open groups of every worker, for `ListOpenGroups`.
     pub open_groups: OpenGroups,
     pub throttle: LoginThrottle,
+    /// Registrations per address and overall.
+    pub signups: SignupLimit,
     pub metrics: Arc<Metrics>,
     /// Service connections that asked for connection events.
     pub connection_watchers: ConnectionWatchers,

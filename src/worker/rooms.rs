@@ -10,7 +10,10 @@ use crate::net::{ConnId, SessionUser};
 use crate::protocol::{valid_room_name, Content, ErrorCode, OnlineUser, Push, Reply, RoomInfo, ServerFrame};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// When to try a fan-out again that the server's output bound refused.
+const SERVER_BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Largest room listing page.
 const MAX_ROOM_PAGE: u32 = 500;
@@ -118,11 +121,11 @@ impl Worker {
         let cost = (frame as u64).saturating_mul(recipients as u64);
         let config = &self.shared.config;
         if self.shared.ledger.total().saturating_add(cost) > config.max_outbound_total as u64 {
-            return Err(Refusal::new(ErrorCode::RateLimited, "the server is busy; retry in 1000 ms"));
+            // The total drains as clients read (or are cut): a second is a fair guess.
+            return Err(Refusal::rate_limited("the server's output is at its bound", SERVER_BUSY_RETRY));
         }
         if let Err(wait) = self.fanout.take(conn, cost, Instant::now()) {
-            let message = format!("fan-out budget spent; retry in {} ms", wait.as_millis().max(1));
-            return Err(Refusal::new(ErrorCode::RateLimited, message));
+            return Err(Refusal::rate_limited("fan-out budget spent (size times recipients)", wait));
         }
         Ok(())
     }

@@ -67,7 +67,7 @@ impl Worker {
             self.login_failed(&throttle_key, peer);
             return Err(Refusal::new(ErrorCode::InvalidToken, "unknown service or wrong token"));
         };
-        self.shared.throttle.succeeded(&throttle_key);
+        self.shared.throttle.succeeded(&throttle_key, peer);
         let user = SessionUser { name: name.as_str().into(), uid: record.uid, admin: false, service: true };
         self.batch.control(LoopMsg::Bind { conn, user });
         self.batch.reply(conn, request_id, Reply::ServiceLoggedIn { name }, false);

@@ -20,16 +20,19 @@ pub enum Waiting {
 }
 
 impl Worker {
-    /// Queues the cursor if it waits only for its session's budget.
+    /// Queues the cursor if it has something to push and room in its own window: then only
+    /// its session's budget held it. If the budget has room after all (freed by another
+    /// worker between the cursor's pump and this look), it is pumped again in the next
+    /// batch, so no wake is ever lost.
     pub fn wait_if_starved(&mut self, cursor: Waiting) {
         let window = self.window();
-        let starved = match &cursor {
-            Waiting::Inbox(name) => self.users.get(name).and_then(|u| u.cursor.starved(u.last_seq, window)),
+        let stalled = match &cursor {
+            Waiting::Inbox(name) => self.users.get(name).and_then(|u| u.cursor.stalled(u.last_seq, window)),
             Waiting::Group(id, name) => {
-                self.groups.get(id).and_then(|g| g.members.get(name).and_then(|m| m.cursor.starved(g.last_seq, window)))
+                self.groups.get(id).and_then(|g| g.members.get(name).and_then(|m| m.cursor.stalled(g.last_seq, window)))
             }
         };
-        let Some((conn, budget)) = starved.map(|(conn, budget)| (conn, budget.clone())) else {
+        let Some((conn, budget)) = stalled.map(|(conn, budget)| (conn, budget.clone())) else {
             return;
         };
         let queue = self.waiting.entry(conn).or_default();

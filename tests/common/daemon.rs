@@ -27,15 +27,38 @@ impl Drop for Daemon {
 
 /// confabd on an ephemeral port with a cheap password hash, plus `args`.
 pub fn spawn_daemon(data_dir: &Path, args: &[&str]) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confabd"))
+    spawn_daemon_with(data_dir, args, None)
+}
+
+/// [`spawn_daemon`] with its open-file limit (soft and hard) set to `nofile`.
+pub fn spawn_daemon_with_nofile(data_dir: &Path, args: &[&str], nofile: u64) -> Daemon {
+    spawn_daemon_with(data_dir, args, Some(nofile))
+}
+
+fn spawn_daemon_with(data_dir: &Path, args: &[&str], nofile: Option<u64>) -> Daemon {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_confabd"));
+    command
         .args(["--listen", "127.0.0.1:0", "--hash-memory-kib", "8", "--hash-iterations", "1"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("confabd starts");
+        .stderr(Stdio::piped());
+    if let Some(nofile) = nofile {
+        use std::os::unix::process::CommandExt;
+        let limit = libc::rlimit { rlim_cur: nofile as libc::rlim_t, rlim_max: nofile as libc::rlim_t };
+        // SAFETY: setrlimit is async-signal-safe and touches only the child being started.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    let mut child = command.spawn().expect("confabd starts");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, log) = mpsc::channel();
     // Keep draining the log so the daemon never blocks on a full pipe.

@@ -7,7 +7,7 @@ use clap::Parser;
 use confab::config::{Config, HashCost, DEFAULT_PORT};
 use confab::store::SyncPolicy;
 use confab::Server;
-use log::{error, info, warn, LevelFilter};
+use log::{error, info, LevelFilter};
 use simplelog::{ColorChoice, CombinedLogger, SharedLogger, TermLogger, TerminalMode, WriteLogger};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,6 +92,44 @@ struct Flags {
     /// Requests one connection may send in a burst above the rate.
     #[arg(long, default_value_t = 4000)]
     request_burst: u32,
+    /// Failed logins for one account from one address before each further attempt waits.
+    #[arg(long, default_value_t = 5)]
+    login_free_attempts: u32,
+    /// Failed logins from one address (any accounts) before it waits.
+    #[arg(long, default_value_t = 20)]
+    login_address_free_attempts: u32,
+    /// Failed logins for one account (any addresses) beyond which addresses that failed
+    /// themselves wait; an address without failures is never held back.
+    #[arg(long, default_value_t = 10)]
+    login_account_free_attempts: u32,
+    /// Registrations per hour from one address (an IPv6 /64).
+    #[arg(long, default_value_t = 20)]
+    register_rate: u32,
+    /// Registrations per minute from all addresses together.
+    #[arg(long, default_value_t = 600)]
+    register_rate_total: u32,
+    /// Registrations waiting for a hashing thread at most; beyond, RateLimited.
+    #[arg(long, default_value_t = 32)]
+    register_queue: usize,
+    /// Logins waiting for a hashing thread at most (served before registrations).
+    #[arg(long, default_value_t = 1024)]
+    login_queue: usize,
+    /// Seconds a new connection has to send Hello.
+    #[arg(long, default_value_t = 5)]
+    hello_timeout: u64,
+    /// Seconds a connection has to log in, from connecting or logging out.
+    #[arg(long, default_value_t = 30)]
+    login_timeout: u64,
+    /// Connections not logged in at most (at most max-connections).
+    #[arg(long, default_value_t = 4096)]
+    max_unauthenticated: usize,
+    /// Largest frame a client may send before it logs in, in bytes (at least 1024).
+    #[arg(long, default_value_t = 4096)]
+    max_frame_before_login: u32,
+    /// Open-file descriptors kept for storage and logs; max-connections is lowered to the
+    /// open-file limit minus this.
+    #[arg(long, default_value_t = 128)]
+    fd_reserve: usize,
     /// Members per group at most.
     #[arg(long, default_value_t = 1000)]
     max_group_members: usize,
@@ -157,6 +195,18 @@ impl Flags {
             max_connections_per_ip: self.max_connections_per_ip,
             request_rate: self.request_rate,
             request_burst: self.request_burst,
+            login_free_attempts: self.login_free_attempts,
+            login_address_free_attempts: self.login_address_free_attempts,
+            login_account_free_attempts: self.login_account_free_attempts,
+            register_per_address: self.register_rate,
+            register_total: self.register_rate_total,
+            register_queue: self.register_queue,
+            login_queue: self.login_queue,
+            hello_timeout: Duration::from_secs(self.hello_timeout.max(1)),
+            login_timeout: Duration::from_secs(self.login_timeout.max(1)),
+            max_unauthenticated: self.max_unauthenticated,
+            max_frame_before_login: self.max_frame_before_login,
+            fd_reserve: self.fd_reserve,
             max_group_members: self.max_group_members,
             max_groups_per_user: self.max_groups_per_user,
             group_retention: self.group_retention,
@@ -206,20 +256,8 @@ fn main() -> ExitCode {
         eprintln!("confabd: {e}");
         return ExitCode::FAILURE;
     }
-    // Each connection is a descriptor; the default soft limit (often 1024) would cap
-    // connections far below what the machine allows.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => info!("open-file limit: {limit}"),
-        Err(e) => warn!("cannot raise the open-file limit: {e}"),
-    }
-    let server = match Server::start(flags.config()) {
-        Ok(server) => server,
-        Err(e) => {
-            error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let handle = server.handle();
+    // Installed before the server starts: a SIGTERM that comes the moment it listens must
+    // stop it cleanly (final checkpoint, pid file removed), not kill it.
     let mut signals =
         match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
             Ok(signals) => signals,
@@ -228,6 +266,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    let server = match Server::start(flags.config()) {
+        Ok(server) => server,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = server.handle();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             info!("signal {signal} received; shutting down");

@@ -314,8 +314,13 @@ impl Connection {
                     reply => vec![ConnEvent::Reply { pending, reply }],
                 }
             }
-            ServerFrame::Error { request_id, code, message } => {
+            ServerFrame::Error { request_id, code, message, retry_after_ms } => {
                 let pending = self.pending.remove(&request_id);
+                // The server's wait is exact; the person reading wants seconds.
+                let message = match retry_after_ms {
+                    0 => message,
+                    ms => format!("{message} (retry in {:.1} s)", f64::from(ms) / 1000.0),
+                };
                 if matches!(pending.as_ref().map(|p| &p.request), Some(Request::Hello { .. })) {
                     // A server that refuses our Hello will refuse it again.
                     self.reconnect = false;
@@ -408,6 +413,14 @@ mod tests {
                 heartbeat_secs: 30,
                 idle_timeout_secs: 90,
                 delivery_window: 64,
+                limits: confab::protocol::Limits {
+                    request_rate: 100,
+                    request_burst: 200,
+                    delivery_window_bytes: 65_536,
+                    max_outbound: 1 << 20,
+                    token_ttl_secs: 3600,
+                    max_frame_before_login: 1024,
+                },
             },
         };
         server.write_all(&frame::encode(&reply)).expect("write");

@@ -245,6 +245,9 @@ pub struct Engine {
     again: Vec<usize>,
     scratch: Box<[u8]>,
     control_ids: u32,
+    /// The wait the server asked for with the error being handed to a handler, in ns
+    /// (its retry_after_ms; 0 when it gave none): a handler that retries honours it.
+    pub retry_after_ns: u64,
 }
 
 impl Engine {
@@ -264,6 +267,7 @@ impl Engine {
             flush_list: Vec::new(),
             again: Vec::new(),
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            retry_after_ns: 0,
             control_ids: 0,
         })
     }

@@ -28,8 +28,9 @@ pub enum Error {
     FdLimit { soft: u64, hard: u64, needed: u64 },
     #[error(
         "only {ready} of {wanted} connections logged in ({detail}); a login:RateLimited \
-         means the server throttles this source address after failed logins: wait, or \
-         use other --source-addrs"
+         the setup could not wait out means the server throttles this source address \
+         after failed logins or limits registrations from it: wait, use other \
+         --source-addrs, or raise the server's --register-rate"
     )]
     Setup { ready: usize, wanted: usize, detail: String },
     #[error("{step}: {failed} of {total} requests failed ({detail})")]

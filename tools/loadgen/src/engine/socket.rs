@@ -253,7 +253,8 @@ impl Engine {
             ServerFrame::Reply { request_id, reply } if request_id & CONTROL != 0 => {
                 self.control_reply(c, request_id, Ok(reply), now, h)
             }
-            ServerFrame::Error { request_id, code, .. } if request_id & CONTROL != 0 => {
+            ServerFrame::Error { request_id, code, retry_after_ms, .. } if request_id & CONTROL != 0 => {
+                self.retry_after_ns = u64::from(retry_after_ms) * 1_000_000;
                 self.control_reply(c, request_id, Err(code), now, h)
             }
             ServerFrame::Error { request_id: 0, code, .. } => {
@@ -265,7 +266,10 @@ impl Engine {
                 }
             }
             ServerFrame::Reply { request_id, reply } => h.reply(self, c, request_id, Ok(reply), now),
-            ServerFrame::Error { request_id, code, .. } => h.reply(self, c, request_id, Err(code), now),
+            ServerFrame::Error { request_id, code, retry_after_ms, .. } => {
+                self.retry_after_ns = u64::from(retry_after_ms) * 1_000_000;
+                h.reply(self, c, request_id, Err(code), now)
+            }
         }
     }
 }

@@ -11,7 +11,8 @@ use crate::payload::{Stamp, STAMP_LEN};
 use crate::report::{rate, Correctness, Cpu, Report};
 use crate::stats::{Line, Recorder};
 use confab::protocol::{Content, MediaKind, Request, Target};
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 /// A send the server refused with RateLimited is sent again (unchanged) this much later.
@@ -141,24 +142,36 @@ pub fn receipt(rec: &mut Recorder, receipted: &mut crate::bitset::BitSet, q: u32
     fresh
 }
 
-/// Sends refused with RateLimited, to repeat unchanged: (when, sender, sequence).
+/// Sends refused with RateLimited, to repeat unchanged: (when, sender, sequence), the
+/// soonest first (the server's waits differ, so refusals are not due in arrival order).
 #[derive(Default)]
-pub struct Retries(VecDeque<(u64, usize, u32)>);
+pub struct Retries(BinaryHeap<Reverse<(u64, usize, u32)>>);
 
 impl Retries {
-    /// Schedules sequence `q` of sender `l` again, and counts the refusal.
-    pub fn later(&mut self, rec: &mut Recorder, now: u64, l: usize, q: u32) {
+    /// Schedules sequence `q` of sender `l` again after the server's wait (`wait_ns`, from
+    /// the refusal's retry_after_ms; a fixed pause if it gave none), and counts the refusal.
+    pub fn later(&mut self, rec: &mut Recorder, now: u64, wait_ns: u64, l: usize, q: u32) {
         rec.error("send:RateLimited(retried)");
-        self.0.push_back((now + RETRY_AFTER_NS, l, q));
+        self.0.push(Reverse((now + retry_wait(wait_ns, RETRY_AFTER_NS), l, q)));
     }
 
     /// The next retry whose time has come.
     pub fn due(&mut self, now: u64) -> Option<(usize, u32)> {
-        if self.0.front().is_some_and(|(due, _, _)| *due <= now) {
-            self.0.pop_front().map(|(_, l, q)| (l, q))
+        if self.0.peek().is_some_and(|Reverse((due, _, _))| *due <= now) {
+            self.0.pop().map(|Reverse((_, l, q))| (l, q))
         } else {
             None
         }
+    }
+}
+
+/// The wait before a retry: the server's, or `fallback` when it gave none (a server that
+/// speaks an older protocol, or a refusal without a retry time).
+pub fn retry_wait(server_ns: u64, fallback: u64) -> u64 {
+    if server_ns > 0 {
+        server_ns
+    } else {
+        fallback
     }
 }
 
@@ -194,5 +207,25 @@ pub fn settle<H: Handler>(eng: &mut Engine, h: &mut H, within: Duration) -> Resu
         if eng.acks_settled() || now_ns() >= until {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_come_due_by_the_servers_wait_not_by_arrival() {
+        let mut rec = Recorder::new(0, (0, u64::MAX));
+        let mut retries = Retries::default();
+        retries.later(&mut rec, 0, 5_000_000, 1, 10);
+        retries.later(&mut rec, 0, 1_000_000, 2, 20);
+        // No retry time from the server: the fixed pause.
+        retries.later(&mut rec, 0, 0, 3, 30);
+        assert_eq!(retries.due(999_999), None);
+        assert_eq!(retries.due(1_000_000), Some((2, 20)));
+        assert_eq!(retries.due(10_000_000), Some((1, 10)));
+        assert_eq!(retries.due(RETRY_AFTER_NS - 1), None);
+        assert_eq!(retries.due(RETRY_AFTER_NS), Some((3, 30)));
     }
 }

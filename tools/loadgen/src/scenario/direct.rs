@@ -364,7 +364,7 @@ impl Handler for Direct<'_> {
 
     fn reply(&mut self, eng: &mut Engine, c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64) {
         if reply == Err(ErrorCode::RateLimited) && self.senders[c].pending.contains_key(&request_id) {
-            self.retry.later(&mut self.rec, now, c, request_id);
+            self.retry.later(&mut self.rec, now, eng.retry_after_ns, c, request_id);
             return;
         }
         let s = &mut self.senders[c];

@@ -29,7 +29,8 @@ use crate::procfs;
 use crate::progress::Progress;
 use crate::stats::{Line, Recorder};
 use confab::protocol::{ErrorCode, Message, Reply, Request};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 
 /// Request ids of setup calls ([`call_all`]) start here, apart from the per-sender
@@ -159,6 +160,7 @@ pub fn establish(
         probing: false,
         concurrency,
         finished: vec![false; accounts.len()],
+        later: BinaryHeap::new(),
         in_flight: 0,
         out: Established { ready: 0, failed: 0, faults: BTreeMap::new(), stale: 0, last_ready_ns: 0, recorder },
     };
@@ -186,6 +188,7 @@ pub fn establish(
     }
     loop {
         eng.turn(Some(Duration::from_millis(10)), &mut h).map_err(Error::Poll)?;
+        h.retry_due(eng, now_ns());
         let done = h.out.ready + h.out.failed;
         progress.update(done as u64, || format!("{} failed", h.out.failed));
         if h.in_flight == 0 && h.next >= h.accounts.len() {
@@ -213,6 +216,10 @@ struct Establish {
     probing: bool,
     concurrency: usize,
     finished: Vec<bool>,
+    /// Logins and registrations the server refused for now (RateLimited with a retry
+    /// time: failed logins to wait out, or its hashing queues full), soonest first:
+    /// (due, slot, job).
+    later: BinaryHeap<Reverse<(u64, usize, usize)>>,
     in_flight: usize,
     out: Established,
 }
@@ -262,9 +269,25 @@ impl Establish {
         }
     }
 
+    /// Attempts again what the server told to wait for, once the wait is over.
+    fn retry_due(&mut self, eng: &mut Engine, now: u64) {
+        while self.later.peek().is_some_and(|Reverse((due, _, _))| *due <= now) {
+            if let Some(Reverse((_, slot, job))) = self.later.pop() {
+                self.attempt(eng, slot, job);
+            }
+        }
+    }
+
     /// Retries a few times: a full listen backlog or a racing close is not the account's
-    /// fault. A refused login is, and is not retried.
+    /// fault. A refused login is, and is not retried, unless the server said when to try
+    /// again (a busy server, or failed logins to wait out): then after that wait, up to
+    /// the setup deadline.
     fn failed_attempt(&mut self, eng: &mut Engine, slot: usize, job: usize, fault: Fault) {
+        if matches!(fault, Fault::Auth(ErrorCode::RateLimited)) && eng.retry_after_ns > 0 {
+            *self.out.faults.entry("retried:login:RateLimited".into()).or_default() += 1;
+            self.later.push(Reverse((now_ns() + eng.retry_after_ns, slot, job)));
+            return;
+        }
         self.attempts[job] += 1;
         let permanent = matches!(
             fault,
@@ -443,7 +466,10 @@ impl Handler for Calls {
             return;
         };
         if reply == Err(ErrorCode::RateLimited) {
-            self.retry.push_back((now + CALL_RETRY_NS, i));
+            // Soonest first, as the server's waits differ.
+            let due = now + common::retry_wait(eng.retry_after_ns, CALL_RETRY_NS);
+            let at = self.retry.partition_point(|(d, _)| *d <= due);
+            self.retry.insert(at, (due, i));
             return;
         }
         self.open -= 1;

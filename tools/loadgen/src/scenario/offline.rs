@@ -273,7 +273,7 @@ impl Handler for Offline {
             return;
         };
         if reply == Err(ErrorCode::RateLimited) && self.senders[k].pending.contains_key(&request_id) {
-            self.retry.later(&mut self.rec, now, k, request_id);
+            self.retry.later(&mut self.rec, now, eng.retry_after_ns, k, request_id);
             return;
         }
         let s = &mut self.senders[k];

@@ -77,7 +77,7 @@ impl Handler for Fanout<'_> {
             return;
         }
         if reply == Err(ErrorCode::RateLimited) {
-            self.retry.later(&mut self.rec, now, c, request_id);
+            self.retry.later(&mut self.rec, now, eng.retry_after_ns, c, request_id);
             return;
         }
         self.deltas[1] += 1;

@@ -149,7 +149,7 @@ impl Soak {
             return;
         };
         if reply == Err(ErrorCode::RateLimited) {
-            self.retry.later(&mut self.rec, now, c, request_id);
+            self.retry.later(&mut self.rec, now, eng.retry_after_ns, c, request_id);
             return;
         }
         self.clients[c].pending.remove(&request_id);
