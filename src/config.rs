@@ -151,6 +151,11 @@ pub struct Config {
     /// Connections not logged in at most, below `max_connections`, so idle or half-open
     /// sockets cannot fill every slot before users log in.
     pub max_unauthenticated: usize,
+    /// ...and from one address, so a few addresses cannot hold all of those places by
+    /// reconnecting as each handshake deadline closes them. 256: many users behind one
+    /// NAT reconnecting at once (after a restart) are still let in a few hundred at a
+    /// time, while 16 addresses cannot fill the 4,096 places.
+    pub max_unauthenticated_per_ip: usize,
     /// Largest frame accepted before login: Hello, Register, Login, Resume and
     /// ServiceLogin fit in far less, and a stranger's partial frame should cost little.
     pub max_frame_before_login: u32,
@@ -234,6 +239,7 @@ impl Default for Config {
             hello_timeout: Duration::from_secs(5),
             login_timeout: Duration::from_secs(30),
             max_unauthenticated: 4096,
+            max_unauthenticated_per_ip: 256,
             max_frame_before_login: 4096,
             fd_reserve: 128,
             stats_interval: Duration::from_secs(60),

@@ -42,6 +42,30 @@ fn silent_connections_cannot_fill_the_server_and_are_closed_at_the_hello_deadlin
 }
 
 #[test]
+fn a_few_addresses_cannot_take_every_place_before_login() {
+    // Ten places before login, three per address: strangers at two addresses take six,
+    // and a user at a third still gets in.
+    let server = TestServer::with(|c| {
+        c.max_unauthenticated = 10;
+        c.max_unauthenticated_per_ip = 3;
+    });
+    server.register(&["alice"]);
+    let stranger = |n: u8| Client::connect_raw_from(server.addr, [127, 0, 0, n].into()).unwrap();
+    let _held: Vec<Client> = [2, 2, 2, 3, 3, 3].into_iter().map(stranger).collect();
+    let mut refused = stranger(2);
+    let (code, message) = closed_with(&mut refused);
+    assert_eq!(
+        (code, message.as_str()),
+        (ErrorCode::ServerFull, "too many connections not logged in from your address")
+    );
+    let (mut alice, _) = Client::connect_from(server.addr, [127, 0, 0, 4].into(), "alice").unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    // Logged in, she no longer takes a place: three more from her address may wait to log in.
+    let _waiting: Vec<Client> =
+        (0..3).map(|_| Client::connect_from(server.addr, [127, 0, 0, 4].into(), "t").expect("let in").0).collect();
+}
+
+#[test]
 fn a_greeted_connection_that_never_logs_in_is_closed_at_the_login_deadline() {
     let server = TestServer::with(|c| c.login_timeout = Duration::from_secs(1));
     let mut stranger = server.client();

@@ -23,20 +23,26 @@ impl EventLoop {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    let (max, per_ip) = (self.config.max_unauthenticated, self.config.max_unauthenticated_per_ip);
                     let refusal = if self.conns.len() >= self.config.max_connections.min(self.ledger.capacity()) {
-                        Some("too many connections")
-                    } else if self.unauthenticated >= self.config.max_unauthenticated {
-                        Some("too many connections not logged in")
-                    } else if !self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
-                        Some("too many connections from your address")
+                        Err("too many connections")
                     } else {
-                        None
+                        self.unauthenticated.admit(peer.ip(), max, per_ip)
                     };
-                    if let Some(reason) = refusal {
+                    let refusal = refusal.and_then(|()| {
+                        if self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
+                            Ok(())
+                        } else {
+                            self.unauthenticated.remove(peer.ip());
+                            Err("too many connections from your address")
+                        }
+                    });
+                    if let Err(reason) = refusal {
                         self.refuse(stream, peer, reason);
                         continue;
                     }
                     if let Err(e) = self.add_conn(stream, peer) {
+                        self.unauthenticated.remove(peer.ip());
                         self.per_address.release(peer.ip());
                         warn!("could not register {peer}: {e}");
                     }
@@ -109,7 +115,6 @@ impl EventLoop {
         let id = ConnId::new(self.serial, slot);
         self.ledger.open(id);
         entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
-        self.unauthenticated += 1;
         self.metrics.connections.fetch_add(1, Ordering::Relaxed);
         debug!("connection {id:?} from {peer} accepted");
         Ok(())

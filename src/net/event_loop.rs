@@ -10,7 +10,7 @@
 use super::accept::open_spare;
 use super::conn::{Conn, Life, Phase};
 use super::ledger::OutputLedger;
-use super::limits::PerAddress;
+use super::limits::{PerAddress, Unauthenticated};
 use super::refusals::RefusalLog;
 use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
@@ -94,8 +94,8 @@ pub struct EventLoop {
     /// The Hello reply: the same for every connection.
     pub(super) hello: Reply,
     /// Open connections without a logged-in user (or service), capped by
-    /// `max_unauthenticated`.
-    pub(super) unauthenticated: usize,
+    /// `max_unauthenticated` and `max_unauthenticated_per_ip`.
+    pub(super) unauthenticated: Unauthenticated,
     /// Refused connections, logged at most about once a second.
     pub(super) refusals: RefusalLog,
     /// A descriptor held in reserve: when accept fails for lack of descriptors, closing it
@@ -165,7 +165,7 @@ impl EventLoop {
             metrics,
             ledger,
             hello,
-            unauthenticated: 0,
+            unauthenticated: Unauthenticated::default(),
             refusals: RefusalLog::default(),
             spare_fd: open_spare(),
         };
@@ -261,7 +261,8 @@ impl EventLoop {
                     }
                     _ => {
                         if c.user.replace(user).is_none() {
-                            self.unauthenticated = self.unauthenticated.saturating_sub(1);
+                            let ip = c.peer.ip();
+                            self.unauthenticated.remove(ip);
                         }
                     }
                 },
@@ -273,7 +274,8 @@ impl EventLoop {
                 if let Some(c) = self.live(conn) {
                     if c.user.take().is_some() {
                         c.unauthenticated_since = Instant::now();
-                        self.unauthenticated += 1;
+                        let ip = c.peer.ip();
+                        self.unauthenticated.add(ip);
                     }
                 }
             }
@@ -305,7 +307,7 @@ impl EventLoop {
             self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
             match conn.user.take() {
                 Some(user) => self.notify_closed(conn.id, user, conn.close_reason),
-                None => self.unauthenticated = self.unauthenticated.saturating_sub(1),
+                None => self.unauthenticated.remove(conn.peer.ip()),
             }
         }
     }

@@ -70,9 +70,59 @@ impl PerAddress {
     }
 }
 
+/// Connections nobody has logged in on: in all, and per address. The per-address cap
+/// keeps a few addresses from holding every not-logged-in place (renewing each one as its
+/// handshake deadline closes it), which would keep everyone else from connecting at all.
+#[derive(Default)]
+pub struct Unauthenticated {
+    total: usize,
+    per_address: PerAddress,
+}
+
+impl Unauthenticated {
+    /// Counts a newcomer, or says why not.
+    pub fn admit(&mut self, addr: IpAddr, max: usize, max_per_address: usize) -> Result<(), &'static str> {
+        if self.total >= max {
+            return Err("too many connections not logged in");
+        }
+        if !self.per_address.admit(addr, max_per_address) {
+            return Err("too many connections not logged in from your address");
+        }
+        self.total += 1;
+        Ok(())
+    }
+
+    /// A connection that logged out counts again, whatever the caps (it is already here).
+    pub fn add(&mut self, addr: IpAddr) {
+        self.per_address.admit(addr, usize::MAX);
+        self.total += 1;
+    }
+
+    /// A connection logged in or closed.
+    pub fn remove(&mut self, addr: IpAddr) {
+        self.per_address.release(addr);
+        self.total = self.total.saturating_sub(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_logged_in_places_are_capped_in_all_and_per_address() {
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut places = Unauthenticated::default();
+        assert!(places.admit(a, 3, 2).is_ok());
+        assert!(places.admit(a, 3, 2).is_ok());
+        assert!(places.admit(a, 3, 2).is_err(), "two per address");
+        assert!(places.admit(b, 3, 2).is_ok());
+        assert!(places.admit(b, 3, 2).is_err(), "three in all");
+        places.remove(a);
+        assert!(places.admit(b, 3, 2).is_ok(), "a login frees a place");
+        places.add(a);
+        assert!(places.admit(a, 10, 10).is_ok(), "a logout counts again");
+    }
 
     #[test]
     fn bucket_allows_a_burst_then_the_rate() {

@@ -123,6 +123,9 @@ struct Flags {
     /// Connections not logged in at most (at most max-connections).
     #[arg(long, default_value_t = 4096)]
     max_unauthenticated: usize,
+    /// Connections nobody has logged in on, per source address.
+    #[arg(long, default_value_t = Config::default().max_unauthenticated_per_ip)]
+    max_unauthenticated_per_ip: usize,
     /// Largest frame a client may send before it logs in, in bytes (at least 1024).
     #[arg(long, default_value_t = 4096)]
     max_frame_before_login: u32,
@@ -205,6 +208,7 @@ impl Flags {
             hello_timeout: Duration::from_secs(self.hello_timeout.max(1)),
             login_timeout: Duration::from_secs(self.login_timeout.max(1)),
             max_unauthenticated: self.max_unauthenticated,
+            max_unauthenticated_per_ip: self.max_unauthenticated_per_ip,
             max_frame_before_login: self.max_frame_before_login,
             fd_reserve: self.fd_reserve,
             max_group_members: self.max_group_members,
