@@ -1,6 +1,6 @@
 //! Hostile names and fake system messages: protocol.md "Names" and "Content".
 
-use crate::common::TestServer;
+use crate::common::{TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, SenderKind, ServiceTarget, Target};
@@ -53,6 +53,24 @@ fn display_names_that_hide_or_impersonate_are_refused() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn usernames_that_look_like_existing_ones_cannot_be_registered() {
+    let server = TestServer::start();
+    server.register(&["admin", "bob"]);
+    let mut client = server.client();
+    for name in ["adm1n", "admln", "b0b"] {
+        let refused = client.register(name, PASSWORD).unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::NameTaken), "{name}: {refused}");
+    }
+    // Registrations racing on several workers: one of each look-alike family wins.
+    let ids: Vec<u32> = ["carol", "car0l", "caro1", "dave", "d4ve"]
+        .iter()
+        .map(|name| client.send(Request::Register { username: name.to_string(), password: PASSWORD.into() }).unwrap())
+        .collect();
+    let won = ids.into_iter().filter(|id| client.reply_to(*id).is_ok()).count();
+    assert_eq!(won, 3, "carol (or one look-alike), dave and d4ve (4 is not an a)");
 }
 
 #[test]

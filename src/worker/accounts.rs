@@ -42,6 +42,9 @@ impl Worker {
         if self.shared.store.account(&username)?.is_some() {
             return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
         }
+        if let Some(other) = self.shared.lookalikes.other_than(&username, &username) {
+            return Err(lookalike(&other));
+        }
         if self.partition.is_full() {
             return Err(Refusal::new(ErrorCode::StorageFull, "the server's disk is full; retry later"));
         }
@@ -154,12 +157,14 @@ impl Worker {
             admin: false,
             created_ms: super::inbox::now_ms(),
         };
-        // Two registrations of one name can both pass the early check while hashing;
-        // the compare-and-swap decides.
+        // Two registrations of one name (or of look-alikes) can both pass the early checks
+        // while hashing; the claim and then the compare-and-swap decide.
+        if let Some(other) = self.shared.lookalikes.claim(&username) {
+            return Err(lookalike(&other));
+        }
         if !store.create_account(&username, &account)? {
             return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
         }
-        self.shared.lookalikes.add(&username);
         info!("registered {username}");
         self.batch.reply(conn, request_id, Reply::Registered { user_id }, true);
         Ok(())
@@ -295,4 +300,10 @@ impl Worker {
             Err(Refusal::new(ErrorCode::NotLoggedIn, "this session has ended"))
         }
     }
+}
+
+/// A new username that reads as an existing one (`adm1n` beside `admin`): refused, as a
+/// display name would be, so nobody can pose as another user by the name itself.
+fn lookalike(other: &str) -> Refusal {
+    Refusal::new(ErrorCode::NameTaken, format!("username looks like the existing {other:?}"))
 }

@@ -34,6 +34,21 @@ impl Lookalikes {
         }
     }
 
+    /// Adds a new username unless it may be mistaken for one already there, which it
+    /// returns: checked and added under one lock, so two look-alikes registering at once
+    /// on two workers cannot both pass.
+    pub fn claim(&self, username: &str) -> Option<Arc<str>> {
+        let mut usernames = self.usernames.write().unwrap_or_else(|p| p.into_inner());
+        let same = usernames.entry(skeleton(username)).or_default();
+        if let Some(other) = same.iter().find(|n| ***n != *username) {
+            return Some(other.clone());
+        }
+        if same.is_empty() {
+            same.push(username.into());
+        }
+        None
+    }
+
     /// A username other than `me` that `name` may be mistaken for.
     pub fn other_than(&self, name: &str, me: &str) -> Option<Arc<str>> {
         let usernames = self.usernames.read().unwrap_or_else(|p| p.into_inner());
@@ -56,5 +71,15 @@ mod tests {
         assert_eq!(lookalikes.other_than("Robert", "bob"), None);
         lookalikes.add("adm1n");
         assert_eq!(lookalikes.other_than("admin", "admin").as_deref(), Some("adm1n"));
+    }
+
+    #[test]
+    fn a_new_username_that_looks_like_another_is_not_claimed() {
+        let lookalikes = Lookalikes::default();
+        assert_eq!(lookalikes.claim("admin"), None);
+        assert_eq!(lookalikes.claim("adm1n").as_deref(), Some("admin"));
+        assert_eq!(lookalikes.claim("rn0m").as_deref(), None);
+        assert_eq!(lookalikes.claim("admin"), None, "the same name again (its account decides)");
+        assert_eq!(lookalikes.other_than("adm1n", "x").as_deref(), Some("admin"), "adm1n was not added");
     }
 }
