@@ -53,6 +53,9 @@ run direct-r5k direct --clients 1000 --rate 5000
 run connections-10k connections --count 10000
 run connections-19k connections --count 19000
 run offline offline
+# Memory and disk under large messages: 1.9 GB of 32 KB messages stored, then drained
+# (server RSS every second in offline-32k.json/.svg).
+run offline-32k offline --users 20 --messages 3000 --size 32000 --senders 20 --timeout 120
 run login login
 # Fan-out, peers.md's shape: 100 groups (rooms) of 50 members, 5,000 clients; one send is
 # 49 deliveries. 400 sends/s = 19,600 deliveries/s, the peers' fixed-rate point.
