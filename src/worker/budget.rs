@@ -30,6 +30,11 @@ impl SessionBudget {
         self.in_flight.load(Ordering::SeqCst) < self.max
     }
 
+    /// Bytes that may still go before the budget is spent.
+    pub fn room(&self) -> usize {
+        self.max.saturating_sub(self.in_flight.load(Ordering::SeqCst))
+    }
+
     pub fn pushed(&self, bytes: usize) {
         self.in_flight.fetch_add(bytes, Ordering::SeqCst);
     }

@@ -253,7 +253,9 @@ impl Worker {
             let Some((from, count)) = member.cursor.deliverable(last_seq, window) else {
                 return Ok(());
             };
-            let chunk = self.partition.read(LogId::Group, id, from - 1, count.min(READ_CHUNK) as usize)?;
+            let session = member.cursor.session.as_ref().expect("deliverable implies a session");
+            let take = session.read_hint(window, count.min(READ_CHUNK));
+            let chunk = self.partition.read(LogId::Group, id, from - 1, take as usize)?;
             let session = member.cursor.session.as_mut().expect("deliverable implies a session");
             if chunk.is_empty() {
                 session.sent_upto = last_seq;

@@ -50,12 +50,22 @@ pub struct Session {
     /// Pushed and not yet acknowledged: (sequence, approximate size).
     in_flight: VecDeque<(u64, usize)>,
     in_flight_bytes: usize,
+    /// The size of the last message pushed, to judge how many the next read should take.
+    last_size: usize,
 }
 
 impl Session {
     /// A session whose delivery starts after `start` (the ack, or a resync point).
     pub fn new(conn: ConnId, start: u64, budget: Arc<SessionBudget>) -> Self {
-        Session { conn, budget, sent_upto: start, last_pushed: start, in_flight: VecDeque::new(), in_flight_bytes: 0 }
+        Session {
+            conn,
+            budget,
+            sent_upto: start,
+            last_pushed: start,
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
+            last_size: 0,
+        }
     }
 
     /// Whether another push fits in the conversation's byte window and the session's
@@ -69,8 +79,21 @@ impl Session {
         (self.in_flight.len() as u64) < window.messages && self.in_flight_bytes < window.bytes
     }
 
+    /// How many stored messages to read for the next pushes, at most `limit`: about as
+    /// many as the room left in the window and the budget holds, judged by the last
+    /// message's size. Reading more would read large messages only to drop them and read
+    /// them again at the next ack.
+    pub fn read_hint(&self, window: Window, limit: u64) -> u64 {
+        if self.last_size == 0 {
+            return limit;
+        }
+        let room = window.bytes.saturating_sub(self.in_flight_bytes).min(self.budget.room());
+        limit.min((room / self.last_size) as u64 + 1)
+    }
+
     /// Marks `seq` (of about `bytes`) pushed; returns its `prev_seq`.
     pub fn pushed(&mut self, seq: u64, bytes: usize) -> u64 {
+        self.last_size = bytes;
         self.sent_upto = seq;
         self.in_flight.push_back((seq, bytes));
         self.in_flight_bytes += bytes;
@@ -377,7 +400,9 @@ impl Worker {
         loop {
             let Some(state) = self.users.get_mut(name) else { return Ok(()) };
             let Some((from, count)) = state.cursor.deliverable(state.last_seq, window) else { return Ok(()) };
-            let chunk = self.partition.read(LogId::Inbox, state.uid, from - 1, count.min(READ_CHUNK) as usize)?;
+            let session = state.cursor.session.as_ref().expect("deliverable implies a session");
+            let take = session.read_hint(window, count.min(READ_CHUNK));
+            let chunk = self.partition.read(LogId::Inbox, state.uid, from - 1, take as usize)?;
             let session = state.cursor.session.as_mut().expect("deliverable implies a session");
             if chunk.is_empty() {
                 // The log claims more than disk holds; never spin on it.
@@ -569,6 +594,18 @@ mod tests {
         assert_eq!(a.deliverable(2, window), Some((2, 1)));
         drop(a);
         assert!(budget.has_room(), "an ended session gives its bytes back");
+    }
+
+    #[test]
+    fn reads_take_about_what_the_room_left_holds() {
+        let window = Window { messages: 1000, bytes: 100_000 };
+        let mut c = cursor(0, Some(0));
+        let session = c.session.as_mut().unwrap();
+        assert_eq!(session.read_hint(window, 256), 256, "nothing pushed yet: no size to go by");
+        session.pushed(1, 30_000);
+        assert_eq!(session.read_hint(window, 256), 3, "70,000 left, 30,000 each: two fit, one may pass");
+        session.pushed(2, 100);
+        assert_eq!(session.read_hint(window, 256), 256, "small messages: the limit");
     }
 
     #[test]
