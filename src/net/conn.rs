@@ -2,10 +2,11 @@
 //! the logged-in user. Only the loop thread touches it.
 
 use super::limits::RequestBudget;
+use super::outqueue::OutQueue;
 use super::{ConnId, SessionUser};
 use crate::worker::WorkerCmd;
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -48,9 +49,8 @@ pub struct Conn {
     /// Received bytes not yet decoded into frames; `read_pos` bytes of it are consumed.
     pub read_buf: Vec<u8>,
     pub read_pos: usize,
-    /// Encoded frames not yet written; `written` bytes of it have gone out.
-    pub write_buf: Vec<u8>,
-    pub written: usize,
+    /// Encoded frames not yet written.
+    pub out: OutQueue,
     pub last_heard: Instant,
     /// When the connection was last without a user (accepted, or logged out): the Hello
     /// and login deadlines count from here.
@@ -77,8 +77,7 @@ impl Conn {
             user: None,
             read_buf: Vec::new(),
             read_pos: 0,
-            write_buf: Vec::new(),
-            written: 0,
+            out: OutQueue::default(),
             last_heard: now,
             unauthenticated_since: now,
             stalled: None,
@@ -91,7 +90,7 @@ impl Conn {
     }
 
     pub fn pending_out(&self) -> usize {
-        self.write_buf.len() - self.written
+        self.out.len()
     }
 
     pub fn unread(&self) -> &[u8] {
@@ -132,28 +131,9 @@ impl Conn {
         }
     }
 
-    /// Writes queued output until done or the socket would block. Err means the
-    /// connection is unusable.
-    pub fn write_to_socket(&mut self) -> io::Result<()> {
-        while self.written < self.write_buf.len() {
-            match self.stream.write(&self.write_buf[self.written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        if self.written == self.write_buf.len() {
-            self.write_buf.clear();
-            self.written = 0;
-            if self.write_buf.capacity() > KEEP_CAPACITY {
-                self.write_buf = Vec::new();
-            }
-        } else if self.written > self.write_buf.len() / 2 {
-            self.write_buf.drain(..self.written);
-            self.written = 0;
-        }
-        Ok(())
+    /// Writes queued output until done or the socket would block; returns the bytes
+    /// written. Err means the connection is unusable.
+    pub fn write_to_socket(&mut self) -> io::Result<usize> {
+        self.out.write_to(&mut self.stream)
     }
 }

@@ -241,7 +241,14 @@ impl EventLoop {
         match msg {
             LoopMsg::Frames { conn, bytes } => {
                 if self.live(conn).is_some() {
-                    self.queue_charged(conn.slot(), &bytes);
+                    self.queue_owned(conn.slot(), bytes);
+                } else {
+                    self.ledger.release(conn, bytes.len());
+                }
+            }
+            LoopMsg::Shared { conn, bytes } => {
+                if self.live(conn).is_some() {
+                    self.queue_shared(conn.slot(), bytes);
                 } else {
                     self.ledger.release(conn, bytes.len());
                 }

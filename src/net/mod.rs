@@ -8,6 +8,7 @@ mod input;
 mod ledger;
 mod limits;
 mod output;
+mod outqueue;
 mod refusals;
 
 pub use event_loop::{EventLoop, LoopHandle};
@@ -48,6 +49,8 @@ pub struct SessionUser {
 pub enum LoopMsg {
     /// Encoded frames (prefix included) to queue on the connection.
     Frames { conn: ConnId, bytes: Vec<u8> },
+    /// One encoded frame shared with other connections (fan-out), queued without a copy.
+    Shared { conn: ConnId, bytes: Arc<[u8]> },
     /// The connection logged in as this user; its later requests carry it.
     Bind { conn: ConnId, user: SessionUser },
     /// The connection logged out.

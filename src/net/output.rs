@@ -4,9 +4,11 @@
 
 use super::conn::Life;
 use super::event_loop::EventLoop;
+use super::outqueue::OutQueue;
 use crate::frame;
 use crate::protocol::{ErrorCode, ServerFrame, NO_REQUEST};
 use log::{debug, warn};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl EventLoop {
@@ -32,15 +34,29 @@ impl EventLoop {
 
     /// Queues bytes a worker already charged to the connection.
     pub(super) fn queue_charged(&mut self, slot: usize, bytes: &[u8]) {
+        self.queue_chunk(slot, bytes.len(), |out| out.push(bytes));
+    }
+
+    /// Queues a worker's frames for the connection (charged), without copying them.
+    pub(super) fn queue_owned(&mut self, slot: usize, bytes: Vec<u8>) {
+        self.queue_chunk(slot, bytes.len(), |out| out.push_owned(bytes));
+    }
+
+    /// Queues a frame shared with other connections (charged), without copying it.
+    pub(super) fn queue_shared(&mut self, slot: usize, bytes: Arc<[u8]>) {
+        self.queue_chunk(slot, bytes.len(), |out| out.push_shared(bytes));
+    }
+
+    fn queue_chunk(&mut self, slot: usize, len: usize, push: impl FnOnce(&mut OutQueue)) {
         let conn = &mut self.conns[slot];
         if !conn.is_open() {
-            self.ledger.release(conn.id, bytes.len());
+            self.ledger.release(conn.id, len);
             return;
         }
         if conn.pending_out() == 0 {
             self.to_write.push(slot);
         }
-        conn.write_buf.extend_from_slice(bytes);
+        push(&mut conn.out);
     }
 
     /// Tells the connection `SlowConsumer` (past the bound: the notice is small and last)
@@ -56,7 +72,7 @@ impl EventLoop {
         if conn.pending_out() == 0 {
             self.to_write.push(slot);
         }
-        conn.write_buf.extend_from_slice(&notice);
+        conn.out.push(&notice);
         self.close_after_flush(slot, "slow consumer");
     }
 
@@ -109,10 +125,10 @@ impl EventLoop {
             let result = conn.write_to_socket();
             self.ledger.release(conn.id, before - conn.pending_out());
             match result {
-                Ok(()) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => {
+                Ok(_) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => {
                     self.kill(slot, "closed by the server")
                 }
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(e) => {
                     debug!("{:?} write failed: {e}", conn.id);
                     self.kill(slot, "connection error");

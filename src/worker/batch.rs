@@ -21,6 +21,9 @@ use crossbeam_channel::Sender;
 use log::{error, warn};
 use std::sync::Arc;
 
+/// Fan-out frames from this size on are shared between their recipients' queues.
+const SHARE_FROM: usize = 1024;
+
 pub struct Batch {
     out: Vec<(LoopMsg, bool)>,
     durable_requests: Vec<(ConnId, u32)>,
@@ -82,8 +85,9 @@ impl Batch {
         }
     }
 
-    /// Queues a frame encoded once for many recipients (fan-out).
-    pub fn frame_bytes(&mut self, conn: ConnId, encoded: &[u8], durable: bool) {
+    /// Queues a frame encoded once for many recipients (fan-out): shared by all their
+    /// queues when it is large, copied when it is small enough that a copy costs less.
+    pub fn frame_bytes(&mut self, conn: ConnId, encoded: &Arc<[u8]>, durable: bool) {
         if self.cut.contains(&conn) {
             return;
         }
@@ -91,7 +95,9 @@ impl Batch {
         if charge != Charge::Queued {
             return self.refused(conn, charge);
         }
-        if let Some(bytes) = self.tail_for(conn, durable) {
+        if encoded.len() >= SHARE_FROM {
+            self.out.push((LoopMsg::Shared { conn, bytes: encoded.clone() }, durable));
+        } else if let Some(bytes) = self.tail_for(conn, durable) {
             bytes.extend_from_slice(encoded);
         } else {
             self.out.push((LoopMsg::Frames { conn, bytes: encoded.to_vec() }, durable));
@@ -142,8 +148,10 @@ impl Batch {
         if let Err(e) = partition.commit(now_ms()) {
             error!("commit failed, withholding this batch's receipts: {e}");
             for (msg, durable) in &out {
-                if let (LoopMsg::Frames { conn, bytes }, true) = (msg, durable) {
-                    self.ledger.release(*conn, bytes.len());
+                match (msg, durable) {
+                    (LoopMsg::Frames { conn, bytes }, true) => self.ledger.release(*conn, bytes.len()),
+                    (LoopMsg::Shared { conn, bytes }, true) => self.ledger.release(*conn, bytes.len()),
+                    _ => {}
                 }
             }
             out.retain(|(_, durable)| !durable);

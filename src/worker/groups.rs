@@ -176,7 +176,7 @@ impl Worker {
         // anyone else gets a copy with their own prev_seq.
         let display_name = sender_display_name(&self.shared, &stored);
         let mut message = wire(Conversation::Group(id), seq, seq - 1, stored, display_name);
-        let shared = frame::encode(&ServerFrame::Push(Push::Message(message.clone())));
+        let shared: Arc<[u8]> = frame::encode(&ServerFrame::Push(Push::Message(message.clone()))).into();
         let group = self.groups.get_mut(&id).expect("caller loaded the group");
         group.last_seq = seq;
         let mut delivered = 0;

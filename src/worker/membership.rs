@@ -274,7 +274,7 @@ impl Worker {
             event: Some(GroupEvent::Deleted { by: user.name.to_string() }),
             display_name,
         };
-        let encoded = frame::encode(&ServerFrame::Push(Push::Message(notice)));
+        let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(Push::Message(notice))).into();
         let record = group.record();
         let still_stored = group.last_seq - group.floor;
         let online: Vec<ConnId> =

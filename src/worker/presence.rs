@@ -100,7 +100,8 @@ impl Worker {
         if recipients.is_empty() {
             return Ok(());
         }
-        let encoded = frame::encode(&ServerFrame::Push(Push::Presence { username: username.to_string(), online }));
+        let encoded: Arc<[u8]> =
+            frame::encode(&ServerFrame::Push(Push::Presence { username: username.to_string(), online })).into();
         for conn in recipients {
             self.batch.frame_bytes(conn, &encoded, false);
         }

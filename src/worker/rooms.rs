@@ -101,7 +101,7 @@ impl Worker {
             return Err(Refusal::new(ErrorCode::NotAMember, "join the room first"));
         };
         let push = Push::RoomMessage { room: room.to_string(), from: from.name.to_string(), content };
-        let encoded = frame::encode(&ServerFrame::Push(push));
+        let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(push)).into();
         let targets: Vec<ConnId> =
             state.members.iter().filter(|(name, _)| **name != from.name).map(|(_, conn)| *conn).collect();
         self.pay_for_fanout(conn, encoded.len(), targets.len())?;
@@ -158,7 +158,8 @@ impl Worker {
         if !(self.shared.config.broadcast_by_anyone || from.admin) {
             return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
         }
-        let encoded = frame::encode(&ServerFrame::Push(Push::Broadcast { from: from.name.to_string(), content }));
+        let encoded: Arc<[u8]> =
+            frame::encode(&ServerFrame::Push(Push::Broadcast { from: from.name.to_string(), content })).into();
         let targets: Vec<ConnId> = self.shared.directory.all_conns().into_iter().filter(|t| *t != conn).collect();
         self.pay_for_fanout(conn, encoded.len(), targets.len())?;
         let recipients = targets.len() as u32;

@@ -266,7 +266,7 @@ impl Worker {
         let online = self.group_sessions(id, except.as_deref())?;
         if transient {
             let push = ServerFrame::Push(Push::ServiceNotice { service: service.name.to_string(), content });
-            let encoded = frame::encode(&push);
+            let encoded: Arc<[u8]> = frame::encode(&push).into();
             for conn in &online {
                 self.batch.frame_bytes(*conn, &encoded, false);
             }
@@ -344,7 +344,7 @@ impl Worker {
             return;
         }
         let push = Push::Connection { username: username.to_string(), connected, reason: reason.to_string() };
-        let encoded = frame::encode(&ServerFrame::Push(push));
+        let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(push)).into();
         for conn in watchers {
             self.batch.frame_bytes(conn, &encoded, false);
         }
