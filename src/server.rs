@@ -9,8 +9,8 @@ use crate::signup::SignupLimit;
 use crate::store::{pidfile, Store, StoreError};
 use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{
-    ConnectionWatchers, DedupIndex, Directory, GroupSeats, Lookalikes, OpenGroups, Owner, Pool, RoomList, RoomSeats,
-    Shared,
+    ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes, OpenGroups, Owner, Pool,
+    RoomList, RoomSeats, Shared,
 };
 use log::info;
 use mio::net::TcpListener;
@@ -108,6 +108,7 @@ impl Server {
             connection_watchers: ConnectionWatchers::default(),
             seats: GroupSeats::default(),
             room_seats: RoomSeats::default(),
+            fanout: FanoutBudgets::new(config.fanout_rate, config.fanout_burst),
             ledger: ledger.clone(),
             dedup,
         };

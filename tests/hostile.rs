@@ -127,6 +127,32 @@ fn a_room_send_costs_its_sender_bytes_times_members() {
 }
 
 #[test]
+fn one_fan_out_budget_covers_rooms_on_every_worker() {
+    // Rooms spread over workers by name; spreading sends over rooms buys nothing.
+    let server = TestServer::with(|c| {
+        c.workers = 4;
+        c.fanout_rate = 64 * 1024;
+        c.fanout_burst = 2 * 1024 * 1024;
+    });
+    let rooms: Vec<String> = (0..4).map(|i| format!("hall{i}")).collect();
+    let workers: std::collections::HashSet<usize> =
+        rooms.iter().map(|r| confab::worker::Owner::Room(r).partition(4)).collect();
+    assert!(workers.len() > 1, "the rooms are on several workers");
+    let mut members: Vec<Client> = (0..10).map(|i| server.user(&format!("member{i}"))).collect();
+    let mut mallory = server.user("mallory");
+    for room in &rooms {
+        for member in &mut members {
+            join(member, room).unwrap();
+        }
+        join(&mut mallory, room).unwrap();
+    }
+    // 10 members x 30 KB: about 300 KB a send, so about 7 fit the 2 MiB budget in all.
+    let sends = rooms.iter().cycle().take(40).map(|room| room_send(room, vec![b'x'; 30 * 1024])).collect();
+    let delivered = pipelined(&mut mallory, sends).iter().filter(|o| o.is_ok()).count();
+    assert!((6..=8).contains(&delivered), "{delivered} delivered");
+}
+
+#[test]
 fn rooms_per_connection_are_limited_across_workers() {
     let server = TestServer::with(|c| {
         c.workers = 3;

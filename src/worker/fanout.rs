@@ -5,10 +5,13 @@
 //! So each connection has a budget of fan-out bytes (frame size times recipients), a
 //! token bucket refilled at `--fanout-rate` a second. A send that costs more than the
 //! bucket holds when full is let through once the bucket is full and leaves it in debt,
-//! so a big room still hears big messages, only less often.
+//! so a big room still hears big messages, only less often. The budgets are shared by all
+//! workers: rooms spread over workers by name, and a sender in rooms on every worker still
+//! has one budget.
 
 use crate::net::ConnId;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 struct Bucket {
@@ -17,8 +20,9 @@ struct Bucket {
     last: Instant,
 }
 
+#[derive(Clone)]
 pub struct FanoutBudgets {
-    buckets: HashMap<ConnId, Bucket>,
+    buckets: Arc<Mutex<HashMap<ConnId, Bucket>>>,
     /// Bytes a second.
     rate: f64,
     /// Bytes saved up at most.
@@ -27,13 +31,14 @@ pub struct FanoutBudgets {
 
 impl FanoutBudgets {
     pub fn new(rate: u64, burst: u64) -> Self {
-        FanoutBudgets { buckets: HashMap::new(), rate: rate.max(1) as f64, burst: burst.max(1) as f64 }
+        FanoutBudgets { buckets: Arc::default(), rate: rate.max(1) as f64, burst: burst.max(1) as f64 }
     }
 
     /// Takes `cost` bytes from the connection's budget, or says how long until it may.
-    pub fn take(&mut self, conn: ConnId, cost: u64, now: Instant) -> Result<(), Duration> {
+    pub fn take(&self, conn: ConnId, cost: u64, now: Instant) -> Result<(), Duration> {
         let (rate, burst) = (self.rate, self.burst);
-        let bucket = self.buckets.entry(conn).or_insert(Bucket { bytes: burst, last: now });
+        let mut buckets = self.lock();
+        let bucket = buckets.entry(conn).or_insert(Bucket { bytes: burst, last: now });
         let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
         bucket.last = now;
         bucket.bytes = (bucket.bytes + elapsed * rate).min(burst);
@@ -49,8 +54,13 @@ impl FanoutBudgets {
     }
 
     /// The connection closed.
-    pub fn forget(&mut self, conn: ConnId) {
-        self.buckets.remove(&conn);
+    pub fn forget(&self, conn: ConnId) {
+        self.lock().remove(&conn);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, Bucket>> {
+        // A bucket is two numbers: a panic elsewhere cannot leave one half-written.
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -61,7 +71,7 @@ mod tests {
     #[test]
     fn fan_out_is_paid_for_by_bytes_times_recipients() {
         let start = Instant::now();
-        let mut budgets = FanoutBudgets::new(1000, 2000);
+        let budgets = FanoutBudgets::new(1000, 2000);
         let conn = ConnId(1);
         assert!(budgets.take(conn, 1500, start).is_ok());
         let wait = budgets.take(conn, 1000, start).unwrap_err();
@@ -73,7 +83,7 @@ mod tests {
     #[test]
     fn a_send_bigger_than_the_bucket_waits_for_a_full_one_then_leaves_a_debt() {
         let start = Instant::now();
-        let mut budgets = FanoutBudgets::new(1000, 2000);
+        let budgets = FanoutBudgets::new(1000, 2000);
         let conn = ConnId(1);
         assert!(budgets.take(conn, 5000, start).is_ok(), "a full bucket lets it through");
         // 3000 in debt: a full bucket again takes 5 s.

@@ -2,7 +2,6 @@
 //! each command to the module that handles it (accounts, inbox, groups, rooms, presence).
 
 use super::batch::Batch;
-use super::fanout::FanoutBudgets;
 use super::garbage::GarbageQueue;
 use super::groups::GroupState;
 use super::inbox::now_ms;
@@ -85,8 +84,6 @@ pub struct Worker {
     pub garbage: GarbageQueue,
     /// This worker's share of the store: every durable change goes through it.
     pub partition: Partition,
-    /// What room and broadcast senders may still fan out.
-    pub fanout: FanoutBudgets,
     /// Cursors waiting for their session's delivery budget, by connection.
     pub waiting: HashMap<ConnId, Vec<Waiting>>,
 }
@@ -107,7 +104,6 @@ impl Worker {
             next_gather: 0,
             garbage: GarbageQueue::default(),
             partition: Partition::new(shared.store.clone(), index, shared.config.log_settings()),
-            fanout: FanoutBudgets::new(shared.config.fanout_rate, shared.config.fanout_burst),
             waiting: HashMap::new(),
             shared,
         }
@@ -352,7 +348,7 @@ impl Worker {
             }
         }
         self.leave_all_rooms(conn);
-        self.fanout.forget(conn);
+        self.shared.fanout.forget(conn);
         self.waiting.remove(&conn);
         self.watchers.forget_conn(conn);
     }

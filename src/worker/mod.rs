@@ -36,6 +36,7 @@ mod waiting;
 pub use budget::SessionBudget;
 pub use dedup::DedupIndex;
 pub use directory::{ConnectionWatchers, Directory, RoomList, RoomSeats};
+pub use fanout::FanoutBudgets;
 pub use inbox::now_ms;
 pub use lookalikes::Lookalikes;
 pub use open_groups::OpenGroups;
@@ -166,6 +167,8 @@ pub struct Shared {
     pub dedup: Arc<Vec<DedupIndex>>,
     /// Group memberships being made, counted against `max_groups_per_user`.
     pub seats: GroupSeats,
+    /// What each room and broadcast sender may still fan out.
+    pub fanout: FanoutBudgets,
     /// Rooms each connection is in, against `max_rooms_per_conn`.
     pub room_seats: RoomSeats,
     /// Bytes owed to each connection; every frame is charged before it is queued.

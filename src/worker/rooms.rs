@@ -117,14 +117,14 @@ impl Worker {
 
     /// Charges a live fan-out of `frame` bytes to `recipients` to the sender's budget,
     /// unless the server's output is already at its global bound.
-    fn pay_for_fanout(&mut self, conn: ConnId, frame: usize, recipients: usize) -> Handled {
+    fn pay_for_fanout(&self, conn: ConnId, frame: usize, recipients: usize) -> Handled {
         let cost = (frame as u64).saturating_mul(recipients as u64);
         let config = &self.shared.config;
         if self.shared.ledger.total().saturating_add(cost) > config.max_outbound_total as u64 {
             // The total drains as clients read (or are cut): a second is a fair guess.
             return Err(Refusal::rate_limited("the server's output is at its bound", SERVER_BUSY_RETRY));
         }
-        if let Err(wait) = self.fanout.take(conn, cost, Instant::now()) {
+        if let Err(wait) = self.shared.fanout.take(conn, cost, Instant::now()) {
             return Err(Refusal::rate_limited("fan-out budget spent (size times recipients)", wait));
         }
         Ok(())
