@@ -210,6 +210,9 @@ impl Worker {
         let window = self.window();
         let state = self.users.get_mut(name).expect("user_state loaded the user");
         state.last_seq = seq;
+        // Not refused by the quota (a service is the operator's own), but counted in it,
+        // as the ack that frees it will be.
+        state.stored_bytes += wire_size(&stored) as u64;
         let live = state.cursor.take_live(seq, wire_size(&stored), window);
         if let Some((conn, prev)) = live {
             // A service has no display name but its name.
