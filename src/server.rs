@@ -9,8 +9,8 @@ use crate::signup::SignupLimit;
 use crate::store::{pidfile, Store, StoreError};
 use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{
-    ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes, OpenGroups, Owner, Pool,
-    RoomList, RoomSeats, Shared,
+    ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes, OpenGroups, Owner,
+    Pool, RoomList, Shared,
 };
 use log::info;
 use mio::net::TcpListener;
@@ -107,7 +107,8 @@ impl Server {
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),
             seats: GroupSeats::default(),
-            room_seats: RoomSeats::default(),
+            room_seats: ConnSeats::default(),
+            subscription_seats: ConnSeats::default(),
             fanout: FanoutBudgets::new(config.fanout_rate, config.fanout_burst),
             ledger: ledger.clone(),
             dedup,

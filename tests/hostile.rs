@@ -153,6 +153,29 @@ fn one_fan_out_budget_covers_rooms_on_every_worker() {
 }
 
 #[test]
+fn presence_subscriptions_per_connection_are_limited_across_workers() {
+    let server = TestServer::with(|c| {
+        c.workers = 3;
+        c.max_subscriptions = 5;
+    });
+    let names: Vec<String> = (0..20).map(|i| format!("target{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    server.register(&refs);
+    let mut mallory = server.user("mallory");
+    let subscribe = |client: &mut Client, name: &str| {
+        client.request(Request::SubscribePresence { username: name.into() }).map_err(|e| e.code().unwrap())
+    };
+    let outcomes: Vec<_> = names.iter().map(|n| subscribe(&mut mallory, n)).collect();
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 5, "{outcomes:?}");
+    assert!(outcomes[5..].iter().all(|o| *o == Err(ErrorCode::LimitReached)));
+    // Subscribing again to the same user takes no second place.
+    assert!(subscribe(&mut mallory, &names[0]).is_ok());
+    mallory.request(Request::UnsubscribePresence { username: names[0].clone() }).unwrap();
+    assert!(subscribe(&mut mallory, &names[19]).is_ok());
+    assert_eq!(subscribe(&mut mallory, &names[18]), Err(ErrorCode::LimitReached));
+}
+
+#[test]
 fn rooms_per_connection_are_limited_across_workers() {
     let server = TestServer::with(|c| {
         c.workers = 3;

@@ -132,14 +132,15 @@ impl RoomList {
     }
 }
 
-/// How many rooms each connection is in, across the workers that own the rooms, so
-/// `max_rooms_per_conn` holds however the room names spread.
+/// How many of something (rooms joined, presence subscriptions) each connection holds
+/// across the workers that own them, so a per-connection limit holds however the names
+/// spread over workers.
 #[derive(Clone, Default)]
-pub struct RoomSeats {
+pub struct ConnSeats {
     counts: Arc<RwLock<HashMap<ConnId, usize>>>,
 }
 
-impl RoomSeats {
+impl ConnSeats {
     /// Counts one more room for `conn` unless it is in `max` already.
     pub fn take(&self, conn: ConnId, max: usize) -> bool {
         let mut counts = write(&self.counts);

@@ -350,7 +350,8 @@ impl Worker {
         self.leave_all_rooms(conn);
         self.shared.fanout.forget(conn);
         self.waiting.remove(&conn);
-        self.watchers.forget_conn(conn);
+        let subscriptions = self.watchers.forget_conn(conn);
+        self.shared.subscription_seats.release(conn, subscriptions);
     }
 
     fn prune_dedup(&self) {

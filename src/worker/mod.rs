@@ -35,7 +35,7 @@ mod waiting;
 
 pub use budget::SessionBudget;
 pub use dedup::DedupIndex;
-pub use directory::{ConnectionWatchers, Directory, RoomList, RoomSeats};
+pub use directory::{ConnSeats, ConnectionWatchers, Directory, RoomList};
 pub use fanout::FanoutBudgets;
 pub use inbox::now_ms;
 pub use lookalikes::Lookalikes;
@@ -170,7 +170,9 @@ pub struct Shared {
     /// What each room and broadcast sender may still fan out.
     pub fanout: FanoutBudgets,
     /// Rooms each connection is in, against `max_rooms_per_conn`.
-    pub room_seats: RoomSeats,
+    pub room_seats: ConnSeats,
+    /// Presence subscriptions each connection holds, against `max_subscriptions`.
+    pub subscription_seats: ConnSeats,
     /// Bytes owed to each connection; every frame is charged before it is queued.
     pub ledger: Arc<OutputLedger>,
 }

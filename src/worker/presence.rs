@@ -42,16 +42,19 @@ impl Watchers {
         removed
     }
 
-    fn count(&self, conn: ConnId) -> usize {
-        self.by_conn.get(&conn).map_or(0, Vec::len)
+    fn contains(&self, target: &str, conn: ConnId) -> bool {
+        self.by_target.get(target).is_some_and(|conns| conns.contains(&conn))
     }
 
     fn of(&self, target: &str) -> &[ConnId] {
         self.by_target.get(target).map_or(&[], Vec::as_slice)
     }
 
-    pub fn forget_conn(&mut self, conn: ConnId) {
-        for target in self.by_conn.remove(&conn).unwrap_or_default() {
+    /// Forgets the connection's subscriptions here; returns how many there were.
+    pub fn forget_conn(&mut self, conn: ConnId) -> usize {
+        let targets = self.by_conn.remove(&conn).unwrap_or_default();
+        let count = targets.len();
+        for target in targets {
             if let Some(conns) = self.by_target.get_mut(&target) {
                 conns.retain(|c| *c != conn);
                 if conns.is_empty() {
@@ -59,6 +62,7 @@ impl Watchers {
                 }
             }
         }
+        count
     }
 }
 
@@ -67,10 +71,13 @@ impl Worker {
         let max = self.shared.config.max_subscriptions;
         let state = self.user_state(username)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
         let online = state.cursor.session.is_some();
-        if self.watchers.count(conn) >= max {
-            return Err(Refusal::new(ErrorCode::LimitReached, "too many presence subscriptions"));
+        // Counted across workers: subscriptions spread over them by username.
+        if !self.watchers.contains(username, conn) {
+            if !self.shared.subscription_seats.take(conn, max) {
+                return Err(Refusal::new(ErrorCode::LimitReached, "too many presence subscriptions"));
+            }
+            self.watchers.add(username.into(), conn);
         }
-        self.watchers.add(username.into(), conn);
         self.batch.reply(conn, request_id, Reply::Subscribed { username: username.to_string(), online }, false);
         Ok(())
     }
@@ -79,6 +86,7 @@ impl Worker {
         if !self.watchers.remove(username, conn) {
             return Err(Refusal::new(ErrorCode::BadRequest, "not subscribed to this user"));
         }
+        self.shared.subscription_seats.release(conn, 1);
         self.batch.reply(conn, request_id, Reply::Done, false);
         Ok(())
     }
