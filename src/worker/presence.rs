@@ -129,8 +129,8 @@ mod tests {
         w.add("alice".into(), ConnId(2));
         w.add("alice".into(), ConnId(2));
         assert_eq!(w.of("alice"), &[ConnId(1), ConnId(2)]);
-        assert_eq!(w.count(ConnId(1)), 2);
-        w.forget_conn(ConnId(1));
+        assert!(w.contains("bob", ConnId(1)) && !w.contains("bob", ConnId(2)));
+        assert_eq!(w.forget_conn(ConnId(1)), 2, "it had two");
         assert_eq!(w.of("alice"), &[ConnId(2)]);
         assert!(w.of("bob").is_empty());
         assert!(w.remove("alice", ConnId(2)));
