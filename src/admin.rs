@@ -23,6 +23,8 @@ pub enum AdminError {
     NoSuchService(String),
     #[error("name taken: {0}")]
     NameTaken(String),
+    #[error("{name} looks like the existing user {other}: users could be mistaken for each other")]
+    LooksLike { name: String, other: String },
     #[error("the system could not provide randomness or hash the password")]
     Crypto,
 }
@@ -44,6 +46,12 @@ pub fn add_user(store: &Store, username: &str, password: &str, cost: HashCost) -
     }
     if !valid_password(password) {
         return Err(AdminError::InvalidPassword);
+    }
+    // The same rule as registration: no username that reads as another (adm1n, admin).
+    let skeleton = crate::names::skeleton(username);
+    let others = store.usernames()?;
+    if let Some(other) = others.into_iter().find(|o| o != username && crate::names::skeleton(o) == skeleton) {
+        return Err(AdminError::LooksLike { name: username.to_string(), other });
     }
     let password_hash = hash_with_cost(password, cost).ok_or(AdminError::Crypto)?;
     let user_id = store.next_id()?;
@@ -174,6 +182,8 @@ mod tests {
         let (_dir, store) = store();
         let id = add_user(&store, "alice", "password1", HashCost::MINIMUM).unwrap();
         assert!(matches!(add_user(&store, "alice", "password1", HashCost::MINIMUM), Err(AdminError::NameTaken(_))));
+        let lookalike = add_user(&store, "a1ice", "password1", HashCost::MINIMUM);
+        assert!(matches!(lookalike, Err(AdminError::LooksLike { ref other, .. }) if other == "alice"), "{lookalike:?}");
         assert!(matches!(add_user(&store, "A", "password1", HashCost::MINIMUM), Err(AdminError::InvalidName)));
         set_admin(&store, "alice", true).unwrap();
         let users = list_users(&store).unwrap();
