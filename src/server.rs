@@ -9,8 +9,8 @@ use crate::signup::SignupLimit;
 use crate::store::{pidfile, Store, StoreError};
 use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{
-    ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes, OpenGroups, Owner,
-    Pool, RoomList, Shared,
+    tidy_stored_names, ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes,
+    OpenGroups, Owner, Pool, RoomList, Shared,
 };
 use log::info;
 use mio::net::TcpListener;
@@ -86,6 +86,11 @@ impl Server {
         let stored = store.stats().map_err(store_error)?.stored_messages;
         let metrics = Arc::new(Metrics::new(stored, store.log_stats.clone()));
         let lookalikes = Lookalikes::load(&store).map_err(store_error)?;
+        // Before anything serves a name: what an earlier version stored may break the policy.
+        match tidy_stored_names(&store, &lookalikes).map_err(store_error)? {
+            0 => {}
+            n => info!("tidied {n} stored names to the names policy"),
+        }
         let open_groups = OpenGroups::load(&store).map_err(store_error)?;
         let shared = Shared {
             config: config.clone(),

@@ -130,3 +130,43 @@ fn users_cannot_send_system_messages() {
     let message = bob.next_message().unwrap();
     assert_eq!((message.sender, message.content.kind), (SenderKind::Service, MediaKind::System));
 }
+
+#[test]
+fn names_stored_before_the_policy_are_tidied_at_start() {
+    let mut server = TestServer::start();
+    server.register(&["admin", "mallory", "carol"]);
+    let mut carol = server.login("carol");
+    let group_id = match carol.request(Request::CreateGroup { name: "Book club".into(), open: false }).unwrap() {
+        Reply::GroupCreated { group_id } => group_id,
+        other => panic!("{other:?}"),
+    };
+    drop(carol);
+    server.stop();
+    // What an earlier version may have stored: a look-alike of another user, a bidi
+    // override, and padding the policy trims.
+    {
+        let store = confab::store::Store::open(server.data_dir()).unwrap();
+        let mut account = store.account("mallory").unwrap().unwrap();
+        account.display_name = "adm1n".into();
+        store.put_account("mallory", &account).unwrap();
+        let mut account = store.account("carol").unwrap().unwrap();
+        account.display_name = "  Carol  ".into();
+        store.put_account("carol", &account).unwrap();
+        let mut group = store.group(group_id).unwrap().unwrap();
+        group.name = "\u{202E}bulc kooB".into();
+        store.put_group(group_id, &group).unwrap();
+        store.checkpoint().unwrap();
+    }
+    server.restart();
+    let display_name = |name: &str| match server.client().login(name, PASSWORD).unwrap() {
+        Reply::LoggedIn { display_name, .. } => display_name,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(display_name("mallory"), "mallory", "a look-alike of another user becomes the username");
+    assert_eq!(display_name("carol"), "Carol", "padding is trimmed");
+    let mut carol = server.login("carol");
+    match carol.request(Request::ListGroups).unwrap() {
+        Reply::Groups { groups } => assert_eq!(groups[0].name, format!("group {group_id}")),
+        other => panic!("{other:?}"),
+    }
+}
