@@ -8,6 +8,7 @@
 //! rest of the session's backlog waiting forever.
 
 use super::handler::{Handled, Worker};
+use super::inbox::Cursor;
 use super::WorkerCmd;
 use crate::net::ConnId;
 use std::sync::Arc;
@@ -20,25 +21,43 @@ pub enum Waiting {
 }
 
 impl Worker {
+    /// The cursor and the last sequence of its conversation, if it is loaded.
+    fn cursor_of(&self, cursor: &Waiting) -> Option<(&Cursor, u64)> {
+        match cursor {
+            Waiting::Inbox(name) => self.users.get(name).map(|u| (&u.cursor, u.last_seq)),
+            Waiting::Group(id, name) => {
+                let group = self.groups.get(id)?;
+                group.members.get(name).map(|m| (&m.cursor, group.last_seq))
+            }
+        }
+    }
+
+    /// Puts the cursor in `conn`'s queue (once).
+    fn enqueue(&mut self, conn: ConnId, cursor: Waiting) {
+        let queue = self.waiting.entry(conn).or_default();
+        if !queue.contains(&cursor) {
+            queue.push(cursor);
+        }
+    }
+
+    fn pump(&mut self, cursor: Waiting) -> Handled {
+        match cursor {
+            Waiting::Inbox(name) => self.pump_inbox(&name),
+            Waiting::Group(id, name) => self.pump_member(id, &name),
+        }
+    }
+
     /// Queues the cursor if it has something to push and room in its own window: then only
     /// its session's budget held it. If the budget has room after all (freed by another
     /// worker between the cursor's pump and this look), it is pumped again in the next
     /// batch, so no wake is ever lost.
     pub fn wait_if_starved(&mut self, cursor: Waiting) {
         let window = self.window();
-        let stalled = match &cursor {
-            Waiting::Inbox(name) => self.users.get(name).and_then(|u| u.cursor.stalled(u.last_seq, window)),
-            Waiting::Group(id, name) => {
-                self.groups.get(id).and_then(|g| g.members.get(name).and_then(|m| m.cursor.stalled(g.last_seq, window)))
-            }
-        };
+        let stalled = self.cursor_of(&cursor).and_then(|(c, last_seq)| c.stalled(last_seq, window));
         let Some((conn, budget)) = stalled.map(|(conn, budget)| (conn, budget.clone())) else {
             return;
         };
-        let queue = self.waiting.entry(conn).or_default();
-        if !queue.contains(&cursor) {
-            queue.push(cursor);
-        }
+        self.enqueue(conn, cursor);
         if budget.wait(self.index) {
             // Room was freed while it looked: try again in the next batch.
             self.batch.send_to_worker(self.index, WorkerCmd::Pump { conn: Some(conn) });
@@ -49,10 +68,7 @@ impl Worker {
     /// if the budget runs out before it is done).
     pub fn pump_waiting(&mut self, conn: ConnId) -> Handled {
         for cursor in self.waiting.remove(&conn).unwrap_or_default() {
-            match cursor {
-                Waiting::Inbox(name) => self.pump_inbox(&name)?,
-                Waiting::Group(id, name) => self.pump_member(id, &name)?,
-            }
+            self.pump(cursor)?;
         }
         Ok(())
     }
@@ -70,23 +86,13 @@ impl Worker {
     /// After an ack of `cursor` on `conn`: wakes the workers waiting on the session's
     /// budget, then pumps `cursor` itself (behind the others if any wait).
     pub fn pump_after_ack(&mut self, conn: ConnId, cursor: Waiting) -> Handled {
-        let budget = match &cursor {
-            Waiting::Inbox(name) => self.users.get(name).and_then(|u| u.cursor.session.as_ref()),
-            Waiting::Group(id, name) => {
-                self.groups.get(id).and_then(|g| g.members.get(name)).and_then(|m| m.cursor.session.as_ref())
-            }
-        }
-        .filter(|s| s.conn == conn)
-        .map(|s| s.budget.clone());
-        let Some(budget) = budget else {
+        let session = self.cursor_of(&cursor).and_then(|(c, _)| c.session.as_ref()).filter(|s| s.conn == conn);
+        let Some(budget) = session.map(|s| s.budget.clone()) else {
             return Ok(());
         };
         let contended = budget.contended();
         if contended {
-            let queue = self.waiting.entry(conn).or_default();
-            if !queue.contains(&cursor) {
-                queue.push(cursor.clone());
-            }
+            self.enqueue(conn, cursor.clone());
             budget.wait(self.index);
         }
         for worker in budget.wake() {
@@ -97,10 +103,7 @@ impl Worker {
             }
         }
         if !contended {
-            match cursor {
-                Waiting::Inbox(name) => self.pump_inbox(&name)?,
-                Waiting::Group(id, name) => self.pump_member(id, &name)?,
-            }
+            self.pump(cursor)?;
         }
         Ok(())
     }
