@@ -385,3 +385,43 @@ fn output_owed_to_all_clients_together_is_bounded() {
     }
     assert!((1..4).contains(&closed), "{closed} of 4 closed");
 }
+
+#[test]
+fn services_fill_a_quota_they_are_never_refused_by() {
+    let server = TestServer::with(|c| c.max_inbox_bytes = 1024 * 1024);
+    server.register(&["sink"]);
+    let token = confab::admin::add_service(server.server().store(), "shop").unwrap();
+    let mut shop = server.client();
+    shop.request(Request::ServiceLogin { name: "shop".into(), token }).unwrap();
+    // 40 messages of 32 KB: past the quota, and every one stored.
+    for id in 1..=40 {
+        let notice = Request::ServiceSend {
+            to: confab::protocol::ServiceTarget::Users(vec!["sink".into()]),
+            client_msg_id: id,
+            transient: false,
+            content: Content { kind: MediaKind::File, body: vec![b'x'; 32 * 1024], media: None },
+        };
+        shop.request(notice).unwrap_or_else(|e| panic!("service send {id}: {e}"));
+    }
+    // What they stored counts: a user's send finds the inbox full.
+    let mut mallory = server.user("mallory");
+    assert_eq!(mallory.send_text("sink", 1, "hi").unwrap_err().code(), Some(ErrorCode::QuotaExceeded));
+}
+
+#[test]
+fn a_fan_out_bigger_than_the_servers_output_bound_is_refused_with_a_retry_time() {
+    // All clients together may be owed 64 KiB: three recipients times 30 KB is more.
+    let server = TestServer::with(|c| {
+        c.max_outbound = 64 * 1024;
+        c.max_outbound_total = 64 * 1024;
+    });
+    let mut members: Vec<Client> = (0..4).map(|i| server.user(&format!("member{i}"))).collect();
+    for member in &mut members {
+        join(member, "hall").unwrap();
+    }
+    let refused = members[0].request(room_send("hall", vec![b'x'; 30 * 1024])).unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::RateLimited), "{refused}");
+    assert!(refused.retry_after().is_some(), "{refused}");
+    // A small message fits.
+    assert_eq!(members[0].request(room_send("hall", b"hi".to_vec())).unwrap(), Reply::Delivered { recipients: 3 });
+}
