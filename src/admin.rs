@@ -3,10 +3,10 @@
 //! tokens, storage statistics. `confabd` exposes each as a subcommand.
 
 use crate::auth::{hash_with_cost, new_token, token_digest};
+use crate::clock::now_ms;
 use crate::config::HashCost;
 use crate::protocol::{valid_password, valid_username, Role};
 use crate::store::{Account, ServiceRecord, Store, StoreError, StoreStats};
-use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -160,10 +160,6 @@ pub fn storage_stats(store: &Store) -> AdminResult<StoreStats> {
 
 fn existing(store: &Store, username: &str) -> AdminResult<Account> {
     store.account(username)?.ok_or_else(|| AdminError::NoSuchUser(username.to_string()))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

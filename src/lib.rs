@@ -1,30 +1,34 @@
 //! confab: an instant-messaging server in one binary, with embedded storage.
 //!
-//! A message travels one way through the crate:
+//! The layers, each standing only on those below it:
 //!
 //! ```text
-//! socket → frame (bytes ↔ frames) → protocol (frames ↔ typed requests) → net (event loop)
-//!        → worker (owner of the recipient) → store (durable, group commit)
-//!        → net (outbound buffer) → socket
+//!   server            assembles the rest and takes it down in order
+//!   net     worker    the event loop (sockets) | the owners of users, groups and rooms
+//!   route             the seam they share: ids, Owner → Destination, Inbound, Outbox, ledger
+//!   store   auth      durable state (commit log + sled) | password hashing threads
+//!   protocol, frame   the wire contract (typed frames ↔ bytes)
 //! ```
 //!
 //! - [`net`]: one mio event loop thread owns every socket, splits and decodes frames,
-//!   admits each request by connection state, and hands it to a worker over a bounded
-//!   crossbeam channel. Workers answer through an unbounded channel plus a `mio::Waker`.
+//!   admits each request by connection state, and hands it through the [`route::Router`]
+//!   to the owner of the state it concerns, over a bounded crossbeam channel.
 //! - [`worker`]: a pool of threads, each owning a partition of the users (by username
-//!   hash): sessions, inbox positions and deliveries. A worker drains its queue in
-//!   batches, makes each batch durable with one commit-log sync, and only then releases
-//!   receipts and pushes.
+//!   hash), groups and rooms: sessions, inbox positions and deliveries. A worker drains its
+//!   queues in batches, makes each batch durable with one commit-log sync, and only then
+//!   releases receipts and pushes, through the [`route::Outbox`] back to the loop.
 //! - [`store`]: each worker's partition and commit log (the durable write path), and sled
 //!   for accounts, groups, tokens and messages that wait for their recipients.
 //! - [`auth`]: argon2id hashing on its own threads, so neither the loop nor a worker waits.
 //! - [`client`]: a small blocking client used by the tests and the tools.
 //!
-//! `protocol.md` at the repository root is the wire contract.
+//! `net` and `worker` never import each other. `protocol.md` at the repository root is the
+//! wire contract.
 
 pub mod admin;
 pub mod auth;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod fdlimit;
 pub mod frame;
@@ -33,6 +37,7 @@ pub mod metrics;
 pub mod names;
 pub mod net;
 pub mod protocol;
+pub mod route;
 pub mod server;
 pub mod signup;
 pub mod store;

@@ -4,13 +4,14 @@
 use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::net::{EventLoop, LoopHandle, Outbox, OutputLedger};
+use crate::net::{EventLoop, LoopHandle};
+use crate::route::{Outbox, OutputLedger, Owner};
 use crate::signup::SignupLimit;
 use crate::store::{pidfile, Store, StoreError};
 use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{
     tidy_stored_names, ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes,
-    OpenGroups, Owner, Pool, RoomList, Shared,
+    OpenGroups, RoomList, Shared,
 };
 use log::info;
 use mio::net::TcpListener;
@@ -118,9 +119,9 @@ impl Server {
             ledger: ledger.clone(),
             dedup,
         };
-        let (pool, workers) = Pool::start(shared);
+        let (router, workers) = crate::worker::start(shared);
         let (event_loop, handle) =
-            EventLoop::new(poll, listener, waker, pool, from_workers, config.clone(), metrics, ledger);
+            EventLoop::new(poll, listener, waker, router, from_workers, config.clone(), metrics, ledger);
         let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
         info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
         let data_dir = config.data_dir.clone();
@@ -230,7 +231,7 @@ fn check_integrity(store: &Store, config: &Config) -> Result<(), StoreError> {
 /// the message, and that is asked about a retry): one index per worker, so no lock is
 /// shared between workers on the message path.
 fn load_dedup(store: &Store, config: &Config) -> Result<Vec<DedupIndex>, StoreError> {
-    let now = crate::worker::now_ms();
+    let now = crate::clock::now_ms();
     let since = now.saturating_sub(config.dedup_window.as_millis() as u64);
     store.prune_dedup(since)?;
     let workers = config.workers.max(1);

@@ -8,9 +8,9 @@ use crate::common::daemon::{daemon_with_users, spawn_daemon, Daemon};
 use crate::common::{copy_dir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{Reply, Request};
+use confab::route::Owner;
 use confab::store::commitlog::{change, record, segment, Change, SegmentId, DIR};
 use confab::store::LogId;
-use confab::worker::Owner;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

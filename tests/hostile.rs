@@ -136,7 +136,7 @@ fn one_fan_out_budget_covers_rooms_on_every_worker() {
     });
     let rooms: Vec<String> = (0..4).map(|i| format!("hall{i}")).collect();
     let workers: std::collections::HashSet<usize> =
-        rooms.iter().map(|r| confab::worker::Owner::Room(r).partition(4)).collect();
+        rooms.iter().map(|r| confab::route::Owner::Room(r).partition(4)).collect();
     assert!(workers.len() > 1, "the rooms are on several workers");
     let mut members: Vec<Client> = (0..10).map(|i| server.user(&format!("member{i}"))).collect();
     let mut mallory = server.user("mallory");

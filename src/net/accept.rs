@@ -5,9 +5,9 @@
 use super::conn::Conn;
 use super::event_loop::{EventLoop, FIRST_CONN};
 use super::output::error_frame;
-use super::ConnId;
 use crate::frame;
 use crate::protocol::{ErrorCode, NO_REQUEST};
+use crate::route::ConnId;
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};

@@ -3,8 +3,7 @@
 
 use super::limits::RequestBudget;
 use super::outqueue::OutQueue;
-use super::{ConnId, SessionUser};
-use crate::worker::WorkerCmd;
+use crate::route::{ConnId, Destination, Inbound, SessionUser};
 use mio::net::TcpStream;
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -56,7 +55,7 @@ pub struct Conn {
     /// and login deadlines count from here.
     pub unauthenticated_since: Instant,
     /// A command its worker's full queue refused; nothing more is read until it goes.
-    pub stalled: Option<(usize, WorkerCmd)>,
+    pub stalled: Option<(Destination, Inbound)>,
     /// Why it closes, once that is decided (told to services watching connections).
     pub close_reason: &'static str,
 }

@@ -9,15 +9,13 @@
 
 use super::accept::open_spare;
 use super::conn::{Conn, Life, Phase};
-use super::ledger::OutputLedger;
 use super::limits::{PerAddress, Unauthenticated};
 use super::refusals::RefusalLog;
-use super::{ConnId, LoopMsg, SessionUser};
 use crate::config::Config;
 use crate::frame;
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Limits, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
-use crate::worker::{Pool, WorkerCmd};
+use crate::route::{ConnId, Destination, Inbound, LoopMsg, OutputLedger, Router, SessionUser};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
@@ -72,7 +70,7 @@ pub struct EventLoop {
     pub(super) listener: Option<TcpListener>,
     pub(super) conns: Slab<Conn>,
     pub(super) serial: u32,
-    pub(super) pool: Pool,
+    pub(super) router: Router,
     pub(super) from_workers: Receiver<Vec<LoopMsg>>,
     pub(super) config: Arc<Config>,
     pub(super) stop: Arc<AtomicBool>,
@@ -85,7 +83,7 @@ pub struct EventLoop {
     pub(super) dead: Vec<usize>,
     /// "Connection closed" notices a full worker queue refused; they must not be lost, or
     /// a worker would think a vanished user is still online.
-    pub(super) closed_notices: VecDeque<(usize, WorkerCmd)>,
+    pub(super) closed_notices: VecDeque<(Destination, Inbound)>,
     pub(super) per_address: PerAddress,
     pub(super) scratch: Box<[u8]>,
     pub(super) metrics: Arc<Metrics>,
@@ -105,8 +103,8 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Creates the poll, the workers' waker, and registers the listener. The pool is
-    /// started after this (it needs the waker) and handed to [`EventLoop::new`].
+    /// Creates the poll, the workers' waker, and registers the listener. The workers
+    /// are started after this (they need the waker); their router is handed to [`EventLoop::new`].
     pub fn prepare(listener: &mut TcpListener) -> io::Result<(Poll, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -121,7 +119,7 @@ impl EventLoop {
         poll: Poll,
         listener: TcpListener,
         waker: Arc<Waker>,
-        pool: Pool,
+        router: Router,
         from_workers: Receiver<Vec<LoopMsg>>,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
@@ -151,7 +149,7 @@ impl EventLoop {
             listener: Some(listener),
             conns: Slab::with_capacity(1024),
             serial: 0,
-            pool,
+            router,
             from_workers,
             config,
             stop,
@@ -322,16 +320,16 @@ impl EventLoop {
     /// Every worker may hold something for the connection (a session, group cursors,
     /// rooms, subscriptions), so every worker hears of it.
     fn notify_closed(&mut self, conn: ConnId, user: SessionUser, reason: &'static str) {
-        for worker in 0..self.pool.workers() {
-            self.closed_notices.push_back((worker, WorkerCmd::Closed { conn, user: user.clone(), reason }));
+        for to in self.router.everywhere() {
+            self.closed_notices.push_back((to, Inbound::Closed { conn, user: user.clone(), reason }));
         }
         self.retry_closed_notices();
     }
 
     fn retry_closed_notices(&mut self) {
-        while let Some((worker, cmd)) = self.closed_notices.pop_front() {
-            if let Err(cmd) = self.pool.try_send(worker, cmd) {
-                self.closed_notices.push_front((worker, cmd));
+        while let Some((to, notice)) = self.closed_notices.pop_front() {
+            if let Err(notice) = self.router.try_send(to, notice) {
+                self.closed_notices.push_front((to, notice));
                 return;
             }
         }
@@ -397,7 +395,7 @@ impl EventLoop {
                 if let Some(mut listener) = self.listener.take() {
                     let _ = self.poll.registry().deregister(&mut listener);
                 }
-                self.pool.stop();
+                self.router.stop();
                 self.shutdown = Shutdown::DrainingWorkers;
                 false
             }

@@ -1,11 +1,10 @@
 //! Which request is allowed in which connection state, and where it goes: answered by the
-//! loop itself, refused, or handed to the worker that owns the state concerned.
+//! loop itself, refused, or handed to the owner of the state concerned.
 //! protocol.md's "Connection states" table is this function.
 
 use super::conn::Phase;
-use super::SessionUser;
 use crate::protocol::{Conversation, ErrorCode, Request, Target, PROTOCOL_VERSION};
-use crate::worker::Owner;
+use crate::route::{Owner, SessionUser};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission<'a> {
@@ -13,8 +12,8 @@ pub enum Admission<'a> {
     Hello,
     Pong,
     Refuse(ErrorCode, &'static str),
-    /// Hand to the worker owning this.
-    Worker(Owner<'a>),
+    /// Hand to the owner of this state, wherever it lives.
+    Forward(Owner<'a>),
 }
 
 pub fn admit<'a>(phase: Phase, user: Option<&'a SessionUser>, request: &'a Request) -> Admission<'a> {
@@ -32,17 +31,17 @@ pub fn admit<'a>(phase: Phase, user: Option<&'a SessionUser>, request: &'a Reque
             Request::Register { username, .. } | Request::Login { username, .. } | Request::Resume { username, .. },
         ) => match user {
             Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
-            None => Worker(Owner::User(username)),
+            None => Forward(Owner::User(username)),
         },
         (Phase::Ready, Request::ServiceLogin { name, .. }) => match user {
             Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
-            None => Worker(Owner::Service(name)),
+            None => Forward(Owner::Service(name)),
         },
         (Phase::Ready, request) => match user {
             None => Refuse(ErrorCode::NotLoggedIn, "log in first"),
             Some(user) if user.service => service_owner(request, user),
             Some(_) if service_only(request) => Refuse(ErrorCode::Forbidden, "for services only"),
-            Some(user) => Worker(owner_of(request, user)),
+            Some(user) => Forward(owner_of(request, user)),
         },
     }
 }
@@ -60,12 +59,12 @@ fn service_only(request: &Request) -> bool {
 /// Services coordinate from their own worker; a disconnect goes to the user's.
 fn service_owner<'a>(request: &'a Request, service: &'a SessionUser) -> Admission<'a> {
     match request {
-        Request::Disconnect { username, .. } => Admission::Worker(Owner::User(username)),
+        Request::Disconnect { username, .. } => Admission::Forward(Owner::User(username)),
         Request::ServiceSend { .. }
         | Request::QueryOnline { .. }
         | Request::WatchConnections
         | Request::Stats
-        | Request::Logout => Admission::Worker(Owner::Service(&service.name)),
+        | Request::Logout => Admission::Forward(Owner::Service(&service.name)),
         _ => Admission::Refuse(ErrorCode::Forbidden, "services may only use the service requests"),
     }
 }
@@ -120,7 +119,7 @@ mod tests {
     #[test]
     fn before_login_only_register_login_resume_ping() {
         let login = Request::Login { username: "bob".into(), password: "x".into() };
-        assert_eq!(admit(Phase::Ready, None, &login), Admission::Worker(Owner::User("bob")));
+        assert_eq!(admit(Phase::Ready, None, &login), Admission::Forward(Owner::User("bob")));
         assert_eq!(admit(Phase::Ready, None, &Request::Ping), Admission::Pong);
         let ack = Request::Ack { conversation: Conversation::Inbox, up_to: 1 };
         assert!(matches!(admit(Phase::Ready, None, &ack), Admission::Refuse(ErrorCode::NotLoggedIn, _)));
@@ -135,7 +134,7 @@ mod tests {
         let alice = SessionUser { name: "alice".into(), uid: 1, admin: false, service: false };
         let send = |to| Request::Send { to, client_msg_id: 1, transient: false, content: Content::text("hi") };
         let at = |r: &Request| match admit(Phase::Ready, Some(&alice), r) {
-            Admission::Worker(owner) => format!("{owner:?}"),
+            Admission::Forward(owner) => format!("{owner:?}"),
             other => panic!("{other:?}"),
         };
         assert_eq!(at(&send(Target::User("bob".into()))), "User(\"bob\")");

@@ -8,7 +8,7 @@ use super::event_loop::{EventLoop, Shutdown, READ_BUDGET};
 use super::gate::{admit, Admission};
 use crate::frame::{self, FrameError};
 use crate::protocol::{ClientFrame, ErrorCode, Reply, ServerFrame, NO_REQUEST};
-use crate::worker::WorkerCmd;
+use crate::route::Inbound;
 use log::{debug, warn};
 use std::time::Instant;
 
@@ -21,9 +21,9 @@ impl EventLoop {
         if !conn.is_open() || self.shutdown != Shutdown::Running {
             return;
         }
-        if let Some((worker, cmd)) = conn.stalled.take() {
-            if let Err(cmd) = self.pool.try_send(worker, cmd) {
-                conn.stalled = Some((worker, cmd));
+        if let Some((to, request)) = conn.stalled.take() {
+            if let Err(request) = self.router.try_send(to, request) {
+                conn.stalled = Some((to, request));
                 self.backlog.push(slot);
                 return;
             }
@@ -123,7 +123,7 @@ impl EventLoop {
     fn admit_frame(&mut self, slot: usize, frame: ClientFrame) {
         let conn = &mut self.conns[slot];
         let ClientFrame { request_id, request } = frame;
-        let owner = match admit(conn.phase, conn.user.as_ref(), &request) {
+        let to = match admit(conn.phase, conn.user.as_ref(), &request) {
             Admission::Hello => {
                 conn.phase = Phase::Ready;
                 let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: self.hello.clone() });
@@ -139,15 +139,14 @@ impl EventLoop {
                 self.send_error(slot, request_id, code, message);
                 return;
             }
-            Admission::Worker(owner) => self.pool.partition(owner),
+            Admission::Forward(owner) => self.router.destination(owner),
         };
-        let cmd =
-            WorkerCmd::Request { conn: conn.id, peer: conn.peer.ip(), user: conn.user.clone(), request_id, request };
-
-        if let Err(cmd) = self.pool.try_send(owner, cmd) {
-            // Backpressure: hold the command and read nothing more from this client
-            // until its worker has room.
-            conn.stalled = Some((owner, cmd));
+        let inbound =
+            Inbound::Request { conn: conn.id, peer: conn.peer.ip(), user: conn.user.clone(), request_id, request };
+        if let Err(inbound) = self.router.try_send(to, inbound) {
+            // Backpressure: hold the request and read nothing more from this client
+            // until its owner has room.
+            conn.stalled = Some((to, inbound));
         }
     }
 }

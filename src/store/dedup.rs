@@ -3,7 +3,7 @@
 //!
 //! Key: `written_ms ++ id` (both u64 big-endian) → postcard `Vec<(sender, client_msg_id,
 //! DedupEntry)>`. The server loads the unexpired ones into memory at start
-//! ([`crate::worker::DedupIndex`]); lookups never touch disk.
+//! (the worker's `DedupIndex`); lookups never touch disk.
 
 use super::{decode, encode, DedupEntry, Store, StoreResult};
 

@@ -248,7 +248,7 @@ impl Partition {
             }
             let commit_due = self.failed_at.is_none_or(|at| now.duration_since(at) >= RETRY);
             if idle && self.log.is_failing() && commit_due {
-                if let Err(e) = self.commit(crate::worker::now_ms()) {
+                if let Err(e) = self.commit(crate::clock::now_ms()) {
                     warn!("the commit log still fails: {e}");
                 }
             }

@@ -4,11 +4,13 @@
 use super::budget::SessionBudget;
 use super::handler::{Handled, Refusal, Worker};
 use super::inbox::Session;
-use super::{Owner, WorkerCmd};
+use super::WorkerCmd;
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
+use crate::clock::now_ms;
 use crate::names::normalize_name;
-use crate::net::{ConnId, LoopMsg, SessionUser};
 use crate::protocol::{valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply};
+use crate::route::Owner;
+use crate::route::{ConnId, LoopMsg, SessionUser};
 use crate::store::Account;
 use log::{debug, info};
 use std::net::IpAddr;
@@ -93,7 +95,7 @@ impl Worker {
                 return Err(refusal);
             }
         };
-        let now = super::inbox::now_ms();
+        let now = now_ms();
         if token.len() == TOKEN_LEN && self.shared.store.token_valid(account.user_id, &token_digest(&token), now)? {
             self.shared.throttle.succeeded(&username, peer);
             return self.open_session(conn, request_id, username, account, token);
@@ -150,13 +152,8 @@ impl Worker {
         };
         let store = self.partition.sled();
         let user_id = store.next_id()?;
-        let account = Account {
-            user_id,
-            display_name: username.clone(),
-            password_hash,
-            admin: false,
-            created_ms: super::inbox::now_ms(),
-        };
+        let account =
+            Account { user_id, display_name: username.clone(), password_hash, admin: false, created_ms: now_ms() };
         // Two registrations of one name (or of look-alikes) can both pass the early checks
         // while hashing; the claim and then the compare-and-swap decide.
         if let Some(other) = self.shared.lookalikes.claim(&username) {
@@ -178,7 +175,7 @@ impl Worker {
         let Some(token) = new_token() else {
             return Err(Refusal::new(ErrorCode::Internal, "no randomness for a resume token"));
         };
-        let expires = super::inbox::now_ms().saturating_add(self.shared.config.token_ttl.as_millis() as u64);
+        let expires = now_ms().saturating_add(self.shared.config.token_ttl.as_millis() as u64);
         self.partition.put_token(account.user_id, &token_digest(&token), expires)?;
         self.open_session(conn, request_id, username, account, token.to_vec())
     }
@@ -260,7 +257,7 @@ impl Worker {
         self.closed(conn, user, "logout");
         // Other workers forget the connection's group sessions, rooms and subscriptions.
         for worker in (0..self.peers.len()).filter(|w| *w != self.index) {
-            self.batch.send_to_worker(worker, WorkerCmd::Closed { conn, user: user.clone(), reason: "logout" });
+            self.batch.send_to_worker(worker, WorkerCmd::LoggedOut { conn, user: user.clone() });
         }
         self.batch.control(LoopMsg::Unbind { conn });
         self.batch.reply(conn, request_id, Reply::LoggedOut, true);

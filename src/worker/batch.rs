@@ -11,11 +11,11 @@
 //! slow consumer instead, so no queue between here and the socket can outgrow the bound.
 
 use super::handler::Refusal;
-use super::inbox::now_ms;
 use super::WorkerCmd;
+use crate::clock::now_ms;
 use crate::frame;
-use crate::net::{Charge, ConnId, LoopMsg, Outbox, OutputLedger};
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
+use crate::route::{Charge, ConnId, LoopMsg, Outbox, OutputLedger};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::Sender;
 use log::{error, warn};

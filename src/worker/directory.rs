@@ -7,7 +7,7 @@
 //! pushes and listings carry.
 
 use super::budget::SessionBudget;
-use crate::net::ConnId;
+use crate::route::ConnId;
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;

@@ -9,7 +9,7 @@
 //! workers: rooms spread over workers by name, and a sender in rooms on every worker still
 //! has one budget.
 
-use crate::net::ConnId;
+use crate::route::ConnId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -10,14 +10,15 @@
 
 use super::garbage::Log;
 use super::handler::{Handled, Refusal, Worker};
-use super::inbox::{beyond, now_ms, resync, sender_display_name, wire, wire_size, Cursor, Session, READ_CHUNK};
+use super::inbox::{beyond, resync, sender_display_name, wire, wire_size, Cursor, Session, READ_CHUNK};
 use super::waiting::Waiting;
+use crate::clock::now_ms;
 use crate::frame;
 use crate::metrics::Metrics;
-use crate::net::{ConnId, SessionUser};
 use crate::protocol::{
     Content, Conversation, ErrorCode, GroupEvent, MediaKind, Push, Reply, Role, SenderKind, ServerFrame,
 };
+use crate::route::{ConnId, SessionUser};
 use crate::store::{GroupRecord, LogId, MemberRecord, StoredMessage};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,16 +4,16 @@
 use super::batch::Batch;
 use super::garbage::GarbageQueue;
 use super::groups::GroupState;
-use super::inbox::now_ms;
 use super::inbox::UserState;
 use super::presence::Watchers;
 use super::rooms::Room;
 use super::services::{Gather, Outgoing};
 use super::waiting::Waiting;
-use super::{Owner, Shared, WorkerCmd};
+use super::{Shared, WorkerCmd};
+use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
-use crate::net::{ConnId, SessionUser};
 use crate::protocol::{retry_ms, Conversation, ErrorCode, MediaKind, Request, Target};
+use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use log::{debug, error, warn};
@@ -60,6 +60,12 @@ impl From<StoreError> for Refusal {
 }
 
 pub type Handled = Result<(), Refusal>;
+
+/// One item of a batch: from the loop, or from another worker or a hashing thread.
+enum Work {
+    Inbound(Inbound),
+    Internal(WorkerCmd),
+}
 
 pub struct Worker {
     pub index: usize,
@@ -109,7 +115,7 @@ impl Worker {
         }
     }
 
-    pub fn run(mut self, requests: Receiver<WorkerCmd>, internal: Receiver<WorkerCmd>) {
+    pub fn run(mut self, requests: Receiver<Inbound>, internal: Receiver<WorkerCmd>) {
         // Worker 0 also logs the statistics line; the others never tick.
         let interval = self.shared.config.stats_interval;
         let ticks = if self.index == 0 && !interval.is_zero() { tick(interval) } else { never() };
@@ -138,8 +144,8 @@ impl Worker {
                 wait = wait.min(WAITING_RETRY);
             }
             let first = select! {
-                recv(internal) -> cmd => cmd,
-                recv(requests) -> cmd => cmd,
+                recv(internal) -> cmd => cmd.map(Work::Internal),
+                recv(requests) -> inbound => inbound.map(Work::Inbound),
                 recv(ticks) -> _ => {
                     self.log_stats();
                     continue;
@@ -160,7 +166,7 @@ impl Worker {
                     if self.waiting.is_empty() {
                         continue;
                     }
-                    Ok(WorkerCmd::Pump { conn: None })
+                    Ok(Work::Internal(WorkerCmd::Pump { conn: None }))
                 }
             };
             let Ok(first) = first else { break };
@@ -169,8 +175,9 @@ impl Worker {
             // Drain both queues for this batch; once stopping, drain them completely so
             // nothing accepted before shutdown is dropped.
             while stopping || handled < self.shared.config.max_batch {
-                let Ok(cmd) = internal.try_recv().or_else(|_| requests.try_recv()) else { break };
-                stopping |= !self.handle(cmd);
+                let next = internal.try_recv().map(Work::Internal).or_else(|_| requests.try_recv().map(Work::Inbound));
+                let Ok(work) = next else { break };
+                stopping |= !self.handle(work);
                 handled += 1;
             }
             self.batch.commit(&mut self.partition, &self.shared.outbox, &self.peers);
@@ -191,15 +198,23 @@ impl Worker {
     }
 
     /// Returns false when told to stop.
-    fn handle(&mut self, cmd: WorkerCmd) -> bool {
-        match cmd {
-            WorkerCmd::Request { conn, peer, user, request_id, request } => {
+    fn handle(&mut self, work: Work) -> bool {
+        let cmd = match work {
+            Work::Inbound(Inbound::Request { conn, peer, user, request_id, request }) => {
                 if let Err(refusal) = self.request(conn, peer, user, request_id, request) {
                     self.batch.refuse(conn, request_id, &refusal);
                 }
+                return true;
             }
+            Work::Inbound(Inbound::Closed { conn, user, reason }) => {
+                self.closed(conn, &user, reason);
+                return true;
+            }
+            Work::Internal(cmd) => cmd,
+        };
+        match cmd {
             WorkerCmd::Hashed(outcome) => self.hashed(outcome),
-            WorkerCmd::Closed { conn, user, reason } => self.closed(conn, &user, reason),
+            WorkerCmd::LoggedOut { conn, user } => self.closed(conn, &user, "logout"),
             WorkerCmd::ServiceDeliver { coordinator, gather, service, users, message } => {
                 self.service_deliver(coordinator, gather, &service, users, &message)
             }

@@ -11,16 +11,16 @@ use super::garbage::Log;
 use super::handler::{Handled, Refusal, Worker};
 use super::Shared;
 use crate::metrics::Metrics;
-use crate::net::{ConnId, SessionUser};
 use crate::protocol::{Content, Conversation, ErrorCode, Message, Push, Reply, SenderKind};
+use crate::route::{ConnId, SessionUser};
 use crate::store::{DedupEntry, LogId, StoredMessage};
 use log::error;
 
 use super::budget::SessionBudget;
 use super::waiting::Waiting;
+use crate::clock::now_ms;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest media URL and description accepted (protocol.md "Content").
 const MAX_MEDIA_URL: usize = 2048;
@@ -507,10 +507,6 @@ pub fn wire(
         event: stored.event,
         display_name,
     }
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

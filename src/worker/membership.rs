@@ -8,15 +8,17 @@
 use super::budget::SessionBudget;
 use super::groups::{system_content, GroupState, Member};
 use super::handler::{Handled, Refusal, Worker};
-use super::inbox::{now_ms, Cursor, Session};
-use super::{Owner, WorkerCmd};
+use super::inbox::{Cursor, Session};
+use super::WorkerCmd;
+use crate::clock::now_ms;
 use crate::frame;
 use crate::names::normalize_name;
-use crate::net::{ConnId, SessionUser};
 use crate::protocol::{
     Conversation, ErrorCode, GroupEvent, GroupInfo, MemberInfo, Message, OpenGroup, Push, Reply, Role, SenderKind,
     ServerFrame,
 };
+use crate::route::Owner;
+use crate::route::{ConnId, SessionUser};
 use crate::store::LogId;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -38,7 +38,6 @@ pub use budget::SessionBudget;
 pub use dedup::DedupIndex;
 pub use directory::{ConnSeats, ConnectionWatchers, Directory, RoomList};
 pub use fanout::FanoutBudgets;
-pub use inbox::now_ms;
 pub use legacy_names::tidy_stored_names;
 pub use lookalikes::Lookalikes;
 pub use open_groups::OpenGroups;
@@ -47,25 +46,23 @@ pub use seats::GroupSeats;
 use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::net::{ConnId, Outbox, OutputLedger, SessionUser};
-use crate::protocol::{ErrorCode, Request};
+use crate::protocol::ErrorCode;
+use crate::route::{ConnId, Inbound, Outbox, OutputLedger, Router, SessionUser};
 use crate::signup::SignupLimit;
 use crate::store::Store;
 use crate::throttle::LoginThrottle;
-use crossbeam_channel::{bounded, unbounded, Sender, TrySendError};
-use std::net::IpAddr;
+use crossbeam_channel::{bounded, unbounded};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// What the event loop, other workers and the hashing threads send a worker.
+/// What other workers and the hashing threads send a worker, on its internal queue (what
+/// the event loop sends comes on the inbound queue, as [`Inbound`]).
 pub enum WorkerCmd {
-    /// `peer` is the client's address, for throttling failed logins.
-    Request { conn: ConnId, peer: IpAddr, user: Option<SessionUser>, request_id: u32, request: Request },
     /// A password hash or check finished.
     Hashed(accounts::HashOutcome),
-    /// The connection's session ended (closed or logged out). Sent to every worker: each
-    /// forgets what it holds for the connection (sessions, rooms, subscriptions).
-    Closed { conn: ConnId, user: SessionUser, reason: &'static str },
+    /// The user logged out on the connection (told by the user's worker): forget what is
+    /// held for it here, as for [`Inbound::Closed`].
+    LoggedOut { conn: ConnId, user: SessionUser },
     /// A member of a group this worker owns is online at `conn` (sent by the member's
     /// worker after login): deliver what the member has not acknowledged.
     MemberOnline { group_id: u64, username: Arc<str>, conn: ConnId },
@@ -107,45 +104,6 @@ pub enum WorkerCmd {
     Stop,
 }
 
-/// Who owns a piece of state, and so which worker handles requests about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Owner<'a> {
-    User(&'a str),
-    Group(u64),
-    Room(&'a str),
-    Service(&'a str),
-}
-
-impl Owner<'_> {
-    pub fn partition(self, workers: usize) -> usize {
-        let workers = workers.max(1) as u64;
-        let hash = match self {
-            Owner::User(name) => fnv1a(name.as_bytes(), 0),
-            // A different seed, so a room and a user of the same name spread independently.
-            Owner::Room(name) => fnv1a(name.as_bytes(), 0x52),
-            Owner::Service(name) => fnv1a(name.as_bytes(), 0x53),
-            Owner::Group(id) => id,
-        };
-        (hash % workers) as usize
-    }
-}
-
-/// FNV-1a: stable across runs and platforms, cheap, good enough spread for partitioning.
-fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
-    let mut hash: u64 = 0xcbf29ce484222325;
-    for b in std::iter::once(&seed).chain(bytes) {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x100000001b3);
-    }
-    hash
-}
-
-/// The loop's handle on the workers: which worker gets what, and a non-blocking send.
-pub struct Pool {
-    senders: Vec<Sender<WorkerCmd>>,
-    internal: Vec<Sender<WorkerCmd>>,
-}
-
 /// What every worker shares.
 #[derive(Clone)]
 pub struct Shared {
@@ -179,70 +137,29 @@ pub struct Shared {
     pub ledger: Arc<OutputLedger>,
 }
 
-impl Pool {
-    pub fn start(shared: Shared) -> (Pool, Vec<JoinHandle<()>>) {
-        let count = shared.config.workers.max(1);
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..count).map(|_| bounded::<WorkerCmd>(shared.config.worker_queue)).unzip();
-        let (internal, internal_receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| unbounded::<WorkerCmd>()).unzip();
-        let handles = receivers
-            .into_iter()
-            .zip(internal_receivers)
-            .enumerate()
-            .map(|(index, (rx, internal_rx))| {
-                let worker = handler::Worker::new(index, shared.clone(), internal.clone());
-                std::thread::Builder::new()
-                    .name(format!("confab-worker-{index}"))
-                    .spawn(move || worker.run(rx, internal_rx))
-                    .expect("spawning a worker thread")
-            })
-            .collect();
-        (Pool { senders, internal }, handles)
-    }
-
-    /// The worker that owns `owner`.
-    pub fn partition(&self, owner: Owner<'_>) -> usize {
-        owner.partition(self.senders.len())
-    }
-
-    /// Hands a command to a worker without blocking; a full queue gives the command back
-    /// so the loop can hold it and stop reading from that connection.
-    // Handing the command back by value is the point; boxing it would cost an
-    // allocation per request on the hot path.
-    #[allow(clippy::result_large_err)]
-    pub fn try_send(&self, worker: usize, cmd: WorkerCmd) -> Result<(), WorkerCmd> {
-        match self.senders[worker].try_send(cmd) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(cmd)) => Err(cmd),
-            // A worker only exits at shutdown; treat it as a full queue.
-            Err(TrySendError::Disconnected(cmd)) => Err(cmd),
-        }
-    }
-
-    pub fn workers(&self) -> usize {
-        self.senders.len()
-    }
-
-    /// Tells every worker to finish what is queued and exit. Goes through the unbounded
-    /// queues, so it never blocks the loop.
-    pub fn stop(&self) {
-        for sender in &self.internal {
+/// Starts one thread per worker; the router is the event loop's handle on them.
+pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>) {
+    let count = shared.config.workers.max(1);
+    let (inbound, inbound_receivers): (Vec<_>, Vec<_>) =
+        (0..count).map(|_| bounded::<Inbound>(shared.config.worker_queue)).unzip();
+    let (internal, internal_receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| unbounded::<WorkerCmd>()).unzip();
+    let handles = inbound_receivers
+        .into_iter()
+        .zip(internal_receivers)
+        .enumerate()
+        .map(|(index, (rx, internal_rx))| {
+            let worker = handler::Worker::new(index, shared.clone(), internal.clone());
+            std::thread::Builder::new()
+                .name(format!("confab-worker-{index}"))
+                .spawn(move || worker.run(rx, internal_rx))
+                .expect("spawning a worker thread")
+        })
+        .collect();
+    // Stop goes through the unbounded internal queues, so it never blocks the loop.
+    let stop = Box::new(move || {
+        for sender in &internal {
             let _ = sender.send(WorkerCmd::Stop);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partitions_are_stable_and_spread() {
-        assert_eq!(Owner::User("alice").partition(4), Owner::User("alice").partition(4));
-        let used: std::collections::HashSet<_> =
-            (0..100).map(|i| Owner::User(&format!("user{i}")).partition(4)).collect();
-        assert_eq!(used.len(), 4);
-        assert_eq!(Owner::Group(7).partition(4), 3);
-        assert_eq!(Owner::Room("x").partition(1), 0);
-    }
+    });
+    (Router::new(inbound, stop), handles)
 }

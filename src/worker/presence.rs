@@ -5,8 +5,8 @@
 
 use super::handler::{Handled, Refusal, Worker};
 use crate::frame;
-use crate::net::{ConnId, SessionUser};
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
+use crate::route::{ConnId, SessionUser};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 

@@ -6,8 +6,8 @@
 
 use super::handler::{Handled, Refusal, Worker};
 use crate::frame;
-use crate::net::{ConnId, SessionUser};
 use crate::protocol::{valid_room_name, Content, ErrorCode, OnlineUser, Push, Reply, RoomInfo, ServerFrame};
+use crate::route::{ConnId, SessionUser};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

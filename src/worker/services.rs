@@ -8,14 +8,16 @@
 //! its worker only after that worker's commit, so the answer never precedes the sync.
 
 use super::handler::{Handled, Refusal, Worker};
-use super::inbox::{now_ms, wire, wire_size};
-use super::{Owner, WorkerCmd};
+use super::inbox::{wire, wire_size};
+use super::WorkerCmd;
 use crate::auth::token_digest;
+use crate::clock::now_ms;
 use crate::frame;
-use crate::net::{ConnId, LoopMsg, SessionUser};
 use crate::protocol::{
     valid_username, Content, Conversation, ErrorCode, Push, Reply, SenderKind, ServerFrame, ServiceTarget,
 };
+use crate::route::Owner;
+use crate::route::{ConnId, LoopMsg, SessionUser};
 use crate::store::{DedupEntry, StoredMessage};
 use std::collections::HashMap;
 use std::net::IpAddr;

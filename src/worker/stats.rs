@@ -3,8 +3,8 @@
 
 use super::handler::{Handled, Refusal, Worker};
 use crate::metrics::Metrics;
-use crate::net::{ConnId, SessionUser};
 use crate::protocol::{ErrorCode, Reply, ServerStats};
+use crate::route::{ConnId, SessionUser};
 use log::info;
 
 impl Worker {

@@ -10,7 +10,7 @@
 use super::handler::{Handled, Worker};
 use super::inbox::Cursor;
 use super::WorkerCmd;
-use crate::net::ConnId;
+use crate::route::ConnId;
 use std::sync::Arc;
 
 /// A cursor, by what owns it.

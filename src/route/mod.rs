@@ -1,0 +1,178 @@
+//! The routing seam between the event loop and the owners of state.
+//!
+//! `net` (which owns the sockets) and `worker` (which owns users, groups and rooms) both
+//! stand on this module and never import each other:
+//!
+//! - inbound, the loop decides who owns what a request is about ([`Owner`]), asks the
+//!   [`Router`] where that owner lives ([`Destination`]) and hands it an [`Inbound`];
+//! - outbound, an owner charges every frame to the [`OutputLedger`] and sends it back
+//!   through the [`Outbox`] as [`LoopMsg`]s.
+//!
+//! Today every destination is a local worker thread. A cluster adds one more kind of
+//! destination (an owner on another node), not another path through the loop.
+
+mod ledger;
+mod outbox;
+
+pub use ledger::{Charge, OutputLedger};
+pub use outbox::{LoopMsg, Outbox};
+
+use crate::protocol::Request;
+use crossbeam_channel::{Sender, TrySendError};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Identifies one connection for its whole life: the slab slot in the low 32 bits and an
+/// accept counter in the high 32. The slot makes lookup O(1); the counter makes the id
+/// never reused, so a reply for a closed connection can never reach the slot's next owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl ConnId {
+    pub fn new(serial: u32, slot: usize) -> Self {
+        ConnId((u64::from(serial) << 32) | slot as u64)
+    }
+
+    pub fn slot(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+}
+
+/// The logged-in user of a connection, as the loop tells owners with every request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionUser {
+    pub name: Arc<str>,
+    pub uid: u64,
+    /// May broadcast when only administrators may, and read statistics.
+    pub admin: bool,
+    /// A back-end service (ServiceLogin), not a user.
+    pub service: bool,
+}
+
+/// Who owns a piece of state, and so where requests about it are handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'a> {
+    User(&'a str),
+    Group(u64),
+    Room(&'a str),
+    Service(&'a str),
+}
+
+impl Owner<'_> {
+    /// Which of `workers` local partitions holds this owner.
+    pub fn partition(self, workers: usize) -> usize {
+        let workers = workers.max(1) as u64;
+        let hash = match self {
+            Owner::User(name) => fnv1a(name.as_bytes(), 0),
+            // A different seed, so a room and a user of the same name spread independently.
+            Owner::Room(name) => fnv1a(name.as_bytes(), 0x52),
+            Owner::Service(name) => fnv1a(name.as_bytes(), 0x53),
+            Owner::Group(id) => id,
+        };
+        (hash % workers) as usize
+    }
+}
+
+/// FNV-1a: stable across runs and platforms, cheap, good enough spread for partitioning.
+fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in std::iter::once(&seed).chain(bytes) {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
+}
+
+/// Where an owner's state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A worker thread of this process, by index.
+    Local(usize),
+}
+
+/// What the loop hands an owner: the typed inbound queue. An owner's own traffic (other
+/// workers, the hashing threads) travels on a queue of its own, which the loop never sees.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A client's request. `peer` is the client's address, for throttling failed logins;
+    /// `user` is who the connection is logged in as, if anyone.
+    Request { conn: ConnId, peer: IpAddr, user: Option<SessionUser>, request_id: u32, request: Request },
+    /// The connection's session ended (closed or logged out). Sent to every destination:
+    /// each forgets what it holds for the connection (sessions, rooms, subscriptions).
+    Closed { conn: ConnId, user: SessionUser, reason: &'static str },
+}
+
+/// The loop's handle on the owners: where each lives, and a send that never blocks.
+pub struct Router {
+    local: Vec<Sender<Inbound>>,
+    /// Tells every owner to finish what it has queued and exit.
+    stop: Box<dyn Fn() + Send>,
+}
+
+impl Router {
+    /// `local` holds one bounded queue per worker, by index; `stop` must not block.
+    pub fn new(local: Vec<Sender<Inbound>>, stop: Box<dyn Fn() + Send>) -> Self {
+        Router { local, stop }
+    }
+
+    /// Where `owner` lives.
+    pub fn destination(&self, owner: Owner<'_>) -> Destination {
+        Destination::Local(owner.partition(self.local.len()))
+    }
+
+    /// Every destination, for what all of them must hear (a closed connection).
+    pub fn everywhere(&self) -> impl Iterator<Item = Destination> {
+        (0..self.local.len()).map(Destination::Local)
+    }
+
+    /// Hands `message` over without blocking; a full queue gives it back so the loop can
+    /// hold it and stop reading from that connection (backpressure).
+    // Handing the message back by value is the point; boxing it would cost an allocation
+    // per request on the hot path.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, to: Destination, message: Inbound) -> Result<(), Inbound> {
+        let Destination::Local(worker) = to;
+        match self.local[worker].try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(message)) => Err(message),
+            // A worker only exits at shutdown; treat it as a full queue.
+            Err(TrySendError::Disconnected(message)) => Err(message),
+        }
+    }
+
+    /// Tells every owner to finish what is queued and exit.
+    pub fn stop(&self) {
+        (self.stop)();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        assert_eq!(Owner::User("alice").partition(4), Owner::User("alice").partition(4));
+        let used: std::collections::HashSet<_> =
+            (0..100).map(|i| Owner::User(&format!("user{i}")).partition(4)).collect();
+        assert_eq!(used.len(), 4);
+        assert_eq!(Owner::Group(7).partition(4), 3);
+        assert_eq!(Owner::Room("x").partition(1), 0);
+    }
+
+    #[test]
+    fn a_full_queue_gives_the_message_back() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let router = Router::new(vec![tx], Box::new(|| {}));
+        let to = router.destination(Owner::User("alice"));
+        let closed = |n| Inbound::Closed {
+            conn: ConnId(n),
+            user: SessionUser { name: "alice".into(), uid: 1, admin: false, service: false },
+            reason: "test",
+        };
+        assert!(router.try_send(to, closed(1)).is_ok());
+        assert!(matches!(router.try_send(to, closed(2)), Err(Inbound::Closed { conn: ConnId(2), .. })));
+        assert!(matches!(rx.try_recv(), Ok(Inbound::Closed { conn: ConnId(1), .. })));
+        assert_eq!(router.everywhere().collect::<Vec<_>>(), vec![Destination::Local(0)]);
+    }
+}
