@@ -22,6 +22,7 @@
 
 pub mod commitlog;
 mod dedup;
+mod garbage;
 mod groups;
 mod hook;
 mod journal;

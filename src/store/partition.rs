@@ -18,6 +18,7 @@
 //! commit-log segments whose every message is in sled, after a sled checkpoint.
 
 use super::commitlog::{segment, ChangeRef, CommitLog, SyncPolicy, DIR};
+use super::garbage::GarbageQueue;
 use super::{DedupRecord, LogId, LogState, Staged, Store, StoreError, StoreResult, StoredMessage};
 use log::{error, warn};
 use std::collections::VecDeque;
@@ -75,6 +76,8 @@ pub struct Partition {
     last_retry: Option<Instant>,
     /// When the last commit-log write or sync failed (None once one works again).
     failed_at: Option<Instant>,
+    /// Acknowledged messages still to delete from sled.
+    garbage: GarbageQueue,
 }
 
 impl Partition {
@@ -103,6 +106,7 @@ impl Partition {
             table,
             last_retry: None,
             failed_at: None,
+            garbage: GarbageQueue::default(),
         }
     }
 
@@ -136,12 +140,14 @@ impl Partition {
         self.messages.push((log, owner, seq));
     }
 
-    /// Everything up to `floor` of the owner's log is acknowledged (one change, however
-    /// many messages it covers).
-    pub fn raise_floor(&mut self, log: LogId, owner: u64, floor: u64) -> StoreResult<()> {
+    /// Messages `from..=floor` of the owner's log are acknowledged: its floor rises to
+    /// `floor` (one change, however many messages it covers), and they are deleted later,
+    /// when the worker is idle.
+    pub fn raise_floor(&mut self, log: LogId, owner: u64, from: u64, floor: u64) -> StoreResult<()> {
         self.room_for_change()?;
         self.store.log(log).raise_floor(owner, floor)?;
         self.log.add(&ChangeRef::Floor { log, owner, floor });
+        self.garbage.push(log, owner, from, floor);
         Ok(())
     }
 
@@ -236,7 +242,8 @@ impl Partition {
     }
 
     /// Between batches: migrates what is due (up to `PER_COMMIT` batches unless `idle`),
-    /// and retires segments whose every message is in sled. Returns whether it did work.
+    /// retires segments whose every message is in sled, and when idle with nothing else
+    /// to do deletes a step of acknowledged messages. Returns whether it did work.
     pub fn upkeep(&mut self, idle: bool) -> bool {
         let now = Instant::now();
         let retry_due = self.last_retry.is_none_or(|at| now.duration_since(at) >= RETRY);
@@ -292,6 +299,11 @@ impl Partition {
             if let Err(e) = retired {
                 error!("retiring commit-log segments: {e}");
             }
+        }
+        // Deleting acknowledged messages comes last: it is the least urgent.
+        if idle && !worked && !self.garbage.is_empty() {
+            self.garbage.collect_step(&self.store);
+            worked = true;
         }
         worked
     }
@@ -387,7 +399,7 @@ mod tests {
         assert_eq!(partition.state(LogId::Inbox, 7).unwrap().last_seq, 4);
         assert_eq!(store.stats().unwrap().stored_messages, 4, "staged messages count");
 
-        partition.raise_floor(LogId::Inbox, 7, 2).unwrap();
+        partition.raise_floor(LogId::Inbox, 7, 1, 2).unwrap();
         partition.commit(0).unwrap();
         partition.finish().unwrap();
         assert_eq!(store.inbox.read(7, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
@@ -404,12 +416,12 @@ mod tests {
         assert!(partition.commit(0).is_err());
         assert!(partition.is_full(), "new messages are refused once a commit failed");
         // Acks still go in, until what waits to be written again passes the bound.
-        partition.raise_floor(LogId::Inbox, 1, 1).unwrap();
+        partition.raise_floor(LogId::Inbox, 1, 1, 1).unwrap();
         for seq in 2..=FAILED_CAP as u64 / (32 * 1024) + 2 {
             partition.stage(LogId::Inbox, 1, seq, &big);
             assert!(partition.commit(0).is_err());
         }
-        assert!(matches!(partition.raise_floor(LogId::Inbox, 1, 2), Err(StoreError::Full)));
+        assert!(matches!(partition.raise_floor(LogId::Inbox, 1, 2, 2), Err(StoreError::Full)));
         assert!(matches!(partition.put_token(1, &[0; 32], 1), Err(StoreError::Full)));
         // Tried again only once a second, not at every batch.
         store.inject_flush_failures(false);
@@ -418,6 +430,6 @@ mod tests {
         std::thread::sleep(RETRY);
         partition.commit(0).unwrap();
         assert!(!partition.is_full());
-        partition.raise_floor(LogId::Inbox, 1, 2).unwrap();
+        partition.raise_floor(LogId::Inbox, 1, 2, 2).unwrap();
     }
 }

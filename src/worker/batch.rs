@@ -10,7 +10,7 @@
 //! one that would pass `--max-outbound` is not queued, and the connection is cut as a
 //! slow consumer instead, so no queue between here and the socket can outgrow the bound.
 
-use super::handler::Refusal;
+use super::refusal::Refusal;
 use super::WorkerCmd;
 use crate::clock::now_ms;
 use crate::frame;

@@ -2,17 +2,26 @@
 //! that subscribed to the user. The user's own worker computes the recipients at login and
 //! at session end, from the user's groups and subscribers: the cost follows the user's
 //! circle, never the number of users online.
+//!
+//! Services that watch connections hear of every login and session end
+//! ([`connection_event`]).
 
-use super::handler::{Handled, Refusal, Worker};
+use super::context::Ctx;
+use super::refusal::{Handled, Refusal};
 use crate::frame;
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
-use crate::route::{ConnId, SessionUser};
+use crate::route::ConnId;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Subscriptions to users of this worker's partition.
 #[derive(Default)]
-pub struct Watchers {
+pub struct Presence {
+    watchers: Watchers,
+}
+
+#[derive(Default)]
+struct Watchers {
     by_target: HashMap<Arc<str>, Vec<ConnId>>,
     by_conn: HashMap<ConnId, Vec<Arc<str>>>,
 }
@@ -51,7 +60,7 @@ impl Watchers {
     }
 
     /// Forgets the connection's subscriptions here; returns how many there were.
-    pub fn forget_conn(&mut self, conn: ConnId) -> usize {
+    fn forget_conn(&mut self, conn: ConnId) -> usize {
         let targets = self.by_conn.remove(&conn).unwrap_or_default();
         let count = targets.len();
         for target in targets {
@@ -66,41 +75,46 @@ impl Watchers {
     }
 }
 
-impl Worker {
-    pub fn subscribe(&mut self, conn: ConnId, request_id: u32, _user: &SessionUser, username: &str) -> Handled {
-        let max = self.shared.config.max_subscriptions;
-        let state = self.user_state(username)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownUser, "no such user"))?;
-        let online = state.cursor.session.is_some();
+impl Presence {
+    /// `conn` subscribes to `username`, who is `online` now.
+    pub fn subscribe(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, username: &str, online: bool) -> Handled {
+        let max = ctx.config().max_subscriptions;
         // Counted across workers: subscriptions spread over them by username.
         if !self.watchers.contains(username, conn) {
-            if !self.shared.subscription_seats.take(conn, max) {
+            if !ctx.shared.subscription_seats.take(conn, max) {
                 return Err(Refusal::new(ErrorCode::LimitReached, "too many presence subscriptions"));
             }
             self.watchers.add(username.into(), conn);
         }
-        self.batch.reply(conn, request_id, Reply::Subscribed { username: username.to_string(), online }, false);
+        ctx.batch.reply(conn, request_id, Reply::Subscribed { username: username.to_string(), online }, false);
         Ok(())
     }
 
-    pub fn unsubscribe(&mut self, conn: ConnId, request_id: u32, username: &str) -> Handled {
+    pub fn unsubscribe(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, username: &str) -> Handled {
         if !self.watchers.remove(username, conn) {
             return Err(Refusal::new(ErrorCode::BadRequest, "not subscribed to this user"));
         }
-        self.shared.subscription_seats.release(conn, 1);
-        self.batch.reply(conn, request_id, Reply::Done, false);
+        ctx.shared.subscription_seats.release(conn, 1);
+        ctx.batch.reply(conn, request_id, Reply::Done, false);
         Ok(())
     }
 
+    /// The connection closed: its subscriptions here end, and their seats are given back.
+    pub fn closed(&mut self, ctx: &Ctx, conn: ConnId) {
+        let subscriptions = self.watchers.forget_conn(conn);
+        ctx.shared.subscription_seats.release(conn, subscriptions);
+    }
+
     /// Tells the user's circle that it came online or went offline.
-    pub fn announce(&mut self, username: &str, online: bool) -> Handled {
+    pub fn announce(&self, ctx: &mut Ctx, username: &str, online: bool) -> Handled {
         let mut recipients: BTreeSet<ConnId> = self.watchers.of(username).iter().copied().collect();
-        let store = &self.shared.store;
+        let store = &ctx.shared.store;
         for group_id in store.memberships(username)? {
             let Some(record) = store.group(group_id)? else {
                 continue;
             };
             for member in record.members.iter().filter(|m| m.username != username) {
-                if let Some(conn) = self.shared.directory.conn_of(&member.username) {
+                if let Some(conn) = ctx.shared.directory.conn_of(&member.username) {
                     recipients.insert(conn);
                 }
             }
@@ -111,9 +125,22 @@ impl Worker {
         let encoded: Arc<[u8]> =
             frame::encode(&ServerFrame::Push(Push::Presence { username: username.to_string(), online })).into();
         for conn in recipients {
-            self.batch.frame_bytes(conn, &encoded, false);
+            ctx.batch.frame_bytes(conn, &encoded, false);
         }
         Ok(())
+    }
+}
+
+/// Tells watching services that a user connected or that its session ended.
+pub fn connection_event(ctx: &mut Ctx, username: &str, connected: bool, reason: &str) {
+    let watchers = ctx.shared.connection_watchers.list();
+    if watchers.is_empty() {
+        return;
+    }
+    let push = Push::Connection { username: username.to_string(), connected, reason: reason.to_string() };
+    let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(push)).into();
+    for conn in watchers {
+        ctx.batch.frame_bytes(conn, &encoded, false);
     }
 }
 

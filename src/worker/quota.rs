@@ -7,50 +7,49 @@
 //! lowered by each ack. A direct send that would pass `--max-inbox-mib` gets
 //! `QuotaExceeded`; the recipient frees room by reading and acknowledging.
 
-use super::handler::{Handled, Refusal, Worker};
-use super::inbox::{wire_size, READ_CHUNK};
+use super::cursor::READ_CHUNK;
+use super::message::wire_size;
+use super::refusal::{Handled, Refusal};
+use crate::config::Config;
 use crate::protocol::ErrorCode;
-use crate::store::{LogId, StoreError};
+use crate::store::{LogId, Partition, StoreError};
 
-impl Worker {
-    /// Refuses a message of `bytes` that would take the inbox past the quota.
-    pub fn check_quota(&self, name: &str, bytes: usize) -> Handled {
-        let quota = self.shared.config.max_inbox_bytes;
-        let stored = self.users.get(name).map_or(0, |u| u.stored_bytes);
-        if stored.saturating_add(bytes as u64) > quota {
-            return Err(Refusal::new(
-                ErrorCode::QuotaExceeded,
-                "the recipient's stored messages reached the per-user quota; retry once they have read them",
-            ));
-        }
-        Ok(())
+/// Refuses a message of `bytes` that would take an inbox holding `stored` bytes past the
+/// quota.
+pub fn check(config: &Config, stored: u64, bytes: usize) -> Handled {
+    if stored.saturating_add(bytes as u64) > config.max_inbox_bytes {
+        return Err(Refusal::new(
+            ErrorCode::QuotaExceeded,
+            "the recipient's stored messages reached the per-user quota; retry once they have read them",
+        ));
     }
+    Ok(())
+}
 
-    /// The bytes an ack from `before` up to `up_to` frees, when the session had been sent
-    /// up to `sent_upto` and the ack's pushed messages came to `pushed` bytes: messages
-    /// acknowledged without having been pushed are read (a rare client that acks ahead).
-    pub fn acked_bytes(&self, uid: u64, before: u64, up_to: u64, sent_upto: u64, pushed: usize) -> u64 {
-        let unpushed_from = before.max(sent_upto);
-        let unpushed = if up_to > unpushed_from {
-            self.backlog_bytes(uid, unpushed_from, up_to).unwrap_or_else(|e| {
-                log::warn!("reading an acknowledged backlog to count it: {e}");
-                0
-            })
-        } else {
+/// The bytes an ack from `before` up to `up_to` frees, when the session had been sent up
+/// to `sent_upto` and the ack's pushed messages came to `pushed` bytes: messages
+/// acknowledged without having been pushed are read (a rare client that acks ahead).
+pub fn acked_bytes(partition: &Partition, uid: u64, before: u64, up_to: u64, sent_upto: u64, pushed: usize) -> u64 {
+    let unpushed_from = before.max(sent_upto);
+    let unpushed = if up_to > unpushed_from {
+        backlog_bytes(partition, uid, unpushed_from, up_to).unwrap_or_else(|e| {
+            log::warn!("reading an acknowledged backlog to count it: {e}");
             0
-        };
-        pushed as u64 + unpushed
-    }
+        })
+    } else {
+        0
+    };
+    pushed as u64 + unpushed
+}
 
-    /// The bytes of the inbox's messages after `after` up to `up_to`.
-    pub fn backlog_bytes(&self, uid: u64, mut after: u64, up_to: u64) -> Result<u64, StoreError> {
-        let mut total = 0u64;
-        while after < up_to {
-            let chunk = self.partition.read(LogId::Inbox, uid, after, (up_to - after).min(READ_CHUNK) as usize)?;
-            let Some(&(last, _)) = chunk.last() else { break };
-            total += chunk.iter().filter(|(seq, _)| *seq <= up_to).map(|(_, m)| wire_size(m) as u64).sum::<u64>();
-            after = last;
-        }
-        Ok(total)
+/// The bytes of the inbox's messages after `after` up to `up_to`.
+pub fn backlog_bytes(partition: &Partition, uid: u64, mut after: u64, up_to: u64) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    while after < up_to {
+        let chunk = partition.read(LogId::Inbox, uid, after, (up_to - after).min(READ_CHUNK) as usize)?;
+        let Some(&(last, _)) = chunk.last() else { break };
+        total += chunk.iter().filter(|(seq, _)| *seq <= up_to).map(|(_, m)| wire_size(m) as u64).sum::<u64>();
+        after = last;
     }
+    Ok(total)
 }

@@ -4,11 +4,12 @@
 //! and its messages reach the members present at that moment. A member is a username with
 //! the connection it joined from; a dropped connection leaves all its rooms.
 
-use super::handler::{Handled, Refusal, Worker};
+use super::context::Ctx;
+use super::refusal::{Handled, Refusal};
 use crate::frame;
 use crate::protocol::{valid_room_name, Content, ErrorCode, OnlineUser, Push, Reply, RoomInfo, ServerFrame};
 use crate::route::{ConnId, SessionUser};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,16 +20,24 @@ const SERVER_BUSY_RETRY: Duration = Duration::from_secs(1);
 const MAX_ROOM_PAGE: u32 = 500;
 
 #[derive(Default)]
-pub struct Room {
-    pub members: BTreeMap<Arc<str>, ConnId>,
+struct Room {
+    members: BTreeMap<Arc<str>, ConnId>,
 }
 
-impl Worker {
-    pub fn join_room(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, room: String) -> Handled {
+/// The rooms of this worker's partition that have members, and which of them each
+/// connection is in.
+#[derive(Default)]
+pub struct Rooms {
+    rooms: HashMap<Arc<str>, Room>,
+    by_conn: HashMap<ConnId, Vec<Arc<str>>>,
+}
+
+impl Rooms {
+    pub fn join(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, room: String) -> Handled {
         if !valid_room_name(&room) {
             return Err(Refusal::new(ErrorCode::InvalidName, "room names are 1-64 characters of a-z 0-9 _ . -"));
         }
-        let max = self.shared.config.max_room_members;
+        let max = ctx.shared.config.max_room_members;
         let name: Arc<str> = room.into();
         let state = self.rooms.entry(name.clone()).or_default();
         if !state.members.contains_key(&user.name) && state.members.len() >= max {
@@ -37,9 +46,9 @@ impl Worker {
             }
             return Err(Refusal::new(ErrorCode::LimitReached, "the room is full"));
         }
-        let joined = self.conn_rooms.entry(conn).or_default();
+        let joined = self.by_conn.entry(conn).or_default();
         if !joined.contains(&name) {
-            if !self.shared.room_seats.take(conn, self.shared.config.max_rooms_per_conn) {
+            if !ctx.shared.room_seats.take(conn, ctx.shared.config.max_rooms_per_conn) {
                 if state.members.is_empty() {
                     self.rooms.remove(&name);
                 }
@@ -49,47 +58,49 @@ impl Worker {
         }
         state.members.insert(user.name.clone(), conn);
         let count = state.members.len() as u32;
-        self.shared.rooms.set(&name, count);
-        self.batch.reply(conn, request_id, Reply::Done, false);
+        ctx.shared.rooms.set(&name, count);
+        ctx.batch.reply(conn, request_id, Reply::Done, false);
         Ok(())
     }
 
-    pub fn leave_room(&mut self, conn: ConnId, request_id: u32, user: &SessionUser, room: &str) -> Handled {
+    pub fn leave(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, room: &str) -> Handled {
         let member = self.rooms.get_mut(room).and_then(|r| r.members.remove(&user.name));
         let Some(joined_from) = member else {
             return Err(Refusal::new(ErrorCode::NotAMember, "not in this room"));
         };
-        if let Some(rooms) = self.conn_rooms.get_mut(&joined_from) {
+        if let Some(rooms) = self.by_conn.get_mut(&joined_from) {
             let before = rooms.len();
             rooms.retain(|r| &**r != room);
-            self.shared.room_seats.release(joined_from, before - rooms.len());
+            ctx.shared.room_seats.release(joined_from, before - rooms.len());
         }
-        self.update_room_count(room);
-        self.batch.reply(conn, request_id, Reply::Done, false);
+        self.update_count(ctx, room);
+        ctx.batch.reply(conn, request_id, Reply::Done, false);
         Ok(())
     }
 
-    pub fn leave_all_rooms(&mut self, conn: ConnId) {
-        let rooms = self.conn_rooms.remove(&conn).unwrap_or_default();
-        self.shared.room_seats.release(conn, rooms.len());
+    /// The connection closed: it leaves every room it was in here.
+    pub fn closed(&mut self, ctx: &Ctx, conn: ConnId) {
+        let rooms = self.by_conn.remove(&conn).unwrap_or_default();
+        ctx.shared.room_seats.release(conn, rooms.len());
         for room in rooms {
             if let Some(state) = self.rooms.get_mut(&room) {
                 state.members.retain(|_, c| *c != conn);
             }
-            self.update_room_count(&room);
+            self.update_count(ctx, &room);
         }
     }
 
-    fn update_room_count(&mut self, room: &str) {
+    fn update_count(&mut self, ctx: &Ctx, room: &str) {
         let count = self.rooms.get(room).map_or(0, |r| r.members.len() as u32);
         if count == 0 {
             self.rooms.remove(room);
         }
-        self.shared.rooms.set(room, count);
+        ctx.shared.rooms.set(room, count);
     }
 
-    pub fn send_room(
-        &mut self,
+    pub fn send(
+        &self,
+        ctx: &mut Ctx,
         conn: ConnId,
         request_id: u32,
         from: &SessionUser,
@@ -104,35 +115,20 @@ impl Worker {
         let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(push)).into();
         let targets: Vec<ConnId> =
             state.members.iter().filter(|(name, _)| **name != from.name).map(|(_, conn)| *conn).collect();
-        self.pay_for_fanout(conn, encoded.len(), targets.len())?;
+        pay_for_fanout(ctx, conn, encoded.len(), targets.len())?;
         let recipients = targets.len() as u32;
         for target in targets {
-            self.batch.frame_bytes(target, &encoded, false);
+            ctx.batch.frame_bytes(target, &encoded, false);
         }
-        self.received(1);
-        self.delivered(u64::from(recipients));
-        self.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
+        ctx.received(1);
+        ctx.delivered(u64::from(recipients));
+        ctx.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
         Ok(())
     }
 
-    /// Charges a live fan-out of `frame` bytes to `recipients` to the sender's budget,
-    /// unless the server's output is already at its global bound.
-    fn pay_for_fanout(&self, conn: ConnId, frame: usize, recipients: usize) -> Handled {
-        let cost = (frame as u64).saturating_mul(recipients as u64);
-        let config = &self.shared.config;
-        if self.shared.ledger.total().saturating_add(cost) > config.max_outbound_total as u64 {
-            // The total drains as clients read (or are cut): a second is a fair guess.
-            return Err(Refusal::rate_limited("the server's output is at its bound", SERVER_BUSY_RETRY));
-        }
-        if let Err(wait) = self.shared.fanout.take(conn, cost, Instant::now()) {
-            return Err(Refusal::rate_limited("fan-out budget spent (size times recipients)", wait));
-        }
-        Ok(())
-    }
-
-    pub fn room_members(&mut self, conn: ConnId, request_id: u32, room: &str) {
+    pub fn members(&self, ctx: &mut Ctx, conn: ConnId, request_id: u32, room: &str) {
         // A room exists only while occupied, so an unknown room truthfully has no members.
-        let (directory, store) = (&self.shared.directory, &self.shared.store);
+        let (directory, store) = (&ctx.shared.directory, &ctx.shared.store);
         let members = self
             .rooms
             .get(room)
@@ -143,32 +139,47 @@ impl Worker {
                     .collect()
             })
             .unwrap_or_default();
-        self.batch.reply(conn, request_id, Reply::RoomMembers { room: room.to_string(), members }, false);
+        ctx.batch.reply(conn, request_id, Reply::RoomMembers { room: room.to_string(), members }, false);
     }
+}
 
-    pub fn list_rooms(&mut self, conn: ConnId, request_id: u32, after: &str, limit: u32) {
-        let limit = if limit == 0 { 100 } else { limit.min(MAX_ROOM_PAGE) };
-        let (page, more) = self.shared.rooms.page(after, limit as usize);
-        let rooms = page.into_iter().map(|(name, members)| RoomInfo { name, members }).collect();
-        self.batch.reply(conn, request_id, Reply::Rooms { rooms, more }, false);
-    }
+pub fn list(ctx: &mut Ctx, conn: ConnId, request_id: u32, after: &str, limit: u32) {
+    let limit = if limit == 0 { 100 } else { limit.min(MAX_ROOM_PAGE) };
+    let (page, more) = ctx.shared.rooms.page(after, limit as usize);
+    let rooms = page.into_iter().map(|(name, members)| RoomInfo { name, members }).collect();
+    ctx.batch.reply(conn, request_id, Reply::Rooms { rooms, more }, false);
+}
 
-    /// Every online user but the sender, once.
-    pub fn broadcast(&mut self, conn: ConnId, request_id: u32, from: &SessionUser, content: Content) -> Handled {
-        if !(self.shared.config.broadcast_by_anyone || from.admin) {
-            return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
-        }
-        let encoded: Arc<[u8]> =
-            frame::encode(&ServerFrame::Push(Push::Broadcast { from: from.name.to_string(), content })).into();
-        let targets: Vec<ConnId> = self.shared.directory.all_conns().into_iter().filter(|t| *t != conn).collect();
-        self.pay_for_fanout(conn, encoded.len(), targets.len())?;
-        let recipients = targets.len() as u32;
-        for target in targets {
-            self.batch.frame_bytes(target, &encoded, false);
-        }
-        self.received(1);
-        self.delivered(u64::from(recipients));
-        self.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
-        Ok(())
+/// Every online user but the sender, once.
+pub fn broadcast(ctx: &mut Ctx, conn: ConnId, request_id: u32, from: &SessionUser, content: Content) -> Handled {
+    if !(ctx.shared.config.broadcast_by_anyone || from.admin) {
+        return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
     }
+    let encoded: Arc<[u8]> =
+        frame::encode(&ServerFrame::Push(Push::Broadcast { from: from.name.to_string(), content })).into();
+    let targets: Vec<ConnId> = ctx.shared.directory.all_conns().into_iter().filter(|t| *t != conn).collect();
+    pay_for_fanout(ctx, conn, encoded.len(), targets.len())?;
+    let recipients = targets.len() as u32;
+    for target in targets {
+        ctx.batch.frame_bytes(target, &encoded, false);
+    }
+    ctx.received(1);
+    ctx.delivered(u64::from(recipients));
+    ctx.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
+    Ok(())
+}
+
+/// Charges a live fan-out of `frame` bytes to `recipients` to the sender's budget,
+/// unless the server's output is already at its global bound.
+fn pay_for_fanout(ctx: &Ctx, conn: ConnId, frame: usize, recipients: usize) -> Handled {
+    let cost = (frame as u64).saturating_mul(recipients as u64);
+    let config = &ctx.shared.config;
+    if ctx.shared.ledger.total().saturating_add(cost) > config.max_outbound_total as u64 {
+        // The total drains as clients read (or are cut): a second is a fair guess.
+        return Err(Refusal::rate_limited("the server's output is at its bound", SERVER_BUSY_RETRY));
+    }
+    if let Err(wait) = ctx.shared.fanout.take(conn, cost, Instant::now()) {
+        return Err(Refusal::rate_limited("fan-out budget spent (size times recipients)", wait));
+    }
+    Ok(())
 }

@@ -1,76 +1,76 @@
 //! Live statistics: answered to administrators and services, and logged by worker 0 at a
 //! configurable interval.
 
-use super::handler::{Handled, Refusal, Worker};
+use super::context::Ctx;
+use super::refusal::{Handled, Refusal};
+use super::Shared;
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Reply, ServerStats};
 use crate::route::{ConnId, SessionUser};
 use log::info;
 
-impl Worker {
-    pub fn stats(&mut self, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {
-        if !(user.admin || user.service) {
-            return Err(Refusal::new(ErrorCode::Forbidden, "statistics are for administrators and services"));
-        }
-        let stats = self.collect_stats()?;
-        self.batch.reply(conn, request_id, Reply::Stats(stats), false);
-        Ok(())
+pub fn stats(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {
+    if !(user.admin || user.service) {
+        return Err(Refusal::new(ErrorCode::Forbidden, "statistics are for administrators and services"));
     }
+    let stats = collect(ctx.shared)?;
+    ctx.batch.reply(conn, request_id, Reply::Stats(stats), false);
+    Ok(())
+}
 
-    pub fn collect_stats(&self) -> Result<ServerStats, Refusal> {
-        let metrics = &self.shared.metrics;
-        let (received_per_sec, delivered_per_sec) = metrics.rates();
-        let log = metrics.log_rates();
-        Ok(ServerStats {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            uptime_secs: metrics.uptime().as_secs(),
-            connections: Metrics::get(&metrics.connections),
-            logged_in: self.shared.directory.count() as u64,
-            rooms: self.shared.rooms.count() as u64,
-            groups: self.shared.store.group_count(),
-            messages_received: Metrics::get(&metrics.received),
-            messages_delivered: Metrics::get(&metrics.delivered),
-            received_per_sec,
-            delivered_per_sec,
-            stored_messages: metrics.stored_now(),
-            outbound_bytes_queued: Metrics::get(&metrics.outbound_bytes),
-            storage_bytes: self.shared.store.size_on_disk()?,
-            log_syncs: Metrics::get(&metrics.log.syncs),
-            log_syncs_per_sec: log.syncs_per_sec,
-            log_changes_per_commit: log.changes_per_commit,
-            log_commit_p50_us: log.commit_p50_us,
-            log_commit_p99_us: log.commit_p99_us,
-            log_commit_max_us: log.commit_max_us,
-            log_bytes: metrics.log.bytes_on_disk(),
-        })
-    }
+pub fn collect(shared: &Shared) -> Result<ServerStats, Refusal> {
+    let metrics = &shared.metrics;
+    let (received_per_sec, delivered_per_sec) = metrics.rates();
+    let log = metrics.log_rates();
+    Ok(ServerStats {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_secs: metrics.uptime().as_secs(),
+        connections: Metrics::get(&metrics.connections),
+        logged_in: shared.directory.count() as u64,
+        rooms: shared.rooms.count() as u64,
+        groups: shared.store.group_count(),
+        messages_received: Metrics::get(&metrics.received),
+        messages_delivered: Metrics::get(&metrics.delivered),
+        received_per_sec,
+        delivered_per_sec,
+        stored_messages: metrics.stored_now(),
+        outbound_bytes_queued: Metrics::get(&metrics.outbound_bytes),
+        storage_bytes: shared.store.size_on_disk()?,
+        log_syncs: Metrics::get(&metrics.log.syncs),
+        log_syncs_per_sec: log.syncs_per_sec,
+        log_changes_per_commit: log.changes_per_commit,
+        log_commit_p50_us: log.commit_p50_us,
+        log_commit_p99_us: log.commit_p99_us,
+        log_commit_max_us: log.commit_max_us,
+        log_bytes: metrics.log.bytes_on_disk(),
+    })
+}
 
-    /// The periodic one-line summary.
-    pub fn log_stats(&self) {
-        if let Ok(s) = self.collect_stats() {
-            info!(
-                "stats: up {}s, {} connections, {} logged in, {} rooms, {} groups, received {} ({}/s), \
+/// The periodic one-line summary.
+pub fn log_line(shared: &Shared) {
+    if let Ok(s) = collect(shared) {
+        info!(
+            "stats: up {}s, {} connections, {} logged in, {} rooms, {} groups, received {} ({}/s), \
                  delivered {} ({}/s), {} stored undelivered, {} B queued out, {} B on disk; commit log: \
                  {} syncs/s, {} changes per commit, commit p50/p99/max {}/{}/{} us, {} B of segments",
-                s.uptime_secs,
-                s.connections,
-                s.logged_in,
-                s.rooms,
-                s.groups,
-                s.messages_received,
-                s.received_per_sec,
-                s.messages_delivered,
-                s.delivered_per_sec,
-                s.stored_messages,
-                s.outbound_bytes_queued,
-                s.storage_bytes,
-                s.log_syncs_per_sec,
-                s.log_changes_per_commit,
-                s.log_commit_p50_us,
-                s.log_commit_p99_us,
-                s.log_commit_max_us,
-                s.log_bytes
-            );
-        }
+            s.uptime_secs,
+            s.connections,
+            s.logged_in,
+            s.rooms,
+            s.groups,
+            s.messages_received,
+            s.received_per_sec,
+            s.messages_delivered,
+            s.delivered_per_sec,
+            s.stored_messages,
+            s.outbound_bytes_queued,
+            s.storage_bytes,
+            s.log_syncs_per_sec,
+            s.log_changes_per_commit,
+            s.log_commit_p50_us,
+            s.log_commit_p99_us,
+            s.log_commit_max_us,
+            s.log_bytes
+        );
     }
 }

@@ -1,110 +1,72 @@
-//! Cursors waiting for their session's delivery budget (see `budget`), and waking them.
+//! Waking cursors that wait for their session's delivery budget (see `budget`).
 //!
 //! A cursor that has something to push and room in its own window, but finds its
-//! session's budget spent, is queued here under its connection and marks its worker as
-//! waiting on the budget. The ack that frees room wakes every waiting worker; each pumps
-//! its queued cursors in the order they started waiting. A cursor whose own ack freed the
-//! room queues behind the others when any wait, so one busy conversation cannot keep the
-//! rest of the session's backlog waiting forever.
+//! session's budget spent, is queued under its connection ([`super::context::WaitQueue`])
+//! and marks its worker as waiting on the budget. The ack that frees room wakes every
+//! waiting worker; each pumps its queued cursors in the order they started waiting. A
+//! cursor whose own ack freed the room queues behind the others when any wait, so one busy
+//! conversation cannot keep the rest of the session's backlog waiting forever.
+//!
+//! Cursors live in inboxes and groups alike, so this is where the two meet.
 
-use super::handler::{Handled, Worker};
-use super::inbox::Cursor;
-use super::WorkerCmd;
+use super::commands::WorkerCmd;
+use super::context::{Ctx, Waiting};
+use super::cursor::Cursor;
+use super::groups::Groups;
+use super::inbox::Inboxes;
+use super::refusal::Handled;
 use crate::route::ConnId;
-use std::sync::Arc;
 
-/// A cursor, by what owns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Waiting {
-    Inbox(Arc<str>),
-    Group(u64, Arc<str>),
+/// Pushes what a cursor may push now (it queues itself again if the budget runs out).
+fn pump(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups, who: Waiting) -> Handled {
+    match who {
+        Waiting::Inbox(name) => inboxes.get_mut(&name).map_or(Ok(()), |inbox| inbox.pump(ctx)),
+        Waiting::Group(id, name) => groups.get_mut(id).map_or(Ok(()), |group| group.pump_member(ctx, &name)),
+    }
 }
 
-impl Worker {
-    /// The cursor and the last sequence of its conversation, if it is loaded.
-    fn cursor_of(&self, cursor: &Waiting) -> Option<(&Cursor, u64)> {
-        match cursor {
-            Waiting::Inbox(name) => self.users.get(name).map(|u| (&u.cursor, u.last_seq)),
-            Waiting::Group(id, name) => {
-                let group = self.groups.get(id)?;
-                group.members.get(name).map(|m| (&m.cursor, group.last_seq))
-            }
-        }
+/// Pumps the cursors waiting on `conn`'s budget, in order.
+pub fn pump_waiting(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups, conn: ConnId) -> Handled {
+    for who in ctx.waiting.take(conn) {
+        pump(ctx, inboxes, groups, who)?;
     }
+    Ok(())
+}
 
-    /// Puts the cursor in `conn`'s queue (once).
-    fn enqueue(&mut self, conn: ConnId, cursor: Waiting) {
-        let queue = self.waiting.entry(conn).or_default();
-        if !queue.contains(&cursor) {
-            queue.push(cursor);
-        }
+/// Every waiting cursor: the fallback for room freed without an ack (a session that
+/// ended, a member removed with messages outstanding).
+pub fn pump_all_waiting(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups) -> Handled {
+    for conn in ctx.waiting.conns() {
+        pump_waiting(ctx, inboxes, groups, conn)?;
     }
+    Ok(())
+}
 
-    fn pump(&mut self, cursor: Waiting) -> Handled {
-        match cursor {
-            Waiting::Inbox(name) => self.pump_inbox(&name),
-            Waiting::Group(id, name) => self.pump_member(id, &name),
+/// After an ack of `who` on `conn`: wakes the workers waiting on the session's budget,
+/// then pumps `who` itself (behind the others if any wait).
+pub fn after_ack(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups, conn: ConnId, who: Waiting) -> Handled {
+    let cursor: Option<&Cursor> = match &who {
+        Waiting::Inbox(name) => inboxes.get_mut(name).map(|inbox| &inbox.cursor),
+        Waiting::Group(id, name) => groups.get_mut(*id).and_then(|g| g.members.get(name)).map(|m| &m.cursor),
+    };
+    let session = cursor.and_then(|c| c.session.as_ref()).filter(|s| s.conn == conn);
+    let Some(budget) = session.map(|s| s.budget.clone()) else {
+        return Ok(());
+    };
+    let contended = budget.contended();
+    if contended {
+        ctx.waiting.enqueue(conn, who.clone());
+        budget.wait(ctx.index);
+    }
+    for worker in budget.wake() {
+        if worker == ctx.index {
+            pump_waiting(ctx, inboxes, groups, conn)?;
+        } else {
+            ctx.batch.send_to_worker(worker, WorkerCmd::Pump { conn: Some(conn) });
         }
     }
-
-    /// Queues the cursor if it has something to push and room in its own window: then only
-    /// its session's budget held it. If the budget has room after all (freed by another
-    /// worker between the cursor's pump and this look), it is pumped again in the next
-    /// batch, so no wake is ever lost.
-    pub fn wait_if_starved(&mut self, cursor: Waiting) {
-        let window = self.window();
-        let stalled = self.cursor_of(&cursor).and_then(|(c, last_seq)| c.stalled(last_seq, window));
-        let Some((conn, budget)) = stalled.map(|(conn, budget)| (conn, budget.clone())) else {
-            return;
-        };
-        self.enqueue(conn, cursor);
-        if budget.wait(self.index) {
-            // Room was freed while it looked: try again in the next batch.
-            self.batch.send_to_worker(self.index, WorkerCmd::Pump { conn: Some(conn) });
-        }
+    if !contended {
+        pump(ctx, inboxes, groups, who)?;
     }
-
-    /// Pumps the cursors waiting on `conn`'s budget, in order (each queues itself again
-    /// if the budget runs out before it is done).
-    pub fn pump_waiting(&mut self, conn: ConnId) -> Handled {
-        for cursor in self.waiting.remove(&conn).unwrap_or_default() {
-            self.pump(cursor)?;
-        }
-        Ok(())
-    }
-
-    /// Every waiting cursor: the fallback for room freed without an ack (a session that
-    /// ended, a member removed with messages outstanding).
-    pub fn pump_all_waiting(&mut self) -> Handled {
-        let conns: Vec<ConnId> = self.waiting.keys().copied().collect();
-        for conn in conns {
-            self.pump_waiting(conn)?;
-        }
-        Ok(())
-    }
-
-    /// After an ack of `cursor` on `conn`: wakes the workers waiting on the session's
-    /// budget, then pumps `cursor` itself (behind the others if any wait).
-    pub fn pump_after_ack(&mut self, conn: ConnId, cursor: Waiting) -> Handled {
-        let session = self.cursor_of(&cursor).and_then(|(c, _)| c.session.as_ref()).filter(|s| s.conn == conn);
-        let Some(budget) = session.map(|s| s.budget.clone()) else {
-            return Ok(());
-        };
-        let contended = budget.contended();
-        if contended {
-            self.enqueue(conn, cursor.clone());
-            budget.wait(self.index);
-        }
-        for worker in budget.wake() {
-            if worker == self.index {
-                self.pump_waiting(conn)?;
-            } else {
-                self.batch.send_to_worker(worker, WorkerCmd::Pump { conn: Some(conn) });
-            }
-        }
-        if !contended {
-            self.pump(cursor)?;
-        }
-        Ok(())
-    }
+    Ok(())
 }

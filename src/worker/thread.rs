@@ -1,0 +1,388 @@
+//! A worker thread: the run loop (batch, commit, repeat) and the dispatch of each command
+//! to the owner of the state it concerns: inboxes, groups, rooms, presence, service
+//! gathers. The owners' methods do the work; this file only decides who does it.
+
+use super::batch::Batch;
+use super::commands::WorkerCmd;
+use super::context::{Ctx, WaitQueue, Waiting};
+use super::groups::Groups;
+use super::inbox::Inboxes;
+use super::presence::Presence;
+use super::refusal::{Handled, Refusal};
+use super::rooms::{self, Rooms};
+use super::services::{self, Gathers, Outgoing};
+use super::{accounts, membership, message, stats, waiting, Shared};
+use crate::clock::now_ms;
+use crate::memory::{self, Trimmer};
+use crate::protocol::{Conversation, ErrorCode, Request, Target};
+use crate::route::{ConnId, Inbound, Owner, SessionUser};
+use crate::store::{Partition, StoreError};
+use crossbeam_channel::{never, select, tick, Receiver, Sender};
+use log::{debug, error, warn};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How often cursors waiting for a delivery budget are looked at even without a wake
+/// (room freed by a session that ended rather than by an ack).
+const WAITING_RETRY: Duration = Duration::from_millis(250);
+
+/// How often worker 0 looks whether traffic has stopped, to trim the heap (see `memory`).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// One item of a batch: from the loop, or from another worker or a hashing thread.
+enum Work {
+    Inbound(Inbound),
+    Internal(WorkerCmd),
+}
+
+/// The state this worker owns, one type per domain.
+#[derive(Default)]
+struct Owners {
+    inboxes: Inboxes,
+    groups: Groups,
+    rooms: Rooms,
+    presence: Presence,
+    gathers: Gathers,
+}
+
+pub struct Worker {
+    index: usize,
+    shared: Shared,
+    /// Every worker's internal queue (this one's included), by index.
+    peers: Vec<Sender<WorkerCmd>>,
+    batch: Batch,
+    /// This worker's share of the store: every durable change goes through it.
+    partition: Partition,
+    waiting: WaitQueue,
+    owners: Owners,
+}
+
+impl Worker {
+    pub fn new(index: usize, shared: Shared, peers: Vec<Sender<WorkerCmd>>) -> Self {
+        Worker {
+            index,
+            peers,
+            batch: Batch::new(shared.ledger.clone()),
+            partition: Partition::new(shared.store.clone(), index, shared.config.log_settings()),
+            waiting: WaitQueue::default(),
+            owners: Owners::default(),
+            shared,
+        }
+    }
+
+    pub fn run(mut self, requests: Receiver<Inbound>, internal: Receiver<WorkerCmd>) {
+        // Worker 0 also logs the statistics line; the others never tick.
+        let interval = self.shared.config.stats_interval;
+        let ticks = if self.index == 0 && !interval.is_zero() { tick(interval) } else { never() };
+        // Worker 0 also forgets expired dedup records on disk, once a minute...
+        let upkeep = if self.index == 0 { tick(Duration::from_secs(60)) } else { never() };
+        // ...and gives the heap's free pages back once a burst of traffic is over.
+        let trims = if self.index == 0 { tick(TRIM_EVERY) } else { never() };
+        let mut trimmer = Trimmer::default();
+        let mut stopping = false;
+        while !stopping {
+            // Idle: migrate what is due, retire log segments or delete a step of
+            // acknowledged messages, then look again.
+            if internal.is_empty() && requests.is_empty() && self.partition.upkeep(true) {
+                continue;
+            }
+            // Wake when the oldest staged batch comes due, if nothing comes before; and
+            // look at cursors waiting for a delivery budget now and then.
+            let mut wait = self.partition.next_due(Instant::now()).unwrap_or(Duration::from_secs(3600));
+            if !self.waiting.is_empty() {
+                wait = wait.min(WAITING_RETRY);
+            }
+            let first = select! {
+                recv(internal) -> cmd => cmd.map(Work::Internal),
+                recv(requests) -> inbound => inbound.map(Work::Inbound),
+                recv(ticks) -> _ => {
+                    stats::log_line(&self.shared);
+                    continue;
+                }
+                recv(upkeep) -> _ => {
+                    self.prune_dedup();
+                    continue;
+                }
+                recv(trims) -> _ => {
+                    let metrics = &self.shared.metrics;
+                    let traffic = metrics.received.load(Ordering::Relaxed) + metrics.delivered.load(Ordering::Relaxed);
+                    if trimmer.due(traffic) {
+                        memory::trim();
+                    }
+                    continue;
+                }
+                default(wait) => {
+                    if self.waiting.is_empty() {
+                        continue;
+                    }
+                    Ok(Work::Internal(WorkerCmd::Pump { conn: None }))
+                }
+            };
+            let Ok(first) = first else { break };
+            stopping = !self.handle(first);
+            let mut handled = 1;
+            // Drain both queues for this batch; once stopping, drain them completely so
+            // nothing accepted before shutdown is dropped.
+            while stopping || handled < self.shared.config.max_batch {
+                let next = internal.try_recv().map(Work::Internal).or_else(|_| requests.try_recv().map(Work::Inbound));
+                let Ok(work) = next else { break };
+                stopping |= !self.handle(work);
+                handled += 1;
+            }
+            self.batch.commit(&mut self.partition, &self.shared.outbox, &self.peers);
+            self.partition.upkeep(false);
+        }
+        // A clean stop leaves sled complete and the commit log empty.
+        match self.partition.finish() {
+            Ok(()) => {}
+            Err(e @ StoreError::Full) => {
+                warn!("worker {}: {e}; the commit log keeps its changes for the next start", self.index)
+            }
+            Err(e) => error!(
+                "worker {}: final checkpoint failed (the commit log keeps the changes for the next start): {e}",
+                self.index
+            ),
+        }
+        debug!("worker {} exiting", self.index);
+    }
+
+    /// Returns false when told to stop.
+    fn handle(&mut self, work: Work) -> bool {
+        let Worker { index, shared, peers, batch, partition, waiting, owners } = self;
+        let mut ctx =
+            Ctx { index: *index, workers: peers.len(), shared, batch, partition, waiting, me: &peers[*index] };
+        match work {
+            Work::Inbound(Inbound::Request { conn, peer, user, request_id, request }) => {
+                if let Err(refusal) = owners.request(&mut ctx, conn, peer, user, request_id, request) {
+                    ctx.batch.refuse(conn, request_id, &refusal);
+                }
+            }
+            Work::Inbound(Inbound::Closed { conn, user, reason }) => owners.closed(&mut ctx, conn, &user, reason),
+            Work::Internal(cmd) => return owners.internal(&mut ctx, cmd),
+        }
+        true
+    }
+
+    fn prune_dedup(&self) {
+        let window = self.shared.config.dedup_window.as_millis() as u64;
+        if let Err(e) = self.partition.store().prune_dedup(now_ms().saturating_sub(window)) {
+            warn!("pruning dedup records: {e}");
+        }
+    }
+}
+
+impl Owners {
+    /// Another worker's or a hashing thread's command; false for Stop.
+    fn internal(&mut self, ctx: &mut Ctx, cmd: WorkerCmd) -> bool {
+        match cmd {
+            WorkerCmd::Hashed(outcome) => accounts::hashed(ctx, &mut self.inboxes, &self.presence, outcome),
+            WorkerCmd::LoggedOut { conn, user } => self.closed(ctx, conn, &user, "logout"),
+            WorkerCmd::ServiceDeliver { part, users, message } => {
+                services::deliver_to_users(ctx, &mut self.inboxes, part, users, &message)
+            }
+            WorkerCmd::ServiceGroup { part, group_id, except, message } => {
+                services::deliver_to_group(ctx, &mut self.groups, part, group_id, except, message)
+            }
+            WorkerCmd::Gathered { gather, outcome } => self.gathers.gathered(ctx, gather, outcome),
+            WorkerCmd::MemberOnline { group_id, username, conn } => {
+                if let Err(refusal) = self.groups.member_online(ctx, group_id, &username, conn) {
+                    debug!("group {group_id} catch-up for {username}: {}", refusal.message);
+                }
+            }
+            WorkerCmd::CreateGroup { group, seat } => {
+                let (conn, request_id) = (group.conn, group.request_id);
+                let created = membership::create_here(ctx, &mut self.groups, group);
+                ctx.shared.seats.release(seat);
+                if let Err(refusal) = created {
+                    ctx.batch.refuse(conn, request_id, &refusal);
+                }
+            }
+            WorkerCmd::Pump { conn } => {
+                let pumped = match conn {
+                    Some(conn) => waiting::pump_waiting(ctx, &mut self.inboxes, &mut self.groups, conn),
+                    None => waiting::pump_all_waiting(ctx, &mut self.inboxes, &mut self.groups),
+                };
+                if let Err(refusal) = pumped {
+                    debug!("pumping waiting cursors: {}", refusal.message);
+                }
+            }
+            WorkerCmd::Stop => return false,
+        }
+        true
+    }
+
+    fn request(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        peer: IpAddr,
+        user: Option<SessionUser>,
+        request_id: u32,
+        request: Request,
+    ) -> Handled {
+        let Some(user) = user else {
+            return match request {
+                Request::Register { username, password } => {
+                    accounts::register(ctx, conn, peer, request_id, username, password)
+                }
+                Request::Login { username, password } => {
+                    accounts::login(ctx, conn, peer, request_id, username, password)
+                }
+                Request::Resume { username, token } => {
+                    accounts::resume(ctx, &mut self.inboxes, &self.presence, conn, peer, request_id, username, token)
+                }
+                Request::ServiceLogin { name, token } => {
+                    services::service_login(ctx, conn, peer, request_id, name, token)
+                }
+                // The loop admits nothing else before login.
+                other => Err(unexpected(other)),
+            };
+        };
+        match request {
+            Request::Send { to, client_msg_id, transient, content } => {
+                message::validate(ctx.config(), &content, &user)?;
+                match to {
+                    Target::User(to) if transient => {
+                        self.inboxes.known(ctx, &to)?.send_transient(ctx, conn, request_id, &user, content);
+                        Ok(())
+                    }
+                    Target::User(to) => {
+                        self.inboxes.known(ctx, &to)?.send_direct(ctx, conn, request_id, &user, client_msg_id, content)
+                    }
+                    Target::Group(_) if transient => {
+                        Err(Refusal::new(ErrorCode::BadRequest, "transient messages go to users or rooms, not groups"))
+                    }
+                    Target::Group(id) => {
+                        self.groups.load(ctx, id)?.send(ctx, conn, request_id, &user, client_msg_id, content)
+                    }
+                    Target::Room(room) => self.rooms.send(ctx, conn, request_id, &user, &room, content),
+                    Target::Everyone => rooms::broadcast(ctx, conn, request_id, &user, content),
+                }
+            }
+            Request::Ack { conversation: Conversation::Inbox, up_to } => {
+                self.inboxes.session(ctx, &user, conn)?.ack(ctx, conn, request_id, up_to)?;
+                waiting::after_ack(ctx, &mut self.inboxes, &mut self.groups, conn, Waiting::Inbox(user.name.clone()))
+            }
+            Request::Ack { conversation: Conversation::Group(id), up_to } => {
+                self.groups.load(ctx, id)?.ack(ctx, conn, request_id, &user, up_to)?;
+                waiting::after_ack(
+                    ctx,
+                    &mut self.inboxes,
+                    &mut self.groups,
+                    conn,
+                    Waiting::Group(id, user.name.clone()),
+                )
+            }
+            Request::Resync { conversation: Conversation::Inbox, after } => {
+                self.inboxes.session(ctx, &user, conn)?.resync(ctx, conn, request_id, after)
+            }
+            Request::Resync { conversation: Conversation::Group(id), after } => {
+                self.groups.load(ctx, id)?.resync(ctx, conn, request_id, &user, after)
+            }
+            Request::Rename { display_name } => accounts::rename(ctx, conn, request_id, &user, display_name),
+            Request::ListOnline { after, limit } => {
+                accounts::list_online(ctx, conn, request_id, &after, limit);
+                Ok(())
+            }
+            Request::Logout if user.service => {
+                accounts::service_logout(ctx, conn, request_id);
+                Ok(())
+            }
+            Request::Logout => {
+                accounts::logout(ctx, &mut self.inboxes, conn, request_id, &user)?;
+                self.closed(ctx, conn, &user, "logout");
+                Ok(())
+            }
+            Request::CreateGroup { name, open } => membership::create(ctx, conn, request_id, &user, name, open),
+            Request::RenameGroup { group_id, name } => {
+                let group = self.groups.load(ctx, group_id)?;
+                membership::rename(ctx, group, conn, request_id, &user, name)
+            }
+            Request::AddMember { group_id, username } => {
+                membership::add_member(ctx, &mut self.groups, group_id, conn, request_id, &user, &username)
+            }
+            Request::RemoveMember { group_id, username } => {
+                let group = self.groups.load(ctx, group_id)?;
+                membership::remove_member(ctx, group, conn, request_id, &user, &username)
+            }
+            Request::SetRole { group_id, username, role } => {
+                let group = self.groups.load(ctx, group_id)?;
+                membership::set_role(ctx, group, conn, request_id, &user, &username, role)
+            }
+            Request::JoinGroup { group_id } => {
+                membership::join(ctx, &mut self.groups, group_id, conn, request_id, &user)
+            }
+            Request::LeaveGroup { group_id } => {
+                let group = self.groups.load(ctx, group_id)?;
+                membership::leave(ctx, group, conn, request_id, &user)
+            }
+            Request::DeleteGroup { group_id } => {
+                membership::delete(ctx, &mut self.groups, group_id, conn, request_id, &user)
+            }
+            Request::ListGroups => membership::list_mine(ctx, conn, request_id, &user),
+            Request::GroupMembers { group_id } => {
+                let group = self.groups.load(ctx, group_id)?;
+                membership::members(ctx, group, conn, request_id, &user)
+            }
+            Request::JoinRoom { room } => self.rooms.join(ctx, conn, request_id, &user, room),
+            Request::LeaveRoom { room } => self.rooms.leave(ctx, conn, request_id, &user, &room),
+            Request::ListRooms { after, limit } => {
+                rooms::list(ctx, conn, request_id, &after, limit);
+                Ok(())
+            }
+            Request::RoomMembers { room } => {
+                self.rooms.members(ctx, conn, request_id, &room);
+                Ok(())
+            }
+            Request::SubscribePresence { username } => {
+                let online = self.inboxes.known(ctx, &username)?.cursor.session.is_some();
+                self.presence.subscribe(ctx, conn, request_id, &username, online)
+            }
+            Request::UnsubscribePresence { username } => self.presence.unsubscribe(ctx, conn, request_id, &username),
+            Request::ServiceSend { to, client_msg_id, transient, content } => {
+                let message = Outgoing { client_msg_id, transient, content };
+                self.gathers.send(ctx, conn, request_id, &user, to, message)
+            }
+            Request::QueryOnline { users } => services::query_online(ctx, conn, request_id, users),
+            Request::Disconnect { username, reason } => {
+                services::disconnect_user(ctx, &mut self.inboxes, conn, request_id, &username, reason)
+            }
+            Request::WatchConnections => {
+                services::watch_connections(ctx, conn, request_id);
+                Ok(())
+            }
+            Request::Stats => stats::stats(ctx, conn, request_id, &user),
+            Request::ListOpenGroups { after, limit } => {
+                membership::list_open(ctx, conn, request_id, after, limit);
+                Ok(())
+            }
+            other @ (Request::Hello { .. }
+            | Request::Ping
+            | Request::Register { .. }
+            | Request::Login { .. }
+            | Request::Resume { .. }
+            | Request::ServiceLogin { .. }) => Err(unexpected(other)),
+        }
+    }
+
+    /// Everything this worker holds for a connection whose session ended.
+    fn closed(&mut self, ctx: &mut Ctx, conn: ConnId, user: &SessionUser, reason: &str) {
+        if !user.service && ctx.owns(Owner::User(&user.name)) {
+            accounts::end_session(ctx, &mut self.inboxes, &self.presence, conn, user, reason);
+        }
+        ctx.shared.connection_watchers.remove(conn);
+        self.groups.closed(conn, &user.name);
+        self.rooms.closed(ctx, conn);
+        ctx.shared.fanout.forget(conn);
+        ctx.waiting.take(conn);
+        self.presence.closed(ctx, conn);
+    }
+}
+
+/// The loop enforces which requests each connection state allows; reaching this means it
+/// let through something it should not have.
+fn unexpected(request: Request) -> Refusal {
+    error!("worker got a request the loop should have refused: {request:?}");
+    Refusal::new(ErrorCode::BadRequest, "request not allowed in this state")
+}
