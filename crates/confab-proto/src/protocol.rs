@@ -1,6 +1,6 @@
 //! The wire protocol: what clients send, what the server answers and pushes, and the error
 //! codes. protocol.md documents every type here field by field; its hex vectors are
-//! checked against these definitions by `tests/vectors.rs`.
+//! checked against these definitions by this crate's `tests/vectors.rs`.
 //!
 //! Compatibility rule: enum variants and struct fields are only ever *appended*. postcard
 //! encodes a variant by its index, so reordering would silently change the wire.
