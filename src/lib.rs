@@ -7,7 +7,7 @@
 //!   net     worker    the event loop (sockets) | the owners of users, groups and rooms
 //!   route             the seam they share: ids, Owner → Destination, Inbound, Outbox, ledger
 //!   store   auth      durable state (commit log + sled) | password hashing threads
-//!   protocol, frame   the wire contract (typed frames ↔ bytes)
+//!   protocol, frame   the wire contract (typed frames ↔ bytes), crate confab-proto
 //! ```
 //!
 //! - [`net`]: one mio event loop thread owns every socket, splits and decodes frames,
@@ -20,29 +20,31 @@
 //! - [`store`]: each worker's partition and commit log (the durable write path), and sled
 //!   for accounts, groups, tokens and messages that wait for their recipients.
 //! - [`auth`]: argon2id hashing on its own threads, so neither the loop nor a worker waits.
-//! - [`client`]: a small blocking client used by the tests and the tools.
+//! - [`protocol`], [`frame`] and [`client`]: the wire contract (typed frames, the codec and
+//!   a small blocking client for the tests and the tools), from the `confab-proto` crate.
 //!
 //! `net` and `worker` never import each other. `protocol.md` at the repository root is the
 //! wire contract.
 
 pub mod admin;
 pub mod auth;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod fdlimit;
-pub mod frame;
 pub mod memory;
 pub mod metrics;
 pub mod names;
 pub mod net;
-pub mod protocol;
 pub mod route;
 pub mod server;
 pub mod signup;
 pub mod store;
 pub mod throttle;
 pub mod worker;
+
+// The wire contract lives in the confab-proto crate (so clients need not link the server);
+// re-exported so `crate::protocol` and `confab::client` read as before.
+pub use confab_proto::{client, frame, protocol};
 
 pub use config::Config;
 pub use server::Server;

@@ -26,4 +26,3 @@ mod security;
 mod services;
 mod session;
 mod unauthenticated;
-mod vectors;

@@ -27,7 +27,7 @@ use crate::connection::{ConnEvent, Connection, NetEvent, Origin, SendError};
 use crate::inbox::InboxCursor;
 use crate::render::{Event, Output};
 use crate::token::TokenStore;
-use confab::protocol::{Conversation, Request};
+use confab_proto::protocol::{Conversation, Request};
 use crossbeam_channel::{never, select, Receiver};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};

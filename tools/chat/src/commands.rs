@@ -8,7 +8,7 @@
 //! a leading slash).
 
 pub use crate::table::{COMMANDS, DEFAULT_ADDR};
-use confab::protocol::{valid_username, Content, Conversation, Request, Target};
+use confab_proto::protocol::{valid_username, Content, Conversation, Request, Target};
 use std::fmt;
 
 /// What a line asks for.
@@ -229,7 +229,7 @@ mod tests {
     use super::*;
     use crate::render::TYPING;
     use crate::table::PAGE;
-    use confab::protocol::Role;
+    use confab_proto::protocol::Role;
 
     fn run(line: &str, peer: Option<&str>) -> Result<Option<Action>, ParseError> {
         let mut next = 0;

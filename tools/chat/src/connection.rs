@@ -11,7 +11,7 @@
 use crate::backoff::Backoff;
 pub use crate::link::NetEvent;
 use crate::link::{self, Link};
-use confab::protocol::{ClientFrame, ErrorCode, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION};
+use confab_proto::protocol::{ClientFrame, ErrorCode, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION};
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -378,8 +378,8 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab::frame;
-    use confab::protocol::Content;
+    use confab_proto::frame;
+    use confab_proto::protocol::Content;
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
@@ -413,7 +413,7 @@ mod tests {
                 heartbeat_secs: 30,
                 idle_timeout_secs: 90,
                 delivery_window: 64,
-                limits: confab::protocol::Limits {
+                limits: confab_proto::protocol::Limits {
                     request_rate: 100,
                     request_burst: 200,
                     delivery_window_bytes: 65_536,

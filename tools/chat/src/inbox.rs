@@ -13,7 +13,7 @@
 //! them so they are acked too (they count towards the server's delivery window, and
 //! towards the unread count of `/groups`, until acked).
 
-use confab::protocol::Conversation;
+use confab_proto::protocol::Conversation;
 use std::collections::BTreeSet;
 
 /// What to do with a pushed stored message.

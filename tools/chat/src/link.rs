@@ -3,8 +3,8 @@
 //! channel as [`NetEvent`]s tagged with the link's generation, so the connection can tell
 //! a current link's news from a replaced one's.
 
-use confab::frame;
-use confab::protocol::{ClientFrame, ServerFrame};
+use confab_proto::frame;
+use confab_proto::protocol::{ClientFrame, ServerFrame};
 use crossbeam_channel::Sender;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};

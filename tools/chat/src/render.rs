@@ -11,7 +11,7 @@ mod pretty;
 pub use plain::plain;
 pub use pretty::pretty;
 
-use confab::protocol::{
+use confab_proto::protocol::{
     Content, Conversation, GroupEvent, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup, Request, Role,
     RoomInfo, ServerStats, Target,
 };

@@ -4,7 +4,7 @@
 use crate::commands::Arg::{Flag, Optional, Rest, Word};
 use crate::commands::{message, peer, stored, username, Action, Command, ParseError};
 use crate::render::TYPING;
-use confab::protocol::{valid_room_name, Content, Conversation, Request, Role, Target};
+use confab_proto::protocol::{valid_room_name, Content, Conversation, Request, Role, Target};
 
 /// The server's address when neither `--server` nor `/connect ADDR` names one.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7420";

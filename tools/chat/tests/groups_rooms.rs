@@ -1,5 +1,5 @@
 //! Groups, rooms, broadcast, presence watching and statistics, with real `confab-chat`
-//! processes in line mode against a server started in-process (harness in `common`).
+//! processes in line mode against the real confabd (harness in `common`).
 //!
 //! Absence is shown by order, never by waiting: "the sender does not see its own message"
 //! means the next message line it prints is someone else's, sent later.
@@ -8,13 +8,9 @@ mod common;
 
 use common::{text_of, Chat, Fixture, PASSWORD};
 
-/// Registers `name`, makes it an administrator, then logs it in (the flag is read at login).
-fn admin_login(fx: &Fixture, chat: &mut Chat, name: &str) {
+/// Logs in `name`, an administrator the fixture created (`Fixture::with_admins`).
+fn admin_login(chat: &mut Chat, name: &str) {
     chat.expect("connected ");
-    chat.send(&format!("/register {name} {PASSWORD}"));
-    chat.expect(&format!("registered {name}"));
-    let store = fx.server.as_ref().expect("running").store();
-    confab::admin::set_admin(store, name, true).expect("set_admin");
     chat.send(&format!("/login {name} {PASSWORD}"));
     chat.expect(&format!("logged-in {name} "));
 }
@@ -164,11 +160,11 @@ fn group_members_messages_events_and_offline_catch_up() {
 
 #[test]
 fn rooms_broadcast_presence_and_statistics() {
-    let fx = Fixture::new();
+    let fx = Fixture::with_admins(&["alice"]);
     let mut alice = fx.chat("alice");
     let mut bob = fx.chat("bob");
     let mut carol = fx.chat("carol");
-    admin_login(&fx, &mut alice, "alice");
+    admin_login(&mut alice, "alice");
     bob.register_and_login("bob");
     carol.register_and_login("carol");
 

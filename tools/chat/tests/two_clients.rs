@@ -1,5 +1,5 @@
-//! Two (and more) real `confab-chat` processes in line mode talking through a real server
-//! started in-process: messages both ways, offline delivery in order and only once, who is
+//! Two (and more) real `confab-chat` processes in line mode talking through the real
+//! confabd: messages both ways, offline delivery in order and only once, who is
 //! online, rename, errors, logging in by remembered token, and reconnecting after the
 //! server restarts.
 //!
@@ -9,7 +9,6 @@
 mod common;
 
 use common::{text_of, Chat, Fixture, PASSWORD};
-use confab::{Config, Server};
 
 #[test]
 fn two_clients_talk_list_rename_and_see_errors() {
@@ -104,7 +103,7 @@ fn offline_messages_arrive_in_order_once_and_the_token_logs_in() {
 #[test]
 fn a_backlog_longer_than_the_delivery_window_arrives_whole_and_in_order() {
     // The server pushes 4 messages and then waits for an ack: the client must keep acking.
-    let fx = Fixture::with(|config| config.delivery_window = 4);
+    let fx = Fixture::with(&["--delivery-window", "4"]);
     let mut alice = fx.chat("alice");
     let mut bob = fx.chat("bob");
     alice.register_and_login("alice");
@@ -149,7 +148,6 @@ fn a_newer_login_kicks_the_older_session_for_good() {
 #[test]
 fn clients_reconnect_by_themselves_after_a_server_restart() {
     let mut fx = Fixture::new();
-    let addr = fx.addr();
     let mut alice = fx.chat("alice");
     let mut bob = fx.chat("bob");
     alice.register_and_login("alice");
@@ -162,13 +160,10 @@ fn clients_reconnect_by_themselves_after_a_server_restart() {
     bob.send("/join lobby");
     bob.expect("done join room=lobby");
 
-    fx.server.take().expect("running").shutdown().expect("clean stop");
+    fx.stop();
     alice.expect("disconnected ");
     bob.expect("disconnected ");
-    // Same data directory, same port: mio binds with SO_REUSEADDR.
-    let mut config = Config::for_tests(fx.dir.path().join("data"));
-    config.listen = addr;
-    fx.server = Some(Server::start(config).expect("restart on the same port"));
+    fx.start_again();
 
     assert_eq!(alice.expect("reconnected "), "reconnected alice acked=0 last=0");
     assert_eq!(bob.expect("reconnected "), "reconnected bob acked=1 last=1");

@@ -134,8 +134,8 @@ mod tests {
     fn names_and_passwords_are_valid() {
         let accounts = Accounts::new("lg-", 3);
         assert_eq!(accounts.name(2), "lg-2");
-        assert!(confab::protocol::valid_username(accounts.name(0)));
-        assert!(confab::protocol::valid_password(&accounts.password(0)));
+        assert!(confab_proto::protocol::valid_username(accounts.name(0)));
+        assert!(confab_proto::protocol::valid_password(&accounts.password(0)));
     }
 
     #[test]

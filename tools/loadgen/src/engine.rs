@@ -15,8 +15,8 @@
 use crate::accounts::Accounts;
 use crate::clock::now_ns;
 use crate::error::Fault;
-use confab::frame;
-use confab::protocol::{ClientFrame, Conversation, ErrorCode, Message, Push, Reply, Request, PROTOCOL_VERSION};
+use confab_proto::frame;
+use confab_proto::protocol::{ClientFrame, Conversation, ErrorCode, Message, Push, Reply, Request, PROTOCOL_VERSION};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,8 +1,8 @@
 //! What can go wrong: [`Error`] ends a run, [`Fault`] ends one connection and is counted
 //! by kind in the results.
 
-use confab::frame::FrameError;
-use confab::protocol::ErrorCode;
+use confab_proto::frame::FrameError;
+use confab_proto::protocol::ErrorCode;
 use std::io;
 use std::path::PathBuf;
 use thiserror::Error;

@@ -1,7 +1,10 @@
-//! Smoke test: the built load generator against the real server, started in-process on an
-//! ephemeral port. Short runs of direct (closed and open loop), offline, login, group, room
+//! Smoke test: the built load generator against the real confabd, a child process on an
+//! ephemeral port (harness in `common`). Short runs of direct (closed and open loop), offline, login, group, room
 //! and soak; the assertions read the `--json` results and check correctness, never timing.
 
+mod common;
+
+use common::daemon::Daemon;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -60,8 +63,8 @@ fn assert_percentiles(name: &str, p: &Value) {
 #[test]
 fn scenarios_against_the_real_server() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = confab::Server::start(confab::Config::for_tests(dir.path().join("data"))).expect("server starts");
-    let addr = server.local_addr();
+    let daemon = Daemon::start(&dir.path().join("data"), SocketAddr::from(([127, 0, 0, 1], 0)), &[]);
+    let addr = daemon.addr;
     let tmp = dir.path();
 
     let plot = tmp.join("direct.svg");
@@ -140,8 +143,8 @@ fn scenarios_against_the_real_server() {
     assert_percentiles("room delivery", &room["latency_ms"]["delivery"]);
     assert_percentiles("room reply", &room["latency_ms"]["reply"]);
 
-    // The server runs in this process, so its memory is ours.
-    let pid = std::process::id().to_string();
+    // The daemon's resident memory, read from /proc by the load generator.
+    let pid = daemon.pid().to_string();
     let soak = loadgen(
         addr,
         tmp,
@@ -186,5 +189,5 @@ fn scenarios_against_the_real_server() {
     );
     assert!(d["server_rss_kib"]["max_kib"].as_u64() > Some(0), "soak: {d}");
 
-    server.shutdown().expect("server stops cleanly");
+    daemon.stop();
 }

@@ -9,7 +9,7 @@ use super::App;
 use crate::connection::Origin;
 use crate::inbox::{InboxCursor, Verdict};
 use crate::render::{Event, Output};
-use confab::protocol::{Conversation, GroupEvent, Message, Push, Request, SenderKind};
+use confab_proto::protocol::{Conversation, GroupEvent, Message, Push, Request, SenderKind};
 
 impl<O: Output> App<O> {
     pub(super) fn push(&mut self, push: Push) {

@@ -5,7 +5,7 @@
 use super::App;
 use crate::connection::{Origin, Pending};
 use crate::render::{Event, Output};
-use confab::protocol::{Conversation, ErrorCode, Request, Target};
+use confab_proto::protocol::{Conversation, ErrorCode, Request, Target};
 
 impl<O: Output> App<O> {
     pub(super) fn unanswered(&mut self, pending: Pending, reconnecting: bool) {

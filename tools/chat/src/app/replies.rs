@@ -6,7 +6,7 @@ use super::failures::request_name;
 use super::App;
 use crate::connection::{Origin, Pending};
 use crate::render::{Event, Output};
-use confab::protocol::{Conversation, Reply, Request, Target};
+use confab_proto::protocol::{Conversation, Reply, Request, Target};
 
 impl<O: Output> App<O> {
     pub(super) fn reply(&mut self, pending: Pending, reply: Reply) {

@@ -2,7 +2,7 @@
 //! and escaped. The crate documentation lists every format; the tests below pin a few.
 
 use super::{escape, is_typing, plain_content, role_word, Event};
-use confab::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
+use confab_proto::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
 
 pub fn plain(event: &Event) -> String {
     match event {
@@ -209,7 +209,7 @@ fn stats_line(s: &ServerStats) -> String {
 mod tests {
     use super::super::TYPING;
     use super::*;
-    use confab::protocol::{Content, GroupInfo, OnlineUser, RoomInfo};
+    use confab_proto::protocol::{Content, GroupInfo, OnlineUser, RoomInfo};
 
     #[test]
     fn free_text_stays_on_one_line() {

@@ -3,7 +3,7 @@
 //! library has no time zones).
 
 use super::{clean, clock, is_typing, now_ms, pretty_content, role_word, who, Event};
-use confab::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
+use confab_proto::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
 use std::fmt::Write as _;
 
 pub fn pretty(event: &Event) -> String {
@@ -232,7 +232,7 @@ fn stats_text(s: &ServerStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab::protocol::Content;
+    use confab_proto::protocol::Content;
 
     #[test]
     fn group_events_read_as_sentences() {

@@ -1,5 +1,5 @@
 //! The harness of the integration tests: `confab-chat` processes in line mode (lines in
-//! on stdin, events out as lines on stdout) against a real server started in-process.
+//! on stdin, events out as lines on stdout) against the real `confabd` binary (`daemon`).
 //!
 //! Every wait is for a printed line that proves the effect, with a generous timeout, so
 //! the tests do not depend on timing.
@@ -7,8 +7,10 @@
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 
-use confab::{Config, Server};
+pub mod daemon;
+
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use daemon::Daemon;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -143,26 +145,60 @@ impl Drop for Chat {
     }
 }
 
+/// A confabd with its own data directory, and the token files of the clients.
 pub struct Fixture {
+    /// Declared before `dir`, so it is killed before its data directory is removed.
+    daemon: Option<Daemon>,
     pub dir: tempfile::TempDir,
-    pub server: Option<Server>,
+    /// Where the daemon listens, and listens again after a restart.
+    addr: SocketAddr,
+    flags: Vec<String>,
 }
 
 impl Fixture {
     pub fn new() -> Fixture {
-        Fixture::with(|_| {})
+        Fixture::start(&[], &[])
     }
 
-    pub fn with(adjust: impl FnOnce(&mut Config)) -> Fixture {
+    /// With these confabd flags after the test settings (e.g. `--delivery-window 4`).
+    pub fn with(flags: &[&str]) -> Fixture {
+        Fixture::start(flags, &[])
+    }
+
+    /// With administrator accounts `admins` (password [`PASSWORD`]) created before the
+    /// daemon starts: the administration subcommands need it stopped.
+    pub fn with_admins(admins: &[&str]) -> Fixture {
+        Fixture::start(&[], admins)
+    }
+
+    fn start(flags: &[&str], admins: &[&str]) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::for_tests(dir.path().join("data"));
-        adjust(&mut config);
-        let server = Server::start(config).expect("start");
-        Fixture { dir, server: Some(server) }
+        let data_dir = dir.path().join("data");
+        for name in admins {
+            daemon::add_admin(&data_dir, name, PASSWORD);
+        }
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let daemon = Daemon::start(&data_dir, any_port, flags);
+        let addr = daemon.addr;
+        Fixture { daemon: Some(daemon), dir, addr, flags: flags.iter().map(|f| f.to_string()).collect() }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.server.as_ref().expect("running").local_addr()
+        self.addr
+    }
+
+    /// Stops the daemon cleanly (SIGTERM).
+    pub fn stop(&mut self) {
+        self.daemon.take().expect("running").stop();
+    }
+
+    /// Starts the stopped daemon again on the same data directory and the same port, so
+    /// clients can reconnect by themselves (confabd binds with SO_REUSEADDR: the port is
+    /// free at once).
+    pub fn start_again(&mut self) {
+        assert!(self.daemon.is_none(), "stop it first");
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.daemon = Some(Daemon::start(&self.dir.path().join("data"), self.addr, &flags));
     }
 
     pub fn token(&self, name: &str) -> PathBuf {
@@ -171,14 +207,6 @@ impl Fixture {
 
     pub fn chat(&self, name: &str) -> Chat {
         Chat::start(name, self.addr(), &self.token(name), &[])
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            let _ = server.shutdown();
-        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{Auth, Engine, Handler, State};
 use crate::error::Fault;
-use confab::protocol::{Conversation, ErrorCode, GroupEvent, Message, Reply, Request};
+use confab_proto::protocol::{Conversation, ErrorCode, GroupEvent, Message, Reply, Request};
 
 impl Engine {
     /// The bookkeeping of one group push; what is odd about it, if anything.

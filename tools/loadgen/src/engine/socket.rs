@@ -5,8 +5,8 @@
 use super::{Engine, Handler, State, CONTROL, EINPROGRESS, KEEP_CAPACITY, MAX_SERVER_FRAME, READ_BUDGET, WAKE_TOKEN};
 use crate::clock::now_ns;
 use crate::error::Fault;
-use confab::frame;
-use confab::protocol::{Conversation, Push, ServerFrame};
+use confab_proto::frame;
+use confab_proto::protocol::{Conversation, Push, ServerFrame};
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read, Write};

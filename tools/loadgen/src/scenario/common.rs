@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::payload::{Stamp, STAMP_LEN};
 use crate::report::{rate, Correctness, Cpu, Report};
 use crate::stats::{Line, Recorder};
-use confab::protocol::{Content, MediaKind, Request, Target};
+use confab_proto::protocol::{Content, MediaKind, Request, Target};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;

@@ -23,7 +23,7 @@ use crate::procfs::Monitor;
 use crate::progress::Progress;
 use crate::report::{rate, Correctness, Report};
 use crate::stats::Recorder;
-use confab::protocol::{ErrorCode, Message, Reply};
+use confab_proto::protocol::{ErrorCode, Message, Reply};
 use std::time::Duration;
 
 /// Pings go out well within the server's heartbeat (30 s by default).

@@ -25,7 +25,7 @@ use crate::payload::Stamp;
 use crate::procfs::Monitor;
 use crate::report::{Correctness, Report};
 use crate::stats::{Line, Recorder};
-use confab::protocol::{ErrorCode, Message, Reply, Target};
+use confab_proto::protocol::{ErrorCode, Message, Reply, Target};
 use mio::Waker;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;

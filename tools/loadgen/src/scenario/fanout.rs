@@ -28,7 +28,7 @@ use crate::payload::Stamp;
 use crate::procfs::Monitor;
 use crate::report::{Correctness, Report};
 use crate::stats::{Line, Recorder};
-use confab::protocol::{Request, Target};
+use confab_proto::protocol::{Request, Target};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;

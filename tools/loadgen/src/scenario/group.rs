@@ -15,7 +15,7 @@ use crate::cli::GroupArgs;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::report::Report;
-use confab::protocol::{ErrorCode, Reply, Request, Role};
+use confab_proto::protocol::{ErrorCode, Reply, Request, Role};
 
 /// Every group this tool creates is named with this prefix, so setup can recognise
 /// leftovers of earlier runs among an account's groups.

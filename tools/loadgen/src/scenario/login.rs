@@ -14,7 +14,7 @@ use crate::procfs::Monitor;
 use crate::progress::Progress;
 use crate::report::{rate, Correctness, Report};
 use crate::stats::{Line, Recorder};
-use confab::protocol::{ErrorCode, Message, Reply};
+use confab_proto::protocol::{ErrorCode, Message, Reply};
 use std::time::Duration;
 
 /// How long in-flight logins may take to finish once a phase has ended.

@@ -28,7 +28,7 @@ use crate::error::{Error, Fault};
 use crate::procfs;
 use crate::progress::Progress;
 use crate::stats::{Line, Recorder};
-use confab::protocol::{ErrorCode, Message, Reply, Request};
+use confab_proto::protocol::{ErrorCode, Message, Reply, Request};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;

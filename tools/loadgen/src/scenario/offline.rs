@@ -22,7 +22,7 @@ use crate::procfs::Monitor;
 use crate::progress::Progress;
 use crate::report::{rate, Correctness, Report};
 use crate::stats::{Line, Recorder};
-use confab::protocol::{ErrorCode, Message, Reply, Target};
+use confab_proto::protocol::{ErrorCode, Message, Reply, Target};
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ use crate::cli::RoomArgs;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::report::Report;
-use confab::protocol::Request;
+use confab_proto::protocol::Request;
 
 pub fn run(ctx: &Ctx, args: &RoomArgs) -> Result<Report, Error> {
     let spec = Spec {

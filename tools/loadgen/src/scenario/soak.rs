@@ -35,7 +35,7 @@ use crate::procfs::Monitor;
 use crate::progress::Progress;
 use crate::report::{Correctness, Report};
 use crate::stats::Recorder;
-use confab::protocol::Target;
+use confab_proto::protocol::Target;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;

@@ -9,7 +9,7 @@ use crate::error::Fault;
 use crate::payload::Stamp;
 use crate::scenario::SETUP_IDS;
 use crate::stats::Line;
-use confab::protocol::{Conversation, ErrorCode, Message, Push, Reply};
+use confab_proto::protocol::{Conversation, ErrorCode, Message, Push, Reply};
 
 impl Handler for Fanout<'_> {
     fn ready(&mut self, eng: &mut Engine, c: usize, _now: u64) {

@@ -8,7 +8,7 @@ use crate::engine::{Engine, Handler};
 use crate::error::Fault;
 use crate::scenario::common::this_run;
 use crate::stats::Line;
-use confab::protocol::{Conversation, ErrorCode, Message, Reply};
+use confab_proto::protocol::{Conversation, ErrorCode, Message, Reply};
 use std::cmp::Reverse;
 
 /// Per conversation of a client (inbox, group): what tells a redelivery from a duplicate.

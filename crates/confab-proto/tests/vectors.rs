@@ -5,19 +5,22 @@
 //! the test encodes the value and compares bytes, splits and decodes the bytes and compares
 //! values, and fails if the document and this table name different vectors.
 
-use confab::config::Config;
-use confab::frame;
-use confab::protocol::{
+use confab_proto::frame;
+use confab_proto::protocol::{
     ClientFrame, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, Limits, Media, MediaKind, MemberInfo,
     Message, OnlineUser, OpenGroup, Push, Reply, Request, Role, RoomInfo, SenderKind, ServerFrame, ServerStats,
     ServiceTarget, Target, NO_REQUEST, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
-const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md");
+/// protocol.md stays at the repository root, two levels above this crate.
+const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../protocol.md");
 const FENCE_OPEN: &str = "```vectors";
 const FENCE_CLOSE: &str = "```";
 const MIN_VECTORS: usize = 24;
+/// Largest client frame body a server accepts by default (protocol.md "Framing": `max_frame`,
+/// default 65536): every client vector must be one a default server takes.
+const DEFAULT_MAX_FRAME: u32 = 65_536;
 /// Largest server frame the test accepts when splitting (servers are not bound by max_frame).
 const MAX_SERVER_FRAME: u32 = 16 * 1024 * 1024;
 
@@ -524,7 +527,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn spec_vectors() -> Vec<Vector> {
-    let text = std::fs::read_to_string(SPEC).expect("protocol.md is readable at the crate root");
+    let text = std::fs::read_to_string(SPEC).expect("protocol.md is readable at the repository root");
     match parse_vectors(&text) {
         Ok(vectors) => vectors,
         Err(errors) => panic!("protocol.md has malformed vector lines:\n{errors}"),
@@ -550,7 +553,7 @@ fn check(vector: &Vector, value: &Frame) -> Result<(), String> {
         ));
     }
     let max = match value {
-        Frame::Client(_) => Config::default().max_frame,
+        Frame::Client(_) => DEFAULT_MAX_FRAME,
         Frame::Server(_) => MAX_SERVER_FRAME,
     };
     let (body, used) = frame::split(bytes, max)

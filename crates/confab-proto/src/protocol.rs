@@ -1,6 +1,6 @@
 //! The wire protocol: what clients send, what the server answers and pushes, and the error
 //! codes. protocol.md documents every type here field by field; its hex vectors are
-//! checked against these definitions by `tests/vectors.rs`.
+//! checked against these definitions by this crate's `tests/vectors.rs`.
 //!
 //! Compatibility rule: enum variants and struct fields are only ever *appended*. postcard
 //! encodes a variant by its index, so reordering would silently change the wire.
@@ -46,7 +46,8 @@ pub struct ClientFrame {
     pub request: Request,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+/// `Debug` prints passwords and tokens as `<redacted>`, so a request can be logged whole.
+#[derive(Serialize, Deserialize, derive_more::Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Request {
     /// Must be the first frame. Answered by [`Reply::Hello`].
@@ -58,10 +59,12 @@ pub enum Request {
     Ping,
     Register {
         username: String,
+        #[debug("<redacted>")]
         password: String,
     },
     Login {
         username: String,
+        #[debug("<redacted>")]
         password: String,
     },
     /// A message to a user. `client_msg_id` (unique per sender, non-zero) makes a retry
@@ -97,6 +100,7 @@ pub enum Request {
     Resume {
         username: String,
         #[serde(with = "serde_bytes")]
+        #[debug("<redacted>")]
         token: Vec<u8>,
     },
     /// Creates a persistent group owned by the caller. `open` groups can be joined by anyone.
@@ -160,6 +164,7 @@ pub enum Request {
     /// Logs a back-end service in with a token the operator created (`confabd service add`).
     ServiceLogin {
         name: String,
+        #[debug("<redacted>")]
         token: String,
     },
     /// Services only: a system message to users, a group, or everyone online.
@@ -338,7 +343,8 @@ pub enum ServerFrame {
     Push(Push),
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+/// `Debug` prints the resume token as `<redacted>`, so a reply can be logged whole.
+#[derive(Serialize, Deserialize, derive_more::Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Reply {
     Hello {
@@ -367,6 +373,7 @@ pub enum Reply {
         /// 32 bytes; logs in again without the password until it expires or the user
         /// logs out.
         #[serde(with = "serde_bytes")]
+        #[debug("<redacted>")]
         resume_token: Vec<u8>,
         /// Whether the account is an administrator (may broadcast and read Stats).
         admin: bool,
@@ -719,6 +726,65 @@ mod tests {
         assert_eq!(
             ServerFrame::error(1, ErrorCode::BadRequest, "x"),
             ServerFrame::Error { request_id: 1, code: ErrorCode::BadRequest, message: "x".into(), retry_after_ms: 0 }
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_passwords_or_tokens() {
+        let password = "correct horse battery";
+        let token = b"resume-token-bytes".to_vec();
+        let service_token = "0123456789abcdef";
+        let requests = [
+            Request::Register { username: "alice".into(), password: password.into() },
+            Request::Login { username: "alice".into(), password: password.into() },
+            Request::Resume { username: "alice".into(), token: token.clone() },
+            Request::ServiceLogin { name: "shop".into(), token: service_token.into() },
+        ];
+        // Tokens are bytes: their Debug is a list of numbers, so look for that list too.
+        let token_as_list = format!("{token:?}");
+        let token_as_list = &token_as_list[1..token_as_list.len() - 1];
+        for request in requests {
+            // Inside a frame, and pretty-printed, as a log line would show it.
+            let frame = ClientFrame { request_id: 7, request };
+            for shown in [format!("{frame:?}"), format!("{frame:#?}")] {
+                assert!(shown.contains("<redacted>"), "{shown}");
+                for secret in [password, service_token, token_as_list] {
+                    assert!(!shown.contains(secret), "{secret} shown in {shown}");
+                }
+                assert!(shown.contains("alice") || shown.contains("shop"), "the name is still shown: {shown}");
+            }
+        }
+        let logged_in = ServerFrame::Reply {
+            request_id: 3,
+            reply: Reply::LoggedIn {
+                user_id: 1,
+                display_name: "Alice".into(),
+                acked: 0,
+                last_seq: 0,
+                resume_token: token.clone(),
+                admin: false,
+            },
+        };
+        for shown in [format!("{logged_in:?}"), format!("{logged_in:#?}")] {
+            assert!(shown.contains("resume_token: <redacted>"), "{shown}");
+            assert!(!shown.contains(token_as_list), "{shown}");
+            assert!(shown.contains("display_name: \"Alice\""), "{shown}");
+        }
+    }
+
+    #[test]
+    fn debug_of_other_variants_is_as_derived() {
+        // derive_more's Debug stands in for std's only to redact; everything else reads the same.
+        let request = Request::Hello { version: 2, client: "demo/1.0".into() };
+        assert_eq!(format!("{request:?}"), r#"Hello { version: 2, client: "demo/1.0" }"#);
+        assert_eq!(format!("{:?}", Request::Ping), "Ping");
+        assert_eq!(format!("{:?}", Reply::Registered { user_id: 1 }), "Registered { user_id: 1 }");
+        assert!(
+            format!("{:?}", Reply::Stats(ServerStats::default())).starts_with(r#"Stats(ServerStats { version: "","#)
+        );
+        assert_eq!(
+            format!("{:?}", Request::Login { username: "alice".into(), password: "secret!!".into() }),
+            r#"Login { username: "alice", password: <redacted> }"#
         );
     }
 
