@@ -5,16 +5,15 @@
 use super::conn::Conn;
 use super::event_loop::{EventLoop, FIRST_CONN};
 use super::output::error_frame;
+use super::table::Admitted;
 use crate::frame;
 use crate::protocol::{ErrorCode, NO_REQUEST};
-use crate::route::ConnId;
 use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl EventLoop {
@@ -22,31 +21,10 @@ impl EventLoop {
         loop {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
-                Ok((stream, peer)) => {
-                    let (max, per_ip) = (self.config.max_unauthenticated, self.config.max_unauthenticated_per_ip);
-                    let refusal = if self.conns.len() >= self.config.max_connections.min(self.ledger.capacity()) {
-                        Err("too many connections")
-                    } else {
-                        self.unauthenticated.admit(peer.ip(), max, per_ip)
-                    };
-                    let refusal = refusal.and_then(|()| {
-                        if self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
-                            Ok(())
-                        } else {
-                            self.unauthenticated.remove(peer.ip());
-                            Err("too many connections from your address")
-                        }
-                    });
-                    if let Err(reason) = refusal {
-                        self.refuse(stream, peer, reason);
-                        continue;
-                    }
-                    if let Err(e) = self.add_conn(stream, peer) {
-                        self.unauthenticated.remove(peer.ip());
-                        self.per_address.release(peer.ip());
-                        warn!("could not register {peer}: {e}");
-                    }
-                }
+                Ok((stream, peer)) => match self.table.admit(peer.ip()) {
+                    Ok(admitted) => self.add_conn(admitted, stream, peer),
+                    Err(reason) => self.refuse(stream, peer, reason),
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if out_of_descriptors(&e) => {
@@ -100,24 +78,21 @@ impl EventLoop {
         }
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
-        stream.set_nodelay(true)?;
-        let entry = self.conns.vacant_entry();
-        let slot = entry.key();
-        // Readable and writable once, for good: edge-triggered readiness costs nothing
-        // while idle, and saves a re-registration each time output backs up.
-        self.poll.registry().register(
-            &mut stream,
-            Token(slot + FIRST_CONN),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        self.serial = self.serial.wrapping_add(1);
-        let id = ConnId::new(self.serial, slot);
-        self.ledger.open(id);
-        entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
-        self.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        debug!("connection {id:?} from {peer} accepted");
-        Ok(())
+    /// Registers an admitted newcomer and puts it in the table; if that fails, it is
+    /// dropped (closed) and its place given back.
+    fn add_conn(&mut self, admitted: Admitted, mut stream: TcpStream, peer: SocketAddr) {
+        let (registry, burst) = (self.poll.registry(), self.config.request_burst);
+        let opened = self.table.insert(admitted, |id| {
+            stream.set_nodelay(true)?;
+            // Readable and writable once, for good: edge-triggered readiness costs nothing
+            // while idle, and saves a re-registration each time output backs up.
+            registry.register(&mut stream, Token(id.slot() + FIRST_CONN), Interest::READABLE | Interest::WRITABLE)?;
+            Ok(Conn::new(id, stream, peer, burst, Instant::now()))
+        });
+        match opened {
+            Ok(id) => debug!("connection {id:?} from {peer} accepted"),
+            Err(e) => warn!("could not register {peer}: {e}"),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 impl EventLoop {
     /// Moves a connection's input along: the stalled command, buffered frames, then the socket.
     pub(super) fn service(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.table.get_mut(slot) else {
             return;
         };
         if !conn.is_open() || self.shutdown != Shutdown::Running {
@@ -24,14 +24,14 @@ impl EventLoop {
         if let Some((to, request)) = conn.stalled.take() {
             if let Err(request) = self.router.try_send(to, request) {
                 conn.stalled = Some((to, request));
-                self.backlog.push(slot);
+                self.table.mark_for_backlog(slot);
                 return;
             }
         }
         if !self.decode_frames(slot) {
             return;
         }
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.table.get_mut(slot) else {
             return;
         };
         match conn.read_from_socket(&mut self.scratch, READ_BUDGET) {
@@ -40,13 +40,13 @@ impl EventLoop {
             }
             ReadOutcome::BudgetSpent => {
                 if self.decode_frames(slot) {
-                    self.backlog.push(slot);
+                    self.table.mark_for_backlog(slot);
                 }
             }
             ReadOutcome::Closed => {
                 // Handle what arrived before the close: a client may send and hang up.
                 self.decode_frames(slot);
-                self.kill(slot, "closed by the client");
+                self.table.mark_dead(slot, "closed by the client");
             }
         }
     }
@@ -55,7 +55,7 @@ impl EventLoop {
     /// input now (stalled on a worker, or closing).
     fn decode_frames(&mut self, slot: usize) -> bool {
         loop {
-            let Some(conn) = self.conns.get_mut(slot) else {
+            let Some(conn) = self.table.get_mut(slot) else {
                 return false;
             };
             // Before login, a stranger's partial frame may hold only a small buffer.
@@ -68,7 +68,7 @@ impl EventLoop {
             }
             if conn.stalled.is_some() {
                 conn.compact_input();
-                self.backlog.push(slot);
+                self.table.mark_for_backlog(slot);
                 return false;
             }
             let decoded = match frame::split(conn.unread(), max) {
@@ -101,8 +101,8 @@ impl EventLoop {
                 let wait = conn.budget.wait(rate);
                 self.send_rate_limited(slot, request_id, "slow down", wait);
                 // A client that ignores a whole burst of refusals is not going to stop.
-                if self.conns.get(slot).is_some_and(|c| c.budget.refused > burst) {
-                    warn!("{:?} keeps exceeding its request rate; closing", self.conns[slot].id);
+                if self.table.get(slot).is_some_and(|c| c.budget.refused > burst) {
+                    warn!("{:?} keeps exceeding its request rate; closing", self.table[slot].id);
                     self.close_after_flush(slot, "rate limited");
                     return false;
                 }
@@ -121,7 +121,7 @@ impl EventLoop {
     }
 
     fn admit_frame(&mut self, slot: usize, frame: ClientFrame) {
-        let conn = &mut self.conns[slot];
+        let conn = &mut self.table[slot];
         let ClientFrame { request_id, request } = frame;
         let to = match admit(conn.phase, conn.user.as_ref(), &request) {
             Admission::Hello => {
