@@ -7,9 +7,8 @@
 //! with pending output, then reap closed connections. Closing is deferred to the end of
 //! the turn so no event handler ever finds its connection gone.
 
-use super::accept::open_spare;
+use super::accept::Door;
 use super::conn::{Conn, Life, Phase};
-use super::refusals::RefusalLog;
 use super::table::{ConnTable, Login};
 use crate::config::Config;
 use crate::frame;
@@ -21,7 +20,6 @@ use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,7 +64,7 @@ pub(super) enum Shutdown {
 
 pub struct EventLoop {
     pub(super) poll: Poll,
-    pub(super) listener: Option<TcpListener>,
+    door: Door,
     pub(super) table: ConnTable,
     pub(super) router: Router,
     pub(super) from_workers: Receiver<Vec<LoopMsg>>,
@@ -80,12 +78,6 @@ pub struct EventLoop {
     metrics: Arc<Metrics>,
     /// The Hello reply: the same for every connection.
     pub(super) hello: Reply,
-    /// Refused connections, logged at most about once a second.
-    pub(super) refusals: RefusalLog,
-    /// A descriptor held in reserve: when accept fails for lack of descriptors, closing it
-    /// lets the loop accept one newcomer, tell it `ServerFull` and close it, instead of
-    /// leaving it hanging in the backlog.
-    pub(super) spare_fd: Option<File>,
 }
 
 impl EventLoop {
@@ -132,7 +124,7 @@ impl EventLoop {
         };
         let event_loop = EventLoop {
             poll,
-            listener: Some(listener),
+            door: Door::new(listener),
             table: ConnTable::new(&config, ledger, metrics.clone()),
             router,
             from_workers,
@@ -143,8 +135,6 @@ impl EventLoop {
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             metrics,
             hello,
-            refusals: RefusalLog::default(),
-            spare_fd: open_spare(),
         };
         (event_loop, handle)
     }
@@ -197,6 +187,10 @@ impl EventLoop {
             }
         }
         info!("event loop stopped");
+    }
+
+    fn accept(&mut self) {
+        self.door.accept(&mut self.table, self.poll.registry(), &self.config);
     }
 
     /// Takes every batch the workers have sent; true once every worker has exited.
@@ -309,7 +303,7 @@ impl EventLoop {
                 None => self.table.mark_dead(slot, "closed by the server"),
             }
         }
-        if let Some(line) = self.refusals.summary(now) {
+        if let Some(line) = self.door.refusal_summary(now) {
             warn!("{line}");
         }
         // An accept that failed for lack of descriptors is not signalled again.
@@ -344,9 +338,7 @@ impl EventLoop {
         match self.shutdown {
             Shutdown::Running if self.stop.load(Ordering::SeqCst) => {
                 info!("shutting down: no new connections or requests");
-                if let Some(mut listener) = self.listener.take() {
-                    let _ = self.poll.registry().deregister(&mut listener);
-                }
+                self.door.close(self.poll.registry());
                 self.router.stop();
                 self.shutdown = Shutdown::DrainingWorkers;
                 false
