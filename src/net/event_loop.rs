@@ -9,11 +9,12 @@
 
 use super::accept::Door;
 use super::conn::{Conn, Life, Phase};
+use super::input::Intake;
 use super::table::{ConnTable, Login};
 use crate::config::Config;
 use crate::frame;
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Limits, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Push, ServerFrame, NO_REQUEST};
 use crate::route::{ConnId, Destination, Inbound, LoopMsg, OutputLedger, Router, SessionUser};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, error, info, warn};
@@ -28,9 +29,6 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 pub(super) const FIRST_CONN: usize = 2;
-/// Bytes read per connection per turn before others get their turn.
-pub(super) const READ_BUDGET: usize = 256 * 1024;
-const SCRATCH: usize = 64 * 1024;
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -52,7 +50,7 @@ impl LoopHandle {
 
 /// Where shutdown stands.
 #[derive(PartialEq, Eq)]
-pub(super) enum Shutdown {
+enum Shutdown {
     Running,
     /// Not accepting or reading; workers finish their queues and commit.
     DrainingWorkers,
@@ -63,21 +61,22 @@ pub(super) enum Shutdown {
 }
 
 pub struct EventLoop {
-    pub(super) poll: Poll,
+    poll: Poll,
     door: Door,
+    // The input and output sides (input.rs, output.rs) are impl blocks of this type and
+    // need these four: the table and config both, the router and the intake the input side.
     pub(super) table: ConnTable,
-    pub(super) router: Router,
-    pub(super) from_workers: Receiver<Vec<LoopMsg>>,
     pub(super) config: Arc<Config>,
-    pub(super) stop: Arc<AtomicBool>,
-    pub(super) shutdown: Shutdown,
+    pub(super) router: Router,
+    /// Its fields are private to input.rs.
+    pub(super) intake: Intake,
+    from_workers: Receiver<Vec<LoopMsg>>,
+    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
     /// "Connection closed" notices a full worker queue refused; they must not be lost, or
     /// a worker would think a vanished user is still online.
-    pub(super) closed_notices: VecDeque<(Destination, Inbound)>,
-    pub(super) scratch: Box<[u8]>,
+    closed_notices: VecDeque<(Destination, Inbound)>,
     metrics: Arc<Metrics>,
-    /// The Hello reply: the same for every connection.
-    pub(super) hello: Reply,
 }
 
 impl EventLoop {
@@ -105,36 +104,18 @@ impl EventLoop {
     ) -> (EventLoop, LoopHandle) {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = LoopHandle { stop: stop.clone(), waker };
-        let hello = Reply::Hello {
-            version: PROTOCOL_VERSION,
-            server: format!("confabd {}", env!("CARGO_PKG_VERSION")),
-            max_frame: config.max_frame,
-            max_body: config.max_body,
-            heartbeat_secs: config.heartbeat.as_secs() as u32,
-            idle_timeout_secs: config.idle_timeout.as_secs() as u32,
-            delivery_window: config.delivery_window,
-            limits: Limits {
-                request_rate: config.request_rate,
-                request_burst: config.request_burst,
-                delivery_window_bytes: saturate(config.delivery_window_bytes as u64),
-                max_outbound: saturate(config.max_outbound as u64),
-                token_ttl_secs: saturate(config.token_ttl.as_secs()),
-                max_frame_before_login: config.max_frame_before_login,
-            },
-        };
         let event_loop = EventLoop {
             poll,
             door: Door::new(listener),
             table: ConnTable::new(&config, ledger, metrics.clone()),
             router,
-            from_workers,
+            intake: Intake::new(&config),
             config,
+            from_workers,
             stop,
             shutdown: Shutdown::Running,
             closed_notices: VecDeque::new(),
-            scratch: vec![0; SCRATCH].into_boxed_slice(),
             metrics,
-            hello,
         };
         (event_loop, handle)
     }
@@ -164,7 +145,7 @@ impl EventLoop {
                             self.table.mark_for_write(slot);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.service(slot);
+                            self.take_input(slot);
                         }
                     }
                 }
@@ -172,7 +153,7 @@ impl EventLoop {
             let workers_gone = self.take_from_workers();
             self.retry_closed_notices();
             for slot in self.table.take_backlog() {
-                self.service(slot);
+                self.take_input(slot);
             }
             let now = Instant::now();
             if now.duration_since(last_sweep) >= SWEEP_EVERY {
@@ -187,6 +168,14 @@ impl EventLoop {
             }
         }
         info!("event loop stopped");
+    }
+
+    /// Once shutdown has begun no request is read, so connections with input left over
+    /// simply keep it.
+    fn take_input(&mut self, slot: usize) {
+        if self.shutdown == Shutdown::Running {
+            self.service(slot);
+        }
     }
 
     fn accept(&mut self) {
@@ -362,9 +351,4 @@ impl EventLoop {
             Shutdown::Flushing { deadline } => self.table.is_empty() || now >= deadline,
         }
     }
-}
-
-/// A limit as the u32 the Hello reply carries; a larger one is announced as u32::MAX.
-fn saturate(value: u64) -> u32 {
-    u32::try_from(value).unwrap_or(u32::MAX)
 }

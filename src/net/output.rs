@@ -33,7 +33,7 @@ impl EventLoop {
     }
 
     /// Queues bytes a worker already charged to the connection.
-    pub(super) fn queue_charged(&mut self, slot: usize, bytes: &[u8]) {
+    fn queue_charged(&mut self, slot: usize, bytes: &[u8]) {
         self.queue_chunk(slot, bytes.len(), |out| out.push(bytes));
     }
 
