@@ -1,52 +1,61 @@
-//! The event loop's door: accepting connections, refusing those beyond a limit with
-//! `ServerFull` (total, per address, not logged in, or out of descriptors), and logging
-//! refusals at most about once a second.
+//! The event loop's door: the listener, accepting connections into the table, refusing
+//! those beyond a limit with `ServerFull` (total, per address, not logged in, or out of
+//! descriptors), and logging refusals at most about once a second.
 
 use super::conn::Conn;
-use super::event_loop::{EventLoop, FIRST_CONN};
+use super::event_loop::FIRST_CONN;
 use super::output::error_frame;
+use super::refusals::RefusalLog;
+use super::table::{Admitted, ConnTable};
+use crate::config::Config;
 use crate::frame;
 use crate::protocol::{ErrorCode, NO_REQUEST};
-use crate::route::ConnId;
 use log::{debug, warn};
-use mio::net::TcpStream;
-use mio::{Interest, Token};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-impl EventLoop {
-    pub(super) fn accept(&mut self) {
+pub struct Door {
+    /// None once shutdown has begun.
+    listener: Option<TcpListener>,
+    /// A descriptor held in reserve: when accept fails for lack of descriptors, closing it
+    /// lets the loop accept one newcomer, tell it `ServerFull` and close it, instead of
+    /// leaving it hanging in the backlog.
+    spare_fd: Option<File>,
+    /// Refused connections, logged at most about once a second.
+    refusals: RefusalLog,
+}
+
+impl Door {
+    /// A door on a listener already registered with the loop's poll.
+    pub fn new(listener: TcpListener) -> Self {
+        Door { listener: Some(listener), spare_fd: open_spare(), refusals: RefusalLog::default() }
+    }
+
+    /// Closes the door for good: no more connections are accepted.
+    pub fn close(&mut self, registry: &Registry) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = registry.deregister(&mut listener);
+        }
+    }
+
+    /// The line summing up recent refusals, if one is due (see [`RefusalLog::summary`]).
+    pub fn refusal_summary(&mut self, now: Instant) -> Option<String> {
+        self.refusals.summary(now)
+    }
+
+    /// Accepts until the listener would block, into `table` as far as its caps allow.
+    pub fn accept(&mut self, table: &mut ConnTable, registry: &Registry, config: &Config) {
         loop {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
-                Ok((stream, peer)) => {
-                    let (max, per_ip) = (self.config.max_unauthenticated, self.config.max_unauthenticated_per_ip);
-                    let refusal = if self.conns.len() >= self.config.max_connections.min(self.ledger.capacity()) {
-                        Err("too many connections")
-                    } else {
-                        self.unauthenticated.admit(peer.ip(), max, per_ip)
-                    };
-                    let refusal = refusal.and_then(|()| {
-                        if self.per_address.admit(peer.ip(), self.config.max_connections_per_ip) {
-                            Ok(())
-                        } else {
-                            self.unauthenticated.remove(peer.ip());
-                            Err("too many connections from your address")
-                        }
-                    });
-                    if let Err(reason) = refusal {
-                        self.refuse(stream, peer, reason);
-                        continue;
-                    }
-                    if let Err(e) = self.add_conn(stream, peer) {
-                        self.unauthenticated.remove(peer.ip());
-                        self.per_address.release(peer.ip());
-                        warn!("could not register {peer}: {e}");
-                    }
-                }
+                Ok((stream, peer)) => match table.admit(peer.ip()) {
+                    Ok(admitted) => add_conn(table, registry, config, admitted, stream, peer),
+                    Err(reason) => self.refuse(stream, peer, reason),
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if out_of_descriptors(&e) => {
@@ -99,30 +108,33 @@ impl EventLoop {
             }
         }
     }
+}
 
-    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+/// Registers an admitted newcomer and puts it in the table; if that fails, it is dropped
+/// (closed) and its place given back.
+fn add_conn(
+    table: &mut ConnTable,
+    registry: &Registry,
+    config: &Config,
+    admitted: Admitted,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let opened = table.insert(admitted, |id| {
         stream.set_nodelay(true)?;
-        let entry = self.conns.vacant_entry();
-        let slot = entry.key();
         // Readable and writable once, for good: edge-triggered readiness costs nothing
         // while idle, and saves a re-registration each time output backs up.
-        self.poll.registry().register(
-            &mut stream,
-            Token(slot + FIRST_CONN),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        self.serial = self.serial.wrapping_add(1);
-        let id = ConnId::new(self.serial, slot);
-        self.ledger.open(id);
-        entry.insert(Conn::new(id, stream, peer, self.config.request_burst, Instant::now()));
-        self.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        debug!("connection {id:?} from {peer} accepted");
-        Ok(())
+        registry.register(&mut stream, Token(id.slot() + FIRST_CONN), Interest::READABLE | Interest::WRITABLE)?;
+        Ok(Conn::new(id, stream, peer, config.request_burst, Instant::now()))
+    });
+    match opened {
+        Ok(id) => debug!("connection {id:?} from {peer} accepted"),
+        Err(e) => warn!("could not register {peer}: {e}"),
     }
 }
 
-/// The spare descriptor (see `EventLoop::spare_fd`); None if even that cannot be opened.
-pub(super) fn open_spare() -> Option<File> {
+/// The spare descriptor (see `Door::spare_fd`); None if even that cannot be opened.
+fn open_spare() -> Option<File> {
     File::open("/dev/null").ok()
 }
 

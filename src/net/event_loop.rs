@@ -7,22 +7,20 @@
 //! with pending output, then reap closed connections. Closing is deferred to the end of
 //! the turn so no event handler ever finds its connection gone.
 
-use super::accept::open_spare;
+use super::accept::Door;
 use super::conn::{Conn, Life, Phase};
-use super::limits::{PerAddress, Unauthenticated};
-use super::refusals::RefusalLog;
+use super::input::Intake;
+use super::table::{ConnTable, Login};
 use crate::config::Config;
 use crate::frame;
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Limits, Push, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Push, ServerFrame, NO_REQUEST};
 use crate::route::{ConnId, Destination, Inbound, LoopMsg, OutputLedger, Router, SessionUser};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,9 +29,6 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 pub(super) const FIRST_CONN: usize = 2;
-/// Bytes read per connection per turn before others get their turn.
-pub(super) const READ_BUDGET: usize = 256 * 1024;
-const SCRATCH: usize = 64 * 1024;
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -55,7 +50,7 @@ impl LoopHandle {
 
 /// Where shutdown stands.
 #[derive(PartialEq, Eq)]
-pub(super) enum Shutdown {
+enum Shutdown {
     Running,
     /// Not accepting or reading; workers finish their queues and commit.
     DrainingWorkers,
@@ -66,40 +61,22 @@ pub(super) enum Shutdown {
 }
 
 pub struct EventLoop {
-    pub(super) poll: Poll,
-    pub(super) listener: Option<TcpListener>,
-    pub(super) conns: Slab<Conn>,
-    pub(super) serial: u32,
-    pub(super) router: Router,
-    pub(super) from_workers: Receiver<Vec<LoopMsg>>,
+    poll: Poll,
+    door: Door,
+    // The input and output sides (input.rs, output.rs) are impl blocks of this type and
+    // need these four: the table and config both, the router and the intake the input side.
+    pub(super) table: ConnTable,
     pub(super) config: Arc<Config>,
-    pub(super) stop: Arc<AtomicBool>,
-    pub(super) shutdown: Shutdown,
-    /// Connections with queued output.
-    pub(super) to_write: Vec<usize>,
-    /// Connections with input left over from an earlier turn.
-    pub(super) backlog: Vec<usize>,
-    /// Connections to reap at the end of the turn.
-    pub(super) dead: Vec<usize>,
+    pub(super) router: Router,
+    /// Its fields are private to input.rs.
+    pub(super) intake: Intake,
+    from_workers: Receiver<Vec<LoopMsg>>,
+    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
     /// "Connection closed" notices a full worker queue refused; they must not be lost, or
     /// a worker would think a vanished user is still online.
-    pub(super) closed_notices: VecDeque<(Destination, Inbound)>,
-    pub(super) per_address: PerAddress,
-    pub(super) scratch: Box<[u8]>,
-    pub(super) metrics: Arc<Metrics>,
-    /// Bytes owed to each connection, shared with the workers that charge them.
-    pub(super) ledger: Arc<OutputLedger>,
-    /// The Hello reply: the same for every connection.
-    pub(super) hello: Reply,
-    /// Open connections without a logged-in user (or service), capped by
-    /// `max_unauthenticated` and `max_unauthenticated_per_ip`.
-    pub(super) unauthenticated: Unauthenticated,
-    /// Refused connections, logged at most about once a second.
-    pub(super) refusals: RefusalLog,
-    /// A descriptor held in reserve: when accept fails for lack of descriptors, closing it
-    /// lets the loop accept one newcomer, tell it `ServerFull` and close it, instead of
-    /// leaving it hanging in the backlog.
-    pub(super) spare_fd: Option<File>,
+    closed_notices: VecDeque<(Destination, Inbound)>,
+    metrics: Arc<Metrics>,
 }
 
 impl EventLoop {
@@ -127,45 +104,18 @@ impl EventLoop {
     ) -> (EventLoop, LoopHandle) {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = LoopHandle { stop: stop.clone(), waker };
-        let hello = Reply::Hello {
-            version: PROTOCOL_VERSION,
-            server: format!("confabd {}", env!("CARGO_PKG_VERSION")),
-            max_frame: config.max_frame,
-            max_body: config.max_body,
-            heartbeat_secs: config.heartbeat.as_secs() as u32,
-            idle_timeout_secs: config.idle_timeout.as_secs() as u32,
-            delivery_window: config.delivery_window,
-            limits: Limits {
-                request_rate: config.request_rate,
-                request_burst: config.request_burst,
-                delivery_window_bytes: saturate(config.delivery_window_bytes as u64),
-                max_outbound: saturate(config.max_outbound as u64),
-                token_ttl_secs: saturate(config.token_ttl.as_secs()),
-                max_frame_before_login: config.max_frame_before_login,
-            },
-        };
         let event_loop = EventLoop {
             poll,
-            listener: Some(listener),
-            conns: Slab::with_capacity(1024),
-            serial: 0,
+            door: Door::new(listener),
+            table: ConnTable::new(&config, ledger, metrics.clone()),
             router,
-            from_workers,
+            intake: Intake::new(&config),
             config,
+            from_workers,
             stop,
             shutdown: Shutdown::Running,
-            to_write: Vec::new(),
-            backlog: Vec::new(),
-            dead: Vec::new(),
             closed_notices: VecDeque::new(),
-            per_address: PerAddress::default(),
-            scratch: vec![0; SCRATCH].into_boxed_slice(),
             metrics,
-            ledger,
-            hello,
-            unauthenticated: Unauthenticated::default(),
-            refusals: RefusalLog::default(),
-            spare_fd: open_spare(),
         };
         (event_loop, handle)
     }
@@ -174,7 +124,7 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = Instant::now();
         loop {
-            let timeout = if self.backlog.is_empty() && self.closed_notices.is_empty() {
+            let timeout = if !self.table.has_backlog() && self.closed_notices.is_empty() {
                 SWEEP_EVERY
             } else {
                 Duration::from_millis(1)
@@ -191,19 +141,19 @@ impl EventLoop {
                     WAKER => {}
                     Token(token) => {
                         let slot = token - FIRST_CONN;
-                        if event.is_writable() && self.conns.contains(slot) {
-                            self.to_write.push(slot);
+                        if event.is_writable() && self.table.contains(slot) {
+                            self.table.mark_for_write(slot);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.service(slot);
+                            self.take_input(slot);
                         }
                     }
                 }
             }
             let workers_gone = self.take_from_workers();
             self.retry_closed_notices();
-            for slot in std::mem::take(&mut self.backlog) {
-                self.service(slot);
+            for slot in self.table.take_backlog() {
+                self.take_input(slot);
             }
             let now = Instant::now();
             if now.duration_since(last_sweep) >= SWEEP_EVERY {
@@ -218,6 +168,18 @@ impl EventLoop {
             }
         }
         info!("event loop stopped");
+    }
+
+    /// Once shutdown has begun no request is read, so connections with input left over
+    /// simply keep it.
+    fn take_input(&mut self, slot: usize) {
+        if self.shutdown == Shutdown::Running {
+            self.service(slot);
+        }
+    }
+
+    fn accept(&mut self) {
+        self.door.accept(&mut self.table, self.poll.registry(), &self.config);
     }
 
     /// Takes every batch the workers have sent; true once every worker has exited.
@@ -238,81 +200,54 @@ impl EventLoop {
     fn apply_worker_msg(&mut self, msg: LoopMsg) {
         match msg {
             LoopMsg::Frames { conn, bytes } => {
-                if self.live(conn).is_some() {
+                if self.table.live(conn).is_some() {
                     self.queue_owned(conn.slot(), bytes);
                 } else {
-                    self.ledger.release(conn, bytes.len());
+                    self.table.ledger().release(conn, bytes.len());
                 }
             }
             LoopMsg::Shared { conn, bytes } => {
-                if self.live(conn).is_some() {
+                if self.table.live(conn).is_some() {
                     self.queue_shared(conn.slot(), bytes);
                 } else {
-                    self.ledger.release(conn, bytes.len());
+                    self.table.ledger().release(conn, bytes.len());
                 }
             }
             LoopMsg::Cut { conn } => {
-                if self.live(conn).is_some() {
+                if self.table.live(conn).is_some() {
                     self.cut_slow_consumer(conn.slot());
                 }
             }
-            LoopMsg::Bind { conn, user } => match self.live(conn) {
-                Some(c) if c.is_open() => match &c.user {
-                    Some(existing) if existing.name != user.name => {
-                        // Two logins raced on one connection; trust neither.
-                        self.send_error(conn.slot(), NO_REQUEST, ErrorCode::BadRequest, "concurrent logins");
-                        self.close_after_flush(conn.slot(), "protocol error");
-                        self.notify_closed(conn, user, "protocol error");
-                    }
-                    _ => {
-                        if c.user.replace(user).is_none() {
-                            let ip = c.peer.ip();
-                            self.unauthenticated.remove(ip);
-                        }
-                    }
-                },
+            LoopMsg::Bind { conn, user } => match self.table.log_in(conn, user) {
+                Login::Bound => {}
+                Login::Conflict(user) => {
+                    // Two logins raced on one connection; trust neither.
+                    self.send_error(conn.slot(), NO_REQUEST, ErrorCode::BadRequest, "concurrent logins");
+                    self.close_after_flush(conn.slot(), "protocol error");
+                    self.notify_closed(conn, user, "protocol error");
+                }
                 // The client left while its login was checked: the worker must forget the
                 // session it just opened.
-                _ => self.notify_closed(conn, user, "closed during login"),
+                Login::Gone(user) => self.notify_closed(conn, user, "closed during login"),
             },
-            LoopMsg::Unbind { conn } => {
-                if let Some(c) = self.live(conn) {
-                    if c.user.take().is_some() {
-                        c.unauthenticated_since = Instant::now();
-                        let ip = c.peer.ip();
-                        self.unauthenticated.add(ip);
-                    }
-                }
-            }
+            LoopMsg::Unbind { conn } => self.table.log_out(conn, Instant::now()),
             LoopMsg::Close { conn, reason } => {
-                if self.live(conn).is_some() {
+                if self.table.live(conn).is_some() {
                     self.close_after_flush(conn.slot(), reason);
                 }
             }
         }
     }
 
-    /// The connection with this id, if it is still the one in its slot.
-    fn live(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns.get_mut(id.slot()).filter(|c| c.id == id && c.life != Life::Dead)
-    }
-
     fn reap(&mut self) {
-        for slot in std::mem::take(&mut self.dead) {
-            if !self.conns.contains(slot) {
+        for slot in self.table.take_dead() {
+            let Some(mut conn) = self.table.remove(slot) else {
                 continue;
-            }
-            let mut conn = self.conns.remove(slot);
+            };
             let _ = self.poll.registry().deregister(&mut conn.stream);
-            // Workers stop making frames for it; what it still had queued is given back.
-            self.ledger.cut(conn.id);
-            self.ledger.release(conn.id, conn.pending_out());
-            self.per_address.release(conn.peer.ip());
             debug!("connection {:?} closed", conn.id);
-            self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-            match conn.user.take() {
-                Some(user) => self.notify_closed(conn.id, user, conn.close_reason),
-                None => self.unauthenticated.remove(conn.peer.ip()),
+            if let Some(user) = conn.user.take() {
+                self.notify_closed(conn.id, user, conn.close_reason);
             }
         }
     }
@@ -340,10 +275,10 @@ impl EventLoop {
     /// refused connections.
     fn sweep(&mut self, now: Instant) {
         // Everything owed to clients: in output buffers, and on its way from the workers.
-        self.metrics.outbound_bytes.store(self.ledger.total(), Ordering::Relaxed);
+        self.metrics.outbound_bytes.store(self.table.ledger().total(), Ordering::Relaxed);
         self.metrics.sample(now);
         let mut timed_out = Vec::new();
-        for (slot, conn) in self.conns.iter() {
+        for (slot, conn) in self.table.iter() {
             if let Some(expired) = self.expired(conn, now) {
                 timed_out.push((slot, expired));
             }
@@ -351,13 +286,13 @@ impl EventLoop {
         for (slot, expired) in timed_out {
             match expired {
                 Some(message) => {
-                    debug!("{:?}: {message}; closing", self.conns[slot].id);
+                    debug!("{:?}: {message}; closing", self.table[slot].id);
                     self.send_error(slot, NO_REQUEST, ErrorCode::IdleTimeout, message);
                 }
-                None => self.kill(slot, "closed by the server"),
+                None => self.table.mark_dead(slot, "closed by the server"),
             }
         }
-        if let Some(line) = self.refusals.summary(now) {
+        if let Some(line) = self.door.refusal_summary(now) {
             warn!("{line}");
         }
         // An accept that failed for lack of descriptors is not signalled again.
@@ -392,9 +327,7 @@ impl EventLoop {
         match self.shutdown {
             Shutdown::Running if self.stop.load(Ordering::SeqCst) => {
                 info!("shutting down: no new connections or requests");
-                if let Some(mut listener) = self.listener.take() {
-                    let _ = self.poll.registry().deregister(&mut listener);
-                }
+                self.door.close(self.poll.registry());
                 self.router.stop();
                 self.shutdown = Shutdown::DrainingWorkers;
                 false
@@ -402,9 +335,9 @@ impl EventLoop {
             Shutdown::Running => false,
             Shutdown::DrainingWorkers if workers_gone => {
                 let farewell = frame::encode(&ServerFrame::Push(Push::ShuttingDown));
-                let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+                let slots: Vec<usize> = self.table.iter().map(|(slot, _)| slot).collect();
                 for slot in slots {
-                    if self.conns[slot].is_open() {
+                    if self.table[slot].is_open() {
                         self.queue(slot, &farewell);
                         self.close_after_flush(slot, "server shutting down");
                     }
@@ -412,15 +345,10 @@ impl EventLoop {
                 self.write_pending();
                 self.reap();
                 self.shutdown = Shutdown::Flushing { deadline: now + self.config.shutdown_grace };
-                self.conns.is_empty()
+                self.table.is_empty()
             }
             Shutdown::DrainingWorkers => false,
-            Shutdown::Flushing { deadline } => self.conns.is_empty() || now >= deadline,
+            Shutdown::Flushing { deadline } => self.table.is_empty() || now >= deadline,
         }
     }
-}
-
-/// A limit as the u32 the Hello reply carries; a larger one is announced as u32::MAX.
-fn saturate(value: u64) -> u32 {
-    u32::try_from(value).unwrap_or(u32::MAX)
 }

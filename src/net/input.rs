@@ -4,49 +4,86 @@
 //! is full: backpressure).
 
 use super::conn::{Phase, ReadOutcome};
-use super::event_loop::{EventLoop, Shutdown, READ_BUDGET};
+use super::event_loop::EventLoop;
 use super::gate::{admit, Admission};
+use crate::config::Config;
 use crate::frame::{self, FrameError};
-use crate::protocol::{ClientFrame, ErrorCode, Reply, ServerFrame, NO_REQUEST};
+use crate::protocol::{ClientFrame, ErrorCode, Limits, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
 use crate::route::Inbound;
 use log::{debug, warn};
 use std::time::Instant;
 
+/// Bytes read per connection per turn before others get their turn.
+const READ_BUDGET: usize = 256 * 1024;
+const SCRATCH: usize = 64 * 1024;
+
+/// What the input side keeps for every connection alike.
+pub struct Intake {
+    /// Where reads land before they join a connection's buffer.
+    scratch: Box<[u8]>,
+    /// The Hello reply: the same for every connection.
+    hello: Reply,
+}
+
+impl Intake {
+    pub fn new(config: &Config) -> Self {
+        let hello = Reply::Hello {
+            version: PROTOCOL_VERSION,
+            server: format!("confabd {}", env!("CARGO_PKG_VERSION")),
+            max_frame: config.max_frame,
+            max_body: config.max_body,
+            heartbeat_secs: config.heartbeat.as_secs() as u32,
+            idle_timeout_secs: config.idle_timeout.as_secs() as u32,
+            delivery_window: config.delivery_window,
+            limits: Limits {
+                request_rate: config.request_rate,
+                request_burst: config.request_burst,
+                delivery_window_bytes: saturate(config.delivery_window_bytes as u64),
+                max_outbound: saturate(config.max_outbound as u64),
+                token_ttl_secs: saturate(config.token_ttl.as_secs()),
+                max_frame_before_login: config.max_frame_before_login,
+            },
+        };
+        Intake { scratch: vec![0; SCRATCH].into_boxed_slice(), hello }
+    }
+}
+
 impl EventLoop {
-    /// Moves a connection's input along: the stalled command, buffered frames, then the socket.
+    /// Moves a connection's input along: the stalled command, buffered frames, then the
+    /// socket. Only while the loop is running: the caller checks.
     pub(super) fn service(&mut self, slot: usize) {
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.table.get_mut(slot) else {
             return;
         };
-        if !conn.is_open() || self.shutdown != Shutdown::Running {
+        if !conn.is_open() {
             return;
         }
         if let Some((to, request)) = conn.stalled.take() {
             if let Err(request) = self.router.try_send(to, request) {
                 conn.stalled = Some((to, request));
-                self.backlog.push(slot);
+                self.table.mark_for_backlog(slot);
                 return;
             }
         }
         if !self.decode_frames(slot) {
             return;
         }
-        let Some(conn) = self.conns.get_mut(slot) else {
+        let Some(conn) = self.table.get_mut(slot) else {
             return;
         };
-        match conn.read_from_socket(&mut self.scratch, READ_BUDGET) {
+        match conn.read_from_socket(&mut self.intake.scratch, READ_BUDGET) {
             ReadOutcome::Drained => {
                 self.decode_frames(slot);
             }
             ReadOutcome::BudgetSpent => {
                 if self.decode_frames(slot) {
-                    self.backlog.push(slot);
+                    self.table.mark_for_backlog(slot);
                 }
             }
             ReadOutcome::Closed => {
                 // Handle what arrived before the close: a client may send and hang up.
                 self.decode_frames(slot);
-                self.kill(slot, "closed by the client");
+                self.table.mark_dead(slot, "closed by the client");
             }
         }
     }
@@ -55,7 +92,7 @@ impl EventLoop {
     /// input now (stalled on a worker, or closing).
     fn decode_frames(&mut self, slot: usize) -> bool {
         loop {
-            let Some(conn) = self.conns.get_mut(slot) else {
+            let Some(conn) = self.table.get_mut(slot) else {
                 return false;
             };
             // Before login, a stranger's partial frame may hold only a small buffer.
@@ -68,7 +105,7 @@ impl EventLoop {
             }
             if conn.stalled.is_some() {
                 conn.compact_input();
-                self.backlog.push(slot);
+                self.table.mark_for_backlog(slot);
                 return false;
             }
             let decoded = match frame::split(conn.unread(), max) {
@@ -101,8 +138,8 @@ impl EventLoop {
                 let wait = conn.budget.wait(rate);
                 self.send_rate_limited(slot, request_id, "slow down", wait);
                 // A client that ignores a whole burst of refusals is not going to stop.
-                if self.conns.get(slot).is_some_and(|c| c.budget.refused > burst) {
-                    warn!("{:?} keeps exceeding its request rate; closing", self.conns[slot].id);
+                if self.table.get(slot).is_some_and(|c| c.budget.refused > burst) {
+                    warn!("{:?} keeps exceeding its request rate; closing", self.table[slot].id);
                     self.close_after_flush(slot, "rate limited");
                     return false;
                 }
@@ -121,12 +158,12 @@ impl EventLoop {
     }
 
     fn admit_frame(&mut self, slot: usize, frame: ClientFrame) {
-        let conn = &mut self.conns[slot];
+        let conn = &mut self.table[slot];
         let ClientFrame { request_id, request } = frame;
         let to = match admit(conn.phase, conn.user.as_ref(), &request) {
             Admission::Hello => {
                 conn.phase = Phase::Ready;
-                let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: self.hello.clone() });
+                let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: self.intake.hello.clone() });
                 self.queue(slot, &bytes);
                 return;
             }
@@ -149,6 +186,11 @@ impl EventLoop {
             conn.stalled = Some((to, inbound));
         }
     }
+}
+
+/// A limit as the u32 the Hello reply carries; a larger one is announced as u32::MAX.
+fn saturate(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 /// The request id is the first field of every client frame; recover it from a frame whose

@@ -10,5 +10,6 @@ mod limits;
 mod output;
 mod outqueue;
 mod refusals;
+mod table;
 
 pub use event_loop::{EventLoop, LoopHandle};

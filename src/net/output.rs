@@ -15,12 +15,12 @@ impl EventLoop {
     /// Queues the loop's own frame (a Hello reply, a pong, an error), charging it to the
     /// connection's ledger entry.
     pub(super) fn queue(&mut self, slot: usize, bytes: &[u8]) {
-        let conn = &self.conns[slot];
+        let conn = &self.table[slot];
         // Once a connection is closing, what it was last told (the reason) stays last.
         if !conn.is_open() {
             return;
         }
-        if self.ledger.owed(conn.id) as usize + bytes.len() > self.config.max_outbound {
+        if self.table.ledger().owed(conn.id) as usize + bytes.len() > self.config.max_outbound {
             // Output beyond the bound is dropped, never buffered: a client that stops
             // reading costs at most max_outbound. What it missed of stored messages stays
             // stored, unacknowledged, for its next session.
@@ -28,12 +28,12 @@ impl EventLoop {
             self.cut_slow_consumer(slot);
             return;
         }
-        self.ledger.force(conn.id, bytes.len());
+        self.table.ledger().force(conn.id, bytes.len());
         self.queue_charged(slot, bytes);
     }
 
     /// Queues bytes a worker already charged to the connection.
-    pub(super) fn queue_charged(&mut self, slot: usize, bytes: &[u8]) {
+    fn queue_charged(&mut self, slot: usize, bytes: &[u8]) {
         self.queue_chunk(slot, bytes.len(), |out| out.push(bytes));
     }
 
@@ -48,31 +48,25 @@ impl EventLoop {
     }
 
     fn queue_chunk(&mut self, slot: usize, len: usize, push: impl FnOnce(&mut OutQueue)) {
-        let conn = &mut self.conns[slot];
+        let conn = &self.table[slot];
         if !conn.is_open() {
-            self.ledger.release(conn.id, len);
+            self.table.ledger().release(conn.id, len);
             return;
         }
-        if conn.pending_out() == 0 {
-            self.to_write.push(slot);
-        }
-        push(&mut conn.out);
+        self.table.queue_out(slot, push);
     }
 
     /// Tells the connection `SlowConsumer` (past the bound: the notice is small and last)
     /// and closes it once that is written.
     pub(super) fn cut_slow_consumer(&mut self, slot: usize) {
-        let conn = &mut self.conns[slot];
+        let conn = &self.table[slot];
         if !conn.is_open() {
             return;
         }
         let notice = frame::encode(&error_frame(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"));
-        self.ledger.cut(conn.id);
-        self.ledger.force(conn.id, notice.len());
-        if conn.pending_out() == 0 {
-            self.to_write.push(slot);
-        }
-        conn.out.push(&notice);
+        self.table.ledger().cut(conn.id);
+        self.table.ledger().force(conn.id, notice.len());
+        self.table.queue_out(slot, |out| out.push(&notice));
         self.close_after_flush(slot, "slow consumer");
     }
 
@@ -89,20 +83,25 @@ impl EventLoop {
     /// flushing is what they were not doing). Stored messages they missed stay stored.
     pub(super) fn shed_output(&mut self) {
         let limit = self.config.max_outbound_total as u64;
-        let mut total = self.ledger.total();
+        let mut total = self.table.ledger().total();
         if total <= limit {
             return;
         }
-        let mut owed: Vec<(u64, usize)> =
-            self.conns.iter().filter(|(_, c)| c.is_open()).map(|(slot, c)| (self.ledger.owed(c.id), slot)).collect();
+        let mut owed: Vec<(u64, usize)> = self
+            .table
+            .iter()
+            .filter(|(_, c)| c.is_open())
+            .map(|(slot, c)| (self.table.ledger().owed(c.id), slot))
+            .collect();
         owed.sort_unstable_by(|a, b| b.cmp(a));
         for (bytes, slot) in owed {
             if total <= limit || bytes == 0 {
                 break;
             }
-            warn!("output owed to all clients passed {limit} bytes; closing {:?}, owed {bytes}", self.conns[slot].id);
-            self.ledger.cut(self.conns[slot].id);
-            self.kill(slot, "slow consumer");
+            let id = self.table[slot].id;
+            warn!("output owed to all clients passed {limit} bytes; closing {id:?}, owed {bytes}");
+            self.table.ledger().cut(id);
+            self.table.mark_dead(slot, "slow consumer");
             total = total.saturating_sub(bytes);
         }
     }
@@ -114,8 +113,8 @@ impl EventLoop {
     }
 
     pub(super) fn write_pending(&mut self) {
-        for slot in std::mem::take(&mut self.to_write) {
-            let Some(conn) = self.conns.get_mut(slot) else {
+        for slot in self.table.take_to_write() {
+            let Some(conn) = self.table.get_mut(slot) else {
                 continue;
             };
             if conn.life == Life::Dead || conn.pending_out() == 0 {
@@ -123,44 +122,31 @@ impl EventLoop {
             }
             let before = conn.pending_out();
             let result = conn.write_to_socket();
-            self.ledger.release(conn.id, before - conn.pending_out());
+            let (id, written) = (conn.id, before - conn.pending_out());
+            let flushed_close = conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. });
+            self.table.ledger().release(id, written);
             match result {
-                Ok(_) if conn.pending_out() == 0 && matches!(conn.life, Life::Closing { .. }) => {
-                    self.kill(slot, "closed by the server")
-                }
+                Ok(_) if flushed_close => self.table.mark_dead(slot, "closed by the server"),
                 Ok(_) => {}
                 Err(e) => {
-                    debug!("{:?} write failed: {e}", conn.id);
-                    self.kill(slot, "connection error");
+                    debug!("{id:?} write failed: {e}");
+                    self.table.mark_dead(slot, "connection error");
                 }
             }
         }
     }
 
     pub(super) fn close_after_flush(&mut self, slot: usize, reason: &'static str) {
-        if let Some(conn) = self.conns.get_mut(slot) {
+        if let Some(conn) = self.table.get_mut(slot) {
             if conn.is_open() {
                 conn.close_reason = reason;
                 conn.life = Life::Closing { since: Instant::now() };
+                let flushed = conn.pending_out() == 0;
                 // An empty buffer would never produce the write that completes the close.
-                self.to_write.push(slot);
-                if conn.pending_out() == 0 {
-                    self.kill(slot, reason);
+                self.table.mark_for_write(slot);
+                if flushed {
+                    self.table.mark_dead(slot, reason);
                 }
-            }
-        }
-    }
-
-    /// Marks the connection for reaping; `reason` counts only if no earlier decision to
-    /// close it gave one.
-    pub(super) fn kill(&mut self, slot: usize, reason: &'static str) {
-        if let Some(conn) = self.conns.get_mut(slot) {
-            if conn.is_open() {
-                conn.close_reason = reason;
-            }
-            if conn.life != Life::Dead {
-                conn.life = Life::Dead;
-                self.dead.push(slot);
             }
         }
     }
