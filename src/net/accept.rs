@@ -4,12 +4,11 @@
 
 use super::conn::Conn;
 use super::event_loop::FIRST_CONN;
-use super::output::error_frame;
 use super::refusals::RefusalLog;
 use super::table::{Admitted, ConnTable};
 use crate::config::Config;
 use crate::frame;
-use crate::protocol::{ErrorCode, NO_REQUEST};
+use crate::protocol::{ErrorCode, ServerFrame, NO_REQUEST};
 use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
@@ -96,7 +95,7 @@ impl Door {
     /// Tells a newcomer `ServerFull` and closes it; logs at most about once a second.
     fn refuse(&mut self, mut stream: TcpStream, peer: SocketAddr, reason: &'static str) {
         // Best effort: the socket is fresh, so a small frame fits its buffer.
-        let _ = stream.write(&frame::encode(&error_frame(NO_REQUEST, ErrorCode::ServerFull, reason)));
+        let _ = stream.write(&frame::encode(&ServerFrame::error(NO_REQUEST, ErrorCode::ServerFull, reason)));
         self.note_refusal(Some(peer), reason);
     }
 

@@ -63,7 +63,7 @@ impl EventLoop {
         if !conn.is_open() {
             return;
         }
-        let notice = frame::encode(&error_frame(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"));
+        let notice = frame::encode(&ServerFrame::error(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"));
         self.table.ledger().cut(conn.id);
         self.table.ledger().force(conn.id, notice.len());
         self.table.queue_out(slot, |out| out.push(&notice));
@@ -71,7 +71,7 @@ impl EventLoop {
     }
 
     pub(super) fn send_error(&mut self, slot: usize, request_id: u32, code: ErrorCode, message: &str) {
-        let bytes = frame::encode(&error_frame(request_id, code, message));
+        let bytes = frame::encode(&ServerFrame::error(request_id, code, message));
         self.queue(slot, &bytes);
         if code.closes() {
             self.close_after_flush(slot, close_reason(code));
@@ -166,6 +166,3 @@ fn close_reason(code: ErrorCode) -> &'static str {
     }
 }
 
-pub(super) fn error_frame(request_id: u32, code: ErrorCode, message: &str) -> ServerFrame {
-    ServerFrame::error(request_id, code, message)
-}

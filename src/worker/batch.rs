@@ -46,7 +46,7 @@ impl Batch {
     }
 
     pub fn error(&mut self, conn: ConnId, request_id: u32, code: ErrorCode, message: &str) {
-        self.frame(conn, &error_frame(request_id, code, message), false);
+        self.frame(conn, &ServerFrame::error(request_id, code, message), false);
     }
 
     /// A refusal as its error frame, with its retry time if it has one.
@@ -160,7 +160,7 @@ impl Batch {
                 _ => (ErrorCode::Internal, "storage error"),
             };
             for (conn, request_id) in self.durable_requests.drain(..) {
-                let bytes = frame::encode(&error_frame(request_id, code, message));
+                let bytes = frame::encode(&ServerFrame::error(request_id, code, message));
                 self.ledger.force(conn, bytes.len());
                 out.push((LoopMsg::Frames { conn, bytes }, false));
             }
@@ -175,6 +175,3 @@ impl Batch {
     }
 }
 
-pub fn error_frame(request_id: u32, code: ErrorCode, message: &str) -> ServerFrame {
-    ServerFrame::error(request_id, code, message)
-}
