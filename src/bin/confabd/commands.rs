@@ -67,7 +67,7 @@ pub struct StorageArgs {
 #[derive(Args, Debug)]
 pub struct StatsArgs {
     /// The running daemon.
-    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], confab::config::DEFAULT_PORT)))]
+    #[arg(long, default_value_t = confab::Config::default().listen)]
     pub server: SocketAddr,
     /// The service to log in as.
     #[arg(long)]
