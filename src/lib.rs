@@ -22,6 +22,8 @@
 //!
 //! `protocol.md` at the repository root is the wire contract.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod auth;
 pub mod client;

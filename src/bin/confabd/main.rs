@@ -1,6 +1,8 @@
 //! confabd: flags → Config → run until SIGINT or SIGTERM; or an administration
 //! subcommand (see `commands`).
 
+#![forbid(unsafe_code)]
+
 mod commands;
 
 use clap::Parser;
