@@ -1,7 +1,9 @@
 //! Every tunable of the daemon, with its default and the reason for it, in one place.
 //!
-//! The binary fills a [`Config`] from flags; tests build one with [`Config::for_tests`] and a
-//! temporary data directory. Nothing else in the crate invents its own limits.
+//! The binary fills a [`Config`] from flags, whose defaults (shown by `--help`) are read
+//! from [`Config::default`], so each default is written once, here, with its reason; tests
+//! build one with [`Config::for_tests`] and a temporary data directory. Nothing else in the
+//! crate invents its own limits.
 
 use crate::store::{DurabilityHook, LogSettings, SyncPolicy};
 use std::net::SocketAddr;

@@ -26,6 +26,8 @@
 //! `net` and `worker` never import each other. `protocol.md` at the repository root is the
 //! wire contract.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod auth;
 pub mod clock;

@@ -28,13 +28,9 @@ impl Trimmer {
 }
 
 /// Returns the heap's free pages to the operating system (glibc only; elsewhere nothing).
+/// The foreign call is in the `confab-trim` crate, so that this crate forbids `unsafe`.
 pub fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only inspects and releases the allocator's own free memory; it
-    // takes the allocator's locks like any malloc call.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    confab_trim::trim();
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! directory, refused while it runs, and `stats` against a running one.
 
 use crate::common::daemon::{confabd, spawn_daemon};
-use crate::common::PASSWORD;
+use crate::common::{DataDir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{Reply, Request};
 use std::process::Command;
@@ -19,25 +19,25 @@ fn stdout(output: &std::process::Output) -> String {
 
 #[test]
 fn accounts_and_services_made_offline_work_once_the_daemon_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    stdout(&confabd(&data, &["user", "add", "alice"], &format!("{PASSWORD}\n")));
-    stdout(&confabd(&data, &["user", "add", "root"], &format!("{PASSWORD}\n")));
-    stdout(&confabd(&data, &["user", "admin", "root"], ""));
-    let taken = confabd(&data, &["user", "add", "alice"], &format!("{PASSWORD}\n"));
+    let dir = DataDir::new();
+    let data = dir.path();
+    stdout(&confabd(data, &["user", "add", "alice"], &format!("{PASSWORD}\n")));
+    stdout(&confabd(data, &["user", "add", "root"], &format!("{PASSWORD}\n")));
+    stdout(&confabd(data, &["user", "admin", "root"], ""));
+    let taken = confabd(data, &["user", "add", "alice"], &format!("{PASSWORD}\n"));
     assert!(!taken.status.success());
     assert!(String::from_utf8_lossy(&taken.stderr).contains("name taken"));
-    let listed = stdout(&confabd(&data, &["user", "list"], ""));
+    let listed = stdout(&confabd(data, &["user", "list"], ""));
     assert!(listed.contains("alice\t") && listed.contains("root\t") && listed.contains("\tadmin\t"), "{listed}");
-    let token = stdout(&confabd(&data, &["service", "add", "shop"], "")).trim().to_string();
+    let token = stdout(&confabd(data, &["service", "add", "shop"], "")).trim().to_string();
     assert_eq!(token.len(), 64);
-    assert_eq!(stdout(&confabd(&data, &["service", "list"], "")), "shop\n");
+    assert_eq!(stdout(&confabd(data, &["service", "list"], "")), "shop\n");
 
-    let mut daemon = spawn_daemon(&data, &[]);
+    let mut daemon = spawn_daemon(data, &[]);
     // While the daemon holds the directory, offline commands refuse clearly.
-    let busy = confabd(&data, &["user", "list"], "");
+    let busy = confabd(data, &["user", "list"], "");
     assert!(!busy.status.success());
-    assert_eq!(String::from_utf8_lossy(&busy.stderr), running_on(&data, daemon.child.id()));
+    assert_eq!(String::from_utf8_lossy(&busy.stderr), running_on(data, daemon.child.id()));
 
     let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
     alice.login("alice", PASSWORD).unwrap();
@@ -59,13 +59,13 @@ fn accounts_and_services_made_offline_work_once_the_daemon_runs() {
 
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
-    stdout(&confabd(&data, &["user", "passwd", "alice"], "a brand new password\n"));
-    stdout(&confabd(&data, &["user", "delete", "root"], ""));
-    stdout(&confabd(&data, &["service", "remove", "shop"], ""));
-    let storage = stdout(&confabd(&data, &["storage"], ""));
+    stdout(&confabd(data, &["user", "passwd", "alice"], "a brand new password\n"));
+    stdout(&confabd(data, &["user", "delete", "root"], ""));
+    stdout(&confabd(data, &["service", "remove", "shop"], ""));
+    let storage = stdout(&confabd(data, &["storage"], ""));
     assert!(storage.contains("users\t1"), "{storage}");
 
-    let daemon = spawn_daemon(&data, &[]);
+    let daemon = spawn_daemon(data, &[]);
     let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
     assert!(alice.login("alice", PASSWORD).is_err(), "the old password no longer works");
     alice.login("alice", "a brand new password").unwrap();
@@ -76,18 +76,18 @@ fn accounts_and_services_made_offline_work_once_the_daemon_runs() {
 
 #[test]
 fn a_second_daemon_and_the_admin_commands_say_who_holds_the_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut daemon = spawn_daemon(&data, &[]);
+    let dir = DataDir::new();
+    let data = dir.path();
+    let mut daemon = spawn_daemon(data, &[]);
     let pid = daemon.child.id();
     for args in [&["user", "list"][..], &["storage"]] {
-        let busy = confabd(&data, args, "");
+        let busy = confabd(data, args, "");
         assert!(!busy.status.success());
-        assert_eq!(String::from_utf8_lossy(&busy.stderr), running_on(&data, pid), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&busy.stderr), running_on(data, pid), "{args:?}");
     }
     let second = Command::new(env!("CARGO_BIN_EXE_confabd"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
+        .arg(data)
         .output()
         .unwrap();
     assert!(!second.status.success());
@@ -101,9 +101,9 @@ fn a_second_daemon_and_the_admin_commands_say_who_holds_the_directory() {
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
     assert!(data.join("confabd.pid").exists());
-    stdout(&confabd(&data, &["user", "list"], ""));
+    stdout(&confabd(data, &["user", "list"], ""));
     // A clean stop removes it.
-    let mut daemon = spawn_daemon(&data, &[]);
+    let mut daemon = spawn_daemon(data, &[]);
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
     assert!(daemon.child.wait().unwrap().success());

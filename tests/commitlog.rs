@@ -5,7 +5,7 @@
 //! after it, and say in its log what it cut.
 
 use crate::common::daemon::{daemon_with_users, spawn_daemon, Daemon};
-use crate::common::{copy_dir, PASSWORD};
+use crate::common::{DataDir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{Reply, Request};
 use confab::route::Owner;
@@ -19,9 +19,9 @@ const MESSAGES: u64 = 240;
 /// A data directory whose daemon was killed right after bob was sent MESSAGES messages,
 /// each receipted (well inside the two seconds after which messages migrate to sled: they
 /// are only in the commit log).
-fn killed_after_a_stream() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = daemon_with_users(&dir.path().join("data"), &["alice", "bob"]);
+fn killed_after_a_stream() -> DataDir {
+    let data = DataDir::new();
+    let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
     alice.login("alice", PASSWORD).unwrap();
     let mut cmid = 1;
@@ -34,7 +34,7 @@ fn killed_after_a_stream() -> tempfile::TempDir {
         cmid += 8;
     }
     kill(&mut daemon);
-    dir
+    data
 }
 
 fn kill(daemon: &mut Daemon) {
@@ -77,9 +77,8 @@ fn records(path: &Path) -> Vec<(usize, Vec<u64>)> {
 }
 
 /// A copy of the killed data directory to damage, and the path of bob's segment in it.
-fn trial_copy(data: &Path, segment: &Path) -> (tempfile::TempDir, PathBuf) {
-    let trial = tempfile::tempdir().unwrap();
-    copy_dir(data, trial.path());
+fn trial_copy(data: &Path, segment: &Path) -> (DataDir, PathBuf) {
+    let trial = DataDir::copy_of(data);
     let file = trial.path().join(DIR).join(segment.file_name().unwrap());
     (trial, file)
 }
@@ -124,20 +123,19 @@ fn last_seq_before(records: &[(usize, Vec<u64>)], offset: usize) -> u64 {
     records.iter().filter(|(end, _)| *end <= offset).flat_map(|(_, seqs)| seqs.iter().copied()).max().unwrap_or(0)
 }
 
-/// The killed directory, its data directory, bob's segment and its records.
-type Killed = (tempfile::TempDir, PathBuf, PathBuf, Vec<(usize, Vec<u64>)>);
+/// The killed data directory, bob's segment and its records.
+type Killed = (DataDir, PathBuf, Vec<(usize, Vec<u64>)>);
 
 fn killed_segment() -> Killed {
-    let killed = killed_after_a_stream();
-    let data = killed.path().join("data");
-    let segment = bobs_segment(&data);
+    let data = killed_after_a_stream();
+    let segment = bobs_segment(data.path());
     let records = records(&segment);
-    (killed, data, segment, records)
+    (data, segment, records)
 }
 
 #[test]
 fn a_segment_cut_short_keeps_every_whole_record_before_the_cut() {
-    let (_killed, data, segment, records) = killed_segment();
+    let (data, segment, records) = killed_segment();
     assert!(records.len() >= 5, "the stream was several batches: {}", records.len());
     assert_eq!(last_seq_before(&records, usize::MAX), MESSAGES, "every receipted message is in the log");
     let end = records.last().unwrap().0;
@@ -147,7 +145,7 @@ fn a_segment_cut_short_keeps_every_whole_record_before_the_cut() {
     cuts.push(record::HEADER_LEN + 3);
     cuts.push(records[records.len() / 2].0);
     for cut in cuts {
-        let (trial, file) = trial_copy(&data, &segment);
+        let (trial, file) = trial_copy(data.path(), &segment);
         std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(cut as u64).unwrap();
 
         let (last_seq, log) = bobs_inbox_after_restart(trial.path());
@@ -164,10 +162,10 @@ fn a_segment_cut_short_keeps_every_whole_record_before_the_cut() {
 
 #[test]
 fn a_flipped_byte_ends_the_log_at_the_damaged_record_and_is_reported() {
-    let (_killed, data, segment, records) = killed_segment();
+    let (data, segment, records) = killed_segment();
     let end = records.last().unwrap().0;
     for at in offsets(end, 4) {
-        let (trial, file) = trial_copy(&data, &segment);
+        let (trial, file) = trial_copy(data.path(), &segment);
         let mut bytes = std::fs::read(&file).unwrap();
         bytes[at] ^= 0x20;
         std::fs::write(&file, &bytes).unwrap();

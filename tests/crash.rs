@@ -4,13 +4,14 @@
 //! anything after the restart must not store it twice.
 
 use crate::common::daemon::{daemon_with_users, spawn_daemon};
-use crate::common::PASSWORD;
+use crate::common::{eventually, DataDir, PASSWORD};
 use confab::client::{Client, ClientError};
 use confab::protocol::{Content, Push, Reply, Request, Target};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub(crate) fn send_request(cmid: u64) -> Request {
     Request::Send {
@@ -50,18 +51,17 @@ fn stream_until_broken(addr: SocketAddr, receipted: Arc<Mutex<Vec<(u64, u64)>>>)
 /// Kills (or terminates) the daemon mid-stream, restarts it, retries every message, and
 /// checks that bob gets each receipted message once, in order, as sent.
 fn interrupted_stream(signal: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut daemon = daemon_with_users(&data, &["alice", "bob"]);
+    let data = DataDir::new();
+    let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
 
     let receipted = Arc::new(Mutex::new(Vec::new()));
     let sender = {
         let (addr, receipted) = (daemon.addr, receipted.clone());
         std::thread::spawn(move || stream_until_broken(addr, receipted))
     };
-    while receipted.lock().unwrap().len() < 300 {
-        std::thread::yield_now();
-    }
+    eventually("300 receipted sends, to kill the daemon in mid-stream", Duration::from_secs(120), || {
+        receipted.lock().unwrap().len() >= 300
+    });
     let status = Command::new("kill").arg(signal).arg(daemon.child.id().to_string()).status().unwrap();
     assert!(status.success());
     let exit = daemon.child.wait().unwrap();
@@ -71,7 +71,7 @@ fn interrupted_stream(signal: &str) {
     let attempted = sender.join().unwrap();
     let receipted = receipted.lock().unwrap().clone();
 
-    let mut daemon = spawn_daemon(&data, &["--log-level", "info"]);
+    let mut daemon = spawn_daemon(data.path(), &["--log-level", "info"]);
     // The sender retries everything it ever tried: receipted or not, nothing is stored twice.
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
     alice.login("alice", PASSWORD).unwrap();
@@ -123,8 +123,8 @@ fn sigterm_under_load_loses_no_receipted_message() {
 
 #[test]
 fn sigterm_tells_clients_and_exits_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = spawn_daemon(&dir.path().join("data"), &["--log-level", "info"]);
+    let data = DataDir::new();
+    let mut daemon = spawn_daemon(data.path(), &["--log-level", "info"]);
     let (mut client, _) = Client::connect(daemon.addr, "t").unwrap();
     client.register("alice", PASSWORD).unwrap();
     let status = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status().unwrap();
@@ -136,8 +136,8 @@ fn sigterm_tells_clients_and_exits_cleanly() {
 
 #[test]
 fn logs_never_show_passwords_tokens_or_message_bodies() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = spawn_daemon(&dir.path().join("data"), &["--log-level", "trace"]);
+    let data = DataDir::new();
+    let mut daemon = spawn_daemon(data.path(), &["--log-level", "trace"]);
     let secret_password = "hunter2-very-secret";
     let secret_body = "the eagle lands at midnight";
     let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();

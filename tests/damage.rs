@@ -3,10 +3,10 @@
 //! never start and serve less in silence; `confabd storage --verify` says what is wrong.
 
 use crate::common::daemon::confabd;
-use crate::common::{copy_dir, PASSWORD};
+use crate::common::{DataDir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{Content, SenderKind};
-use confab::store::{Store, StoredMessage};
+use confab::store::StoredMessage;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -48,9 +48,9 @@ fn stop(mut child: Child) {
 }
 
 /// A data directory after a clean stop: alice and bob, and MESSAGES messages for bob.
-fn written() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let Start::Listening(child, addr) = start(dir.path()) else { panic!("a fresh directory starts") };
+fn written() -> DataDir {
+    let data = DataDir::new();
+    let Start::Listening(child, addr) = start(data.path()) else { panic!("a fresh directory starts") };
     let (mut alice, _) = Client::connect(addr, "alice").unwrap();
     alice.register("alice", PASSWORD).unwrap();
     alice.register("bob", PASSWORD).unwrap();
@@ -59,7 +59,7 @@ fn written() -> tempfile::TempDir {
         alice.send_text("bob", i, &format!("message {i}")).unwrap();
     }
     stop(child);
-    dir
+    data
 }
 
 /// Either a refusal that says what to do, or a server that serves everything.
@@ -86,9 +86,9 @@ fn refused_or_whole(data: &Path, what: &str) -> bool {
 
 #[test]
 fn a_database_file_truncated_to_nothing_is_refused_not_started_empty() {
-    let dir = written();
-    std::fs::OpenOptions::new().write(true).open(dir.path().join("db")).unwrap().set_len(0).unwrap();
-    match start(dir.path()) {
+    let data = written();
+    std::fs::OpenOptions::new().write(true).open(data.path().join("db")).unwrap().set_len(0).unwrap();
+    match start(data.path()) {
         Start::Refused(log) => {
             assert!(log.contains("lost writes"), "{log}");
             assert!(log.contains("restore"), "{log}");
@@ -102,14 +102,13 @@ fn a_database_file_truncated_to_nothing_is_refused_not_started_empty() {
 
 #[test]
 fn flipped_bytes_in_the_database_never_start_a_server_that_serves_less() {
-    let dir = written();
-    let db = std::fs::read(dir.path().join("db")).unwrap();
+    let data = written();
+    let db = std::fs::read(data.path().join("db")).unwrap();
     // Damage spread over the file (where sled's data is, and beyond).
     let used = db.iter().rposition(|b| *b != 0).unwrap_or(0).max(64);
     let mut refusals = 0;
     for i in 1..=6 {
-        let trial = tempfile::tempdir().unwrap();
-        copy_dir(dir.path(), trial.path());
+        let trial = DataDir::copy_of(data.path());
         let at = used * i / 7;
         let mut damaged = db.clone();
         for b in &mut damaged[at..(at + 16).min(db.len())] {
@@ -125,13 +124,13 @@ fn flipped_bytes_in_the_database_never_start_a_server_that_serves_less() {
 
 #[test]
 fn storage_verify_reports_a_missing_message_and_the_server_refuses_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = confabd(dir.path(), &["storage", "--verify"], "");
+    let data = DataDir::new();
+    let output = confabd(data.path(), &["storage", "--verify"], "");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok: no problems found"));
     {
         // Bob's inbox with message 3 gone, written below the server.
-        let store = Store::open(dir.path()).unwrap();
+        let store = data.store();
         let m = |text: &str| StoredMessage {
             message_id: 1,
             from: "alice".into(),
@@ -146,11 +145,11 @@ fn storage_verify_reports_a_missing_message_and_the_server_refuses_it() {
         }
         store.checkpoint().unwrap();
     }
-    let output = confabd(dir.path(), &["storage", "--verify"], "");
+    let output = confabd(data.path(), &["storage", "--verify"], "");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
     assert!(stdout.contains("inbox of user id 77: messages 3 to 3 are missing"), "{stdout}");
-    match start(dir.path()) {
+    match start(data.path()) {
         Start::Refused(log) => assert!(log.contains("messages 3 to 3 are missing") && log.contains("restore"), "{log}"),
         Start::Listening(child, _) => {
             stop(child);
@@ -171,10 +170,9 @@ fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
     use confab::protocol::{Conversation, Reply, Request, Role, Target};
     use confab::store::{GroupRecord, MemberRecord};
 
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = DataDir::new();
     {
-        let store = Store::open(&data).unwrap();
+        let store = data.store();
         let alice = admin::add_user(&store, "alice", PASSWORD, HashCost::MINIMUM).unwrap();
         let bob = admin::add_user(&store, "bob", PASSWORD, HashCost::MINIMUM).unwrap();
         let members = vec![
@@ -200,9 +198,9 @@ fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
         }
         store.checkpoint().unwrap();
     }
-    let output = confabd(&data, &["storage", "--verify"], "");
+    let output = confabd(data.path(), &["storage", "--verify"], "");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
-    let server = TestServer::with(|c| c.data_dir = data.clone());
+    let server = TestServer::with(|c| c.data_dir = data.path().to_path_buf());
     let mut bob = server.login("bob");
     match bob.request(Request::ListGroups).unwrap() {
         Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (5, 5)),

@@ -1,6 +1,6 @@
 //! Direct messages and store-and-forward: protocol.md "Delivery".
 
-use crate::common::{inbox_of, TestServer, PASSWORD};
+use crate::common::{eventually, inbox_of, TestServer, PASSWORD, SETTLE};
 use confab::client::Client;
 use confab::protocol::{Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, Target};
 
@@ -263,19 +263,6 @@ fn catch_up_and_live_traffic_form_one_gap_free_stream() {
     sender.join().unwrap();
 }
 
-/// Waits (bounded) until the workers have migrated every journal value: nothing a client
-/// can see proves it, so the store is asked.
-fn migrated(server: &TestServer) -> bool {
-    let store = server.server().store();
-    for _ in 0..600 {
-        if store.staged_len() == 0 {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    false
-}
-
 #[test]
 fn journaled_messages_migrate_into_the_log_and_acked_ones_are_gone() {
     let server = TestServer::start();
@@ -289,7 +276,8 @@ fn journaled_messages_migrate_into_the_log_and_acked_ones_are_gone() {
     }
     receive(&mut carol, 5);
     carol.ack(5).unwrap();
-    assert!(migrated(&server), "journal values were not migrated");
+    // Nothing a client can see proves the migration, so the store is asked.
+    eventually("the workers to migrate every journal value", SETTLE, || server.server().store().staged_len() == 0);
     // Bob's five are in his log now (read back from it); carol's acknowledged ones are
     // not stored anywhere.
     let store = server.server().store();

@@ -3,9 +3,9 @@
 //! still answers newcomers with `ServerFull` instead of leaving them hanging.
 
 use crate::common::daemon::spawn_daemon_with_nofile;
+use crate::common::{eventually, DataDir, SETTLE};
 use confab::client::{Client, ClientError};
 use confab::protocol::{ErrorCode, ServerFrame};
-use std::time::Duration;
 
 /// Connects and says Hello; the error code if the server refused.
 fn try_connect(addr: std::net::SocketAddr) -> Result<Client, ErrorCode> {
@@ -17,9 +17,9 @@ fn try_connect(addr: std::net::SocketAddr) -> Result<Client, ErrorCode> {
 
 #[test]
 fn max_connections_is_lowered_to_what_the_open_file_limit_allows() {
-    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new();
     // 160 descriptors, 128 kept for storage and logs: 32 connections.
-    let mut daemon = spawn_daemon_with_nofile(&dir.path().join("data"), &["--log-level", "info"], 160);
+    let mut daemon = spawn_daemon_with_nofile(data.path(), &["--log-level", "info"], 160);
     let said = daemon.startup.iter().any(|l| l.contains("max-connections lowered from 19000 to 32"));
     assert!(said, "the start log says so:\n{}", daemon.startup.join("\n"));
     let held: Vec<Client> = (0..32).map(|_| try_connect(daemon.addr).expect("admitted")).collect();
@@ -31,10 +31,10 @@ fn max_connections_is_lowered_to_what_the_open_file_limit_allows() {
 
 #[test]
 fn out_of_descriptors_newcomers_are_refused_not_left_hanging() {
-    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new();
     // No reserve: the connection limit is the open-file limit, so accept runs out first.
     let args = ["--fd-reserve", "0", "--hello-timeout", "60", "--login-timeout", "60", "--log-level", "info"];
-    let mut daemon = spawn_daemon_with_nofile(&dir.path().join("data"), &args, 96);
+    let mut daemon = spawn_daemon_with_nofile(data.path(), &args, 96);
     let mut held = Vec::new();
     let first_refusal = loop {
         assert!(held.len() < 96, "never ran out of descriptors");
@@ -58,15 +58,8 @@ fn out_of_descriptors_newcomers_are_refused_not_left_hanging() {
     }
     // Once descriptors are free again, newcomers get in.
     held.truncate(held.len() - 5);
-    let mut admitted = None;
-    for _ in 0..200 {
-        if let Ok(client) = try_connect(daemon.addr) {
-            admitted = Some(client);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(admitted.is_some(), "admitted once descriptors were freed");
+    let _admitted =
+        eventually("a newcomer admitted once descriptors were freed", SETTLE, || try_connect(daemon.addr).ok());
     // The log did not get a line per refusal.
     let mut lines = 0;
     while let Ok(line) = daemon.log.try_recv() {

@@ -5,13 +5,13 @@
 //! itself, without a restart. (Mounting a tmpfs needs root, as CI runs.)
 
 use crate::common::daemon::{spawn_daemon, Daemon};
-use crate::common::PASSWORD;
+use crate::common::{eventually, PASSWORD};
 use confab::client::{Client, ClientError};
 use confab::protocol::{Content, ErrorCode, Reply, Request, Target};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs {
@@ -133,16 +133,13 @@ fn a_full_disk_refuses_sends_keeps_serving_and_recovers_when_space_is_freed() {
 
     // Space comes back: sends are taken again without a restart.
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let seq = loop {
+    let seq = eventually("a send to be taken once space was freed", Duration::from_secs(15), || {
         match send(&mut alice, cmid) {
-            Ok(seq) => break seq,
-            Err(e) if e.code() == Some(ErrorCode::StorageFull) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200))
-            }
-            Err(e) => panic!("still refused once space was freed: {e}"),
+            Ok(seq) => Some(seq),
+            Err(e) if e.code() == Some(ErrorCode::StorageFull) => None,
+            Err(e) => panic!("refused otherwise than for a full disk: {e}"),
         }
-    };
+    });
     assert_eq!(seq, receipted + 1);
     setup = Client::connect(daemon.addr, "setup").unwrap().0;
     setup.register("carol", PASSWORD).unwrap();

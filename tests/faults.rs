@@ -1,7 +1,7 @@
 //! Storage faults and half-dead connections: protocol.md "Delivery" promises hold when the
 //! disk fails and when a recipient vanishes without closing its connection.
 
-use crate::common::{TestServer, PASSWORD};
+use crate::common::{eventually, TestServer, PASSWORD};
 use confab::client::ClientError;
 use confab::protocol::{Content, ErrorCode, Reply, Request, ServerFrame, Target};
 use std::time::Duration;
@@ -19,17 +19,16 @@ fn a_failing_disk_gets_errors_not_receipts_and_the_server_recovers() {
     assert_eq!(alice.request(Request::Ping).unwrap(), Reply::Pong);
     server.server().store().inject_flush_failures(false);
     // A failing log is tried again once a second; until then a retry is refused too.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let seq = loop {
-        match alice.send_text("bob", 2, "during") {
-            Ok((_, seq, _)) => break seq,
-            Err(e) if std::time::Instant::now() < deadline => {
-                assert!(matches!(e.code(), Some(ErrorCode::Internal | ErrorCode::StorageFull)), "{e}");
-                std::thread::sleep(Duration::from_millis(100));
+    let seq =
+        eventually("a retried send to be taken once the disk works again", Duration::from_secs(10), || {
+            match alice.send_text("bob", 2, "during") {
+                Ok((_, seq, _)) => Some(seq),
+                Err(e) => {
+                    assert!(matches!(e.code(), Some(ErrorCode::Internal | ErrorCode::StorageFull)), "{e}");
+                    None
+                }
             }
-            Err(e) => panic!("the disk works again, but sends still fail: {e}"),
-        }
-    };
+        });
     // The retry gets a receipt now; the message exists once.
     assert_eq!(seq, 2);
     alice.send_text("bob", 3, "after").unwrap();

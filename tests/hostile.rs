@@ -2,7 +2,7 @@
 //! interleaving, fan-out that must cost its sender, backlogs that must drain.
 
 use crate::common::daemon::spawn_daemon;
-use crate::common::{TestServer, PASSWORD};
+use crate::common::{DataDir, TestServer, PASSWORD};
 use confab::client::Client;
 use confab::frame;
 use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, ServerFrame, Target};
@@ -204,9 +204,9 @@ fn peak_rss(pid: u32) -> u64 {
 fn a_room_of_members_who_never_read_costs_at_most_their_output_bound() {
     // The daemon as a child, so its memory is its own. No fan-out budget: the bound on
     // what is owed to each connection has to hold by itself.
-    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::new();
     let daemon = spawn_daemon(
-        &dir.path().join("data"),
+        data.path(),
         &["--max-outbound", "1048576", "--fanout-rate-mib", "100000", "--cache-mib", "16", "--register-rate", "100000"],
     );
     let mut setup = Client::connect(daemon.addr, "setup").unwrap().0;

@@ -1,6 +1,6 @@
 //! Hostile names and fake system messages: protocol.md "Names" and "Content".
 
-use crate::common::{TestServer, PASSWORD};
+use crate::common::{open_store, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, SenderKind, ServiceTarget, Target};
@@ -145,7 +145,7 @@ fn names_stored_before_the_policy_are_tidied_at_start() {
     // What an earlier version may have stored: a look-alike of another user, a bidi
     // override, and padding the policy trims.
     {
-        let store = confab::store::Store::open(server.data_dir()).unwrap();
+        let store = open_store(server.data_dir());
         let mut account = store.account("mallory").unwrap().unwrap();
         account.display_name = "adm1n".into();
         store.put_account("mallory", &account).unwrap();

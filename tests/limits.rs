@@ -1,7 +1,7 @@
 //! Limits and abuse: protocol.md "Limits". Slow consumers, connections per address,
 //! request rate. (Failed logins: `login_throttle`; registrations: `registration`.)
 
-use crate::common::{TestServer, PASSWORD};
+use crate::common::{eventually, TestServer, PASSWORD, SETTLE};
 use confab::client::{Client, ClientError};
 use confab::frame;
 use confab::protocol::{ClientFrame, Content, ErrorCode, Reply, Request, ServerFrame, Target};
@@ -96,19 +96,10 @@ fn connections_per_address_are_limited() {
     assert!(matches!(refused.read_frame(), Err(ClientError::Closed)));
     drop(_held);
     // Freed slots are counted down again (the close is noticed asynchronously).
-    let mut admitted = false;
-    for _ in 0..400 {
-        let (mut client, _) = match Client::connect(server.addr, "retry") {
-            Ok(pair) => pair,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-        };
-        admitted = client.request(Request::Ping).is_ok();
-        break;
-    }
-    assert!(admitted);
+    let (mut admitted, _) = eventually("a connection admitted once the held ones closed", SETTLE, || {
+        Client::connect(server.addr, "retry").ok()
+    });
+    assert_eq!(admitted.request(Request::Ping).unwrap(), Reply::Pong);
 }
 
 #[test]

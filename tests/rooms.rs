@@ -1,6 +1,6 @@
 //! Ephemeral rooms, broadcast and presence: protocol.md "Rooms", "Broadcast", "Presence".
 
-use crate::common::TestServer;
+use crate::common::{eventually, TestServer, SETTLE};
 use confab::client::{Client, ClientError};
 use confab::protocol::{Content, ErrorCode, Push, Reply, Request, RoomInfo, Target};
 use std::time::Duration;
@@ -79,16 +79,8 @@ fn a_dropped_connection_leaves_its_rooms() {
     ok(&mut bob, Request::JoinRoom { room: "lobby".into() });
     ok(&mut alice, Request::JoinRoom { room: "lobby".into() });
     drop(bob);
-    // The close is noticed asynchronously; poll the membership, bounded.
-    let mut left = false;
-    for _ in 0..400 {
-        if members(&mut alice, "lobby") == ["alice"] {
-            left = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(left, "bob is still in the room after his connection closed");
+    // The close is noticed asynchronously; poll the membership.
+    eventually("bob's closed connection to leave the room", SETTLE, || members(&mut alice, "lobby") == ["alice"]);
     assert_eq!(room_say(&mut alice, "lobby", "alone").unwrap(), Reply::Delivered { recipients: 0 });
     ok(&mut alice, Request::LeaveRoom { room: "lobby".into() });
     assert_eq!(server.server().rooms(), 0, "an empty room is gone");

@@ -2,7 +2,7 @@
 //! deadline, a login deadline, a cap of their own below the connection limit, and a small
 //! frame limit, so sockets that never log in cannot crowd out users.
 
-use crate::common::{daemon::spawn_daemon, TestServer, PASSWORD};
+use crate::common::{daemon::spawn_daemon, DataDir, TestServer, PASSWORD};
 use confab::client::{Client, ClientError};
 use confab::protocol::{Content, ErrorCode, MediaKind, Request, ServerFrame, Target};
 use std::time::Duration;
@@ -111,11 +111,9 @@ fn frames_before_login_are_small() {
 
 #[test]
 fn refused_connections_are_logged_once_a_second_not_once_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = spawn_daemon(
-        &dir.path().join("data"),
-        &["--max-connections", "2", "--hello-timeout", "60", "--log-level", "info"],
-    );
+    let data = DataDir::new();
+    let mut daemon =
+        spawn_daemon(data.path(), &["--max-connections", "2", "--hello-timeout", "60", "--log-level", "info"]);
     let _held: Vec<Client> = (0..2).map(|_| Client::connect_raw(daemon.addr).unwrap()).collect();
     const REFUSED: u64 = 200;
     for _ in 0..REFUSED {

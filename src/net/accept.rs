@@ -139,5 +139,5 @@ fn open_spare() -> Option<File> {
 
 /// accept's way of saying the process (EMFILE) or the system (ENFILE) has no descriptor left.
 fn out_of_descriptors(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(code) if code == libc::EMFILE || code == libc::ENFILE)
+    matches!(rustix::io::Errno::from_io_error(e), Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE))
 }

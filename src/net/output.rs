@@ -63,7 +63,8 @@ impl EventLoop {
         if !conn.is_open() {
             return;
         }
-        let notice = frame::encode(&ServerFrame::error(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"));
+        let notice =
+            frame::encode(&ServerFrame::error(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"));
         self.table.ledger().cut(conn.id);
         self.table.ledger().force(conn.id, notice.len());
         self.table.queue_out(slot, |out| out.push(&notice));
@@ -165,4 +166,3 @@ fn close_reason(code: ErrorCode) -> &'static str {
         _ => "closed by the server",
     }
 }
-

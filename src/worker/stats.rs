@@ -4,7 +4,7 @@
 use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
 use super::Shared;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StatsLine};
 use crate::protocol::{ErrorCode, Reply, ServerStats};
 use crate::route::{ConnId, SessionUser};
 use log::info;
@@ -49,28 +49,6 @@ pub fn collect(shared: &Shared) -> Result<ServerStats, Refusal> {
 /// The periodic one-line summary.
 pub fn log_line(shared: &Shared) {
     if let Ok(s) = collect(shared) {
-        info!(
-            "stats: up {}s, {} connections, {} logged in, {} rooms, {} groups, received {} ({}/s), \
-                 delivered {} ({}/s), {} stored undelivered, {} B queued out, {} B on disk; commit log: \
-                 {} syncs/s, {} changes per commit, commit p50/p99/max {}/{}/{} us, {} B of segments",
-            s.uptime_secs,
-            s.connections,
-            s.logged_in,
-            s.rooms,
-            s.groups,
-            s.messages_received,
-            s.received_per_sec,
-            s.messages_delivered,
-            s.delivered_per_sec,
-            s.stored_messages,
-            s.outbound_bytes_queued,
-            s.storage_bytes,
-            s.log_syncs_per_sec,
-            s.log_changes_per_commit,
-            s.log_commit_p50_us,
-            s.log_commit_p99_us,
-            s.log_commit_max_us,
-            s.log_bytes
-        );
+        info!("stats: {}", StatsLine(&s));
     }
 }

@@ -1,5 +1,6 @@
 //! The test harness: a real server on 127.0.0.1:0 with its own temporary data directory,
-//! and helpers to open logged-in clients.
+//! helpers to open logged-in clients, the one way to make a data directory ([`DataDir`])
+//! and the one way to wait for an effect no frame proves ([`eventually`]).
 
 #![allow(dead_code)]
 
@@ -7,16 +8,18 @@ pub mod daemon;
 
 use confab::client::Client;
 use confab::protocol::Reply;
+use confab::store::Store;
 use confab::{Config, Server};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub const PASSWORD: &str = "correct horse battery";
 
 pub struct TestServer {
     server: Option<Server>,
-    dir: TempDir,
+    _data: DataDir,
     config: Config,
     pub addr: SocketAddr,
 }
@@ -28,12 +31,12 @@ impl TestServer {
 
     /// Starts with the test defaults, adjusted by `tweak`.
     pub fn with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let mut config = Config::for_tests(dir.path().join("data"));
+        let data = DataDir::new();
+        let mut config = Config::for_tests(data.path());
         tweak(&mut config);
         let server = Server::start(config.clone()).expect("server starts");
         let addr = server.local_addr();
-        TestServer { server: Some(server), dir, config, addr }
+        TestServer { server: Some(server), _data: data, config, addr }
     }
 
     pub fn server(&self) -> &Server {
@@ -112,5 +115,84 @@ pub fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), target).expect("copy a file");
         }
+    }
+}
+
+/// A data directory of the test's own, inside a temporary directory removed (with
+/// everything in it) when this is dropped. The directory itself is not made: the server,
+/// `confabd` or [`Store::open`] creates it, as on a first start.
+pub struct DataDir {
+    _temp: TempDir,
+    path: PathBuf,
+}
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        let temp = tempfile::tempdir().expect("a temporary directory");
+        let path = temp.path().join("data");
+        DataDir { _temp: temp, path }
+    }
+
+    /// A copy of the data directory `from`, to damage or to start from.
+    pub fn copy_of(from: &Path) -> DataDir {
+        let copy = DataDir::new();
+        copy_dir(from, copy.path());
+        copy
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The store on this directory, opened below the server (see [`open_store`]).
+    pub fn store(&self) -> Store {
+        open_store(&self.path)
+    }
+}
+
+/// The store on a data directory, opened as the admin commands open it, to write what
+/// an earlier version, a crash or a bad disk could have left. No server may be running
+/// on it: sled's lock refuses a second opener.
+pub fn open_store(data: &Path) -> Store {
+    Store::open(data).unwrap_or_else(|e| panic!("the store on {} opens (no server running on it): {e}", data.display()))
+}
+
+/// How long a test waits for an effect the server brings about by itself (a close
+/// noticed, a journal migrated) before calling it missing. Generous: a loaded machine is
+/// slow, and only a failing test waits this long.
+pub const SETTLE: Duration = Duration::from_secs(10);
+
+/// What [`eventually`] waits on: a `bool` that holds, or an `Option` that is `Some`.
+pub trait Outcome {
+    type Value;
+    fn found(self) -> Option<Self::Value>;
+}
+
+impl Outcome for bool {
+    type Value = ();
+    fn found(self) -> Option<()> {
+        self.then_some(())
+    }
+}
+
+impl<T> Outcome for Option<T> {
+    type Value = T;
+    fn found(self) -> Option<T> {
+        self
+    }
+}
+
+/// Calls `check` every few milliseconds until it returns true (or `Some`), and returns
+/// what it found; panics naming `what` once `timeout` has passed without it. Only for
+/// effects that no frame proves: where a reply or a push proves it, wait for that.
+pub fn eventually<R: Outcome>(what: &str, timeout: Duration, mut check: impl FnMut() -> R) -> R::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().found() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "waited {timeout:?} for {what}, in vain");
+        // Short, so the test goes on soon after the change, without spinning a core.
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use confab::admin::{self, AdminError};
 use confab::client::Client;
 use confab::config::HashCost;
+use confab::metrics::StatsLine;
 use confab::protocol::{Reply, Request};
 use confab::store::{Store, StoreError};
 use std::io::BufRead;
@@ -67,7 +68,7 @@ pub struct StorageArgs {
 #[derive(Args, Debug)]
 pub struct StatsArgs {
     /// The running daemon.
-    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], confab::config::DEFAULT_PORT)))]
+    #[arg(long, default_value_t = confab::Config::default().listen)]
     pub server: SocketAddr,
     /// The service to log in as.
     #[arg(long)]
@@ -164,31 +165,7 @@ fn stats(args: &StatsArgs) -> Result<(), String> {
     let Reply::Stats(s) = client.request(Request::Stats).map_err(|e| e.to_string())? else {
         return Err("the server answered Stats with something else".into());
     };
-    let rows: [(&str, String); 20] = [
-        ("version", s.version),
-        ("uptime_secs", s.uptime_secs.to_string()),
-        ("connections", s.connections.to_string()),
-        ("logged_in", s.logged_in.to_string()),
-        ("rooms", s.rooms.to_string()),
-        ("groups", s.groups.to_string()),
-        ("messages_received", s.messages_received.to_string()),
-        ("messages_delivered", s.messages_delivered.to_string()),
-        ("received_per_sec", s.received_per_sec.to_string()),
-        ("delivered_per_sec", s.delivered_per_sec.to_string()),
-        ("stored_messages", s.stored_messages.to_string()),
-        ("outbound_bytes_queued", s.outbound_bytes_queued.to_string()),
-        ("storage_bytes", s.storage_bytes.to_string()),
-        ("log_syncs", s.log_syncs.to_string()),
-        ("log_syncs_per_sec", s.log_syncs_per_sec.to_string()),
-        ("log_changes_per_commit", s.log_changes_per_commit.to_string()),
-        ("log_commit_p50_us", s.log_commit_p50_us.to_string()),
-        ("log_commit_p99_us", s.log_commit_p99_us.to_string()),
-        ("log_commit_max_us", s.log_commit_max_us.to_string()),
-        ("log_bytes", s.log_bytes.to_string()),
-    ];
-    for (name, value) in rows {
-        println!("{name}\t{value}");
-    }
+    print!("{:#}", StatsLine(&s));
     Ok(())
 }
 

@@ -1,10 +1,12 @@
 //! confabd: flags → Config → run until SIGINT or SIGTERM; or an administration
 //! subcommand (see `commands`).
 
+#![forbid(unsafe_code)]
+
 mod commands;
 
 use clap::Parser;
-use confab::config::{Config, HashCost, DEFAULT_PORT};
+use confab::config::{Config, HashCost};
 use confab::store::SyncPolicy;
 use confab::Server;
 use log::{error, info, LevelFilter};
@@ -14,6 +16,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// What the flags default to: [`Config::default`], where each default is written with its
+/// reason. The flags only show it (in `--help`) in their own units.
+fn defaults() -> Config {
+    Config::default()
+}
+
+/// Flags given in MiB.
+const MIB: u64 = 1024 * 1024;
+
 #[derive(Parser, Debug)]
 #[command(name = "confabd", version, about = "confab instant-messaging server")]
 struct Flags {
@@ -21,10 +32,10 @@ struct Flags {
     #[command(subcommand)]
     command: Option<commands::Command>,
     /// Address to listen on.
-    #[arg(long, default_value_t = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))]
+    #[arg(long, default_value_t = defaults().listen)]
     listen: SocketAddr,
     /// Directory of the embedded database (created if missing).
-    #[arg(long, default_value = "confab-data", global = true)]
+    #[arg(long, default_value_os_t = defaults().data_dir, global = true)]
     data_dir: PathBuf,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
@@ -33,134 +44,134 @@ struct Flags {
     #[arg(long)]
     log_file: Option<PathBuf>,
     /// Largest frame a client may send, in bytes; bigger frames close the connection.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = defaults().max_frame)]
     max_frame: u32,
     /// Largest message body, in bytes (must leave room for the envelope within max-frame).
-    #[arg(long, default_value_t = 32 * 1024)]
+    #[arg(long, default_value_t = defaults().max_body)]
     max_body: u32,
     /// Heartbeat interval announced to clients, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults().heartbeat.as_secs())]
     heartbeat: u64,
     /// Close connections silent for this many seconds.
-    #[arg(long, default_value_t = 90)]
+    #[arg(long, default_value_t = defaults().idle_timeout.as_secs())]
     idle_timeout: u64,
     /// Worker threads owning users and their messages.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults().workers)]
     workers: usize,
     /// Threads hashing passwords.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().hash_threads)]
     hash_threads: usize,
     /// Argon2id memory cost in KiB (lower only for tests and benchmarks).
-    #[arg(long, default_value_t = HashCost::default().memory_kib, global = true)]
+    #[arg(long, default_value_t = defaults().hash_cost.memory_kib, global = true)]
     hash_memory_kib: u32,
     /// Argon2id passes.
-    #[arg(long, default_value_t = HashCost::default().iterations, global = true)]
+    #[arg(long, default_value_t = defaults().hash_cost.iterations, global = true)]
     hash_iterations: u32,
     /// Most connections held at once.
-    #[arg(long, default_value_t = 19_000)]
+    #[arg(long, default_value_t = defaults().max_connections)]
     max_connections: usize,
     /// Stored messages pushed beyond a user's last ack before waiting for an ack.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults().delivery_window)]
     delivery_window: u32,
     /// Bytes of stored messages pushed beyond a user's last ack before the server waits
     /// (at most half of max-outbound).
-    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    #[arg(long, default_value_t = defaults().delivery_window_bytes)]
     delivery_window_bytes: usize,
     /// Output bytes owed to one connection before it is cut off as a slow consumer.
-    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, default_value_t = defaults().max_outbound)]
     max_outbound: usize,
     /// Output owed to all connections together, in MiB: beyond it room messages and
     /// broadcasts are refused and the connections owed the most are closed.
-    #[arg(long, default_value_t = Config::default().max_outbound_total / (1024 * 1024))]
+    #[arg(long, default_value_t = defaults().max_outbound_total / MIB as usize)]
     max_outbound_total_mib: usize,
     /// Live fan-out one connection may cause (message size times room members), in MiB a
     /// second; twice as much may be saved up.
-    #[arg(long, default_value_t = Config::default().fanout_rate / (1024 * 1024))]
+    #[arg(long, default_value_t = defaults().fanout_rate / MIB)]
     fanout_rate_mib: u64,
     /// Rooms one connection may be in at once.
-    #[arg(long, default_value_t = Config::default().max_rooms_per_conn)]
+    #[arg(long, default_value_t = defaults().max_rooms_per_conn)]
     max_rooms_per_conn: usize,
     /// Stored, unacknowledged direct messages one inbox may hold, in MiB.
-    #[arg(long, default_value_t = Config::default().max_inbox_bytes / (1024 * 1024))]
+    #[arg(long, default_value_t = defaults().max_inbox_bytes / MIB)]
     max_inbox_mib: u64,
     /// Connections from one IP address at most.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = defaults().max_connections_per_ip)]
     max_connections_per_ip: usize,
     /// Requests per second one connection may sustain.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = defaults().request_rate)]
     request_rate: u32,
     /// Requests one connection may send in a burst above the rate.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = defaults().request_burst)]
     request_burst: u32,
     /// Failed logins for one account from one address before each further attempt waits.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults().login_free_attempts)]
     login_free_attempts: u32,
     /// Failed logins from one address (any accounts) before it waits.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = defaults().login_address_free_attempts)]
     login_address_free_attempts: u32,
     /// Failed logins for one account (any addresses) beyond which addresses that failed
     /// themselves wait; an address without failures is never held back.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults().login_account_free_attempts)]
     login_account_free_attempts: u32,
     /// Registrations per hour from one address (an IPv6 /64).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = defaults().register_per_address)]
     register_rate: u32,
     /// Registrations per minute from all addresses together.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = defaults().register_total)]
     register_rate_total: u32,
     /// Registrations waiting for a hashing thread at most; beyond, RateLimited.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults().register_queue)]
     register_queue: usize,
     /// Logins waiting for a hashing thread at most (served before registrations).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults().login_queue)]
     login_queue: usize,
     /// Seconds a new connection has to send Hello.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults().hello_timeout.as_secs())]
     hello_timeout: u64,
     /// Seconds a connection has to log in, from connecting or logging out.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults().login_timeout.as_secs())]
     login_timeout: u64,
     /// Connections not logged in at most (at most max-connections).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = defaults().max_unauthenticated)]
     max_unauthenticated: usize,
     /// Connections nobody has logged in on, per source address.
-    #[arg(long, default_value_t = Config::default().max_unauthenticated_per_ip)]
+    #[arg(long, default_value_t = defaults().max_unauthenticated_per_ip)]
     max_unauthenticated_per_ip: usize,
     /// Largest frame a client may send before it logs in, in bytes (at least 1024).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = defaults().max_frame_before_login)]
     max_frame_before_login: u32,
     /// Open-file descriptors kept for storage and logs; max-connections is lowered to the
     /// open-file limit minus this.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = defaults().fd_reserve)]
     fd_reserve: usize,
     /// Members per group at most.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = defaults().max_group_members)]
     max_group_members: usize,
     /// Groups one user may belong to at most.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = defaults().max_groups_per_user)]
     max_groups_per_user: usize,
     /// Messages a group keeps at most; older ones go even if a member has not acked them.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = defaults().group_retention)]
     group_retention: u64,
     /// Members per room at most.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = defaults().max_room_members)]
     max_room_members: usize,
     /// Let every user broadcast (by default only administrators may).
     #[arg(long)]
     broadcast_by_anyone: bool,
     /// Seconds between statistics lines in the log; 0 turns them off.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = defaults().stats_interval.as_secs())]
     stats_interval: u64,
     /// The storage engine's page cache, in MiB.
-    #[arg(long, default_value_t = Config::default().cache_bytes / (1024 * 1024))]
+    #[arg(long, default_value_t = defaults().cache_bytes / MIB)]
     cache_mib: u64,
     /// When a sender's receipt is sent: `batch` after the batch's commit-log record is
     /// fdatasync'ed (nothing receipted is lost in a power cut), `none` after it is written
     /// to the OS (a crash of confabd loses nothing, a power cut the last seconds).
-    #[arg(long, value_enum, default_value_t = Sync::Batch)]
+    #[arg(long, value_enum, default_value_t = Sync::from(defaults().sync))]
     sync: Sync,
     /// Size of each commit-log segment, in MiB (space reserved up front).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults().log_segment_bytes / MIB)]
     log_segment_mib: u64,
     /// Start even if the data directory is found damaged at start (each problem is
     /// logged); by default confabd refuses to start and says what is wrong.
@@ -172,6 +183,24 @@ struct Flags {
 enum Sync {
     Batch,
     None,
+}
+
+impl From<SyncPolicy> for Sync {
+    fn from(policy: SyncPolicy) -> Self {
+        match policy {
+            SyncPolicy::Batch => Sync::Batch,
+            SyncPolicy::None => Sync::None,
+        }
+    }
+}
+
+impl From<Sync> for SyncPolicy {
+    fn from(sync: Sync) -> Self {
+        match sync {
+            Sync::Batch => SyncPolicy::Batch,
+            Sync::None => SyncPolicy::None,
+        }
+    }
 }
 
 impl Flags {
@@ -190,11 +219,11 @@ impl Flags {
             delivery_window: self.delivery_window,
             delivery_window_bytes: self.delivery_window_bytes,
             max_outbound: self.max_outbound,
-            max_outbound_total: self.max_outbound_total_mib.max(1) * 1024 * 1024,
-            fanout_rate: self.fanout_rate_mib.max(1) * 1024 * 1024,
-            fanout_burst: self.fanout_rate_mib.max(1) * 2 * 1024 * 1024,
+            max_outbound_total: self.max_outbound_total_mib.max(1) * MIB as usize,
+            fanout_rate: self.fanout_rate_mib.max(1) * MIB,
+            fanout_burst: self.fanout_rate_mib.max(1) * 2 * MIB,
             max_rooms_per_conn: self.max_rooms_per_conn,
-            max_inbox_bytes: self.max_inbox_mib.max(1) * 1024 * 1024,
+            max_inbox_bytes: self.max_inbox_mib.max(1) * MIB,
             max_connections_per_ip: self.max_connections_per_ip,
             request_rate: self.request_rate,
             request_burst: self.request_burst,
@@ -217,12 +246,9 @@ impl Flags {
             max_room_members: self.max_room_members,
             broadcast_by_anyone: self.broadcast_by_anyone,
             stats_interval: Duration::from_secs(self.stats_interval),
-            cache_bytes: self.cache_mib.max(1) * 1024 * 1024,
-            sync: match self.sync {
-                Sync::Batch => SyncPolicy::Batch,
-                Sync::None => SyncPolicy::None,
-            },
-            log_segment_bytes: self.log_segment_mib.max(1) * 1024 * 1024,
+            cache_bytes: self.cache_mib.max(1) * MIB,
+            sync: self.sync.into(),
+            log_segment_bytes: self.log_segment_mib.max(1) * MIB,
             start_damaged: self.start_damaged,
             ..Config::default()
         }
@@ -289,6 +315,80 @@ fn main() -> ExitCode {
         Err(e) => {
             error!("final checkpoint failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Compares the listed fields of the config that no flags give with
+    /// `Config::default()`. The exhaustive pattern makes a new field of `Config` a compile
+    /// error here until it is listed, so no default can slip past the flags unnoticed.
+    macro_rules! assert_fields_default {
+        ($parsed:expr; $($field:ident),* $(,)?) => {{
+            let parsed = $parsed;
+            let Config { $($field,)* durability_hook } = Config::default();
+            $(assert_eq!(parsed.$field, $field, concat!(stringify!($field), " from no flags is not Config::default()'s"));)*
+            assert!(durability_hook.is_none() && parsed.durability_hook.is_none());
+        }};
+    }
+
+    #[test]
+    fn no_flags_give_the_default_config() {
+        let flags = Flags::try_parse_from(["confabd"]).expect("no flags is a valid command line");
+        assert_fields_default!(flags.config();
+            listen, data_dir, max_frame, max_body, heartbeat, idle_timeout, workers, hash_threads,
+            hash_cost, delivery_window, delivery_window_bytes, max_outbound, max_outbound_total,
+            fanout_rate, fanout_burst, max_rooms_per_conn, max_inbox_bytes, worker_queue, max_batch,
+            shutdown_grace, max_connections, token_ttl, max_group_members, max_groups_per_user,
+            group_retention, max_room_members, broadcast_by_anyone, max_subscriptions,
+            max_connections_per_ip, request_rate, request_burst, login_free_attempts,
+            login_address_free_attempts, login_account_free_attempts, login_backoff,
+            login_backoff_max, register_per_address, register_total, register_queue, login_queue,
+            hello_timeout, login_timeout, max_unauthenticated, max_unauthenticated_per_ip,
+            max_frame_before_login, fd_reserve, stats_interval, dedup_window, dedup_capacity,
+            cache_bytes, sync, log_segment_bytes, start_damaged,
+        );
+    }
+
+    #[test]
+    fn flags_in_seconds_and_mib_convert() {
+        let flags = Flags::try_parse_from([
+            "confabd",
+            "--heartbeat",
+            "7",
+            "--stats-interval",
+            "0",
+            "--cache-mib",
+            "3",
+            "--fanout-rate-mib",
+            "5",
+            "--sync",
+            "none",
+        ])
+        .expect("valid flags");
+        let config = flags.config();
+        assert_eq!(config.heartbeat, Duration::from_secs(7));
+        assert_eq!(config.stats_interval, Duration::ZERO, "zero turns the statistics line off");
+        assert_eq!(config.cache_bytes, 3 * 1024 * 1024);
+        assert_eq!((config.fanout_rate, config.fanout_burst), (5 * 1024 * 1024, 10 * 1024 * 1024));
+        assert_eq!(config.sync, SyncPolicy::None);
+    }
+
+    #[test]
+    fn help_shows_the_defaults_in_the_flags_units() {
+        let help = Flags::command().render_long_help().to_string();
+        for shown in [
+            "[default: 127.0.0.1:7420]",
+            "[default: confab-data]",
+            "[default: 60]",
+            "[default: 128]",
+            "[default: batch]",
+        ] {
+            assert!(help.contains(shown), "--help lacks {shown}:\n{help}");
         }
     }
 }

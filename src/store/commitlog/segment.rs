@@ -9,10 +9,11 @@
 //! while the partition still has a whole segment to write into: never in a batch.
 
 use super::record::{self, SegmentId};
+use rustix::fs::FallocateFlags;
+use rustix::io::Errno;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const EXTENSION: &str = "seg";
@@ -80,22 +81,13 @@ pub fn create_reserved(path: &Path, len: u64) -> io::Result<()> {
 
 /// Whether an error means the disk (or the user's quota) is full.
 pub fn is_full(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    matches!(Errno::from_io_error(e), Some(Errno::NOSPC | Errno::DQUOT))
 }
 
 /// Bytes free for an unprivileged writer on the file system holding `dir`.
 pub fn free_space(dir: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
-    // SAFETY: statvfs writes into the zeroed struct we own; the path is NUL-terminated.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // The fields' types differ between platforms (u32 on some 32-bit ones).
-    #[allow(clippy::useless_conversion)]
-    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// An open segment being appended to.
@@ -155,22 +147,56 @@ impl Segment {
 
 /// Reserves `len` bytes for the file (blocks allocated, reads as zeroes).
 fn reserve(file: &File, len: u64) -> io::Result<()> {
-    let len = libc::off_t::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment too big"))?;
-    // SAFETY: fallocate on a file descriptor we own, with plain integer arguments.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
-    if rc == 0 {
-        return Ok(());
+    // fallocate's length is a signed off_t.
+    if i64::try_from(len).is_err() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "segment too big"));
     }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
         // A file system without fallocate: a file of that length (sparse) still works;
         // only the full-disk-at-creation guarantee is lost there.
-        Some(libc::EOPNOTSUPP) => file.set_len(len as u64),
-        _ => Err(e),
+        Err(Errno::OPNOTSUPP) => file.set_len(len),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// fsync of a directory: makes created, renamed and removed names in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_full_disk_or_quota_is_told_from_other_errors() {
+        // fallocate's own error reaches the caller as this io::Error.
+        assert!(is_full(&io::Error::from(Errno::NOSPC)));
+        assert!(is_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(is_full(&io::Error::from_raw_os_error(libc::EDQUOT)));
+        assert!(!is_full(&io::Error::from_raw_os_error(libc::EIO)));
+        assert!(!is_full(&io::Error::other("no errno")));
+    }
+
+    #[test]
+    fn a_reserved_file_has_its_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reserved");
+        create_reserved(&path, 1024 * 1024).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), 1024 * 1024);
+        // st_blocks counts 512-byte units; a sparse file (no fallocate) would have none.
+        assert!(meta.blocks() * 512 >= 1024 * 1024, "{} blocks allocated", meta.blocks());
+        assert_eq!(reserve(&File::open(&path).unwrap(), u64::MAX).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn free_space_reads_the_file_system_and_fails_without_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = free_space(dir.path()).unwrap();
+        assert!(free > 0);
+        assert!(free_space(&dir.path().join("missing")).is_err());
+    }
 }

@@ -17,9 +17,9 @@
 //! reported.
 
 use super::common::{check_traffic_flags, cpu, measured_report, settle, stored_send, text, Reconnects, Retries};
+use super::sets;
 use super::threaded::{drive, run_threads, supervise, Load, Pacer, Schedule, Shared, Timing};
 use super::{establish, seconds_flag, Ctx, Slots};
-use super::{group, room};
 use crate::bitset::BitSet;
 use crate::clock::{now_ns, secs};
 use crate::engine::{Auth, Engine};
@@ -214,7 +214,7 @@ fn thread_main(t: usize, mut eng: Engine, shared: &Shared, plan: &Plan) -> Resul
         // Leave nothing behind: a user may be in at most 100 groups, and a later run must
         // not find this one's backlog.
         let owners: Vec<(usize, u64)> = h.ids.iter().enumerate().map(|(s, id)| (s * m, *id)).collect();
-        group::delete_groups(&mut eng, &owners, now_ns() + 5_000_000_000)?;
+        sets::delete_groups(&mut eng, &owners, now_ns() + 5_000_000_000)?;
         settle(&mut eng, &mut h, ACK_SETTLE)?;
     }
     let correctness = h.check(setup.stale);
@@ -251,14 +251,14 @@ fn setup_thread(eng: &mut Engine, plan: &Plan, first_set: usize, last_set: usize
     let mut setup = Setup { stale: est.stale, ids: Vec::new(), rooms: Vec::new(), stale_groups_removed: 0 };
     match plan.kind {
         Kind::Group => {
-            let names: Vec<String> = (first_set..last_set).map(|s| group::group_name(plan.run_id, s)).collect();
-            let made = group::setup_groups(eng, &sets, &names, deadline, show)?;
+            let names: Vec<String> = (first_set..last_set).map(|s| sets::group_name(plan.run_id, s)).collect();
+            let made = sets::setup_groups(eng, &sets, &names, deadline, show)?;
             setup.ids = made.ids;
             setup.stale_groups_removed = made.stale_groups_removed;
         }
         Kind::Room => {
-            setup.rooms = (first_set..last_set).map(|s| room::room_name(plan.run_id, s)).collect();
-            room::join_rooms(eng, &sets, &setup.rooms, deadline, show)?;
+            setup.rooms = (first_set..last_set).map(|s| sets::room_name(plan.run_id, s)).collect();
+            sets::join_rooms(eng, &sets, &setup.rooms, deadline, show)?;
         }
     }
     settle(eng, &mut super::Quiet, ACK_SETTLE)?;

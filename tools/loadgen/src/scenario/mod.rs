@@ -5,7 +5,7 @@
 //! [`Engine`]s, drives them with a [`Handler`] of its own, and fills in the report. Adding
 //! one means a new module here, a variant in `cli::Scenario`, and a line in `main`.
 //! `group` and `room` share their driver, `fanout`; setup steps that are plain requests
-//! and answers (creating groups, joining rooms) go through [`call_all`]. What the message
+//! and answers (creating groups, joining rooms: `sets`) go through [`call_all`]. What the message
 //! scenarios repeat (logins, report fields, stamped sends, retries) lives in `common`, and
 //! the multi-threaded frame `direct` and `fanout` share in `threaded`.
 
@@ -17,6 +17,7 @@ pub mod group;
 pub mod login;
 pub mod offline;
 pub mod room;
+mod sets;
 pub mod soak;
 mod threaded;
 

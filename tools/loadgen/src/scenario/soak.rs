@@ -23,7 +23,7 @@
 //! the run, as does a loss.
 
 use super::common::{cpu, log_in_all, measured_report, settle, stored_send, Retries};
-use super::group::{self, group_name};
+use super::sets::{self, group_name};
 use super::{round3, seconds_flag, Ctx, Slots};
 use crate::bitset::BitSet;
 use crate::cli::SoakArgs;
@@ -84,9 +84,9 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     let sets: Vec<Vec<usize>> = (0..args.groups).map(|s| (s * gm..(s + 1) * gm).collect()).collect();
     let names: Vec<String> = (0..args.groups).map(|s| group_name(ctx.run_id, s)).collect();
     let made = if sets.is_empty() {
-        group::Made { ids: Vec::new(), stale_groups_removed: 0 }
+        sets::Made { ids: Vec::new(), stale_groups_removed: 0 }
     } else {
-        group::setup_groups(&mut eng, &sets, &names, ctx.setup_deadline(), true)?
+        sets::setup_groups(&mut eng, &sets, &names, ctx.setup_deadline(), true)?
     };
     settle(&mut eng, &mut super::Quiet, ACK_SETTLE)?;
     let setup_seconds = secs(now_ns() - setup_started);
@@ -189,7 +189,7 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     settle(&mut eng, &mut h, ACK_SETTLE)?;
     if !h.ids.is_empty() {
         let owners: Vec<(usize, u64)> = h.ids.iter().enumerate().map(|(s, id)| (s * gm, *id)).collect();
-        group::delete_groups(&mut eng, &owners, now_ns() + 5_000_000_000)?;
+        sets::delete_groups(&mut eng, &owners, now_ns() + 5_000_000_000)?;
     }
     monitor.tick(now_ns());
     ctx.save_accounts(&mut accounts, &[&eng])?;
