@@ -3,7 +3,6 @@
 //! descriptors), and logging refusals at most about once a second.
 
 use super::conn::Conn;
-use super::event_loop::FIRST_CONN;
 use super::refusals::RefusalLog;
 use super::table::{Admitted, ConnTable};
 use crate::config::Config;
@@ -16,6 +15,10 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// A connection's mio token is its table slot plus this: tokens 0 and 1 are the listener's and
+/// the waker's.
+pub(super) const FIRST_CONN: usize = 2;
 
 pub struct Door {
     /// None once shutdown has begun.

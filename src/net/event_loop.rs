@@ -7,9 +7,11 @@
 //! with pending output, then reap closed connections. Closing is deferred to the end of
 //! the turn so no event handler ever finds its connection gone.
 
-use super::accept::Door;
+mod input;
+mod output;
+
+use super::accept::{Door, FIRST_CONN};
 use super::conn::{Conn, Life, Phase};
-use super::input::Intake;
 use super::table::{ConnTable, Login};
 use crate::config::Config;
 use crate::frame;
@@ -17,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Push, ServerFrame, NO_REQUEST};
 use crate::route::{ConnId, Destination, Inbound, LoopMsg, OutputLedger, Router, SessionUser};
 use crossbeam_channel::{Receiver, TryRecvError};
+use input::Intake;
 use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -28,7 +31,6 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-pub(super) const FIRST_CONN: usize = 2;
 /// How often idle connections are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 

@@ -2,7 +2,7 @@
 //! one-live-session rule, rename, logout, who-is-online.
 
 use super::budget::SessionBudget;
-use super::commands::WorkerCmd;
+use super::commands::{HashOutcome, WorkerCmd};
 use super::context::Ctx;
 use super::cursor::Session;
 use super::inbox::Inboxes;
@@ -21,12 +21,6 @@ use std::time::Instant;
 
 /// Largest who-is-online page.
 const MAX_ONLINE_PAGE: u32 = 500;
-
-/// Results coming back from the hashing threads.
-pub enum HashOutcome {
-    Registered { conn: ConnId, request_id: u32, username: String, phc: Option<String> },
-    LoginChecked { conn: ConnId, peer: IpAddr, request_id: u32, username: String, ok: bool },
-}
 
 pub fn register(
     ctx: &mut Ctx,

@@ -1,12 +1,11 @@
-//! What workers and the hashing threads send a worker on its internal queue. What the
-//! event loop sends comes on the inbound queue instead ([`crate::route::Inbound`]).
+//! What workers and the hashing threads send a worker on its internal queue, and what
+//! those commands carry. What the event loop sends comes on the inbound queue instead
+//! ([`crate::route::Inbound`]).
 
-use super::accounts::HashOutcome;
-use super::membership::NewGroup;
 use super::seats::Seat;
-use super::services::{Outgoing, Part, Tally};
-use crate::protocol::ErrorCode;
+use crate::protocol::{Content, ErrorCode};
 use crate::route::{ConnId, SessionUser};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub enum WorkerCmd {
@@ -33,4 +32,46 @@ pub enum WorkerCmd {
     Pump { conn: Option<ConnId> },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
+}
+
+/// Results coming back from the hashing threads.
+pub enum HashOutcome {
+    Registered { conn: ConnId, request_id: u32, username: String, phc: Option<String> },
+    LoginChecked { conn: ConnId, peer: IpAddr, request_id: u32, username: String, ok: bool },
+}
+
+/// A group to create, as the creator's worker hands it to the worker that owns its id.
+pub struct NewGroup {
+    pub conn: ConnId,
+    pub request_id: u32,
+    pub creator: SessionUser,
+    pub id: u64,
+    pub name: String,
+    pub open: bool,
+}
+
+/// A service's message as it travels between workers.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub client_msg_id: u64,
+    /// Live only: pushed to connected recipients, stored nowhere.
+    pub transient: bool,
+    pub content: Content,
+}
+
+/// Which send a part belongs to, and where its tally goes.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The worker that coordinates the send.
+    pub coordinator: usize,
+    pub gather: u64,
+    pub service: SessionUser,
+}
+
+/// What one part of a service send did.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub stored: u32,
+    pub delivered: u32,
+    pub unknown: Vec<String>,
 }

@@ -6,7 +6,7 @@
 //! add members and remove plain members; members send, read, and leave.
 
 use super::budget::SessionBudget;
-use super::commands::WorkerCmd;
+use super::commands::{NewGroup, WorkerCmd};
 use super::context::Ctx;
 use super::cursor::{Cursor, Session};
 use super::groups::{GroupState, Groups, Member};
@@ -45,16 +45,6 @@ pub fn create(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, 
     let cmd = WorkerCmd::CreateGroup { group, seat };
     ctx.batch.send_to_worker(worker, cmd);
     Ok(())
-}
-
-/// A group to create, as the creator's worker hands it to the worker that owns its id.
-pub struct NewGroup {
-    pub conn: ConnId,
-    pub request_id: u32,
-    pub creator: SessionUser,
-    pub id: u64,
-    pub name: String,
-    pub open: bool,
 }
 
 /// Creation proper, on the worker that owns the new id.

@@ -8,7 +8,7 @@
 //! its worker only after that worker's commit, so the answer never precedes the sync.
 
 use super::accounts::{login_failed, throttled};
-use super::commands::WorkerCmd;
+use super::commands::{Outgoing, Part, Tally, WorkerCmd};
 use super::context::Ctx;
 use super::groups::Groups;
 use super::inbox::Inboxes;
@@ -16,7 +16,7 @@ use super::message;
 use super::refusal::{Handled, Refusal};
 use crate::auth::token_digest;
 use crate::frame;
-use crate::protocol::{valid_username, Content, ErrorCode, Push, Reply, ServerFrame, ServiceTarget};
+use crate::protocol::{valid_username, ErrorCode, Push, Reply, ServerFrame, ServiceTarget};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -24,32 +24,6 @@ use std::sync::Arc;
 
 /// Names one service request may address at most.
 const MAX_NAMES: usize = 10_000;
-
-/// A service's message as it travels between workers.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub client_msg_id: u64,
-    /// Live only: pushed to connected recipients, stored nowhere.
-    pub transient: bool,
-    pub content: Content,
-}
-
-/// Which send a part belongs to, and where its tally goes.
-#[derive(Debug, Clone)]
-pub struct Part {
-    /// The worker that coordinates the send.
-    pub coordinator: usize,
-    pub gather: u64,
-    pub service: SessionUser,
-}
-
-/// What one part of a service send did.
-#[derive(Debug, Default, Clone)]
-pub struct Tally {
-    pub stored: u32,
-    pub delivered: u32,
-    pub unknown: Vec<String>,
-}
 
 /// The service sends this worker coordinates, waiting for their parts.
 #[derive(Default)]

@@ -3,14 +3,14 @@
 //! gathers. The owners' methods do the work; this file only decides who does it.
 
 use super::batch::Batch;
-use super::commands::WorkerCmd;
+use super::commands::{Outgoing, WorkerCmd};
 use super::context::{Ctx, WaitQueue, Waiting};
 use super::groups::Groups;
 use super::inbox::Inboxes;
 use super::presence::Presence;
 use super::refusal::{Handled, Refusal};
 use super::rooms::{self, Rooms};
-use super::services::{self, Gathers, Outgoing};
+use super::services::{self, Gathers};
 use super::{accounts, membership, message, stats, waiting, Shared};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};

@@ -2,10 +2,10 @@
 //! stops reading is cut off as a slow consumer), writes until the socket would block, and
 //! closing: after the queued output is written, or at once.
 
-use super::conn::Life;
-use super::event_loop::EventLoop;
-use super::outqueue::OutQueue;
+use super::EventLoop;
 use crate::frame;
+use crate::net::conn::Life;
+use crate::net::outqueue::OutQueue;
 use crate::protocol::{ErrorCode, ServerFrame, NO_REQUEST};
 use log::{debug, warn};
 use std::sync::Arc;

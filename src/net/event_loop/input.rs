@@ -3,11 +3,11 @@
 //! connection state, and handing it to its worker (or holding it while that worker's queue
 //! is full: backpressure).
 
-use super::conn::{Phase, ReadOutcome};
-use super::event_loop::EventLoop;
-use super::gate::{admit, Admission};
+use super::EventLoop;
 use crate::config::Config;
 use crate::frame::{self, FrameError};
+use crate::net::conn::{Phase, ReadOutcome};
+use crate::net::gate::{admit, Admission};
 use crate::protocol::{ClientFrame, ErrorCode, Limits, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
 use crate::route::Inbound;
 use log::{debug, warn};
