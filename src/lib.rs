@@ -24,7 +24,8 @@
 //!   a small blocking client for the tests and the tools), from the `confab-proto` crate.
 //!
 //! `net` and `worker` never import each other. `protocol.md` at the repository root is the
-//! wire contract.
+//! wire contract; `docs/ARCHITECTURE.md` walks a direct message, a group message, an ack
+//! and a login through these layers, function by function.
 
 #![forbid(unsafe_code)]
 
