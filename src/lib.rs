@@ -47,7 +47,7 @@ pub mod worker;
 
 // The wire contract lives in the confab-proto crate (so clients need not link the server);
 // re-exported so `crate::protocol` and `confab::client` read as before.
-pub use confab_proto::{client, frame, protocol};
+pub use confab_proto::{client, frame, protocol, stats};
 
 pub use config::Config;
 pub use server::Server;

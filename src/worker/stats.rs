@@ -4,9 +4,10 @@
 use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
 use super::Shared;
-use crate::metrics::{Metrics, StatsLine};
+use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, Reply, ServerStats};
 use crate::route::{ConnId, SessionUser};
+use crate::stats::StatsLine;
 use log::info;
 
 pub fn stats(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {

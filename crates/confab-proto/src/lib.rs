@@ -1,6 +1,7 @@
 //! confab's wire contract, shared by the server and every client: the typed requests,
 //! replies and pushes ([`protocol`]), the length-prefixed frame codec ([`frame`]) and a
-//! small blocking client ([`client`]) used by tests and tools.
+//! small blocking client ([`client`]) used by tests and tools, and the statistics as text
+//! ([`stats`]).
 //!
 //! `protocol.md` at the repository root is the specification; this crate's
 //! `tests/vectors.rs` checks its hex vectors against the codec. Nothing here knows about
@@ -11,3 +12,4 @@
 pub mod client;
 pub mod frame;
 pub mod protocol;
+pub mod stats;

@@ -222,9 +222,12 @@ fn rooms_broadcast_presence_and_statistics() {
             "stored_messages",
             "outbound_bytes_queued",
             "storage_bytes",
+            "log_syncs",
             "log_syncs_per_sec",
             "log_changes_per_commit",
+            "log_commit_p50_us",
             "log_commit_p99_us",
+            "log_commit_max_us",
             "log_bytes",
             "version"
         ]

@@ -180,29 +180,12 @@ fn member_fields(members: &[MemberInfo]) -> String {
 }
 
 fn stats_line(s: &ServerStats) -> String {
-    format!(
-        "stats uptime_secs={} connections={} logged_in={} rooms={} groups={} messages_received={} \
-         messages_delivered={} received_per_sec={} delivered_per_sec={} stored_messages={} \
-         outbound_bytes_queued={} storage_bytes={} log_syncs_per_sec={} log_changes_per_commit={} \
-         log_commit_p99_us={} log_bytes={} version={}",
-        s.uptime_secs,
-        s.connections,
-        s.logged_in,
-        s.rooms,
-        s.groups,
-        s.messages_received,
-        s.messages_delivered,
-        s.received_per_sec,
-        s.delivered_per_sec,
-        s.stored_messages,
-        s.outbound_bytes_queued,
-        s.storage_bytes,
-        s.log_syncs_per_sec,
-        s.log_changes_per_commit,
-        s.log_commit_p99_us,
-        s.log_bytes,
-        escape(&s.version)
-    )
+    let mut line = String::from("stats");
+    for (name, value) in s.figures() {
+        line.push_str(&format!(" {name}={value}"));
+    }
+    line.push_str(&format!(" version={}", escape(&s.version)));
+    line
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use super::{clean, clock, is_typing, now_ms, pretty_content, role_word, who, Event};
 use confab_proto::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
+use confab_proto::stats::StatsLine;
 use std::fmt::Write as _;
 
 pub fn pretty(event: &Event) -> String {
@@ -206,27 +207,7 @@ fn member_list(members: &[MemberInfo]) -> String {
 }
 
 fn stats_text(s: &ServerStats) -> String {
-    format!(
-        "server {}, up {}s: {} connections, {} logged in, {} rooms, {} groups; received {} ({}/s), \
-         delivered {} ({}/s); {} stored unacked, {} B queued out, {} B on disk; \
-         {} syncs/s, {} changes per commit, commit p99 {} us",
-        clean(&s.version),
-        s.uptime_secs,
-        s.connections,
-        s.logged_in,
-        s.rooms,
-        s.groups,
-        s.messages_received,
-        s.received_per_sec,
-        s.messages_delivered,
-        s.delivered_per_sec,
-        s.stored_messages,
-        s.outbound_bytes_queued,
-        s.storage_bytes,
-        s.log_syncs_per_sec,
-        s.log_changes_per_commit,
-        s.log_commit_p99_us
-    )
+    format!("server {}, {}", clean(&s.version), StatsLine(s))
 }
 
 #[cfg(test)]

@@ -1,0 +1,133 @@
+//! The figures of a Stats reply as text, written once: the one-line summary the server
+//! logs and clients show, and one named figure per line for scripts.
+
+use crate::protocol::ServerStats;
+use std::fmt;
+
+/// The figures of a Stats reply as text, written once for the server's log line, `confabd stats`
+/// and clients (tools/chat). `{}` is the one-line summary logged every `--stats-interval`; `{:#}` is
+/// one `name<TAB>value` line per figure, named as the fields of [`ServerStats`], for
+/// scripts.
+pub struct StatsLine<'a>(pub &'a ServerStats);
+
+impl fmt::Display for StatsLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if f.alternate() {
+            return self.write_figures(f);
+        }
+        write!(
+            f,
+            "up {}s, {} connections, {} logged in, {} rooms, {} groups, received {} ({}/s), delivered {} ({}/s), \
+             {} stored undelivered, {} B queued out, {} B on disk; commit log: {} syncs/s, {} changes per commit, \
+             commit p50/p99/max {}/{}/{} us, {} B of segments",
+            s.uptime_secs,
+            s.connections,
+            s.logged_in,
+            s.rooms,
+            s.groups,
+            s.messages_received,
+            s.received_per_sec,
+            s.messages_delivered,
+            s.delivered_per_sec,
+            s.stored_messages,
+            s.outbound_bytes_queued,
+            s.storage_bytes,
+            s.log_syncs_per_sec,
+            s.log_changes_per_commit,
+            s.log_commit_p50_us,
+            s.log_commit_p99_us,
+            s.log_commit_max_us,
+            s.log_bytes
+        )
+    }
+}
+
+impl StatsLine<'_> {
+    fn write_figures(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "version\t{}", self.0.version)?;
+        for (name, value) in self.0.figures() {
+            writeln!(f, "{name}\t{value}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ServerStats {
+    /// Every figure but the version, by its field name, in the order of the fields.
+    pub fn figures(&self) -> [(&'static str, u64); 19] {
+        let s = self;
+        [
+            ("uptime_secs", s.uptime_secs),
+            ("connections", s.connections),
+            ("logged_in", s.logged_in),
+            ("rooms", s.rooms),
+            ("groups", s.groups),
+            ("messages_received", s.messages_received),
+            ("messages_delivered", s.messages_delivered),
+            ("received_per_sec", s.received_per_sec),
+            ("delivered_per_sec", s.delivered_per_sec),
+            ("stored_messages", s.stored_messages),
+            ("outbound_bytes_queued", s.outbound_bytes_queued),
+            ("storage_bytes", s.storage_bytes),
+            ("log_syncs", s.log_syncs),
+            ("log_syncs_per_sec", s.log_syncs_per_sec),
+            ("log_changes_per_commit", s.log_changes_per_commit),
+            ("log_commit_p50_us", s.log_commit_p50_us),
+            ("log_commit_p99_us", s.log_commit_p99_us),
+            ("log_commit_max_us", s.log_commit_max_us),
+            ("log_bytes", s.log_bytes),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The figures of protocol.md's `stats-reply` vector.
+    fn sample_stats() -> ServerStats {
+        ServerStats {
+            version: "0.1.0".into(),
+            uptime_secs: 3600,
+            connections: 4,
+            logged_in: 3,
+            rooms: 1,
+            groups: 2,
+            messages_received: 1000,
+            messages_delivered: 2500,
+            received_per_sec: 3,
+            delivered_per_sec: 7,
+            stored_messages: 12,
+            outbound_bytes_queued: 0,
+            storage_bytes: 1048576,
+            log_syncs: 5000,
+            log_syncs_per_sec: 250,
+            log_changes_per_commit: 4,
+            log_commit_p50_us: 200,
+            log_commit_p99_us: 900,
+            log_commit_max_us: 2000,
+            log_bytes: 33554432,
+        }
+    }
+
+    #[test]
+    fn the_stats_line_reads_every_figure_in_its_place() {
+        assert_eq!(
+            StatsLine(&sample_stats()).to_string(),
+            "up 3600s, 4 connections, 3 logged in, 1 rooms, 2 groups, received 1000 (3/s), delivered 2500 (7/s), \
+             12 stored undelivered, 0 B queued out, 1048576 B on disk; commit log: 250 syncs/s, 4 changes per \
+             commit, commit p50/p99/max 200/900/2000 us, 33554432 B of segments"
+        );
+    }
+
+    #[test]
+    fn the_alternate_form_is_one_named_figure_a_line() {
+        let table = format!("{:#}", StatsLine(&sample_stats()));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 20, "{table}");
+        assert_eq!(lines[..3], ["version\t0.1.0", "uptime_secs\t3600", "connections\t4"]);
+        assert_eq!(lines[19], "log_bytes\t33554432");
+        assert!(table.ends_with('\n'));
+    }
+}
