@@ -2,7 +2,7 @@
 
 use crate::common::{eventually, inbox_of, TestServer, PASSWORD, SETTLE};
 use confab::client::Client;
-use confab::protocol::{Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, Target};
+use confab::protocol::{Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, ServerFrame, Target};
 
 fn text_of(content: &Content) -> String {
     String::from_utf8(content.body.clone()).expect("utf-8 body")
@@ -47,6 +47,29 @@ fn message_to_an_online_user() {
     // The sender never gets its own message back.
     alice.set_timeout(std::time::Duration::from_millis(200)).unwrap();
     assert!(matches!(alice.next_push(), Err(confab::client::ClientError::Timeout)));
+}
+
+#[test]
+fn a_note_to_self_arrives_after_its_receipt() {
+    // The receipt of a send leaves before any push of the message it stored, so a client
+    // writing to itself sees "sent" and then the message, as protocol.md's examples do.
+    let server = TestServer::start();
+    let mut alice = server.user("alice");
+    let id = alice
+        .send(Request::Send {
+            to: Target::User("alice".into()),
+            client_msg_id: 1,
+            transient: false,
+            content: Content { kind: MediaKind::Text, body: b"note to self".to_vec(), media: None },
+        })
+        .unwrap();
+    let first = alice.read_frame().unwrap();
+    assert!(
+        matches!(&first, ServerFrame::Reply { request_id, reply: Reply::Sent { seq: 1, .. } } if *request_id == id),
+        "{first:?}"
+    );
+    let second = alice.read_frame().unwrap();
+    assert!(matches!(&second, ServerFrame::Push(Push::Message(m)) if m.seq == 1 && m.from == "alice"), "{second:?}");
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 use super::context::{Ctx, Waiting};
 use super::cursor::{Cursor, Session, READ_CHUNK};
-use super::message::{self, wire, wire_size};
+use super::message::{self, wire, wire_size, Origin};
 use super::refusal::{Handled, Refusal};
 use crate::frame;
 use crate::metrics::Metrics;
@@ -178,30 +178,24 @@ impl GroupState {
         }
         ctx.received(1);
         let stored = message::compose(ctx.shared, from, content, None)?;
-        let (receipt, _) = self.append(ctx, stored, Some((from.uid, client_msg_id)))?;
-        ctx.batch.reply(conn, request_id, receipt, true);
+        let origin = Origin { reply_to: Some((conn, request_id)), retry_key: Some((from.uid, client_msg_id)) };
+        self.append(ctx, stored, origin)?;
         Ok(())
     }
 
     /// Stores a group event as the next message and delivers it to every member online.
     pub fn append_event(&mut self, ctx: &mut Ctx, event: GroupEvent, by: &str) -> Handled {
         let stored = message::event(ctx.shared, event, by)?;
-        self.append(ctx, stored, None)?;
+        self.append(ctx, stored, Origin::default())?;
         Ok(())
     }
 
-    /// Stores `stored` as the group's next message and pushes it to every member whose
-    /// cursor is caught up; returns the receipt and how many got it now.
-    pub fn append(
-        &mut self,
-        ctx: &mut Ctx,
-        stored: StoredMessage,
-        retry_key: Option<(u64, u64)>,
-    ) -> Result<(Reply, u32), Refusal> {
+    /// Stores `stored` as the group's next message (its receipt queued first) and pushes it
+    /// to every member whose cursor is caught up; returns how many got it now.
+    pub fn append(&mut self, ctx: &mut Ctx, stored: StoredMessage, origin: Origin) -> Result<u32, Refusal> {
         let seq = self.last_seq + 1;
-        let receipt = message::store(ctx, LogId::Group, self.id, seq, &stored, retry_key)?;
-        let delivered = self.deliver(ctx, seq, stored)?;
-        Ok((receipt, delivered))
+        message::store(ctx, LogId::Group, self.id, seq, &stored, origin)?;
+        self.deliver(ctx, seq, stored)
     }
 
     /// Pushes a just-stored message to every member whose cursor is caught up; returns how

@@ -4,7 +4,7 @@
 
 use super::context::{Ctx, Waiting};
 use super::cursor::{Cursor, READ_CHUNK};
-use super::message::{self, wire, wire_size};
+use super::message::{self, wire, wire_size, Origin};
 use super::quota;
 use super::refusal::{Handled, Refusal};
 use crate::metrics::Metrics;
@@ -105,32 +105,27 @@ impl UserState {
         ctx.received(1);
         let stored = message::compose(ctx.shared, from, content, None)?;
         quota::check(ctx.config(), self.stored_bytes, wire_size(&stored))?;
-        let (receipt, _) = self.append(ctx, stored, Some((from.uid, client_msg_id)))?;
-        ctx.batch.reply(conn, request_id, receipt, true);
+        let origin = Origin { reply_to: Some((conn, request_id)), retry_key: Some((from.uid, client_msg_id)) };
+        self.append(ctx, stored, origin)?;
         Ok(())
     }
 
-    /// Stores `stored` as the inbox's next message and pushes it if the session is caught
-    /// up; returns the receipt and whether it was pushed now.
-    pub fn append(
-        &mut self,
-        ctx: &mut Ctx,
-        stored: StoredMessage,
-        retry_key: Option<(u64, u64)>,
-    ) -> Result<(Reply, bool), Refusal> {
+    /// Stores `stored` as the inbox's next message (its receipt queued first) and pushes it
+    /// if the session is caught up; returns whether it was pushed now.
+    pub fn append(&mut self, ctx: &mut Ctx, stored: StoredMessage, origin: Origin) -> Result<bool, Refusal> {
         let seq = self.last_seq + 1;
-        let receipt = message::store(ctx, LogId::Inbox, self.uid, seq, &stored, retry_key)?;
+        message::store(ctx, LogId::Inbox, self.uid, seq, &stored, origin)?;
         let size = wire_size(&stored);
         self.last_seq = seq;
         self.stored_bytes += size as u64;
         let Some((target, prev)) = self.cursor.take_live(seq, size, ctx.window()) else {
             ctx.wait_if_starved(&self.cursor, self.last_seq, Waiting::Inbox(self.name.clone()));
-            return Ok((receipt, false));
+            return Ok(false);
         };
         let message = wire(ctx.shared, Conversation::Inbox, seq, prev, stored);
         ctx.batch.push(target, Push::Message(message), true);
         ctx.delivered(1);
-        Ok((receipt, true))
+        Ok(true)
     }
 
     /// The session acknowledges everything up to `up_to`: the floor rises, the quota frees

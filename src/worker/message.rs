@@ -17,7 +17,7 @@ use super::Shared;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::protocol::{Content, Conversation, ErrorCode, GroupEvent, MediaKind, Message, Reply, SenderKind};
-use crate::route::SessionUser;
+use crate::route::{ConnId, SessionUser};
 use crate::store::{DedupEntry, LogId, StoredMessage};
 
 /// Longest media URL and description accepted (protocol.md "Content").
@@ -100,17 +100,20 @@ pub fn system_content() -> Content {
     Content { kind: MediaKind::System, body: Vec::new(), media: None }
 }
 
-/// Stores `message` as `seq` of the owner's log (durable with this batch's commit) and,
-/// for a send with an id, remembers it so a retry gets the same receipt. Returns the
-/// receipt, to be sent once the batch is durable.
-pub fn store(
-    ctx: &mut Ctx,
-    log: LogId,
-    owner: u64,
-    seq: u64,
-    message: &StoredMessage,
-    retry_key: Option<(u64, u64)>,
-) -> Result<Reply, Refusal> {
+/// Who a new stored message answers: the request to send the receipt to (none for a
+/// service's part or a group event), and the key that makes a retry get the same receipt.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Origin {
+    pub reply_to: Option<(ConnId, u32)>,
+    /// (sender's uid, client_msg_id)
+    pub retry_key: Option<(u64, u64)>,
+}
+
+/// Stores `message` as `seq` of the owner's log (durable with this batch's commit), and
+/// for a send with an id remembers it so a retry gets the same receipt. The receipt is
+/// queued now, as durable output, so it leaves with the commit and before any push of
+/// the message (a user's note to self arrives after its receipt).
+pub fn store(ctx: &mut Ctx, log: LogId, owner: u64, seq: u64, message: &StoredMessage, origin: Origin) -> Handled {
     if ctx.partition.is_full() {
         // The disk is full or refused the last commit: take nothing new until it accepts
         // again (acks and logins still do: they free space or need little).
@@ -120,12 +123,17 @@ pub fn store(
     ctx.shared.metrics.stored_delta(1);
     let entry =
         DedupEntry { recipient: owner, message_id: message.message_id, seq, timestamp_ms: message.timestamp_ms };
-    if let Some((sender, client_msg_id)) = retry_key {
+    if let Some((sender, client_msg_id)) = origin.retry_key {
         let record = (sender, client_msg_id, entry);
         ctx.dedup().insert(record, entry.timestamp_ms);
         ctx.partition.remember(record);
     }
-    Ok(Reply::Sent { message_id: message.message_id, seq, timestamp_ms: message.timestamp_ms, duplicate: false })
+    if let Some((conn, request_id)) = origin.reply_to {
+        let receipt =
+            Reply::Sent { message_id: message.message_id, seq, timestamp_ms: message.timestamp_ms, duplicate: false };
+        ctx.batch.reply(conn, request_id, receipt, true);
+    }
+    Ok(())
 }
 
 /// About what a stored message costs in a connection's output buffer.

@@ -12,7 +12,7 @@ use super::commands::{Outgoing, Part, Tally, WorkerCmd};
 use super::context::Ctx;
 use super::groups::Groups;
 use super::inbox::Inboxes;
-use super::message;
+use super::message::{self, Origin};
 use super::refusal::{Handled, Refusal};
 use crate::auth::token_digest;
 use crate::frame;
@@ -207,8 +207,8 @@ fn deliver_to_user(
     let stored = message::compose(ctx.shared, service, content.clone(), None)?;
     // Not refused by the quota (a service is the operator's own), but counted in it, as
     // the ack that frees it will be.
-    let (_, pushed) = inbox.append(ctx, stored, Some((service.uid, *client_msg_id)))?;
-    Ok(Some(pushed))
+    let origin = Origin { reply_to: None, retry_key: Some((service.uid, *client_msg_id)) };
+    Ok(Some(inbox.append(ctx, stored, origin)?))
 }
 
 /// A service's send to a group this worker owns; reported back to the coordinator.
@@ -249,7 +249,8 @@ fn send_to_group(
         return Ok(Tally { stored: 1, delivered: 0, unknown: Vec::new() });
     }
     let stored = message::compose(ctx.shared, service, content, except)?;
-    let (_, delivered) = group.append(ctx, stored, Some((service.uid, client_msg_id)))?;
+    let origin = Origin { reply_to: None, retry_key: Some((service.uid, client_msg_id)) };
+    let delivered = group.append(ctx, stored, origin)?;
     Ok(Tally { stored: 1, delivered, unknown: Vec::new() })
 }
 
