@@ -1,10 +1,8 @@
 //! Smoke test: the built load generator against the real confabd, a child process on an
-//! ephemeral port (harness in `common`). Short runs of direct (closed and open loop), offline, login, group, room
+//! ephemeral port (run by `confab-testd`). Short runs of direct (closed and open loop), offline, login, group, room
 //! and soak; the assertions read the `--json` results and check correctness, never timing.
 
-mod common;
-
-use common::daemon::Daemon;
+use confab_testd::{confabd, Daemon};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -63,7 +61,7 @@ fn assert_percentiles(name: &str, p: &Value) {
 #[test]
 fn scenarios_against_the_real_server() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let daemon = Daemon::start(&dir.path().join("data"), SocketAddr::from(([127, 0, 0, 1], 0)), &[]);
+    let daemon = Daemon::start(confabd(), &dir.path().join("data"), SocketAddr::from(([127, 0, 0, 1], 0)), &[]);
     let addr = daemon.addr;
     let tmp = dir.path();
 

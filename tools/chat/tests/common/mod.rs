@@ -1,5 +1,6 @@
 //! The harness of the integration tests: `confab-chat` processes in line mode (lines in
-//! on stdin, events out as lines on stdout) against the real `confabd` binary (`daemon`).
+//! on stdin, events out as lines on stdout) against the real `confabd` binary (run by
+//! `confab-testd`).
 //!
 //! Every wait is for a printed line that proves the effect, with a generous timeout, so
 //! the tests do not depend on timing.
@@ -7,10 +8,8 @@
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 
-pub mod daemon;
-
+use confab_testd::{add_admin, confabd, Daemon};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use daemon::Daemon;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -175,10 +174,10 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         for name in admins {
-            daemon::add_admin(&data_dir, name, PASSWORD);
+            add_admin(confabd(), &data_dir, name, PASSWORD);
         }
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        let daemon = Daemon::start(&data_dir, any_port, flags);
+        let daemon = Daemon::start(confabd(), &data_dir, any_port, flags);
         let addr = daemon.addr;
         Fixture { daemon: Some(daemon), dir, addr, flags: flags.iter().map(|f| f.to_string()).collect() }
     }
@@ -198,7 +197,7 @@ impl Fixture {
     pub fn start_again(&mut self) {
         assert!(self.daemon.is_none(), "stop it first");
         let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
-        self.daemon = Some(Daemon::start(&self.dir.path().join("data"), self.addr, &flags));
+        self.daemon = Some(Daemon::start(confabd(), &self.dir.path().join("data"), self.addr, &flags));
     }
 
     pub fn token(&self, name: &str) -> PathBuf {

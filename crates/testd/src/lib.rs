@@ -1,10 +1,12 @@
-//! The real `confabd` as a child process: built by cargo into the workspace's target
-//! directory, started on an ephemeral port with a temporary data directory and the test
-//! settings, stopped with SIGTERM or killed when dropped.
+//! The real `confabd` as a child process, for tests: started on an ephemeral port with a
+//! temporary data directory and the test settings, its address read from its log, stopped
+//! with SIGTERM or killed when dropped; and its administration subcommands.
 //!
+//! The server's own tests run the binary cargo built for them (`CARGO_BIN_EXE_confabd`).
 //! The tools depend on the wire contract only, so cargo does not build the server for
-//! their tests; this module asks it to. (tools/chat and tools/loadgen keep identical
-//! copies of this file: each tool's tests stand alone.)
+//! their tests; [`confabd`] asks it to. Nothing here links the server.
+
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -13,10 +15,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
-/// What `Config::for_tests` sets, as flags: the cheapest password hash, small commit-log
-/// segments, and registration limits out of the way (tests register many users from
-/// 127.0.0.1).
-const TEST_FLAGS: &[&str] = &[
+/// What the server's `Config::for_tests` sets, as flags: the cheapest password hash,
+/// small commit-log segments, and registration limits out of the way (tests register many
+/// users from 127.0.0.1).
+pub const TEST_FLAGS: &[&str] = &[
     "--hash-memory-kib",
     "8",
     "--hash-iterations",
@@ -30,32 +32,35 @@ const TEST_FLAGS: &[&str] = &[
 ];
 
 /// The password hash flags alone: the administration subcommands take only these.
-const HASH_FLAGS: &[&str] = &["--hash-memory-kib", "8", "--hash-iterations", "1"];
+pub const HASH_FLAGS: &[&str] = &["--hash-memory-kib", "8", "--hash-iterations", "1"];
 
 /// How long confabd may take to listen (it replays its commit log first).
-const START_WAIT: Duration = Duration::from_secs(60);
+pub const START_WAIT: Duration = Duration::from_secs(60);
 
 pub struct Daemon {
-    child: Child,
+    pub child: Child,
     pub addr: SocketAddr,
+    /// The daemon's log lines, as they come.
+    pub log: mpsc::Receiver<String>,
+    /// The lines it logged before it listened (recovery reports).
+    pub startup: Vec<String>,
 }
 
 impl Daemon {
-    /// Starts confabd on `data_dir`, listening on `listen` (port 0 for any), with the test
-    /// settings and then `flags`; returns once it listens.
-    pub fn start(data_dir: &Path, listen: SocketAddr, flags: &[&str]) -> Daemon {
-        let mut child = Command::new(confabd())
-            .arg("--listen")
-            .arg(listen.to_string())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(TEST_FLAGS)
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("confabd starts");
+    /// Starts `binary` on `data_dir`, listening on `listen` (port 0 for any), with
+    /// [`TEST_FLAGS`] and then `flags`; returns once it listens.
+    pub fn start(binary: &Path, data_dir: &Path, listen: SocketAddr, flags: &[&str]) -> Daemon {
+        let mut command = Command::new(binary);
+        command.arg("--listen").arg(listen.to_string()).arg("--data-dir").arg(data_dir).args(TEST_FLAGS).args(flags);
+        Daemon::spawn(command)
+    }
+
+    /// Runs `command` (a confabd invocation with whatever the test needs) and returns once
+    /// it listens: the log line "confabd listening on ADDR" is the proof that it accepts
+    /// connections, and the only place the port it was given appears.
+    pub fn spawn(mut command: Command) -> Daemon {
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("confabd starts");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, log) = mpsc::channel();
         // Keep draining the log so the daemon never blocks on a full pipe.
@@ -64,8 +69,6 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        // The log line "confabd listening on ADDR" is the proof that it accepts
-        // connections, and the only place the port it was given appears.
         let mut startup = Vec::new();
         let addr = loop {
             let Ok(line) = log.recv_timeout(START_WAIT) else {
@@ -78,7 +81,7 @@ impl Daemon {
             }
             startup.push(line);
         };
-        Daemon { child, addr }
+        Daemon { child, addr, log, startup }
     }
 
     /// Stops the daemon as an operator would (SIGTERM) and checks that it exits cleanly.
@@ -105,16 +108,10 @@ impl Drop for Daemon {
     }
 }
 
-/// Creates administrator `name` with `password` on `data_dir`, which no daemon may hold
-/// open (the subcommands refuse while one runs): `confabd user add`, then `user admin`.
-pub fn add_admin(data_dir: &Path, name: &str, password: &str) {
-    run_subcommand(data_dir, &["user", "add", name], &format!("{password}\n"));
-    run_subcommand(data_dir, &["user", "admin", name], "");
-}
-
-/// Runs a confabd administration subcommand on `data_dir` and checks it succeeds.
-fn run_subcommand(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(confabd())
+/// Runs an administration subcommand of `binary` on `data_dir` with `stdin` as its input
+/// (the cheap password hash set); the caller judges the outcome.
+pub fn subcommand(binary: &Path, data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(binary)
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -125,22 +122,32 @@ fn run_subcommand(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
         .spawn()
         .expect("confabd runs");
     child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("stdin accepts");
-    let output = child.wait_with_output().expect("confabd finishes");
-    assert!(
-        output.status.success(),
-        "confabd {} failed ({}):\n{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    child.wait_with_output().expect("confabd finishes")
 }
 
-/// The confabd binary beside this test's own build, built by cargo once per test process.
+/// Creates administrator `name` with `password` on `data_dir`, which no daemon may hold
+/// open (the subcommands refuse while one runs): `confabd user add`, then `user admin`.
+pub fn add_admin(binary: &Path, data_dir: &Path, name: &str, password: &str) {
+    for (args, stdin) in
+        [(&["user", "add", name][..], format!("{password}\n")), (&["user", "admin", name][..], String::new())]
+    {
+        let output = subcommand(binary, data_dir, args, &stdin);
+        assert!(
+            output.status.success(),
+            "confabd {} failed ({}):\n{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// The confabd binary beside the running test's own build, built by cargo once per test
+/// process.
 ///
-/// It is built even when a binary is there already: this package does not depend on the
-/// server, so `cargo test -p` for it would otherwise run whatever confabd an earlier build
-/// left, however old. When it is fresh, the build is a quick no-op.
+/// It is built even when a binary is there already: a package that does not depend on the
+/// server would otherwise run whatever confabd an earlier build left, however old. When it
+/// is fresh, the build is a quick no-op. A binary that cannot be built fails the test.
 pub fn confabd() -> &'static Path {
     static CONFABD: OnceLock<PathBuf> = OnceLock::new();
     CONFABD.get_or_init(build_confabd)
@@ -156,6 +163,7 @@ fn build_confabd() -> PathBuf {
         Some(name) => name,
         None => panic!("no profile name in {}", profile_dir.display()),
     };
+    // This crate is WORKSPACE/crates/testd.
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     // Cargo sets CARGO for the tests it runs; the bare name serves a test started by hand.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
