@@ -112,18 +112,9 @@ impl Rooms {
             return Err(Refusal::new(ErrorCode::NotAMember, "join the room first"));
         };
         let push = Push::RoomMessage { room: room.to_string(), from: from.name.to_string(), content };
-        let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(push)).into();
         let targets: Vec<ConnId> =
             state.members.iter().filter(|(name, _)| **name != from.name).map(|(_, conn)| *conn).collect();
-        pay_for_fanout(ctx, conn, encoded.len(), targets.len())?;
-        let recipients = targets.len() as u32;
-        for target in targets {
-            ctx.batch.frame_bytes(target, &encoded, false);
-        }
-        ctx.received(1);
-        ctx.delivered(u64::from(recipients));
-        ctx.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
-        Ok(())
+        fan_out(ctx, conn, request_id, push, targets)
     }
 
     pub fn members(&self, ctx: &mut Ctx, conn: ConnId, request_id: u32, room: &str) {
@@ -155,9 +146,15 @@ pub fn broadcast(ctx: &mut Ctx, conn: ConnId, request_id: u32, from: &SessionUse
     if !(ctx.shared.config.broadcast_by_anyone || from.admin) {
         return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
     }
-    let encoded: Arc<[u8]> =
-        frame::encode(&ServerFrame::Push(Push::Broadcast { from: from.name.to_string(), content })).into();
+    let push = Push::Broadcast { from: from.name.to_string(), content };
     let targets: Vec<ConnId> = ctx.shared.directory.all_conns().into_iter().filter(|t| *t != conn).collect();
+    fan_out(ctx, conn, request_id, push, targets)
+}
+
+/// A live push to `targets`, encoded once and shared by their queues, paid for by the
+/// sender's fan-out budget; the sender learns how many it reached.
+fn fan_out(ctx: &mut Ctx, conn: ConnId, request_id: u32, push: Push, targets: Vec<ConnId>) -> Handled {
+    let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(push)).into();
     pay_for_fanout(ctx, conn, encoded.len(), targets.len())?;
     let recipients = targets.len() as u32;
     for target in targets {
