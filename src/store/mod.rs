@@ -451,12 +451,22 @@ fn fsync_tree(dir: &Path) -> std::io::Result<()> {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_file() {
-            std::fs::File::open(entry.path())?.sync_all()?;
+            fsync_listed(&entry.path())?;
         } else if kind.is_dir() && entry.file_name() == "blobs" {
             fsync_tree(&entry.path())?;
         }
     }
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// fsync of a file a directory listing named. One removed since the listing (sled's own
+/// snapshot files come and go while it runs) needs nothing: the directory's sync makes
+/// the removal durable. Failing the checkpoint for it would fail a clean shutdown.
+fn fsync_listed(path: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(path).and_then(|file| file.sync_all()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 /// Free space below which sled is not flushed (see [`Store::has_room_for_checkpoint`]).
@@ -520,6 +530,16 @@ fn decode<T: serde::de::DeserializeOwned>(tree: &'static str, raw: &[u8]) -> Sto
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_file_gone_since_the_listing_needs_no_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.0000");
+        std::fs::write(&path, b"x").unwrap();
+        assert!(fsync_listed(&path).is_ok());
+        std::fs::remove_file(&path).unwrap();
+        assert!(fsync_listed(&path).is_ok(), "removed between the listing and the sync");
+    }
+
     use super::*;
 
     fn message(text: &str) -> StoredMessage {
