@@ -1,6 +1,7 @@
 //! confab's wire contract, shared by the server and every client: the typed requests,
 //! replies and pushes ([`protocol`]), the length-prefixed frame codec ([`frame`]) and a
-//! small blocking client ([`client`]) used by tests and tools.
+//! small blocking client ([`client`]) used by tests and tools, with the id types they all
+//! carry ([`ids`]).
 //!
 //! `protocol.md` at the repository root is the specification; this crate's
 //! `tests/vectors.rs` checks its hex vectors against the codec. Nothing here knows about
@@ -10,4 +11,5 @@
 
 pub mod client;
 pub mod frame;
+pub mod ids;
 pub mod protocol;

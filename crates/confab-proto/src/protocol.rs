@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+// The ids are part of the contract: one import gives a client the types and their ids.
+pub use crate::ids::{ClientMsgId, GroupId, MessageId, Seq, UserId};
+
 /// The protocol version this server speaks. A Hello with another version is refused with
 /// [`ErrorCode::UnsupportedVersion`].
 pub const PROTOCOL_VERSION: u16 = 2;
