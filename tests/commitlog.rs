@@ -66,7 +66,7 @@ fn records(path: &Path) -> Vec<(usize, Vec<u64>)> {
             .unwrap()
             .into_iter()
             .filter_map(|c| match c {
-                Change::Message { log: LogId::Inbox, seq, .. } => Some(seq),
+                Change::Message { log: LogId::Inbox, seq, .. } => Some(seq.get()),
                 _ => None,
             })
             .collect();

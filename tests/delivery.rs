@@ -2,7 +2,7 @@
 
 use crate::common::{eventually, inbox_of, TestServer, PASSWORD, SETTLE};
 use confab::client::Client;
-use confab::protocol::{Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, Target};
+use confab::protocol::{Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, Seq, Target};
 
 fn text_of(content: &Content) -> String {
     String::from_utf8(content.body.clone()).expect("utf-8 body")
@@ -283,7 +283,7 @@ fn journaled_messages_migrate_into_the_log_and_acked_ones_are_gone() {
     let store = server.server().store();
     assert_eq!(store.stats().unwrap().stored_messages, 5);
     let bob_uid = store.account("bob").unwrap().unwrap().user_id;
-    assert_eq!(store.inbox.read(bob_uid, 0, 10).unwrap().len(), 5);
+    assert_eq!(store.inbox.read(bob_uid.into(), Seq::ZERO, 10).unwrap().len(), 5);
     let mut bob = server.login("bob");
     let texts: Vec<_> = receive(&mut bob, 5).into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["b1", "b2", "b3", "b4", "b5"]);

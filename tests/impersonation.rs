@@ -3,7 +3,7 @@
 use crate::common::{open_store, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
-use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, SenderKind, ServiceTarget, Target};
+use confab::protocol::{Content, ErrorCode, GroupId, MediaKind, Reply, Request, SenderKind, ServiceTarget, Target};
 
 fn refused(client: &mut Client, request: Request) -> ErrorCode {
     client.request(request).unwrap_err().code().expect("a server error")
@@ -152,9 +152,9 @@ fn names_stored_before_the_policy_are_tidied_at_start() {
         let mut account = store.account("carol").unwrap().unwrap();
         account.display_name = "  Carol  ".into();
         store.put_account("carol", &account).unwrap();
-        let mut group = store.group(group_id).unwrap().unwrap();
+        let mut group = store.group(GroupId(group_id)).unwrap().unwrap();
         group.name = "\u{202E}bulc kooB".into();
-        store.put_group(group_id, &group).unwrap();
+        store.put_group(GroupId(group_id), &group).unwrap();
         store.checkpoint().unwrap();
     }
     server.restart();

@@ -11,7 +11,7 @@ use super::refusal::{Handled, Refusal};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
 use crate::clock::now_ms;
 use crate::names::normalize_name;
-use crate::protocol::{valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply};
+use crate::protocol::{valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply, UserId};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
 use crate::store::Account;
 use log::{debug, info};
@@ -158,7 +158,7 @@ fn finish_register(ctx: &mut Ctx, conn: ConnId, request_id: u32, username: Strin
     };
     let lookalikes = &ctx.shared.lookalikes;
     let store = ctx.partition.sled();
-    let user_id = store.next_id()?;
+    let user_id = UserId(store.next_id()?);
     let account =
         Account { user_id, display_name: username.clone(), password_hash, admin: false, created_ms: now_ms() };
     // Two registrations of one name (or of look-alikes) can both pass the early checks
@@ -170,7 +170,7 @@ fn finish_register(ctx: &mut Ctx, conn: ConnId, request_id: u32, username: Strin
         return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
     }
     info!("registered {username}");
-    ctx.batch.reply(conn, request_id, Reply::Registered { user_id }, true);
+    ctx.batch.reply(conn, request_id, Reply::Registered { user_id: user_id.get() }, true);
     Ok(())
 }
 
@@ -223,10 +223,10 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     let user = SessionUser { name: name.clone(), uid: account.user_id, admin: account.admin, service: false };
     ctx.batch.control(LoopMsg::Bind { conn, user });
     let reply = Reply::LoggedIn {
-        user_id: account.user_id,
+        user_id: account.user_id.get(),
         display_name: account.display_name.clone(),
-        acked,
-        last_seq,
+        acked: acked.get(),
+        last_seq: last_seq.get(),
         resume_token,
         admin: account.admin,
     };
