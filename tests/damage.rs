@@ -5,7 +5,7 @@
 use crate::common::daemon::confabd;
 use crate::common::{DataDir, PASSWORD};
 use confab::client::Client;
-use confab::protocol::{Content, GroupId, MessageId, SenderKind, Seq, UserId};
+use confab::protocol::{ClientMsgId, Content, GroupId, MessageId, SenderKind, Seq, UserId};
 use confab::store::{LogOwner, StoredMessage};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -56,7 +56,7 @@ fn written() -> DataDir {
     alice.register("bob", PASSWORD).unwrap();
     alice.login("alice", PASSWORD).unwrap();
     for i in 1..=MESSAGES {
-        alice.send_text("bob", i, &format!("message {i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("message {i}")).unwrap();
     }
     stop(child);
     data
@@ -205,13 +205,17 @@ fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
     let server = TestServer::with(|c| c.data_dir = data.path().to_path_buf());
     let mut bob = server.login("bob");
     match bob.request(Request::ListGroups).unwrap() {
-        Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (5, 5)),
+        Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (Seq(5), Seq(5))),
         other => panic!("{other:?}"),
     }
     let mut alice = server.login("alice");
-    let send =
-        Request::Send { to: Target::Group(70), client_msg_id: 1, transient: false, content: Content::text("six") };
-    assert!(matches!(alice.request(send).unwrap(), Reply::Sent { seq: 6, .. }));
+    let send = Request::Send {
+        to: Target::Group(GroupId(70)),
+        client_msg_id: ClientMsgId(1),
+        transient: false,
+        content: Content::text("six"),
+    };
+    assert!(matches!(alice.request(send).unwrap(), Reply::Sent { seq: Seq(6), .. }));
     let m = bob.next_message().unwrap();
-    assert_eq!((m.conversation, m.seq), (Conversation::Group(70), 6));
+    assert_eq!((m.conversation, m.seq), (Conversation::Group(GroupId(70)), Seq(6)));
 }

@@ -170,7 +170,7 @@ fn finish_register(ctx: &mut Ctx, conn: ConnId, request_id: u32, username: Strin
         return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
     }
     info!("registered {username}");
-    ctx.batch.reply(conn, request_id, Reply::Registered { user_id: user_id.get() }, true);
+    ctx.batch.reply(conn, request_id, Reply::Registered { user_id }, true);
     Ok(())
 }
 
@@ -223,10 +223,10 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     let user = SessionUser { name: name.clone(), uid: account.user_id, admin: account.admin, service: false };
     ctx.batch.control(LoopMsg::Bind { conn, user });
     let reply = Reply::LoggedIn {
-        user_id: account.user_id.get(),
+        user_id: account.user_id,
         display_name: account.display_name.clone(),
-        acked: acked.get(),
-        last_seq: last_seq.get(),
+        acked,
+        last_seq,
         resume_token,
         admin: account.admin,
     };

@@ -128,8 +128,7 @@ impl Cursor {
         // Only what was actually pushed counts: a member's own group messages, skipped,
         // must not hold its window shut.
         let outstanding = session.in_flight.len() as u64;
-        let unsent = last_seq.get().saturating_sub(session.sent_upto.get());
-        let count = window.messages.saturating_sub(outstanding).min(unsent);
+        let count = window.messages.saturating_sub(outstanding).min(last_seq.saturating_sub(session.sent_upto));
         (count > 0).then_some((session.sent_upto.next(), count))
     }
 

@@ -218,7 +218,7 @@ impl GroupState {
         let size = wire_size(&stored);
         // Encoded once for everyone whose previous push was seq - 1 (nearly always);
         // anyone else gets a copy with their own prev_seq.
-        let mut message = wire(ctx.shared, Conversation::Group(self.id.get()), seq, seq - 1, stored);
+        let mut message = wire(ctx.shared, Conversation::Group(self.id), seq, seq - 1, stored);
         let shared: Arc<[u8]> = frame::encode(&ServerFrame::Push(Push::Message(message.clone()))).into();
         self.last_seq = seq;
         let mut delivered = 0;
@@ -235,7 +235,7 @@ impl GroupState {
                 if prev + 1 == seq {
                     ctx.batch.frame_bytes(conn, &shared, true);
                 } else {
-                    message.prev_seq = prev.get();
+                    message.prev_seq = prev;
                     ctx.batch.frame(conn, &ServerFrame::Push(Push::Message(message.clone())), true);
                 }
             } else if member.cursor.stalled(seq, window).is_some() {
@@ -299,7 +299,7 @@ impl GroupState {
             self.trim(ctx)?;
         }
         let acked = self.members[&user.name].cursor.acked;
-        let reply = Reply::Acked { conversation: Conversation::Group(id.get()), up_to: acked.get() };
+        let reply = Reply::Acked { conversation: Conversation::Group(id), up_to: acked };
         ctx.batch.reply(conn, request_id, reply, true);
         Ok(())
     }
@@ -311,11 +311,7 @@ impl GroupState {
             return Err(Refusal::beyond("resync", after, last_seq));
         }
         let after = cursor.resync(after);
-        let reply = Reply::Resynced {
-            conversation: Conversation::Group(id.get()),
-            after: after.get(),
-            last_seq: last_seq.get(),
-        };
+        let reply = Reply::Resynced { conversation: Conversation::Group(id), after, last_seq };
         ctx.batch.reply(conn, request_id, reply, false);
         self.pump_member(ctx, &user.name)
     }
@@ -365,7 +361,7 @@ fn fill_member(ctx: &mut Ctx, id: GroupId, last_seq: Seq, name: &str, cursor: &m
                 return Ok(());
             }
             let prev = session.pushed(seq, wire_size(&stored));
-            let message = wire(ctx.shared, Conversation::Group(id.get()), seq, prev, stored);
+            let message = wire(ctx.shared, Conversation::Group(id), seq, prev, stored);
             ctx.batch.push(conn, Push::Message(message), true);
             Metrics::add(&ctx.shared.metrics.delivered, 1);
         }

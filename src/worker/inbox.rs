@@ -152,7 +152,7 @@ impl UserState {
             self.cursor.ack(up_to);
             ctx.shared.metrics.stored_delta(-((up_to - before) as i64));
         }
-        let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: self.cursor.acked.get() };
+        let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: self.cursor.acked };
         ctx.batch.reply(conn, request_id, reply, true);
         Ok(())
     }
@@ -162,8 +162,7 @@ impl UserState {
             return Err(Refusal::beyond("resync", after, self.last_seq));
         }
         let after = self.cursor.resync(after);
-        let reply =
-            Reply::Resynced { conversation: Conversation::Inbox, after: after.get(), last_seq: self.last_seq.get() };
+        let reply = Reply::Resynced { conversation: Conversation::Inbox, after, last_seq: self.last_seq };
         ctx.batch.reply(conn, request_id, reply, false);
         self.pump(ctx)
     }

@@ -17,8 +17,8 @@ use crate::clock::now_ms;
 use crate::frame;
 use crate::names::normalize_name;
 use crate::protocol::{
-    Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, MemberInfo, Message, OpenGroup, Push, Reply, Role,
-    SenderKind, Seq, ServerFrame, UserId,
+    Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, MemberInfo, Message, MessageId, OpenGroup, Push, Reply,
+    Role, SenderKind, Seq, ServerFrame, UserId,
 };
 use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::{LogId, LogOwner};
@@ -65,7 +65,7 @@ pub fn create_here(ctx: &mut Ctx, groups: &mut Groups, new: NewGroup) -> Handled
     groups.insert(group, conn);
     let group = groups.get_mut(id).expect("inserted above");
     group.append_event(ctx, GroupEvent::Created { by: creator.name.to_string() }, &creator.name)?;
-    ctx.batch.reply(conn, request_id, Reply::GroupCreated { group_id: id.get() }, true);
+    ctx.batch.reply(conn, request_id, Reply::GroupCreated { group_id: id }, true);
     Ok(())
 }
 
@@ -272,10 +272,10 @@ pub fn delete(
     }
     // Live only: the history it would be stored in is being deleted.
     let notice = Message {
-        conversation: Conversation::Group(id.get()),
-        seq: group.last_seq.next().get(),
-        prev_seq: group.last_seq.get(),
-        message_id: 0,
+        conversation: Conversation::Group(id),
+        seq: group.last_seq.next(),
+        prev_seq: group.last_seq,
+        message_id: MessageId::NONE,
         from: user.name.to_string(),
         sender: SenderKind::User,
         timestamp_ms: now_ms(),
@@ -312,7 +312,7 @@ pub fn members(ctx: &mut Ctx, group: &GroupState, conn: ConnId, request_id: u32,
             role: m.role,
         })
         .collect();
-    ctx.batch.reply(conn, request_id, Reply::Members { group_id: group.id.get(), members }, false);
+    ctx.batch.reply(conn, request_id, Reply::Members { group_id: group.id, members }, false);
     Ok(())
 }
 
@@ -322,7 +322,7 @@ pub fn list_open(ctx: &mut Ctx, conn: ConnId, request_id: u32, after: GroupId, l
     let (page, more) = ctx.shared.open_groups.page(after, limit as usize);
     let groups = page
         .into_iter()
-        .map(|(group_id, entry)| OpenGroup { group_id: group_id.get(), name: entry.name, members: entry.members })
+        .map(|(group_id, entry)| OpenGroup { group_id, name: entry.name, members: entry.members })
         .collect();
     ctx.batch.reply(conn, request_id, Reply::OpenGroups { groups, more }, false);
 }
@@ -342,14 +342,14 @@ pub fn list_mine(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUse
         let log = LogOwner::from(group_id);
         let last_seq = store.group_log.state(log)?.last_seq.max(store.staged_last(LogId::Group, log));
         groups.push(GroupInfo {
-            group_id: group_id.get(),
+            group_id,
             name: record.name.clone(),
             open: record.open,
             role: me.role,
             members: record.members.len() as u32,
             // A position beyond the history's end is read as the end (see `Groups::load`).
-            acked: store.group_ack(group_id, &user.name)?.min(last_seq).get(),
-            last_seq: last_seq.get(),
+            acked: store.group_ack(group_id, &user.name)?.min(last_seq),
+            last_seq,
         });
     }
     ctx.batch.reply(conn, request_id, Reply::Groups { groups }, false);

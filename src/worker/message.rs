@@ -67,8 +67,8 @@ pub fn earlier(ctx: &Ctx, key: RetryKey, destination: LogOwner) -> Result<Option
         return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
     }
     Ok(ctx.dedup().get(key.sender, key.client_msg_id, destination).map(|earlier| Reply::Sent {
-        message_id: earlier.message_id.get(),
-        seq: earlier.seq.get(),
+        message_id: earlier.message_id,
+        seq: earlier.seq,
         timestamp_ms: earlier.timestamp_ms,
         duplicate: true,
     }))
@@ -136,12 +136,7 @@ pub fn store(
         ctx.dedup().insert(record, entry.timestamp_ms);
         ctx.partition.remember(record);
     }
-    Ok(Reply::Sent {
-        message_id: message.message_id.get(),
-        seq: seq.get(),
-        timestamp_ms: message.timestamp_ms,
-        duplicate: false,
-    })
+    Ok(Reply::Sent { message_id: message.message_id, seq, timestamp_ms: message.timestamp_ms, duplicate: false })
 }
 
 /// About what a stored message costs in a connection's output buffer.
@@ -164,9 +159,9 @@ pub fn wire(shared: &Shared, conversation: Conversation, seq: Seq, prev_seq: Seq
     let display_name = sender_display_name(shared, &stored);
     Message {
         conversation,
-        seq: seq.get(),
-        prev_seq: prev_seq.get(),
-        message_id: stored.message_id.get(),
+        seq,
+        prev_seq,
+        message_id: stored.message_id,
         from: stored.from,
         sender: stored.sender,
         timestamp_ms: stored.timestamp_ms,

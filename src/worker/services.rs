@@ -101,7 +101,6 @@ impl Gathers {
                 }
             }
             ServiceTarget::Group { group_id, except } => {
-                let group_id = GroupId(group_id);
                 let cmd = WorkerCmd::ServiceGroup { part, group_id, except, message };
                 parts.push((ctx.worker_of(Owner::Group(group_id)), cmd));
             }

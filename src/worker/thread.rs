@@ -14,7 +14,7 @@ use super::services::{self, Gathers};
 use super::{accounts, membership, message, stats, waiting, Shared};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
-use crate::protocol::{ClientMsgId, Conversation, ErrorCode, GroupId, Request, Seq, Target};
+use crate::protocol::{Conversation, ErrorCode, Request, Target};
 use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
@@ -241,7 +241,6 @@ impl Owners {
         };
         match request {
             Request::Send { to, client_msg_id, transient, content } => {
-                let client_msg_id = ClientMsgId(client_msg_id);
                 message::validate(ctx.config(), &content, &user)?;
                 match to {
                     Target::User(to) if transient => {
@@ -255,19 +254,18 @@ impl Owners {
                         Err(Refusal::new(ErrorCode::BadRequest, "transient messages go to users or rooms, not groups"))
                     }
                     Target::Group(id) => {
-                        self.groups.load(ctx, GroupId(id))?.send(ctx, conn, request_id, &user, client_msg_id, content)
+                        self.groups.load(ctx, id)?.send(ctx, conn, request_id, &user, client_msg_id, content)
                     }
                     Target::Room(room) => self.rooms.send(ctx, conn, request_id, &user, &room, content),
                     Target::Everyone => rooms::broadcast(ctx, conn, request_id, &user, content),
                 }
             }
             Request::Ack { conversation: Conversation::Inbox, up_to } => {
-                self.inboxes.session(ctx, &user, conn)?.ack(ctx, conn, request_id, Seq(up_to))?;
+                self.inboxes.session(ctx, &user, conn)?.ack(ctx, conn, request_id, up_to)?;
                 waiting::after_ack(ctx, &mut self.inboxes, &mut self.groups, conn, Waiting::Inbox(user.name.clone()))
             }
             Request::Ack { conversation: Conversation::Group(id), up_to } => {
-                let id = GroupId(id);
-                self.groups.load(ctx, id)?.ack(ctx, conn, request_id, &user, Seq(up_to))?;
+                self.groups.load(ctx, id)?.ack(ctx, conn, request_id, &user, up_to)?;
                 waiting::after_ack(
                     ctx,
                     &mut self.inboxes,
@@ -277,10 +275,10 @@ impl Owners {
                 )
             }
             Request::Resync { conversation: Conversation::Inbox, after } => {
-                self.inboxes.session(ctx, &user, conn)?.resync(ctx, conn, request_id, Seq(after))
+                self.inboxes.session(ctx, &user, conn)?.resync(ctx, conn, request_id, after)
             }
             Request::Resync { conversation: Conversation::Group(id), after } => {
-                self.groups.load(ctx, GroupId(id))?.resync(ctx, conn, request_id, &user, Seq(after))
+                self.groups.load(ctx, id)?.resync(ctx, conn, request_id, &user, after)
             }
             Request::Rename { display_name } => accounts::rename(ctx, conn, request_id, &user, display_name),
             Request::ListOnline { after, limit } => {
@@ -298,40 +296,32 @@ impl Owners {
             }
             Request::CreateGroup { name, open } => membership::create(ctx, conn, request_id, &user, name, open),
             Request::RenameGroup { group_id, name } => {
-                let group_id = GroupId(group_id);
                 let group = self.groups.load(ctx, group_id)?;
                 membership::rename(ctx, group, conn, request_id, &user, name)
             }
             Request::AddMember { group_id, username } => {
-                let group_id = GroupId(group_id);
                 membership::add_member(ctx, &mut self.groups, group_id, conn, request_id, &user, &username)
             }
             Request::RemoveMember { group_id, username } => {
-                let group_id = GroupId(group_id);
                 let group = self.groups.load(ctx, group_id)?;
                 membership::remove_member(ctx, group, conn, request_id, &user, &username)
             }
             Request::SetRole { group_id, username, role } => {
-                let group_id = GroupId(group_id);
                 let group = self.groups.load(ctx, group_id)?;
                 membership::set_role(ctx, group, conn, request_id, &user, &username, role)
             }
             Request::JoinGroup { group_id } => {
-                let group_id = GroupId(group_id);
                 membership::join(ctx, &mut self.groups, group_id, conn, request_id, &user)
             }
             Request::LeaveGroup { group_id } => {
-                let group_id = GroupId(group_id);
                 let group = self.groups.load(ctx, group_id)?;
                 membership::leave(ctx, group, conn, request_id, &user)
             }
             Request::DeleteGroup { group_id } => {
-                let group_id = GroupId(group_id);
                 membership::delete(ctx, &mut self.groups, group_id, conn, request_id, &user)
             }
             Request::ListGroups => membership::list_mine(ctx, conn, request_id, &user),
             Request::GroupMembers { group_id } => {
-                let group_id = GroupId(group_id);
                 let group = self.groups.load(ctx, group_id)?;
                 membership::members(ctx, group, conn, request_id, &user)
             }
@@ -351,7 +341,7 @@ impl Owners {
             }
             Request::UnsubscribePresence { username } => self.presence.unsubscribe(ctx, conn, request_id, &username),
             Request::ServiceSend { to, client_msg_id, transient, content } => {
-                let message = Outgoing { client_msg_id: ClientMsgId(client_msg_id), transient, content };
+                let message = Outgoing { client_msg_id, transient, content };
                 self.gathers.send(ctx, conn, request_id, &user, to, message)
             }
             Request::QueryOnline { users } => services::query_online(ctx, conn, request_id, users),
@@ -364,7 +354,7 @@ impl Owners {
             }
             Request::Stats => stats::stats(ctx, conn, request_id, &user),
             Request::ListOpenGroups { after, limit } => {
-                membership::list_open(ctx, conn, request_id, GroupId(after), limit);
+                membership::list_open(ctx, conn, request_id, after, limit);
                 Ok(())
             }
             other @ (Request::Hello { .. }

@@ -93,6 +93,12 @@ impl Seq {
     pub const fn next(self) -> Seq {
         Seq(self.0.saturating_add(1))
     }
+
+    /// How many messages lie after `earlier` up to and including `self`; 0 when `earlier`
+    /// is not before `self` (what a client has not yet read, or a session not yet sent).
+    pub const fn saturating_sub(self, earlier: Seq) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
 }
 
 /// A position `n` messages later.
@@ -149,6 +155,7 @@ mod tests {
         assert_eq!(Seq(7) + 3, Seq(10));
         assert_eq!(Seq(7) - 3, Seq(4));
         assert_eq!(Seq(7) - Seq(4), 3);
+        assert_eq!((Seq(7).saturating_sub(Seq(4)), Seq(4).saturating_sub(Seq(7))), (3, 0));
         assert!(Seq(2) < Seq(10));
     }
 
