@@ -5,7 +5,7 @@
 use crate::auth::{hash_with_cost, new_token, token_digest};
 use crate::clock::now_ms;
 use crate::config::HashCost;
-use crate::protocol::{valid_password, valid_username, Role};
+use crate::protocol::{valid_password, valid_username, Role, UserId};
 use crate::store::{Account, ServiceRecord, Store, StoreError, StoreStats};
 use thiserror::Error;
 
@@ -35,12 +35,12 @@ pub type AdminResult<T> = Result<T, AdminError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserSummary {
     pub username: String,
-    pub user_id: u64,
+    pub user_id: UserId,
     pub display_name: String,
     pub admin: bool,
 }
 
-pub fn add_user(store: &Store, username: &str, password: &str, cost: HashCost) -> AdminResult<u64> {
+pub fn add_user(store: &Store, username: &str, password: &str, cost: HashCost) -> AdminResult<UserId> {
     if !valid_username(username) {
         return Err(AdminError::InvalidName);
     }
@@ -54,7 +54,7 @@ pub fn add_user(store: &Store, username: &str, password: &str, cost: HashCost) -
         return Err(AdminError::LooksLike { name: username.to_string(), other });
     }
     let password_hash = hash_with_cost(password, cost).ok_or(AdminError::Crypto)?;
-    let user_id = store.next_id()?;
+    let user_id = UserId(store.next_id()?);
     let account =
         Account { user_id, display_name: username.to_string(), password_hash, admin: false, created_ms: now_ms() };
     if !store.create_account(username, &account)? {
@@ -134,7 +134,7 @@ pub fn add_service(store: &Store, name: &str) -> AdminResult<String> {
     let token: String = new_token().ok_or(AdminError::Crypto)?.iter().map(|b| format!("{b:02x}")).collect();
     let uid = match store.service(name)? {
         Some(existing) => existing.uid,
-        None => store.next_id()?,
+        None => UserId(store.next_id()?),
     };
     let record = ServiceRecord { uid, token_digest: token_digest(token.as_bytes()), created_ms: now_ms() };
     store.put_service(name, &record)?;
@@ -165,6 +165,7 @@ fn existing(store: &Store, username: &str) -> AdminResult<Account> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::GroupId;
     use crate::store::{GroupRecord, MemberRecord};
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -204,16 +205,18 @@ mod tests {
             open: false,
             created_ms: 0,
             members: vec![
-                MemberRecord { username: "member".into(), uid: 9, role: Role::Member },
-                MemberRecord { username: "owner".into(), uid: 1, role: Role::Owner },
+                MemberRecord { username: "member".into(), uid: UserId(9), role: Role::Member },
+                MemberRecord { username: "owner".into(), uid: UserId(1), role: Role::Owner },
             ],
         };
-        store.put_group(5, &record).unwrap();
-        store.add_membership("owner", 5).unwrap();
-        store.add_membership("member", 5).unwrap();
+        let group = GroupId(5);
+        store.put_group(group, &record).unwrap();
+        store.add_membership("owner", group).unwrap();
+        store.add_membership("member", group).unwrap();
         delete_user(&store, "owner").unwrap();
-        let record = store.group(5).unwrap().unwrap();
-        assert_eq!(record.members, vec![MemberRecord { username: "member".into(), uid: 9, role: Role::Owner }]);
+        let record = store.group(group).unwrap().unwrap();
+        let heir = MemberRecord { username: "member".into(), uid: UserId(9), role: Role::Owner };
+        assert_eq!(record.members, vec![heir]);
         assert!(store.memberships("owner").unwrap().is_empty());
     }
 

@@ -5,9 +5,10 @@ use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle};
+use crate::protocol::GroupId;
 use crate::route::{Outbox, OutputLedger, Owner};
 use crate::signup::SignupLimit;
-use crate::store::{pidfile, Store, StoreError};
+use crate::store::{pidfile, LogOwner, Store, StoreError};
 use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{
     tidy_stored_names, ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes,
@@ -246,13 +247,14 @@ fn load_dedup(store: &Store, config: &Config) -> Result<Vec<DedupIndex>, StoreEr
     let mut owner_of_user = std::collections::HashMap::new();
     for name in store.usernames()? {
         if let Some(account) = store.account(&name)? {
-            owner_of_user.insert(account.user_id, Owner::User(&name).partition(workers));
+            owner_of_user.insert(LogOwner::from(account.user_id), Owner::User(&name).partition(workers));
         }
     }
     for record in records {
-        let destination = record.2.recipient;
-        let worker = match store.group(destination)? {
-            Some(_) => Some(Owner::Group(destination).partition(workers)),
+        let destination = record.entry.recipient;
+        let as_group = GroupId(destination.get());
+        let worker = match store.group(as_group)? {
+            Some(_) => Some(Owner::Group(as_group).partition(workers)),
             None => owner_of_user.get(&destination).copied(),
         };
         // A destination that is gone (a deleted user or group) takes no more messages.

@@ -5,7 +5,7 @@
 use crate::common::TestServer;
 use confab::client::{Client, ClientError};
 use confab::frame;
-use confab::protocol::{ClientFrame, ErrorCode, Reply, Request, ServerFrame, PROTOCOL_VERSION};
+use confab::protocol::{ClientFrame, ClientMsgId, ErrorCode, Reply, Request, Seq, ServerFrame, PROTOCOL_VERSION};
 use std::io::Write;
 
 fn error_of(frame: ServerFrame) -> (u32, ErrorCode) {
@@ -128,7 +128,7 @@ fn garbage_connections_do_not_disturb_others() {
         junk.push(c);
     }
     for i in 1..=10u64 {
-        alice.send_text("bob", i, "still here").unwrap();
+        alice.send_text("bob", ClientMsgId(i), "still here").unwrap();
     }
     for _ in 0..10 {
         bob.next_message().unwrap();
@@ -190,9 +190,9 @@ fn a_flood_of_hostile_connections_leaves_the_server_serving() {
         hostile.push(c);
     }
     for i in 1..=50u64 {
-        alice.send_text("bob", i, "business as usual").unwrap();
+        alice.send_text("bob", ClientMsgId(i), "business as usual").unwrap();
     }
-    for seq in 1..=50 {
+    for seq in (1..=50).map(Seq) {
         assert_eq!(bob.next_message().unwrap().seq, seq);
     }
     drop(hostile);

@@ -7,7 +7,7 @@
 use crate::common::daemon::{daemon_with_users, spawn_daemon, Daemon};
 use crate::common::{DataDir, PASSWORD};
 use confab::client::Client;
-use confab::protocol::{Reply, Request};
+use confab::protocol::{ClientMsgId, Reply, Request, Seq};
 use confab::route::Owner;
 use confab::store::commitlog::{change, record, segment, Change, SegmentId, DIR};
 use confab::store::LogId;
@@ -27,7 +27,8 @@ fn killed_after_a_stream() -> DataDir {
     let mut cmid = 1;
     while cmid <= MESSAGES {
         // Eight in flight: several batches, several records.
-        let ids: Vec<u32> = (cmid..cmid + 8).map(|id| alice.send(crate::crash::send_request(id)).unwrap()).collect();
+        let ids: Vec<u32> =
+            (cmid..cmid + 8).map(|id| alice.send(crate::crash::send_request(ClientMsgId(id))).unwrap()).collect();
         for id in ids {
             assert!(matches!(alice.reply_to(id).unwrap(), Reply::Sent { .. }));
         }
@@ -55,7 +56,7 @@ fn bobs_segment(data: &Path) -> PathBuf {
 }
 
 /// Each record of a segment: where it ends (file offset), and the inbox sequences in it.
-fn records(path: &Path) -> Vec<(usize, Vec<u64>)> {
+fn records(path: &Path) -> Vec<(usize, Vec<Seq>)> {
     let bytes = std::fs::read(path).unwrap();
     let id: SegmentId = record::read_header(&bytes).expect("a valid header");
     let body = &bytes[record::HEADER_LEN..];
@@ -85,14 +86,14 @@ fn trial_copy(data: &Path, segment: &Path) -> (DataDir, PathBuf) {
 
 /// Restarts on `data`; returns bob's last sequence after checking that he is delivered
 /// exactly 1..=last_seq in order, and the daemon's start-up log.
-fn bobs_inbox_after_restart(data: &Path) -> (u64, Vec<String>) {
+fn bobs_inbox_after_restart(data: &Path) -> (Seq, Vec<String>) {
     let mut daemon = spawn_daemon(data, &["--log-level", "info"]);
     let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
     let last_seq = match bob.login("bob", PASSWORD).unwrap() {
-        Reply::LoggedIn { acked: 0, last_seq, .. } => last_seq,
+        Reply::LoggedIn { acked: Seq::ZERO, last_seq, .. } => last_seq,
         other => panic!("{other:?}"),
     };
-    for expected in 1..=last_seq {
+    for expected in (1..=last_seq.get()).map(Seq) {
         let m = bob.next_message().unwrap();
         assert_eq!(m.seq, expected);
         assert_eq!(String::from_utf8(m.content.body).unwrap(), format!("message {expected}"));
@@ -119,12 +120,13 @@ fn offsets(end: usize, count: usize) -> Vec<usize> {
 }
 
 /// The last sequence in the records that end at or before `offset`.
-fn last_seq_before(records: &[(usize, Vec<u64>)], offset: usize) -> u64 {
-    records.iter().filter(|(end, _)| *end <= offset).flat_map(|(_, seqs)| seqs.iter().copied()).max().unwrap_or(0)
+fn last_seq_before(records: &[(usize, Vec<Seq>)], offset: usize) -> Seq {
+    let before = records.iter().filter(|(end, _)| *end <= offset);
+    before.flat_map(|(_, seqs)| seqs.iter().copied()).max().unwrap_or(Seq::ZERO)
 }
 
 /// The killed data directory, bob's segment and its records.
-type Killed = (DataDir, PathBuf, Vec<(usize, Vec<u64>)>);
+type Killed = (DataDir, PathBuf, Vec<(usize, Vec<Seq>)>);
 
 fn killed_segment() -> Killed {
     let data = killed_after_a_stream();
@@ -137,7 +139,7 @@ fn killed_segment() -> Killed {
 fn a_segment_cut_short_keeps_every_whole_record_before_the_cut() {
     let (data, segment, records) = killed_segment();
     assert!(records.len() >= 5, "the stream was several batches: {}", records.len());
-    assert_eq!(last_seq_before(&records, usize::MAX), MESSAGES, "every receipted message is in the log");
+    assert_eq!(last_seq_before(&records, usize::MAX), Seq(MESSAGES), "every receipted message is in the log");
     let end = records.last().unwrap().0;
     let original = std::fs::read(&segment).unwrap();
     let mut cuts = offsets(end, 4);

@@ -6,14 +6,14 @@
 use crate::common::daemon::{daemon_with_users, spawn_daemon};
 use crate::common::{eventually, DataDir, PASSWORD};
 use confab::client::{Client, ClientError};
-use confab::protocol::{Content, Push, Reply, Request, Target};
+use confab::protocol::{ClientMsgId, Content, Push, Reply, Request, Seq, Target};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub(crate) fn send_request(cmid: u64) -> Request {
+pub(crate) fn send_request(cmid: ClientMsgId) -> Request {
     Request::Send {
         to: Target::User("bob".into()),
         client_msg_id: cmid,
@@ -24,13 +24,13 @@ pub(crate) fn send_request(cmid: u64) -> Request {
 
 /// Streams sends from alice to bob, eight in flight, until the connection breaks.
 /// Returns (client ids sent, receipts as (client id, seq)).
-fn stream_until_broken(addr: SocketAddr, receipted: Arc<Mutex<Vec<(u64, u64)>>>) -> u64 {
+fn stream_until_broken(addr: SocketAddr, receipted: Arc<Mutex<Vec<(ClientMsgId, Seq)>>>) -> u64 {
     let (mut alice, _) = Client::connect(addr, "alice").unwrap();
     alice.login("alice", PASSWORD).unwrap();
     let mut next = 1u64;
     loop {
         let mut ids = Vec::new();
-        for cmid in next..next + 8 {
+        for cmid in (next..next + 8).map(ClientMsgId) {
             match alice.send(send_request(cmid)) {
                 Ok(id) => ids.push((cmid, id)),
                 Err(_) => return next + 8,
@@ -76,7 +76,7 @@ fn interrupted_stream(signal: &str) {
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
     alice.login("alice", PASSWORD).unwrap();
     let mut seq_of = std::collections::HashMap::new();
-    for cmid in 1..attempted {
+    for cmid in (1..attempted).map(ClientMsgId) {
         match alice.request(send_request(cmid)).unwrap() {
             Reply::Sent { seq, .. } => {
                 seq_of.insert(cmid, seq);
@@ -90,17 +90,17 @@ fn interrupted_stream(signal: &str) {
 
     let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
     let last_seq = match bob.login("bob", PASSWORD).unwrap() {
-        Reply::LoggedIn { acked: 0, last_seq, .. } => last_seq,
+        Reply::LoggedIn { acked: Seq::ZERO, last_seq, .. } => last_seq,
         other => panic!("{other:?}"),
     };
-    assert_eq!(last_seq, attempted - 1, "each attempted message stored exactly once");
+    assert_eq!(last_seq, Seq(attempted - 1), "each attempted message stored exactly once");
     let mut seen = HashSet::new();
-    for expected_seq in 1..=last_seq {
+    for expected_seq in (1..=last_seq.get()).map(Seq) {
         let m = bob.next_message().unwrap();
         assert_eq!(m.seq, expected_seq);
         let text = String::from_utf8(m.content.body).unwrap();
         assert!(seen.insert(text.clone()), "{text} delivered twice");
-        if expected_seq % 500 == 0 {
+        if expected_seq.get() % 500 == 0 {
             bob.ack(expected_seq).unwrap();
         }
     }
@@ -147,7 +147,7 @@ fn logs_never_show_passwords_tokens_or_message_bodies() {
         Reply::LoggedIn { resume_token, .. } => resume_token,
         other => panic!("{other:?}"),
     };
-    alice.send_text("bob", 1, secret_body).unwrap();
+    alice.send_text("bob", ClientMsgId(1), secret_body).unwrap();
     let (mut bob, _) = Client::connect(daemon.addr, "t").unwrap();
     bob.login("bob", "wrong password, also secret").unwrap_err();
     bob.login("bob", secret_password).unwrap();

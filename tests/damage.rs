@@ -5,8 +5,8 @@
 use crate::common::daemon::confabd;
 use crate::common::{DataDir, PASSWORD};
 use confab::client::Client;
-use confab::protocol::{Content, SenderKind};
-use confab::store::StoredMessage;
+use confab::protocol::{ClientMsgId, Content, GroupId, MessageId, SenderKind, Seq, UserId};
+use confab::store::{LogOwner, StoredMessage};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -56,7 +56,7 @@ fn written() -> DataDir {
     alice.register("bob", PASSWORD).unwrap();
     alice.login("alice", PASSWORD).unwrap();
     for i in 1..=MESSAGES {
-        alice.send_text("bob", i, &format!("message {i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("message {i}")).unwrap();
     }
     stop(child);
     data
@@ -132,7 +132,7 @@ fn storage_verify_reports_a_missing_message_and_the_server_refuses_it() {
         // Bob's inbox with message 3 gone, written below the server.
         let store = data.store();
         let m = |text: &str| StoredMessage {
-            message_id: 1,
+            message_id: MessageId(1),
             from: "alice".into(),
             sender: SenderKind::User,
             timestamp_ms: 0,
@@ -140,8 +140,9 @@ fn storage_verify_reports_a_missing_message_and_the_server_refuses_it() {
             event: None,
             except: None,
         };
+        let bob = LogOwner::from(UserId(77));
         for seq in [1, 2, 4, 5] {
-            store.inbox.append(77, seq, &m("x")).unwrap();
+            store.inbox.append(bob, Seq(seq), &m("x")).unwrap();
         }
         store.checkpoint().unwrap();
     }
@@ -179,14 +180,15 @@ fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
             MemberRecord { username: "alice".into(), uid: alice, role: Role::Owner },
             MemberRecord { username: "bob".into(), uid: bob, role: Role::Member },
         ];
-        store.put_group(70, &GroupRecord { name: "g".into(), open: false, created_ms: 0, members }).unwrap();
+        let group = GroupId(70);
+        store.put_group(group, &GroupRecord { name: "g".into(), open: false, created_ms: 0, members }).unwrap();
         for (name, acked) in [("alice", 5), ("bob", 7)] {
-            store.add_membership(name, 70).unwrap();
-            store.put_group_ack(70, name, acked).unwrap();
+            store.add_membership(name, group).unwrap();
+            store.put_group_ack(group, name, Seq(acked)).unwrap();
         }
         for seq in 1..=5 {
             let m = StoredMessage {
-                message_id: seq,
+                message_id: MessageId(seq),
                 from: "alice".into(),
                 sender: SenderKind::User,
                 timestamp_ms: 0,
@@ -194,7 +196,7 @@ fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
                 event: None,
                 except: None,
             };
-            store.group_log.append(70, seq, &m).unwrap();
+            store.group_log.append(group.into(), Seq(seq), &m).unwrap();
         }
         store.checkpoint().unwrap();
     }
@@ -203,13 +205,17 @@ fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
     let server = TestServer::with(|c| c.data_dir = data.path().to_path_buf());
     let mut bob = server.login("bob");
     match bob.request(Request::ListGroups).unwrap() {
-        Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (5, 5)),
+        Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (Seq(5), Seq(5))),
         other => panic!("{other:?}"),
     }
     let mut alice = server.login("alice");
-    let send =
-        Request::Send { to: Target::Group(70), client_msg_id: 1, transient: false, content: Content::text("six") };
-    assert!(matches!(alice.request(send).unwrap(), Reply::Sent { seq: 6, .. }));
+    let send = Request::Send {
+        to: Target::Group(GroupId(70)),
+        client_msg_id: ClientMsgId(1),
+        transient: false,
+        content: Content::text("six"),
+    };
+    assert!(matches!(alice.request(send).unwrap(), Reply::Sent { seq: Seq(6), .. }));
     let m = bob.next_message().unwrap();
-    assert_eq!((m.conversation, m.seq), (Conversation::Group(70), 6));
+    assert_eq!((m.conversation, m.seq), (Conversation::Group(GroupId(70)), Seq(6)));
 }

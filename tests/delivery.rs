@@ -2,14 +2,16 @@
 
 use crate::common::{eventually, inbox_of, TestServer, PASSWORD, SETTLE};
 use confab::client::Client;
-use confab::protocol::{Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, ServerFrame, Target};
+use confab::protocol::{
+    ClientMsgId, Content, Conversation, ErrorCode, Media, MediaKind, Push, Reply, Request, Seq, ServerFrame, Target,
+};
 
 fn text_of(content: &Content) -> String {
     String::from_utf8(content.body.clone()).expect("utf-8 body")
 }
 
 /// Receives `count` messages and returns their (seq, text).
-fn receive(client: &mut Client, count: usize) -> Vec<(u64, String)> {
+fn receive(client: &mut Client, count: usize) -> Vec<(Seq, String)> {
     (0..count)
         .map(|_| {
             let m = client.next_message().expect("a pushed message");
@@ -34,16 +36,16 @@ fn message_to_an_online_user() {
         body: b"caption".to_vec(),
         media: Some(Media { url: "https://example.org/cat.png".into(), description: "a cat".into(), size: 2048 }),
     };
-    let (message_id, seq, duplicate) = alice.send_message("bob", 7, media.clone()).unwrap();
-    assert_eq!((seq, duplicate), (1, false));
+    let (message_id, seq, duplicate) = alice.send_message("bob", ClientMsgId(7), media.clone()).unwrap();
+    assert_eq!((seq, duplicate), (Seq(1), false));
     let m = bob.next_message().unwrap();
     assert_eq!(m.message_id, message_id);
-    assert_eq!(m.seq, 1);
+    assert_eq!(m.seq, Seq(1));
     assert_eq!(m.from, "alice");
     assert_eq!(m.conversation, Conversation::Inbox);
     assert_eq!(m.content, media);
     assert!(m.timestamp_ms > 1_600_000_000_000);
-    assert_eq!(bob.ack(1).unwrap(), 1);
+    assert_eq!(bob.ack(Seq(1)).unwrap(), Seq(1));
     // The sender never gets its own message back.
     alice.set_timeout(std::time::Duration::from_millis(200)).unwrap();
     assert!(matches!(alice.next_push(), Err(confab::client::ClientError::Timeout)));
@@ -58,18 +60,21 @@ fn a_note_to_self_arrives_after_its_receipt() {
     let id = alice
         .send(Request::Send {
             to: Target::User("alice".into()),
-            client_msg_id: 1,
+            client_msg_id: ClientMsgId(1),
             transient: false,
             content: Content { kind: MediaKind::Text, body: b"note to self".to_vec(), media: None },
         })
         .unwrap();
     let first = alice.read_frame().unwrap();
     assert!(
-        matches!(&first, ServerFrame::Reply { request_id, reply: Reply::Sent { seq: 1, .. } } if *request_id == id),
+        matches!(&first, ServerFrame::Reply { request_id, reply: Reply::Sent { seq: Seq(1), .. } } if *request_id == id),
         "{first:?}"
     );
     let second = alice.read_frame().unwrap();
-    assert!(matches!(&second, ServerFrame::Push(Push::Message(m)) if m.seq == 1 && m.from == "alice"), "{second:?}");
+    assert!(
+        matches!(&second, ServerFrame::Push(Push::Message(m)) if m.seq == Seq(1) && m.from == "alice"),
+        "{second:?}"
+    );
 }
 
 #[test]
@@ -78,14 +83,14 @@ fn offline_messages_arrive_at_login_in_order() {
     server.register(&["bob"]);
     let mut alice = server.user("alice");
     for i in 1..=50u64 {
-        let (_, seq, _) = alice.send_text("bob", i, &format!("m{i}")).unwrap();
-        assert_eq!(seq, i);
+        let (_, seq, _) = alice.send_text("bob", ClientMsgId(i), &format!("m{i}")).unwrap();
+        assert_eq!(seq, Seq(i));
     }
     let mut bob = server.client();
     let reply = bob.login("bob", PASSWORD).unwrap();
-    assert_eq!(inbox_of(&reply), (0, 50));
+    assert_eq!(inbox_of(&reply), (Seq::ZERO, Seq(50)));
     let got = receive(&mut bob, 50);
-    let expected: Vec<_> = (1..=50).map(|i| (i, format!("m{i}"))).collect();
+    let expected: Vec<_> = (1..=50).map(|i| (Seq(i), format!("m{i}"))).collect();
     assert_eq!(got, expected);
 }
 
@@ -95,7 +100,7 @@ fn unacknowledged_messages_are_redelivered_and_acked_ones_are_not() {
     server.register(&["bob"]);
     let mut alice = server.user("alice");
     for i in 1..=5u64 {
-        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("m{i}")).unwrap();
     }
     {
         let mut bob = server.login("bob");
@@ -104,24 +109,24 @@ fn unacknowledged_messages_are_redelivered_and_acked_ones_are_not() {
     }
     let mut bob = server.client();
     let reply = bob.login("bob", PASSWORD).unwrap();
-    assert_eq!(inbox_of(&reply), (0, 5));
-    assert_eq!(receive(&mut bob, 5).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
-    assert_eq!(bob.ack(3).unwrap(), 3);
+    assert_eq!(inbox_of(&reply), (Seq::ZERO, Seq(5)));
+    assert_eq!(receive(&mut bob, 5).iter().map(|(s, _)| s.get()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(bob.ack(Seq(3)).unwrap(), Seq(3));
     drop(bob);
 
     let mut bob = server.client();
     let reply = bob.login("bob", PASSWORD).unwrap();
-    assert_eq!(inbox_of(&reply), (3, 5));
+    assert_eq!(inbox_of(&reply), (Seq(3), Seq(5)));
     // Delivery restarts after the ack, and the first push says so.
     let m4 = bob.next_message().unwrap();
-    assert_eq!((m4.seq, m4.prev_seq), (4, 3));
+    assert_eq!((m4.seq, m4.prev_seq), (Seq(4), Seq(3)));
     let m5 = bob.next_message().unwrap();
-    assert_eq!((m5.seq, m5.prev_seq, text_of(&m5.content).as_str()), (5, 4, "m5"));
+    assert_eq!((m5.seq, m5.prev_seq, text_of(&m5.content).as_str()), (Seq(5), Seq(4), "m5"));
 
-    bob.ack(5).unwrap();
+    bob.ack(Seq(5)).unwrap();
     // Nothing else is owed: the next push is the next new message.
-    alice.send_text("bob", 6, "m6").unwrap();
-    assert_eq!(receive(&mut bob, 1), vec![(6, "m6".to_string())]);
+    alice.send_text("bob", ClientMsgId(6), "m6").unwrap();
+    assert_eq!(receive(&mut bob, 1), vec![(Seq(6), "m6".to_string())]);
     assert_eq!(server.server().store().stats().unwrap().stored_messages, 1);
 }
 
@@ -130,14 +135,14 @@ fn a_resend_with_the_same_client_id_is_stored_once() {
     let server = TestServer::start();
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
-    let first = alice.send_text("bob", 42, "only once").unwrap();
-    let again = alice.send_text("bob", 42, "only once").unwrap();
+    let first = alice.send_text("bob", ClientMsgId(42), "only once").unwrap();
+    let again = alice.send_text("bob", ClientMsgId(42), "only once").unwrap();
     assert_eq!((again.0, again.1, again.2), (first.0, first.1, true));
-    alice.send_text("bob", 43, "next").unwrap();
-    assert_eq!(receive(&mut bob, 2), vec![(1, "only once".to_string()), (2, "next".to_string())]);
+    alice.send_text("bob", ClientMsgId(43), "next").unwrap();
+    assert_eq!(receive(&mut bob, 2), vec![(Seq(1), "only once".to_string()), (Seq(2), "next".to_string())]);
     // Another sender may use the same client id freely.
     let mut carol = server.user("carol");
-    assert!(!carol.send_text("bob", 42, "carol's").unwrap().2);
+    assert!(!carol.send_text("bob", ClientMsgId(42), "carol's").unwrap().2);
 }
 
 #[test]
@@ -147,21 +152,21 @@ fn messages_survive_a_restart_and_acks_stick() {
     {
         let mut alice = server.user("alice");
         for i in 1..=4u64 {
-            alice.send_text("bob", i, &format!("m{i}")).unwrap();
+            alice.send_text("bob", ClientMsgId(i), &format!("m{i}")).unwrap();
         }
         let mut bob = server.login("bob");
         receive(&mut bob, 4);
-        bob.ack(2).unwrap();
+        bob.ack(Seq(2)).unwrap();
     }
     server.restart();
     let mut bob = server.client();
     let reply = bob.login("bob", PASSWORD).unwrap();
-    assert_eq!(inbox_of(&reply), (2, 4));
-    assert_eq!(receive(&mut bob, 2), vec![(3, "m3".to_string()), (4, "m4".to_string())]);
+    assert_eq!(inbox_of(&reply), (Seq(2), Seq(4)));
+    assert_eq!(receive(&mut bob, 2), vec![(Seq(3), "m3".to_string()), (Seq(4), "m4".to_string())]);
     // Numbering continues after the restart; the dedup record survived too.
     let mut alice = server.login("alice");
-    assert!(alice.send_text("bob", 4, "m4").unwrap().2);
-    assert_eq!(alice.send_text("bob", 5, "m5").unwrap().1, 5);
+    assert!(alice.send_text("bob", ClientMsgId(4), "m4").unwrap().2);
+    assert_eq!(alice.send_text("bob", ClientMsgId(5), "m5").unwrap().1, Seq(5));
 }
 
 #[test]
@@ -171,7 +176,7 @@ fn transient_messages_reach_only_online_users_and_are_never_stored() {
     let mut alice = server.user("alice");
     let typing = |to: &str| Request::Send {
         to: Target::User(to.into()),
-        client_msg_id: 0,
+        client_msg_id: ClientMsgId::NONE,
         transient: true,
         content: Content::text("typing…"),
     };
@@ -194,18 +199,18 @@ fn sending_errors() {
     let server = TestServer::start();
     server.register(&["bob"]);
     let mut alice = server.user("alice");
-    let err = |c: &mut Client, to: &str, id: u64, content: Content| {
+    let err = |c: &mut Client, to: &str, id: ClientMsgId, content: Content| {
         c.send_message(to, id, content).unwrap_err().code().expect("a server error")
     };
-    assert_eq!(err(&mut alice, "nobody", 1, Content::text("hi")), ErrorCode::UnknownUser);
-    assert_eq!(err(&mut alice, "bob", 0, Content::text("hi")), ErrorCode::BadRequest);
-    assert_eq!(err(&mut alice, "bob", 2, Content::text("")), ErrorCode::InvalidContent);
+    assert_eq!(err(&mut alice, "nobody", ClientMsgId(1), Content::text("hi")), ErrorCode::UnknownUser);
+    assert_eq!(err(&mut alice, "bob", ClientMsgId::NONE, Content::text("hi")), ErrorCode::BadRequest);
+    assert_eq!(err(&mut alice, "bob", ClientMsgId(2), Content::text("")), ErrorCode::InvalidContent);
     let big = Content { kind: MediaKind::File, body: vec![7; 32 * 1024 + 1], media: None };
-    assert_eq!(err(&mut alice, "bob", 3, big), ErrorCode::InvalidContent);
+    assert_eq!(err(&mut alice, "bob", ClientMsgId(3), big), ErrorCode::InvalidContent);
     let at_limit = Content { kind: MediaKind::File, body: vec![7; 32 * 1024], media: None };
-    assert_eq!(alice.send_message("bob", 4, at_limit).unwrap().1, 1);
+    assert_eq!(alice.send_message("bob", ClientMsgId(4), at_limit).unwrap().1, Seq(1));
     // A client cannot acknowledge what does not exist.
-    let ack = alice.request(Request::Ack { conversation: Conversation::Inbox, up_to: 1 });
+    let ack = alice.request(Request::Ack { conversation: Conversation::Inbox, up_to: Seq(1) });
     assert_eq!(ack.unwrap_err().code(), Some(ErrorCode::BadRequest));
     assert_eq!(server.server().store().stats().unwrap().stored_messages, 1);
 }
@@ -216,22 +221,22 @@ fn the_delivery_window_paces_a_backlog() {
     server.register(&["bob"]);
     let mut alice = server.user("alice");
     for i in 1..=25u64 {
-        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("m{i}")).unwrap();
     }
     let mut bob = server.login("bob");
     let first = receive(&mut bob, 10);
-    assert_eq!(first.last().unwrap().0, 10);
+    assert_eq!(first.last().unwrap().0, Seq(10));
     barrier(&mut bob);
     // Ten outstanding: nothing more until an ack.
     bob.set_timeout(std::time::Duration::from_millis(200)).unwrap();
     assert!(bob.next_push().is_err());
     bob.set_timeout(std::time::Duration::from_secs(10)).unwrap();
-    bob.ack(4).unwrap();
-    assert_eq!(receive(&mut bob, 4).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [11, 12, 13, 14]);
-    bob.ack(14).unwrap();
-    assert_eq!(receive(&mut bob, 10).last().unwrap().0, 24);
-    bob.ack(24).unwrap();
-    assert_eq!(receive(&mut bob, 1), vec![(25, "m25".to_string())]);
+    bob.ack(Seq(4)).unwrap();
+    assert_eq!(receive(&mut bob, 4).iter().map(|(s, _)| s.get()).collect::<Vec<_>>(), [11, 12, 13, 14]);
+    bob.ack(Seq(14)).unwrap();
+    assert_eq!(receive(&mut bob, 10).last().unwrap().0, Seq(24));
+    bob.ack(Seq(24)).unwrap();
+    assert_eq!(receive(&mut bob, 1), vec![(Seq(25), "m25".to_string())]);
 }
 
 #[test]
@@ -240,18 +245,18 @@ fn resync_delivers_again_from_a_point() {
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
     for i in 1..=5u64 {
-        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("m{i}")).unwrap();
     }
     receive(&mut bob, 5);
-    bob.ack(1).unwrap();
-    let reply = bob.request(Request::Resync { conversation: Conversation::Inbox, after: 3 }).unwrap();
-    assert_eq!(reply, Reply::Resynced { conversation: Conversation::Inbox, after: 3, last_seq: 5 });
-    assert_eq!(receive(&mut bob, 2).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4, 5]);
+    bob.ack(Seq(1)).unwrap();
+    let reply = bob.request(Request::Resync { conversation: Conversation::Inbox, after: Seq(3) }).unwrap();
+    assert_eq!(reply, Reply::Resynced { conversation: Conversation::Inbox, after: Seq(3), last_seq: Seq(5) });
+    assert_eq!(receive(&mut bob, 2).iter().map(|(s, _)| s.get()).collect::<Vec<_>>(), [4, 5]);
     // Before the ack is as far back as it goes: acknowledged messages are gone.
-    let reply = bob.request(Request::Resync { conversation: Conversation::Inbox, after: 0 }).unwrap();
-    assert_eq!(reply, Reply::Resynced { conversation: Conversation::Inbox, after: 1, last_seq: 5 });
-    assert_eq!(receive(&mut bob, 4).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 3, 4, 5]);
-    let beyond = bob.request(Request::Resync { conversation: Conversation::Inbox, after: 9 });
+    let reply = bob.request(Request::Resync { conversation: Conversation::Inbox, after: Seq::ZERO }).unwrap();
+    assert_eq!(reply, Reply::Resynced { conversation: Conversation::Inbox, after: Seq(1), last_seq: Seq(5) });
+    assert_eq!(receive(&mut bob, 4).iter().map(|(s, _)| s.get()).collect::<Vec<_>>(), [2, 3, 4, 5]);
+    let beyond = bob.request(Request::Resync { conversation: Conversation::Inbox, after: Seq(9) });
     assert_eq!(beyond.unwrap_err().code(), Some(ErrorCode::BadRequest));
 }
 
@@ -263,12 +268,12 @@ fn catch_up_and_live_traffic_form_one_gap_free_stream() {
     let total = 1500u64;
     let mut alice = server.user("alice");
     for i in 1..=500 {
-        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("m{i}")).unwrap();
     }
     // Alice keeps sending while bob logs in and drains his backlog.
     let sender = std::thread::spawn(move || {
         for i in 501..=total {
-            alice.send_text("bob", i, &format!("m{i}")).unwrap();
+            alice.send_text("bob", ClientMsgId(i), &format!("m{i}")).unwrap();
         }
     });
     let (mut bob, _) = Client::connect(addr, "bob").unwrap();
@@ -276,10 +281,10 @@ fn catch_up_and_live_traffic_form_one_gap_free_stream() {
     let mut expected = 1;
     while expected <= total {
         let m = bob.next_message().unwrap();
-        assert_eq!(m.seq, expected, "gap or reordering");
+        assert_eq!(m.seq, Seq(expected), "gap or reordering");
         assert_eq!(text_of(&m.content), format!("m{expected}"));
         if expected % 32 == 0 || expected == total {
-            bob.ack(expected).unwrap();
+            bob.ack(Seq(expected)).unwrap();
         }
         expected += 1;
     }
@@ -294,11 +299,11 @@ fn journaled_messages_migrate_into_the_log_and_acked_ones_are_gone() {
     let mut carol = server.user("carol");
     // Carol reads and acknowledges at once; bob is offline.
     for i in 1..=5u64 {
-        alice.send_text("carol", i, &format!("c{i}")).unwrap();
-        alice.send_text("bob", i, &format!("b{i}")).unwrap();
+        alice.send_text("carol", ClientMsgId(i), &format!("c{i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("b{i}")).unwrap();
     }
     receive(&mut carol, 5);
-    carol.ack(5).unwrap();
+    carol.ack(Seq(5)).unwrap();
     // Nothing a client can see proves the migration, so the store is asked.
     eventually("the workers to migrate every journal value", SETTLE, || server.server().store().staged_len() == 0);
     // Bob's five are in his log now (read back from it); carol's acknowledged ones are
@@ -306,7 +311,7 @@ fn journaled_messages_migrate_into_the_log_and_acked_ones_are_gone() {
     let store = server.server().store();
     assert_eq!(store.stats().unwrap().stored_messages, 5);
     let bob_uid = store.account("bob").unwrap().unwrap().user_id;
-    assert_eq!(store.inbox.read(bob_uid, 0, 10).unwrap().len(), 5);
+    assert_eq!(store.inbox.read(bob_uid.into(), Seq::ZERO, 10).unwrap().len(), 5);
     let mut bob = server.login("bob");
     let texts: Vec<_> = receive(&mut bob, 5).into_iter().map(|(_, t)| t).collect();
     assert_eq!(texts, ["b1", "b2", "b3", "b4", "b5"]);

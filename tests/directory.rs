@@ -6,7 +6,8 @@ use crate::common::{TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{
-    Content, Conversation, GroupEvent, OnlineUser, OpenGroup, Reply, Request, SenderKind, ServiceTarget, Target,
+    ClientMsgId, Content, Conversation, GroupEvent, GroupId, OnlineUser, OpenGroup, Reply, Request, SenderKind,
+    ServiceTarget, Target,
 };
 
 fn rename(client: &mut Client, name: &str) {
@@ -16,7 +17,7 @@ fn rename(client: &mut Client, name: &str) {
     );
 }
 
-fn create(client: &mut Client, name: &str, open: bool) -> u64 {
+fn create(client: &mut Client, name: &str, open: bool) -> GroupId {
     match client.request(Request::CreateGroup { name: name.into(), open }).unwrap() {
         Reply::GroupCreated { group_id } => group_id,
         other => panic!("{other:?}"),
@@ -30,7 +31,7 @@ fn admin_flag(reply: &Reply) -> bool {
     }
 }
 
-fn open_groups(client: &mut Client, after: u64, limit: u32) -> (Vec<OpenGroup>, bool) {
+fn open_groups(client: &mut Client, after: GroupId, limit: u32) -> (Vec<OpenGroup>, bool) {
     match client.request(Request::ListOpenGroups { after, limit }).unwrap() {
         Reply::OpenGroups { groups, more } => (groups, more),
         other => panic!("{other:?}"),
@@ -62,7 +63,7 @@ fn pushes_carry_the_senders_display_name_even_when_the_sender_is_offline() {
     server.register(&["bob"]);
     let mut alice = server.user("alice");
     rename(&mut alice, "Alice Liddell");
-    alice.send_text("bob", 1, "hi bob").unwrap();
+    alice.send_text("bob", ClientMsgId(1), "hi bob").unwrap();
     let group = create(&mut alice, "club", false);
     alice.next_message().unwrap(); // Created
     assert_eq!(alice.request(Request::AddMember { group_id: group, username: "bob".into() }).unwrap(), Reply::Done);
@@ -82,8 +83,12 @@ fn pushes_carry_the_senders_display_name_even_when_the_sender_is_offline() {
     // A live message carries the name the sender has now; a service's carries its name.
     rename(&mut bob, "Robert");
     let mut alice = server.login("alice");
-    let say =
-        Request::Send { to: Target::Group(group), client_msg_id: 2, transient: false, content: Content::text("hey") };
+    let say = Request::Send {
+        to: Target::Group(group),
+        client_msg_id: ClientMsgId(2),
+        transient: false,
+        content: Content::text("hey"),
+    };
     bob.request(say).unwrap();
     let live = loop {
         let m = alice.next_message().unwrap();
@@ -97,8 +102,13 @@ fn pushes_carry_the_senders_display_name_even_when_the_sender_is_offline() {
     let mut shop = server.client();
     shop.request(Request::ServiceLogin { name: "shop".into(), token }).unwrap();
     let to = ServiceTarget::Users(vec!["alice".into()]);
-    shop.request(Request::ServiceSend { to, client_msg_id: 1, transient: false, content: Content::text("shipped") })
-        .unwrap();
+    shop.request(Request::ServiceSend {
+        to,
+        client_msg_id: ClientMsgId(1),
+        transient: false,
+        content: Content::text("shipped"),
+    })
+    .unwrap();
     let from_shop = loop {
         let m = alice.next_message().unwrap();
         if m.sender == SenderKind::Service {
@@ -146,9 +156,9 @@ fn open_groups_are_listed_in_pages_across_workers_and_restarts() {
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
     // Ids come from one counter and spread over the workers by id.
-    let open: Vec<u64> = (0..5).map(|i| create(&mut alice, &format!("open {i}"), true)).collect();
+    let open: Vec<GroupId> = (0..5).map(|i| create(&mut alice, &format!("open {i}"), true)).collect();
     let closed = create(&mut alice, "secret", false);
-    let (page, more) = open_groups(&mut bob, 0, 3);
+    let (page, more) = open_groups(&mut bob, GroupId(0), 3);
     assert_eq!(page.iter().map(|g| g.group_id).collect::<Vec<_>>(), open[..3]);
     assert!(more);
     assert_eq!(page[0], OpenGroup { group_id: open[0], name: "open 0".into(), members: 1 });
@@ -168,10 +178,10 @@ fn open_groups_are_listed_in_pages_across_workers_and_restarts() {
         OpenGroup { group_id: open[2], name: "Chess".into(), members: 1 },
         OpenGroup { group_id: open[3], name: "open 3".into(), members: 1 },
     ];
-    assert_eq!(open_groups(&mut bob, 0, 0), (expected.clone(), false));
+    assert_eq!(open_groups(&mut bob, GroupId(0), 0), (expected.clone(), false));
 
     drop((alice, bob));
     server.restart();
     let mut carol = server.user("carol");
-    assert_eq!(open_groups(&mut carol, 0, 0), (expected, false));
+    assert_eq!(open_groups(&mut carol, GroupId(0), 0), (expected, false));
 }

@@ -7,7 +7,7 @@
 use crate::common::daemon::{spawn_daemon, Daemon};
 use crate::common::{eventually, PASSWORD};
 use confab::client::{Client, ClientError};
-use confab::protocol::{Content, ErrorCode, Reply, Request, Target};
+use confab::protocol::{ClientMsgId, Content, ErrorCode, Reply, Request, Seq, Target};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,7 +48,7 @@ fn fill(path: &Path) {
     let _ = file.sync_all();
 }
 
-fn send(alice: &mut Client, cmid: u64) -> Result<u64, ClientError> {
+fn send(alice: &mut Client, cmid: ClientMsgId) -> Result<Seq, ClientError> {
     let body = format!("{cmid:>8}").repeat(2048); // 16 KiB
     let request = Request::Send {
         to: Target::User("bob".into()),
@@ -77,7 +77,7 @@ fn bob_reads_everything(daemon: &Daemon) -> u64 {
         Reply::LoggedIn { acked, last_seq, .. } => (acked, last_seq),
         other => panic!("{other:?}"),
     };
-    for seq in acked + 1..=last_seq {
+    for seq in (acked.get() + 1..=last_seq.get()).map(Seq) {
         let m = bob.next_message().unwrap();
         assert_eq!(m.seq, seq);
         assert!(String::from_utf8(m.content.body).unwrap().trim_start().starts_with(&seq.to_string()));
@@ -102,15 +102,15 @@ fn a_full_disk_refuses_sends_keeps_serving_and_recovers_when_space_is_freed() {
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
     alice.login("alice", PASSWORD).unwrap();
     for cmid in 1..=20 {
-        assert_eq!(send(&mut alice, cmid).unwrap(), cmid);
+        assert_eq!(send(&mut alice, ClientMsgId(cmid)).unwrap(), Seq(cmid));
     }
 
     fill(&filler);
     // Sends go on into the space already reserved, then are refused with a typed error.
     let mut cmid = 21;
     let refused = loop {
-        match send(&mut alice, cmid) {
-            Ok(seq) => assert_eq!(seq, cmid, "every receipt is a stored message, in order"),
+        match send(&mut alice, ClientMsgId(cmid)) {
+            Ok(seq) => assert_eq!(seq, Seq(cmid), "every receipt is a stored message, in order"),
             Err(e) => break e,
         }
         cmid += 1;
@@ -129,18 +129,18 @@ fn a_full_disk_refuses_sends_keeps_serving_and_recovers_when_space_is_freed() {
     assert_eq!(bob_reads_everything(&daemon), 0, "everything was acked before the restart");
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
     alice.login("alice", PASSWORD).unwrap();
-    assert_eq!(send(&mut alice, cmid).unwrap_err().code(), Some(ErrorCode::StorageFull));
+    assert_eq!(send(&mut alice, ClientMsgId(cmid)).unwrap_err().code(), Some(ErrorCode::StorageFull));
 
     // Space comes back: sends are taken again without a restart.
     std::fs::remove_file(&filler).unwrap();
     let seq = eventually("a send to be taken once space was freed", Duration::from_secs(15), || {
-        match send(&mut alice, cmid) {
+        match send(&mut alice, ClientMsgId(cmid)) {
             Ok(seq) => Some(seq),
             Err(e) if e.code() == Some(ErrorCode::StorageFull) => None,
             Err(e) => panic!("refused otherwise than for a full disk: {e}"),
         }
     });
-    assert_eq!(seq, receipted + 1);
+    assert_eq!(seq, Seq(receipted + 1));
     setup = Client::connect(daemon.addr, "setup").unwrap().0;
     setup.register("carol", PASSWORD).unwrap();
     assert_eq!(bob_reads_everything(&daemon), 1);

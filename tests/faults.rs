@@ -3,7 +3,7 @@
 
 use crate::common::{eventually, TestServer, PASSWORD};
 use confab::client::ClientError;
-use confab::protocol::{Content, ErrorCode, Reply, Request, ServerFrame, Target};
+use confab::protocol::{ClientMsgId, Content, ErrorCode, Reply, Request, Seq, ServerFrame, Target};
 use std::time::Duration;
 
 #[test]
@@ -11,9 +11,9 @@ fn a_failing_disk_gets_errors_not_receipts_and_the_server_recovers() {
     let server = TestServer::start();
     server.register(&["bob"]);
     let mut alice = server.user("alice");
-    alice.send_text("bob", 1, "before").unwrap();
+    alice.send_text("bob", ClientMsgId(1), "before").unwrap();
     server.server().store().inject_flush_failures(true);
-    let failed = alice.send_text("bob", 2, "during");
+    let failed = alice.send_text("bob", ClientMsgId(2), "during");
     assert_eq!(failed.unwrap_err().code(), Some(ErrorCode::Internal));
     // Requests that need no disk are still served.
     assert_eq!(alice.request(Request::Ping).unwrap(), Reply::Pong);
@@ -21,7 +21,7 @@ fn a_failing_disk_gets_errors_not_receipts_and_the_server_recovers() {
     // A failing log is tried again once a second; until then a retry is refused too.
     let seq =
         eventually("a retried send to be taken once the disk works again", Duration::from_secs(10), || {
-            match alice.send_text("bob", 2, "during") {
+            match alice.send_text("bob", ClientMsgId(2), "during") {
                 Ok((_, seq, _)) => Some(seq),
                 Err(e) => {
                     assert!(matches!(e.code(), Some(ErrorCode::Internal | ErrorCode::StorageFull)), "{e}");
@@ -30,8 +30,8 @@ fn a_failing_disk_gets_errors_not_receipts_and_the_server_recovers() {
             }
         });
     // The retry gets a receipt now; the message exists once.
-    assert_eq!(seq, 2);
-    alice.send_text("bob", 3, "after").unwrap();
+    assert_eq!(seq, Seq(2));
+    alice.send_text("bob", ClientMsgId(3), "after").unwrap();
     let mut bob = server.client();
     bob.login("bob", PASSWORD).unwrap();
     let got: Vec<_> = (0..3).map(|_| bob.next_message().unwrap()).collect();
@@ -46,7 +46,7 @@ fn what_was_pushed_into_a_half_dead_connection_is_delivered_again() {
     let mut alice = server.user("alice");
     let mut ghost = server.login("bob");
     for i in 1..=20 {
-        alice.send_text("bob", i, &format!("m{i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("m{i}")).unwrap();
     }
     // Bob's device went away without a FIN: it never reads, never acks, never pings.
     // The idle timeout closes it from the server's side.
@@ -63,7 +63,7 @@ fn what_was_pushed_into_a_half_dead_connection_is_delivered_again() {
     assert_eq!(closed_for, Some(ErrorCode::IdleTimeout));
     let mut bob = server.client();
     bob.login("bob", PASSWORD).unwrap();
-    let seqs: Vec<u64> = (0..20).map(|_| bob.next_message().unwrap().seq).collect();
+    let seqs: Vec<u64> = (0..20).map(|_| bob.next_message().unwrap().seq.get()).collect();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
 }
 
@@ -76,13 +76,13 @@ fn a_new_login_takes_over_from_a_half_dead_one_and_gets_everything() {
     for i in 1..=10 {
         let request = Request::Send {
             to: Target::User("bob".into()),
-            client_msg_id: i,
+            client_msg_id: ClientMsgId(i),
             transient: false,
             content: Content::text(format!("m{i}")),
         };
         alice.request(request).unwrap();
     }
     let mut bob = server.login("bob");
-    let seqs: Vec<u64> = (0..10).map(|_| bob.next_message().unwrap().seq).collect();
+    let seqs: Vec<u64> = (0..10).map(|_| bob.next_message().unwrap().seq.get()).collect();
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
 }

@@ -2,9 +2,11 @@
 
 use crate::common::{TestServer, PASSWORD};
 use confab::client::Client;
-use confab::protocol::{Content, Conversation, ErrorCode, GroupEvent, Message, Reply, Request, Role, Target};
+use confab::protocol::{
+    ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Message, Reply, Request, Role, Seq, Target,
+};
 
-fn create(client: &mut Client, name: &str, open: bool) -> u64 {
+fn create(client: &mut Client, name: &str, open: bool) -> GroupId {
     match client.request(Request::CreateGroup { name: name.into(), open }).unwrap() {
         Reply::GroupCreated { group_id } => group_id,
         other => panic!("{other:?}"),
@@ -19,7 +21,7 @@ fn refused(client: &mut Client, request: Request) -> ErrorCode {
     client.request(request).unwrap_err().code().expect("a server error")
 }
 
-fn say(client: &mut Client, group_id: u64, id: u64, text: &str) -> u64 {
+fn say(client: &mut Client, group_id: GroupId, id: ClientMsgId, text: &str) -> Seq {
     let request = Request::Send {
         to: Target::Group(group_id),
         client_msg_id: id,
@@ -36,12 +38,12 @@ fn text(m: &Message) -> String {
     String::from_utf8(m.content.body.clone()).unwrap()
 }
 
-fn ack(client: &mut Client, group_id: u64, up_to: u64) {
+fn ack(client: &mut Client, group_id: GroupId, up_to: Seq) {
     let reply = client.request(Request::Ack { conversation: Conversation::Group(group_id), up_to }).unwrap();
     assert_eq!(reply, Reply::Acked { conversation: Conversation::Group(group_id), up_to });
 }
 
-fn add(client: &mut Client, group_id: u64, who: &str) {
+fn add(client: &mut Client, group_id: GroupId, who: &str) {
     ok(client, Request::AddMember { group_id, username: who.into() });
 }
 
@@ -53,36 +55,39 @@ fn group_messages_reach_online_members_but_not_the_sender() {
     let mut carol = server.user("carol");
     let g = create(&mut alice, "friends", false);
     let created = alice.next_message().unwrap();
-    assert_eq!((created.conversation, created.seq), (Conversation::Group(g), 1));
+    assert_eq!((created.conversation, created.seq), (Conversation::Group(g), Seq(1)));
     assert_eq!(created.event, Some(GroupEvent::Created { by: "alice".into() }));
     add(&mut alice, g, "bob");
     add(&mut alice, g, "carol");
 
     // Each member hears of the later additions, in sequence.
     let added = bob.next_message().unwrap();
-    assert_eq!((added.seq, added.event), (2, Some(GroupEvent::Added { username: "bob".into(), by: "alice".into() })));
-    assert_eq!(bob.next_message().unwrap().seq, 3);
-    assert_eq!(carol.next_message().unwrap().seq, 3);
+    assert_eq!(
+        (added.seq, added.event),
+        (Seq(2), Some(GroupEvent::Added { username: "bob".into(), by: "alice".into() }))
+    );
+    assert_eq!(bob.next_message().unwrap().seq, Seq(3));
+    assert_eq!(carol.next_message().unwrap().seq, Seq(3));
 
     // Events reach the member who caused them too.
-    assert_eq!(alice.next_message().unwrap().seq, 2);
-    assert_eq!(alice.next_message().unwrap().seq, 3);
-    let seq = say(&mut bob, g, 1, "hello group");
-    assert_eq!(seq, 4);
+    assert_eq!(alice.next_message().unwrap().seq, Seq(2));
+    assert_eq!(alice.next_message().unwrap().seq, Seq(3));
+    let seq = say(&mut bob, g, ClientMsgId(1), "hello group");
+    assert_eq!(seq, Seq(4));
     for member in [&mut alice, &mut carol] {
         let m = member.next_message().unwrap();
         assert_eq!(
             (m.conversation, m.seq, m.from.as_str(), text(&m)),
-            (Conversation::Group(g), 4, "bob", "hello group".into())
+            (Conversation::Group(g), Seq(4), "bob", "hello group".into())
         );
     }
     // Bob's next push is carol's reply, not his own message; its prev_seq is the last
     // message bob was pushed (3), so the skipped seq 4 is no gap.
-    say(&mut carol, g, 1, "hi bob");
+    say(&mut carol, g, ClientMsgId(1), "hi bob");
     let reply = bob.next_message().unwrap();
-    assert_eq!((reply.seq, reply.prev_seq, text(&reply).as_str()), (5, 3, "hi bob"));
+    assert_eq!((reply.seq, reply.prev_seq, text(&reply).as_str()), (Seq(5), Seq(3), "hi bob"));
     let to_alice = alice.next_message().unwrap();
-    assert_eq!((to_alice.seq, to_alice.prev_seq), (5, 4));
+    assert_eq!((to_alice.seq, to_alice.prev_seq), (Seq(5), Seq(4)));
 
     match alice.request(Request::GroupMembers { group_id: g }).unwrap() {
         Reply::Members { members, .. } => {
@@ -101,7 +106,7 @@ fn group_messages_reach_online_members_but_not_the_sender() {
                 (groups[0].group_id, groups[0].name.as_str(), groups[0].role, groups[0].members),
                 (g, "friends", Role::Member, 3)
             );
-            assert_eq!(groups[0].last_seq, 5);
+            assert_eq!(groups[0].last_seq, Seq(5));
         }
         other => panic!("{other:?}"),
     }
@@ -117,7 +122,7 @@ fn offline_members_catch_up_in_order_after_a_restart_and_history_is_stored_once(
         add(&mut alice, g, "bob");
         add(&mut alice, g, "carol");
         for i in 1..=20 {
-            say(&mut alice, g, i, &format!("m{i}"));
+            say(&mut alice, g, ClientMsgId(i), &format!("m{i}"));
         }
         g
     };
@@ -126,18 +131,18 @@ fn offline_members_catch_up_in_order_after_a_restart_and_history_is_stored_once(
     server.restart();
 
     let mut bob = server.login("bob");
-    let got: Vec<(u64, Option<String>)> = (0..22)
+    let got: Vec<(Seq, Option<String>)> = (0..22)
         .map(|_| {
             let m = bob.next_message().unwrap();
             (m.seq, m.event.is_none().then(|| text(&m)))
         })
         .collect();
     // Bob's history starts at the event that added him: what came before is not his.
-    assert_eq!(&got[..2], &[(2, None), (3, None)]);
-    let expected: Vec<_> = (1..=20).map(|i| (i + 3, Some(format!("m{i}")))).collect();
+    assert_eq!(&got[..2], &[(Seq(2), None), (Seq(3), None)]);
+    let expected: Vec<_> = (1..=20).map(|i| (Seq(i + 3), Some(format!("m{i}")))).collect();
     assert_eq!(&got[2..], &expected[..]);
 
-    ack(&mut bob, g, 23);
+    ack(&mut bob, g, Seq(23));
 
     // Messages go from disk once every member has acknowledged them.
     let mut carol = server.login("carol");
@@ -145,12 +150,12 @@ fn offline_members_catch_up_in_order_after_a_restart_and_history_is_stored_once(
         carol.next_message().unwrap();
     }
     let mut alice = server.login("alice");
-    ack(&mut alice, g, 23);
+    ack(&mut alice, g, Seq(23));
     assert!(server.server().store().stats().unwrap().stored_messages > 0, "carol has not acked");
-    ack(&mut carol, g, 23);
+    ack(&mut carol, g, Seq(23));
     assert_eq!(server.server().store().stats().unwrap().stored_messages, 0);
     // Numbering goes on after everything was deleted.
-    assert_eq!(say(&mut alice, g, 100, "later"), 24);
+    assert_eq!(say(&mut alice, g, ClientMsgId(100), "later"), Seq(24));
 }
 
 #[test]
@@ -178,11 +183,16 @@ fn roles_decide_who_may_do_what() {
         ErrorCode::Forbidden
     );
     // Outsiders may not read, write or join a closed group.
-    let send = Request::Send { to: Target::Group(g), client_msg_id: 1, transient: false, content: Content::text("x") };
+    let send = Request::Send {
+        to: Target::Group(g),
+        client_msg_id: ClientMsgId(1),
+        transient: false,
+        content: Content::text("x"),
+    };
     assert_eq!(refused(&mut dave, send), ErrorCode::NotAMember);
     assert_eq!(refused(&mut dave, Request::GroupMembers { group_id: g }), ErrorCode::NotAMember);
     assert_eq!(refused(&mut dave, Request::JoinGroup { group_id: g }), ErrorCode::Forbidden);
-    assert_eq!(refused(&mut dave, Request::JoinGroup { group_id: 999_999 }), ErrorCode::UnknownGroup);
+    assert_eq!(refused(&mut dave, Request::JoinGroup { group_id: GroupId(999_999) }), ErrorCode::UnknownGroup);
     assert_eq!(
         refused(&mut alice, Request::AddMember { group_id: g, username: "bob".into() }),
         ErrorCode::AlreadyMember
@@ -258,7 +268,7 @@ fn deleting_a_group_tells_members_and_removes_everything() {
     let mut bob = server.user("bob");
     let g = create(&mut alice, "short-lived", false);
     add(&mut alice, g, "bob");
-    say(&mut alice, g, 1, "bye soon");
+    say(&mut alice, g, ClientMsgId(1), "bye soon");
     ok(&mut alice, Request::DeleteGroup { group_id: g });
     let mut last = None;
     for _ in 0..3 {
@@ -299,12 +309,12 @@ fn retention_drops_the_oldest_for_members_who_stay_away() {
     let g = create(&mut alice, "chatty", false);
     add(&mut alice, g, "bob");
     for i in 1..=10 {
-        say(&mut alice, g, i, &format!("m{i}"));
+        say(&mut alice, g, ClientMsgId(i), &format!("m{i}"));
     }
     // Seqs 1-2 are events, 3-12 messages; only the last five are kept.
     let mut bob = server.client();
     bob.login("bob", PASSWORD).unwrap();
-    let seqs: Vec<u64> = (0..5).map(|_| bob.next_message().unwrap().seq).collect();
+    let seqs: Vec<u64> = (0..5).map(|_| bob.next_message().unwrap().seq.get()).collect();
     assert_eq!(seqs, [8, 9, 10, 11, 12]);
     assert_eq!(server.server().store().stats().unwrap().stored_messages, 5);
 }
@@ -314,15 +324,15 @@ fn a_group_resend_with_the_same_client_id_is_stored_once() {
     let server = TestServer::start();
     let mut alice = server.user("alice");
     let g = create(&mut alice, "dedup", false);
-    assert_eq!(say(&mut alice, g, 5, "once"), 2);
+    assert_eq!(say(&mut alice, g, ClientMsgId(5), "once"), Seq(2));
     let again = alice.request(Request::Send {
         to: Target::Group(g),
-        client_msg_id: 5,
+        client_msg_id: ClientMsgId(5),
         transient: false,
         content: Content::text("once"),
     });
-    assert!(matches!(again.unwrap(), Reply::Sent { seq: 2, duplicate: true, .. }));
-    assert_eq!(say(&mut alice, g, 6, "twice"), 3);
+    assert!(matches!(again.unwrap(), Reply::Sent { seq: Seq(2), duplicate: true, .. }));
+    assert_eq!(say(&mut alice, g, ClientMsgId(6), "twice"), Seq(3));
 }
 
 #[test]
@@ -333,24 +343,24 @@ fn resends_after_a_restart_are_recognised_for_groups_and_users() {
     server.register(&["bob", "carol", "dave"]);
     let mut alice = server.user("alice");
     let g = create(&mut alice, "dedup", false);
-    let g_seq = say(&mut alice, g, 5, "once");
-    let direct: Vec<(String, u64)> = ["bob", "carol", "dave"]
+    let g_seq = say(&mut alice, g, ClientMsgId(5), "once");
+    let direct: Vec<(String, Seq)> = ["bob", "carol", "dave"]
         .iter()
         .enumerate()
-        .map(|(i, to)| (to.to_string(), alice.send_text(to, 10 + i as u64, "hi").unwrap().1))
+        .map(|(i, to)| (to.to_string(), alice.send_text(to, ClientMsgId(10 + i as u64), "hi").unwrap().1))
         .collect();
     drop(alice);
     server.restart();
     let mut alice = server.login("alice");
     let again = alice.request(Request::Send {
         to: Target::Group(g),
-        client_msg_id: 5,
+        client_msg_id: ClientMsgId(5),
         transient: false,
         content: Content::text("once"),
     });
     assert!(matches!(again.unwrap(), Reply::Sent { seq, duplicate: true, .. } if seq == g_seq));
     for (i, (to, seq)) in direct.iter().enumerate() {
-        let (_, again, duplicate) = alice.send_text(to, 10 + i as u64, "hi").unwrap();
+        let (_, again, duplicate) = alice.send_text(to, ClientMsgId(10 + i as u64), "hi").unwrap();
         assert_eq!((again, duplicate), (*seq, true), "the resend to {to}");
     }
 }
@@ -364,20 +374,23 @@ fn added_comes_before_done_and_the_new_member_starts_at_the_event() {
     let mut bob = server.user("bob");
     let g = create(&mut alice, "club", false);
     alice.next_message().unwrap(); // Created, seq 1
-    say(&mut alice, g, 1, "before bob"); // seq 2
+    say(&mut alice, g, ClientMsgId(1), "before bob"); // seq 2
 
     let id = alice.send(Request::AddMember { group_id: g, username: "bob".into() }).unwrap();
     let added = match alice.read_frame().unwrap() {
         confab::protocol::ServerFrame::Push(confab::protocol::Push::Message(m)) => m,
         other => panic!("expected the Added push first, got {other:?}"),
     };
-    assert_eq!((added.seq, added.event), (3, Some(GroupEvent::Added { username: "bob".into(), by: "alice".into() })));
+    assert_eq!(
+        (added.seq, added.event),
+        (Seq(3), Some(GroupEvent::Added { username: "bob".into(), by: "alice".into() }))
+    );
     assert_eq!(alice.reply_to(id).unwrap(), Reply::Done);
 
     let first = bob.next_message().unwrap();
-    assert_eq!((first.seq, first.prev_seq), (3, 2));
+    assert_eq!((first.seq, first.prev_seq), (Seq(3), Seq(2)));
     match bob.request(Request::ListGroups).unwrap() {
-        Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (2, 3)),
+        Reply::Groups { groups } => assert_eq!((groups[0].acked, groups[0].last_seq), (Seq(2), Seq(3))),
         other => panic!("{other:?}"),
     }
 }

@@ -5,7 +5,7 @@ use crate::common::daemon::spawn_daemon;
 use crate::common::{DataDir, TestServer, PASSWORD};
 use confab::client::Client;
 use confab::frame;
-use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, ServerFrame, Target};
+use confab::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MediaKind, Reply, Request, Seq, ServerFrame, Target};
 
 /// Sends every request before reading any reply (one pipelined burst); returns the replies
 /// (errors as their codes) in request order.
@@ -40,7 +40,7 @@ fn pipelined_group_creation_stops_at_the_limit() {
 }
 
 /// Creates `count` groups owned by `client`, pipelined; returns their ids.
-fn create_groups(client: &mut Client, prefix: &str, count: usize) -> Vec<u64> {
+fn create_groups(client: &mut Client, prefix: &str, count: usize) -> Vec<GroupId> {
     let creates = (0..count).map(|i| Request::CreateGroup { name: format!("{prefix}{i}"), open: false }).collect();
     pipelined(client, creates)
         .into_iter()
@@ -90,7 +90,7 @@ fn racing_adds_on_several_workers_stop_at_the_victims_limit() {
 fn room_send(room: &str, body: Vec<u8>) -> Request {
     Request::Send {
         to: Target::Room(room.into()),
-        client_msg_id: 0,
+        client_msg_id: ClientMsgId::NONE,
         transient: true,
         content: Content { kind: MediaKind::Custom, body, media: None },
     }
@@ -280,7 +280,7 @@ fn a_backlog_across_many_groups_drains_within_the_output_bound() {
         for n in 0..20 {
             requests.push(Request::Send {
                 to: Target::Group(group_id),
-                client_msg_id: (i * 100 + n + 1) as u64,
+                client_msg_id: ClientMsgId((i * 100 + n + 1) as u64),
                 transient: false,
                 content: Content { kind: MediaKind::File, body: vec![b'x'; 16 * 1024], media: None },
             });
@@ -291,7 +291,7 @@ fn a_backlog_across_many_groups_drains_within_the_output_bound() {
     // and it is never cut off.
     let mut victim = server.client();
     victim.login("victim", PASSWORD).unwrap();
-    let mut next: std::collections::HashMap<u64, u64> = groups.iter().map(|&g| (g, 0)).collect();
+    let mut next: std::collections::HashMap<GroupId, Seq> = groups.iter().map(|&g| (g, Seq::ZERO)).collect();
     let mut received = 0;
     while received < 30 * 20 {
         let message = victim.next_message().unwrap_or_else(|e| panic!("after {received} messages: {e}"));
@@ -316,7 +316,7 @@ fn an_inbox_holds_at_most_its_quota_and_reading_frees_it() {
     let mut mallory = server.user("mallory");
     let big = |i: u64| Request::Send {
         to: Target::User("sink".into()),
-        client_msg_id: i,
+        client_msg_id: ClientMsgId(i),
         transient: false,
         content: Content { kind: MediaKind::File, body: vec![b'x'; 32 * 1024], media: None },
     };
@@ -332,13 +332,13 @@ fn an_inbox_holds_at_most_its_quota_and_reading_frees_it() {
     assert_eq!(mallory.request(big(1000)).unwrap_err().code(), Some(ErrorCode::QuotaExceeded));
     // The recipient reads and acks: room again.
     let mut sink = server.login("sink");
-    for seq in 1..=stored as u64 {
+    for seq in (1..=stored as u64).map(Seq) {
         assert_eq!(sink.next_message().unwrap().seq, seq);
     }
-    sink.ack(stored as u64).unwrap();
+    sink.ack(Seq(stored as u64)).unwrap();
     assert!(matches!(mallory.request(big(1001)).unwrap(), Reply::Sent { duplicate: false, .. }));
     // Small messages to someone else are not affected by sink's quota.
-    assert!(mallory.send_text("mallory", 1002, "note to self").is_ok());
+    assert!(mallory.send_text("mallory", ClientMsgId(1002), "note to self").is_ok());
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn output_owed_to_all_clients_together_is_bounded() {
         let typing: Vec<Request> = (0..960)
             .map(|_| Request::Send {
                 to: Target::User(name.clone()),
-                client_msg_id: 0,
+                client_msg_id: ClientMsgId::NONE,
                 transient: true,
                 content: Content { kind: MediaKind::Custom, body: vec![b'x'; 32 * 1024], media: None },
             })
@@ -397,7 +397,7 @@ fn services_fill_a_quota_they_are_never_refused_by() {
     for id in 1..=40 {
         let notice = Request::ServiceSend {
             to: confab::protocol::ServiceTarget::Users(vec!["sink".into()]),
-            client_msg_id: id,
+            client_msg_id: ClientMsgId(id),
             transient: false,
             content: Content { kind: MediaKind::File, body: vec![b'x'; 32 * 1024], media: None },
         };
@@ -405,7 +405,7 @@ fn services_fill_a_quota_they_are_never_refused_by() {
     }
     // What they stored counts: a user's send finds the inbox full.
     let mut mallory = server.user("mallory");
-    assert_eq!(mallory.send_text("sink", 1, "hi").unwrap_err().code(), Some(ErrorCode::QuotaExceeded));
+    assert_eq!(mallory.send_text("sink", ClientMsgId(1), "hi").unwrap_err().code(), Some(ErrorCode::QuotaExceeded));
 }
 
 #[test]

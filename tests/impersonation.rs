@@ -3,7 +3,9 @@
 use crate::common::{open_store, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
-use confab::protocol::{Content, ErrorCode, MediaKind, Reply, Request, SenderKind, ServiceTarget, Target};
+use confab::protocol::{
+    ClientMsgId, Content, ErrorCode, MediaKind, Reply, Request, SenderKind, Seq, ServiceTarget, Target,
+};
 
 fn refused(client: &mut Client, request: Request) -> ErrorCode {
     client.request(request).unwrap_err().code().expect("a server error")
@@ -112,20 +114,22 @@ fn users_cannot_send_system_messages() {
         (Target::Room("lobby".into()), true, 0),
         (Target::Everyone, true, 0),
     ] {
-        let request = Request::Send { to: to.clone(), client_msg_id: id, transient, content: system.clone() };
+        let request =
+            Request::Send { to: to.clone(), client_msg_id: ClientMsgId(id), transient, content: system.clone() };
         assert_eq!(refused(&mut alice, request), ErrorCode::InvalidContent, "{to:?}");
     }
     // Nothing reached bob: the next thing he receives is an ordinary message.
-    alice.send_text("bob", 3, "hello").unwrap();
+    alice.send_text("bob", ClientMsgId(3), "hello").unwrap();
     let message = bob.next_message().unwrap();
-    assert_eq!((message.seq, message.content.kind), (1, MediaKind::Text));
+    assert_eq!((message.seq, message.content.kind), (Seq(1), MediaKind::Text));
 
     // A service may send System messages: they arrive marked as the service's.
     let token = admin::add_service(server.server().store(), "notices").unwrap();
     let mut service = server.client();
     service.request(Request::ServiceLogin { name: "notices".into(), token }).unwrap();
     let to = ServiceTarget::Users(vec!["bob".into()]);
-    let reply = service.request(Request::ServiceSend { to, client_msg_id: 1, transient: false, content: system });
+    let reply =
+        service.request(Request::ServiceSend { to, client_msg_id: ClientMsgId(1), transient: false, content: system });
     assert!(matches!(reply, Ok(Reply::ServiceSent { stored: 1, .. })), "{reply:?}");
     let message = bob.next_message().unwrap();
     assert_eq!((message.sender, message.content.kind), (SenderKind::Service, MediaKind::System));

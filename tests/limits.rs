@@ -4,7 +4,7 @@
 use crate::common::{eventually, TestServer, PASSWORD, SETTLE};
 use confab::client::{Client, ClientError};
 use confab::frame;
-use confab::protocol::{ClientFrame, Content, ErrorCode, Reply, Request, ServerFrame, Target};
+use confab::protocol::{ClientFrame, ClientMsgId, Content, ErrorCode, Reply, Request, Seq, ServerFrame, Target};
 use std::time::Duration;
 
 fn error_code(frame: ServerFrame) -> ErrorCode {
@@ -28,14 +28,14 @@ fn a_client_that_stops_reading_is_cut_off_while_others_keep_receiving() {
     let mut carol = server.user("carol");
     let mut bob = server.login("bob");
     for i in 1..=20 {
-        alice.send_text("bob", i, &format!("stored {i}")).unwrap();
+        alice.send_text("bob", ClientMsgId(i), &format!("stored {i}")).unwrap();
     }
     // Bob reads nothing for now. Stored deliveries are paced by the byte window, so live
     // traffic is what overflows him: 16 MiB of typing notices, 2 KiB each, unpaced, far
     // more than the kernel's socket buffers and the server's 64 KiB bound hold.
     let typing = Request::Send {
         to: Target::User("bob".into()),
-        client_msg_id: 0,
+        client_msg_id: ClientMsgId::NONE,
         transient: true,
         content: Content { kind: confab::protocol::MediaKind::Custom, body: vec![b'x'; 2048], media: None },
     };
@@ -43,7 +43,7 @@ fn a_client_that_stops_reading_is_cut_off_while_others_keep_receiving() {
         alice.request(typing.clone()).unwrap();
         if round % 512 == 0 {
             // Carol is served all along.
-            alice.send_text("carol", 1_000 + round, "still here").unwrap();
+            alice.send_text("carol", ClientMsgId(1_000 + round), "still here").unwrap();
             carol.next_message().unwrap();
         }
     }
@@ -61,10 +61,10 @@ fn a_client_that_stops_reading_is_cut_off_while_others_keep_receiving() {
     // Nothing stored was lost: it waits for bob's next session.
     let mut bob = server.client();
     match bob.login("bob", PASSWORD).unwrap() {
-        Reply::LoggedIn { acked, last_seq, .. } => assert_eq!((acked, last_seq), (0, 20)),
+        Reply::LoggedIn { acked, last_seq, .. } => assert_eq!((acked, last_seq), (Seq::ZERO, Seq(20))),
         other => panic!("{other:?}"),
     }
-    let seqs: Vec<u64> = (0..20).map(|_| bob.next_message().unwrap().seq).collect();
+    let seqs: Vec<u64> = (0..20).map(|_| bob.next_message().unwrap().seq.get()).collect();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
 }
 
@@ -75,12 +75,12 @@ fn a_large_backlog_is_delivered_without_tripping_the_output_bound() {
     let mut alice = server.user("alice");
     let big = Content { kind: confab::protocol::MediaKind::File, body: vec![7; 16 * 1024], media: None };
     for i in 1..=100 {
-        alice.send_message("bob", i, big.clone()).unwrap();
+        alice.send_message("bob", ClientMsgId(i), big.clone()).unwrap();
     }
     // 1.6 MiB owed, six times the output bound: paced by the byte window, it all arrives.
     let mut bob = server.client();
     bob.login("bob", PASSWORD).unwrap();
-    for seq in 1..=100 {
+    for seq in (1..=100).map(Seq) {
         let m = bob.next_message().unwrap();
         assert_eq!(m.seq, seq);
         bob.ack(seq).unwrap();

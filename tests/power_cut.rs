@@ -8,7 +8,7 @@
 
 use crate::common::PASSWORD;
 use confab::client::{Client, ClientError};
-use confab::protocol::{Content, Conversation, Push, Reply, Request, Role, Target};
+use confab::protocol::{ClientMsgId, Content, Conversation, GroupId, Push, Reply, Request, Role, Seq, Target};
 use confab::store::{DurabilityHook, Durable};
 use confab::{Config, Server};
 use std::collections::{BTreeMap, HashMap};
@@ -100,12 +100,12 @@ struct Answered {
     registered: Vec<(String, Instant)>,
     added: Vec<(String, Instant)>,
     /// client_msg_id → (seq, when) for alice's direct sends and carol's group sends.
-    direct: BTreeMap<u64, (u64, Instant)>,
-    group: BTreeMap<u64, (u64, Instant)>,
+    direct: BTreeMap<ClientMsgId, (Seq, Instant)>,
+    group: BTreeMap<ClientMsgId, (Seq, Instant)>,
     /// Messages pushed to bob: (conversation is a group, seq, text, when).
-    pushed: Vec<(bool, u64, String, Instant)>,
-    inbox_acks: Vec<(u64, Instant)>,
-    group_acks: Vec<(u64, Instant)>,
+    pushed: Vec<(bool, Seq, String, Instant)>,
+    inbox_acks: Vec<(Seq, Instant)>,
+    group_acks: Vec<(Seq, Instant)>,
 }
 
 fn login(addr: SocketAddr, name: &str) -> Client {
@@ -115,7 +115,7 @@ fn login(addr: SocketAddr, name: &str) -> Client {
     client
 }
 
-fn send(client: &mut Client, to: Target, cmid: u64, text: String) -> Result<u64, ClientError> {
+fn send(client: &mut Client, to: Target, cmid: ClientMsgId, text: String) -> Result<Seq, ClientError> {
     let request = Request::Send { to, client_msg_id: cmid, transient: false, content: Content::text(text) };
     match client.request(request)? {
         Reply::Sent { seq, .. } => Ok(seq),
@@ -137,7 +137,7 @@ struct Run {
 
 fn traffic(
     addr: SocketAddr,
-    group: u64,
+    group: GroupId,
     run: Run,
     stop: Arc<AtomicBool>,
     answered: Arc<Mutex<Answered>>,
@@ -149,7 +149,7 @@ fn traffic(
         threads.push(std::thread::spawn(move || {
             let mut client = login(addr, sender);
             let prefix = if direct { "d" } else { "g" };
-            for cmid in 1.. {
+            for cmid in (1..).map(ClientMsgId) {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -189,7 +189,7 @@ fn traffic(
     }
     threads.push(std::thread::spawn(move || {
         let mut bob = login(addr, "bob");
-        let (mut inbox, mut in_group) = (0u64, 0u64);
+        let (mut inbox, mut in_group) = (Seq::ZERO, Seq::ZERO);
         while !stop.load(Ordering::Relaxed) {
             match bob.next_push() {
                 Ok(Push::Message(m)) => {
@@ -201,10 +201,11 @@ fn traffic(
                     } else {
                         inbox = m.seq
                     }
-                    if m.seq % 7 == 0 {
+                    if m.seq.get() % 7 == 0 {
                         let conversation = if is_group { Conversation::Group(group) } else { Conversation::Inbox };
                         // Behind what was read, so the restart owes bob a tail to check.
-                        let up_to = if is_group { in_group } else { inbox }.saturating_sub(40);
+                        let read = if is_group { in_group } else { inbox };
+                        let up_to = Seq(read.get().saturating_sub(40));
                         match bob.request(Request::Ack { conversation, up_to }) {
                             Ok(Reply::Acked { up_to, .. }) => {
                                 let mut a = answered.lock().unwrap();
@@ -298,9 +299,9 @@ fn one_power_cut(run: Run) {
     };
 
     // Acknowledged positions.
-    let max_before = |acks: &[(u64, Instant)]| acks.iter().filter(|(_, at)| before(at)).map(|(s, _)| *s).max();
-    assert!(inbox_acked >= max_before(&answered.inbox_acks).unwrap_or(0), "bob's inbox ack survived");
-    assert!(info.acked >= max_before(&answered.group_acks).unwrap_or(0), "bob's group ack survived");
+    let max_before = |acks: &[(Seq, Instant)]| acks.iter().filter(|(_, at)| before(at)).map(|(s, _)| *s).max();
+    assert!(inbox_acked >= max_before(&answered.inbox_acks).unwrap_or(Seq::ZERO), "bob's inbox ack survived");
+    assert!(info.acked >= max_before(&answered.group_acks).unwrap_or(Seq::ZERO), "bob's group ack survived");
 
     // Messages: everything after the ack, in order, as sent.
     let mut inbox = BTreeMap::new();
@@ -317,7 +318,10 @@ fn one_power_cut(run: Run) {
             bob.request(Request::Ack { conversation: m.conversation, up_to: m.seq }).unwrap();
         }
     }
-    let receipted = |sends: &BTreeMap<u64, (u64, Instant)>, acked: u64, got: &BTreeMap<u64, String>, prefix: &str| {
+    let receipted = |sends: &BTreeMap<ClientMsgId, (Seq, Instant)>,
+                     acked: Seq,
+                     got: &BTreeMap<Seq, String>,
+                     prefix: &str| {
         let mut checked = 0;
         for (cmid, (seq, at)) in sends {
             if before(at) && *seq > acked {

@@ -5,7 +5,7 @@ use crate::common::{TestServer, PASSWORD};
 use confab::client::Client;
 use confab::config::HashCost;
 use confab::frame;
-use confab::protocol::{ClientFrame, ErrorCode, Reply, Request, ServerFrame};
+use confab::protocol::{ClientFrame, ErrorCode, Reply, Request, ServerFrame, UserId};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ fn host(n: u8) -> IpAddr {
     [127, 0, 0, n].into()
 }
 
-fn register_from(server: &TestServer, n: u8, name: &str) -> Result<u64, confab::client::ClientError> {
+fn register_from(server: &TestServer, n: u8, name: &str) -> Result<UserId, confab::client::ClientError> {
     let (mut client, _) = Client::connect_from(server.addr, host(n), "tests").expect("connect");
     client.register(name, PASSWORD)
 }

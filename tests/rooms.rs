@@ -2,7 +2,7 @@
 
 use crate::common::{eventually, TestServer, SETTLE};
 use confab::client::{Client, ClientError};
-use confab::protocol::{Content, ErrorCode, Push, Reply, Request, RoomInfo, Target};
+use confab::protocol::{ClientMsgId, Content, ErrorCode, Push, Reply, Request, RoomInfo, Target};
 use std::time::Duration;
 
 fn ok(client: &mut Client, request: Request) {
@@ -12,7 +12,7 @@ fn ok(client: &mut Client, request: Request) {
 fn room_say(client: &mut Client, room: &str, text: &str) -> Result<Reply, ClientError> {
     client.request(Request::Send {
         to: Target::Room(room.into()),
-        client_msg_id: 0,
+        client_msg_id: ClientMsgId::NONE,
         transient: true,
         content: Content::text(text),
     })
@@ -115,7 +115,7 @@ fn broadcast_is_for_administrators_and_reaches_everyone_online_once() {
     let mut bob = server.user("bob");
     let everyone = |text: &str| Request::Send {
         to: Target::Everyone,
-        client_msg_id: 0,
+        client_msg_id: ClientMsgId::NONE,
         transient: true,
         content: Content::text(text),
     };
@@ -133,8 +133,12 @@ fn broadcast_by_anyone_when_the_server_allows_it() {
     let server = TestServer::with(|c| c.broadcast_by_anyone = true);
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
-    let request =
-        Request::Send { to: Target::Everyone, client_msg_id: 0, transient: true, content: Content::text("hey") };
+    let request = Request::Send {
+        to: Target::Everyone,
+        client_msg_id: ClientMsgId::NONE,
+        transient: true,
+        content: Content::text("hey"),
+    };
     assert_eq!(alice.request(request).unwrap(), Reply::Delivered { recipients: 1 });
     assert!(matches!(bob.next_push().unwrap(), Push::Broadcast { .. }));
 }

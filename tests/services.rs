@@ -3,7 +3,10 @@
 use crate::common::{TestServer, PASSWORD};
 use confab::admin;
 use confab::client::{Client, ClientError};
-use confab::protocol::{Content, Conversation, ErrorCode, Push, Reply, Request, SenderKind, ServiceTarget, Target};
+use confab::protocol::{
+    ClientMsgId, Content, Conversation, ErrorCode, GroupId, Push, Reply, Request, SenderKind, Seq, ServiceTarget,
+    Target,
+};
 use std::time::Duration;
 
 /// A logged-in service connection named `name`.
@@ -15,7 +18,7 @@ fn service(server: &TestServer, name: &str) -> Client {
     client
 }
 
-fn send(svc: &mut Client, to: ServiceTarget, id: u64, transient: bool, text: &str) -> Reply {
+fn send(svc: &mut Client, to: ServiceTarget, id: ClientMsgId, transient: bool, text: &str) -> Reply {
     svc.request(Request::ServiceSend { to, client_msg_id: id, transient, content: Content::text(text) }).unwrap()
 }
 
@@ -42,7 +45,7 @@ fn services_log_in_with_their_token_and_keep_to_service_requests() {
     let mut shop = service(&server, "shop");
     let dm = Request::Send {
         to: Target::User("alice".into()),
-        client_msg_id: 1,
+        client_msg_id: ClientMsgId(1),
         transient: false,
         content: Content::text("x"),
     };
@@ -61,17 +64,18 @@ fn system_messages_to_users_are_stored_marked_and_idempotent() {
     server.register(&["bob"]);
     let mut alice = server.user("alice");
     let mut shop = service(&server, "shop");
-    let reply = send(&mut shop, users(&["alice", "bob", "nobody", "alice"]), 7, false, "your order shipped");
+    let reply =
+        send(&mut shop, users(&["alice", "bob", "nobody", "alice"]), ClientMsgId(7), false, "your order shipped");
     assert_eq!(reply, Reply::ServiceSent { stored: 2, delivered: 1, unknown: vec!["nobody".into()] });
     let m = alice.next_message().unwrap();
     assert_eq!((m.from.as_str(), m.sender, m.conversation), ("shop", SenderKind::Service, Conversation::Inbox));
     // A retry stores nothing new.
-    let again = send(&mut shop, users(&["alice", "bob"]), 7, false, "your order shipped");
+    let again = send(&mut shop, users(&["alice", "bob"]), ClientMsgId(7), false, "your order shipped");
     assert_eq!(again, Reply::ServiceSent { stored: 2, delivered: 0, unknown: vec![] });
     quiet(&mut alice);
     let mut bob = server.client();
     match bob.login("bob", PASSWORD).unwrap() {
-        Reply::LoggedIn { last_seq, .. } => assert_eq!(last_seq, 1),
+        Reply::LoggedIn { last_seq, .. } => assert_eq!(last_seq, Seq(1)),
         other => panic!("{other:?}"),
     }
     assert_eq!(bob.next_message().unwrap().sender, SenderKind::Service);
@@ -83,7 +87,7 @@ fn transient_service_messages_reach_only_those_online() {
     server.register(&["bob"]);
     let mut alice = server.user("alice");
     let mut shop = service(&server, "shop");
-    let reply = send(&mut shop, users(&["alice", "bob"]), 0, true, "flash sale");
+    let reply = send(&mut shop, users(&["alice", "bob"]), ClientMsgId::NONE, true, "flash sale");
     assert_eq!(reply, Reply::ServiceSent { stored: 0, delivered: 1, unknown: vec![] });
     assert_eq!(
         alice.next_push().unwrap(),
@@ -109,25 +113,25 @@ fn a_group_message_can_leave_one_member_out() {
     let mut game = service(&server, "game");
     let to = ServiceTarget::Group { group_id: g, except: Some("alice".into()) };
     assert_eq!(
-        send(&mut game, to, 1, false, "alice scored"),
+        send(&mut game, to, ClientMsgId(1), false, "alice scored"),
         Reply::ServiceSent { stored: 1, delivered: 1, unknown: vec![] }
     );
     let m = bob.next_message().unwrap();
-    assert_eq!((m.conversation, m.seq, m.sender), (Conversation::Group(g), 3, SenderKind::Service));
+    assert_eq!((m.conversation, m.seq, m.sender), (Conversation::Group(g), Seq(3), SenderKind::Service));
     quiet(&mut alice);
     // Alice's next push skips seq 3 without a gap: its prev_seq is what she saw last.
     bob.request(Request::Send {
         to: Target::Group(g),
-        client_msg_id: 1,
+        client_msg_id: ClientMsgId(1),
         transient: false,
         content: Content::text("gg"),
     })
     .unwrap();
     let next = alice.next_message().unwrap();
-    assert_eq!((next.seq, next.prev_seq), (4, 2));
+    assert_eq!((next.seq, next.prev_seq), (Seq(4), Seq(2)));
     let unknown = game.request(Request::ServiceSend {
-        to: ServiceTarget::Group { group_id: 999_999, except: None },
-        client_msg_id: 2,
+        to: ServiceTarget::Group { group_id: GroupId(999_999), except: None },
+        client_msg_id: ClientMsgId(2),
         transient: false,
         content: Content::text("x"),
     });
@@ -141,7 +145,7 @@ fn everyone_online_gets_a_stored_copy() {
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
     let mut ops = service(&server, "ops");
-    let reply = send(&mut ops, ServiceTarget::Online, 1, false, "restart at noon");
+    let reply = send(&mut ops, ServiceTarget::Online, ClientMsgId(1), false, "restart at noon");
     assert_eq!(reply, Reply::ServiceSent { stored: 2, delivered: 2, unknown: vec![] });
     for client in [&mut alice, &mut bob] {
         assert_eq!(client.next_message().unwrap().from, "ops");
@@ -149,7 +153,7 @@ fn everyone_online_gets_a_stored_copy() {
     // Offline users are not addressed by "online".
     let mut carol = server.client();
     match carol.login("carol", PASSWORD).unwrap() {
-        Reply::LoggedIn { last_seq, .. } => assert_eq!(last_seq, 0),
+        Reply::LoggedIn { last_seq, .. } => assert_eq!(last_seq, Seq::ZERO),
         other => panic!("{other:?}"),
     }
 }
@@ -203,7 +207,7 @@ fn statistics_for_administrators_and_services() {
     let mut bob = server.user("bob");
     assert_eq!(alice.request(Request::Stats).unwrap_err().code(), Some(ErrorCode::Forbidden));
     for i in 1..=5 {
-        alice.send_text("bob", i, "hello").unwrap();
+        alice.send_text("bob", ClientMsgId(i), "hello").unwrap();
     }
     for _ in 0..5 {
         bob.next_message().unwrap();
@@ -222,7 +226,7 @@ fn statistics_for_administrators_and_services() {
     assert!(stats.log_syncs >= 1, "{stats:?}");
     assert!(stats.log_bytes >= 1024 * 1024, "a segment is reserved: {stats:?}");
     assert!(stats.storage_bytes >= stats.log_bytes);
-    bob.ack(5).unwrap();
+    bob.ack(Seq(5)).unwrap();
     let mut shop = service(&server, "shop");
     match shop.request(Request::Stats).unwrap() {
         Reply::Stats(stats) => assert_eq!((stats.stored_messages, stats.connections), (0, 4)),

@@ -2,7 +2,9 @@
 
 use crate::common::{eventually, inbox_of, TestServer, PASSWORD, SETTLE};
 use confab::client::{Client, ClientError};
-use confab::protocol::{ErrorCode, Limits, OnlineUser, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION};
+use confab::protocol::{
+    ClientMsgId, ErrorCode, Limits, OnlineUser, Push, Reply, Request, Seq, ServerFrame, UserId, PROTOCOL_VERSION,
+};
 use std::time::Duration;
 
 fn code(result: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
@@ -81,7 +83,7 @@ fn register_and_login_errors() {
     let server = TestServer::start();
     let mut client = server.client();
     let user_id = client.register("alice", PASSWORD).unwrap();
-    assert!(user_id > 0);
+    assert_ne!(user_id, UserId(0), "0 is never an id");
     assert_eq!(code(client.register("alice", PASSWORD)), ErrorCode::NameTaken);
     assert_eq!(code(client.register("Alice", PASSWORD)), ErrorCode::InvalidName);
     assert_eq!(code(client.register("a b", PASSWORD)), ErrorCode::InvalidName);
@@ -94,7 +96,7 @@ fn register_and_login_errors() {
     let reply = client.login("alice", PASSWORD).unwrap();
     match reply {
         Reply::LoggedIn { user_id: id, display_name, acked, last_seq, .. } => {
-            assert_eq!((id, display_name.as_str(), acked, last_seq), (user_id, "alice", 0, 0));
+            assert_eq!((id, display_name.as_str(), acked, last_seq), (user_id, "alice", Seq::ZERO, Seq::ZERO));
         }
         other => panic!("{other:?}"),
     }
@@ -126,8 +128,8 @@ fn second_login_kicks_the_first() {
     // The new session is the live one.
     assert_eq!(second.request(Request::Ping).unwrap(), Reply::Pong);
     let mut bob = server.user("bob");
-    bob.send_text("alice", 1, "to the new session").unwrap();
-    assert_eq!(second.next_message().unwrap().seq, 1);
+    bob.send_text("alice", ClientMsgId(1), "to the new session").unwrap();
+    assert_eq!(second.next_message().unwrap().seq, Seq(1));
 }
 
 #[test]
@@ -172,7 +174,7 @@ fn logout_then_login_as_someone_else() {
     let mut client = server.user("alice");
     assert_eq!(client.request(Request::Logout).unwrap(), Reply::LoggedOut);
     let reply = client.login("bob", PASSWORD).unwrap();
-    assert_eq!(inbox_of(&reply), (0, 0));
+    assert_eq!(inbox_of(&reply), (Seq::ZERO, Seq::ZERO));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use crate::common::{daemon::spawn_daemon, DataDir, TestServer, PASSWORD};
 use confab::client::{Client, ClientError};
-use confab::protocol::{Content, ErrorCode, MediaKind, Request, ServerFrame, Target};
+use confab::protocol::{ClientMsgId, Content, ErrorCode, MediaKind, Request, ServerFrame, Target};
 use std::time::Duration;
 
 /// The error a connection is closed with, and proof that it is then closed.
@@ -102,7 +102,7 @@ fn frames_before_login_are_small() {
     let big = Content { kind: MediaKind::File, body: vec![7; 8000], media: None };
     let sent = alice.request(Request::Send {
         to: Target::User("bob".into()),
-        client_msg_id: 1,
+        client_msg_id: ClientMsgId(1),
         transient: false,
         content: big,
     });

@@ -97,7 +97,7 @@ fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Content;
+    use crate::protocol::{ClientMsgId, Content, GroupId, Seq, UserId};
 
     fn hello(version: u16) -> Request {
         Request::Hello { version, client: "t".into() }
@@ -121,7 +121,7 @@ mod tests {
         let login = Request::Login { username: "bob".into(), password: "x".into() };
         assert_eq!(admit(Phase::Ready, None, &login), Admission::Forward(Owner::User("bob")));
         assert_eq!(admit(Phase::Ready, None, &Request::Ping), Admission::Pong);
-        let ack = Request::Ack { conversation: Conversation::Inbox, up_to: 1 };
+        let ack = Request::Ack { conversation: Conversation::Inbox, up_to: Seq(1) };
         assert!(matches!(admit(Phase::Ready, None, &ack), Admission::Refuse(ErrorCode::NotLoggedIn, _)));
         assert!(matches!(
             admit(Phase::Ready, None, &Request::JoinRoom { room: "x".into() }),
@@ -131,18 +131,20 @@ mod tests {
 
     #[test]
     fn requests_go_to_the_owner_of_what_they_touch() {
-        let alice = SessionUser { name: "alice".into(), uid: 1, admin: false, service: false };
-        let send = |to| Request::Send { to, client_msg_id: 1, transient: false, content: Content::text("hi") };
+        let alice = SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false };
+        let send =
+            |to| Request::Send { to, client_msg_id: ClientMsgId(1), transient: false, content: Content::text("hi") };
         let at = |r: &Request| match admit(Phase::Ready, Some(&alice), r) {
             Admission::Forward(owner) => format!("{owner:?}"),
             other => panic!("{other:?}"),
         };
         assert_eq!(at(&send(Target::User("bob".into()))), "User(\"bob\")");
-        assert_eq!(at(&send(Target::Group(9))), "Group(9)");
+        assert_eq!(at(&send(Target::Group(GroupId(9)))), "Group(GroupId(9))");
         assert_eq!(at(&send(Target::Room("lobby".into()))), "Room(\"lobby\")");
         assert_eq!(at(&send(Target::Everyone)), "User(\"alice\")");
-        assert_eq!(at(&Request::Ack { conversation: Conversation::Group(9), up_to: 1 }), "Group(9)");
-        assert_eq!(at(&Request::Ack { conversation: Conversation::Inbox, up_to: 1 }), "User(\"alice\")");
+        let ack = |conversation| Request::Ack { conversation, up_to: Seq(1) };
+        assert_eq!(at(&ack(Conversation::Group(GroupId(9)))), "Group(GroupId(9))");
+        assert_eq!(at(&ack(Conversation::Inbox)), "User(\"alice\")");
         assert_eq!(at(&Request::SubscribePresence { username: "bob".into() }), "User(\"bob\")");
         assert_eq!(at(&Request::ListGroups), "User(\"alice\")");
         assert_eq!(at(&Request::Logout), "User(\"alice\")");

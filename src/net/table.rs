@@ -279,6 +279,7 @@ impl IndexMut<usize> for ConnTable {
 mod tests {
     use super::*;
     use crate::metrics::LogStats;
+    use crate::protocol::UserId;
     use std::net::SocketAddr;
 
     fn table(config: Config) -> ConnTable {
@@ -297,7 +298,7 @@ mod tests {
     }
 
     fn alice() -> SessionUser {
-        SessionUser { name: "alice".into(), uid: 1, admin: false, service: false }
+        SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false }
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod outbox;
 pub use ledger::{Charge, OutputLedger};
 pub use outbox::{LoopMsg, Outbox};
 
-use crate::protocol::Request;
+use crate::protocol::{GroupId, Request, UserId};
 use crossbeam_channel::{Sender, TrySendError};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,7 +42,8 @@ impl ConnId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionUser {
     pub name: Arc<str>,
-    pub uid: u64,
+    /// The account's id; a service's own, from the same counter.
+    pub uid: UserId,
     /// May broadcast when only administrators may, and read statistics.
     pub admin: bool,
     /// A back-end service (ServiceLogin), not a user.
@@ -53,7 +54,7 @@ pub struct SessionUser {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner<'a> {
     User(&'a str),
-    Group(u64),
+    Group(GroupId),
     Room(&'a str),
     Service(&'a str),
 }
@@ -67,7 +68,7 @@ impl Owner<'_> {
             // A different seed, so a room and a user of the same name spread independently.
             Owner::Room(name) => fnv1a(name.as_bytes(), 0x52),
             Owner::Service(name) => fnv1a(name.as_bytes(), 0x53),
-            Owner::Group(id) => id,
+            Owner::Group(id) => id.get(),
         };
         (hash % workers) as usize
     }
@@ -156,7 +157,7 @@ mod tests {
         let used: std::collections::HashSet<_> =
             (0..100).map(|i| Owner::User(&format!("user{i}")).partition(4)).collect();
         assert_eq!(used.len(), 4);
-        assert_eq!(Owner::Group(7).partition(4), 3);
+        assert_eq!(Owner::Group(GroupId(7)).partition(4), 3);
         assert_eq!(Owner::Room("x").partition(1), 0);
     }
 
@@ -167,7 +168,7 @@ mod tests {
         let to = router.destination(Owner::User("alice"));
         let closed = |n| Inbound::Closed {
             conn: ConnId(n),
-            user: SessionUser { name: "alice".into(), uid: 1, admin: false, service: false },
+            user: SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false },
             reason: "test",
         };
         assert!(router.try_send(to, closed(1)).is_ok());

@@ -1,14 +1,26 @@
 //! Durable dedup records, written once per worker batch rather than once per message: the
 //! records of a batch are one value, keyed by time so expired ones are a prefix to delete.
 //!
-//! Key: `written_ms ++ id` (both u64 big-endian) → postcard `Vec<(sender, client_msg_id,
-//! DedupEntry)>`. The server loads the unexpired ones into memory at start
-//! (the worker's `DedupIndex`); lookups never touch disk.
+//! Key: `written_ms ++ id` (both u64 big-endian) → postcard `Vec<DedupRecord>`. The
+//! server loads the unexpired ones into memory at start (the worker's `DedupIndex`);
+//! lookups never touch disk.
 
 use super::{decode, encode, DedupEntry, Store, StoreResult};
+use crate::protocol::{ClientMsgId, UserId};
+use serde::{Deserialize, Serialize};
 
 /// One remembered send: who sent it, with which client id, and what it produced.
-pub type DedupRecord = (u64, u64, DedupEntry);
+///
+/// Stored as the `(sender, client_msg_id, entry)` tuple it was before it had names:
+/// postcard writes a struct's fields in order with nothing between them, as it writes a
+/// tuple's (tested below), so records written by either read as the other.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupRecord {
+    /// The user or service that sent it.
+    pub sender: UserId,
+    pub client_msg_id: ClientMsgId,
+    pub entry: DedupEntry,
+}
 
 impl Store {
     /// Writes one batch's records (part of that batch's group commit).
@@ -48,21 +60,33 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::{DedupEntry, Store};
+    use super::DedupRecord;
+    use crate::protocol::{ClientMsgId, MessageId, Seq, UserId};
+    use crate::store::{DedupEntry, LogOwner, Store};
 
-    fn entry(seq: u64) -> DedupEntry {
-        DedupEntry { recipient: 9, message_id: seq, seq, timestamp_ms: 0 }
+    fn record(sender: u64, client_msg_id: u64, seq: u64) -> DedupRecord {
+        let entry = DedupEntry { recipient: LogOwner(9), message_id: MessageId(seq), seq: Seq(seq), timestamp_ms: 0 };
+        DedupRecord { sender: UserId(sender), client_msg_id: ClientMsgId(client_msg_id), entry }
     }
 
     #[test]
     fn batches_load_in_order_and_expire_by_age() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.put_dedup_batch(1_000, &[(1, 1, entry(1)), (1, 2, entry(2))]).unwrap();
-        store.put_dedup_batch(2_000, &[(2, 7, entry(3))]).unwrap();
+        store.put_dedup_batch(1_000, &[record(1, 1, 1), record(1, 2, 2)]).unwrap();
+        store.put_dedup_batch(2_000, &[record(2, 7, 3)]).unwrap();
         assert_eq!(store.dedup_since(0).unwrap().len(), 3);
-        assert_eq!(store.dedup_since(1_500).unwrap(), vec![(2, 7, entry(3))]);
+        assert_eq!(store.dedup_since(1_500).unwrap(), vec![record(2, 7, 3)]);
         assert_eq!(store.prune_dedup(1_500).unwrap(), 1);
         assert_eq!(store.dedup_since(0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn records_encode_as_the_tuples_they_were() {
+        let record = record(300, 70_000, 5);
+        let tuple = (300u64, 70_000u64, (9u64, 5u64, 5u64, 0u64));
+        assert_eq!(postcard::to_allocvec(&record).unwrap(), postcard::to_allocvec(&tuple).unwrap());
+        let bytes = postcard::to_allocvec(&vec![tuple]).unwrap();
+        assert_eq!(postcard::from_bytes::<Vec<DedupRecord>>(&bytes).unwrap(), vec![record]);
     }
 }

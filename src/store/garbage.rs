@@ -4,7 +4,8 @@
 //! traffic. Deletions need no sync: if a crash loses some, the store collects them again
 //! at start.
 
-use super::{LogId, Store};
+use super::{LogId, LogOwner, Store};
+use crate::protocol::Seq;
 use log::warn;
 use std::collections::VecDeque;
 
@@ -15,9 +16,9 @@ const STEP: usize = 1024;
 #[derive(Debug)]
 struct Garbage {
     log: LogId,
-    owner: u64,
-    from: u64,
-    to: u64,
+    owner: LogOwner,
+    from: Seq,
+    to: Seq,
 }
 
 #[derive(Default)]
@@ -27,7 +28,7 @@ pub struct GarbageQueue {
 
 impl GarbageQueue {
     /// Messages `from..=to` of the owner's log are below its floor.
-    pub fn push(&mut self, log: LogId, owner: u64, from: u64, to: u64) {
+    pub fn push(&mut self, log: LogId, owner: LogOwner, from: Seq, to: Seq) {
         if from <= to {
             self.ranges.push_back(Garbage { log, owner, from, to });
         }

@@ -2,102 +2,108 @@
 //! messages themselves live in [`Store::group_log`].
 
 use super::{decode, encode, read_u64, GroupRecord, Store, StoreResult};
+use crate::protocol::{GroupId, Seq};
 
 impl Store {
-    pub fn group(&self, group_id: u64) -> StoreResult<Option<GroupRecord>> {
-        match self.groups.get(group_id.to_be_bytes())? {
+    pub fn group(&self, group_id: GroupId) -> StoreResult<Option<GroupRecord>> {
+        match self.groups.get(group_key(group_id))? {
             Some(raw) => Ok(Some(decode("groups", &raw)?)),
             None => Ok(None),
         }
     }
 
     /// Every group record, by id (read once at start).
-    pub fn groups(&self) -> StoreResult<Vec<(u64, GroupRecord)>> {
+    pub fn groups(&self) -> StoreResult<Vec<(GroupId, GroupRecord)>> {
         let mut groups = Vec::new();
         for entry in self.groups.iter() {
             let (key, raw) = entry?;
-            groups.push((read_u64("groups", &key)?, decode("groups", &raw)?));
+            groups.push((GroupId(read_u64("groups", &key)?), decode("groups", &raw)?));
         }
         Ok(groups)
     }
 
-    pub fn put_group(&self, group_id: u64, record: &GroupRecord) -> StoreResult<()> {
-        self.groups.insert(group_id.to_be_bytes(), encode(record))?;
+    pub fn put_group(&self, group_id: GroupId, record: &GroupRecord) -> StoreResult<()> {
+        self.groups.insert(group_key(group_id), encode(record))?;
         Ok(())
     }
 
     /// Removes the group, its history, its members' positions and their memberships.
-    pub fn delete_group(&self, group_id: u64, record: &GroupRecord) -> StoreResult<()> {
+    pub fn delete_group(&self, group_id: GroupId, record: &GroupRecord) -> StoreResult<()> {
         for member in &record.members {
             self.remove_membership(&member.username, group_id)?;
         }
         let mut acks = sled::Batch::default();
-        for entry in self.group_acks.scan_prefix(group_id.to_be_bytes()) {
+        for entry in self.group_acks.scan_prefix(group_key(group_id)) {
             acks.remove(entry?.0);
         }
         self.group_acks.apply_batch(acks)?;
-        self.group_log.remove_all(group_id)?;
-        self.groups.remove(group_id.to_be_bytes())?;
+        self.group_log.remove_all(group_id.into())?;
+        self.groups.remove(group_key(group_id))?;
         Ok(())
     }
 
-    pub fn group_ack(&self, group_id: u64, username: &str) -> StoreResult<u64> {
+    pub fn group_ack(&self, group_id: GroupId, username: &str) -> StoreResult<Seq> {
         match self.group_acks.get(member_key(group_id, username))? {
-            Some(raw) => read_u64("group_acks", &raw),
-            None => Ok(0),
+            Some(raw) => read_u64("group_acks", &raw).map(Seq),
+            None => Ok(Seq::ZERO),
         }
     }
 
-    pub fn put_group_ack(&self, group_id: u64, username: &str, acked: u64) -> StoreResult<()> {
-        self.group_acks.insert(member_key(group_id, username), &acked.to_be_bytes())?;
+    pub fn put_group_ack(&self, group_id: GroupId, username: &str, acked: Seq) -> StoreResult<()> {
+        self.group_acks.insert(member_key(group_id, username), &acked.get().to_be_bytes())?;
         Ok(())
     }
 
-    pub fn remove_group_ack(&self, group_id: u64, username: &str) -> StoreResult<()> {
+    pub fn remove_group_ack(&self, group_id: GroupId, username: &str) -> StoreResult<()> {
         self.group_acks.remove(member_key(group_id, username))?;
         Ok(())
     }
 
-    pub fn add_membership(&self, username: &str, group_id: u64) -> StoreResult<()> {
+    pub fn add_membership(&self, username: &str, group_id: GroupId) -> StoreResult<()> {
         self.memberships.insert(membership_key(username, group_id), &[])?;
         Ok(())
     }
 
-    pub fn remove_membership(&self, username: &str, group_id: u64) -> StoreResult<()> {
+    pub fn remove_membership(&self, username: &str, group_id: GroupId) -> StoreResult<()> {
         self.memberships.remove(membership_key(username, group_id))?;
         Ok(())
     }
 
     /// The groups `username` belongs to, by id.
-    pub fn memberships(&self, username: &str) -> StoreResult<Vec<u64>> {
+    pub fn memberships(&self, username: &str) -> StoreResult<Vec<GroupId>> {
         let mut prefix = username.as_bytes().to_vec();
         prefix.push(0);
         let mut ids = Vec::new();
         for entry in self.memberships.scan_prefix(&prefix) {
             let (key, _) = entry?;
-            ids.push(read_u64("memberships", &key[prefix.len()..])?);
+            ids.push(GroupId(read_u64("memberships", &key[prefix.len()..])?));
         }
         Ok(ids)
     }
 }
 
-fn member_key(group_id: u64, username: &str) -> Vec<u8> {
-    let mut key = group_id.to_be_bytes().to_vec();
+/// A group's key in `groups`, and the prefix of its members' positions in `group_acks`.
+fn group_key(group_id: GroupId) -> [u8; 8] {
+    group_id.get().to_be_bytes()
+}
+
+fn member_key(group_id: GroupId, username: &str) -> Vec<u8> {
+    let mut key = group_key(group_id).to_vec();
     key.extend_from_slice(username.as_bytes());
     key
 }
 
 /// Usernames never contain 0x00, so the separator keeps "bob" from matching "bobby".
-fn membership_key(username: &str, group_id: u64) -> Vec<u8> {
+fn membership_key(username: &str, group_id: GroupId) -> Vec<u8> {
     let mut key = username.as_bytes().to_vec();
     key.push(0);
-    key.extend_from_slice(&group_id.to_be_bytes());
+    key.extend_from_slice(&group_key(group_id));
     key
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::protocol::Role;
+    use crate::protocol::{GroupId, MessageId, Role, Seq, UserId};
     use crate::store::{GroupRecord, MemberRecord, Store, StoredMessage};
 
     #[test]
@@ -109,19 +115,20 @@ mod tests {
             open: false,
             created_ms: 0,
             members: vec![
-                MemberRecord { username: "bob".into(), uid: 1, role: Role::Owner },
-                MemberRecord { username: "bobby".into(), uid: 2, role: Role::Member },
+                MemberRecord { username: "bob".into(), uid: UserId(1), role: Role::Owner },
+                MemberRecord { username: "bobby".into(), uid: UserId(2), role: Role::Member },
             ],
         };
-        store.put_group(10, &record).unwrap();
-        store.add_membership("bob", 10).unwrap();
-        store.add_membership("bobby", 10).unwrap();
-        store.add_membership("bobby", 11).unwrap();
-        assert_eq!(store.memberships("bob").unwrap(), vec![10]);
-        assert_eq!(store.memberships("bobby").unwrap(), vec![10, 11]);
-        store.put_group_ack(10, "bob", 4).unwrap();
+        let (ten, eleven) = (GroupId(10), GroupId(11));
+        store.put_group(ten, &record).unwrap();
+        store.add_membership("bob", ten).unwrap();
+        store.add_membership("bobby", ten).unwrap();
+        store.add_membership("bobby", eleven).unwrap();
+        assert_eq!(store.memberships("bob").unwrap(), vec![ten]);
+        assert_eq!(store.memberships("bobby").unwrap(), vec![ten, eleven]);
+        store.put_group_ack(ten, "bob", Seq(4)).unwrap();
         let message = StoredMessage {
-            message_id: 1,
+            message_id: MessageId(1),
             from: "bob".into(),
             timestamp_ms: 0,
             content: crate::protocol::Content::text("x"),
@@ -129,12 +136,12 @@ mod tests {
             sender: crate::protocol::SenderKind::User,
             except: None,
         };
-        store.group_log.append(10, 1, &message).unwrap();
+        store.group_log.append(ten.into(), Seq(1), &message).unwrap();
 
-        store.delete_group(10, &record).unwrap();
-        assert_eq!(store.group(10).unwrap(), None);
-        assert_eq!(store.memberships("bobby").unwrap(), vec![11]);
-        assert_eq!(store.group_ack(10, "bob").unwrap(), 0);
+        store.delete_group(ten, &record).unwrap();
+        assert_eq!(store.group(ten).unwrap(), None);
+        assert_eq!(store.memberships("bobby").unwrap(), vec![eleven]);
+        assert_eq!(store.group_ack(ten, "bob").unwrap(), Seq::ZERO);
         assert_eq!(store.stats().unwrap().stored_messages, 0);
     }
 }

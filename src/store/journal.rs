@@ -5,7 +5,8 @@
 //!
 //! Key: a fresh id (u64 big-endian) → postcard `Vec<JournalRecord>`.
 
-use super::{decode, read_u64, Store, StoreResult, StoredMessage};
+use super::{decode, read_u64, LogOwner, Store, StoreResult, StoredMessage};
+use crate::protocol::Seq;
 use serde::{Deserialize, Serialize};
 
 /// Which log a journal record belongs to.
@@ -18,8 +19,8 @@ pub enum LogId {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct JournalRecord {
     pub log: LogId,
-    pub owner: u64,
-    pub seq: u64,
+    pub owner: LogOwner,
+    pub seq: Seq,
     pub message: StoredMessage,
 }
 

@@ -41,11 +41,12 @@ pub use hook::{DurabilityHook, Durable};
 pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
-pub use seqlog::{LogState, SeqLog};
+pub use seqlog::{LogOwner, LogState, SeqLog};
 pub use staged::Staged;
 pub use verify::Report;
 
 use crate::metrics::LogStats;
+use crate::protocol::{Seq, UserId};
 use log::info;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -262,7 +263,9 @@ impl Store {
         self.fail_flushes.store(on, Ordering::Relaxed);
     }
 
-    /// A fresh id, unique across restarts (sled persists the counter).
+    /// A fresh id, unique across restarts (sled persists the counter). One counter for
+    /// user, service, group and message ids alike (so a user id and a group id never
+    /// collide: see [`LogOwner`]); the caller says which it is making.
     pub fn next_id(&self) -> StoreResult<u64> {
         // generate_id starts at 0; 0 is reserved on the wire for "none".
         Ok(self.db.generate_id()? + 1)
@@ -324,21 +327,21 @@ impl Store {
 
     /// Removes the account and everything only it owned: inbox, tokens. Group
     /// memberships are the caller's to settle first (they involve other members).
-    pub fn delete_account(&self, username: &str, uid: u64) -> StoreResult<()> {
-        self.inbox.remove_all(uid)?;
+    pub fn delete_account(&self, username: &str, uid: UserId) -> StoreResult<()> {
+        self.inbox.remove_all(uid.into())?;
         self.revoke_tokens(uid)?;
         self.accounts.remove(username.as_bytes())?;
         Ok(())
     }
 
     /// Remembers a resume token (by its digest) until `expires_ms`.
-    pub fn put_token(&self, uid: u64, digest: &[u8; 32], expires_ms: u64) -> StoreResult<()> {
+    pub fn put_token(&self, uid: UserId, digest: &[u8; 32], expires_ms: u64) -> StoreResult<()> {
         self.tokens.insert(token_key(uid, digest), &expires_ms.to_be_bytes())?;
         Ok(())
     }
 
     /// Whether the token is known and unexpired; an expired one is removed.
-    pub fn token_valid(&self, uid: u64, digest: &[u8; 32], now_ms: u64) -> StoreResult<bool> {
+    pub fn token_valid(&self, uid: UserId, digest: &[u8; 32], now_ms: u64) -> StoreResult<bool> {
         let key = token_key(uid, digest);
         match self.tokens.get(key)? {
             Some(raw) if read_u64("tokens", &raw)? > now_ms => Ok(true),
@@ -351,10 +354,10 @@ impl Store {
     }
 
     /// Revokes every token of the user (logout, password change).
-    pub fn revoke_tokens(&self, uid: u64) -> StoreResult<()> {
+    pub fn revoke_tokens(&self, uid: UserId) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
         let mut any = false;
-        for entry in self.tokens.scan_prefix(uid.to_be_bytes()) {
+        for entry in self.tokens.scan_prefix(uid.get().to_be_bytes()) {
             batch.remove(entry?.0);
             any = true;
         }
@@ -389,9 +392,9 @@ impl Store {
 
     /// The owner's last staged sequence in any partition (0 if none): for the rare reader
     /// on another worker than the owner's.
-    pub fn staged_last(&self, log: LogId, owner: u64) -> u64 {
+    pub fn staged_last(&self, log: LogId, owner: LogOwner) -> Seq {
         let tables = self.staged.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        tables.iter().map(|t| t.lock().last(log, owner)).max().unwrap_or(0)
+        tables.iter().map(|t| t.lock().last(log, owner)).max().unwrap_or(Seq::ZERO)
     }
 
     /// Staged messages above their logs' floors.
@@ -506,9 +509,9 @@ fn check_marker(dir: &Path, meta: &sled::Tree) -> StoreResult<u64> {
     }
 }
 
-fn token_key(uid: u64, digest: &[u8; 32]) -> [u8; 40] {
+fn token_key(uid: UserId, digest: &[u8; 32]) -> [u8; 40] {
     let mut key = [0; 40];
-    key[..8].copy_from_slice(&uid.to_be_bytes());
+    key[..8].copy_from_slice(&uid.get().to_be_bytes());
     key[8..].copy_from_slice(digest);
     key
 }
@@ -551,30 +554,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let log = &store.inbox;
-        assert_eq!(log.state(7).unwrap(), LogState::default());
+        let (seven, eight) = (LogOwner(7), LogOwner(8));
+        let seqs = |page: Vec<(Seq, StoredMessage)>| page.into_iter().map(|(s, _)| s.get()).collect::<Vec<_>>();
+        assert_eq!(log.state(seven).unwrap(), LogState::default());
         for seq in 1..=3 {
-            log.append(7, seq, &message(&format!("m{seq}"))).unwrap();
+            log.append(seven, Seq(seq), &message(&format!("m{seq}"))).unwrap();
         }
         // Another owner's messages must not bleed into owner 7's range.
-        log.append(8, 1, &message("other")).unwrap();
-        assert_eq!(log.state(7).unwrap(), LogState { floor: 0, last_seq: 3 });
-        let page = log.read(7, 1, 10).unwrap();
-        assert_eq!(page.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
+        log.append(eight, Seq(1), &message("other")).unwrap();
+        assert_eq!(log.state(seven).unwrap(), LogState { floor: Seq::ZERO, last_seq: Seq(3) });
+        assert_eq!(seqs(log.read(seven, Seq(1), 10).unwrap()), vec![2, 3]);
 
-        log.raise_floor(7, 2).unwrap();
+        log.raise_floor(seven, Seq(2)).unwrap();
         // Below the floor is invisible at once, deleted or not.
-        assert_eq!(log.read(7, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(seqs(log.read(seven, Seq::ZERO, 10).unwrap()), vec![3]);
         assert_eq!(store.stats().unwrap().stored_messages, 2);
-        assert_eq!(log.collect(7, 1, 2, 1).unwrap(), Some(2), "one step of one, then more to do");
-        assert_eq!(log.collect(7, 2, 2, 1).unwrap(), None);
-        log.raise_floor(7, 3).unwrap();
+        assert_eq!(log.collect(seven, Seq(1), Seq(2), 1).unwrap(), Some(Seq(2)), "one step of one, then more to do");
+        assert_eq!(log.collect(seven, Seq(2), Seq(2), 1).unwrap(), None);
+        log.raise_floor(seven, Seq(3)).unwrap();
         assert_eq!(log.collect_all().unwrap(), 1);
-        assert!(log.read(7, 0, 10).unwrap().is_empty());
-        assert_eq!(log.state(7).unwrap(), LogState { floor: 3, last_seq: 3 });
-        assert_eq!(log.state(8).unwrap(), LogState { floor: 0, last_seq: 1 });
+        assert!(log.read(seven, Seq::ZERO, 10).unwrap().is_empty());
+        assert_eq!(log.state(seven).unwrap(), LogState { floor: Seq(3), last_seq: Seq(3) });
+        assert_eq!(log.state(eight).unwrap(), LogState { floor: Seq::ZERO, last_seq: Seq(1) });
         assert_eq!(store.stats().unwrap().stored_messages, 1);
-        log.remove_all(8).unwrap();
-        assert_eq!(log.state(8).unwrap(), LogState::default());
+        log.remove_all(eight).unwrap();
+        assert_eq!(log.state(eight).unwrap(), LogState::default());
     }
 
     #[test]
@@ -582,23 +586,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let (a, b) = ([1u8; 32], [2u8; 32]);
-        store.put_token(5, &a, 1_000).unwrap();
-        store.put_token(5, &b, 5_000).unwrap();
-        store.put_token(6, &a, 5_000).unwrap();
-        assert!(store.token_valid(5, &a, 999).unwrap());
-        assert!(!store.token_valid(5, &a, 1_000).unwrap());
-        assert!(!store.token_valid(5, &a, 0).unwrap(), "an expired token is gone for good");
-        store.revoke_tokens(5).unwrap();
-        assert!(!store.token_valid(5, &b, 0).unwrap());
-        assert!(store.token_valid(6, &a, 0).unwrap(), "another user's token is untouched");
+        let (five, six) = (UserId(5), UserId(6));
+        store.put_token(five, &a, 1_000).unwrap();
+        store.put_token(five, &b, 5_000).unwrap();
+        store.put_token(six, &a, 5_000).unwrap();
+        assert!(store.token_valid(five, &a, 999).unwrap());
+        assert!(!store.token_valid(five, &a, 1_000).unwrap());
+        assert!(!store.token_valid(five, &a, 0).unwrap(), "an expired token is gone for good");
+        store.revoke_tokens(five).unwrap();
+        assert!(!store.token_valid(five, &b, 0).unwrap());
+        assert!(store.token_valid(six, &a, 0).unwrap(), "another user's token is untouched");
     }
 
     #[test]
     fn accounts_are_created_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let account =
-            Account { user_id: 1, display_name: "bob".into(), password_hash: "x".into(), admin: false, created_ms: 0 };
+        let account = Account {
+            user_id: UserId(1),
+            display_name: "bob".into(),
+            password_hash: "x".into(),
+            admin: false,
+            created_ms: 0,
+        };
         assert!(store.create_account("bob", &account).unwrap());
         assert!(!store.create_account("bob", &account).unwrap());
         assert_eq!(store.account("bob").unwrap(), Some(account));

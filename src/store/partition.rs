@@ -19,7 +19,8 @@
 
 use super::commitlog::{segment, ChangeRef, CommitLog, SyncPolicy, DIR};
 use super::garbage::GarbageQueue;
-use super::{DedupRecord, LogId, LogState, Staged, Store, StoreError, StoreResult, StoredMessage};
+use super::{DedupRecord, LogId, LogOwner, LogState, Staged, Store, StoreError, StoreResult, StoredMessage};
+use crate::protocol::{GroupId, Seq, UserId};
 use log::{error, warn};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -57,7 +58,7 @@ struct StagedBatch {
     at: Instant,
     /// The segment holding them; None until a commit has written them (a failed commit).
     segment: Option<u64>,
-    records: Vec<(LogId, u64, u64)>,
+    records: Vec<(LogId, LogOwner, Seq)>,
 }
 
 pub struct Partition {
@@ -66,7 +67,7 @@ pub struct Partition {
     /// A sled write this batch must checkpoint.
     sled_dirty: bool,
     /// This batch's new messages and dedup records.
-    messages: Vec<(LogId, u64, u64)>,
+    messages: Vec<(LogId, LogOwner, Seq)>,
     dedup: Vec<DedupRecord>,
     /// Committed batches' staged messages, oldest first.
     batches: VecDeque<StagedBatch>,
@@ -134,7 +135,7 @@ impl Partition {
     }
 
     /// A new message, readable at once, durable with this batch.
-    pub fn stage(&mut self, log: LogId, owner: u64, seq: u64, message: &StoredMessage) {
+    pub fn stage(&mut self, log: LogId, owner: LogOwner, seq: Seq, message: &StoredMessage) {
         self.table.lock().insert(log, owner, seq, message.clone());
         self.log.add(&ChangeRef::Message { log, owner, seq, message });
         self.messages.push((log, owner, seq));
@@ -143,7 +144,7 @@ impl Partition {
     /// Messages `from..=floor` of the owner's log are acknowledged: its floor rises to
     /// `floor` (one change, however many messages it covers), and they are deleted later,
     /// when the worker is idle.
-    pub fn raise_floor(&mut self, log: LogId, owner: u64, from: u64, floor: u64) -> StoreResult<()> {
+    pub fn raise_floor(&mut self, log: LogId, owner: LogOwner, from: Seq, floor: Seq) -> StoreResult<()> {
         self.room_for_change()?;
         self.store.log(log).raise_floor(owner, floor)?;
         self.log.add(&ChangeRef::Floor { log, owner, floor });
@@ -152,7 +153,7 @@ impl Partition {
     }
 
     /// A group member's acknowledged position.
-    pub fn group_ack(&mut self, group: u64, username: &str, acked: u64) -> StoreResult<()> {
+    pub fn group_ack(&mut self, group: GroupId, username: &str, acked: Seq) -> StoreResult<()> {
         self.room_for_change()?;
         self.store.put_group_ack(group, username, acked)?;
         self.log.add(&ChangeRef::GroupAck { group, username, acked });
@@ -160,7 +161,7 @@ impl Partition {
     }
 
     /// A resume token issued at a login, durable with this batch (no sled flush).
-    pub fn put_token(&mut self, uid: u64, digest: &[u8; 32], expires_ms: u64) -> StoreResult<()> {
+    pub fn put_token(&mut self, uid: UserId, digest: &[u8; 32], expires_ms: u64) -> StoreResult<()> {
         self.room_for_change()?;
         self.store.put_token(uid, digest, expires_ms)?;
         self.log.add(&ChangeRef::Token { uid, digest: *digest, expires_ms });
@@ -168,7 +169,7 @@ impl Partition {
     }
 
     /// Every token of the user revoked (logout), durable with this batch.
-    pub fn revoke_tokens(&mut self, uid: u64) -> StoreResult<()> {
+    pub fn revoke_tokens(&mut self, uid: UserId) -> StoreResult<()> {
         self.store.revoke_tokens(uid)?;
         self.log.add(&ChangeRef::RevokeTokens { uid });
         Ok(())
@@ -330,7 +331,7 @@ impl Partition {
     }
 
     /// Moves staged messages into their owners' sled logs, unless acknowledged meanwhile.
-    fn migrate(&self, records: &[(LogId, u64, u64)]) -> StoreResult<()> {
+    fn migrate(&self, records: &[(LogId, LogOwner, Seq)]) -> StoreResult<()> {
         for &(id, owner, seq) in records {
             let log = self.store.log(id);
             // Appended before it leaves the table: a reader never finds it in neither.
@@ -351,26 +352,26 @@ impl Partition {
 
     /// Up to `limit` messages of the owner's log above `after` (and above its floor), in
     /// order: those in sled, then those staged here.
-    pub fn read(&self, id: LogId, owner: u64, after: u64, limit: usize) -> StoreResult<Vec<(u64, StoredMessage)>> {
+    pub fn read(&self, id: LogId, owner: LogOwner, after: Seq, limit: usize) -> StoreResult<Vec<(Seq, StoredMessage)>> {
         let log = self.store.log(id);
         let after = after.max(log.floor(owner)?);
         let mut out = log.read(owner, after, limit)?;
         if out.len() < limit {
-            let from = out.last().map_or(after, |(seq, _)| *seq).saturating_add(1);
+            let from = out.last().map_or(after, |(seq, _)| *seq).next();
             out.extend(self.table.lock().read(id, owner, from, limit - out.len()));
         }
         Ok(out)
     }
 
     /// Where the owner's log stands, staged messages included.
-    pub fn state(&self, id: LogId, owner: u64) -> StoreResult<LogState> {
+    pub fn state(&self, id: LogId, owner: LogOwner) -> StoreResult<LogState> {
         let mut state = self.store.log(id).state(owner)?;
         state.last_seq = state.last_seq.max(self.table.lock().last(id, owner));
         Ok(state)
     }
 
     /// Drops what is staged for a log that is gone (a deleted group).
-    pub fn forget(&mut self, id: LogId, owner: u64) {
+    pub fn forget(&mut self, id: LogId, owner: LogOwner) {
         self.table.lock().forget(id, owner);
     }
 }
@@ -385,24 +386,29 @@ mod tests {
         (store.clone(), Partition::new(store, 0, settings))
     }
 
+    /// The sequences of a page of messages.
+    fn seqs(page: Vec<(Seq, StoredMessage)>) -> Vec<u64> {
+        page.into_iter().map(|(seq, _)| seq.get()).collect()
+    }
+
     #[test]
     fn staged_messages_read_after_those_in_sled_and_migrate_unless_acked() {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut partition) = partition(dir.path());
-        store.inbox.append(7, 1, &StoredMessage::example("m1")).unwrap();
+        let alice = LogOwner::from(UserId(7));
+        store.inbox.append(alice, Seq(1), &StoredMessage::example("m1")).unwrap();
         for seq in 2..=4 {
-            partition.stage(LogId::Inbox, 7, seq, &StoredMessage::example(&format!("m{seq}")));
+            partition.stage(LogId::Inbox, alice, Seq(seq), &StoredMessage::example(&format!("m{seq}")));
         }
         partition.commit(0).unwrap();
-        let seqs = |p: &Partition| p.read(LogId::Inbox, 7, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>();
-        assert_eq!(seqs(&partition), [1, 2, 3, 4]);
-        assert_eq!(partition.state(LogId::Inbox, 7).unwrap().last_seq, 4);
+        assert_eq!(seqs(partition.read(LogId::Inbox, alice, Seq::ZERO, 10).unwrap()), [1, 2, 3, 4]);
+        assert_eq!(partition.state(LogId::Inbox, alice).unwrap().last_seq, Seq(4));
         assert_eq!(store.stats().unwrap().stored_messages, 4, "staged messages count");
 
-        partition.raise_floor(LogId::Inbox, 7, 1, 2).unwrap();
+        partition.raise_floor(LogId::Inbox, alice, Seq(1), Seq(2)).unwrap();
         partition.commit(0).unwrap();
         partition.finish().unwrap();
-        assert_eq!(store.inbox.read(7, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(seqs(store.inbox.read(alice, Seq::ZERO, 10).unwrap()), [3, 4]);
         assert_eq!(store.staged_len(), 0);
     }
 
@@ -412,17 +418,19 @@ mod tests {
         let (store, mut partition) = partition(dir.path());
         store.inject_flush_failures(true);
         let big = StoredMessage::example(&"x".repeat(32 * 1024));
-        partition.stage(LogId::Inbox, 1, 1, &big);
+        let bob = UserId(1);
+        let inbox = LogOwner::from(bob);
+        partition.stage(LogId::Inbox, inbox, Seq(1), &big);
         assert!(partition.commit(0).is_err());
         assert!(partition.is_full(), "new messages are refused once a commit failed");
         // Acks still go in, until what waits to be written again passes the bound.
-        partition.raise_floor(LogId::Inbox, 1, 1, 1).unwrap();
+        partition.raise_floor(LogId::Inbox, inbox, Seq(1), Seq(1)).unwrap();
         for seq in 2..=FAILED_CAP as u64 / (32 * 1024) + 2 {
-            partition.stage(LogId::Inbox, 1, seq, &big);
+            partition.stage(LogId::Inbox, inbox, Seq(seq), &big);
             assert!(partition.commit(0).is_err());
         }
-        assert!(matches!(partition.raise_floor(LogId::Inbox, 1, 2, 2), Err(StoreError::Full)));
-        assert!(matches!(partition.put_token(1, &[0; 32], 1), Err(StoreError::Full)));
+        assert!(matches!(partition.raise_floor(LogId::Inbox, inbox, Seq(2), Seq(2)), Err(StoreError::Full)));
+        assert!(matches!(partition.put_token(bob, &[0; 32], 1), Err(StoreError::Full)));
         // Tried again only once a second, not at every batch.
         store.inject_flush_failures(false);
         assert!(partition.commit(0).is_err());
@@ -430,6 +438,6 @@ mod tests {
         std::thread::sleep(RETRY);
         partition.commit(0).unwrap();
         assert!(!partition.is_full());
-        partition.raise_floor(LogId::Inbox, 1, 2, 2).unwrap();
+        partition.raise_floor(LogId::Inbox, inbox, Seq(2), Seq(2)).unwrap();
     }
 }

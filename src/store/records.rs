@@ -2,12 +2,13 @@
 //! record written with other fields does not decode, so a change of any record here needs
 //! a data migration (none has been needed yet; the format is that of the first release).
 
-use crate::protocol::{Content, GroupEvent, Role, SenderKind};
+use super::LogOwner;
+use crate::protocol::{Content, GroupEvent, MessageId, Role, SenderKind, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Account {
-    pub user_id: u64,
+    pub user_id: UserId,
     pub display_name: String,
     /// An argon2id PHC string (algorithm, parameters, salt and hash together).
     pub password_hash: String,
@@ -18,7 +19,7 @@ pub struct Account {
 /// A message waiting in an inbox or a group history; its sequence is in the key.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
-    pub message_id: u64,
+    pub message_id: MessageId,
     pub from: String,
     pub sender: SenderKind,
     pub timestamp_ms: u64,
@@ -31,9 +32,10 @@ pub struct StoredMessage {
 /// What a sender's earlier send produced, so a retry gets the same receipt.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupEntry {
-    pub recipient: u64,
-    pub message_id: u64,
-    pub seq: u64,
+    /// The log it was stored in: the recipient's inbox, or the group's history.
+    pub recipient: LogOwner,
+    pub message_id: MessageId,
+    pub seq: Seq,
     pub timestamp_ms: u64,
 }
 
@@ -48,15 +50,16 @@ pub struct GroupRecord {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct MemberRecord {
     pub username: String,
-    pub uid: u64,
+    pub uid: UserId,
     pub role: Role,
 }
 
 /// A back-end service allowed to log in (`confabd service add`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRecord {
-    /// Identifies the service as a sender (for idempotent sends).
-    pub uid: u64,
+    /// Identifies the service as a sender (for idempotent sends); from the counter of
+    /// user ids, so it is never a user's.
+    pub uid: UserId,
     /// BLAKE2s of the token: the token itself is shown once, at creation.
     pub token_digest: [u8; 32],
     pub created_ms: u64,
@@ -67,7 +70,7 @@ impl StoredMessage {
     /// A text message from alice, for the store's unit tests.
     pub fn example(text: &str) -> StoredMessage {
         StoredMessage {
-            message_id: 1,
+            message_id: MessageId(1),
             from: "alice".into(),
             sender: SenderKind::User,
             timestamp_ms: 5,

@@ -12,15 +12,51 @@
 //! at which a backlog can drain.
 
 use super::{decode, encode, read_u64, StoreResult, StoredMessage};
+use crate::protocol::{GroupId, Seq, UserId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
 
 const FLOOR: u8 = 0x00;
 const MESSAGE: u8 = 0x01;
 
+/// Whose log: a user's (an inbox) or a group's (its history); which of the two is the
+/// log's kind ([`super::LogId`], or which [`SeqLog`]). User and group ids come from one
+/// counter, so an owner is never both. Stored as the bare u64 it holds, in keys
+/// (big-endian) and in records (postcard), exactly as before the type existed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LogOwner(pub u64);
+
+impl LogOwner {
+    /// The number, for keys.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<UserId> for LogOwner {
+    fn from(user: UserId) -> Self {
+        LogOwner(user.get())
+    }
+}
+
+impl From<GroupId> for LogOwner {
+    fn from(group: GroupId) -> Self {
+        LogOwner(group.get())
+    }
+}
+
+impl fmt::Display for LogOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// Where a log stands: messages `floor+1..=last_seq` may be stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogState {
-    pub floor: u64,
-    pub last_seq: u64,
+    pub floor: Seq,
+    pub last_seq: Seq,
 }
 
 #[derive(Clone)]
@@ -35,19 +71,16 @@ impl SeqLog {
     }
 
     /// The floor and the last sequence in the tree (a partition adds what it has staged).
-    pub fn state(&self, owner: u64) -> StoreResult<LogState> {
-        let floor = match self.tree.get(floor_key(owner))? {
-            Some(raw) => read_u64(self.name, &raw)?,
-            None => 0,
-        };
+    pub fn state(&self, owner: LogOwner) -> StoreResult<LogState> {
+        let floor = self.floor(owner)?;
         let last_stored = match self.tree.scan_prefix(prefix(owner)).next_back() {
-            Some(entry) => read_u64(self.name, &entry?.0[9..])?,
-            None => 0,
+            Some(entry) => read_seq(self.name, &entry?.0[9..])?,
+            None => Seq::ZERO,
         };
         Ok(LogState { floor, last_seq: floor.max(last_stored) })
     }
 
-    pub fn append(&self, owner: u64, seq: u64, message: &StoredMessage) -> StoreResult<()> {
+    pub fn append(&self, owner: LogOwner, seq: Seq, message: &StoredMessage) -> StoreResult<()> {
         self.tree.insert(message_key(owner, seq), encode(message))?;
         Ok(())
     }
@@ -55,40 +88,40 @@ impl SeqLog {
     /// Up to `limit` messages in the tree with sequence above `after` (and above the
     /// floor), in order. Messages staged by a worker and not yet migrated are its
     /// partition's to add (see `Partition::read`).
-    pub fn read(&self, owner: u64, after: u64, limit: usize) -> StoreResult<Vec<(u64, StoredMessage)>> {
+    pub fn read(&self, owner: LogOwner, after: Seq, limit: usize) -> StoreResult<Vec<(Seq, StoredMessage)>> {
         let after = after.max(self.floor(owner)?);
-        let range = message_key(owner, after.saturating_add(1))..=message_key(owner, u64::MAX);
+        let range = message_key(owner, after.next())..=message_key(owner, Seq::MAX);
         let mut out = Vec::new();
         for entry in self.tree.range(range).take(limit) {
             let (key, raw) = entry?;
-            out.push((read_u64(self.name, &key[9..])?, decode(self.name, &raw)?));
+            out.push((read_seq(self.name, &key[9..])?, decode(self.name, &raw)?));
         }
         Ok(out)
     }
 
-    pub fn floor(&self, owner: u64) -> StoreResult<u64> {
+    pub fn floor(&self, owner: LogOwner) -> StoreResult<Seq> {
         match self.tree.get(floor_key(owner))? {
-            Some(raw) => read_u64(self.name, &raw),
-            None => Ok(0),
+            Some(raw) => read_seq(self.name, &raw),
+            None => Ok(Seq::ZERO),
         }
     }
 
     /// Everything up to `up_to` is gone from now on (one write); the messages become
     /// garbage for [`SeqLog::collect`].
-    pub fn raise_floor(&self, owner: u64, up_to: u64) -> StoreResult<()> {
-        self.tree.insert(floor_key(owner), &up_to.to_be_bytes())?;
+    pub fn raise_floor(&self, owner: LogOwner, up_to: Seq) -> StoreResult<()> {
+        self.tree.insert(floor_key(owner), &up_to.get().to_be_bytes())?;
         Ok(())
     }
 
     /// Deletes at most `max` garbage messages of `owner` in `from..=to`; returns the next
     /// sequence still to delete, or None when the range is done.
-    pub fn collect(&self, owner: u64, from: u64, to: u64, max: usize) -> StoreResult<Option<u64>> {
+    pub fn collect(&self, owner: LogOwner, from: Seq, to: Seq, max: usize) -> StoreResult<Option<Seq>> {
         let mut garbage = Vec::new();
         let mut next = None;
         for (taken, entry) in self.tree.range(message_key(owner, from)..=message_key(owner, to)).enumerate() {
             let (key, _) = entry?;
             if taken == max {
-                next = Some(read_u64(self.name, &key[9..])?);
+                next = Some(read_seq(self.name, &key[9..])?);
                 break;
             }
             garbage.push(key);
@@ -110,12 +143,12 @@ impl SeqLog {
         let mut removed = 0;
         for entry in self.tree.iter() {
             let (key, raw) = entry?;
-            let owner = read_u64(self.name, &key[..8])?;
+            let owner = read_owner(self.name, &key[..8])?;
             match key.get(8) {
                 Some(&FLOOR) => {
-                    floors.insert(owner, read_u64(self.name, &raw)?);
+                    floors.insert(owner, read_seq(self.name, &raw)?);
                 }
-                _ if read_u64(self.name, &key[9..])? <= floors.get(&owner).copied().unwrap_or(0) => {
+                _ if read_seq(self.name, &key[9..])? <= floors.get(&owner).copied().unwrap_or(Seq::ZERO) => {
                     batch.remove(key);
                     removed += 1;
                 }
@@ -128,21 +161,21 @@ impl SeqLog {
 
     /// Calls `each(owner, floor, [(seq, decodes)])` for every owner with a floor or
     /// messages in the tree, in owner order (verification; O(data)).
-    pub fn for_each_owner(&self, mut each: impl FnMut(u64, u64, &[(u64, bool)])) -> StoreResult<()> {
+    pub fn for_each_owner(&self, mut each: impl FnMut(LogOwner, Seq, &[(Seq, bool)])) -> StoreResult<()> {
         // (owner, floor, its messages) of the owner being read.
         let mut current: Option<OwnerScan> = None;
         for entry in self.tree.iter() {
             let (key, raw) = entry?;
-            let owner = read_u64(self.name, key.get(..8).unwrap_or(&[]))?;
+            let owner = read_owner(self.name, key.get(..8).unwrap_or(&[]))?;
             if current.as_ref().is_some_and(|c| c.0 != owner) {
                 let (o, f, seqs) = current.take().expect("checked");
                 each(o, f, &seqs);
             }
-            let (_, floor, seqs) = current.get_or_insert_with(|| (owner, 0, Vec::new()));
+            let (_, floor, seqs) = current.get_or_insert_with(|| (owner, Seq::ZERO, Vec::new()));
             match key.get(8) {
-                Some(&FLOOR) => *floor = read_u64(self.name, &raw)?,
+                Some(&FLOOR) => *floor = read_seq(self.name, &raw)?,
                 _ => {
-                    let seq = read_u64(self.name, key.get(9..).unwrap_or(&[]))?;
+                    let seq = read_seq(self.name, key.get(9..).unwrap_or(&[]))?;
                     seqs.push((seq, decode::<StoredMessage>(self.name, &raw).is_ok()));
                 }
             }
@@ -154,9 +187,9 @@ impl SeqLog {
     }
 
     /// Removes the owner's log entirely.
-    pub fn remove_all(&self, owner: u64) -> StoreResult<()> {
+    pub fn remove_all(&self, owner: LogOwner) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
-        for entry in self.tree.scan_prefix(owner.to_be_bytes()) {
+        for entry in self.tree.scan_prefix(owner.get().to_be_bytes()) {
             batch.remove(entry?.0);
         }
         self.tree.apply_batch(batch)?;
@@ -165,17 +198,17 @@ impl SeqLog {
 
     /// Stored messages above their floors in all logs (administration and tests; O(data)).
     pub fn count_messages(&self) -> StoreResult<u64> {
-        let (mut count, mut owner, mut floor) = (0, None, 0);
+        let (mut count, mut owner, mut floor) = (0, None, Seq::ZERO);
         for entry in self.tree.iter() {
             let (key, raw) = entry?;
-            let this = read_u64(self.name, &key[..8])?;
+            let this = read_owner(self.name, &key[..8])?;
             if owner != Some(this) {
-                (owner, floor) = (Some(this), 0);
+                (owner, floor) = (Some(this), Seq::ZERO);
             }
             match key.get(8) {
                 // The floor key sorts before the owner's messages.
-                Some(&FLOOR) => floor = read_u64(self.name, &raw)?,
-                _ if read_u64(self.name, &key[9..])? > floor => count += 1,
+                Some(&FLOOR) => floor = read_seq(self.name, &raw)?,
+                _ if read_seq(self.name, &key[9..])? > floor => count += 1,
                 _ => {}
             }
         }
@@ -183,25 +216,35 @@ impl SeqLog {
     }
 }
 
-/// An owner's id, floor and (sequence, decodes) of each message, as verification reads them.
-type OwnerScan = (u64, u64, Vec<(u64, bool)>);
+/// An owner, its floor and (sequence, decodes) of each message, as verification reads them.
+type OwnerScan = (LogOwner, Seq, Vec<(Seq, bool)>);
 
-fn floor_key(owner: u64) -> [u8; 9] {
+fn floor_key(owner: LogOwner) -> [u8; 9] {
     let mut key = [0; 9];
-    key[..8].copy_from_slice(&owner.to_be_bytes());
+    key[..8].copy_from_slice(&owner.get().to_be_bytes());
     key[8] = FLOOR;
     key
 }
 
-fn prefix(owner: u64) -> [u8; 9] {
+fn prefix(owner: LogOwner) -> [u8; 9] {
     let mut key = floor_key(owner);
     key[8] = MESSAGE;
     key
 }
 
-fn message_key(owner: u64, seq: u64) -> [u8; 17] {
+fn message_key(owner: LogOwner, seq: Seq) -> [u8; 17] {
     let mut key = [0; 17];
     key[..9].copy_from_slice(&prefix(owner));
-    key[9..].copy_from_slice(&seq.to_be_bytes());
+    key[9..].copy_from_slice(&seq.get().to_be_bytes());
     key
+}
+
+/// A big-endian sequence (a key's tail, a floor's value).
+fn read_seq(tree: &'static str, raw: &[u8]) -> StoreResult<Seq> {
+    read_u64(tree, raw).map(Seq)
+}
+
+/// A key's big-endian owner.
+fn read_owner(tree: &'static str, raw: &[u8]) -> StoreResult<LogOwner> {
+    read_u64(tree, raw).map(LogOwner)
 }

@@ -4,11 +4,12 @@
 //! contended on the message path); the store keeps a handle on each only to count them
 //! for statistics.
 
-use super::{LogId, StoredMessage};
+use super::{LogId, LogOwner, StoredMessage};
+use crate::protocol::Seq;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-type Table = BTreeMap<(u64, u64), StoredMessage>;
+type Table = BTreeMap<(LogOwner, Seq), StoredMessage>;
 
 #[derive(Default)]
 pub struct StagedLogs {
@@ -42,11 +43,11 @@ impl StagedLogs {
         }
     }
 
-    pub fn insert(&mut self, log: LogId, owner: u64, seq: u64, message: StoredMessage) {
+    pub fn insert(&mut self, log: LogId, owner: LogOwner, seq: Seq, message: StoredMessage) {
         self.table(log).insert((owner, seq), message);
     }
 
-    pub fn remove(&mut self, log: LogId, owner: u64, seq: u64) -> Option<StoredMessage> {
+    pub fn remove(&mut self, log: LogId, owner: LogOwner, seq: Seq) -> Option<StoredMessage> {
         self.table(log).remove(&(owner, seq))
     }
 
@@ -59,28 +60,28 @@ impl StagedLogs {
     }
 
     /// The owner's last staged sequence (0 if none).
-    pub fn last(&self, log: LogId, owner: u64) -> u64 {
-        self.table_ref(log).range((owner, 0)..=(owner, u64::MAX)).next_back().map_or(0, |(k, _)| k.1)
+    pub fn last(&self, log: LogId, owner: LogOwner) -> Seq {
+        self.table_ref(log).range((owner, Seq::ZERO)..=(owner, Seq::MAX)).next_back().map_or(Seq::ZERO, |(k, _)| k.1)
     }
 
     /// A copy of one staged message.
-    pub fn get(&self, log: LogId, owner: u64, seq: u64) -> Option<StoredMessage> {
+    pub fn get(&self, log: LogId, owner: LogOwner, seq: Seq) -> Option<StoredMessage> {
         self.table_ref(log).get(&(owner, seq)).cloned()
     }
 
     /// Up to `limit` of the owner's staged messages from sequence `from` on.
-    pub fn read(&self, log: LogId, owner: u64, from: u64, limit: usize) -> Vec<(u64, StoredMessage)> {
-        let range = self.table_ref(log).range((owner, from)..=(owner, u64::MAX)).take(limit);
+    pub fn read(&self, log: LogId, owner: LogOwner, from: Seq, limit: usize) -> Vec<(Seq, StoredMessage)> {
+        let range = self.table_ref(log).range((owner, from)..=(owner, Seq::MAX)).take(limit);
         range.map(|(k, m)| (k.1, m.clone())).collect()
     }
 
     /// Drops everything staged for the owner (a deleted group).
-    pub fn forget(&mut self, log: LogId, owner: u64) {
+    pub fn forget(&mut self, log: LogId, owner: LogOwner) {
         self.table(log).retain(|(o, _), _| *o != owner);
     }
 
     /// (log, owner, sequence) of everything staged.
-    pub fn keys(&self) -> Vec<(LogId, u64, u64)> {
+    pub fn keys(&self) -> Vec<(LogId, LogOwner, Seq)> {
         let inbox = self.inbox.keys().map(|&(o, s)| (LogId::Inbox, o, s));
         inbox.chain(self.group.keys().map(|&(o, s)| (LogId::Group, o, s))).collect()
     }

@@ -9,6 +9,7 @@
 //! What replaying the commit log cut at open is reported too.
 
 use super::{decode, read_u64, SeqLog, Store, StoreResult};
+use crate::protocol::GroupId;
 use std::collections::HashMap;
 
 /// What a verification found.
@@ -35,10 +36,10 @@ impl Store {
             }
             report.accounts += 1;
         }
-        let mut members: HashMap<u64, Vec<String>> = HashMap::new();
+        let mut members: HashMap<GroupId, Vec<String>> = HashMap::new();
         for entry in self.groups.iter() {
             let (key, raw) = entry?;
-            let id = read_u64("groups", &key)?;
+            let id = GroupId(read_u64("groups", &key)?);
             match decode::<super::GroupRecord>("groups", &raw) {
                 Ok(record) => {
                     members.insert(id, record.members.into_iter().map(|m| m.username).collect());
@@ -65,7 +66,7 @@ impl Store {
                 continue;
             };
             let name = String::from_utf8_lossy(&key[..split]);
-            let id = read_u64("memberships", &key[split + 1..])?;
+            let id = GroupId(read_u64("memberships", &key[split + 1..])?);
             if !members.get(&id).is_some_and(|m| m.iter().any(|n| *n == name)) {
                 report.problems.push(format!("{name} is listed in group {id}, which does not list them"));
             }
@@ -80,7 +81,7 @@ fn check_log(log: &SeqLog, what: &str, report: &mut Report) -> StoreResult<()> {
     let mut gaps = 0;
     log.for_each_owner(|owner, floor, seqs| {
         // Messages at or below the floor are garbage awaiting deletion: never read.
-        let mut expected = floor + 1;
+        let mut expected = floor.next();
         for (seq, decoded) in seqs.iter().copied().filter(|(s, _)| *s > floor) {
             if !decoded {
                 report.problems.push(format!("{what} {owner}: message {seq} does not decode"));
@@ -94,7 +95,7 @@ fn check_log(log: &SeqLog, what: &str, report: &mut Report) -> StoreResult<()> {
                     ));
                 }
             }
-            expected = seq + 1;
+            expected = seq.next();
         }
     })?;
     if gaps > 20 {

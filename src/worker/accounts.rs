@@ -11,7 +11,7 @@ use super::refusal::{Handled, Refusal};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
 use crate::clock::now_ms;
 use crate::names::normalize_name;
-use crate::protocol::{valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply};
+use crate::protocol::{valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply, UserId};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
 use crate::store::Account;
 use log::{debug, info};
@@ -158,7 +158,7 @@ fn finish_register(ctx: &mut Ctx, conn: ConnId, request_id: u32, username: Strin
     };
     let lookalikes = &ctx.shared.lookalikes;
     let store = ctx.partition.sled();
-    let user_id = store.next_id()?;
+    let user_id = UserId(store.next_id()?);
     let account =
         Account { user_id, display_name: username.clone(), password_hash, admin: false, created_ms: now_ms() };
     // Two registrations of one name (or of look-alikes) can both pass the early checks

@@ -3,7 +3,7 @@
 //! ([`crate::route::Inbound`]).
 
 use super::seats::Seat;
-use crate::protocol::{Content, ErrorCode};
+use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId};
 use crate::route::{ConnId, SessionUser};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ pub enum WorkerCmd {
     LoggedOut { conn: ConnId, user: SessionUser },
     /// A member of a group this worker owns is online at `conn` (sent by the member's
     /// worker after login): deliver what the member has not acknowledged.
-    MemberOnline { group_id: u64, username: Arc<str>, conn: ConnId },
+    MemberOnline { group_id: GroupId, username: Arc<str>, conn: ConnId },
     /// Create a group whose id the creator's worker allocated.
     /// The creator's seat is given back once the membership is written (or not).
     CreateGroup { group: NewGroup, seat: Seat },
@@ -24,7 +24,7 @@ pub enum WorkerCmd {
     /// online users when `users` is None), then report to the coordinating worker.
     ServiceDeliver { part: Part, users: Option<Vec<String>>, message: Outgoing },
     /// A service's send to a group this worker owns.
-    ServiceGroup { part: Part, group_id: u64, except: Option<String>, message: Outgoing },
+    ServiceGroup { part: Part, group_id: GroupId, except: Option<String>, message: Outgoing },
     /// One part of a service's send is done (and durable).
     Gathered { gather: u64, outcome: Result<Tally, (ErrorCode, String)> },
     /// Room was freed in the delivery budget of the session on `conn` (every waiting
@@ -45,7 +45,7 @@ pub struct NewGroup {
     pub conn: ConnId,
     pub request_id: u32,
     pub creator: SessionUser,
-    pub id: u64,
+    pub id: GroupId,
     pub name: String,
     pub open: bool,
 }
@@ -53,7 +53,8 @@ pub struct NewGroup {
 /// A service's message as it travels between workers.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub client_msg_id: u64,
+    /// [`ClientMsgId::NONE`] for a transient send.
+    pub client_msg_id: ClientMsgId,
     /// Live only: pushed to connected recipients, stored nowhere.
     pub transient: bool,
     pub content: Content,

@@ -7,6 +7,7 @@ use super::cursor::{Cursor, Window};
 use super::{DedupIndex, Shared, WorkerCmd};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::protocol::{GroupId, Seq};
 use crate::route::{ConnId, Owner};
 use crate::store::Partition;
 use crossbeam_channel::Sender;
@@ -61,7 +62,7 @@ impl Ctx<'_> {
     /// session's budget held it. If the budget has room after all (freed by another worker
     /// between the cursor's pump and this look), it is pumped again in the next batch, so
     /// no wake is ever lost.
-    pub fn wait_if_starved(&mut self, cursor: &Cursor, last_seq: u64, who: Waiting) {
+    pub fn wait_if_starved(&mut self, cursor: &Cursor, last_seq: Seq, who: Waiting) {
         let Some((conn, budget)) = cursor.stalled(last_seq, self.window()) else {
             return;
         };
@@ -78,7 +79,7 @@ impl Ctx<'_> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Waiting {
     Inbox(Arc<str>),
-    Group(u64, Arc<str>),
+    Group(GroupId, Arc<str>),
 }
 
 /// Cursors waiting for their session's delivery budget, by connection, in the order they

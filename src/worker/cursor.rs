@@ -11,6 +11,7 @@
 //! Pure state: no I/O, no locks beyond the shared budget's atomics.
 
 use super::budget::SessionBudget;
+use crate::protocol::Seq;
 use crate::route::ConnId;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,11 +35,11 @@ pub struct Session {
     pub budget: Arc<SessionBudget>,
     /// Everything up to here was pushed to this connection, or skipped (a member's own
     /// group messages).
-    pub sent_upto: u64,
+    pub sent_upto: Seq,
     /// The last sequence actually pushed: the next push's `prev_seq`.
-    pub last_pushed: u64,
+    pub last_pushed: Seq,
     /// Pushed and not yet acknowledged: (sequence, approximate size).
-    in_flight: VecDeque<(u64, usize)>,
+    in_flight: VecDeque<(Seq, usize)>,
     in_flight_bytes: usize,
     /// The size of the last message pushed, to judge how many the next read should take.
     last_size: usize,
@@ -46,7 +47,7 @@ pub struct Session {
 
 impl Session {
     /// A session whose delivery starts after `start` (the ack, or a resync point).
-    pub fn new(conn: ConnId, start: u64, budget: Arc<SessionBudget>) -> Self {
+    pub fn new(conn: ConnId, start: Seq, budget: Arc<SessionBudget>) -> Self {
         Session {
             conn,
             budget,
@@ -82,7 +83,7 @@ impl Session {
     }
 
     /// Marks `seq` (of about `bytes`) pushed; returns its `prev_seq`.
-    pub fn pushed(&mut self, seq: u64, bytes: usize) -> u64 {
+    pub fn pushed(&mut self, seq: Seq, bytes: usize) -> Seq {
         self.last_size = bytes;
         self.sent_upto = seq;
         self.in_flight.push_back((seq, bytes));
@@ -91,7 +92,7 @@ impl Session {
         std::mem::replace(&mut self.last_pushed, seq)
     }
 
-    fn acked(&mut self, up_to: u64) {
+    fn acked(&mut self, up_to: Seq) {
         while let Some(&(seq, bytes)) = self.in_flight.front() {
             if seq > up_to {
                 break;
@@ -115,25 +116,25 @@ impl Drop for Session {
 
 #[derive(Debug, Default)]
 pub struct Cursor {
-    pub acked: u64,
+    pub acked: Seq,
     pub session: Option<Session>,
 }
 
 impl Cursor {
     /// How many messages may be pushed now, and from which sequence on (each push must
     /// still check [`Session::has_room`]).
-    pub fn deliverable(&self, last_seq: u64, window: Window) -> Option<(u64, u64)> {
+    pub fn deliverable(&self, last_seq: Seq, window: Window) -> Option<(Seq, u64)> {
         let session = self.session.as_ref().filter(|s| s.has_room(window))?;
         // Only what was actually pushed counts: a member's own group messages, skipped,
         // must not hold its window shut.
         let outstanding = session.in_flight.len() as u64;
         let count = window.messages.saturating_sub(outstanding).min(last_seq.saturating_sub(session.sent_upto));
-        (count > 0).then_some((session.sent_upto + 1, count))
+        (count > 0).then_some((session.sent_upto.next(), count))
     }
 
     /// If `seq`, just stored as the last message, is next in line and fits in the window,
     /// marks it pushed and returns the connection to push it to and its `prev_seq`.
-    pub fn take_live(&mut self, seq: u64, bytes: usize, window: Window) -> Option<(ConnId, u64)> {
+    pub fn take_live(&mut self, seq: Seq, bytes: usize, window: Window) -> Option<(ConnId, Seq)> {
         match self.deliverable(seq, window) {
             Some((from, _)) if from == seq => {
                 let session = self.session.as_mut()?;
@@ -145,7 +146,7 @@ impl Cursor {
     }
 
     /// The bytes of the pushed, unacknowledged messages up to `up_to`.
-    pub fn pushed_bytes_upto(&self, up_to: u64) -> usize {
+    pub fn pushed_bytes_upto(&self, up_to: Seq) -> usize {
         self.session
             .as_ref()
             .map_or(0, |s| s.in_flight.iter().take_while(|(seq, _)| *seq <= up_to).map(|(_, b)| b).sum())
@@ -154,14 +155,14 @@ impl Cursor {
     /// Whether this cursor has messages to push and room in its own window, so that only
     /// the session's budget can be what holds them (or held them a moment ago: the caller
     /// must look again if the budget has room now).
-    pub fn stalled(&self, last_seq: u64, window: Window) -> Option<(ConnId, &Arc<SessionBudget>)> {
+    pub fn stalled(&self, last_seq: Seq, window: Window) -> Option<(ConnId, &Arc<SessionBudget>)> {
         let session = self.session.as_ref()?;
         (session.sent_upto < last_seq && session.window_open(window)).then_some((session.conn, &session.budget))
     }
 
     /// Restarts delivery after `after` (a resync), but never before the ack: what was
     /// acknowledged may be gone. Returns where delivery restarts.
-    pub fn resync(&mut self, after: u64) -> u64 {
+    pub fn resync(&mut self, after: Seq) -> Seq {
         let after = after.max(self.acked);
         if let Some(session) = self.session.as_mut() {
             *session = Session::new(session.conn, after, session.budget.clone());
@@ -175,7 +176,7 @@ impl Cursor {
     }
 
     /// Records a cumulative ack; returns whether it moved.
-    pub fn ack(&mut self, up_to: u64) -> bool {
+    pub fn ack(&mut self, up_to: Seq) -> bool {
         if up_to <= self.acked {
             return false;
         }
@@ -193,7 +194,8 @@ mod tests {
 
     fn cursor(acked: u64, sent_upto: Option<u64>) -> Cursor {
         let budget = Arc::new(SessionBudget::new(1 << 30));
-        Cursor { acked, session: sent_upto.map(|sent_upto| Session::new(ConnId(1), sent_upto, budget)) }
+        let session = sent_upto.map(|sent_upto| Session::new(ConnId(1), Seq(sent_upto), budget));
+        Cursor { acked: Seq(acked), session }
     }
 
     fn w(messages: u64) -> Window {
@@ -202,70 +204,70 @@ mod tests {
 
     #[test]
     fn offline_users_get_nothing() {
-        assert_eq!(cursor(0, None).deliverable(5, w(10)), None);
+        assert_eq!(cursor(0, None).deliverable(Seq(5), w(10)), None);
     }
 
     /// A session that has pushed `pushed` messages after `acked`.
     fn pushed(acked: u64, pushed: u64) -> Cursor {
         let mut c = cursor(acked, Some(acked));
         for seq in acked + 1..=acked + pushed {
-            c.session.as_mut().unwrap().pushed(seq, 10);
+            c.session.as_mut().unwrap().pushed(Seq(seq), 10);
         }
         c
     }
 
     #[test]
     fn backlog_is_paced_by_the_window() {
-        assert_eq!(cursor(0, Some(0)).deliverable(5000, w(100)), Some((1, 100)));
-        assert_eq!(pushed(0, 100).deliverable(5000, w(100)), None);
+        assert_eq!(cursor(0, Some(0)).deliverable(Seq(5000), w(100)), Some((Seq(1), 100)));
+        assert_eq!(pushed(0, 100).deliverable(Seq(5000), w(100)), None);
         let mut c = pushed(0, 100);
-        assert!(c.ack(60));
-        assert_eq!(c.deliverable(5000, w(100)), Some((101, 60)));
+        assert!(c.ack(Seq(60)));
+        assert_eq!(c.deliverable(Seq(5000), w(100)), Some((Seq(101), 60)));
     }
 
     #[test]
     fn large_messages_are_paced_by_bytes() {
         let window = Window { messages: 100, bytes: 1000 };
         let mut c = cursor(0, Some(0));
-        assert!(c.take_live(1, 600, window).is_some());
-        assert!(c.take_live(2, 600, window).is_some(), "room left before it: it may go");
-        assert!(c.deliverable(3, window).is_none(), "1200 bytes in flight");
-        assert!(c.ack(1));
-        assert_eq!(c.deliverable(3, window), Some((3, 1)));
+        assert!(c.take_live(Seq(1), 600, window).is_some());
+        assert!(c.take_live(Seq(2), 600, window).is_some(), "room left before it: it may go");
+        assert!(c.deliverable(Seq(3), window).is_none(), "1200 bytes in flight");
+        assert!(c.ack(Seq(1)));
+        assert_eq!(c.deliverable(Seq(3), window), Some((Seq(3), 1)));
     }
 
     #[test]
     fn skipped_messages_do_not_fill_the_window() {
         let mut c = cursor(0, Some(0));
         // Seqs 1..=10 are the member's own: skipped, never pushed.
-        c.session.as_mut().unwrap().sent_upto = 10;
-        assert_eq!(c.deliverable(11, w(5)), Some((11, 1)));
-        assert!(c.take_live(11, 10, w(5)).is_some());
+        c.session.as_mut().unwrap().sent_upto = Seq(10);
+        assert_eq!(c.deliverable(Seq(11), w(5)), Some((Seq(11), 1)));
+        assert!(c.take_live(Seq(11), 10, w(5)).is_some());
     }
 
     #[test]
     fn live_message_waits_behind_backlog() {
         // Session sent up to 3 of 9 stored: message 10 must not overtake 4..=9.
-        assert_eq!(cursor(0, Some(3)).take_live(10, 10, w(100)), None);
+        assert_eq!(cursor(0, Some(3)).take_live(Seq(10), 10, w(100)), None);
         let mut c = cursor(0, Some(9));
-        assert_eq!(c.take_live(10, 10, w(100)), Some((ConnId(1), 9)));
-        assert_eq!(c.session.unwrap().sent_upto, 10);
+        assert_eq!(c.take_live(Seq(10), 10, w(100)), Some((ConnId(1), Seq(9))));
+        assert_eq!(c.session.unwrap().sent_upto, Seq(10));
     }
 
     #[test]
     fn conversations_of_one_session_share_its_budget() {
         let budget = Arc::new(SessionBudget::new(1000));
         let window = Window { messages: 100, bytes: 1000 };
-        let mut a = Cursor { acked: 0, session: Some(Session::new(ConnId(1), 0, budget.clone())) };
-        let mut b = Cursor { acked: 0, session: Some(Session::new(ConnId(1), 0, budget.clone())) };
-        assert!(a.take_live(1, 600, window).is_some());
-        assert!(b.take_live(1, 600, window).is_some(), "room left in the budget before it");
-        assert!(a.take_live(2, 10, window).is_none(), "1200 bytes outstanding across both");
-        let (_, budget_of_a) = a.stalled(2, window).expect("its own window has room: it waits for the budget");
+        let mut a = Cursor { acked: Seq::ZERO, session: Some(Session::new(ConnId(1), Seq::ZERO, budget.clone())) };
+        let mut b = Cursor { acked: Seq::ZERO, session: Some(Session::new(ConnId(1), Seq::ZERO, budget.clone())) };
+        assert!(a.take_live(Seq(1), 600, window).is_some());
+        assert!(b.take_live(Seq(1), 600, window).is_some(), "room left in the budget before it");
+        assert!(a.take_live(Seq(2), 10, window).is_none(), "1200 bytes outstanding across both");
+        let (_, budget_of_a) = a.stalled(Seq(2), window).expect("its own window has room: it waits for the budget");
         assert!(!budget_of_a.has_room());
-        assert!(b.ack(1));
-        assert!(a.stalled(2, window).is_some_and(|(_, budget)| budget.has_room()), "room again: go on");
-        assert_eq!(a.deliverable(2, window), Some((2, 1)));
+        assert!(b.ack(Seq(1)));
+        assert!(a.stalled(Seq(2), window).is_some_and(|(_, budget)| budget.has_room()), "room again: go on");
+        assert_eq!(a.deliverable(Seq(2), window), Some((Seq(2), 1)));
         drop(a);
         assert!(budget.has_room(), "an ended session gives its bytes back");
     }
@@ -276,26 +278,26 @@ mod tests {
         let mut c = cursor(0, Some(0));
         let session = c.session.as_mut().unwrap();
         assert_eq!(session.read_hint(window, 256), 256, "nothing pushed yet: no size to go by");
-        session.pushed(1, 30_000);
+        session.pushed(Seq(1), 30_000);
         assert_eq!(session.read_hint(window, 256), 3, "70,000 left, 30,000 each: two fit, one may pass");
-        session.pushed(2, 100);
+        session.pushed(Seq(2), 100);
         assert_eq!(session.read_hint(window, 256), 256, "small messages: the limit");
     }
 
     #[test]
     fn resync_goes_back_no_further_than_the_ack() {
         let mut c = pushed(5, 3);
-        assert_eq!(c.resync(2), 5, "acknowledged messages may be gone");
-        assert_eq!(c.deliverable(8, w(10)), Some((6, 3)), "the in-flight ones go again");
-        assert_eq!(c.resync(7), 7);
-        assert_eq!(c.deliverable(8, w(10)), Some((8, 1)));
+        assert_eq!(c.resync(Seq(2)), Seq(5), "acknowledged messages may be gone");
+        assert_eq!(c.deliverable(Seq(8), w(10)), Some((Seq(6), 3)), "the in-flight ones go again");
+        assert_eq!(c.resync(Seq(7)), Seq(7));
+        assert_eq!(c.deliverable(Seq(8), w(10)), Some((Seq(8), 1)));
     }
 
     #[test]
     fn acks_only_move_forward() {
         let mut c = cursor(5, Some(5));
-        assert!(!c.ack(3));
-        assert!(c.ack(8));
-        assert_eq!((c.acked, c.session.unwrap().sent_upto), (8, 8));
+        assert!(!c.ack(Seq(3)));
+        assert!(c.ack(Seq(8)));
+        assert_eq!((c.acked, c.session.unwrap().sent_upto), (Seq(8), Seq(8)));
     }
 }

@@ -5,13 +5,21 @@
 //! share of the last `dedup_capacity` sends if those come sooner. Durable through the
 //! commit log and [`crate::store::Store::put_dedup_batch`], reloaded at start.
 
-use crate::store::{DedupEntry, DedupRecord};
+use crate::protocol::{ClientMsgId, UserId};
+use crate::store::{DedupEntry, DedupRecord, LogOwner};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
 
-type Key = (u64, u64, u64);
+/// One send, as a retry names it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    sender: UserId,
+    client_msg_id: ClientMsgId,
+    /// The log it went to: a user's inbox or a group.
+    destination: LogOwner,
+}
 
 #[derive(Default)]
 struct Shard {
@@ -35,15 +43,15 @@ impl DedupIndex {
         }
     }
 
-    pub fn get(&self, sender: u64, client_msg_id: u64, destination: u64) -> Option<DedupEntry> {
-        let key = (sender, client_msg_id, destination);
+    pub fn get(&self, sender: UserId, client_msg_id: ClientMsgId, destination: LogOwner) -> Option<DedupEntry> {
+        let key = Key { sender, client_msg_id, destination };
         self.shard(&key).entries.get(&key).copied()
     }
 
     /// Remembers a send, forgetting the oldest beyond the bounds; `now_ms` ages them.
     pub fn insert(&self, record: DedupRecord, now_ms: u64) {
-        let (sender, client_msg_id, entry) = record;
-        let key = (sender, client_msg_id, entry.recipient);
+        let DedupRecord { sender, client_msg_id, entry } = record;
+        let key = Key { sender, client_msg_id, destination: entry.recipient };
         let mut shard = self.shard(&key);
         if shard.entries.insert(key, entry).is_none() {
             shard.order.push_back(key);
@@ -69,7 +77,9 @@ impl DedupIndex {
 
     fn shard(&self, key: &Key) -> MutexGuard<'_, Shard> {
         // Mix the fields so sequential ids spread over the shards.
-        let hash = key.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ key.1.rotate_left(17) ^ key.2.rotate_left(41);
+        let hash = key.sender.get().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ key.client_msg_id.get().rotate_left(17)
+            ^ key.destination.get().rotate_left(41);
         lock(&self.shards[(hash % SHARDS as u64) as usize])
     }
 }
@@ -82,18 +92,22 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{MessageId, Seq};
 
+    /// A send to destination 5.
     fn record(sender: u64, id: u64, ts: u64) -> DedupRecord {
-        (sender, id, DedupEntry { recipient: 5, message_id: id, seq: id, timestamp_ms: ts })
+        let entry = DedupEntry { recipient: LogOwner(5), message_id: MessageId(id), seq: Seq(id), timestamp_ms: ts };
+        DedupRecord { sender: UserId(sender), client_msg_id: ClientMsgId(id), entry }
     }
 
     #[test]
     fn remembers_by_sender_id_and_destination() {
         let index = DedupIndex::new(1000, 60_000);
         index.insert(record(1, 42, 0), 0);
-        assert_eq!(index.get(1, 42, 5).map(|e| e.seq), Some(42));
-        assert_eq!(index.get(1, 42, 6), None, "another destination is another message");
-        assert_eq!(index.get(2, 42, 5), None, "another sender too");
+        let (one, two, id) = (UserId(1), UserId(2), ClientMsgId(42));
+        assert_eq!(index.get(one, id, LogOwner(5)).map(|e| e.seq), Some(Seq(42)));
+        assert_eq!(index.get(one, id, LogOwner(6)), None, "another destination is another message");
+        assert_eq!(index.get(two, id, LogOwner(5)), None, "another sender too");
     }
 
     #[test]
@@ -103,7 +117,7 @@ mod tests {
             index.insert(record(1, id, 10_000), 10_000);
         }
         assert!(index.len() <= SHARDS * 2);
-        assert!(index.get(1, 199, 5).is_some(), "the newest stays");
+        assert!(index.get(UserId(1), ClientMsgId(199), LogOwner(5)).is_some(), "the newest stays");
         index.insert(record(2, 1, 20_000), 20_000);
         // Inserting into a shard ages out what is older than the window there.
         assert!(index.len() < SHARDS * 2 + 1);

@@ -9,30 +9,33 @@
 
 use super::context::{Ctx, Waiting};
 use super::cursor::{Cursor, Session, READ_CHUNK};
-use super::message::{self, wire, wire_size, Origin};
+use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::refusal::{Handled, Refusal};
 use crate::frame;
 use crate::metrics::Metrics;
-use crate::protocol::{Content, Conversation, ErrorCode, GroupEvent, Push, Reply, Role, SenderKind, ServerFrame};
+use crate::protocol::{
+    ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Push, Reply, Role, SenderKind, Seq,
+    ServerFrame, UserId,
+};
 use crate::route::{ConnId, SessionUser};
 use crate::store::{GroupRecord, LogId, MemberRecord, StoredMessage};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub struct Member {
-    pub uid: u64,
+    pub uid: UserId,
     pub role: Role,
     pub cursor: Cursor,
 }
 
 pub struct GroupState {
-    pub id: u64,
+    pub id: GroupId,
     pub name: String,
     pub open: bool,
     pub created_ms: u64,
     /// Everything at or below is deleted.
-    pub floor: u64,
-    pub last_seq: u64,
+    pub floor: Seq,
+    pub last_seq: Seq,
     pub members: BTreeMap<Arc<str>, Member>,
 }
 
@@ -40,16 +43,16 @@ pub struct GroupState {
 /// each connection has a member session in.
 #[derive(Default)]
 pub struct Groups {
-    groups: HashMap<u64, GroupState>,
-    by_conn: HashMap<ConnId, Vec<u64>>,
+    groups: HashMap<GroupId, GroupState>,
+    by_conn: HashMap<ConnId, Vec<GroupId>>,
 }
 
 impl Groups {
     /// The group's state, loaded on first touch with its online members attached (and
     /// their backlogs pumped); `UnknownGroup` if there is no such group.
-    pub fn load(&mut self, ctx: &mut Ctx, id: u64) -> Result<&mut GroupState, Refusal> {
+    pub fn load(&mut self, ctx: &mut Ctx, id: GroupId) -> Result<&mut GroupState, Refusal> {
         if !self.groups.contains_key(&id) {
-            let log = ctx.partition.state(LogId::Group, id)?;
+            let log = ctx.partition.state(LogId::Group, id.into())?;
             let store = &ctx.shared.store;
             let record = store.group(id)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
             let mut members = BTreeMap::new();
@@ -89,7 +92,7 @@ impl Groups {
     }
 
     /// A loaded group (one that is not loaded has no sessions and no waiting cursor).
-    pub fn get_mut(&mut self, id: u64) -> Option<&mut GroupState> {
+    pub fn get_mut(&mut self, id: GroupId) -> Option<&mut GroupState> {
         self.groups.get_mut(&id)
     }
 
@@ -99,18 +102,18 @@ impl Groups {
         self.groups.insert(group.id, group);
     }
 
-    pub fn remove(&mut self, id: u64) {
+    pub fn remove(&mut self, id: GroupId) {
         self.groups.remove(&id);
     }
 
     /// `conn` holds a member session in the group.
-    pub fn attach(&mut self, conn: ConnId, id: u64) {
+    pub fn attach(&mut self, conn: ConnId, id: GroupId) {
         self.by_conn.entry(conn).or_default().push(id);
     }
 
     /// A member is online at `conn` (told by its worker after login): its cursor gets a
     /// session and its backlog is pushed.
-    pub fn member_online(&mut self, ctx: &mut Ctx, id: u64, name: &str, conn: ConnId) -> Handled {
+    pub fn member_online(&mut self, ctx: &mut Ctx, id: GroupId, name: &str, conn: ConnId) -> Handled {
         // The budget of the session that logged in; a newer login has its own MemberOnline.
         let Some(budget) = ctx.shared.directory.session_of(name).filter(|(c, _)| *c == conn).map(|(_, b)| b) else {
             return Ok(());
@@ -168,18 +171,18 @@ impl GroupState {
         conn: ConnId,
         request_id: u32,
         from: &SessionUser,
-        client_msg_id: u64,
+        client_msg_id: ClientMsgId,
         content: Content,
     ) -> Handled {
         self.role_of(&from.name)?;
-        if let Some(receipt) = message::earlier(ctx, from.uid, client_msg_id, self.id)? {
+        let key = RetryKey { sender: from.uid, client_msg_id };
+        if let Some(receipt) = message::earlier(ctx, key, self.id.into())? {
             ctx.batch.reply(conn, request_id, receipt, true);
             return Ok(());
         }
         ctx.received(1);
         let stored = message::compose(ctx.shared, from, content, None)?;
-        let origin = Origin { reply_to: Some((conn, request_id)), retry_key: Some((from.uid, client_msg_id)) };
-        self.append(ctx, stored, origin)?;
+        self.append(ctx, stored, Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) })?;
         Ok(())
     }
 
@@ -193,15 +196,15 @@ impl GroupState {
     /// Stores `stored` as the group's next message (its receipt queued first) and pushes it
     /// to every member whose cursor is caught up; returns how many got it now.
     pub fn append(&mut self, ctx: &mut Ctx, stored: StoredMessage, origin: Origin) -> Result<u32, Refusal> {
-        let seq = self.last_seq + 1;
-        message::store(ctx, LogId::Group, self.id, seq, &stored, origin)?;
+        let seq = self.last_seq.next();
+        message::store(ctx, LogId::Group, self.id.into(), seq, &stored, origin)?;
         self.deliver(ctx, seq, stored)
     }
 
     /// Pushes a just-stored message to every member whose cursor is caught up; returns how
     /// many got it. A member gets no push of its own message (it has the receipt), nor of
     /// one addressed to everyone but it; events go to everyone.
-    fn deliver(&mut self, ctx: &mut Ctx, seq: u64, stored: StoredMessage) -> Result<u32, Refusal> {
+    fn deliver(&mut self, ctx: &mut Ctx, seq: Seq, stored: StoredMessage) -> Result<u32, Refusal> {
         let window = ctx.window();
         let retention = ctx.config().group_retention.max(1);
         let skipped = skipped_member(&stored).map(str::to_string);
@@ -235,7 +238,7 @@ impl GroupState {
         if seq - self.floor > retention {
             let floor = seq - retention;
             ctx.shared.metrics.stored_delta(-((floor - self.floor) as i64));
-            ctx.partition.raise_floor(LogId::Group, self.id, self.floor + 1, floor)?;
+            ctx.partition.raise_floor(LogId::Group, self.id.into(), self.floor.next(), floor)?;
             self.floor = floor;
         }
         for name in starved {
@@ -266,7 +269,7 @@ impl GroupState {
     }
 
     /// The group's last sequence and a member's cursor.
-    fn member_cursor(&mut self, name: &str) -> Result<(u64, &mut Cursor), Refusal> {
+    fn member_cursor(&mut self, name: &str) -> Result<(Seq, &mut Cursor), Refusal> {
         let member = self
             .members
             .get_mut(name)
@@ -276,7 +279,7 @@ impl GroupState {
 
     /// A member acknowledges everything up to `up_to`; what every member has is deleted.
     /// The caller then wakes what waits for the session's budget.
-    pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, up_to: u64) -> Handled {
+    pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, up_to: Seq) -> Handled {
         let id = self.id;
         let (last_seq, cursor) = self.member_cursor(&user.name)?;
         if up_to > last_seq {
@@ -289,11 +292,12 @@ impl GroupState {
             self.trim(ctx)?;
         }
         let acked = self.members[&user.name].cursor.acked;
-        ctx.batch.reply(conn, request_id, Reply::Acked { conversation: Conversation::Group(id), up_to: acked }, true);
+        let reply = Reply::Acked { conversation: Conversation::Group(id), up_to: acked };
+        ctx.batch.reply(conn, request_id, reply, true);
         Ok(())
     }
 
-    pub fn resync(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, after: u64) -> Handled {
+    pub fn resync(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, after: Seq) -> Handled {
         let id = self.id;
         let (last_seq, cursor) = self.member_cursor(&user.name)?;
         if after > last_seq {
@@ -310,7 +314,7 @@ impl GroupState {
         let lowest = self.members.values().map(|m| m.cursor.acked).min().unwrap_or(self.last_seq);
         let floor = self.floor;
         if lowest > floor {
-            ctx.partition.raise_floor(LogId::Group, self.id, floor + 1, lowest)?;
+            ctx.partition.raise_floor(LogId::Group, self.id.into(), floor.next(), lowest)?;
             self.floor = lowest;
             ctx.shared.metrics.stored_delta(-((lowest - floor) as i64));
         }
@@ -329,13 +333,13 @@ impl GroupState {
 }
 
 /// Pushes a member's backlog while its window and budget allow, skipping its own messages.
-fn fill_member(ctx: &mut Ctx, id: u64, last_seq: u64, name: &str, cursor: &mut Cursor) -> Handled {
+fn fill_member(ctx: &mut Ctx, id: GroupId, last_seq: Seq, name: &str, cursor: &mut Cursor) -> Handled {
     let window = ctx.window();
     loop {
         let Some((from, count)) = cursor.deliverable(last_seq, window) else { return Ok(()) };
         let Some(session) = cursor.session.as_mut() else { return Ok(()) };
         let take = session.read_hint(window, count.min(READ_CHUNK));
-        let chunk = ctx.partition.read(LogId::Group, id, from - 1, take as usize)?;
+        let chunk = ctx.partition.read(LogId::Group, id.into(), from - 1, take as usize)?;
         if chunk.is_empty() {
             session.sent_upto = last_seq;
             return Ok(());

@@ -4,11 +4,11 @@
 
 use super::context::{Ctx, Waiting};
 use super::cursor::{Cursor, READ_CHUNK};
-use super::message::{self, wire, wire_size, Origin};
+use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::quota;
 use super::refusal::{Handled, Refusal};
 use crate::metrics::Metrics;
-use crate::protocol::{Content, Conversation, ErrorCode, Push, Reply};
+use crate::protocol::{ClientMsgId, Content, Conversation, ErrorCode, Push, Reply, Seq, UserId};
 use crate::route::{ConnId, SessionUser};
 use crate::store::{LogId, StoredMessage};
 use log::error;
@@ -24,8 +24,8 @@ pub struct Inboxes {
 #[derive(Debug)]
 pub struct UserState {
     pub name: Arc<str>,
-    pub uid: u64,
-    pub last_seq: u64,
+    pub uid: UserId,
+    pub last_seq: Seq,
     pub cursor: Cursor,
     /// The inbox's stored, unacknowledged bytes, against the quota (see `quota`).
     pub stored_bytes: u64,
@@ -38,7 +38,7 @@ impl Inboxes {
             let Some(account) = ctx.shared.store.account(name)? else {
                 return Ok(None);
             };
-            let log = ctx.partition.state(LogId::Inbox, account.user_id)?;
+            let log = ctx.partition.state(LogId::Inbox, account.user_id.into())?;
             let cursor = Cursor { acked: log.floor, session: None };
             let stored_bytes = quota::backlog_bytes(ctx.partition, account.user_id, log.floor, log.last_seq)?;
             let name: Arc<str> = name.into();
@@ -94,10 +94,11 @@ impl UserState {
         conn: ConnId,
         request_id: u32,
         from: &SessionUser,
-        client_msg_id: u64,
+        client_msg_id: ClientMsgId,
         content: Content,
     ) -> Handled {
-        if let Some(receipt) = message::earlier(ctx, from.uid, client_msg_id, self.uid)? {
+        let key = RetryKey { sender: from.uid, client_msg_id };
+        if let Some(receipt) = message::earlier(ctx, key, self.uid.into())? {
             // The original may sit in this very batch, not yet flushed: same rule as a receipt.
             ctx.batch.reply(conn, request_id, receipt, true);
             return Ok(());
@@ -105,16 +106,15 @@ impl UserState {
         ctx.received(1);
         let stored = message::compose(ctx.shared, from, content, None)?;
         quota::check(ctx.config(), self.stored_bytes, wire_size(&stored))?;
-        let origin = Origin { reply_to: Some((conn, request_id)), retry_key: Some((from.uid, client_msg_id)) };
-        self.append(ctx, stored, origin)?;
+        self.append(ctx, stored, Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) })?;
         Ok(())
     }
 
     /// Stores `stored` as the inbox's next message (its receipt queued first) and pushes it
     /// if the session is caught up; returns whether it was pushed now.
     pub fn append(&mut self, ctx: &mut Ctx, stored: StoredMessage, origin: Origin) -> Result<bool, Refusal> {
-        let seq = self.last_seq + 1;
-        message::store(ctx, LogId::Inbox, self.uid, seq, &stored, origin)?;
+        let seq = self.last_seq.next();
+        message::store(ctx, LogId::Inbox, self.uid.into(), seq, &stored, origin)?;
         let size = wire_size(&stored);
         self.last_seq = seq;
         self.stored_bytes += size as u64;
@@ -130,7 +130,7 @@ impl UserState {
 
     /// The session acknowledges everything up to `up_to`: the floor rises, the quota frees
     /// what it held. The caller then wakes what waits for the session's budget.
-    pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, up_to: u64) -> Handled {
+    pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, up_to: Seq) -> Handled {
         if up_to > self.last_seq {
             return Err(Refusal::beyond("ack", up_to, self.last_seq));
         }
@@ -141,7 +141,7 @@ impl UserState {
             // Counted before the floor rises: beyond it nothing can be read.
             let pushed = self.cursor.pushed_bytes_upto(up_to);
             let freed = quota::acked_bytes(ctx.partition, self.uid, before, up_to, sent_upto, pushed);
-            ctx.partition.raise_floor(LogId::Inbox, self.uid, before + 1, up_to)?;
+            ctx.partition.raise_floor(LogId::Inbox, self.uid.into(), before.next(), up_to)?;
             self.stored_bytes = self.stored_bytes.saturating_sub(freed);
             self.cursor.ack(up_to);
             ctx.shared.metrics.stored_delta(-((up_to - before) as i64));
@@ -151,7 +151,7 @@ impl UserState {
         Ok(())
     }
 
-    pub fn resync(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, after: u64) -> Handled {
+    pub fn resync(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, after: Seq) -> Handled {
         if after > self.last_seq {
             return Err(Refusal::beyond("resync", after, self.last_seq));
         }
@@ -175,7 +175,7 @@ impl UserState {
             let Some((from, count)) = self.cursor.deliverable(self.last_seq, window) else { return Ok(()) };
             let Some(session) = self.cursor.session.as_mut() else { return Ok(()) };
             let take = session.read_hint(window, count.min(READ_CHUNK));
-            let chunk = ctx.partition.read(LogId::Inbox, self.uid, from - 1, take as usize)?;
+            let chunk = ctx.partition.read(LogId::Inbox, self.uid.into(), from - 1, take as usize)?;
             if chunk.is_empty() {
                 // The log claims more than disk holds; never spin on it.
                 error!("inbox of {} ends before its last sequence {}", self.name, self.last_seq);

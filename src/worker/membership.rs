@@ -17,11 +17,11 @@ use crate::clock::now_ms;
 use crate::frame;
 use crate::names::normalize_name;
 use crate::protocol::{
-    Conversation, ErrorCode, GroupEvent, GroupInfo, MemberInfo, Message, OpenGroup, Push, Reply, Role, SenderKind,
-    ServerFrame,
+    Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, MemberInfo, Message, MessageId, OpenGroup, Push, Reply,
+    Role, SenderKind, Seq, ServerFrame, UserId,
 };
 use crate::route::{ConnId, Owner, SessionUser};
-use crate::store::LogId;
+use crate::store::{LogId, LogOwner};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ pub fn create(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, 
     let name = normalize_name(&name).map_err(|r| Refusal::new(ErrorCode::InvalidName, r.explain()))?;
     let seat = take_seat(ctx, &user.name)?.ok_or_else(|| Refusal::new(ErrorCode::LimitReached, "too many groups"))?;
     let group_id = match ctx.shared.store.next_id() {
-        Ok(id) => id,
+        Ok(id) => GroupId(id),
         Err(e) => {
             ctx.shared.seats.release(seat);
             return Err(e.into());
@@ -50,15 +50,15 @@ pub fn create(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, 
 /// Creation proper, on the worker that owns the new id.
 pub fn create_here(ctx: &mut Ctx, groups: &mut Groups, new: NewGroup) -> Handled {
     let NewGroup { conn, request_id, creator, id, name, open } = new;
-    let session = session_budget(ctx, &creator.name, conn).map(|budget| Session::new(conn, 0, budget));
-    let cursor = Cursor { acked: 0, session };
+    let session = session_budget(ctx, &creator.name, conn).map(|budget| Session::new(conn, Seq::ZERO, budget));
+    let cursor = Cursor { acked: Seq::ZERO, session };
     let mut members = BTreeMap::new();
     members.insert(creator.name.clone(), Member { uid: creator.uid, role: Role::Owner, cursor });
-    let group = GroupState { id, name, open, created_ms: now_ms(), floor: 0, last_seq: 0, members };
+    let group = GroupState { id, name, open, created_ms: now_ms(), floor: Seq::ZERO, last_seq: Seq::ZERO, members };
     let store = ctx.partition.sled();
     store.put_group(id, &group.record())?;
     store.add_membership(&creator.name, id)?;
-    store.put_group_ack(id, &creator.name, 0)?;
+    store.put_group_ack(id, &creator.name, Seq::ZERO)?;
     if open {
         ctx.shared.open_groups.set(id, group.name.clone(), 1);
     }
@@ -91,7 +91,7 @@ pub fn rename(
 pub fn add_member(
     ctx: &mut Ctx,
     groups: &mut Groups,
-    id: u64,
+    id: GroupId,
     conn: ConnId,
     request_id: u32,
     user: &SessionUser,
@@ -109,7 +109,14 @@ pub fn add_member(
     Ok(())
 }
 
-pub fn join(ctx: &mut Ctx, groups: &mut Groups, id: u64, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {
+pub fn join(
+    ctx: &mut Ctx,
+    groups: &mut Groups,
+    id: GroupId,
+    conn: ConnId,
+    request_id: u32,
+    user: &SessionUser,
+) -> Handled {
     let group = groups.load(ctx, id)?;
     if !group.open && !group.members.contains_key(&user.name) {
         return Err(Refusal::new(ErrorCode::Forbidden, "this group is not open; ask an admin to add you"));
@@ -123,7 +130,14 @@ pub fn join(ctx: &mut Ctx, groups: &mut Groups, id: u64, conn: ConnId, request_i
 
 /// Adds a member who starts after the current last message (history before joining is
 /// not theirs), checking the limits; `online` is its live connection, if any.
-fn admit(ctx: &mut Ctx, groups: &mut Groups, id: u64, username: &str, uid: u64, online: Option<ConnId>) -> Handled {
+fn admit(
+    ctx: &mut Ctx,
+    groups: &mut Groups,
+    id: GroupId,
+    username: &str,
+    uid: UserId,
+    online: Option<ConnId>,
+) -> Handled {
     let max_members = ctx.config().max_group_members;
     let group = groups.load(ctx, id)?;
     if group.members.contains_key(username) {
@@ -148,7 +162,7 @@ fn admit(ctx: &mut Ctx, groups: &mut Groups, id: u64, username: &str, uid: u64, 
 }
 
 /// Writes a new member's position and membership, and the group's record.
-fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: u64, username: &str, acked: u64) -> Handled {
+fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, acked: Seq) -> Handled {
     let store = ctx.partition.sled();
     store.put_group_ack(id, username, acked)?;
     store.add_membership(username, id)?;
@@ -246,7 +260,7 @@ pub fn set_role(
 pub fn delete(
     ctx: &mut Ctx,
     groups: &mut Groups,
-    id: u64,
+    id: GroupId,
     conn: ConnId,
     request_id: u32,
     user: &SessionUser,
@@ -259,9 +273,9 @@ pub fn delete(
     // Live only: the history it would be stored in is being deleted.
     let notice = Message {
         conversation: Conversation::Group(id),
-        seq: group.last_seq + 1,
+        seq: group.last_seq.next(),
         prev_seq: group.last_seq,
-        message_id: 0,
+        message_id: MessageId::NONE,
         from: user.name.to_string(),
         sender: SenderKind::User,
         timestamp_ms: now_ms(),
@@ -274,7 +288,7 @@ pub fn delete(
     let still_stored = group.last_seq - group.floor;
     let online = group.sessions(None);
     ctx.partition.sled().delete_group(id, &record)?;
-    ctx.partition.forget(LogId::Group, id);
+    ctx.partition.forget(LogId::Group, id.into());
     ctx.shared.open_groups.remove(id);
     ctx.shared.metrics.stored_delta(-(still_stored as i64));
     groups.remove(id);
@@ -303,7 +317,7 @@ pub fn members(ctx: &mut Ctx, group: &GroupState, conn: ConnId, request_id: u32,
 }
 
 /// One page of the open-group directory (any worker may answer: it is shared).
-pub fn list_open(ctx: &mut Ctx, conn: ConnId, request_id: u32, after: u64, limit: u32) {
+pub fn list_open(ctx: &mut Ctx, conn: ConnId, request_id: u32, after: GroupId, limit: u32) {
     let limit = if limit == 0 { 100 } else { limit.min(MAX_OPEN_GROUP_PAGE) };
     let (page, more) = ctx.shared.open_groups.page(after, limit as usize);
     let groups = page
@@ -325,7 +339,8 @@ pub fn list_mine(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUse
             continue;
         };
         // The group may be another worker's: its staged messages count too.
-        let last_seq = store.group_log.state(group_id)?.last_seq.max(store.staged_last(LogId::Group, group_id));
+        let log = LogOwner::from(group_id);
+        let last_seq = store.group_log.state(log)?.last_seq.max(store.staged_last(LogId::Group, log));
         groups.push(GroupInfo {
             group_id,
             name: record.name.clone(),

@@ -16,9 +16,12 @@ use super::refusal::{Handled, Refusal};
 use super::Shared;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::protocol::{Content, Conversation, ErrorCode, GroupEvent, MediaKind, Message, Reply, SenderKind};
+use crate::protocol::{
+    ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, MediaKind, Message, MessageId, Reply, SenderKind, Seq,
+    UserId,
+};
 use crate::route::{ConnId, SessionUser};
-use crate::store::{DedupEntry, LogId, StoredMessage};
+use crate::store::{DedupEntry, DedupRecord, LogId, LogOwner, StoredMessage};
 
 /// Longest media URL and description accepted (protocol.md "Content").
 const MAX_MEDIA_URL: usize = 2048;
@@ -27,6 +30,14 @@ const MAX_MEDIA_DESCRIPTION: usize = 1024;
 /// What the sender's display name adds to a pushed message: looked up at push time, so not
 /// known here; most are short, and the estimate only paces delivery and counts quotas.
 const DISPLAY_NAME_ALLOWANCE: usize = 32;
+
+/// Who sent a message and with which client id: how a retry of it is recognised (with
+/// its destination, the log it is stored in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryKey {
+    pub sender: UserId,
+    pub client_msg_id: ClientMsgId,
+}
 
 /// Refuses content that is too large, empty, or (from a user) of the reserved System kind.
 pub fn validate(config: &Config, content: &Content, from: &SessionUser) -> Handled {
@@ -49,13 +60,13 @@ pub fn validate(config: &Config, content: &Content, from: &SessionUser) -> Handl
     Ok(())
 }
 
-/// The receipt of an earlier send by `sender` with this `client_msg_id` to `destination`
-/// (a user id or a group id), marked as a duplicate; None for a new send.
-pub fn earlier(ctx: &Ctx, sender: u64, client_msg_id: u64, destination: u64) -> Result<Option<Reply>, Refusal> {
-    if client_msg_id == 0 {
+/// The receipt of an earlier send of `key` to `destination` (a user's inbox or a group),
+/// marked as a duplicate; None for a new send.
+pub fn earlier(ctx: &Ctx, key: RetryKey, destination: LogOwner) -> Result<Option<Reply>, Refusal> {
+    if key.client_msg_id.is_none() {
         return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
     }
-    Ok(ctx.dedup().get(sender, client_msg_id, destination).map(|earlier| Reply::Sent {
+    Ok(ctx.dedup().get(key.sender, key.client_msg_id, destination).map(|earlier| Reply::Sent {
         message_id: earlier.message_id,
         seq: earlier.seq,
         timestamp_ms: earlier.timestamp_ms,
@@ -72,7 +83,7 @@ pub fn compose(
     except: Option<String>,
 ) -> Result<StoredMessage, Refusal> {
     Ok(StoredMessage {
-        message_id: shared.store.next_id()?,
+        message_id: MessageId(shared.store.next_id()?),
         from: from.name.to_string(),
         sender: if from.service { SenderKind::Service } else { SenderKind::User },
         timestamp_ms: now_ms(),
@@ -85,7 +96,7 @@ pub fn compose(
 /// A group event, stored as a message of the server's own (System kind) by `by`.
 pub fn event(shared: &Shared, event: GroupEvent, by: &str) -> Result<StoredMessage, Refusal> {
     Ok(StoredMessage {
-        message_id: shared.store.next_id()?,
+        message_id: MessageId(shared.store.next_id()?),
         from: by.to_string(),
         sender: SenderKind::User,
         timestamp_ms: now_ms(),
@@ -105,15 +116,14 @@ pub fn system_content() -> Content {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Origin {
     pub reply_to: Option<(ConnId, u32)>,
-    /// (sender's uid, client_msg_id)
-    pub retry_key: Option<(u64, u64)>,
+    pub retry_key: Option<RetryKey>,
 }
 
 /// Stores `message` as `seq` of the owner's log (durable with this batch's commit), and
-/// for a send with an id remembers it so a retry gets the same receipt. The receipt is
-/// queued now, as durable output, so it leaves with the commit and before any push of
+/// for a send with a retry key remembers it so a retry gets the same receipt. The receipt
+/// is queued now, as durable output, so it leaves with the commit and before any push of
 /// the message (a user's note to self arrives after its receipt).
-pub fn store(ctx: &mut Ctx, log: LogId, owner: u64, seq: u64, message: &StoredMessage, origin: Origin) -> Handled {
+pub fn store(ctx: &mut Ctx, log: LogId, owner: LogOwner, seq: Seq, message: &StoredMessage, origin: Origin) -> Handled {
     if ctx.partition.is_full() {
         // The disk is full or refused the last commit: take nothing new until it accepts
         // again (acks and logins still do: they free space or need little).
@@ -123,8 +133,8 @@ pub fn store(ctx: &mut Ctx, log: LogId, owner: u64, seq: u64, message: &StoredMe
     ctx.shared.metrics.stored_delta(1);
     let entry =
         DedupEntry { recipient: owner, message_id: message.message_id, seq, timestamp_ms: message.timestamp_ms };
-    if let Some((sender, client_msg_id)) = origin.retry_key {
-        let record = (sender, client_msg_id, entry);
+    if let Some(RetryKey { sender, client_msg_id }) = origin.retry_key {
+        let record = DedupRecord { sender, client_msg_id, entry };
         ctx.dedup().insert(record, entry.timestamp_ms);
         ctx.partition.remember(record);
     }
@@ -152,7 +162,7 @@ pub fn sender_display_name(shared: &Shared, stored: &StoredMessage) -> String {
 }
 
 /// A stored message as pushed: `seq` in `conversation`, after `prev_seq` on this session.
-pub fn wire(shared: &Shared, conversation: Conversation, seq: u64, prev_seq: u64, stored: StoredMessage) -> Message {
+pub fn wire(shared: &Shared, conversation: Conversation, seq: Seq, prev_seq: Seq, stored: StoredMessage) -> Message {
     let display_name = sender_display_name(shared, &stored);
     Message {
         conversation,

@@ -5,6 +5,7 @@
 //! whenever it saves the group's record (create, rename, membership changes) or deletes
 //! it. A group's openness is fixed at creation.
 
+use crate::protocol::GroupId;
 use crate::store::{Store, StoreResult};
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -19,7 +20,7 @@ pub struct OpenEntry {
 #[derive(Clone, Default)]
 pub struct OpenGroups {
     // By id, so a page "after this id" is a range scan.
-    groups: Arc<RwLock<BTreeMap<u64, OpenEntry>>>,
+    groups: Arc<RwLock<BTreeMap<GroupId, OpenEntry>>>,
 }
 
 impl OpenGroups {
@@ -33,16 +34,16 @@ impl OpenGroups {
         Ok(list)
     }
 
-    pub fn set(&self, group_id: u64, name: String, members: u32) {
+    pub fn set(&self, group_id: GroupId, name: String, members: u32) {
         self.write().insert(group_id, OpenEntry { name, members });
     }
 
-    pub fn remove(&self, group_id: u64) {
+    pub fn remove(&self, group_id: GroupId) {
         self.write().remove(&group_id);
     }
 
     /// Up to `limit` groups with ids above `after`, and whether more follow.
-    pub fn page(&self, after: u64, limit: usize) -> (Vec<(u64, OpenEntry)>, bool) {
+    pub fn page(&self, after: GroupId, limit: usize) -> (Vec<(GroupId, OpenEntry)>, bool) {
         let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
         let mut range = groups.range((Bound::Excluded(after), Bound::Unbounded));
         let page = range.by_ref().take(limit).map(|(id, entry)| (*id, entry.clone())).collect();
@@ -50,7 +51,7 @@ impl OpenGroups {
     }
 
     // Each write is one insert or remove, so a poisoned lock holds a whole map.
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, OpenEntry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<GroupId, OpenEntry>> {
         self.groups.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -63,15 +64,15 @@ mod tests {
     fn pages_by_id() {
         let list = OpenGroups::default();
         for id in [7, 3, 12] {
-            list.set(id, format!("g{id}"), 1);
+            list.set(GroupId(id), format!("g{id}"), 1);
         }
-        let (page, more) = list.page(0, 2);
-        assert_eq!(page.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [3, 7]);
+        let (page, more) = list.page(GroupId(0), 2);
+        assert_eq!(page.iter().map(|(id, _)| id.get()).collect::<Vec<_>>(), [3, 7]);
         assert!(more);
-        let (page, more) = list.page(7, 2);
-        assert_eq!(page, vec![(12, OpenEntry { name: "g12".into(), members: 1 })]);
+        let (page, more) = list.page(GroupId(7), 2);
+        assert_eq!(page, vec![(GroupId(12), OpenEntry { name: "g12".into(), members: 1 })]);
         assert!(!more);
-        list.remove(12);
-        assert_eq!(list.page(7, 2), (vec![], false));
+        list.remove(GroupId(12));
+        assert_eq!(list.page(GroupId(7), 2), (vec![], false));
     }
 }

@@ -11,7 +11,7 @@ use super::cursor::READ_CHUNK;
 use super::message::wire_size;
 use super::refusal::{Handled, Refusal};
 use crate::config::Config;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, Seq, UserId};
 use crate::store::{LogId, Partition, StoreError};
 
 /// Refuses a message of `bytes` that would take an inbox holding `stored` bytes past the
@@ -29,7 +29,7 @@ pub fn check(config: &Config, stored: u64, bytes: usize) -> Handled {
 /// The bytes an ack from `before` up to `up_to` frees, when the session had been sent up
 /// to `sent_upto` and the ack's pushed messages came to `pushed` bytes: messages
 /// acknowledged without having been pushed are read (a rare client that acks ahead).
-pub fn acked_bytes(partition: &Partition, uid: u64, before: u64, up_to: u64, sent_upto: u64, pushed: usize) -> u64 {
+pub fn acked_bytes(partition: &Partition, uid: UserId, before: Seq, up_to: Seq, sent_upto: Seq, pushed: usize) -> u64 {
     let unpushed_from = before.max(sent_upto);
     let unpushed = if up_to > unpushed_from {
         backlog_bytes(partition, uid, unpushed_from, up_to).unwrap_or_else(|e| {
@@ -43,10 +43,10 @@ pub fn acked_bytes(partition: &Partition, uid: u64, before: u64, up_to: u64, sen
 }
 
 /// The bytes of the inbox's messages after `after` up to `up_to`.
-pub fn backlog_bytes(partition: &Partition, uid: u64, mut after: u64, up_to: u64) -> Result<u64, StoreError> {
+pub fn backlog_bytes(partition: &Partition, uid: UserId, mut after: Seq, up_to: Seq) -> Result<u64, StoreError> {
     let mut total = 0u64;
     while after < up_to {
-        let chunk = partition.read(LogId::Inbox, uid, after, (up_to - after).min(READ_CHUNK) as usize)?;
+        let chunk = partition.read(LogId::Inbox, uid.into(), after, (up_to - after).min(READ_CHUNK) as usize)?;
         let Some(&(last, _)) = chunk.last() else { break };
         total += chunk.iter().filter(|(seq, _)| *seq <= up_to).map(|(_, m)| wire_size(m) as u64).sum::<u64>();
         after = last;

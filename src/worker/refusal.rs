@@ -1,6 +1,6 @@
 //! Why a request was refused: the error frame an owner answers with instead of a reply.
 
-use crate::protocol::{retry_ms, ErrorCode};
+use crate::protocol::{retry_ms, ErrorCode, Seq};
 use crate::store::StoreError;
 use log::error;
 use std::time::Duration;
@@ -24,7 +24,7 @@ impl Refusal {
     }
 
     /// An ack or resync of `seq`, past the conversation's last sequence.
-    pub fn beyond(what: &str, seq: u64, last_seq: u64) -> Self {
+    pub fn beyond(what: &str, seq: Seq, last_seq: Seq) -> Self {
         Refusal::new(ErrorCode::BadRequest, format!("{what} {seq} is beyond the last sequence {last_seq}"))
     }
 

@@ -12,11 +12,11 @@ use super::commands::{Outgoing, Part, Tally, WorkerCmd};
 use super::context::Ctx;
 use super::groups::Groups;
 use super::inbox::Inboxes;
-use super::message::{self, Origin};
+use super::message::{self, Origin, RetryKey};
 use super::refusal::{Handled, Refusal};
 use crate::auth::token_digest;
 use crate::frame;
-use crate::protocol::{valid_username, ErrorCode, Push, Reply, ServerFrame, ServiceTarget};
+use crate::protocol::{valid_username, ErrorCode, GroupId, Push, Reply, ServerFrame, ServiceTarget};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -76,7 +76,7 @@ impl Gathers {
         message: Outgoing,
     ) -> Handled {
         message::validate(ctx.config(), &message.content, service)?;
-        if !message.transient && message.client_msg_id == 0 {
+        if !message.transient && message.client_msg_id.is_none() {
             return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
         }
         self.next += 1;
@@ -201,14 +201,15 @@ fn deliver_to_user(
         ctx.delivered(1);
         return Ok(Some(true));
     }
-    if ctx.dedup().get(service.uid, *client_msg_id, inbox.uid).is_some() {
+    if ctx.dedup().get(service.uid, *client_msg_id, inbox.uid.into()).is_some() {
         return Ok(Some(false));
     }
     let stored = message::compose(ctx.shared, service, content.clone(), None)?;
     // Not refused by the quota (a service is the operator's own), but counted in it, as
     // the ack that frees it will be.
-    let origin = Origin { reply_to: None, retry_key: Some((service.uid, *client_msg_id)) };
-    Ok(Some(inbox.append(ctx, stored, origin)?))
+    let key = RetryKey { sender: service.uid, client_msg_id: *client_msg_id };
+    let pushed = inbox.append(ctx, stored, Origin { reply_to: None, retry_key: Some(key) })?;
+    Ok(Some(pushed))
 }
 
 /// A service's send to a group this worker owns; reported back to the coordinator.
@@ -216,7 +217,7 @@ pub fn deliver_to_group(
     ctx: &mut Ctx,
     groups: &mut Groups,
     part: Part,
-    group_id: u64,
+    group_id: GroupId,
     except: Option<String>,
     message: Outgoing,
 ) {
@@ -229,7 +230,7 @@ fn send_to_group(
     ctx: &mut Ctx,
     groups: &mut Groups,
     service: &SessionUser,
-    id: u64,
+    id: GroupId,
     except: Option<String>,
     message: Outgoing,
 ) -> Result<Tally, Refusal> {
@@ -245,12 +246,12 @@ fn send_to_group(
         ctx.delivered(online.len() as u64);
         return Ok(Tally { stored: 0, delivered: online.len() as u32, unknown: Vec::new() });
     }
-    if ctx.dedup().get(service.uid, client_msg_id, id).is_some() {
+    if ctx.dedup().get(service.uid, client_msg_id, id.into()).is_some() {
         return Ok(Tally { stored: 1, delivered: 0, unknown: Vec::new() });
     }
     let stored = message::compose(ctx.shared, service, content, except)?;
-    let origin = Origin { reply_to: None, retry_key: Some((service.uid, client_msg_id)) };
-    let delivered = group.append(ctx, stored, origin)?;
+    let key = RetryKey { sender: service.uid, client_msg_id };
+    let delivered = group.append(ctx, stored, Origin { reply_to: None, retry_key: Some(key) })?;
     Ok(Tally { stored: 1, delivered, unknown: Vec::new() })
 }
 

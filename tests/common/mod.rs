@@ -7,7 +7,7 @@
 pub mod daemon;
 
 use confab::client::Client;
-use confab::protocol::Reply;
+use confab::protocol::{Reply, Seq};
 use confab::store::Store;
 use confab::{Config, Server};
 use std::net::SocketAddr;
@@ -97,7 +97,7 @@ impl Drop for TestServer {
 }
 
 /// The (acked, last_seq) of a LoggedIn reply.
-pub fn inbox_of(reply: &Reply) -> (u64, u64) {
+pub fn inbox_of(reply: &Reply) -> (Seq, Seq) {
     match reply {
         Reply::LoggedIn { acked, last_seq, .. } => (*acked, *last_seq),
         other => panic!("not a LoggedIn reply: {other:?}"),

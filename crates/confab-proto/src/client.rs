@@ -6,7 +6,8 @@
 
 use crate::frame::{self, FrameError};
 use crate::protocol::{
-    ClientFrame, Content, Conversation, ErrorCode, Message, Push, Reply, Request, ServerFrame, Target, PROTOCOL_VERSION,
+    ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, Message, MessageId, Push, Reply, Request, Seq,
+    ServerFrame, Target, UserId, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -199,7 +200,7 @@ impl Client {
         }
     }
 
-    pub fn register(&mut self, username: &str, password: &str) -> ClientResult<u64> {
+    pub fn register(&mut self, username: &str, password: &str) -> ClientResult<UserId> {
         match self.request(Request::Register { username: username.into(), password: password.into() })? {
             Reply::Registered { user_id } => Ok(user_id),
             other => Err(unexpected(other)),
@@ -223,7 +224,12 @@ impl Client {
     }
 
     /// Sends a stored message and waits for its receipt; returns (message id, seq, duplicate).
-    pub fn send_message(&mut self, to: &str, client_msg_id: u64, content: Content) -> ClientResult<(u64, u64, bool)> {
+    pub fn send_message(
+        &mut self,
+        to: &str,
+        client_msg_id: ClientMsgId,
+        content: Content,
+    ) -> ClientResult<(MessageId, Seq, bool)> {
         let request = Request::Send { to: Target::User(to.into()), client_msg_id, transient: false, content };
         match self.request(request)? {
             Reply::Sent { message_id, seq, duplicate, .. } => Ok((message_id, seq, duplicate)),
@@ -231,12 +237,17 @@ impl Client {
         }
     }
 
-    pub fn send_text(&mut self, to: &str, client_msg_id: u64, text: &str) -> ClientResult<(u64, u64, bool)> {
+    pub fn send_text(
+        &mut self,
+        to: &str,
+        client_msg_id: ClientMsgId,
+        text: &str,
+    ) -> ClientResult<(MessageId, Seq, bool)> {
         self.send_message(to, client_msg_id, Content::text(text))
     }
 
     /// Acknowledges the inbox up to `up_to`.
-    pub fn ack(&mut self, up_to: u64) -> ClientResult<u64> {
+    pub fn ack(&mut self, up_to: Seq) -> ClientResult<Seq> {
         match self.request(Request::Ack { conversation: Conversation::Inbox, up_to })? {
             Reply::Acked { up_to, .. } => Ok(up_to),
             other => Err(unexpected(other)),

@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+// The ids are part of the contract: one import gives a client the types and their ids.
+pub use crate::ids::{ClientMsgId, GroupId, MessageId, Seq, UserId};
+
 /// The protocol version this server speaks. A Hello with another version is refused with
 /// [`ErrorCode::UnsupportedVersion`].
 pub const PROTOCOL_VERSION: u16 = 2;
@@ -71,19 +74,19 @@ pub enum Request {
     /// idempotent. Transient messages are never stored and reach only online recipients.
     Send {
         to: Target,
-        client_msg_id: u64,
+        client_msg_id: ClientMsgId,
         transient: bool,
         content: Content,
     },
     /// "I have everything up to and including `up_to`": the server may forget it.
     Ack {
         conversation: Conversation,
-        up_to: u64,
+        up_to: Seq,
     },
     /// Deliver again everything after `after` (a client that detected a gap).
     Resync {
         conversation: Conversation,
-        after: u64,
+        after: Seq,
     },
     Rename {
         display_name: String,
@@ -109,35 +112,35 @@ pub enum Request {
         open: bool,
     },
     RenameGroup {
-        group_id: u64,
+        group_id: GroupId,
         name: String,
     },
     AddMember {
-        group_id: u64,
+        group_id: GroupId,
         username: String,
     },
     RemoveMember {
-        group_id: u64,
+        group_id: GroupId,
         username: String,
     },
     /// Owner only. Giving `Owner` hands the group over; the old owner becomes an admin.
     SetRole {
-        group_id: u64,
+        group_id: GroupId,
         username: String,
         role: Role,
     },
     JoinGroup {
-        group_id: u64,
+        group_id: GroupId,
     },
     LeaveGroup {
-        group_id: u64,
+        group_id: GroupId,
     },
     DeleteGroup {
-        group_id: u64,
+        group_id: GroupId,
     },
     ListGroups,
     GroupMembers {
-        group_id: u64,
+        group_id: GroupId,
     },
     /// Joins an ephemeral room (created on first join, gone when the last member leaves).
     JoinRoom {
@@ -170,7 +173,7 @@ pub enum Request {
     /// Services only: a system message to users, a group, or everyone online.
     ServiceSend {
         to: ServiceTarget,
-        client_msg_id: u64,
+        client_msg_id: ClientMsgId,
         /// Push only to recipients connected now, store nothing, and report how many got it.
         transient: bool,
         content: Content,
@@ -190,9 +193,9 @@ pub enum Request {
     /// Administrators and services: live server statistics.
     Stats,
     /// One page of the open groups (anyone may join them), by ascending id after `after`
-    /// (0 = from the start).
+    /// (`GroupId(0)`, which no group has, = from the start).
     ListOpenGroups {
-        after: u64,
+        after: GroupId,
         limit: u32,
     },
 }
@@ -204,7 +207,7 @@ pub enum ServiceTarget {
     Users(Vec<String>),
     /// Every member of the group, except `except` if given.
     Group {
-        group_id: u64,
+        group_id: GroupId,
         except: Option<String>,
     },
     /// Every user online now.
@@ -226,7 +229,7 @@ pub enum SenderKind {
 pub enum Target {
     User(String),
     /// Every member of the group (stored in the group's sequence).
-    Group(u64),
+    Group(GroupId),
     /// The members of the room at this moment (never stored).
     Room(String),
     /// Every online user (never stored; administrators only unless the server allows all).
@@ -240,7 +243,7 @@ pub enum Conversation {
     /// The logged-in user's own inbox of direct messages.
     Inbox,
     /// A group's shared sequence.
-    Group(u64),
+    Group(GroupId),
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -362,14 +365,14 @@ pub enum Reply {
     },
     Pong,
     Registered {
-        user_id: u64,
+        user_id: UserId,
     },
     /// `acked` and `last_seq` describe the inbox; messages `acked+1..=last_seq` follow as pushes.
     LoggedIn {
-        user_id: u64,
+        user_id: UserId,
         display_name: String,
-        acked: u64,
-        last_seq: u64,
+        acked: Seq,
+        last_seq: Seq,
         /// 32 bytes; logs in again without the password until it expires or the user
         /// logs out.
         #[serde(with = "serde_bytes")]
@@ -381,8 +384,8 @@ pub enum Reply {
     /// The message is on disk. `duplicate` is true when `client_msg_id` was seen before and
     /// this is the original's receipt.
     Sent {
-        message_id: u64,
-        seq: u64,
+        message_id: MessageId,
+        seq: Seq,
         timestamp_ms: u64,
         duplicate: bool,
     },
@@ -392,12 +395,12 @@ pub enum Reply {
     },
     Acked {
         conversation: Conversation,
-        up_to: u64,
+        up_to: Seq,
     },
     Resynced {
         conversation: Conversation,
-        after: u64,
-        last_seq: u64,
+        after: Seq,
+        last_seq: Seq,
     },
     Renamed {
         display_name: String,
@@ -410,13 +413,13 @@ pub enum Reply {
     /// Success of a request that has nothing else to say.
     Done,
     GroupCreated {
-        group_id: u64,
+        group_id: GroupId,
     },
     Groups {
         groups: Vec<GroupInfo>,
     },
     Members {
-        group_id: u64,
+        group_id: GroupId,
         members: Vec<MemberInfo>,
     },
     /// A room message or broadcast went to this many connections.
@@ -494,14 +497,14 @@ pub struct ServerStats {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct GroupInfo {
-    pub group_id: u64,
+    pub group_id: GroupId,
     pub name: String,
     pub open: bool,
     pub role: Role,
     pub members: u32,
     /// The caller's acknowledged position and the group's last sequence.
-    pub acked: u64,
-    pub last_seq: u64,
+    pub acked: Seq,
+    pub last_seq: Seq,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -517,7 +520,7 @@ pub struct MemberInfo {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct OpenGroup {
-    pub group_id: u64,
+    pub group_id: GroupId,
     pub name: String,
     pub members: u32,
 }
@@ -585,12 +588,12 @@ pub enum Push {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Message {
     pub conversation: Conversation,
-    pub seq: u64,
+    pub seq: Seq,
     /// The sequence of the message pushed to this session before this one in the same
     /// conversation, or where delivery started (the ack at login, the point of a resync).
     /// A client whose last seen sequence is below `prev_seq` has missed something.
-    pub prev_seq: u64,
-    pub message_id: u64,
+    pub prev_seq: Seq,
+    pub message_id: MessageId,
     pub from: String,
     /// A service's messages are system messages: show them apart.
     pub sender: SenderKind,
@@ -757,10 +760,10 @@ mod tests {
         let logged_in = ServerFrame::Reply {
             request_id: 3,
             reply: Reply::LoggedIn {
-                user_id: 1,
+                user_id: UserId(1),
                 display_name: "Alice".into(),
-                acked: 0,
-                last_seq: 0,
+                acked: Seq::ZERO,
+                last_seq: Seq::ZERO,
                 resume_token: token.clone(),
                 admin: false,
             },
@@ -778,7 +781,7 @@ mod tests {
         let request = Request::Hello { version: 2, client: "demo/1.0".into() };
         assert_eq!(format!("{request:?}"), r#"Hello { version: 2, client: "demo/1.0" }"#);
         assert_eq!(format!("{:?}", Request::Ping), "Ping");
-        assert_eq!(format!("{:?}", Reply::Registered { user_id: 1 }), "Registered { user_id: 1 }");
+        assert_eq!(format!("{:?}", Reply::Registered { user_id: UserId(1) }), "Registered { user_id: UserId(1) }");
         assert!(
             format!("{:?}", Reply::Stats(ServerStats::default())).starts_with(r#"Stats(ServerStats { version: "","#)
         );

@@ -7,9 +7,9 @@
 
 use confab_proto::frame;
 use confab_proto::protocol::{
-    ClientFrame, Content, Conversation, ErrorCode, GroupEvent, GroupInfo, Limits, Media, MediaKind, MemberInfo,
-    Message, OnlineUser, OpenGroup, Push, Reply, Request, Role, RoomInfo, SenderKind, ServerFrame, ServerStats,
-    ServiceTarget, Target, NO_REQUEST, PROTOCOL_VERSION,
+    ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, Limits, Media,
+    MediaKind, MemberInfo, Message, MessageId, OnlineUser, OpenGroup, Push, Reply, Request, Role, RoomInfo, SenderKind,
+    Seq, ServerFrame, ServerStats, ServiceTarget, Target, UserId, NO_REQUEST, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,7 +27,7 @@ const MAX_SERVER_FRAME: u32 = 16 * 1024 * 1024;
 /// The timestamp of the first example message (2023-11-14T22:13:20Z); later ones add 1 ms each.
 const TS: u64 = 1_700_000_000_000;
 /// The example group ("Book club").
-const GROUP: u64 = 9;
+const GROUP: GroupId = GroupId(9);
 /// The example service's token as `confabd service add shop` prints it (real ones are random).
 const SERVICE_TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -96,11 +96,11 @@ fn cat_picture() -> Content {
     }
 }
 
-fn send(request_id: u32, to: Target, client_msg_id: u64, transient: bool, content: Content) -> Frame {
+fn send(request_id: u32, to: Target, client_msg_id: ClientMsgId, transient: bool, content: Content) -> Frame {
     client(request_id, Request::Send { to, client_msg_id, transient, content })
 }
 
-fn service_send(request_id: u32, to: ServiceTarget, client_msg_id: u64, transient: bool, text: &str) -> Frame {
+fn service_send(request_id: u32, to: ServiceTarget, client_msg_id: ClientMsgId, transient: bool, text: &str) -> Frame {
     client(request_id, Request::ServiceSend { to, client_msg_id, transient, content: Content::text(text) })
 }
 
@@ -119,9 +119,9 @@ fn shown(username: &str) -> String {
 /// A stored message from a user, pushed from the inbox or a group.
 fn message(
     conversation: Conversation,
-    seq: u64,
-    prev_seq: u64,
-    message_id: u64,
+    seq: Seq,
+    prev_seq: Seq,
+    message_id: MessageId,
     from: &str,
     content: Content,
 ) -> Frame {
@@ -132,7 +132,7 @@ fn message(
         message_id,
         from: s(from),
         sender: SenderKind::User,
-        timestamp_ms: TS + seq - 1,
+        timestamp_ms: TS + seq.get() - 1,
         content,
         event: None,
         display_name: shown(from),
@@ -140,7 +140,7 @@ fn message(
 }
 
 /// A group event as pushed to a member who has seen everything before it.
-fn event(seq: u64, message_id: u64, by: &str, event: GroupEvent) -> Frame {
+fn event(seq: Seq, message_id: MessageId, by: &str, event: GroupEvent) -> Frame {
     push(Push::Message(Message {
         conversation: Conversation::Group(GROUP),
         seq,
@@ -148,7 +148,7 @@ fn event(seq: u64, message_id: u64, by: &str, event: GroupEvent) -> Frame {
         message_id,
         from: s(by),
         sender: SenderKind::User,
-        timestamp_ms: TS + seq - 1,
+        timestamp_ms: TS + seq.get() - 1,
         content: Content { kind: MediaKind::System, body: Vec::new(), media: None },
         event: Some(event),
         display_name: shown(by),
@@ -177,13 +177,19 @@ vectors! {
     "hello" => client(1, Request::Hello { version: PROTOCOL_VERSION, client: s("demo/1.0") }),
     "register" => client(2, Request::Register { username: s("alice"), password: s("correct horse") }),
     "login" => client(3, Request::Login { username: s("alice"), password: s("correct horse") }),
-    "send" => send(4, Target::User(s("alice")), 1, false, Content::text("hi alice")),
-    "ack" => client(4, Request::Ack { conversation: Conversation::Inbox, up_to: 1 }),
+    "send" => send(4, Target::User(s("alice")), ClientMsgId(1), false, Content::text("hi alice")),
+    "ack" => client(4, Request::Ack { conversation: Conversation::Inbox, up_to: Seq(1) }),
     "ping" => client(5, Request::Ping),
-    "send-transient" => send(6, Target::User(s("alice")), 0, true, typing()),
-    "send-media" => send(300, Target::User(s("alice")), 2, false, cat_picture()),
-    "send-unicode" => send(7, Target::User(s("alice")), 1_000_000, false, Content::text("h\u{e9}llo \u{1f44b}")),
-    "resync" => client(8, Request::Resync { conversation: Conversation::Inbox, after: 1 }),
+    "send-transient" => send(6, Target::User(s("alice")), ClientMsgId::NONE, true, typing()),
+    "send-media" => send(300, Target::User(s("alice")), ClientMsgId(2), false, cat_picture()),
+    "send-unicode" => send(
+        7,
+        Target::User(s("alice")),
+        ClientMsgId(1_000_000),
+        false,
+        Content::text("h\u{e9}llo \u{1f44b}"),
+    ),
+    "resync" => client(8, Request::Resync { conversation: Conversation::Inbox, after: Seq(1) }),
     "rename" => client(9, Request::Rename { display_name: s("Alice Liddell") }),
     "list-online" => client(10, Request::ListOnline { after: String::new(), limit: 50 }),
     "list-online-next" => client(11, Request::ListOnline { after: s("alice"), limit: 200 }),
@@ -193,9 +199,9 @@ vectors! {
     // Requests: groups.
     "create-group" => client(13, Request::CreateGroup { name: s("Book club"), open: true }),
     "add-member" => client(14, Request::AddMember { group_id: GROUP, username: s("bob") }),
-    "send-group" => send(5, Target::Group(GROUP), 2, false, Content::text("hello club")),
-    "ack-group" => client(15, Request::Ack { conversation: Conversation::Group(GROUP), up_to: 3 }),
-    "resync-group" => client(16, Request::Resync { conversation: Conversation::Group(GROUP), after: 2 }),
+    "send-group" => send(5, Target::Group(GROUP), ClientMsgId(2), false, Content::text("hello club")),
+    "ack-group" => client(15, Request::Ack { conversation: Conversation::Group(GROUP), up_to: Seq(3) }),
+    "resync-group" => client(16, Request::Resync { conversation: Conversation::Group(GROUP), after: Seq(2) }),
     "rename-group" => client(17, Request::RenameGroup { group_id: GROUP, name: s("Books") }),
     "set-role" => client(18, Request::SetRole { group_id: GROUP, username: s("bob"), role: Role::Admin }),
     "join-group" => client(3, Request::JoinGroup { group_id: GROUP }),
@@ -207,11 +213,11 @@ vectors! {
 
     // Requests: rooms, broadcast, presence.
     "join-room" => client(23, Request::JoinRoom { room: s("lobby") }),
-    "send-room" => send(24, Target::Room(s("lobby")), 0, true, Content::text("anyone here?")),
+    "send-room" => send(24, Target::Room(s("lobby")), ClientMsgId::NONE, true, Content::text("anyone here?")),
     "leave-room" => client(25, Request::LeaveRoom { room: s("lobby") }),
     "list-rooms" => client(26, Request::ListRooms { after: String::new(), limit: 0 }),
     "room-members" => client(27, Request::RoomMembers { room: s("lobby") }),
-    "send-broadcast" => send(28, Target::Everyone, 0, true, Content::text("maintenance at 22:00")),
+    "send-broadcast" => send(28, Target::Everyone, ClientMsgId::NONE, true, Content::text("maintenance at 22:00")),
     "subscribe-presence" => client(29, Request::SubscribePresence { username: s("carol") }),
     "unsubscribe-presence" => client(30, Request::UnsubscribePresence { username: s("carol") }),
 
@@ -221,29 +227,29 @@ vectors! {
     "service-send-users" => service_send(
         4,
         ServiceTarget::Users(names(&["alice", "bob", "nobody"])),
-        1,
+        ClientMsgId(1),
         false,
         "your order shipped",
     ),
     "service-send-group" => service_send(
         5,
         ServiceTarget::Group { group_id: GROUP, except: Some(s("alice")) },
-        2,
+        ClientMsgId(2),
         false,
         "alice scored",
     ),
     "service-send-group-all" => service_send(
         6,
         ServiceTarget::Group { group_id: GROUP, except: None },
-        3,
+        ClientMsgId(3),
         false,
         "match starts",
     ),
-    "service-send-online" => service_send(7, ServiceTarget::Online, 0, true, "restart at noon"),
+    "service-send-online" => service_send(7, ServiceTarget::Online, ClientMsgId::NONE, true, "restart at noon"),
     "query-online" => client(8, Request::QueryOnline { users: names(&["alice", "bob", "nobody"]) }),
     "stats" => client(9, Request::Stats),
     "disconnect" => client(10, Request::Disconnect { username: s("alice"), reason: s("account suspended") }),
-    "list-open-groups" => client(33, Request::ListOpenGroups { after: 0, limit: 20 }),
+    "list-open-groups" => client(33, Request::ListOpenGroups { after: GroupId(0), limit: 20 }),
 
     // Replies.
     "hello-reply" => reply(1, Reply::Hello {
@@ -263,21 +269,24 @@ vectors! {
             max_frame_before_login: 4096,
         },
     }),
-    "registered" => reply(2, Reply::Registered { user_id: 1 }),
+    "registered" => reply(2, Reply::Registered { user_id: UserId(1) }),
     "logged-in" => reply(3, Reply::LoggedIn {
-        user_id: 1,
+        user_id: UserId(1),
         display_name: s("alice"),
-        acked: 0,
-        last_seq: 0,
+        acked: Seq::ZERO,
+        last_seq: Seq::ZERO,
         resume_token: token(),
         admin: false,
     }),
-    "sent" => reply(4, Reply::Sent { message_id: 7, seq: 1, timestamp_ms: TS, duplicate: false }),
-    "acked" => reply(4, Reply::Acked { conversation: Conversation::Inbox, up_to: 1 }),
+    "sent" => reply(4, Reply::Sent { message_id: MessageId(7), seq: Seq(1), timestamp_ms: TS, duplicate: false }),
+    "acked" => reply(4, Reply::Acked { conversation: Conversation::Inbox, up_to: Seq(1) }),
     "pong" => reply(5, Reply::Pong),
     "transient-sent" => reply(6, Reply::TransientSent { delivered: true }),
-    "sent-duplicate" => reply(300, Reply::Sent { message_id: 8, seq: 2, timestamp_ms: TS + 1, duplicate: true }),
-    "resynced" => reply(8, Reply::Resynced { conversation: Conversation::Inbox, after: 1, last_seq: 2 }),
+    "sent-duplicate" => reply(
+        300,
+        Reply::Sent { message_id: MessageId(8), seq: Seq(2), timestamp_ms: TS + 1, duplicate: true },
+    ),
+    "resynced" => reply(8, Reply::Resynced { conversation: Conversation::Inbox, after: Seq(1), last_seq: Seq(2) }),
     "renamed" => reply(9, Reply::Renamed { display_name: s("Alice Liddell") }),
     "online" => reply(10, Reply::Online {
         users: vec![
@@ -290,8 +299,11 @@ vectors! {
     "logged-out" => reply(12, Reply::LoggedOut),
     "group-created" => reply(13, Reply::GroupCreated { group_id: GROUP }),
     "done" => reply(14, Reply::Done),
-    "sent-group" => reply(5, Reply::Sent { message_id: 12, seq: 3, timestamp_ms: TS + 2, duplicate: false }),
-    "acked-group" => reply(15, Reply::Acked { conversation: Conversation::Group(GROUP), up_to: 3 }),
+    "sent-group" => reply(
+        5,
+        Reply::Sent { message_id: MessageId(12), seq: Seq(3), timestamp_ms: TS + 2, duplicate: false },
+    ),
+    "acked-group" => reply(15, Reply::Acked { conversation: Conversation::Group(GROUP), up_to: Seq(3) }),
     "groups" => reply(21, Reply::Groups {
         groups: vec![GroupInfo {
             group_id: GROUP,
@@ -299,8 +311,8 @@ vectors! {
             open: true,
             role: Role::Owner,
             members: 2,
-            acked: 5,
-            last_seq: 7,
+            acked: Seq(5),
+            last_seq: Seq(7),
         }],
     }),
     "members" => reply(22, Reply::Members {
@@ -358,29 +370,58 @@ vectors! {
     }),
 
     // Pushes.
-    "push-message" => message(Conversation::Inbox, 1, 0, 7, "bob", Content::text("hi alice")),
-    "push-message-media" => message(Conversation::Inbox, 2, 1, 8, "bob", cat_picture()),
+    "push-message" => message(Conversation::Inbox, Seq(1), Seq::ZERO, MessageId(7), "bob", Content::text("hi alice")),
+    "push-message-media" => message(Conversation::Inbox, Seq(2), Seq(1), MessageId(8), "bob", cat_picture()),
     "push-transient" => push(Push::Transient { from: s("bob"), content: typing() }),
     "push-kicked" => push(Push::Kicked { reason: s("logged in elsewhere") }),
     "push-shutting-down" => push(Push::ShuttingDown),
-    "push-group-created" => event(1, 10, "alice", GroupEvent::Created { by: s("alice") }),
-    "push-group-added" => event(2, 11, "alice", GroupEvent::Added { username: s("bob"), by: s("alice") }),
-    "push-message-group" => message(Conversation::Group(GROUP), 3, 2, 12, "bob", Content::text("hello club")),
-    "push-message-group-skip" => message(Conversation::Group(GROUP), 5, 3, 14, "bob", Content::text("thanks")),
-    "push-group-renamed" => event(6, 15, "alice", GroupEvent::Renamed { name: s("Books"), by: s("alice") }),
-    "push-group-role-changed" => event(7, 16, "alice", GroupEvent::RoleChanged {
+    "push-group-created" => event(Seq(1), MessageId(10), "alice", GroupEvent::Created { by: s("alice") }),
+    "push-group-added" => event(
+        Seq(2),
+        MessageId(11),
+        "alice",
+        GroupEvent::Added { username: s("bob"), by: s("alice") },
+    ),
+    "push-message-group" => message(
+        Conversation::Group(GROUP),
+        Seq(3),
+        Seq(2),
+        MessageId(12),
+        "bob",
+        Content::text("hello club"),
+    ),
+    "push-message-group-skip" => message(
+        Conversation::Group(GROUP),
+        Seq(5),
+        Seq(3),
+        MessageId(14),
+        "bob",
+        Content::text("thanks"),
+    ),
+    "push-group-renamed" => event(
+        Seq(6),
+        MessageId(15),
+        "alice",
+        GroupEvent::Renamed { name: s("Books"), by: s("alice") },
+    ),
+    "push-group-role-changed" => event(Seq(7), MessageId(16), "alice", GroupEvent::RoleChanged {
         username: s("bob"),
         role: Role::Admin,
         by: s("alice"),
     }),
-    "push-group-joined" => event(8, 17, "carol", GroupEvent::Joined { username: s("carol") }),
-    "push-group-left" => event(9, 18, "carol", GroupEvent::Left { username: s("carol") }),
-    "push-group-removed" => event(10, 19, "alice", GroupEvent::Removed { username: s("bob"), by: s("alice") }),
+    "push-group-joined" => event(Seq(8), MessageId(17), "carol", GroupEvent::Joined { username: s("carol") }),
+    "push-group-left" => event(Seq(9), MessageId(18), "carol", GroupEvent::Left { username: s("carol") }),
+    "push-group-removed" => event(
+        Seq(10),
+        MessageId(19),
+        "alice",
+        GroupEvent::Removed { username: s("bob"), by: s("alice") },
+    ),
     "push-group-deleted" => push(Push::Message(Message {
         conversation: Conversation::Group(GROUP),
-        seq: 11,
-        prev_seq: 10,
-        message_id: 0,
+        seq: Seq(11),
+        prev_seq: Seq(10),
+        message_id: MessageId::NONE,
         from: s("alice"),
         sender: SenderKind::User,
         timestamp_ms: TS + 10,
@@ -397,9 +438,9 @@ vectors! {
     "push-presence" => push(Push::Presence { username: s("carol"), online: true }),
     "push-message-service" => push(Push::Message(Message {
         conversation: Conversation::Inbox,
-        seq: 3,
-        prev_seq: 2,
-        message_id: 20,
+        seq: Seq(3),
+        prev_seq: Seq(2),
+        message_id: MessageId(20),
         from: s("shop"),
         sender: SenderKind::Service,
         timestamp_ms: TS + 2,

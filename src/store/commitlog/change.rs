@@ -6,36 +6,37 @@
 //! keeps some prefix of its unflushed writes after a crash): a message is put only above
 //! its log's floor, a floor or a member's ack only ever rises.
 
-use crate::store::{DedupRecord, LogId, Store, StoreError, StoreResult, StoredMessage};
+use crate::protocol::{GroupId, Seq, UserId};
+use crate::store::{DedupRecord, LogId, LogOwner, Store, StoreError, StoreResult, StoredMessage};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A new message, `seq` of `owner`'s log.
-    Message { log: LogId, owner: u64, seq: u64, message: StoredMessage },
+    Message { log: LogId, owner: LogOwner, seq: Seq, message: StoredMessage },
     /// Everything up to `floor` of `owner`'s log is acknowledged (or trimmed).
-    Floor { log: LogId, owner: u64, floor: u64 },
+    Floor { log: LogId, owner: LogOwner, floor: Seq },
     /// A group member's acknowledged position.
-    GroupAck { group: u64, username: String, acked: u64 },
+    GroupAck { group: GroupId, username: String, acked: Seq },
     /// Sends remembered for idempotent retries.
     Dedup { written_ms: u64, records: Vec<DedupRecord> },
     /// A resume token (its digest) issued at a login.
-    Token { uid: u64, digest: [u8; 32], expires_ms: u64 },
+    Token { uid: UserId, digest: [u8; 32], expires_ms: u64 },
     /// Every token of the user revoked (logout). In the log with the tokens, so a replay
     /// never brings back a token revoked after it was issued.
-    RevokeTokens { uid: u64 },
+    RevokeTokens { uid: UserId },
 }
 
 /// [`Change`] borrowing its large parts, for encoding without a copy. Same variants in the
 /// same order with the same field types: postcard encodes both alike (tested below).
 #[derive(Serialize)]
 pub enum ChangeRef<'a> {
-    Message { log: LogId, owner: u64, seq: u64, message: &'a StoredMessage },
-    Floor { log: LogId, owner: u64, floor: u64 },
-    GroupAck { group: u64, username: &'a str, acked: u64 },
+    Message { log: LogId, owner: LogOwner, seq: Seq, message: &'a StoredMessage },
+    Floor { log: LogId, owner: LogOwner, floor: Seq },
+    GroupAck { group: GroupId, username: &'a str, acked: Seq },
     Dedup { written_ms: u64, records: &'a [DedupRecord] },
-    Token { uid: u64, digest: [u8; 32], expires_ms: u64 },
-    RevokeTokens { uid: u64 },
+    Token { uid: UserId, digest: [u8; 32], expires_ms: u64 },
+    RevokeTokens { uid: UserId },
 }
 
 /// Appends a change to a batch's payload.
@@ -70,8 +71,8 @@ impl Store {
     pub fn apply(&self, change: Change, applied: &mut Applied) -> StoreResult<()> {
         match change {
             Change::Message { log, owner, seq, message } => {
-                // A deleted group's history stays deleted.
-                if log == LogId::Group && self.group(owner)?.is_none() {
+                // A deleted group's history stays deleted (a group log's owner is its group).
+                if log == LogId::Group && self.group(GroupId(owner.get()))?.is_none() {
                     return Ok(());
                 }
                 let log = self.log(log);
@@ -108,12 +109,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Content, SenderKind};
-    use crate::store::DedupEntry;
+    use crate::protocol::{ClientMsgId, Content, MessageId, Role, SenderKind};
+    use crate::store::{Account, DedupEntry, GroupRecord, JournalRecord, MemberRecord, ServiceRecord};
 
     fn message() -> StoredMessage {
         StoredMessage {
-            message_id: 4,
+            message_id: MessageId(4),
             from: "alice".into(),
             sender: SenderKind::User,
             timestamp_ms: 5,
@@ -126,29 +127,30 @@ mod tests {
     #[test]
     fn borrowed_changes_encode_like_owned_ones() {
         let m = message();
-        let records = vec![(1, 2, DedupEntry { recipient: 3, message_id: 4, seq: 5, timestamp_ms: 6 })];
+        let entry = DedupEntry { recipient: LogOwner(3), message_id: MessageId(4), seq: Seq(5), timestamp_ms: 6 };
+        let records = vec![DedupRecord { sender: UserId(1), client_msg_id: ClientMsgId(2), entry }];
         let pairs = [
             (
-                ChangeRef::Message { log: LogId::Group, owner: 7, seq: 8, message: &m },
-                Change::Message { log: LogId::Group, owner: 7, seq: 8, message: m.clone() },
+                ChangeRef::Message { log: LogId::Group, owner: LogOwner(7), seq: Seq(8), message: &m },
+                Change::Message { log: LogId::Group, owner: LogOwner(7), seq: Seq(8), message: m.clone() },
             ),
             (
-                ChangeRef::Floor { log: LogId::Inbox, owner: 1, floor: 9 },
-                Change::Floor { log: LogId::Inbox, owner: 1, floor: 9 },
+                ChangeRef::Floor { log: LogId::Inbox, owner: LogOwner(1), floor: Seq(9) },
+                Change::Floor { log: LogId::Inbox, owner: LogOwner(1), floor: Seq(9) },
             ),
             (
-                ChangeRef::GroupAck { group: 3, username: "bob", acked: 2 },
-                Change::GroupAck { group: 3, username: "bob".into(), acked: 2 },
+                ChangeRef::GroupAck { group: GroupId(3), username: "bob", acked: Seq(2) },
+                Change::GroupAck { group: GroupId(3), username: "bob".into(), acked: Seq(2) },
             ),
             (
                 ChangeRef::Dedup { written_ms: 11, records: &records },
                 Change::Dedup { written_ms: 11, records: records.clone() },
             ),
             (
-                ChangeRef::Token { uid: 5, digest: [7; 32], expires_ms: 99 },
-                Change::Token { uid: 5, digest: [7; 32], expires_ms: 99 },
+                ChangeRef::Token { uid: UserId(5), digest: [7; 32], expires_ms: 99 },
+                Change::Token { uid: UserId(5), digest: [7; 32], expires_ms: 99 },
             ),
-            (ChangeRef::RevokeTokens { uid: 5 }, Change::RevokeTokens { uid: 5 }),
+            (ChangeRef::RevokeTokens { uid: UserId(5) }, Change::RevokeTokens { uid: UserId(5) }),
         ];
         let mut payload = Vec::new();
         for (borrowed, owned) in &pairs {
@@ -166,22 +168,73 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut applied = Applied::default();
+        let (inbox, deleted_group) = (LogOwner::from(UserId(1)), LogOwner::from(GroupId(9)));
         let changes = vec![
-            Change::Message { log: LogId::Inbox, owner: 1, seq: 1, message: message() },
-            Change::Message { log: LogId::Inbox, owner: 1, seq: 2, message: message() },
-            Change::Floor { log: LogId::Inbox, owner: 1, floor: 1 },
+            Change::Message { log: LogId::Inbox, owner: inbox, seq: Seq(1), message: message() },
+            Change::Message { log: LogId::Inbox, owner: inbox, seq: Seq(2), message: message() },
+            Change::Floor { log: LogId::Inbox, owner: inbox, floor: Seq(1) },
             // A group that does not exist (deleted): its messages stay gone.
-            Change::Message { log: LogId::Group, owner: 9, seq: 1, message: message() },
+            Change::Message { log: LogId::Group, owner: deleted_group, seq: Seq(1), message: message() },
         ];
         for _ in 0..2 {
             for change in changes.clone() {
                 store.apply(change, &mut applied).unwrap();
             }
         }
-        store.apply(Change::Floor { log: LogId::Inbox, owner: 1, floor: 0 }, &mut applied).unwrap();
-        assert_eq!(store.inbox.floor(1).unwrap(), 1);
-        assert_eq!(store.inbox.read(1, 0, 10).unwrap().len(), 1);
-        assert_eq!(store.group_log.read(9, 0, 10).unwrap().len(), 0);
+        store.apply(Change::Floor { log: LogId::Inbox, owner: inbox, floor: Seq::ZERO }, &mut applied).unwrap();
+        assert_eq!(store.inbox.floor(inbox).unwrap(), Seq(1));
+        assert_eq!(store.inbox.read(inbox, Seq::ZERO, 10).unwrap().len(), 1);
+        assert_eq!(store.group_log.read(deleted_group, Seq::ZERO, 10).unwrap().len(), 0);
         assert_eq!(applied.floors, 1);
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The bytes below were written by the release before ids had types of their own (when
+    /// they were bare u64s): logs and records it left must read the same, and new ones be
+    /// written the same. Ids above 127 take two varint bytes, so a width change would show.
+    #[test]
+    fn records_and_changes_encode_as_before_ids_had_types() {
+        let m = StoredMessage { message_id: MessageId(300), from: "alice".into(), timestamp_ms: 5, ..message() };
+        let m = StoredMessage { content: Content::text("hi"), ..m };
+        let entry = DedupEntry { recipient: LogOwner(3), message_id: MessageId(400), seq: Seq(5), timestamp_ms: 6 };
+        let records = [DedupRecord { sender: UserId(1000), client_msg_id: ClientMsgId(2), entry }];
+        let changes = [
+            ChangeRef::Message { log: LogId::Group, owner: LogOwner(700), seq: Seq(8), message: &m },
+            ChangeRef::Floor { log: LogId::Inbox, owner: LogOwner(1), floor: Seq(200) },
+            ChangeRef::GroupAck { group: GroupId(3), username: "bob", acked: Seq(2) },
+            ChangeRef::Dedup { written_ms: 11, records: &records },
+            ChangeRef::Token { uid: UserId(5000), digest: [7; 32], expires_ms: 99 },
+            ChangeRef::RevokeTokens { uid: UserId(5) },
+        ];
+        let mut payload = Vec::new();
+        for change in &changes {
+            encode_into(change, &mut payload);
+        }
+        assert_eq!(
+            hex(&payload),
+            "0001bc0508ac0205616c696365000500026869000000010001c801020303626f6202030b01e8070203900305060488270707\
+             070707070707070707070707070707070707070707070707070707070707630505"
+        );
+        let account = Account {
+            user_id: UserId(300),
+            display_name: "bob".into(),
+            password_hash: "x".into(),
+            admin: false,
+            created_ms: 0,
+        };
+        assert_eq!(hex(&postcard::to_allocvec(&account).unwrap()), "ac0203626f6201780000");
+        let member = MemberRecord { username: "bob".into(), uid: UserId(300), role: Role::Owner };
+        let group = GroupRecord { name: "g".into(), open: true, created_ms: 1, members: vec![member] };
+        assert_eq!(hex(&postcard::to_allocvec(&group).unwrap()), "016701010103626f62ac0200");
+        let service = ServiceRecord { uid: UserId(300), token_digest: [1; 32], created_ms: 2 };
+        assert_eq!(hex(&postcard::to_allocvec(&service).unwrap()), format!("ac02{}02", "01".repeat(32)));
+        let journal = JournalRecord { log: LogId::Inbox, owner: LogOwner(300), seq: Seq(400), message: m };
+        assert_eq!(
+            hex(&postcard::to_allocvec(&vec![journal]).unwrap()),
+            "0100ac029003ac0205616c696365000500026869000000"
+        );
     }
 }

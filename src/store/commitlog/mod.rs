@@ -397,7 +397,11 @@ fn replay_segment(store: &Store, id: SegmentId, path: &Path, bytes: &[u8], out: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{LogId, StoredMessage};
+    use crate::protocol::Seq;
+    use crate::store::{LogId, LogOwner, LogState, StoredMessage};
+
+    /// The inbox of the user these tests write for.
+    const ALICE: LogOwner = LogOwner(7);
 
     fn message(text: &str) -> StoredMessage {
         StoredMessage::example(text)
@@ -414,21 +418,21 @@ mod tests {
             let _store = Store::open(dir.path()).unwrap();
             // Small segments: the batches spread over several.
             let mut log = log(dir.path(), 1, 64 * 1024);
-            for seq in 1..=300u64 {
+            for seq in 1..=300 {
                 let m = message(&"x".repeat(500));
-                log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 7, seq, message: &m });
+                log.add(&ChangeRef::Message { log: LogId::Inbox, owner: ALICE, seq: Seq(seq), message: &m });
                 if seq % 3 == 0 {
                     log.commit().unwrap();
                 }
             }
-            log.add(&ChangeRef::Floor { log: LogId::Inbox, owner: 7, floor: 100 });
+            log.add(&ChangeRef::Floor { log: LogId::Inbox, owner: ALICE, floor: Seq(100) });
             log.commit().unwrap();
             assert!(log.sealed_count() >= 2);
             // The store is dropped without a flush: sled has none of it.
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.inbox.state(7).unwrap(), crate::store::LogState { floor: 100, last_seq: 300 });
-        assert_eq!(store.inbox.read(7, 0, 1000).unwrap().len(), 200);
+        assert_eq!(store.inbox.state(ALICE).unwrap(), LogState { floor: Seq(100), last_seq: Seq(300) });
+        assert_eq!(store.inbox.read(ALICE, Seq::ZERO, 1000).unwrap().len(), 200);
         assert!(segment::list(&dir.path().join(DIR)).unwrap().is_empty(), "replayed segments are deleted");
     }
 
@@ -441,14 +445,14 @@ mod tests {
             let mut log =
                 CommitLog::new(dir.path().join(DIR), 1, 0, 1 << 20, SyncPolicy::Batch, Arc::default(), fail.clone());
             let m = message("m");
-            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 1, message: &m });
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: ALICE, seq: Seq(1), message: &m });
             assert_eq!(log.commit().unwrap(), Some(1));
             fail.store(true, Ordering::Relaxed);
-            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 2, message: &m });
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: ALICE, seq: Seq(2), message: &m });
             assert!(log.commit().is_err());
             assert!(log.is_failing());
             // Still failing: the batch stays queued, a new one joins it.
-            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 3, message: &m });
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: ALICE, seq: Seq(3), message: &m });
             assert!(log.commit().is_err());
             fail.store(false, Ordering::Relaxed);
             // Each failure abandoned its segment; the retry writes both batches anew.
@@ -457,7 +461,8 @@ mod tests {
             assert_eq!(log.sealed_count(), 2);
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.inbox.read(1, 0, 10).unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let seqs: Vec<u64> = store.inbox.read(ALICE, Seq::ZERO, 10).unwrap().iter().map(|(s, _)| s.get()).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
     }
 
     #[test]
@@ -467,11 +472,11 @@ mod tests {
             let _store = Store::open(dir.path()).unwrap();
             let mut log = log(dir.path(), 1, 1 << 20);
             let m = message("kept");
-            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 1, message: &m });
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: ALICE, seq: Seq(1), message: &m });
             log.commit().unwrap();
-            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: 1, seq: 2, message: &m });
+            log.add(&ChangeRef::Message { log: LogId::Inbox, owner: ALICE, seq: Seq(2), message: &m });
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.inbox.state(1).unwrap().last_seq, 1);
+        assert_eq!(store.inbox.state(ALICE).unwrap().last_seq, Seq(1));
     }
 }

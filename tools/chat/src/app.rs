@@ -27,7 +27,7 @@ use crate::connection::{ConnEvent, Connection, NetEvent, Origin, SendError};
 use crate::inbox::InboxCursor;
 use crate::render::{Event, Output};
 use crate::token::TokenStore;
-use confab_proto::protocol::{Conversation, Request};
+use confab_proto::protocol::{ClientMsgId, Conversation, Request, Seq};
 use crossbeam_channel::{never, select, Receiver};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
@@ -58,7 +58,7 @@ pub struct App<O> {
     out: O,
     tokens: TokenStore,
     peer: Option<String>,
-    next_msg_id: u64,
+    next_msg_id: ClientMsgId,
     /// Logged in on the current link.
     session: Option<String>,
     /// Username and token to log in again with after a drop; None after a logout, a kick
@@ -90,7 +90,7 @@ impl<O: Output> App<O> {
             peer: None,
             // Random start: two processes of one user must not reuse each other's ids,
             // or the server would take a new message for a retry of an old one.
-            next_msg_id: random_u64() >> 1,
+            next_msg_id: ClientMsgId(random_u64() >> 1),
             session: None,
             resume: None,
             cursors: HashMap::new(),
@@ -124,7 +124,8 @@ impl<O: Output> App<O> {
         }
         let next_msg_id = &mut self.next_msg_id;
         let mut ids = || {
-            *next_msg_id = next_msg_id.wrapping_add(1).max(1);
+            // Never ClientMsgId::NONE, which the server refuses for a stored message.
+            *next_msg_id = ClientMsgId(next_msg_id.get().wrapping_add(1).max(1));
             *next_msg_id
         };
         let mut ctx = Context { peer: self.peer.as_deref(), next_msg_id: &mut ids };
@@ -226,7 +227,7 @@ impl<O: Output> App<O> {
                     Err(e) => self.out.emit(Event::error("TokenFile", e.to_string())),
                 },
                 Queued::Resync(conversation) => {
-                    let after = self.cursor(conversation).map_or(0, |cursor| cursor.shown());
+                    let after = self.cursor(conversation).map_or(Seq::ZERO, |cursor| cursor.shown());
                     self.request(Request::Resync { conversation, after }, Origin::User)
                 }
             }
@@ -279,7 +280,7 @@ impl<O: Output> App<O> {
         }
     }
 
-    fn logged_in(&mut self, username: &str, token: Vec<u8>, acked: u64, last_seq: u64, reconnected: bool) {
+    fn logged_in(&mut self, username: &str, token: Vec<u8>, acked: Seq, last_seq: Seq, reconnected: bool) {
         // Saved before the LoggedIn line appears, so whoever sees it can rely on the file.
         if !reconnected {
             if let Err(e) = self.tokens.save(username, &token) {

@@ -8,7 +8,7 @@
 //! a leading slash).
 
 pub use crate::table::{COMMANDS, DEFAULT_ADDR};
-use confab_proto::protocol::{valid_username, Content, Conversation, Request, Target};
+use confab_proto::protocol::{valid_username, ClientMsgId, Content, Conversation, Request, Target};
 use std::fmt;
 
 /// What a line asks for.
@@ -43,7 +43,7 @@ pub enum Arg {
 pub struct Context<'a> {
     pub peer: Option<&'a str>,
     /// Fresh `client_msg_id`s, unique per sender.
-    pub next_msg_id: &'a mut dyn FnMut() -> u64,
+    pub next_msg_id: &'a mut dyn FnMut() -> ClientMsgId,
 }
 
 type Build = fn(&mut Context<'_>, &[&str]) -> Result<Action, ParseError>;
@@ -229,22 +229,23 @@ mod tests {
     use super::*;
     use crate::render::TYPING;
     use crate::table::PAGE;
-    use confab_proto::protocol::Role;
+    use confab_proto::protocol::{GroupId, Role};
 
     fn run(line: &str, peer: Option<&str>) -> Result<Option<Action>, ParseError> {
         let mut next = 0;
         let mut ids = || {
             next += 1;
-            next
+            ClientMsgId(next)
         };
         let mut ctx = Context { peer, next_msg_id: &mut ids };
         parse(line, &mut ctx)
     }
 
+    /// A send to `to`, with the id the test's counter gives the first message (or none).
     fn send(to: &str, id: u64, transient: bool, text: &str) -> Option<Action> {
         Some(Action::Request(Request::Send {
             to: Target::User(to.into()),
-            client_msg_id: id,
+            client_msg_id: ClientMsgId(id),
             transient,
             content: Content::text(text),
         }))
@@ -308,22 +309,22 @@ mod tests {
         assert_eq!(run("/group create --open", None), Err(ParseError::Usage("/group create NAME [--open]".into())));
         assert_eq!(
             request("/group rename 7 New  name"),
-            Request::RenameGroup { group_id: 7, name: "New  name".into() }
+            Request::RenameGroup { group_id: GroupId(7), name: "New  name".into() }
         );
         assert_eq!(
             request("/group role 7 bob admin"),
-            Request::SetRole { group_id: 7, username: "bob".into(), role: Role::Admin }
+            Request::SetRole { group_id: GroupId(7), username: "bob".into(), role: Role::Admin }
         );
-        assert_eq!(request("/group leave 7"), Request::LeaveGroup { group_id: 7 });
-        assert_eq!(request("/members 7"), Request::GroupMembers { group_id: 7 });
+        assert_eq!(request("/group leave 7"), Request::LeaveGroup { group_id: GroupId(7) });
+        assert_eq!(request("/members 7"), Request::GroupMembers { group_id: GroupId(7) });
         assert_eq!(request("/groups"), Request::ListGroups);
-        assert_eq!(request("/groups open"), Request::ListOpenGroups { after: 0, limit: 100 });
-        assert_eq!(request("/groups open 42"), Request::ListOpenGroups { after: 42, limit: 100 });
+        assert_eq!(request("/groups open"), Request::ListOpenGroups { after: GroupId(0), limit: 100 });
+        assert_eq!(request("/groups open 42"), Request::ListOpenGroups { after: GroupId(42), limit: 100 });
         assert_eq!(
             request("/say 7 hello  all"),
             Request::Send {
-                to: Target::Group(7),
-                client_msg_id: 1,
+                to: Target::Group(GroupId(7)),
+                client_msg_id: ClientMsgId(1),
                 transient: false,
                 content: Content::text("hello  all")
             }
@@ -336,8 +337,12 @@ mod tests {
 
     #[test]
     fn room_presence_and_admin_commands() {
-        let live =
-            |to, text: &str| Request::Send { to, client_msg_id: 0, transient: true, content: Content::text(text) };
+        let live = |to, text: &str| Request::Send {
+            to,
+            client_msg_id: ClientMsgId::NONE,
+            transient: true,
+            content: Content::text(text),
+        };
         assert_eq!(request("/join lobby"), Request::JoinRoom { room: "lobby".into() });
         assert_eq!(request("/room lobby hi  there"), live(Target::Room("lobby".into()), "hi  there"));
         assert_eq!(request("/broadcast hear ye"), live(Target::Everyone, "hear ye"));
@@ -346,7 +351,7 @@ mod tests {
         assert_eq!(request("/stats"), Request::Stats);
         assert!(matches!(run("/join Lobby!", None), Err(ParseError::Invalid(_))));
         assert_eq!(run("/resync", None), Ok(Some(Action::Resync(Conversation::Inbox))));
-        assert_eq!(run("/resync 4", None), Ok(Some(Action::Resync(Conversation::Group(4)))));
+        assert_eq!(run("/resync 4", None), Ok(Some(Action::Resync(Conversation::Group(GroupId(4))))));
     }
 
     #[test]

@@ -12,8 +12,8 @@ pub use plain::plain;
 pub use pretty::pretty;
 
 use confab_proto::protocol::{
-    Content, Conversation, GroupEvent, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup, Request, Role,
-    RoomInfo, ServerStats, Target,
+    Content, Conversation, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup, Request, Role,
+    RoomInfo, Seq, ServerStats, Target,
 };
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,14 +33,14 @@ pub enum Event {
     LoggedIn {
         username: String,
         display_name: String,
-        acked: u64,
-        last_seq: u64,
+        acked: Seq,
+        last_seq: Seq,
         reconnected: bool,
     },
     /// The receipt of a stored message; `to` is a user or a group.
     Sent {
         to: Target,
-        seq: u64,
+        seq: Seq,
         duplicate: bool,
         content: Content,
     },
@@ -56,7 +56,7 @@ pub enum Event {
     },
     Message {
         conversation: Conversation,
-        seq: u64,
+        seq: Seq,
         from: String,
         /// The sender's display name (a service's is its name).
         display_name: String,
@@ -68,8 +68,8 @@ pub enum Event {
     /// A membership, role or name change of a group (stored like a message), or its
     /// deletion (live only).
     GroupChange {
-        group_id: u64,
-        seq: u64,
+        group_id: GroupId,
+        seq: Seq,
         timestamp_ms: u64,
         event: GroupEvent,
     },
@@ -86,13 +86,13 @@ pub enum Event {
     },
     Acked {
         conversation: Conversation,
-        up_to: u64,
+        up_to: Seq,
     },
     /// `asked`: by the user's `/resync`, not by the client after seeing a gap.
     Resynced {
         conversation: Conversation,
-        after: u64,
-        last_seq: u64,
+        after: Seq,
+        last_seq: Seq,
         asked: bool,
     },
     LoggedOut,
@@ -100,7 +100,7 @@ pub enum Event {
         username: String,
     },
     GroupCreated {
-        group_id: u64,
+        group_id: GroupId,
         name: String,
         open: bool,
     },
@@ -114,7 +114,7 @@ pub enum Event {
     },
     Group(GroupInfo),
     Members {
-        group_id: u64,
+        group_id: GroupId,
         members: Vec<MemberInfo>,
     },
     Rooms {
@@ -130,7 +130,7 @@ pub enum Event {
     OpenGroupCount {
         count: usize,
         more: bool,
-        last: u64,
+        last: GroupId,
     },
     OpenGroup(OpenGroup),
     /// `/watch`: presence pushes for `username` follow.
@@ -315,9 +315,10 @@ mod tests {
 
     #[test]
     fn only_bookkeeping_is_hidden_from_people() {
-        let resynced = |asked| Event::Resynced { conversation: Conversation::Inbox, after: 1, last_seq: 2, asked };
+        let resynced =
+            |asked| Event::Resynced { conversation: Conversation::Inbox, after: Seq(1), last_seq: Seq(2), asked };
         assert!(is_housekeeping(&resynced(false)));
         assert!(!is_housekeeping(&resynced(true)));
-        assert!(is_housekeeping(&Event::Acked { conversation: Conversation::Group(1), up_to: 1 }));
+        assert!(is_housekeeping(&Event::Acked { conversation: Conversation::Group(GroupId(1)), up_to: Seq(1) }));
     }
 }

@@ -4,7 +4,7 @@
 use crate::commands::Arg::{Flag, Optional, Rest, Word};
 use crate::commands::{message, peer, stored, username, Action, Command, ParseError};
 use crate::render::TYPING;
-use confab_proto::protocol::{valid_room_name, Content, Conversation, Request, Role, Target};
+use confab_proto::protocol::{valid_room_name, ClientMsgId, Content, Conversation, GroupId, Request, Role, Target};
 
 /// The server's address when neither `--server` nor `/connect ADDR` names one.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7420";
@@ -88,7 +88,7 @@ pub const COMMANDS: &[Command] = &[
         args: &[Optional("AFTER")],
         help: "list the open groups anyone may join (a page; /groups open LAST for the next)",
         build: |_, a| {
-            let after = if a[0].is_empty() { 0 } else { group_id(a[0])? };
+            let after = if a[0].is_empty() { GroupId(0) } else { group_id(a[0])? };
             Ok(Action::Request(Request::ListOpenGroups { after, limit: PAGE }))
         },
     },
@@ -229,11 +229,18 @@ pub const COMMANDS: &[Command] = &[
 
 /// A live message to a room or everyone: never stored, so no `client_msg_id`.
 fn live(to: Target, text: &str) -> Action {
-    Action::Request(Request::Send { to, client_msg_id: 0, transient: true, content: Content::text(text) })
+    Action::Request(Request::Send {
+        to,
+        client_msg_id: ClientMsgId::NONE,
+        transient: true,
+        content: Content::text(text),
+    })
 }
 
-fn group_id(word: &str) -> Result<u64, ParseError> {
-    word.parse().map_err(|_| ParseError::Invalid(format!("{word:?} is not a group id (a number; see /groups)")))
+fn group_id(word: &str) -> Result<GroupId, ParseError> {
+    word.parse()
+        .map(GroupId)
+        .map_err(|_| ParseError::Invalid(format!("{word:?} is not a group id (a number; see /groups)")))
 }
 
 fn room(name: &str) -> Result<String, ParseError> {

@@ -16,7 +16,9 @@ use crate::accounts::Accounts;
 use crate::clock::now_ns;
 use crate::error::Fault;
 use confab_proto::frame;
-use confab_proto::protocol::{ClientFrame, Conversation, ErrorCode, Message, Push, Reply, Request, PROTOCOL_VERSION};
+use confab_proto::protocol::{
+    ClientFrame, Conversation, ErrorCode, GroupId, Message, Push, Reply, Request, Seq, PROTOCOL_VERSION,
+};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,37 +74,37 @@ pub enum State {
 /// member's own sequences (from its receipts) are passed over so that they get acked too.
 #[derive(Debug)]
 pub struct GroupCursor {
-    pub id: u64,
+    pub id: GroupId,
     /// The highest sequence processed this session: received, or the member's own right
     /// after it. None until the session's first push of this group.
-    pub position: Option<u64>,
+    pub position: Option<Seq>,
     /// The member's own sequences beyond `position` (known from its receipts).
-    own: BTreeSet<u64>,
-    ack_sent: u64,
-    pub ack_confirmed: u64,
+    own: BTreeSet<Seq>,
+    ack_sent: Seq,
+    pub ack_confirmed: Seq,
     ack_in_flight: bool,
     /// The highest ack the server confirmed, over every session of the account.
-    pub acked_ever: u64,
+    pub acked_ever: Seq,
 }
 
 impl GroupCursor {
-    fn new(id: u64) -> Self {
+    fn new(id: GroupId) -> Self {
         GroupCursor {
             id,
             position: None,
             own: BTreeSet::new(),
-            ack_sent: 0,
-            ack_confirmed: 0,
+            ack_sent: Seq::ZERO,
+            ack_confirmed: Seq::ZERO,
             ack_in_flight: false,
-            acked_ever: 0,
+            acked_ever: Seq::ZERO,
         }
     }
 
     /// A new session starts from wherever the server's ack is; own sequences stay known.
     fn new_session(&mut self) {
         self.position = None;
-        self.ack_sent = 0;
-        self.ack_confirmed = 0;
+        self.ack_sent = Seq::ZERO;
+        self.ack_confirmed = Seq::ZERO;
         self.ack_in_flight = false;
     }
 
@@ -140,15 +142,15 @@ pub struct Conn {
     /// Already in the engine's flush list this turn.
     queued: bool,
     /// The inbox sequence expected next.
-    pub next_seq: u64,
-    ack_sent: u64,
-    pub ack_confirmed: u64,
+    pub next_seq: Seq,
+    ack_sent: Seq,
+    pub ack_confirmed: Seq,
     ack_in_flight: bool,
     /// The inbox's last sequence when the login answered: what is owed from before.
-    pub login_last_seq: u64,
-    pub login_acked: u64,
+    pub login_last_seq: Seq,
+    pub login_acked: Seq,
     /// The highest inbox ack the server confirmed, over every session of the account.
-    pub inbox_acked_ever: u64,
+    pub inbox_acked_ever: Seq,
     /// The group conversations this account has received pushes of.
     pub groups: Vec<GroupCursor>,
     /// Acks in flight (control request id, conversation), to route a refusal.
@@ -170,13 +172,13 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             queued: false,
-            next_seq: 1,
-            ack_sent: 0,
-            ack_confirmed: 0,
+            next_seq: Seq(1),
+            ack_sent: Seq::ZERO,
+            ack_confirmed: Seq::ZERO,
             ack_in_flight: false,
-            login_last_seq: 0,
-            login_acked: 0,
-            inbox_acked_ever: 0,
+            login_last_seq: Seq::ZERO,
+            login_acked: Seq::ZERO,
+            inbox_acked_ever: Seq::ZERO,
             groups: Vec::new(),
             acks_out: Vec::new(),
             setup_started_ns: 0,
@@ -190,11 +192,11 @@ impl Conn {
         self.state == State::Ready && self.ack_confirmed >= self.login_last_seq
     }
 
-    pub fn group(&self, id: u64) -> Option<&GroupCursor> {
+    pub fn group(&self, id: GroupId) -> Option<&GroupCursor> {
         self.groups.iter().find(|g| g.id == id)
     }
 
-    fn group_mut(&mut self, id: u64) -> &mut GroupCursor {
+    fn group_mut(&mut self, id: GroupId) -> &mut GroupCursor {
         let i = match self.groups.iter().position(|g| g.id == id) {
             Some(i) => i,
             None => {
@@ -316,7 +318,7 @@ impl Engine {
 
     /// The member on `c` sent `seq` of group `id` (its receipt came): it is never pushed
     /// back, so the position passes over it once everything before it is in.
-    pub fn group_own(&mut self, c: usize, id: u64, seq: u64) {
+    pub fn group_own(&mut self, c: usize, id: GroupId, seq: Seq) {
         let cursor = self.conns[c].group_mut(id);
         if cursor.position.is_none_or(|pos| seq > pos) {
             cursor.own.insert(seq);
@@ -348,7 +350,7 @@ impl Engine {
         let conn = &mut self.conns[c];
         if conn.account != account {
             conn.groups.clear();
-            conn.inbox_acked_ever = 0;
+            conn.inbox_acked_ever = Seq::ZERO;
         }
         for group in &mut conn.groups {
             group.new_session();
@@ -360,9 +362,9 @@ impl Engine {
         conn.auth = auth;
         conn.state = State::Connecting;
         conn.setup_started_ns = now;
-        conn.next_seq = 1;
-        conn.ack_sent = 0;
-        conn.ack_confirmed = 0;
+        conn.next_seq = Seq(1);
+        conn.ack_sent = Seq::ZERO;
+        conn.ack_confirmed = Seq::ZERO;
         conn.ack_in_flight = false;
         let hello = Request::Hello { version: PROTOCOL_VERSION, client: "confab-loadgen".into() };
         self.control(c, hello);

@@ -6,7 +6,7 @@ use super::failures::request_name;
 use super::App;
 use crate::connection::{Origin, Pending};
 use crate::render::{Event, Output};
-use confab_proto::protocol::{Conversation, Reply, Request, Target};
+use confab_proto::protocol::{Conversation, GroupId, Reply, Request, Target};
 
 impl<O: Output> App<O> {
     pub(super) fn reply(&mut self, pending: Pending, reply: Reply) {
@@ -70,7 +70,7 @@ impl<O: Output> App<O> {
             (Reply::Rooms { rooms, more }, _) => Event::Rooms { rooms, more },
             (Reply::RoomMembers { room, members }, _) => Event::RoomMembers { room, members },
             (Reply::OpenGroups { groups, more }, _) => {
-                let last = groups.last().map_or(0, |g| g.group_id);
+                let last = groups.last().map_or(GroupId(0), |g| g.group_id);
                 self.out.emit(Event::OpenGroupCount { count: groups.len(), more, last });
                 for group in groups {
                     self.out.emit(Event::OpenGroup(group));

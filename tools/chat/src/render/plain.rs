@@ -192,13 +192,13 @@ fn stats_line(s: &ServerStats) -> String {
 mod tests {
     use super::super::TYPING;
     use super::*;
-    use confab_proto::protocol::{Content, GroupInfo, OnlineUser, RoomInfo};
+    use confab_proto::protocol::{Content, GroupId, GroupInfo, OnlineUser, RoomInfo, Seq};
 
     #[test]
     fn free_text_stays_on_one_line() {
         let event = Event::Message {
             conversation: Conversation::Inbox,
-            seq: 3,
+            seq: Seq(3),
             from: "alice".into(),
             display_name: "alice".into(),
             service: false,
@@ -216,9 +216,9 @@ mod tests {
 
     #[test]
     fn documented_lines() {
-        let sent = |to| Event::Sent { to, seq: 1, duplicate: false, content: Content::text("hi") };
+        let sent = |to| Event::Sent { to, seq: Seq(1), duplicate: false, content: Content::text("hi") };
         assert_eq!(plain(&sent(Target::User("bob".into()))), "sent seq=1 to=bob");
-        assert_eq!(plain(&sent(Target::Group(7))), "sent seq=1 group=7");
+        assert_eq!(plain(&sent(Target::Group(GroupId(7)))), "sent seq=1 group=7");
         assert_eq!(
             plain(&Event::Transient { from: "alice".into(), content: Content::text(TYPING) }),
             "typing from=alice"
@@ -233,8 +233,8 @@ mod tests {
             plain(&Event::LoggedIn {
                 username: "alice".into(),
                 display_name: "alice".into(),
-                acked: 0,
-                last_seq: 3,
+                acked: Seq::ZERO,
+                last_seq: Seq(3),
                 reconnected: false
             }),
             "logged-in alice acked=0 last=3"
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn group_lines() {
-        let event = |event| Event::GroupChange { group_id: 7, seq: 2, timestamp_ms: 0, event };
+        let event = |event| Event::GroupChange { group_id: GroupId(7), seq: Seq(2), timestamp_ms: 0, event };
         assert_eq!(
             plain(&event(GroupEvent::Added { username: "bob".into(), by: "alice".into() })),
             "group-event group=7 seq=2 event=added user=bob by=alice"
@@ -257,27 +257,30 @@ mod tests {
             "group-event group=7 seq=2 event=role user=bob role=admin by=alice"
         );
         let info = GroupInfo {
-            group_id: 7,
+            group_id: GroupId(7),
             name: "Book club".into(),
             open: true,
             role: Role::Owner,
             members: 2,
-            acked: 3,
-            last_seq: 5,
+            acked: Seq(3),
+            last_seq: Seq(5),
         };
         assert_eq!(plain(&Event::Group(info)), "group id=7 role=owner members=2 unread=2 open=true name=Book club");
         let member =
             |name: &str, role, online| MemberInfo { username: name.into(), role, online, display_name: name.into() };
         let members = vec![member("alice", Role::Owner, true), member("bob", Role::Member, false)];
         assert_eq!(
-            plain(&Event::Members { group_id: 7, members }),
+            plain(&Event::Members { group_id: GroupId(7), members }),
             "members group=7 owner=alice admins= members=bob online=alice"
         );
         assert_eq!(
-            plain(&Event::Done { request: Request::AddMember { group_id: 7, username: "bob".into() } }),
+            plain(&Event::Done { request: Request::AddMember { group_id: GroupId(7), username: "bob".into() } }),
             "done group-add group=7 user=bob"
         );
-        assert_eq!(plain(&Event::Acked { conversation: Conversation::Group(7), up_to: 4 }), "acked group=7 up_to=4");
+        assert_eq!(
+            plain(&Event::Acked { conversation: Conversation::Group(GroupId(7)), up_to: Seq(4) }),
+            "acked group=7 up_to=4"
+        );
     }
 
     #[test]

@@ -213,18 +213,19 @@ fn stats_text(s: &ServerStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_proto::protocol::Content;
+    use confab_proto::protocol::{Content, GroupId, Seq};
 
     #[test]
     fn group_events_read_as_sentences() {
         let event = Event::GroupChange {
-            group_id: 3,
-            seq: 4,
+            group_id: GroupId(3),
+            seq: Seq(4),
             timestamp_ms: 0,
             event: GroupEvent::RoleChanged { username: "bob".into(), role: Role::Admin, by: "alice".into() },
         };
         assert_eq!(pretty(&event), "00:00:00 [group 3] * alice made bob an admin");
-        let sent = Event::Sent { to: Target::Group(3), seq: 5, duplicate: false, content: Content::text("hi") };
+        let sent =
+            Event::Sent { to: Target::Group(GroupId(3)), seq: Seq(5), duplicate: false, content: Content::text("hi") };
         assert!(pretty(&sent).ends_with(" [group 3] you: hi"), "{}", pretty(&sent));
     }
 }

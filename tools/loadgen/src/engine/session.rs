@@ -4,11 +4,11 @@
 
 use super::{Auth, Engine, Handler, State};
 use crate::error::Fault;
-use confab_proto::protocol::{Conversation, ErrorCode, GroupEvent, Message, Reply, Request};
+use confab_proto::protocol::{Conversation, ErrorCode, GroupEvent, GroupId, Message, Reply, Request, Seq};
 
 impl Engine {
     /// The bookkeeping of one group push; what is odd about it, if anything.
-    pub(super) fn group_push(&mut self, c: usize, id: u64, msg: &Message) -> Option<&'static str> {
+    pub(super) fn group_push(&mut self, c: usize, id: GroupId, msg: &Message) -> Option<&'static str> {
         let conn = &mut self.conns[c];
         if matches!(msg.event, Some(GroupEvent::Deleted { .. })) {
             // Live only, beyond the last sequence: never acked (protocol.md "Groups").
@@ -193,7 +193,7 @@ impl Engine {
         }
     }
 
-    fn ack(&mut self, c: usize, conversation: Conversation, up_to: u64) {
+    fn ack(&mut self, c: usize, conversation: Conversation, up_to: Seq) {
         let id = self.control(c, Request::Ack { conversation, up_to });
         self.conns[c].acks_out.push((id, conversation));
     }

@@ -231,7 +231,7 @@ impl Engine {
                     Conversation::Inbox => {
                         let conn = &mut self.conns[c];
                         if msg.seq == conn.next_seq {
-                            conn.next_seq += 1;
+                            conn.next_seq = conn.next_seq.next();
                             None
                         } else if msg.seq > conn.next_seq {
                             conn.next_seq = msg.seq + 1;

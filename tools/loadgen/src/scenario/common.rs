@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::payload::{Stamp, STAMP_LEN};
 use crate::report::{rate, Correctness, Cpu, Report};
 use crate::stats::{Line, Recorder};
-use confab_proto::protocol::{Content, MediaKind, Request, Target};
+use confab_proto::protocol::{ClientMsgId, Content, MediaKind, Request, Target};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
@@ -104,7 +104,7 @@ pub fn cpu((loadgen, server): (Option<f64>, Option<f64>)) -> Cpu {
 pub fn stored_send(to: Target, stamp: &Stamp, size: usize) -> Request {
     Request::Send {
         to,
-        client_msg_id: (u64::from(stamp.run) << 32) | u64::from(stamp.seq),
+        client_msg_id: ClientMsgId((u64::from(stamp.run) << 32) | u64::from(stamp.seq)),
         transient: false,
         content: text(stamp, size),
     }

@@ -28,7 +28,7 @@ use crate::payload::Stamp;
 use crate::procfs::Monitor;
 use crate::report::{Correctness, Report};
 use crate::stats::{Line, Recorder};
-use confab_proto::protocol::{Request, Target};
+use confab_proto::protocol::{ClientMsgId, GroupId, Request, Target};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -213,7 +213,7 @@ fn thread_main(t: usize, mut eng: Engine, shared: &Shared, plan: &Plan) -> Resul
     if plan.kind == Kind::Group && !h.ids.is_empty() {
         // Leave nothing behind: a user may be in at most 100 groups, and a later run must
         // not find this one's backlog.
-        let owners: Vec<(usize, u64)> = h.ids.iter().enumerate().map(|(s, id)| (s * m, *id)).collect();
+        let owners: Vec<(usize, GroupId)> = h.ids.iter().enumerate().map(|(s, id)| (s * m, *id)).collect();
         sets::delete_groups(&mut eng, &owners, now_ns() + 5_000_000_000)?;
         settle(&mut eng, &mut h, ACK_SETTLE)?;
     }
@@ -234,7 +234,7 @@ fn thread_main(t: usize, mut eng: Engine, shared: &Shared, plan: &Plan) -> Resul
 
 struct Setup {
     stale: u64,
-    ids: Vec<u64>,
+    ids: Vec<GroupId>,
     rooms: Vec<String>,
     stale_groups_removed: u64,
 }
@@ -290,7 +290,7 @@ struct Fanout<'a> {
     /// Global client index of local slot 0.
     first: usize,
     /// Group ids, per local set (groups only).
-    ids: Vec<u64>,
+    ids: Vec<GroupId>,
     /// Room names, per local set (rooms only).
     rooms: Vec<String>,
     senders: Vec<SenderState>,
@@ -371,7 +371,7 @@ impl Fanout<'_> {
             Kind::Group => stored_send(Target::Group(self.ids[set]), &stamp, self.plan.size),
             Kind::Room => Request::Send {
                 to: Target::Room(self.rooms[set].clone()),
-                client_msg_id: 0,
+                client_msg_id: ClientMsgId::NONE,
                 transient: true,
                 content: text(&stamp, self.plan.size),
             },

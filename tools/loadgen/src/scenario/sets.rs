@@ -9,7 +9,7 @@
 use super::{answer_errors, call_all, Answer};
 use crate::engine::Engine;
 use crate::error::Error;
-use confab_proto::protocol::{ErrorCode, Reply, Request, Role};
+use confab_proto::protocol::{ErrorCode, GroupId, Reply, Request, Role};
 
 /// Every group this tool creates is named with this prefix, so setup can recognise
 /// leftovers of earlier runs among an account's groups.
@@ -21,7 +21,7 @@ pub fn group_name(run_id: u32, index: usize) -> String {
 
 pub struct Made {
     /// The new groups' ids, in the order of the sets.
-    pub ids: Vec<u64>,
+    pub ids: Vec<GroupId>,
     pub stale_groups_removed: u64,
 }
 
@@ -44,7 +44,7 @@ pub fn setup_groups(
         .collect();
     let answers = call_all(eng, calls, deadline, label("groups created"))?;
     require("creating groups", &answers)?;
-    let ids: Vec<u64> = answers
+    let ids: Vec<GroupId> = answers
         .iter()
         .map(|a| match a {
             Some(Ok(Reply::GroupCreated { group_id })) => Ok(*group_id),
@@ -103,7 +103,7 @@ fn remove_leftovers(eng: &mut Engine, sets: &[Vec<usize>], deadline: u64, label:
 }
 
 /// Deletes this run's groups (slot of the owner, group id); failures are only counted.
-pub fn delete_groups(eng: &mut Engine, owners: &[(usize, u64)], deadline: u64) -> Result<(), Error> {
+pub fn delete_groups(eng: &mut Engine, owners: &[(usize, GroupId)], deadline: u64) -> Result<(), Error> {
     let calls = owners.iter().map(|&(c, group_id)| (c, Request::DeleteGroup { group_id })).collect();
     let answers = call_all(eng, calls, deadline, None)?;
     for (kind, n) in answer_errors(&answers, &[]) {

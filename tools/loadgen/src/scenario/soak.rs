@@ -35,7 +35,7 @@ use crate::procfs::Monitor;
 use crate::progress::Progress;
 use crate::report::{Correctness, Report};
 use crate::stats::Recorder;
-use confab_proto::protocol::Target;
+use confab_proto::protocol::{GroupId, Seq, Target};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
@@ -188,7 +188,7 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     let drain_end = now_ns();
     settle(&mut eng, &mut h, ACK_SETTLE)?;
     if !h.ids.is_empty() {
-        let owners: Vec<(usize, u64)> = h.ids.iter().enumerate().map(|(s, id)| (s * gm, *id)).collect();
+        let owners: Vec<(usize, GroupId)> = h.ids.iter().enumerate().map(|(s, id)| (s * gm, *id)).collect();
         sets::delete_groups(&mut eng, &owners, now_ns() + 5_000_000_000)?;
     }
     monitor.tick(now_ns());
@@ -291,7 +291,7 @@ struct Soak {
     gm: usize,
     /// Clients in groups (the first ones).
     members: usize,
-    ids: Vec<u64>,
+    ids: Vec<GroupId>,
     clients: Vec<Client>,
     rng: Rng,
     rec: Recorder,
@@ -451,7 +451,7 @@ impl Soak {
     /// The session of `c` is over: remember what it received and what the server confirmed.
     fn session_ended(&mut self, eng: &Engine, c: usize) {
         let conn = &eng.conns[c];
-        let group = self.group_of(c).and_then(|set| conn.group(self.ids[set])).map_or(0, |g| g.ack_confirmed);
+        let group = self.group_of(c).and_then(|set| conn.group(self.ids[set])).map_or(Seq::ZERO, |g| g.ack_confirmed);
         let client = &mut self.clients[c];
         for (track, confirmed) in client.tracks.iter_mut().zip([conn.ack_confirmed, group]) {
             track.session_ended(confirmed);

@@ -8,18 +8,18 @@ use crate::engine::{Engine, Handler};
 use crate::error::Fault;
 use crate::scenario::common::this_run;
 use crate::stats::Line;
-use confab_proto::protocol::{Conversation, ErrorCode, Message, Reply};
+use confab_proto::protocol::{Conversation, ErrorCode, Message, Reply, Seq};
 use std::cmp::Reverse;
 
 /// Per conversation of a client (inbox, group): what tells a redelivery from a duplicate.
 #[derive(Clone, Copy, Default)]
 pub(super) struct Track {
     /// The highest sequence received in the current session.
-    session_high: u64,
+    session_high: Seq,
     /// The highest sequence received in any earlier session.
-    high_before: u64,
+    high_before: Seq,
     /// The highest ack the server had confirmed when an earlier session ended.
-    confirmed_before: u64,
+    confirmed_before: Seq,
 }
 
 impl Track {
@@ -27,16 +27,16 @@ impl Track {
     /// first arrival of `seq` in this session (pushes come in increasing order within a
     /// session), received in an earlier session, and never acknowledged (as far as the
     /// server had confirmed).
-    pub(super) fn arrived(&mut self, seq: u64) -> bool {
+    pub(super) fn arrived(&mut self, seq: Seq) -> bool {
         let first_in_session = seq > self.session_high;
         self.session_high = self.session_high.max(seq);
         first_in_session && seq <= self.high_before && seq > self.confirmed_before
     }
 
     /// The session is over; `confirmed` is the highest ack the server confirmed in it.
-    pub(super) fn session_ended(&mut self, confirmed: u64) {
+    pub(super) fn session_ended(&mut self, confirmed: Seq) {
         self.high_before = self.high_before.max(self.session_high);
-        self.session_high = 0;
+        self.session_high = Seq::ZERO;
         self.confirmed_before = self.confirmed_before.max(confirmed);
     }
 }
@@ -189,20 +189,20 @@ mod tests {
     #[test]
     fn redelivery_needs_a_new_session_and_no_confirmed_ack() {
         let mut t = Track::default();
-        for seq in 1..=5 {
+        for seq in (1..=5).map(Seq) {
             assert!(!t.arrived(seq), "first session: nothing is a redelivery");
         }
-        assert!(!t.arrived(5), "a repeat within the session is a duplicate");
-        t.session_ended(3);
-        assert!(!t.arrived(3), "acked and confirmed: must not come again");
+        assert!(!t.arrived(Seq(5)), "a repeat within the session is a duplicate");
+        t.session_ended(Seq(3));
+        assert!(!t.arrived(Seq(3)), "acked and confirmed: must not come again");
         let mut t2 = Track::default();
-        for seq in 1..=5 {
+        for seq in (1..=5).map(Seq) {
             t2.arrived(seq);
         }
-        t2.session_ended(3);
-        assert!(t2.arrived(4), "received, not acked, next session: a redelivery");
-        assert!(!t2.arrived(4), "but only once in that session");
-        assert!(t2.arrived(5));
-        assert!(!t2.arrived(6), "never received before: a repeat of it is a second copy");
+        t2.session_ended(Seq(3));
+        assert!(t2.arrived(Seq(4)), "received, not acked, next session: a redelivery");
+        assert!(!t2.arrived(Seq(4)), "but only once in that session");
+        assert!(t2.arrived(Seq(5)));
+        assert!(!t2.arrived(Seq(6)), "never received before: a repeat of it is a second copy");
     }
 }
