@@ -19,6 +19,7 @@ use crate::protocol::{
 };
 use crate::route::{ConnId, SessionUser};
 use crate::store::{GroupRecord, LogId, MemberRecord, StoredMessage};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -51,44 +52,7 @@ impl Groups {
     /// The group's state, loaded on first touch with its online members attached (and
     /// their backlogs pumped); `UnknownGroup` if there is no such group.
     pub fn load(&mut self, ctx: &mut Ctx, id: GroupId) -> Result<&mut GroupState, Refusal> {
-        if !self.groups.contains_key(&id) {
-            let log = ctx.partition.state(LogId::Group, id.into())?;
-            let store = &ctx.shared.store;
-            let record = store.group(id)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
-            let mut members = BTreeMap::new();
-            for m in record.members {
-                // A member added while the newest messages were not yet durable was given
-                // their sequence as its position; after a crash that lost them, the
-                // position comes back to the history's end (so a resend under that
-                // sequence reaches it).
-                let acked = store.group_ack(id, &m.username)?.min(log.last_seq);
-                let name: Arc<str> = m.username.into();
-                // Members already online get live messages from now on; their backlog is
-                // pumped below, as MemberOnline would at login.
-                let session =
-                    ctx.shared.directory.session_of(&name).map(|(conn, budget)| Session::new(conn, acked, budget));
-                if let Some(session) = &session {
-                    self.by_conn.entry(session.conn).or_default().push(id);
-                }
-                members.insert(name, Member { uid: m.uid, role: m.role, cursor: Cursor { acked, session } });
-            }
-            let mut group = GroupState {
-                id,
-                name: record.name,
-                open: record.open,
-                created_ms: record.created_ms,
-                floor: log.floor,
-                last_seq: log.last_seq,
-                members,
-            };
-            let online: Vec<Arc<str>> =
-                group.members.iter().filter(|(_, m)| m.cursor.session.is_some()).map(|(n, _)| n.clone()).collect();
-            for name in online {
-                group.pump_member(ctx, &name)?;
-            }
-            self.groups.insert(id, group);
-        }
-        Ok(self.groups.get_mut(&id).expect("loaded above"))
+        load(&mut self.groups, &mut self.by_conn, ctx, id)
     }
 
     /// A loaded group (one that is not loaded has no sessions and no waiting cursor).
@@ -97,9 +61,9 @@ impl Groups {
     }
 
     /// A group made here, with its creator online at `conn`.
-    pub fn insert(&mut self, group: GroupState, conn: ConnId) {
+    pub fn insert(&mut self, group: GroupState, conn: ConnId) -> &mut GroupState {
         self.by_conn.entry(conn).or_default().push(group.id);
-        self.groups.insert(group.id, group);
+        self.groups.entry(group.id).insert_entry(group).into_mut()
     }
 
     pub fn remove(&mut self, id: GroupId) {
@@ -118,8 +82,7 @@ impl Groups {
         let Some(budget) = ctx.shared.directory.session_of(name).filter(|(c, _)| *c == conn).map(|(_, b)| b) else {
             return Ok(());
         };
-        self.load(ctx, id)?;
-        let group = self.groups.get_mut(&id).expect("loaded above");
+        let group = load(&mut self.groups, &mut self.by_conn, ctx, id)?;
         let Some(member) = group.members.get_mut(name) else {
             return Ok(());
         };
@@ -141,6 +104,54 @@ impl Groups {
             }
         }
     }
+}
+
+/// [`Groups::load`], on the two maps, so that a caller may hold the group and still note
+/// connections.
+fn load<'a>(
+    groups: &'a mut HashMap<GroupId, GroupState>,
+    by_conn: &mut HashMap<ConnId, Vec<GroupId>>,
+    ctx: &mut Ctx,
+    id: GroupId,
+) -> Result<&'a mut GroupState, Refusal> {
+    let entry = match groups.entry(id) {
+        Entry::Occupied(entry) => return Ok(entry.into_mut()),
+        Entry::Vacant(entry) => entry,
+    };
+    let log = ctx.partition.state(LogId::Group, id.into())?;
+    let store = &ctx.shared.store;
+    let record = store.group(id)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
+    let mut members = BTreeMap::new();
+    for m in record.members {
+        // A member added while the newest messages were not yet durable was given
+        // their sequence as its position; after a crash that lost them, the
+        // position comes back to the history's end (so a resend under that
+        // sequence reaches it).
+        let acked = store.group_ack(id, &m.username)?.min(log.last_seq);
+        let name: Arc<str> = m.username.into();
+        // Members already online get live messages from now on; their backlog is
+        // pumped below, as MemberOnline would at login.
+        let session = ctx.shared.directory.session_of(&name).map(|(conn, budget)| Session::new(conn, acked, budget));
+        if let Some(session) = &session {
+            by_conn.entry(session.conn).or_default().push(id);
+        }
+        members.insert(name, Member { uid: m.uid, role: m.role, cursor: Cursor { acked, session } });
+    }
+    let mut group = GroupState {
+        id,
+        name: record.name,
+        open: record.open,
+        created_ms: record.created_ms,
+        floor: log.floor,
+        last_seq: log.last_seq,
+        members,
+    };
+    let online: Vec<Arc<str>> =
+        group.members.iter().filter(|(_, m)| m.cursor.session.is_some()).map(|(n, _)| n.clone()).collect();
+    for name in online {
+        group.pump_member(ctx, &name)?;
+    }
+    Ok(entry.insert(group))
 }
 
 impl GroupState {
@@ -259,12 +270,13 @@ impl GroupState {
     /// messages; waits for the budget if that is what stops it.
     pub fn pump_member(&mut self, ctx: &mut Ctx, name: &str) -> Handled {
         let (id, last_seq) = (self.id, self.last_seq);
-        let Some(key) = self.members.get_key_value(name).map(|(key, _)| key.clone()) else {
+        let Some(member) = self.members.get_mut(name) else {
             return Ok(());
         };
-        let member = self.members.get_mut(name).expect("looked up above");
         fill_member(ctx, id, last_seq, name, &mut member.cursor)?;
-        ctx.wait_if_starved(&member.cursor, last_seq, Waiting::Group(id, key));
+        if let Some((key, member)) = self.members.get_key_value(name) {
+            ctx.wait_if_starved(&member.cursor, last_seq, Waiting::Group(id, key.clone()));
+        }
         Ok(())
     }
 

@@ -62,8 +62,7 @@ pub fn create_here(ctx: &mut Ctx, groups: &mut Groups, new: NewGroup) -> Handled
     if open {
         ctx.shared.open_groups.set(id, group.name.clone(), 1);
     }
-    groups.insert(group, conn);
-    let group = groups.get_mut(id).expect("inserted above");
+    let group = groups.insert(group, conn);
     group.append_event(ctx, GroupEvent::Created { by: creator.name.to_string() }, &creator.name)?;
     ctx.batch.reply(conn, request_id, Reply::GroupCreated { group_id: id }, true);
     Ok(())

@@ -18,6 +18,7 @@ use crate::auth::token_digest;
 use crate::frame;
 use crate::protocol::{valid_username, ErrorCode, GroupId, Push, Reply, ServerFrame, ServiceTarget};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -122,7 +123,8 @@ impl Gathers {
 
     /// A part of a service send came back; answer when the last one has.
     pub fn gathered(&mut self, ctx: &mut Ctx, gather: u64, outcome: Result<Tally, (ErrorCode, String)>) {
-        let Some(pending) = self.pending.get_mut(&gather) else { return };
+        let Entry::Occupied(mut entry) = self.pending.entry(gather) else { return };
+        let pending = entry.get_mut();
         match outcome {
             Ok(part) => {
                 pending.tally.stored += part.stored;
@@ -135,7 +137,7 @@ impl Gathers {
         if pending.remaining > 0 {
             return;
         }
-        let done = self.pending.remove(&gather).expect("looked up above");
+        let done = entry.remove();
         match done.failure {
             Some((code, message)) => ctx.batch.error(done.conn, done.request_id, code, &message),
             None => {
