@@ -1,0 +1,200 @@
+//! What a client sends: the frame, every request, and where a message goes.
+
+use super::{ClientMsgId, Content, GroupId, Role, Seq};
+use serde::{Deserialize, Serialize};
+
+/// Everything a client sends: a request and the id its reply will carry.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ClientFrame {
+    pub request_id: u32,
+    pub request: Request,
+}
+
+/// `Debug` prints passwords and tokens as `<redacted>`, so a request can be logged whole.
+#[derive(Serialize, Deserialize, derive_more::Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Request {
+    /// Must be the first frame. Answered by [`Reply::Hello`](super::Reply::Hello).
+    Hello {
+        version: u16,
+        client: String,
+    },
+    /// Heartbeat; allowed in every state after Hello.
+    Ping,
+    Register {
+        username: String,
+        #[debug("<redacted>")]
+        password: String,
+    },
+    Login {
+        username: String,
+        #[debug("<redacted>")]
+        password: String,
+    },
+    /// A message to a user. `client_msg_id` (unique per sender, non-zero) makes a retry
+    /// idempotent. Transient messages are never stored and reach only online recipients.
+    Send {
+        to: Target,
+        client_msg_id: ClientMsgId,
+        transient: bool,
+        content: Content,
+    },
+    /// "I have everything up to and including `up_to`": the server may forget it.
+    Ack {
+        conversation: Conversation,
+        up_to: Seq,
+    },
+    /// Deliver again everything after `after` (a client that detected a gap).
+    Resync {
+        conversation: Conversation,
+        after: Seq,
+    },
+    Rename {
+        display_name: String,
+    },
+    /// One page of online users, in username order, starting after `after` ("" = start).
+    ListOnline {
+        after: String,
+        limit: u32,
+    },
+    /// Ends the session and revokes the user's resume tokens.
+    Logout,
+    /// Logs in with a resume token from an earlier LoggedIn: no password hash, so
+    /// reconnecting is cheap.
+    Resume {
+        username: String,
+        #[serde(with = "serde_bytes")]
+        #[debug("<redacted>")]
+        token: Vec<u8>,
+    },
+    /// Creates a persistent group owned by the caller. `open` groups can be joined by anyone.
+    CreateGroup {
+        name: String,
+        open: bool,
+    },
+    RenameGroup {
+        group_id: GroupId,
+        name: String,
+    },
+    AddMember {
+        group_id: GroupId,
+        username: String,
+    },
+    RemoveMember {
+        group_id: GroupId,
+        username: String,
+    },
+    /// Owner only. Giving `Owner` hands the group over; the old owner becomes an admin.
+    SetRole {
+        group_id: GroupId,
+        username: String,
+        role: Role,
+    },
+    JoinGroup {
+        group_id: GroupId,
+    },
+    LeaveGroup {
+        group_id: GroupId,
+    },
+    DeleteGroup {
+        group_id: GroupId,
+    },
+    ListGroups,
+    GroupMembers {
+        group_id: GroupId,
+    },
+    /// Joins an ephemeral room (created on first join, gone when the last member leaves).
+    JoinRoom {
+        room: String,
+    },
+    LeaveRoom {
+        room: String,
+    },
+    /// One page of rooms in name order, starting after `after` ("" = start).
+    ListRooms {
+        after: String,
+        limit: u32,
+    },
+    RoomMembers {
+        room: String,
+    },
+    /// Presence pushes for `username` go to this session until it ends or unsubscribes.
+    SubscribePresence {
+        username: String,
+    },
+    UnsubscribePresence {
+        username: String,
+    },
+    /// Logs a back-end service in with a token the operator created (`confabd service add`).
+    ServiceLogin {
+        name: String,
+        #[debug("<redacted>")]
+        token: String,
+    },
+    /// Services only: a system message to users, a group, or everyone online.
+    ServiceSend {
+        to: ServiceTarget,
+        client_msg_id: ClientMsgId,
+        /// Push only to recipients connected now, store nothing, and report how many got it.
+        transient: bool,
+        content: Content,
+    },
+    /// Services only: which of these users are online, in the same order.
+    QueryOnline {
+        users: Vec<String>,
+    },
+    /// Services only: end a user's session, telling it why.
+    Disconnect {
+        username: String,
+        reason: String,
+    },
+    /// Services only: from now on, push a Connection event whenever a user logs in or a
+    /// user's session ends.
+    WatchConnections,
+    /// Administrators and services: live server statistics.
+    Stats,
+    /// One page of the open groups (anyone may join them), by ascending id after `after`
+    /// (`GroupId(0)`, which no group has, = from the start).
+    ListOpenGroups {
+        after: GroupId,
+        limit: u32,
+    },
+}
+
+/// Where a service's message goes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ServiceTarget {
+    Users(Vec<String>),
+    /// Every member of the group, except `except` if given.
+    Group {
+        group_id: GroupId,
+        except: Option<String>,
+    },
+    /// Every user online now.
+    Online,
+}
+
+/// Where a message goes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Target {
+    User(String),
+    /// Every member of the group (stored in the group's sequence).
+    Group(GroupId),
+    /// The members of the room at this moment (never stored).
+    Room(String),
+    /// Every online user (never stored; administrators only unless the server allows all).
+    Everyone,
+}
+
+/// A sequence of stored messages with its own contiguous numbering.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Conversation {
+    /// The logged-in user's own inbox of direct messages.
+    Inbox,
+    /// A group's shared sequence.
+    Group(GroupId),
+}
