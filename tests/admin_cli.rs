@@ -105,7 +105,8 @@ fn a_second_daemon_and_the_admin_commands_say_who_holds_the_directory() {
     // A clean stop removes it.
     let mut daemon = spawn_daemon(data, &[]);
     // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let pid = daemon.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     assert!(daemon.child.wait().unwrap().success());
     assert!(!data.join("confabd.pid").exists());
 }

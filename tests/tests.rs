@@ -2,6 +2,8 @@
 //! starts the real server on port 0 with a temporary data directory and speaks the
 //! protocol over TCP.
 
+#![forbid(unsafe_code)]
+
 mod common;
 
 mod admin_cli;

@@ -17,26 +17,22 @@ pub fn spawn_daemon_with_nofile(data_dir: &Path, args: &[&str], nofile: u64) -> 
 }
 
 fn spawn_daemon_with(data_dir: &Path, args: &[&str], nofile: Option<u64>) -> Daemon {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_confabd"));
+    let confabd = env!("CARGO_BIN_EXE_confabd");
+    // prlimit (util-linux, on every Debian) sets the limit and then runs confabd in its
+    // own place, so the child's pid is confabd's and no unsafe pre-exec hook is needed.
+    let mut command = match nofile {
+        Some(nofile) => {
+            let mut command = Command::new("prlimit");
+            command.arg(format!("--nofile={nofile}:{nofile}")).arg("--").arg(confabd);
+            command
+        }
+        None => Command::new(confabd),
+    };
     command
         .args(["--listen", "127.0.0.1:0", "--hash-memory-kib", "8", "--hash-iterations", "1"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(args);
-    if let Some(nofile) = nofile {
-        use std::os::unix::process::CommandExt;
-        let limit = libc::rlimit { rlim_cur: nofile as libc::rlim_t, rlim_max: nofile as libc::rlim_t };
-        // SAFETY: setrlimit is async-signal-safe and touches only the child being started.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-    }
     Daemon::spawn(command)
 }
 

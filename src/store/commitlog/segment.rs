@@ -174,9 +174,9 @@ mod tests {
     fn a_full_disk_or_quota_is_told_from_other_errors() {
         // fallocate's own error reaches the caller as this io::Error.
         assert!(is_full(&io::Error::from(Errno::NOSPC)));
-        assert!(is_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
-        assert!(is_full(&io::Error::from_raw_os_error(libc::EDQUOT)));
-        assert!(!is_full(&io::Error::from_raw_os_error(libc::EIO)));
+        assert!(is_full(&io::Error::from_raw_os_error(Errno::NOSPC.raw_os_error())));
+        assert!(is_full(&io::Error::from_raw_os_error(Errno::DQUOT.raw_os_error())));
+        assert!(!is_full(&io::Error::from_raw_os_error(Errno::IO.raw_os_error())));
         assert!(!is_full(&io::Error::other("no errno")));
     }
 
