@@ -8,7 +8,8 @@
 
 use clap::{ArgAction, Args, ValueEnum};
 use confab::config::{LogAge, LogFiles};
-use flexi_logger::{Age, Cleanup, Criterion, DeferredNow, Duplicate, FileSpec, Logger, LoggerHandle, Naming};
+use flexi_logger::writers::LogWriter;
+use flexi_logger::{Age, Cleanup, Criterion, DeferredNow, FileSpec, Logger, LoggerHandle, Naming};
 use log::{error, info, Level, LevelFilter, Record};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -111,12 +112,13 @@ impl Log {
 
 /// Installs the logger the flags ask for.
 pub fn start(flags: &LogFlags) -> Result<Log, String> {
-    let logger = Logger::with(flags.log_level).format(line);
+    // The crate's own complaints go to stderr too; should that be closed, it must not panic.
+    let logger = Logger::with(flags.log_level).format(line).panic_if_error_channel_is_broken(false);
     let logger = match &flags.log_file {
-        None => logger.log_to_stderr(),
+        None => logger.log_to_writer(Box::new(Stderr)),
         Some(path) => {
             let files = flags.files();
-            let logger = logger.log_to_file(file_spec(path)?).append().duplicate_to_stderr(Duplicate::All);
+            let logger = logger.log_to_file_and_writer(file_spec(path)?, Box::new(Stderr)).append();
             match criterion(&files) {
                 Some(criterion) => logger.rotate(criterion, Naming::Numbers, cleanup(&files)),
                 None => logger,
@@ -128,6 +130,27 @@ pub fn start(flags: &LogFlags) -> Result<Log, String> {
         None => format!("cannot start logging: {e}"),
     })?;
     Ok(Log { handle })
+}
+
+/// stderr as a log writer that never fails. A daemon whose stderr is closed (started with
+/// a pipe whose reader has gone) must go on serving and writing its log file; the crate's
+/// own stderr writer reports the failure, as an error that skips the line's other outputs.
+struct Stderr;
+
+impl LogWriter for Stderr {
+    fn write(&self, now: &mut DeferredNow, record: &Record) -> io::Result<()> {
+        let mut text = Vec::with_capacity(200);
+        line(&mut text, now, record)?;
+        text.push(b'\n');
+        // One write a line, so lines from several threads never interleave.
+        let _ = io::stderr().lock().write_all(&text);
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// The file's directory, name and extension; a path with no file name is refused here
