@@ -3,7 +3,8 @@
 //! The binary fills a [`Config`] from flags, whose defaults (shown by `--help`) are read
 //! from [`Config::default`], so each default is written once, here, with its reason; tests
 //! build one with [`Config::for_tests`] and a temporary data directory. Nothing else in the
-//! crate invents its own limits.
+//! crate invents its own limits. The daemon's log file has its own [`LogFiles`], read only by
+//! the binary, whose defaults live here too.
 
 use crate::store::{DurabilityHook, LogSettings, SyncPolicy};
 use std::net::SocketAddr;
@@ -36,6 +37,41 @@ impl Default for HashCost {
 impl HashCost {
     /// The cheapest cost argon2 accepts; only for tests and benchmarks.
     pub const MINIMUM: HashCost = HashCost { memory_kib: 8, iterations: 1 };
+}
+
+/// When the log file is rotated by age.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogAge {
+    /// Never by age (only by size, or by an external tool such as logrotate).
+    Never,
+    /// When the local clock starts a new hour.
+    Hour,
+    /// When the local clock starts a new day.
+    Day,
+}
+
+/// The daemon's log file (`--log-file`): when it is rotated and how many old files are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogFiles {
+    /// Rotate once the file passes this many bytes; 0 for no size limit. 100 MiB: a day of
+    /// info-level lines on a busy server fits, a debug flood cannot fill the disk, and an
+    /// editor or grep still handles one file comfortably.
+    pub max_bytes: u64,
+    /// Rotate when the clock starts a new day: one file a day is what an operator searches by
+    /// ("what happened on Tuesday").
+    pub max_age: LogAge,
+    /// Old files kept; older ones are deleted. A week of daily files, so a problem reported
+    /// after a weekend can still be traced; at most 700 MiB (far less compressed).
+    pub keep: usize,
+    /// Gzip old files (on a background thread, never on the thread that logs): log text
+    /// shrinks about tenfold, so keeping a week costs little disk.
+    pub compress: bool,
+}
+
+impl Default for LogFiles {
+    fn default() -> Self {
+        LogFiles { max_bytes: 100 * 1024 * 1024, max_age: LogAge::Day, keep: 7, compress: true }
+    }
 }
 
 #[derive(Clone, Debug)]

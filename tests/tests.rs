@@ -20,6 +20,7 @@ mod groups;
 mod hostile;
 mod impersonation;
 mod limits;
+mod log_files;
 mod login_throttle;
 mod power_cut;
 mod registration;

@@ -1,16 +1,17 @@
-//! confabd: flags → Config → run until SIGINT or SIGTERM; or an administration
-//! subcommand (see `commands`).
+//! confabd: flags → Config → run until SIGINT or SIGTERM (SIGHUP reopens the log file,
+//! see `logging`); or an administration subcommand (see `commands`).
 
 #![forbid(unsafe_code)]
 
 mod commands;
+mod logging;
 
 use clap::Parser;
 use confab::config::{Config, HashCost};
 use confab::store::SyncPolicy;
 use confab::Server;
-use log::{error, info, LevelFilter};
-use simplelog::{ColorChoice, CombinedLogger, SharedLogger, TermLogger, TerminalMode, WriteLogger};
+use log::{error, info};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,12 +38,8 @@ struct Flags {
     /// Directory of the embedded database (created if missing).
     #[arg(long, default_value_os_t = defaults().data_dir, global = true)]
     data_dir: PathBuf,
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long, default_value = "info")]
-    log_level: LevelFilter,
-    /// Also write the log to this file (appended).
-    #[arg(long)]
-    log_file: Option<PathBuf>,
+    #[command(flatten)]
+    log: logging::LogFlags,
     /// Largest frame a client may send, in bytes; bigger frames close the connection.
     #[arg(long, default_value_t = defaults().max_frame)]
     max_frame: u32,
@@ -255,21 +252,6 @@ impl Flags {
     }
 }
 
-fn init_logging(flags: &Flags) -> Result<(), String> {
-    let log_config = simplelog::ConfigBuilder::new().set_target_level(LevelFilter::Error).build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> =
-        vec![TermLogger::new(flags.log_level, log_config.clone(), TerminalMode::Stderr, ColorChoice::Auto)];
-    if let Some(path) = &flags.log_file {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-        loggers.push(WriteLogger::new(flags.log_level, log_config, file));
-    }
-    CombinedLogger::init(loggers).map_err(|e| e.to_string())
-}
-
 fn main() -> ExitCode {
     let mut flags = Flags::parse();
     if let Some(command) = flags.command.take() {
@@ -282,20 +264,23 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Err(e) = init_logging(&flags) {
-        eprintln!("confabd: {e}");
-        return ExitCode::FAILURE;
-    }
+    let log = match logging::start(&flags.log) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("confabd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Installed before the server starts: a SIGTERM that comes the moment it listens must
-    // stop it cleanly (final checkpoint, pid file removed), not kill it.
-    let mut signals =
-        match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
-            Ok(signals) => signals,
-            Err(e) => {
-                error!("cannot install signal handlers: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    // stop it cleanly (final checkpoint, pid file removed), not kill it, and a SIGHUP from
+    // logrotate must not kill it either (its default action).
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match Server::start(flags.config()) {
         Ok(server) => server,
         Err(e) => {
@@ -304,19 +289,28 @@ fn main() -> ExitCode {
         }
     };
     let handle = server.handle();
+    let reopener = log.clone();
+    // The thread keeps its signals until the process ends: a SIGHUP during shutdown still
+    // only reopens the log, and a second SIGTERM only asks again.
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            info!("signal {signal} received; shutting down");
-            handle.stop();
+        for signal in signals.forever() {
+            if signal == SIGHUP {
+                reopener.reopen();
+            } else {
+                info!("signal {signal} received; shutting down");
+                handle.stop();
+            }
         }
     });
-    match server.wait() {
+    let code = match server.wait() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("final checkpoint failed: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    log.shutdown();
+    code
 }
 
 #[cfg(test)]
