@@ -42,10 +42,14 @@ fn register_all(daemon: &Daemon, names: &[String]) {
     }
 }
 
-/// The files in `dir`, by name.
+/// The files in `dir`, by name (not the link to the current one).
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> =
-        fs::read_dir(dir).expect("the log directory lists").map(|entry| entry.expect("an entry").path()).collect();
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("the log directory lists")
+        .map(|entry| entry.expect("an entry"))
+        .filter(|entry| !entry.file_type().is_ok_and(|kind| kind.is_symlink()))
+        .map(|entry| entry.path())
+        .collect();
     files.sort();
     files
 }
@@ -128,6 +132,12 @@ fn a_rotated_log_keeps_the_configured_number_of_gzipped_files() {
         }
         all.contains(&format!("registered {last}")).then_some(all)
     });
+    // The path given is a link to the file being written, so `tail -F` follows the log.
+    let link = logs.path().join("confabd.log");
+    let target = fs::read_link(&link).expect("the log file's path is a link");
+    assert!(target.ends_with("confabd_rCURRENT.log"), "{}", target.display());
+    let current = fs::read(logs.path().join("confabd_rCURRENT.log")).expect("the current file");
+    assert_eq!(fs::read(&link).expect("the link reads"), current, "the link reads the current file");
     assert!(all.lines().all(|line| line.contains(" [")), "every line of every file is a log line:\n{all}");
     assert!(all.ends_with('\n'), "no file ends inside a line");
     assert_eq!(registrations(&all, std::slice::from_ref(last)), [1], "the newest lines are kept");

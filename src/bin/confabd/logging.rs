@@ -29,7 +29,8 @@ pub struct LogFlags {
     #[arg(long, default_value = "info")]
     pub log_level: LevelFilter,
     /// Also write the log to this file (appended). While it is rotated by size or age,
-    /// the file written is NAME_rCURRENT.EXT beside it and old ones NAME_r00000.EXT(.gz)...
+    /// the file written is NAME_rCURRENT.EXT beside it (this path links to it) and old ones
+    /// NAME_r00000.EXT(.gz)...
     #[arg(long)]
     pub log_file: Option<PathBuf>,
     /// Rotate the log file once it passes this many KiB; 0 for no size limit.
@@ -114,13 +115,25 @@ impl Log {
 pub fn start(flags: &LogFlags) -> Result<Log, String> {
     // The crate's own complaints go to stderr too; should that be closed, it must not panic.
     let logger = Logger::with(flags.log_level).format(line).panic_if_error_channel_is_broken(false);
+    // Said once the logger runs: a file where the link to the current log would go.
+    let mut no_link = None;
     let logger = match &flags.log_file {
         None => logger.log_to_writer(Box::new(Stderr)),
         Some(path) => {
             let files = flags.files();
-            let logger = logger.log_to_file_and_writer(file_spec(path)?, Box::new(Stderr)).append();
+            let path = absolute(path)?;
+            let logger = logger.log_to_file_and_writer(file_spec(&path)?, Box::new(Stderr)).append();
             match criterion(&files) {
-                Some(criterion) => logger.rotate(criterion, Naming::Numbers, cleanup(&files)),
+                Some(criterion) => {
+                    let logger = logger.rotate(criterion, Naming::Numbers, cleanup(&files));
+                    match link_allowed(&path) {
+                        true => logger.create_symlink(path),
+                        false => {
+                            no_link = Some(path);
+                            logger
+                        }
+                    }
+                }
                 None => logger,
             }
         }
@@ -129,6 +142,12 @@ pub fn start(flags: &LogFlags) -> Result<Log, String> {
         Some(path) => format!("cannot open log file {}: {e}", path.display()),
         None => format!("cannot start logging: {e}"),
     })?;
+    if let Some(path) = no_link {
+        log::warn!(
+            "{} is a file (a log written without rotation), so it is not made a link to the current log",
+            path.display()
+        );
+    }
     Ok(Log { handle })
 }
 
@@ -160,6 +179,23 @@ fn file_spec(path: &Path) -> Result<FileSpec, String> {
         return Err(format!("log file {} names no file", path.display()));
     }
     FileSpec::try_from(path).map_err(|e| format!("cannot use log file {}: {e}", path.display()))
+}
+
+/// The log file's path made absolute: the link at it names the current file by a path that
+/// must not depend on the link's own directory.
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(path).map_err(|e| format!("log file {}: {e}", path.display()))
+}
+
+/// While rotating, the file written is NAME_rCURRENT.EXT, and the path the operator gave
+/// becomes a symbolic link to it, so `tail -F PATH` follows the log across rotations. The
+/// crate replaces whatever is at the path; a regular file there (the log of a run without
+/// rotation) is kept instead, and then there is no link.
+fn link_allowed(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.file_type().is_symlink(),
+        Err(_) => true,
+    }
 }
 
 /// When to rotate; `None` when neither limit is set (one file that only logrotate rotates).
@@ -250,6 +286,18 @@ mod tests {
         let kept = |compress| cleanup(&LogFiles { keep: 3, compress, ..LogFiles::default() });
         assert!(matches!(kept(true), Cleanup::KeepCompressedFiles(3)));
         assert!(matches!(kept(false), Cleanup::KeepLogFiles(3)));
+    }
+
+    #[test]
+    fn the_link_replaces_a_link_never_a_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("confabd.log");
+        assert!(link_allowed(&path), "nothing there yet");
+        std::os::unix::fs::symlink(dir.path().join("confabd_rCURRENT.log"), &path).unwrap();
+        assert!(link_allowed(&path), "an earlier run's link");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"an old log\n").unwrap();
+        assert!(!link_allowed(&path), "a log written without rotation stays");
     }
 
     #[test]
