@@ -413,6 +413,27 @@ mod tests {
     }
 
     #[test]
+    fn acknowledged_messages_in_sled_are_deleted_when_the_worker_is_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut partition) = partition(dir.path());
+        let alice = LogOwner::from(UserId(7));
+        for seq in 1..=3 {
+            store.inbox.append(alice, Seq(seq), &StoredMessage::example(&format!("m{seq}"))).unwrap();
+        }
+        partition.raise_floor(LogId::Inbox, alice, Seq(1), Seq(2)).unwrap();
+        partition.commit(0).unwrap();
+        assert!(!partition.upkeep(false), "deletion waits for an idle worker");
+        let mut steps = 0;
+        while partition.upkeep(true) {
+            steps += 1;
+            assert!(steps < 100, "upkeep keeps finding work");
+        }
+        assert!(steps > 0, "the idle worker deleted something");
+        assert_eq!(store.inbox.collect_all().unwrap(), 0, "nothing below the floor is left in sled");
+        assert_eq!(seqs(store.inbox.read(alice, Seq::ZERO, 10).unwrap()), [3]);
+    }
+
+    #[test]
     fn a_log_that_keeps_failing_refuses_new_messages_then_acks_beyond_its_memory_bound() {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut partition) = partition(dir.path());
