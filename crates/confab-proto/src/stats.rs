@@ -20,7 +20,7 @@ impl fmt::Display for StatsLine<'_> {
             f,
             "up {}s, {} connections, {} logged in, {} rooms, {} groups, received {} ({}/s), delivered {} ({}/s), \
              {} stored undelivered, {} B queued out, {} B on disk; commit log: {} syncs/s, {} changes per commit, \
-             commit p50/p99/max {}/{}/{} us, {} B of segments",
+             commit p50/p99/max {}/{}/{} us, {} B of segments; push: {} queued, {} made, {} dropped",
             s.uptime_secs,
             s.connections,
             s.logged_in,
@@ -38,7 +38,10 @@ impl fmt::Display for StatsLine<'_> {
             s.log_commit_p50_us,
             s.log_commit_p99_us,
             s.log_commit_max_us,
-            s.log_bytes
+            s.log_bytes,
+            s.push_queued,
+            s.push_events,
+            s.push_dropped
         )
     }
 }
@@ -55,7 +58,7 @@ impl StatsLine<'_> {
 
 impl ServerStats {
     /// Every figure but the version, by its field name, in the order of the fields.
-    pub fn figures(&self) -> [(&'static str, u64); 19] {
+    pub fn figures(&self) -> [(&'static str, u64); 22] {
         let s = self;
         [
             ("uptime_secs", s.uptime_secs),
@@ -77,6 +80,9 @@ impl ServerStats {
             ("log_commit_p99_us", s.log_commit_p99_us),
             ("log_commit_max_us", s.log_commit_max_us),
             ("log_bytes", s.log_bytes),
+            ("push_queued", s.push_queued),
+            ("push_events", s.push_events),
+            ("push_dropped", s.push_dropped),
         ]
     }
 }
@@ -108,6 +114,9 @@ mod tests {
             log_commit_p99_us: 900,
             log_commit_max_us: 2000,
             log_bytes: 33554432,
+            push_queued: 5,
+            push_events: 40,
+            push_dropped: 0,
         }
     }
 
@@ -117,7 +126,7 @@ mod tests {
             StatsLine(&sample_stats()).to_string(),
             "up 3600s, 4 connections, 3 logged in, 1 rooms, 2 groups, received 1000 (3/s), delivered 2500 (7/s), \
              12 stored undelivered, 0 B queued out, 1048576 B on disk; commit log: 250 syncs/s, 4 changes per \
-             commit, commit p50/p99/max 200/900/2000 us, 33554432 B of segments"
+             commit, commit p50/p99/max 200/900/2000 us, 33554432 B of segments; push: 5 queued, 40 made, 0 dropped"
         );
     }
 
@@ -125,9 +134,10 @@ mod tests {
     fn the_alternate_form_is_one_named_figure_a_line() {
         let table = format!("{:#}", StatsLine(&sample_stats()));
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 20, "{table}");
+        assert_eq!(lines.len(), 23, "{table}");
         assert_eq!(lines[..3], ["version\t0.1.0", "uptime_secs\t3600", "connections\t4"]);
         assert_eq!(lines[19], "log_bytes\t33554432");
+        assert_eq!(lines[22], "push_dropped\t0");
         assert!(table.ends_with('\n'));
     }
 }

@@ -25,9 +25,11 @@ mod request;
 pub use content::{Content, GroupEvent, Media, MediaKind, Message, Role, SenderKind};
 pub use error::{retry_ms, ErrorCode};
 pub use names::{valid_password, valid_room_name, valid_username};
-pub use push::Push;
-pub use reply::{GroupInfo, Limits, MemberInfo, OnlineUser, OpenGroup, Reply, RoomInfo, ServerFrame, ServerStats};
-pub use request::{ClientFrame, Conversation, Request, ServiceTarget, Target};
+pub use push::{Push, PushEvent, PushTarget};
+pub use reply::{
+    GroupInfo, Limits, MemberInfo, MuteInfo, OnlineUser, OpenGroup, PushDeviceInfo, Reply, RoomInfo, ServerFrame, ServerStats,
+};
+pub use request::{Chat, ClientFrame, Conversation, PushPlatform, Request, ServiceTarget, Target};
 
 #[cfg(test)]
 mod tests {

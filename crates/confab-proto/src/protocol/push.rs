@@ -1,6 +1,6 @@
 //! What the server sends unasked: stored and live messages, presence, and notices.
 
-use super::{Content, Message};
+use super::{Chat, Content, MediaKind, Message, MessageId, PushPlatform, SenderKind};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -46,4 +46,46 @@ pub enum Push {
         connected: bool,
         reason: String,
     },
+    /// To the push gateway (SubscribePush): wake these devices. Acknowledge with AckPush.
+    PushEvent(PushEvent),
+}
+
+/// Stored messages reached a user who is not connected. Messages for the same user within
+/// the server's coalescing window are one event: the latest one's details, and `count`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PushEvent {
+    /// The push queue's sequence: contiguous except for events dropped or skipped
+    /// (the recipient came online first); acknowledge by it.
+    pub seq: u64,
+    pub recipient: String,
+    /// The recipient's devices now, each with its own preview.
+    pub devices: Vec<PushTarget>,
+    /// The chat of the latest message, and its name to show: the sender's display name,
+    /// the group's name, or the service's name.
+    pub chat: Chat,
+    pub chat_name: String,
+    pub sender: String,
+    pub sender_name: String,
+    pub sender_kind: SenderKind,
+    pub message_id: MessageId,
+    pub kind: MediaKind,
+    /// Messages this event stands for (at least 1).
+    pub count: u32,
+    /// For a badge: unread messages in the chats that got messages since the user was
+    /// last online.
+    pub unread: u64,
+    pub timestamp_ms: u64,
+}
+
+/// One device to wake.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PushTarget {
+    pub device: String,
+    pub platform: PushPlatform,
+    pub token: String,
+    /// The first characters of the message's text; None when the device turned previews
+    /// off, or the message has no text.
+    pub preview: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! What the server answers: the frame, every reply and the records replies carry.
 
-use super::{retry_ms, Conversation, ErrorCode, GroupId, MessageId, Push, Role, Seq, UserId};
+use super::{retry_ms, Chat, Conversation, ErrorCode, GroupId, MessageId, Push, PushPlatform, Role, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 impl ServerFrame {
@@ -153,6 +153,39 @@ pub enum Reply {
         groups: Vec<OpenGroup>,
         more: bool,
     },
+    /// The caller's push devices (without their tokens) and the chats it muted.
+    PushSettings {
+        devices: Vec<PushDeviceInfo>,
+        mutes: Vec<MuteInfo>,
+    },
+    /// This connection is the push gateway now. Events after `acked` up to `last_seq` are
+    /// queued and follow as pushes.
+    PushSubscribed {
+        acked: u64,
+        last_seq: u64,
+    },
+    /// The push queue's acknowledged position now.
+    PushAcked {
+        up_to: u64,
+    },
+}
+
+/// A registered push device, as its user sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PushDeviceInfo {
+    pub device: String,
+    pub platform: PushPlatform,
+    pub previews: bool,
+    pub registered_ms: u64,
+}
+
+/// A muted chat; `until_ms` 0 means until unmuted.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct MuteInfo {
+    pub chat: Chat,
+    pub until_ms: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
@@ -186,6 +219,11 @@ pub struct ServerStats {
     pub log_commit_max_us: u64,
     /// Disk space reserved by commit-log segments.
     pub log_bytes: u64,
+    /// Push events waiting for the gateway's ack, events made since start, and events
+    /// dropped since start because the queue was full (the oldest go first).
+    pub push_queued: u64,
+    pub push_events: u64,
+    pub push_dropped: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

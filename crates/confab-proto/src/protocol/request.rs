@@ -160,6 +160,65 @@ pub enum Request {
         after: GroupId,
         limit: u32,
     },
+    /// Registers this device for push notifications while the user is offline, or
+    /// replaces the token and settings of a device registered before. `device` is the
+    /// client's own stable name for the device; `previews`: whether a notification may
+    /// show the first characters of a message (never, when false: the text does not leave
+    /// the server).
+    SetPushDevice {
+        device: String,
+        platform: PushPlatform,
+        token: String,
+        previews: bool,
+    },
+    /// Forgets this device's push token (no error if there was none).
+    RemovePushDevice {
+        device: String,
+    },
+    /// No push notifications for this chat until `until_ms` (ms since the epoch), or until
+    /// unmuted when 0. Muting again replaces the time.
+    Mute {
+        chat: Chat,
+        until_ms: u64,
+    },
+    Unmute {
+        chat: Chat,
+    },
+    /// The caller's push devices and mutes.
+    PushSettings,
+    /// Services with the push permission: become the push gateway. Events follow as
+    /// [`Push::PushEvent`](super::Push::PushEvent) pushes, in order, from the oldest the
+    /// gateway has not acknowledged.
+    SubscribePush,
+    /// The gateway has handled every push event up to and including `up_to`: the server
+    /// forgets them.
+    AckPush {
+        up_to: u64,
+    },
+}
+
+/// What kind of device a push token is for: the gateway picks the push service by it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PushPlatform {
+    /// Apple Push Notification service.
+    Apns,
+    /// Firebase Cloud Messaging.
+    Fcm,
+    /// Web Push (RFC 8030); the token is the subscription as the browser gave it.
+    WebPush,
+    /// Anything else the operator's gateway understands.
+    Other,
+}
+
+/// A conversation as a user sees it, for mutes and push events: with a user (direct
+/// messages), a group, or a service's system messages.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Chat {
+    User(String),
+    Group(GroupId),
+    Service(String),
 }
 
 /// Where a service's message goes.
