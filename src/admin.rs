@@ -126,8 +126,9 @@ pub fn list_users(store: &Store) -> AdminResult<Vec<UserSummary>> {
 }
 
 /// Creates (or replaces the token of) a service; returns the token, which is shown only
-/// now: the store keeps its digest.
-pub fn add_service(store: &Store, name: &str) -> AdminResult<String> {
+/// now: the store keeps its digest. `push`: whether it may be the push gateway (set anew
+/// each time, so adding again without it takes the permission away).
+pub fn add_service(store: &Store, name: &str, push: bool) -> AdminResult<String> {
     if !valid_username(name) {
         return Err(AdminError::InvalidName);
     }
@@ -138,6 +139,7 @@ pub fn add_service(store: &Store, name: &str) -> AdminResult<String> {
     };
     let record = ServiceRecord { uid, token_digest: token_digest(token.as_bytes()), created_ms: now_ms() };
     store.put_service(name, &record)?;
+    store.set_push_gateway(name, push)?;
     store.checkpoint()?;
     Ok(token)
 }
@@ -150,8 +152,14 @@ pub fn remove_service(store: &Store, name: &str) -> AdminResult<()> {
     Ok(())
 }
 
-pub fn list_services(store: &Store) -> AdminResult<Vec<String>> {
-    Ok(store.service_names()?)
+/// Every service's name, and whether it may be the push gateway.
+pub fn list_services(store: &Store) -> AdminResult<Vec<(String, bool)>> {
+    let mut services = Vec::new();
+    for name in store.service_names()? {
+        let push = store.is_push_gateway(&name)?;
+        services.push((name, push));
+    }
+    Ok(services)
 }
 
 pub fn storage_stats(store: &Store) -> AdminResult<StoreStats> {
@@ -223,14 +231,16 @@ mod tests {
     #[test]
     fn service_tokens_are_shown_once_and_stored_as_digests() {
         let (_dir, store) = store();
-        let token = add_service(&store, "shop").unwrap();
+        let token = add_service(&store, "shop", false).unwrap();
         assert_eq!(token.len(), 64);
         let record = store.service("shop").unwrap().unwrap();
         assert_eq!(record.token_digest, token_digest(token.as_bytes()));
-        let again = add_service(&store, "shop").unwrap();
+        let again = add_service(&store, "shop", true).unwrap();
         assert_ne!(again, token, "a new token replaces the old");
         assert_eq!(store.service("shop").unwrap().unwrap().uid, record.uid, "the identity stays");
-        assert_eq!(list_services(&store).unwrap(), vec!["shop".to_string()]);
+        assert_eq!(list_services(&store).unwrap(), vec![("shop".to_string(), true)]);
+        add_service(&store, "shop", false).unwrap();
+        assert_eq!(list_services(&store).unwrap(), vec![("shop".to_string(), false)], "added again without --push");
         remove_service(&store, "shop").unwrap();
         assert!(matches!(remove_service(&store, "shop"), Err(AdminError::NoSuchService(_))));
     }

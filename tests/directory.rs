@@ -98,7 +98,7 @@ fn pushes_carry_the_senders_display_name_even_when_the_sender_is_offline() {
     };
     assert_eq!((live.from.as_str(), live.display_name.as_str()), ("bob", "Robert"));
 
-    let token = admin::add_service(server.server().store(), "shop").unwrap();
+    let token = admin::add_service(server.server().store(), "shop", false).unwrap();
     let mut shop = server.client();
     shop.request(Request::ServiceLogin { name: "shop".into(), token }).unwrap();
     let to = ServiceTarget::Users(vec!["alice".into()]);

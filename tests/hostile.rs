@@ -390,7 +390,7 @@ fn output_owed_to_all_clients_together_is_bounded() {
 fn services_fill_a_quota_they_are_never_refused_by() {
     let server = TestServer::with(|c| c.max_inbox_bytes = 1024 * 1024);
     server.register(&["sink"]);
-    let token = confab::admin::add_service(server.server().store(), "shop").unwrap();
+    let token = confab::admin::add_service(server.server().store(), "shop", false).unwrap();
     let mut shop = server.client();
     shop.request(Request::ServiceLogin { name: "shop".into(), token }).unwrap();
     // 40 messages of 32 KB: past the quota, and every one stored.

@@ -124,7 +124,7 @@ fn users_cannot_send_system_messages() {
     assert_eq!((message.seq, message.content.kind), (Seq(1), MediaKind::Text));
 
     // A service may send System messages: they arrive marked as the service's.
-    let token = admin::add_service(server.server().store(), "notices").unwrap();
+    let token = admin::add_service(server.server().store(), "notices", false).unwrap();
     let mut service = server.client();
     service.request(Request::ServiceLogin { name: "notices".into(), token }).unwrap();
     let to = ServiceTarget::Users(vec!["bob".into()]);

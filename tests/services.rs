@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// A logged-in service connection named `name`.
 fn service(server: &TestServer, name: &str) -> Client {
-    let token = admin::add_service(server.server().store(), name).unwrap();
+    let token = admin::add_service(server.server().store(), name, false).unwrap();
     let mut client = server.client();
     let reply = client.request(Request::ServiceLogin { name: name.into(), token }).unwrap();
     assert_eq!(reply, Reply::ServiceLoggedIn { name: name.into() });
@@ -35,7 +35,7 @@ fn quiet(client: &mut Client) {
 #[test]
 fn services_log_in_with_their_token_and_keep_to_service_requests() {
     let server = TestServer::start();
-    admin::add_service(server.server().store(), "shop").unwrap();
+    admin::add_service(server.server().store(), "shop", false).unwrap();
     let mut client = server.client();
     let wrong = client.request(Request::ServiceLogin { name: "shop".into(), token: "00".repeat(32) });
     assert_eq!(wrong.unwrap_err().code(), Some(ErrorCode::InvalidToken));

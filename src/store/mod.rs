@@ -19,6 +19,7 @@
 //! - `services`:    `service name` → [`ServiceRecord`]
 //! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 //! - `journal`:     new messages, one value per worker batch, until migrated (see [`journal`])
+//! - `push_prefs`, `push_gateways`, `push_queue`: push notifications (see [`push`])
 
 pub mod commitlog;
 mod dedup;
@@ -29,6 +30,7 @@ mod journal;
 mod marker;
 mod partition;
 pub mod pidfile;
+mod push;
 mod records;
 mod reserve;
 mod seqlog;
@@ -40,6 +42,7 @@ pub use dedup::DedupRecord;
 pub use hook::{DurabilityHook, Durable};
 pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
+pub use push::{Mute, PushDevice, PushPrefs, PushRecord};
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
 pub use seqlog::{LogOwner, LogState, SeqLog};
 pub use staged::Staged;
@@ -99,6 +102,7 @@ pub struct Store {
     memberships: sled::Tree,
     services: sled::Tree,
     journal: sled::Tree,
+    push: push::PushTrees,
     /// The checkpoint serial (see [`marker`]).
     meta: sled::Tree,
     checkpoints: Arc<Mutex<Checkpoints>>,
@@ -174,6 +178,7 @@ impl Store {
             memberships: db.open_tree("memberships")?,
             services: db.open_tree("services")?,
             journal: db.open_tree("journal")?,
+            push: push::PushTrees::open(&db)?,
             meta,
             checkpoints: Arc::new(Mutex::new(Checkpoints { serial, file: None })),
             log_cuts: Vec::new(),
@@ -314,6 +319,7 @@ impl Store {
 
     /// Returns whether there was such a service.
     pub fn remove_service(&self, name: &str) -> StoreResult<bool> {
+        self.set_push_gateway(name, false)?;
         Ok(self.services.remove(name.as_bytes())?.is_some())
     }
 
@@ -325,11 +331,12 @@ impl Store {
         Ok(names)
     }
 
-    /// Removes the account and everything only it owned: inbox, tokens. Group
+    /// Removes the account and everything only it owned: inbox, tokens, push devices. Group
     /// memberships are the caller's to settle first (they involve other members).
     pub fn delete_account(&self, username: &str, uid: UserId) -> StoreResult<()> {
         self.inbox.remove_all(uid.into())?;
         self.revoke_tokens(uid)?;
+        self.put_push_prefs(uid, &PushPrefs::default())?;
         self.accounts.remove(username.as_bytes())?;
         Ok(())
     }

@@ -19,7 +19,9 @@
 
 use super::commitlog::{segment, ChangeRef, CommitLog, SyncPolicy, DIR};
 use super::garbage::GarbageQueue;
-use super::{DedupRecord, LogId, LogOwner, LogState, Staged, Store, StoreError, StoreResult, StoredMessage};
+use super::{
+    DedupRecord, LogId, LogOwner, LogState, PushRecord, Staged, Store, StoreError, StoreResult, StoredMessage,
+};
 use crate::protocol::{GroupId, Seq, UserId};
 use log::{error, warn};
 use std::collections::VecDeque;
@@ -172,6 +174,21 @@ impl Partition {
     pub fn revoke_tokens(&mut self, uid: UserId) -> StoreResult<()> {
         self.store.revoke_tokens(uid)?;
         self.log.add(&ChangeRef::RevokeTokens { uid });
+        Ok(())
+    }
+
+    /// A push event, new or coalesced, durable with this batch (the push queue's worker).
+    pub fn push_event(&mut self, seq: u64, event: &PushRecord) -> StoreResult<()> {
+        self.room_for_change()?;
+        self.store.put_push_event(seq, event)?;
+        self.log.add(&ChangeRef::PushEvent { seq, event });
+        Ok(())
+    }
+
+    /// Push events up to `floor` acknowledged or dropped, durable with this batch.
+    pub fn push_floor(&mut self, floor: u64) -> StoreResult<()> {
+        self.store.raise_push_floor(floor)?;
+        self.log.add(&ChangeRef::PushFloor { floor });
         Ok(())
     }
 

@@ -49,7 +49,13 @@ pub enum UserCommand {
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
     /// Create a service (or give it a new token) and print its token, shown only this once.
-    Add { name: String },
+    Add {
+        name: String,
+        /// The service may be the push gateway: receive push events for offline users
+        /// (SubscribePush). Adding again without this flag takes the permission away.
+        #[arg(long)]
+        push: bool,
+    },
     /// Remove a service; its token stops working.
     Remove { name: String },
     /// List services.
@@ -113,8 +119,8 @@ pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), Stri
             }
             Ok(())
         }
-        Command::Service(ServiceCommand::Add { name }) => {
-            let token = admin::add_service(&store, &name).map_err(|e| e.to_string())?;
+        Command::Service(ServiceCommand::Add { name, push }) => {
+            let token = admin::add_service(&store, &name, push).map_err(|e| e.to_string())?;
             println!("{token}");
             Ok(())
         }
@@ -124,8 +130,8 @@ pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), Stri
             Ok(())
         }
         Command::Service(ServiceCommand::List) => {
-            for name in admin::list_services(&store).map_err(|e| e.to_string())? {
-                println!("{name}");
+            for (name, push) in admin::list_services(&store).map_err(|e| e.to_string())? {
+                println!("{name}{}", if push { " (push)" } else { "" });
             }
             Ok(())
         }

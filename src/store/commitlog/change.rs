@@ -7,7 +7,7 @@
 //! its log's floor, a floor or a member's ack only ever rises.
 
 use crate::protocol::{GroupId, Seq, UserId};
-use crate::store::{DedupRecord, LogId, LogOwner, Store, StoreError, StoreResult, StoredMessage};
+use crate::store::{DedupRecord, LogId, LogOwner, PushRecord, Store, StoreError, StoreResult, StoredMessage};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,10 @@ pub enum Change {
     /// Every token of the user revoked (logout). In the log with the tokens, so a replay
     /// never brings back a token revoked after it was issued.
     RevokeTokens { uid: UserId },
+    /// A push event, new or coalesced with a later message (the last one replayed wins).
+    PushEvent { seq: u64, event: PushRecord },
+    /// The push gateway acknowledged (or the full queue dropped) every event up to `floor`.
+    PushFloor { floor: u64 },
 }
 
 /// [`Change`] borrowing its large parts, for encoding without a copy. Same variants in the
@@ -37,6 +41,8 @@ pub enum ChangeRef<'a> {
     Dedup { written_ms: u64, records: &'a [DedupRecord] },
     Token { uid: UserId, digest: [u8; 32], expires_ms: u64 },
     RevokeTokens { uid: UserId },
+    PushEvent { seq: u64, event: &'a PushRecord },
+    PushFloor { floor: u64 },
 }
 
 /// Appends a change to a batch's payload.
@@ -101,6 +107,12 @@ impl Store {
             }
             Change::Token { uid, digest, expires_ms } => self.put_token(uid, &digest, expires_ms)?,
             Change::RevokeTokens { uid } => self.revoke_tokens(uid)?,
+            Change::PushEvent { seq, event } => {
+                self.put_push_event(seq, &event)?;
+            }
+            Change::PushFloor { floor } => {
+                self.raise_push_floor(floor)?;
+            }
         }
         Ok(())
     }
@@ -127,6 +139,21 @@ mod tests {
     #[test]
     fn borrowed_changes_encode_like_owned_ones() {
         let m = message();
+        let push = PushRecord {
+            recipient: "bob".into(),
+            recipient_uid: UserId(2),
+            chat: crate::protocol::Chat::Group(GroupId(7)),
+            chat_name: "Book club".into(),
+            sender: "alice".into(),
+            sender_name: "Alice".into(),
+            sender_kind: SenderKind::User,
+            message_id: MessageId(4),
+            kind: crate::protocol::MediaKind::Text,
+            preview: None,
+            count: 2,
+            unread: 5,
+            timestamp_ms: 6,
+        };
         let entry = DedupEntry { recipient: LogOwner(3), message_id: MessageId(4), seq: Seq(5), timestamp_ms: 6 };
         let records = vec![DedupRecord { sender: UserId(1), client_msg_id: ClientMsgId(2), entry }];
         let pairs = [
@@ -151,6 +178,8 @@ mod tests {
                 Change::Token { uid: UserId(5), digest: [7; 32], expires_ms: 99 },
             ),
             (ChangeRef::RevokeTokens { uid: UserId(5) }, Change::RevokeTokens { uid: UserId(5) }),
+            (ChangeRef::PushEvent { seq: 3, event: &push }, Change::PushEvent { seq: 3, event: push.clone() }),
+            (ChangeRef::PushFloor { floor: 2 }, Change::PushFloor { floor: 2 }),
         ];
         let mut payload = Vec::new();
         for (borrowed, owned) in &pairs {
