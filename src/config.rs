@@ -229,6 +229,45 @@ pub struct Config {
     pub start_damaged: bool,
     /// Told of every durable step: only tests that model a power cut set it.
     pub durability_hook: Option<DurabilityHook>,
+    /// Push notifications for users who are offline.
+    pub push: PushConfig,
+}
+
+/// How push events are made and queued for the push gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushConfig {
+    /// Messages for the same offline user within this long after the first become one
+    /// event with a count: a burst of ten messages wakes the phone once, and the first
+    /// notification comes at most this late. One second: a conversation's burst, not a
+    /// delay anyone notices on a phone that was asleep anyway.
+    pub window: Duration,
+    /// Events waiting for the gateway's ack at most; beyond, the oldest is dropped (a
+    /// notification hours old is worth less than a new one). With no gateway connected
+    /// events wait: this bounds their memory and disk (a few hundred bytes each).
+    pub queue_max: usize,
+    /// Whether services' system messages notify too. Off: services send notices in bulk
+    /// (every user of a group, every user online), which would wake every phone at once.
+    pub system_messages: bool,
+    /// Characters of a text message shown in a notification's preview: what a lock
+    /// screen shows of a message, and no more of it leaves the server.
+    pub preview_chars: usize,
+    /// Push devices one user may register: a phone, a tablet, a few browsers.
+    pub max_devices: usize,
+    /// Mutes one user may hold at once (each a record kept with the account).
+    pub max_mutes: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            window: Duration::from_secs(1),
+            queue_max: 100_000,
+            system_messages: false,
+            preview_chars: 100,
+            max_devices: 10,
+            max_mutes: 1000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -288,6 +327,7 @@ impl Default for Config {
             log_segment_bytes: 32 * 1024 * 1024,
             start_damaged: false,
             durability_hook: None,
+            push: PushConfig::default(),
         }
     }
 }
@@ -314,6 +354,7 @@ impl Config {
         self.max_frame_before_login =
             self.max_frame_before_login.clamp(MIN_FRAME_BEFORE_LOGIN, self.max_frame.max(MIN_FRAME_BEFORE_LOGIN));
         self.max_unauthenticated = self.max_unauthenticated.min(self.max_connections);
+        self.push.queue_max = self.push.queue_max.max(1);
         self
     }
 

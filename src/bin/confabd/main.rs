@@ -7,7 +7,7 @@ mod commands;
 mod logging;
 
 use clap::Parser;
-use confab::config::{Config, HashCost};
+use confab::config::{Config, HashCost, PushConfig};
 use confab::store::SyncPolicy;
 use confab::Server;
 use log::{error, info};
@@ -174,6 +174,18 @@ struct Flags {
     /// logged); by default confabd refuses to start and says what is wrong.
     #[arg(long)]
     start_damaged: bool,
+    /// Messages for one offline user within this many ms become one push event.
+    #[arg(long, default_value_t = defaults().push.window.as_millis() as u64)]
+    push_window_ms: u64,
+    /// Push events waiting for the gateway at most; beyond, the oldest are dropped.
+    #[arg(long, default_value_t = defaults().push.queue_max)]
+    push_queue_max: usize,
+    /// Services' system messages make push events too (off: only users' messages).
+    #[arg(long)]
+    push_system: bool,
+    /// Characters of a text message in a push preview (0: never any text).
+    #[arg(long, default_value_t = defaults().push.preview_chars)]
+    push_preview_chars: usize,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -247,6 +259,13 @@ impl Flags {
             sync: self.sync.into(),
             log_segment_bytes: self.log_segment_mib.max(1) * MIB,
             start_damaged: self.start_damaged,
+            push: PushConfig {
+                window: Duration::from_millis(self.push_window_ms),
+                queue_max: self.push_queue_max,
+                system_messages: self.push_system,
+                preview_chars: self.push_preview_chars,
+                ..PushConfig::default()
+            },
             ..Config::default()
         }
     }
@@ -344,7 +363,7 @@ mod tests {
             login_backoff_max, register_per_address, register_total, register_queue, login_queue,
             hello_timeout, login_timeout, max_unauthenticated, max_unauthenticated_per_ip,
             max_frame_before_login, fd_reserve, stats_interval, dedup_window, dedup_capacity,
-            cache_bytes, sync, log_segment_bytes, start_damaged,
+            cache_bytes, sync, log_segment_bytes, start_damaged, push,
         );
     }
 
