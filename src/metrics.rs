@@ -23,6 +23,11 @@ pub struct Metrics {
     /// Output bytes owed to clients (in output buffers and on their way from the workers),
     /// as of the loop's last sample.
     pub outbound_bytes: AtomicU64,
+    /// Push events waiting for the gateway's ack now; made since start; dropped since
+    /// start because the queue was full.
+    pub push_queued: AtomicU64,
+    pub push_events: AtomicU64,
+    pub push_dropped: AtomicU64,
     /// The commit logs' counters (shared with the store).
     pub log: Arc<LogStats>,
     samples: Mutex<VecDeque<Sample>>,
@@ -61,6 +66,9 @@ impl Metrics {
             delivered: AtomicU64::new(0),
             stored: AtomicI64::new(stored_at_start as i64),
             outbound_bytes: AtomicU64::new(0),
+            push_queued: AtomicU64::new(0),
+            push_events: AtomicU64::new(0),
+            push_dropped: AtomicU64::new(0),
             samples: Mutex::new(VecDeque::with_capacity(RATE_WINDOW + 1)),
         }
     }

@@ -12,7 +12,7 @@ use crate::store::{pidfile, LogOwner, Store, StoreError};
 use crate::throttle::{LoginThrottle, Policy};
 use crate::worker::{
     tidy_stored_names, ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes,
-    OpenGroups, RoomList, Shared,
+    OpenGroups, PushBook, RoomList, Shared,
 };
 use log::info;
 use mio::net::TcpListener;
@@ -119,6 +119,7 @@ impl Server {
             fanout: FanoutBudgets::new(config.fanout_rate, config.fanout_burst),
             ledger: ledger.clone(),
             dedup,
+            push: PushBook::load(&store).map_err(store_error)?,
         };
         let (router, workers) = crate::worker::start(shared);
         let (event_loop, handle) =

@@ -53,6 +53,8 @@ fn service_only(request: &Request) -> bool {
             | Request::QueryOnline { .. }
             | Request::Disconnect { .. }
             | Request::WatchConnections
+            | Request::SubscribePush
+            | Request::AckPush { .. }
     )
 }
 
@@ -60,6 +62,7 @@ fn service_only(request: &Request) -> bool {
 fn service_owner<'a>(request: &'a Request, service: &'a SessionUser) -> Admission<'a> {
     match request {
         Request::Disconnect { username, .. } => Admission::Forward(Owner::User(username)),
+        Request::SubscribePush | Request::AckPush { .. } => Admission::Forward(Owner::PushQueue),
         Request::ServiceSend { .. }
         | Request::QueryOnline { .. }
         | Request::WatchConnections

@@ -57,6 +57,8 @@ pub enum Owner<'a> {
     Group(GroupId),
     Room(&'a str),
     Service(&'a str),
+    /// The push queue: one owner for the whole server, so its events have one order.
+    PushQueue,
 }
 
 impl Owner<'_> {
@@ -69,6 +71,7 @@ impl Owner<'_> {
             Owner::Room(name) => fnv1a(name.as_bytes(), 0x52),
             Owner::Service(name) => fnv1a(name.as_bytes(), 0x53),
             Owner::Group(id) => id.get(),
+            Owner::PushQueue => 0,
         };
         (hash % workers) as usize
     }

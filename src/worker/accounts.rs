@@ -7,6 +7,7 @@ use super::context::Ctx;
 use super::cursor::Session;
 use super::inbox::Inboxes;
 use super::presence::{connection_event, Presence};
+use super::push::settings;
 use super::refusal::{Handled, Refusal};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
 use crate::clock::now_ms;
@@ -234,6 +235,9 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     ctx.batch.reply(conn, request_id, reply, true);
     ctx.shared.directory.set(name.clone(), account.display_name, conn, budget);
     connection_event(ctx, &name, true, "login");
+    if ctx.shared.push.get(account.user_id).is_some() {
+        ctx.batch.send_to_worker(ctx.worker_of(Owner::PushQueue), WorkerCmd::PushOnline { uid: account.user_id });
+    }
     debug!("{name} logged in; inbox acked {acked} of {last_seq}");
     // Group backlogs come from the groups' workers, after this batch's reply.
     for group_id in ctx.shared.store.memberships(&name)? {
@@ -270,9 +274,13 @@ pub fn end_session(
     debug!("{} went offline", user.name);
 }
 
-/// A service's logout: it stops watching and is a plain greeted connection again (it has
-/// no session or tokens to end).
-pub fn service_logout(ctx: &mut Ctx, conn: ConnId, request_id: u32) {
+/// A service's logout: it stops watching and being the push gateway, and is a plain
+/// greeted connection again (it has no session or tokens to end). The caller forgets the
+/// connection here as for a closed one; the other workers are told to.
+pub fn service_logout(ctx: &mut Ctx, conn: ConnId, request_id: u32, service: &SessionUser) {
+    for worker in (0..ctx.workers).filter(|w| *w != ctx.index) {
+        ctx.batch.send_to_worker(worker, WorkerCmd::LoggedOut { conn, user: service.clone() });
+    }
     ctx.shared.connection_watchers.remove(conn);
     ctx.batch.control(LoopMsg::Unbind { conn });
     ctx.batch.reply(conn, request_id, Reply::LoggedOut, false);
@@ -283,6 +291,8 @@ pub fn service_logout(ctx: &mut Ctx, conn: ConnId, request_id: u32) {
 pub fn logout(ctx: &mut Ctx, inboxes: &mut Inboxes, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {
     inboxes.session(ctx, user, conn)?;
     ctx.partition.revoke_tokens(user.uid)?;
+    // Every device's token is revoked, so no device is logged in to be woken.
+    settings::remove_all_devices(ctx, user)?;
     // Other workers forget the connection's group sessions, rooms and subscriptions.
     for worker in (0..ctx.workers).filter(|w| *w != ctx.index) {
         ctx.batch.send_to_worker(worker, WorkerCmd::LoggedOut { conn, user: user.clone() });

@@ -2,8 +2,9 @@
 //! those commands carry. What the event loop sends comes on the inbound queue instead
 //! ([`crate::route::Inbound`]).
 
+use super::push::notes::PushNote;
 use super::seats::Seat;
-use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId};
+use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, UserId};
 use crate::route::{ConnId, SessionUser};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -30,6 +31,12 @@ pub enum WorkerCmd {
     /// Room was freed in the delivery budget of the session on `conn` (every waiting
     /// session when None): push what waits for it.
     Pump { conn: Option<ConnId> },
+    /// Stored messages met readers who are not connected (to the push queue's worker).
+    PushNotes(Vec<PushNote>),
+    /// The user logged in (to the push queue's worker): its badge counts start again.
+    PushOnline { uid: UserId },
+    /// A push event's coalescing window closed: feed the gateway.
+    PushDue,
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

@@ -5,6 +5,7 @@
 use super::context::{Ctx, Waiting};
 use super::cursor::{Cursor, READ_CHUNK};
 use super::message::{self, wire, wire_size, Origin, RetryKey};
+use super::push::notes::{self, Reader};
 use super::quota;
 use super::refusal::{Handled, Refusal};
 use crate::metrics::Metrics;
@@ -119,6 +120,10 @@ impl UserState {
         self.last_seq = seq;
         self.stored_bytes += size as u64;
         let Some((target, prev)) = self.cursor.take_live(seq, size, ctx.window()) else {
+            if self.cursor.session.is_none() {
+                let reader = Reader { name: self.name.clone(), uid: self.uid, unread: seq - self.cursor.acked };
+                notes::direct(ctx, reader, &stored);
+            }
             ctx.wait_if_starved(&self.cursor, self.last_seq, Waiting::Inbox(self.name.clone()));
             return Ok(false);
         };

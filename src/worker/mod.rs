@@ -23,8 +23,10 @@
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
 //!   delivery state machine), `waiting` (budget wakes across inboxes and groups), `batch`
 //!   (group commit), `quota`, `refusal`;
+//! - `push`: push notifications (users' devices and mutes, and the push queue, an owner
+//!   of its own on one worker);
 //! - tables shared by all workers: `directory`, `budget`, `fanout`, `seats`, `dedup`,
-//!   `lookalikes`, `open_groups`.
+//!   `lookalikes`, `open_groups`, and `push::PushBook`.
 
 mod accounts;
 mod batch;
@@ -43,6 +45,7 @@ mod membership;
 mod message;
 mod open_groups;
 mod presence;
+mod push;
 mod quota;
 mod refusal;
 mod rooms;
@@ -60,6 +63,7 @@ pub use fanout::FanoutBudgets;
 pub use legacy_names::tidy_stored_names;
 pub use lookalikes::Lookalikes;
 pub use open_groups::OpenGroups;
+pub use push::PushBook;
 pub use seats::GroupSeats;
 pub use shared::Shared;
 

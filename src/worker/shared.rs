@@ -1,10 +1,12 @@
 //! What every worker shares: the configuration, the store, and the cross-worker tables
-//! (who is online, rooms, open groups, throttles, seats, budgets, the output ledger).
+//! (who is online, rooms, open groups, throttles, seats, budgets, the output ledger, push
+//! settings).
 //! Each table does its own locking; none is touched per message except the ledger and the
 //! dedup index, which are lock-free or per worker.
 
 use super::{
-    ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes, OpenGroups, RoomList,
+    ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes, OpenGroups, PushBook,
+    RoomList,
 };
 use crate::auth::Hasher;
 use crate::config::Config;
@@ -46,4 +48,6 @@ pub struct Shared {
     pub subscription_seats: ConnSeats,
     /// Bytes owed to each connection; every frame is charged before it is queued.
     pub ledger: Arc<OutputLedger>,
+    /// Every user's push devices and mutes.
+    pub push: PushBook,
 }

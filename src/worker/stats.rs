@@ -44,6 +44,9 @@ pub fn collect(shared: &Shared) -> Result<ServerStats, Refusal> {
         log_commit_p99_us: log.commit_p99_us,
         log_commit_max_us: log.commit_max_us,
         log_bytes: metrics.log.bytes_on_disk(),
+        push_queued: Metrics::get(&metrics.push_queued),
+        push_events: Metrics::get(&metrics.push_events),
+        push_dropped: Metrics::get(&metrics.push_dropped),
     })
 }
 

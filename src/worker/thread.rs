@@ -8,6 +8,8 @@ use super::context::{Ctx, WaitQueue, Waiting};
 use super::groups::Groups;
 use super::inbox::Inboxes;
 use super::presence::Presence;
+use super::push::queue::PushQueue;
+use super::push::settings::{self, DeviceRequest};
 use super::refusal::{Handled, Refusal};
 use super::rooms::{self, Rooms};
 use super::services::{self, Gathers};
@@ -44,6 +46,8 @@ struct Owners {
     rooms: Rooms,
     presence: Presence,
     gathers: Gathers,
+    /// Only on the worker of `Owner::PushQueue`; empty elsewhere.
+    push: PushQueue,
 }
 
 pub struct Worker {
@@ -60,13 +64,20 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(index: usize, shared: Shared, peers: Vec<Sender<WorkerCmd>>) -> Self {
+        let push_owner = Owner::PushQueue.partition(peers.len()) == index;
         Worker {
             index,
             peers,
             batch: Batch::new(shared.ledger.clone()),
             partition: Partition::new(shared.store.clone(), index, shared.config.log_settings()),
             waiting: WaitQueue::default(),
-            owners: Owners::default(),
+            owners: Owners {
+                push: match push_owner {
+                    true => PushQueue::load(&shared.store, &shared.metrics),
+                    false => PushQueue::default(),
+                },
+                ..Owners::default()
+            },
             shared,
         }
     }
@@ -93,6 +104,10 @@ impl Worker {
             if !self.waiting.is_empty() {
                 wait = wait.min(WAITING_RETRY);
             }
+            let push_due = self.owners.push.next_due();
+            if let Some(due) = push_due {
+                wait = wait.min(due.saturating_duration_since(Instant::now()));
+            }
             let first = select! {
                 recv(internal) -> cmd => cmd.map(Work::Internal),
                 recv(requests) -> inbound => inbound.map(Work::Inbound),
@@ -113,10 +128,13 @@ impl Worker {
                     continue;
                 }
                 default(wait) => {
-                    if self.waiting.is_empty() {
+                    if push_due.is_some_and(|due| due <= Instant::now()) {
+                        Ok(Work::Internal(WorkerCmd::PushDue))
+                    } else if self.waiting.is_empty() {
                         continue;
+                    } else {
+                        Ok(Work::Internal(WorkerCmd::Pump { conn: None }))
                     }
-                    Ok(Work::Internal(WorkerCmd::Pump { conn: None }))
                 }
             };
             let Ok(first) = first else { break };
@@ -207,7 +225,14 @@ impl Owners {
                     debug!("pumping waiting cursors: {}", refusal.message);
                 }
             }
-            WorkerCmd::Stop => return false,
+            WorkerCmd::PushNotes(notes) => self.push.notes(ctx, notes),
+            WorkerCmd::PushOnline { uid } => self.push.online(uid),
+            WorkerCmd::PushDue => self.push.due(ctx),
+            WorkerCmd::Stop => {
+                // Open windows' final counts, into this last commit.
+                self.push.close_windows(ctx, None);
+                return false;
+            }
         }
         true
     }
@@ -286,7 +311,8 @@ impl Owners {
                 Ok(())
             }
             Request::Logout if user.service => {
-                accounts::service_logout(ctx, conn, request_id);
+                accounts::service_logout(ctx, conn, request_id, &user);
+                self.closed(ctx, conn, &user, "logout");
                 Ok(())
             }
             Request::Logout => {
@@ -357,6 +383,19 @@ impl Owners {
                 membership::list_open(ctx, conn, request_id, after, limit);
                 Ok(())
             }
+            Request::SetPushDevice { device, platform, token, previews } => {
+                let request = DeviceRequest { device, platform, token, previews };
+                settings::set_device(ctx, conn, request_id, &user, request)
+            }
+            Request::RemovePushDevice { device } => settings::remove_device(ctx, conn, request_id, &user, &device),
+            Request::Mute { chat, until_ms } => settings::mute(ctx, conn, request_id, &user, chat, until_ms),
+            Request::Unmute { chat } => settings::unmute(ctx, conn, request_id, &user, &chat),
+            Request::PushSettings => {
+                settings::list(ctx, conn, request_id, &user);
+                Ok(())
+            }
+            Request::SubscribePush => self.push.subscribe(ctx, conn, request_id, &user),
+            Request::AckPush { up_to } => self.push.ack(ctx, conn, request_id, up_to),
             other @ (Request::Hello { .. }
             | Request::Ping
             | Request::Register { .. }
@@ -377,6 +416,7 @@ impl Owners {
         ctx.shared.fanout.forget(conn);
         ctx.waiting.take(conn);
         self.presence.closed(ctx, conn);
+        self.push.closed(conn);
     }
 }
 

@@ -1,0 +1,88 @@
+//! Every user's push settings in memory, shared by all workers: the worker of a message's
+//! conversation asks it whether an offline reader has a device and has not muted the chat,
+//! without a disk read per message. Loaded once at start; each user's own worker is the
+//! only writer of that user's entry (and writes sled first).
+
+use crate::protocol::UserId;
+use crate::store::{PushPrefs, Store, StoreResult};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+#[derive(Clone, Default)]
+pub struct PushBook {
+    users: Arc<RwLock<HashMap<UserId, Arc<PushPrefs>>>>,
+    /// Users with at least one device: when 0, no message needs a look at all.
+    with_devices: Arc<AtomicUsize>,
+}
+
+impl PushBook {
+    pub fn load(store: &Store) -> StoreResult<Self> {
+        let book = PushBook::default();
+        for (uid, prefs) in store.all_push_prefs()? {
+            book.set(uid, prefs);
+        }
+        Ok(book)
+    }
+
+    /// The user's settings; None when there are none (no device, no mute).
+    pub fn get(&self, uid: UserId) -> Option<Arc<PushPrefs>> {
+        self.read().get(&uid).cloned()
+    }
+
+    /// Replaces the user's settings; empty ones are forgotten.
+    pub fn set(&self, uid: UserId, prefs: PushPrefs) {
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
+        let had = users.get(&uid).is_some_and(|p| !p.devices.is_empty());
+        let has = !prefs.devices.is_empty();
+        if prefs.devices.is_empty() && prefs.mutes.is_empty() {
+            users.remove(&uid);
+        } else {
+            users.insert(uid, Arc::new(prefs));
+        }
+        match (had, has) {
+            (false, true) => self.with_devices.fetch_add(1, Ordering::Relaxed),
+            (true, false) => self.with_devices.fetch_sub(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    /// Whether any user has a push device (if not, no message makes an event).
+    pub fn anyone(&self) -> bool {
+        self.with_devices.load(Ordering::Relaxed) > 0
+    }
+
+    /// For looking up many users under one lock (a group's offline members).
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<UserId, Arc<PushPrefs>>> {
+        self.users.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Chat, PushPlatform};
+    use crate::store::{Mute, PushDevice};
+
+    #[test]
+    fn only_users_with_settings_are_kept_and_devices_are_counted() {
+        let book = PushBook::default();
+        let device = PushDevice {
+            device: "phone".into(),
+            platform: PushPlatform::Fcm,
+            token: "t".into(),
+            previews: true,
+            registered_ms: 0,
+        };
+        assert!(!book.anyone());
+        book.set(UserId(1), PushPrefs { devices: vec![device.clone()], mutes: vec![] });
+        book.set(UserId(1), PushPrefs { devices: vec![device], mutes: vec![] });
+        assert!(book.anyone());
+        let mute = Mute { chat: Chat::User("bob".into()), until_ms: 0 };
+        book.set(UserId(1), PushPrefs { devices: vec![], mutes: vec![mute] });
+        assert!(!book.anyone(), "a mute alone is not a device");
+        assert!(book.get(UserId(1)).is_some());
+        book.set(UserId(1), PushPrefs::default());
+        assert!(book.get(UserId(1)).is_none());
+    }
+}

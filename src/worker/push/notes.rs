@@ -1,0 +1,157 @@
+//! Where push events come from: a stored message met a reader who is not connected. The
+//! worker of the conversation (the recipient's for a direct message, the group's for a
+//! group message) decides whether the reader is owed a notification and, if so, sends a
+//! [`PushNote`] to the push queue's worker with the batch, after the message is durable.
+//!
+//! No note for: group events (membership changes), a sender's own message, a service's
+//! message unless `--push-system`, a reader without a push device, a muted chat.
+
+use super::book::PushBook;
+use crate::clock::now_ms;
+use crate::protocol::{Chat, GroupId, MediaKind, MessageId, SenderKind, UserId};
+use crate::route::Owner;
+use crate::store::StoredMessage;
+use crate::worker::commands::WorkerCmd;
+use crate::worker::context::Ctx;
+use crate::worker::message::sender_display_name;
+use std::sync::Arc;
+
+/// A stored message for an offline reader, as the push queue needs it.
+#[derive(Debug, Clone)]
+pub struct PushNote {
+    pub recipient: Arc<str>,
+    pub uid: UserId,
+    pub chat: Chat,
+    pub chat_name: String,
+    pub sender: String,
+    pub sender_name: String,
+    pub sender_kind: SenderKind,
+    pub message_id: MessageId,
+    pub kind: MediaKind,
+    /// The preview text, only if some device of the reader shows previews.
+    pub preview: Option<String>,
+    /// The reader's unread messages in this chat, this one included.
+    pub unread: u64,
+    pub timestamp_ms: u64,
+}
+
+/// An offline reader of a stored message: who, and how many messages of the chat it has
+/// not read.
+pub struct Reader {
+    pub name: Arc<str>,
+    pub uid: UserId,
+    pub unread: u64,
+}
+
+/// A direct message (or a service's message) stored in an offline user's inbox.
+pub fn direct(ctx: &mut Ctx, reader: Reader, stored: &StoredMessage) {
+    if !notifies(ctx, stored) || *reader.name == *stored.from {
+        return;
+    }
+    let chat = match stored.sender {
+        SenderKind::User => Chat::User(stored.from.clone()),
+        SenderKind::Service => Chat::Service(stored.from.clone()),
+    };
+    let sender_name = sender_display_name(ctx.shared, stored);
+    let chat_name = sender_name.clone();
+    let notes = make(ctx, vec![reader], &chat, &chat_name, &sender_name, stored);
+    send(ctx, notes);
+}
+
+/// A group message stored for these offline members.
+pub fn group(ctx: &mut Ctx, id: GroupId, name: &str, readers: Vec<Reader>, stored: &StoredMessage) {
+    if readers.is_empty() || !notifies(ctx, stored) {
+        return;
+    }
+    let sender_name = sender_display_name(ctx.shared, stored);
+    let readers = readers.into_iter().filter(|r| *r.name != *stored.from).collect();
+    let notes = make(ctx, readers, &Chat::Group(id), name, &sender_name, stored);
+    send(ctx, notes);
+}
+
+/// Whether anyone could be notified of this message at all (cheap; before any lookup).
+pub fn worth_a_look(book: &PushBook, stored: &StoredMessage) -> bool {
+    book.anyone() && stored.event.is_none()
+}
+
+fn notifies(ctx: &Ctx, stored: &StoredMessage) -> bool {
+    worth_a_look(&ctx.shared.push, stored) && (stored.sender == SenderKind::User || ctx.config().push.system_messages)
+}
+
+fn make(
+    ctx: &Ctx,
+    readers: Vec<Reader>,
+    chat: &Chat,
+    chat_name: &str,
+    sender_name: &str,
+    stored: &StoredMessage,
+) -> Vec<PushNote> {
+    let now = now_ms();
+    let text = preview(stored, ctx.config().push.preview_chars);
+    let book = ctx.shared.push.read();
+    readers
+        .into_iter()
+        .filter_map(|reader| {
+            let prefs = book.get(&reader.uid)?;
+            if prefs.devices.is_empty() || prefs.muted(chat, now) {
+                return None;
+            }
+            Some(PushNote {
+                recipient: reader.name,
+                uid: reader.uid,
+                chat: chat.clone(),
+                chat_name: chat_name.to_string(),
+                sender: stored.from.clone(),
+                sender_name: sender_name.to_string(),
+                sender_kind: stored.sender,
+                message_id: stored.message_id,
+                kind: stored.content.kind,
+                preview: text.clone().filter(|_| prefs.any_previews()),
+                unread: reader.unread,
+                timestamp_ms: stored.timestamp_ms,
+            })
+        })
+        .collect()
+}
+
+fn send(ctx: &mut Ctx, notes: Vec<PushNote>) {
+    if notes.is_empty() {
+        return;
+    }
+    let worker = ctx.worker_of(Owner::PushQueue);
+    ctx.batch.send_to_worker(worker, WorkerCmd::PushNotes(notes));
+}
+
+/// The first `chars` characters of a text message; None for other kinds, text that is not
+/// UTF-8, or previews of 0 characters.
+pub fn preview(stored: &StoredMessage, chars: usize) -> Option<String> {
+    if stored.content.kind != MediaKind::Text || chars == 0 {
+        return None;
+    }
+    let text = std::str::from_utf8(&stored.content.body).ok()?;
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => Some(format!("{}…", &text[..cut])),
+        None => Some(text.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Content;
+
+    #[test]
+    fn a_preview_is_the_first_characters_of_text_only() {
+        let text = |body: &str| StoredMessage { content: Content::text(body), ..StoredMessage::example("") };
+        assert_eq!(preview(&text("hello"), 5).as_deref(), Some("hello"));
+        assert_eq!(preview(&text("hello world"), 5).as_deref(), Some("hello…"));
+        assert_eq!(preview(&text("héllo wörld"), 4).as_deref(), Some("héll…"), "characters, not bytes");
+        assert_eq!(preview(&text("hello"), 0), None);
+        let mut image = text("caption");
+        image.content.kind = MediaKind::Image;
+        assert_eq!(preview(&image, 100), None);
+        let mut binary = text("");
+        binary.content.body = vec![0xff, 0xfe];
+        assert_eq!(preview(&binary, 100), None);
+    }
+}

@@ -1,0 +1,370 @@
+//! The push queue: one owner (on the worker of [`Owner::PushQueue`]) turns notes from
+//! every worker into push events, keeps them durable until the push gateway acknowledges
+//! them, and feeds them to the gateway in order.
+//!
+//! - **Coalescing**: the first note for a recipient opens an event whose window closes
+//!   `--push-window-ms` later; notes for the same recipient meanwhile update it (count, the
+//!   latest message's details, the badge). An event is sent once its window has closed.
+//! - **Durable**: a new event, its final state when its window closes (if a later note
+//!   changed it), and every rise of the acknowledged position go through this worker's
+//!   commit log (see `store::push`), so events survive a restart until acknowledged. Notes
+//!   within a window change memory only: a burst to a thousand offline members costs two
+//!   writes per member, not one per message. A crash inside a window keeps the event as
+//!   first written.
+//! - **Bounded**: beyond `--push-queue-max` events the oldest is dropped, counted and
+//!   logged.
+//! - **The feed**: one gateway at a time, at most [`IN_FLIGHT`] unacknowledged events.
+//!   An event whose recipient came online, or has no device any more, is skipped when it
+//!   comes due. Everything below the oldest event still held is done, so that is the
+//!   queue's acknowledged position: acks, skips and drops all move it the same way.
+
+use super::notes::PushNote;
+use crate::metrics::Metrics;
+use crate::protocol::{Chat, ErrorCode, Push, PushEvent, PushTarget, Reply, UserId};
+use crate::route::{ConnId, SessionUser};
+use crate::store::{PushRecord, Store};
+use crate::worker::context::Ctx;
+use crate::worker::refusal::{Handled, Refusal};
+use log::{error, info, warn};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Events sent to the gateway and not yet acknowledged, at most: enough to keep a
+/// gateway that posts them concurrently busy, few enough to bound what a slow one holds.
+pub const IN_FLIGHT: u64 = 256;
+
+/// Chats per recipient counted in the badge at most (the memory bound of the counts).
+const MAX_BADGE_CHATS: usize = 64;
+
+/// How often at most a full queue's drops are logged.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+struct Queued {
+    record: PushRecord,
+    /// When its coalescing window closes and it may be sent.
+    due: Instant,
+    /// Changed by a note since it was written.
+    dirty: bool,
+}
+
+/// The gateway subscribed now.
+struct Gateway {
+    conn: ConnId,
+    /// Events up to here were sent (or skipped) to it.
+    sent_upto: u64,
+}
+
+#[derive(Default)]
+pub struct PushQueue {
+    /// Everything at or below is acknowledged, skipped or dropped.
+    floor: u64,
+    last_seq: u64,
+    events: BTreeMap<u64, Queued>,
+    /// The event each recipient's window is open on...
+    open: HashMap<UserId, u64>,
+    /// ...and the open windows by closing time (the window is one length for all, so
+    /// opening order is closing order).
+    windows: VecDeque<(Instant, u64)>,
+    /// Each offline recipient's unread count per chat, for the badge; cleared at login.
+    unread: HashMap<UserId, HashMap<Chat, u64>>,
+    gateway: Option<Gateway>,
+    dropped_unlogged: u64,
+    last_drop_log: Option<Instant>,
+}
+
+impl PushQueue {
+    /// What the last run left: the events not yet acknowledged, all due now.
+    pub fn load(store: &Store, metrics: &Metrics) -> Self {
+        let mut queue = PushQueue::default();
+        match store.push_queue() {
+            Ok((floor, events)) => {
+                queue.floor = floor;
+                queue.last_seq = events.last().map_or(floor, |(seq, _)| *seq);
+                let now = Instant::now();
+                queue.events =
+                    events.into_iter().map(|(seq, record)| (seq, Queued { record, due: now, dirty: false })).collect();
+                if !queue.events.is_empty() {
+                    info!("{} push events wait for the gateway", queue.events.len());
+                }
+            }
+            // The messages themselves are safe; only their notifications are lost.
+            Err(e) => error!("the push queue cannot be read ({e}); starting with an empty one"),
+        }
+        metrics.push_queued.store(queue.events.len() as u64, Ordering::Relaxed);
+        queue
+    }
+
+    /// Notes from a conversation's worker: each opens an event or joins its recipient's
+    /// open one.
+    pub fn notes(&mut self, ctx: &mut Ctx, notes: Vec<PushNote>) {
+        let now = Instant::now();
+        for note in notes {
+            if let Err(e) = self.note(ctx, note, now) {
+                warn!("a push event was not recorded: {e}");
+            }
+        }
+        self.drop_beyond_limit(ctx);
+        self.pump(ctx);
+    }
+
+    fn note(&mut self, ctx: &mut Ctx, note: PushNote, now: Instant) -> Result<(), crate::store::StoreError> {
+        let badge = self.badge(&note);
+        if let Some(seq) = self.open.get(&note.uid).copied() {
+            if let Some(queued) = self.events.get_mut(&seq).filter(|q| q.due > now) {
+                queued.record.count = queued.record.count.saturating_add(1);
+                refresh(&mut queued.record, note, badge);
+                queued.dirty = true;
+                return Ok(());
+            }
+        }
+        if ctx.partition.is_full() {
+            return Err(crate::store::StoreError::Full);
+        }
+        let seq = self.last_seq + 1;
+        let uid = note.uid;
+        let mut record = PushRecord {
+            recipient: String::new(),
+            recipient_uid: uid,
+            chat: note.chat.clone(),
+            chat_name: String::new(),
+            sender: String::new(),
+            sender_name: String::new(),
+            sender_kind: note.sender_kind,
+            message_id: note.message_id,
+            kind: note.kind,
+            preview: None,
+            count: 1,
+            unread: 0,
+            timestamp_ms: 0,
+        };
+        refresh(&mut record, note, badge);
+        ctx.partition.push_event(seq, &record)?;
+        self.last_seq = seq;
+        let due = now + ctx.config().push.window;
+        self.events.insert(seq, Queued { record, due, dirty: false });
+        self.open.insert(uid, seq);
+        self.windows.push_back((due, seq));
+        Metrics::add(&ctx.shared.metrics.push_events, 1);
+        Ok(())
+    }
+
+    /// The recipient's badge with this note's chat counted as of now.
+    fn badge(&mut self, note: &PushNote) -> u64 {
+        let chats = self.unread.entry(note.uid).or_default();
+        if chats.len() < MAX_BADGE_CHATS || chats.contains_key(&note.chat) {
+            chats.insert(note.chat.clone(), note.unread);
+        }
+        chats.values().sum::<u64>().max(note.unread)
+    }
+
+    /// The user logged in: its counts start again from its next offline message, and no
+    /// open window takes further messages.
+    pub fn online(&mut self, uid: UserId) {
+        self.unread.remove(&uid);
+        self.open.remove(&uid);
+    }
+
+    fn drop_beyond_limit(&mut self, ctx: &mut Ctx) {
+        let max = ctx.config().push.queue_max;
+        let mut dropped = 0;
+        while self.events.len() > max {
+            let Some((seq, queued)) = self.events.pop_first() else { break };
+            if self.open.get(&queued.record.recipient_uid) == Some(&seq) {
+                self.open.remove(&queued.record.recipient_uid);
+            }
+            dropped += 1;
+        }
+        if dropped == 0 {
+            return;
+        }
+        Metrics::add(&ctx.shared.metrics.push_dropped, dropped);
+        self.dropped_unlogged += dropped;
+        let now = Instant::now();
+        if self.last_drop_log.is_none_or(|at| now.duration_since(at) >= DROP_LOG_EVERY) {
+            warn!(
+                "push queue full ({max} events waiting for the gateway): dropped the {} oldest",
+                self.dropped_unlogged
+            );
+            self.dropped_unlogged = 0;
+            self.last_drop_log = Some(now);
+        }
+        self.settle(ctx);
+    }
+
+    /// Raises the acknowledged position to just below the oldest event still held.
+    fn settle(&mut self, ctx: &mut Ctx) {
+        let floor = self.events.keys().next().map_or(self.last_seq, |seq| seq - 1);
+        if floor > self.floor {
+            if let Err(e) = ctx.partition.push_floor(floor) {
+                warn!("push queue position: {e}");
+            }
+            self.floor = floor;
+        }
+        if let Some(gateway) = self.gateway.as_mut() {
+            gateway.sent_upto = gateway.sent_upto.max(self.floor);
+        }
+        ctx.shared.metrics.push_queued.store(self.events.len() as u64, Ordering::Relaxed);
+    }
+
+    /// A service asks to be the push gateway.
+    pub fn subscribe(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, service: &SessionUser) -> Handled {
+        if !service.service || !ctx.shared.store.is_push_gateway(&service.name)? {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "this service may not receive push events (confabd service add NAME --push)",
+            ));
+        }
+        match &self.gateway {
+            Some(gateway) if gateway.conn != conn => {
+                return Err(Refusal::new(ErrorCode::LimitReached, "another gateway holds the push feed; retry later"))
+            }
+            _ => {}
+        }
+        self.gateway = Some(Gateway { conn, sent_upto: self.floor });
+        let reply = Reply::PushSubscribed { acked: self.floor, last_seq: self.last_seq };
+        ctx.batch.reply(conn, request_id, reply, false);
+        self.pump(ctx);
+        Ok(())
+    }
+
+    /// The gateway handled everything up to `up_to`.
+    pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, up_to: u64) -> Handled {
+        let Some(gateway) = self.gateway.as_ref().filter(|g| g.conn == conn) else {
+            return Err(Refusal::new(ErrorCode::BadRequest, "subscribe to the push feed first"));
+        };
+        if up_to > gateway.sent_upto {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("ack {up_to} is beyond the last push event sent, {}", gateway.sent_upto),
+            ));
+        }
+        while let Some(entry) = self.events.first_entry() {
+            if *entry.key() > up_to {
+                break;
+            }
+            entry.remove();
+        }
+        self.settle(ctx);
+        ctx.batch.reply(conn, request_id, Reply::PushAcked { up_to: self.floor }, true);
+        self.pump(ctx);
+        Ok(())
+    }
+
+    /// The connection closed: if it was the gateway, the feed waits for the next one.
+    pub fn closed(&mut self, conn: ConnId) {
+        if self.gateway.as_ref().is_some_and(|g| g.conn == conn) {
+            self.gateway = None;
+        }
+    }
+
+    /// When a window closes next, or the next event comes due for the gateway.
+    pub fn next_due(&self) -> Option<Instant> {
+        let window = self.windows.front().map(|(due, _)| *due);
+        let feed = self.gateway.as_ref().filter(|g| g.sent_upto - self.floor < IN_FLIGHT).and_then(|gateway| {
+            self.events.range(gateway.sent_upto + 1..).next().map(|(_, q)| q.due)
+        });
+        window.into_iter().chain(feed).min()
+    }
+
+    /// Closes the windows whose time is up, writing the final state of events that notes
+    /// changed, then feeds the gateway.
+    pub fn due(&mut self, ctx: &mut Ctx) {
+        self.close_windows(ctx, Some(Instant::now()));
+        self.pump(ctx);
+    }
+
+    /// Closes the windows due by `now` (every window when None: shutdown).
+    pub fn close_windows(&mut self, ctx: &mut Ctx, now: Option<Instant>) {
+        while let Some(&(due, seq)) = self.windows.front() {
+            if now.is_some_and(|now| due > now) {
+                break;
+            }
+            self.windows.pop_front();
+            if let Some(queued) = self.events.get_mut(&seq) {
+                if self.open.get(&queued.record.recipient_uid) == Some(&seq) {
+                    self.open.remove(&queued.record.recipient_uid);
+                }
+                if std::mem::take(&mut queued.dirty) {
+                    if let Err(e) = ctx.partition.push_event(seq, &queued.record) {
+                        warn!("a push event's final count was not recorded: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the gateway what is due, in order, within the in-flight bound.
+    pub fn pump(&mut self, ctx: &mut Ctx) {
+        let now = Instant::now();
+        self.close_windows(ctx, Some(now));
+        let Some(gateway) = self.gateway.as_mut() else { return };
+        let mut skipped = false;
+        while let Some((&seq, queued)) = self.events.range(gateway.sent_upto + 1..).next() {
+            if queued.due > now || seq - self.floor > IN_FLIGHT {
+                break;
+            }
+            let record = &queued.record;
+            let devices = targets(ctx, record);
+            let online = ctx.shared.directory.conn_of(&record.recipient).is_some();
+            gateway.sent_upto = seq;
+            if online || devices.is_empty() {
+                self.events.remove(&seq);
+                skipped = true;
+                continue;
+            }
+            ctx.batch.push(gateway.conn, Push::PushEvent(event(seq, record, devices)), true);
+        }
+        if skipped {
+            self.settle(ctx);
+        }
+    }
+}
+
+/// The note's details become the event's (the latest message wins).
+fn refresh(record: &mut PushRecord, note: PushNote, badge: u64) {
+    record.recipient = note.recipient.to_string();
+    record.chat = note.chat;
+    record.chat_name = note.chat_name;
+    record.sender = note.sender;
+    record.sender_name = note.sender_name;
+    record.sender_kind = note.sender_kind;
+    record.message_id = note.message_id;
+    record.kind = note.kind;
+    record.preview = note.preview;
+    record.unread = badge;
+    record.timestamp_ms = note.timestamp_ms;
+}
+
+/// The recipient's devices now, each with the preview only if it shows previews.
+fn targets(ctx: &Ctx, record: &PushRecord) -> Vec<PushTarget> {
+    let Some(prefs) = ctx.shared.push.get(record.recipient_uid) else { return Vec::new() };
+    prefs
+        .devices
+        .iter()
+        .map(|d| PushTarget {
+            device: d.device.clone(),
+            platform: d.platform,
+            token: d.token.clone(),
+            preview: record.preview.clone().filter(|_| d.previews),
+        })
+        .collect()
+}
+
+fn event(seq: u64, record: &PushRecord, devices: Vec<PushTarget>) -> PushEvent {
+    PushEvent {
+        seq,
+        recipient: record.recipient.clone(),
+        devices,
+        chat: record.chat.clone(),
+        chat_name: record.chat_name.clone(),
+        sender: record.sender.clone(),
+        sender_name: record.sender_name.clone(),
+        sender_kind: record.sender_kind,
+        message_id: record.message_id,
+        kind: record.kind,
+        count: record.count,
+        unread: record.unread,
+        timestamp_ms: record.timestamp_ms,
+    }
+}

@@ -1,0 +1,192 @@
+//! A user's push devices and mutes: the requests that change them, on the user's own
+//! worker (the only writer of the user's entry). Every change is written to sled, made
+//! durable by the batch's checkpoint before the reply, then published in the shared
+//! [`PushBook`](super::PushBook).
+
+use crate::clock::now_ms;
+use crate::protocol::{valid_username, Chat, ErrorCode, MuteInfo, PushDeviceInfo, PushPlatform, Reply};
+use crate::route::{ConnId, SessionUser};
+use crate::store::{Mute, PushDevice, PushPrefs};
+use crate::worker::context::Ctx;
+use crate::worker::refusal::{Handled, Refusal};
+
+/// Longest device id: a client's own name for the device (a UUID is 36).
+const MAX_DEVICE_ID: usize = 64;
+/// Longest push token: APNs tokens are 64 hex digits, FCM's about 160 characters, a Web
+/// Push subscription (endpoint and keys) under 1 KiB; room to spare, not a storage hole.
+const MAX_TOKEN: usize = 4096;
+
+/// A device's push request, as the client sent it.
+pub struct DeviceRequest {
+    pub device: String,
+    pub platform: PushPlatform,
+    pub token: String,
+    pub previews: bool,
+}
+
+/// Registers the device, or replaces its token and settings.
+pub fn set_device(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, request: DeviceRequest) -> Handled {
+    let DeviceRequest { device, platform, token, previews } = request;
+    check_device_id(&device)?;
+    if token.is_empty() || token.len() > MAX_TOKEN || token.chars().any(char::is_control) {
+        return Err(Refusal::new(ErrorCode::BadRequest, format!("a push token is 1 to {MAX_TOKEN} bytes of text")));
+    }
+    let mut prefs = current(ctx, user);
+    let max = ctx.config().push.max_devices;
+    let entry = PushDevice { device, platform, token, previews, registered_ms: now_ms() };
+    let count = prefs.devices.len();
+    match prefs.devices.iter_mut().find(|d| d.device == entry.device) {
+        Some(existing) => *existing = entry,
+        None if count >= max => {
+            return Err(Refusal::new(ErrorCode::LimitReached, format!("at most {max} push devices; remove one first")))
+        }
+        None => prefs.devices.push(entry),
+    }
+    save(ctx, user, prefs)?;
+    ctx.batch.reply(conn, request_id, Reply::Done, true);
+    Ok(())
+}
+
+pub fn remove_device(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, device: &str) -> Handled {
+    check_device_id(device)?;
+    let mut prefs = current(ctx, user);
+    let before = prefs.devices.len();
+    prefs.devices.retain(|d| d.device != device);
+    if prefs.devices.len() != before {
+        save(ctx, user, prefs)?;
+    }
+    ctx.batch.reply(conn, request_id, Reply::Done, true);
+    Ok(())
+}
+
+/// Forgets every device of the user (logout: every device's resume token is revoked with
+/// it, so none of them is logged in any more). Mutes stay: they are the user's choice.
+pub fn remove_all_devices(ctx: &mut Ctx, user: &SessionUser) -> Handled {
+    let mut prefs = current(ctx, user);
+    if prefs.devices.is_empty() {
+        return Ok(());
+    }
+    prefs.devices.clear();
+    save(ctx, user, prefs)
+}
+
+pub fn mute(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, chat: Chat, until_ms: u64) -> Handled {
+    check_chat(&chat)?;
+    let now = now_ms();
+    if until_ms != 0 && until_ms <= now {
+        return Err(Refusal::new(ErrorCode::BadRequest, "until_ms is in the past (0 mutes until unmuted)"));
+    }
+    let mut prefs = current(ctx, user);
+    forget_expired(&mut prefs, now);
+    let max = ctx.config().push.max_mutes;
+    let count = prefs.mutes.len();
+    match prefs.mutes.iter_mut().find(|m| m.chat == chat) {
+        Some(existing) => existing.until_ms = until_ms,
+        None if count >= max => {
+            return Err(Refusal::new(ErrorCode::LimitReached, format!("at most {max} muted chats")))
+        }
+        None => prefs.mutes.push(Mute { chat, until_ms }),
+    }
+    save(ctx, user, prefs)?;
+    ctx.batch.reply(conn, request_id, Reply::Done, true);
+    Ok(())
+}
+
+pub fn unmute(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, chat: &Chat) -> Handled {
+    check_chat(chat)?;
+    let mut prefs = current(ctx, user);
+    let before = prefs.mutes.len();
+    prefs.mutes.retain(|m| &m.chat != chat);
+    forget_expired(&mut prefs, now_ms());
+    if prefs.mutes.len() != before {
+        save(ctx, user, prefs)?;
+    }
+    ctx.batch.reply(conn, request_id, Reply::Done, true);
+    Ok(())
+}
+
+pub fn list(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser) {
+    let prefs = current(ctx, user);
+    let now = now_ms();
+    let devices = prefs
+        .devices
+        .iter()
+        .map(|d| PushDeviceInfo {
+            device: d.device.clone(),
+            platform: d.platform,
+            previews: d.previews,
+            registered_ms: d.registered_ms,
+        })
+        .collect();
+    let mutes = prefs
+        .mutes
+        .iter()
+        .filter(|m| m.until_ms == 0 || m.until_ms > now)
+        .map(|m| MuteInfo { chat: m.chat.clone(), until_ms: m.until_ms })
+        .collect();
+    ctx.batch.reply(conn, request_id, Reply::PushSettings { devices, mutes }, false);
+}
+
+fn current(ctx: &Ctx, user: &SessionUser) -> PushPrefs {
+    ctx.shared.push.get(user.uid).map(|p| (*p).clone()).unwrap_or_default()
+}
+
+/// Written to sled (checkpointed with the batch, before the reply) and then published.
+fn save(ctx: &mut Ctx, user: &SessionUser, prefs: PushPrefs) -> Handled {
+    ctx.partition.sled().put_push_prefs(user.uid, &prefs)?;
+    ctx.shared.push.set(user.uid, prefs);
+    Ok(())
+}
+
+fn forget_expired(prefs: &mut PushPrefs, now: u64) {
+    prefs.mutes.retain(|m| m.until_ms == 0 || m.until_ms > now);
+}
+
+fn check_device_id(device: &str) -> Handled {
+    let ok = !device.is_empty() && device.len() <= MAX_DEVICE_ID && device.bytes().all(|b| b.is_ascii_graphic());
+    match ok {
+        true => Ok(()),
+        false => Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("a device id is 1 to {MAX_DEVICE_ID} printable ASCII characters without spaces"),
+        )),
+    }
+}
+
+fn check_chat(chat: &Chat) -> Handled {
+    match chat {
+        Chat::User(name) | Chat::Service(name) if !valid_username(name) => {
+            Err(Refusal::new(ErrorCode::InvalidName, "not a valid user or service name"))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_are_short_printable_ascii() {
+        assert!(check_device_id("phone-1").is_ok());
+        assert!(check_device_id(&"x".repeat(MAX_DEVICE_ID)).is_ok());
+        for bad in ["", "my phone", "tél", "a\nb", &"x".repeat(MAX_DEVICE_ID + 1)] {
+            assert!(check_device_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expired_mutes_are_forgotten() {
+        let mut prefs = PushPrefs {
+            devices: vec![],
+            mutes: vec![
+                Mute { chat: Chat::User("bob".into()), until_ms: 10 },
+                Mute { chat: Chat::User("carol".into()), until_ms: 0 },
+                Mute { chat: Chat::User("dave".into()), until_ms: 30 },
+            ],
+        };
+        forget_expired(&mut prefs, 10);
+        let left: Vec<_> = prefs.mutes.iter().map(|m| m.until_ms).collect();
+        assert_eq!(left, [0, 30]);
+    }
+}
