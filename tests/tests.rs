@@ -23,6 +23,7 @@ mod limits;
 mod log_files;
 mod login_throttle;
 mod power_cut;
+mod push;
 mod registration;
 mod rooms;
 mod security;
