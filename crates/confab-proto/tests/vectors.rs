@@ -514,11 +514,11 @@ vectors! {
         sender: s("bob"),
         sender_name: shown("bob"),
         sender_kind: SenderKind::User,
-        message_id: MessageId(23),
+        message_id: MessageId(24),
         kind: MediaKind::Text,
         count: 3,
         unread: 4,
-        timestamp_ms: TS + 5,
+        timestamp_ms: TS + 6,
     })),
 
     // Errors.
