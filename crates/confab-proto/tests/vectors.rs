@@ -7,9 +7,10 @@
 
 use confab_proto::frame;
 use confab_proto::protocol::{
-    ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, Limits, Media,
-    MediaKind, MemberInfo, Message, MessageId, OnlineUser, OpenGroup, Push, Reply, Request, Role, RoomInfo, SenderKind,
-    Seq, ServerFrame, ServerStats, ServiceTarget, Target, UserId, NO_REQUEST, PROTOCOL_VERSION,
+    Chat, ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, Limits, Media,
+    MediaKind, MemberInfo, Message, MessageId, MuteInfo, OnlineUser, OpenGroup, Push, PushDeviceInfo, PushEvent,
+    PushPlatform, PushTarget, Reply, Request, Role, RoomInfo, SenderKind, Seq, ServerFrame, ServerStats, ServiceTarget,
+    Target, UserId, NO_REQUEST, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +31,11 @@ const TS: u64 = 1_700_000_000_000;
 const GROUP: GroupId = GroupId(9);
 /// The example service's token as `confabd service add shop` prints it (real ones are random).
 const SERVICE_TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+/// The example push tokens of alice's phone and tablet (real ones are longer and opaque).
+const PHONE_TOKEN: &str = "phone-token";
+const TABLET_TOKEN: &str = "tablet-token";
+/// Eight hours after `TS`: the end of the example mute.
+const EIGHT_HOURS_LATER: u64 = TS + 8 * 3_600_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Frame {
@@ -251,6 +257,24 @@ vectors! {
     "disconnect" => client(10, Request::Disconnect { username: s("alice"), reason: s("account suspended") }),
     "list-open-groups" => client(33, Request::ListOpenGroups { after: GroupId(0), limit: 20 }),
 
+    // Requests: push devices and mutes (a user's connection).
+    "set-push-device" => client(34, Request::SetPushDevice {
+        device: s("phone"),
+        platform: PushPlatform::Apns,
+        token: s(PHONE_TOKEN),
+        previews: true,
+    }),
+    "remove-push-device" => client(35, Request::RemovePushDevice { device: s("laptop") }),
+    "mute-user" => client(36, Request::Mute { chat: Chat::User(s("bob")), until_ms: EIGHT_HOURS_LATER }),
+    "mute-group" => client(37, Request::Mute { chat: Chat::Group(GROUP), until_ms: 0 }),
+    "mute-service" => client(38, Request::Mute { chat: Chat::Service(s("shop")), until_ms: 0 }),
+    "unmute" => client(39, Request::Unmute { chat: Chat::User(s("bob")) }),
+    "push-settings" => client(40, Request::PushSettings),
+
+    // Requests: the push gateway (a service's connection).
+    "subscribe-push" => client(3, Request::SubscribePush),
+    "ack-push" => client(4, Request::AckPush { up_to: 42 }),
+
     // Replies.
     "hello-reply" => reply(1, Reply::Hello {
         version: PROTOCOL_VERSION,
@@ -362,12 +386,26 @@ vectors! {
         log_commit_p99_us: 900,
         log_commit_max_us: 2000,
         log_bytes: 33_554_432,
+        push_queued: 5,
+        push_events: 40,
+        push_dropped: 0,
     })),
     "disconnected" => reply(10, Reply::Disconnected { was_online: true }),
     "open-groups" => reply(33, Reply::OpenGroups {
         groups: vec![OpenGroup { group_id: GROUP, name: s("Books"), members: 2 }],
         more: false,
     }),
+    "push-settings-reply" => reply(40, Reply::PushSettings {
+        devices: vec![PushDeviceInfo {
+            device: s("phone"),
+            platform: PushPlatform::Apns,
+            previews: true,
+            registered_ms: TS,
+        }],
+        mutes: vec![MuteInfo { chat: Chat::Group(GROUP), until_ms: 0 }],
+    }),
+    "push-subscribed" => reply(3, Reply::PushSubscribed { acked: 41, last_seq: 42 }),
+    "push-acked" => reply(4, Reply::PushAcked { up_to: 42 }),
 
     // Pushes.
     "push-message" => message(Conversation::Inbox, Seq(1), Seq::ZERO, MessageId(7), "bob", Content::text("hi alice")),
@@ -459,6 +497,29 @@ vectors! {
         connected: false,
         reason: s("disconnected by a service"),
     }),
+    "push-event" => push(Push::PushEvent(PushEvent {
+        seq: 42,
+        recipient: s("alice"),
+        devices: vec![
+            PushTarget {
+                device: s("phone"),
+                platform: PushPlatform::Apns,
+                token: s(PHONE_TOKEN),
+                preview: Some(s("see you at 8")),
+            },
+            PushTarget { device: s("tablet"), platform: PushPlatform::Fcm, token: s(TABLET_TOKEN), preview: None },
+        ],
+        chat: Chat::User(s("bob")),
+        chat_name: shown("bob"),
+        sender: s("bob"),
+        sender_name: shown("bob"),
+        sender_kind: SenderKind::User,
+        message_id: MessageId(24),
+        kind: MediaKind::Text,
+        count: 3,
+        unread: 4,
+        timestamp_ms: TS + 6,
+    })),
 
     // Errors.
     "error-unsupported-version" => error(1, ErrorCode::UnsupportedVersion, "this server speaks protocol version 2"),
@@ -488,6 +549,15 @@ vectors! {
     "error-slow-consumer" => error(NO_REQUEST, ErrorCode::SlowConsumer, "output buffer limit reached"),
     "error-invalid-token-service" => error(2, ErrorCode::InvalidToken, "unknown service or wrong token"),
     "error-forbidden-service-only" => error(32, ErrorCode::Forbidden, "for services only"),
+    "error-limit-reached-push-devices" => error(
+        34,
+        ErrorCode::LimitReached,
+        "at most 10 push devices; remove one first"
+    ),
+    "error-bad-request-mute-past" => error(36, ErrorCode::BadRequest, "until_ms is in the past"),
+    "error-forbidden-push" => error(3, ErrorCode::Forbidden, "this service has no push permission"),
+    "error-limit-reached-gateway" => error(3, ErrorCode::LimitReached, "another gateway holds the push feed"),
+    "error-bad-request-ack-push" => error(4, ErrorCode::BadRequest, "up_to is beyond the last push event sent"),
 }
 
 /// One parsed vector line.
@@ -669,8 +739,10 @@ fn the_vectors_cover_every_variant() {
     let mut pushes = BTreeSet::new();
     let mut senders = BTreeSet::new();
     let mut events = BTreeSet::new();
+    let mut chats = BTreeSet::new();
     let mut errors = 0;
     for value in &values {
+        chats.extend(chats_in(value).into_iter().map(chat_index));
         match value {
             Frame::Client(frame) => {
                 requests.insert(request_index(&frame.request));
@@ -706,6 +778,7 @@ fn the_vectors_cover_every_variant() {
     assert_eq!(pushes, (0..PUSHES).collect(), "every Push variant has a vector");
     assert_eq!(senders, (0..SENDERS).collect(), "every SenderKind variant has a Message vector");
     assert_eq!(events, (0..EVENTS).collect(), "every GroupEvent variant has a vector");
+    assert_eq!(chats, (0..CHATS).collect(), "every Chat variant has a vector");
     assert!(errors >= 3, "several error frames have vectors");
 }
 
@@ -745,6 +818,16 @@ fn variant_indices_match_the_encoding() {
             }
             Frame::Server(ServerFrame::Error { .. }) => {}
         }
+        let value = expected(name).expect("listed names have values");
+        for chat in chats_in(&value) {
+            pairs.push((index_of(chat), chat_index(chat), "Chat"));
+        }
+        for platform in platforms_in(&value) {
+            pairs.push((index_of(&platform), platform_index(platform), "PushPlatform"));
+        }
+        if let Frame::Server(ServerFrame::Push(Push::PushEvent(event))) = &value {
+            pairs.push((index_of(&event.sender_kind), sender_index(event.sender_kind), "SenderKind"));
+        }
         for (encoded, stated, kind) in pairs {
             assert_eq!(encoded, stated, "{name}: the {kind} index in tests/vectors.rs differs from the encoder's");
             checked += 1;
@@ -753,10 +836,38 @@ fn variant_indices_match_the_encoding() {
     assert!(checked > 0);
 }
 
+/// The chats a frame names: in a mute, in a push settings listing, in a push event.
+fn chats_in(value: &Frame) -> Vec<&Chat> {
+    match value {
+        Frame::Client(ClientFrame { request: Request::Mute { chat, .. } | Request::Unmute { chat }, .. }) => {
+            vec![chat]
+        }
+        Frame::Server(ServerFrame::Reply { reply: Reply::PushSettings { mutes, .. }, .. }) => {
+            mutes.iter().map(|mute| &mute.chat).collect()
+        }
+        Frame::Server(ServerFrame::Push(Push::PushEvent(event))) => vec![&event.chat],
+        _ => Vec::new(),
+    }
+}
+
+/// The push platforms a frame names.
+fn platforms_in(value: &Frame) -> Vec<PushPlatform> {
+    match value {
+        Frame::Client(ClientFrame { request: Request::SetPushDevice { platform, .. }, .. }) => vec![*platform],
+        Frame::Server(ServerFrame::Reply { reply: Reply::PushSettings { devices, .. }, .. }) => {
+            devices.iter().map(|device| device.platform).collect()
+        }
+        Frame::Server(ServerFrame::Push(Push::PushEvent(event))) => {
+            event.devices.iter().map(|device| device.platform).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 // Variant indices and counts. The matches are exhaustive, so a new variant stops this file
 // from compiling until it is counted here (and then the test wants a vector for it).
 
-const REQUESTS: u8 = 34;
+const REQUESTS: u8 = 41;
 fn request_index(request: &Request) -> u8 {
     match request {
         Request::Hello { .. } => 0,
@@ -793,6 +904,13 @@ fn request_index(request: &Request) -> u8 {
         Request::WatchConnections => 31,
         Request::Stats => 32,
         Request::ListOpenGroups { .. } => 33,
+        Request::SetPushDevice { .. } => 34,
+        Request::RemovePushDevice { .. } => 35,
+        Request::Mute { .. } => 36,
+        Request::Unmute { .. } => 37,
+        Request::PushSettings => 38,
+        Request::SubscribePush => 39,
+        Request::AckPush { .. } => 40,
     }
 }
 
@@ -823,7 +941,7 @@ fn sender_index(sender: SenderKind) -> u8 {
     }
 }
 
-const REPLIES: u8 = 25;
+const REPLIES: u8 = 28;
 fn reply_index(reply: &Reply) -> u8 {
     match reply {
         Reply::Hello { .. } => 0,
@@ -851,10 +969,13 @@ fn reply_index(reply: &Reply) -> u8 {
         Reply::Disconnected { .. } => 22,
         Reply::Stats(_) => 23,
         Reply::OpenGroups { .. } => 24,
+        Reply::PushSettings { .. } => 25,
+        Reply::PushSubscribed { .. } => 26,
+        Reply::PushAcked { .. } => 27,
     }
 }
 
-const PUSHES: u8 = 9;
+const PUSHES: u8 = 10;
 fn push_index(push: &Push) -> u8 {
     match push {
         Push::Message(_) => 0,
@@ -866,6 +987,27 @@ fn push_index(push: &Push) -> u8 {
         Push::Presence { .. } => 6,
         Push::ServiceNotice { .. } => 7,
         Push::Connection { .. } => 8,
+        Push::PushEvent(_) => 9,
+    }
+}
+
+const CHATS: u8 = 3;
+fn chat_index(chat: &Chat) -> u8 {
+    match chat {
+        Chat::User(_) => 0,
+        Chat::Group(_) => 1,
+        Chat::Service(_) => 2,
+    }
+}
+
+/// Not every platform has a vector (the type is a plain list of names), but those that
+/// appear are checked against the encoder like every other index.
+fn platform_index(platform: PushPlatform) -> u8 {
+    match platform {
+        PushPlatform::Apns => 0,
+        PushPlatform::Fcm => 1,
+        PushPlatform::WebPush => 2,
+        PushPlatform::Other => 3,
     }
 }
 
