@@ -65,7 +65,14 @@ mod tests {
         let password = "correct horse battery";
         let token = b"resume-token-bytes".to_vec();
         let service_token = "0123456789abcdef";
+        let push_token = "apns-device-token-40c1";
         let requests = [
+            Request::SetPushDevice {
+                device: "alice-phone".into(),
+                platform: PushPlatform::Apns,
+                token: push_token.into(),
+                previews: true,
+            },
             Request::Register { username: "alice".into(), password: password.into() },
             Request::Login { username: "alice".into(), password: password.into() },
             Request::Resume { username: "alice".into(), token: token.clone() },
@@ -79,11 +86,21 @@ mod tests {
             let frame = ClientFrame { request_id: 7, request };
             for shown in [format!("{frame:?}"), format!("{frame:#?}")] {
                 assert!(shown.contains("<redacted>"), "{shown}");
-                for secret in [password, service_token, token_as_list] {
+                for secret in [password, service_token, token_as_list, push_token] {
                     assert!(!shown.contains(secret), "{secret} shown in {shown}");
                 }
                 assert!(shown.contains("alice") || shown.contains("shop"), "the name is still shown: {shown}");
             }
+        }
+        let target = PushTarget {
+            device: "alice-phone".into(),
+            platform: PushPlatform::Fcm,
+            token: push_token.into(),
+            preview: Some("hi".into()),
+        };
+        for shown in [format!("{target:?}"), format!("{target:#?}")] {
+            assert!(shown.contains("token: <redacted>") && !shown.contains(push_token), "{shown}");
+            assert!(shown.contains("alice-phone"), "{shown}");
         }
         let logged_in = ServerFrame::Reply {
             request_id: 3,

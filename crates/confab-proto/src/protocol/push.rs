@@ -78,12 +78,13 @@ pub struct PushEvent {
     pub timestamp_ms: u64,
 }
 
-/// One device to wake.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+/// One device to wake. `Debug` prints the token as `<redacted>`.
+#[derive(Serialize, Deserialize, derive_more::Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct PushTarget {
     pub device: String,
     pub platform: PushPlatform,
+    #[debug("<redacted>")]
     pub token: String,
     /// The first characters of the message's text; None when the device turned previews
     /// off, or the message has no text.

@@ -168,6 +168,7 @@ pub enum Request {
     SetPushDevice {
         device: String,
         platform: PushPlatform,
+        #[debug("<redacted>")]
         token: String,
         previews: bool,
     },
