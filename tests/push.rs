@@ -309,7 +309,8 @@ fn one_gateway_at_a_time_and_only_with_the_push_permission() {
         first.request(Request::AckPush { up_to: event.seq + 1 }).unwrap_err().code(),
         Some(ErrorCode::BadRequest)
     );
-    drop(first);
+    // A Logout ends the subscription as a close does.
+    assert_eq!(first.request(Request::Logout).unwrap(), Reply::LoggedOut);
     // Unacknowledged, so the standby gets it once the first gateway is gone.
     let taken = eventually("the standby takes over", Duration::from_secs(10), || {
         match standby.request(Request::SubscribePush) {

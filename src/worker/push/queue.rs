@@ -210,14 +210,11 @@ impl PushQueue {
     /// A service asks to be the push gateway.
     pub fn subscribe(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, service: &SessionUser) -> Handled {
         if !service.service || !ctx.shared.store.is_push_gateway(&service.name)? {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "this service may not receive push events (confabd service add NAME --push)",
-            ));
+            return Err(Refusal::new(ErrorCode::Forbidden, "this service has no push permission"));
         }
         match &self.gateway {
             Some(gateway) if gateway.conn != conn => {
-                return Err(Refusal::new(ErrorCode::LimitReached, "another gateway holds the push feed; retry later"))
+                return Err(Refusal::new(ErrorCode::LimitReached, "another gateway holds the push feed"))
             }
             _ => {}
         }
@@ -234,10 +231,7 @@ impl PushQueue {
             return Err(Refusal::new(ErrorCode::BadRequest, "subscribe to the push feed first"));
         };
         if up_to > gateway.sent_upto {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("ack {up_to} is beyond the last push event sent, {}", gateway.sent_upto),
-            ));
+            return Err(Refusal::new(ErrorCode::BadRequest, "up_to is beyond the last push event sent"));
         }
         while let Some(entry) = self.events.first_entry() {
             if *entry.key() > up_to {
@@ -261,9 +255,11 @@ impl PushQueue {
     /// When a window closes next, or the next event comes due for the gateway.
     pub fn next_due(&self) -> Option<Instant> {
         let window = self.windows.front().map(|(due, _)| *due);
-        let feed = self.gateway.as_ref().filter(|g| g.sent_upto - self.floor < IN_FLIGHT).and_then(|gateway| {
-            self.events.range(gateway.sent_upto + 1..).next().map(|(_, q)| q.due)
-        });
+        let feed = self
+            .gateway
+            .as_ref()
+            .filter(|g| g.sent_upto - self.floor < IN_FLIGHT)
+            .and_then(|gateway| self.events.range(gateway.sent_upto + 1..).next().map(|(_, q)| q.due));
         window.into_iter().chain(feed).min()
     }
 
