@@ -2,10 +2,11 @@
 //! directory, refused while it runs, and `stats` against a running one.
 
 use crate::common::daemon::{confabd, spawn_daemon};
-use crate::common::{DataDir, PASSWORD};
+use crate::common::{eventually, DataDir, PASSWORD};
 use confab::client::Client;
-use confab::protocol::{Reply, Request};
+use confab::protocol::{ClientMsgId, Push, PushPlatform, Reply, Request};
 use std::process::Command;
+use std::time::Duration;
 
 /// What confabd says when another daemon holds the directory.
 fn running_on(data: &std::path::Path, pid: u32) -> String {
@@ -109,4 +110,56 @@ fn a_second_daemon_and_the_admin_commands_say_who_holds_the_directory() {
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     assert!(daemon.child.wait().unwrap().success());
     assert!(!data.join("confabd.pid").exists());
+}
+
+#[test]
+fn a_push_gateway_made_offline_gets_events_that_outlive_a_kill_and_user_delete_drops_devices() {
+    let dir = DataDir::new();
+    let data = dir.path();
+    for name in ["alice", "bob"] {
+        stdout(&confabd(data, &["user", "add", name], &format!("{PASSWORD}\n")));
+    }
+    let token = stdout(&confabd(data, &["service", "add", "relay", "--push"], "")).trim().to_string();
+    stdout(&confabd(data, &["service", "add", "shop"], ""));
+    assert_eq!(stdout(&confabd(data, &["service", "list"], "")), "relay (push)\nshop\n");
+
+    let flags = ["--push-window-ms", "0"];
+    let mut daemon = spawn_daemon(data, &flags);
+    let (mut bob, _) = Client::connect(daemon.addr, "t").unwrap();
+    bob.login("bob", PASSWORD).unwrap();
+    let device = Request::SetPushDevice {
+        device: "phone".into(),
+        platform: PushPlatform::Fcm,
+        token: "fcm-1".into(),
+        previews: true,
+    };
+    assert_eq!(bob.request(device).unwrap(), Reply::Done);
+    drop(bob);
+    let (mut relay, _) = Client::connect(daemon.addr, "t").unwrap();
+    relay.request(Request::ServiceLogin { name: "relay".into(), token: token.clone() }).unwrap();
+    eventually("bob offline", Duration::from_secs(10), || {
+        relay.request(Request::QueryOnline { users: vec!["bob".into()] }).unwrap()
+            == Reply::OnlineStatus { online: vec![false] }
+    });
+    let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    alice.send_text("bob", ClientMsgId(1), "wake up").unwrap();
+    assert!(matches!(relay.request(Request::SubscribePush).unwrap(), Reply::PushSubscribed { .. }));
+    let Push::PushEvent(event) = relay.next_push().unwrap() else { panic!("a push event") };
+    assert_eq!((event.recipient.as_str(), event.devices[0].preview.as_deref()), ("bob", Some("wake up")));
+
+    // Killed before the gateway's ack: the event comes back from the commit log.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let daemon = spawn_daemon(data, &flags);
+    let (mut relay, _) = Client::connect(daemon.addr, "t").unwrap();
+    relay.request(Request::ServiceLogin { name: "relay".into(), token }).unwrap();
+    assert_eq!(relay.request(Request::SubscribePush).unwrap(), Reply::PushSubscribed { acked: 0, last_seq: event.seq });
+    assert_eq!(relay.next_push().unwrap(), Push::PushEvent(event.clone()));
+    assert_eq!(relay.request(Request::AckPush { up_to: event.seq }).unwrap(), Reply::PushAcked { up_to: event.seq });
+    drop(daemon);
+
+    assert_eq!(dir.store().all_push_prefs().unwrap().len(), 1, "bob's device is kept with his account");
+    stdout(&confabd(data, &["user", "delete", "bob"], ""));
+    assert!(dir.store().all_push_prefs().unwrap().is_empty(), "and deleted with it");
 }

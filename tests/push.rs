@@ -5,7 +5,8 @@
 //! Absence is shown with a sentinel: after the message that must make no event, a message
 //! to another offline user that must; the gateway's first event is then the sentinel's.
 
-use crate::common::{eventually, TestServer, PASSWORD};
+use crate::common::daemon::{confabd, spawn_daemon};
+use crate::common::{eventually, DataDir, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::{Client, ClientError};
 use confab::protocol::{
@@ -436,4 +437,40 @@ fn a_gateway_that_never_acks_gets_at_most_the_in_flight_bound() {
     ack(&mut gw, 256);
     let rest: Vec<u64> = (0..44).map(|_| next_event(&mut gw).seq).collect();
     assert_eq!(rest, (257..=300).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_daemon_says_when_its_full_queue_drops_events() {
+    let data = DataDir::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        let added = confabd(data.path(), &["user", "add", name], &format!("{PASSWORD}\n"));
+        assert!(added.status.success());
+    }
+    // alice reads the statistics.
+    assert!(confabd(data.path(), &["user", "admin", "alice"], "").status.success());
+    let daemon = spawn_daemon(data.path(), &["--push-window-ms", "0", "--push-queue-max", "1"]);
+    for name in ["bob", "carol", "dave"] {
+        let (mut client, _) = Client::connect(daemon.addr, "t").unwrap();
+        client.login(name, PASSWORD).unwrap();
+        set_device(&mut client, "phone", true);
+    }
+    let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    let mut sent = 0;
+    for name in ["bob", "carol", "dave"] {
+        // Each is offline once its closed connection is handled: send until stored offline.
+        eventually(&format!("{name} offline"), Duration::from_secs(10), || {
+            sent += 1;
+            alice.send_text(name, ClientMsgId(sent), "hi").unwrap();
+            let stats = match alice.request(Request::Stats) {
+                Ok(Reply::Stats(s)) => s,
+                other => panic!("{other:?}"),
+            };
+            stats.push_events as usize == ["bob", "carol", "dave"].iter().position(|n| *n == name).unwrap() + 1
+        });
+    }
+    let warning = eventually("the drop warning", Duration::from_secs(10), || {
+        daemon.log.try_iter().find(|line| line.contains("push queue full"))
+    });
+    assert!(warning.contains("WARN") && warning.contains("dropped the 1 oldest"), "{warning}");
 }
