@@ -229,6 +229,9 @@ fn rooms_broadcast_presence_and_statistics() {
             "log_commit_p99_us",
             "log_commit_max_us",
             "log_bytes",
+            "push_queued",
+            "push_events",
+            "push_dropped",
             "version"
         ]
     );
