@@ -98,6 +98,8 @@ impl Link {
             }
             Err(e) => return Err(refused("ServiceLogin", e)),
         }
+        // The server sends PushSubscribed before the first event, so the handshake leaves
+        // no event in the client's own push queue: the reader sees every one.
         let subscribed = match client.request(Request::SubscribePush) {
             Ok(Reply::PushSubscribed { acked, last_seq }) => Subscribed { acked, last_seq },
             Ok(other) => return Err(retry(format!("the server answered SubscribePush with {other:?}"))),
