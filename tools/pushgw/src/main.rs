@@ -118,7 +118,7 @@ fn main() -> ExitCode {
             std::process::exit(0);
         }
     });
-    info!("{} for service {} to {}", config.client_name, config.service, config.webhook);
+    info!("{} for service {} to the webhook at {}", config.client_name, config.service, webhook.origin());
     match gateway::run(&config, &webhook, &stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -66,6 +66,18 @@ impl HttpWebhook {
     }
 }
 
+impl HttpWebhook {
+    /// Scheme, host and port, for the log: a webhook's path or query often holds a secret.
+    pub fn origin(&self) -> String {
+        let scheme = self.url.scheme_str().unwrap_or("http");
+        let host = self.url.host().unwrap_or("");
+        match self.url.port_u16() {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        }
+    }
+}
+
 impl Webhook for HttpWebhook {
     fn post(&self, seq: u64, body: &[u8]) -> Result<(), PostError> {
         let response = self
@@ -104,5 +116,7 @@ mod tests {
         assert!(matches!(HttpWebhook::new("ftp://example.com/", timeout, "t"), Err(UrlError::Scheme)));
         assert!(matches!(HttpWebhook::new("/just/a/path", timeout, "t"), Err(UrlError::Scheme)));
         assert!(matches!(HttpWebhook::new("http://exa mple.com/", timeout, "t"), Err(UrlError::Invalid(_))));
+        let secret = HttpWebhook::new("https://hooks.example.com:8443/T0/s3cret?key=s3cret", timeout, "t").unwrap();
+        assert_eq!(secret.origin(), "https://hooks.example.com:8443");
     }
 }
