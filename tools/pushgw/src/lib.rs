@@ -1,0 +1,67 @@
+//! `confab-pushgw`: the reference push gateway. It logs in to confabd as a service
+//! (Hello, ServiceLogin), becomes the push gateway (SubscribePush), and POSTs each push
+//! event, in order, to one webhook; the webhook talks to APNs, FCM or whatever the
+//! operator uses. An event is acknowledged to the server (AckPush) only after the webhook
+//! answered 2xx, so none is lost: a failed POST (another status, a timeout, a connection
+//! error) is retried with exponential backoff, never skipped; a lost server connection is
+//! made again and the unacknowledged events come again. The webhook therefore sees each
+//! event *at least* once and deduplicates by the `Idempotency-Key` header (the event's
+//! `seq`). While another gateway holds the feed this one stands by and tries again.
+//! SIGTERM or SIGINT ends it (exit 0) after the POST under way.
+//!
+//! The path of an event, one module per arrow:
+//!
+//! ```text
+//! confabd → link (handshake, reader and writer threads) → feed::pump (order, acks)
+//!         → deliver (retries, backoff) → webhook (HTTP) + payload (JSON)
+//! gateway: connect, subscribe, pump, reconnect or stand by, until stop
+//! ```
+//!
+//! # The webhook request
+//!
+//! `POST` to the `--webhook` URL with `Content-Type: application/json`,
+//! `Idempotency-Key: SEQ` and this body (one line; spread out here):
+//!
+//! ```json
+//! {"seq": 12,
+//!  "recipient": "bob",
+//!  "chat": {"type": "user", "name": "alice"},
+//!  "chat_name": "Alice",
+//!  "sender": "alice",
+//!  "sender_name": "Alice",
+//!  "sender_kind": "user",
+//!  "message_id": 4711,
+//!  "kind": "text",
+//!  "count": 2,
+//!  "unread": 5,
+//!  "timestamp_ms": 1700000000000,
+//!  "devices": [{"device": "phone", "platform": "apns", "token": "...", "preview": "hi"}]}
+//! ```
+//!
+//! - `chat` is `{"type":"user","name":U}` (direct messages with U),
+//!   `{"type":"group","id":N}` or `{"type":"service","name":S}`; `chat_name` is what to
+//!   show for it (the sender's display name, the group's name, the service's name).
+//! - `sender_kind`: `"user"` or `"service"`; `kind`: `"text"`, `"image"`, `"audio"`,
+//!   `"file"`, `"custom"` or `"system"`.
+//! - `count`: messages this event stands for (the server coalesces a burst into one event
+//!   with the latest message's details); `unread`: the badge number.
+//! - `devices`: each device to wake, `platform` `"apns"`, `"fcm"`, `"webpush"` or
+//!   `"other"`, with its own `preview` (the message's first characters, or `null` when the
+//!   device turned previews off or the message has no text).
+//!
+//! Any 2xx status means delivered; redirects are not followed (a 3xx is retried like any
+//! other failure). The response body is ignored.
+
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod config;
+pub mod deliver;
+pub mod feed;
+pub mod gateway;
+pub mod link;
+pub mod logger;
+pub mod payload;
+pub mod stop;
+pub mod token;
+pub mod webhook;

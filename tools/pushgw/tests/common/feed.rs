@@ -1,0 +1,65 @@
+//! A feed without a server: the events it is given, in order, then a stop; and every ack,
+//! with when it came. Plus push events to feed it.
+
+use confab_proto::protocol::{Chat, MediaKind, MessageId, PushEvent, PushPlatform, PushTarget, SenderKind};
+use confab_pushgw::feed::{Feed, FeedError, Next};
+use confab_pushgw::stop::Stop;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+pub struct ScriptedFeed {
+    events: VecDeque<PushEvent>,
+    pub acks: Vec<(u64, Instant)>,
+}
+
+impl ScriptedFeed {
+    pub fn new(events: Vec<PushEvent>) -> Self {
+        ScriptedFeed { events: events.into(), acks: Vec::new() }
+    }
+
+    pub fn acked_seqs(&self) -> Vec<u64> {
+        self.acks.iter().map(|(seq, _)| *seq).collect()
+    }
+}
+
+impl Feed for ScriptedFeed {
+    fn next_event(&mut self, stop: &Stop) -> Result<Next, FeedError> {
+        if stop.is_stopped() {
+            return Ok(Next::Stopped);
+        }
+        // The end of the script is where a real gateway would wait; the tests end there.
+        Ok(self.events.pop_front().map_or(Next::Stopped, Next::Event))
+    }
+
+    fn ack(&mut self, seq: u64) -> Result<(), FeedError> {
+        self.acks.push((seq, Instant::now()));
+        Ok(())
+    }
+}
+
+/// A direct message from alice to bob, whose phone shows previews and laptop does not.
+pub fn direct_event(seq: u64, text: &str) -> PushEvent {
+    PushEvent {
+        seq,
+        recipient: "bob".into(),
+        devices: vec![
+            PushTarget {
+                device: "phone".into(),
+                platform: PushPlatform::Apns,
+                token: "apns-token".into(),
+                preview: Some(text.into()),
+            },
+            PushTarget { device: "laptop".into(), platform: PushPlatform::WebPush, token: "wp".into(), preview: None },
+        ],
+        chat: Chat::User("alice".into()),
+        chat_name: "Alice".into(),
+        sender: "alice".into(),
+        sender_name: "Alice".into(),
+        sender_kind: SenderKind::User,
+        message_id: MessageId(100 + seq),
+        kind: MediaKind::Text,
+        count: 1,
+        unread: seq,
+        timestamp_ms: 1_700_000_000_000 + seq,
+    }
+}

@@ -1,0 +1,10 @@
+//! What the tests share: a webhook to POST to, a feed without a server, a fake confabd
+//! that a test drives frame by frame, and the built gateway as a child process.
+
+// Each test file uses its own part of the harness.
+#![allow(dead_code)]
+
+pub mod fake_confabd;
+pub mod feed;
+pub mod gateway_process;
+pub mod webhook_server;
