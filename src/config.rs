@@ -253,7 +253,8 @@ pub struct PushConfig {
     pub preview_chars: usize,
     /// Push devices one user may register: a phone, a tablet, a few browsers.
     pub max_devices: usize,
-    /// Mutes one user may hold at once (each a record kept with the account).
+    /// Mutes one user may hold at once: kept in memory with the devices (a few dozen
+    /// bytes each), so bounded well below what an account could otherwise cost.
     pub max_mutes: usize,
 }
 
@@ -265,7 +266,7 @@ impl Default for PushConfig {
             system_messages: false,
             preview_chars: 100,
             max_devices: 10,
-            max_mutes: 1000,
+            max_mutes: 256,
         }
     }
 }

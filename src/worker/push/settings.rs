@@ -13,8 +13,9 @@ use crate::worker::refusal::{Handled, Refusal};
 /// Longest device id: a client's own name for the device (a UUID is 36).
 const MAX_DEVICE_ID: usize = 64;
 /// Longest push token: APNs tokens are 64 hex digits, FCM's about 160 characters, a Web
-/// Push subscription (endpoint and keys) under 1 KiB; room to spare, not a storage hole.
-const MAX_TOKEN: usize = 4096;
+/// Push subscription (endpoint and keys) about 500. Every user's devices are kept in
+/// memory (see `PushBook`), so this times `max_devices` is what an account can cost there.
+const MAX_TOKEN: usize = 1024;
 
 /// A device's push request, as the client sent it.
 pub struct DeviceRequest {
