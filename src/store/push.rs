@@ -69,6 +69,18 @@ pub struct PushRecord {
     pub timestamp_ms: u64,
 }
 
+/// The push queue read at start.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PushQueueState {
+    /// Everything at or below is acknowledged.
+    pub floor: u64,
+    /// The highest seq in use.
+    pub last_seq: u64,
+    pub events: Vec<(u64, PushRecord)>,
+    /// Records that did not decode.
+    pub damaged: usize,
+}
+
 /// The push trees of the store.
 #[derive(Clone)]
 pub struct PushTrees {
@@ -127,15 +139,21 @@ impl Store {
         Ok(())
     }
 
-    /// The queue's acknowledged position and the events above it, in order.
-    pub fn push_queue(&self) -> StoreResult<(u64, Vec<(u64, PushRecord)>)> {
+    /// The queue as the last run left it. A record that does not decode is left out (and
+    /// counted) but its seq still counts as used, so no later event takes its number.
+    pub fn push_queue(&self) -> StoreResult<PushQueueState> {
         let floor = self.push_floor()?;
-        let mut events = Vec::new();
+        let mut state = PushQueueState { floor, last_seq: floor, events: Vec::new(), damaged: 0 };
         for entry in self.push.queue.range((floor + 1).to_be_bytes()..) {
             let (key, raw) = entry?;
-            events.push((read_u64("push_queue", &key)?, decode("push_queue", &raw)?));
+            let seq = read_u64("push_queue", &key)?;
+            state.last_seq = seq;
+            match decode("push_queue", &raw) {
+                Ok(record) => state.events.push((seq, record)),
+                Err(_) => state.damaged += 1,
+            }
         }
-        Ok((floor, events))
+        Ok(state)
     }
 
     fn push_floor(&self) -> StoreResult<u64> {
@@ -198,7 +216,8 @@ mod tests {
     fn the_queue_keeps_events_above_its_floor() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.push_queue().unwrap(), (0, vec![]));
+        let state = |floor, last_seq, events, damaged| PushQueueState { floor, last_seq, events, damaged };
+        assert_eq!(store.push_queue().unwrap(), state(0, 0, vec![], 0));
         for seq in 1..=3 {
             assert!(store.put_push_event(seq, &record(1)).unwrap());
         }
@@ -206,9 +225,12 @@ mod tests {
         assert!(store.raise_push_floor(1).unwrap());
         assert!(!store.raise_push_floor(1).unwrap(), "a floor never moves down or stays");
         assert!(!store.put_push_event(1, &record(1)).unwrap(), "a replayed acknowledged event stays gone");
-        assert_eq!(store.push_queue().unwrap(), (1, vec![(2, record(4)), (3, record(1))]));
-        store.raise_push_floor(3).unwrap();
-        assert_eq!(store.push_queue().unwrap(), (3, vec![]));
+        assert_eq!(store.push_queue().unwrap(), state(1, 3, vec![(2, record(4)), (3, record(1))], 0));
+        // A damaged record is left out, and its number stays taken.
+        store.push.queue.insert(4u64.to_be_bytes(), &[0xff][..]).unwrap();
+        assert_eq!(store.push_queue().unwrap(), state(1, 4, vec![(2, record(4)), (3, record(1))], 1));
+        store.raise_push_floor(4).unwrap();
+        assert_eq!(store.push_queue().unwrap(), state(4, 4, vec![], 0));
         assert_eq!(store.push.queue.len(), 1, "only the floor is left");
     }
 

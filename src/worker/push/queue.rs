@@ -78,14 +78,17 @@ impl PushQueue {
     pub fn load(store: &Store, metrics: &Metrics) -> Self {
         let mut queue = PushQueue::default();
         match store.push_queue() {
-            Ok((floor, events)) => {
-                queue.floor = floor;
-                queue.last_seq = events.last().map_or(floor, |(seq, _)| *seq);
+            Ok(state) => {
+                queue.floor = state.floor;
+                queue.last_seq = state.last_seq;
                 let now = Instant::now();
-                queue.events =
-                    events.into_iter().map(|(seq, record)| (seq, Queued { record, due: now, dirty: false })).collect();
+                let queued = |(seq, record)| (seq, Queued { record, due: now, dirty: false });
+                queue.events = state.events.into_iter().map(queued).collect();
                 if !queue.events.is_empty() {
                     info!("{} push events wait for the gateway", queue.events.len());
+                }
+                if state.damaged > 0 {
+                    error!("{} push events in the data directory are damaged and were left out", state.damaged);
                 }
             }
             // The messages themselves are safe; only their notifications are lost.
