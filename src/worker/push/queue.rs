@@ -37,7 +37,7 @@ pub const IN_FLIGHT: u64 = 256;
 /// Chats per recipient counted in the badge at most (the memory bound of the counts).
 const MAX_BADGE_CHATS: usize = 64;
 
-/// How often at most a full queue's drops are logged.
+/// How often at most a full queue's drops (or notes a full disk refused) are logged.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct Queued {
@@ -71,6 +71,9 @@ pub struct PushQueue {
     gateway: Option<Gateway>,
     dropped_unlogged: u64,
     last_drop_log: Option<Instant>,
+    /// Notes lost to a store that refused them (a full disk), and when that was logged.
+    lost_unlogged: u64,
+    last_loss_log: Option<Instant>,
 }
 
 impl PushQueue {
@@ -104,7 +107,13 @@ impl PushQueue {
         let now = Instant::now();
         for note in notes {
             if let Err(e) = self.note(ctx, note, now) {
-                warn!("a push event was not recorded: {e}");
+                // Once per DROP_LOG_EVERY at most: a full disk refuses every note.
+                self.lost_unlogged += 1;
+                if self.last_loss_log.is_none_or(|at| now.duration_since(at) >= DROP_LOG_EVERY) {
+                    warn!("{} push notifications were not recorded: {e}", self.lost_unlogged);
+                    self.lost_unlogged = 0;
+                    self.last_loss_log = Some(now);
+                }
             }
         }
         self.drop_beyond_limit(ctx);
