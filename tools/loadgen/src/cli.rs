@@ -18,7 +18,8 @@ Scenarios:
   connections  opens and logs in C idle connections; setup rate, and server RSS per
                connection with --server-pid.
   offline      fills the inboxes of offline users, then logs them in and measures how fast
-               the stored messages drain to them.
+               the stored messages drain to them. --push-devices: each of them has a
+               push device, so every stored message also goes to the server's push queue.
   login        rate of password logins and of token (resume) logins.
   group        G groups of M members (default 100 x 50; clients = G x M), every member
                sending stored messages to its group: closed loop (--window sends
@@ -194,6 +195,10 @@ pub struct OfflineArgs {
     /// Seconds allowed for each of the fill and the drain.
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
+    /// Every recipient registers a push device (SetPushDevice, Fcm) before it goes
+    /// offline, so that the fill also loads the server's push queue.
+    #[arg(long)]
+    pub push_devices: bool,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -365,5 +370,9 @@ mod tests {
         assert_eq!(cli.scenario.name(), "group");
         let cli = Cli::try_parse_from(["confab-loadgen", "soak", "--duration", "7200"]).unwrap();
         assert_eq!(cli.scenario.name(), "soak");
+        let cli = Cli::try_parse_from(["confab-loadgen", "offline"]).unwrap();
+        assert!(matches!(cli.scenario, Scenario::Offline(OfflineArgs { push_devices: false, .. })));
+        let cli = Cli::try_parse_from(["confab-loadgen", "offline", "--push-devices"]).unwrap();
+        assert!(matches!(cli.scenario, Scenario::Offline(OfflineArgs { push_devices: true, .. })));
     }
 }

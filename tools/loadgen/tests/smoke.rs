@@ -1,6 +1,7 @@
 //! Smoke test: the built load generator against the real confabd, a child process on an
-//! ephemeral port (run by `confab-testd`). Short runs of direct (closed and open loop), offline, login, group, room
-//! and soak; the assertions read the `--json` results and check correctness, never timing.
+//! ephemeral port (run by `confab-testd`). Short runs of direct (closed and open loop),
+//! offline (with and without push devices), login, group, room and soak; the assertions
+//! read the `--json` results and check correctness, never timing.
 
 use confab_testd::{confabd, Daemon};
 use serde_json::Value;
@@ -108,6 +109,17 @@ fn scenarios_against_the_real_server() {
     assert_exactly_once("offline", &offline);
     assert_eq!(offline["delivered"].as_u64(), Some(300));
     assert_percentiles("offline delivery", &offline["latency_ms"]["delivery"]);
+    // Again with a push device per recipient: the run fails unless every SetPushDevice was
+    // answered Done, and the push notes on the way must not disturb the messages.
+    let pushed = loadgen(
+        addr,
+        tmp,
+        "offline-push",
+        &["offline", "--users", "10", "--senders", "4", "--messages", "30", "--push-devices"],
+    );
+    assert_exactly_once("offline --push-devices", &pushed);
+    assert_eq!(pushed["delivered"].as_u64(), Some(300));
+    assert_eq!(pushed["params"]["push_devices"].as_bool(), Some(true), "{pushed}");
 
     let login = loadgen(
         addr,
