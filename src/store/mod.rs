@@ -42,7 +42,7 @@ pub use dedup::DedupRecord;
 pub use hook::{DurabilityHook, Durable};
 pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
-pub use push::{Mute, PushDevice, PushPrefs, PushQueueState, PushRecord};
+pub use push::{Mute, PushDevice, PushMessage, PushPrefs, PushQueueState, PushRecord};
 pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
 pub use seqlog::{LogOwner, LogState, SeqLog};
 pub use staged::Staged;

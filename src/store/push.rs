@@ -55,6 +55,17 @@ impl PushPrefs {
 pub struct PushRecord {
     pub recipient: String,
     pub recipient_uid: UserId,
+    /// The latest message the event stands for.
+    pub message: PushMessage,
+    pub count: u32,
+    /// The badge: the recipient's unread messages as of the latest message.
+    pub unread: u64,
+}
+
+/// What a notification says of a message.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PushMessage {
+    /// Its chat, and the name to show for it.
     pub chat: Chat,
     pub chat_name: String,
     pub sender: String,
@@ -64,9 +75,25 @@ pub struct PushRecord {
     pub kind: MediaKind,
     /// None when no device of the recipient allows previews, or there is no text.
     pub preview: Option<String>,
-    pub count: u32,
-    pub unread: u64,
     pub timestamp_ms: u64,
+}
+
+#[cfg(test)]
+impl PushMessage {
+    /// A text message from alice, for unit tests.
+    pub fn example() -> Self {
+        PushMessage {
+            chat: Chat::User("alice".into()),
+            chat_name: "Alice".into(),
+            sender: "alice".into(),
+            sender_name: "Alice".into(),
+            sender_kind: SenderKind::User,
+            message_id: MessageId(300),
+            kind: MediaKind::Text,
+            preview: Some("hi".into()),
+            timestamp_ms: 5,
+        }
+    }
 }
 
 /// The push queue read at start.
@@ -198,17 +225,9 @@ mod tests {
         PushRecord {
             recipient: "bob".into(),
             recipient_uid: UserId(2),
-            chat: Chat::User("alice".into()),
-            chat_name: "Alice".into(),
-            sender: "alice".into(),
-            sender_name: "Alice".into(),
-            sender_kind: SenderKind::User,
-            message_id: MessageId(300),
-            kind: MediaKind::Text,
-            preview: Some("hi".into()),
+            message: PushMessage::example(),
             count,
             unread: 1,
-            timestamp_ms: 5,
         }
     }
 

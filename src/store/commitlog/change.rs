@@ -142,17 +142,9 @@ mod tests {
         let push = PushRecord {
             recipient: "bob".into(),
             recipient_uid: UserId(2),
-            chat: crate::protocol::Chat::Group(GroupId(7)),
-            chat_name: "Book club".into(),
-            sender: "alice".into(),
-            sender_name: "Alice".into(),
-            sender_kind: SenderKind::User,
-            message_id: MessageId(4),
-            kind: crate::protocol::MediaKind::Text,
-            preview: None,
+            message: crate::store::PushMessage::example(),
             count: 2,
             unread: 5,
-            timestamp_ms: 6,
         };
         let entry = DedupEntry { recipient: LogOwner(3), message_id: MessageId(4), seq: Seq(5), timestamp_ms: 6 };
         let records = vec![DedupRecord { sender: UserId(1), client_msg_id: ClientMsgId(2), entry }];

@@ -8,9 +8,9 @@
 
 use super::book::PushBook;
 use crate::clock::now_ms;
-use crate::protocol::{Chat, GroupId, MediaKind, MessageId, SenderKind, UserId};
+use crate::protocol::{Chat, GroupId, MediaKind, SenderKind, UserId};
 use crate::route::Owner;
-use crate::store::StoredMessage;
+use crate::store::{PushMessage, StoredMessage};
 use crate::worker::commands::WorkerCmd;
 use crate::worker::context::Ctx;
 use crate::worker::message::sender_display_name;
@@ -21,18 +21,10 @@ use std::sync::Arc;
 pub struct PushNote {
     pub recipient: Arc<str>,
     pub uid: UserId,
-    pub chat: Chat,
-    pub chat_name: String,
-    pub sender: String,
-    pub sender_name: String,
-    pub sender_kind: SenderKind,
-    pub message_id: MessageId,
-    pub kind: MediaKind,
-    /// The preview text, only if some device of the reader shows previews.
-    pub preview: Option<String>,
+    /// The preview in it only if some device of the reader shows previews.
+    pub message: PushMessage,
     /// The reader's unread messages in this chat, this one included.
     pub unread: u64,
-    pub timestamp_ms: u64,
 }
 
 /// An offline reader of a stored message: who, and how many messages of the chat it has
@@ -96,9 +88,7 @@ fn make(
             if prefs.devices.is_empty() || prefs.muted(chat, now) {
                 return None;
             }
-            Some(PushNote {
-                recipient: reader.name,
-                uid: reader.uid,
+            let message = PushMessage {
                 chat: chat.clone(),
                 chat_name: chat_name.to_string(),
                 sender: stored.from.clone(),
@@ -107,9 +97,9 @@ fn make(
                 message_id: stored.message_id,
                 kind: stored.content.kind,
                 preview: text.clone().filter(|_| prefs.any_previews()),
-                unread: reader.unread,
                 timestamp_ms: stored.timestamp_ms,
-            })
+            };
+            Some(PushNote { recipient: reader.name, uid: reader.uid, message, unread: reader.unread })
         })
         .collect()
 }

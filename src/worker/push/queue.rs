@@ -124,8 +124,9 @@ impl PushQueue {
         let badge = self.badge(&note);
         if let Some(seq) = self.open.get(&note.uid).copied() {
             if let Some(queued) = self.events.get_mut(&seq).filter(|q| q.due > now) {
-                queued.record.count = queued.record.count.saturating_add(1);
-                refresh(&mut queued.record, note, badge);
+                let record = &mut queued.record;
+                record.count = record.count.saturating_add(1);
+                (record.message, record.unread) = (note.message, badge);
                 queued.dirty = true;
                 return Ok(());
             }
@@ -135,22 +136,13 @@ impl PushQueue {
         }
         let seq = self.last_seq + 1;
         let uid = note.uid;
-        let mut record = PushRecord {
-            recipient: String::new(),
+        let record = PushRecord {
+            recipient: note.recipient.to_string(),
             recipient_uid: uid,
-            chat: note.chat.clone(),
-            chat_name: String::new(),
-            sender: String::new(),
-            sender_name: String::new(),
-            sender_kind: note.sender_kind,
-            message_id: note.message_id,
-            kind: note.kind,
-            preview: None,
+            message: note.message,
             count: 1,
-            unread: 0,
-            timestamp_ms: 0,
+            unread: badge,
         };
-        refresh(&mut record, note, badge);
         ctx.partition.push_event(seq, &record)?;
         self.last_seq = seq;
         let due = now + ctx.config().push.window;
@@ -164,8 +156,8 @@ impl PushQueue {
     /// The recipient's badge with this note's chat counted as of now.
     fn badge(&mut self, note: &PushNote) -> u64 {
         let chats = self.unread.entry(note.uid).or_default();
-        if chats.len() < MAX_BADGE_CHATS || chats.contains_key(&note.chat) {
-            chats.insert(note.chat.clone(), note.unread);
+        if chats.len() < MAX_BADGE_CHATS || chats.contains_key(&note.message.chat) {
+            chats.insert(note.message.chat.clone(), note.unread);
         }
         chats.values().sum::<u64>().max(note.unread)
     }
@@ -329,21 +321,6 @@ impl PushQueue {
     }
 }
 
-/// The note's details become the event's (the latest message wins).
-fn refresh(record: &mut PushRecord, note: PushNote, badge: u64) {
-    record.recipient = note.recipient.to_string();
-    record.chat = note.chat;
-    record.chat_name = note.chat_name;
-    record.sender = note.sender;
-    record.sender_name = note.sender_name;
-    record.sender_kind = note.sender_kind;
-    record.message_id = note.message_id;
-    record.kind = note.kind;
-    record.preview = note.preview;
-    record.unread = badge;
-    record.timestamp_ms = note.timestamp_ms;
-}
-
 /// The recipient's devices now, each with the preview only if it shows previews.
 fn targets(ctx: &Ctx, record: &PushRecord) -> Vec<PushTarget> {
     let Some(prefs) = ctx.shared.push.get(record.recipient_uid) else { return Vec::new() };
@@ -354,25 +331,26 @@ fn targets(ctx: &Ctx, record: &PushRecord) -> Vec<PushTarget> {
             device: d.device.clone(),
             platform: d.platform,
             token: d.token.clone(),
-            preview: record.preview.clone().filter(|_| d.previews),
+            preview: record.message.preview.clone().filter(|_| d.previews),
         })
         .collect()
 }
 
 fn event(seq: u64, record: &PushRecord, devices: Vec<PushTarget>) -> PushEvent {
+    let message = &record.message;
     PushEvent {
         seq,
         recipient: record.recipient.clone(),
         devices,
-        chat: record.chat.clone(),
-        chat_name: record.chat_name.clone(),
-        sender: record.sender.clone(),
-        sender_name: record.sender_name.clone(),
-        sender_kind: record.sender_kind,
-        message_id: record.message_id,
-        kind: record.kind,
+        chat: message.chat.clone(),
+        chat_name: message.chat_name.clone(),
+        sender: message.sender.clone(),
+        sender_name: message.sender_name.clone(),
+        sender_kind: message.sender_kind,
+        message_id: message.message_id,
+        kind: message.kind,
         count: record.count,
         unread: record.unread,
-        timestamp_ms: record.timestamp_ms,
+        timestamp_ms: message.timestamp_ms,
     }
 }
