@@ -53,6 +53,9 @@ run direct-r5k direct --clients 1000 --rate 5000
 run connections-10k connections --count 10000
 run connections-19k connections --count 19000
 run offline offline
+# The same with a push device per recipient: every stored message also makes a note for
+# the push queue (coalesced per recipient, kept in worker 0's commit log; no gateway).
+run offline-push offline --push-devices
 # Memory and disk under large messages: 1.9 GB of 32 KB messages stored, then drained
 # (server RSS every second in offline-32k.json/.svg).
 run offline-32k offline --users 20 --messages 3000 --size 32000 --senders 20 --timeout 120
