@@ -10,6 +10,7 @@
 //! one that would pass `--max-outbound` is not queued, and the connection is cut as a
 //! slow consumer instead, so no queue between here and the socket can outgrow the bound.
 
+use super::push::notes::PushNote;
 use super::refusal::Refusal;
 use super::WorkerCmd;
 use crate::clock::now_ms;
@@ -28,6 +29,9 @@ pub struct Batch {
     out: Vec<(LoopMsg, bool)>,
     durable_requests: Vec<(ConnId, u32)>,
     to_workers: Vec<(usize, WorkerCmd)>,
+    /// Push notes of this batch's messages, for the push queue's worker: one command per
+    /// batch, not one per message, and none for messages the commit did not make durable.
+    notes: Option<(usize, Vec<PushNote>)>,
     ledger: Arc<OutputLedger>,
     /// Connections cut in this batch: nothing more is queued for them.
     cut: Vec<ConnId>,
@@ -35,7 +39,14 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(ledger: Arc<OutputLedger>) -> Self {
-        Batch { out: Vec::new(), durable_requests: Vec::new(), to_workers: Vec::new(), ledger, cut: Vec::new() }
+        Batch {
+            out: Vec::new(),
+            durable_requests: Vec::new(),
+            to_workers: Vec::new(),
+            notes: None,
+            ledger,
+            cut: Vec::new(),
+        }
     }
 
     pub fn reply(&mut self, conn: ConnId, request_id: u32, reply: Reply, durable: bool) {
@@ -130,6 +141,14 @@ impl Batch {
         self.to_workers.push((worker, cmd));
     }
 
+    /// Push notes for `worker` (the push queue's), sent together after a successful commit.
+    pub fn push_notes(&mut self, worker: usize, notes: Vec<PushNote>) {
+        match &mut self.notes {
+            Some((_, held)) => held.extend(notes),
+            None => self.notes = Some((worker, notes)),
+        }
+    }
+
     fn tail_for(&mut self, conn: ConnId, durable: bool) -> Option<&mut Vec<u8>> {
         match self.out.last_mut() {
             Some((LoopMsg::Frames { conn: last, bytes }, last_durable))
@@ -145,7 +164,9 @@ impl Batch {
     /// output goes out (its durable part only if that worked).
     pub fn commit(&mut self, partition: &mut Partition, outbox: &Outbox, workers: &[Sender<WorkerCmd>]) {
         let mut out = std::mem::take(&mut self.out);
-        if let Err(e) = partition.commit(now_ms()) {
+        let notes = self.notes.take();
+        let committed = partition.commit(now_ms());
+        if let Err(e) = committed.as_ref() {
             error!("commit failed, withholding this batch's receipts: {e}");
             for (msg, durable) in &out {
                 match (msg, durable) {
@@ -155,7 +176,7 @@ impl Batch {
                 }
             }
             out.retain(|(_, durable)| !durable);
-            let (code, message) = match e {
+            let (code, message) = match *e {
                 StoreError::Full => (ErrorCode::StorageFull, "the server's disk is full; retry later"),
                 _ => (ErrorCode::Internal, "storage error"),
             };
@@ -168,6 +189,9 @@ impl Batch {
         self.durable_requests.clear();
         self.cut.clear();
         outbox.send(out.into_iter().map(|(msg, _)| msg).collect());
+        if let Some((worker, notes)) = notes.filter(|_| committed.is_ok()) {
+            let _ = workers[worker].send(WorkerCmd::PushNotes(notes));
+        }
         for (worker, cmd) in self.to_workers.drain(..) {
             // Unbounded: never blocks. An error means that worker already stopped.
             let _ = workers[worker].send(cmd);

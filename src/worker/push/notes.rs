@@ -1,7 +1,8 @@
 //! Where push events come from: a stored message met a reader who is not connected. The
 //! worker of the conversation (the recipient's for a direct message, the group's for a
 //! group message) decides whether the reader is owed a notification and, if so, sends a
-//! [`PushNote`] to the push queue's worker with the batch, after the message is durable.
+//! [`PushNote`] to the push queue's worker with the batch, after the message is durable
+//! (all of a batch's notes in one command).
 //!
 //! No note for: group events (membership changes), a sender's own message, a service's
 //! message unless `--push-system`, a reader without a push device, a muted chat.
@@ -11,7 +12,6 @@ use crate::clock::now_ms;
 use crate::protocol::{Chat, GroupId, MediaKind, SenderKind, UserId};
 use crate::route::Owner;
 use crate::store::{PushMessage, StoredMessage};
-use crate::worker::commands::WorkerCmd;
 use crate::worker::context::Ctx;
 use crate::worker::message::sender_display_name;
 use std::sync::Arc;
@@ -109,7 +109,7 @@ fn send(ctx: &mut Ctx, notes: Vec<PushNote>) {
         return;
     }
     let worker = ctx.worker_of(Owner::PushQueue);
-    ctx.batch.send_to_worker(worker, WorkerCmd::PushNotes(notes));
+    ctx.batch.push_notes(worker, notes);
 }
 
 /// The first `chars` characters of a text message; None for other kinds, text that is not
