@@ -117,6 +117,7 @@ impl PushQueue {
             }
         }
         self.drop_beyond_limit(ctx);
+        ctx.shared.metrics.push_queued.store(self.events.len() as u64, Ordering::Relaxed);
         self.pump(ctx);
     }
 
@@ -259,12 +260,17 @@ impl PushQueue {
     /// When a window closes next, or the next event comes due for the gateway.
     pub fn next_due(&self) -> Option<Instant> {
         let window = self.windows.front().map(|(due, _)| *due);
-        let feed = self
-            .gateway
-            .as_ref()
-            .filter(|g| g.sent_upto - self.floor < IN_FLIGHT)
-            .and_then(|gateway| self.events.range(gateway.sent_upto + 1..).next().map(|(_, q)| q.due));
+        let feed = self.next_for_gateway().map(|(_, due)| due);
         window.into_iter().chain(feed).min()
+    }
+
+    /// The next event the gateway may be sent, due or not: the first after what it was
+    /// sent, if within the in-flight bound. One rule for `pump` and `next_due`, so the run
+    /// loop never wakes for an event `pump` will not send.
+    fn next_for_gateway(&self) -> Option<(u64, Instant)> {
+        let gateway = self.gateway.as_ref()?;
+        let (&seq, queued) = self.events.range(gateway.sent_upto + 1..).next()?;
+        (seq - self.floor <= IN_FLIGHT).then_some((seq, queued.due))
     }
 
     /// Closes the windows whose time is up, writing the final state of events that notes
@@ -298,24 +304,29 @@ impl PushQueue {
     pub fn pump(&mut self, ctx: &mut Ctx) {
         let now = Instant::now();
         self.close_windows(ctx, Some(now));
-        let Some(gateway) = self.gateway.as_mut() else { return };
-        let mut skipped = false;
-        while let Some((&seq, queued)) = self.events.range(gateway.sent_upto + 1..).next() {
-            if queued.due > now || seq - self.floor > IN_FLIGHT {
-                break;
+        loop {
+            let mut skipped = false;
+            while let Some((seq, due)) = self.next_for_gateway() {
+                let (Some(gateway), Some(queued)) = (self.gateway.as_mut(), self.events.get(&seq)) else { break };
+                if due > now {
+                    break;
+                }
+                let record = &queued.record;
+                let devices = targets(ctx, record);
+                let online = ctx.shared.directory.conn_of(&record.recipient).is_some();
+                gateway.sent_upto = seq;
+                if online || devices.is_empty() {
+                    self.events.remove(&seq);
+                    skipped = true;
+                    continue;
+                }
+                ctx.batch.push(gateway.conn, Push::PushEvent(event(seq, record, devices)), true);
             }
-            let record = &queued.record;
-            let devices = targets(ctx, record);
-            let online = ctx.shared.directory.conn_of(&record.recipient).is_some();
-            gateway.sent_upto = seq;
-            if online || devices.is_empty() {
-                self.events.remove(&seq);
-                skipped = true;
-                continue;
+            // Skipped events at the head raise the acknowledged position, which may let
+            // more through the in-flight bound.
+            if !skipped {
+                return;
             }
-            ctx.batch.push(gateway.conn, Push::PushEvent(event(seq, record, devices)), true);
-        }
-        if skipped {
             self.settle(ctx);
         }
     }
