@@ -221,8 +221,17 @@ impl GroupState {
         let retention = ctx.config().group_retention.max(1);
         let skipped = skipped_member(&stored).map(str::to_string);
         let size = wire_size(&stored);
-        // Kept for push notes only when some user has a push device at all.
-        let for_notes = notes::worth_a_look(&ctx.shared.push, &stored).then(|| stored.clone());
+        // Members without a session may be owed a push notification; looked for only when
+        // some user has a push device at all.
+        if notes::worth_a_look(&ctx.shared.push, &stored) {
+            let offline = self
+                .members
+                .iter()
+                .filter(|(name, member)| member.cursor.session.is_none() && skipped.as_deref() != Some(&***name))
+                .map(|(name, member)| Reader { name: name.clone(), uid: member.uid, unread: seq - member.cursor.acked })
+                .collect();
+            notes::group(ctx, self.id, &self.name, offline, &stored);
+        }
         // Encoded once for everyone whose previous push was seq - 1 (nearly always);
         // anyone else gets a copy with their own prev_seq.
         let mut message = wire(ctx.shared, Conversation::Group(self.id), seq, seq - 1, stored);
@@ -230,11 +239,7 @@ impl GroupState {
         self.last_seq = seq;
         let mut delivered = 0;
         let mut starved = Vec::new();
-        let mut offline = Vec::new();
         for (name, member) in self.members.iter_mut() {
-            if for_notes.is_some() && member.cursor.session.is_none() && skipped.as_deref() != Some(&**name) {
-                offline.push(Reader { name: name.clone(), uid: member.uid, unread: seq - member.cursor.acked });
-            }
             if skipped.as_deref() == Some(&**name) {
                 if let Some(session) = member.cursor.session.as_mut() {
                     if session.sent_upto + 1 == seq {
@@ -263,9 +268,6 @@ impl GroupState {
             if let Some(member) = self.members.get(&name) {
                 ctx.wait_if_starved(&member.cursor, self.last_seq, Waiting::Group(self.id, name));
             }
-        }
-        if let Some(stored) = for_notes {
-            notes::group(ctx, self.id, &self.name, offline, &stored);
         }
         ctx.delivered(u64::from(delivered));
         Ok(delivered)
