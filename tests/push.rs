@@ -479,3 +479,29 @@ fn the_daemon_says_when_its_full_queue_drops_events() {
     });
     assert!(warning.contains("WARN") && warning.contains("dropped the 1 oldest"), "{warning}");
 }
+
+#[test]
+fn the_gateway_drops_a_token_its_push_service_rejected() {
+    let server = server();
+    let (mut gw, _, _) = gateway(&server);
+    let mut bob = server.user("bob");
+    set_device(&mut bob, "phone", true);
+    set_device(&mut bob, "tablet", true);
+    let drop_phone = Request::DropPushToken { username: "bob".into(), token: "tok-phone".into() };
+    assert_eq!(bob.request(drop_phone.clone()).unwrap_err().code(), Some(ErrorCode::Forbidden), "users may not");
+    let token = admin::add_service(server.server().store(), "plain", false).unwrap();
+    let mut plain = server.client();
+    plain.request(Request::ServiceLogin { name: "plain".into(), token }).unwrap();
+    assert_eq!(plain.request(drop_phone.clone()).unwrap_err().code(), Some(ErrorCode::Forbidden), "nor other services");
+    assert_eq!(gw.request(drop_phone.clone()).unwrap(), Reply::Done);
+    assert_eq!(gw.request(drop_phone).unwrap(), Reply::Done, "a token already dropped is not an error");
+    let unknown = Request::DropPushToken { username: "nobody".into(), token: "x".into() };
+    assert_eq!(gw.request(unknown).unwrap(), Reply::Done);
+    drop(bob);
+    wait_offline(&server, "bob");
+    let mut alice = server.user("alice");
+    text(&mut alice, "bob", 1, "only the tablet now");
+    let event = next_event(&mut gw);
+    let devices: Vec<&str> = event.devices.iter().map(|d| d.device.as_str()).collect();
+    assert_eq!(devices, ["tablet"], "the phone's dead token is gone");
+}

@@ -55,13 +55,16 @@ fn service_only(request: &Request) -> bool {
             | Request::WatchConnections
             | Request::SubscribePush
             | Request::AckPush { .. }
+            | Request::DropPushToken { .. }
     )
 }
 
 /// Services coordinate from their own worker; a disconnect goes to the user's.
 fn service_owner<'a>(request: &'a Request, service: &'a SessionUser) -> Admission<'a> {
     match request {
-        Request::Disconnect { username, .. } => Admission::Forward(Owner::User(username)),
+        Request::Disconnect { username, .. } | Request::DropPushToken { username, .. } => {
+            Admission::Forward(Owner::User(username))
+        }
         Request::SubscribePush | Request::AckPush { .. } => Admission::Forward(Owner::PushQueue),
         Request::ServiceSend { .. }
         | Request::QueryOnline { .. }

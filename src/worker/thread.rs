@@ -396,6 +396,9 @@ impl Owners {
             }
             Request::SubscribePush => self.push.subscribe(ctx, conn, request_id, &user),
             Request::AckPush { up_to } => self.push.ack(ctx, conn, request_id, up_to),
+            Request::DropPushToken { username, token } => {
+                settings::drop_token(ctx, conn, request_id, &user, &username, &token)
+            }
             other @ (Request::Hello { .. }
             | Request::Ping
             | Request::Register { .. }

@@ -274,6 +274,7 @@ vectors! {
     // Requests: the push gateway (a service's connection).
     "subscribe-push" => client(3, Request::SubscribePush),
     "ack-push" => client(4, Request::AckPush { up_to: 42 }),
+    "drop-push-token" => client(5, Request::DropPushToken { username: s("alice"), token: s("phone-token") }),
 
     // Replies.
     "hello-reply" => reply(1, Reply::Hello {
@@ -867,7 +868,7 @@ fn platforms_in(value: &Frame) -> Vec<PushPlatform> {
 // Variant indices and counts. The matches are exhaustive, so a new variant stops this file
 // from compiling until it is counted here (and then the test wants a vector for it).
 
-const REQUESTS: u8 = 41;
+const REQUESTS: u8 = 42;
 fn request_index(request: &Request) -> u8 {
     match request {
         Request::Hello { .. } => 0,
@@ -911,6 +912,7 @@ fn request_index(request: &Request) -> u8 {
         Request::PushSettings => 38,
         Request::SubscribePush => 39,
         Request::AckPush { .. } => 40,
+        Request::DropPushToken { .. } => 41,
     }
 }
 

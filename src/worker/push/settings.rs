@@ -4,7 +4,7 @@
 //! [`PushBook`](super::PushBook).
 
 use crate::clock::now_ms;
-use crate::protocol::{valid_username, Chat, ErrorCode, MuteInfo, PushDeviceInfo, PushPlatform, Reply};
+use crate::protocol::{valid_username, Chat, ErrorCode, MuteInfo, PushDeviceInfo, PushPlatform, Reply, UserId};
 use crate::route::{ConnId, SessionUser};
 use crate::store::{Mute, PushDevice, PushPrefs};
 use crate::worker::context::Ctx;
@@ -43,7 +43,7 @@ pub fn set_device(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUs
         }
         None => prefs.devices.push(entry),
     }
-    save(ctx, user, prefs)?;
+    save(ctx, user.uid, prefs)?;
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())
 }
@@ -54,7 +54,7 @@ pub fn remove_device(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &Sessio
     let before = prefs.devices.len();
     prefs.devices.retain(|d| d.device != device);
     if prefs.devices.len() != before {
-        save(ctx, user, prefs)?;
+        save(ctx, user.uid, prefs)?;
     }
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())
@@ -68,7 +68,35 @@ pub fn remove_all_devices(ctx: &mut Ctx, user: &SessionUser) -> Handled {
         return Ok(());
     }
     prefs.devices.clear();
-    save(ctx, user, prefs)
+    save(ctx, user.uid, prefs)
+}
+
+/// A push gateway's word that `token` of `username` is dead: every device of the user
+/// with it is forgotten. Done whether or not there was one (or such a user).
+pub fn drop_token(
+    ctx: &mut Ctx,
+    conn: ConnId,
+    request_id: u32,
+    gateway: &SessionUser,
+    username: &str,
+    token: &str,
+) -> Handled {
+    if !gateway.service || !ctx.shared.store.is_push_gateway(&gateway.name)? {
+        return Err(Refusal::new(ErrorCode::Forbidden, "this service has no push permission"));
+    }
+    let account = match valid_username(username) {
+        true => ctx.shared.store.account(username)?,
+        false => None,
+    };
+    if let Some((uid, prefs)) = account.and_then(|a| ctx.shared.push.get(a.user_id).map(|p| (a.user_id, p))) {
+        if prefs.devices.iter().any(|d| d.token == token) {
+            let mut prefs = (*prefs).clone();
+            prefs.devices.retain(|d| d.token != token);
+            save(ctx, uid, prefs)?;
+        }
+    }
+    ctx.batch.reply(conn, request_id, Reply::Done, true);
+    Ok(())
 }
 
 pub fn mute(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, chat: Chat, until_ms: u64) -> Handled {
@@ -88,7 +116,7 @@ pub fn mute(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, ch
         }
         None => prefs.mutes.push(Mute { chat, until_ms }),
     }
-    save(ctx, user, prefs)?;
+    save(ctx, user.uid, prefs)?;
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())
 }
@@ -100,7 +128,7 @@ pub fn unmute(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, 
     prefs.mutes.retain(|m| &m.chat != chat);
     forget_expired(&mut prefs, now_ms());
     if prefs.mutes.len() != before {
-        save(ctx, user, prefs)?;
+        save(ctx, user.uid, prefs)?;
     }
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())
@@ -133,9 +161,9 @@ fn current(ctx: &Ctx, user: &SessionUser) -> PushPrefs {
 }
 
 /// Written to sled (checkpointed with the batch, before the reply) and then published.
-fn save(ctx: &mut Ctx, user: &SessionUser, prefs: PushPrefs) -> Handled {
-    ctx.partition.sled().put_push_prefs(user.uid, &prefs)?;
-    ctx.shared.push.set(user.uid, prefs);
+fn save(ctx: &mut Ctx, uid: UserId, prefs: PushPrefs) -> Handled {
+    ctx.partition.sled().put_push_prefs(uid, &prefs)?;
+    ctx.shared.push.set(uid, prefs);
     Ok(())
 }
 

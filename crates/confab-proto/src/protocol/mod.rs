@@ -73,6 +73,7 @@ mod tests {
                 token: push_token.into(),
                 previews: true,
             },
+            Request::DropPushToken { username: "alice".into(), token: push_token.into() },
             Request::Register { username: "alice".into(), password: password.into() },
             Request::Login { username: "alice".into(), password: password.into() },
             Request::Resume { username: "alice".into(), token: token.clone() },

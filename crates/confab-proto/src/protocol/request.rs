@@ -196,6 +196,14 @@ pub enum Request {
     AckPush {
         up_to: u64,
     },
+    /// Services with the push permission: the push service said this token of the user's
+    /// is no longer valid (the app was removed, the token expired): forget every device of
+    /// the user with this token, so no later event names it.
+    DropPushToken {
+        username: String,
+        #[debug("<redacted>")]
+        token: String,
+    },
 }
 
 /// What kind of device a push token is for: the gateway picks the push service by it.
