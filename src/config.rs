@@ -256,6 +256,12 @@ pub struct PushConfig {
     /// Mutes one user may hold at once: kept in memory with the devices (a few dozen
     /// bytes each), so bounded well below what an account could otherwise cost.
     pub max_mutes: usize,
+    /// Notes on their way from the workers to the push queue's worker, at most; beyond,
+    /// new notes are dropped (counted in `push_dropped`, logged). A message to a group of
+    /// a thousand offline members makes a thousand notes: without this bound a sender
+    /// faster than the queue's worker would grow that worker's channel without limit. A
+    /// few hundred bytes each: 100,000 is tens of MB, several seconds of a busy server.
+    pub max_pending_notes: usize,
 }
 
 impl Default for PushConfig {
@@ -267,6 +273,7 @@ impl Default for PushConfig {
             preview_chars: 100,
             max_devices: 10,
             max_mutes: 256,
+            max_pending_notes: 100_000,
         }
     }
 }

@@ -505,3 +505,41 @@ fn the_gateway_drops_a_token_its_push_service_rejected() {
     let devices: Vec<&str> = event.devices.iter().map(|d| d.device.as_str()).collect();
     assert_eq!(devices, ["tablet"], "the phone's dead token is gone");
 }
+
+#[test]
+fn notes_beyond_the_bound_on_their_way_to_the_queue_are_dropped_and_counted() {
+    // A group message to more offline members than the bound makes more notes at once
+    // than may be on their way: they are dropped, not queued without limit.
+    let server = TestServer::with(|c| {
+        c.push.window = WINDOW;
+        c.push.max_pending_notes = 5;
+    });
+    let mut alice = server.user("alice");
+    let group = match alice.request(Request::CreateGroup { name: "Crowd".into(), open: true }).unwrap() {
+        Reply::GroupCreated { group_id } => group_id,
+        other => panic!("{other:?}"),
+    };
+    let members: Vec<String> = (0..8).map(|i| format!("member{i}")).collect();
+    for name in &members {
+        let mut member = server.user(name);
+        assert_eq!(member.request(Request::JoinGroup { group_id: group }).unwrap(), Reply::Done);
+        set_device(&mut member, "phone", true);
+    }
+    wait_offline(&server, members.last().unwrap());
+    for name in &members {
+        wait_offline(&server, name);
+    }
+    to_group(&mut alice, group, 1, "to eight offline members");
+    offline_with_device(&server, "bob", true);
+    text(&mut alice, "bob", 2, "one note fits");
+    let (mut gw, _, _) = gateway(&server);
+    let event = next_event(&mut gw);
+    assert_eq!(event.recipient, "bob", "the group's eight notes were dropped");
+    let token = admin::add_service(server.server().store(), "watch", false).unwrap();
+    let mut watch = server.client();
+    watch.request(Request::ServiceLogin { name: "watch".into(), token }).unwrap();
+    match watch.request(Request::Stats).unwrap() {
+        Reply::Stats(s) => assert_eq!((s.push_events, s.push_dropped), (1, 8)),
+        other => panic!("{other:?}"),
+    }
+}

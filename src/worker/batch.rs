@@ -11,6 +11,7 @@
 //! slow consumer instead, so no queue between here and the socket can outgrow the bound.
 
 use super::push::notes::PushNote;
+use super::push::PushBook;
 use super::refusal::Refusal;
 use super::WorkerCmd;
 use crate::clock::now_ms;
@@ -32,18 +33,23 @@ pub struct Batch {
     /// Push notes of this batch's messages, for the push queue's worker: one command per
     /// batch, not one per message, and none for messages the commit did not make durable.
     notes: Option<(usize, Vec<PushNote>)>,
+    /// Counts the notes on their way, against `max_pending_notes`.
+    push: PushBook,
+    max_pending_notes: usize,
     ledger: Arc<OutputLedger>,
     /// Connections cut in this batch: nothing more is queued for them.
     cut: Vec<ConnId>,
 }
 
 impl Batch {
-    pub fn new(ledger: Arc<OutputLedger>) -> Self {
+    pub fn new(ledger: Arc<OutputLedger>, push: PushBook, max_pending_notes: usize) -> Self {
         Batch {
             out: Vec::new(),
             durable_requests: Vec::new(),
             to_workers: Vec::new(),
             notes: None,
+            push,
+            max_pending_notes,
             ledger,
             cut: Vec::new(),
         }
@@ -190,7 +196,9 @@ impl Batch {
         self.cut.clear();
         outbox.send(out.into_iter().map(|(msg, _)| msg).collect());
         if let Some((worker, notes)) = notes.filter(|_| committed.is_ok()) {
-            let _ = workers[worker].send(WorkerCmd::PushNotes(notes));
+            if self.push.reserve_notes(notes.len(), self.max_pending_notes) {
+                let _ = workers[worker].send(WorkerCmd::PushNotes(notes));
+            }
         }
         for (worker, cmd) in self.to_workers.drain(..) {
             // Unbounded: never blocks. An error means that worker already stopped.

@@ -6,7 +6,7 @@
 use crate::protocol::UserId;
 use crate::store::{PushPrefs, Store, StoreResult};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 #[derive(Clone, Default)]
@@ -14,6 +14,10 @@ pub struct PushBook {
     users: Arc<RwLock<HashMap<UserId, Arc<PushPrefs>>>>,
     /// Users with at least one device: when 0, no message needs a look at all.
     with_devices: Arc<AtomicUsize>,
+    /// Notes sent to the push queue's worker and not yet taken by it, and notes dropped
+    /// because there were too many (see `PushConfig::max_pending_notes`).
+    pending_notes: Arc<AtomicUsize>,
+    lost_notes: Arc<AtomicU64>,
 }
 
 impl PushBook {
@@ -52,6 +56,28 @@ impl PushBook {
         self.with_devices.load(Ordering::Relaxed) > 0
     }
 
+    /// Counts `n` notes as on their way, if that stays within `max`; otherwise counts them
+    /// as lost and returns false.
+    pub fn reserve_notes(&self, n: usize, max: usize) -> bool {
+        let before = self.pending_notes.fetch_add(n, Ordering::Relaxed);
+        if before + n <= max {
+            return true;
+        }
+        self.pending_notes.fetch_sub(n, Ordering::Relaxed);
+        self.lost_notes.fetch_add(n as u64, Ordering::Relaxed);
+        false
+    }
+
+    /// The push queue's worker took `n` notes.
+    pub fn notes_taken(&self, n: usize) {
+        self.pending_notes.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Notes lost since the last call.
+    pub fn take_lost_notes(&self) -> u64 {
+        self.lost_notes.swap(0, Ordering::Relaxed)
+    }
+
     /// For looking up many users under one lock (a group's offline members).
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<UserId, Arc<PushPrefs>>> {
         self.users.read().unwrap_or_else(|p| p.into_inner())
@@ -84,5 +110,17 @@ mod tests {
         assert!(book.get(UserId(1)).is_some());
         book.set(UserId(1), PushPrefs::default());
         assert!(book.get(UserId(1)).is_none());
+    }
+
+    #[test]
+    fn notes_beyond_the_bound_are_lost_and_counted() {
+        let book = PushBook::default();
+        assert!(book.reserve_notes(3, 5));
+        assert!(!book.reserve_notes(3, 5), "3 + 3 is beyond 5");
+        assert!(book.reserve_notes(2, 5));
+        book.notes_taken(5);
+        assert!(book.reserve_notes(5, 5));
+        assert_eq!(book.take_lost_notes(), 3);
+        assert_eq!(book.take_lost_notes(), 0);
     }
 }

@@ -105,6 +105,17 @@ impl PushQueue {
     /// open one.
     pub fn notes(&mut self, ctx: &mut Ctx, notes: Vec<PushNote>) {
         let now = Instant::now();
+        ctx.shared.push.notes_taken(notes.len());
+        let lost = ctx.shared.push.take_lost_notes();
+        if lost > 0 {
+            Metrics::add(&ctx.shared.metrics.push_dropped, lost);
+            self.lost_unlogged += lost;
+            if self.last_loss_log.is_none_or(|at| now.duration_since(at) >= DROP_LOG_EVERY) {
+                warn!("{} push notifications were dropped: the push queue's worker is behind", self.lost_unlogged);
+                self.lost_unlogged = 0;
+                self.last_loss_log = Some(now);
+            }
+        }
         for note in notes {
             if let Err(e) = self.note(ctx, note, now) {
                 // Once per DROP_LOG_EVERY at most: a full disk refuses every note.

@@ -219,8 +219,9 @@ pub struct ServerStats {
     pub log_commit_max_us: u64,
     /// Disk space reserved by commit-log segments.
     pub log_bytes: u64,
-    /// Push events waiting for the gateway's ack, events made since start, and events
-    /// dropped since start because the queue was full (the oldest go first).
+    /// Push events waiting for the gateway's ack, events made since start, and
+    /// notifications dropped since start (the full queue's oldest events, and notes that
+    /// came faster than the queue took them).
     pub push_queued: u64,
     pub push_events: u64,
     pub push_dropped: u64,
