@@ -54,6 +54,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acks;
 pub mod backoff;
 pub mod config;
 pub mod deliver;
