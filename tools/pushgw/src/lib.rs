@@ -63,6 +63,7 @@ pub mod gateway;
 pub mod link;
 pub mod logger;
 pub mod payload;
+pub mod pool;
 pub mod stop;
 pub mod token;
 pub mod webhook;

@@ -19,8 +19,8 @@ pub enum PostError {
     Transport(String),
 }
 
-/// Where events go.
-pub trait Webhook {
+/// Where events go. Shared by the delivery threads, which POST at the same time.
+pub trait Webhook: Sync {
     /// POSTs one event's JSON; `seq` is its Idempotency-Key. Ok means a 2xx came back.
     fn post(&self, seq: u64, body: &[u8]) -> Result<(), PostError>;
 }

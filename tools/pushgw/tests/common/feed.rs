@@ -1,9 +1,15 @@
 //! A feed without a server: the events it is given, in order, then a stop; and every ack,
 //! with when it came. Plus push events to feed it.
+//!
+//! It never hands over a delivery's end itself: at the end of the script it says stop,
+//! and the loop then waits for the deliveries under way on its own, as after a real stop
+//! (but without one, so the events already taken are still POSTed).
 
 use confab_proto::protocol::{Chat, MediaKind, MessageId, PushEvent, PushPlatform, PushTarget, SenderKind};
 use confab_pushgw::feed::{Feed, FeedError, Next};
+use confab_pushgw::pool::Finished;
 use confab_pushgw::stop::Stop;
+use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -23,7 +29,7 @@ impl ScriptedFeed {
 }
 
 impl Feed for ScriptedFeed {
-    fn next_event(&mut self, stop: &Stop) -> Result<Next, FeedError> {
+    fn next_event(&mut self, stop: &Stop, _finished: &Receiver<Finished>) -> Result<Next, FeedError> {
         if stop.is_stopped() {
             return Ok(Next::Stopped);
         }
