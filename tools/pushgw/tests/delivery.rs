@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const RETRY: RetryPolicy = RetryPolicy { base: Duration::from_millis(50), max: Duration::from_millis(400) };
 
 fn webhook(server: &WebhookServer, timeout: Duration) -> HttpWebhook {
-    HttpWebhook::new(&server.url, timeout, "pushgw-test").expect("the test webhook's URL")
+    HttpWebhook::new(&server.url, timeout, "pushgw-test", 1).expect("the test webhook's URL")
 }
 
 /// Delivers `feed`'s events to `server` one at a time until the script ends; the pump

@@ -25,7 +25,8 @@ fn start_gateway(fake: &FakeConfabd, webhook: &WebhookServer) -> (StopHandle, Jo
     config.retry = RetryPolicy { base: Duration::from_millis(50), max: Duration::from_millis(400) };
     let (handle, stop) = stop_signal();
     let thread = std::thread::spawn(move || {
-        let webhook = HttpWebhook::new(&config.webhook, config.timeout, "pushgw-test").expect("webhook URL");
+        let webhook =
+            HttpWebhook::new(&config.webhook, config.timeout, "pushgw-test", config.concurrency).expect("webhook URL");
         gateway::run(&config, &webhook, &stop)
     });
     (handle, thread)
