@@ -4,7 +4,7 @@
 //!
 //! Why two threads and not the blocking client alone: the server pushes events while an
 //! AckPush is unanswered (up to 256 in flight), and the connection must send a frame at
-//! least every heartbeat even while one POST is retried for minutes, or the server closes
+//! least every heartbeat even while POSTs are retried for minutes, or the server closes
 //! it as idle. So the reader takes every frame as it comes (events and ack receipts go to
 //! the gateway through one channel, in the order they arrived) and the writer sends the
 //! acks the gateway hands it, coalesced, and a Ping when it has had nothing to send for a
