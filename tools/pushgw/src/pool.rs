@@ -74,10 +74,23 @@ impl Pool {
     }
 }
 
-/// Only a panic in a thread closes the channels while the pool is held; the scope passes
-/// the panic on when it joins them.
+/// Not expected while the pool is held (its threads end only when it is dropped, and a
+/// panicking one ends the process: [`AbortOnPanic`]); an error all the same, not a panic.
 fn threads_gone() -> FeedError {
     FeedError("the delivery threads stopped".into())
+}
+
+/// A thread that panicked would never report its event's end, and the loop would wait for
+/// it forever; end the process instead (the panic message is printed first), as a panic
+/// in the loop itself did when it made the POSTs, so a service manager restarts it.
+struct AbortOnPanic;
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            std::process::abort();
+        }
+    }
 }
 
 /// One thread: events until the pool is dropped, each delivered (or stopped) before the
@@ -89,6 +102,7 @@ fn post_events(
     retry: RetryPolicy,
     stop: &Stop,
 ) {
+    let _abort = AbortOnPanic;
     for event in jobs.iter() {
         // After a stop the POSTs under way end, and none starts: an event not yet POSTed
         // is not acknowledged, so the next gateway gets it.
