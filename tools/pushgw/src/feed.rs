@@ -1,15 +1,23 @@
-//! The gateway's loop over one subscription: take the next event, deliver it, ack it.
-//! [`Feed`] is what the loop needs of the server connection, so the loop is tested with a
-//! feed of its own (tests/) and runs with [`crate::link::Link`].
+//! The gateway's loop over one subscription: take events from the feed, hand them to the
+//! delivery threads ([`crate::pool`]), and ack what they delivered. [`Feed`] is what the
+//! loop needs of the server connection, so the loop is tested with a feed of its own
+//! (tests/) and runs with [`crate::link::Link`].
 //!
-//! Acks are cumulative (`AckPush{up_to}`) and sent only after the webhook's 2xx, one event
-//! at a time in seq order: acking seq N says every event up to N was delivered.
+//! Up to `concurrency` events are POSTed at once, so the webhook may see them out of
+//! order. Acks stay in order: acks are cumulative (`AckPush{up_to}`), so the loop acks
+//! only the highest seq such that it and every event received before it on this
+//! subscription got the webhook's 2xx ([`crate::acks`]). With a concurrency of 1 each
+//! event is POSTed, delivered and acked before the next is taken, as one loop would.
 
+use crate::acks::AckTracker;
 use crate::backoff::RetryPolicy;
-use crate::deliver::{deliver, Delivery};
+use crate::config::MAX_CONCURRENCY;
+use crate::deliver::Delivery;
+use crate::pool::{Finished, Pool};
 use crate::stop::Stop;
 use crate::webhook::Webhook;
 use confab_proto::protocol::PushEvent;
+use crossbeam_channel::Receiver;
 use log::debug;
 use thiserror::Error;
 
@@ -17,6 +25,9 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
     Event(PushEvent),
+    /// An event handed to the delivery threads ended (taken from the `finished` channel
+    /// the feed waits on beside its own events).
+    Finished(Finished),
     /// Stop was asked while waiting.
     Stopped,
 }
@@ -28,18 +39,25 @@ pub struct FeedError(pub String);
 
 /// The server's push feed, as the loop sees it.
 pub trait Feed {
-    /// The next event (in seq order), or [`Next::Stopped`] as soon as stop is asked.
-    fn next_event(&mut self, stop: &Stop) -> Result<Next, FeedError>;
+    /// The next event (in seq order); or what came of a delivery, if `finished` has one
+    /// first (one wait for both, so an ack is not held back by a quiet feed, nor an event
+    /// by a slow webhook); or [`Next::Stopped`] as soon as stop is asked.
+    fn next_event(&mut self, stop: &Stop, finished: &Receiver<Finished>) -> Result<Next, FeedError>;
     /// Tells the server that every event up to and including `seq` is delivered. May
     /// return before the server has confirmed it.
     fn ack(&mut self, seq: u64) -> Result<(), FeedError>;
 }
 
-/// The highest seq this process saw the webhook take (2xx), across reconnects.
+/// The highest seq up to which this process saw the webhook take (2xx) every event,
+/// across reconnects.
 ///
 /// When a connection drops between a 2xx and the server's receipt of the ack, the next
 /// subscription sends the event again; the mark lets the gateway ack it without a second
 /// POST. The webhook must still deduplicate (a restart of the gateway forgets the mark).
+///
+/// It holds the acked run only, not each event delivered ahead of it: [`pump`] returns
+/// only when every event it took has ended, and without a stop each has been delivered
+/// by then, so the run reaches the last event taken.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveredMark(Option<u64>);
 
@@ -48,6 +66,7 @@ impl DeliveredMark {
         self.0.is_some_and(|mark| seq <= mark)
     }
 
+    /// Every event up to and including `seq` was delivered.
     pub fn record(&mut self, seq: u64) {
         self.0 = Some(self.0.map_or(seq, |mark| mark.max(seq)));
     }
@@ -63,28 +82,104 @@ impl DeliveredMark {
     }
 }
 
-/// Delivers the feed's events in order until stop is asked (Ok) or the feed fails.
+/// Delivers the feed's events, up to `concurrency` POSTs at once, until stop is asked
+/// (Ok) or the feed fails. Either way it returns only after every POST it started has
+/// ended: on a stop the POSTs under way finish and no new one starts; when the feed fails
+/// the events already taken are still delivered, so the mark covers them and the next
+/// subscription acks them without a second POST.
 pub fn pump(
     feed: &mut dyn Feed,
     webhook: &dyn Webhook,
     retry: RetryPolicy,
+    concurrency: usize,
     stop: &Stop,
     mark: &mut DeliveredMark,
 ) -> Result<(), FeedError> {
-    loop {
-        let event = match feed.next_event(stop)? {
-            Next::Event(event) => event,
-            Next::Stopped => return Ok(()),
-        };
-        if mark.covers(event.seq) {
-            debug!("event {} was delivered before the connection dropped; acking it again", event.seq);
-        } else {
-            match deliver(&event, webhook, retry, stop) {
-                Delivery::Delivered { .. } => mark.record(event.seq),
-                Delivery::Stopped => return Ok(()),
+    let size = concurrency.clamp(1, MAX_CONCURRENCY);
+    std::thread::scope(|scope| {
+        let pool = Pool::start(scope, size, webhook, retry, stop)
+            .map_err(|e| FeedError(format!("starting the delivery threads: {e}")))?;
+        let mut pumping = Pumping { feed, acks: AckTracker::default(), mark, in_flight: 0 };
+        let taken = pumping.take_events(&pool, size, stop);
+        pumping.finish(&pool, taken)
+        // The pool is dropped here, which ends its threads; the scope joins them.
+    })
+}
+
+/// The loop's state over one subscription.
+struct Pumping<'a> {
+    feed: &'a mut dyn Feed,
+    acks: AckTracker,
+    mark: &'a mut DeliveredMark,
+    /// Events handed to the pool whose end the loop has not taken yet.
+    in_flight: usize,
+}
+
+impl Pumping<'_> {
+    /// Takes events while the pool has room, and the ends of deliveries as they come,
+    /// acking as the delivered run grows; until stop is asked or the feed fails.
+    fn take_events(&mut self, pool: &Pool, size: usize, stop: &Stop) -> Result<(), FeedError> {
+        loop {
+            let next = if self.in_flight < size {
+                self.feed.next_event(stop, pool.finished())?
+            } else {
+                // Every thread is busy: the feed's events wait (the server's window of
+                // unacknowledged events bounds them) until one is free.
+                Next::Finished(pool.wait()?)
+            };
+            match next {
+                Next::Event(event) => self.received(event, pool)?,
+                Next::Finished(finished) => self.finished(finished),
+                Next::Stopped => return Ok(()),
+            }
+            if let Some(up_to) = self.advance() {
+                self.feed.ack(up_to)?;
             }
         }
-        feed.ack(event.seq)?;
+    }
+
+    /// Waits for every event still in the pool and acks what it delivers, unless the
+    /// feed has failed (`taken`), in which case only the mark remembers it.
+    fn finish(&mut self, pool: &Pool, taken: Result<(), FeedError>) -> Result<(), FeedError> {
+        let mut ended = taken;
+        while self.in_flight > 0 {
+            let finished = pool.wait()?;
+            self.finished(finished);
+            if let Some(up_to) = self.advance() {
+                if ended.is_ok() {
+                    ended = self.feed.ack(up_to);
+                }
+            }
+        }
+        ended
+    }
+
+    fn received(&mut self, event: PushEvent, pool: &Pool) -> Result<(), FeedError> {
+        self.acks.received(event.seq).map_err(|e| FeedError(e.to_string()))?;
+        if self.mark.covers(event.seq) {
+            debug!("event {} was delivered before the connection dropped; acking it again", event.seq);
+            self.acks.delivered(event.seq);
+        } else {
+            pool.post(event)?;
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self, finished: Finished) {
+        // Every Finished answers one post: the count cannot go below zero.
+        self.in_flight -= 1;
+        if let Delivery::Delivered { .. } = finished.delivery {
+            self.acks.delivered(finished.seq);
+        }
+    }
+
+    /// The new position to ack, if the delivered run grew; the mark takes it at once, so
+    /// a connection lost before the ack reaches the server does not cost a second POST.
+    fn advance(&mut self) -> Option<u64> {
+        let up_to = self.acks.advance()?;
+        self.mark.record(up_to);
+        Some(up_to)
     }
 }
 

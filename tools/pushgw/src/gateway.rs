@@ -32,7 +32,7 @@ pub fn run(config: &Config, webhook: &dyn Webhook, stop: &Stop) -> Result<(), Fa
                     config.server, subscribed.acked, subscribed.last_seq
                 );
                 mark.check_queue(subscribed.last_seq);
-                let pumped = pump(&mut link, webhook, config.retry, stop, &mut mark);
+                let pumped = pump(&mut link, webhook, config.retry, config.concurrency, stop, &mut mark);
                 link.close();
                 match pumped {
                     Ok(()) => break,

@@ -1,21 +1,32 @@
 //! `confab-pushgw`: the reference push gateway. It logs in to confabd as a service
 //! (Hello, ServiceLogin), becomes the push gateway (SubscribePush), and POSTs each push
-//! event, in order, to one webhook; the webhook talks to APNs, FCM or whatever the
-//! operator uses. An event is acknowledged to the server (AckPush) only after the webhook
-//! answered 2xx, so none is lost: a failed POST (another status, a timeout, a connection
-//! error) is retried with exponential backoff, never skipped; a lost server connection is
-//! made again and the unacknowledged events come again. The webhook therefore sees each
-//! event *at least* once and deduplicates by the `Idempotency-Key` header (the event's
-//! `seq`). While another gateway holds the feed this one stands by and tries again.
-//! SIGTERM or SIGINT ends it (exit 0) after the POST under way.
+//! event to one webhook, up to `--concurrency` (8) at once; the webhook talks to APNs,
+//! FCM or whatever the operator uses. Acks are cumulative (AckPush), so an event is
+//! acknowledged to the server only once the webhook answered 2xx to it and to every
+//! event received before it, and none is lost: a failed POST (another status, a timeout, a
+//! connection error) is retried on its own with exponential backoff, never skipped; a lost
+//! server connection is made again and the unacknowledged events come again. The webhook
+//! therefore sees each event *at least* once and deduplicates by the `Idempotency-Key`
+//! header (the event's `seq`). While another gateway holds the feed this one stands by and
+//! tries again. SIGTERM or SIGINT ends it (exit 0): the POSTs under way finish, no new one
+//! starts, and it waits briefly for the server's receipt of the last ack.
 //!
 //! The path of an event, one module per arrow:
 //!
 //! ```text
-//! confabd → link (handshake, reader and writer threads) → feed::pump (order, acks)
-//!         → deliver (retries, backoff) → webhook (HTTP) + payload (JSON)
+//! confabd → link (handshake, reader and writer threads) → feed::pump + acks (acks in order)
+//!         → pool (N delivery threads) → deliver (retries, backoff) → webhook (HTTP) + payload (JSON)
 //! gateway: connect, subscribe, pump, reconnect or stand by, until stop
 //! ```
+//!
+//! # Order
+//!
+//! With several POSTs in flight, and each failed one retried on its own, the webhook sees
+//! events out of order: a later event may arrive before an earlier one, and while an
+//! earlier one is retried the later ones keep going. Only the acks are in order. Most
+//! webhooks need no order (each event wakes one user's devices), but one that sets a badge
+//! from `unread` should not let an event with a lower `seq` for the same recipient
+//! overwrite a higher one; `--concurrency 1` POSTs strictly in order, one at a time.
 //!
 //! # The webhook request
 //!
@@ -54,6 +65,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acks;
 pub mod backoff;
 pub mod config;
 pub mod deliver;
@@ -62,6 +74,7 @@ pub mod gateway;
 pub mod link;
 pub mod logger;
 pub mod payload;
+pub mod pool;
 pub mod stop;
 pub mod token;
 pub mod webhook;

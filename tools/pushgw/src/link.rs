@@ -4,7 +4,7 @@
 //!
 //! Why two threads and not the blocking client alone: the server pushes events while an
 //! AckPush is unanswered (up to 256 in flight), and the connection must send a frame at
-//! least every heartbeat even while one POST is retried for minutes, or the server closes
+//! least every heartbeat even while POSTs are retried for minutes, or the server closes
 //! it as idle. So the reader takes every frame as it comes (events and ack receipts go to
 //! the gateway through one channel, in the order they arrived) and the writer sends the
 //! acks the gateway hands it, coalesced, and a Ping when it has had nothing to send for a
@@ -16,6 +16,7 @@
 
 use crate::config::{Config, FALLBACK_HEARTBEAT};
 use crate::feed::{Feed, FeedError, Next};
+use crate::pool::Finished;
 use crate::stop::Stop;
 use confab_proto::client::{Client, ClientError};
 use confab_proto::frame;
@@ -192,7 +193,7 @@ impl Link {
 }
 
 impl Feed for Link {
-    fn next_event(&mut self, stop: &Stop) -> Result<Next, FeedError> {
+    fn next_event(&mut self, stop: &Stop, finished: &Receiver<Finished>) -> Result<Next, FeedError> {
         loop {
             // Checked first: select! picks at random among ready channels, and a busy
             // feed must not delay a stop.
@@ -208,6 +209,10 @@ impl Feed for Link {
                     }
                     Ok(FromServer::Lost(reason)) => return Err(FeedError(reason)),
                     Err(_) => return Err(FeedError("the connection's reader stopped".into())),
+                },
+                recv(finished) -> message => match message {
+                    Ok(finished) => return Ok(Next::Finished(finished)),
+                    Err(_) => return Err(FeedError("the delivery threads stopped".into())),
                 },
                 recv(stop.receiver()) -> _ => return Ok(Next::Stopped),
             }

@@ -45,6 +45,13 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = duration_ms(confab_pushgw::config::DEFAULT_RETRY_MAX),
           value_parser = clap::value_parser!(u64).range(1..))]
     retry_max_ms: u64,
+    /// POSTs in flight at once, 1 to 256. Each event is retried on its own until a 2xx,
+    /// so the webhook may see events out of order; acks stay in order (an event is acked
+    /// only once it and every earlier one are delivered). 1 POSTs strictly in order.
+    #[arg(long, value_name = "N", default_value_t = confab_pushgw::config::DEFAULT_CONCURRENCY,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+              .range(1..=confab_pushgw::config::MAX_CONCURRENCY as u64))]
+    concurrency: usize,
     /// What to log: info has the lifecycle and every failure, debug every event and ack.
     #[arg(long, value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -89,7 +96,8 @@ fn main() -> ExitCode {
     let mut config = Config::new(&args.server, &args.service, &token, &args.webhook);
     config.timeout = Duration::from_millis(args.timeout_ms);
     config.retry.max = Duration::from_millis(args.retry_max_ms);
-    let webhook = match HttpWebhook::new(&config.webhook, config.timeout, &config.client_name) {
+    config.concurrency = args.concurrency;
+    let webhook = match HttpWebhook::new(&config.webhook, config.timeout, &config.client_name, config.concurrency) {
         Ok(webhook) => webhook,
         Err(e) => {
             error!("--webhook {}: {e}", config.webhook);
@@ -108,17 +116,23 @@ fn main() -> ExitCode {
     std::thread::spawn(move || {
         let mut signals = signals.forever();
         if let Some(signal) = signals.next() {
-            info!("signal {signal}: stopping after the POST under way");
+            info!("signal {signal}: stopping after the POSTs under way");
             stop_handle.stop();
         }
-        // Someone who asks twice does not want to wait for a slow webhook; the event
-        // under way was not acked, so it comes again to the next gateway.
+        // Someone who asks twice does not want to wait for a slow webhook; the events
+        // under way were not acked, so they come again to the next gateway.
         if let Some(signal) = signals.next() {
             info!("signal {signal} again: exiting now");
             std::process::exit(0);
         }
     });
-    info!("{} for service {} to the webhook at {}", config.client_name, config.service, webhook.origin());
+    info!(
+        "{} for service {} to the webhook at {}, {} POSTs at once at most",
+        config.client_name,
+        config.service,
+        webhook.origin(),
+        config.concurrency
+    );
     match gateway::run(&config, &webhook, &stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -138,7 +152,15 @@ mod tests {
         Args::command().debug_assert();
         let args = Args::parse_from(["pushgw", "--server", "h:1", "--service", "gw", "--webhook", "http://w/"]);
         assert_eq!((args.timeout_ms, args.retry_max_ms, args.log_level), (10_000, 60_000, LogLevel::Info));
+        assert_eq!(args.concurrency, 8);
         assert!(args.token_file.is_none());
+        let with = |concurrency: &str| {
+            let flags =
+                ["pushgw", "--server", "h:1", "--service", "gw", "--webhook", "u", "--concurrency", concurrency];
+            Args::try_parse_from(flags).map(|args| args.concurrency)
+        };
+        assert_eq!((with("1").ok(), with("256").ok()), (Some(1), Some(256)));
+        assert!(with("0").is_err() && with("257").is_err() && with("-1").is_err());
         assert!(Args::try_parse_from(["pushgw", "--server", "h:1", "--service", "gw"]).is_err());
         assert!(Args::try_parse_from([
             "pushgw",

@@ -19,13 +19,14 @@ pub enum PostError {
     Transport(String),
 }
 
-/// Where events go.
-pub trait Webhook {
+/// Where events go. Shared by the delivery threads, which POST at the same time.
+pub trait Webhook: Sync {
     /// POSTs one event's JSON; `seq` is its Idempotency-Key. Ok means a 2xx came back.
     fn post(&self, seq: u64, body: &[u8]) -> Result<(), PostError>;
 }
 
-/// The webhook over HTTP(S). Keeps connections alive between POSTs (ureq's pool).
+/// The webhook over HTTP(S). Keeps connections alive between POSTs (ureq's pool), one
+/// for each POST that may be in flight at once.
 pub struct HttpWebhook {
     agent: ureq::Agent,
     url: Uri,
@@ -46,8 +47,8 @@ pub enum UrlError {
 
 impl HttpWebhook {
     /// `timeout` bounds each POST as a whole: resolving, connecting, sending, and the
-    /// answer's head.
-    pub fn new(url: &str, timeout: Duration, user_agent: &str) -> Result<Self, UrlError> {
+    /// answer's head. `concurrency` POSTs may be in flight at once.
+    pub fn new(url: &str, timeout: Duration, user_agent: &str, concurrency: usize) -> Result<Self, UrlError> {
         let url: Uri = url.parse().map_err(|e: ureq::http::uri::InvalidUri| UrlError::Invalid(e.to_string()))?;
         if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
             return Err(UrlError::Scheme);
@@ -59,6 +60,10 @@ impl HttpWebhook {
             // Following a redirect would turn the POST into a GET (301/302) or repeat it
             // somewhere unchecked; the spec says only a 2xx delivers.
             .max_redirects(0)
+            // ureq keeps 3 idle connections per host by default: with more POSTs in
+            // flight, the others would be a new connection (and TLS handshake) each time.
+            .max_idle_connections(concurrency.max(1))
+            .max_idle_connections_per_host(concurrency.max(1))
             .user_agent(user_agent)
             .build()
             .new_agent();
@@ -111,12 +116,12 @@ mod tests {
     #[test]
     fn only_http_and_https_urls_are_webhooks() {
         let timeout = Duration::from_secs(1);
-        assert!(HttpWebhook::new("http://127.0.0.1:9/push", timeout, "t").is_ok());
-        assert!(HttpWebhook::new("https://push.example.com/hook?x=1", timeout, "t").is_ok());
-        assert!(matches!(HttpWebhook::new("ftp://example.com/", timeout, "t"), Err(UrlError::Scheme)));
-        assert!(matches!(HttpWebhook::new("/just/a/path", timeout, "t"), Err(UrlError::Scheme)));
-        assert!(matches!(HttpWebhook::new("http://exa mple.com/", timeout, "t"), Err(UrlError::Invalid(_))));
-        let secret = HttpWebhook::new("https://hooks.example.com:8443/T0/s3cret?key=s3cret", timeout, "t").unwrap();
+        assert!(HttpWebhook::new("http://127.0.0.1:9/push", timeout, "t", 1).is_ok());
+        assert!(HttpWebhook::new("https://push.example.com/hook?x=1", timeout, "t", 8).is_ok());
+        assert!(matches!(HttpWebhook::new("ftp://example.com/", timeout, "t", 1), Err(UrlError::Scheme)));
+        assert!(matches!(HttpWebhook::new("/just/a/path", timeout, "t", 1), Err(UrlError::Scheme)));
+        assert!(matches!(HttpWebhook::new("http://exa mple.com/", timeout, "t", 1), Err(UrlError::Invalid(_))));
+        let secret = HttpWebhook::new("https://hooks.example.com:8443/T0/s3cret?key=s3cret", timeout, "t", 1).unwrap();
         assert_eq!(secret.origin(), "https://hooks.example.com:8443");
     }
 }

@@ -1,6 +1,7 @@
-//! The gateway's loop without a server: a scripted feed, the real HTTP webhook client and
-//! a local webhook. Each event is POSTed in order with the documented JSON and headers and
-//! acked only after the webhook's 2xx; failures and timeouts are retried with backoff.
+//! The gateway's loop without a server, one POST at a time (`--concurrency 1`): a scripted
+//! feed, the real HTTP webhook client and a local webhook. Each event is POSTed in order
+//! with the documented JSON and headers and acked only after the webhook's 2xx, before the
+//! next is POSTed; failures and timeouts are retried with backoff.
 
 use crate::common::feed::{direct_event, ScriptedFeed};
 use crate::common::webhook_server::{Answer, Received, WebhookServer};
@@ -16,13 +17,14 @@ const WAIT: Duration = Duration::from_secs(10);
 const RETRY: RetryPolicy = RetryPolicy { base: Duration::from_millis(50), max: Duration::from_millis(400) };
 
 fn webhook(server: &WebhookServer, timeout: Duration) -> HttpWebhook {
-    HttpWebhook::new(&server.url, timeout, "pushgw-test").expect("the test webhook's URL")
+    HttpWebhook::new(&server.url, timeout, "pushgw-test", 1).expect("the test webhook's URL")
 }
 
-/// Delivers `feed`'s events to `server` until the script ends; the pump must end well.
+/// Delivers `feed`'s events to `server` one at a time until the script ends; the pump
+/// must end well.
 fn run(feed: &mut ScriptedFeed, server: &WebhookServer, timeout: Duration, mark: &mut DeliveredMark) {
     let (_handle, stop) = stop_signal();
-    pump(feed, &webhook(server, timeout), RETRY, &stop, mark).expect("a scripted feed does not fail");
+    pump(feed, &webhook(server, timeout), RETRY, 1, &stop, mark).expect("a scripted feed does not fail");
 }
 
 /// The requests the webhook has answered, in the order they arrived.
@@ -148,7 +150,7 @@ fn a_stop_during_the_backoff_ends_the_loop_without_acking() {
     });
     let started = Instant::now();
     let policy = RetryPolicy { base: Duration::from_secs(30), max: Duration::from_secs(30) };
-    pump(&mut feed, &webhook(&server, WAIT), policy, &stop, &mut DeliveredMark::default())
+    pump(&mut feed, &webhook(&server, WAIT), policy, 1, &stop, &mut DeliveredMark::default())
         .expect("stopped, not failed");
     assert!(started.elapsed() < Duration::from_secs(10), "the 30 s backoff was not cut short by the stop");
     stopper.join().expect("the stopper thread");

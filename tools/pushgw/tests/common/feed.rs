@@ -1,20 +1,34 @@
 //! A feed without a server: the events it is given, in order, then a stop; and every ack,
 //! with when it came. Plus push events to feed it.
+//!
+//! It never hands over a delivery's end itself: at the end of the script it says stop (or
+//! that the connection is lost), and the loop then waits for the deliveries under way on
+//! its own, as after a real stop (but without one, so the events already taken are still
+//! POSTed).
 
 use confab_proto::protocol::{Chat, MediaKind, MessageId, PushEvent, PushPlatform, PushTarget, SenderKind};
 use confab_pushgw::feed::{Feed, FeedError, Next};
+use confab_pushgw::pool::Finished;
 use confab_pushgw::stop::Stop;
+use crossbeam_channel::Receiver;
 use std::collections::VecDeque;
 use std::time::Instant;
 
 pub struct ScriptedFeed {
     events: VecDeque<PushEvent>,
+    /// The end of the script: a stop (None), or the connection lost for this reason.
+    lost: Option<String>,
     pub acks: Vec<(u64, Instant)>,
 }
 
 impl ScriptedFeed {
     pub fn new(events: Vec<PushEvent>) -> Self {
-        ScriptedFeed { events: events.into(), acks: Vec::new() }
+        ScriptedFeed { events: events.into(), lost: None, acks: Vec::new() }
+    }
+
+    /// After its events the connection is lost, and every ack fails from then on.
+    pub fn losing_the_connection(events: Vec<PushEvent>, reason: &str) -> Self {
+        ScriptedFeed { events: events.into(), lost: Some(reason.to_string()), acks: Vec::new() }
     }
 
     pub fn acked_seqs(&self) -> Vec<u64> {
@@ -23,15 +37,22 @@ impl ScriptedFeed {
 }
 
 impl Feed for ScriptedFeed {
-    fn next_event(&mut self, stop: &Stop) -> Result<Next, FeedError> {
+    fn next_event(&mut self, stop: &Stop, _finished: &Receiver<Finished>) -> Result<Next, FeedError> {
         if stop.is_stopped() {
             return Ok(Next::Stopped);
         }
         // The end of the script is where a real gateway would wait; the tests end there.
-        Ok(self.events.pop_front().map_or(Next::Stopped, Next::Event))
+        match (self.events.pop_front(), &self.lost) {
+            (Some(event), _) => Ok(Next::Event(event)),
+            (None, None) => Ok(Next::Stopped),
+            (None, Some(reason)) => Err(FeedError(reason.clone())),
+        }
     }
 
     fn ack(&mut self, seq: u64) -> Result<(), FeedError> {
+        if let (true, Some(reason)) = (self.events.is_empty(), &self.lost) {
+            return Err(FeedError(reason.clone()));
+        }
         self.acks.push((seq, Instant::now()));
         Ok(())
     }

@@ -1,14 +1,17 @@
 //! A webhook for the tests: an HTTP/1.1 server on 127.0.0.1 made of std's TcpListener,
-//! answering each POST as its script says (a status, or a hang longer than the gateway's
-//! timeout) and 200 once the script is used up, and reporting every request it read.
+//! answering each POST as its script says (a status, a slow 200, or a hang longer than the
+//! gateway's timeout) and 200 once the script is used up, and reporting every request it
+//! read, with how many were under way at once.
 //!
-//! One thread per connection: the gateway's HTTP client keeps connections alive and opens
-//! a new one after a timeout, so one connection must never wait behind another.
+//! One thread per connection: the gateway's HTTP client keeps connections alive, opens a
+//! new one after a timeout, and one per POST in flight, so one connection must never wait
+//! behind another.
 
 use serde_json::Value;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +19,38 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     Status(u16),
-    /// Says nothing for this long, then 200 (to a client that has given up by then).
+    /// Holds the request this long, then 200 on the same connection: a webhook busy with
+    /// APNs or FCM.
+    Slow(Duration),
+    /// Says nothing for this long, then 200 (to a client that has given up by then), and
+    /// closes the connection.
     Hang(Duration),
+}
+
+/// Which answer a request gets.
+enum Script {
+    /// The first requests, whatever their event, in the order they arrive.
+    InArrivalOrder(VecDeque<Answer>),
+    /// Each event's own POSTs, in order: concurrent POSTs arrive in no fixed order.
+    PerEvent(HashMap<u64, VecDeque<Answer>>),
+}
+
+impl Script {
+    fn answer(&mut self, seq: u64) -> Option<Answer> {
+        match self {
+            Script::InArrivalOrder(answers) => answers.pop_front(),
+            Script::PerEvent(events) => events.get_mut(&seq).and_then(VecDeque::pop_front),
+        }
+    }
+}
+
+/// What the connections share.
+struct Shared {
+    script: Mutex<Script>,
+    /// Requests read in full and not yet answered.
+    in_flight: AtomicUsize,
+    received: mpsc::Sender<Received>,
+    arrivals: mpsc::Sender<u64>,
 }
 
 /// One request as the webhook read it, and what it answered.
@@ -29,6 +62,9 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: Value,
     pub answer: Answer,
+    /// Requests read in full and not yet answered when this one was read, itself
+    /// included: the POSTs in flight at once, as the webhook saw them.
+    pub in_flight: usize,
     /// When its first line arrived, and when the answer began to be written: nothing that
     /// depends on the answer can have happened before `answering`.
     pub arrived: Instant,
@@ -48,23 +84,46 @@ impl Received {
 pub struct WebhookServer {
     pub url: String,
     received: mpsc::Receiver<Received>,
+    arrivals: mpsc::Receiver<u64>,
 }
 
 impl WebhookServer {
     /// Listens on an ephemeral port; `script` answers the first requests, in order.
     pub fn start(script: Vec<Answer>) -> WebhookServer {
+        Self::with_script(Script::InArrivalOrder(script.into()))
+    }
+
+    /// Listens on an ephemeral port; each event's POSTs get the answers `script` lists
+    /// for its seq, in order, then 200.
+    pub fn per_event(script: Vec<(u64, Vec<Answer>)>) -> WebhookServer {
+        let events = script.into_iter().map(|(seq, answers)| (seq, VecDeque::from(answers))).collect();
+        Self::with_script(Script::PerEvent(events))
+    }
+
+    fn with_script(script: Script) -> WebhookServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the webhook");
         let url = format!("http://{}/push", listener.local_addr().expect("local address"));
-        let script = Arc::new(Mutex::new(VecDeque::from(script)));
-        let (tx, received) = mpsc::channel();
+        let (received_tx, received) = mpsc::channel();
+        let (arrivals_tx, arrivals) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            script: Mutex::new(script),
+            in_flight: AtomicUsize::new(0),
+            received: received_tx,
+            arrivals: arrivals_tx,
+        });
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let (script, tx) = (Arc::clone(&script), tx.clone());
-                std::thread::spawn(move || serve(stream, &script, &tx));
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || serve(stream, &shared));
             }
         });
-        WebhookServer { url, received }
+        WebhookServer { url, received, arrivals }
+    }
+
+    /// The seq of the next request read in full, before it is answered, within `wait`.
+    pub fn next_arrival(&self, wait: Duration) -> u64 {
+        self.arrivals.recv_timeout(wait).unwrap_or_else(|_| panic!("no request arrived at the webhook within {wait:?}"))
     }
 
     /// The next request (in the order the answers were written), within `wait`.
@@ -79,7 +138,7 @@ impl WebhookServer {
 }
 
 /// Requests on one connection until the client closes it.
-fn serve(stream: TcpStream, script: &Mutex<VecDeque<Answer>>, tx: &mpsc::Sender<Received>) {
+fn serve(stream: TcpStream, shared: &Shared) {
     let mut writer = stream.try_clone().expect("clone the webhook's connection");
     let mut reader = BufReader::new(stream);
     loop {
@@ -113,19 +172,25 @@ fn serve(stream: TcpStream, script: &Mutex<VecDeque<Answer>>, tx: &mpsc::Sender<
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let body = serde_json::from_slice(&body).expect("the body is JSON");
-        let answer = script.lock().expect("script lock").pop_front().unwrap_or(Answer::Status(200));
+        let body: Value = serde_json::from_slice(&body).expect("the body is JSON");
+        let in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let seq = body["seq"].as_u64().expect("the body has a seq");
+        let _ = shared.arrivals.send(seq);
+        let answer = shared.script.lock().expect("script lock").answer(seq).unwrap_or(Answer::Status(200));
         let status = match answer {
             Answer::Status(status) => status,
-            Answer::Hang(duration) => {
+            Answer::Slow(duration) | Answer::Hang(duration) => {
                 std::thread::sleep(duration);
                 200
             }
         };
         let response = format!("HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\n\r\nok");
+        // Counted out before the answer is written: the gateway may send its next POST
+        // the moment it reads it, and that one must not count this one as in flight.
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         let answering = Instant::now();
         let written = writer.write_all(response.as_bytes()).and_then(|()| writer.flush());
-        let _ = tx.send(Received { method, path, headers, body, answer, arrived, answering });
+        let _ = shared.received.send(Received { method, path, headers, body, answer, in_flight, arrived, answering });
         if written.is_err() || matches!(answer, Answer::Hang(_)) {
             return;
         }
