@@ -33,23 +33,21 @@ pub struct Batch {
     /// Push notes of this batch's messages, for the push queue's worker: one command per
     /// batch, not one per message, and none for messages the commit did not make durable.
     notes: Option<(usize, Vec<PushNote>)>,
-    /// Counts the notes on their way, against `max_pending_notes`.
+    /// Counts the notes on their way (see `PushBook::reserve_notes`).
     push: PushBook,
-    max_pending_notes: usize,
     ledger: Arc<OutputLedger>,
     /// Connections cut in this batch: nothing more is queued for them.
     cut: Vec<ConnId>,
 }
 
 impl Batch {
-    pub fn new(ledger: Arc<OutputLedger>, push: PushBook, max_pending_notes: usize) -> Self {
+    pub fn new(ledger: Arc<OutputLedger>, push: PushBook) -> Self {
         Batch {
             out: Vec::new(),
             durable_requests: Vec::new(),
             to_workers: Vec::new(),
             notes: None,
             push,
-            max_pending_notes,
             ledger,
             cut: Vec::new(),
         }
@@ -195,10 +193,13 @@ impl Batch {
         self.durable_requests.clear();
         self.cut.clear();
         outbox.send(out.into_iter().map(|(msg, _)| msg).collect());
-        if let Some((worker, notes)) = notes.filter(|_| committed.is_ok()) {
-            if self.push.reserve_notes(notes.len(), self.max_pending_notes) {
+        match notes {
+            Some((worker, notes)) if committed.is_ok() => {
                 let _ = workers[worker].send(WorkerCmd::PushNotes(notes));
             }
+            // Their messages are not durable: no notification, and they no longer count.
+            Some((_, notes)) => self.push.notes_taken(notes.len()),
+            None => {}
         }
         for (worker, cmd) in self.to_workers.drain(..) {
             // Unbounded: never blocks. An error means that worker already stopped.

@@ -68,7 +68,7 @@ impl Worker {
         Worker {
             index,
             peers,
-            batch: Batch::new(shared.ledger.clone(), shared.push.clone(), shared.config.push.max_pending_notes),
+            batch: Batch::new(shared.ledger.clone(), shared.push.clone()),
             partition: Partition::new(shared.store.clone(), index, shared.config.log_settings()),
             waiting: WaitQueue::default(),
             owners: Owners {

@@ -5,9 +5,13 @@
 
 use crate::protocol::UserId;
 use crate::store::{PushPrefs, Store, StoreResult};
+use log::warn;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+
+/// How often at most lost notes are logged.
+const LOST_LOG_EVERY_MS: u64 = 10_000;
 
 #[derive(Clone, Default)]
 pub struct PushBook {
@@ -17,7 +21,9 @@ pub struct PushBook {
     /// Notes sent to the push queue's worker and not yet taken by it, and notes dropped
     /// because there were too many (see `PushConfig::max_pending_notes`).
     pending_notes: Arc<AtomicUsize>,
-    lost_notes: Arc<AtomicU64>,
+    lost_unlogged: Arc<AtomicU64>,
+    /// When lost notes were last logged (ms since the epoch), by whichever worker.
+    lost_logged_ms: Arc<AtomicU64>,
 }
 
 impl PushBook {
@@ -56,26 +62,28 @@ impl PushBook {
         self.with_devices.load(Ordering::Relaxed) > 0
     }
 
-    /// Counts `n` notes as on their way, if that stays within `max`; otherwise counts them
-    /// as lost and returns false.
-    pub fn reserve_notes(&self, n: usize, max: usize) -> bool {
+    /// Counts `n` notes as made and not yet taken by the push queue's worker, if that
+    /// stays within `max`; otherwise they are lost (logged at most every 10 s) and this
+    /// returns false.
+    pub fn reserve_notes(&self, n: usize, max: usize, now_ms: u64) -> bool {
         let before = self.pending_notes.fetch_add(n, Ordering::Relaxed);
         if before + n <= max {
             return true;
         }
         self.pending_notes.fetch_sub(n, Ordering::Relaxed);
-        self.lost_notes.fetch_add(n as u64, Ordering::Relaxed);
+        self.lost_unlogged.fetch_add(n as u64, Ordering::Relaxed);
+        let last = self.lost_logged_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= LOST_LOG_EVERY_MS;
+        if due && self.lost_logged_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            let lost = self.lost_unlogged.swap(0, Ordering::Relaxed);
+            warn!("{lost} push notifications dropped: messages made notes faster than the push queue took them");
+        }
         false
     }
 
-    /// The push queue's worker took `n` notes.
+    /// `n` notes are taken by the push queue's worker (or will never be sent).
     pub fn notes_taken(&self, n: usize) {
         self.pending_notes.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    /// Notes lost since the last call.
-    pub fn take_lost_notes(&self) -> u64 {
-        self.lost_notes.swap(0, Ordering::Relaxed)
     }
 
     /// For looking up many users under one lock (a group's offline members).
@@ -115,12 +123,13 @@ mod tests {
     #[test]
     fn notes_beyond_the_bound_are_lost_and_counted() {
         let book = PushBook::default();
-        assert!(book.reserve_notes(3, 5));
-        assert!(!book.reserve_notes(3, 5), "3 + 3 is beyond 5");
-        assert!(book.reserve_notes(2, 5));
+        assert!(book.reserve_notes(3, 5, 1));
+        assert!(!book.reserve_notes(3, 5, 1), "3 + 3 is beyond 5");
+        assert_eq!(book.lost_unlogged.load(Ordering::Relaxed), 0, "logged at once, the first time");
+        assert!(!book.reserve_notes(4, 5, 2));
+        assert_eq!(book.lost_unlogged.load(Ordering::Relaxed), 4, "then not again within 10 s");
+        assert!(book.reserve_notes(2, 5, 3));
         book.notes_taken(5);
-        assert!(book.reserve_notes(5, 5));
-        assert_eq!(book.take_lost_notes(), 3);
-        assert_eq!(book.take_lost_notes(), 0);
+        assert!(book.reserve_notes(5, 5, 4));
     }
 }

@@ -9,6 +9,7 @@
 
 use super::book::PushBook;
 use crate::clock::now_ms;
+use crate::metrics::Metrics;
 use crate::protocol::{Chat, GroupId, MediaKind, SenderKind, UserId};
 use crate::route::Owner;
 use crate::store::{PushMessage, StoredMessage};
@@ -21,8 +22,9 @@ use std::sync::Arc;
 pub struct PushNote {
     pub recipient: Arc<str>,
     pub uid: UserId,
-    /// The preview in it only if some device of the reader shows previews.
-    pub message: PushMessage,
+    /// The preview in it only if some device of the reader shows previews. Shared by
+    /// every reader of the message: a note to a thousand members is a thousand pointers.
+    pub message: Arc<PushMessage>,
     /// The reader's unread messages in this chat, this one included.
     pub unread: u64,
 }
@@ -79,7 +81,19 @@ fn make(
     stored: &StoredMessage,
 ) -> Vec<PushNote> {
     let now = now_ms();
-    let text = preview(stored, ctx.config().push.preview_chars);
+    let preview = preview(stored, ctx.config().push.preview_chars);
+    let without_preview = Arc::new(PushMessage {
+        chat: chat.clone(),
+        chat_name: chat_name.to_string(),
+        sender: stored.from.clone(),
+        sender_name: sender_name.to_string(),
+        sender_kind: stored.sender,
+        message_id: stored.message_id,
+        kind: stored.content.kind,
+        preview: None,
+        timestamp_ms: stored.timestamp_ms,
+    });
+    let with_preview = preview.map(|text| Arc::new(PushMessage { preview: Some(text), ..(*without_preview).clone() }));
     let book = ctx.shared.push.read();
     readers
         .into_iter()
@@ -88,24 +102,25 @@ fn make(
             if prefs.devices.is_empty() || prefs.muted(chat, now) {
                 return None;
             }
-            let message = PushMessage {
-                chat: chat.clone(),
-                chat_name: chat_name.to_string(),
-                sender: stored.from.clone(),
-                sender_name: sender_name.to_string(),
-                sender_kind: stored.sender,
-                message_id: stored.message_id,
-                kind: stored.content.kind,
-                preview: text.clone().filter(|_| prefs.any_previews()),
-                timestamp_ms: stored.timestamp_ms,
+            let message = match &with_preview {
+                Some(with) if prefs.any_previews() => with.clone(),
+                _ => without_preview.clone(),
             };
             Some(PushNote { recipient: reader.name, uid: reader.uid, message, unread: reader.unread })
         })
         .collect()
 }
 
+/// Counted against the bound on notes not yet taken by the push queue's worker when they
+/// are made, not when the batch sends them: a batch of thousands of group messages would
+/// otherwise hold millions of notes before its commit.
 fn send(ctx: &mut Ctx, notes: Vec<PushNote>) {
     if notes.is_empty() {
+        return;
+    }
+    let n = notes.len();
+    if !ctx.shared.push.reserve_notes(n, ctx.config().push.max_pending_notes, now_ms()) {
+        Metrics::add(&ctx.shared.metrics.push_dropped, n as u64);
         return;
     }
     let worker = ctx.worker_of(Owner::PushQueue);

@@ -22,12 +22,13 @@ use super::notes::PushNote;
 use crate::metrics::Metrics;
 use crate::protocol::{Chat, ErrorCode, Push, PushEvent, PushTarget, Reply, UserId};
 use crate::route::{ConnId, SessionUser};
-use crate::store::{PushRecord, Store};
+use crate::store::{PushMessage, PushRecord, Store};
 use crate::worker::context::Ctx;
 use crate::worker::refusal::{Handled, Refusal};
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Events sent to the gateway and not yet acknowledged, at most: enough to keep a
@@ -40,12 +41,30 @@ const MAX_BADGE_CHATS: usize = 64;
 /// How often at most a full queue's drops (or notes a full disk refused) are logged.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// An event as the queue holds it: its latest message shared with the note that brought
+/// it (a note changes a pointer, not a copy); [`Queued::record`] is its stored form.
 struct Queued {
-    record: PushRecord,
+    recipient: Arc<str>,
+    uid: UserId,
+    message: Arc<PushMessage>,
+    count: u32,
+    unread: u64,
     /// When its coalescing window closes and it may be sent.
     due: Instant,
     /// Changed by a note since it was written.
     dirty: bool,
+}
+
+impl Queued {
+    fn record(&self) -> PushRecord {
+        PushRecord {
+            recipient: self.recipient.to_string(),
+            recipient_uid: self.uid,
+            message: (*self.message).clone(),
+            count: self.count,
+            unread: self.unread,
+        }
+    }
 }
 
 /// The gateway subscribed now.
@@ -85,7 +104,11 @@ impl PushQueue {
                 queue.floor = state.floor;
                 queue.last_seq = state.last_seq;
                 let now = Instant::now();
-                let queued = |(seq, record)| (seq, Queued { record, due: now, dirty: false });
+                let queued = |(seq, record): (u64, PushRecord)| {
+                    let PushRecord { recipient, recipient_uid, message, count, unread } = record;
+                    let (recipient, message) = (recipient.into(), Arc::new(message));
+                    (seq, Queued { recipient, uid: recipient_uid, message, count, unread, due: now, dirty: false })
+                };
                 queue.events = state.events.into_iter().map(queued).collect();
                 if !queue.events.is_empty() {
                     info!("{} push events wait for the gateway", queue.events.len());
@@ -106,16 +129,6 @@ impl PushQueue {
     pub fn notes(&mut self, ctx: &mut Ctx, notes: Vec<PushNote>) {
         let now = Instant::now();
         ctx.shared.push.notes_taken(notes.len());
-        let lost = ctx.shared.push.take_lost_notes();
-        if lost > 0 {
-            Metrics::add(&ctx.shared.metrics.push_dropped, lost);
-            self.lost_unlogged += lost;
-            if self.last_loss_log.is_none_or(|at| now.duration_since(at) >= DROP_LOG_EVERY) {
-                warn!("{} push notifications were dropped: the push queue's worker is behind", self.lost_unlogged);
-                self.lost_unlogged = 0;
-                self.last_loss_log = Some(now);
-            }
-        }
         for note in notes {
             if let Err(e) = self.note(ctx, note, now) {
                 // Once per DROP_LOG_EVERY at most: a full disk refuses every note.
@@ -136,9 +149,8 @@ impl PushQueue {
         let badge = self.badge(&note);
         if let Some(seq) = self.open.get(&note.uid).copied() {
             if let Some(queued) = self.events.get_mut(&seq).filter(|q| q.due > now) {
-                let record = &mut queued.record;
-                record.count = record.count.saturating_add(1);
-                (record.message, record.unread) = (note.message, badge);
+                queued.count = queued.count.saturating_add(1);
+                (queued.message, queued.unread) = (note.message, badge);
                 queued.dirty = true;
                 return Ok(());
             }
@@ -147,18 +159,12 @@ impl PushQueue {
             return Err(crate::store::StoreError::Full);
         }
         let seq = self.last_seq + 1;
-        let uid = note.uid;
-        let record = PushRecord {
-            recipient: note.recipient.to_string(),
-            recipient_uid: uid,
-            message: note.message,
-            count: 1,
-            unread: badge,
-        };
-        ctx.partition.push_event(seq, &record)?;
-        self.last_seq = seq;
         let due = now + ctx.config().push.window;
-        self.events.insert(seq, Queued { record, due, dirty: false });
+        let PushNote { recipient, uid, message, .. } = note;
+        let queued = Queued { recipient, uid, message, count: 1, unread: badge, due, dirty: false };
+        ctx.partition.push_event(seq, &queued.record())?;
+        self.last_seq = seq;
+        self.events.insert(seq, queued);
         self.open.insert(uid, seq);
         self.windows.push_back((due, seq));
         Metrics::add(&ctx.shared.metrics.push_events, 1);
@@ -186,8 +192,8 @@ impl PushQueue {
         let mut dropped = 0;
         while self.events.len() > max {
             let Some((seq, queued)) = self.events.pop_first() else { break };
-            if self.open.get(&queued.record.recipient_uid) == Some(&seq) {
-                self.open.remove(&queued.record.recipient_uid);
+            if self.open.get(&queued.uid) == Some(&seq) {
+                self.open.remove(&queued.uid);
             }
             dropped += 1;
         }
@@ -299,11 +305,11 @@ impl PushQueue {
             }
             self.windows.pop_front();
             if let Some(queued) = self.events.get_mut(&seq) {
-                if self.open.get(&queued.record.recipient_uid) == Some(&seq) {
-                    self.open.remove(&queued.record.recipient_uid);
+                if self.open.get(&queued.uid) == Some(&seq) {
+                    self.open.remove(&queued.uid);
                 }
                 if std::mem::take(&mut queued.dirty) {
-                    if let Err(e) = ctx.partition.push_event(seq, &queued.record) {
+                    if let Err(e) = ctx.partition.push_event(seq, &queued.record()) {
                         warn!("a push event's final count was not recorded: {e}");
                     }
                 }
@@ -322,16 +328,15 @@ impl PushQueue {
                 if due > now {
                     break;
                 }
-                let record = &queued.record;
-                let devices = targets(ctx, record);
-                let online = ctx.shared.directory.conn_of(&record.recipient).is_some();
+                let devices = targets(ctx, queued);
+                let online = ctx.shared.directory.conn_of(&queued.recipient).is_some();
                 gateway.sent_upto = seq;
                 if online || devices.is_empty() {
                     self.events.remove(&seq);
                     skipped = true;
                     continue;
                 }
-                ctx.batch.push(gateway.conn, Push::PushEvent(event(seq, record, devices)), true);
+                ctx.batch.push(gateway.conn, Push::PushEvent(event(seq, queued, devices)), true);
             }
             // Skipped events at the head raise the acknowledged position, which may let
             // more through the in-flight bound.
@@ -344,8 +349,8 @@ impl PushQueue {
 }
 
 /// The recipient's devices now, each with the preview only if it shows previews.
-fn targets(ctx: &Ctx, record: &PushRecord) -> Vec<PushTarget> {
-    let Some(prefs) = ctx.shared.push.get(record.recipient_uid) else { return Vec::new() };
+fn targets(ctx: &Ctx, queued: &Queued) -> Vec<PushTarget> {
+    let Some(prefs) = ctx.shared.push.get(queued.uid) else { return Vec::new() };
     prefs
         .devices
         .iter()
@@ -353,16 +358,16 @@ fn targets(ctx: &Ctx, record: &PushRecord) -> Vec<PushTarget> {
             device: d.device.clone(),
             platform: d.platform,
             token: d.token.clone(),
-            preview: record.message.preview.clone().filter(|_| d.previews),
+            preview: queued.message.preview.clone().filter(|_| d.previews),
         })
         .collect()
 }
 
-fn event(seq: u64, record: &PushRecord, devices: Vec<PushTarget>) -> PushEvent {
-    let message = &record.message;
+fn event(seq: u64, queued: &Queued, devices: Vec<PushTarget>) -> PushEvent {
+    let message = &queued.message;
     PushEvent {
         seq,
-        recipient: record.recipient.clone(),
+        recipient: queued.recipient.to_string(),
         devices,
         chat: message.chat.clone(),
         chat_name: message.chat_name.clone(),
@@ -371,8 +376,8 @@ fn event(seq: u64, record: &PushRecord, devices: Vec<PushTarget>) -> PushEvent {
         sender_kind: message.sender_kind,
         message_id: message.message_id,
         kind: message.kind,
-        count: record.count,
-        unread: record.unread,
+        count: queued.count,
+        unread: queued.unread,
         timestamp_ms: message.timestamp_ms,
     }
 }
