@@ -68,6 +68,7 @@
 pub mod acks;
 pub mod backoff;
 pub mod config;
+pub mod dead_tokens;
 pub mod deliver;
 pub mod feed;
 pub mod gateway;
