@@ -79,3 +79,4 @@ pub mod pool;
 pub mod stop;
 pub mod token;
 pub mod webhook;
+pub mod writer;
