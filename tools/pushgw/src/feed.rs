@@ -11,7 +11,7 @@
 //!
 //! The tokens a webhook's answer lists as dead ([`crate::dead_tokens`]) are sent to the
 //! server (`DropPushToken`) as the event's delivery ends, so always before the ack that
-//! covers the event ([`Pumping::report`] says why no more is done to make sure of them).
+//! covers the event (`Pumping::report` says why no more is done to make sure of them).
 
 use crate::acks::AckTracker;
 use crate::backoff::RetryPolicy;

@@ -184,6 +184,12 @@ impl Link {
         }
         self.confirmed
     }
+
+    /// Hands `outgoing` to the writer, behind everything handed to it before.
+    fn send(&self, outgoing: Outgoing) -> Result<(), FeedError> {
+        let writer = self.outgoing.as_ref().ok_or_else(|| FeedError("the connection is closing".into()))?;
+        writer.send(outgoing).map_err(|_| FeedError("the connection's writer stopped".into()))
+    }
 }
 
 impl Feed for Link {
@@ -221,14 +227,6 @@ impl Feed for Link {
 
     fn drop_token(&mut self, username: &str, token: &str) -> Result<(), FeedError> {
         self.send(Outgoing::DropToken { username: username.to_string(), token: token.to_string() })
-    }
-}
-
-impl Link {
-    /// Hands `outgoing` to the writer, behind everything handed to it before.
-    fn send(&self, outgoing: Outgoing) -> Result<(), FeedError> {
-        let writer = self.outgoing.as_ref().ok_or_else(|| FeedError("the connection is closing".into()))?;
-        writer.send(outgoing).map_err(|_| FeedError("the connection's writer stopped".into()))
     }
 }
 
@@ -287,9 +285,10 @@ fn read_frames(mut client: Client, to_gateway: &Sender<FromServer>) {
                 debug!("the server forgot the dropped push token (request {request_id})");
                 continue;
             }
-            // A drop is a hint that the next event for the user repeats if it was lost
-            // (crate::feed, Pumping::report): its refusal (a permission taken away, a full
-            // disk) is the operator's to see, not a reason to leave the feed.
+            // A drop that does not take is reported again by the webhook with the next
+            // event for its user (crate::feed, Pumping::report): its refusal (a permission
+            // taken away, a full disk) is for the operator to see, not a reason to leave
+            // the feed.
             Ok(ServerFrame::Error { request_id, code, message, .. }) if is_drop(request_id) => {
                 warn!("the server refused to drop a push token (request {request_id}): {code:?}: {message}");
                 continue;
