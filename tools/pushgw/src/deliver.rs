@@ -1,8 +1,10 @@
 //! Delivering one event: POST it until the webhook answers 2xx, waiting with exponential
-//! backoff between tries. An event is never skipped: a gateway that gave up on one would
-//! have to ack it (the feed is cumulative) and the notification would be lost.
+//! backoff between tries, and take the dead tokens that answer lists. An event is never
+//! skipped: a gateway that gave up on one would have to ack it (the feed is cumulative)
+//! and the notification would be lost.
 
 use crate::backoff::{Backoff, RetryPolicy};
+use crate::dead_tokens::DeadTokens;
 use crate::payload::Notification;
 use crate::stop::Stop;
 use crate::webhook::Webhook;
@@ -10,10 +12,11 @@ use confab_proto::protocol::PushEvent;
 use log::{debug, info, warn};
 
 /// How a delivery ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    /// The webhook answered 2xx, on the `attempts`-th POST.
-    Delivered { attempts: u32 },
+    /// The webhook answered 2xx, on the `attempts`-th POST, listing these of the event's
+    /// tokens as no longer valid.
+    Delivered { attempts: u32, dead_tokens: Option<DeadTokens> },
     /// Stop was asked while waiting to try again; the event is not delivered.
     Stopped,
 }
@@ -28,13 +31,14 @@ pub fn deliver(event: &PushEvent, webhook: &dyn Webhook, retry: RetryPolicy, sto
     loop {
         attempts = attempts.saturating_add(1);
         match webhook.post(event.seq, &body) {
-            Ok(()) => {
+            Ok(answer) => {
                 if attempts > 1 {
                     info!("event {} delivered on attempt {attempts}", event.seq);
                 } else {
                     debug!("event {} delivered", event.seq);
                 }
-                return Delivery::Delivered { attempts };
+                let dead_tokens = DeadTokens::from_answer(&answer, event);
+                return Delivery::Delivered { attempts, dead_tokens };
             }
             Err(e) => {
                 let (_, wait) = backoff.failed();

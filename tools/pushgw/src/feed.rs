@@ -8,17 +8,22 @@
 //! only the highest seq such that it and every event received before it on this
 //! subscription got the webhook's 2xx ([`crate::acks`]). With a concurrency of 1 each
 //! event is POSTed, delivered and acked before the next is taken, as one loop would.
+//!
+//! The tokens a webhook's answer lists as dead ([`crate::dead_tokens`]) are sent to the
+//! server (`DropPushToken`) as the event's delivery ends, so always before the ack that
+//! covers the event (`Pumping::report` says why no more is done to make sure of them).
 
 use crate::acks::AckTracker;
 use crate::backoff::RetryPolicy;
 use crate::config::MAX_CONCURRENCY;
+use crate::dead_tokens::DeadTokens;
 use crate::deliver::Delivery;
 use crate::pool::{Finished, Pool};
 use crate::stop::Stop;
 use crate::webhook::Webhook;
 use confab_proto::protocol::PushEvent;
 use crossbeam_channel::Receiver;
-use log::debug;
+use log::{debug, info};
 use thiserror::Error;
 
 /// What the feed gave.
@@ -46,6 +51,10 @@ pub trait Feed {
     /// Tells the server that every event up to and including `seq` is delivered. May
     /// return before the server has confirmed it.
     fn ack(&mut self, seq: u64) -> Result<(), FeedError>;
+    /// Tells the server that the push service rejected `token` of `username` as no longer
+    /// valid (`DropPushToken`), ahead of any ack asked for after it. May return before the
+    /// server has answered; an error in answer does not end the subscription.
+    fn drop_token(&mut self, username: &str, token: &str) -> Result<(), FeedError>;
 }
 
 /// The highest seq up to which this process saw the webhook take (2xx) every event,
@@ -127,31 +136,59 @@ impl Pumping<'_> {
                 // unacknowledged events bounds them) until one is free.
                 Next::Finished(pool.wait()?)
             };
-            match next {
-                Next::Event(event) => self.received(event, pool)?,
+            let dead_tokens = match next {
+                Next::Event(event) => {
+                    self.received(event, pool)?;
+                    None
+                }
                 Next::Finished(finished) => self.finished(finished),
                 Next::Stopped => return Ok(()),
-            }
-            if let Some(up_to) = self.advance() {
-                self.feed.ack(up_to)?;
-            }
+            };
+            let up_to = self.advance();
+            self.report(dead_tokens, up_to)?;
         }
     }
 
-    /// Waits for every event still in the pool and acks what it delivers, unless the
-    /// feed has failed (`taken`), in which case only the mark remembers it.
+    /// Waits for every event still in the pool and acks what it delivers (dropping the
+    /// dead tokens it reports), unless the feed has failed (`taken`), in which case only
+    /// the mark remembers it.
     fn finish(&mut self, pool: &Pool, taken: Result<(), FeedError>) -> Result<(), FeedError> {
         let mut ended = taken;
         while self.in_flight > 0 {
-            let finished = pool.wait()?;
-            self.finished(finished);
-            if let Some(up_to) = self.advance() {
-                if ended.is_ok() {
-                    ended = self.feed.ack(up_to);
-                }
+            let dead_tokens = self.finished(pool.wait()?);
+            let up_to = self.advance();
+            if ended.is_ok() {
+                ended = self.report(dead_tokens, up_to);
             }
         }
         ended
+    }
+
+    /// Sends the drops of a delivery that just ended, then the ack the delivered run
+    /// allows, which may cover that event: on the one connection the drops reach the
+    /// server first, so an event is never acknowledged (and gone for good) with its drops
+    /// still to send.
+    ///
+    /// Nothing more is done to make sure a drop arrives: one is harmless to repeat (the
+    /// server answers Done for a token it no longer has) and harmless to lose (the device
+    /// is still listed, so the next event for its user names it and the webhook reports it
+    /// again). So a drop is not retried, not remembered across reconnects (an event the
+    /// mark acks without a POST has no answer to read), and lost with the connection if
+    /// it fails first; and an error in answer to one is only logged ([`crate::link`]).
+    fn report(&mut self, dead_tokens: Option<DeadTokens>, up_to: Option<u64>) -> Result<(), FeedError> {
+        if let Some(DeadTokens { username, tokens }) = dead_tokens {
+            info!(
+                "the webhook reported {} dead push token(s) of {username}; asking the server to forget them",
+                tokens.len()
+            );
+            for token in &tokens {
+                self.feed.drop_token(&username, token)?;
+            }
+        }
+        match up_to {
+            Some(up_to) => self.feed.ack(up_to),
+            None => Ok(()),
+        }
     }
 
     fn received(&mut self, event: PushEvent, pool: &Pool) -> Result<(), FeedError> {
@@ -166,11 +203,16 @@ impl Pumping<'_> {
         Ok(())
     }
 
-    fn finished(&mut self, finished: Finished) {
+    /// Counts an event's delivery in; returns the dead tokens its answer listed.
+    fn finished(&mut self, finished: Finished) -> Option<DeadTokens> {
         // Every Finished answers one post: the count cannot go below zero.
         self.in_flight -= 1;
-        if let Delivery::Delivered { .. } = finished.delivery {
-            self.acks.delivered(finished.seq);
+        match finished.delivery {
+            Delivery::Delivered { dead_tokens, .. } => {
+                self.acks.delivered(finished.seq);
+                dead_tokens
+            }
+            Delivery::Stopped => None,
         }
     }
 

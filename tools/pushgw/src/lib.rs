@@ -7,15 +7,18 @@
 //! connection error) is retried on its own with exponential backoff, never skipped; a lost
 //! server connection is made again and the unacknowledged events come again. The webhook
 //! therefore sees each event *at least* once and deduplicates by the `Idempotency-Key`
-//! header (the event's `seq`). While another gateway holds the feed this one stands by and
-//! tries again. SIGTERM or SIGINT ends it (exit 0): the POSTs under way finish, no new one
+//! header (the event's `seq`). The webhook's 2xx answer may list tokens the push service
+//! rejected as no longer valid; the gateway asks the server to forget them
+//! (`DropPushToken`). While another gateway holds the feed this one stands by and tries
+//! again. SIGTERM or SIGINT ends it (exit 0): the POSTs under way finish, no new one
 //! starts, and it waits briefly for the server's receipt of the last ack.
 //!
 //! The path of an event, one module per arrow:
 //!
 //! ```text
-//! confabd → link (handshake, reader and writer threads) → feed::pump + acks (acks in order)
+//! confabd → link (handshake, reader thread) → feed::pump + acks (acks in order)
 //!         → pool (N delivery threads) → deliver (retries, backoff) → webhook (HTTP) + payload (JSON)
+//! webhook's answer → dead_tokens → feed::pump → writer (drops, then acks) → confabd
 //! gateway: connect, subscribe, pump, reconnect or stand by, until stop
 //! ```
 //!
@@ -61,13 +64,37 @@
 //!   device turned previews off or the message has no text).
 //!
 //! Any 2xx status means delivered; redirects are not followed (a 3xx is retried like any
-//! other failure). The response body is ignored.
+//! other failure).
+//!
+//! # The webhook's answer
+//!
+//! A 2xx answer's body MAY be a JSON object with a field `invalid_tokens`: the tokens of
+//! this event's devices that the push service rejected as no longer valid (APNs
+//! "Unregistered", FCM "UNREGISTERED": the app was removed or the token replaced).
+//!
+//! ```json
+//! {"invalid_tokens": ["..."]}
+//! ```
+//!
+//! For each listed token that is the token of one of the event's `devices`, the gateway
+//! sends the server `DropPushToken { username: recipient, token }`, and the server forgets
+//! every device of the recipient with that token, so later events do not name it. Tokens
+//! that are not the event's devices' are ignored (a webhook cannot make the gateway drop
+//! another user's tokens), and so is any other body: none, not JSON, not an object, other
+//! fields, an `invalid_tokens` that is not a list of strings, or more than 64 KiB. The body
+//! never changes whether the event is delivered; only the status does.
+//!
+//! The drops go on the gateway's connection before the ack that covers the event. They are
+//! a hint, not a delivery: one lost (the connection dropped first) or refused by the server
+//! (logged) is reported again by the webhook with the next event for that user, and one
+//! repeated does no harm.
 
 #![forbid(unsafe_code)]
 
 pub mod acks;
 pub mod backoff;
 pub mod config;
+pub mod dead_tokens;
 pub mod deliver;
 pub mod feed;
 pub mod gateway;
@@ -78,3 +105,4 @@ pub mod pool;
 pub mod stop;
 pub mod token;
 pub mod webhook;
+pub mod writer;

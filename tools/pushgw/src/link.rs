@@ -6,10 +6,10 @@
 //! AckPush is unanswered (up to 256 in flight), and the connection must send a frame at
 //! least every heartbeat even while POSTs are retried for minutes, or the server closes
 //! it as idle. So the reader takes every frame as it comes (events and ack receipts go to
-//! the gateway through one channel, in the order they arrived) and the writer sends the
-//! acks the gateway hands it, coalesced, and a Ping when it has had nothing to send for a
-//! heartbeat. Only the writer writes and only the reader reads; the gateway never touches
-//! the socket.
+//! the gateway through one channel, in the order they arrived) and the writer
+//! ([`crate::writer`]) sends the acks and drops of dead tokens the gateway hands it, and a
+//! Ping when it has had nothing to send for a heartbeat. Only the writer writes and only
+//! the reader reads; the gateway never touches the socket.
 //!
 //! The handshake uses [`confab_proto::client::Client`]; the reader goes on with the same
 //! client (it has the bytes already buffered) and the writer with a clone of its socket.
@@ -18,21 +18,15 @@ use crate::config::{Config, FALLBACK_HEARTBEAT};
 use crate::feed::{Feed, FeedError, Next};
 use crate::pool::Finished;
 use crate::stop::Stop;
+use crate::writer::{is_drop, write_frames, Outgoing};
 use confab_proto::client::{Client, ClientError};
-use confab_proto::frame;
-use confab_proto::protocol::{ClientFrame, ErrorCode, Push, PushEvent, Reply, Request, ServerFrame};
-use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+use confab_proto::protocol::{ErrorCode, Push, PushEvent, Reply, Request, ServerFrame};
+use crossbeam_channel::{select, Receiver, Sender};
 use log::{debug, info, warn};
-use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-
-/// The writer's request ids start here, far from the handshake's first few, so a reply
-/// in a log says which side asked. Replies to the writer's requests are recognised by
-/// what they are (Pong, PushAcked), so the ids need not be tracked.
-const WRITER_FIRST_REQUEST_ID: u32 = 1 << 20;
 
 /// Why there is no subscription.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -71,8 +65,8 @@ enum FromServer {
 /// A subscribed connection. [`Link::close`] ends it politely; dropping it ends it at once.
 pub struct Link {
     from_server: Receiver<FromServer>,
-    /// Acks for the writer; None once closing.
-    acks: Option<Sender<u64>>,
+    /// Acks and drops for the writer; None once closing.
+    outgoing: Option<Sender<Outgoing>>,
     /// To shut the socket down, which ends the reader.
     socket: TcpStream,
     reader: Option<JoinHandle<()>>,
@@ -143,17 +137,17 @@ impl Link {
         let write_half = client.stream().try_clone()?;
         write_half.set_write_timeout(Some(silence))?;
         let (to_gateway, from_server) = crossbeam_channel::unbounded();
-        let (acks, acks_rx) = crossbeam_channel::unbounded();
+        let (outgoing, outgoing_rx) = crossbeam_channel::unbounded();
         let reader =
             std::thread::Builder::new().name("pushgw-reader".into()).spawn(move || read_frames(client, &to_gateway))?;
         let writer = std::thread::Builder::new()
             .name("pushgw-writer".into())
-            .spawn(move || write_frames(write_half, &acks_rx, heartbeat))?;
+            .spawn(move || write_frames(write_half, &outgoing_rx, heartbeat))?;
         // A subscription resumed after earlier acks counts them as confirmed.
         let confirmed = Some(subscribed.acked).filter(|&acked| acked > 0);
         Ok(Link {
             from_server,
-            acks: Some(acks),
+            outgoing: Some(outgoing),
             socket,
             reader: Some(reader),
             writer: Some(writer),
@@ -163,12 +157,12 @@ impl Link {
         })
     }
 
-    /// Sends the acks given so far, waits a little for the server to confirm the last one
-    /// (so that a gateway started next does not get those events again), and closes.
-    /// Returns the position the server confirmed.
+    /// Sends the acks and drops given so far, waits a little for the server to confirm
+    /// the last ack (so that a gateway started next does not get those events again), and
+    /// closes. Returns the position the server confirmed.
     pub fn close(mut self) -> Option<u64> {
         // The writer sends what is queued before it sees the channel closed.
-        drop(self.acks.take());
+        drop(self.outgoing.take());
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -189,6 +183,12 @@ impl Link {
             _ => {}
         }
         self.confirmed
+    }
+
+    /// Hands `outgoing` to the writer, behind everything handed to it before.
+    fn send(&self, outgoing: Outgoing) -> Result<(), FeedError> {
+        let writer = self.outgoing.as_ref().ok_or_else(|| FeedError("the connection is closing".into()))?;
+        writer.send(outgoing).map_err(|_| FeedError("the connection's writer stopped".into()))
     }
 }
 
@@ -220,10 +220,13 @@ impl Feed for Link {
     }
 
     fn ack(&mut self, seq: u64) -> Result<(), FeedError> {
-        let acks = self.acks.as_ref().ok_or_else(|| FeedError("the connection is closing".into()))?;
-        acks.send(seq).map_err(|_| FeedError("the connection's writer stopped".into()))?;
+        self.send(Outgoing::Ack(seq))?;
         self.sent = self.sent.max(Some(seq));
         Ok(())
+    }
+
+    fn drop_token(&mut self, username: &str, token: &str) -> Result<(), FeedError> {
+        self.send(Outgoing::DropToken { username: username.to_string(), token: token.to_string() })
     }
 }
 
@@ -231,7 +234,7 @@ impl Drop for Link {
     /// Ends both threads: the writer by closing its channel, the reader by shutting the
     /// socket down under it.
     fn drop(&mut self) {
-        drop(self.acks.take());
+        drop(self.outgoing.take());
         let _ = self.socket.shutdown(Shutdown::Both);
         for thread in [self.writer.take(), self.reader.take()].into_iter().flatten() {
             let _ = thread.join();
@@ -278,6 +281,18 @@ fn read_frames(mut client: Client, to_gateway: &Sender<FromServer>) {
             Ok(ServerFrame::Push(Push::PushEvent(event))) => FromServer::Event(event),
             Ok(ServerFrame::Reply { reply: Reply::PushAcked { up_to }, .. }) => FromServer::Acked(up_to),
             Ok(ServerFrame::Reply { reply: Reply::Pong, .. }) => continue,
+            Ok(ServerFrame::Reply { request_id, reply: Reply::Done }) if is_drop(request_id) => {
+                debug!("the server forgot the dropped push token (request {request_id})");
+                continue;
+            }
+            // A drop that does not take is reported again by the webhook with the next
+            // event for its user (crate::feed, Pumping::report): its refusal (a permission
+            // taken away, a full disk) is for the operator to see, not a reason to leave
+            // the feed.
+            Ok(ServerFrame::Error { request_id, code, message, .. }) if is_drop(request_id) => {
+                warn!("the server refused to drop a push token (request {request_id}): {code:?}: {message}");
+                continue;
+            }
             Ok(ServerFrame::Push(Push::ShuttingDown)) => break "the server is shutting down".to_string(),
             Ok(ServerFrame::Push(Push::Kicked { reason })) => break format!("the server ended the session: {reason}"),
             // An error to an ack or a ping means the server and we disagree about the feed;
@@ -297,27 +312,4 @@ fn read_frames(mut client: Client, to_gateway: &Sender<FromServer>) {
         }
     };
     let _ = to_gateway.send(FromServer::Lost(lost));
-}
-
-/// The writer thread: acks as the gateway gives them (several waiting become one, the
-/// highest: acks are cumulative), a Ping after a heartbeat without any, until the gateway
-/// closes the channel or a write fails.
-fn write_frames(mut socket: TcpStream, acks: &Receiver<u64>, heartbeat: Duration) {
-    let mut request_id = WRITER_FIRST_REQUEST_ID;
-    loop {
-        let request = match acks.recv_timeout(heartbeat) {
-            Ok(first) => Request::AckPush { up_to: acks.try_iter().fold(first, u64::max) },
-            Err(RecvTimeoutError::Timeout) => Request::Ping,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        debug!("sending {request:?}");
-        let bytes = frame::encode(&ClientFrame { request_id, request });
-        request_id = request_id.wrapping_add(1).max(WRITER_FIRST_REQUEST_ID);
-        if let Err(e) = socket.write_all(&bytes) {
-            // The reader sees the shut-down socket and reports the connection lost.
-            debug!("writing to the server: {e}");
-            let _ = socket.shutdown(Shutdown::Both);
-            return;
-        }
-    }
 }

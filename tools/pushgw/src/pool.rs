@@ -19,7 +19,7 @@ use log::debug;
 use std::thread::Scope;
 
 /// What came of one event handed to the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
     pub seq: u64,
     /// [`Delivery::Stopped`] also for an event that was still waiting for a thread when

@@ -1,6 +1,7 @@
 //! One POST to the webhook, and what came of it. [`Webhook`] is the seam the delivery
 //! logic is tested through; [`HttpWebhook`] is the real one (ureq).
 
+use log::debug;
 use std::io::Read;
 use std::time::Duration;
 use thiserror::Error;
@@ -21,8 +22,11 @@ pub enum PostError {
 
 /// Where events go. Shared by the delivery threads, which POST at the same time.
 pub trait Webhook: Sync {
-    /// POSTs one event's JSON; `seq` is its Idempotency-Key. Ok means a 2xx came back.
-    fn post(&self, seq: u64, body: &[u8]) -> Result<(), PostError>;
+    /// POSTs one event's JSON; `seq` is its Idempotency-Key. Ok means a 2xx came back,
+    /// with its body ([`crate::dead_tokens`] reads it): at most [`MAX_RESPONSE_BODY`]
+    /// bytes, and empty when it was longer or could not be read, as the body says
+    /// nothing about whether the event was delivered.
+    fn post(&self, seq: u64, body: &[u8]) -> Result<Vec<u8>, PostError>;
 }
 
 /// The webhook over HTTP(S). Keeps connections alive between POSTs (ureq's pool), one
@@ -32,9 +36,11 @@ pub struct HttpWebhook {
     url: Uri,
 }
 
-/// Bytes of a response body read so the connection can be reused; a longer body is cut
-/// and its connection dropped.
-const MAX_RESPONSE_BODY: u64 = 64 * 1024;
+/// Bytes of a response body read, for its `invalid_tokens` and so the connection can be
+/// reused: a list of dead tokens for one user's devices (10 at most, of 1 KiB at most)
+/// fits many times over. A longer body is ignored whole (a list cut short is not JSON)
+/// and its connection dropped; the gateway never holds more of a webhook's answer.
+pub const MAX_RESPONSE_BODY: u64 = 64 * 1024;
 
 /// A bad `--webhook`.
 #[derive(Debug, Error)]
@@ -84,7 +90,7 @@ impl HttpWebhook {
 }
 
 impl Webhook for HttpWebhook {
-    fn post(&self, seq: u64, body: &[u8]) -> Result<(), PostError> {
+    fn post(&self, seq: u64, body: &[u8]) -> Result<Vec<u8>, PostError> {
         let response = self
             .agent
             .post(&self.url)
@@ -96,17 +102,26 @@ impl Webhook for HttpWebhook {
             Err(ureq::Error::Timeout(_)) => return Err(PostError::Timeout),
             Err(e) => return Err(PostError::Transport(e.to_string())),
         };
-        // Read what little body there is, so the connection goes back to the pool; what it
-        // says is of no interest, and failing to read it does not undo the status.
-        let mut sink = Vec::new();
-        let _ = response.body_mut().as_reader().take(MAX_RESPONSE_BODY).read_to_end(&mut sink);
+        // Read what little body there is, so the connection goes back to the pool; failing
+        // to read it, or a body too long, does not undo the status.
+        let answer = read_limited(&mut response.body_mut().as_reader(), MAX_RESPONSE_BODY);
         let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(PostError::Status { status: status.as_u16() })
+        if !status.is_success() {
+            return Err(PostError::Status { status: status.as_u16() });
         }
+        Ok(answer.unwrap_or_else(|| {
+            debug!("event {seq}: the webhook's answer is longer than {MAX_RESPONSE_BODY} bytes or unreadable; ignored");
+            Vec::new()
+        }))
     }
+}
+
+/// Reads `reader` to its end if that is at most `max` bytes; None if it is longer (only
+/// `max` + 1 bytes are read to know) or a read fails.
+fn read_limited(reader: &mut dyn Read, max: u64) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    reader.take(max.saturating_add(1)).read_to_end(&mut body).ok()?;
+    (body.len() as u64 <= max).then_some(body)
 }
 
 #[cfg(test)]
@@ -123,5 +138,23 @@ mod tests {
         assert!(matches!(HttpWebhook::new("http://exa mple.com/", timeout, "t", 1), Err(UrlError::Invalid(_))));
         let secret = HttpWebhook::new("https://hooks.example.com:8443/T0/s3cret?key=s3cret", timeout, "t", 1).unwrap();
         assert_eq!(secret.origin(), "https://hooks.example.com:8443");
+    }
+
+    #[test]
+    fn an_answer_longer_than_the_limit_is_not_read_whole() {
+        let limit = MAX_RESPONSE_BODY as usize;
+        let read = |len: usize| read_limited(&mut std::io::Cursor::new(vec![b'x'; len]), MAX_RESPONSE_BODY);
+        assert_eq!(read(0), Some(Vec::new()));
+        assert_eq!(read(limit).map(|body| body.len()), Some(limit));
+        assert_eq!(read(limit + 1), None);
+        // An endless body is not read to its end.
+        assert_eq!(read_limited(&mut std::io::repeat(b'x'), MAX_RESPONSE_BODY), None);
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("connection reset"))
+            }
+        }
+        assert_eq!(read_limited(&mut Broken, MAX_RESPONSE_BODY), None);
     }
 }

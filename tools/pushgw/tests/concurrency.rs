@@ -41,7 +41,7 @@ fn requests(server: &WebhookServer, count: usize) -> Vec<Received> {
 
 /// Whether the webhook answered this request 2xx.
 fn delivered(request: &Received) -> bool {
-    matches!(request.answer, Answer::Status(200..=299) | Answer::Slow(_))
+    matches!(request.answer, Answer::Status(200..=299) | Answer::Slow(_) | Answer::Body(_))
 }
 
 /// The acks go forward, end at `last`, and each came after the webhook's 2xx to every

@@ -1,12 +1,13 @@
 //! The built gateway against the real confabd (push-spec.md, "tools/pushgw"): bob
-//! registers a phone for push and goes offline; alice writes to him; the webhook gets the
-//! events (POSTed concurrently, so perhaps out of order) with bob's device and the
-//! previews, and the gateway acks them, so a
-//! gateway started next gets no repeats; a second gateway stands by and takes over when
-//! the first stops.
+//! registers a phone and a tablet for push and goes offline; alice writes to him; the
+//! webhook gets the events (POSTed concurrently, so perhaps out of order) with bob's
+//! devices and the previews, and the gateway acks them, so a gateway started next gets no
+//! repeats; a second gateway stands by and takes over when the first stops. The webhook
+//! reports the tablet's token dead, and the server forgets it: later events name only the
+//! phone.
 
 use crate::common::gateway_process::GatewayProcess;
-use crate::common::webhook_server::{Received, WebhookServer};
+use crate::common::webhook_server::{Answer, Received, WebhookServer};
 use confab_proto::client::Client;
 use confab_proto::protocol::{ClientMsgId, MessageId, Push, PushPlatform, Reply, Request};
 use confab_testd::{confabd, subcommand, Daemon};
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 const PASSWORD: &str = "correct horse";
 const SERVICE: &str = "pushgw";
 const WAIT: Duration = Duration::from_secs(15);
+/// bob's tablet's token, which the webhook reports dead.
+const TABLET_TOKEN: &str = "fcm-token-2";
 
 /// Creates the gateway's service with the push permission (daemon stopped) and writes its
 /// token where the gateway reads it.
@@ -55,10 +58,19 @@ fn send(alice: &mut Client, sent: &mut Sent, text: &str) {
     sent.insert(message_id, text.to_string());
 }
 
+/// bob's devices as an event lists them for `text`: the phone with the preview, and the
+/// tablet (no previews) while the server has it.
+fn bob_devices(text: &str, tablet: bool) -> Value {
+    let phone = json!({"device": "phone", "platform": "apns", "token": "apns-token-1", "preview": text});
+    let tablet = tablet.then(|| json!({"device": "tablet", "platform": "fcm", "token": TABLET_TOKEN, "preview": null}));
+    Value::Array([Some(phone), tablet].into_iter().flatten().collect())
+}
+
 /// POSTs until they stand for `messages` messages (the server coalesces a burst into
-/// fewer events); each is checked against what alice sent. Sorted by seq: the gateway
-/// POSTs several at once, so the webhook may answer them in another order.
-fn events_for(webhook: &WebhookServer, messages: u64, sent: &Sent, alice_name: &str) -> Vec<Received> {
+/// fewer events); each is checked against what alice sent, and lists the tablet if
+/// `tablet`. Sorted by seq: the gateway POSTs several at once, so the webhook may answer
+/// them in another order.
+fn events_for(webhook: &WebhookServer, messages: u64, sent: &Sent, alice_name: &str, tablet: bool) -> Vec<Received> {
     let deadline = Instant::now() + WAIT;
     let mut events = Vec::new();
     let mut counted = 0;
@@ -79,8 +91,8 @@ fn events_for(webhook: &WebhookServer, messages: u64, sent: &Sent, alice_name: &
         assert_eq!(body["kind"], "text");
         assert_eq!(
             body["devices"],
-            json!([{"device": "phone", "platform": "apns", "token": "apns-token-1", "preview": text}]),
-            "the preview is the latest message's text"
+            bob_devices(text, tablet),
+            "tablet listed: {tablet}; the preview is the latest text"
         );
         assert!(body["timestamp_ms"].as_u64().is_some_and(|ms| ms > 0), "{body}");
         let count = body["count"].as_u64().expect("a count");
@@ -103,15 +115,22 @@ fn offline_messages_reach_the_webhook_once_and_are_acked_in_order_and_a_standby_
     let addr = daemon.addr;
     let webhook = WebhookServer::start(vec![]);
 
-    // bob registers his phone, alice watches him go offline.
+    // bob registers his phone and his tablet, alice watches him go offline.
     let (mut bob, _) = user(addr, "bob");
-    let device = Request::SetPushDevice {
+    let phone = Request::SetPushDevice {
         device: "phone".into(),
         platform: PushPlatform::Apns,
         token: "apns-token-1".into(),
         previews: true,
     };
-    assert_eq!(bob.request(device).expect("SetPushDevice"), Reply::Done);
+    assert_eq!(bob.request(phone).expect("SetPushDevice"), Reply::Done);
+    let tablet = Request::SetPushDevice {
+        device: "tablet".into(),
+        platform: PushPlatform::Fcm,
+        token: TABLET_TOKEN.into(),
+        previews: false,
+    };
+    assert_eq!(bob.request(tablet).expect("SetPushDevice"), Reply::Done);
     let (mut alice, alice_name) = user(addr, "alice");
     let watching = alice.request(Request::SubscribePresence { username: "bob".into() }).expect("watch bob");
     assert_eq!(watching, Reply::Subscribed { username: "bob".into(), online: true });
@@ -131,7 +150,7 @@ fn offline_messages_reach_the_webhook_once_and_are_acked_in_order_and_a_standby_
     for text in ["one", "two", "three"] {
         send(&mut alice, &mut sent, text);
     }
-    let events = events_for(&webhook, 3, &sent, &alice_name);
+    let events = events_for(&webhook, 3, &sent, &alice_name, true);
     let seqs: Vec<u64> = events.iter().map(Received::seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "an event POSTed twice: {seqs:?}");
     let mut unread = 0;
@@ -153,19 +172,30 @@ fn offline_messages_reach_the_webhook_once_and_are_acked_in_order_and_a_standby_
     let mut standby = GatewayProcess::start("gateway 3", addr, SERVICE, &token_file, &webhook.url);
     standby.wait_for("standing by");
 
+    // The push service refuses the tablet's token: the webhook says so in its answer to
+    // the next event (with a token that is not bob's, which the gateway must not drop).
+    let dead = r#"{"invalid_tokens":["fcm-token-2","apns-token-of-carol"]}"#;
+    webhook.answer_next(Answer::Body(dead));
     send(&mut alice, &mut sent, "four");
-    let four = events_for(&webhook, 1, &sent, &alice_name);
+    let four = events_for(&webhook, 1, &sent, &alice_name, true);
     let four_seq = four[0].seq();
     assert!(four_seq > last, "event {four_seq} after {last}: a repeat?");
+    assert_eq!(four[0].answer, Answer::Body(dead));
     assert_eq!(four[0].body["devices"][0]["preview"], "four");
-    gateway.wait_for(&format!("the server confirmed events up to {four_seq}"));
+    // The drop's Done and the ack's receipt come from different parts of the server, in
+    // either order.
+    gateway.wait_for_each(&[
+        "the server forgot the dropped push token",
+        &format!("the server confirmed events up to {four_seq}"),
+    ]);
     gateway.stop();
 
     // The standby takes over where the first left off.
     let subscribed = standby.wait_for("subscribed to the push feed");
     assert!(subscribed.ends_with(&format!("acked {four_seq}, last {four_seq}")), "{subscribed}");
     send(&mut alice, &mut sent, "five");
-    let five = events_for(&webhook, 1, &sent, &alice_name);
+    // The server forgot the tablet: the next event names the phone alone.
+    let five = events_for(&webhook, 1, &sent, &alice_name, false);
     assert!(five[0].seq() > four_seq);
     assert_eq!(five[0].body["devices"][0]["preview"], "five");
     standby.wait_for(&format!("the server confirmed events up to {}", five[0].seq()));

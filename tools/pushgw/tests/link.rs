@@ -6,41 +6,11 @@
 
 use crate::common::fake_confabd::{hello_reply, FakeConfabd, FakeConn, WAIT};
 use crate::common::feed::direct_event;
+use crate::common::gateway_thread::{finished, start_gateway, SERVICE, TOKEN};
 use crate::common::webhook_server::{Received, WebhookServer};
 use confab_proto::protocol::{ErrorCode, Reply, Request};
-use confab_pushgw::backoff::RetryPolicy;
-use confab_pushgw::config::Config;
-use confab_pushgw::gateway::{self, Fatal};
-use confab_pushgw::stop::{stop_signal, StopHandle};
-use confab_pushgw::webhook::HttpWebhook;
-use std::thread::JoinHandle;
+use confab_pushgw::gateway::Fatal;
 use std::time::{Duration, Instant};
-
-const SERVICE: &str = "gw";
-const TOKEN: &str = "service-token";
-
-/// The gateway on its own thread, with short retry waits.
-fn start_gateway(fake: &FakeConfabd, webhook: &WebhookServer) -> (StopHandle, JoinHandle<Result<(), Fatal>>) {
-    let mut config = Config::new(&fake.addr.to_string(), SERVICE, TOKEN, &webhook.url);
-    config.retry = RetryPolicy { base: Duration::from_millis(50), max: Duration::from_millis(400) };
-    let (handle, stop) = stop_signal();
-    let thread = std::thread::spawn(move || {
-        let webhook =
-            HttpWebhook::new(&config.webhook, config.timeout, "pushgw-test", config.concurrency).expect("webhook URL");
-        gateway::run(&config, &webhook, &stop)
-    });
-    (handle, thread)
-}
-
-/// Waits for the gateway's thread to end, within `WAIT`.
-fn finished(thread: JoinHandle<Result<(), Fatal>>) -> Result<(), Fatal> {
-    let deadline = Instant::now() + WAIT;
-    while !thread.is_finished() {
-        assert!(Instant::now() < deadline, "the gateway did not end within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    thread.join().expect("the gateway's thread does not panic")
-}
 
 /// Reads acks, answering each with its position, until one reaches `up_to`, which is
 /// left unanswered; returns them with when they came, and the last one's request id.

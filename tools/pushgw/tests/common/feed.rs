@@ -1,5 +1,5 @@
-//! A feed without a server: the events it is given, in order, then a stop; and every ack,
-//! with when it came. Plus push events to feed it.
+//! A feed without a server: the events it is given, in order, then a stop; and every ack
+//! and every drop of a dead token, in the order they came. Plus push events to feed it.
 //!
 //! It never hands over a delivery's end itself: at the end of the script it says stop (or
 //! that the connection is lost), and the loop then waits for the deliveries under way on
@@ -19,16 +19,31 @@ pub struct ScriptedFeed {
     /// The end of the script: a stop (None), or the connection lost for this reason.
     lost: Option<String>,
     pub acks: Vec<(u64, Instant)>,
+    /// Acks (`Sent::Ack`) and drops, in the order the loop handed them over.
+    pub sent: Vec<Sent>,
+}
+
+/// What the loop handed the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    Ack(u64),
+    Drop { username: String, token: String },
+}
+
+impl Sent {
+    pub fn drop(username: &str, token: &str) -> Sent {
+        Sent::Drop { username: username.into(), token: token.into() }
+    }
 }
 
 impl ScriptedFeed {
     pub fn new(events: Vec<PushEvent>) -> Self {
-        ScriptedFeed { events: events.into(), lost: None, acks: Vec::new() }
+        ScriptedFeed { events: events.into(), lost: None, acks: Vec::new(), sent: Vec::new() }
     }
 
     /// After its events the connection is lost, and every ack fails from then on.
     pub fn losing_the_connection(events: Vec<PushEvent>, reason: &str) -> Self {
-        ScriptedFeed { events: events.into(), lost: Some(reason.to_string()), acks: Vec::new() }
+        ScriptedFeed { events: events.into(), lost: Some(reason.to_string()), acks: Vec::new(), sent: Vec::new() }
     }
 
     pub fn acked_seqs(&self) -> Vec<u64> {
@@ -50,11 +65,26 @@ impl Feed for ScriptedFeed {
     }
 
     fn ack(&mut self, seq: u64) -> Result<(), FeedError> {
-        if let (true, Some(reason)) = (self.events.is_empty(), &self.lost) {
-            return Err(FeedError(reason.clone()));
-        }
+        self.check_connection()?;
         self.acks.push((seq, Instant::now()));
+        self.sent.push(Sent::Ack(seq));
         Ok(())
+    }
+
+    fn drop_token(&mut self, username: &str, token: &str) -> Result<(), FeedError> {
+        self.check_connection()?;
+        self.sent.push(Sent::drop(username, token));
+        Ok(())
+    }
+}
+
+impl ScriptedFeed {
+    /// Once the connection is lost, nothing can be sent.
+    fn check_connection(&self) -> Result<(), FeedError> {
+        match (self.events.is_empty(), &self.lost) {
+            (true, Some(reason)) => Err(FeedError(reason.clone())),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -51,19 +51,36 @@ impl GatewayProcess {
     pub fn wait_for(&mut self, text: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("{}: no line with {text:?} within {WAIT:?}; it logged:\n{}", self.name, self.seen.join("\n"))
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("{}: exited before logging {text:?}; it logged:\n{}", self.name, self.seen.join("\n"))
-                }
+            let line = self.next_line(deadline, &format!("{text:?}"));
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits until each of `texts` has been in a line, in any order (for lines whose
+    /// order the server's answers decide), skipping others.
+    pub fn wait_for_each(&mut self, texts: &[&str]) {
+        let deadline = Instant::now() + WAIT;
+        let mut waiting: Vec<&str> = texts.to_vec();
+        while !waiting.is_empty() {
+            let line = self.next_line(deadline, &format!("{waiting:?}"));
+            waiting.retain(|text| !line.contains(text));
+        }
+    }
+
+    /// The next line, before `deadline`; a panic naming what was `awaited` if none.
+    fn next_line(&mut self, deadline: Instant, awaited: &str) -> String {
+        match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                line
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("{}: no line with {awaited} within {WAIT:?}; it logged:\n{}", self.name, self.seen.join("\n"))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("{}: exited before logging {awaited}; it logged:\n{}", self.name, self.seen.join("\n"))
             }
         }
     }

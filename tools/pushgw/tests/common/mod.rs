@@ -1,5 +1,6 @@
 //! What the tests share: a webhook to POST to, a feed without a server, a fake confabd
-//! that a test drives frame by frame, and the built gateway as a child process.
+//! that a test drives frame by frame, the gateway on a thread of the test, and the built
+//! gateway as a child process.
 
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
@@ -7,4 +8,5 @@
 pub mod fake_confabd;
 pub mod feed;
 pub mod gateway_process;
+pub mod gateway_thread;
 pub mod webhook_server;

@@ -1,7 +1,8 @@
 //! A webhook for the tests: an HTTP/1.1 server on 127.0.0.1 made of std's TcpListener,
-//! answering each POST as its script says (a status, a slow 200, or a hang longer than the
-//! gateway's timeout) and 200 once the script is used up, and reporting every request it
-//! read, with how many were under way at once.
+//! answering each POST as its script says (a status, a slow 200, a hang longer than the
+//! gateway's timeout, or a 200 with a body of its own) and 200 once the script is used up,
+//! and reporting every request it read, with how many were under way at once. A test may
+//! add to the script as it goes.
 //!
 //! One thread per connection: the gateway's HTTP client keeps connections alive, opens a
 //! new one after a timeout, and one per POST in flight, so one connection must never wait
@@ -25,6 +26,9 @@ pub enum Answer {
     /// Says nothing for this long, then 200 (to a client that has given up by then), and
     /// closes the connection.
     Hang(Duration),
+    /// 200 with this body (`{"invalid_tokens":[...]}`, or anything else). `'static` so
+    /// answers stay Copy; a test that builds one leaks it.
+    Body(&'static str),
 }
 
 /// Which answer a request gets.
@@ -83,6 +87,7 @@ impl Received {
 
 pub struct WebhookServer {
     pub url: String,
+    shared: Arc<Shared>,
     received: mpsc::Receiver<Received>,
     arrivals: mpsc::Receiver<u64>,
 }
@@ -111,14 +116,24 @@ impl WebhookServer {
             received: received_tx,
             arrivals: arrivals_tx,
         });
+        let accepting = Arc::clone(&shared);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let shared = Arc::clone(&shared);
+                let shared = Arc::clone(&accepting);
                 std::thread::spawn(move || serve(stream, &shared));
             }
         });
-        WebhookServer { url, received, arrivals }
+        WebhookServer { url, shared, received, arrivals }
+    }
+
+    /// The next request to arrive (after those the script holds) gets `answer`; for a
+    /// script in arrival order only.
+    pub fn answer_next(&self, answer: Answer) {
+        match &mut *self.shared.script.lock().expect("script lock") {
+            Script::InArrivalOrder(answers) => answers.push_back(answer),
+            Script::PerEvent(_) => panic!("answer_next is for a script in arrival order"),
+        }
     }
 
     /// The seq of the next request read in full, before it is answered, within `wait`.
@@ -177,14 +192,16 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let seq = body["seq"].as_u64().expect("the body has a seq");
         let _ = shared.arrivals.send(seq);
         let answer = shared.script.lock().expect("script lock").answer(seq).unwrap_or(Answer::Status(200));
-        let status = match answer {
-            Answer::Status(status) => status,
+        let (status, answer_body) = match answer {
+            Answer::Status(status) => (status, "ok"),
             Answer::Slow(duration) | Answer::Hang(duration) => {
                 std::thread::sleep(duration);
-                200
+                (200, "ok")
             }
+            Answer::Body(body) => (200, body),
         };
-        let response = format!("HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\n\r\nok");
+        let response =
+            format!("HTTP/1.1 {status} Scripted\r\nContent-Length: {}\r\n\r\n{answer_body}", answer_body.len());
         // Counted out before the answer is written: the gateway may send its next POST
         // the moment it reads it, and that one must not count this one as in flight.
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
