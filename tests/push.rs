@@ -22,11 +22,17 @@ fn server() -> TestServer {
     TestServer::with(|c| c.push.window = WINDOW)
 }
 
+/// A logged-in service (with the push permission if `push`).
+fn service(server: &TestServer, name: &str, push: bool) -> Client {
+    let token = admin::add_service(server.server().store(), name, push).unwrap();
+    let mut client = server.client();
+    client.request(Request::ServiceLogin { name: name.into(), token }).unwrap();
+    client
+}
+
 /// A service with the push permission, logged in and subscribed; returns (acked, last_seq).
 fn gateway(server: &TestServer) -> (Client, u64, u64) {
-    let token = admin::add_service(server.server().store(), "relay", true).unwrap();
-    let mut gw = server.client();
-    gw.request(Request::ServiceLogin { name: "relay".into(), token }).unwrap();
+    let mut gw = service(server, "relay", true);
     match gw.request(Request::SubscribePush).unwrap() {
         Reply::PushSubscribed { acked, last_seq } => (gw, acked, last_seq),
         other => panic!("{other:?}"),
@@ -70,9 +76,7 @@ fn offline_with_device(server: &TestServer, name: &str, previews: bool) {
 }
 
 fn wait_offline(server: &TestServer, name: &str) {
-    let token = admin::add_service(server.server().store(), "probe", false).unwrap();
-    let mut probe = server.client();
-    probe.request(Request::ServiceLogin { name: "probe".into(), token }).unwrap();
+    let mut probe = service(server, "probe", false);
     eventually(&format!("{name} offline"), Duration::from_secs(10), || {
         probe.request(Request::QueryOnline { users: vec![name.into()] }).unwrap()
             == Reply::OnlineStatus { online: vec![false] }
@@ -269,9 +273,7 @@ fn a_full_queue_drops_the_oldest_events_and_counts_them() {
         offline_with_device(&server, name, true);
     }
     let mut alice = server.user("alice");
-    let token = admin::add_service(server.server().store(), "watch", false).unwrap();
-    let mut watch = server.client();
-    watch.request(Request::ServiceLogin { name: "watch".into(), token }).unwrap();
+    let mut watch = service(&server, "watch", false);
     let mut figures = |events| {
         eventually("the push figures", Duration::from_secs(10), || match watch.request(Request::Stats).unwrap() {
             Reply::Stats(s) if s.push_events == events => Some((s.push_queued, s.push_dropped)),
@@ -295,9 +297,7 @@ fn a_full_queue_drops_the_oldest_events_and_counts_them() {
 #[test]
 fn one_gateway_at_a_time_and_only_with_the_push_permission() {
     let server = server();
-    let token = admin::add_service(server.server().store(), "plain", false).unwrap();
-    let mut plain = server.client();
-    plain.request(Request::ServiceLogin { name: "plain".into(), token }).unwrap();
+    let mut plain = service(&server, "plain", false);
     assert_eq!(plain.request(Request::SubscribePush).unwrap_err().code(), Some(ErrorCode::Forbidden));
     let mut alice = server.user("alice");
     assert_eq!(alice.request(Request::SubscribePush).unwrap_err().code(), Some(ErrorCode::Forbidden));
@@ -305,9 +305,7 @@ fn one_gateway_at_a_time_and_only_with_the_push_permission() {
 
     offline_with_device(&server, "bob", true);
     let (mut first, _, _) = gateway(&server);
-    let token = admin::add_service(server.server().store(), "standby", true).unwrap();
-    let mut standby = server.client();
-    standby.request(Request::ServiceLogin { name: "standby".into(), token }).unwrap();
+    let mut standby = service(&server, "standby", true);
     assert_eq!(standby.request(Request::SubscribePush).unwrap_err().code(), Some(ErrorCode::LimitReached));
     text(&mut alice, "bob", 1, "hi");
     let event = next_event(&mut first);
@@ -386,9 +384,7 @@ fn service_messages_notify_only_with_push_system() {
         });
         offline_with_device(&server, "bob", true);
         let (mut gw, _, _) = gateway(&server);
-        let token = admin::add_service(server.server().store(), "billing", false).unwrap();
-        let mut billing = server.client();
-        billing.request(Request::ServiceLogin { name: "billing".into(), token }).unwrap();
+        let mut billing = service(&server, "billing", false);
         let send = Request::ServiceSend {
             to: ServiceTarget::Users(vec!["bob".into()]),
             client_msg_id: ClientMsgId(1),
@@ -489,9 +485,7 @@ fn the_gateway_drops_a_token_its_push_service_rejected() {
     set_device(&mut bob, "tablet", true);
     let drop_phone = Request::DropPushToken { username: "bob".into(), token: "tok-phone".into() };
     assert_eq!(bob.request(drop_phone.clone()).unwrap_err().code(), Some(ErrorCode::Forbidden), "users may not");
-    let token = admin::add_service(server.server().store(), "plain", false).unwrap();
-    let mut plain = server.client();
-    plain.request(Request::ServiceLogin { name: "plain".into(), token }).unwrap();
+    let mut plain = service(&server, "plain", false);
     assert_eq!(plain.request(drop_phone.clone()).unwrap_err().code(), Some(ErrorCode::Forbidden), "nor other services");
     assert_eq!(gw.request(drop_phone.clone()).unwrap(), Reply::Done);
     assert_eq!(gw.request(drop_phone).unwrap(), Reply::Done, "a token already dropped is not an error");
@@ -535,9 +529,7 @@ fn notes_beyond_the_bound_on_their_way_to_the_queue_are_dropped_and_counted() {
     let (mut gw, _, _) = gateway(&server);
     let event = next_event(&mut gw);
     assert_eq!(event.recipient, "bob", "the group's eight notes were dropped");
-    let token = admin::add_service(server.server().store(), "watch", false).unwrap();
-    let mut watch = server.client();
-    watch.request(Request::ServiceLogin { name: "watch".into(), token }).unwrap();
+    let mut watch = service(&server, "watch", false);
     match watch.request(Request::Stats).unwrap() {
         Reply::Stats(s) => assert_eq!((s.push_events, s.push_dropped), (1, 8)),
         other => panic!("{other:?}"),
