@@ -144,12 +144,28 @@ impl Store {
         Ok(())
     }
 
-    /// Every user's push settings (read once at start).
+    /// A line for each user's push settings that do not decode (for `storage --verify`).
+    pub fn verify_push_prefs(&self) -> StoreResult<Vec<String>> {
+        let mut problems = Vec::new();
+        for entry in self.push.prefs.iter() {
+            let (key, raw) = entry?;
+            if let Err(e) = decode::<PushPrefs>("push_prefs", &raw) {
+                problems.push(format!("push settings of user id {}: {e}", read_u64("push_prefs", &key)?));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Every user's push settings (read once at start). Settings that do not decode are
+    /// left out: the check at start names them (and refuses to start without
+    /// `--start-damaged`); the user's messages do not depend on them.
     pub fn all_push_prefs(&self) -> StoreResult<Vec<(UserId, PushPrefs)>> {
         let mut all = Vec::new();
         for entry in self.push.prefs.iter() {
             let (key, raw) = entry?;
-            all.push((UserId(read_u64("push_prefs", &key)?), decode("push_prefs", &raw)?));
+            if let Ok(prefs) = decode("push_prefs", &raw) {
+                all.push((UserId(read_u64("push_prefs", &key)?), prefs));
+            }
         }
         Ok(all)
     }
@@ -274,6 +290,13 @@ mod tests {
         assert!(!prefs.any_previews());
         store.put_push_prefs(UserId(9), &PushPrefs::default()).unwrap();
         assert_eq!(store.push_prefs(UserId(9)).unwrap(), None, "empty settings are not kept");
+        // Damaged settings are named by the check and left out of the start.
+        store.put_push_prefs(UserId(9), &prefs).unwrap();
+        store.push.prefs.insert(10u64.to_be_bytes(), &[0xff][..]).unwrap();
+        assert_eq!(store.all_push_prefs().unwrap(), vec![(UserId(9), prefs)]);
+        let problems = store.verify().unwrap().problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("push settings of user id 10: "), "{problems:?}");
 
         assert!(!store.is_push_gateway("relay").unwrap());
         store.set_push_gateway("relay", true).unwrap();

@@ -4,7 +4,8 @@
 //! - every record decodes;
 //! - each log (inbox, group history) holds every sequence from just above its floor to its
 //!   last, with no gap: a gap is a message lost;
-//! - each membership names a group that lists the member.
+//! - each membership names a group that lists the member;
+//! - every push setting and queued push event decodes.
 //!
 //! What replaying the commit log cut at open is reported too.
 
@@ -19,6 +20,8 @@ pub struct Report {
     pub groups: u64,
     /// Messages above their logs' floors.
     pub messages: u64,
+    /// Push events not yet acknowledged by the gateway.
+    pub push_events: u64,
     pub problems: Vec<String>,
 }
 
@@ -72,6 +75,12 @@ impl Store {
             }
         }
         report.messages = self.inbox.count_messages()? + self.group_log.count_messages()?;
+        report.problems.extend(self.verify_push_prefs()?);
+        let queue = self.push_queue()?;
+        report.push_events = queue.events.len() as u64;
+        if queue.damaged > 0 {
+            report.problems.push(format!("push queue: {} events do not decode", queue.damaged));
+        }
         Ok(report)
     }
 }

@@ -140,6 +140,7 @@ pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), Stri
             println!("users\t{}", report.accounts);
             println!("groups\t{}", report.groups);
             println!("stored messages\t{}", report.messages);
+            println!("push events\t{}", report.push_events);
             if report.problems.is_empty() {
                 println!("ok: no problems found");
                 return Ok(());
