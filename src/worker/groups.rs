@@ -224,12 +224,15 @@ impl GroupState {
         // Members without a session may be owed a push notification; looked for only when
         // some user has a push device at all.
         if notes::worth_a_look(&ctx.shared.push, &stored) {
-            let offline = self
+            let book = ctx.shared.push.read();
+            let offline: Vec<Reader> = self
                 .members
                 .iter()
                 .filter(|(name, member)| member.cursor.session.is_none() && skipped.as_deref() != Some(&***name))
+                .filter(|(_, member)| book.get(&member.uid).is_some_and(|prefs| !prefs.devices.is_empty()))
                 .map(|(name, member)| Reader { name: name.clone(), uid: member.uid, unread: seq - member.cursor.acked })
                 .collect();
+            drop(book);
             notes::group(ctx, self.id, &self.name, offline, &stored);
         }
         // Encoded once for everyone whose previous push was seq - 1 (nearly always);

@@ -57,6 +57,11 @@ impl PushBook {
         };
     }
 
+    /// Whether this user has a push device (before anything is built for a note).
+    pub fn has_devices(&self, uid: UserId) -> bool {
+        self.read().get(&uid).is_some_and(|prefs| !prefs.devices.is_empty())
+    }
+
     /// Whether any user has a push device (if not, no message makes an event).
     pub fn anyone(&self) -> bool {
         self.with_devices.load(Ordering::Relaxed) > 0

@@ -39,7 +39,7 @@ pub struct Reader {
 
 /// A direct message (or a service's message) stored in an offline user's inbox.
 pub fn direct(ctx: &mut Ctx, reader: Reader, stored: &StoredMessage) {
-    if !notifies(ctx, stored) || *reader.name == *stored.from {
+    if !notifies(ctx, stored) || *reader.name == *stored.from || !ctx.shared.push.has_devices(reader.uid) {
         return;
     }
     let chat = match stored.sender {
