@@ -23,6 +23,10 @@
 //! - Rooms and broadcast (live only): `/join ROOM`, `/leave ROOM`, `/room ROOM TEXT`,
 //!   `/rooms [AFTER]`, `/room-members ROOM`, `/broadcast TEXT` (administrators).
 //! - Presence: `/watch USER`, `/unwatch USER`.
+//! - Push notifications (to your devices while you are offline; the apps on them register
+//!   themselves): `/mute NAME [MINUTES]`, `/group mute ID [MINUTES]` (without MINUTES, or
+//!   0: until unmuted), `/unmute NAME`, `/group unmute ID`, `/push` (your devices and
+//!   mutes). A group is named by its id, as in every group command.
 //! - `/stats` (administrators); `/resync [ID]` asks the server to deliver the inbox (or
 //!   group ID) again after what was shown, should delivery ever seem stuck.
 //!
