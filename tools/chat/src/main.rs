@@ -101,8 +101,9 @@
 //!                                       /stats (one line, wrapped here)
 //! muted CHAT until=MS                   /mute or /group mute took effect; also one line per
 //!                                       mute after push-settings. CHAT: user=NAME, group=ID
-//!                                       or service=NAME (a service's own messages); until:
-//!                                       Unix ms, or never (until unmuted)
+//!                                       or service=NAME (a service's stored messages, muted
+//!                                       by another client: chat has no command for it);
+//!                                       until: Unix ms, or never (until unmuted)
 //! push-settings devices=N mutes=N       /push, followed by one push-device line per device,
 //!                                       then one muted line per mute (the mutes that have
 //!                                       not run out)
