@@ -25,7 +25,7 @@ use failures::request_name;
 use crate::commands::{self, Action, Context};
 use crate::connection::{ConnEvent, Connection, NetEvent, Origin, SendError};
 use crate::inbox::InboxCursor;
-use crate::render::{Event, Output};
+use crate::render::{self, Event, Output};
 use crate::token::TokenStore;
 use confab_proto::protocol::{ClientMsgId, Conversation, Request, Seq};
 use crossbeam_channel::{never, select, Receiver};
@@ -128,7 +128,7 @@ impl<O: Output> App<O> {
             *next_msg_id = ClientMsgId(next_msg_id.get().wrapping_add(1).max(1));
             *next_msg_id
         };
-        let mut ctx = Context { peer: self.peer.as_deref(), next_msg_id: &mut ids };
+        let mut ctx = Context { peer: self.peer.as_deref(), next_msg_id: &mut ids, now_ms: render::now_ms() };
         match commands::parse(line, &mut ctx) {
             Ok(None) => {}
             Ok(Some(Action::Request(request))) => self.queue.push_back(Queued::Request(request)),

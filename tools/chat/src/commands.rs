@@ -44,6 +44,8 @@ pub struct Context<'a> {
     pub peer: Option<&'a str>,
     /// Fresh `client_msg_id`s, unique per sender.
     pub next_msg_id: &'a mut dyn FnMut() -> ClientMsgId,
+    /// The time the line was typed, Unix ms: `/mute NAME MINUTES` counts from it.
+    pub now_ms: u64,
 }
 
 type Build = fn(&mut Context<'_>, &[&str]) -> Result<Action, ParseError>;
@@ -229,7 +231,7 @@ mod tests {
     use super::*;
     use crate::render::TYPING;
     use crate::table::PAGE;
-    use confab_proto::protocol::{GroupId, Role};
+    use confab_proto::protocol::{Chat, GroupId, Role};
 
     fn run(line: &str, peer: Option<&str>) -> Result<Option<Action>, ParseError> {
         let mut next = 0;
@@ -237,9 +239,12 @@ mod tests {
             next += 1;
             ClientMsgId(next)
         };
-        let mut ctx = Context { peer, next_msg_id: &mut ids };
+        let mut ctx = Context { peer, next_msg_id: &mut ids, now_ms: NOW };
         parse(line, &mut ctx)
     }
+
+    /// The clock the tests' lines are typed at.
+    const NOW: u64 = 1_700_000_000_000;
 
     /// A send to `to`, with the id the test's counter gives the first message (or none).
     fn send(to: &str, id: u64, transient: bool, text: &str) -> Option<Action> {
@@ -352,6 +357,43 @@ mod tests {
         assert!(matches!(run("/join Lobby!", None), Err(ParseError::Invalid(_))));
         assert_eq!(run("/resync", None), Ok(Some(Action::Resync(Conversation::Inbox))));
         assert_eq!(run("/resync 4", None), Ok(Some(Action::Resync(Conversation::Group(GroupId(4))))));
+    }
+
+    #[test]
+    fn push_commands() {
+        let mute = |chat, until_ms| Request::Mute { chat, until_ms };
+        let bob = || Chat::User("bob".into());
+        assert_eq!(request("/mute bob"), mute(bob(), 0));
+        assert_eq!(request("/mute bob 0"), mute(bob(), 0));
+        assert_eq!(request("/mute bob 00"), mute(bob(), 0));
+        assert_eq!(request("/mute bob 90"), mute(bob(), NOW + 90 * 60_000));
+        assert_eq!(request("/group mute 7 5"), mute(Chat::Group(GroupId(7)), NOW + 5 * 60_000));
+        assert_eq!(request("/group mute 7"), mute(Chat::Group(GroupId(7)), 0));
+        assert_eq!(request("/unmute bob"), Request::Unmute { chat: bob() });
+        assert_eq!(request("/group unmute 7"), Request::Unmute { chat: Chat::Group(GroupId(7)) });
+        assert_eq!(request("/push"), Request::PushSettings);
+
+        assert_eq!(run("/mute", None), Err(ParseError::Usage("/mute NAME [MINUTES]".into())));
+        assert_eq!(run("/mute bob 5 more", None), Err(ParseError::Usage("/mute NAME [MINUTES]".into())));
+        assert_eq!(run("/unmute", None), Err(ParseError::Usage("/unmute NAME".into())));
+        assert_eq!(run("/group mute", None), Err(ParseError::Usage("/group mute ID [MINUTES]".into())));
+        assert_eq!(run("/push now", None), Err(ParseError::Usage("/push".into())));
+        for line in ["/mute Bob", "/unmute Bob", "/mute bob soon", "/mute bob -5", "/mute bob 1.5", "/group mute seven"]
+        {
+            assert!(matches!(run(line, None), Err(ParseError::Invalid(_))), "{line}");
+        }
+        // Too far to count in milliseconds since the epoch, before or after multiplying.
+        assert!(matches!(run("/mute bob 99999999999999999999", None), Err(ParseError::Invalid(_))));
+        assert!(matches!(run(&format!("/mute bob {}", u64::MAX / 60_000), None), Err(ParseError::Invalid(_))));
+        // A number is a username to /mute (usernames may be all digits); a short one, which
+        // cannot be, was probably meant as a group.
+        assert_eq!(request("/mute 123"), mute(Chat::User("123".into()), 0));
+        assert!(
+            matches!(run("/mute 7", None), Err(ParseError::Invalid(why)) if why.ends_with("; for group 7: /group mute 7"))
+        );
+        assert!(
+            matches!(run("/unmute 42", None), Err(ParseError::Invalid(why)) if why.ends_with(": /group unmute 42"))
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@
 //! - Rooms and broadcast (live only): `/join ROOM`, `/leave ROOM`, `/room ROOM TEXT`,
 //!   `/rooms [AFTER]`, `/room-members ROOM`, `/broadcast TEXT` (administrators).
 //! - Presence: `/watch USER`, `/unwatch USER`.
+//! - Push notifications (to your devices while you are offline; the apps on them register
+//!   themselves): `/mute NAME [MINUTES]`, `/group mute ID [MINUTES]` (without MINUTES, or
+//!   0: until unmuted), `/unmute NAME`, `/group unmute ID`, `/push` (your devices and
+//!   mutes). A group is named by its id, as in every group command.
 //! - `/stats` (administrators); `/resync [ID]` asks the server to deliver the inbox (or
 //!   group ID) again after what was shown, should delivery ever seem stuck.
 //!
@@ -62,7 +66,7 @@
 //!                                         event=deleted by=NAME  (live only; seq is one past
 //!                                         the group's last; the group is forgotten)
 //! group-created id=ID                   /group create (the created event comes first)
-//! done WHAT FIELDS                      a group, room or watch request was carried out:
+//! done WHAT FIELDS                      a group, room, watch or mute request was carried out:
 //!                                         done group-rename group=ID
 //!                                         done group-add group=ID user=NAME
 //!                                         done group-remove group=ID user=NAME
@@ -73,6 +77,8 @@
 //!                                         done join room=R
 //!                                         done leave room=R
 //!                                         done unwatch user=NAME
+//!                                         done unmute user=NAME
+//!                                         done unmute group=ID
 //! groups count=N                        /groups, followed by N lines:
 //! group id=ID role=ROLE members=N unread=N open=B name=T
 //!                                       (ROLE: owner, admin or member; unread: the
@@ -93,6 +99,18 @@
 //!   log_changes_per_commit=N log_commit_p50_us=N log_commit_p99_us=N log_commit_max_us=N
 //!   log_bytes=N push_queued=N push_events=N push_dropped=N version=V
 //!                                       /stats (one line, wrapped here)
+//! muted CHAT until=MS                   /mute or /group mute took effect; also one line per
+//!                                       mute after push-settings. CHAT: user=NAME, group=ID
+//!                                       or service=NAME (a service's stored messages, muted
+//!                                       by another client: chat has no command for it);
+//!                                       until: Unix ms, or never (until unmuted)
+//! push-settings devices=N mutes=N       /push, followed by one push-device line per device,
+//!                                       then one muted line per mute (the mutes that have
+//!                                       not run out)
+//! push-device device=D platform=P previews=B registered=MS
+//!                                       a device registered for push notifications (P:
+//!                                       apns, fcm, webpush or other; B: whether its
+//!                                       notifications show the start of a message)
 //! notice service=NAME text=T            a service's live message
 //! push DEBUG                            a push this client cannot show yet
 //! typing from=NAME                      a typing notice

@@ -12,8 +12,8 @@ pub use plain::plain;
 pub use pretty::pretty;
 
 use confab_proto::protocol::{
-    Content, Conversation, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup, Request, Role,
-    RoomInfo, Seq, ServerStats, Target,
+    Chat, Content, Conversation, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup,
+    PushDeviceInfo, PushPlatform, Request, Role, RoomInfo, Seq, ServerStats, Target,
 };
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -139,6 +139,19 @@ pub enum Event {
         online: bool,
     },
     Stats(ServerStats),
+    /// `/push`: this header, then one [`Event::PushDevice`] per device and one
+    /// [`Event::Muted`] per mute.
+    PushSettings {
+        devices: usize,
+        mutes: usize,
+    },
+    PushDevice(PushDeviceInfo),
+    /// A chat without push notifications until `until_ms` (0: until unmuted): the answer
+    /// to `/mute`, or one of the mutes `/push` lists.
+    Muted {
+        chat: Chat,
+        until_ms: u64,
+    },
     Help {
         usage: String,
         text: String,
@@ -239,6 +252,16 @@ pub fn who(username: &str, display_name: &str) -> String {
     }
 }
 
+/// The lowercase word for a push platform, as the reference gateway names it.
+pub fn platform_word(platform: PushPlatform) -> &'static str {
+    match platform {
+        PushPlatform::Apns => "apns",
+        PushPlatform::Fcm => "fcm",
+        PushPlatform::WebPush => "webpush",
+        PushPlatform::Other => "other",
+    }
+}
+
 /// The lowercase word for a role, as `/group role` takes it.
 pub fn role_word(role: Role) -> &'static str {
     match role {
@@ -293,7 +316,7 @@ fn clean(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { '�' } else { c }).collect()
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -301,6 +324,25 @@ fn now_ms() -> u64 {
 pub fn clock(ms: u64) -> String {
     let secs = (ms / 1000) % 86_400;
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// YYYY-MM-DD HH:MM:SS (UTC) of a Unix time in milliseconds: for times that need not be
+/// today, such as the end of a mute.
+pub fn date_time(ms: u64) -> String {
+    // Days to a civil date in the proleptic Gregorian calendar (H. Hinnant's
+    // `civil_from_days`, for days on or after 1970-01-01), with years starting in March
+    // so the leap day is the last day of a year.
+    let days = ms / 86_400_000;
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {}", clock(ms))
 }
 
 #[cfg(test)]
@@ -311,6 +353,15 @@ mod tests {
     fn clock_is_utc_time_of_day() {
         assert_eq!(clock(0), "00:00:00");
         assert_eq!(clock((13 * 3600 + 4 * 60 + 5) * 1000 + 999), "13:04:05");
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(date_time(0), "1970-01-01 00:00:00");
+        assert_eq!(date_time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(date_time(951_868_799_999), "2000-02-29 23:59:59");
+        assert_eq!(date_time(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(date_time(4_102_444_799_000), "2099-12-31 23:59:59");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use crate::commands::Arg::{Flag, Optional, Rest, Word};
 use crate::commands::{message, peer, stored, username, Action, Command, ParseError};
 use crate::render::TYPING;
-use confab_proto::protocol::{valid_room_name, ClientMsgId, Content, Conversation, GroupId, Request, Role, Target};
+use confab_proto::protocol::{
+    valid_room_name, Chat, ClientMsgId, Content, Conversation, GroupId, Request, Role, Target,
+};
 
 /// The server's address when neither `--server` nor `/connect ADDR` names one.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7420";
@@ -203,6 +205,36 @@ pub const COMMANDS: &[Command] = &[
         build: |_, a| Ok(Action::Request(Request::UnsubscribePresence { username: username(a[0])? })),
     },
     Command {
+        name: "mute",
+        args: &[Word("NAME"), Optional("MINUTES")],
+        help: "no push notifications for NAME's messages, for MINUTES (none or 0: until /unmute)",
+        build: |ctx, a| mute(Chat::User(user_not_group(a[0], "mute")?), ctx.now_ms, a[1]),
+    },
+    Command {
+        name: "group mute",
+        args: &[Word("ID"), Optional("MINUTES")],
+        help: "no push notifications for group ID, for MINUTES (none or 0: until /group unmute)",
+        build: |ctx, a| mute(Chat::Group(group_id(a[0])?), ctx.now_ms, a[1]),
+    },
+    Command {
+        name: "unmute",
+        args: &[Word("NAME")],
+        help: "push notifications for NAME's messages again",
+        build: |_, a| Ok(Action::Request(Request::Unmute { chat: Chat::User(user_not_group(a[0], "unmute")?) })),
+    },
+    Command {
+        name: "group unmute",
+        args: &[Word("ID")],
+        help: "push notifications for group ID again",
+        build: |_, a| Ok(Action::Request(Request::Unmute { chat: Chat::Group(group_id(a[0])?) })),
+    },
+    Command {
+        name: "push",
+        args: &[],
+        help: "your devices registered for push notifications, and the chats you muted",
+        build: |_, _| Ok(Action::Request(Request::PushSettings)),
+    },
+    Command {
         name: "stats",
         args: &[],
         help: "server statistics (administrators)",
@@ -234,6 +266,28 @@ fn live(to: Target, text: &str) -> Action {
         client_msg_id: ClientMsgId::NONE,
         transient: true,
         content: Content::text(text),
+    })
+}
+
+/// A mute from `now_ms` for `minutes` ("" or 0: until unmuted).
+fn mute(chat: Chat, now_ms: u64, minutes: &str) -> Result<Action, ParseError> {
+    let invalid = || ParseError::Invalid(format!("{minutes:?} is not a number of minutes (none or 0: until unmuted)"));
+    let minutes = if minutes.is_empty() { 0 } else { minutes.parse::<u64>().map_err(|_| invalid())? };
+    let until_ms = match minutes {
+        0 => 0,
+        // Past u64 milliseconds (585 million years) is not a time; say so rather than wrap.
+        _ => minutes.checked_mul(60_000).and_then(|ms| ms.checked_add(now_ms)).ok_or_else(invalid)?,
+    };
+    Ok(Action::Request(Request::Mute { chat, until_ms }))
+}
+
+/// The user `/mute` or `/unmute` names. Usernames may be all digits, so a number is a
+/// user; one too short to be a username was likely meant as a group, and `/group COMMAND`
+/// is suggested.
+fn user_not_group(word: &str, command: &str) -> Result<String, ParseError> {
+    username(word).map_err(|e| match word.parse::<u64>() {
+        Ok(id) => ParseError::Invalid(format!("{e}; for group {id}: /group {command} {id}")),
+        Err(_) => e,
     })
 }
 

@@ -5,7 +5,7 @@
 use super::App;
 use crate::connection::{Origin, Pending};
 use crate::render::{Event, Output};
-use confab_proto::protocol::{Conversation, ErrorCode, Request, Target};
+use confab_proto::protocol::{Chat, Conversation, ErrorCode, Request, Target};
 
 impl<O: Output> App<O> {
     pub(super) fn unanswered(&mut self, pending: Pending, reconnecting: bool) {
@@ -128,7 +128,13 @@ pub(super) fn request_name(request: &Request) -> &'static str {
         Request::SubscribePresence { .. } => "watch",
         Request::UnsubscribePresence { .. } => "unwatch",
         Request::Stats => "stats",
-        // Requests for services, which this client never sends.
+        Request::Mute { chat: Chat::Group(_), .. } => "group mute",
+        Request::Mute { .. } => "mute",
+        Request::Unmute { chat: Chat::Group(_) } => "group unmute",
+        Request::Unmute { .. } => "unmute",
+        Request::PushSettings => "push",
+        // Requests this client never sends: the services' and the push gateway's, and
+        // registering a device (an app on the device does that).
         _ => "request",
     }
 }

@@ -55,6 +55,8 @@ impl<O: Output> App<O> {
             (Reply::GroupCreated { group_id }, Request::CreateGroup { name, open }) => {
                 Event::GroupCreated { group_id, name, open }
             }
+            // A mute's only answer is Done: the line says what now holds.
+            (Reply::Done, Request::Mute { chat, until_ms }) => Event::Muted { chat, until_ms },
             (Reply::Done, request) => {
                 self.carried_out(&request);
                 Event::Done { request }
@@ -82,6 +84,16 @@ impl<O: Output> App<O> {
                 Event::Watching { username, online }
             }
             (Reply::Stats(stats), _) => Event::Stats(stats),
+            (Reply::PushSettings { devices, mutes }, _) => {
+                self.out.emit(Event::PushSettings { devices: devices.len(), mutes: mutes.len() });
+                for device in devices {
+                    self.out.emit(Event::PushDevice(device));
+                }
+                for mute in mutes {
+                    self.out.emit(Event::Muted { chat: mute.chat, until_ms: mute.until_ms });
+                }
+                return;
+            }
             (reply, request) => {
                 Event::error("Protocol", format!("unexpected reply to {}: {reply:?}", request_name(&request)))
             }

@@ -1,8 +1,8 @@
 //! Line mode: one line per event, keyword first, then `key=value` fields, free text last
 //! and escaped. The crate documentation lists every format; the tests below pin a few.
 
-use super::{escape, is_typing, plain_content, role_word, Event};
-use confab_proto::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
+use super::{escape, is_typing, plain_content, platform_word, role_word, Event};
+use confab_proto::protocol::{Chat, Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
 
 pub fn plain(event: &Event) -> String {
     match event {
@@ -102,6 +102,16 @@ pub fn plain(event: &Event) -> String {
         Event::OpenGroup(g) => format!("open-group id={} members={} name={}", g.group_id, g.members, escape(&g.name)),
         Event::Watching { username, online } => format!("watching {username} online={online}"),
         Event::Stats(stats) => stats_line(stats),
+        Event::PushSettings { devices, mutes } => format!("push-settings devices={devices} mutes={mutes}"),
+        Event::PushDevice(d) => format!(
+            "push-device device={} platform={} previews={} registered={}",
+            escape(&d.device),
+            platform_word(d.platform),
+            d.previews,
+            d.registered_ms
+        ),
+        Event::Muted { chat, until_ms: 0 } => format!("muted {} until=never", chat_field(chat)),
+        Event::Muted { chat, until_ms } => format!("muted {} until={until_ms}", chat_field(chat)),
         Event::Help { usage, text } => format!("help {usage} -- {text}"),
         Event::Error { code, message } => format!("error {code}: {}", escape(message)),
         Event::Kicked { reason } => format!("kicked {}", escape(reason)),
@@ -120,6 +130,15 @@ fn destination(to: &Target) -> String {
         Target::Group(id) => format!("group={id}"),
         Target::Room(room) => format!("room={room}"),
         Target::Everyone => "everyone=true".into(),
+    }
+}
+
+/// `user=NAME`, `group=ID` or `service=NAME`: whose notifications a mute is about.
+fn chat_field(chat: &Chat) -> String {
+    match chat {
+        Chat::User(name) => format!("user={}", escape(name)),
+        Chat::Group(id) => format!("group={id}"),
+        Chat::Service(name) => format!("service={}", escape(name)),
     }
 }
 
@@ -161,6 +180,7 @@ fn done(request: &Request) -> String {
         Request::JoinRoom { room } => format!("join room={room}"),
         Request::LeaveRoom { room } => format!("leave room={room}"),
         Request::UnsubscribePresence { username } => format!("unwatch user={username}"),
+        Request::Unmute { chat } => format!("unmute {}", chat_field(chat)),
         _ => "request".into(),
     }
 }
@@ -192,7 +212,9 @@ fn stats_line(s: &ServerStats) -> String {
 mod tests {
     use super::super::TYPING;
     use super::*;
-    use confab_proto::protocol::{Content, GroupId, GroupInfo, OnlineUser, RoomInfo, Seq};
+    use confab_proto::protocol::{
+        Content, GroupId, GroupInfo, OnlineUser, PushDeviceInfo, PushPlatform, RoomInfo, Seq,
+    };
 
     #[test]
     fn free_text_stays_on_one_line() {
@@ -280,6 +302,29 @@ mod tests {
         assert_eq!(
             plain(&Event::Acked { conversation: Conversation::Group(GroupId(7)), up_to: Seq(4) }),
             "acked group=7 up_to=4"
+        );
+    }
+
+    #[test]
+    fn push_settings_lines() {
+        assert_eq!(plain(&Event::PushSettings { devices: 0, mutes: 0 }), "push-settings devices=0 mutes=0");
+        let device = PushDeviceInfo {
+            device: "phone".into(),
+            platform: PushPlatform::WebPush,
+            previews: false,
+            registered_ms: 1_700_000_000_000,
+        };
+        assert_eq!(
+            plain(&Event::PushDevice(device)),
+            "push-device device=phone platform=webpush previews=false registered=1700000000000"
+        );
+        let muted = |chat, until_ms| plain(&Event::Muted { chat, until_ms });
+        assert_eq!(muted(Chat::User("bob".into()), 0), "muted user=bob until=never");
+        assert_eq!(muted(Chat::Group(GroupId(7)), 1_700_000_060_000), "muted group=7 until=1700000060000");
+        assert_eq!(muted(Chat::Service("shop".into()), 0), "muted service=shop until=never");
+        assert_eq!(
+            plain(&Event::Done { request: Request::Unmute { chat: Chat::Group(GroupId(7)) } }),
+            "done unmute group=7"
         );
     }
 

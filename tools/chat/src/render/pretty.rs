@@ -2,8 +2,8 @@
 //! times are the server's; everything else is stamped now. Times are UTC (the standard
 //! library has no time zones).
 
-use super::{clean, clock, is_typing, now_ms, pretty_content, role_word, who, Event};
-use confab_proto::protocol::{Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
+use super::{clean, clock, date_time, is_typing, now_ms, platform_word, pretty_content, role_word, who, Event};
+use confab_proto::protocol::{Chat, Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
 use confab_proto::stats::StatsLine;
 use std::fmt::Write as _;
 
@@ -136,6 +136,21 @@ pub fn pretty(event: &Event) -> String {
             format!("{now} * watching {username} (now {state})")
         }
         Event::Stats(stats) => format!("{now} * {}", stats_text(stats)),
+        Event::PushSettings { devices: 0, mutes: 0 } => format!("{now} * no push devices, no muted chats"),
+        Event::PushSettings { devices, mutes } => format!("{now} * push devices ({devices}), muted chats ({mutes}):"),
+        Event::PushDevice(d) => {
+            let previews = if d.previews { "previews on" } else { "previews off" };
+            format!(
+                "{now} *   device {} ({}, {previews}, since {} UTC)",
+                clean(&d.device),
+                platform_word(d.platform),
+                date_time(d.registered_ms)
+            )
+        }
+        Event::Muted { chat, until_ms: 0 } => format!("{now} * muted {} until unmuted", chat_name(chat)),
+        Event::Muted { chat, until_ms } => {
+            format!("{now} * muted {} until {} UTC", chat_name(chat), date_time(*until_ms))
+        }
         Event::Help { usage, text } => format!("  {usage:<34} {text}"),
         Event::Error { code, message } => format!("{now} ! {code}: {}", clean(message)),
         Event::Kicked { reason } => format!("{now} ! kicked: {}", clean(reason)),
@@ -153,6 +168,14 @@ fn place(to: &Target) -> String {
         Target::Group(id) => format!("group {id}"),
         Target::Room(room) => format!("#{room}"),
         Target::Everyone => "everyone".into(),
+    }
+}
+
+fn chat_name(chat: &Chat) -> String {
+    match chat {
+        Chat::User(name) => clean(name),
+        Chat::Group(id) => format!("group {id}"),
+        Chat::Service(name) => format!("service {}", clean(name)),
     }
 }
 
@@ -191,6 +214,7 @@ fn done(request: &Request) -> String {
         Request::JoinRoom { room } => format!("joined #{room}; /room {room} TEXT to talk"),
         Request::LeaveRoom { room } => format!("left #{room}"),
         Request::UnsubscribePresence { username } => format!("no longer watching {username}"),
+        Request::Unmute { chat } => format!("unmuted {}: push notifications again", chat_name(chat)),
         _ => "done".into(),
     }
 }
@@ -227,5 +251,13 @@ mod tests {
         let sent =
             Event::Sent { to: Target::Group(GroupId(3)), seq: Seq(5), duplicate: false, content: Content::text("hi") };
         assert!(pretty(&sent).ends_with(" [group 3] you: hi"), "{}", pretty(&sent));
+    }
+
+    #[test]
+    fn mutes_end_at_a_date() {
+        let muted = |chat, until_ms| pretty(&Event::Muted { chat, until_ms });
+        assert!(muted(Chat::Group(GroupId(3)), 0).ends_with(" * muted group 3 until unmuted"));
+        let until = muted(Chat::User("bob".into()), 1_700_000_000_000);
+        assert!(until.ends_with(" * muted bob until 2023-11-14 22:13:20 UTC"), "{until}");
     }
 }
