@@ -35,6 +35,8 @@ Scenarios:
                random; after a drain, every receipted message must have been delivered
                exactly once (redeliveries of unacknowledged messages after a reconnect
                are counted apart). With --server-pid, server RSS every second.
+               --push-devices: every client registers a push device once, so what is
+               stored for it while it is away also goes to the server's push queue.
 
 Accounts ({prefix}0, {prefix}1, ...) are registered on first use; their resume tokens are
 cached in --accounts-file so later runs log in without password hashing.
@@ -314,6 +316,10 @@ pub struct SoakArgs {
     /// Message body size in bytes (at least 28).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Every client registers a push device (SetPushDevice, Fcm) once, after its first
+    /// login, so that messages stored for it while it is away also load the push queue.
+    #[arg(long)]
+    pub push_devices: bool,
 }
 
 /// The source addresses to bind client sockets to, for a run of `connections` sockets.
@@ -370,6 +376,9 @@ mod tests {
         assert_eq!(cli.scenario.name(), "group");
         let cli = Cli::try_parse_from(["confab-loadgen", "soak", "--duration", "7200"]).unwrap();
         assert_eq!(cli.scenario.name(), "soak");
+        assert!(matches!(cli.scenario, Scenario::Soak(SoakArgs { push_devices: false, .. })));
+        let cli = Cli::try_parse_from(["confab-loadgen", "soak", "--push-devices"]).unwrap();
+        assert!(matches!(cli.scenario, Scenario::Soak(SoakArgs { push_devices: true, .. })));
         let cli = Cli::try_parse_from(["confab-loadgen", "offline"]).unwrap();
         assert!(matches!(cli.scenario, Scenario::Offline(OfflineArgs { push_devices: false, .. })));
         let cli = Cli::try_parse_from(["confab-loadgen", "offline", "--push-devices"]).unwrap();

@@ -1,7 +1,7 @@
 //! Smoke test: the built load generator against the real confabd, a child process on an
 //! ephemeral port (run by `confab-testd`). Short runs of direct (closed and open loop),
-//! offline (with and without push devices), login, group, room and soak; the assertions
-//! read the `--json` results and check correctness, never timing.
+//! offline and soak (each with and without push devices), login, group and room; the
+//! assertions read the `--json` results and check correctness, never timing.
 
 use confab_testd::{confabd, Daemon};
 use serde_json::Value;
@@ -57,6 +57,26 @@ fn assert_percentiles(name: &str, p: &Value) {
     for field in ["count", "p50", "p90", "p99", "p99_9", "max"] {
         assert!(p[field].is_number(), "{name}: latency field {field} missing in {p}");
     }
+}
+
+/// A soak of 2 groups of 5: nothing lost or duplicated, clients came and went, every group
+/// message reached the 4 other members, and the server's memory was read.
+fn assert_soak(name: &str, soak: &Value) {
+    let c = &soak["correctness"];
+    assert_eq!(c["lost"].as_u64(), Some(0), "{name}: {soak}");
+    assert_eq!(c["duplicated"].as_u64(), Some(0), "{name}: {soak}");
+    assert_eq!(c["ok"].as_bool(), Some(true), "{name}: {soak}");
+    assert!(soak["delivered"].as_u64() > Some(0), "{name}: {soak}");
+    let d = &soak["details"];
+    assert!(d["disconnects"].as_u64() > Some(0), "{name}: {d}");
+    assert!(d["reconnects"].as_u64() >= d["disconnects"].as_u64(), "{name}: {d}");
+    assert_eq!(d["direct"]["delivered"], d["direct"]["receipted"], "{name}: {d}");
+    assert_eq!(
+        d["group"]["deliveries"].as_u64(),
+        d["group"]["receipted"].as_u64().map(|n| n * 4),
+        "{name}: every group message reaches the 4 other members: {d}"
+    );
+    assert!(d["server_rss_kib"]["max_kib"].as_u64() > Some(0), "{name}: {d}");
 }
 
 #[test]
@@ -155,49 +175,37 @@ fn scenarios_against_the_real_server() {
 
     // The daemon's resident memory, read from /proc by the load generator.
     let pid = daemon.pid().to_string();
-    let soak = loadgen(
-        addr,
-        tmp,
+    let soak_args = [
+        "--server-pid",
+        &pid,
         "soak",
-        &[
-            "--server-pid",
-            &pid,
-            "soak",
-            "--clients",
-            "30",
-            "--groups",
-            "2",
-            "--group-members",
-            "5",
-            "--rate",
-            "200",
-            "--group-rate",
-            "20",
-            "--churn",
-            "6",
-            "--away",
-            "0.5",
-            "--duration",
-            "2",
-            "--drain",
-            "10",
-        ],
-    );
-    let c = &soak["correctness"];
-    assert_eq!(c["lost"].as_u64(), Some(0), "soak: {soak}");
-    assert_eq!(c["duplicated"].as_u64(), Some(0), "soak: {soak}");
-    assert_eq!(c["ok"].as_bool(), Some(true), "soak: {soak}");
-    assert!(soak["delivered"].as_u64() > Some(0), "soak: {soak}");
-    let d = &soak["details"];
-    assert!(d["disconnects"].as_u64() > Some(0), "soak: {d}");
-    assert!(d["reconnects"].as_u64() >= d["disconnects"].as_u64(), "soak: {d}");
-    assert_eq!(d["direct"]["delivered"], d["direct"]["receipted"], "soak: {d}");
-    assert_eq!(
-        d["group"]["deliveries"].as_u64(),
-        d["group"]["receipted"].as_u64().map(|n| n * 4),
-        "soak: every group message reaches the 4 other members: {d}"
-    );
-    assert!(d["server_rss_kib"]["max_kib"].as_u64() > Some(0), "soak: {d}");
+        "--clients",
+        "30",
+        "--groups",
+        "2",
+        "--group-members",
+        "5",
+        "--rate",
+        "200",
+        "--group-rate",
+        "20",
+        "--churn",
+        "6",
+        "--away",
+        "0.5",
+        "--duration",
+        "2",
+        "--drain",
+        "10",
+    ];
+    let soak = loadgen(addr, tmp, "soak", &soak_args);
+    assert_soak("soak", &soak);
+    // Again with a push device per client: the run fails unless every SetPushDevice was
+    // answered Done, and the push notes for clients that are away must not disturb the
+    // messages.
+    let pushed = loadgen(addr, tmp, "soak-push", &[&soak_args[..], &["--push-devices"]].concat());
+    assert_soak("soak --push-devices", &pushed);
+    assert_eq!(pushed["params"]["push_devices"].as_bool(), Some(true), "{pushed}");
 
     daemon.stop();
 }

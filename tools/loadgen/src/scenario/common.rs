@@ -1,8 +1,10 @@
 //! Pieces every message scenario repeats: logging the accounts in, the report's common
-//! fields, stamped stored sends, rate-limit retries, reconnects and the end-of-run ack
-//! settling. Kept here so that a fix to one of them reaches every scenario at once.
+//! fields, stamped stored sends, rate-limit retries, reconnects, push devices and the
+//! end-of-run ack settling. Kept here so that a fix to one of them reaches every scenario
+//! at once.
 
-use super::{establish, Ctx, Established, Slots};
+use super::sets::step_error;
+use super::{answer_errors, call_all, establish, Ctx, Established, Slots};
 use crate::accounts::Accounts;
 use crate::clock::now_ns;
 use crate::engine::{Auth, Engine, Handler};
@@ -10,7 +12,7 @@ use crate::error::Error;
 use crate::payload::{Stamp, STAMP_LEN};
 use crate::report::{rate, Correctness, Cpu, Report};
 use crate::stats::{Line, Recorder};
-use confab_proto::protocol::{ClientMsgId, Content, MediaKind, Request, Target};
+use confab_proto::protocol::{ClientMsgId, Content, MediaKind, PushPlatform, Reply, Request, Target};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
@@ -35,6 +37,28 @@ pub fn log_in_all(
     ctx.save_accounts(accounts, &[eng])?;
     est.require_all()?;
     Ok(est)
+}
+
+/// Clients `0..count`, logged in, each register device "loadgen" with token "loadgen-`c`"
+/// (registering it again in a later run only replaces it); every answer must be Done.
+pub fn register_push_devices(eng: &mut Engine, count: usize, deadline: u64) -> Result<(), Error> {
+    let calls = (0..count)
+        .map(|c| {
+            let token = format!("loadgen-{c}");
+            (c, Request::SetPushDevice { device: "loadgen".into(), platform: PushPlatform::Fcm, token, previews: true })
+        })
+        .collect();
+    let answers = call_all(eng, calls, deadline, Some("push devices registered"))?;
+    let mut errors = answer_errors(&answers, &[]);
+    let other = answers.iter().filter(|a| matches!(a, Some(Ok(reply)) if *reply != Reply::Done)).count();
+    if other > 0 {
+        errors.insert("an answer other than Done".into(), other as u64);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(step_error("registering push devices", count, &errors))
+    }
 }
 
 /// The flags of the scenarios that send stamped messages in a closed or open loop.

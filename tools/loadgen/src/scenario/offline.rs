@@ -12,9 +12,10 @@
 //!    The drain rate is messages delivered / time from the first login request to the
 //!    last message.
 
-use super::common::{cpu, log_in_all, receipt, report, settle, stored_send, this_run, Reconnects, Retries};
-use super::sets::step_error;
-use super::{answer_errors, call_all, idle_for, seconds_flag, Ctx, Quiet, Slots};
+use super::common::{
+    cpu, log_in_all, receipt, register_push_devices, report, settle, stored_send, this_run, Reconnects, Retries,
+};
+use super::{idle_for, seconds_flag, Ctx, Quiet, Slots};
 use crate::bitset::BitSet;
 use crate::cli::OfflineArgs;
 use crate::clock::{now_ns, secs};
@@ -25,7 +26,7 @@ use crate::procfs::Monitor;
 use crate::progress::Progress;
 use crate::report::{rate, Correctness, Report};
 use crate::stats::{Line, Recorder};
-use confab_proto::protocol::{ErrorCode, Message, PushPlatform, Reply, Request, Target};
+use confab_proto::protocol::{ErrorCode, Message, Reply, Target};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -170,28 +171,6 @@ pub fn run(ctx: &Ctx, args: &OfflineArgs) -> Result<Report, Error> {
         phases: vec![("fill", 0.0), ("drain", secs(drain_start - origin))],
         ..report(ctx, "offline", serde_json::to_value(args).unwrap_or_default(), &rec)
     })
-}
-
-/// Each recipient `c` registers device "loadgen" with token "loadgen-`c`" (registering it
-/// again in a later run only replaces it); every answer must be Done.
-fn register_push_devices(eng: &mut Engine, users: usize, deadline: u64) -> Result<(), Error> {
-    let calls = (0..users)
-        .map(|c| {
-            let token = format!("loadgen-{c}");
-            (c, Request::SetPushDevice { device: "loadgen".into(), platform: PushPlatform::Fcm, token, previews: true })
-        })
-        .collect();
-    let answers = call_all(eng, calls, deadline, Some("push devices registered"))?;
-    let mut errors = answer_errors(&answers, &[]);
-    let other = answers.iter().filter(|a| matches!(a, Some(Ok(reply)) if *reply != Reply::Done)).count();
-    if other > 0 {
-        errors.insert("an answer other than Done".into(), other as u64);
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(step_error("registering push devices", users, &errors))
-    }
 }
 
 #[derive(Default)]

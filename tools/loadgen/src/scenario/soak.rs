@@ -3,7 +3,9 @@
 //! recipient(s) exactly once, and the server's memory over the whole run is reported.
 //!
 //! 1. Log in `--clients` clients; the first `--groups` × `--group-members` of them form
-//!    groups (as in `group`).
+//!    groups (as in `group`). With `--push-devices` every client registers a push device
+//!    (protocol.md "Push notifications") once, after this first login: from then on, what
+//!    is stored for a client while it is away also goes to the server's push queue.
 //! 2. Traffic, open loop: `--rate` direct messages per second from random connected
 //!    clients to random other clients (connected or not: stored either way), and
 //!    `--group-rate` group messages per second from random connected members.
@@ -22,7 +24,7 @@
 //! every ack the server had confirmed by then; any other repeat is a duplicate and fails
 //! the run, as does a loss.
 
-use super::common::{cpu, log_in_all, measured_report, settle, stored_send, Retries};
+use super::common::{cpu, log_in_all, measured_report, register_push_devices, settle, stored_send, Retries};
 use super::sets::{self, group_name};
 use super::{round3, seconds_flag, Ctx, Slots};
 use crate::bitset::BitSet;
@@ -80,6 +82,9 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     let mut eng = ctx.engine(accounts.clone(), clients)?;
     let setup_started = now_ns();
     let est = log_in_all(ctx, &mut eng, &mut accounts, clients, Slots::KeepOpen, "clients logged in")?;
+    if args.push_devices {
+        register_push_devices(&mut eng, clients, ctx.setup_deadline())?;
+    }
     let gm = args.group_members.max(1);
     let sets: Vec<Vec<usize>> = (0..args.groups).map(|s| (s * gm..(s + 1) * gm).collect()).collect();
     let names: Vec<String> = (0..args.groups).map(|s| group_name(ctx.run_id, s)).collect();
