@@ -23,11 +23,13 @@ pub struct Metrics {
     /// Output bytes owed to clients (in output buffers and on their way from the workers),
     /// as of the loop's last sample.
     pub outbound_bytes: AtomicU64,
-    /// Push events waiting for the gateway's ack now; made since start; dropped since
-    /// start because the queue was full.
+    /// Push events waiting for the gateway's ack now; made since start; notifications
+    /// dropped since start (the full queue's oldest, notes beyond their bound).
     pub push_queued: AtomicU64,
     pub push_events: AtomicU64,
     pub push_dropped: AtomicU64,
+    /// Push events not sent: their recipient came online, or has no device any more.
+    pub push_skipped: AtomicU64,
     /// The commit logs' counters (shared with the store).
     pub log: Arc<LogStats>,
     samples: Mutex<VecDeque<Sample>>,
@@ -69,6 +71,7 @@ impl Metrics {
             push_queued: AtomicU64::new(0),
             push_events: AtomicU64::new(0),
             push_dropped: AtomicU64::new(0),
+            push_skipped: AtomicU64::new(0),
             samples: Mutex::new(VecDeque::with_capacity(RATE_WINDOW + 1)),
         }
     }

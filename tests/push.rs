@@ -341,6 +341,11 @@ fn an_event_whose_recipient_comes_online_first_is_skipped() {
     let event = next_event(&mut gw);
     assert_eq!(event.recipient, "carol", "bob came online before his window closed");
     assert_eq!(ack(&mut gw, event.seq), event.seq, "the skipped event is behind the acknowledged position too");
+    let mut watch = service(&server, "watch", false);
+    match watch.request(Request::Stats).unwrap() {
+        Reply::Stats(s) => assert_eq!((s.push_events, s.push_skipped, s.push_queued), (2, 1, 0)),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

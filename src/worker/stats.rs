@@ -47,6 +47,7 @@ pub fn collect(shared: &Shared) -> Result<ServerStats, Refusal> {
         push_queued: Metrics::get(&metrics.push_queued),
         push_events: Metrics::get(&metrics.push_events),
         push_dropped: Metrics::get(&metrics.push_dropped),
+        push_skipped: Metrics::get(&metrics.push_skipped),
     })
 }
 

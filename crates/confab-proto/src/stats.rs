@@ -20,7 +20,7 @@ impl fmt::Display for StatsLine<'_> {
             f,
             "up {}s, {} connections, {} logged in, {} rooms, {} groups, received {} ({}/s), delivered {} ({}/s), \
              {} stored undelivered, {} B queued out, {} B on disk; commit log: {} syncs/s, {} changes per commit, \
-             commit p50/p99/max {}/{}/{} us, {} B of segments; push: {} queued, {} made, {} dropped",
+             commit p50/p99/max {}/{}/{} us, {} B of segments; push: {} queued, {} made, {} dropped, {} skipped",
             s.uptime_secs,
             s.connections,
             s.logged_in,
@@ -41,7 +41,8 @@ impl fmt::Display for StatsLine<'_> {
             s.log_bytes,
             s.push_queued,
             s.push_events,
-            s.push_dropped
+            s.push_dropped,
+            s.push_skipped
         )
     }
 }
@@ -58,7 +59,7 @@ impl StatsLine<'_> {
 
 impl ServerStats {
     /// Every figure but the version, by its field name, in the order of the fields.
-    pub fn figures(&self) -> [(&'static str, u64); 22] {
+    pub fn figures(&self) -> [(&'static str, u64); 23] {
         let s = self;
         [
             ("uptime_secs", s.uptime_secs),
@@ -83,6 +84,7 @@ impl ServerStats {
             ("push_queued", s.push_queued),
             ("push_events", s.push_events),
             ("push_dropped", s.push_dropped),
+            ("push_skipped", s.push_skipped),
         ]
     }
 }
@@ -117,6 +119,7 @@ mod tests {
             push_queued: 5,
             push_events: 40,
             push_dropped: 0,
+            push_skipped: 12,
         }
     }
 
@@ -126,7 +129,8 @@ mod tests {
             StatsLine(&sample_stats()).to_string(),
             "up 3600s, 4 connections, 3 logged in, 1 rooms, 2 groups, received 1000 (3/s), delivered 2500 (7/s), \
              12 stored undelivered, 0 B queued out, 1048576 B on disk; commit log: 250 syncs/s, 4 changes per \
-             commit, commit p50/p99/max 200/900/2000 us, 33554432 B of segments; push: 5 queued, 40 made, 0 dropped"
+             commit, commit p50/p99/max 200/900/2000 us, 33554432 B of segments; push: 5 queued, 40 made, 0 dropped, 12 \
+             skipped"
         );
     }
 
@@ -134,10 +138,11 @@ mod tests {
     fn the_alternate_form_is_one_named_figure_a_line() {
         let table = format!("{:#}", StatsLine(&sample_stats()));
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 23, "{table}");
+        assert_eq!(lines.len(), 24, "{table}");
         assert_eq!(lines[..3], ["version\t0.1.0", "uptime_secs\t3600", "connections\t4"]);
         assert_eq!(lines[19], "log_bytes\t33554432");
         assert_eq!(lines[22], "push_dropped\t0");
+        assert_eq!(lines[23], "push_skipped\t12");
         assert!(table.ends_with('\n'));
     }
 }

@@ -390,6 +390,7 @@ vectors! {
         push_queued: 5,
         push_events: 40,
         push_dropped: 0,
+        push_skipped: 12,
     })),
     "disconnected" => reply(10, Reply::Disconnected { was_online: true }),
     "open-groups" => reply(33, Reply::OpenGroups {

@@ -333,6 +333,7 @@ impl PushQueue {
                 gateway.sent_upto = seq;
                 if online || devices.is_empty() {
                     self.events.remove(&seq);
+                    Metrics::add(&ctx.shared.metrics.push_skipped, 1);
                     skipped = true;
                     continue;
                 }

@@ -97,7 +97,8 @@
 //!   messages_delivered=N received_per_sec=N delivered_per_sec=N stored_messages=N
 //!   outbound_bytes_queued=N storage_bytes=N log_syncs=N log_syncs_per_sec=N
 //!   log_changes_per_commit=N log_commit_p50_us=N log_commit_p99_us=N log_commit_max_us=N
-//!   log_bytes=N push_queued=N push_events=N push_dropped=N version=V
+//!   log_bytes=N push_queued=N push_events=N push_dropped=N push_skipped=N
+//!   version=V
 //!                                       /stats (one line, wrapped here)
 //! muted CHAT until=MS                   /mute or /group mute took effect; also one line per
 //!                                       mute after push-settings. CHAT: user=NAME, group=ID

@@ -232,6 +232,7 @@ fn rooms_broadcast_presence_and_statistics() {
             "push_queued",
             "push_events",
             "push_dropped",
+            "push_skipped",
             "version"
         ]
     );

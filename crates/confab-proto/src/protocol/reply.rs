@@ -225,6 +225,9 @@ pub struct ServerStats {
     pub push_queued: u64,
     pub push_events: u64,
     pub push_dropped: u64,
+    /// Push events not sent because, when they came due, their recipient was online again
+    /// or had no device any more, since start.
+    pub push_skipped: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
