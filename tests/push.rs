@@ -258,8 +258,30 @@ fn events_survive_a_restart_until_acknowledged() {
     ack(&mut gw, again.seq);
     drop(gw);
     server.restart();
-    let (_gw, acked, last) = gateway(&server);
+    let (mut gw, acked, last) = gateway(&server);
     assert_eq!((acked, last), (first.seq, first.seq), "acknowledged before the restart: gone");
+    // The next event takes the next seq: none is numbered twice, across restarts too.
+    let mut alice = server.login("alice");
+    text(&mut alice, "bob", 2, "after the restarts");
+    assert_eq!(next_event(&mut gw).seq, first.seq + 1);
+}
+
+#[test]
+fn a_message_whose_commit_failed_makes_no_notification() {
+    let server = server();
+    offline_with_device(&server, "bob", true);
+    let mut alice = server.user("alice");
+    server.server().store().inject_flush_failures(true);
+    let failed = alice.send_text("bob", ClientMsgId(1), "not on disk when answered");
+    assert_eq!(failed.unwrap_err().code(), Some(ErrorCode::Internal));
+    server.server().store().inject_flush_failures(false);
+    // Sends are refused until the log is tried again (once a second).
+    eventually("the disk to take messages again", Duration::from_secs(10), || {
+        alice.send_text("bob", ClientMsgId(2), "on disk").is_ok()
+    });
+    let (mut gw, _, _) = gateway(&server);
+    let event = next_event(&mut gw);
+    assert_eq!((event.count, event.devices[0].preview.as_deref()), (1, Some("on disk")));
 }
 
 #[test]
