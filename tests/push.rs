@@ -562,3 +562,32 @@ fn notes_beyond_the_bound_on_their_way_to_the_queue_are_dropped_and_counted() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_mute_for_a_time_runs_out() {
+    let server = server();
+    let (mut gw, _, _) = gateway(&server);
+    let mut alice = server.user("alice");
+    let mut bob = server.user("bob");
+    set_device(&mut bob, "phone", true);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    // Long enough that the first message surely falls inside it on a loaded machine.
+    let until_ms = now + 1500;
+    assert_eq!(bob.request(Request::Mute { chat: Chat::User("alice".into()), until_ms }).unwrap(), Reply::Done);
+    drop(bob);
+    wait_offline(&server, "bob");
+    text(&mut alice, "bob", 1, "while muted");
+    // Once the time has passed (the server's clock is this machine's), the mute is gone.
+    std::thread::sleep(Duration::from_millis(until_ms.saturating_sub(now) + 100));
+    text(&mut alice, "bob", 2, "after the mute");
+    let event = next_event(&mut gw);
+    assert_eq!((event.count, event.devices[0].preview.as_deref()), (1, Some("after the mute")));
+    let mut bob = server.login("bob");
+    match bob.request(Request::PushSettings).unwrap() {
+        Reply::PushSettings { mutes, devices } => {
+            assert!(mutes.is_empty(), "a mute that ran out is not listed: {mutes:?}");
+            assert_eq!(devices.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+}

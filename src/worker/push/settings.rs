@@ -35,14 +35,8 @@ pub fn set_device(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUs
     let mut prefs = current(ctx, user);
     let max = ctx.config().push.max_devices;
     let entry = PushDevice { device, platform, token, previews, registered_ms: now_ms() };
-    let count = prefs.devices.len();
-    match prefs.devices.iter_mut().find(|d| d.device == entry.device) {
-        Some(existing) => *existing = entry,
-        None if count >= max => {
-            return Err(Refusal::new(ErrorCode::LimitReached, format!("at most {max} push devices; remove one first")))
-        }
-        None => prefs.devices.push(entry),
-    }
+    let full = || Refusal::new(ErrorCode::LimitReached, format!("at most {max} push devices; remove one first"));
+    replace_or_add(&mut prefs.devices, entry, |a, b| a.device == b.device, max, full)?;
     save(ctx, user.uid, prefs)?;
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())
@@ -108,14 +102,8 @@ pub fn mute(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, ch
     let mut prefs = current(ctx, user);
     forget_expired(&mut prefs, now);
     let max = ctx.config().push.max_mutes;
-    let count = prefs.mutes.len();
-    match prefs.mutes.iter_mut().find(|m| m.chat == chat) {
-        Some(existing) => existing.until_ms = until_ms,
-        None if count >= max => {
-            return Err(Refusal::new(ErrorCode::LimitReached, format!("at most {max} muted chats")))
-        }
-        None => prefs.mutes.push(Mute { chat, until_ms }),
-    }
+    let full = || Refusal::new(ErrorCode::LimitReached, format!("at most {max} muted chats"));
+    replace_or_add(&mut prefs.mutes, Mute { chat, until_ms }, |a, b| a.chat == b.chat, max, full)?;
     save(ctx, user.uid, prefs)?;
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())
@@ -164,6 +152,23 @@ fn current(ctx: &Ctx, user: &SessionUser) -> PushPrefs {
 fn save(ctx: &mut Ctx, uid: UserId, prefs: PushPrefs) -> Handled {
     ctx.partition.sled().put_push_prefs(uid, &prefs)?;
     ctx.shared.push.set(uid, prefs);
+    Ok(())
+}
+
+/// Replaces the entry that is `same` as `entry`, or adds it if the list holds fewer than
+/// `max` (a device registered again, a chat muted again, never count twice).
+fn replace_or_add<T>(
+    list: &mut Vec<T>,
+    entry: T,
+    same: impl Fn(&T, &T) -> bool,
+    max: usize,
+    full: impl FnOnce() -> Refusal,
+) -> Handled {
+    match list.iter().position(|existing| same(existing, &entry)) {
+        Some(at) => list[at] = entry,
+        None if list.len() >= max => return Err(full()),
+        None => list.push(entry),
+    }
     Ok(())
 }
 
