@@ -141,6 +141,14 @@ pub struct Config {
     /// Messages a group keeps at most; older ones are dropped even if some member has not
     /// acknowledged them, so one member who never returns cannot make a group grow forever.
     pub group_retention: u64,
+    /// Staff per shop at most: every message of an unclaimed conversation is pushed to each
+    /// of them, and each holds a position in every conversation of the shop, so the staff
+    /// list bounds a message's fan-out and a conversation's memory like a group's members.
+    pub max_staff_per_shop: usize,
+    /// Support conversations a user may open at most (one per shop): each costs a record,
+    /// a log and positions for every staff member, so one account cannot make a shop's
+    /// worker hold unbounded state by writing to every shop.
+    pub max_support_per_user: usize,
     /// Members per room at most.
     pub max_room_members: usize,
     /// Whether every user may broadcast, or only administrators.
@@ -306,6 +314,8 @@ impl Default for Config {
             max_group_members: 1000,
             max_groups_per_user: 100,
             group_retention: 100_000,
+            max_staff_per_shop: 100,
+            max_support_per_user: 100,
             max_room_members: 10_000,
             broadcast_by_anyone: false,
             max_subscriptions: 1000,

@@ -5,7 +5,7 @@ use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle};
-use crate::protocol::GroupId;
+use crate::protocol::{GroupId, SupportId};
 use crate::route::{Outbox, OutputLedger, Owner};
 use crate::signup::SignupLimit;
 use crate::store::{pidfile, LogOwner, Store, StoreError};
@@ -114,6 +114,7 @@ impl Server {
             metrics: metrics.clone(),
             connection_watchers: ConnectionWatchers::default(),
             seats: GroupSeats::default(),
+            support_seats: GroupSeats::default(),
             room_seats: ConnSeats::default(),
             subscription_seats: ConnSeats::default(),
             fanout: FanoutBudgets::new(config.fanout_rate, config.fanout_burst),
@@ -244,7 +245,8 @@ fn load_dedup(store: &Store, config: &Config) -> Result<Vec<DedupIndex>, StoreEr
     if records.is_empty() {
         return Ok(indexes);
     }
-    // A destination is a group id or a user id (one id space); users are owned by name.
+    // A destination is a group, support conversation or user id (one id space); users are
+    // owned by name, conversations by their shop's name.
     let mut owner_of_user = std::collections::HashMap::new();
     for name in store.usernames()? {
         if let Some(account) = store.account(&name)? {
@@ -256,7 +258,10 @@ fn load_dedup(store: &Store, config: &Config) -> Result<Vec<DedupIndex>, StoreEr
         let as_group = GroupId(destination.get());
         let worker = match store.group(as_group)? {
             Some(_) => Some(Owner::Group(as_group).partition(workers)),
-            None => owner_of_user.get(&destination).copied(),
+            None => match store.support(SupportId(destination.get()))? {
+                Some(conversation) => Some(Owner::Shop(&conversation.shop).partition(workers)),
+                None => owner_of_user.get(&destination).copied(),
+            },
         };
         // A destination that is gone (a deleted user or group) takes no more messages.
         if let Some(worker) = worker {

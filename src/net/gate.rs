@@ -24,7 +24,9 @@ pub fn admit<'a>(phase: Phase, user: Option<&'a SessionUser>, request: &'a Reque
             Refuse(ErrorCode::UnsupportedVersion, "this server speaks protocol version 2")
         }
         (Phase::AwaitHello, _) => Refuse(ErrorCode::HelloRequired, "the first frame must be Hello"),
-        (Phase::Ready, Request::Hello { .. }) => Refuse(ErrorCode::BadRequest, "Hello was already accepted"),
+        (Phase::Ready, Request::Hello { .. } | Request::HelloApp { .. }) => {
+            Refuse(ErrorCode::BadRequest, "Hello was already accepted")
+        }
         (Phase::Ready, Request::Ping) => Pong,
         (
             Phase::Ready,
@@ -56,6 +58,8 @@ fn service_only(request: &Request) -> bool {
             | Request::SubscribePush
             | Request::AckPush { .. }
             | Request::DropPushToken { .. }
+            | Request::AddStaff { .. }
+            | Request::RemoveStaff { .. }
     )
 }
 
@@ -66,6 +70,7 @@ fn service_owner<'a>(request: &'a Request, service: &'a SessionUser) -> Admissio
             Admission::Forward(Owner::User(username))
         }
         Request::SubscribePush | Request::AckPush { .. } => Admission::Forward(Owner::PushQueue),
+        Request::AddStaff { shop, .. } | Request::RemoveStaff { shop, .. } => Admission::Forward(Owner::Shop(shop)),
         Request::ServiceSend { .. }
         | Request::QueryOnline { .. }
         | Request::WatchConnections
@@ -96,6 +101,14 @@ fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
         | Request::LeaveRoom { room }
         | Request::RoomMembers { room } => Owner::Room(room),
         Request::SubscribePresence { username } | Request::UnsubscribePresence { username } => Owner::User(username),
+        Request::Send { to: Target::Shop(shop), .. } => Owner::Shop(shop),
+        Request::ListSupport { shop, .. } if !shop.is_empty() => Owner::Shop(shop),
+        Request::Send { to: Target::Support(id), .. }
+        | Request::Ack { conversation: Conversation::Support(id), .. }
+        | Request::Resync { conversation: Conversation::Support(id), .. }
+        | Request::ClaimSupport { conversation: id }
+        | Request::HandOverSupport { conversation: id, .. }
+        | Request::ReleaseSupport { conversation: id } => Owner::Support(*id),
         _ => Owner::User(&user.name),
     }
 }
@@ -103,7 +116,7 @@ fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ClientMsgId, Content, GroupId, Seq, UserId};
+    use crate::protocol::{ClientMsgId, Content, GroupId, Seq, SupportId, UserId};
 
     fn hello(version: u16) -> Request {
         Request::Hello { version, client: "t".into() }
@@ -152,6 +165,17 @@ mod tests {
         assert_eq!(at(&ack(Conversation::Group(GroupId(9)))), "Group(GroupId(9))");
         assert_eq!(at(&ack(Conversation::Inbox)), "User(\"alice\")");
         assert_eq!(at(&Request::SubscribePresence { username: "bob".into() }), "User(\"bob\")");
+        assert_eq!(at(&send(Target::Shop("acme".into()))), "Shop(\"acme\")");
+        assert_eq!(at(&send(Target::Support(SupportId(30)))), "Support(SupportId(30))");
+        assert_eq!(at(&ack(Conversation::Support(SupportId(30)))), "Support(SupportId(30))");
+        assert_eq!(at(&Request::ClaimSupport { conversation: SupportId(30) }), "Support(SupportId(30))");
+        let list = |shop: &str| Request::ListSupport { shop: shop.into(), after: SupportId(0), limit: 0 };
+        assert_eq!(at(&list("acme")), "Shop(\"acme\")");
+        assert_eq!(at(&list("")), "User(\"alice\")", "a customer's own conversations");
+        let add = Request::AddStaff { shop: "acme".into(), username: "bob".into() };
+        assert!(matches!(admit(Phase::Ready, Some(&alice), &add), Admission::Refuse(ErrorCode::Forbidden, _)));
+        let service = SessionUser { name: "shopfront".into(), uid: UserId(2), admin: false, service: true };
+        assert_eq!(admit(Phase::Ready, Some(&service), &add), Admission::Forward(Owner::Shop("acme")));
         assert_eq!(at(&Request::ListGroups), "User(\"alice\")");
         assert_eq!(at(&Request::Logout), "User(\"alice\")");
         let login = Request::Login { username: "bob".into(), password: "x".into() };

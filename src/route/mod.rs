@@ -17,7 +17,7 @@ mod outbox;
 pub use ledger::{Charge, OutputLedger};
 pub use outbox::{LoopMsg, Outbox};
 
-use crate::protocol::{GroupId, Request, UserId};
+use crate::protocol::{GroupId, Request, SupportId, UserId};
 use crossbeam_channel::{Sender, TrySendError};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -59,6 +59,13 @@ pub enum Owner<'a> {
     Service(&'a str),
     /// The push queue: one owner for the whole server, so its events have one order.
     PushQueue,
+    /// A shop, by name: its staff list and every one of its support conversations, so
+    /// claims and staff changes need no lock shared with another worker (and one busy
+    /// shop is one worker's load).
+    Shop(&'a str),
+    /// A support conversation named by id alone: its worker looks up the conversation's
+    /// shop and hands the request on to the shop's worker (the loop cannot know the shop).
+    Support(SupportId),
 }
 
 impl Owner<'_> {
@@ -72,6 +79,8 @@ impl Owner<'_> {
             Owner::Service(name) => fnv1a(name.as_bytes(), 0x53),
             Owner::Group(id) => id.get(),
             Owner::PushQueue => 0,
+            Owner::Shop(name) => fnv1a(name.as_bytes(), 0x48),
+            Owner::Support(id) => id.get(),
         };
         (hash % workers) as usize
     }

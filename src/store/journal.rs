@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum LogId {
     Inbox,
     Group,
+    /// A customer-support conversation's history (appended: journal values of earlier
+    /// releases hold only the two above).
+    Support,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -48,6 +51,7 @@ impl Store {
         match log {
             LogId::Inbox => &self.inbox,
             LogId::Group => &self.group_log,
+            LogId::Support => &self.support_log,
         }
     }
 }

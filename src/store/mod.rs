@@ -20,6 +20,10 @@
 //! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 //! - `journal`:     new messages, one value per worker batch, until migrated (see [`journal`])
 //! - `push_prefs`, `push_gateways`, `push_queue`: push notifications (see [`push`])
+//! - `support_log`: a [`SeqLog`] per support conversation id; the floor is the lowest ack
+//!   of the readers who hold the conversation (see `worker/support.rs`)
+//! - `shops`, `staff_of`, `support`, `support_of`, `shop_support`, `support_acks`:
+//!   shops and their conversations (see [`support`])
 
 pub mod commitlog;
 mod dedup;
@@ -35,6 +39,7 @@ mod records;
 mod reserve;
 mod seqlog;
 mod staged;
+mod support;
 mod verify;
 
 pub use commitlog::SyncPolicy;
@@ -43,7 +48,9 @@ pub use hook::{DurabilityHook, Durable};
 pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
 pub use push::{Mute, PushDevice, PushMessage, PushPrefs, PushQueueState, PushRecord};
-pub use records::{Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, StoredMessage};
+pub use records::{
+    Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, ShopRecord, StaffRecord, StoredMessage, SupportRecord,
+};
 pub use seqlog::{LogOwner, LogState, SeqLog};
 pub use staged::Staged;
 pub use verify::Report;
@@ -103,6 +110,7 @@ pub struct Store {
     services: sled::Tree,
     journal: sled::Tree,
     push: push::PushTrees,
+    support: support::SupportTrees,
     /// The checkpoint serial (see [`marker`]).
     meta: sled::Tree,
     checkpoints: Arc<Mutex<Checkpoints>>,
@@ -114,6 +122,8 @@ pub struct Store {
     pub inbox: SeqLog,
     /// Groups' shared histories.
     pub group_log: SeqLog,
+    /// Support conversations' histories.
+    pub support_log: SeqLog,
     /// When set, every checkpoint and commit fails: the storage-error path, testable
     /// without filling a disk.
     pub(crate) fail_flushes: Arc<AtomicBool>,
@@ -179,12 +189,14 @@ impl Store {
             services: db.open_tree("services")?,
             journal: db.open_tree("journal")?,
             push: push::PushTrees::open(&db)?,
+            support: support::SupportTrees::open(&db)?,
             meta,
             checkpoints: Arc::new(Mutex::new(Checkpoints { serial, file: None })),
             log_cuts: Vec::new(),
             staged: Arc::default(),
             inbox: SeqLog::new(db.open_tree("inbox")?, "inbox"),
             group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
+            support_log: SeqLog::new(db.open_tree("support_log")?, "support_log"),
             fail_flushes: Arc::default(),
             dir: dir.to_path_buf(),
             log_run: 0,
@@ -424,7 +436,10 @@ impl Store {
         Ok(StoreStats {
             accounts: self.accounts.len() as u64,
             groups: self.groups.len() as u64,
-            stored_messages: self.inbox.count_messages()? + self.group_log.count_messages()? + self.staged_unacked()?,
+            stored_messages: self.inbox.count_messages()?
+                + self.group_log.count_messages()?
+                + self.support_log.count_messages()?
+                + self.staged_unacked()?,
             size_on_disk: self.size_on_disk()?,
         })
     }

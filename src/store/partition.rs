@@ -22,7 +22,7 @@ use super::garbage::GarbageQueue;
 use super::{
     DedupRecord, LogId, LogOwner, LogState, PushRecord, Staged, Store, StoreError, StoreResult, StoredMessage,
 };
-use crate::protocol::{GroupId, Seq, UserId};
+use crate::protocol::{GroupId, Seq, SupportId, UserId};
 use log::{error, warn};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -159,6 +159,14 @@ impl Partition {
         self.room_for_change()?;
         self.store.put_group_ack(group, username, acked)?;
         self.log.add(&ChangeRef::GroupAck { group, username, acked });
+        Ok(())
+    }
+
+    /// A reader's acknowledged position in a support conversation.
+    pub fn support_ack(&mut self, support: SupportId, username: &str, acked: Seq) -> StoreResult<()> {
+        self.room_for_change()?;
+        self.store.put_support_ack(support, username, acked)?;
+        self.log.add(&ChangeRef::SupportAck { support, username, acked });
         Ok(())
     }
 

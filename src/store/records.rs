@@ -54,6 +54,32 @@ pub struct MemberRecord {
     pub role: Role,
 }
 
+/// A shop (`confabd shop add`): its own id and the users who answer its customers.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ShopRecord {
+    /// From the server-wide counter: the shop's identity apart from its name.
+    pub id: u64,
+    pub staff: Vec<StaffRecord>,
+    pub created_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StaffRecord {
+    pub username: String,
+    pub uid: UserId,
+}
+
+/// A customer's conversation with a shop; its id is the key, its messages the id's log.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct SupportRecord {
+    pub shop: String,
+    pub customer: String,
+    pub customer_uid: UserId,
+    /// The staff member answering it; None while any of them may.
+    pub claimed_by: Option<String>,
+    pub created_ms: u64,
+}
+
 /// A back-end service allowed to log in (`confabd service add`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRecord {

@@ -12,7 +12,7 @@
 //! at which a backlog can drain.
 
 use super::{decode, encode, read_u64, StoreResult, StoredMessage};
-use crate::protocol::{GroupId, Seq, UserId};
+use crate::protocol::{GroupId, Seq, SupportId, UserId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -43,6 +43,12 @@ impl From<UserId> for LogOwner {
 impl From<GroupId> for LogOwner {
     fn from(group: GroupId) -> Self {
         LogOwner(group.get())
+    }
+}
+
+impl From<SupportId> for LogOwner {
+    fn from(conversation: SupportId) -> Self {
+        LogOwner(conversation.get())
     }
 }
 

@@ -1,5 +1,5 @@
 //! Messages a partition has made durable in its commit log but not yet moved into sled:
-//! readable at once, by owner and sequence, for each of the two kinds of log. Each
+//! readable at once, by owner and sequence, for each kind of log. Each
 //! partition owns its own table (only its worker writes it, so its lock is never
 //! contended on the message path); the store keeps a handle on each only to count them
 //! for statistics.
@@ -15,6 +15,7 @@ type Table = BTreeMap<(LogOwner, Seq), StoredMessage>;
 pub struct StagedLogs {
     inbox: Table,
     group: Table,
+    support: Table,
 }
 
 /// One partition's table, shared with the store's statistics.
@@ -33,6 +34,7 @@ impl StagedLogs {
         match log {
             LogId::Inbox => &mut self.inbox,
             LogId::Group => &mut self.group,
+            LogId::Support => &mut self.support,
         }
     }
 
@@ -40,6 +42,7 @@ impl StagedLogs {
         match log {
             LogId::Inbox => &self.inbox,
             LogId::Group => &self.group,
+            LogId::Support => &self.support,
         }
     }
 
@@ -52,7 +55,7 @@ impl StagedLogs {
     }
 
     pub fn len(&self) -> usize {
-        self.inbox.len() + self.group.len()
+        self.inbox.len() + self.group.len() + self.support.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -83,6 +86,7 @@ impl StagedLogs {
     /// (log, owner, sequence) of everything staged.
     pub fn keys(&self) -> Vec<(LogId, LogOwner, Seq)> {
         let inbox = self.inbox.keys().map(|&(o, s)| (LogId::Inbox, o, s));
-        inbox.chain(self.group.keys().map(|&(o, s)| (LogId::Group, o, s))).collect()
+        let group = self.group.keys().map(|&(o, s)| (LogId::Group, o, s));
+        inbox.chain(group).chain(self.support.keys().map(|&(o, s)| (LogId::Support, o, s))).collect()
     }
 }

@@ -53,6 +53,8 @@ impl Store {
         }
         check_log(&self.inbox, "inbox of user id", &mut report)?;
         check_log(&self.group_log, "history of group", &mut report)?;
+        check_log(&self.support_log, "support conversation", &mut report)?;
+        report.problems.extend(self.verify_support()?);
         // A member's position beyond its group's last message is no damage: a member added
         // just before a crash that lost the newest messages (not yet durable, never
         // receipted); the server brings the position back to the history's end at load.
@@ -74,7 +76,8 @@ impl Store {
                 report.problems.push(format!("{name} is listed in group {id}, which does not list them"));
             }
         }
-        report.messages = self.inbox.count_messages()? + self.group_log.count_messages()?;
+        report.messages =
+            self.inbox.count_messages()? + self.group_log.count_messages()? + self.support_log.count_messages()?;
         report.problems.extend(self.verify_push_prefs()?);
         let queue = self.push_queue()?;
         report.push_events = queue.events.len() as u64;

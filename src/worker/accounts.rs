@@ -244,6 +244,16 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
         let worker = ctx.worker_of(Owner::Group(group_id));
         ctx.batch.send_to_worker(worker, WorkerCmd::MemberOnline { group_id, username: name.clone(), conn });
     }
+    // So do the support conversations' of the shops it is staff of or a customer of.
+    let store = &ctx.shared.store;
+    let mut shops: std::collections::BTreeSet<String> = store.staff_shops(&name)?.into_iter().collect();
+    for id in store.customer_support(&name)? {
+        shops.extend(store.support(id)?.map(|record| record.shop));
+    }
+    for shop in shops {
+        let worker = ctx.worker_of(Owner::Shop(&shop));
+        ctx.batch.send_to_worker(worker, WorkerCmd::SupportOnline { shop, username: name.clone(), conn });
+    }
     if !was_online {
         presence.announce(ctx, &name, true)?;
     }

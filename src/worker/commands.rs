@@ -4,7 +4,7 @@
 
 use super::push::notes::PushNote;
 use super::seats::Seat;
-use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, UserId};
+use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, Request, UserId};
 use crate::route::{ConnId, SessionUser};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -37,6 +37,12 @@ pub enum WorkerCmd {
     PushOnline { uid: UserId },
     /// A push event's coalescing window closed: feed the gateway.
     PushDue,
+    /// A customer or staff member of the shop this worker owns is online at `conn` (sent
+    /// by the user's worker after login): deliver what its active cursors are owed.
+    SupportOnline { shop: String, username: Arc<str>, conn: ConnId },
+    /// A request about a support conversation known by id, handed on by the worker that
+    /// looked up the conversation's shop to the shop's worker (this one).
+    Forward { conn: ConnId, peer: IpAddr, user: SessionUser, request_id: u32, request: Request },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

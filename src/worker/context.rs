@@ -7,7 +7,7 @@ use super::cursor::{Cursor, Window};
 use super::{DedupIndex, Shared, WorkerCmd};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::protocol::{GroupId, Seq};
+use crate::protocol::{GroupId, Seq, SupportId};
 use crate::route::{ConnId, Owner};
 use crate::store::Partition;
 use crossbeam_channel::Sender;
@@ -80,6 +80,8 @@ impl Ctx<'_> {
 pub enum Waiting {
     Inbox(Arc<str>),
     Group(GroupId, Arc<str>),
+    /// A reader (customer or staff member) of a support conversation.
+    Support(SupportId, Arc<str>),
 }
 
 /// Cursors waiting for their session's delivery budget, by connection, in the order they

@@ -152,12 +152,12 @@ pub fn wire_size(stored: &StoredMessage) -> usize {
     48 + stored.from.len() + DISPLAY_NAME_ALLOWANCE + stored.content.body.len() + media
 }
 
-/// The display name a pushed message carries: the user sender's current one, or the
-/// service's name (services have no other).
+/// The display name a pushed message carries: the user's (or staff member's) current one,
+/// or the service's name (services have no other).
 pub fn sender_display_name(shared: &Shared, stored: &StoredMessage) -> String {
     match stored.sender {
         SenderKind::Service => stored.from.clone(),
-        SenderKind::User => shared.directory.display_name(&stored.from, &shared.store),
+        SenderKind::User | SenderKind::Staff => shared.directory.display_name(&stored.from, &shared.store),
     }
 }
 

@@ -17,8 +17,9 @@
 //!
 //! - `thread`: the run loop and the dispatch of each command to an owner;
 //! - the owners, one type per domain: `inbox` (`Inboxes`), `groups` (`Groups`, with
-//!   `membership`), `rooms` (`Rooms`, and broadcast), `presence` (`Presence`), `services`
-//!   (`Gathers`), plus `accounts` and `stats`, which own nothing of their own;
+//!   `membership`), `support` (`Shops`: customer-support conversations, with `claims`),
+//!   `rooms` (`Rooms`, and broadcast), `presence` (`Presence`), `services` (`Gathers`),
+//!   plus `accounts` and `stats`, which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
 //!   delivery state machine), `waiting` (budget wakes across inboxes and groups), `batch`
@@ -31,6 +32,7 @@
 mod accounts;
 mod batch;
 mod budget;
+mod claims;
 mod commands;
 mod context;
 mod cursor;
@@ -53,6 +55,7 @@ mod seats;
 mod services;
 mod shared;
 mod stats;
+mod support;
 mod thread;
 mod waiting;
 

@@ -40,6 +40,8 @@ pub struct Shared {
     pub dedup: Arc<Vec<DedupIndex>>,
     /// Group memberships being made, counted against `max_groups_per_user`.
     pub seats: GroupSeats,
+    /// Support conversations being opened, counted against `max_support_per_user`.
+    pub support_seats: GroupSeats,
     /// What each room and broadcast sender may still fan out.
     pub fanout: FanoutBudgets,
     /// Rooms each connection is in, against `max_rooms_per_conn`.

@@ -13,10 +13,12 @@ use super::push::settings::{self, DeviceRequest};
 use super::refusal::{Handled, Refusal};
 use super::rooms::{self, Rooms};
 use super::services::{self, Gathers};
-use super::{accounts, membership, message, stats, waiting, Shared};
+use super::support::{self, Shops};
+use super::waiting::Readers;
+use super::{accounts, claims, membership, message, stats, waiting, Shared};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
-use crate::protocol::{Conversation, ErrorCode, Request, Target};
+use crate::protocol::{Conversation, ErrorCode, Request, SupportId, Target};
 use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
@@ -46,6 +48,7 @@ struct Owners {
     rooms: Rooms,
     presence: Presence,
     gathers: Gathers,
+    shops: Shops,
     /// Only on the worker of `Owner::PushQueue`; empty elsewhere.
     push: PushQueue,
 }
@@ -218,8 +221,8 @@ impl Owners {
             }
             WorkerCmd::Pump { conn } => {
                 let pumped = match conn {
-                    Some(conn) => waiting::pump_waiting(ctx, &mut self.inboxes, &mut self.groups, conn),
-                    None => waiting::pump_all_waiting(ctx, &mut self.inboxes, &mut self.groups),
+                    Some(conn) => waiting::pump_waiting(ctx, &mut self.readers(), conn),
+                    None => waiting::pump_all_waiting(ctx, &mut self.readers()),
                 };
                 if let Err(refusal) = pumped {
                     debug!("pumping waiting cursors: {}", refusal.message);
@@ -228,6 +231,16 @@ impl Owners {
             WorkerCmd::PushNotes(notes) => self.push.notes(ctx, notes),
             WorkerCmd::PushOnline { uid } => self.push.online(uid),
             WorkerCmd::PushDue => self.push.due(ctx),
+            WorkerCmd::SupportOnline { shop, username, conn } => {
+                if let Err(refusal) = self.shops.reader_online(ctx, &shop, &username, conn) {
+                    debug!("support catch-up of {username} in {shop}: {}", refusal.message);
+                }
+            }
+            WorkerCmd::Forward { conn, peer, user, request_id, request } => {
+                if let Err(refusal) = self.request(ctx, conn, peer, Some(user), request_id, request) {
+                    ctx.batch.refuse(conn, request_id, &refusal);
+                }
+            }
             WorkerCmd::Stop => {
                 // Open windows' final counts, into this last commit.
                 self.push.close_windows(ctx, None);
@@ -235,6 +248,50 @@ impl Owners {
             }
         }
         true
+    }
+
+    /// The owners of cursors, for waking those that wait for a delivery budget.
+    fn readers(&mut self) -> Readers<'_> {
+        Readers { inboxes: &mut self.inboxes, groups: &mut self.groups, shops: &mut self.shops }
+    }
+
+    /// A request about a support conversation known by id: handled here if this worker
+    /// owns the conversation's shop, else handed on to the worker that does (protocol.md
+    /// "Customer support": the id names no shop the loop could route by).
+    #[allow(clippy::too_many_arguments)]
+    fn by_conversation(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        peer: IpAddr,
+        user: SessionUser,
+        request_id: u32,
+        id: SupportId,
+        request: Request,
+    ) -> Handled {
+        let shop = ctx.shared.store.support(id)?.map(|record| record.shop).ok_or_else(support::not_a_reader)?;
+        if !ctx.owns(Owner::Shop(&shop)) {
+            let worker = ctx.worker_of(Owner::Shop(&shop));
+            ctx.batch.send_to_worker(worker, WorkerCmd::Forward { conn, peer, user, request_id, request });
+            return Ok(());
+        }
+        if let Request::Ack { up_to, .. } = request {
+            self.shops.load(ctx, &shop)?.ack(ctx, conn, request_id, id, &user, up_to)?;
+            return waiting::after_ack(ctx, &mut self.readers(), conn, Waiting::Support(id, user.name.clone()));
+        }
+        let shop = self.shops.load(ctx, &shop)?;
+        match request {
+            Request::Send { transient: true, .. } => Err(not_transient()),
+            Request::Send { client_msg_id, content, .. } => {
+                message::validate(ctx.config(), &content, &user)?;
+                shop.send(ctx, conn, request_id, id, &user, client_msg_id, content)
+            }
+            Request::Resync { after, .. } => shop.resync(ctx, conn, request_id, id, &user, after),
+            Request::ClaimSupport { .. } => claims::claim(ctx, shop, conn, request_id, id, &user),
+            Request::HandOverSupport { to, .. } => claims::hand_over(ctx, shop, conn, request_id, id, &user, &to),
+            Request::ReleaseSupport { .. } => claims::release(ctx, shop, conn, request_id, id, &user),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn request(
@@ -264,6 +321,9 @@ impl Owners {
                 other => Err(unexpected(other)),
             };
         };
+        if let Some(id) = conversation_of(&request) {
+            return self.by_conversation(ctx, conn, peer, user, request_id, id, request);
+        }
         match request {
             Request::Send { to, client_msg_id, transient, content } => {
                 message::validate(ctx.config(), &content, &user)?;
@@ -275,29 +335,27 @@ impl Owners {
                     Target::User(to) => {
                         self.inboxes.known(ctx, &to)?.send_direct(ctx, conn, request_id, &user, client_msg_id, content)
                     }
-                    Target::Group(_) if transient => {
-                        Err(Refusal::new(ErrorCode::BadRequest, "transient messages go to users or rooms, not groups"))
-                    }
+                    Target::Group(_) | Target::Shop(_) | Target::Support(_) if transient => Err(not_transient()),
                     Target::Group(id) => {
                         self.groups.load(ctx, id)?.send(ctx, conn, request_id, &user, client_msg_id, content)
                     }
                     Target::Room(room) => self.rooms.send(ctx, conn, request_id, &user, &room, content),
                     Target::Everyone => rooms::broadcast(ctx, conn, request_id, &user, content),
+                    Target::Shop(shop) => {
+                        let (shop, index) = self.shops.load_with_index(ctx, &shop)?;
+                        shop.send_from_customer(ctx, index, conn, request_id, &user, client_msg_id, content)
+                    }
+                    // Taken by `by_conversation` above.
+                    Target::Support(_) => Err(unexpected(Request::Send { to, client_msg_id, transient, content })),
                 }
             }
             Request::Ack { conversation: Conversation::Inbox, up_to } => {
                 self.inboxes.session(ctx, &user, conn)?.ack(ctx, conn, request_id, up_to)?;
-                waiting::after_ack(ctx, &mut self.inboxes, &mut self.groups, conn, Waiting::Inbox(user.name.clone()))
+                waiting::after_ack(ctx, &mut self.readers(), conn, Waiting::Inbox(user.name.clone()))
             }
             Request::Ack { conversation: Conversation::Group(id), up_to } => {
                 self.groups.load(ctx, id)?.ack(ctx, conn, request_id, &user, up_to)?;
-                waiting::after_ack(
-                    ctx,
-                    &mut self.inboxes,
-                    &mut self.groups,
-                    conn,
-                    Waiting::Group(id, user.name.clone()),
-                )
+                waiting::after_ack(ctx, &mut self.readers(), conn, Waiting::Group(id, user.name.clone()))
             }
             Request::Resync { conversation: Conversation::Inbox, after } => {
                 self.inboxes.session(ctx, &user, conn)?.resync(ctx, conn, request_id, after)
@@ -399,7 +457,26 @@ impl Owners {
             Request::DropPushToken { username, token } => {
                 settings::drop_token(ctx, conn, request_id, &user, &username, &token)
             }
+            Request::ListSupport { shop, after, limit } if shop.is_empty() => {
+                claims::list_own(ctx, conn, request_id, &user, after, limit)
+            }
+            Request::ListSupport { shop, after, limit } => {
+                let shop = self.shops.load(ctx, &shop)?;
+                claims::list_shop(ctx, shop, conn, request_id, &user, after, limit)
+            }
+            Request::AddStaff { shop, username } => {
+                claims::add_staff(ctx, &mut self.shops, conn, request_id, &shop, &username)
+            }
+            Request::RemoveStaff { shop, username } => {
+                claims::remove_staff(ctx, &mut self.shops, conn, request_id, &shop, &username)
+            }
+            other @ (Request::Ack { .. }
+            | Request::Resync { .. }
+            | Request::ClaimSupport { .. }
+            | Request::HandOverSupport { .. }
+            | Request::ReleaseSupport { .. }) => Err(unexpected(other)),
             other @ (Request::Hello { .. }
+            | Request::HelloApp { .. }
             | Request::Ping
             | Request::Register { .. }
             | Request::Login { .. }
@@ -415,12 +492,30 @@ impl Owners {
         }
         ctx.shared.connection_watchers.remove(conn);
         self.groups.closed(conn, &user.name);
+        self.shops.closed(conn, &user.name);
         self.rooms.closed(ctx, conn);
         ctx.shared.fanout.forget(conn);
         ctx.waiting.take(conn);
         self.presence.closed(ctx, conn);
         self.push.closed(conn);
     }
+}
+
+/// The support conversation a request names by id, if it does.
+fn conversation_of(request: &Request) -> Option<SupportId> {
+    match request {
+        Request::Send { to: Target::Support(id), .. }
+        | Request::Ack { conversation: Conversation::Support(id), .. }
+        | Request::Resync { conversation: Conversation::Support(id), .. }
+        | Request::ClaimSupport { conversation: id }
+        | Request::HandOverSupport { conversation: id, .. }
+        | Request::ReleaseSupport { conversation: id } => Some(*id),
+        _ => None,
+    }
+}
+
+fn not_transient() -> Refusal {
+    Refusal::new(ErrorCode::BadRequest, "transient messages go to users or rooms")
 }
 
 /// The loop enforces which requests each connection state allows; reaching this means it

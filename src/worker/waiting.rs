@@ -7,7 +7,8 @@
 //! cursor whose own ack freed the room queues behind the others when any wait, so one busy
 //! conversation cannot keep the rest of the session's backlog waiting forever.
 //!
-//! Cursors live in inboxes and groups alike, so this is where the two meet.
+//! Cursors live in inboxes, groups and support conversations alike, so this is where
+//! they meet.
 
 use super::commands::WorkerCmd;
 use super::context::{Ctx, Waiting};
@@ -15,39 +16,56 @@ use super::cursor::Cursor;
 use super::groups::Groups;
 use super::inbox::Inboxes;
 use super::refusal::Handled;
+use super::support::Shops;
 use crate::route::ConnId;
 
 /// Pushes what a cursor may push now (it queues itself again if the budget runs out).
-fn pump(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups, who: Waiting) -> Handled {
+fn pump(ctx: &mut Ctx, owners: &mut Readers, who: Waiting) -> Handled {
     match who {
-        Waiting::Inbox(name) => inboxes.get_mut(&name).map_or(Ok(()), |inbox| inbox.pump(ctx)),
-        Waiting::Group(id, name) => groups.get_mut(id).map_or(Ok(()), |group| group.pump_member(ctx, &name)),
+        Waiting::Inbox(name) => owners.inboxes.get_mut(&name).map_or(Ok(()), |inbox| inbox.pump(ctx)),
+        Waiting::Group(id, name) => owners.groups.get_mut(id).map_or(Ok(()), |group| group.pump_member(ctx, &name)),
+        Waiting::Support(id, name) => {
+            owners.shops.by_conversation(id).map_or(Ok(()), |shop| shop.pump_reader(ctx, id, &name))
+        }
     }
 }
 
+/// The owners of cursors, lent together.
+pub struct Readers<'a> {
+    pub inboxes: &'a mut Inboxes,
+    pub groups: &'a mut Groups,
+    pub shops: &'a mut Shops,
+}
+
 /// Pumps the cursors waiting on `conn`'s budget, in order.
-pub fn pump_waiting(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups, conn: ConnId) -> Handled {
+pub fn pump_waiting(ctx: &mut Ctx, owners: &mut Readers, conn: ConnId) -> Handled {
     for who in ctx.waiting.take(conn) {
-        pump(ctx, inboxes, groups, who)?;
+        pump(ctx, owners, who)?;
     }
     Ok(())
 }
 
 /// Every waiting cursor: the fallback for room freed without an ack (a session that
 /// ended, a member removed with messages outstanding).
-pub fn pump_all_waiting(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups) -> Handled {
+pub fn pump_all_waiting(ctx: &mut Ctx, owners: &mut Readers) -> Handled {
     for conn in ctx.waiting.conns() {
-        pump_waiting(ctx, inboxes, groups, conn)?;
+        pump_waiting(ctx, owners, conn)?;
     }
     Ok(())
 }
 
 /// After an ack of `who` on `conn`: wakes the workers waiting on the session's budget,
 /// then pumps `who` itself (behind the others if any wait).
-pub fn after_ack(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups, conn: ConnId, who: Waiting) -> Handled {
+pub fn after_ack(ctx: &mut Ctx, owners: &mut Readers, conn: ConnId, who: Waiting) -> Handled {
     let cursor: Option<&Cursor> = match &who {
-        Waiting::Inbox(name) => inboxes.get_mut(name).map(|inbox| &inbox.cursor),
-        Waiting::Group(id, name) => groups.get_mut(*id).and_then(|g| g.members.get(name)).map(|m| &m.cursor),
+        Waiting::Inbox(name) => owners.inboxes.get_mut(name).map(|inbox| &inbox.cursor),
+        Waiting::Group(id, name) => owners.groups.get_mut(*id).and_then(|g| g.members.get(name)).map(|m| &m.cursor),
+        Waiting::Support(id, name) => owners
+            .shops
+            .by_conversation(*id)
+            .and_then(|shop| shop.conversations.get(id))
+            .and_then(|c| c.readers.get(name))
+            .map(|r| &r.cursor),
     };
     let session = cursor.and_then(|c| c.session.as_ref()).filter(|s| s.conn == conn);
     let Some(budget) = session.map(|s| s.budget.clone()) else {
@@ -60,13 +78,13 @@ pub fn after_ack(ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups, conn
     }
     for worker in budget.wake() {
         if worker == ctx.index {
-            pump_waiting(ctx, inboxes, groups, conn)?;
+            pump_waiting(ctx, owners, conn)?;
         } else {
             ctx.batch.send_to_worker(worker, WorkerCmd::Pump { conn: Some(conn) });
         }
     }
     if !contended {
-        pump(ctx, inboxes, groups, who)?;
+        pump(ctx, owners, who)?;
     }
     Ok(())
 }

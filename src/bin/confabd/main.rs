@@ -150,6 +150,12 @@ struct Flags {
     /// Messages a group keeps at most; older ones go even if a member has not acked them.
     #[arg(long, default_value_t = defaults().group_retention)]
     group_retention: u64,
+    /// Staff per shop at most.
+    #[arg(long, default_value_t = defaults().max_staff_per_shop)]
+    max_staff_per_shop: usize,
+    /// Support conversations one user may open at most (one per shop).
+    #[arg(long, default_value_t = defaults().max_support_per_user)]
+    max_support_per_user: usize,
     /// Members per room at most.
     #[arg(long, default_value_t = defaults().max_room_members)]
     max_room_members: usize,
@@ -252,6 +258,8 @@ impl Flags {
             max_group_members: self.max_group_members,
             max_groups_per_user: self.max_groups_per_user,
             group_retention: self.group_retention,
+            max_staff_per_shop: self.max_staff_per_shop,
+            max_support_per_user: self.max_support_per_user,
             max_room_members: self.max_room_members,
             broadcast_by_anyone: self.broadcast_by_anyone,
             stats_interval: Duration::from_secs(self.stats_interval),
@@ -357,7 +365,7 @@ mod tests {
             hash_cost, delivery_window, delivery_window_bytes, max_outbound, max_outbound_total,
             fanout_rate, fanout_burst, max_rooms_per_conn, max_inbox_bytes, worker_queue, max_batch,
             shutdown_grace, max_connections, token_ttl, max_group_members, max_groups_per_user,
-            group_retention, max_room_members, broadcast_by_anyone, max_subscriptions,
+            group_retention, max_staff_per_shop, max_support_per_user, max_room_members, broadcast_by_anyone, max_subscriptions,
             max_connections_per_ip, request_rate, request_burst, login_free_attempts,
             login_address_free_attempts, login_account_free_attempts, login_backoff,
             login_backoff_max, register_per_address, register_total, register_queue, login_queue,

@@ -6,7 +6,7 @@
 //! keeps some prefix of its unflushed writes after a crash): a message is put only above
 //! its log's floor, a floor or a member's ack only ever rises.
 
-use crate::protocol::{GroupId, Seq, UserId};
+use crate::protocol::{GroupId, Seq, SupportId, UserId};
 use crate::store::{DedupRecord, LogId, LogOwner, PushRecord, Store, StoreError, StoreResult, StoredMessage};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,9 @@ pub enum Change {
     PushEvent { seq: u64, event: PushRecord },
     /// The push gateway acknowledged (or the full queue dropped) every event up to `floor`.
     PushFloor { floor: u64 },
+    /// A reader's (customer's or staff member's) acknowledged position in a support
+    /// conversation.
+    SupportAck { support: SupportId, username: String, acked: Seq },
 }
 
 /// [`Change`] borrowing its large parts, for encoding without a copy. Same variants in the
@@ -43,6 +46,7 @@ pub enum ChangeRef<'a> {
     RevokeTokens { uid: UserId },
     PushEvent { seq: u64, event: &'a PushRecord },
     PushFloor { floor: u64 },
+    SupportAck { support: SupportId, username: &'a str, acked: Seq },
 }
 
 /// Appends a change to a batch's payload.
@@ -77,8 +81,12 @@ impl Store {
     pub fn apply(&self, change: Change, applied: &mut Applied) -> StoreResult<()> {
         match change {
             Change::Message { log, owner, seq, message } => {
-                // A deleted group's history stays deleted (a group log's owner is its group).
+                // A deleted group's (or removed shop's conversation's) history stays deleted
+                // (a log's owner is its group or conversation).
                 if log == LogId::Group && self.group(GroupId(owner.get()))?.is_none() {
+                    return Ok(());
+                }
+                if log == LogId::Support && self.support(SupportId(owner.get()))?.is_none() {
                     return Ok(());
                 }
                 let log = self.log(log);
@@ -112,6 +120,12 @@ impl Store {
             }
             Change::PushFloor { floor } => {
                 self.raise_push_floor(floor)?;
+            }
+            Change::SupportAck { support, username, acked } => {
+                if self.support(support)?.is_some() && acked > self.support_ack(support, &username)? {
+                    self.put_support_ack(support, &username, acked)?;
+                    applied.acks += 1;
+                }
             }
         }
         Ok(())
@@ -172,6 +186,10 @@ mod tests {
             (ChangeRef::RevokeTokens { uid: UserId(5) }, Change::RevokeTokens { uid: UserId(5) }),
             (ChangeRef::PushEvent { seq: 3, event: &push }, Change::PushEvent { seq: 3, event: push.clone() }),
             (ChangeRef::PushFloor { floor: 2 }, Change::PushFloor { floor: 2 }),
+            (
+                ChangeRef::SupportAck { support: SupportId(4), username: "bob", acked: Seq(3) },
+                Change::SupportAck { support: SupportId(4), username: "bob".into(), acked: Seq(3) },
+            ),
         ];
         let mut payload = Vec::new();
         for (borrowed, owned) in &pairs {

@@ -10,7 +10,7 @@
 use super::book::PushBook;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
-use crate::protocol::{Chat, GroupId, MediaKind, SenderKind, UserId};
+use crate::protocol::{Chat, GroupId, MediaKind, SenderKind, SupportId, UserId};
 use crate::route::Owner;
 use crate::store::{PushMessage, StoredMessage};
 use crate::worker::context::Ctx;
@@ -43,7 +43,8 @@ pub fn direct(ctx: &mut Ctx, reader: Reader, stored: &StoredMessage) {
         return;
     }
     let chat = match stored.sender {
-        SenderKind::User => Chat::User(stored.from.clone()),
+        // Staff write only in support conversations, never to an inbox.
+        SenderKind::User | SenderKind::Staff => Chat::User(stored.from.clone()),
         SenderKind::Service => Chat::Service(stored.from.clone()),
     };
     let sender_name = sender_display_name(ctx.shared, stored);
@@ -69,7 +70,36 @@ pub fn worth_a_look(book: &PushBook, stored: &StoredMessage) -> bool {
 }
 
 fn notifies(ctx: &Ctx, stored: &StoredMessage) -> bool {
-    worth_a_look(&ctx.shared.push, stored) && (stored.sender == SenderKind::User || ctx.config().push.system_messages)
+    worth_a_look(&ctx.shared.push, stored) && (stored.sender != SenderKind::Service || ctx.config().push.system_messages)
+}
+
+/// A support message stored for these offline active readers: the customer (to whom a
+/// staff reply comes from the shop, naming the agent) and staff. The chat is
+/// `Support(id)` and its name the shop's.
+pub fn support(
+    ctx: &mut Ctx,
+    id: SupportId,
+    shop: &str,
+    customer: Option<Reader>,
+    staff: Vec<Reader>,
+    stored: &StoredMessage,
+) {
+    if !notifies(ctx, stored) {
+        return;
+    }
+    let chat = Chat::Support(id);
+    let sender_name = sender_display_name(ctx.shared, stored);
+    let mut notes = Vec::new();
+    if let Some(customer) = customer.filter(|c| *c.name != *stored.from) {
+        let as_shop = match stored.sender {
+            SenderKind::Staff => StoredMessage { from: shop.to_string(), ..stored.clone() },
+            _ => stored.clone(),
+        };
+        notes.extend(make(ctx, vec![customer], &chat, shop, &sender_name, &as_shop));
+    }
+    let staff = staff.into_iter().filter(|r| *r.name != *stored.from).collect();
+    notes.extend(make(ctx, staff, &chat, shop, &sender_name, stored));
+    send(ctx, notes);
 }
 
 fn make(

@@ -53,9 +53,10 @@
 //! ```
 //!
 //! - `chat` is `{"type":"user","name":U}` (direct messages with U),
-//!   `{"type":"group","id":N}` or `{"type":"service","name":S}`; `chat_name` is what to
-//!   show for it (the sender's display name, the group's name, the service's name).
-//! - `sender_kind`: `"user"` or `"service"`; `kind`: `"text"`, `"image"`, `"audio"`,
+//!   `{"type":"group","id":N}`, `{"type":"service","name":S}` or `{"type":"support","id":N}`
+//!   (a customer-support conversation); `chat_name` is what to show for it (the sender's
+//!   display name, the group's name, the service's name, the shop's name).
+//! - `sender_kind`: `"user"`, `"service"` or `"staff"` (a shop's agent); `kind`: `"text"`, `"image"`, `"audio"`,
 //!   `"file"`, `"custom"` or `"system"`.
 //! - `count`: messages this event stands for (the server coalesces a burst into one event
 //!   with the latest message's details); `unread`: the badge number.

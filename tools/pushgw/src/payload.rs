@@ -27,13 +27,16 @@ pub struct Notification<'a> {
     pub devices: Vec<Device<'a>>,
 }
 
-/// `{"type":"user","name":...}`, `{"type":"group","id":...}`, `{"type":"service","name":...}`.
+/// `{"type":"user","name":...}`, `{"type":"group","id":...}`, `{"type":"service","name":...}`,
+/// `{"type":"support","id":...}`.
 #[derive(Serialize, Debug, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ChatRef<'a> {
     User { name: &'a str },
     Group { id: u64 },
     Service { name: &'a str },
+    /// A customer-support conversation, by id.
+    Support { id: u64 },
 }
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,7 @@ pub enum ChatRef<'a> {
 pub enum SenderKindName {
     User,
     Service,
+    Staff,
 }
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +90,7 @@ impl<'a> Notification<'a> {
             sender_kind: match event.sender_kind {
                 SenderKind::User => SenderKindName::User,
                 SenderKind::Service => SenderKindName::Service,
+                SenderKind::Staff => SenderKindName::Staff,
             },
             message_id: event.message_id.get(),
             kind: KindName::of(event.kind),
@@ -108,6 +113,7 @@ impl<'a> ChatRef<'a> {
             Chat::User(name) => ChatRef::User { name },
             Chat::Group(id) => ChatRef::Group { id: id.get() },
             Chat::Service(name) => ChatRef::Service { name },
+            Chat::Support(id) => ChatRef::Support { id: id.get() },
         }
     }
 }

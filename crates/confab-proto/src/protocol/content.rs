@@ -11,6 +11,9 @@ pub enum SenderKind {
     #[default]
     User,
     Service,
+    /// A shop's staff member in a support conversation: to the customer `from` is the
+    /// shop's name and `display_name` the agent's; to other staff `from` is the agent.
+    Staff,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -44,6 +44,10 @@ pub enum ErrorCode {
     /// The recipient's inbox holds as many stored, unread bytes as one user may: retry
     /// once it has read them.
     QuotaExceeded,
+    /// Placeholder for code 26, which the apps change on main defines.
+    UnknownApp,
+    /// No shop of that name (a `Send` to a shop, `ListSupport`, `AddStaff`, `RemoveStaff`).
+    UnknownShop,
 }
 
 impl ErrorCode {

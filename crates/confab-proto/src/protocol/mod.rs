@@ -6,7 +6,7 @@
 //! encodes a variant by its index, so reordering would silently change the wire.
 
 // The ids are part of the contract: one import gives a client the types and their ids.
-pub use crate::ids::{ClientMsgId, GroupId, MessageId, Seq, UserId};
+pub use crate::ids::{ClientMsgId, GroupId, MessageId, Seq, SupportId, UserId};
 
 /// The protocol version this server speaks. A Hello with another version is refused with
 /// [`ErrorCode::UnsupportedVersion`].
@@ -27,8 +27,8 @@ pub use error::{retry_ms, ErrorCode};
 pub use names::{valid_password, valid_room_name, valid_username};
 pub use push::{Push, PushEvent, PushTarget};
 pub use reply::{
-    GroupInfo, Limits, MemberInfo, MuteInfo, OnlineUser, OpenGroup, PushDeviceInfo, Reply, RoomInfo, ServerFrame,
-    ServerStats,
+    AppFigures, GroupInfo, Limits, MemberInfo, MuteInfo, OnlineUser, OpenGroup, PushDeviceInfo, Reply, RoomInfo, ServerFrame,
+    ServerStats, SupportInfo,
 };
 pub use request::{Chat, ClientFrame, Conversation, PushPlatform, Request, ServiceTarget, Target};
 

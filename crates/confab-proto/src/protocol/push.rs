@@ -1,6 +1,6 @@
 //! What the server sends unasked: stored and live messages, presence, and notices.
 
-use super::{Chat, Content, MediaKind, Message, MessageId, PushPlatform, SenderKind};
+use super::{Chat, Content, MediaKind, Message, MessageId, PushPlatform, SenderKind, SupportId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,15 @@ pub enum Push {
     },
     /// To the push gateway (SubscribePush): wake these devices. Acknowledge with AckPush.
     PushEvent(PushEvent),
+    /// To every online staff member of the shop: an agent took the conversation (from now
+    /// on only it is pushed its new messages), or `agent` None: it was released (every
+    /// staff member is pushed them again).
+    SupportClaimed {
+        conversation: SupportId,
+        shop: String,
+        customer: String,
+        agent: Option<String>,
+    },
 }
 
 /// Stored messages reached a user who is not connected. Messages for the same user within

@@ -1,6 +1,8 @@
 //! What the server answers: the frame, every reply and the records replies carry.
 
-use super::{retry_ms, Chat, Conversation, ErrorCode, GroupId, MessageId, Push, PushPlatform, Role, Seq, UserId};
+use super::{
+    retry_ms, Chat, Conversation, ErrorCode, GroupId, MessageId, Push, PushPlatform, Role, Seq, SupportId, UserId,
+};
 use serde::{Deserialize, Serialize};
 
 impl ServerFrame {
@@ -168,7 +170,36 @@ pub enum Reply {
     PushAcked {
         up_to: u64,
     },
+    /// Placeholder for index 28, which the apps change on main defines; kept here only so
+    /// the indexes after it match main's.
+    AppStats(AppFigures),
+    /// A page of support conversations (`ListSupport`); `more` when further ones follow.
+    SupportList {
+        conversations: Vec<SupportInfo>,
+        more: bool,
+    },
 }
+
+/// A support conversation as a listing shows it to its customer or to a staff member.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SupportInfo {
+    pub conversation: SupportId,
+    pub shop: String,
+    pub customer: String,
+    /// The agent holding it; None while any staff member may answer.
+    pub claimed_by: Option<String>,
+    pub last_seq: Seq,
+    /// The caller's acknowledged position in it.
+    pub acked: Seq,
+    /// When its last message was stored (ms since the epoch); 0 if it has none left.
+    pub last_ms: u64,
+}
+
+/// Placeholder for the apps change's figures (defined on main).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AppFigures {}
 
 /// A registered push device, as its user sees it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! What a client sends: the frame, every request, and where a message goes.
 
-use super::{ClientMsgId, Content, GroupId, Role, Seq};
+use super::{ClientMsgId, Content, GroupId, Role, Seq, SupportId};
 use serde::{Deserialize, Serialize};
 
 /// Everything a client sends: a request and the id its reply will carry.
@@ -204,6 +204,49 @@ pub enum Request {
         #[debug("<redacted>")]
         token: String,
     },
+    /// Placeholder for index 42, which the apps change on main defines (a Hello naming the
+    /// application); kept here only so the indexes after it match main's.
+    HelloApp {
+        version: u16,
+        client: String,
+        app: String,
+    },
+    /// Staff of the conversation's shop: answer it from now on. Only this agent (and the
+    /// customer) is pushed its new messages; every online staff member of the shop is told
+    /// with [`Push::SupportClaimed`](super::Push::SupportClaimed). Refused while another
+    /// agent holds it.
+    ClaimSupport {
+        conversation: SupportId,
+    },
+    /// The current agent (or, while nobody holds it, any staff member) passes the
+    /// conversation to `to`, who must be staff of the same shop.
+    HandOverSupport {
+        conversation: SupportId,
+        to: String,
+    },
+    /// The current agent lets go: every staff member is pushed its new messages again.
+    ReleaseSupport {
+        conversation: SupportId,
+    },
+    /// One page of support conversations by ascending id after `after` (`SupportId(0)` =
+    /// from the start): a shop's, for its staff; or, with `shop` empty, the caller's own
+    /// as a customer.
+    ListSupport {
+        shop: String,
+        after: SupportId,
+        limit: u32,
+    },
+    /// Services only: makes `username` staff of `shop`.
+    AddStaff {
+        shop: String,
+        username: String,
+    },
+    /// Services only: `username` is no longer staff of `shop` (its positions go, a claim
+    /// it held is released).
+    RemoveStaff {
+        shop: String,
+        username: String,
+    },
 }
 
 /// What kind of device a push token is for: the gateway picks the push service by it.
@@ -228,6 +271,8 @@ pub enum Chat {
     User(String),
     Group(GroupId),
     Service(String),
+    /// A customer-support conversation (a customer's with a shop), by id.
+    Support(SupportId),
 }
 
 /// Where a service's message goes.
@@ -255,6 +300,11 @@ pub enum Target {
     Room(String),
     /// Every online user (never stored; administrators only unless the server allows all).
     Everyone,
+    /// A shop, by name: the caller's support conversation with it (made by the first
+    /// message), answered by the shop's staff.
+    Shop(String),
+    /// A support conversation by id: its customer or its shop's staff may write to it.
+    Support(SupportId),
 }
 
 /// A sequence of stored messages with its own contiguous numbering.
@@ -265,4 +315,6 @@ pub enum Conversation {
     Inbox,
     /// A group's shared sequence.
     Group(GroupId),
+    /// A customer-support conversation: its customer and its shop's staff read it.
+    Support(SupportId),
 }

@@ -146,5 +146,7 @@ fn recipient(to: &Target) -> String {
         Target::Group(id) => format!("group {id}"),
         Target::Room(room) => format!("room {room}"),
         Target::Everyone => "everyone".into(),
+        Target::Shop(shop) => format!("shop {shop}"),
+        Target::Support(id) => format!("support conversation {id}"),
     }
 }

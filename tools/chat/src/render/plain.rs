@@ -71,6 +71,7 @@ pub fn plain(event: &Event) -> String {
         Event::Resynced { conversation, after, last_seq, .. } => {
             let group = match conversation {
                 Conversation::Group(id) => format!("group={id} "),
+                Conversation::Support(id) => format!("support={id} "),
                 Conversation::Inbox => String::new(),
             };
             format!("resynced {group}after={after} last={last_seq}")
@@ -130,6 +131,8 @@ fn destination(to: &Target) -> String {
         Target::Group(id) => format!("group={id}"),
         Target::Room(room) => format!("room={room}"),
         Target::Everyone => "everyone=true".into(),
+        Target::Shop(shop) => format!("shop={shop}"),
+        Target::Support(id) => format!("support={id}"),
     }
 }
 
@@ -139,6 +142,7 @@ fn chat_field(chat: &Chat) -> String {
         Chat::User(name) => format!("user={}", escape(name)),
         Chat::Group(id) => format!("group={id}"),
         Chat::Service(name) => format!("service={}", escape(name)),
+        Chat::Support(id) => format!("support={id}"),
     }
 }
 
@@ -146,6 +150,7 @@ fn chat_field(chat: &Chat) -> String {
 fn group_field(conversation: Conversation) -> String {
     match conversation {
         Conversation::Group(id) => format!(" group={id}"),
+        Conversation::Support(id) => format!(" support={id}"),
         Conversation::Inbox => String::new(),
     }
 }

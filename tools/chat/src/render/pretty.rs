@@ -13,6 +13,7 @@ pub fn pretty(event: &Event) -> String {
         Event::Message { conversation, from, display_name, service, timestamp_ms, content, .. } => {
             let place = match conversation {
                 Conversation::Group(id) => format!(" [group {id}]"),
+                Conversation::Support(id) => format!(" [support {id}]"),
                 Conversation::Inbox => String::new(),
             };
             let badge = if *service { " [service]" } else { "" };
@@ -168,6 +169,8 @@ fn place(to: &Target) -> String {
         Target::Group(id) => format!("group {id}"),
         Target::Room(room) => format!("#{room}"),
         Target::Everyone => "everyone".into(),
+        Target::Shop(shop) => format!("shop {}", clean(shop)),
+        Target::Support(id) => format!("support {id}"),
     }
 }
 
@@ -176,6 +179,7 @@ fn chat_name(chat: &Chat) -> String {
         Chat::User(name) => clean(name),
         Chat::Group(id) => format!("group {id}"),
         Chat::Service(name) => format!("service {}", clean(name)),
+        Chat::Support(id) => format!("support {id}"),
     }
 }
 

@@ -115,6 +115,8 @@ impl Engine {
                         conn.groups.retain(|g| g.id != id)
                     }
                     Some(Conversation::Group(id)) => conn.group_mut(id).ack_in_flight = false,
+                    // loadgen never opens support conversations.
+                    Some(Conversation::Support(_)) => {}
                     None => {
                         self.count(&format!("control:{code:?}"));
                         return;

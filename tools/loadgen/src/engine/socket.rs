@@ -241,6 +241,8 @@ impl Engine {
                         }
                     }
                     Conversation::Group(id) => self.group_push(c, id, &msg),
+                    // loadgen never opens support conversations: count it if one comes.
+                    Conversation::Support(_) => Some("support_push"),
                 };
                 if let Some(kind) = kind {
                     self.count(kind);

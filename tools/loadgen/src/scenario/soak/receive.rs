@@ -88,8 +88,9 @@ impl Soak {
         let track = match msg.conversation {
             Conversation::Inbox => 0,
             Conversation::Group(id) if self.group_of(c).is_some_and(|set| self.ids[set] == id) => 1,
-            // A group of an earlier run, on its way out.
-            Conversation::Group(_) => {
+            // A group of an earlier run, on its way out (or a support conversation, which
+            // the soak never opens).
+            Conversation::Group(_) | Conversation::Support(_) => {
                 self.rec.stale += 1;
                 return;
             }
