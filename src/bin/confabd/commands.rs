@@ -21,6 +21,9 @@ pub enum Command {
     /// Manage service tokens for the push API (daemon stopped).
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Manage shops and their staff for customer support (daemon stopped).
+    #[command(subcommand)]
+    Shop(ShopCommand),
     /// Print what the data directory holds (daemon stopped).
     Storage(StorageArgs),
     /// Print live statistics of a running daemon, asked as a service. The token is read
@@ -62,6 +65,34 @@ pub enum ServiceCommand {
     List,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ShopCommand {
+    /// Create a shop (a name like a username); customers write to it, its staff answer.
+    Add { name: String },
+    /// Remove a shop and its conversations. Refused while a conversation holds messages
+    /// a reader has not acknowledged, unless --force.
+    Remove {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// List shops: name, id, staff, conversations.
+    List,
+    /// Manage a shop's staff.
+    #[command(subcommand)]
+    Staff(StaffCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StaffCommand {
+    /// Make a user staff of the shop (at most --max-staff-per-shop).
+    Add { shop: String, user: String },
+    /// The user is no longer staff; the conversations it answered are released.
+    Remove { shop: String, user: String },
+    /// List the shop's staff.
+    List { shop: String },
+}
+
 #[derive(Args, Debug)]
 pub struct StorageArgs {
     /// Check every invariant the server relies on (records decode, no sequence missing
@@ -82,7 +113,7 @@ pub struct StatsArgs {
 }
 
 /// Runs a subcommand; the error is printed by the caller.
-pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), String> {
+pub fn run(command: Command, data_dir: &Path, cost: HashCost, max_staff: usize) -> Result<(), String> {
     if let Command::Stats(args) = command {
         return stats(&args);
     }
@@ -135,6 +166,7 @@ pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), Stri
             }
             Ok(())
         }
+        Command::Shop(command) => shop(&store, command, max_staff),
         Command::Storage(StorageArgs { verify: true }) => {
             let report = store.verify().map_err(|e| e.to_string())?;
             println!("users\t{}", report.accounts);
@@ -160,6 +192,39 @@ pub fn run(command: Command, data_dir: &Path, cost: HashCost) -> Result<(), Stri
         }
         Command::Stats(_) => unreachable!("handled above"),
     }
+}
+
+fn shop(store: &Store, command: ShopCommand, max_staff: usize) -> Result<(), String> {
+    let done = |r: Result<(), AdminError>| r.map_err(|e| e.to_string());
+    match command {
+        ShopCommand::Add { name } => {
+            let id = admin::add_shop(store, &name).map_err(|e| e.to_string())?;
+            println!("created shop {name} (id {id})");
+        }
+        ShopCommand::Remove { name, force } => {
+            done(admin::remove_shop(store, &name, force))?;
+            println!("removed shop {name}");
+        }
+        ShopCommand::List => {
+            for shop in admin::list_shops(store).map_err(|e| e.to_string())? {
+                println!("{}\t{}\t{} staff\t{} conversations", shop.name, shop.id, shop.staff, shop.conversations);
+            }
+        }
+        ShopCommand::Staff(StaffCommand::Add { shop, user }) => {
+            done(admin::add_staff(store, &shop, &user, max_staff))?;
+            println!("{user} is staff of {shop}");
+        }
+        ShopCommand::Staff(StaffCommand::Remove { shop, user }) => {
+            done(admin::remove_staff(store, &shop, &user))?;
+            println!("{user} is no longer staff of {shop}");
+        }
+        ShopCommand::Staff(StaffCommand::List { shop }) => {
+            for user in admin::list_staff(store, &shop).map_err(|e| e.to_string())? {
+                println!("{user}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn stats(args: &StatsArgs) -> Result<(), String> {

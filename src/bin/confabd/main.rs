@@ -283,7 +283,7 @@ fn main() -> ExitCode {
     let mut flags = Flags::parse();
     if let Some(command) = flags.command.take() {
         let cost = HashCost { memory_kib: flags.hash_memory_kib, iterations: flags.hash_iterations };
-        return match commands::run(command, &flags.data_dir, cost) {
+        return match commands::run(command, &flags.data_dir, cost, flags.max_staff_per_shop) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("confabd: {e}");

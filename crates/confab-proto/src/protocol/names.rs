@@ -1,4 +1,4 @@
-//! The name rules of protocol.md "Names": usernames, passwords, room names.
+//! The name rules of protocol.md "Names": usernames, passwords, room names, shop names.
 
 /// Username rules (protocol.md "Names"): 3 to 32 bytes of `a-z 0-9 _ . -`, starting with a
 /// letter or digit. Lowercase only, so two accounts can never differ by case alone.
@@ -14,6 +14,12 @@ pub fn valid_password(password: &str) -> bool {
 /// Room names: 1 to 64 bytes of `a-z 0-9 _ . -`, starting with a letter or digit.
 pub fn valid_room_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name_chars_ok(name)
+}
+
+/// Shop names (protocol.md "Names"): the username rules, in a namespace of their own. The
+/// one place a shop name is judged, so a change of the rule is made here only.
+pub fn valid_shop_name(name: &str) -> bool {
+    valid_username(name)
 }
 
 fn name_chars_ok(name: &str) -> bool {

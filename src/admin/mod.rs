@@ -1,6 +1,7 @@
 //! Administration of a data directory while the daemon is stopped (sled locks the
 //! directory, so these fail cleanly while it runs): accounts, administrators, service
-//! tokens, storage statistics. `confabd` exposes each as a subcommand.
+//! tokens, shops and their staff (`shops`), storage statistics. `confabd` exposes each as a
+//! subcommand.
 
 use crate::auth::{hash_with_cost, new_token, token_digest};
 use crate::clock::now_ms;
@@ -8,6 +9,9 @@ use crate::config::HashCost;
 use crate::protocol::{valid_password, valid_username, Role, UserId};
 use crate::store::{Account, ServiceRecord, Store, StoreError, StoreStats};
 use thiserror::Error;
+
+mod shops;
+pub use shops::{add_shop, add_staff, list_shops, list_staff, remove_shop, remove_staff, ShopSummary};
 
 #[derive(Debug, Error)]
 pub enum AdminError {
@@ -21,6 +25,19 @@ pub enum AdminError {
     NoSuchUser(String),
     #[error("no such service: {0}")]
     NoSuchService(String),
+    #[error("no such shop: {0}")]
+    NoSuchShop(String),
+    #[error("{user} is not staff of {shop}")]
+    NotStaff { shop: String, user: String },
+    #[error("{user} is already staff of {shop}")]
+    AlreadyStaff { shop: String, user: String },
+    #[error("{shop} has {max} staff, the most a shop may have (--max-staff-per-shop)")]
+    TooManyStaff { shop: String, max: usize },
+    #[error(
+        "{shop} has {conversations} conversations holding {messages} unacknowledged messages; \
+         use --force to delete them too"
+    )]
+    Unacknowledged { shop: String, conversations: u64, messages: u64 },
     #[error("name taken: {0}")]
     NameTaken(String),
     #[error("{name} looks like the existing user {other}: users could be mistaken for each other")]
