@@ -29,4 +29,5 @@ mod rooms;
 mod security;
 mod services;
 mod session;
+mod support;
 mod unauthenticated;

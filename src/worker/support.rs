@@ -246,15 +246,14 @@ impl SupportConversation {
         }
     }
 
-    /// Deletes what every active reader has acknowledged.
+    /// Deletes what every active reader has acknowledged. A shop without staff keeps
+    /// everything (within retention): the messages are for whoever it takes on.
     pub fn trim(&mut self, ctx: &mut Ctx) -> Handled {
-        let lowest = self
-            .readers
-            .iter()
-            .filter(|(name, _)| self.active(name))
-            .map(|(_, r)| r.cursor.acked)
-            .min()
-            .unwrap_or(self.last_seq);
+        let mut active = self.readers.iter().filter(|(name, _)| self.active(name));
+        if !active.clone().any(|(name, _)| **name != *self.customer) {
+            return Ok(());
+        }
+        let lowest = active.by_ref().map(|(_, r)| r.cursor.acked).min().unwrap_or(self.last_seq);
         self.raise_floor(ctx, lowest)
     }
 
@@ -471,6 +470,12 @@ impl ShopState {
             let to_customer = *name == *conversation.customer;
             let Some(reader) = conversation.readers.get_mut(&name) else { continue };
             if *name == *stored.from {
+                // Its own message is passed over, not pushed (it has the receipt).
+                if let Some(session) = reader.cursor.session.as_mut() {
+                    if session.sent_upto.next() == seq {
+                        session.sent_upto = seq;
+                    }
+                }
                 continue;
             }
             if let Some((conn, prev)) = reader.cursor.take_live(seq, size, window) {
