@@ -397,6 +397,42 @@ mod tests {
     }
 
     #[test]
+    fn support_commands() {
+        use confab_proto::protocol::SupportId;
+        let list = |shop: &str| Request::ListSupport { shop: shop.into(), after: SupportId(0), limit: PAGE };
+        assert_eq!(
+            request("/shop acme where is  it?"),
+            Request::Send {
+                to: Target::Shop("acme".into()),
+                client_msg_id: ClientMsgId(1),
+                transient: false,
+                content: Content::text("where is  it?")
+            }
+        );
+        assert_eq!(request("/support acme"), list("acme"));
+        assert_eq!(request("/support"), list(""));
+        assert_eq!(
+            request("/reply 30 on its way"),
+            Request::Send {
+                to: Target::Support(SupportId(30)),
+                client_msg_id: ClientMsgId(1),
+                transient: false,
+                content: Content::text("on its way")
+            }
+        );
+        assert_eq!(request("/claim 30"), Request::ClaimSupport { conversation: SupportId(30) });
+        assert_eq!(
+            request("/handover 30 carol"),
+            Request::HandOverSupport { conversation: SupportId(30), to: "carol".into() }
+        );
+        assert_eq!(request("/release 30"), Request::ReleaseSupport { conversation: SupportId(30) });
+        assert_eq!(run("/shop acme", None), Err(ParseError::Usage("/shop NAME TEXT".into())));
+        for line in ["/shop Acme! hi", "/claim thirty", "/reply x hi", "/handover 30 Carol", "/support A"] {
+            assert!(matches!(run(line, None), Err(ParseError::Invalid(_))), "{line}");
+        }
+    }
+
+    #[test]
     fn every_command_has_help_and_a_unique_name() {
         for (i, command) in COMMANDS.iter().enumerate() {
             assert!(!command.help.is_empty(), "{}", command.name);

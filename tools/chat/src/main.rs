@@ -22,6 +22,11 @@
 //!   `/group delete ID`.
 //! - Rooms and broadcast (live only): `/join ROOM`, `/leave ROOM`, `/room ROOM TEXT`,
 //!   `/rooms [AFTER]`, `/room-members ROOM`, `/broadcast TEXT` (administrators).
+//! - Customer support (stored): `/shop NAME TEXT` writes to a shop (its staff answer; their
+//!   replies show as from the shop, naming the agent), `/support [SHOP]` lists a shop's
+//!   conversations (staff), or without SHOP your own with shops; `/reply ID TEXT` writes in
+//!   conversation ID (a staff member's reply claims it if nobody has), `/claim ID`,
+//!   `/handover ID USER`, `/release ID` (staff).
 //! - Presence: `/watch USER`, `/unwatch USER`.
 //! - Push notifications (to your devices while you are offline; the apps on them register
 //!   themselves): `/mute NAME [MINUTES]`, `/group mute ID [MINUTES]` (without MINUTES, or
@@ -46,6 +51,8 @@
 //! sent seq=N to=NAME                    a direct message's receipt (+ " duplicate=true")
 //! sent seq=N group=ID                   a group message's receipt (+ " duplicate=true"); it
 //!                                       is not pushed back to us
+//! sent seq=N shop=NAME                  /shop: the receipt (seq in our conversation with it)
+//! sent seq=N support=ID                 /reply: the receipt
 //! transient-sent to=NAME delivered=B    a /typing notice went out (B: recipient online)
 //! room-sent room=R recipients=N         a /room message went to N others in the room
 //! broadcast-sent recipients=N           a /broadcast went to N others online
@@ -53,6 +60,9 @@
 //!                                       " group=ID" before text in a group,
 //!                                       " name=T" after from when the sender's display
 //!                                       name is not its username (spaces as \u{20}),
+//!                                       " support=ID" before text in a support
+//!                                       conversation, " staff=true" from a shop's
+//!                                       staff (to its customer from=SHOP name=AGENT),
 //!                                       " service=true" if a service sent it,
 //!                                       " kind=K media=URL" before text for non-text)
 //! group-event group=ID seq=N EVENT      a change in a group, stored in its sequence; EVENT:
@@ -79,6 +89,9 @@
 //!                                         done unwatch user=NAME
 //!                                         done unmute user=NAME
 //!                                         done unmute group=ID
+//!                                         done claim support=ID
+//!                                         done handover support=ID user=NAME
+//!                                         done release support=ID
 //! groups count=N                        /groups, followed by N lines:
 //! group id=ID role=ROLE members=N unread=N open=B name=T
 //!                                       (ROLE: owner, admin or member; unread: the
@@ -89,6 +102,16 @@
 //! room-members room=R users=A,B         /room-members
 //! open-groups count=N more=B            /groups open: this header, then one line per group
 //! open-group id=ID members=N name=T       (next page: /groups open LAST-ID)
+//! support count=N more=B               /support, followed by N lines:
+//! conversation id=ID shop=S customer=NAME claimed_by=NAME unread=N last_at=MS
+//!                                       (claimed_by: - when nobody holds it; unread: its
+//!                                       last seq minus our ack; last_at: its last
+//!                                       message's time, Unix ms)
+//! claimed support=ID shop=S customer=NAME agent=NAME
+//!                                       to staff: AGENT answers the conversation now
+//!                                       (only it is sent its messages)
+//! released support=ID shop=S customer=NAME
+//!                                       to staff: every staff member answers it again
 //! room-message room=R from=NAME text=T  a message in a room we are in
 //! broadcast from=NAME text=T            a message to everyone online
 //! watching NAME online=B                /watch; presence lines for NAME follow
@@ -102,8 +125,9 @@
 //!                                       /stats (one line, wrapped here)
 //! muted CHAT until=MS                   /mute or /group mute took effect; also one line per
 //!                                       mute after push-settings. CHAT: user=NAME, group=ID
-//!                                       or service=NAME (a service's stored messages, muted
-//!                                       by another client: chat has no command for it);
+//!                                       service=NAME (a service's stored messages, muted
+//!                                       by another client: chat has no command for it)
+//!                                       or support=ID (likewise);
 //!                                       until: Unix ms, or never (until unmuted)
 //! push-settings devices=N mutes=N       /push, followed by one push-device line per device,
 //!                                       then one muted line per mute (the mutes that have
@@ -120,9 +144,11 @@
 //! renamed DISPLAY NAME
 //! acked up_to=N                         the server confirmed our (automatic) inbox ack
 //! acked group=ID up_to=N                ... and a group's
+//! acked support=ID up_to=N              ... and a support conversation's
 //! resynced after=N last=N               the server redelivers the inbox after N (a gap was
 //!                                       seen, or /resync)
 //! resynced group=ID after=N last=N      ... and a group
+//! resynced support=ID after=N last=N    ... and a support conversation
 //! logged-out
 //! peer NAME                             /to
 //! help USAGE -- TEXT                    one per command

@@ -13,7 +13,8 @@ pub use pretty::pretty;
 
 use confab_proto::protocol::{
     Chat, Content, Conversation, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup,
-    PushDeviceInfo, PushPlatform, Request, Role, RoomInfo, Seq, ServerStats, Target,
+    PushDeviceInfo, PushPlatform, Request, Role, RoomInfo, Seq, ServerStats, SupportId,
+    SupportInfo, Target,
 };
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -62,6 +63,9 @@ pub enum Event {
         display_name: String,
         /// Sent by a service (a bot or the system), not a person.
         service: bool,
+        /// A shop's staff member in a support conversation (to its customer `from` is the
+        /// shop, `display_name` the agent).
+        staff: bool,
         timestamp_ms: u64,
         content: Content,
     },
@@ -133,6 +137,20 @@ pub enum Event {
         last: GroupId,
     },
     OpenGroup(OpenGroup),
+    /// `/support`: this header, then one [`Event::Support`] per conversation.
+    SupportCount {
+        count: usize,
+        more: bool,
+    },
+    Support(SupportInfo),
+    /// To staff: `agent` answers the conversation now (None: released to every staff
+    /// member).
+    Claimed {
+        conversation: SupportId,
+        shop: String,
+        customer: String,
+        agent: Option<String>,
+    },
     /// `/watch`: presence pushes for `username` follow.
     Watching {
         username: String,

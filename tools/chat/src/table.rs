@@ -5,7 +5,8 @@ use crate::commands::Arg::{Flag, Optional, Rest, Word};
 use crate::commands::{message, peer, stored, username, Action, Command, ParseError};
 use crate::render::TYPING;
 use confab_proto::protocol::{
-    valid_room_name, Chat, ClientMsgId, Content, Conversation, GroupId, Request, Role, Target,
+    valid_room_name, valid_shop_name, Chat, ClientMsgId, Content, Conversation, GroupId, Request, Role, SupportId,
+    Target,
 };
 
 /// The server's address when neither `--server` nor `/connect ADDR` names one.
@@ -235,6 +236,48 @@ pub const COMMANDS: &[Command] = &[
         build: |_, _| Ok(Action::Request(Request::PushSettings)),
     },
     Command {
+        name: "shop",
+        args: &[Word("NAME"), Rest("TEXT")],
+        help: "write TEXT to shop NAME; its staff answer (replies show as from the shop)",
+        build: |ctx, a| Ok(stored(ctx, Target::Shop(shop(a[0])?), a[1])),
+    },
+    Command {
+        name: "support",
+        args: &[Optional("SHOP")],
+        help: "staff: SHOP's conversations (id, customer, claimed by, unread); none: your own with shops",
+        build: |_, a| {
+            let shop = if a[0].is_empty() { String::new() } else { shop(a[0])? };
+            Ok(Action::Request(Request::ListSupport { shop, after: SupportId(0), limit: PAGE }))
+        },
+    },
+    Command {
+        name: "reply",
+        args: &[Word("ID"), Rest("TEXT")],
+        help: "write TEXT in support conversation ID (staff: claims it if nobody has)",
+        build: |ctx, a| Ok(stored(ctx, Target::Support(support_id(a[0])?), a[1])),
+    },
+    Command {
+        name: "claim",
+        args: &[Word("ID")],
+        help: "staff: answer support conversation ID from now on (only you are sent it)",
+        build: |_, a| Ok(Action::Request(Request::ClaimSupport { conversation: support_id(a[0])? })),
+    },
+    Command {
+        name: "handover",
+        args: &[Word("ID"), Word("USER")],
+        help: "staff: pass support conversation ID to USER, staff of the same shop",
+        build: |_, a| {
+            let conversation = support_id(a[0])?;
+            Ok(Action::Request(Request::HandOverSupport { conversation, to: username(a[1])? }))
+        },
+    },
+    Command {
+        name: "release",
+        args: &[Word("ID")],
+        help: "staff: let support conversation ID go; every staff member is sent it again",
+        build: |_, a| Ok(Action::Request(Request::ReleaseSupport { conversation: support_id(a[0])? })),
+    },
+    Command {
         name: "stats",
         args: &[],
         help: "server statistics (administrators)",
@@ -295,6 +338,20 @@ fn group_id(word: &str) -> Result<GroupId, ParseError> {
     word.parse()
         .map(GroupId)
         .map_err(|_| ParseError::Invalid(format!("{word:?} is not a group id (a number; see /groups)")))
+}
+
+fn support_id(word: &str) -> Result<SupportId, ParseError> {
+    word.parse().map(SupportId).map_err(|_| {
+        ParseError::Invalid(format!("{word:?} is not a support conversation id (a number; see /support)"))
+    })
+}
+
+fn shop(name: &str) -> Result<String, ParseError> {
+    if valid_shop_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(ParseError::Invalid(format!("{name:?} is not a shop name (3-32 of a-z 0-9 _ . -)")))
+    }
 }
 
 fn room(name: &str) -> Result<String, ParseError> {

@@ -29,6 +29,9 @@ impl<O: Output> App<O> {
             Push::Broadcast { from, content } => self.out.emit(Event::Broadcast { from, content }),
             Push::Presence { username, online } => self.out.emit(Event::Presence { username, online }),
             Push::ServiceNotice { service, content } => self.out.emit(Event::ServiceNotice { service, content }),
+            Push::SupportClaimed { conversation, shop, customer, agent } => {
+                self.out.emit(Event::Claimed { conversation, shop, customer, agent })
+            }
             // Pushes meant for other kinds of client (services), or newer than this one:
             // shown raw rather than dropped, and the build stays green while the protocol grows.
             other => self.out.emit(Event::Unhandled { what: format!("{other:?}") }),
@@ -81,8 +84,9 @@ impl<O: Output> App<O> {
                 gone
             }
             _ => {
-                let service = sender == SenderKind::Service;
-                self.out.emit(Event::Message { conversation, seq, from, display_name, service, timestamp_ms, content });
+                let (service, staff) = (sender == SenderKind::Service, sender == SenderKind::Staff);
+                let message = Event::Message { conversation, seq, from, display_name, service, staff, timestamp_ms, content };
+                self.out.emit(message);
                 false
             }
         }

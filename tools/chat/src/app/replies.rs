@@ -25,11 +25,14 @@ impl<O: Output> App<O> {
                 Event::LoggedIn { username, display_name, acked, last_seq, reconnected }
             }
             (Reply::Sent { seq, duplicate, .. }, Request::Send { to, content, .. }) => {
-                if let Target::Group(id) = to {
-                    // Never pushed back to us: the receipt is where it sits in the group.
-                    if let Some(cursor) = self.cursor(Conversation::Group(id)) {
-                        cursor.own(seq);
-                    }
+                // Never pushed back to us: the receipt is where it sits in the conversation.
+                let own = match to {
+                    Target::Group(id) => Some(Conversation::Group(id)),
+                    Target::Support(id) => Some(Conversation::Support(id)),
+                    _ => None,
+                };
+                if let Some(cursor) = own.and_then(|conversation| self.cursor(conversation)) {
+                    cursor.own(seq);
                 }
                 Event::Sent { to, seq, duplicate, content }
             }
@@ -84,6 +87,13 @@ impl<O: Output> App<O> {
                 Event::Watching { username, online }
             }
             (Reply::Stats(stats), _) => Event::Stats(stats),
+            (Reply::SupportList { conversations, more }, _) => {
+                self.out.emit(Event::SupportCount { count: conversations.len(), more });
+                for conversation in conversations {
+                    self.out.emit(Event::Support(conversation));
+                }
+                return;
+            }
             (Reply::PushSettings { devices, mutes }, _) => {
                 self.out.emit(Event::PushSettings { devices: devices.len(), mutes: mutes.len() });
                 for device in devices {

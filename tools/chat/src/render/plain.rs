@@ -26,8 +26,8 @@ pub fn plain(event: &Event) -> String {
             format!("room-sent room={room} recipients={recipients}")
         }
         Event::Delivered { recipients, .. } => format!("broadcast-sent recipients={recipients}"),
-        Event::Message { conversation, seq, from, display_name, service, timestamp_ms, content } => format!(
-            "message seq={seq} from={}{} at={timestamp_ms}{}{}{}",
+        Event::Message { conversation, seq, from, display_name, service, staff, timestamp_ms, content } => format!(
+            "message seq={seq} from={}{} at={timestamp_ms}{}{}{}{}",
             escape(from),
             if display_name.is_empty() || display_name == from {
                 String::new()
@@ -37,6 +37,7 @@ pub fn plain(event: &Event) -> String {
             },
             group_field(*conversation),
             if *service { " service=true" } else { "" },
+            if *staff { " staff=true" } else { "" },
             plain_content(content)
         ),
         Event::GroupChange { group_id, seq, event, .. } => {
@@ -67,6 +68,9 @@ pub fn plain(event: &Event) -> String {
         }
         Event::Renamed { display_name } => format!("renamed {}", escape(display_name)),
         Event::Acked { conversation: Conversation::Group(id), up_to } => format!("acked group={id} up_to={up_to}"),
+        Event::Acked { conversation: Conversation::Support(id), up_to } => {
+            format!("acked support={id} up_to={up_to}")
+        }
         Event::Acked { up_to, .. } => format!("acked up_to={up_to}"),
         Event::Resynced { conversation, after, last_seq, .. } => {
             let group = match conversation {
@@ -102,6 +106,22 @@ pub fn plain(event: &Event) -> String {
         Event::OpenGroupCount { count, more, .. } => format!("open-groups count={count} more={more}"),
         Event::OpenGroup(g) => format!("open-group id={} members={} name={}", g.group_id, g.members, escape(&g.name)),
         Event::Watching { username, online } => format!("watching {username} online={online}"),
+        Event::SupportCount { count, more } => format!("support count={count} more={more}"),
+        Event::Support(c) => format!(
+            "conversation id={} shop={} customer={} claimed_by={} unread={} last_at={}",
+            c.conversation,
+            c.shop,
+            c.customer,
+            c.claimed_by.as_deref().unwrap_or("-"),
+            c.last_seq.saturating_sub(c.acked),
+            c.last_ms
+        ),
+        Event::Claimed { conversation, shop, customer, agent: Some(agent) } => {
+            format!("claimed support={conversation} shop={shop} customer={customer} agent={agent}")
+        }
+        Event::Claimed { conversation, shop, customer, agent: None } => {
+            format!("released support={conversation} shop={shop} customer={customer}")
+        }
         Event::Stats(stats) => stats_line(stats),
         Event::PushSettings { devices, mutes } => format!("push-settings devices={devices} mutes={mutes}"),
         Event::PushDevice(d) => format!(
@@ -186,6 +206,9 @@ fn done(request: &Request) -> String {
         Request::LeaveRoom { room } => format!("leave room={room}"),
         Request::UnsubscribePresence { username } => format!("unwatch user={username}"),
         Request::Unmute { chat } => format!("unmute {}", chat_field(chat)),
+        Request::ClaimSupport { conversation } => format!("claim support={conversation}"),
+        Request::HandOverSupport { conversation, to } => format!("handover support={conversation} user={to}"),
+        Request::ReleaseSupport { conversation } => format!("release support={conversation}"),
         _ => "request".into(),
     }
 }
@@ -229,6 +252,7 @@ mod tests {
             from: "alice".into(),
             display_name: "alice".into(),
             service: false,
+            staff: false,
             timestamp_ms: 1_000,
             content: Content::text("two\nlines \\ and\u{1b}[2J"),
         };

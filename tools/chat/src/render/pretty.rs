@@ -10,13 +10,17 @@ use std::fmt::Write as _;
 pub fn pretty(event: &Event) -> String {
     let now = clock(now_ms());
     match event {
-        Event::Message { conversation, from, display_name, service, timestamp_ms, content, .. } => {
+        Event::Message { conversation, from, display_name, service, staff, timestamp_ms, content, .. } => {
             let place = match conversation {
                 Conversation::Group(id) => format!(" [group {id}]"),
                 Conversation::Support(id) => format!(" [support {id}]"),
                 Conversation::Inbox => String::new(),
             };
-            let badge = if *service { " [service]" } else { "" };
+            let badge = match (*service, *staff) {
+                (true, _) => " [service]",
+                (_, true) => " [staff]",
+                _ => "",
+            };
             format!("{}{place}{badge} {}: {}", clock(*timestamp_ms), who(from, display_name), pretty_content(content))
         }
         Event::GroupChange { group_id, timestamp_ms, event, .. } => {
@@ -95,6 +99,28 @@ pub fn pretty(event: &Event) -> String {
             format!("{now} * created group {group_id} “{}” ({how}); /say {group_id} TEXT", clean(name))
         }
         Event::Done { request } => format!("{now} * {}", done(request)),
+        Event::SupportCount { count: 0, .. } => format!("{now} * no support conversations"),
+        Event::SupportCount { count, more } => {
+            let more = if *more { " (more follow)" } else { "" };
+            format!("{now} * support conversations ({count}){more}:")
+        }
+        Event::Support(c) => format!(
+            "{now}   #{} {} with {}, {}, {} unread",
+            c.conversation,
+            clean(&c.shop),
+            clean(&c.customer),
+            c.claimed_by.as_deref().map_or("unclaimed".to_string(), |agent| format!("claimed by {}", clean(agent))),
+            c.last_seq.saturating_sub(c.acked)
+        ),
+        Event::Claimed { conversation, customer, agent: Some(agent), .. } => format!(
+            "{now} [support {conversation}] * {} answers {} now",
+            clean(agent),
+            clean(customer)
+        ),
+        Event::Claimed { conversation, customer, agent: None, .. } => format!(
+            "{now} [support {conversation}] * released: any staff member may answer {}",
+            clean(customer)
+        ),
         Event::GroupCount { count: 0 } => format!("{now} * no groups yet (/group create NAME)"),
         Event::GroupCount { count } => format!("{now} * your groups ({count}):"),
         Event::Group(g) => {
@@ -219,6 +245,9 @@ fn done(request: &Request) -> String {
         Request::LeaveRoom { room } => format!("left #{room}"),
         Request::UnsubscribePresence { username } => format!("no longer watching {username}"),
         Request::Unmute { chat } => format!("unmuted {}: push notifications again", chat_name(chat)),
+        Request::ClaimSupport { conversation } => format!("you answer support {conversation} now"),
+        Request::HandOverSupport { conversation, to } => format!("handed support {conversation} to {}", clean(to)),
+        Request::ReleaseSupport { conversation } => format!("released support {conversation} to every staff member"),
         _ => "done".into(),
     }
 }

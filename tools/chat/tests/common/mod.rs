@@ -8,7 +8,7 @@
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 
-use confab_testd::{add_admin, confabd, Daemon};
+use confab_testd::{add_admin, confabd, subcommand, Daemon};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -106,6 +106,13 @@ impl Chat {
         self.expect("message ")
     }
 
+    /// Logs in an account made before the daemon started.
+    pub fn login(&mut self, user: &str) {
+        self.expect("connected ");
+        self.send(&format!("/login {user} {PASSWORD}"));
+        self.expect(&format!("logged-in {user} "));
+    }
+
     pub fn register_and_login(&mut self, user: &str) {
         self.expect("connected ");
         self.send(&format!("/register {user} {PASSWORD}"));
@@ -170,12 +177,35 @@ impl Fixture {
         Fixture::start(&[], admins)
     }
 
+    /// With the shop `shop`, its `staff` and the `users` (password [`PASSWORD`]) made
+    /// before the daemon starts (`confabd user add`, `shop add`, `shop staff add`).
+    pub fn with_shop(shop: &str, staff: &[&str], users: &[&str]) -> Fixture {
+        Fixture::prepare(&[], &[], |data_dir| {
+            let run = |args: &[&str], stdin: &str| {
+                let output = subcommand(confabd(), data_dir, args, stdin);
+                assert!(output.status.success(), "confabd {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+            };
+            for name in staff.iter().chain(users) {
+                run(&["user", "add", name], &format!("{PASSWORD}\n"));
+            }
+            run(&["shop", "add", shop], "");
+            for name in staff {
+                run(&["shop", "staff", "add", shop, name], "");
+            }
+        })
+    }
+
     fn start(flags: &[&str], admins: &[&str]) -> Fixture {
+        Fixture::prepare(flags, admins, |_| {})
+    }
+
+    fn prepare(flags: &[&str], admins: &[&str], setup: impl FnOnce(&Path)) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         for name in admins {
             add_admin(confabd(), &data_dir, name, PASSWORD);
         }
+        setup(&data_dir);
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         let daemon = Daemon::start(confabd(), &data_dir, any_port, flags);
         let addr = daemon.addr;
