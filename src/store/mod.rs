@@ -20,7 +20,12 @@
 //! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 //! - `journal`:     new messages, one value per worker batch, until migrated (see [`journal`])
 //! - `push_prefs`, `push_gateways`, `push_queue`: push notifications (see [`push`])
+//! - `apps`:        `app name` → [`AppRecord`] (see [`apps`])
+//!
+//! Every username and service name in a key or a record is qualified with its app
+//! (`app/name`, see [`crate::apps`]).
 
+mod apps;
 pub mod commitlog;
 mod dedup;
 mod garbage;
@@ -37,6 +42,7 @@ mod seqlog;
 mod staged;
 mod verify;
 
+pub use apps::AppRecord;
 pub use commitlog::SyncPolicy;
 pub use dedup::DedupRecord;
 pub use hook::{DurabilityHook, Durable};
@@ -101,6 +107,7 @@ pub struct Store {
     group_acks: sled::Tree,
     memberships: sled::Tree,
     services: sled::Tree,
+    apps: sled::Tree,
     journal: sled::Tree,
     push: push::PushTrees,
     /// The checkpoint serial (see [`marker`]).
@@ -177,6 +184,7 @@ impl Store {
             group_acks: db.open_tree("group_acks")?,
             memberships: db.open_tree("memberships")?,
             services: db.open_tree("services")?,
+            apps: db.open_tree("apps")?,
             journal: db.open_tree("journal")?,
             push: push::PushTrees::open(&db)?,
             meta,

@@ -7,10 +7,10 @@
 
 use confab_proto::frame;
 use confab_proto::protocol::{
-    Chat, ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, Limits, Media,
-    MediaKind, MemberInfo, Message, MessageId, MuteInfo, OnlineUser, OpenGroup, Push, PushDeviceInfo, PushEvent,
-    PushPlatform, PushTarget, Reply, Request, Role, RoomInfo, SenderKind, Seq, ServerFrame, ServerStats, ServiceTarget,
-    Target, UserId, NO_REQUEST, PROTOCOL_VERSION,
+    AppFigures, Chat, ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo,
+    Limits, Media, MediaKind, MemberInfo, Message, MessageId, MuteInfo, OnlineUser, OpenGroup, Push, PushDeviceInfo,
+    PushEvent, PushPlatform, PushTarget, Reply, Request, Role, RoomInfo, SenderKind, Seq, ServerFrame, ServerStats,
+    ServiceTarget, Target, UserId, NO_REQUEST, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -110,6 +110,26 @@ fn service_send(request_id: u32, to: ServiceTarget, client_msg_id: ClientMsgId, 
     client(request_id, Request::ServiceSend { to, client_msg_id, transient, content: Content::text(text) })
 }
 
+/// The example app's figures: 40 of at most 100 users, 3 of them connected.
+fn acme_figures() -> AppFigures {
+    AppFigures {
+        app: s("acme"),
+        users: 40,
+        max_users: 100,
+        logged_in: 3,
+        max_connections: 50,
+        groups: 2,
+        max_groups: 0,
+        rooms: 1,
+        messages_received: 600,
+    }
+}
+
+/// The app `default` of the stats example, with no limits.
+fn default_figures() -> AppFigures {
+    AppFigures { app: s("default"), users: 5, logged_in: 0, messages_received: 400, ..AppFigures::default() }
+}
+
 fn names(names: &[&str]) -> Vec<String> {
     names.iter().map(|name| s(name)).collect()
 }
@@ -181,6 +201,7 @@ macro_rules! vectors {
 vectors! {
     // Requests: session and direct messages.
     "hello" => client(1, Request::Hello { version: PROTOCOL_VERSION, client: s("demo/1.0") }),
+    "hello-app" => client(1, Request::HelloApp { version: PROTOCOL_VERSION, client: s("demo/1.0"), app: s("acme") }),
     "register" => client(2, Request::Register { username: s("alice"), password: s("correct horse") }),
     "login" => client(3, Request::Login { username: s("alice"), password: s("correct horse") }),
     "send" => send(4, Target::User(s("alice")), ClientMsgId(1), false, Content::text("hi alice")),
@@ -391,7 +412,9 @@ vectors! {
         push_events: 40,
         push_dropped: 0,
         push_skipped: 12,
+        apps: vec![acme_figures(), default_figures()],
     })),
+    "app-stats" => reply(9, Reply::AppStats(acme_figures())),
     "disconnected" => reply(10, Reply::Disconnected { was_online: true }),
     "open-groups" => reply(33, Reply::OpenGroups {
         groups: vec![OpenGroup { group_id: GROUP, name: s("Books"), members: 2 }],
@@ -524,6 +547,7 @@ vectors! {
     })),
 
     // Errors.
+    "error-unknown-app" => error(1, ErrorCode::UnknownApp, "no app named acne on this server"),
     "error-unsupported-version" => error(1, ErrorCode::UnsupportedVersion, "this server speaks protocol version 2"),
     "error-hello-required" => error(1, ErrorCode::HelloRequired, "the first frame must be Hello"),
     "error-not-logged-in" => error(4, ErrorCode::NotLoggedIn, "log in first"),
@@ -869,7 +893,7 @@ fn platforms_in(value: &Frame) -> Vec<PushPlatform> {
 // Variant indices and counts. The matches are exhaustive, so a new variant stops this file
 // from compiling until it is counted here (and then the test wants a vector for it).
 
-const REQUESTS: u8 = 42;
+const REQUESTS: u8 = 43;
 fn request_index(request: &Request) -> u8 {
     match request {
         Request::Hello { .. } => 0,
@@ -914,6 +938,7 @@ fn request_index(request: &Request) -> u8 {
         Request::SubscribePush => 39,
         Request::AckPush { .. } => 40,
         Request::DropPushToken { .. } => 41,
+        Request::HelloApp { .. } => 42,
     }
 }
 
@@ -944,7 +969,7 @@ fn sender_index(sender: SenderKind) -> u8 {
     }
 }
 
-const REPLIES: u8 = 28;
+const REPLIES: u8 = 29;
 fn reply_index(reply: &Reply) -> u8 {
     match reply {
         Reply::Hello { .. } => 0,
@@ -975,6 +1000,7 @@ fn reply_index(reply: &Reply) -> u8 {
         Reply::PushSettings { .. } => 25,
         Reply::PushSubscribed { .. } => 26,
         Reply::PushAcked { .. } => 27,
+        Reply::AppStats(_) => 28,
     }
 }
 

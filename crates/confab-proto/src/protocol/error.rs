@@ -44,6 +44,8 @@ pub enum ErrorCode {
     /// The recipient's inbox holds as many stored, unread bytes as one user may: retry
     /// once it has read them.
     QuotaExceeded,
+    /// `HelloApp` named an app this server does not host.
+    UnknownApp,
 }
 
 impl ErrorCode {
@@ -58,6 +60,7 @@ impl ErrorCode {
                 | ErrorCode::IdleTimeout
                 | ErrorCode::ShuttingDown
                 | ErrorCode::ServerFull
+                | ErrorCode::UnknownApp
         )
     }
 }

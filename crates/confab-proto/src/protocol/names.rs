@@ -1,4 +1,4 @@
-//! The name rules of protocol.md "Names": usernames, passwords, room names.
+//! The name rules of protocol.md "Names": usernames, passwords, room names, app names.
 
 /// Username rules (protocol.md "Names"): 3 to 32 bytes of `a-z 0-9 _ . -`, starting with a
 /// letter or digit. Lowercase only, so two accounts can never differ by case alone.
@@ -14,6 +14,11 @@ pub fn valid_password(password: &str) -> bool {
 /// Room names: 1 to 64 bytes of `a-z 0-9 _ . -`, starting with a letter or digit.
 pub fn valid_room_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name_chars_ok(name)
+}
+
+/// App names: 1 to 32 bytes of `a-z 0-9 _ . -`, starting with a letter or digit.
+pub fn valid_app_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name_chars_ok(name)
 }
 
 fn name_chars_ok(name: &str) -> bool {

@@ -168,6 +168,28 @@ pub enum Reply {
     PushAcked {
         up_to: u64,
     },
+    /// The answer to `Stats` on a connection of an app other than `default`: that app's
+    /// figures only (the server's own are the operator's, in the app `default`).
+    AppStats(AppFigures),
+}
+
+/// One app's figures and limits (a limit of 0 means none).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AppFigures {
+    pub app: String,
+    /// Accounts, and the most the app may have.
+    pub users: u64,
+    pub max_users: u64,
+    /// Users logged in now, and the most at once (services are not counted).
+    pub logged_in: u64,
+    pub max_connections: u64,
+    /// Groups, and the most the app may have.
+    pub groups: u64,
+    pub max_groups: u64,
+    pub rooms: u64,
+    /// Messages accepted from the app's clients (stored and transient), since start.
+    pub messages_received: u64,
 }
 
 /// A registered push device, as its user sees it.
@@ -228,6 +250,8 @@ pub struct ServerStats {
     /// Push events not sent because, when they came due, their recipient was online again
     /// or had no device any more, since start.
     pub push_skipped: u64,
+    /// Every app's figures, in name order (the server's figures above count all apps).
+    pub apps: Vec<AppFigures>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -204,6 +204,15 @@ pub enum Request {
         #[debug("<redacted>")]
         token: String,
     },
+    /// `Hello` naming the app (tenant) this connection belongs to: users, groups, rooms,
+    /// services and everything else it sees are that app's. Must be the first frame, like
+    /// `Hello` (which is this with the app `default`). An app the server does not host is
+    /// refused with `UnknownApp`.
+    HelloApp {
+        version: u16,
+        client: String,
+        app: String,
+    },
 }
 
 /// What kind of device a push token is for: the gateway picks the push service by it.
