@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod apps;
 pub mod auth;
 pub mod clock;
 pub mod config;

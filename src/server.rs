@@ -1,6 +1,7 @@
 //! Assembles a running server: store, hashing pool, workers and the event loop thread, and
 //! takes them down again in the order that loses nothing (see [`Server::wait`]).
 
+use crate::apps::Apps;
 use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -94,6 +95,7 @@ impl Server {
             n => info!("tidied {n} stored names to the names policy"),
         }
         let open_groups = OpenGroups::load(&store).map_err(store_error)?;
+        let apps = Apps::load(&store).map_err(store_error)?;
         let shared = Shared {
             config: config.clone(),
             store: store.clone(),
@@ -121,10 +123,11 @@ impl Server {
             ledger: ledger.clone(),
             dedup,
             push: PushBook::load(&store).map_err(store_error)?,
+            apps: apps.clone(),
         };
         let (router, workers) = crate::worker::start(shared);
         let (event_loop, handle) =
-            EventLoop::new(poll, listener, waker, router, from_workers, config.clone(), metrics, ledger);
+            EventLoop::new(poll, listener, waker, router, from_workers, config.clone(), metrics, ledger, apps);
         let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
         info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
         let data_dir = config.data_dir.clone();

@@ -157,7 +157,7 @@ fn logs_never_show_passwords_tokens_or_message_bodies() {
     daemon.child.wait().unwrap();
     let log: Vec<String> = daemon.log.try_iter().collect();
     let log = log.join("\n");
-    assert!(log.contains("registered alice"), "the log was captured:\n{log}");
+    assert!(log.contains("registered default/alice"), "the log was captured:\n{log}");
     let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
     for secret in [secret_password, secret_body, "also secret", &token_hex, "$argon2id$"] {
         assert!(!log.contains(secret), "the log shows {secret:?}");

@@ -3,7 +3,7 @@
 //! never start and serve less in silence; `confabd storage --verify` says what is wrong.
 
 use crate::common::daemon::confabd;
-use crate::common::{DataDir, PASSWORD};
+use crate::common::{in_default, DataDir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{ClientMsgId, Content, GroupId, MessageId, SenderKind, Seq, UserId};
 use confab::store::{LogOwner, StoredMessage};
@@ -174,22 +174,22 @@ fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
     let data = DataDir::new();
     {
         let store = data.store();
-        let alice = admin::add_user(&store, "alice", PASSWORD, HashCost::MINIMUM).unwrap();
-        let bob = admin::add_user(&store, "bob", PASSWORD, HashCost::MINIMUM).unwrap();
+        let alice = admin::add_user(&store, &in_default("alice"), PASSWORD, HashCost::MINIMUM).unwrap();
+        let bob = admin::add_user(&store, &in_default("bob"), PASSWORD, HashCost::MINIMUM).unwrap();
         let members = vec![
-            MemberRecord { username: "alice".into(), uid: alice, role: Role::Owner },
-            MemberRecord { username: "bob".into(), uid: bob, role: Role::Member },
+            MemberRecord { username: in_default("alice"), uid: alice, role: Role::Owner },
+            MemberRecord { username: in_default("bob"), uid: bob, role: Role::Member },
         ];
         let group = GroupId(70);
         store.put_group(group, &GroupRecord { name: "g".into(), open: false, created_ms: 0, members }).unwrap();
         for (name, acked) in [("alice", 5), ("bob", 7)] {
-            store.add_membership(name, group).unwrap();
-            store.put_group_ack(group, name, Seq(acked)).unwrap();
+            store.add_membership(&in_default(name), group).unwrap();
+            store.put_group_ack(group, &in_default(name), Seq(acked)).unwrap();
         }
         for seq in 1..=5 {
             let m = StoredMessage {
                 message_id: MessageId(seq),
-                from: "alice".into(),
+                from: in_default("alice"),
                 sender: SenderKind::User,
                 timestamp_ms: 0,
                 content: Content::text(format!("m{seq}")),

@@ -310,7 +310,7 @@ fn journaled_messages_migrate_into_the_log_and_acked_ones_are_gone() {
     // not stored anywhere.
     let store = server.server().store();
     assert_eq!(store.stats().unwrap().stored_messages, 5);
-    let bob_uid = store.account("bob").unwrap().unwrap().user_id;
+    let bob_uid = store.account("default/bob").unwrap().unwrap().user_id;
     assert_eq!(store.inbox.read(bob_uid.into(), Seq::ZERO, 10).unwrap().len(), 5);
     let mut bob = server.login("bob");
     let texts: Vec<_> = receive(&mut bob, 5).into_iter().map(|(_, t)| t).collect();

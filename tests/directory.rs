@@ -2,7 +2,7 @@
 //! names in pushes, member lists and room lists), and which groups are open to join.
 //! protocol.md "Replies", "Shared types" and `ListOpenGroups`.
 
-use crate::common::{TestServer, PASSWORD};
+use crate::common::{in_default, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{
@@ -43,9 +43,9 @@ fn logged_in_says_whether_the_account_is_an_administrator() {
     let server = TestServer::start();
     server.register(&["root", "alice"]);
     let store = server.server().store();
-    let mut account = store.account("root").unwrap().unwrap();
+    let mut account = store.account("default/root").unwrap().unwrap();
     account.admin = true;
-    store.put_account("root", &account).unwrap();
+    store.put_account("default/root", &account).unwrap();
 
     let mut root = server.client();
     let reply = root.login("root", PASSWORD).unwrap();
@@ -98,7 +98,7 @@ fn pushes_carry_the_senders_display_name_even_when_the_sender_is_offline() {
     };
     assert_eq!((live.from.as_str(), live.display_name.as_str()), ("bob", "Robert"));
 
-    let token = admin::add_service(server.server().store(), "shop", false).unwrap();
+    let token = admin::add_service(server.server().store(), &in_default("shop"), false).unwrap();
     let mut shop = server.client();
     shop.request(Request::ServiceLogin { name: "shop".into(), token }).unwrap();
     let to = ServiceTarget::Users(vec!["alice".into()]);

@@ -2,7 +2,7 @@
 //! interleaving, fan-out that must cost its sender, backlogs that must drain.
 
 use crate::common::daemon::spawn_daemon;
-use crate::common::{DataDir, TestServer, PASSWORD};
+use crate::common::{in_default, DataDir, TestServer, PASSWORD};
 use confab::client::Client;
 use confab::frame;
 use confab::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MediaKind, Reply, Request, Seq, ServerFrame, Target};
@@ -390,7 +390,7 @@ fn output_owed_to_all_clients_together_is_bounded() {
 fn services_fill_a_quota_they_are_never_refused_by() {
     let server = TestServer::with(|c| c.max_inbox_bytes = 1024 * 1024);
     server.register(&["sink"]);
-    let token = confab::admin::add_service(server.server().store(), "shop", false).unwrap();
+    let token = confab::admin::add_service(server.server().store(), &in_default("shop"), false).unwrap();
     let mut shop = server.client();
     shop.request(Request::ServiceLogin { name: "shop".into(), token }).unwrap();
     // 40 messages of 32 KB: past the quota, and every one stored.

@@ -1,6 +1,6 @@
 //! Hostile names and fake system messages: protocol.md "Names" and "Content".
 
-use crate::common::{open_store, TestServer, PASSWORD};
+use crate::common::{in_default, open_store, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{
@@ -124,7 +124,7 @@ fn users_cannot_send_system_messages() {
     assert_eq!((message.seq, message.content.kind), (Seq(1), MediaKind::Text));
 
     // A service may send System messages: they arrive marked as the service's.
-    let token = admin::add_service(server.server().store(), "notices", false).unwrap();
+    let token = admin::add_service(server.server().store(), &in_default("notices"), false).unwrap();
     let mut service = server.client();
     service.request(Request::ServiceLogin { name: "notices".into(), token }).unwrap();
     let to = ServiceTarget::Users(vec!["bob".into()]);
@@ -150,12 +150,12 @@ fn names_stored_before_the_policy_are_tidied_at_start() {
     // override, and padding the policy trims.
     {
         let store = open_store(server.data_dir());
-        let mut account = store.account("mallory").unwrap().unwrap();
+        let mut account = store.account("default/mallory").unwrap().unwrap();
         account.display_name = "adm1n".into();
-        store.put_account("mallory", &account).unwrap();
-        let mut account = store.account("carol").unwrap().unwrap();
+        store.put_account("default/mallory", &account).unwrap();
+        let mut account = store.account("default/carol").unwrap().unwrap();
         account.display_name = "  Carol  ".into();
-        store.put_account("carol", &account).unwrap();
+        store.put_account("default/carol", &account).unwrap();
         let mut group = store.group(group_id).unwrap().unwrap();
         group.name = "\u{202E}bulc kooB".into();
         store.put_group(group_id, &group).unwrap();

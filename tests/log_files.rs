@@ -23,7 +23,7 @@ const NO_LIMITS: &[&str] = &[
     "100000",
 ];
 
-/// Users named so that no name is a prefix of another ("registered user007" is a whole line end).
+/// Users named so that no name is a prefix of another ("registered default/user007" is a whole line end).
 fn users(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("user{i:03}")).collect()
 }
@@ -67,12 +67,13 @@ fn text_of(path: &Path) -> Option<String> {
     }
 }
 
-/// How many lines of `text` end with "registered NAME", for each of `names`.
+/// How many lines of `text` end with "registered default/NAME" (the log names a user with
+/// its app), for each of `names`.
 fn registrations(text: &str, names: &[String]) -> Vec<usize> {
     names
         .iter()
         .map(|name| {
-            let line_end = format!("registered {name}");
+            let line_end = format!("registered default/{name}");
             text.lines().filter(|line| line.ends_with(&line_end)).count()
         })
         .collect()
@@ -130,7 +131,7 @@ fn a_rotated_log_keeps_the_configured_number_of_gzipped_files() {
         for file in old.iter().chain(&current) {
             all.push_str(&text_of(file)?);
         }
-        all.contains(&format!("registered {last}")).then_some(all)
+        all.contains(&format!("registered default/{last}")).then_some(all)
     });
     // The path given is a link to the file being written, so `tail -F` follows the log.
     let link = logs.path().join("confabd.log");
@@ -165,10 +166,10 @@ fn sighup_reopens_the_log_file_that_logrotate_moved_away() {
     });
     register_all(&daemon, &["carol".to_string()]);
     eventually("carol's registration in the fresh file", SETTLE, || {
-        fs::read_to_string(&log_file).is_ok_and(|text| text.contains("registered carol"))
+        fs::read_to_string(&log_file).is_ok_and(|text| text.contains("registered default/carol"))
     });
     let old = fs::read_to_string(&moved).expect("the moved file is still there");
-    assert!(old.contains("listening on") && !old.contains("registered carol"), "{old}");
+    assert!(old.contains("listening on") && !old.contains("registered default/carol"), "{old}");
     assert!(!fs::read_to_string(&log_file).expect("the fresh file").contains("listening on"));
     // SIGHUP did not stop the daemon: it still shuts down cleanly on SIGTERM.
     daemon.stop();

@@ -6,7 +6,7 @@
 //! to another offline user that must; the gateway's first event is then the sentinel's.
 
 use crate::common::daemon::{confabd, spawn_daemon};
-use crate::common::{eventually, DataDir, TestServer, PASSWORD};
+use crate::common::{eventually, in_default, DataDir, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::{Client, ClientError};
 use confab::protocol::{
@@ -24,7 +24,7 @@ fn server() -> TestServer {
 
 /// A logged-in service (with the push permission if `push`).
 fn service(server: &TestServer, name: &str, push: bool) -> Client {
-    let token = admin::add_service(server.server().store(), name, push).unwrap();
+    let token = admin::add_service(server.server().store(), &in_default(name), push).unwrap();
     let mut client = server.client();
     client.request(Request::ServiceLogin { name: name.into(), token }).unwrap();
     client

@@ -1,6 +1,6 @@
 //! Ephemeral rooms, broadcast and presence: protocol.md "Rooms", "Broadcast", "Presence".
 
-use crate::common::{eventually, TestServer, SETTLE};
+use crate::common::{eventually, in_default, TestServer, SETTLE};
 use confab::client::{Client, ClientError};
 use confab::protocol::{ClientMsgId, Content, ErrorCode, Push, Reply, Request, RoomInfo, Target};
 use std::time::Duration;
@@ -100,9 +100,9 @@ fn room_size_is_limited() {
 
 fn make_admin(server: &TestServer, name: &str) {
     let store = server.server().store();
-    let mut account = store.account(name).unwrap().unwrap();
+    let mut account = store.account(&in_default(name)).unwrap().unwrap();
     account.admin = true;
-    store.put_account(name, &account).unwrap();
+    store.put_account(&in_default(name), &account).unwrap();
 }
 
 #[test]

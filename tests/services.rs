@@ -1,6 +1,6 @@
 //! The service push API and live statistics: protocol.md "Services" and "Statistics".
 
-use crate::common::{TestServer, PASSWORD};
+use crate::common::{in_default, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::{Client, ClientError};
 use confab::protocol::{
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// A logged-in service connection named `name`.
 fn service(server: &TestServer, name: &str) -> Client {
-    let token = admin::add_service(server.server().store(), name, false).unwrap();
+    let token = admin::add_service(server.server().store(), &in_default(name), false).unwrap();
     let mut client = server.client();
     let reply = client.request(Request::ServiceLogin { name: name.into(), token }).unwrap();
     assert_eq!(reply, Reply::ServiceLoggedIn { name: name.into() });
@@ -35,7 +35,7 @@ fn quiet(client: &mut Client) {
 #[test]
 fn services_log_in_with_their_token_and_keep_to_service_requests() {
     let server = TestServer::start();
-    admin::add_service(server.server().store(), "shop", false).unwrap();
+    admin::add_service(server.server().store(), &in_default("shop"), false).unwrap();
     let mut client = server.client();
     let wrong = client.request(Request::ServiceLogin { name: "shop".into(), token: "00".repeat(32) });
     assert_eq!(wrong.unwrap_err().code(), Some(ErrorCode::InvalidToken));
@@ -202,7 +202,7 @@ fn watching_services_hear_users_come_and_go_with_the_reason() {
 fn statistics_for_administrators_and_services() {
     let server = TestServer::start();
     server.register(&["root"]);
-    admin::set_admin(server.server().store(), "root", true).unwrap();
+    admin::set_admin(server.server().store(), &in_default("root"), true).unwrap();
     let mut alice = server.user("alice");
     let mut bob = server.user("bob");
     assert_eq!(alice.request(Request::Stats).unwrap_err().code(), Some(ErrorCode::Forbidden));

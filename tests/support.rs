@@ -2,7 +2,7 @@
 //! shop's staff answer; the first to answer claims the conversation.
 
 use crate::common::daemon::{confabd, spawn_daemon};
-use crate::common::{open_store, DataDir, TestServer, PASSWORD};
+use crate::common::{in_default, open_store, DataDir, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{
@@ -20,9 +20,9 @@ fn shop_server(staff: &[&str], others: &[&str], tweak: impl FnOnce(&mut Config))
     server.stop();
     {
         let store = open_store(server.data_dir());
-        admin::add_shop(&store, "acme").unwrap();
+        admin::add_shop(&store, &in_default("acme")).unwrap();
         for name in staff {
-            admin::add_staff(&store, "acme", name, 100).unwrap();
+            admin::add_staff(&store, &in_default("acme"), &in_default(name), 100).unwrap();
         }
     }
     server.restart();
@@ -304,8 +304,8 @@ fn a_service_manages_staff_within_the_limit_and_removing_an_agent_releases_its_c
     server.stop();
     let token = {
         let store = open_store(server.data_dir());
-        admin::add_shop(&store, "acme").unwrap();
-        admin::add_service(&store, "shopfront", false).unwrap()
+        admin::add_shop(&store, &in_default("acme")).unwrap();
+        admin::add_service(&store, &in_default("shopfront"), false).unwrap()
     };
     server.restart();
     let mut service = server.client();
@@ -350,7 +350,7 @@ fn a_service_manages_staff_within_the_limit_and_removing_an_agent_releases_its_c
 fn conversations_a_user_may_open_are_bounded() {
     let mut server = shop_server(&["bob"], &["alice"], |config| config.max_support_per_user = 1);
     server.stop();
-    admin::add_shop(&open_store(server.data_dir()), "other").unwrap();
+    admin::add_shop(&open_store(server.data_dir()), &in_default("other")).unwrap();
     server.restart();
     let mut alice = server.login("alice");
     say(&mut alice, to_shop(), 1, "one");

@@ -1,13 +1,17 @@
 //! Administration of a data directory while the daemon is stopped (sled locks the
-//! directory, so these fail cleanly while it runs): accounts, administrators, service
-//! tokens, shops and their staff (`shops`), storage statistics. `confabd` exposes each as a
-//! subcommand.
+//! directory, so these fail cleanly while it runs): apps, accounts, administrators,
+//! service tokens, shops and their staff (`shops`), storage statistics. `confabd` exposes
+//! each as a subcommand.
+//!
+//! User, service and shop names here are qualified with their app (`app/name`, see
+//! [`crate::apps`]); lists give names as the app's clients know them.
 
+use crate::apps::{app_of, local, split, valid_user_name, DEFAULT_APP};
 use crate::auth::{hash_with_cost, new_token, token_digest};
 use crate::clock::now_ms;
 use crate::config::HashCost;
-use crate::protocol::{valid_password, valid_username, Role, UserId};
-use crate::store::{Account, ServiceRecord, Store, StoreError, StoreStats};
+use crate::protocol::{valid_app_name, valid_password, Role, UserId};
+use crate::store::{Account, AppRecord, ServiceRecord, Store, StoreError, StoreStats};
 use thiserror::Error;
 
 mod shops;
@@ -44,6 +48,18 @@ pub enum AdminError {
     LooksLike { name: String, other: String },
     #[error("the system could not provide randomness or hash the password")]
     Crypto,
+    #[error("no such app: {0} (see `confabd app list`)")]
+    NoSuchApp(String),
+    #[error("not a valid app name (1-32 characters of a-z 0-9 _ . -)")]
+    InvalidAppName,
+    #[error("the app {0} already exists")]
+    AppExists(String),
+    #[error("the app {app} still has {what}; remove them first")]
+    AppInUse { app: String, what: String },
+    #[error("the app default cannot be removed")]
+    DefaultApp,
+    #[error("only services of the app default may be the push gateway (it serves every app)")]
+    PushOutsideDefault,
 }
 
 pub type AdminResult<T> = Result<T, AdminError>;
@@ -58,24 +74,27 @@ pub struct UserSummary {
 }
 
 pub fn add_user(store: &Store, username: &str, password: &str, cost: HashCost) -> AdminResult<UserId> {
-    if !valid_username(username) {
+    if !valid_user_name(username) {
         return Err(AdminError::InvalidName);
     }
+    let (app, name) = split(username);
+    hosted(store, app)?;
     if !valid_password(password) {
         return Err(AdminError::InvalidPassword);
     }
-    // The same rule as registration: no username that reads as another (adm1n, admin).
-    let skeleton = crate::names::skeleton(username);
-    let others = store.usernames()?;
-    if let Some(other) = others.into_iter().find(|o| o != username && crate::names::skeleton(o) == skeleton) {
-        return Err(AdminError::LooksLike { name: username.to_string(), other });
+    // The same rule as registration: no username that reads as another of its app (adm1n,
+    // admin).
+    let skeleton = crate::names::skeleton(name);
+    let others = store.usernames()?.into_iter().filter(|o| app_of(o) == app);
+    if let Some(other) = others.into_iter().find(|o| o != username && crate::names::skeleton(local(o)) == skeleton) {
+        return Err(AdminError::LooksLike { name: name.to_string(), other: local(&other).to_string() });
     }
     let password_hash = hash_with_cost(password, cost).ok_or(AdminError::Crypto)?;
     let user_id = UserId(store.next_id()?);
     let account =
-        Account { user_id, display_name: username.to_string(), password_hash, admin: false, created_ms: now_ms() };
+        Account { user_id, display_name: name.to_string(), password_hash, admin: false, created_ms: now_ms() };
     if !store.create_account(username, &account)? {
-        return Err(AdminError::NameTaken(username.to_string()));
+        return Err(AdminError::NameTaken(name.to_string()));
     }
     store.checkpoint()?;
     Ok(user_id)
@@ -127,12 +146,14 @@ pub fn delete_user(store: &Store, username: &str) -> AdminResult<()> {
     Ok(())
 }
 
-pub fn list_users(store: &Store) -> AdminResult<Vec<UserSummary>> {
+/// The users of `app`, by the names its clients know.
+pub fn list_users(store: &Store, app: &str) -> AdminResult<Vec<UserSummary>> {
+    hosted(store, app)?;
     let mut users = Vec::new();
-    for username in store.usernames()? {
+    for username in store.usernames()?.into_iter().filter(|n| app_of(n) == app) {
         if let Some(account) = store.account(&username)? {
             users.push(UserSummary {
-                username,
+                username: local(&username).to_string(),
                 user_id: account.user_id,
                 display_name: account.display_name,
                 admin: account.admin,
@@ -146,8 +167,12 @@ pub fn list_users(store: &Store) -> AdminResult<Vec<UserSummary>> {
 /// now: the store keeps its digest. `push`: whether it may be the push gateway (set anew
 /// each time, so adding again without it takes the permission away).
 pub fn add_service(store: &Store, name: &str, push: bool) -> AdminResult<String> {
-    if !valid_username(name) {
+    if !valid_user_name(name) {
         return Err(AdminError::InvalidName);
+    }
+    hosted(store, app_of(name))?;
+    if push && app_of(name) != DEFAULT_APP {
+        return Err(AdminError::PushOutsideDefault);
     }
     let token: String = new_token().ok_or(AdminError::Crypto)?.iter().map(|b| format!("{b:02x}")).collect();
     let uid = match store.service(name)? {
@@ -163,20 +188,91 @@ pub fn add_service(store: &Store, name: &str, push: bool) -> AdminResult<String>
 
 pub fn remove_service(store: &Store, name: &str) -> AdminResult<()> {
     if !store.remove_service(name)? {
-        return Err(AdminError::NoSuchService(name.to_string()));
+        return Err(AdminError::NoSuchService(local(name).to_string()));
     }
     store.checkpoint()?;
     Ok(())
 }
 
-/// Every service's name, and whether it may be the push gateway.
-pub fn list_services(store: &Store) -> AdminResult<Vec<(String, bool)>> {
+/// Every service of `app` by its name, and whether it may be the push gateway.
+pub fn list_services(store: &Store, app: &str) -> AdminResult<Vec<(String, bool)>> {
+    hosted(store, app)?;
     let mut services = Vec::new();
-    for name in store.service_names()? {
+    for name in store.service_names()?.into_iter().filter(|n| app_of(n) == app) {
         let push = store.is_push_gateway(&name)?;
-        services.push((name, push));
+        services.push((local(&name).to_string(), push));
     }
     Ok(services)
+}
+
+/// An app as the app list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSummary {
+    pub name: String,
+    pub limits: AppRecord,
+    pub users: u64,
+    pub groups: u64,
+    pub services: u64,
+}
+
+/// Hosts a new app with these limits (0 = none).
+pub fn add_app(store: &Store, name: &str, limits: AppRecord) -> AdminResult<()> {
+    if !valid_app_name(name) {
+        return Err(AdminError::InvalidAppName);
+    }
+    if store.app(name)?.is_some() {
+        return Err(AdminError::AppExists(name.to_string()));
+    }
+    store.put_app(name, &AppRecord { created_ms: now_ms(), ..limits })?;
+    store.checkpoint()?;
+    Ok(())
+}
+
+/// Changes an app's limits (the app `default` too); they take effect at the next start.
+pub fn set_app_limits(store: &Store, name: &str, limits: AppRecord) -> AdminResult<()> {
+    let record = hosted(store, name)?;
+    store.put_app(name, &AppRecord { created_ms: record.created_ms, ..limits })?;
+    store.checkpoint()?;
+    Ok(())
+}
+
+/// Stops hosting an app; refused while it has users, groups or services (an app's data is
+/// removed by removing those, so nothing is deleted by surprise).
+pub fn remove_app(store: &Store, name: &str) -> AdminResult<()> {
+    if name == DEFAULT_APP {
+        return Err(AdminError::DefaultApp);
+    }
+    hosted(store, name)?;
+    let summary = list_apps(store)?.into_iter().find(|a| a.name == name);
+    if let Some(app) = summary.filter(|a| a.users + a.groups + a.services > 0) {
+        let what = format!("{} users, {} groups and {} services", app.users, app.groups, app.services);
+        return Err(AdminError::AppInUse { app: name.to_string(), what });
+    }
+    store.remove_app(name)?;
+    store.checkpoint()?;
+    Ok(())
+}
+
+/// Every hosted app with its limits and what it holds.
+pub fn list_apps(store: &Store) -> AdminResult<Vec<AppSummary>> {
+    let (users, groups, services) = (store.accounts_per_app()?, store.groups_per_app()?, store.services_per_app()?);
+    let count = |counts: &std::collections::BTreeMap<String, u64>, app: &str| counts.get(app).copied().unwrap_or(0);
+    Ok(store
+        .apps()?
+        .into_iter()
+        .map(|(name, limits)| AppSummary {
+            users: count(&users, &name),
+            groups: count(&groups, &name),
+            services: count(&services, &name),
+            name,
+            limits,
+        })
+        .collect())
+}
+
+/// The app's record, or the error that it is not hosted.
+fn hosted(store: &Store, app: &str) -> AdminResult<AppRecord> {
+    store.app(app)?.ok_or_else(|| AdminError::NoSuchApp(app.to_string()))
 }
 
 pub fn storage_stats(store: &Store) -> AdminResult<StoreStats> {
@@ -184,7 +280,7 @@ pub fn storage_stats(store: &Store) -> AdminResult<StoreStats> {
 }
 
 fn existing(store: &Store, username: &str) -> AdminResult<Account> {
-    store.account(username)?.ok_or_else(|| AdminError::NoSuchUser(username.to_string()))
+    store.account(username)?.ok_or_else(|| AdminError::NoSuchUser(local(username).to_string()))
 }
 
 #[cfg(test)]
@@ -202,63 +298,105 @@ mod tests {
     #[test]
     fn users_are_added_listed_promoted_and_deleted() {
         let (_dir, store) = store();
-        let id = add_user(&store, "alice", "password1", HashCost::MINIMUM).unwrap();
-        assert!(matches!(add_user(&store, "alice", "password1", HashCost::MINIMUM), Err(AdminError::NameTaken(_))));
-        let lookalike = add_user(&store, "a1ice", "password1", HashCost::MINIMUM);
+        let id = add_user(&store, "default/alice", "password1", HashCost::MINIMUM).unwrap();
+        assert!(matches!(
+            add_user(&store, "default/alice", "password1", HashCost::MINIMUM),
+            Err(AdminError::NameTaken(_))
+        ));
+        let lookalike = add_user(&store, "default/a1ice", "password1", HashCost::MINIMUM);
         assert!(matches!(lookalike, Err(AdminError::LooksLike { ref other, .. }) if other == "alice"), "{lookalike:?}");
-        assert!(matches!(add_user(&store, "A", "password1", HashCost::MINIMUM), Err(AdminError::InvalidName)));
-        set_admin(&store, "alice", true).unwrap();
-        let users = list_users(&store).unwrap();
+        assert!(matches!(add_user(&store, "default/A", "password1", HashCost::MINIMUM), Err(AdminError::InvalidName)));
+        set_admin(&store, "default/alice", true).unwrap();
+        let users = list_users(&store, "default").unwrap();
         assert_eq!(
             users,
             vec![UserSummary { username: "alice".into(), user_id: id, display_name: "alice".into(), admin: true }]
         );
         store.put_token(id, &[1; 32], u64::MAX).unwrap();
-        set_password(&store, "alice", "password2", HashCost::MINIMUM).unwrap();
+        set_password(&store, "default/alice", "password2", HashCost::MINIMUM).unwrap();
         assert!(!store.token_valid(id, &[1; 32], 0).unwrap(), "a new password revokes tokens");
-        delete_user(&store, "alice").unwrap();
-        assert!(list_users(&store).unwrap().is_empty());
-        assert!(matches!(delete_user(&store, "alice"), Err(AdminError::NoSuchUser(_))));
+        delete_user(&store, "default/alice").unwrap();
+        assert!(list_users(&store, "default").unwrap().is_empty());
+        assert!(matches!(delete_user(&store, "default/alice"), Err(AdminError::NoSuchUser(_))));
     }
 
     #[test]
     fn deleting_an_owner_hands_the_group_on() {
         let (_dir, store) = store();
-        add_user(&store, "owner", "password1", HashCost::MINIMUM).unwrap();
+        add_user(&store, "default/owner", "password1", HashCost::MINIMUM).unwrap();
         let record = GroupRecord {
             name: "g".into(),
             open: false,
             created_ms: 0,
             members: vec![
-                MemberRecord { username: "member".into(), uid: UserId(9), role: Role::Member },
-                MemberRecord { username: "owner".into(), uid: UserId(1), role: Role::Owner },
+                MemberRecord { username: "default/member".into(), uid: UserId(9), role: Role::Member },
+                MemberRecord { username: "default/owner".into(), uid: UserId(1), role: Role::Owner },
             ],
         };
         let group = GroupId(5);
         store.put_group(group, &record).unwrap();
-        store.add_membership("owner", group).unwrap();
-        store.add_membership("member", group).unwrap();
-        delete_user(&store, "owner").unwrap();
+        store.add_membership("default/owner", group).unwrap();
+        store.add_membership("default/member", group).unwrap();
+        delete_user(&store, "default/owner").unwrap();
         let record = store.group(group).unwrap().unwrap();
-        let heir = MemberRecord { username: "member".into(), uid: UserId(9), role: Role::Owner };
+        let heir = MemberRecord { username: "default/member".into(), uid: UserId(9), role: Role::Owner };
         assert_eq!(record.members, vec![heir]);
-        assert!(store.memberships("owner").unwrap().is_empty());
+        assert!(store.memberships("default/owner").unwrap().is_empty());
     }
 
     #[test]
     fn service_tokens_are_shown_once_and_stored_as_digests() {
         let (_dir, store) = store();
-        let token = add_service(&store, "shop", false).unwrap();
+        let token = add_service(&store, "default/shop", false).unwrap();
         assert_eq!(token.len(), 64);
-        let record = store.service("shop").unwrap().unwrap();
+        let record = store.service("default/shop").unwrap().unwrap();
         assert_eq!(record.token_digest, token_digest(token.as_bytes()));
-        let again = add_service(&store, "shop", true).unwrap();
+        let again = add_service(&store, "default/shop", true).unwrap();
         assert_ne!(again, token, "a new token replaces the old");
-        assert_eq!(store.service("shop").unwrap().unwrap().uid, record.uid, "the identity stays");
-        assert_eq!(list_services(&store).unwrap(), vec![("shop".to_string(), true)]);
-        add_service(&store, "shop", false).unwrap();
-        assert_eq!(list_services(&store).unwrap(), vec![("shop".to_string(), false)], "added again without --push");
-        remove_service(&store, "shop").unwrap();
-        assert!(matches!(remove_service(&store, "shop"), Err(AdminError::NoSuchService(_))));
+        assert_eq!(store.service("default/shop").unwrap().unwrap().uid, record.uid, "the identity stays");
+        assert_eq!(list_services(&store, "default").unwrap(), vec![("shop".to_string(), true)]);
+        add_service(&store, "default/shop", false).unwrap();
+        assert_eq!(
+            list_services(&store, "default").unwrap(),
+            vec![("shop".to_string(), false)],
+            "added again without --push"
+        );
+        remove_service(&store, "default/shop").unwrap();
+        assert!(matches!(remove_service(&store, "default/shop"), Err(AdminError::NoSuchService(_))));
+    }
+
+    #[test]
+    fn apps_are_added_limited_and_removed_only_when_empty() {
+        let (_dir, store) = store();
+        let limits = AppRecord { max_users: 2, ..AppRecord::default() };
+        assert!(matches!(
+            add_user(&store, "acme/alice", "password1", HashCost::MINIMUM),
+            Err(AdminError::NoSuchApp(_))
+        ));
+        add_app(&store, "acme", limits).unwrap();
+        assert!(matches!(add_app(&store, "acme", limits), Err(AdminError::AppExists(_))));
+        assert!(matches!(add_app(&store, "Acme!", limits), Err(AdminError::InvalidAppName)));
+        // The same name in two apps is two users; a look-alike only counts within an app.
+        add_user(&store, "acme/alice", "password1", HashCost::MINIMUM).unwrap();
+        add_user(&store, "default/alice", "password1", HashCost::MINIMUM).unwrap();
+        add_user(&store, "default/a1ice", "password1", HashCost::MINIMUM).unwrap_err();
+        assert_eq!(list_users(&store, "acme").unwrap().len(), 1);
+        assert!(matches!(add_service(&store, "acme/relay", true), Err(AdminError::PushOutsideDefault)));
+        add_service(&store, "acme/hooks", false).unwrap();
+        assert_eq!(list_services(&store, "acme").unwrap(), vec![("hooks".to_string(), false)]);
+        assert!(list_services(&store, "default").unwrap().is_empty());
+        let listed = list_apps(&store).unwrap();
+        assert_eq!(
+            listed.iter().map(|a| (a.name.as_str(), a.users, a.services)).collect::<Vec<_>>(),
+            [("acme", 1, 1), ("default", 1, 0)]
+        );
+        assert!(matches!(remove_app(&store, "acme"), Err(AdminError::AppInUse { .. })));
+        assert!(matches!(remove_app(&store, "default"), Err(AdminError::DefaultApp)));
+        delete_user(&store, "acme/alice").unwrap();
+        remove_service(&store, "acme/hooks").unwrap();
+        set_app_limits(&store, "acme", AppRecord { max_groups: 3, ..AppRecord::default() }).unwrap();
+        assert_eq!(store.app("acme").unwrap().unwrap().max_groups, 3);
+        remove_app(&store, "acme").unwrap();
+        assert_eq!(store.app("acme").unwrap(), None);
     }
 }

@@ -1,7 +1,9 @@
 //! Shops and their staff, on a stopped daemon's data directory (`confabd shop ...`). A
 //! running daemon changes staff through the service API (`AddStaff`, `RemoveStaff`).
+//! Shop and user names are qualified with their app; a shop's staff are users of its app.
 
-use super::{AdminError, AdminResult};
+use super::{hosted, AdminError, AdminResult};
+use crate::apps::{app_of, local, same_app, split};
 use crate::clock::now_ms;
 use crate::protocol::{valid_shop_name, SupportId};
 use crate::store::{LogOwner, ShopRecord, StaffRecord, Store};
@@ -16,16 +18,18 @@ pub struct ShopSummary {
 }
 
 fn existing(store: &Store, shop: &str) -> AdminResult<ShopRecord> {
-    store.shop(shop)?.ok_or_else(|| AdminError::NoSuchShop(shop.to_string()))
+    store.shop(shop)?.ok_or_else(|| AdminError::NoSuchShop(local(shop).to_string()))
 }
 
 /// Creates a shop with no staff; returns its id.
 pub fn add_shop(store: &Store, name: &str) -> AdminResult<u64> {
-    if !valid_shop_name(name) {
+    let (app, local_name) = split(name);
+    if app.is_empty() || !valid_shop_name(local_name) {
         return Err(AdminError::InvalidName);
     }
+    hosted(store, app)?;
     if store.shop(name)?.is_some() {
-        return Err(AdminError::NameTaken(name.to_string()));
+        return Err(AdminError::NameTaken(local_name.to_string()));
     }
     let record = ShopRecord { id: store.next_id()?, staff: Vec::new(), created_ms: now_ms() };
     store.put_shop(name, &record, &[])?;
@@ -47,7 +51,7 @@ pub fn remove_shop(store: &Store, name: &str, force: bool) -> AdminResult<()> {
             }
         }
         if messages > 0 {
-            return Err(AdminError::Unacknowledged { shop: name.to_string(), conversations, messages });
+            return Err(AdminError::Unacknowledged { shop: local(name).to_string(), conversations, messages });
         }
     }
     store.remove_shop(name)?;
@@ -55,11 +59,14 @@ pub fn remove_shop(store: &Store, name: &str, force: bool) -> AdminResult<()> {
     Ok(())
 }
 
-pub fn list_shops(store: &Store) -> AdminResult<Vec<ShopSummary>> {
+/// The shops of `app`, by name as its clients know them.
+pub fn list_shops(store: &Store, app: &str) -> AdminResult<Vec<ShopSummary>> {
+    hosted(store, app)?;
     let mut shops = Vec::new();
-    for name in store.shop_names()? {
+    for name in store.shop_names()?.into_iter().filter(|n| app_of(n) == app) {
         let Some(record) = store.shop(&name)? else { continue };
         let conversations = store.shop_support(&name)?.len();
+        let name = local(&name).to_string();
         shops.push(ShopSummary { name, id: record.id, staff: record.staff.len(), conversations });
     }
     Ok(shops)
@@ -68,12 +75,16 @@ pub fn list_shops(store: &Store) -> AdminResult<Vec<ShopSummary>> {
 /// Makes `user` staff of `shop`, within `max` staff.
 pub fn add_staff(store: &Store, shop: &str, user: &str, max: usize) -> AdminResult<()> {
     let mut record = existing(store, shop)?;
-    let account = store.account(user)?.ok_or_else(|| AdminError::NoSuchUser(user.to_string()))?;
+    let unknown = || AdminError::NoSuchUser(local(user).to_string());
+    if !same_app(shop, user) {
+        return Err(unknown());
+    }
+    let account = store.account(user)?.ok_or_else(unknown)?;
     if record.staff.iter().any(|s| s.username == user) {
-        return Err(AdminError::AlreadyStaff { shop: shop.to_string(), user: user.to_string() });
+        return Err(AdminError::AlreadyStaff { shop: local(shop).to_string(), user: local(user).to_string() });
     }
     if record.staff.len() >= max {
-        return Err(AdminError::TooManyStaff { shop: shop.to_string(), max });
+        return Err(AdminError::TooManyStaff { shop: local(shop).to_string(), max });
     }
     let before = staff_names(&record);
     record.staff.push(StaffRecord { username: user.to_string(), uid: account.user_id });
@@ -87,7 +98,7 @@ pub fn add_staff(store: &Store, shop: &str, user: &str, max: usize) -> AdminResu
 pub fn remove_staff(store: &Store, shop: &str, user: &str) -> AdminResult<()> {
     let mut record = existing(store, shop)?;
     if !record.staff.iter().any(|s| s.username == user) {
-        return Err(AdminError::NotStaff { shop: shop.to_string(), user: user.to_string() });
+        return Err(AdminError::NotStaff { shop: local(shop).to_string(), user: local(user).to_string() });
     }
     let before = staff_names(&record);
     record.staff.retain(|s| s.username != user);
@@ -111,8 +122,9 @@ fn release_and_forget(store: &Store, id: SupportId, user: &str) -> AdminResult<(
     Ok(())
 }
 
+/// The shop's staff, by name as its app's clients know them.
 pub fn list_staff(store: &Store, shop: &str) -> AdminResult<Vec<String>> {
-    Ok(staff_names(&existing(store, shop)?))
+    Ok(staff_names(&existing(store, shop)?).iter().map(|n| local(n).to_string()).collect())
 }
 
 fn staff_names(record: &ShopRecord) -> Vec<String> {
@@ -131,36 +143,36 @@ mod tests {
     fn shops_and_staff_are_managed_and_removal_guards_unread_messages() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        add_user(&store, "bob", "password1", HashCost::MINIMUM).unwrap();
-        add_shop(&store, "acme").unwrap();
-        assert!(matches!(add_shop(&store, "acme"), Err(AdminError::NameTaken(_))));
-        assert!(matches!(add_shop(&store, "Acme!"), Err(AdminError::InvalidName)));
-        add_staff(&store, "acme", "bob", 1).unwrap();
-        assert!(matches!(add_staff(&store, "acme", "bob", 5), Err(AdminError::AlreadyStaff { .. })));
-        assert!(matches!(add_staff(&store, "acme", "nobody", 5), Err(AdminError::NoSuchUser(_))));
-        add_user(&store, "carol", "password1", HashCost::MINIMUM).unwrap();
-        assert!(matches!(add_staff(&store, "acme", "carol", 1), Err(AdminError::TooManyStaff { max: 1, .. })));
-        assert_eq!(list_staff(&store, "acme").unwrap(), vec!["bob".to_string()]);
+        add_user(&store, "default/bob", "password1", HashCost::MINIMUM).unwrap();
+        add_shop(&store, "default/acme").unwrap();
+        assert!(matches!(add_shop(&store, "default/acme"), Err(AdminError::NameTaken(_))));
+        assert!(matches!(add_shop(&store, "default/Acme!"), Err(AdminError::InvalidName)));
+        add_staff(&store, "default/acme", "default/bob", 1).unwrap();
+        assert!(matches!(add_staff(&store, "default/acme", "default/bob", 5), Err(AdminError::AlreadyStaff { .. })));
+        assert!(matches!(add_staff(&store, "default/acme", "default/nobody", 5), Err(AdminError::NoSuchUser(_))));
+        add_user(&store, "default/carol", "password1", HashCost::MINIMUM).unwrap();
+        assert!(matches!(add_staff(&store, "default/acme", "default/carol", 1), Err(AdminError::TooManyStaff { max: 1, .. })));
+        assert_eq!(list_staff(&store, "default/acme").unwrap(), vec!["bob".to_string()]);
         let conversation = SupportRecord {
-            shop: "acme".into(),
-            customer: "alice".into(),
+            shop: "default/acme".into(),
+            customer: "default/alice".into(),
             customer_uid: UserId(77),
-            claimed_by: Some("bob".into()),
+            claimed_by: Some("default/bob".into()),
             created_ms: 0,
         };
         store.put_support(SupportId(50), &conversation).unwrap();
         store.support_log.append(SupportId(50).into(), Seq(1), &StoredMessage::example("help")).unwrap();
-        remove_staff(&store, "acme", "bob").unwrap();
+        remove_staff(&store, "default/acme", "default/bob").unwrap();
         assert_eq!(store.support(SupportId(50)).unwrap().unwrap().claimed_by, None, "bob's claim is released");
-        assert!(matches!(remove_staff(&store, "acme", "bob"), Err(AdminError::NotStaff { .. })));
-        let listed = list_shops(&store).unwrap();
+        assert!(matches!(remove_staff(&store, "default/acme", "default/bob"), Err(AdminError::NotStaff { .. })));
+        let listed = list_shops(&store, "default").unwrap();
         assert_eq!((listed[0].name.as_str(), listed[0].staff, listed[0].conversations), ("acme", 0, 1));
         assert!(matches!(
-            remove_shop(&store, "acme", false),
+            remove_shop(&store, "default/acme", false),
             Err(AdminError::Unacknowledged { conversations: 1, messages: 1, .. })
         ));
-        remove_shop(&store, "acme", true).unwrap();
-        assert!(list_shops(&store).unwrap().is_empty());
-        assert!(matches!(remove_shop(&store, "acme", true), Err(AdminError::NoSuchShop(_))));
+        remove_shop(&store, "default/acme", true).unwrap();
+        assert!(list_shops(&store, "default").unwrap().is_empty());
+        assert!(matches!(remove_shop(&store, "default/acme", true), Err(AdminError::NoSuchShop(_))));
     }
 }

@@ -3,10 +3,12 @@
 
 use super::limits::RequestBudget;
 use super::outqueue::OutQueue;
+use crate::apps::DEFAULT_APP;
 use crate::route::{ConnId, Destination, Inbound, SessionUser};
 use mio::net::TcpStream;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub budget: RequestBudget,
     pub phase: Phase,
+    /// The app its Hello named: every name in its requests is qualified with it.
+    pub app: Arc<str>,
     pub life: Life,
     pub user: Option<SessionUser>,
     /// Received bytes not yet decoded into frames; `read_pos` bytes of it are consumed.
@@ -72,6 +76,7 @@ impl Conn {
             budget: RequestBudget::new(burst, now),
 
             phase: Phase::AwaitHello,
+            app: Arc::from(DEFAULT_APP),
             life: Life::Open,
             user: None,
             read_buf: Vec::new(),

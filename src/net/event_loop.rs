@@ -13,6 +13,7 @@ mod output;
 use super::accept::{Door, FIRST_CONN};
 use super::conn::{Conn, Life, Phase};
 use super::table::{ConnTable, Login};
+use crate::apps::Apps;
 use crate::config::Config;
 use crate::frame;
 use crate::metrics::Metrics;
@@ -103,6 +104,7 @@ impl EventLoop {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         ledger: Arc<OutputLedger>,
+        apps: Apps,
     ) -> (EventLoop, LoopHandle) {
         let stop = Arc::new(AtomicBool::new(false));
         let handle = LoopHandle { stop: stop.clone(), waker };
@@ -111,7 +113,7 @@ impl EventLoop {
             door: Door::new(listener),
             table: ConnTable::new(&config, ledger, metrics.clone()),
             router,
-            intake: Intake::new(&config),
+            intake: Intake::new(&config, apps),
             config,
             from_workers,
             stop,

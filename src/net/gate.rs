@@ -3,13 +3,15 @@
 //! protocol.md's "Connection states" table is this function.
 
 use super::conn::Phase;
+use crate::apps::DEFAULT_APP;
 use crate::protocol::{Conversation, ErrorCode, Request, Target, PROTOCOL_VERSION};
 use crate::route::{Owner, SessionUser};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission<'a> {
-    /// Hello with the right version: answer with the server's limits.
-    Hello,
+    /// Hello with the right version: answer with the server's limits, in this app (`Hello`
+    /// is the app `default`; whether the server hosts it is the loop's to check).
+    Hello(&'a str),
     Pong,
     Refuse(ErrorCode, &'static str),
     /// Hand to the owner of this state, wherever it lives.
@@ -19,8 +21,9 @@ pub enum Admission<'a> {
 pub fn admit<'a>(phase: Phase, user: Option<&'a SessionUser>, request: &'a Request) -> Admission<'a> {
     use Admission::*;
     match (phase, request) {
-        (Phase::AwaitHello, Request::Hello { version, .. }) if *version == PROTOCOL_VERSION => Hello,
-        (Phase::AwaitHello, Request::Hello { .. }) => {
+        (Phase::AwaitHello, Request::Hello { version, .. }) if *version == PROTOCOL_VERSION => Hello(DEFAULT_APP),
+        (Phase::AwaitHello, Request::HelloApp { version, app, .. }) if *version == PROTOCOL_VERSION => Hello(app),
+        (Phase::AwaitHello, Request::Hello { .. } | Request::HelloApp { .. }) => {
             Refuse(ErrorCode::UnsupportedVersion, "this server speaks protocol version 2")
         }
         (Phase::AwaitHello, _) => Refuse(ErrorCode::HelloRequired, "the first frame must be Hello"),
@@ -124,7 +127,7 @@ mod tests {
 
     #[test]
     fn before_hello_only_hello() {
-        assert_eq!(admit(Phase::AwaitHello, None, &hello(PROTOCOL_VERSION)), Admission::Hello);
+        assert_eq!(admit(Phase::AwaitHello, None, &hello(PROTOCOL_VERSION)), Admission::Hello(DEFAULT_APP));
         assert!(matches!(
             admit(Phase::AwaitHello, None, &hello(99)),
             Admission::Refuse(ErrorCode::UnsupportedVersion, _)

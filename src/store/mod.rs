@@ -20,11 +20,16 @@
 //! - `tokens`:      `uid ++ BLAKE2s(token)` → expiry in ms since the epoch (u64)
 //! - `journal`:     new messages, one value per worker batch, until migrated (see [`journal`])
 //! - `push_prefs`, `push_gateways`, `push_queue`: push notifications (see [`push`])
+//! - `apps`:        `app name` → [`AppRecord`] (see [`apps`])
+//!
+//! Every username and service name in a key or a record is qualified with its app
+//! (`app/name`, see [`crate::apps`]).
 //! - `support_log`: a [`SeqLog`] per support conversation id; the floor is the lowest ack
 //!   of the readers who hold the conversation (see `worker/support.rs`)
 //! - `shops`, `staff_of`, `support`, `support_of`, `shop_support`, `support_acks`:
 //!   shops and their conversations (see [`support`])
 
+mod apps;
 pub mod commitlog;
 mod dedup;
 mod garbage;
@@ -42,6 +47,7 @@ mod staged;
 mod support;
 mod verify;
 
+pub use apps::AppRecord;
 pub use commitlog::SyncPolicy;
 pub use dedup::DedupRecord;
 pub use hook::{DurabilityHook, Durable};
@@ -108,6 +114,7 @@ pub struct Store {
     group_acks: sled::Tree,
     memberships: sled::Tree,
     services: sled::Tree,
+    apps: sled::Tree,
     journal: sled::Tree,
     push: push::PushTrees,
     support: support::SupportTrees,
@@ -187,6 +194,7 @@ impl Store {
             group_acks: db.open_tree("group_acks")?,
             memberships: db.open_tree("memberships")?,
             services: db.open_tree("services")?,
+            apps: db.open_tree("apps")?,
             journal: db.open_tree("journal")?,
             push: push::PushTrees::open(&db)?,
             support: support::SupportTrees::open(&db)?,

@@ -47,6 +47,14 @@ pub struct GroupRecord {
     pub members: Vec<MemberRecord>,
 }
 
+impl GroupRecord {
+    /// The group's app: its members' (all of them are of one app, and a group always has
+    /// its owner).
+    pub fn app(&self) -> &str {
+        self.members.first().map_or("", |m| crate::apps::app_of(&m.username))
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct MemberRecord {
     pub username: String,

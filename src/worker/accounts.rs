@@ -9,10 +9,11 @@ use super::inbox::Inboxes;
 use super::presence::{connection_event, Presence};
 use super::push::settings;
 use super::refusal::{Handled, Refusal};
+use crate::apps::{local, valid_user_name};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
 use crate::clock::now_ms;
 use crate::names::normalize_name;
-use crate::protocol::{valid_password, valid_username, ErrorCode, OnlineUser, Push, Reply, UserId};
+use crate::protocol::{valid_password, ErrorCode, OnlineUser, Push, Reply, UserId};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
 use crate::store::Account;
 use log::{debug, info};
@@ -31,7 +32,7 @@ pub fn register(
     username: String,
     password: String,
 ) -> Handled {
-    if !valid_username(&username) {
+    if !valid_user_name(&username) {
         return Err(Refusal::new(ErrorCode::InvalidName, "usernames are 3-32 characters of a-z 0-9 _ . -"));
     }
     if !valid_password(&password) {
@@ -40,8 +41,11 @@ pub fn register(
     if ctx.shared.store.account(&username)?.is_some() {
         return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
     }
-    if let Some(other) = ctx.shared.lookalikes.other_than(&username, &username) {
+    if let Some(other) = ctx.shared.lookalikes.other_than(local(&username), &username) {
         return Err(lookalike(&other));
+    }
+    if app_full(ctx, &username) {
+        return Err(too_many_users());
     }
     if ctx.partition.is_full() {
         return Err(Refusal::storage_full());
@@ -127,7 +131,7 @@ pub fn login_failed(ctx: &Ctx, username: &str, peer: IpAddr) {
 }
 
 fn account_of(ctx: &Ctx, username: &str) -> Result<Account, Refusal> {
-    if !valid_username(username) {
+    if !valid_user_name(username) {
         return Err(Refusal::new(ErrorCode::InvalidName, "not a valid username"));
     }
     ctx.shared.store.account(username)?.ok_or_else(Refusal::unknown_user)
@@ -160,15 +164,31 @@ fn finish_register(ctx: &mut Ctx, conn: ConnId, request_id: u32, username: Strin
     let lookalikes = &ctx.shared.lookalikes;
     let store = ctx.partition.sled();
     let user_id = UserId(store.next_id()?);
-    let account =
-        Account { user_id, display_name: username.clone(), password_hash, admin: false, created_ms: now_ms() };
+    let display_name = local(&username).to_string();
+    let account = Account { user_id, display_name, password_hash, admin: false, created_ms: now_ms() };
     // Two registrations of one name (or of look-alikes) can both pass the early checks
     // while hashing; the claim and then the compare-and-swap decide.
     if let Some(other) = lookalikes.claim(&username) {
         return Err(lookalike(&other));
     }
-    if !store.create_account(&username, &account)? {
-        return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
+    // The app's count is taken before the account is made, so registrations on several
+    // workers at once cannot pass its limit together.
+    let Some(app) = ctx.shared.apps.of(&username).cloned() else {
+        return Err(Refusal::new(ErrorCode::InvalidName, "no such app"));
+    };
+    if !app.take_user() {
+        return Err(too_many_users());
+    }
+    match store.create_account(&username, &account) {
+        Ok(true) => {}
+        Ok(false) => {
+            app.release_user();
+            return Err(Refusal::new(ErrorCode::NameTaken, "username taken"));
+        }
+        Err(e) => {
+            app.release_user();
+            return Err(e.into());
+        }
     }
     info!("registered {username}");
     ctx.batch.reply(conn, request_id, Reply::Registered { user_id }, true);
@@ -212,6 +232,17 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     let budget = Arc::new(SessionBudget::new(ctx.config().delivery_window_bytes));
     let state = inboxes.known(ctx, &username)?;
     let name = state.name.clone();
+    // The app's count of users logged in changes only when the user goes from no session
+    // to one (and back, in end_session), on this worker, which owns the user.
+    if state.cursor.session.is_none() {
+        let app = ctx.shared.apps.of(&name).ok_or_else(|| Refusal::new(ErrorCode::InvalidName, "no such app"))?;
+        if !app.take_session() {
+            return Err(Refusal::new(
+                ErrorCode::LimitReached,
+                format!("the app has its most users logged in at once ({})", app.limits.max_connections),
+            ));
+        }
+    }
     let previous = state.cursor.session.replace(Session::new(conn, state.cursor.acked, budget.clone()));
     let (acked, last_seq) = (state.cursor.acked, state.last_seq);
     let was_online = previous.is_some();
@@ -276,6 +307,9 @@ pub fn end_session(
         return;
     }
     state.cursor.session = None;
+    if let Some(app) = ctx.shared.apps.of(&user.name) {
+        app.release_session();
+    }
     ctx.shared.directory.remove(&user.name, conn);
     if let Err(refusal) = presence.announce(ctx, &user.name, false) {
         debug!("presence for {}: {}", user.name, refusal.message);
@@ -315,9 +349,9 @@ pub fn logout(ctx: &mut Ctx, inboxes: &mut Inboxes, conn: ConnId, request_id: u3
 pub fn rename(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, display_name: String) -> Handled {
     let display_name = normalize_name(&display_name).map_err(|r| Refusal::new(ErrorCode::InvalidName, r.explain()))?;
     // One's own username in any case is fine; anyone else's, or a look-alike, is not.
-    if display_name.to_lowercase() != *user.name {
+    if display_name.to_lowercase() != local(&user.name) {
         if let Some(other) = ctx.shared.lookalikes.other_than(&display_name, &user.name) {
-            return Err(Refusal::new(ErrorCode::NameTaken, format!("too much like the username {other}")));
+            return Err(Refusal::new(ErrorCode::NameTaken, format!("too much like the username {}", local(&other))));
         }
     }
     let mut account = account_of(ctx, &user.name)?;
@@ -338,5 +372,15 @@ pub fn list_online(ctx: &mut Ctx, conn: ConnId, request_id: u32, after: &str, li
 /// A new username that reads as an existing one (`adm1n` beside `admin`): refused, as a
 /// display name would be, so nobody can pose as another user by the name itself.
 fn lookalike(other: &str) -> Refusal {
-    Refusal::new(ErrorCode::NameTaken, format!("username looks like the existing {other:?}"))
+    Refusal::new(ErrorCode::NameTaken, format!("username looks like the existing {:?}", local(other)))
+}
+
+/// Whether the username's app has as many accounts as it may (checked again, exactly,
+/// when the account is made).
+fn app_full(ctx: &Ctx, username: &str) -> bool {
+    ctx.shared.apps.of(username).is_some_and(|app| app.limits.max_users > 0 && app.users() >= app.limits.max_users)
+}
+
+fn too_many_users() -> Refusal {
+    Refusal::new(ErrorCode::LimitReached, "the app has as many users as it may")
 }

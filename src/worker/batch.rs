@@ -14,6 +14,7 @@ use super::push::notes::PushNote;
 use super::push::PushBook;
 use super::refusal::Refusal;
 use super::WorkerCmd;
+use crate::apps::wire::localize_frame;
 use crate::clock::now_ms;
 use crate::frame;
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
@@ -57,11 +58,11 @@ impl Batch {
         if durable {
             self.durable_requests.push((conn, request_id));
         }
-        self.frame(conn, &ServerFrame::Reply { request_id, reply }, durable);
+        self.frame(conn, ServerFrame::Reply { request_id, reply }, durable);
     }
 
     pub fn error(&mut self, conn: ConnId, request_id: u32, code: ErrorCode, message: &str) {
-        self.frame(conn, &ServerFrame::error(request_id, code, message), false);
+        self.frame(conn, ServerFrame::error(request_id, code, message), false);
     }
 
     /// A refusal as its error frame, with its retry time if it has one.
@@ -72,16 +73,17 @@ impl Batch {
             message: refusal.message.clone(),
             retry_after_ms: refusal.retry_after_ms,
         };
-        self.frame(conn, &frame, false);
+        self.frame(conn, frame, false);
     }
 
     pub fn push(&mut self, conn: ConnId, push: Push, durable: bool) {
-        self.frame(conn, &ServerFrame::Push(push), durable);
+        self.frame(conn, ServerFrame::Push(push), durable);
     }
 
     /// Queues an encoded frame, appending to the previous entry when it goes to the same
-    /// connection, so a burst of pushes costs the loop one entry.
-    pub fn frame(&mut self, conn: ConnId, frame: &ServerFrame, durable: bool) {
+    /// connection, so a burst of pushes costs the loop one entry. Its names leave without
+    /// their app (see [`crate::apps::wire`]).
+    pub fn frame(&mut self, conn: ConnId, mut frame: ServerFrame, durable: bool) {
         if self.cut.contains(&conn) {
             return;
         }
@@ -91,7 +93,8 @@ impl Batch {
         }
         let Some(bytes) = self.tail_for(conn, durable) else { return };
         let before = bytes.len();
-        frame::encode_into(frame, bytes);
+        localize_frame(&mut frame);
+        frame::encode_into(&frame, bytes);
         let added = bytes.len() - before;
         let charge = self.ledger.charge(conn, added);
         if charge != Charge::Queued {

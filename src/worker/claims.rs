@@ -7,6 +7,7 @@
 //! `Push::SupportClaimed`, after the commit like the replies.
 
 use super::context::Ctx;
+use crate::apps::local;
 use super::cursor::{Cursor, Session};
 use super::refusal::{Handled, Refusal};
 use super::support::{not_a_reader, ShopState, Shops, SupportReader};
@@ -62,7 +63,7 @@ pub fn claim(ctx: &mut Ctx, shop: &mut ShopState, conn: ConnId, request_id: u32,
     staff_only(shop, id, user)?;
     match shop.conversation(id)?.claimed_by.clone() {
         Some(agent) if *agent != *user.name => {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("{agent} answers this conversation")))
+            return Err(Refusal::new(ErrorCode::Forbidden, format!("{} answers this conversation", local(&agent))))
         }
         Some(_) => {}
         None => claim_for(ctx, shop, id, &user.name)?,
@@ -84,11 +85,11 @@ pub fn hand_over(
     staff_only(shop, id, user)?;
     if let Some(agent) = shop.conversation(id)?.claimed_by.clone() {
         if *agent != *user.name {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("only {agent}, who answers it, hands it over")));
+            return Err(Refusal::new(ErrorCode::Forbidden, format!("only {}, who answers it, hands it over", local(&agent))));
         }
     }
     let Some((to, _)) = shop.staff.get_key_value(to) else {
-        return Err(Refusal::new(ErrorCode::NotAMember, format!("{to} is not staff of this shop")));
+        return Err(Refusal::new(ErrorCode::NotAMember, format!("{} is not staff of this shop", local(to))));
     };
     let to = to.clone();
     set_agent(ctx, shop, id, Some(to))?;
@@ -100,7 +101,7 @@ pub fn release(ctx: &mut Ctx, shop: &mut ShopState, conn: ConnId, request_id: u3
     staff_only(shop, id, user)?;
     match shop.conversation(id)?.claimed_by.clone() {
         Some(agent) if *agent != *user.name => {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("only {agent}, who answers it, releases it")))
+            return Err(Refusal::new(ErrorCode::Forbidden, format!("only {}, who answers it, releases it", local(&agent))))
         }
         Some(_) => set_agent(ctx, shop, id, None)?,
         // Nobody holds it: already what a release makes it.

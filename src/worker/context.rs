@@ -8,7 +8,7 @@ use super::{DedupIndex, Shared, WorkerCmd};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::{GroupId, Seq, SupportId};
-use crate::route::{ConnId, Owner};
+use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::Partition;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
@@ -37,8 +37,12 @@ impl Ctx<'_> {
         Window { messages: u64::from(config.delivery_window), bytes: config.delivery_window_bytes }
     }
 
-    pub fn received(&self, n: u64) {
+    /// `n` messages accepted from `sender` (counted for the server and the sender's app).
+    pub fn received(&self, sender: &SessionUser, n: u64) {
         Metrics::add(&self.shared.metrics.received, n);
+        if let Some(app) = self.shared.apps.of(&sender.name) {
+            app.count_message(n);
+        }
     }
 
     pub fn delivered(&self, n: u64) {

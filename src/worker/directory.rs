@@ -7,6 +7,7 @@
 //! pushes and listings carry.
 
 use super::budget::SessionBudget;
+use crate::apps::{app_of, local, prefix, SEPARATOR};
 use crate::route::ConnId;
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};
@@ -24,10 +25,17 @@ pub struct OnlineEntry {
 /// Display names of offline users kept at most; beyond, the cache starts afresh.
 const MAX_CACHED_NAMES: usize = 100_000;
 
+/// Who is online.
+#[derive(Default)]
+struct Online {
+    // Ordered so paging by "after this name" is a range scan, and an app's users (who
+    // share the app's prefix) are one range.
+    users: BTreeMap<Arc<str>, OnlineEntry>,
+}
+
 #[derive(Clone, Default)]
 pub struct Directory {
-    // Ordered so paging by "after this name" is a range scan.
-    online: Arc<RwLock<BTreeMap<Arc<str>, OnlineEntry>>>,
+    online: Arc<RwLock<Online>>,
     /// Display names read from the accounts, so a catch-up of many messages from one
     /// sender reads the account once. Every rename goes through [`Directory::rename`], so
     /// an entry is never stale.
@@ -36,14 +44,14 @@ pub struct Directory {
 
 impl Directory {
     pub fn set(&self, username: Arc<str>, display_name: String, conn: ConnId, budget: Arc<SessionBudget>) {
-        write(&self.online).insert(username, OnlineEntry { display_name, conn, budget });
+        write(&self.online).users.insert(username, OnlineEntry { display_name, conn, budget });
     }
 
     /// Removes the user if still online on `conn` (a newer session stays).
     pub fn remove(&self, username: &str, conn: ConnId) {
         let mut online = write(&self.online);
-        if online.get(username).is_some_and(|e| e.conn == conn) {
-            online.remove(username);
+        if online.users.get(username).is_some_and(|e| e.conn == conn) {
+            online.users.remove(username);
         }
     }
 
@@ -51,7 +59,7 @@ impl Directory {
         // The cache first: a reader that missed both takes the account, which the rename
         // already wrote, and only fills an empty entry.
         write(&self.names).insert(username.into(), display_name.clone());
-        if let Some(entry) = write(&self.online).get_mut(username) {
+        if let Some(entry) = write(&self.online).users.get_mut(username) {
             entry.display_name = display_name;
         }
     }
@@ -59,7 +67,7 @@ impl Directory {
     /// A user's display name, online or not; the username itself if the account is gone
     /// or unreadable (a display name is never worth failing a delivery for).
     pub fn display_name(&self, username: &str, store: &Store) -> String {
-        if let Some(entry) = read(&self.online).get(username) {
+        if let Some(entry) = read(&self.online).users.get(username) {
             return entry.display_name.clone();
         }
         if let Some(name) = read(&self.names).get(username) {
@@ -67,7 +75,7 @@ impl Directory {
         }
         let name = match store.account(username) {
             Ok(Some(account)) => account.display_name,
-            _ => username.to_string(),
+            _ => local(username).to_string(),
         };
         let mut names = write(&self.names);
         if names.len() >= MAX_CACHED_NAMES {
@@ -77,30 +85,43 @@ impl Directory {
     }
 
     pub fn conn_of(&self, username: &str) -> Option<ConnId> {
-        read(&self.online).get(username).map(|e| e.conn)
+        read(&self.online).users.get(username).map(|e| e.conn)
     }
 
     /// The user's session (connection and delivery budget), if online.
     pub fn session_of(&self, username: &str) -> Option<(ConnId, Arc<SessionBudget>)> {
-        read(&self.online).get(username).map(|e| (e.conn, e.budget.clone()))
+        read(&self.online).users.get(username).map(|e| (e.conn, e.budget.clone()))
     }
 
     pub fn count(&self) -> usize {
-        read(&self.online).len()
+        read(&self.online).users.len()
     }
 
-    /// Every online connection (broadcast).
-    pub fn all_conns(&self) -> Vec<ConnId> {
-        read(&self.online).values().map(|e| e.conn).collect()
+    /// Every online connection of `app` (broadcast).
+    pub fn all_conns(&self, app: &str) -> Vec<ConnId> {
+        let (from, to) = app_bounds(app);
+        let range = (Bound::Included(from.as_str()), Bound::Excluded(to.as_str()));
+        read(&self.online).users.range::<str, _>(range).map(|(_, e)| e.conn).collect()
     }
 
-    /// Up to `limit` users after `after` with their display names, and whether more follow.
+    /// Up to `limit` users of `after`'s app after `after` (qualified; the app's bare prefix
+    /// for the start) with their display names, and whether more follow.
     pub fn page(&self, after: &str, limit: usize) -> (Vec<(String, String)>, bool) {
         let online = read(&self.online);
-        let mut range = online.range::<str, _>((Bound::Excluded(after), Bound::Unbounded));
+        let app = prefix(app_of(after));
+        let mut range = online
+            .users
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(&app));
         let page = range.by_ref().take(limit).map(|(n, e)| (n.to_string(), e.display_name.clone())).collect();
         (page, range.next().is_some())
     }
+}
+
+/// The names of one app, as a range of a map ordered by name: from the app's prefix
+/// (`app/`) up to but excluding `app0` (`0` is the character after `/`).
+fn app_bounds(app: &str) -> (String, String) {
+    (prefix(app), format!("{app}{}", char::from(SEPARATOR as u8 + 1)))
 }
 
 /// Rooms with their member counts, for the room listing.
@@ -124,9 +145,19 @@ impl RoomList {
         read(&self.rooms).len()
     }
 
+    /// Rooms of `app`.
+    pub fn count_in(&self, app: &str) -> usize {
+        let (from, to) = app_bounds(app);
+        read(&self.rooms).range::<str, _>((Bound::Included(from.as_str()), Bound::Excluded(to.as_str()))).count()
+    }
+
+    /// Up to `limit` rooms of `after`'s app after `after` (qualified, as for users).
     pub fn page(&self, after: &str, limit: usize) -> (Vec<(String, u32)>, bool) {
         let rooms = read(&self.rooms);
-        let mut range = rooms.range::<str, _>((Bound::Excluded(after), Bound::Unbounded));
+        let app = prefix(app_of(after));
+        let mut range = rooms
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(&app));
         let page = range.by_ref().take(limit).map(|(n, c)| (n.clone(), *c)).collect();
         (page, range.next().is_some())
     }
@@ -163,26 +194,30 @@ impl ConnSeats {
     }
 }
 
-/// Service connections that watch users connecting and disconnecting.
+/// Service connections that watch users of their app connecting and disconnecting.
 #[derive(Clone, Default)]
 pub struct ConnectionWatchers {
-    conns: Arc<RwLock<Vec<ConnId>>>,
+    conns: Arc<RwLock<Vec<Watcher>>>,
 }
 
+/// A watching service's connection and its app.
+type Watcher = (ConnId, Arc<str>);
+
 impl ConnectionWatchers {
-    pub fn add(&self, conn: ConnId) {
+    pub fn add(&self, conn: ConnId, app: &str) {
         let mut conns = write(&self.conns);
-        if !conns.contains(&conn) {
-            conns.push(conn);
+        if !conns.iter().any(|(c, _)| *c == conn) {
+            conns.push((conn, app.into()));
         }
     }
 
     pub fn remove(&self, conn: ConnId) {
-        write(&self.conns).retain(|c| *c != conn);
+        write(&self.conns).retain(|(c, _)| *c != conn);
     }
 
-    pub fn list(&self) -> Vec<ConnId> {
-        read(&self.conns).clone()
+    /// The watchers of `app`.
+    pub fn list(&self, app: &str) -> Vec<ConnId> {
+        read(&self.conns).iter().filter(|(_, a)| **a == *app).map(|(c, _)| *c).collect()
     }
 }
 
@@ -205,17 +240,19 @@ mod tests {
     }
 
     #[test]
-    fn pages_in_name_order() {
+    fn pages_in_name_order_within_one_app() {
         let d = Directory::default();
-        for (i, n) in ["carol", "alice", "bob", "dave"].iter().enumerate() {
+        for (i, n) in ["a/carol", "a/alice", "b/aaron", "a/bob", "a/dave", "a0/zed", "0/x"].iter().enumerate() {
             d.set((*n).into(), n.to_uppercase(), ConnId(i as u64), budget());
         }
-        let (page, more) = d.page("", 2);
-        assert_eq!(page, vec![("alice".into(), "ALICE".into()), ("bob".into(), "BOB".into())]);
+        let (page, more) = d.page("a/", 2);
+        assert_eq!(page, vec![("a/alice".into(), "A/ALICE".into()), ("a/bob".into(), "A/BOB".into())]);
         assert!(more);
-        let (page, more) = d.page("bob", 2);
+        let (page, more) = d.page("a/bob", 2);
         assert_eq!(page.len(), 2);
-        assert!(!more);
+        assert!(!more, "the next app's users are not this one's");
+        assert_eq!(d.all_conns("a").len(), 4);
+        assert_eq!(d.all_conns("b"), [ConnId(2)]);
     }
 
     #[test]
@@ -232,10 +269,12 @@ mod tests {
     #[test]
     fn rooms_disappear_at_zero() {
         let rooms = RoomList::default();
-        rooms.set("lobby", 2);
-        rooms.set("games", 1);
-        assert_eq!(rooms.page("", 10).0, vec![("games".to_string(), 1), ("lobby".to_string(), 2)]);
-        rooms.set("lobby", 0);
-        assert_eq!(rooms.count(), 1);
+        rooms.set("a/lobby", 2);
+        rooms.set("a/games", 1);
+        rooms.set("b/games", 1);
+        assert_eq!(rooms.page("a/", 10).0, vec![("a/games".to_string(), 1), ("a/lobby".to_string(), 2)]);
+        rooms.set("a/lobby", 0);
+        assert_eq!(rooms.count(), 2);
+        assert_eq!(rooms.count_in("a"), 1);
     }
 }

@@ -12,7 +12,8 @@ use super::cursor::{Cursor, Session, READ_CHUNK};
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
-use crate::frame;
+use crate::apps::app_of;
+use crate::apps::wire;
 use crate::metrics::Metrics;
 use crate::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Push, Reply, Role, SenderKind, Seq,
@@ -169,6 +170,11 @@ impl GroupState {
         }
     }
 
+    /// Whether the group is of `app` (its members are).
+    pub fn in_app(&self, app: &str) -> bool {
+        self.members.keys().next().is_some_and(|name| app_of(name) == app)
+    }
+
     pub fn role_of(&self, name: &str) -> Result<Role, Refusal> {
         self.members
             .get(name)
@@ -192,7 +198,7 @@ impl GroupState {
             ctx.batch.reply(conn, request_id, receipt, true);
             return Ok(());
         }
-        ctx.received(1);
+        ctx.received(from, 1);
         let stored = message::compose(ctx.shared, from, content, None)?;
         self.append(ctx, stored, Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) })?;
         Ok(())
@@ -238,7 +244,7 @@ impl GroupState {
         // Encoded once for everyone whose previous push was seq - 1 (nearly always);
         // anyone else gets a copy with their own prev_seq.
         let mut message = wire(ctx.shared, Conversation::Group(self.id), seq, seq - 1, stored);
-        let shared: Arc<[u8]> = frame::encode(&ServerFrame::Push(Push::Message(message.clone()))).into();
+        let shared: Arc<[u8]> = wire::encode(ServerFrame::Push(Push::Message(message.clone()))).into();
         self.last_seq = seq;
         let mut delivered = 0;
         let mut starved = Vec::new();
@@ -255,7 +261,7 @@ impl GroupState {
                     ctx.batch.frame_bytes(conn, &shared, true);
                 } else {
                     message.prev_seq = prev;
-                    ctx.batch.frame(conn, &ServerFrame::Push(Push::Message(message.clone())), true);
+                    ctx.batch.frame(conn, ServerFrame::Push(Push::Message(message.clone())), true);
                 }
             } else if member.cursor.stalled(seq, window).is_some() {
                 starved.push(name.clone());
@@ -353,7 +359,8 @@ impl GroupState {
         let record = self.record();
         ctx.partition.sled().put_group(self.id, &record)?;
         if record.open {
-            ctx.shared.open_groups.set(self.id, record.name, record.members.len() as u32);
+            let app = record.app().to_string();
+            ctx.shared.open_groups.set(&app, self.id, record.name, record.members.len() as u32);
         }
         Ok(())
     }

@@ -79,7 +79,7 @@ impl UserState {
     /// A transient message: pushed if the user is online, stored nowhere.
     pub fn send_transient(&self, ctx: &mut Ctx, conn: ConnId, request_id: u32, from: &SessionUser, content: Content) {
         let target = self.cursor.conn();
-        ctx.received(1);
+        ctx.received(from, 1);
         if let Some(target) = target {
             ctx.batch.push(target, Push::Transient { from: from.name.to_string(), content }, false);
             ctx.delivered(1);
@@ -104,7 +104,7 @@ impl UserState {
             ctx.batch.reply(conn, request_id, receipt, true);
             return Ok(());
         }
-        ctx.received(1);
+        ctx.received(from, 1);
         let stored = message::compose(ctx.shared, from, content, None)?;
         quota::check(ctx.config(), self.stored_bytes, wire_size(&stored))?;
         self.append(ctx, stored, Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) })?;

@@ -19,7 +19,7 @@ pub fn tidy_stored_names(store: &Store, lookalikes: &Lookalikes) -> StoreResult<
         let Some(mut account) = store.account(&username)? else { continue };
         let shown = match normalize_name(&account.display_name) {
             Ok(tidy) if lookalikes.other_than(&tidy, &username).is_none() => tidy,
-            _ => username.clone(),
+            _ => crate::apps::local(&username).to_string(),
         };
         if shown != account.display_name {
             warn!(

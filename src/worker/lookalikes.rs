@@ -1,11 +1,14 @@
 //! Which usernames look alike: every account's username by its [`skeleton`], shared by all
 //! workers, so a display name that reads as someone else's username can be refused
-//! without scanning the accounts.
+//! without scanning the accounts. Per app: a name only impersonates the users of its own
+//! app (the only ones its readers know), so the key is the app and the skeleton of the
+//! name as its clients see it.
 //!
 //! Built from the accounts at start (O(accounts), keys only) and grown at registration.
 //! Accounts are removed only by the operator on a stopped server, so nothing is ever taken
 //! out while running.
 
+use crate::apps::{app_of, local, qualify};
 use crate::names::skeleton;
 use crate::store::{Store, StoreResult};
 use std::collections::HashMap;
@@ -28,7 +31,7 @@ impl Lookalikes {
 
     pub fn add(&self, username: &str) {
         let mut usernames = self.usernames.write().unwrap_or_else(|p| p.into_inner());
-        let same = usernames.entry(skeleton(username)).or_default();
+        let same = usernames.entry(key(username)).or_default();
         if !same.iter().any(|n| **n == *username) {
             same.push(username.into());
         }
@@ -39,7 +42,7 @@ impl Lookalikes {
     /// on two workers cannot both pass.
     pub fn claim(&self, username: &str) -> Option<Arc<str>> {
         let mut usernames = self.usernames.write().unwrap_or_else(|p| p.into_inner());
-        let same = usernames.entry(skeleton(username)).or_default();
+        let same = usernames.entry(key(username)).or_default();
         if let Some(other) = same.iter().find(|n| ***n != *username) {
             return Some(other.clone());
         }
@@ -49,11 +52,16 @@ impl Lookalikes {
         None
     }
 
-    /// A username other than `me` that `name` may be mistaken for.
+    /// A username of `me`'s app other than `me` that `name` may be mistaken for.
     pub fn other_than(&self, name: &str, me: &str) -> Option<Arc<str>> {
         let usernames = self.usernames.read().unwrap_or_else(|p| p.into_inner());
-        usernames.get(&skeleton(name))?.iter().find(|n| ***n != *me).cloned()
+        usernames.get(&qualify(app_of(me), &skeleton(name)))?.iter().find(|n| ***n != *me).cloned()
     }
+}
+
+/// Where a (qualified) username is filed: its app and the skeleton of its local part.
+fn key(username: &str) -> String {
+    qualify(app_of(username), &skeleton(local(username)))
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use super::groups::{GroupState, Groups, Member};
 use super::message::system_content;
 use super::refusal::{Handled, Refusal};
 use super::seats::Seat;
+use crate::apps::app_of;
+use crate::apps::wire;
 use crate::clock::now_ms;
-use crate::frame;
 use crate::names::normalize_name;
 use crate::protocol::{
     Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo, MemberInfo, Message, MessageId, OpenGroup, Push, Reply,
@@ -32,11 +33,27 @@ const MAX_OPEN_GROUP_PAGE: u32 = 500;
 /// the id makes the group ([`create_here`]).
 pub fn create(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, name: String, open: bool) -> Handled {
     let name = normalize_name(&name).map_err(|r| Refusal::new(ErrorCode::InvalidName, r.explain()))?;
-    let seat = take_seat(ctx, &user.name)?.ok_or_else(|| Refusal::new(ErrorCode::LimitReached, "too many groups"))?;
+    let app = ctx.shared.apps.of(&user.name).cloned().ok_or_else(|| Refusal::new(ErrorCode::Internal, "no app"))?;
+    // Taken here and given back if the group is not made (see the worker's CreateGroup).
+    if !app.take_group() {
+        return Err(Refusal::new(ErrorCode::LimitReached, "the app has as many groups as it may"));
+    }
+    let seat = match take_seat(ctx, &user.name) {
+        Ok(Some(seat)) => seat,
+        Ok(None) => {
+            app.release_group();
+            return Err(Refusal::new(ErrorCode::LimitReached, "too many groups"));
+        }
+        Err(refusal) => {
+            app.release_group();
+            return Err(refusal);
+        }
+    };
     let group_id = match ctx.shared.store.next_id() {
         Ok(id) => GroupId(id),
         Err(e) => {
             ctx.shared.seats.release(seat);
+            app.release_group();
             return Err(e.into());
         }
     };
@@ -60,7 +77,7 @@ pub fn create_here(ctx: &mut Ctx, groups: &mut Groups, new: NewGroup) -> Handled
     store.add_membership(&creator.name, id)?;
     store.put_group_ack(id, &creator.name, Seq::ZERO)?;
     if open {
-        ctx.shared.open_groups.set(id, group.name.clone(), 1);
+        ctx.shared.open_groups.set(app_of(&creator.name), id, group.name.clone(), 1);
     }
     let group = groups.insert(group, conn);
     group.append_event(ctx, GroupEvent::Created { by: creator.name.to_string() }, &creator.name)?;
@@ -117,6 +134,10 @@ pub fn join(
     user: &SessionUser,
 ) -> Handled {
     let group = groups.load(ctx, id)?;
+    // Another app's group is no group at all to this user.
+    if !group.in_app(app_of(&user.name)) {
+        return Err(Refusal::new(ErrorCode::UnknownGroup, "no such group"));
+    }
     if !group.open && !group.members.contains_key(&user.name) {
         return Err(Refusal::new(ErrorCode::Forbidden, "this group is not open; ask an admin to add you"));
     }
@@ -282,13 +303,16 @@ pub fn delete(
         event: Some(GroupEvent::Deleted { by: user.name.to_string() }),
         display_name,
     };
-    let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(Push::Message(notice))).into();
+    let encoded: Arc<[u8]> = wire::encode(ServerFrame::Push(Push::Message(notice))).into();
     let record = group.record();
     let still_stored = group.last_seq - group.floor;
     let online = group.sessions(None);
     ctx.partition.sled().delete_group(id, &record)?;
     ctx.partition.forget(LogId::Group, id.into());
-    ctx.shared.open_groups.remove(id);
+    ctx.shared.open_groups.remove(app_of(&user.name), id);
+    if let Some(app) = ctx.shared.apps.of(&user.name) {
+        app.release_group();
+    }
     ctx.shared.metrics.stored_delta(-(still_stored as i64));
     groups.remove(id);
     for target in online {
@@ -316,9 +340,9 @@ pub fn members(ctx: &mut Ctx, group: &GroupState, conn: ConnId, request_id: u32,
 }
 
 /// One page of the open-group directory (any worker may answer: it is shared).
-pub fn list_open(ctx: &mut Ctx, conn: ConnId, request_id: u32, after: GroupId, limit: u32) {
+pub fn list_open(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, after: GroupId, limit: u32) {
     let limit = if limit == 0 { 100 } else { limit.min(MAX_OPEN_GROUP_PAGE) };
-    let (page, more) = ctx.shared.open_groups.page(after, limit as usize);
+    let (page, more) = ctx.shared.open_groups.page(app_of(&user.name), after, limit as usize);
     let groups = page
         .into_iter()
         .map(|(group_id, entry)| OpenGroup { group_id, name: entry.name, members: entry.members })

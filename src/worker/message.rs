@@ -14,6 +14,7 @@
 use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
 use super::Shared;
+use crate::apps::local;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::protocol::{
@@ -156,7 +157,7 @@ pub fn wire_size(stored: &StoredMessage) -> usize {
 /// or the service's name (services have no other).
 pub fn sender_display_name(shared: &Shared, stored: &StoredMessage) -> String {
     match stored.sender {
-        SenderKind::Service => stored.from.clone(),
+        SenderKind::Service => local(&stored.from).to_string(),
         SenderKind::User | SenderKind::Staff => shared.directory.display_name(&stored.from, &shared.store),
     }
 }

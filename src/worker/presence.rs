@@ -8,7 +8,8 @@
 
 use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
-use crate::frame;
+use crate::apps::app_of;
+use crate::apps::wire;
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
 use crate::route::ConnId;
 use std::collections::{BTreeSet, HashMap};
@@ -123,7 +124,7 @@ impl Presence {
             return Ok(());
         }
         let encoded: Arc<[u8]> =
-            frame::encode(&ServerFrame::Push(Push::Presence { username: username.to_string(), online })).into();
+            wire::encode(ServerFrame::Push(Push::Presence { username: username.to_string(), online })).into();
         for conn in recipients {
             ctx.batch.frame_bytes(conn, &encoded, false);
         }
@@ -133,12 +134,12 @@ impl Presence {
 
 /// Tells watching services that a user connected or that its session ended.
 pub fn connection_event(ctx: &mut Ctx, username: &str, connected: bool, reason: &str) {
-    let watchers = ctx.shared.connection_watchers.list();
+    let watchers = ctx.shared.connection_watchers.list(app_of(username));
     if watchers.is_empty() {
         return;
     }
     let push = Push::Connection { username: username.to_string(), connected, reason: reason.to_string() };
-    let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(push)).into();
+    let encoded: Arc<[u8]> = wire::encode(ServerFrame::Push(push)).into();
     for conn in watchers {
         ctx.batch.frame_bytes(conn, &encoded, false);
     }

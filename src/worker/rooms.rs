@@ -6,8 +6,9 @@
 
 use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
-use crate::frame;
-use crate::protocol::{valid_room_name, Content, ErrorCode, OnlineUser, Push, Reply, RoomInfo, ServerFrame};
+use crate::apps::wire;
+use crate::apps::{app_of, valid_room};
+use crate::protocol::{Content, ErrorCode, OnlineUser, Push, Reply, RoomInfo, ServerFrame};
 use crate::route::{ConnId, SessionUser};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub struct Rooms {
 
 impl Rooms {
     pub fn join(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, room: String) -> Handled {
-        if !valid_room_name(&room) {
+        if !valid_room(&room) {
             return Err(Refusal::new(ErrorCode::InvalidName, "room names are 1-64 characters of a-z 0-9 _ . -"));
         }
         let max = ctx.shared.config.max_room_members;
@@ -114,7 +115,7 @@ impl Rooms {
         let push = Push::RoomMessage { room: room.to_string(), from: from.name.to_string(), content };
         let targets: Vec<ConnId> =
             state.members.iter().filter(|(name, _)| **name != from.name).map(|(_, conn)| *conn).collect();
-        fan_out(ctx, conn, request_id, push, targets)
+        fan_out(ctx, conn, request_id, from, push, targets)
     }
 
     pub fn members(&self, ctx: &mut Ctx, conn: ConnId, request_id: u32, room: &str) {
@@ -147,20 +148,28 @@ pub fn broadcast(ctx: &mut Ctx, conn: ConnId, request_id: u32, from: &SessionUse
         return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
     }
     let push = Push::Broadcast { from: from.name.to_string(), content };
-    let targets: Vec<ConnId> = ctx.shared.directory.all_conns().into_iter().filter(|t| *t != conn).collect();
-    fan_out(ctx, conn, request_id, push, targets)
+    let app = app_of(&from.name);
+    let targets: Vec<ConnId> = ctx.shared.directory.all_conns(app).into_iter().filter(|t| *t != conn).collect();
+    fan_out(ctx, conn, request_id, from, push, targets)
 }
 
 /// A live push to `targets`, encoded once and shared by their queues, paid for by the
 /// sender's fan-out budget; the sender learns how many it reached.
-fn fan_out(ctx: &mut Ctx, conn: ConnId, request_id: u32, push: Push, targets: Vec<ConnId>) -> Handled {
-    let encoded: Arc<[u8]> = frame::encode(&ServerFrame::Push(push)).into();
+fn fan_out(
+    ctx: &mut Ctx,
+    conn: ConnId,
+    request_id: u32,
+    from: &SessionUser,
+    push: Push,
+    targets: Vec<ConnId>,
+) -> Handled {
+    let encoded: Arc<[u8]> = wire::encode(ServerFrame::Push(push)).into();
     pay_for_fanout(ctx, conn, encoded.len(), targets.len())?;
     let recipients = targets.len() as u32;
     for target in targets {
         ctx.batch.frame_bytes(target, &encoded, false);
     }
-    ctx.received(1);
+    ctx.received(from, 1);
     ctx.delivered(u64::from(recipients));
     ctx.batch.reply(conn, request_id, Reply::Delivered { recipients }, false);
     Ok(())

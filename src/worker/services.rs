@@ -14,9 +14,10 @@ use super::groups::Groups;
 use super::inbox::Inboxes;
 use super::message::{self, Origin, RetryKey};
 use super::refusal::{Handled, Refusal};
+use crate::apps::wire;
+use crate::apps::{app_of, valid_user_name};
 use crate::auth::token_digest;
-use crate::frame;
-use crate::protocol::{valid_username, ErrorCode, GroupId, Push, Reply, ServerFrame, ServiceTarget};
+use crate::protocol::{ErrorCode, GroupId, Push, Reply, ServerFrame, ServiceTarget};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -112,7 +113,7 @@ impl Gathers {
                 }
             }
         }
-        ctx.received(1);
+        ctx.received(service, 1);
         let remaining = parts.len();
         self.pending.insert(gather, Gather { conn, request_id, remaining, tally: Tally::default(), failure: None });
         for (worker, cmd) in parts {
@@ -161,7 +162,11 @@ pub fn deliver_to_users(
     let service = &part.service;
     let names: Vec<String> = match users {
         Some(users) => users,
-        None => inboxes.online().iter().map(|name| name.to_string()).collect(),
+        // Everyone online in the service's own app.
+        None => {
+            let app = app_of(&service.name);
+            inboxes.online().iter().filter(|name| app_of(name) == app).map(|name| name.to_string()).collect()
+        }
     };
     let mut tally = Tally::default();
     let mut failure = None;
@@ -192,7 +197,7 @@ fn deliver_to_user(
     message: &Outgoing,
 ) -> Result<Option<bool>, Refusal> {
     let Outgoing { client_msg_id, transient, content } = message;
-    if !valid_username(name) {
+    if !valid_user_name(name) {
         return Ok(None);
     }
     let Some(inbox) = inboxes.load(ctx, name)? else { return Ok(None) };
@@ -238,10 +243,14 @@ fn send_to_group(
 ) -> Result<Tally, Refusal> {
     let Outgoing { client_msg_id, transient, content } = message;
     let group = groups.load(ctx, id)?;
+    // Another app's group is no group at all to this service.
+    if !group.in_app(app_of(&service.name)) {
+        return Err(Refusal::new(ErrorCode::UnknownGroup, "no such group"));
+    }
     if transient {
         let online = group.sessions(except.as_deref());
         let push = ServerFrame::Push(Push::ServiceNotice { service: service.name.to_string(), content });
-        let encoded: Arc<[u8]> = frame::encode(&push).into();
+        let encoded: Arc<[u8]> = wire::encode(push).into();
         for conn in &online {
             ctx.batch.frame_bytes(*conn, &encoded, false);
         }
@@ -284,7 +293,7 @@ pub fn disconnect_user(
     Ok(())
 }
 
-pub fn watch_connections(ctx: &mut Ctx, conn: ConnId, request_id: u32) {
-    ctx.shared.connection_watchers.add(conn);
+pub fn watch_connections(ctx: &mut Ctx, conn: ConnId, request_id: u32, service: &SessionUser) {
+    ctx.shared.connection_watchers.add(conn, app_of(&service.name));
     ctx.batch.reply(conn, request_id, Reply::Done, false);
 }

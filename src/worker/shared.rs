@@ -8,6 +8,7 @@ use super::{
     ConnSeats, ConnectionWatchers, DedupIndex, Directory, FanoutBudgets, GroupSeats, Lookalikes, OpenGroups, PushBook,
     RoomList,
 };
+use crate::apps::Apps;
 use crate::auth::Hasher;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -52,4 +53,6 @@ pub struct Shared {
     pub ledger: Arc<OutputLedger>,
     /// Every user's push devices and mutes.
     pub push: PushBook,
+    /// The hosted apps, their limits and counters.
+    pub apps: Apps,
 }

@@ -1,11 +1,13 @@
 //! Live statistics: answered to administrators and services, and logged by worker 0 at a
-//! configurable interval.
+//! configurable interval. The server's own figures are the operator's: they go to the app
+//! `default`; any other app's administrators and services get their app's figures only.
 
 use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
 use super::Shared;
+use crate::apps::{app_of, AppEntry, DEFAULT_APP};
 use crate::metrics::Metrics;
-use crate::protocol::{ErrorCode, Reply, ServerStats};
+use crate::protocol::{AppFigures, ErrorCode, Reply, ServerStats};
 use crate::route::{ConnId, SessionUser};
 use crate::stats::StatsLine;
 use log::info;
@@ -14,9 +16,32 @@ pub fn stats(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser) -
     if !(user.admin || user.service) {
         return Err(Refusal::new(ErrorCode::Forbidden, "statistics are for administrators and services"));
     }
-    let stats = collect(ctx.shared)?;
-    ctx.batch.reply(conn, request_id, Reply::Stats(stats), false);
+    let app = app_of(&user.name);
+    let reply = match app {
+        DEFAULT_APP => Reply::Stats(collect(ctx.shared)?),
+        app => {
+            let entry = ctx.shared.apps.get(app).ok_or_else(|| Refusal::new(ErrorCode::Internal, "no app"))?;
+            Reply::AppStats(figures(ctx.shared, entry))
+        }
+    };
+    ctx.batch.reply(conn, request_id, reply, false);
     Ok(())
+}
+
+/// One app's figures now.
+pub fn figures(shared: &Shared, app: &AppEntry) -> AppFigures {
+    let limits = &app.limits;
+    AppFigures {
+        app: app.name.clone(),
+        users: app.users(),
+        max_users: limits.max_users,
+        logged_in: app.sessions(),
+        max_connections: limits.max_connections,
+        groups: app.groups(),
+        max_groups: limits.max_groups,
+        rooms: shared.rooms.count_in(&app.name) as u64,
+        messages_received: app.messages(),
+    }
 }
 
 pub fn collect(shared: &Shared) -> Result<ServerStats, Refusal> {
@@ -48,6 +73,7 @@ pub fn collect(shared: &Shared) -> Result<ServerStats, Refusal> {
         push_events: Metrics::get(&metrics.push_events),
         push_dropped: Metrics::get(&metrics.push_dropped),
         push_skipped: Metrics::get(&metrics.push_skipped),
+        apps: shared.apps.iter().map(|app| figures(shared, app)).collect(),
     })
 }
 

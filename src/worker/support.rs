@@ -20,7 +20,7 @@ use super::cursor::{Cursor, Session, READ_CHUNK};
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
-use crate::frame;
+use crate::apps::{local, wire};
 use crate::metrics::Metrics;
 use crate::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, Message, Push, Reply, SenderKind, Seq, ServerFrame, SupportId,
@@ -389,14 +389,14 @@ impl ShopState {
                 Some(agent) if agent != &*from.name => {
                     return Err(Refusal::new(
                         ErrorCode::Forbidden,
-                        format!("{agent} answers this conversation; ask for a hand-over"),
+                        format!("{} answers this conversation; ask for a hand-over", local(agent)),
                     ))
                 }
                 Some(_) => {}
                 None => super::claims::claim_for(ctx, self, id, &from.name)?,
             }
         }
-        ctx.received(1);
+        ctx.received(from, 1);
         let mut stored = message::compose(ctx.shared, from, content, None)?;
         if staff {
             stored.sender = SenderKind::Staff;
@@ -460,7 +460,7 @@ impl ShopState {
         // everyone whose previous push was seq - 1; anyone else gets its own copy.
         let customer_copy = support_wire(ctx, id, seq, seq - 1, stored.clone(), &shop, true);
         let staff_copy = support_wire(ctx, id, seq, seq - 1, stored.clone(), &shop, false);
-        let encode = |m: &Message| -> Arc<[u8]> { frame::encode(&ServerFrame::Push(Push::Message(m.clone()))).into() };
+        let encode = |m: &Message| -> Arc<[u8]> { wire::encode(ServerFrame::Push(Push::Message(m.clone()))).into() };
         let (customer_bytes, staff_bytes) = (encode(&customer_copy), encode(&staff_copy));
         let mut delivered = 0;
         let mut starved = Vec::new();

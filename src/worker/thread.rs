@@ -213,9 +213,13 @@ impl Owners {
             }
             WorkerCmd::CreateGroup { group, seat } => {
                 let (conn, request_id) = (group.conn, group.request_id);
+                let app = ctx.shared.apps.of(&group.creator.name).cloned();
                 let created = membership::create_here(ctx, &mut self.groups, group);
                 ctx.shared.seats.release(seat);
                 if let Err(refusal) = created {
+                    if let Some(app) = app {
+                        app.release_group();
+                    }
                     ctx.batch.refuse(conn, request_id, &refusal);
                 }
             }
@@ -433,12 +437,12 @@ impl Owners {
                 services::disconnect_user(ctx, &mut self.inboxes, conn, request_id, &username, reason)
             }
             Request::WatchConnections => {
-                services::watch_connections(ctx, conn, request_id);
+                services::watch_connections(ctx, conn, request_id, &user);
                 Ok(())
             }
             Request::Stats => stats::stats(ctx, conn, request_id, &user),
             Request::ListOpenGroups { after, limit } => {
-                membership::list_open(ctx, conn, request_id, after, limit);
+                membership::list_open(ctx, conn, request_id, &user, after, limit);
                 Ok(())
             }
             Request::SetPushDevice { device, platform, token, previews } => {

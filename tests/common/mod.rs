@@ -196,3 +196,9 @@ pub fn eventually<R: Outcome>(what: &str, timeout: Duration, mut check: impl FnM
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A user or service name of the app `default`, as the store and the admin functions take
+/// it (every client in these tests says plain Hello, so it is in that app).
+pub fn in_default(name: &str) -> String {
+    confab::apps::qualify(confab::apps::DEFAULT_APP, name)
+}

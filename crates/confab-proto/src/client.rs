@@ -100,6 +100,18 @@ impl Client {
         Ok((client, hello))
     }
 
+    /// Connects to `app` (a `HelloApp` handshake; the app `default` says plain `Hello`, as
+    /// a client that names no app does); returns the server's Hello reply.
+    pub fn connect_to_app(addr: SocketAddr, name: &str, app: &str) -> ClientResult<(Client, Reply)> {
+        if app == "default" {
+            return Client::connect(addr, name);
+        }
+        let mut client = Client::connect_raw(addr)?;
+        let hello = Request::HelloApp { version: PROTOCOL_VERSION, client: name.to_string(), app: app.to_string() };
+        let hello = client.request(hello)?;
+        Ok((client, hello))
+    }
+
     /// How long a read may wait before [`ClientError::Timeout`].
     pub fn set_timeout(&mut self, timeout: Duration) -> ClientResult<()> {
         self.stream.set_read_timeout(Some(timeout))?;

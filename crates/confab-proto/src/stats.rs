@@ -1,7 +1,7 @@
 //! The figures of a Stats reply as text, written once: the one-line summary the server
 //! logs and clients show, and one named figure per line for scripts.
 
-use crate::protocol::ServerStats;
+use crate::protocol::{AppFigures, ServerStats};
 use std::fmt;
 
 /// The figures of a Stats reply as text, written once for the server's log line, `confabd stats`
@@ -43,7 +43,58 @@ impl fmt::Display for StatsLine<'_> {
             s.push_events,
             s.push_dropped,
             s.push_skipped
+        )?;
+        for app in &s.apps {
+            write!(f, "; {}", AppLine(app))?;
+        }
+        Ok(())
+    }
+}
+
+/// One app's figures as text: `{}` is a summary (a limit shows as `/N`), `{:#}` one
+/// `app.NAME.figure<TAB>value` line per figure, for scripts.
+pub struct AppLine<'a>(pub &'a AppFigures);
+
+impl fmt::Display for AppLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = self.0;
+        if f.alternate() {
+            for (name, value) in a.figures() {
+                writeln!(f, "app.{}.{name}\t{value}", a.app)?;
+            }
+            return Ok(());
+        }
+        let limit = |max: u64| if max == 0 { String::new() } else { format!("/{max}") };
+        write!(
+            f,
+            "app {}: {}{} users, {}{} logged in, {}{} groups, {} rooms, received {}",
+            a.app,
+            a.users,
+            limit(a.max_users),
+            a.logged_in,
+            limit(a.max_connections),
+            a.groups,
+            limit(a.max_groups),
+            a.rooms,
+            a.messages_received
         )
+    }
+}
+
+impl AppFigures {
+    /// Every figure but the name, by its field name, in the order of the fields.
+    pub fn figures(&self) -> [(&'static str, u64); 8] {
+        let a = self;
+        [
+            ("users", a.users),
+            ("max_users", a.max_users),
+            ("logged_in", a.logged_in),
+            ("max_connections", a.max_connections),
+            ("groups", a.groups),
+            ("max_groups", a.max_groups),
+            ("rooms", a.rooms),
+            ("messages_received", a.messages_received),
+        ]
     }
 }
 
@@ -52,6 +103,9 @@ impl StatsLine<'_> {
         writeln!(f, "version\t{}", self.0.version)?;
         for (name, value) in self.0.figures() {
             writeln!(f, "{name}\t{value}")?;
+        }
+        for app in &self.0.apps {
+            write!(f, "{:#}", AppLine(app))?;
         }
         Ok(())
     }
@@ -120,6 +174,17 @@ mod tests {
             push_events: 40,
             push_dropped: 0,
             push_skipped: 12,
+            apps: vec![AppFigures {
+                app: "acme".into(),
+                users: 40,
+                max_users: 100,
+                logged_in: 3,
+                max_connections: 50,
+                groups: 2,
+                max_groups: 0,
+                rooms: 1,
+                messages_received: 600,
+            }],
         }
     }
 
@@ -130,7 +195,7 @@ mod tests {
             "up 3600s, 4 connections, 3 logged in, 1 rooms, 2 groups, received 1000 (3/s), delivered 2500 (7/s), \
              12 stored undelivered, 0 B queued out, 1048576 B on disk; commit log: 250 syncs/s, 4 changes per \
              commit, commit p50/p99/max 200/900/2000 us, 33554432 B of segments; push: 5 queued, 40 made, 0 dropped, 12 \
-             skipped"
+             skipped; app acme: 40/100 users, 3/50 logged in, 2 groups, 1 rooms, received 600"
         );
     }
 
@@ -138,11 +203,13 @@ mod tests {
     fn the_alternate_form_is_one_named_figure_a_line() {
         let table = format!("{:#}", StatsLine(&sample_stats()));
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 24, "{table}");
+        assert_eq!(lines.len(), 32, "{table}");
         assert_eq!(lines[..3], ["version\t0.1.0", "uptime_secs\t3600", "connections\t4"]);
         assert_eq!(lines[19], "log_bytes\t33554432");
         assert_eq!(lines[22], "push_dropped\t0");
         assert_eq!(lines[23], "push_skipped\t12");
+        assert_eq!(lines[24], "app.acme.users\t40");
+        assert_eq!(lines[31], "app.acme.messages_received\t600");
         assert!(table.ends_with('\n'));
     }
 }

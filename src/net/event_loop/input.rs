@@ -4,13 +4,17 @@
 //! is full: backpressure).
 
 use super::EventLoop;
+use crate::apps::{wire::qualify_request, Apps};
 use crate::config::Config;
 use crate::frame::{self, FrameError};
 use crate::net::conn::{Phase, ReadOutcome};
 use crate::net::gate::{admit, Admission};
-use crate::protocol::{ClientFrame, ErrorCode, Limits, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION};
+use crate::protocol::{
+    valid_app_name, ClientFrame, ErrorCode, Limits, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION,
+};
 use crate::route::Inbound;
 use log::{debug, warn};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes read per connection per turn before others get their turn.
@@ -23,10 +27,12 @@ pub struct Intake {
     scratch: Box<[u8]>,
     /// The Hello reply: the same for every connection.
     hello: Reply,
+    /// The apps a Hello may name.
+    apps: Apps,
 }
 
 impl Intake {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, apps: Apps) -> Self {
         let hello = Reply::Hello {
             version: PROTOCOL_VERSION,
             server: format!("confabd {}", env!("CARGO_PKG_VERSION")),
@@ -44,7 +50,7 @@ impl Intake {
                 max_frame_before_login: config.max_frame_before_login,
             },
         };
-        Intake { scratch: vec![0; SCRATCH].into_boxed_slice(), hello }
+        Intake { scratch: vec![0; SCRATCH].into_boxed_slice(), hello, apps }
     }
 }
 
@@ -159,9 +165,21 @@ impl EventLoop {
 
     fn admit_frame(&mut self, slot: usize, frame: ClientFrame) {
         let conn = &mut self.table[slot];
-        let ClientFrame { request_id, request } = frame;
+        let ClientFrame { request_id, mut request } = frame;
+        if conn.phase == Phase::Ready {
+            qualify_request(&mut request, &conn.app);
+        }
         let to = match admit(conn.phase, conn.user.as_ref(), &request) {
-            Admission::Hello => {
+            Admission::Hello(app) => {
+                let Some(entry) = self.intake.apps.get(app) else {
+                    let message = match valid_app_name(app) {
+                        true => format!("no app named {app} on this server"),
+                        false => "not a valid app name".to_string(),
+                    };
+                    self.send_error(slot, request_id, ErrorCode::UnknownApp, &message);
+                    return;
+                };
+                conn.app = Arc::from(entry.name.as_str());
                 conn.phase = Phase::Ready;
                 let bytes = frame::encode(&ServerFrame::Reply { request_id, reply: self.intake.hello.clone() });
                 self.queue(slot, &bytes);

@@ -88,6 +88,8 @@ pub fn support(
         return;
     }
     let chat = Chat::Support(id);
+    // The shop's name to show: as its app's clients know it.
+    let shop_name = crate::apps::local(shop);
     let sender_name = sender_display_name(ctx.shared, stored);
     let mut notes = Vec::new();
     if let Some(customer) = customer.filter(|c| *c.name != *stored.from) {
@@ -95,10 +97,10 @@ pub fn support(
             SenderKind::Staff => StoredMessage { from: shop.to_string(), ..stored.clone() },
             _ => stored.clone(),
         };
-        notes.extend(make(ctx, vec![customer], &chat, shop, &sender_name, &as_shop));
+        notes.extend(make(ctx, vec![customer], &chat, shop_name, &sender_name, &as_shop));
     }
     let staff = staff.into_iter().filter(|r| *r.name != *stored.from).collect();
-    notes.extend(make(ctx, staff, &chat, shop, &sender_name, stored));
+    notes.extend(make(ctx, staff, &chat, shop_name, &sender_name, stored));
     send(ctx, notes);
 }
 

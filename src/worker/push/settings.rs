@@ -3,8 +3,9 @@
 //! durable by the batch's checkpoint before the reply, then published in the shared
 //! [`PushBook`](super::PushBook).
 
+use crate::apps::valid_user_name;
 use crate::clock::now_ms;
-use crate::protocol::{valid_username, Chat, ErrorCode, MuteInfo, PushDeviceInfo, PushPlatform, Reply, UserId};
+use crate::protocol::{Chat, ErrorCode, MuteInfo, PushDeviceInfo, PushPlatform, Reply, UserId};
 use crate::route::{ConnId, SessionUser};
 use crate::store::{Mute, PushDevice, PushPrefs};
 use crate::worker::context::Ctx;
@@ -78,7 +79,7 @@ pub fn drop_token(
     if !gateway.service || !ctx.shared.store.is_push_gateway(&gateway.name)? {
         return Err(Refusal::new(ErrorCode::Forbidden, "this service has no push permission"));
     }
-    let account = match valid_username(username) {
+    let account = match valid_user_name(username) {
         true => ctx.shared.store.account(username)?,
         false => None,
     };
@@ -189,7 +190,7 @@ fn check_device_id(device: &str) -> Handled {
 
 fn check_chat(chat: &Chat) -> Handled {
     match chat {
-        Chat::User(name) | Chat::Service(name) if !valid_username(name) => {
+        Chat::User(name) | Chat::Service(name) if !valid_user_name(name) => {
             Err(Refusal::new(ErrorCode::InvalidName, "not a valid user or service name"))
         }
         _ => Ok(()),

@@ -44,7 +44,7 @@ pub enum ErrorCode {
     /// The recipient's inbox holds as many stored, unread bytes as one user may: retry
     /// once it has read them.
     QuotaExceeded,
-    /// Placeholder for code 26, which the apps change on main defines.
+    /// `HelloApp` named an app this server does not host.
     UnknownApp,
     /// No shop of that name (a `Send` to a shop, `ListSupport`, `AddStaff`, `RemoveStaff`).
     UnknownShop,
@@ -62,6 +62,7 @@ impl ErrorCode {
                 | ErrorCode::IdleTimeout
                 | ErrorCode::ShuttingDown
                 | ErrorCode::ServerFull
+                | ErrorCode::UnknownApp
         )
     }
 }

@@ -24,11 +24,11 @@ mod request;
 
 pub use content::{Content, GroupEvent, Media, MediaKind, Message, Role, SenderKind};
 pub use error::{retry_ms, ErrorCode};
-pub use names::{valid_password, valid_room_name, valid_shop_name, valid_username};
+pub use names::{valid_app_name, valid_password, valid_room_name, valid_shop_name, valid_username};
 pub use push::{Push, PushEvent, PushTarget};
 pub use reply::{
-    AppFigures, GroupInfo, Limits, MemberInfo, MuteInfo, OnlineUser, OpenGroup, PushDeviceInfo, Reply, RoomInfo, ServerFrame,
-    ServerStats, SupportInfo,
+    AppFigures, GroupInfo, Limits, MemberInfo, MuteInfo, OnlineUser, OpenGroup, PushDeviceInfo, Reply, RoomInfo,
+    ServerFrame, ServerStats, SupportInfo,
 };
 pub use request::{Chat, ClientFrame, Conversation, PushPlatform, Request, ServiceTarget, Target};
 

@@ -1,4 +1,5 @@
-//! The name rules of protocol.md "Names": usernames, passwords, room names, shop names.
+//! The name rules of protocol.md "Names": usernames, passwords, room names, app names,
+//! shop names.
 
 /// Username rules (protocol.md "Names"): 3 to 32 bytes of `a-z 0-9 _ . -`, starting with a
 /// letter or digit. Lowercase only, so two accounts can never differ by case alone.
@@ -20,6 +21,11 @@ pub fn valid_room_name(name: &str) -> bool {
 /// one place a shop name is judged, so a change of the rule is made here only.
 pub fn valid_shop_name(name: &str) -> bool {
     valid_username(name)
+}
+
+/// App names: 1 to 32 bytes of `a-z 0-9 _ . -`, starting with a letter or digit.
+pub fn valid_app_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name_chars_ok(name)
 }
 
 fn name_chars_ok(name: &str) -> bool {

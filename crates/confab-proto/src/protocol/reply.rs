@@ -170,14 +170,33 @@ pub enum Reply {
     PushAcked {
         up_to: u64,
     },
-    /// Placeholder for index 28, which the apps change on main defines; kept here only so
-    /// the indexes after it match main's.
+    /// The answer to `Stats` on a connection of an app other than `default`: that app's
+    /// figures only (the server's own are the operator's, in the app `default`).
     AppStats(AppFigures),
     /// A page of support conversations (`ListSupport`); `more` when further ones follow.
     SupportList {
         conversations: Vec<SupportInfo>,
         more: bool,
     },
+}
+
+/// One app's figures and limits (a limit of 0 means none).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AppFigures {
+    pub app: String,
+    /// Accounts, and the most the app may have.
+    pub users: u64,
+    pub max_users: u64,
+    /// Users logged in now, and the most at once (services are not counted).
+    pub logged_in: u64,
+    pub max_connections: u64,
+    /// Groups, and the most the app may have.
+    pub groups: u64,
+    pub max_groups: u64,
+    pub rooms: u64,
+    /// Messages accepted from the app's clients (stored and transient), since start.
+    pub messages_received: u64,
 }
 
 /// A support conversation as a listing shows it to its customer or to a staff member.
@@ -195,11 +214,6 @@ pub struct SupportInfo {
     /// When its last message was stored (ms since the epoch); 0 if it has none left.
     pub last_ms: u64,
 }
-
-/// Placeholder for the apps change's figures (defined on main).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-pub struct AppFigures {}
 
 /// A registered push device, as its user sees it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -259,6 +273,8 @@ pub struct ServerStats {
     /// Push events not sent because, when they came due, their recipient was online again
     /// or had no device any more, since start.
     pub push_skipped: u64,
+    /// Every app's figures, in name order (the server's figures above count all apps).
+    pub apps: Vec<AppFigures>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

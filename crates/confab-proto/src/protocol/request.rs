@@ -204,8 +204,10 @@ pub enum Request {
         #[debug("<redacted>")]
         token: String,
     },
-    /// Placeholder for index 42, which the apps change on main defines (a Hello naming the
-    /// application); kept here only so the indexes after it match main's.
+    /// `Hello` naming the app (tenant) this connection belongs to: users, groups, rooms,
+    /// services and everything else it sees are that app's. Must be the first frame, like
+    /// `Hello` (which is this with the app `default`). An app the server does not host is
+    /// refused with `UnknownApp`.
     HelloApp {
         version: u16,
         client: String,
