@@ -324,7 +324,10 @@ fn a_service_manages_staff_within_the_limit_and_removing_an_agent_releases_its_c
     assert_eq!(refused(&mut service, add("dave")), ErrorCode::LimitReached);
     assert_eq!(refused(&mut service, add("bob")), ErrorCode::AlreadyMember);
     assert_eq!(refused(&mut service, add("nobody")), ErrorCode::UnknownUser);
-    assert_eq!(refused(&mut service, Request::AddStaff { shop: "none".into(), username: "bob".into() }), ErrorCode::UnknownShop);
+    assert_eq!(
+        refused(&mut service, Request::AddStaff { shop: "none".into(), username: "bob".into() }),
+        ErrorCode::UnknownShop
+    );
     assert_eq!(refused(&mut alice, add("alice")), ErrorCode::Forbidden, "for services only");
 
     let mut carol = server.login("carol");

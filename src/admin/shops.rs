@@ -151,7 +151,10 @@ mod tests {
         assert!(matches!(add_staff(&store, "default/acme", "default/bob", 5), Err(AdminError::AlreadyStaff { .. })));
         assert!(matches!(add_staff(&store, "default/acme", "default/nobody", 5), Err(AdminError::NoSuchUser(_))));
         add_user(&store, "default/carol", "password1", HashCost::MINIMUM).unwrap();
-        assert!(matches!(add_staff(&store, "default/acme", "default/carol", 1), Err(AdminError::TooManyStaff { max: 1, .. })));
+        assert!(matches!(
+            add_staff(&store, "default/acme", "default/carol", 1),
+            Err(AdminError::TooManyStaff { max: 1, .. })
+        ));
         assert_eq!(list_staff(&store, "default/acme").unwrap(), vec!["bob".to_string()]);
         let conversation = SupportRecord {
             shop: "default/acme".into(),

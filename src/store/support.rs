@@ -196,7 +196,8 @@ impl Store {
             let (key, raw) = entry?;
             let id = SupportId(read_u64("support_of", &raw)?);
             if self.support(id)?.is_none() {
-                problems.push(format!("{} names support conversation {id}, which is gone", String::from_utf8_lossy(&key)));
+                problems
+                    .push(format!("{} names support conversation {id}, which is gone", String::from_utf8_lossy(&key)));
             }
         }
         Ok(problems)

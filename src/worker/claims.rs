@@ -7,10 +7,10 @@
 //! `Push::SupportClaimed`, after the commit like the replies.
 
 use super::context::Ctx;
-use crate::apps::local;
 use super::cursor::{Cursor, Session};
 use super::refusal::{Handled, Refusal};
 use super::support::{not_a_reader, ShopState, Shops, SupportReader};
+use crate::apps::local;
 use crate::protocol::{ErrorCode, Push, Reply, SupportId, SupportInfo};
 use crate::route::{ConnId, SessionUser};
 use crate::store::{LogId, LogOwner};
@@ -59,7 +59,14 @@ fn set_agent(ctx: &mut Ctx, shop: &mut ShopState, id: SupportId, agent: Option<A
     shop.conversation(id)?.trim(ctx)
 }
 
-pub fn claim(ctx: &mut Ctx, shop: &mut ShopState, conn: ConnId, request_id: u32, id: SupportId, user: &SessionUser) -> Handled {
+pub fn claim(
+    ctx: &mut Ctx,
+    shop: &mut ShopState,
+    conn: ConnId,
+    request_id: u32,
+    id: SupportId,
+    user: &SessionUser,
+) -> Handled {
     staff_only(shop, id, user)?;
     match shop.conversation(id)?.claimed_by.clone() {
         Some(agent) if *agent != *user.name => {
@@ -85,7 +92,10 @@ pub fn hand_over(
     staff_only(shop, id, user)?;
     if let Some(agent) = shop.conversation(id)?.claimed_by.clone() {
         if *agent != *user.name {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("only {}, who answers it, hands it over", local(&agent))));
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("only {}, who answers it, hands it over", local(&agent)),
+            ));
         }
     }
     let Some((to, _)) = shop.staff.get_key_value(to) else {
@@ -97,11 +107,21 @@ pub fn hand_over(
     Ok(())
 }
 
-pub fn release(ctx: &mut Ctx, shop: &mut ShopState, conn: ConnId, request_id: u32, id: SupportId, user: &SessionUser) -> Handled {
+pub fn release(
+    ctx: &mut Ctx,
+    shop: &mut ShopState,
+    conn: ConnId,
+    request_id: u32,
+    id: SupportId,
+    user: &SessionUser,
+) -> Handled {
     staff_only(shop, id, user)?;
     match shop.conversation(id)?.claimed_by.clone() {
         Some(agent) if *agent != *user.name => {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("only {}, who answers it, releases it", local(&agent))))
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("only {}, who answers it, releases it", local(&agent)),
+            ))
         }
         Some(_) => set_agent(ctx, shop, id, None)?,
         // Nobody holds it: already what a release makes it.
@@ -153,7 +173,14 @@ pub fn list_shop(
 /// caller's worker (its conversations' shops may be anywhere). A message another worker
 /// has not yet moved into the database counts in `last_seq`; its time shows a moment
 /// later.
-pub fn list_own(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, after: SupportId, limit: u32) -> Handled {
+pub fn list_own(
+    ctx: &mut Ctx,
+    conn: ConnId,
+    request_id: u32,
+    user: &SessionUser,
+    after: SupportId,
+    limit: u32,
+) -> Handled {
     let store = &ctx.shared.store;
     let mut ids = store.customer_support(&user.name)?;
     ids.sort();
@@ -187,7 +214,14 @@ pub fn list_own(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser
 
 /// A service makes `username` staff of the shop: from now on it reads every conversation
 /// of the shop nobody claims, from what is still stored.
-pub fn add_staff(ctx: &mut Ctx, shops: &mut Shops, conn: ConnId, request_id: u32, shop: &str, username: &str) -> Handled {
+pub fn add_staff(
+    ctx: &mut Ctx,
+    shops: &mut Shops,
+    conn: ConnId,
+    request_id: u32,
+    shop: &str,
+    username: &str,
+) -> Handled {
     let max = ctx.config().max_staff_per_shop;
     let (shop, index) = shops.load_with_index(ctx, shop)?;
     let account = ctx.shared.store.account(username)?.ok_or_else(Refusal::unknown_user)?;
@@ -224,7 +258,14 @@ pub fn add_staff(ctx: &mut Ctx, shops: &mut Shops, conn: ConnId, request_id: u32
 
 /// A service ends `username`'s work for the shop: its positions go, it is pushed nothing
 /// more, and a conversation it held is released to the other staff (who are told).
-pub fn remove_staff(ctx: &mut Ctx, shops: &mut Shops, conn: ConnId, request_id: u32, shop: &str, username: &str) -> Handled {
+pub fn remove_staff(
+    ctx: &mut Ctx,
+    shops: &mut Shops,
+    conn: ConnId,
+    request_id: u32,
+    shop: &str,
+    username: &str,
+) -> Handled {
     let shop = shops.load(ctx, shop)?;
     if !shop.staff.contains_key(username) {
         return Err(Refusal::new(ErrorCode::NotAMember, "not staff of this shop"));

@@ -316,7 +316,13 @@ impl ShopState {
 
     /// A new conversation of `from` with this shop, within `max_support_per_user` (held
     /// across workers by the seats, as group memberships are).
-    fn open(&mut self, ctx: &mut Ctx, index: &mut ShopsIndex, conn: ConnId, from: &SessionUser) -> Result<SupportId, Refusal> {
+    fn open(
+        &mut self,
+        ctx: &mut Ctx,
+        index: &mut ShopsIndex,
+        conn: ConnId,
+        from: &SessionUser,
+    ) -> Result<SupportId, Refusal> {
         let store = &ctx.shared.store;
         let max = ctx.config().max_support_per_user;
         let seat = ctx
@@ -335,7 +341,8 @@ impl ShopState {
         let id = SupportId(ctx.shared.store.next_id()?);
         let customer: Arc<str> = from.name.clone();
         let mut readers = BTreeMap::new();
-        let readers_now = std::iter::once((customer.clone(), from.uid)).chain(self.staff.iter().map(|(n, u)| (n.clone(), *u)));
+        let readers_now =
+            std::iter::once((customer.clone(), from.uid)).chain(self.staff.iter().map(|(n, u)| (n.clone(), *u)));
         for (name, uid) in readers_now {
             let online = match *name == *from.name {
                 true => ctx.shared.directory.session_of(&name).filter(|(c, _)| *c == conn),
@@ -444,7 +451,7 @@ impl ShopState {
             let mut staff = Vec::new();
             for (name, reader) in &conversation.readers {
                 let offline = reader.cursor.session.is_none() && conversation.active(name);
-                if !offline || !book.get(&reader.uid).is_some_and(|prefs| !prefs.devices.is_empty()) {
+                if !offline || book.get(&reader.uid).is_none_or(|prefs| prefs.devices.is_empty()) {
                     continue;
                 }
                 let note = Reader { name: name.clone(), uid: reader.uid, unread: seq - reader.cursor.acked };
@@ -542,7 +549,15 @@ impl ShopState {
 
     /// A reader acknowledges everything up to `up_to`; what every active reader has is
     /// deleted. The caller then wakes what waits for the session's budget.
-    pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, id: SupportId, user: &SessionUser, up_to: Seq) -> Handled {
+    pub fn ack(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        request_id: u32,
+        id: SupportId,
+        user: &SessionUser,
+        up_to: Seq,
+    ) -> Handled {
         let conversation = self.conversation(id)?;
         let last_seq = conversation.last_seq;
         let reader = conversation.reader(&user.name)?;
@@ -561,7 +576,15 @@ impl ShopState {
         Ok(())
     }
 
-    pub fn resync(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, id: SupportId, user: &SessionUser, after: Seq) -> Handled {
+    pub fn resync(
+        &mut self,
+        ctx: &mut Ctx,
+        conn: ConnId,
+        request_id: u32,
+        id: SupportId,
+        user: &SessionUser,
+        after: Seq,
+    ) -> Handled {
         let conversation = self.conversation(id)?;
         let last_seq = conversation.last_seq;
         let reader = conversation.reader(&user.name)?;
@@ -577,7 +600,15 @@ impl ShopState {
 
 /// A stored support message as pushed to one audience: to the customer a staff member's
 /// message is the shop's (`from` = the shop's name), its display name the agent's.
-fn support_wire(ctx: &Ctx, id: SupportId, seq: Seq, prev: Seq, stored: StoredMessage, shop: &str, to_customer: bool) -> Message {
+fn support_wire(
+    ctx: &Ctx,
+    id: SupportId,
+    seq: Seq,
+    prev: Seq,
+    stored: StoredMessage,
+    shop: &str,
+    to_customer: bool,
+) -> Message {
     let mut message = wire(ctx.shared, Conversation::Support(id), seq, prev, stored);
     if to_customer && message.sender == SenderKind::Staff {
         message.from = shop.to_string();
@@ -586,7 +617,15 @@ fn support_wire(ctx: &Ctx, id: SupportId, seq: Seq, prev: Seq, stored: StoredMes
 }
 
 /// Pushes a reader's backlog while its window and budget allow, skipping its own messages.
-fn fill(ctx: &mut Ctx, id: SupportId, last_seq: Seq, name: &str, shop: &str, to_customer: bool, cursor: &mut Cursor) -> Handled {
+fn fill(
+    ctx: &mut Ctx,
+    id: SupportId,
+    last_seq: Seq,
+    name: &str,
+    shop: &str,
+    to_customer: bool,
+    cursor: &mut Cursor,
+) -> Handled {
     let window = ctx.window();
     loop {
         let Some((from, count)) = cursor.deliverable(last_seq, window) else { return Ok(()) };

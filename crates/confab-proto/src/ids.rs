@@ -168,7 +168,10 @@ mod tests {
 
     #[test]
     fn ids_print_as_their_numbers() {
-        assert_eq!(format!("{} {} {} {} {} {}", UserId(1), GroupId(2), Seq(3), MessageId(4), ClientMsgId(5), SupportId(6)), "1 2 3 4 5 6");
+        assert_eq!(
+            format!("{} {} {} {} {} {}", UserId(1), GroupId(2), Seq(3), MessageId(4), ClientMsgId(5), SupportId(6)),
+            "1 2 3 4 5 6"
+        );
         assert!(ClientMsgId::NONE.is_none() && !ClientMsgId(1).is_none());
     }
 

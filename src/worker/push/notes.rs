@@ -70,7 +70,8 @@ pub fn worth_a_look(book: &PushBook, stored: &StoredMessage) -> bool {
 }
 
 fn notifies(ctx: &Ctx, stored: &StoredMessage) -> bool {
-    worth_a_look(&ctx.shared.push, stored) && (stored.sender != SenderKind::Service || ctx.config().push.system_messages)
+    worth_a_look(&ctx.shared.push, stored)
+        && (stored.sender != SenderKind::Service || ctx.config().push.system_messages)
 }
 
 /// A support message stored for these offline active readers: the customer (to whom a

@@ -13,8 +13,7 @@ pub use pretty::pretty;
 
 use confab_proto::protocol::{
     Chat, Content, Conversation, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup,
-    PushDeviceInfo, PushPlatform, Request, Role, RoomInfo, Seq, ServerStats, SupportId,
-    SupportInfo, Target,
+    PushDeviceInfo, PushPlatform, Request, Role, RoomInfo, Seq, ServerStats, SupportId, SupportInfo, Target,
 };
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -341,9 +341,9 @@ fn group_id(word: &str) -> Result<GroupId, ParseError> {
 }
 
 fn support_id(word: &str) -> Result<SupportId, ParseError> {
-    word.parse().map(SupportId).map_err(|_| {
-        ParseError::Invalid(format!("{word:?} is not a support conversation id (a number; see /support)"))
-    })
+    word.parse()
+        .map(SupportId)
+        .map_err(|_| ParseError::Invalid(format!("{word:?} is not a support conversation id (a number; see /support)")))
 }
 
 fn shop(name: &str) -> Result<String, ParseError> {

@@ -43,7 +43,7 @@ fn a_customer_writes_to_a_shop_and_its_staff_answer_claim_hand_over_and_release(
     let id = support_of(&got);
     assert!(got.starts_with("message seq=1 from=alice at="), "{got}");
     assert_eq!(text_of(&got), "where is my order?");
-    assert!(carol.next_message().starts_with(&format!("message seq=1 from=alice at=")));
+    assert!(carol.next_message().starts_with("message seq=1 from=alice at="));
 
     // Staff list the shop's conversations: who wrote, nobody holds it, one unread.
     carol.send("/support acme");

@@ -32,11 +32,19 @@ pub struct Notification<'a> {
 #[derive(Serialize, Debug, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ChatRef<'a> {
-    User { name: &'a str },
-    Group { id: u64 },
-    Service { name: &'a str },
+    User {
+        name: &'a str,
+    },
+    Group {
+        id: u64,
+    },
+    Service {
+        name: &'a str,
+    },
     /// A customer-support conversation, by id.
-    Support { id: u64 },
+    Support {
+        id: u64,
+    },
 }
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -85,7 +85,8 @@ impl<O: Output> App<O> {
             }
             _ => {
                 let (service, staff) = (sender == SenderKind::Service, sender == SenderKind::Staff);
-                let message = Event::Message { conversation, seq, from, display_name, service, staff, timestamp_ms, content };
+                let message =
+                    Event::Message { conversation, seq, from, display_name, service, staff, timestamp_ms, content };
                 self.out.emit(message);
                 false
             }

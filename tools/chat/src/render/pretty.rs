@@ -112,15 +112,12 @@ pub fn pretty(event: &Event) -> String {
             c.claimed_by.as_deref().map_or("unclaimed".to_string(), |agent| format!("claimed by {}", clean(agent))),
             c.last_seq.saturating_sub(c.acked)
         ),
-        Event::Claimed { conversation, customer, agent: Some(agent), .. } => format!(
-            "{now} [support {conversation}] * {} answers {} now",
-            clean(agent),
-            clean(customer)
-        ),
-        Event::Claimed { conversation, customer, agent: None, .. } => format!(
-            "{now} [support {conversation}] * released: any staff member may answer {}",
-            clean(customer)
-        ),
+        Event::Claimed { conversation, customer, agent: Some(agent), .. } => {
+            format!("{now} [support {conversation}] * {} answers {} now", clean(agent), clean(customer))
+        }
+        Event::Claimed { conversation, customer, agent: None, .. } => {
+            format!("{now} [support {conversation}] * released: any staff member may answer {}", clean(customer))
+        }
         Event::GroupCount { count: 0 } => format!("{now} * no groups yet (/group create NAME)"),
         Event::GroupCount { count } => format!("{now} * your groups ({count}):"),
         Event::Group(g) => {
