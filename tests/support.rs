@@ -199,7 +199,7 @@ fn online_staff_get_a_customers_messages_the_first_reply_claims_and_claims_move(
 
 #[test]
 fn an_offline_customer_gets_the_replies_at_login_in_order_and_acks_them() {
-    let server = shop_server(&["bob"], &["alice"], |_| {});
+    let mut server = shop_server(&["bob"], &["alice"], |_| {});
     let mut bob = server.login("bob");
     let mut alice = server.login("alice");
     say(&mut alice, to_shop(), 1, "is it in stock?");
@@ -233,6 +233,16 @@ fn an_offline_customer_gets_the_replies_at_login_in_order_and_acks_them() {
         Reply::Resynced { conversation: Conversation::Support(id), after: Seq(3), last_seq: Seq(4) },
         "not before her ack"
     );
+    assert_eq!(seen(&mut alice, id), message(4, 3, "acme", SenderKind::Staff, "bob", "anything else?"));
+
+    // A restart keeps the claim and the positions: bob's listing still names him, and
+    // alice is pushed only what she has not acknowledged.
+    drop((alice, bob));
+    server.restart();
+    let mut bob = server.login("bob");
+    let listed = list(&mut bob, "acme").unwrap();
+    assert_eq!((listed[0].claimed_by.as_deref(), listed[0].last_seq), (Some("bob"), Seq(4)));
+    let mut alice = server.login("alice");
     assert_eq!(seen(&mut alice, id), message(4, 3, "acme", SenderKind::Staff, "bob", "anything else?"));
 }
 
@@ -411,4 +421,72 @@ fn shops_made_with_confabd_keep_receipted_messages_through_sigkill() {
     assert_eq!(stdout(&confabd(data, &["shop", "list"], "")), "");
     let verified = stdout(&confabd(data, &["storage", "--verify"], ""));
     assert!(verified.contains("ok: no problems found"), "{verified}");
+}
+
+/// Waits until none of `names` is online, as `client` sees it.
+fn wait_offline(client: &mut Client, names: &[&str]) {
+    crate::common::eventually("the others offline", crate::common::SETTLE, || {
+        match client.request(Request::ListOnline { after: String::new(), limit: 100 }).unwrap() {
+            Reply::Online { users, .. } => !users.iter().any(|u| names.contains(&u.username.as_str())),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn offline_readers_who_answer_a_conversation_are_notified_as_in_a_group() {
+    use confab::protocol::{Chat, PushEvent, PushPlatform};
+    let server = TestServer::with(|config| config.push.window = std::time::Duration::from_millis(100));
+    let store = server.server().store();
+    // bob, carol (staff), alice (the customer) and dave each have a phone, and go offline.
+    for name in ["bob", "carol", "alice", "dave"] {
+        let mut client = server.user(name);
+        let device = Request::SetPushDevice {
+            device: "phone".into(),
+            platform: PushPlatform::Apns,
+            token: format!("tok-{name}"),
+            previews: true,
+        };
+        assert_eq!(client.request(device).unwrap(), Reply::Done);
+    }
+    admin::add_shop(store, &in_default("acme")).unwrap();
+    for name in ["bob", "carol"] {
+        admin::add_staff(store, &in_default("acme"), &in_default(name), 100).unwrap();
+    }
+    let token = admin::add_service(store, &in_default("relay"), true).unwrap();
+    let mut gateway = server.client();
+    gateway.request(Request::ServiceLogin { name: "relay".into(), token }).unwrap();
+    assert!(matches!(gateway.request(Request::SubscribePush).unwrap(), Reply::PushSubscribed { .. }));
+    let mut next_event = || loop {
+        if let Push::PushEvent(event) = gateway.next_push().unwrap() {
+            return event;
+        }
+    };
+    let summary =
+        |e: &PushEvent| (e.recipient.clone(), e.chat.clone(), e.chat_name.clone(), e.sender.clone(), e.sender_kind);
+
+    // The staff are offline: alice's message notifies both, in the shop's chat.
+    let mut alice = server.login("alice");
+    wait_offline(&mut alice, &["bob", "carol"]);
+    say(&mut alice, to_shop(), 1, "where is my order?");
+    let id = store.support_between(&in_default("alice"), &in_default("acme")).unwrap().expect("stored");
+    let mut notified = vec![summary(&next_event()), summary(&next_event())];
+    notified.sort_by(|a, b| a.0.cmp(&b.0));
+    let from_alice =
+        |to: &str| (to.to_string(), Chat::Support(id), "acme".to_string(), "alice".to_string(), SenderKind::User);
+    assert_eq!(notified, vec![from_alice("bob"), from_alice("carol")]);
+    drop(alice);
+
+    // bob answers (claiming it) while alice is away: she is notified of the shop's reply,
+    // naming bob; carol, left out by the claim, is not: the next event is dave's, for a
+    // message sent after.
+    let mut bob = server.login("bob");
+    wait_offline(&mut bob, &["alice"]);
+    say(&mut bob, Target::Support(id), 1, "on its way");
+    let reply = next_event();
+    let from_shop = ("alice".to_string(), Chat::Support(id), "acme".to_string(), "acme".to_string(), SenderKind::Staff);
+    assert_eq!(summary(&reply), from_shop);
+    assert_eq!(reply.sender_name, "bob", "the agent is named");
+    bob.send_text("dave", ClientMsgId(2), "sentinel").unwrap();
+    assert_eq!(next_event().recipient, "dave", "no event for carol in between");
 }
