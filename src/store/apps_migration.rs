@@ -86,6 +86,17 @@ pub fn is_migrated(store: &Store) -> StoreResult<bool> {
     Ok(store.meta.contains_key(APPS_FORMAT_KEY)?)
 }
 
+impl Store {
+    /// The format of stored names: `Some(1)` once they are qualified (see
+    /// [`APPS_FORMAT_KEY`]); None before the migration (for tests and verification).
+    pub fn apps_format(&self) -> StoreResult<Option<u64>> {
+        match self.meta.get(APPS_FORMAT_KEY)? {
+            Some(raw) => Ok(Some(super::read_u64("meta", &raw)?)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Migrates the store unless it is migrated already (see the module's doc); `log_kept`:
 /// the commit log's replay kept its segments. Returns what changed (None: nothing to do).
 pub fn migrate_if_needed(store: &Store, log_kept: bool) -> StoreResult<Option<Migrated>> {
@@ -98,7 +109,11 @@ pub fn migrate_if_needed(store: &Store, log_kept: bool) -> StoreResult<Option<Mi
              and service names become names in the app \"{DEFAULT_APP}\"), which needs a checkpoint, and its \
              disk is too full for one{}. Free some space on that disk and start again; nothing was changed",
             store.dir.display(),
-            if log_kept { " (the commit log of the last run could not be checkpointed either, and is kept)" } else { "" }
+            if log_kept {
+                " (the commit log of the last run could not be checkpointed either, and is kept)"
+            } else {
+                ""
+            }
         )));
     }
     let migrated = migrate(store)?;
@@ -262,7 +277,13 @@ mod tests {
     const RELAY: UserId = UserId(4);
 
     fn account(uid: UserId, display_name: &str) -> Account {
-        Account { user_id: uid, display_name: display_name.into(), password_hash: "h".into(), admin: false, created_ms: 7 }
+        Account {
+            user_id: uid,
+            display_name: display_name.into(),
+            password_hash: "h".into(),
+            admin: false,
+            created_ms: 7,
+        }
     }
 
     fn message(from: &str, text: &str, event: Option<GroupEvent>, except: Option<&str>) -> StoredMessage {
@@ -282,7 +303,8 @@ mod tests {
     }
 
     fn group(names: [&str; 3]) -> GroupRecord {
-        let member = |(username, uid, role): (&str, UserId, Role)| MemberRecord { username: username.into(), uid, role };
+        let member =
+            |(username, uid, role): (&str, UserId, Role)| MemberRecord { username: username.into(), uid, role };
         GroupRecord {
             name: "Book club".into(),
             open: false,
@@ -346,7 +368,10 @@ mod tests {
     }
 
     fn inbox(q: impl Fn(&str) -> String) -> Vec<(Seq, StoredMessage)> {
-        vec![(Seq(1), message(&q("alice"), "hi carol", None, None)), (Seq(2), message(&q("bob"), "bring it", None, None))]
+        vec![
+            (Seq(1), message(&q("alice"), "hi carol", None, None)),
+            (Seq(2), message(&q("bob"), "bring it", None, None)),
+        ]
     }
 
     /// Writes what an earlier version would have stored, through the store's own API,
@@ -398,7 +423,7 @@ mod tests {
     fn assert_migrated(store: &Store) {
         let q = |name: &str| format!("default/{name}");
         assert!(is_migrated(store).unwrap());
-        assert_eq!(store.meta.get(APPS_FORMAT_KEY).unwrap().unwrap().as_ref(), &1u64.to_be_bytes());
+        assert_eq!(store.apps_format().unwrap(), Some(APPS_FORMAT));
         assert_eq!(store.usernames().unwrap(), ["default/alice", "default/bob", "default/carol"]);
         assert_eq!(store.account("default/bob").unwrap(), Some(account(BOB, "Bob B")), "the record is as it was");
         assert_eq!(store.account("bob").unwrap(), None);
