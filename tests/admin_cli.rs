@@ -193,7 +193,7 @@ fn apps_are_made_limited_listed_and_removed_offline_and_hosted_once_the_daemon_r
     );
 
     // The daemon hosts the app: its alice is not the app default's alice.
-    let mut daemon = spawn_daemon(data, &[]);
+    let daemon = spawn_daemon(data, &[]);
     let (mut acme_alice, _) = Client::connect_to_app(daemon.addr, "t", "acme").unwrap();
     acme_alice.login("alice", PASSWORD).unwrap();
     let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
