@@ -7,6 +7,7 @@
 //!   net     worker    the event loop (sockets) | the owners of users, groups and rooms
 //!   route             the seam they share: ids, Owner → Destination, Inbound, Outbox, ledger
 //!   store   auth      durable state (commit log + sled) | password hashing threads
+//!   apps              names carry their app (`app/name`); the boundary that adds and drops it
 //!   protocol, frame   the wire contract (typed frames ↔ bytes), crate confab-proto
 //! ```
 //!
@@ -20,6 +21,8 @@
 //! - [`store`]: each worker's partition and commit log (the durable write path), and sled
 //!   for accounts, groups, tokens and messages that wait for their recipients.
 //! - [`auth`]: argon2id hashing on its own threads, so neither the loop nor a worker waits.
+//! - [`apps`]: apps (tenants): every name carries its app inside the server; a request's
+//!   names gain it as the loop reads them, a frame's lose it as a worker writes them.
 //! - [`protocol`], [`frame`] and [`client`]: the wire contract (typed frames, the codec and
 //!   a small blocking client for the tests and the tools), from the `confab-proto` crate.
 //!

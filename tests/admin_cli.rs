@@ -163,3 +163,54 @@ fn a_push_gateway_made_offline_gets_events_that_outlive_a_kill_and_user_delete_d
     stdout(&confabd(data, &["user", "delete", "bob"], ""));
     assert!(dir.store().all_push_prefs().unwrap().is_empty(), "and deleted with it");
 }
+
+#[test]
+fn apps_are_made_limited_listed_and_removed_offline_and_hosted_once_the_daemon_runs() {
+    let dir = DataDir::new();
+    let data = dir.path();
+    assert_eq!(stdout(&confabd(data, &["app", "add", "acme", "--max-users", "2"], "")), "added app acme\n");
+    let again = confabd(data, &["app", "add", "acme"], "");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"), "{again:?}");
+    let unknown = confabd(data, &["user", "add", "alice", "--app", "nosuch"], &format!("{PASSWORD}\n"));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such app: nosuch"), "{unknown:?}");
+    stdout(&confabd(data, &["user", "add", "alice", "--app", "acme"], &format!("{PASSWORD}\n")));
+    stdout(&confabd(data, &["user", "add", "alice"], &format!("{PASSWORD}\n")));
+    stdout(&confabd(data, &["service", "add", "hooks", "--app", "acme"], ""));
+    let push = confabd(data, &["service", "add", "relay", "--app", "acme", "--push"], "");
+    assert!(String::from_utf8_lossy(&push.stderr).contains("app default"), "{push:?}");
+    assert!(stdout(&confabd(data, &["user", "list", "--app", "acme"], "")).starts_with("alice\t"));
+    assert_eq!(stdout(&confabd(data, &["service", "list", "--app", "acme"], "")), "hooks\n");
+    assert_eq!(stdout(&confabd(data, &["service", "list"], "")), "");
+    stdout(&confabd(data, &["app", "set", "acme", "--max-users", "5", "--max-groups", "3"], ""));
+    assert_eq!(
+        stdout(&confabd(data, &["app", "list"], "")),
+        "acme\tusers 1/5\tconnections -/-\tgroups 0/3\tservices 1\ndefault\tusers 1/-\tconnections -/-\tgroups 0/-\tservices 0\n"
+    );
+    let in_use = confabd(data, &["app", "remove", "acme"], "");
+    assert!(
+        String::from_utf8_lossy(&in_use.stderr).contains("still has 1 users, 0 groups and 1 services"),
+        "{in_use:?}"
+    );
+
+    // The daemon hosts the app: its alice is not the app default's alice.
+    let daemon = spawn_daemon(data, &[]);
+    let (mut acme_alice, _) = Client::connect_to_app(daemon.addr, "t", "acme").unwrap();
+    acme_alice.login("alice", PASSWORD).unwrap();
+    let (mut alice, _) = Client::connect(daemon.addr, "t").unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    let send = Request::Send {
+        to: confab::protocol::Target::User("alice".into()),
+        client_msg_id: ClientMsgId(1),
+        transient: false,
+        content: confab::protocol::Content::text("to acme's alice, from acme's alice"),
+    };
+    acme_alice.request(send).unwrap();
+    assert_eq!(acme_alice.next_message().unwrap().from, "alice");
+    daemon.stop();
+
+    stdout(&confabd(data, &["user", "delete", "alice", "--app", "acme"], ""));
+    stdout(&confabd(data, &["service", "remove", "hooks", "--app", "acme"], ""));
+    assert_eq!(stdout(&confabd(data, &["app", "remove", "acme"], "")), "removed app acme\n");
+    let default = confabd(data, &["app", "remove", "default"], "");
+    assert!(!default.status.success());
+}

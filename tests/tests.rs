@@ -7,6 +7,8 @@
 mod common;
 
 mod admin_cli;
+mod apps;
+mod apps_migration;
 mod bad_input;
 mod commitlog;
 mod crash;

@@ -21,15 +21,21 @@
 //! - `journal`:     new messages, one value per worker batch, until migrated (see [`journal`])
 //! - `push_prefs`, `push_gateways`, `push_queue`: push notifications (see [`push`])
 //! - `apps`:        `app name` → [`AppRecord`] (see [`apps`])
+//! - `meta`:        `checkpoint` → the checkpoint serial (see [`marker`]); `apps_format` →
+//!   u64, 1 once every stored user and service name is qualified `app/name` (see
+//!   [`apps_migration`]); absent in a directory of an earlier version
 //!
-//! Every username and service name in a key or a record is qualified with its app
-//! (`app/name`, see [`crate::apps`]).
 //! - `support_log`: a [`SeqLog`] per support conversation id; the floor is the lowest ack
 //!   of the readers who hold the conversation (see `worker/support.rs`)
 //! - `shops`, `staff_of`, `support`, `support_of`, `shop_support`, `support_acks`:
 //!   shops and their conversations (see [`support`])
+//!
+//! Every user, service and shop name in a key or a record (above, and inside messages,
+//! group events, mutes and push events) is qualified with its app: `app/name` (see
+//! [`crate::apps`]).
 
 mod apps;
+mod apps_migration;
 pub mod commitlog;
 mod dedup;
 mod garbage;
@@ -88,6 +94,10 @@ pub enum StoreError {
     /// The data directory is damaged in a way the store can tell; the text says what to do.
     #[error("{0}")]
     Damaged(String),
+    /// The disk has no room for a step that must not be skipped (a one-time migration);
+    /// the text says what to do.
+    #[error("{0}")]
+    NoRoom(String),
     /// Another process (a running daemon) holds the directory's lock.
     #[error("confabd is already running on {dir}{}; stop it first", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked { dir: String, pid: Option<u32> },
@@ -119,7 +129,7 @@ pub struct Store {
     journal: sled::Tree,
     push: push::PushTrees,
     support: support::SupportTrees,
-    /// The checkpoint serial (see [`marker`]).
+    /// The checkpoint serial (see [`marker`]) and the format of names (see [`apps_migration`]).
     meta: sled::Tree,
     checkpoints: Arc<Mutex<Checkpoints>>,
     /// Every partition's staged messages, for statistics.
@@ -222,6 +232,9 @@ impl Store {
         let recovered = commitlog::recover(&store, dir)?;
         store.log_run = recovered.run;
         store.log_cuts = recovered.cuts;
+        // After the replay (the commit log of an earlier version holds its names too),
+        // before anything reads a name.
+        apps_migration::migrate_if_needed(&store, recovered.kept)?;
         reserve::restore(dir, SLED_MARGIN);
         Ok(store)
     }

@@ -182,6 +182,15 @@ impl Store {
         Ok(())
     }
 
+    /// Every service that may be the push gateway, by name (one-time migrations).
+    pub(super) fn push_gateway_names(&self) -> StoreResult<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in self.push.gateways.iter() {
+            names.push(String::from_utf8_lossy(&entry?.0).into_owned());
+        }
+        Ok(names)
+    }
+
     /// The queue as the last run left it. A record that does not decode is left out (and
     /// counted) but its seq still counts as used, so no later event takes its number.
     pub fn push_queue(&self) -> StoreResult<PushQueueState> {

@@ -192,6 +192,25 @@ impl SeqLog {
         Ok(())
     }
 
+    /// Rewrites in place every stored message (floors are not messages) for which
+    /// `rewrite` returns true; returns how many. A message that does not decode is left
+    /// as it is, for verification to name. O(data), for one-time migrations.
+    pub(super) fn rewrite_messages(&self, mut rewrite: impl FnMut(&mut StoredMessage) -> bool) -> StoreResult<u64> {
+        let mut rewritten = 0;
+        for entry in self.tree.iter() {
+            let (key, raw) = entry?;
+            if key.len() != 17 || key[8] != MESSAGE {
+                continue;
+            }
+            let Ok(mut message) = decode::<StoredMessage>(self.name, &raw) else { continue };
+            if rewrite(&mut message) {
+                self.tree.insert(key, encode(&message))?;
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
+    }
+
     /// Removes the owner's log entirely.
     pub fn remove_all(&self, owner: LogOwner) -> StoreResult<()> {
         let mut batch = sled::Batch::default();

@@ -57,6 +57,16 @@ impl Groups {
         load(&mut self.groups, &mut self.by_conn, ctx, id)
     }
 
+    /// The group a request of `user`'s names, if it is of `user`'s app: another app's group
+    /// is no group at all to it (`UnknownGroup`, so not even its existence shows).
+    pub fn visible_to(&mut self, ctx: &mut Ctx, id: GroupId, user: &SessionUser) -> Result<&mut GroupState, Refusal> {
+        let group = self.load(ctx, id)?;
+        match group.in_app(app_of(&user.name)) {
+            true => Ok(group),
+            false => Err(Refusal::new(ErrorCode::UnknownGroup, "no such group")),
+        }
+    }
+
     /// A loaded group (one that is not loaded has no sessions and no waiting cursor).
     pub fn get_mut(&mut self, id: GroupId) -> Option<&mut GroupState> {
         self.groups.get_mut(&id)

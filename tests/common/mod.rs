@@ -8,7 +8,7 @@ pub mod daemon;
 
 use confab::client::Client;
 use confab::protocol::{Reply, Seq};
-use confab::store::Store;
+use confab::store::{AppRecord, Store};
 use confab::{Config, Server};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,51 @@ impl TestServer {
         let server = Server::start(config.clone()).expect("server starts");
         let addr = server.local_addr();
         TestServer { server: Some(server), _data: data, config, addr }
+    }
+
+    /// Starts with these apps hosted besides `default` (apps are read at start, so they are
+    /// written to the data directory first, as `confabd app add` does).
+    pub fn with_apps(apps: &[(&str, AppRecord)], tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let data = DataDir::new();
+        {
+            let store = Store::open(data.path()).expect("the store opens");
+            for (name, limits) in apps {
+                confab::admin::add_app(&store, name, *limits).expect("the app is added");
+            }
+        }
+        let mut config = Config::for_tests(data.path());
+        tweak(&mut config);
+        let server = Server::start(config.clone()).expect("server starts");
+        let addr = server.local_addr();
+        TestServer { server: Some(server), _data: data, config, addr }
+    }
+
+    /// A client of `app`, past the HelloApp handshake.
+    pub fn client_in(&self, app: &str) -> Client {
+        Client::connect_to_app(self.addr, "tests", app).expect("connect").0
+    }
+
+    /// A logged-in client of `name` in `app` (registered before).
+    pub fn login_in(&self, app: &str, name: &str) -> Client {
+        let mut client = self.client_in(app);
+        client.login(name, PASSWORD).expect("login");
+        client
+    }
+
+    /// Registers users of `app` without keeping their connections.
+    pub fn register_in(&self, app: &str, names: &[&str]) {
+        let mut client = self.client_in(app);
+        for name in names {
+            client.register(name, PASSWORD).expect("register");
+        }
+    }
+
+    /// Registers `name` in `app` and returns its logged-in client.
+    pub fn user_in(&self, app: &str, name: &str) -> Client {
+        let mut client = self.client_in(app);
+        client.register(name, PASSWORD).expect("register");
+        client.login(name, PASSWORD).expect("login");
+        client
     }
 
     pub fn server(&self) -> &Server {

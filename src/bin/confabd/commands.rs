@@ -195,7 +195,7 @@ pub fn run(command: Command, data_dir: &Path, cost: HashCost, max_staff: usize) 
         return stats(&args);
     }
     let store = Store::open(data_dir).map_err(|e| match e {
-        StoreError::Damaged(_) | StoreError::Locked { .. } => e.to_string(),
+        StoreError::Damaged(_) | StoreError::Locked { .. } | StoreError::NoRoom(_) => e.to_string(),
         e => format!("cannot open {}: {e} (is confabd running on it? stop it first)", data_dir.display()),
     })?;
     match command {

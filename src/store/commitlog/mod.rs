@@ -320,6 +320,9 @@ pub struct Recovered {
     pub applied: Applied,
     /// One line per segment that ended in a cut record or could not be read.
     pub cuts: Vec<String>,
+    /// The segments were replayed but kept (no room for the checkpoint that would let
+    /// them go): they are replayed again at the next start.
+    pub kept: bool,
 }
 
 /// Replays every segment into sled (oldest first), checkpoints sled, deletes the segments.
@@ -343,6 +346,7 @@ pub fn recover(store: &Store, data_dir: &Path) -> StoreResult<Recovered> {
         };
         if let Err(e) = checkpointed {
             warn!("commit log: replayed, but kept for the next start ({e})");
+            recovered.kept = true;
             return Ok(recovered);
         }
         for (_, path) in &segments {
