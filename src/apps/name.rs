@@ -9,7 +9,7 @@
 
 /// The app of clients that name none (`Hello`), and of every data directory written before
 /// apps existed.
-pub const DEFAULT_APP: &str = "default";
+pub use crate::protocol::DEFAULT_APP;
 
 /// What ends the app part of a qualified name.
 pub const SEPARATOR: char = '/';

@@ -7,7 +7,7 @@
 use crate::frame::{self, FrameError};
 use crate::protocol::{
     ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, Message, MessageId, Push, Reply, Request, Seq,
-    ServerFrame, Target, UserId, PROTOCOL_VERSION,
+    ServerFrame, Target, UserId, DEFAULT_APP, PROTOCOL_VERSION,
 };
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -103,7 +103,7 @@ impl Client {
     /// Connects to `app` (a `HelloApp` handshake; the app `default` says plain `Hello`, as
     /// a client that names no app does); returns the server's Hello reply.
     pub fn connect_to_app(addr: SocketAddr, name: &str, app: &str) -> ClientResult<(Client, Reply)> {
-        if app == "default" {
+        if app == DEFAULT_APP {
             return Client::connect(addr, name);
         }
         let mut client = Client::connect_raw(addr)?;

@@ -11,7 +11,9 @@
 use crate::backoff::Backoff;
 pub use crate::link::NetEvent;
 use crate::link::{self, Link};
-use confab_proto::protocol::{ClientFrame, ErrorCode, Push, Reply, Request, ServerFrame, PROTOCOL_VERSION};
+use confab_proto::protocol::{
+    ClientFrame, ErrorCode, Push, Reply, Request, ServerFrame, DEFAULT_APP, PROTOCOL_VERSION,
+};
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -115,6 +117,8 @@ enum State {
 pub struct Connection {
     events: Sender<NetEvent>,
     addr: String,
+    /// The app its Hello names (`default`: a plain Hello).
+    app: String,
     generation: u64,
     state: State,
     next_id: u32,
@@ -137,6 +141,7 @@ impl Connection {
         Connection {
             events,
             addr: String::new(),
+            app: DEFAULT_APP.to_string(),
             generation: 0,
             state: State::Down,
             next_id: 1,
@@ -153,6 +158,11 @@ impl Connection {
 
     /// Drops any current link (its unanswered requests are forgotten) and dials `addr`.
     /// Reconnecting after a later drop is switched on again.
+    /// Says Hello in `app` from the next connect on (the app `default` by default).
+    pub fn set_app(&mut self, app: &str) {
+        self.app = app.to_string();
+    }
+
     pub fn connect(&mut self, addr: &str) {
         self.addr = addr.to_string();
         self.reconnect = true;
@@ -190,7 +200,10 @@ impl Connection {
 
     /// Requests awaiting a reply, not counting heartbeats.
     pub fn awaiting(&self) -> usize {
-        self.pending.values().filter(|p| !matches!(p.request, Request::Ping | Request::Hello { .. })).count()
+        self.pending
+            .values()
+            .filter(|p| !matches!(p.request, Request::Ping | Request::Hello { .. } | Request::HelloApp { .. }))
+            .count()
     }
 
     /// The requests still waiting for a reply, oldest first.
@@ -290,8 +303,11 @@ impl Connection {
             }
         };
         self.state = State::Handshake { link, since: Instant::now() };
-        let hello =
-            Request::Hello { version: PROTOCOL_VERSION, client: format!("confab-chat/{}", env!("CARGO_PKG_VERSION")) };
+        let client = format!("confab-chat/{}", env!("CARGO_PKG_VERSION"));
+        let hello = match self.app.as_str() {
+            DEFAULT_APP => Request::Hello { version: PROTOCOL_VERSION, client },
+            app => Request::HelloApp { version: PROTOCOL_VERSION, client, app: app.to_string() },
+        };
         // A write failure closes the link, and the reader thread then reports it.
         let _ = self.transmit(hello, Origin::Auto);
         Vec::new()
@@ -321,7 +337,10 @@ impl Connection {
                     0 => message,
                     ms => format!("{message} (retry in {:.1} s)", f64::from(ms) / 1000.0),
                 };
-                if matches!(pending.as_ref().map(|p| &p.request), Some(Request::Hello { .. })) {
+                if matches!(
+                    pending.as_ref().map(|p| &p.request),
+                    Some(Request::Hello { .. } | Request::HelloApp { .. })
+                ) {
                     // A server that refuses our Hello will refuse it again.
                     self.reconnect = false;
                 }

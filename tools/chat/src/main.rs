@@ -6,7 +6,8 @@
 //! and groups) are acked once shown; messages that arrived while offline follow the login;
 //! a dropped connection is re-established by itself, logging in again with the token and
 //! rejoining the rooms and watches of the old connection. `--user NAME` logs in with a
-//! remembered token at start.
+//! remembered token at start. `--app APP` chats in that app (its users, groups and rooms;
+//! the token file is then `token-APP-NAME`); without it, in the app `default`.
 //!
 //! # Commands
 //!
@@ -122,7 +123,12 @@
 //!   log_changes_per_commit=N log_commit_p50_us=N log_commit_p99_us=N log_commit_max_us=N
 //!   log_bytes=N push_queued=N push_events=N push_dropped=N push_skipped=N
 //!   version=V
-//!                                       /stats (one line, wrapped here)
+//!                                       /stats (one line, wrapped here), then one
+//!                                       app-stats line per app the server hosts
+//! app-stats app=A users=N max_users=N logged_in=N max_connections=N groups=N max_groups=N
+//!   rooms=N messages_received=N
+//!                                       one app's figures (limits: 0 = none); the only
+//!                                       /stats answer in an app other than default
 //! muted CHAT until=MS                   /mute or /group mute took effect; also one line per
 //!                                       mute after push-settings. CHAT: user=NAME, group=ID
 //!                                       service=NAME (a service's stored messages, muted
@@ -188,6 +194,7 @@ mod tui;
 
 use app::App;
 use clap::Parser;
+use confab_proto::protocol::{valid_app_name, DEFAULT_APP};
 use connection::Connection;
 use render::{Event, Output};
 use std::io::{BufRead, IsTerminal, Write};
@@ -201,7 +208,11 @@ struct Args {
     /// Server address, HOST:PORT.
     #[arg(long, value_name = "ADDR", default_value = commands::DEFAULT_ADDR)]
     server: String,
-    /// Where to remember the resume token (default: $HOME/.config/confab/token-NAME).
+    /// The app to chat in (protocol.md "Apps"); `default` is the app of a plain Hello.
+    #[arg(long, value_name = "APP", default_value = DEFAULT_APP)]
+    app: String,
+    /// Where to remember the resume token (default: $HOME/.config/confab/token-NAME, or
+    /// token-APP-NAME in an app other than default).
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
     /// Log in as NAME with the remembered token at start, no password needed.
@@ -214,9 +225,14 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let tokens = TokenStore::new(args.token_file);
+    if !valid_app_name(&args.app) {
+        eprintln!("confab-chat: not a valid app name: {}", args.app);
+        return ExitCode::FAILURE;
+    }
+    let tokens = TokenStore::new(args.token_file, &args.app);
     let (net_tx, net_rx) = crossbeam_channel::unbounded();
-    let conn = Connection::new(net_tx, app::random_u64());
+    let mut conn = Connection::new(net_tx, app::random_u64());
+    conn.set_app(&args.app);
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if args.plain || !terminal {
         let mut app = App::new(conn, PlainOutput, tokens, &args.server, args.user);

@@ -12,8 +12,8 @@ pub use plain::plain;
 pub use pretty::pretty;
 
 use confab_proto::protocol::{
-    Chat, Content, Conversation, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo, OnlineUser, OpenGroup,
-    PushDeviceInfo, PushPlatform, Request, Role, RoomInfo, Seq, ServerStats, SupportId, SupportInfo, Target,
+    AppFigures, Chat, Content, Conversation, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo, OnlineUser,
+    OpenGroup, PushDeviceInfo, PushPlatform, Request, Role, RoomInfo, Seq, ServerStats, SupportId, SupportInfo, Target,
 };
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -156,6 +156,8 @@ pub enum Event {
         online: bool,
     },
     Stats(ServerStats),
+    /// One app's figures: after `Stats`, one per app; alone in an app other than default.
+    AppStats(AppFigures),
     /// `/push`: this header, then one [`Event::PushDevice`] per device and one
     /// [`Event::Muted`] per mute.
     PushSettings {

@@ -7,6 +7,7 @@
 //! (a crash leaves the old token, not half a new one) and, on Unix, readable by its owner
 //! only: the token is as good as the password until it expires or the user logs out.
 
+use confab_proto::protocol::DEFAULT_APP;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -37,20 +38,27 @@ impl fmt::Display for TokenError {
 pub struct TokenStore {
     fixed: Option<PathBuf>,
     dir: Option<PathBuf>,
+    /// The file's name before the username: `token-`, or `token-APP-` in an app other than
+    /// default (the same username in two apps is two accounts with two tokens).
+    prefix: String,
 }
 
 impl TokenStore {
-    pub fn new(fixed: Option<PathBuf>) -> Self {
+    pub fn new(fixed: Option<PathBuf>, app: &str) -> Self {
         let dir = std::env::var_os("HOME")
             .filter(|home| !home.is_empty())
             .map(|home| PathBuf::from(home).join(".config").join("confab"));
-        TokenStore { fixed, dir }
+        let prefix = match app {
+            DEFAULT_APP => "token-".to_string(),
+            app => format!("token-{app}-"),
+        };
+        TokenStore { fixed, dir, prefix }
     }
 
     pub fn path_for(&self, username: &str) -> Option<PathBuf> {
         match (&self.fixed, &self.dir) {
             (Some(path), _) => Some(path.clone()),
-            (None, Some(dir)) => Some(dir.join(format!("token-{username}"))),
+            (None, Some(dir)) => Some(dir.join(format!("{}{username}", self.prefix))),
             (None, None) => None,
         }
     }
@@ -148,7 +156,7 @@ mod tests {
     fn round_trip_and_owner_check() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested").join("token");
-        let store = TokenStore::new(Some(path.clone()));
+        let store = TokenStore::new(Some(path.clone()), DEFAULT_APP);
         assert!(store.load("alice").expect("load").is_none());
         let token: Vec<u8> = (0..32).collect();
         store.save("alice", &token).expect("save");
@@ -162,8 +170,11 @@ mod tests {
 
     #[test]
     fn per_user_files_in_a_directory() {
-        let store = TokenStore { fixed: None, dir: Some(PathBuf::from("/x")) };
+        let store = TokenStore { fixed: None, dir: Some(PathBuf::from("/x")), prefix: "token-".into() };
         assert_eq!(store.path_for("bob"), Some(PathBuf::from("/x/token-bob")));
+        let mut acme = TokenStore::new(None, "acme");
+        acme.dir = Some(PathBuf::from("/x"));
+        assert_eq!(acme.path_for("bob"), Some(PathBuf::from("/x/token-acme-bob")), "another app's bob");
     }
 
     #[test]
@@ -171,7 +182,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token");
         fs::write(&path, "hello").expect("write");
-        let store = TokenStore::new(Some(path));
+        let store = TokenStore::new(Some(path), DEFAULT_APP);
         assert!(matches!(store.load("alice"), Err(TokenError::Malformed { .. })));
         assert_eq!(from_hex("0g"), None);
         assert_eq!(from_hex("00ff"), Some(vec![0, 255]));
@@ -183,7 +194,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token");
-        TokenStore::new(Some(path.clone())).save("alice", &[1, 2, 3]).expect("save");
+        TokenStore::new(Some(path.clone()), DEFAULT_APP).save("alice", &[1, 2, 3]).expect("save");
         let mode = fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }

@@ -24,7 +24,7 @@ mod request;
 
 pub use content::{Content, GroupEvent, Media, MediaKind, Message, Role, SenderKind};
 pub use error::{retry_ms, ErrorCode};
-pub use names::{valid_app_name, valid_password, valid_room_name, valid_shop_name, valid_username};
+pub use names::{valid_app_name, valid_password, valid_room_name, valid_shop_name, valid_username, DEFAULT_APP};
 pub use push::{Push, PushEvent, PushTarget};
 pub use reply::{
     AppFigures, GroupInfo, Limits, MemberInfo, MuteInfo, OnlineUser, OpenGroup, PushDeviceInfo, Reply, RoomInfo,

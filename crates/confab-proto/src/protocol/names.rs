@@ -23,6 +23,9 @@ pub fn valid_shop_name(name: &str) -> bool {
     valid_username(name)
 }
 
+/// The app of a client that says plain `Hello` (protocol.md "Apps").
+pub const DEFAULT_APP: &str = "default";
+
 /// App names: 1 to 32 bytes of `a-z 0-9 _ . -`, starting with a letter or digit.
 pub fn valid_app_name(name: &str) -> bool {
     (1..=32).contains(&name.len()) && name_chars_ok(name)

@@ -86,7 +86,15 @@ impl<O: Output> App<O> {
                 self.watching.insert(username.clone());
                 Event::Watching { username, online }
             }
-            (Reply::Stats(stats), _) => Event::Stats(stats),
+            (Reply::Stats(mut stats), _) => {
+                let apps = std::mem::take(&mut stats.apps);
+                self.out.emit(Event::Stats(stats));
+                for app in apps {
+                    self.out.emit(Event::AppStats(app));
+                }
+                return;
+            }
+            (Reply::AppStats(app), _) => Event::AppStats(app),
             (Reply::SupportList { conversations, more }, _) => {
                 self.out.emit(Event::SupportCount { count: conversations.len(), more });
                 for conversation in conversations {

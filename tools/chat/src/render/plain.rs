@@ -123,6 +123,10 @@ pub fn plain(event: &Event) -> String {
             format!("released support={conversation} shop={shop} customer={customer}")
         }
         Event::Stats(stats) => stats_line(stats),
+        Event::AppStats(app) => {
+            let figures: Vec<String> = app.figures().iter().map(|(name, value)| format!("{name}={value}")).collect();
+            format!("app-stats app={} {}", app.app, figures.join(" "))
+        }
         Event::PushSettings { devices, mutes } => format!("push-settings devices={devices} mutes={mutes}"),
         Event::PushDevice(d) => format!(
             "push-device device={} platform={} previews={} registered={}",

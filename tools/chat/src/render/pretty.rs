@@ -4,7 +4,7 @@
 
 use super::{clean, clock, date_time, is_typing, now_ms, platform_word, pretty_content, role_word, who, Event};
 use confab_proto::protocol::{Chat, Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
-use confab_proto::stats::StatsLine;
+use confab_proto::stats::{AppLine, StatsLine};
 use std::fmt::Write as _;
 
 pub fn pretty(event: &Event) -> String {
@@ -160,6 +160,7 @@ pub fn pretty(event: &Event) -> String {
             format!("{now} * watching {username} (now {state})")
         }
         Event::Stats(stats) => format!("{now} * {}", stats_text(stats)),
+        Event::AppStats(app) => format!("{now} * {}", AppLine(app)),
         Event::PushSettings { devices: 0, mutes: 0 } => format!("{now} * no push devices, no muted chats"),
         Event::PushSettings { devices, mutes } => format!("{now} * push devices ({devices}), muted chats ({mutes}):"),
         Event::PushDevice(d) => {

@@ -195,6 +195,20 @@ impl Fixture {
         })
     }
 
+    /// With the app `app` hosted and the administrator `admin` (password [`PASSWORD`]) in
+    /// it, made before the daemon starts (`confabd app add`, `user add --app`).
+    pub fn with_app(app: &str, admin: &str) -> Fixture {
+        Fixture::prepare(&[], &[], |data_dir| {
+            let run = |args: &[&str], stdin: &str| {
+                let output = subcommand(confabd(), data_dir, args, stdin);
+                assert!(output.status.success(), "confabd {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+            };
+            run(&["app", "add", app], "");
+            run(&["user", "add", admin, "--app", app], &format!("{PASSWORD}\n"));
+            run(&["user", "admin", admin, "--app", app], "");
+        })
+    }
+
     fn start(flags: &[&str], admins: &[&str]) -> Fixture {
         Fixture::prepare(flags, admins, |_| {})
     }
@@ -236,6 +250,11 @@ impl Fixture {
 
     pub fn chat(&self, name: &str) -> Chat {
         Chat::start(name, self.addr(), &self.token(name), &[])
+    }
+
+    /// A chat process of `app` (`--app`).
+    pub fn chat_in(&self, app: &str, name: &str) -> Chat {
+        Chat::start(name, self.addr(), &self.token(&format!("{app}-{name}")), &["--app", app])
     }
 }
 
