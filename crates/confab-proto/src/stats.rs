@@ -44,12 +44,20 @@ impl fmt::Display for StatsLine<'_> {
             s.push_dropped,
             s.push_skipped
         )?;
-        for app in &s.apps {
+        // A server may host many apps: the summary line names the first few; the
+        // alternate form lists every one.
+        for app in s.apps.iter().take(SUMMARY_APPS) {
             write!(f, "; {}", AppLine(app))?;
+        }
+        if s.apps.len() > SUMMARY_APPS {
+            write!(f, "; {} more apps", s.apps.len() - SUMMARY_APPS)?;
         }
         Ok(())
     }
 }
+
+/// Apps named in the one-line summary at most (it is logged every `--stats-interval`).
+const SUMMARY_APPS: usize = 10;
 
 /// One app's figures as text: `{}` is a summary (a limit shows as `/N`), `{:#}` one
 /// `app.NAME.figure<TAB>value` line per figure, for scripts.
@@ -197,6 +205,17 @@ mod tests {
              commit, commit p50/p99/max 200/900/2000 us, 33554432 B of segments; push: 5 queued, 40 made, 0 dropped, 12 \
              skipped; app acme: 40/100 users, 3/50 logged in, 2 groups, 1 rooms, received 600"
         );
+    }
+
+    #[test]
+    fn the_summary_names_a_few_apps_and_counts_the_rest() {
+        let mut stats = sample_stats();
+        let app = stats.apps[0].clone();
+        stats.apps = (0..12).map(|i| AppFigures { app: format!("app{i:02}"), ..app.clone() }).collect();
+        let line = StatsLine(&stats).to_string();
+        assert!(line.contains("; app app09: ") && !line.contains("app app10"), "{line}");
+        assert!(line.ends_with("; 2 more apps"), "{line}");
+        assert_eq!(format!("{:#}", StatsLine(&stats)).matches(".users\t").count(), 12, "the alternate form lists all");
     }
 
     #[test]
