@@ -68,12 +68,8 @@ pub fn claim(
     user: &SessionUser,
 ) -> Handled {
     staff_only(shop, id, user)?;
-    match shop.conversation(id)?.claimed_by.clone() {
-        Some(agent) if *agent != *user.name => {
-            return Err(Refusal::new(ErrorCode::Forbidden, format!("{} answers this conversation", local(&agent))))
-        }
-        Some(_) => {}
-        None => claim_for(ctx, shop, id, &user.name)?,
+    if holder_other_than_caller(shop, id, user, "answers this conversation")?.is_none() {
+        claim_for(ctx, shop, id, &user.name)?;
     }
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())
@@ -90,14 +86,7 @@ pub fn hand_over(
     to: &str,
 ) -> Handled {
     staff_only(shop, id, user)?;
-    if let Some(agent) = shop.conversation(id)?.claimed_by.clone() {
-        if *agent != *user.name {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("only {}, who answers it, hands it over", local(&agent)),
-            ));
-        }
-    }
+    holder_other_than_caller(shop, id, user, "answers it and hands it over")?;
     let Some((to, _)) = shop.staff.get_key_value(to) else {
         return Err(Refusal::new(ErrorCode::NotAMember, format!("{} is not staff of this shop", local(to))));
     };
@@ -116,19 +105,28 @@ pub fn release(
     user: &SessionUser,
 ) -> Handled {
     staff_only(shop, id, user)?;
-    match shop.conversation(id)?.claimed_by.clone() {
-        Some(agent) if *agent != *user.name => {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("only {}, who answers it, releases it", local(&agent)),
-            ))
-        }
-        Some(_) => set_agent(ctx, shop, id, None)?,
-        // Nobody holds it: already what a release makes it.
-        None => {}
+    // Nobody holds it: already what a release makes it.
+    if holder_other_than_caller(shop, id, user, "answers it and releases it")?.is_some() {
+        set_agent(ctx, shop, id, None)?;
     }
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())
+}
+
+/// Who holds the conversation: `Forbidden` ("AGENT `what`") when it is another staff member
+/// than the caller, else the caller (or None while nobody holds it).
+fn holder_other_than_caller(
+    shop: &mut ShopState,
+    id: SupportId,
+    user: &SessionUser,
+    what: &str,
+) -> Result<Option<Arc<str>>, Refusal> {
+    match shop.conversation(id)?.claimed_by.clone() {
+        Some(agent) if *agent != *user.name => {
+            Err(Refusal::new(ErrorCode::Forbidden, format!("{} {what}", local(&agent))))
+        }
+        holder => Ok(holder),
+    }
 }
 
 fn page_size(limit: u32) -> usize {

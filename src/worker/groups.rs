@@ -7,14 +7,14 @@
 //! deleted, and beyond `group_retention` the oldest go regardless. Membership changes are
 //! stored in the same sequence as events, so members who were away learn of them in order.
 
+use super::backlog;
 use super::context::{Ctx, Waiting};
-use super::cursor::{Cursor, Session, READ_CHUNK};
+use super::cursor::{Cursor, Session};
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
 use crate::apps::app_of;
 use crate::apps::wire;
-use crate::metrics::Metrics;
 use crate::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Push, Reply, Role, SenderKind, Seq,
     ServerFrame, UserId,
@@ -378,31 +378,12 @@ impl GroupState {
 
 /// Pushes a member's backlog while its window and budget allow, skipping its own messages.
 fn fill_member(ctx: &mut Ctx, id: GroupId, last_seq: Seq, name: &str, cursor: &mut Cursor) -> Handled {
-    let window = ctx.window();
-    loop {
-        let Some((from, count)) = cursor.deliverable(last_seq, window) else { return Ok(()) };
-        let Some(session) = cursor.session.as_mut() else { return Ok(()) };
-        let take = session.read_hint(window, count.min(READ_CHUNK));
-        let chunk = ctx.partition.read(LogId::Group, id.into(), from - 1, take as usize)?;
-        if chunk.is_empty() {
-            session.sent_upto = last_seq;
-            return Ok(());
-        }
-        let conn = session.conn;
-        for (seq, stored) in chunk {
-            if skipped_member(&stored) == Some(name) {
-                session.sent_upto = seq;
-                continue;
-            }
-            if !session.has_room(window) {
-                return Ok(());
-            }
-            let prev = session.pushed(seq, wire_size(&stored));
-            let message = wire(ctx.shared, Conversation::Group(id), seq, prev, stored);
-            ctx.batch.push(conn, Push::Message(message), true);
-            Metrics::add(&ctx.shared.metrics.delivered, 1);
-        }
-    }
+    let log = backlog::Log { id: LogId::Group, owner: id.into(), last_seq };
+    let skip = |stored: &StoredMessage| skipped_member(stored) == Some(name);
+    let to_wire = |ctx: &Ctx, seq, prev, stored| wire(ctx.shared, Conversation::Group(id), seq, prev, stored);
+    // A group's retention may have deleted the rest: nothing to report.
+    backlog::fill(ctx, &log, cursor, skip, to_wire)?;
+    Ok(())
 }
 
 /// The member a stored group message is not pushed to: its user sender (who has the

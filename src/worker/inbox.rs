@@ -2,13 +2,13 @@
 //! stored messages with one cursor (see `cursor`); this file sends into it, pushes out of
 //! it, and takes its acks and resyncs.
 
+use super::backlog;
 use super::context::{Ctx, Waiting};
-use super::cursor::{Cursor, READ_CHUNK};
+use super::cursor::Cursor;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::quota;
 use super::refusal::{Handled, Refusal};
-use crate::metrics::Metrics;
 use crate::protocol::{ClientMsgId, Content, Conversation, ErrorCode, Push, Reply, Seq, UserId};
 use crate::route::{ConnId, SessionUser};
 use crate::store::{LogId, StoredMessage};
@@ -175,28 +175,13 @@ impl UserState {
     }
 
     fn fill(&mut self, ctx: &mut Ctx) -> Handled {
-        let window = ctx.window();
-        loop {
-            let Some((from, count)) = self.cursor.deliverable(self.last_seq, window) else { return Ok(()) };
-            let Some(session) = self.cursor.session.as_mut() else { return Ok(()) };
-            let take = session.read_hint(window, count.min(READ_CHUNK));
-            let chunk = ctx.partition.read(LogId::Inbox, self.uid.into(), from - 1, take as usize)?;
-            if chunk.is_empty() {
-                // The log claims more than disk holds; never spin on it.
-                error!("inbox of {} ends before its last sequence {}", self.name, self.last_seq);
-                session.sent_upto = self.last_seq;
-                return Ok(());
-            }
-            let target = session.conn;
-            for (seq, stored) in chunk {
-                if !session.has_room(window) {
-                    return Ok(());
-                }
-                let prev = session.pushed(seq, wire_size(&stored));
-                let message = wire(ctx.shared, Conversation::Inbox, seq, prev, stored);
-                ctx.batch.push(target, Push::Message(message), true);
-                Metrics::add(&ctx.shared.metrics.delivered, 1);
-            }
+        let log = backlog::Log { id: LogId::Inbox, owner: self.uid.into(), last_seq: self.last_seq };
+        let to_wire = |ctx: &Ctx, seq, prev, stored| wire(ctx.shared, Conversation::Inbox, seq, prev, stored);
+        if backlog::fill(ctx, &log, &mut self.cursor, |_| false, to_wire)? {
+            // Every inbox message is kept until acknowledged: the log claims more than the
+            // disk holds.
+            error!("inbox of {} ends before its last sequence {}", self.name, self.last_seq);
         }
+        Ok(())
     }
 }

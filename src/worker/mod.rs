@@ -30,6 +30,7 @@
 //!   `lookalikes`, `open_groups`, and `push::PushBook`.
 
 mod accounts;
+mod backlog;
 mod batch;
 mod budget;
 mod claims;

@@ -15,13 +15,13 @@
 //! changed without any lock shared with another worker; one very busy shop is one
 //! worker's load.
 
+use super::backlog;
 use super::context::{Ctx, Waiting};
-use super::cursor::{Cursor, Session, READ_CHUNK};
+use super::cursor::{Cursor, Session};
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
 use crate::apps::{local, wire};
-use crate::metrics::Metrics;
 use crate::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, Message, Push, Reply, SenderKind, Seq, ServerFrame, SupportId,
     UserId,
@@ -626,29 +626,10 @@ fn fill(
     to_customer: bool,
     cursor: &mut Cursor,
 ) -> Handled {
-    let window = ctx.window();
-    loop {
-        let Some((from, count)) = cursor.deliverable(last_seq, window) else { return Ok(()) };
-        let Some(session) = cursor.session.as_mut() else { return Ok(()) };
-        let take = session.read_hint(window, count.min(READ_CHUNK));
-        let chunk = ctx.partition.read(LogId::Support, id.into(), from - 1, take as usize)?;
-        if chunk.is_empty() {
-            session.sent_upto = last_seq;
-            return Ok(());
-        }
-        let conn = session.conn;
-        for (seq, stored) in chunk {
-            if stored.from == name {
-                session.sent_upto = seq;
-                continue;
-            }
-            if !session.has_room(window) {
-                return Ok(());
-            }
-            let prev = session.pushed(seq, wire_size(&stored));
-            let message = support_wire(ctx, id, seq, prev, stored, shop, to_customer);
-            ctx.batch.push(conn, Push::Message(message), true);
-            Metrics::add(&ctx.shared.metrics.delivered, 1);
-        }
-    }
+    let log = backlog::Log { id: LogId::Support, owner: id.into(), last_seq };
+    let skip = |stored: &StoredMessage| stored.from == name;
+    let to_wire = |ctx: &Ctx, seq, prev, stored| support_wire(ctx, id, seq, prev, stored, shop, to_customer);
+    // Released or handed-over readers pass over what was deleted while they were left out.
+    backlog::fill(ctx, &log, cursor, skip, to_wire)?;
+    Ok(())
 }
