@@ -86,19 +86,11 @@ fn service_owner<'a>(request: &'a Request, service: &'a SessionUser) -> Admissio
 /// A message goes to its destination's worker; group and room requests to the group's or
 /// room's; presence subscriptions to the watched user's; the rest concern the caller.
 fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
+    if let Some(id) = request.group() {
+        return Owner::Group(id);
+    }
     match request {
         Request::Send { to: Target::User(to), .. } => Owner::User(to),
-        Request::Send { to: Target::Group(id), .. }
-        | Request::Ack { conversation: Conversation::Group(id), .. }
-        | Request::Resync { conversation: Conversation::Group(id), .. }
-        | Request::RenameGroup { group_id: id, .. }
-        | Request::AddMember { group_id: id, .. }
-        | Request::RemoveMember { group_id: id, .. }
-        | Request::SetRole { group_id: id, .. }
-        | Request::JoinGroup { group_id: id }
-        | Request::LeaveGroup { group_id: id }
-        | Request::DeleteGroup { group_id: id }
-        | Request::GroupMembers { group_id: id } => Owner::Group(*id),
         Request::Send { to: Target::Room(room), .. }
         | Request::JoinRoom { room }
         | Request::LeaveRoom { room }

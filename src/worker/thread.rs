@@ -18,7 +18,7 @@ use super::waiting::Readers;
 use super::{accounts, claims, membership, message, stats, waiting, Shared};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
-use crate::protocol::{Conversation, ErrorCode, GroupId, Request, SupportId, Target};
+use crate::protocol::{Conversation, ErrorCode, Request, SupportId, Target};
 use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
@@ -325,7 +325,7 @@ impl Owners {
                 other => Err(unexpected(other)),
             };
         };
-        if let Some(id) = group_named(&request) {
+        if let Some(id) = request.group() {
             self.groups.visible_to(ctx, id, &user)?;
         }
         if let Some(id) = conversation_of(&request) {
@@ -530,22 +530,4 @@ fn not_transient() -> Refusal {
 fn unexpected(request: Request) -> Refusal {
     error!("worker got a request the loop should have refused: {request:?}");
     Refusal::new(ErrorCode::BadRequest, "request not allowed in this state")
-}
-
-/// The group a user's request acts on, if any (checked to be of the user's app first).
-fn group_named(request: &Request) -> Option<GroupId> {
-    match request {
-        Request::Send { to: Target::Group(id), .. }
-        | Request::Ack { conversation: Conversation::Group(id), .. }
-        | Request::Resync { conversation: Conversation::Group(id), .. }
-        | Request::RenameGroup { group_id: id, .. }
-        | Request::AddMember { group_id: id, .. }
-        | Request::RemoveMember { group_id: id, .. }
-        | Request::SetRole { group_id: id, .. }
-        | Request::JoinGroup { group_id: id }
-        | Request::LeaveGroup { group_id: id }
-        | Request::DeleteGroup { group_id: id }
-        | Request::GroupMembers { group_id: id } => Some(*id),
-        _ => None,
-    }
 }

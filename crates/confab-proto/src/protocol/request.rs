@@ -251,6 +251,27 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The group a user's request acts on, if any: the group's owner handles it (and a
+    /// server checks the group is the user's app's first).
+    pub fn group(&self) -> Option<GroupId> {
+        match self {
+            Request::Send { to: Target::Group(id), .. }
+            | Request::Ack { conversation: Conversation::Group(id), .. }
+            | Request::Resync { conversation: Conversation::Group(id), .. }
+            | Request::RenameGroup { group_id: id, .. }
+            | Request::AddMember { group_id: id, .. }
+            | Request::RemoveMember { group_id: id, .. }
+            | Request::SetRole { group_id: id, .. }
+            | Request::JoinGroup { group_id: id }
+            | Request::LeaveGroup { group_id: id }
+            | Request::DeleteGroup { group_id: id }
+            | Request::GroupMembers { group_id: id } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
 /// What kind of device a push token is for: the gateway picks the push service by it.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
