@@ -490,3 +490,27 @@ fn offline_readers_who_answer_a_conversation_are_notified_as_in_a_group() {
     bob.send_text("dave", ClientMsgId(2), "sentinel").unwrap();
     assert_eq!(next_event().recipient, "dave", "no event for carol in between");
 }
+
+#[test]
+fn a_reply_the_full_disk_refuses_claims_nothing() {
+    let server = shop_server(&["bob", "carol"], &["alice"], |_| {});
+    let mut bob = server.login("bob");
+    let mut carol = server.login("carol");
+    let mut alice = server.login("alice");
+    say(&mut alice, to_shop(), 1, "hello?");
+    let (id, _) = first_message_id(&mut bob);
+    first_message_id(&mut carol);
+    // A commit that fails leaves the shop's partition refusing new messages until its log
+    // takes writes again; it is kept failing while bob answers.
+    server.server().store().inject_flush_failures(true);
+    assert_eq!(send(&mut alice, to_shop(), 2, "still there?"), Err(ErrorCode::Internal));
+    assert_eq!(send(&mut bob, Target::Support(id), 1, "yes!"), Err(ErrorCode::StorageFull));
+    server.server().store().inject_flush_failures(false);
+    let listed = list(&mut carol, "acme").unwrap();
+    assert_eq!(listed[0].claimed_by, None, "a refused reply claims nothing");
+    // Once the disk takes writes again, the same reply is stored and claims it.
+    crate::common::eventually("the disk to take messages again", std::time::Duration::from_secs(10), || {
+        send(&mut bob, Target::Support(id), 1, "yes!").is_ok()
+    });
+    assert_eq!(list(&mut carol, "acme").unwrap()[0].claimed_by.as_deref(), Some("bob"));
+}

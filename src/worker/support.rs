@@ -391,6 +391,7 @@ impl ShopState {
             ctx.batch.reply(conn, request_id, receipt, true);
             return Ok(());
         }
+        let mut claims = false;
         if staff {
             match conversation.claimed_by.as_deref() {
                 Some(agent) if agent != &*from.name => {
@@ -400,14 +401,23 @@ impl ShopState {
                     ))
                 }
                 Some(_) => {}
-                None => super::claims::claim_for(ctx, self, id, &from.name)?,
+                None => claims = true,
             }
         }
-        ctx.received(from, 1);
         let mut stored = message::compose(ctx.shared, from, content, None)?;
         if staff {
             stored.sender = SenderKind::Staff;
         }
+        if claims {
+            // The reply claims the conversation only if it is stored: what can refuse it
+            // (a full disk) is checked before the claim, which cannot be taken back (the
+            // claim deletes what only the staff it leaves out still held).
+            if ctx.partition.is_full() {
+                return Err(Refusal::storage_full());
+            }
+            super::claims::claim_for(ctx, self, id, &from.name)?;
+        }
+        ctx.received(from, 1);
         let origin = Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) };
         self.append(ctx, id, stored, origin, &from.name)
     }
