@@ -514,3 +514,30 @@ fn a_reply_the_full_disk_refuses_claims_nothing() {
     });
     assert_eq!(list(&mut carol, "acme").unwrap()[0].claimed_by.as_deref(), Some("bob"));
 }
+
+#[test]
+fn a_conversation_handed_over_shows_the_new_agent_what_the_customer_and_the_old_agent_read() {
+    let server = shop_server(&["bob", "carol"], &["alice"], |_| {});
+    let mut bob = server.login("bob");
+    let mut alice = server.login("alice");
+    say(&mut alice, to_shop(), 1, "my parcel is late");
+    let (id, _) = first_message_id(&mut bob);
+    say(&mut bob, Target::Support(id), 1, "looking into it");
+    assert_eq!(seen(&mut bob, id), Seen::Claimed(Some("bob".into())));
+    say(&mut alice, Target::Support(id), 2, "order 42");
+    assert_eq!(seen(&mut bob, id), from_customer(3, 1, "order 42"), "his own 2 is passed over");
+    // Both who answer it have read everything: carol, left out by the claim, has not.
+    for client in [&mut alice, &mut bob] {
+        client.request(Request::Ack { conversation: Conversation::Support(id), up_to: Seq(3) }).unwrap();
+    }
+    done(&mut bob, Request::HandOverSupport { conversation: id, to: "carol".into() });
+    let mut carol = server.login("carol");
+    let history = [
+        from_customer(1, 0, "my parcel is late"),
+        message(2, 1, "bob", SenderKind::Staff, "bob", "looking into it"),
+        from_customer(3, 2, "order 42"),
+    ];
+    for expected in history {
+        assert_eq!(seen(&mut carol, id), expected);
+    }
+}

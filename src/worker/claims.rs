@@ -38,7 +38,7 @@ pub fn claim_for(ctx: &mut Ctx, shop: &mut ShopState, id: SupportId, agent: &str
 }
 
 /// Stores and announces who answers conversation `id`, then pushes the backlog of whoever
-/// is active now and deletes what only the staff who are not any more held.
+/// is active now.
 fn set_agent(ctx: &mut Ctx, shop: &mut ShopState, id: SupportId, agent: Option<Arc<str>>) -> Handled {
     let name = shop.name.clone();
     let conversation = shop.conversation(id)?;
@@ -55,8 +55,7 @@ fn set_agent(ctx: &mut Ctx, shop: &mut ShopState, id: SupportId, agent: Option<A
             ctx.batch.push(conn, announcement.clone(), true);
         }
     }
-    shop.pump_all(ctx, id)?;
-    shop.conversation(id)?.trim(ctx)
+    shop.pump_all(ctx, id)
 }
 
 pub fn claim(
@@ -280,9 +279,9 @@ pub fn remove_staff(
         }
         if conversation.claimed_by.as_deref() == Some(username) {
             set_agent(ctx, shop, id, None)?;
-        } else {
-            shop.conversation(id)?.trim(ctx)?;
         }
+        // Its position held messages the others have read.
+        shop.conversation(id)?.trim(ctx)?;
     }
     ctx.batch.reply(conn, request_id, Reply::Done, true);
     Ok(())

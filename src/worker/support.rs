@@ -6,10 +6,10 @@
 //! group's history). Its readers are the customer and every staff member of the shop,
 //! each with a [`Cursor`]. While nobody claims it every staff member is an *active*
 //! reader; once an agent claims it, only the customer and that agent are: only they are
-//! pushed its messages (live or as backlog at login), and only their positions hold its
-//! messages on disk. The other staff keep their positions, which are not redelivered while
-//! the claim lasts and rise to the floor when the conversation is released to them again
-//! (messages deleted meanwhile are skipped, as a group's retention skips them).
+//! pushed its messages (live or as backlog at login). Every reader's position holds the
+//! messages on disk (within retention), so the other staff, who are not pushed anything
+//! while the claim lasts, get what they have not read when it comes back to them (a
+//! hand-over or a release): a new agent sees the history.
 //!
 //! All of a shop's conversations live on one worker, so a claim and the staff list are
 //! changed without any lock shared with another worker; one very busy shop is one
@@ -246,14 +246,16 @@ impl SupportConversation {
         }
     }
 
-    /// Deletes what every active reader has acknowledged. A shop without staff keeps
-    /// everything (within retention): the messages are for whoever it takes on.
+    /// Deletes what the customer and every staff member have acknowledged, active or not:
+    /// a conversation handed over (or released) shows its new agent the history it has not
+    /// read, however far the customer and the previous agent got. Retention bounds what
+    /// staff left out of a claim keep. A shop without staff keeps everything (within
+    /// retention): the messages are for whoever it takes on.
     pub fn trim(&mut self, ctx: &mut Ctx) -> Handled {
-        let mut active = self.readers.iter().filter(|(name, _)| self.active(name));
-        if !active.clone().any(|(name, _)| **name != *self.customer) {
+        if !self.readers.keys().any(|name| **name != *self.customer) {
             return Ok(());
         }
-        let lowest = active.by_ref().map(|(_, r)| r.cursor.acked).min().unwrap_or(self.last_seq);
+        let lowest = self.readers.values().map(|r| r.cursor.acked).min().unwrap_or(self.last_seq);
         self.raise_floor(ctx, lowest)
     }
 
@@ -639,7 +641,8 @@ fn fill(
     let log = backlog::Log { id: LogId::Support, owner: id.into(), last_seq };
     let skip = |stored: &StoredMessage| stored.from == name;
     let to_wire = |ctx: &Ctx, seq, prev, stored| support_wire(ctx, id, seq, prev, stored, shop, to_customer);
-    // Released or handed-over readers pass over what was deleted while they were left out.
+    // The conversation's retention may have deleted what a reader left out of a claim did
+    // not read: it is passed over.
     backlog::fill(ctx, &log, cursor, skip, to_wire)?;
     Ok(())
 }
