@@ -3,6 +3,7 @@
 
 use crate::error::Error;
 use clap::{Args, Parser, Subcommand};
+use confab_proto::protocol::DEFAULT_APP;
 use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -86,6 +87,10 @@ pub struct Common {
     /// Resume tokens of the load generator's accounts, per server address.
     #[arg(long, global = true, default_value = "loadgen-accounts.json")]
     pub accounts_file: PathBuf,
+    /// The app (tenant) the load generator's users are in: a `HelloApp` naming it, or a
+    /// plain `Hello` for `default`. The server must host it (`confabd app add`).
+    #[arg(long, global = true, default_value = DEFAULT_APP)]
+    pub app: String,
     /// Account names are this prefix plus a number.
     #[arg(long, global = true, default_value = "lg-")]
     pub prefix: String,

@@ -17,7 +17,7 @@ use crate::clock::now_ns;
 use crate::error::Fault;
 use confab_proto::frame;
 use confab_proto::protocol::{
-    ClientFrame, Conversation, ErrorCode, GroupId, Message, Push, Reply, Request, Seq, PROTOCOL_VERSION,
+    ClientFrame, Conversation, ErrorCode, GroupId, Message, Push, Reply, Request, Seq, DEFAULT_APP, PROTOCOL_VERSION,
 };
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -237,6 +237,8 @@ pub struct Engine {
     sources: Vec<Ipv4Addr>,
     next_source: usize,
     accounts: Accounts,
+    /// The app every connection's Hello names.
+    app: String,
     /// Accounts whose token changed this run (a new one, or a refused one forgotten).
     pub token_changes: Vec<usize>,
     /// Resumes refused (unknown, expired or revoked token, or an unknown user).
@@ -253,8 +255,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(target: SocketAddr, sources: Vec<Ipv4Addr>, accounts: Accounts) -> io::Result<Engine> {
+    pub fn new(target: SocketAddr, app: &str, sources: Vec<Ipv4Addr>, accounts: Accounts) -> io::Result<Engine> {
         Ok(Engine {
+            app: app.to_string(),
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             ready_buf: Vec::new(),
@@ -366,7 +369,11 @@ impl Engine {
         conn.ack_sent = Seq::ZERO;
         conn.ack_confirmed = Seq::ZERO;
         conn.ack_in_flight = false;
-        let hello = Request::Hello { version: PROTOCOL_VERSION, client: "confab-loadgen".into() };
+        let client = "confab-loadgen".to_string();
+        let hello = match self.app.as_str() {
+            DEFAULT_APP => Request::Hello { version: PROTOCOL_VERSION, client },
+            app => Request::HelloApp { version: PROTOCOL_VERSION, client, app: app.to_string() },
+        };
         self.control(c, hello);
         Ok(())
     }

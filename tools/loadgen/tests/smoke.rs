@@ -209,3 +209,31 @@ fn scenarios_against_the_real_server() {
 
     daemon.stop();
 }
+
+#[test]
+fn a_run_in_another_app_has_accounts_of_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let added = confab_testd::subcommand(confabd(), &data, &["app", "add", "acme"], "");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let daemon = Daemon::start(confabd(), &data, SocketAddr::from(([127, 0, 0, 1], 0)), &[]);
+    let tmp = dir.path();
+    let direct = ["direct", "--clients", "10", "--warmup", "0", "--duration", "1", "--drain", "5", "--window", "2"];
+    // The same account names in both apps: two sets of accounts, each with its own tokens.
+    assert_exactly_once("default", &loadgen(daemon.addr, tmp, "default", &direct));
+    let mut in_acme = vec!["--app", "acme"];
+    in_acme.extend(direct);
+    let acme = loadgen(daemon.addr, tmp, "acme", &in_acme);
+    assert_exactly_once("acme", &acme);
+    assert_eq!(acme["correctness"]["stale"].as_u64(), Some(0), "acme's tokens are not default's");
+    let accounts = std::fs::read_to_string(tmp.join("accounts.json")).expect("the accounts file");
+    assert!(accounts.contains(&format!("{}/acme", daemon.addr)), "{accounts}");
+
+    let unknown = Command::new(env!("CARGO_BIN_EXE_confab-loadgen"))
+        .args(["--addr", &daemon.addr.to_string(), "--app", "nosuch", "--accounts-file"])
+        .arg(tmp.join("other.json"))
+        .args(["direct", "--clients", "2", "--warmup", "0", "--duration", "1", "--setup-timeout", "5"])
+        .output()
+        .expect("the load generator runs");
+    assert!(!unknown.status.success(), "an app the server does not host fails the run");
+}

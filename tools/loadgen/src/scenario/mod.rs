@@ -29,7 +29,7 @@ use crate::error::{Error, Fault};
 use crate::procfs;
 use crate::progress::Progress;
 use crate::stats::{Line, Recorder};
-use confab_proto::protocol::{ErrorCode, Message, Reply, Request};
+use confab_proto::protocol::{ErrorCode, Message, Reply, Request, DEFAULT_APP};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
@@ -50,8 +50,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The accounts file's key for this run's accounts: the server, and the app unless it
+    /// is `default` (the same names in two apps are two sets of accounts).
     pub fn server(&self) -> String {
-        self.common.addr.to_string()
+        match self.common.app.as_str() {
+            DEFAULT_APP => self.common.addr.to_string(),
+            app => format!("{}/{app}", self.common.addr),
+        }
     }
 
     /// The accounts `0..count`, with the tokens the accounts file has for this server.
@@ -74,7 +79,7 @@ impl Ctx {
     /// An engine for up to `connections` sockets at once.
     pub fn engine(&self, accounts: Accounts, connections: usize) -> Result<Engine, Error> {
         let sources = source_addrs(&self.common.source_addrs, connections)?;
-        Engine::new(self.common.addr, sources, accounts).map_err(Error::Poll)
+        Engine::new(self.common.addr, &self.common.app, sources, accounts).map_err(Error::Poll)
     }
 
     /// Fails early, with the fix, when the open-file limit cannot hold the sockets.
