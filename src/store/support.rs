@@ -14,6 +14,7 @@
 
 use super::{decode, encode, read_u64, ShopRecord, Store, StoreResult, SupportRecord};
 use crate::protocol::{Seq, SupportId};
+use std::collections::HashMap;
 
 /// The support trees, opened with the store.
 #[derive(Clone)]
@@ -128,6 +129,19 @@ impl Store {
             Some(raw) => read_u64("support_acks", &raw).map(Seq),
             None => Ok(Seq::ZERO),
         }
+    }
+
+    /// Every recorded position in a conversation, by reader: one scan, for loading a shop
+    /// (a point read per reader would cost conversations times staff).
+    pub fn support_acks(&self, id: SupportId) -> StoreResult<HashMap<String, Seq>> {
+        let prefix = id.get().to_be_bytes();
+        let mut acks = HashMap::new();
+        for entry in self.support.acks.scan_prefix(prefix) {
+            let (key, raw) = entry?;
+            let reader = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            acks.insert(reader, Seq(read_u64("support_acks", &raw)?));
+        }
+        Ok(acks)
     }
 
     pub fn put_support_ack(&self, id: SupportId, username: &str, acked: Seq) -> StoreResult<()> {
@@ -257,6 +271,12 @@ mod tests {
         store.put_support(SupportId(9), &record).unwrap();
         store.support_log.append(SupportId(9).into(), Seq(1), &StoredMessage::example("hi")).unwrap();
         store.put_support_ack(SupportId(9), "alice", Seq(1)).unwrap();
+        store.put_support_ack(SupportId(9), "bobby", Seq(0)).unwrap();
+        // Another conversation whose id shares no prefix with 9's is not read with it.
+        store.put_support_ack(SupportId(10), "alice", Seq(5)).unwrap();
+        let acks = store.support_acks(SupportId(9)).unwrap();
+        assert_eq!(acks.len(), 2);
+        assert_eq!((acks["alice"], acks["bobby"]), (Seq(1), Seq(0)));
         assert_eq!(store.support_between("alice", "acme").unwrap(), Some(SupportId(9)));
         assert_eq!(store.customer_support("alice").unwrap(), vec![SupportId(9)]);
         assert_eq!(store.shop_support("acme").unwrap(), vec![SupportId(9)]);

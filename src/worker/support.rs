@@ -147,10 +147,12 @@ impl Shops {
             };
             let readers = std::iter::once((customer.clone(), record.customer_uid))
                 .chain(shop.staff.iter().map(|(n, uid)| (n.clone(), *uid)));
+            let acks = store.support_acks(id)?;
             for (reader, uid) in readers {
-                // A position below the floor reads as the floor (deleted while the reader
-                // was not active), one beyond the end as the end (see `Groups::load`).
-                let acked = store.support_ack(id, &reader)?.max(log.floor).min(log.last_seq);
+                // A position below the floor reads as the floor (deleted by retention, or
+                // never recorded), one beyond the end as the end (see `Groups::load`).
+                let recorded = acks.get(&*reader).copied().unwrap_or(Seq::ZERO);
+                let acked = recorded.max(log.floor).min(log.last_seq);
                 let session =
                     ctx.shared.directory.session_of(&reader).map(|(conn, budget)| Session::new(conn, acked, budget));
                 conversation.readers.insert(reader, SupportReader { uid, cursor: Cursor { acked, session } });
