@@ -4,8 +4,9 @@
 //! second open changes nothing. Then the old users, the service and the data work as before
 //! for clients that name no app (the old `Hello`).
 //!
-//! The second part needs the server's side of apps (qualified names throughout the worker):
-//! it fails on a branch with the migration alone, and passes once both are merged.
+//! The same again with tests/fixtures/v0-datadir-killed.tar.gz, the same scenario ended
+//! with SIGKILL (`KILL=1` to the script): its last writes are in the old commit log only,
+//! so the open replays the old log and then migrates what it wrote.
 
 use crate::common::daemon::spawn_daemon;
 use crate::common::DataDir;
@@ -19,9 +20,23 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-/// The fixture, and what make-v0-datadir.sh printed when it made it.
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0-datadir.tar.gz");
-const RELAY_TOKEN: &str = "52e1169aa8267b223121c7140c3dd15a6c4393846fc4cc38b4dbe6945427e13a";
+/// A fixture, and the relay token make-v0-datadir.sh printed when it made it.
+struct Fixture {
+    archive: &'static str,
+    relay_token: &'static str,
+}
+
+/// Ended with SIGTERM: everything in sled.
+const CLEAN: Fixture = Fixture {
+    archive: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0-datadir.tar.gz"),
+    relay_token: "52e1169aa8267b223121c7140c3dd15a6c4393846fc4cc38b4dbe6945427e13a",
+};
+
+/// Ended with SIGKILL right after the last receipt: the last writes in the commit log only.
+const KILLED: Fixture = Fixture {
+    archive: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0-datadir-killed.tar.gz"),
+    relay_token: "16a4f4f81e1d3f6cc2052f1d4b1726cf09b2febce47eb252c1f96059c86d096f",
+};
 /// (username, password, display name, user id, administrator)
 const USERS: [(&str, &str, &str, UserId, bool); 3] = [
     ("alice", "alice-password-v0", "Alice Admin", UserId(1), true),
@@ -32,23 +47,24 @@ const CAROL: UserId = USERS[2].3;
 const GROUP: GroupId = GroupId(8000001);
 
 /// The fixture extracted into a new temporary data directory.
-fn v0_data_dir() -> DataDir {
+fn v0_data_dir(fixture: &Fixture) -> DataDir {
+    let archive = fixture.archive;
     assert!(
-        Path::new(FIXTURE).is_file(),
-        "the fixture {FIXTURE} is missing (tests/fixtures/make-v0-datadir.sh makes it)"
+        Path::new(archive).is_file(),
+        "the fixture {archive} is missing (tests/fixtures/make-v0-datadir.sh makes it)"
     );
     let dir = DataDir::new();
     let parent = dir.path().parent().expect("a data directory inside the temporary one");
     // The archive holds `data/`, the name DataDir gives its directory.
     let output = Command::new("tar")
         .arg("-xzf")
-        .arg(FIXTURE)
+        .arg(archive)
         .arg("-C")
         .arg(parent)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run tar to extract {FIXTURE}: {e}"));
-    assert!(output.status.success(), "tar -xzf {FIXTURE} failed: {}", String::from_utf8_lossy(&output.stderr));
-    assert!(dir.path().join("db").is_file(), "{FIXTURE} holds no data/db");
+        .unwrap_or_else(|e| panic!("cannot run tar to extract {archive}: {e}"));
+    assert!(output.status.success(), "tar -xzf {archive} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("db").is_file(), "{archive} holds no data/db");
     dir
 }
 
@@ -136,7 +152,25 @@ fn everything(store: &Store) -> String {
 
 #[test]
 fn a_v0_data_directory_is_migrated_into_the_default_app_once() {
-    let dir = v0_data_dir();
+    migrates_once(&CLEAN);
+}
+
+#[test]
+fn a_v0_data_directory_left_by_a_crash_replays_its_old_log_then_migrates_once() {
+    let dir = v0_data_dir(&KILLED);
+    // Its segments hold records past their headers (a segment is preallocated with zeroes):
+    // writes sled did not have when the daemon died.
+    let mut written = 0;
+    for entry in std::fs::read_dir(dir.path().join("commitlog")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        written += bytes.iter().rposition(|b| *b != 0).map_or(0, |last| last + 1);
+    }
+    assert!(written > 512, "the killed fixture keeps a commit log with records ({written} bytes)");
+    migrates_once(&KILLED);
+}
+
+fn migrates_once(fixture: &Fixture) {
+    let dir = v0_data_dir(fixture);
     let store = Store::open(dir.path()).expect("the v0 directory opens and migrates");
     assert_eq!(store.apps_format().unwrap(), Some(1));
 
@@ -242,7 +276,16 @@ fn received(m: &Message) -> (Stored, String) {
 /// the bare names the migration moved).
 #[test]
 fn the_old_users_service_and_data_work_after_the_migration() {
-    let dir = v0_data_dir();
+    old_users_service_and_data_work(&CLEAN);
+}
+
+#[test]
+fn the_old_users_service_and_data_work_after_a_crash_and_the_migration() {
+    old_users_service_and_data_work(&KILLED);
+}
+
+fn old_users_service_and_data_work(fixture: &Fixture) {
+    let dir = v0_data_dir(fixture);
     let daemon = spawn_daemon(dir.path(), &["--push-window-ms", "100"]);
     let connect = || Client::connect(daemon.addr, "v0 client").expect("connect with the old Hello").0;
     let bare = |name: &str| name.to_string();
@@ -250,7 +293,7 @@ fn the_old_users_service_and_data_work_after_the_migration() {
     // The service logs in with its old token and, as the push gateway, gets carol's
     // queued event with her device.
     let mut relay = connect();
-    let login = relay.request(Request::ServiceLogin { name: "relay".into(), token: RELAY_TOKEN.into() });
+    let login = relay.request(Request::ServiceLogin { name: "relay".into(), token: fixture.relay_token.into() });
     assert_eq!(login.expect("the old token works"), Reply::ServiceLoggedIn { name: "relay".into() });
     assert_eq!(relay.request(Request::SubscribePush).unwrap(), Reply::PushSubscribed { acked: 0, last_seq: 1 });
     let event = loop {
