@@ -232,8 +232,9 @@ pub fn not_a_reader() -> Refusal {
 }
 
 impl SupportConversation {
-    /// Whether `name` is pushed this conversation's messages and holds them on disk: the
-    /// customer always, staff while nobody claims it, then only the claiming agent.
+    /// Whether `name` is pushed this conversation's messages: the customer always, staff
+    /// while nobody claims it, then only the claiming agent. (Every reader's position holds
+    /// them on disk: see `trim`.)
     pub fn active(&self, name: &str) -> bool {
         *self.customer == *name || self.claimed_by.as_deref().is_none_or(|agent| agent == name)
     }
@@ -551,8 +552,8 @@ impl ShopState {
         let to_customer = *conversation.customer == *name;
         let Some(key) = conversation.readers.get_key_value(name).map(|(key, _)| key.clone()) else { return Ok(()) };
         let Some(reader) = conversation.readers.get_mut(name) else { return Ok(()) };
-        // Back in the conversation after a claim elsewhere: what was deleted meanwhile is
-        // passed over.
+        // Back in the conversation after a claim elsewhere: what retention deleted meanwhile
+        // is passed over.
         if reader.cursor.acked < floor {
             reader.cursor.ack(floor);
         }
@@ -561,8 +562,8 @@ impl ShopState {
         Ok(())
     }
 
-    /// A reader acknowledges everything up to `up_to`; what every active reader has is
-    /// deleted. The caller then wakes what waits for the session's budget.
+    /// A reader acknowledges everything up to `up_to`; what every reader has is deleted.
+    /// The caller then wakes what waits for the session's budget.
     pub fn ack(
         &mut self,
         ctx: &mut Ctx,
