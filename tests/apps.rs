@@ -75,6 +75,10 @@ fn the_same_username_in_two_apps_is_two_people() {
     assert_eq!((message.from.as_str(), message.content.body.as_slice()), ("alice", &b"hello acme bob"[..]));
     quiet(&mut bob);
 
+    // A name that looks like another app's user is no impersonation: its readers never
+    // see the other app's users.
+    server.register(&["a1ice"]);
+
     // Each has its own password, account and inbox.
     let mut other = server.client();
     assert_eq!(other.login("alice", PASSWORD).unwrap_err().code(), Some(ErrorCode::UnknownUser));

@@ -113,7 +113,8 @@ impl Apps {
         Ok(Apps { apps: Arc::new(apps) })
     }
 
-    /// Apps with these names and limits, and nothing counted (for tests).
+    /// Apps with these names and limits, and nothing counted.
+    #[cfg(test)]
     pub fn with(apps: impl IntoIterator<Item = (&'static str, AppRecord)>) -> Apps {
         let apps = apps
             .into_iter()

@@ -82,6 +82,16 @@ mod tests {
     }
 
     #[test]
+    fn look_alikes_are_looked_for_in_the_users_own_app_only() {
+        let lookalikes = Lookalikes::default();
+        assert_eq!(lookalikes.claim("default/admin"), None);
+        assert_eq!(lookalikes.claim("acme/adm1n"), None, "another app's admin is nobody acme's users see");
+        assert_eq!(lookalikes.claim("default/adm1n").as_deref(), Some("default/admin"));
+        assert_eq!(lookalikes.other_than("Admin", "acme/bob").as_deref(), Some("acme/adm1n"));
+        assert_eq!(lookalikes.other_than("Admin", "other/bob"), None);
+    }
+
+    #[test]
     fn a_new_username_that_looks_like_another_is_not_claimed() {
         let lookalikes = Lookalikes::default();
         assert_eq!(lookalikes.claim("admin"), None);
