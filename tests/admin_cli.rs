@@ -175,7 +175,7 @@ fn apps_are_made_limited_listed_and_removed_offline_and_hosted_once_the_daemon_r
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such app: nosuch"), "{unknown:?}");
     stdout(&confabd(data, &["user", "add", "alice", "--app", "acme"], &format!("{PASSWORD}\n")));
     stdout(&confabd(data, &["user", "add", "alice"], &format!("{PASSWORD}\n")));
-    stdout(&confabd(data, &["service", "add", "hooks", "--app", "acme"], ""));
+    let hooks_token = stdout(&confabd(data, &["service", "add", "hooks", "--app", "acme"], "")).trim().to_string();
     let push = confabd(data, &["service", "add", "relay", "--app", "acme", "--push"], "");
     assert!(String::from_utf8_lossy(&push.stderr).contains("app default"), "{push:?}");
     assert!(stdout(&confabd(data, &["user", "list", "--app", "acme"], "")).starts_with("alice\t"));
@@ -206,6 +206,15 @@ fn apps_are_made_limited_listed_and_removed_offline_and_hosted_once_the_daemon_r
     };
     acme_alice.request(send).unwrap();
     assert_eq!(acme_alice.next_message().unwrap().from, "alice");
+    // `confabd stats --app` asks as the app's service and prints that app's figures only.
+    let stats = Command::new(env!("CARGO_BIN_EXE_confabd"))
+        .args(["stats", "--server", &daemon.addr.to_string(), "--service", "hooks", "--app", "acme"])
+        .env("CONFAB_SERVICE_TOKEN", &hooks_token)
+        .output()
+        .unwrap();
+    let printed = stdout(&stats);
+    assert!(printed.starts_with("app.acme.users\t1\napp.acme.max_users\t5\n"), "{printed}");
+    assert!(printed.contains("app.acme.logged_in\t1\n") && !printed.contains("default"), "{printed}");
     daemon.stop();
 
     stdout(&confabd(data, &["user", "delete", "alice", "--app", "acme"], ""));
