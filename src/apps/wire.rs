@@ -5,7 +5,7 @@
 
 use super::name::{app_of, localize, qualify, DEFAULT_APP, SEPARATOR};
 use crate::frame;
-use crate::protocol::{Chat, GroupEvent, Push, Reply, Request, ServerFrame, ServiceTarget, Target};
+use crate::protocol::{Chat, GroupEvent, Message, Push, Reply, Request, ServerFrame, ServiceTarget, Target};
 
 /// Qualifies every user, service and room name in `request` with `app`. Display names,
 /// group names, passwords and contents are not names of anything and stay as sent.
@@ -15,6 +15,8 @@ pub fn qualify_request(request: &mut Request, app: &str) {
         Request::Register { username, .. }
         | Request::Login { username, .. }
         | Request::Resume { username, .. }
+        | Request::LoginDevice { username, .. }
+        | Request::ResumeDevice { username, .. }
         | Request::AddMember { username, .. }
         | Request::RemoveMember { username, .. }
         | Request::SetRole { username, .. }
@@ -45,7 +47,12 @@ pub fn qualify_request(request: &mut Request, app: &str) {
             ServiceTarget::Online => {}
         },
         Request::QueryOnline { users } => users.iter_mut().for_each(q),
-        Request::Mute { chat, .. } | Request::Unmute { chat } => qualify_chat(chat, app),
+        Request::Mute { chat, .. }
+        | Request::Unmute { chat }
+        | Request::History { chat, .. }
+        | Request::DeleteMessage { chat, .. }
+        | Request::ClearHistory { chat, .. }
+        | Request::MarkRead { chat, .. } => qualify_chat(chat, app),
         Request::Hello { .. }
         | Request::HelloApp { .. }
         | Request::Ping
@@ -69,7 +76,13 @@ pub fn qualify_request(request: &mut Request, app: &str) {
         | Request::SubscribePush
         | Request::AckPush { .. }
         | Request::ClaimSupport { .. }
-        | Request::ReleaseSupport { .. } => {}
+        | Request::ReleaseSupport { .. }
+        | Request::LogoutEverywhere
+        | Request::ListDevices
+        | Request::RemoveDevice { .. }
+        | Request::ReadState
+        | Request::SetReadReceipts { .. }
+        | Request::ReadPositions { .. } => {}
     }
 }
 
@@ -117,7 +130,16 @@ fn localize_reply(reply: &mut Reply) {
                 conversation.claimed_by.iter_mut().for_each(localize);
             }
         }
+        Reply::DeviceLoggedIn { chats, .. } | Reply::ReadState { chats, .. } => {
+            chats.iter_mut().for_each(|c| localize_chat(&mut c.chat))
+        }
+        Reply::HistoryPage { chat, messages, .. } => {
+            localize_chat(chat);
+            messages.iter_mut().for_each(localize_message);
+        }
+        Reply::ReadPositions { readers, .. } => readers.iter_mut().for_each(|r| localize(&mut r.username)),
         Reply::Hello { .. }
+        | Reply::Devices { .. }
         | Reply::Pong
         | Reply::Registered { .. }
         | Reply::LoggedIn { .. }
@@ -143,12 +165,14 @@ fn localize_reply(reply: &mut Reply) {
 
 fn localize_push(push: &mut Push) {
     match push {
-        Push::Message(message) => {
-            localize(&mut message.from);
-            if let Some(event) = &mut message.event {
-                localize_event(event);
-            }
+        Push::Message(message) => localize_message(message),
+        Push::SentCopy { to, message } => {
+            localize(to);
+            localize_message(message);
         }
+        Push::ReadMark { chat, .. } | Push::HistoryCleared { chat, .. } => localize_chat(chat),
+        Push::ReadReceipt { reader, .. } => localize(reader),
+        Push::DeviceConnection { username, .. } => localize(username),
         Push::Transient { from, .. } | Push::Broadcast { from, .. } => localize(from),
         Push::RoomMessage { room, from, .. } => {
             localize(room);
@@ -175,9 +199,19 @@ fn localize_push(push: &mut Push) {
     }
 }
 
+fn localize_message(message: &mut Message) {
+    localize(&mut message.from);
+    if let Some(event) = &mut message.event {
+        localize_event(event);
+    }
+}
+
 fn localize_event(event: &mut GroupEvent) {
     match event {
-        GroupEvent::Created { by } | GroupEvent::Renamed { by, .. } | GroupEvent::Deleted { by } => localize(by),
+        GroupEvent::Created { by }
+        | GroupEvent::Renamed { by, .. }
+        | GroupEvent::Deleted { by }
+        | GroupEvent::MessageDeleted { by, .. } => localize(by),
         GroupEvent::Joined { username } | GroupEvent::Left { username } => localize(username),
         GroupEvent::Added { username, by }
         | GroupEvent::Removed { username, by }

@@ -33,7 +33,11 @@ pub fn admit<'a>(phase: Phase, user: Option<&'a SessionUser>, request: &'a Reque
         (Phase::Ready, Request::Ping) => Pong,
         (
             Phase::Ready,
-            Request::Register { username, .. } | Request::Login { username, .. } | Request::Resume { username, .. },
+            Request::Register { username, .. }
+            | Request::Login { username, .. }
+            | Request::Resume { username, .. }
+            | Request::LoginDevice { username, .. }
+            | Request::ResumeDevice { username, .. },
         ) => match user {
             Some(_) => Refuse(ErrorCode::AlreadyLoggedIn, "log out first"),
             None => Forward(Owner::User(username)),

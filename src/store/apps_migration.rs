@@ -226,6 +226,8 @@ fn qualify_message(message: &mut StoredMessage) -> bool {
 fn qualify_event(event: &mut GroupEvent) -> bool {
     match event {
         GroupEvent::Created { by } | GroupEvent::Deleted { by } | GroupEvent::Renamed { by, name: _ } => qualify(by),
+        // Deletions came after apps: a pre-apps directory has none.
+        GroupEvent::MessageDeleted { by, message_id: _ } => qualify(by),
         GroupEvent::Joined { username } | GroupEvent::Left { username } => qualify(username),
         GroupEvent::Added { username, by }
         | GroupEvent::Removed { username, by }

@@ -489,6 +489,20 @@ impl Owners {
             | Request::Login { .. }
             | Request::Resume { .. }
             | Request::ServiceLogin { .. }) => Err(unexpected(other)),
+            // Devices, history and read state: the wire types are defined; each part of the
+            // server answers its own as it lands.
+            Request::LoginDevice { .. }
+            | Request::ResumeDevice { .. }
+            | Request::LogoutEverywhere
+            | Request::ListDevices
+            | Request::RemoveDevice { .. }
+            | Request::History { .. }
+            | Request::DeleteMessage { .. }
+            | Request::ClearHistory { .. }
+            | Request::MarkRead { .. }
+            | Request::ReadState
+            | Request::SetReadReceipts { .. }
+            | Request::ReadPositions { .. } => Err(Refusal::new(ErrorCode::BadRequest, "not supported yet")),
         }
     }
 

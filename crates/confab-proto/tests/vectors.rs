@@ -7,10 +7,11 @@
 
 use confab_proto::frame;
 use confab_proto::protocol::{
-    AppFigures, Chat, ClientFrame, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, GroupInfo,
-    Limits, Media, MediaKind, MemberInfo, Message, MessageId, MuteInfo, OnlineUser, OpenGroup, Push, PushDeviceInfo,
-    PushEvent, PushPlatform, PushTarget, Reply, Request, Role, RoomInfo, SenderKind, Seq, ServerFrame, ServerStats,
-    ServiceTarget, SupportId, SupportInfo, Target, UserId, NO_REQUEST, PROTOCOL_VERSION,
+    AppFigures, Chat, ChatState, ClientFrame, ClientMsgId, Content, Conversation, DeviceInfo, ErrorCode, GroupEvent,
+    GroupId, GroupInfo, Limits, Media, MediaKind, MemberInfo, Message, MessageId, MuteInfo, OnlineUser, OpenGroup,
+    Push, PushDeviceInfo, PushEvent, PushPlatform, PushTarget, ReadPosition, Reply, Request, Role, RoomInfo,
+    SenderKind, Seq, ServerFrame, ServerStats, ServiceTarget, SupportId, SupportInfo, Target, UserId, NO_REQUEST,
+    PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -166,6 +167,23 @@ fn message(
         event: None,
         display_name: shown(from),
     }))
+}
+
+/// A direct message as a history page shows it: in the caller's inbox sequence, with no
+/// `prev_seq` (a page is not a delivery).
+fn history_item(seq: Seq, message_id: MessageId, from: &str, text: &str) -> Message {
+    Message {
+        conversation: Conversation::Inbox,
+        seq,
+        prev_seq: Seq(0),
+        message_id,
+        from: s(from),
+        sender: SenderKind::User,
+        timestamp_ms: TS + seq.get() - 1,
+        content: Content::text(text),
+        event: None,
+        display_name: shown(from),
+    }
 }
 
 /// A group event as pushed to a member who has seen everything before it.
@@ -608,6 +626,109 @@ vectors! {
         agent: None,
     }),
 
+    // Devices, history and read state.
+    "login-device" => client(3, Request::LoginDevice {
+        username: s("alice"),
+        password: s("correct horse"),
+        device: s("laptop"),
+    }),
+    "resume-device" => client(2, Request::ResumeDevice { username: s("alice"), token: token(), device: s("laptop") }),
+    "device-logged-in" => reply(3, Reply::DeviceLoggedIn {
+        user_id: UserId(1),
+        display_name: s("alice"),
+        device: s("laptop"),
+        acked: Seq(2),
+        last_seq: Seq(4),
+        resume_token: token(),
+        admin: false,
+        chats: vec![
+            ChatState {
+                chat: Chat::User(s("bob")),
+                last_seq: Seq(4),
+                read_up_to: Seq(2),
+                unread: 2,
+                cleared_up_to: Seq(0),
+            },
+            ChatState { chat: Chat::Group(GROUP), last_seq: Seq(5), read_up_to: Seq(5), unread: 0, cleared_up_to: Seq(0) },
+        ],
+        read_receipts: true,
+    }),
+    "logout-everywhere" => client(12, Request::LogoutEverywhere),
+    "list-devices" => client(50, Request::ListDevices),
+    "devices" => reply(50, Reply::Devices {
+        devices: vec![
+            DeviceInfo { device: s("laptop"), online: true, last_seen_ms: TS, this: true },
+            DeviceInfo { device: s("phone"), online: false, last_seen_ms: TS - 3_600_000, this: false },
+        ],
+    }),
+    "remove-device" => client(51, Request::RemoveDevice { device: s("phone") }),
+    "push-device-connection" => push(Push::DeviceConnection {
+        username: s("alice"),
+        device: s("laptop"),
+        connected: true,
+        reason: s("login"),
+    }),
+    "push-sent-copy" => push(Push::SentCopy {
+        to: s("bob"),
+        message: Message {
+            conversation: Conversation::Inbox,
+            seq: Seq(3),
+            prev_seq: Seq(2),
+            message_id: MessageId(78),
+            from: s("alice"),
+            sender: SenderKind::User,
+            timestamp_ms: TS + 2,
+            content: Content::text("see you at six"),
+            event: None,
+            display_name: shown("alice"),
+        },
+    }),
+    "history" => client(52, Request::History { chat: Chat::User(s("bob")), before: Seq(0), limit: 50 }),
+    "history-group" => client(53, Request::History { chat: Chat::Group(GROUP), before: Seq(40), limit: 20 }),
+    "history-page" => reply(52, Reply::HistoryPage {
+        chat: Chat::User(s("bob")),
+        messages: vec![
+            history_item(Seq(1), MessageId(70), "bob", "are you coming?"),
+            history_item(Seq(3), MessageId(78), "alice", "see you at six"),
+        ],
+        more: false,
+    }),
+    "delete-message" => client(54, Request::DeleteMessage { chat: Chat::User(s("bob")), message_id: MessageId(78) }),
+    "group-event-message-deleted" => event(
+        Seq(6),
+        MessageId(81),
+        "alice",
+        GroupEvent::MessageDeleted { message_id: MessageId(80), by: s("alice") }
+    ),
+    "clear-history" => client(55, Request::ClearHistory { chat: Chat::User(s("bob")), up_to: Seq(3) }),
+    "push-history-cleared" => push(Push::HistoryCleared { chat: Chat::User(s("bob")), up_to: Seq(3) }),
+    "mark-read" => client(56, Request::MarkRead { chat: Chat::User(s("bob")), up_to: Seq(4) }),
+    "mark-read-group" => client(57, Request::MarkRead { chat: Chat::Group(GROUP), up_to: Seq(5) }),
+    "push-read-mark" => push(Push::ReadMark { chat: Chat::User(s("bob")), up_to: Seq(4) }),
+    "push-read-receipt" => push(Push::ReadReceipt { reader: s("alice"), up_to: Seq(7) }),
+    "read-state" => client(58, Request::ReadState),
+    "read-state-reply" => reply(58, Reply::ReadState {
+        chats: vec![ChatState {
+            chat: Chat::User(s("bob")),
+            last_seq: Seq(4),
+            read_up_to: Seq(4),
+            unread: 0,
+            cleared_up_to: Seq(3),
+        }],
+        read_receipts: false,
+    }),
+    "set-read-receipts" => client(59, Request::SetReadReceipts { enabled: false }),
+    "read-positions" => client(60, Request::ReadPositions { group_id: GROUP }),
+    "read-positions-reply" => reply(60, Reply::ReadPositions {
+        group_id: GROUP,
+        readers: vec![
+            ReadPosition { username: s("alice"), read_up_to: Seq(5) },
+            ReadPosition { username: s("bob"), read_up_to: Seq(3) },
+        ],
+    }),
+    "error-unknown-device" => error(51, ErrorCode::UnknownDevice, "no device named phone"),
+    "error-limit-reached-devices" => error(3, ErrorCode::LimitReached, "at most 5 devices at once; log one out first"),
+
     // Errors.
     "error-unknown-app" => error(1, ErrorCode::UnknownApp, "no app named acne on this server"),
     "error-unsupported-version" => error(1, ErrorCode::UnsupportedVersion, "this server speaks protocol version 2"),
@@ -957,7 +1078,7 @@ fn platforms_in(value: &Frame) -> Vec<PushPlatform> {
 // Variant indices and counts. The matches are exhaustive, so a new variant stops this file
 // from compiling until it is counted here (and then the test wants a vector for it).
 
-const REQUESTS: u8 = 49;
+const REQUESTS: u8 = 61;
 fn request_index(request: &Request) -> u8 {
     match request {
         Request::Hello { .. } => 0,
@@ -1009,6 +1130,18 @@ fn request_index(request: &Request) -> u8 {
         Request::ListSupport { .. } => 46,
         Request::AddStaff { .. } => 47,
         Request::RemoveStaff { .. } => 48,
+        Request::LoginDevice { .. } => 49,
+        Request::ResumeDevice { .. } => 50,
+        Request::LogoutEverywhere => 51,
+        Request::ListDevices => 52,
+        Request::RemoveDevice { .. } => 53,
+        Request::History { .. } => 54,
+        Request::DeleteMessage { .. } => 55,
+        Request::ClearHistory { .. } => 56,
+        Request::MarkRead { .. } => 57,
+        Request::ReadState => 58,
+        Request::SetReadReceipts { .. } => 59,
+        Request::ReadPositions { .. } => 60,
     }
 }
 
@@ -1042,7 +1175,7 @@ fn sender_index(sender: SenderKind) -> u8 {
     }
 }
 
-const REPLIES: u8 = 30;
+const REPLIES: u8 = 35;
 fn reply_index(reply: &Reply) -> u8 {
     match reply {
         Reply::Hello { .. } => 0,
@@ -1075,10 +1208,15 @@ fn reply_index(reply: &Reply) -> u8 {
         Reply::PushAcked { .. } => 27,
         Reply::AppStats(_) => 28,
         Reply::SupportList { .. } => 29,
+        Reply::DeviceLoggedIn { .. } => 30,
+        Reply::Devices { .. } => 31,
+        Reply::HistoryPage { .. } => 32,
+        Reply::ReadState { .. } => 33,
+        Reply::ReadPositions { .. } => 34,
     }
 }
 
-const PUSHES: u8 = 11;
+const PUSHES: u8 = 16;
 fn push_index(push: &Push) -> u8 {
     match push {
         Push::Message(_) => 0,
@@ -1092,6 +1230,11 @@ fn push_index(push: &Push) -> u8 {
         Push::Connection { .. } => 8,
         Push::PushEvent(_) => 9,
         Push::SupportClaimed { .. } => 10,
+        Push::SentCopy { .. } => 11,
+        Push::ReadMark { .. } => 12,
+        Push::ReadReceipt { .. } => 13,
+        Push::HistoryCleared { .. } => 14,
+        Push::DeviceConnection { .. } => 15,
     }
 }
 
@@ -1116,7 +1259,7 @@ fn platform_index(platform: PushPlatform) -> u8 {
     }
 }
 
-const EVENTS: u8 = 8;
+const EVENTS: u8 = 9;
 fn event_index(event: &GroupEvent) -> u8 {
     match event {
         GroupEvent::Created { .. } => 0,
@@ -1127,6 +1270,7 @@ fn event_index(event: &GroupEvent) -> u8 {
         GroupEvent::Renamed { .. } => 5,
         GroupEvent::RoleChanged { .. } => 6,
         GroupEvent::Deleted { .. } => 7,
+        GroupEvent::MessageDeleted { .. } => 8,
     }
 }
 

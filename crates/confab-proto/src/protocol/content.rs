@@ -59,6 +59,12 @@ pub enum GroupEvent {
     Deleted {
         by: String,
     },
+    /// In any conversation: `by` deleted its message `message_id` for everyone. Named
+    /// devices only; a session without a device is not sent it.
+    MessageDeleted {
+        message_id: MessageId,
+        by: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

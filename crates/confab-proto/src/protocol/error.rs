@@ -48,6 +48,8 @@ pub enum ErrorCode {
     UnknownApp,
     /// No shop of that name (a `Send` to a shop, `ListSupport`, `AddStaff`, `RemoveStaff`).
     UnknownShop,
+    /// The caller has no device of that name (`RemoveDevice`).
+    UnknownDevice,
 }
 
 impl ErrorCode {

@@ -27,8 +27,8 @@ pub use error::{retry_ms, ErrorCode};
 pub use names::{valid_app_name, valid_password, valid_room_name, valid_shop_name, valid_username, DEFAULT_APP};
 pub use push::{Push, PushEvent, PushTarget};
 pub use reply::{
-    AppFigures, GroupInfo, Limits, MemberInfo, MuteInfo, OnlineUser, OpenGroup, PushDeviceInfo, Reply, RoomInfo,
-    ServerFrame, ServerStats, SupportInfo,
+    AppFigures, ChatState, DeviceInfo, GroupInfo, Limits, MemberInfo, MuteInfo, OnlineUser, OpenGroup, PushDeviceInfo,
+    ReadPosition, Reply, RoomInfo, ServerFrame, ServerStats, SupportInfo,
 };
 pub use request::{Chat, ClientFrame, Conversation, PushPlatform, Request, ServiceTarget, Target};
 

@@ -1,6 +1,6 @@
 //! What the server sends unasked: stored and live messages, presence, and notices.
 
-use super::{Chat, Content, MediaKind, Message, MessageId, PushPlatform, SenderKind, SupportId};
+use super::{Chat, Content, MediaKind, Message, MessageId, PushPlatform, SenderKind, Seq, SupportId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,37 @@ pub enum Push {
         shop: String,
         customer: String,
         agent: Option<String>,
+    },
+    /// A message the user sent from another device (stored in the user's own inbox
+    /// sequence, so every device shows both sides): `message.from` is the user, `to` the
+    /// recipient. Named devices only; a session without a device is not sent copies.
+    SentCopy {
+        to: String,
+        message: Message,
+    },
+    /// The user marked the chat read on another device.
+    ReadMark {
+        chat: Chat,
+        up_to: Seq,
+    },
+    /// `reader` has read the direct messages the user sent it up to `up_to`, a sequence of
+    /// the reader's inbox (the one the `Sent` receipts carried).
+    ReadReceipt {
+        reader: String,
+        up_to: Seq,
+    },
+    /// The user cleared the chat's history up to `up_to` on another device.
+    HistoryCleared {
+        chat: Chat,
+        up_to: Seq,
+    },
+    /// To services that asked (WatchConnections): as `Connection`, for a session of a
+    /// named device.
+    DeviceConnection {
+        username: String,
+        device: String,
+        connected: bool,
+        reason: String,
     },
 }
 

@@ -1,7 +1,8 @@
 //! What the server answers: the frame, every reply and the records replies carry.
 
 use super::{
-    retry_ms, Chat, Conversation, ErrorCode, GroupId, MessageId, Push, PushPlatform, Role, Seq, SupportId, UserId,
+    retry_ms, Chat, Conversation, ErrorCode, GroupId, Message, MessageId, Push, PushPlatform, Role, Seq, SupportId,
+    UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +179,74 @@ pub enum Reply {
         conversations: Vec<SupportInfo>,
         more: bool,
     },
+    /// `LoginDevice` or `ResumeDevice` succeeded: as `LoggedIn`, for this device (`acked`
+    /// is this device's inbox position), with the caller's read state in every chat.
+    DeviceLoggedIn {
+        user_id: UserId,
+        display_name: String,
+        device: String,
+        acked: Seq,
+        last_seq: Seq,
+        /// 32 bytes, for this device only.
+        #[serde(with = "serde_bytes")]
+        #[debug("<redacted>")]
+        resume_token: Vec<u8>,
+        admin: bool,
+        chats: Vec<ChatState>,
+        read_receipts: bool,
+    },
+    Devices {
+        devices: Vec<DeviceInfo>,
+    },
+    /// A page of history (`History`), oldest first; `more` when older messages are kept.
+    HistoryPage {
+        chat: Chat,
+        messages: Vec<Message>,
+        more: bool,
+    },
+    ReadState {
+        chats: Vec<ChatState>,
+        read_receipts: bool,
+    },
+    ReadPositions {
+        group_id: GroupId,
+        readers: Vec<ReadPosition>,
+    },
+}
+
+/// One of a user's devices.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DeviceInfo {
+    pub device: String,
+    pub online: bool,
+    /// When it last logged in or its session ended (ms since the epoch).
+    pub last_seen_ms: u64,
+    /// Whether it is the device that asked.
+    pub this: bool,
+}
+
+/// A chat as the caller's read state has it. Sequences are the chat's: a direct chat's are
+/// those of the caller's inbox.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ChatState {
+    pub chat: Chat,
+    /// The chat's newest message.
+    pub last_seq: Seq,
+    pub read_up_to: Seq,
+    /// Messages from others after `read_up_to`.
+    pub unread: u64,
+    /// History up to here is cleared for the caller (`ClearHistory`).
+    pub cleared_up_to: Seq,
+}
+
+/// How far a group member has read.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ReadPosition {
+    pub username: String,
+    pub read_up_to: Seq,
 }
 
 /// One app's figures and limits (a limit of 0 means none).

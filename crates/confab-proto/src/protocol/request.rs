@@ -1,6 +1,6 @@
 //! What a client sends: the frame, every request, and where a message goes.
 
-use super::{ClientMsgId, Content, GroupId, Role, Seq, SupportId};
+use super::{ClientMsgId, Content, GroupId, MessageId, Role, Seq, SupportId};
 use serde::{Deserialize, Serialize};
 
 /// Everything a client sends: a request and the id its reply will carry.
@@ -249,6 +249,75 @@ pub enum Request {
         shop: String,
         username: String,
     },
+    /// `Login` from a named device: the client's own stable id for this device (1-64
+    /// printable ASCII, chosen once and kept with the resume token). A user may have up to
+    /// the server's `max_devices` sessions at once, one per device; a login from a device
+    /// that has a session replaces that session only. Answered by
+    /// [`Reply::DeviceLoggedIn`](super::Reply::DeviceLoggedIn).
+    LoginDevice {
+        username: String,
+        #[debug("<redacted>")]
+        password: String,
+        device: String,
+    },
+    /// `Resume` from a named device, with the token that device's login gave it (tokens
+    /// are per device).
+    ResumeDevice {
+        username: String,
+        #[serde(with = "serde_bytes")]
+        #[debug("<redacted>")]
+        token: Vec<u8>,
+        device: String,
+    },
+    /// Ends every session of the user, on every device, and revokes every resume token.
+    LogoutEverywhere,
+    /// The caller's devices: the ones with a session now and the ones the server keeps
+    /// positions for.
+    ListDevices,
+    /// Forgets one of the caller's devices (a lost phone): its session ends, its resume
+    /// token is revoked and its positions go.
+    RemoveDevice {
+        device: String,
+    },
+    /// One page of a conversation's history: up to `limit` messages before `before`
+    /// (`Seq(0)` = from the newest), oldest first. A direct chat's history is the caller's
+    /// inbox filtered to that user, in the inbox's sequence (both directions: what the
+    /// caller sent is there as sent copies); a group's is the group's sequence from when
+    /// the caller last joined.
+    History {
+        chat: Chat,
+        before: Seq,
+        limit: u32,
+    },
+    /// Deletes a message the caller sent, for everyone (within the server's time limit):
+    /// every device of every reader is told, and its content is gone from history.
+    DeleteMessage {
+        chat: Chat,
+        message_id: MessageId,
+    },
+    /// Hides a chat's history up to and including `up_to` from the caller's own devices
+    /// (the other side keeps theirs).
+    ClearHistory {
+        chat: Chat,
+        up_to: Seq,
+    },
+    /// The caller has read the chat up to and including `up_to`: its other devices are
+    /// told, its unread count there clears, and (unless the caller turned receipts off) the
+    /// senders of direct messages learn it.
+    MarkRead {
+        chat: Chat,
+        up_to: Seq,
+    },
+    /// The caller's read position and unread count in each chat.
+    ReadState,
+    /// Whether others learn when the caller has read their messages (on by default).
+    SetReadReceipts {
+        enabled: bool,
+    },
+    /// Members of a group: how far each member has read it.
+    ReadPositions {
+        group_id: GroupId,
+    },
 }
 
 impl Request {
@@ -266,7 +335,12 @@ impl Request {
             | Request::JoinGroup { group_id: id }
             | Request::LeaveGroup { group_id: id }
             | Request::DeleteGroup { group_id: id }
-            | Request::GroupMembers { group_id: id } => Some(*id),
+            | Request::GroupMembers { group_id: id }
+            | Request::History { chat: Chat::Group(id), .. }
+            | Request::DeleteMessage { chat: Chat::Group(id), .. }
+            | Request::ClearHistory { chat: Chat::Group(id), .. }
+            | Request::MarkRead { chat: Chat::Group(id), .. }
+            | Request::ReadPositions { group_id: id } => Some(*id),
             _ => None,
         }
     }

@@ -191,6 +191,7 @@ fn group_event(event: &GroupEvent) -> String {
             format!("event=role user={username} role={} by={by}", role_word(*role))
         }
         GroupEvent::Deleted { by } => format!("event=deleted by={by}"),
+        GroupEvent::MessageDeleted { message_id, by } => format!("event=message-deleted id={message_id} by={by}"),
     }
 }
 

@@ -225,6 +225,7 @@ fn group_event(event: &GroupEvent) -> String {
         GroupEvent::Renamed { name, by } => format!("{by} renamed the group to “{}”", clean(name)),
         GroupEvent::RoleChanged { username, role, by } => format!("{by} made {username} {}", role_phrase(*role)),
         GroupEvent::Deleted { by } => format!("{by} deleted the group"),
+        GroupEvent::MessageDeleted { message_id, by } => format!("{by} deleted message {message_id}"),
     }
 }
 
