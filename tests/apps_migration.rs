@@ -15,7 +15,7 @@ use confab::protocol::{
     Chat, Content, Conversation, GroupEvent, GroupId, Message, Push, PushPlatform, Reply, Request, Role, SenderKind,
     Seq, UserId,
 };
-use confab::store::{MemberRecord, Mute, Store, StoredMessage};
+use confab::store::{Addressee, MemberRecord, Mute, Store, StoredMessage};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -72,11 +72,11 @@ fn text(body: &str) -> Content {
     Content::text(body)
 }
 
-/// (from, sender kind, event, text, except) of a stored message.
-type Stored = (String, SenderKind, Option<GroupEvent>, Content, Option<String>);
+/// (from, sender kind, event, text, addressee) of a stored message.
+type Stored = (String, SenderKind, Option<GroupEvent>, Content, Addressee);
 
 fn stored(m: &StoredMessage) -> Stored {
-    (m.from.clone(), m.sender, m.event.clone(), m.content.clone(), m.except.clone())
+    (m.from.clone(), m.sender, m.event.clone(), m.content.clone(), m.addressee.clone())
 }
 
 fn system() -> Content {
@@ -85,22 +85,22 @@ fn system() -> Content {
 
 /// The group's whole history as the fixture holds it, with names as `q` makes them.
 fn group_history(q: impl Fn(&str) -> String) -> Vec<Stored> {
-    let event = |from: &str, event: GroupEvent| (q(from), SenderKind::User, Some(event), system(), None);
-    let said = |from: &str, kind, body: &str, except: Option<String>| (q(from), kind, None, text(body), except);
+    let event = |from: &str, event: GroupEvent| (q(from), SenderKind::User, Some(event), system(), Addressee::Readers);
+    let said = |from: &str, kind, body: &str, to: Addressee| (q(from), kind, None, text(body), to);
     vec![
         event("alice", GroupEvent::Created { by: q("alice") }),
         event("alice", GroupEvent::Added { username: q("bob"), by: q("alice") }),
         event("alice", GroupEvent::Added { username: q("carol"), by: q("alice") }),
         event("alice", GroupEvent::RoleChanged { username: q("bob"), role: Role::Admin, by: q("alice") }),
-        said("alice", SenderKind::User, "welcome to the book club", None),
-        said("bob", SenderKind::User, "first book: Dune", None),
-        said("relay", SenderKind::Service, "meeting on friday (not for bob)", Some(q("bob"))),
+        said("alice", SenderKind::User, "welcome to the book club", Addressee::Readers),
+        said("bob", SenderKind::User, "first book: Dune", Addressee::Readers),
+        said("relay", SenderKind::Service, "meeting on friday (not for bob)", Addressee::AllBut(q("bob"))),
     ]
 }
 
 /// carol's inbox as the fixture holds it.
 fn carol_inbox(q: impl Fn(&str) -> String) -> Vec<Stored> {
-    let said = |from: &str, kind, body: &str| (q(from), kind, None, text(body), None);
+    let said = |from: &str, kind, body: &str| (q(from), kind, None, text(body), Addressee::Readers);
     vec![
         said("relay", SenderKind::Service, "your order has shipped"),
         said("alice", SenderKind::User, "hi carol"),
@@ -269,7 +269,7 @@ fn next_message(client: &mut Client) -> Message {
 /// Wire view of a pushed message: names as a client of the app `default` sees them (bare,
 /// its own app's), the sender's display name now.
 fn received(m: &Message) -> (Stored, String) {
-    ((m.from.clone(), m.sender, m.event.clone(), m.content.clone(), None), m.display_name.clone())
+    ((m.from.clone(), m.sender, m.event.clone(), m.content.clone(), Addressee::Readers), m.display_name.clone())
 }
 
 /// Needs the server's side of apps (fails with the migration alone: the server looks up
@@ -358,7 +358,7 @@ fn old_users_service_and_data_work(fixture: &Fixture) {
         .skip(2)
         .map(|((from, kind, event, content, _), seq)| {
             let shown = display(&from);
-            (Seq(seq), ((from, kind, event, content, None), shown))
+            (Seq(seq), ((from, kind, event, content, Addressee::Readers), shown))
         })
         .collect();
     assert_eq!(group, expected_group);

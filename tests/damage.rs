@@ -6,7 +6,7 @@ use crate::common::daemon::confabd;
 use crate::common::{in_default, DataDir, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{ClientMsgId, Content, GroupId, MessageId, SenderKind, Seq, UserId};
-use confab::store::{LogOwner, StoredMessage};
+use confab::store::{Addressee, LogOwner, StoredMessage};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -138,7 +138,7 @@ fn storage_verify_reports_a_missing_message_and_the_server_refuses_it() {
             timestamp_ms: 0,
             content: Content::text(text),
             event: None,
-            except: None,
+            addressee: Addressee::Readers,
         };
         let bob = LogOwner::from(UserId(77));
         for seq in [1, 2, 4, 5] {
@@ -194,7 +194,7 @@ fn a_position_beyond_the_group_history_is_brought_back_not_refused() {
                 timestamp_ms: 0,
                 content: Content::text(format!("m{seq}")),
                 event: None,
-                except: None,
+                addressee: Addressee::Readers,
             };
             store.group_log.append(group.into(), Seq(seq), &m).unwrap();
         }

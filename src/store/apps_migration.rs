@@ -32,7 +32,7 @@
 //!
 //! O(data), once per data directory; one info line with the counts.
 
-use super::{decode, encode, Mute, PushPrefs, Store, StoreError, StoreResult, StoredMessage};
+use super::{decode, encode, Addressee, Mute, PushPrefs, Store, StoreError, StoreResult, StoredMessage};
 use crate::apps::{DEFAULT_APP, SEPARATOR};
 use crate::protocol::{Chat, GroupEvent};
 use log::{info, warn};
@@ -217,7 +217,10 @@ fn move_keys(tree: &sled::Tree, rename: impl Fn(&[u8]) -> Option<Vec<u8>>) -> St
 fn qualify_message(message: &mut StoredMessage) -> bool {
     // `|`, not `||`: every name is qualified, not just the first that changes.
     qualify(&mut message.from)
-        | message.except.as_mut().is_some_and(qualify)
+        | match &mut message.addressee {
+            Addressee::AllBut(name) | Addressee::CopyTo(name) => qualify(name),
+            Addressee::Readers => false,
+        }
         | message.event.as_mut().is_some_and(qualify_event)
 }
 
@@ -293,7 +296,7 @@ mod tests {
             timestamp_ms: 9,
             content: Content::text(text),
             event,
-            except: except.map(Into::into),
+            addressee: except.map_or(Addressee::Readers, |name| Addressee::AllBut(name.into())),
         }
     }
 

@@ -134,7 +134,7 @@ mod tests {
             content: crate::protocol::Content::text("x"),
             event: None,
             sender: crate::protocol::SenderKind::User,
-            except: None,
+            addressee: crate::store::Addressee::Readers,
         };
         store.group_log.append(ten.into(), Seq(1), &message).unwrap();
 

@@ -61,7 +61,7 @@ pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
 pub use push::{Mute, PushDevice, PushMessage, PushPrefs, PushQueueState, PushRecord};
 pub use records::{
-    Account, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, ShopRecord, StaffRecord, StoredMessage,
+    Account, Addressee, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, ShopRecord, StaffRecord, StoredMessage,
     SupportRecord,
 };
 pub use seqlog::{LogOwner, LogState, SeqLog};

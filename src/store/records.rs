@@ -25,8 +25,30 @@ pub struct StoredMessage {
     pub timestamp_ms: u64,
     pub content: Content,
     pub event: Option<GroupEvent>,
-    /// A group member this message is not for (a service's "everyone but").
-    pub except: Option<String>,
+    pub addressee: Addressee,
+}
+
+/// Whom a stored message is for beyond its log's readers. Encoded exactly as the
+/// `Option<String>` it replaced (variant 0 carries nothing, variant 1 a name), so records
+/// written before `CopyTo` existed read unchanged.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub enum Addressee {
+    /// Every reader of the log.
+    #[default]
+    Readers,
+    /// Every group member but this one (a service's "everyone but").
+    AllBut(String),
+    /// In a user's own inbox: a copy of what the user sent to this user, so that every
+    /// device of the sender shows both sides.
+    CopyTo(String),
+}
+
+impl StoredMessage {
+    /// Whether only sessions of named devices may be sent it: sent copies and deletions are
+    /// frames a client that names no device (an older one) does not know.
+    pub fn device_only(&self) -> bool {
+        matches!(self.addressee, Addressee::CopyTo(_)) || matches!(self.event, Some(GroupEvent::MessageDeleted { .. }))
+    }
 }
 
 /// What a sender's earlier send produced, so a retry gets the same receipt.
@@ -110,7 +132,37 @@ impl StoredMessage {
             timestamp_ms: 5,
             content: Content::text(text),
             event: None,
-            except: None,
+            addressee: Addressee::Readers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records written when this field was `Option<String>` must read as the same addressee.
+    #[test]
+    fn addressee_encodes_as_the_option_it_replaced() {
+        let bytes = |value: &dyn erased_serde_free::Bytes| value.bytes();
+        let none: Option<String> = None;
+        let bob: Option<String> = Some("bob".into());
+        assert_eq!(bytes(&none), bytes(&Addressee::Readers));
+        assert_eq!(bytes(&bob), bytes(&Addressee::AllBut("bob".into())));
+        let decoded: Addressee = postcard::from_bytes(&bytes(&bob)).unwrap();
+        assert_eq!(decoded, Addressee::AllBut("bob".into()));
+        assert_eq!(bytes(&Addressee::CopyTo("bob".into()))[0], 2, "a new variant after the option's two");
+    }
+
+    /// Encodes values of different types through one closure.
+    mod erased_serde_free {
+        pub trait Bytes {
+            fn bytes(&self) -> Vec<u8>;
+        }
+        impl<T: serde::Serialize> Bytes for T {
+            fn bytes(&self) -> Vec<u8> {
+                postcard::to_allocvec(self).expect("encodes")
+            }
         }
     }
 }

@@ -84,6 +84,11 @@ impl Directory {
         names.entry(username.into()).or_insert(name).clone()
     }
 
+    /// Every connection of the user's sessions, one per device (none if offline).
+    pub fn conns_of(&self, username: &str) -> Vec<ConnId> {
+        self.conn_of(username).into_iter().collect()
+    }
+
     pub fn conn_of(&self, username: &str) -> Option<ConnId> {
         read(&self.online).users.get(username).map(|e| e.conn)
     }

@@ -20,7 +20,7 @@ use crate::protocol::{
     ServerFrame, UserId,
 };
 use crate::route::{ConnId, SessionUser};
-use crate::store::{GroupRecord, LogId, MemberRecord, StoredMessage};
+use crate::store::{Addressee, GroupRecord, LogId, MemberRecord, StoredMessage};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -209,7 +209,7 @@ impl GroupState {
             return Ok(());
         }
         ctx.received(from, 1);
-        let stored = message::compose(ctx.shared, from, content, None)?;
+        let stored = message::compose(ctx.shared, from, content, Addressee::Readers)?;
         self.append(ctx, stored, Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) })?;
         Ok(())
     }
@@ -389,9 +389,9 @@ fn fill_member(ctx: &mut Ctx, id: GroupId, last_seq: Seq, name: &str, cursor: &m
 /// The member a stored group message is not pushed to: its user sender (who has the
 /// receipt), or the member a service excluded. Events go to everyone.
 fn skipped_member(stored: &StoredMessage) -> Option<&str> {
-    match (&stored.except, stored.sender, &stored.event) {
-        (Some(except), _, _) => Some(except),
-        (None, SenderKind::User, None) => Some(&stored.from),
+    match (&stored.addressee, stored.sender, &stored.event) {
+        (Addressee::AllBut(except), _, _) => Some(except),
+        (_, SenderKind::User, None) => Some(&stored.from),
         _ => None,
     }
 }

@@ -11,7 +11,7 @@ use super::quota;
 use super::refusal::{Handled, Refusal};
 use crate::protocol::{ClientMsgId, Content, Conversation, ErrorCode, Push, Reply, Seq, UserId};
 use crate::route::{ConnId, SessionUser};
-use crate::store::{LogId, StoredMessage};
+use crate::store::{Addressee, LogId, StoredMessage};
 use log::error;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,7 +105,7 @@ impl UserState {
             return Ok(());
         }
         ctx.received(from, 1);
-        let stored = message::compose(ctx.shared, from, content, None)?;
+        let stored = message::compose(ctx.shared, from, content, Addressee::Readers)?;
         quota::check(ctx.config(), self.stored_bytes, wire_size(&stored))?;
         self.append(ctx, stored, Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) })?;
         Ok(())

@@ -22,7 +22,7 @@ use crate::protocol::{
     UserId,
 };
 use crate::route::{ConnId, SessionUser};
-use crate::store::{DedupEntry, DedupRecord, LogId, LogOwner, StoredMessage};
+use crate::store::{Addressee, DedupEntry, DedupRecord, LogId, LogOwner, StoredMessage};
 
 /// Longest media URL and description accepted (protocol.md "Content").
 const MAX_MEDIA_URL: usize = 2048;
@@ -75,13 +75,13 @@ pub fn earlier(ctx: &Ctx, key: RetryKey, destination: LogOwner) -> Result<Option
     }))
 }
 
-/// A new message from a user or a service; `except` names a group member it is not
+/// A new message from a user or a service; `addressee` may name a group member it is not
 /// pushed to (a service's choice).
 pub fn compose(
     shared: &Shared,
     from: &SessionUser,
     content: Content,
-    except: Option<String>,
+    addressee: Addressee,
 ) -> Result<StoredMessage, Refusal> {
     Ok(StoredMessage {
         message_id: MessageId(shared.store.next_id()?),
@@ -90,7 +90,7 @@ pub fn compose(
         timestamp_ms: now_ms(),
         content,
         event: None,
-        except,
+        addressee,
     })
 }
 
@@ -103,7 +103,7 @@ pub fn event(shared: &Shared, event: GroupEvent, by: &str) -> Result<StoredMessa
         timestamp_ms: now_ms(),
         content: system_content(),
         event: Some(event),
-        except: None,
+        addressee: Addressee::Readers,
     })
 }
 

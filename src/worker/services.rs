@@ -19,6 +19,7 @@ use crate::apps::{app_of, valid_user_name};
 use crate::auth::token_digest;
 use crate::protocol::{ErrorCode, GroupId, Push, Reply, ServerFrame, ServiceTarget};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
+use crate::store::Addressee;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -211,7 +212,7 @@ fn deliver_to_user(
     if ctx.dedup().get(service.uid, *client_msg_id, inbox.uid.into()).is_some() {
         return Ok(Some(false));
     }
-    let stored = message::compose(ctx.shared, service, content.clone(), None)?;
+    let stored = message::compose(ctx.shared, service, content.clone(), Addressee::Readers)?;
     // Not refused by the quota (a service is the operator's own), but counted in it, as
     // the ack that frees it will be.
     let key = RetryKey { sender: service.uid, client_msg_id: *client_msg_id };
@@ -260,7 +261,7 @@ fn send_to_group(
     if ctx.dedup().get(service.uid, client_msg_id, id.into()).is_some() {
         return Ok(Tally { stored: 1, delivered: 0, unknown: Vec::new() });
     }
-    let stored = message::compose(ctx.shared, service, content, except)?;
+    let stored = message::compose(ctx.shared, service, content, except.map_or(Addressee::Readers, Addressee::AllBut))?;
     let key = RetryKey { sender: service.uid, client_msg_id };
     let delivered = group.append(ctx, stored, Origin { reply_to: None, retry_key: Some(key) })?;
     Ok(Tally { stored: 1, delivered, unknown: Vec::new() })

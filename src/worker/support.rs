@@ -27,7 +27,7 @@ use crate::protocol::{
     UserId,
 };
 use crate::route::{ConnId, SessionUser};
-use crate::store::{LogId, ShopRecord, StaffRecord, StoredMessage, SupportRecord};
+use crate::store::{Addressee, LogId, ShopRecord, StaffRecord, StoredMessage, SupportRecord};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -409,7 +409,7 @@ impl ShopState {
                 None => claims = true,
             }
         }
-        let mut stored = message::compose(ctx.shared, from, content, None)?;
+        let mut stored = message::compose(ctx.shared, from, content, Addressee::Readers)?;
         if staff {
             stored.sender = SenderKind::Staff;
         }

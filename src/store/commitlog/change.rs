@@ -146,7 +146,7 @@ mod tests {
             timestamp_ms: 5,
             content: Content::text("hi"),
             event: None,
-            except: None,
+            addressee: crate::store::Addressee::Readers,
         }
     }
 
