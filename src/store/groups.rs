@@ -37,6 +37,7 @@ impl Store {
             acks.remove(entry?.0);
         }
         self.group_acks.apply_batch(acks)?;
+        self.remove_device_acks(super::LogId::Group, group_id.into(), None)?;
         self.group_log.remove_all(group_id.into())?;
         self.groups.remove(group_key(group_id))?;
         Ok(())

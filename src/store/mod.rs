@@ -29,6 +29,8 @@
 //!   of the readers who hold the conversation (see `worker/support.rs`)
 //! - `shops`, `staff_of`, `support`, `support_of`, `shop_support`, `support_acks`:
 //!   shops and their conversations (see [`support`])
+//! - `devices`, `device_acks`: users' devices and named devices' positions (see
+//!   [`devices`]); a token of a named device has the device's id after its expiry
 //!
 //! Every user, service and shop name in a key or a record (above, and inside messages,
 //! group events, mutes and push events) is qualified with its app: `app/name` (see
@@ -38,6 +40,7 @@ mod apps;
 mod apps_migration;
 pub mod commitlog;
 mod dedup;
+mod devices;
 mod garbage;
 mod groups;
 mod hook;
@@ -54,8 +57,9 @@ mod support;
 mod verify;
 
 pub use apps::AppRecord;
-pub use commitlog::SyncPolicy;
+pub use commitlog::{DeviceChange, SyncPolicy};
 pub use dedup::DedupRecord;
+pub use devices::DeviceRecord;
 pub use hook::{DurabilityHook, Durable};
 pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
@@ -129,6 +133,7 @@ pub struct Store {
     journal: sled::Tree,
     push: push::PushTrees,
     support: support::SupportTrees,
+    devices: devices::DeviceTrees,
     /// The checkpoint serial (see [`marker`]) and the format of names (see [`apps_migration`]).
     meta: sled::Tree,
     checkpoints: Arc<Mutex<Checkpoints>>,
@@ -209,6 +214,7 @@ impl Store {
             journal: db.open_tree("journal")?,
             push: push::PushTrees::open(&db)?,
             support: support::SupportTrees::open(&db)?,
+            devices: devices::DeviceTrees::open(&db)?,
             meta,
             checkpoints: Arc::new(Mutex::new(Checkpoints { serial, file: None })),
             log_cuts: Vec::new(),
@@ -365,11 +371,13 @@ impl Store {
         Ok(names)
     }
 
-    /// Removes the account and everything only it owned: inbox, tokens, push devices. Group
-    /// memberships are the caller's to settle first (they involve other members).
+    /// Removes the account and everything only it owned: inbox, tokens, devices, push
+    /// devices. Group memberships are the caller's to settle first (they involve other
+    /// members).
     pub fn delete_account(&self, username: &str, uid: UserId) -> StoreResult<()> {
         self.inbox.remove_all(uid.into())?;
         self.revoke_tokens(uid)?;
+        self.remove_devices(uid)?;
         self.put_push_prefs(uid, &PushPrefs::default())?;
         self.accounts.remove(username.as_bytes())?;
         Ok(())
@@ -381,17 +389,10 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the token is known and unexpired; an expired one is removed.
+    /// Whether the token is known and unexpired, whatever its device; an expired one is
+    /// removed (see [`Store::token_device`]).
     pub fn token_valid(&self, uid: UserId, digest: &[u8; 32], now_ms: u64) -> StoreResult<bool> {
-        let key = token_key(uid, digest);
-        match self.tokens.get(key)? {
-            Some(raw) if read_u64("tokens", &raw)? > now_ms => Ok(true),
-            Some(_) => {
-                self.tokens.remove(key)?;
-                Ok(false)
-            }
-            None => Ok(false),
-        }
+        Ok(self.token_device(uid, digest, now_ms)?.is_some())
     }
 
     /// Revokes every token of the user (logout, password change).

@@ -17,7 +17,7 @@
 //! sled at all. Between commits, [`Partition::upkeep`] migrates what is due and retires
 //! commit-log segments whose every message is in sled, after a sled checkpoint.
 
-use super::commitlog::{segment, ChangeRef, CommitLog, SyncPolicy, DIR};
+use super::commitlog::{segment, Applied, ChangeRef, CommitLog, DeviceChange, SyncPolicy, DIR};
 use super::garbage::GarbageQueue;
 use super::{
     DedupRecord, LogId, LogOwner, LogState, PushRecord, Staged, Store, StoreError, StoreResult, StoredMessage,
@@ -182,6 +182,19 @@ impl Partition {
     pub fn revoke_tokens(&mut self, uid: UserId) -> StoreResult<()> {
         self.store.revoke_tokens(uid)?;
         self.log.add(&ChangeRef::RevokeTokens { uid });
+        Ok(())
+    }
+
+    /// A change of a user's devices (a login or session end, a named device's ack or
+    /// token, a logout or removal), applied now and durable with this batch.
+    pub fn device(&mut self, change: DeviceChange) -> StoreResult<()> {
+        // What only takes away (revocations, forgetting) goes in even past the bound, as a
+        // logout's revocation does.
+        if matches!(change, DeviceChange::Seen { .. } | DeviceChange::Ack { .. } | DeviceChange::Token { .. }) {
+            self.room_for_change()?;
+        }
+        self.store.apply_device(change.clone(), &mut Applied::default())?;
+        self.log.add(&ChangeRef::Device(&change));
         Ok(())
     }
 

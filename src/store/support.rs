@@ -168,6 +168,7 @@ impl Store {
                 acks.remove(entry?.0);
             }
             self.support.acks.apply_batch(acks)?;
+            self.remove_device_acks(super::LogId::Support, id.into(), None)?;
             self.support_log.remove_all(id.into())?;
             self.support.shop_support.remove(id_key(name, id))?;
             self.support.support.remove(id.get().to_be_bytes())?;

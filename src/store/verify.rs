@@ -55,6 +55,7 @@ impl Store {
         check_log(&self.group_log, "history of group", &mut report)?;
         check_log(&self.support_log, "support conversation", &mut report)?;
         report.problems.extend(self.verify_support()?);
+        report.problems.extend(self.verify_devices()?);
         // A member's position beyond its group's last message is no damage: a member added
         // just before a crash that lost the newest messages (not yet durable, never
         // receipted); the server brings the position back to the history's end at load.

@@ -7,7 +7,9 @@
 //! its log's floor, a floor or a member's ack only ever rises.
 
 use crate::protocol::{GroupId, Seq, SupportId, UserId};
-use crate::store::{DedupRecord, LogId, LogOwner, PushRecord, Store, StoreError, StoreResult, StoredMessage};
+use crate::store::{
+    DedupRecord, DeviceRecord, LogId, LogOwner, PushRecord, Store, StoreError, StoreResult, StoredMessage,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,26 @@ pub enum Change {
     /// A reader's (customer's or staff member's) acknowledged position in a support
     /// conversation.
     SupportAck { support: SupportId, username: String, acked: Seq },
+    /// A change of a user's devices (appended: logs of earlier versions hold none).
+    Device(DeviceChange),
+}
+
+/// What changes about a user's devices on the message path (see `store/devices.rs`): in
+/// the log with the tokens and acks, so a replay applies them in the order they were made
+/// (a device removed after a login stays removed, and so does its token).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum DeviceChange {
+    /// The device logged in or its session ended.
+    Seen { uid: UserId, device: String, last_seen_ms: u64 },
+    /// A named device's acknowledged position in a log (the legacy device's in an inbox).
+    Ack { log: LogId, owner: LogOwner, uid: UserId, device: String, acked: Seq },
+    /// A resume token issued to a named device.
+    Token { uid: UserId, digest: [u8; 32], expires_ms: u64, device: String },
+    /// Every token of one device revoked (its logout).
+    RevokeTokens { uid: UserId, device: String },
+    /// The device forgotten (removed, expired, or the oldest beyond the bound): its record,
+    /// tokens and positions in the user's inbox and in these groups and conversations.
+    Forget { uid: UserId, device: String, groups: Vec<GroupId>, conversations: Vec<SupportId> },
 }
 
 /// [`Change`] borrowing its large parts, for encoding without a copy. Same variants in the
@@ -47,6 +69,7 @@ pub enum ChangeRef<'a> {
     PushEvent { seq: u64, event: &'a PushRecord },
     PushFloor { floor: u64 },
     SupportAck { support: SupportId, username: &'a str, acked: Seq },
+    Device(&'a DeviceChange),
 }
 
 /// Appends a change to a batch's payload.
@@ -127,6 +150,36 @@ impl Store {
                     applied.acks += 1;
                 }
             }
+            Change::Device(change) => self.apply_device(change, applied)?,
+        }
+        Ok(())
+    }
+
+    /// Applies one device change (replayed, or as it is made).
+    pub fn apply_device(&self, change: DeviceChange, applied: &mut Applied) -> StoreResult<()> {
+        match change {
+            DeviceChange::Seen { uid, device, last_seen_ms } => {
+                self.put_device(uid, &device, &DeviceRecord { last_seen_ms })?
+            }
+            DeviceChange::Ack { log, owner, uid, device, acked } => {
+                // The history of a deleted group or conversation stays deleted, positions too.
+                let gone = match log {
+                    LogId::Inbox => false,
+                    LogId::Group => self.group(GroupId(owner.get()))?.is_none(),
+                    LogId::Support => self.support(SupportId(owner.get()))?.is_none(),
+                };
+                if !gone && self.device_ack(log, owner, uid, &device)?.is_none_or(|before| acked > before) {
+                    self.put_device_ack(log, owner, uid, &device, acked)?;
+                    applied.acks += 1;
+                }
+            }
+            DeviceChange::Token { uid, digest, expires_ms, device } => {
+                self.put_device_token(uid, &digest, expires_ms, &device)?
+            }
+            DeviceChange::RevokeTokens { uid, device } => self.revoke_device_tokens(uid, &device)?,
+            DeviceChange::Forget { uid, device, groups, conversations } => {
+                self.forget_device(uid, &device, &groups, &conversations)?
+            }
         }
         Ok(())
     }
@@ -162,6 +215,20 @@ mod tests {
         };
         let entry = DedupEntry { recipient: LogOwner(3), message_id: MessageId(4), seq: Seq(5), timestamp_ms: 6 };
         let records = vec![DedupRecord { sender: UserId(1), client_msg_id: ClientMsgId(2), entry }];
+        let seen = DeviceChange::Seen { uid: UserId(1), device: "phone".into(), last_seen_ms: 7 };
+        let ack = DeviceChange::Ack {
+            log: LogId::Group,
+            owner: LogOwner(3),
+            uid: UserId(1),
+            device: "phone".into(),
+            acked: Seq(4),
+        };
+        let forget = DeviceChange::Forget {
+            uid: UserId(1),
+            device: "phone".into(),
+            groups: vec![GroupId(3)],
+            conversations: vec![SupportId(8)],
+        };
         let pairs = [
             (
                 ChangeRef::Message { log: LogId::Group, owner: LogOwner(7), seq: Seq(8), message: &m },
@@ -190,6 +257,9 @@ mod tests {
                 ChangeRef::SupportAck { support: SupportId(4), username: "bob", acked: Seq(3) },
                 Change::SupportAck { support: SupportId(4), username: "bob".into(), acked: Seq(3) },
             ),
+            (ChangeRef::Device(&seen), Change::Device(seen.clone())),
+            (ChangeRef::Device(&ack), Change::Device(ack.clone())),
+            (ChangeRef::Device(&forget), Change::Device(forget.clone())),
         ];
         let mut payload = Vec::new();
         for (borrowed, owned) in &pairs {

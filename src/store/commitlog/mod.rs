@@ -20,7 +20,7 @@ pub mod change;
 pub mod record;
 pub mod segment;
 
-pub use change::{Applied, Change, ChangeRef};
+pub use change::{Applied, Change, ChangeRef, DeviceChange};
 pub use record::SegmentId;
 
 use super::{DurabilityHook, Durable};
