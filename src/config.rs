@@ -18,6 +18,12 @@ pub const DEFAULT_PORT: u16 = 7420;
 /// and a Hello with a long client name still fit.
 pub const MIN_FRAME_BEFORE_LOGIN: u32 = 1024;
 
+/// Devices the server keeps per user (their records and positions), online or not: a
+/// login from a new device beyond this forgets the device seen least recently. Every known
+/// device's position holds messages on disk, so without a bound one user could make the
+/// server keep a position per made-up device id forever.
+pub const MAX_KNOWN_DEVICES: usize = 20;
+
 /// Argon2id cost. Production defaults follow the OWASP recommendation (19 MiB, 2 passes);
 /// tests lower it because they hash hundreds of passwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +140,15 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a resume token stays valid.
     pub token_ttl: Duration,
+    /// Sessions one user may have at once, one per device: a phone, a laptop, a tablet and a
+    /// browser or two. Each costs a connection and a cursor in every conversation the user
+    /// reads. A login from one more device is refused; 1 keeps one session per user, where
+    /// the newest login wins.
+    pub max_devices: usize,
+    /// A device not seen (no login, no session ending) for this long is forgotten: its
+    /// positions no longer hold messages on disk. 30 days: a laptop left at home over a
+    /// holiday still catches up; a lost phone stops holding storage after a month.
+    pub device_expiry: Duration,
     /// Members per group at most.
     pub max_group_members: usize,
     /// Groups a user may belong to at most.
@@ -311,6 +326,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(2),
             max_connections: 19_000,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_devices: 5,
+            device_expiry: Duration::from_secs(30 * 24 * 3600),
             max_group_members: 1000,
             max_groups_per_user: 100,
             group_retention: 100_000,
@@ -373,6 +390,7 @@ impl Config {
             self.max_frame_before_login.clamp(MIN_FRAME_BEFORE_LOGIN, self.max_frame.max(MIN_FRAME_BEFORE_LOGIN));
         self.max_unauthenticated = self.max_unauthenticated.min(self.max_connections);
         self.push.queue_max = self.push.queue_max.max(1);
+        self.max_devices = self.max_devices.clamp(1, MAX_KNOWN_DEVICES);
         self
     }
 

@@ -25,6 +25,8 @@ fn defaults() -> Config {
 
 /// Flags given in MiB.
 const MIB: u64 = 1024 * 1024;
+/// Flags given in days, in seconds.
+const DAY: u64 = 24 * 3600;
 
 #[derive(Parser, Debug)]
 #[command(name = "confabd", version, about = "confab instant-messaging server")]
@@ -141,6 +143,13 @@ struct Flags {
     /// open-file limit minus this.
     #[arg(long, default_value_t = defaults().fd_reserve)]
     fd_reserve: usize,
+    /// Sessions one user may have at once, one per device (1: one session, the newest
+    /// login wins).
+    #[arg(long, default_value_t = defaults().max_devices)]
+    max_devices: usize,
+    /// Forget a device not seen for this many days: its positions stop holding messages.
+    #[arg(long, default_value_t = defaults().device_expiry.as_secs() / DAY)]
+    device_expiry_days: u64,
     /// Members per group at most.
     #[arg(long, default_value_t = defaults().max_group_members)]
     max_group_members: usize,
@@ -255,6 +264,8 @@ impl Flags {
             max_unauthenticated_per_ip: self.max_unauthenticated_per_ip,
             max_frame_before_login: self.max_frame_before_login,
             fd_reserve: self.fd_reserve,
+            max_devices: self.max_devices,
+            device_expiry: Duration::from_secs(self.device_expiry_days.max(1) * DAY),
             max_group_members: self.max_group_members,
             max_groups_per_user: self.max_groups_per_user,
             group_retention: self.group_retention,
@@ -364,7 +375,8 @@ mod tests {
             listen, data_dir, max_frame, max_body, heartbeat, idle_timeout, workers, hash_threads,
             hash_cost, delivery_window, delivery_window_bytes, max_outbound, max_outbound_total,
             fanout_rate, fanout_burst, max_rooms_per_conn, max_inbox_bytes, worker_queue, max_batch,
-            shutdown_grace, max_connections, token_ttl, max_group_members, max_groups_per_user,
+            shutdown_grace, max_connections, token_ttl, max_devices, device_expiry, max_group_members,
+            max_groups_per_user,
             group_retention, max_staff_per_shop, max_support_per_user, max_room_members, broadcast_by_anyone, max_subscriptions,
             max_connections_per_ip, request_rate, request_burst, login_free_attempts,
             login_address_free_attempts, login_account_free_attempts, login_backoff,
