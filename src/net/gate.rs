@@ -149,7 +149,8 @@ mod tests {
 
     #[test]
     fn requests_go_to_the_owner_of_what_they_touch() {
-        let alice = SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false };
+        let alice =
+            SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false, device: "".into() };
         let send =
             |to| Request::Send { to, client_msg_id: ClientMsgId(1), transient: false, content: Content::text("hi") };
         let at = |r: &Request| match admit(Phase::Ready, Some(&alice), r) {
@@ -173,7 +174,8 @@ mod tests {
         assert_eq!(at(&list("")), "User(\"alice\")", "a customer's own conversations");
         let add = Request::AddStaff { shop: "acme".into(), username: "bob".into() };
         assert!(matches!(admit(Phase::Ready, Some(&alice), &add), Admission::Refuse(ErrorCode::Forbidden, _)));
-        let service = SessionUser { name: "shopfront".into(), uid: UserId(2), admin: false, service: true };
+        let service =
+            SessionUser { name: "shopfront".into(), uid: UserId(2), admin: false, service: true, device: "".into() };
         assert_eq!(admit(Phase::Ready, Some(&service), &add), Admission::Forward(Owner::Shop("acme")));
         assert_eq!(at(&Request::ListGroups), "User(\"alice\")");
         assert_eq!(at(&Request::Logout), "User(\"alice\")");

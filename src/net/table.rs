@@ -177,14 +177,14 @@ impl ConnTable {
         &self.ledger
     }
 
-    /// Logs the connection in as `user`, unless another user got there first or the
-    /// connection is gone or closing.
+    /// Logs the connection in as `user`, unless another user (or another device of the
+    /// user) got there first or the connection is gone or closing.
     pub fn log_in(&mut self, id: ConnId, user: SessionUser) -> Login {
         let Some(conn) = self.live_mut(id).filter(|c| c.is_open()) else {
             return Login::Gone(user);
         };
         match &conn.user {
-            Some(existing) if existing.name != user.name => Login::Conflict(user),
+            Some(existing) if existing.name != user.name || existing.device != user.device => Login::Conflict(user),
             _ => {
                 if conn.user.replace(user).is_none() {
                     let ip = conn.peer.ip();
@@ -298,7 +298,7 @@ mod tests {
     }
 
     fn alice() -> SessionUser {
-        SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false }
+        SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false, device: "".into() }
     }
 
     #[test]
@@ -368,6 +368,8 @@ mod tests {
         let other = open(&mut table, [10, 0, 0, 1]).unwrap();
         let bob = SessionUser { name: "bob".into(), ..alice() };
         assert!(matches!(table.log_in(id, bob), Login::Conflict(_)));
+        let laptop = SessionUser { device: "laptop".into(), ..alice() };
+        assert!(matches!(table.log_in(id, laptop), Login::Conflict(_)), "two devices raced on one connection");
         table.mark_dead(other.slot(), "closed by the client");
         assert!(matches!(table.log_in(other, alice()), Login::Gone(_)));
         table.remove(other.slot());

@@ -48,6 +48,9 @@ pub struct SessionUser {
     pub admin: bool,
     /// A back-end service (ServiceLogin), not a user.
     pub service: bool,
+    /// The device of the session: the client's own id for it (`LoginDevice`), or empty for
+    /// the legacy device (a `Login` or `Resume` that names none) and for services.
+    pub device: Arc<str>,
 }
 
 /// Who owns a piece of state, and so where requests about it are handled.
@@ -180,7 +183,7 @@ mod tests {
         let to = router.destination(Owner::User("alice"));
         let closed = |n| Inbound::Closed {
             conn: ConnId(n),
-            user: SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false },
+            user: SessionUser { name: "alice".into(), uid: UserId(1), admin: false, service: false, device: "".into() },
             reason: "test",
         };
         assert!(router.try_send(to, closed(1)).is_ok());

@@ -84,6 +84,17 @@ impl Store {
         Ok(())
     }
 
+    /// The groups and support conversations (as customer or staff) a user reads: where its
+    /// devices may hold positions.
+    pub fn reader_logs(&self, username: &str) -> StoreResult<(Vec<GroupId>, Vec<SupportId>)> {
+        let groups = self.memberships(username)?;
+        let mut conversations = self.customer_support(username)?;
+        for shop in self.staff_shops(username)? {
+            conversations.extend(self.shop_support(&shop)?);
+        }
+        Ok((groups, conversations))
+    }
+
     /// Removes every device of the user with its inbox positions (the account is deleted;
     /// its group positions go with its memberships, see [`Store::remove_device_acks`]).
     pub fn remove_devices(&self, uid: UserId) -> StoreResult<()> {

@@ -1,10 +1,13 @@
-//! Accounts and sessions: registration and login (hashing off-thread), resume tokens, the
-//! one-live-session rule, rename, logout, who-is-online.
+//! Accounts and sessions: registration and login (hashing off-thread), resume tokens (one
+//! per device), the sessions of a user's devices (at most `--max-devices` at once, one per
+//! device), rename, logout, who-is-online.
 
 use super::budget::SessionBudget;
 use super::commands::{HashOutcome, WorkerCmd};
 use super::context::Ctx;
 use super::cursor::Session;
+use super::device_cursors::LEGACY;
+use super::devices;
 use super::inbox::Inboxes;
 use super::presence::{connection_event, Presence};
 use super::push::settings;
@@ -15,7 +18,7 @@ use crate::clock::now_ms;
 use crate::names::normalize_name;
 use crate::protocol::{valid_password, ErrorCode, OnlineUser, Push, Reply, UserId};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
-use crate::store::Account;
+use crate::store::{Account, DeviceChange};
 use log::{debug, info};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -66,6 +69,8 @@ pub fn register(
     })
 }
 
+/// A `Login` (`device` None) or `LoginDevice`: the password is checked on a hashing thread.
+#[allow(clippy::too_many_arguments)]
 pub fn login(
     ctx: &mut Ctx,
     conn: ConnId,
@@ -73,17 +78,24 @@ pub fn login(
     request_id: u32,
     username: String,
     password: String,
+    device: Option<String>,
 ) -> Handled {
+    if let Some(device) = &device {
+        devices::check_device_id(device)?;
+    }
     throttled(ctx, &username, peer)?;
     let account = account_of(ctx, &username).inspect_err(|_| login_failed(ctx, &username, peer))?;
     let me = ctx.me.clone();
     let queued = ctx.shared.hasher.verify(password, account.password_hash, move |ok| {
-        let _ = me.send(WorkerCmd::Hashed(HashOutcome::LoginChecked { conn, peer, request_id, username, ok }));
+        let outcome = HashOutcome::LoginChecked { conn, peer, request_id, username, device, ok };
+        let _ = me.send(WorkerCmd::Hashed(outcome));
     });
     // Not a failed login: the password was not checked.
     queued.map_err(|busy| Refusal::rate_limited("the server is busy; try again shortly", busy.retry_after))
 }
 
+/// A `Resume` (`device` None: the legacy device) or `ResumeDevice`: the token must have
+/// been issued to that device.
 #[allow(clippy::too_many_arguments)]
 pub fn resume(
     ctx: &mut Ctx,
@@ -94,7 +106,11 @@ pub fn resume(
     request_id: u32,
     username: String,
     token: Vec<u8>,
+    device: Option<String>,
 ) -> Handled {
+    if let Some(device) = &device {
+        devices::check_device_id(device)?;
+    }
     // A valid token is not a guess (it is 256 random bits): it is checked before the
     // throttle, so no number of failed passwords, anyone's, keeps its owner out.
     let account = match account_of(ctx, &username) {
@@ -105,9 +121,13 @@ pub fn resume(
             return Err(refusal);
         }
     };
-    if token.len() == TOKEN_LEN && ctx.shared.store.token_valid(account.user_id, &token_digest(&token), now_ms())? {
+    let issued_to = match token.len() == TOKEN_LEN {
+        true => ctx.shared.store.token_device(account.user_id, &token_digest(&token), now_ms())?,
+        false => None,
+    };
+    if issued_to.is_some() && issued_to.as_deref() == Some(device.as_deref().unwrap_or(LEGACY)) {
         ctx.shared.throttle.succeeded(&username, peer);
-        let session = NewSession { conn, request_id, username, account, resume_token: token };
+        let session = NewSession { conn, request_id, username, account, resume_token: token, device };
         return open_session(ctx, inboxes, presence, session);
     }
     throttled(ctx, &username, peer)?;
@@ -143,13 +163,14 @@ pub fn hashed(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, outcome
         HashOutcome::Registered { conn, request_id, username, phc } => {
             (conn, request_id, finish_register(ctx, conn, request_id, username, phc))
         }
-        HashOutcome::LoginChecked { conn, peer, request_id, username, ok } => {
+        HashOutcome::LoginChecked { conn, peer, request_id, username, device, ok } => {
             if ok {
                 ctx.shared.throttle.succeeded(&username, peer);
             } else {
                 login_failed(ctx, &username, peer);
             }
-            (conn, request_id, finish_login(ctx, inboxes, presence, conn, request_id, username, ok))
+            let checked = Checked { conn, request_id, username, device, ok };
+            (conn, request_id, finish_login(ctx, inboxes, presence, checked))
         }
     };
     if let Err(refusal) = result {
@@ -195,15 +216,17 @@ fn finish_register(ctx: &mut Ctx, conn: ConnId, request_id: u32, username: Strin
     Ok(())
 }
 
-fn finish_login(
-    ctx: &mut Ctx,
-    inboxes: &mut Inboxes,
-    presence: &Presence,
+/// A password check that came back.
+struct Checked {
     conn: ConnId,
     request_id: u32,
     username: String,
+    device: Option<String>,
     ok: bool,
-) -> Handled {
+}
+
+fn finish_login(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, checked: Checked) -> Handled {
+    let Checked { conn, request_id, username, device, ok } = checked;
     if !ok {
         return Err(Refusal::new(ErrorCode::WrongPassword, "wrong password"));
     }
@@ -212,8 +235,16 @@ fn finish_login(
         return Err(Refusal::new(ErrorCode::Internal, "no randomness for a resume token"));
     };
     let expires = now_ms().saturating_add(ctx.config().token_ttl.as_millis() as u64);
-    ctx.partition.put_token(account.user_id, &token_digest(&token), expires)?;
-    let session = NewSession { conn, request_id, username, account, resume_token: token.to_vec() };
+    let (uid, digest) = (account.user_id, token_digest(&token));
+    match &device {
+        // The legacy device's token as before devices, so an older server could read it.
+        None => ctx.partition.put_token(uid, &digest, expires)?,
+        Some(device) => {
+            let device = device.clone();
+            ctx.partition.device(DeviceChange::Token { uid, digest, expires_ms: expires, device })?
+        }
+    }
+    let session = NewSession { conn, request_id, username, account, resume_token: token.to_vec(), device };
     open_session(ctx, inboxes, presence, session)
 }
 
@@ -224,17 +255,44 @@ struct NewSession {
     username: String,
     account: Account,
     resume_token: Vec<u8>,
+    /// None for the legacy device (`Login`, `Resume`).
+    device: Option<String>,
 }
 
-/// Makes `conn` the user's one live session and starts delivering what it is owed.
+/// Makes `conn` the session of the user's device and starts delivering what the device is
+/// owed. A session the device had is replaced (told why and closed); a device beyond
+/// `--max-devices` sessions is refused, unless the limit is 1: then the newest login wins.
 fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: NewSession) -> Handled {
-    let NewSession { conn, request_id, username, account, resume_token } = new;
+    let NewSession { conn, request_id, username, account, resume_token, device } = new;
+    let named = device.is_some();
+    let device: Arc<str> = device.map_or_else(devices::legacy, Arc::from);
     let budget = Arc::new(SessionBudget::new(ctx.config().delivery_window_bytes));
+    let max = ctx.config().max_devices;
     let state = inboxes.known(ctx, &username)?;
     let name = state.name.clone();
+    let was_online = state.devices.online();
+    let replaced = state.devices.get(&device).and_then(|c| c.conn()).filter(|c| *c != conn);
+    let others: Vec<(Arc<str>, ConnId)> = state
+        .devices
+        .iter()
+        .filter(|(d, _)| **d != device)
+        .filter_map(|(d, c)| c.conn().map(|conn| (d.clone(), conn)))
+        .collect();
+    let displaced = match others.len() >= max {
+        // One session per user: the newer login wins, as before devices.
+        true if max == 1 => others,
+        true => {
+            return Err(Refusal::new(
+                ErrorCode::LimitReached,
+                format!("at most {max} devices at once; log one out first"),
+            ))
+        }
+        false => Vec::new(),
+    };
+    devices::make_room(ctx, state, &device)?;
     // The app's count of users logged in changes only when the user goes from no session
     // to one (and back, in end_session), on this worker, which owns the user.
-    if state.cursor.session.is_none() {
+    if !was_online {
         let app = ctx.shared.apps.of(&name).ok_or_else(|| Refusal::new(ErrorCode::InvalidName, "no such app"))?;
         if !app.take_session() {
             return Err(Refusal::new(
@@ -243,37 +301,74 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
             ));
         }
     }
-    let previous = state.cursor.session.replace(Session::new(conn, state.cursor.acked, budget.clone()));
-    let (acked, last_seq) = (state.cursor.acked, state.last_seq);
-    let was_online = previous.is_some();
-    if let Some(old) = previous.filter(|old| old.conn != conn) {
-        // One live session per user: the newer login wins, the older hears why.
-        ctx.batch.push(old.conn, Push::Kicked { reason: "logged in elsewhere".into() }, false);
-        ctx.batch.control(LoopMsg::Close { conn: old.conn, reason: "logged in elsewhere" });
-        connection_event(ctx, &name, false, "logged in elsewhere");
+    let (uid, now) = (account.user_id, now_ms());
+    let seen = DeviceChange::Seen { uid, device: device.to_string(), last_seen_ms: now };
+    if let Err(e) = ctx.partition.device(seen) {
+        if !was_online {
+            if let Some(app) = ctx.shared.apps.of(&name) {
+                app.release_session();
+            }
+        }
+        return Err(e.into());
     }
-    let user = SessionUser { name: name.clone(), uid: account.user_id, admin: account.admin, service: false };
-    ctx.batch.control(LoopMsg::Bind { conn, user });
-    let reply = Reply::LoggedIn {
-        user_id: account.user_id,
-        display_name: account.display_name.clone(),
-        acked,
-        last_seq,
-        resume_token,
-        admin: account.admin,
+    let floor = state.floor;
+    state.devices.attach(&device, now, || floor, |acked| Session::new(conn, acked, budget.clone()));
+    // A named device's first login: the implicit legacy device is no more.
+    let floor = state.deletion_floor();
+    state.raise_floor(ctx, floor)?;
+    let acked = state.devices.get(&device).map_or(floor, |c| c.acked);
+    let last_seq = state.last_seq;
+    let kicked = replaced.map(|old| (device.clone(), old)).into_iter().chain(displaced);
+    for (old_device, old) in kicked {
+        // The older session of this device (or, with one session per user, of another)
+        // hears why it ends.
+        ctx.batch.push(old, Push::Kicked { reason: "logged in elsewhere".into() }, false);
+        ctx.batch.control(LoopMsg::Close { conn: old, reason: "logged in elsewhere" });
+        if old_device != device {
+            state.devices.detach(old, now);
+            ctx.shared.directory.remove(&name, old);
+        }
+        connection_event(ctx, &name, &old_device, false, "logged in elsewhere");
+    }
+    let user = SessionUser { name: name.clone(), uid, admin: account.admin, service: false, device: device.clone() };
+    ctx.batch.control(LoopMsg::Bind { conn, user: user.clone() });
+    let reply = match named {
+        false => Reply::LoggedIn {
+            user_id: uid,
+            display_name: account.display_name.clone(),
+            acked,
+            last_seq,
+            resume_token,
+            admin: account.admin,
+        },
+        true => {
+            let (chats, read_receipts) = devices::login_chats(ctx, &user);
+            Reply::DeviceLoggedIn {
+                user_id: uid,
+                display_name: account.display_name.clone(),
+                device: device.to_string(),
+                acked,
+                last_seq,
+                resume_token,
+                admin: account.admin,
+                chats,
+                read_receipts,
+            }
+        }
     };
     // Durable: a token handed out must survive a crash, or the client is locked out.
     ctx.batch.reply(conn, request_id, reply, true);
-    ctx.shared.directory.set(name.clone(), account.display_name, conn, budget);
-    connection_event(ctx, &name, true, "login");
-    if ctx.shared.push.get(account.user_id).is_some() {
-        ctx.batch.send_to_worker(ctx.worker_of(Owner::PushQueue), WorkerCmd::PushOnline { uid: account.user_id });
+    ctx.shared.directory.set(name.clone(), account.display_name, device.clone(), conn, budget);
+    connection_event(ctx, &name, &device, true, "login");
+    if ctx.shared.push.get(uid).is_some() {
+        ctx.batch.send_to_worker(ctx.worker_of(Owner::PushQueue), WorkerCmd::PushOnline { uid });
     }
-    debug!("{name} logged in; inbox acked {acked} of {last_seq}");
+    debug!("{name} logged in on {device:?}; inbox acked {acked} of {last_seq}");
     // Group backlogs come from the groups' workers, after this batch's reply.
     for group_id in ctx.shared.store.memberships(&name)? {
         let worker = ctx.worker_of(Owner::Group(group_id));
-        ctx.batch.send_to_worker(worker, WorkerCmd::MemberOnline { group_id, username: name.clone(), conn });
+        let cmd = WorkerCmd::MemberOnline { group_id, username: name.clone(), device: device.clone(), conn };
+        ctx.batch.send_to_worker(worker, cmd);
     }
     // So do the support conversations' of the shops it is staff of or a customer of.
     let store = &ctx.shared.store;
@@ -283,15 +378,17 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     }
     for shop in shops {
         let worker = ctx.worker_of(Owner::Shop(&shop));
-        ctx.batch.send_to_worker(worker, WorkerCmd::SupportOnline { shop, username: name.clone(), conn });
+        let cmd = WorkerCmd::SupportOnline { shop, username: name.clone(), device: device.clone(), conn };
+        ctx.batch.send_to_worker(worker, cmd);
     }
     if !was_online {
         presence.announce(ctx, &name, true)?;
     }
-    inboxes.known(ctx, &name)?.pump(ctx)
+    inboxes.known(ctx, &name)?.pump_device(ctx, &device)
 }
 
-/// The user's session on `conn` is over (closed, kicked, logged out) for `reason`.
+/// The user's session on `conn` is over (closed, kicked, logged out) for `reason`; the user
+/// goes offline with its last session.
 pub fn end_session(
     ctx: &mut Ctx,
     inboxes: &mut Inboxes,
@@ -303,18 +400,27 @@ pub fn end_session(
     let Some(state) = inboxes.get_mut(&user.name) else {
         return;
     };
-    if state.cursor.conn() != Some(conn) {
+    let now = now_ms();
+    let Some(device) = state.devices.detach(conn, now) else {
+        return;
+    };
+    let seen = DeviceChange::Seen { uid: state.uid, device: device.to_string(), last_seen_ms: now };
+    if let Err(e) = ctx.partition.device(seen) {
+        debug!("when {}'s device {device:?} was last seen: {e}", user.name);
+    }
+    let online = state.devices.online();
+    ctx.shared.directory.remove(&user.name, conn);
+    connection_event(ctx, &user.name, &device, false, reason);
+    if online {
+        debug!("{}'s session on {device:?} ended", user.name);
         return;
     }
-    state.cursor.session = None;
     if let Some(app) = ctx.shared.apps.of(&user.name) {
         app.release_session();
     }
-    ctx.shared.directory.remove(&user.name, conn);
     if let Err(refusal) = presence.announce(ctx, &user.name, false) {
         debug!("presence for {}: {}", user.name, refusal.message);
     }
-    connection_event(ctx, &user.name, false, reason);
     debug!("{} went offline", user.name);
 }
 
@@ -330,13 +436,15 @@ pub fn service_logout(ctx: &mut Ctx, conn: ConnId, request_id: u32, service: &Se
     ctx.batch.reply(conn, request_id, Reply::LoggedOut, false);
 }
 
-/// A user's logout: its resume tokens are revoked and the other workers told to forget the
-/// connection. The caller ends the session here as for a closed connection.
+/// A user's logout of one device: that device's resume tokens are revoked and the other
+/// workers told to forget the connection. The caller ends the session here as for a closed
+/// connection. The device stays known: its positions wait for its next login.
 pub fn logout(ctx: &mut Ctx, inboxes: &mut Inboxes, conn: ConnId, request_id: u32, user: &SessionUser) -> Handled {
-    inboxes.session(ctx, user, conn)?;
-    ctx.partition.revoke_tokens(user.uid)?;
-    // Every device's token is revoked, so no device is logged in to be woken.
-    settings::remove_all_devices(ctx, user)?;
+    let state = inboxes.session(ctx, user, conn)?;
+    let gone = devices::push_devices_of(state, &user.device);
+    ctx.partition.device(DeviceChange::RevokeTokens { uid: user.uid, device: user.device.to_string() })?;
+    // The device is not logged in any more, so it is not woken either.
+    settings::forget_devices(ctx, user.uid, gone)?;
     // Other workers forget the connection's group sessions, rooms and subscriptions.
     for worker in (0..ctx.workers).filter(|w| *w != ctx.index) {
         ctx.batch.send_to_worker(worker, WorkerCmd::LoggedOut { conn, user: user.clone() });

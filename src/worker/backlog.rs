@@ -1,14 +1,15 @@
 //! Pushing a reader's backlog from a stored log: one loop for inboxes, groups and support
-//! conversations. It reads what the reader's cursor may be sent (within its delivery window
-//! and byte budget) a chunk at a time, passes over the messages the reader is not sent
-//! (its own), and pushes the rest, each after the previous one it was pushed.
+//! conversations. It reads what a device's cursor may be sent (within its delivery window
+//! and byte budget) a chunk at a time, passes over the messages the device is not sent
+//! (its user's own, or for a legacy device the frames only named devices know), and pushes
+//! the rest, each after the previous one it was pushed.
 
 use super::context::Ctx;
 use super::cursor::{Cursor, READ_CHUNK};
 use super::message::wire_size;
 use super::refusal::Refusal;
 use crate::metrics::Metrics;
-use crate::protocol::{Message, Push, Seq};
+use crate::protocol::{Push, Seq};
 use crate::store::{LogId, LogOwner, StoredMessage};
 
 /// A stored log and its last sequence.
@@ -19,15 +20,15 @@ pub struct Log {
 }
 
 /// Pushes `cursor`'s backlog in `log` while its window and budget allow: `skip` says which
-/// messages it is not sent, `to_wire` makes the pushed message (sequence, the previous one
-/// pushed, the stored message). Returns whether the log ended before its last sequence (the
+/// messages it is not sent, `to_wire` makes the push (sequence, the previous one pushed,
+/// the stored message). Returns whether the log ended before its last sequence (the
 /// cursor then counts everything as sent, so a short log never makes it spin).
 pub fn fill(
     ctx: &mut Ctx,
     log: &Log,
     cursor: &mut Cursor,
     skip: impl Fn(&StoredMessage) -> bool,
-    to_wire: impl Fn(&Ctx, Seq, Seq, StoredMessage) -> Message,
+    to_wire: impl Fn(&Ctx, Seq, Seq, StoredMessage) -> Push,
 ) -> Result<bool, Refusal> {
     let window = ctx.window();
     loop {
@@ -49,8 +50,8 @@ pub fn fill(
                 return Ok(false);
             }
             let prev = session.pushed(seq, wire_size(&stored));
-            let message = to_wire(ctx, seq, prev, stored);
-            ctx.batch.push(conn, Push::Message(message), true);
+            let push = to_wire(ctx, seq, prev, stored);
+            ctx.batch.push(conn, push, true);
             Metrics::add(&ctx.shared.metrics.delivered, 1);
         }
     }

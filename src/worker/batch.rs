@@ -31,6 +31,9 @@ pub struct Batch {
     out: Vec<(LoopMsg, bool)>,
     durable_requests: Vec<(ConnId, u32)>,
     to_workers: Vec<(usize, WorkerCmd)>,
+    /// Commands that follow from this batch's changes being durable (a sent copy of a stored
+    /// message): sent only if its commit works.
+    after_commit: Vec<(usize, WorkerCmd)>,
     /// Push notes of this batch's messages, for the push queue's worker: one command per
     /// batch, not one per message, and none for messages the commit did not make durable.
     notes: Option<(usize, Vec<PushNote>)>,
@@ -47,6 +50,7 @@ impl Batch {
             out: Vec::new(),
             durable_requests: Vec::new(),
             to_workers: Vec::new(),
+            after_commit: Vec::new(),
             notes: None,
             push,
             ledger,
@@ -148,6 +152,11 @@ impl Batch {
         self.to_workers.push((worker, cmd));
     }
 
+    /// A command for `worker` that may go only once this batch is durable.
+    pub fn send_to_worker_after_commit(&mut self, worker: usize, cmd: WorkerCmd) {
+        self.after_commit.push((worker, cmd));
+    }
+
     /// Push notes for `worker` (the push queue's), sent together after a successful commit.
     pub fn push_notes(&mut self, worker: usize, notes: Vec<PushNote>) {
         match &mut self.notes {
@@ -204,7 +213,9 @@ impl Batch {
             Some((_, notes)) => self.push.notes_taken(notes.len()),
             None => {}
         }
-        for (worker, cmd) in self.to_workers.drain(..) {
+        let after_commit = std::mem::take(&mut self.after_commit);
+        let durable = committed.is_ok().then_some(after_commit).into_iter().flatten();
+        for (worker, cmd) in self.to_workers.drain(..).chain(durable) {
             // Unbounded: never blocks. An error means that worker already stopped.
             let _ = workers[worker].send(cmd);
         }

@@ -7,13 +7,15 @@
 //! `Push::SupportClaimed`, after the commit like the replies.
 
 use super::context::Ctx;
-use super::cursor::{Cursor, Session};
+use super::device_cursors::is_legacy;
+use super::devices;
 use super::refusal::{Handled, Refusal};
 use super::support::{not_a_reader, ShopState, Shops, SupportReader};
 use crate::apps::local;
 use crate::protocol::{ErrorCode, Push, Reply, SupportId, SupportInfo};
 use crate::route::{ConnId, SessionUser};
-use crate::store::{LogId, LogOwner};
+use crate::store::{LogId, LogOwner, Store};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Largest page of `ListSupport`, and the page when the request says 0.
@@ -51,7 +53,7 @@ fn set_agent(ctx: &mut Ctx, shop: &mut ShopState, id: SupportId, agent: Option<A
         agent: agent.as_deref().map(str::to_string),
     };
     for staff in shop.staff.keys() {
-        if let Some(conn) = ctx.shared.directory.conn_of(staff) {
+        for conn in ctx.shared.directory.conns_of(staff) {
             ctx.batch.push(conn, announcement.clone(), true);
         }
     }
@@ -157,7 +159,7 @@ pub fn list_shop(
             customer: c.customer.to_string(),
             claimed_by: c.claimed_by.as_deref().map(str::to_string),
             last_seq: c.last_seq,
-            acked: c.readers.get(&*user.name).map_or(c.floor, |r| r.cursor.acked),
+            acked: c.readers.get(&*user.name).and_then(|r| r.devices.get(&user.device)).map_or(c.floor, |r| r.acked),
             last_ms: c.last_ms,
         })
         .collect();
@@ -201,12 +203,22 @@ pub fn list_own(
             customer: record.customer,
             claimed_by: record.claimed_by,
             last_seq,
-            acked: store.support_ack(id, &user.name)?.max(state.floor).min(last_seq),
+            acked: device_position(store, id, user)?.max(state.floor).min(last_seq),
             last_ms: last_ms.unwrap_or(record.created_ms),
         });
     }
     ctx.batch.reply(conn, request_id, Reply::SupportList { conversations, more }, false);
     Ok(())
+}
+
+/// The position of the caller's device in a conversation, as stored: a named device's own,
+/// or where the legacy device is (where a device new to it starts).
+fn device_position(store: &Store, id: SupportId, user: &SessionUser) -> Result<crate::protocol::Seq, Refusal> {
+    let legacy = store.support_ack(id, &user.name)?;
+    if is_legacy(&user.device) {
+        return Ok(legacy);
+    }
+    Ok(store.device_ack(LogId::Support, id.into(), user.uid, &user.device)?.unwrap_or(legacy))
 }
 
 /// A service makes `username` staff of the shop: from now on it reads every conversation
@@ -232,19 +244,27 @@ pub fn add_staff(
     let name: Arc<str> = username.into();
     shop.staff.insert(name.clone(), account.user_id);
     ctx.partition.sled().put_shop(&shop.name, &shop.record(), &before)?;
-    let online = ctx.shared.directory.session_of(username);
+    let sessions = ctx.shared.directory.sessions_of(username);
     let ids: Vec<SupportId> = shop.conversations.keys().copied().collect();
     for id in &ids {
         let conversation = shop.conversation(*id)?;
-        let acked = conversation.floor;
-        let session = online.as_ref().map(|(c, budget)| Session::new(*c, acked, budget.clone()));
-        conversation
-            .readers
-            .entry(name.clone())
-            .or_insert(SupportReader { uid: account.user_id, cursor: Cursor { acked, session } });
+        if conversation.readers.contains_key(&name) {
+            continue;
+        }
+        // What is still stored is the new staff member's to read.
+        let floor = conversation.floor;
+        let (devices, unrecorded) =
+            devices::reader_cursors(ctx, account.user_id, floor, |seq| seq.max(floor), &HashMap::new())?;
+        conversation.readers.insert(name.clone(), SupportReader { uid: account.user_id, devices });
+        for device in unrecorded {
+            conversation.record_start(ctx, &name, &device);
+        }
+        for session in &sessions {
+            conversation.attach(ctx, &name, &session.device, session.conn, session.budget.clone())?;
+        }
     }
-    if let Some((c, _)) = &online {
-        index.attach(*c, &shop.name);
+    for session in &sessions {
+        index.attach(session.conn, &shop.name);
     }
     for id in ids {
         shop.pump_reader(ctx, id, username)?;
@@ -274,8 +294,12 @@ pub fn remove_staff(
     for id in ids {
         let conversation = shop.conversation(id)?;
         if *conversation.customer != *username {
-            conversation.readers.remove(username);
-            ctx.partition.sled().remove_support_ack(id, username)?;
+            let uid = conversation.readers.remove(username).map(|r| r.uid);
+            let store = ctx.partition.sled();
+            store.remove_support_ack(id, username)?;
+            if let Some(uid) = uid {
+                store.remove_device_acks(LogId::Support, id.into(), Some(uid))?;
+            }
         }
         if conversation.claimed_by.as_deref() == Some(username) {
             set_agent(ctx, shop, id, None)?;

@@ -6,6 +6,7 @@ use super::push::notes::PushNote;
 use super::seats::Seat;
 use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, Request, UserId};
 use crate::route::{ConnId, SessionUser};
+use crate::store::StoredMessage;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -15,9 +16,9 @@ pub enum WorkerCmd {
     /// The user logged out on the connection (told by the user's worker): forget what is
     /// held for it here, as for a closed connection.
     LoggedOut { conn: ConnId, user: SessionUser },
-    /// A member of a group this worker owns is online at `conn` (sent by the member's
-    /// worker after login): deliver what the member has not acknowledged.
-    MemberOnline { group_id: GroupId, username: Arc<str>, conn: ConnId },
+    /// A member of a group this worker owns is online on `device` at `conn` (sent by the
+    /// member's worker after login): deliver what that device has not acknowledged.
+    MemberOnline { group_id: GroupId, username: Arc<str>, device: Arc<str>, conn: ConnId },
     /// Create a group whose id the creator's worker allocated.
     /// The creator's seat is given back once the membership is written (or not).
     CreateGroup { group: NewGroup, seat: Seat },
@@ -37,9 +38,18 @@ pub enum WorkerCmd {
     PushOnline { uid: UserId },
     /// A push event's coalescing window closed: feed the gateway.
     PushDue,
+    /// Time to forget devices not seen for `--device-expiry` (the worker's own tick).
+    ExpireDevices,
     /// A customer or staff member of the shop this worker owns is online at `conn` (sent
     /// by the user's worker after login): deliver what its active cursors are owed.
-    SupportOnline { shop: String, username: Arc<str>, conn: ConnId },
+    SupportOnline { shop: String, username: Arc<str>, device: Arc<str>, conn: ConnId },
+    /// A direct message of `sender`'s is stored in its recipient's inbox (sent by the
+    /// recipient's worker after its commit): store its sent copy in the sender's inbox.
+    /// `device` on `conn` sent it.
+    SentCopy { sender: Arc<str>, device: Arc<str>, conn: ConnId, stored: StoredMessage },
+    /// The user's device is forgotten (removed or expired; sent by the user's worker to
+    /// every worker): drop its cursors in the groups and support conversations held here.
+    ForgetDevice { username: Arc<str>, device: Arc<str> },
     /// A request about a support conversation known by id, handed on by the worker that
     /// looked up the conversation's shop to the shop's worker (this one).
     Forward { conn: ConnId, peer: IpAddr, user: SessionUser, request_id: u32, request: Request },
@@ -49,8 +59,21 @@ pub enum WorkerCmd {
 
 /// Results coming back from the hashing threads.
 pub enum HashOutcome {
-    Registered { conn: ConnId, request_id: u32, username: String, phc: Option<String> },
-    LoginChecked { conn: ConnId, peer: IpAddr, request_id: u32, username: String, ok: bool },
+    Registered {
+        conn: ConnId,
+        request_id: u32,
+        username: String,
+        phc: Option<String>,
+    },
+    /// `device` is None for a `Login`, the device's id for a `LoginDevice`.
+    LoginChecked {
+        conn: ConnId,
+        peer: IpAddr,
+        request_id: u32,
+        username: String,
+        device: Option<String>,
+        ok: bool,
+    },
 }
 
 /// A group to create, as the creator's worker hands it to the worker that owns its id.

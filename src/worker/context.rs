@@ -79,13 +79,13 @@ impl Ctx<'_> {
     }
 }
 
-/// A cursor, by what owns it.
+/// A cursor, by what owns it: the user (and then its device) whose cursor it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Waiting {
-    Inbox(Arc<str>),
-    Group(GroupId, Arc<str>),
+    Inbox(Arc<str>, Arc<str>),
+    Group(GroupId, Arc<str>, Arc<str>),
     /// A reader (customer or staff member) of a support conversation.
-    Support(SupportId, Arc<str>),
+    Support(SupportId, Arc<str>, Arc<str>),
 }
 
 /// Cursors waiting for their session's delivery budget, by connection, in the order they

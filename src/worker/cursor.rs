@@ -145,11 +145,18 @@ impl Cursor {
         }
     }
 
-    /// The bytes of the pushed, unacknowledged messages up to `up_to`.
-    pub fn pushed_bytes_upto(&self, up_to: Seq) -> usize {
-        self.session
-            .as_ref()
-            .map_or(0, |s| s.in_flight.iter().take_while(|(seq, _)| *seq <= up_to).map(|(_, b)| b).sum())
+    /// The pushed, unacknowledged messages after `after` up to `up_to`, with their sizes.
+    pub fn pushed_within(&self, after: Seq, up_to: Seq) -> impl Iterator<Item = (Seq, usize)> + '_ {
+        let in_flight = self.session.as_ref().map(|s| &s.in_flight).into_iter().flatten();
+        in_flight.copied().filter(move |(seq, _)| *seq > after && *seq <= up_to)
+    }
+
+    /// Where the session has passed over everything after the ack without pushing any of
+    /// it (messages it is not sent: a legacy device's sent copies, a device's own), with
+    /// nothing outstanding: the reader is owed nothing up to there, as if it had acked.
+    pub fn passed_over(&self) -> Option<Seq> {
+        let session = self.session.as_ref()?;
+        (session.in_flight.is_empty() && session.sent_upto > self.acked).then_some(session.sent_upto)
     }
 
     /// Whether this cursor has messages to push and room in its own window, so that only
@@ -291,6 +298,18 @@ mod tests {
         assert_eq!(c.deliverable(Seq(8), w(10)), Some((Seq(6), 3)), "the in-flight ones go again");
         assert_eq!(c.resync(Seq(7)), Seq(7));
         assert_eq!(c.deliverable(Seq(8), w(10)), Some((Seq(8), 1)));
+    }
+
+    #[test]
+    fn a_session_that_passed_over_messages_with_nothing_outstanding_owes_nothing() {
+        let mut c = cursor(3, Some(3));
+        assert_eq!(c.passed_over(), None);
+        c.session.as_mut().unwrap().sent_upto = Seq(4);
+        assert_eq!(c.passed_over(), Some(Seq(4)));
+        assert!(c.take_live(Seq(5), 10, w(10)).is_some());
+        assert_eq!(c.passed_over(), None, "5 is outstanding");
+        assert_eq!(c.pushed_within(Seq(3), Seq(9)).collect::<Vec<_>>(), [(Seq(5), 10)]);
+        assert_eq!(c.pushed_within(Seq(5), Seq(9)).count(), 0);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! What all workers share: who is online (and on which connection), display names, and
-//! which rooms exist.
+//! What all workers share: who is online (and on which connections: one session per
+//! device), display names, and which rooms exist.
 //!
 //! Written at login, logout, rename and room joins and leaves, never per message, so a
 //! lock each is cheap. Workers route nothing through these: they serve the listings,
@@ -14,12 +14,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// One session of an online user.
 #[derive(Clone, Debug)]
-pub struct OnlineEntry {
-    pub display_name: String,
+pub struct SessionEntry {
+    /// Its device ("" for the legacy device).
+    pub device: Arc<str>,
     pub conn: ConnId,
     /// The session's delivery budget, for the workers that own its groups.
     pub budget: Arc<SessionBudget>,
+}
+
+#[derive(Clone, Debug)]
+struct OnlineEntry {
+    display_name: String,
+    /// At least one while the user is in the directory; at most one per device.
+    sessions: Vec<SessionEntry>,
 }
 
 /// Display names of offline users kept at most; beyond, the cache starts afresh.
@@ -43,14 +52,29 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn set(&self, username: Arc<str>, display_name: String, conn: ConnId, budget: Arc<SessionBudget>) {
-        write(&self.online).users.insert(username, OnlineEntry { display_name, conn, budget });
+    /// The user's session on `device` is `conn` now (a session of that device before it is
+    /// replaced).
+    pub fn set(
+        &self,
+        username: Arc<str>,
+        display_name: String,
+        device: Arc<str>,
+        conn: ConnId,
+        budget: Arc<SessionBudget>,
+    ) {
+        let mut online = write(&self.online);
+        let entry = online.users.entry(username).or_insert_with(|| OnlineEntry { display_name, sessions: Vec::new() });
+        entry.sessions.retain(|s| s.device != device && s.conn != conn);
+        entry.sessions.push(SessionEntry { device, conn, budget });
     }
 
-    /// Removes the user if still online on `conn` (a newer session stays).
+    /// Removes the user's session on `conn` if it is still one (a newer session of the
+    /// device stays); the user leaves the directory with its last session.
     pub fn remove(&self, username: &str, conn: ConnId) {
         let mut online = write(&self.online);
-        if online.users.get(username).is_some_and(|e| e.conn == conn) {
+        let Some(entry) = online.users.get_mut(username) else { return };
+        entry.sessions.retain(|s| s.conn != conn);
+        if entry.sessions.is_empty() {
             online.users.remove(username);
         }
     }
@@ -86,27 +110,34 @@ impl Directory {
 
     /// Every connection of the user's sessions, one per device (none if offline).
     pub fn conns_of(&self, username: &str) -> Vec<ConnId> {
-        self.conn_of(username).into_iter().collect()
+        read(&self.online).users.get(username).map_or_else(Vec::new, |e| e.sessions.iter().map(|s| s.conn).collect())
     }
 
-    pub fn conn_of(&self, username: &str) -> Option<ConnId> {
-        read(&self.online).users.get(username).map(|e| e.conn)
+    /// Whether the user has a session on any device.
+    pub fn is_online(&self, username: &str) -> bool {
+        read(&self.online).users.contains_key(username)
     }
 
-    /// The user's session (connection and delivery budget), if online.
-    pub fn session_of(&self, username: &str) -> Option<(ConnId, Arc<SessionBudget>)> {
-        read(&self.online).users.get(username).map(|e| (e.conn, e.budget.clone()))
+    /// The user's sessions (device, connection and delivery budget), none if offline.
+    pub fn sessions_of(&self, username: &str) -> Vec<SessionEntry> {
+        read(&self.online).users.get(username).map_or_else(Vec::new, |e| e.sessions.clone())
     }
 
+    /// The user's session on `conn`, if that is still one of its sessions.
+    pub fn session(&self, username: &str, conn: ConnId) -> Option<SessionEntry> {
+        read(&self.online).users.get(username)?.sessions.iter().find(|s| s.conn == conn).cloned()
+    }
+
+    /// Users online (each once, however many devices).
     pub fn count(&self) -> usize {
         read(&self.online).users.len()
     }
 
-    /// Every online connection of `app` (broadcast).
+    /// Every online connection of `app`, every session of every user (broadcast).
     pub fn all_conns(&self, app: &str) -> Vec<ConnId> {
         let (from, to) = app_bounds(app);
         let range = (Bound::Included(from.as_str()), Bound::Excluded(to.as_str()));
-        read(&self.online).users.range::<str, _>(range).map(|(_, e)| e.conn).collect()
+        read(&self.online).users.range::<str, _>(range).flat_map(|(_, e)| e.sessions.iter().map(|s| s.conn)).collect()
     }
 
     /// Up to `limit` users of `after`'s app after `after` (qualified; the app's bare prefix
@@ -248,7 +279,7 @@ mod tests {
     fn pages_in_name_order_within_one_app() {
         let d = Directory::default();
         for (i, n) in ["a/carol", "a/alice", "b/aaron", "a/bob", "a/dave", "a0/zed", "0/x"].iter().enumerate() {
-            d.set((*n).into(), n.to_uppercase(), ConnId(i as u64), budget());
+            d.set((*n).into(), n.to_uppercase(), "".into(), ConnId(i as u64), budget());
         }
         let (page, more) = d.page("a/", 2);
         assert_eq!(page, vec![("a/alice".into(), "A/ALICE".into()), ("a/bob".into(), "A/BOB".into())]);
@@ -263,12 +294,27 @@ mod tests {
     #[test]
     fn a_newer_session_is_not_removed_by_the_old_ones_close() {
         let d = Directory::default();
-        d.set("alice".into(), "A".into(), ConnId(1), budget());
-        d.set("alice".into(), "A".into(), ConnId(2), budget());
+        d.set("alice".into(), "A".into(), "".into(), ConnId(1), budget());
+        d.set("alice".into(), "A".into(), "".into(), ConnId(2), budget());
         d.remove("alice", ConnId(1));
-        assert_eq!(d.conn_of("alice"), Some(ConnId(2)));
+        assert_eq!(d.conns_of("alice"), [ConnId(2)]);
         d.remove("alice", ConnId(2));
         assert_eq!(d.count(), 0);
+    }
+
+    #[test]
+    fn a_user_is_online_while_any_device_is_and_listed_once() {
+        let d = Directory::default();
+        d.set("a/alice".into(), "A".into(), "laptop".into(), ConnId(1), budget());
+        d.set("a/alice".into(), "A".into(), "phone".into(), ConnId(2), budget());
+        d.set("a/alice".into(), "A".into(), "phone".into(), ConnId(3), budget());
+        assert_eq!(d.conns_of("a/alice"), [ConnId(1), ConnId(3)], "a device has one session, the newest");
+        assert_eq!((d.count(), d.page("a/", 10).0.len(), d.all_conns("a").len()), (1, 1, 2));
+        assert_eq!(d.session("a/alice", ConnId(3)).map(|s| s.device), Some("phone".into()));
+        d.remove("a/alice", ConnId(1));
+        assert!(d.is_online("a/alice"));
+        d.remove("a/alice", ConnId(3));
+        assert!(!d.is_online("a/alice"));
     }
 
     #[test]

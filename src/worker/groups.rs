@@ -2,25 +2,34 @@
 //! acks and trimming. Membership changes are in `membership`.
 //!
 //! A group message is stored once, in the group's own sequence; each member has a cursor
-//! (its acknowledged position and, while online, how far it has been sent), so what a
-//! member is owed is the range after its ack. Messages below every member's ack are
-//! deleted, and beyond `group_retention` the oldest go regardless. Membership changes are
-//! stored in the same sequence as events, so members who were away learn of them in order.
+//! per device (its acknowledged position and, while online, how far it has been sent), so
+//! what a device is owed is the range after its ack. Messages below every member device's
+//! ack are deleted, and beyond `group_retention` the oldest go regardless. Membership
+//! changes are stored in the same sequence as events, so members who were away learn of
+//! them in order.
+//!
+//! A member's own messages: a legacy device is never pushed them (it has the receipt); a
+//! named device is, unless it is the one that sent it and was caught up (it counts it as
+//! sent), so every device shows the whole conversation.
 
 use super::backlog;
 use super::context::{Ctx, Waiting};
 use super::cursor::{Cursor, Session};
+use super::device_cursors::{is_legacy, DeviceCursors};
+use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
 use crate::apps::app_of;
 use crate::apps::wire;
+use crate::clock::now_ms;
 use crate::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Push, Reply, Role, SenderKind, Seq,
     ServerFrame, UserId,
 };
 use crate::route::{ConnId, SessionUser};
-use crate::store::{Addressee, GroupRecord, LogId, MemberRecord, StoredMessage};
+use crate::store::{Addressee, DeviceChange, GroupRecord, LogId, MemberRecord, StoredMessage};
+use log::debug;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,7 +37,8 @@ use std::sync::Arc;
 pub struct Member {
     pub uid: UserId,
     pub role: Role,
-    pub cursor: Cursor,
+    /// A cursor per known device of the member.
+    pub devices: DeviceCursors,
 }
 
 pub struct GroupState {
@@ -87,34 +97,63 @@ impl Groups {
         self.by_conn.entry(conn).or_default().push(id);
     }
 
-    /// A member is online at `conn` (told by its worker after login): its cursor gets a
-    /// session and its backlog is pushed.
-    pub fn member_online(&mut self, ctx: &mut Ctx, id: GroupId, name: &str, conn: ConnId) -> Handled {
+    /// A member is online on `device` at `conn` (told by its worker after login): that
+    /// device's cursor gets a session (a cursor is made for a device new here) and its
+    /// backlog is pushed.
+    pub fn member_online(&mut self, ctx: &mut Ctx, id: GroupId, name: &str, device: &str, conn: ConnId) -> Handled {
         // The budget of the session that logged in; a newer login has its own MemberOnline.
-        let Some(budget) = ctx.shared.directory.session_of(name).filter(|(c, _)| *c == conn).map(|(_, b)| b) else {
+        let Some(session) = ctx.shared.directory.session(name, conn).filter(|s| *s.device == *device) else {
             return Ok(());
         };
         let group = load(&mut self.groups, &mut self.by_conn, ctx, id)?;
-        let Some(member) = group.members.get_mut(name) else {
-            return Ok(());
-        };
-        if member.cursor.conn() == Some(conn) {
+        if group.members.get(name).and_then(|m| m.devices.get(device)).and_then(Cursor::conn) == Some(conn) {
             return Ok(());
         }
-        member.cursor.session = Some(Session::new(conn, member.cursor.acked, budget));
-        self.by_conn.entry(conn).or_default().push(id);
-        group.pump_member(ctx, name)
+        if group.attach(ctx, name, &session.device, conn, session.budget)? {
+            self.by_conn.entry(conn).or_default().push(id);
+        }
+        // The implicit legacy cursor a first named device replaced may have held the floor.
+        group.trim(ctx)?;
+        group.pump_device(ctx, name, device)
     }
 
     /// The connection's session ended: its member sessions here end with it.
     pub fn closed(&mut self, conn: ConnId, name: &str) {
+        let now = now_ms();
         for id in self.by_conn.remove(&conn).unwrap_or_default() {
             if let Some(member) = self.groups.get_mut(&id).and_then(|g| g.members.get_mut(name)) {
-                if member.cursor.conn() == Some(conn) {
-                    member.cursor.session = None;
-                }
+                member.devices.detach(conn, now);
             }
         }
+    }
+
+    /// The user's device is forgotten: its cursors in the groups loaded here go, and what
+    /// only they held is deleted.
+    pub fn forget_device(&mut self, ctx: &mut Ctx, username: &str, device: &str) -> Handled {
+        for id in ctx.shared.store.memberships(username)? {
+            let Some(group) = self.groups.get_mut(&id) else { continue };
+            if group.members.get_mut(username).is_some_and(|m| m.devices.remove(device)) {
+                group.trim(ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the cursors of member devices not seen for `--device-expiry`.
+    pub fn expire_devices(&mut self, ctx: &mut Ctx, now_ms: u64) -> Handled {
+        let expiry = ctx.config().device_expiry;
+        for group in self.groups.values_mut() {
+            let mut any = false;
+            for member in group.members.values_mut() {
+                for device in member.devices.expired(now_ms, expiry) {
+                    any |= member.devices.remove(&device);
+                }
+            }
+            if any {
+                group.trim(ctx)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -131,24 +170,8 @@ fn load<'a>(
         Entry::Vacant(entry) => entry,
     };
     let log = ctx.partition.state(LogId::Group, id.into())?;
-    let store = &ctx.shared.store;
-    let record = store.group(id)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
-    let mut members = BTreeMap::new();
-    for m in record.members {
-        // A member added while the newest messages were not yet durable was given
-        // their sequence as its position; after a crash that lost them, the
-        // position comes back to the history's end (so a resend under that
-        // sequence reaches it).
-        let acked = store.group_ack(id, &m.username)?.min(log.last_seq);
-        let name: Arc<str> = m.username.into();
-        // Members already online get live messages from now on; their backlog is
-        // pumped below, as MemberOnline would at login.
-        let session = ctx.shared.directory.session_of(&name).map(|(conn, budget)| Session::new(conn, acked, budget));
-        if let Some(session) = &session {
-            by_conn.entry(session.conn).or_default().push(id);
-        }
-        members.insert(name, Member { uid: m.uid, role: m.role, cursor: Cursor { acked, session } });
-    }
+    let record = ctx.shared.store.group(id)?.ok_or_else(|| Refusal::new(ErrorCode::UnknownGroup, "no such group"))?;
+    let recorded = devices::recorded(ctx, LogId::Group, id.into())?;
     let mut group = GroupState {
         id,
         name: record.name,
@@ -156,10 +179,33 @@ fn load<'a>(
         created_ms: record.created_ms,
         floor: log.floor,
         last_seq: log.last_seq,
-        members,
+        members: BTreeMap::new(),
     };
+    for m in record.members {
+        // A member added while the newest messages were not yet durable was given
+        // their sequence as its position; after a crash that lost them, the
+        // position comes back to the history's end (so a resend under that
+        // sequence reaches it).
+        let within = |seq: Seq| seq.min(log.last_seq);
+        let legacy = ctx.shared.store.group_ack(id, &m.username)?;
+        let (devices, unrecorded) = devices::reader_cursors(ctx, m.uid, legacy, within, &recorded)?;
+        let name: Arc<str> = m.username.into();
+        group.members.insert(name.clone(), Member { uid: m.uid, role: m.role, devices });
+        for device in unrecorded {
+            group.record_start(ctx, &name, &device);
+        }
+        // Members already online get live messages from now on; their backlog is
+        // pumped below, as MemberOnline would at login.
+        for session in ctx.shared.directory.sessions_of(&name) {
+            if group.attach(ctx, &name, &session.device, session.conn, session.budget)? {
+                by_conn.entry(session.conn).or_default().push(id);
+            }
+        }
+    }
+    // Devices expired or forgotten while the group was not loaded held the floor.
+    group.trim(ctx)?;
     let online: Vec<Arc<str>> =
-        group.members.iter().filter(|(_, m)| m.cursor.session.is_some()).map(|(n, _)| n.clone()).collect();
+        group.members.iter().filter(|(_, m)| m.devices.online()).map(|(n, _)| n.clone()).collect();
     for name in online {
         group.pump_member(ctx, &name)?;
     }
@@ -167,6 +213,52 @@ fn load<'a>(
 }
 
 impl GroupState {
+    /// Gives the member's `device` its session on `conn` (a device new here gets a cursor
+    /// where the member's legacy position is, recorded). Returns whether the member has a
+    /// cursor for it (it is a member).
+    pub fn attach(
+        &mut self,
+        ctx: &mut Ctx,
+        name: &str,
+        device: &Arc<str>,
+        conn: ConnId,
+        budget: Arc<super::SessionBudget>,
+    ) -> Result<bool, Refusal> {
+        let start = self.legacy_position(ctx, name)?;
+        let Some(member) = self.members.get_mut(name) else { return Ok(false) };
+        let created = member.devices.attach(device, now_ms(), || start, |acked| Session::new(conn, acked, budget));
+        if created && !is_legacy(device) {
+            self.record_start(ctx, name, device);
+        }
+        Ok(true)
+    }
+
+    /// Where the member's legacy device is (a device new here starts there): its cursor's
+    /// position, or without one its position on disk (where it joined, or last acked).
+    fn legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
+        match self.members.get(name).and_then(|m| m.devices.get(super::device_cursors::LEGACY)) {
+            Some(cursor) => Ok(cursor.acked),
+            None => Ok(ctx.shared.store.group_ack(self.id, name)?.min(self.last_seq)),
+        }
+    }
+
+    /// Records where a named device new here starts (the legacy position it was given may
+    /// move on). Best effort: unrecorded, it reads as the legacy position.
+    pub fn record_start(&self, ctx: &mut Ctx, name: &str, device: &str) {
+        let Some(member) = self.members.get(name) else { return };
+        let Some(acked) = member.devices.get(device).map(|c| c.acked) else { return };
+        let change = DeviceChange::Ack {
+            log: LogId::Group,
+            owner: self.id.into(),
+            uid: member.uid,
+            device: device.to_string(),
+            acked,
+        };
+        if let Err(e) = ctx.partition.device(change) {
+            debug!("group {}: where {name}'s device {device:?} starts: {e}", self.id);
+        }
+    }
+
     pub fn record(&self) -> GroupRecord {
         GroupRecord {
             name: self.name.clone(),
@@ -222,17 +314,23 @@ impl GroupState {
     }
 
     /// Stores `stored` as the group's next message (its receipt queued first) and pushes it
-    /// to every member whose cursor is caught up; returns how many got it now.
+    /// to every member device whose cursor is caught up; returns how many got it now.
     pub fn append(&mut self, ctx: &mut Ctx, stored: StoredMessage, origin: Origin) -> Result<u32, Refusal> {
         let seq = self.last_seq.next();
         message::store(ctx, LogId::Group, self.id.into(), seq, &stored, origin)?;
-        self.deliver(ctx, seq, stored)
+        self.deliver(ctx, seq, stored, origin.reply_to.map(|(conn, _)| conn))
     }
 
-    /// Pushes a just-stored message to every member whose cursor is caught up; returns how
-    /// many got it. A member gets no push of its own message (it has the receipt), nor of
-    /// one addressed to everyone but it; events go to everyone.
-    fn deliver(&mut self, ctx: &mut Ctx, seq: Seq, stored: StoredMessage) -> Result<u32, Refusal> {
+    /// Pushes a just-stored message to every member device whose cursor is caught up;
+    /// returns how many got it. A device is not pushed what it passes over (see
+    /// [`passes_over`]): the session on `sender` that sent it counts it as sent.
+    fn deliver(
+        &mut self,
+        ctx: &mut Ctx,
+        seq: Seq,
+        stored: StoredMessage,
+        sender: Option<ConnId>,
+    ) -> Result<u32, Refusal> {
         let window = ctx.window();
         let retention = ctx.config().group_retention.max(1);
         let skipped = skipped_member(&stored).map(str::to_string);
@@ -244,37 +342,44 @@ impl GroupState {
             let offline: Vec<Reader> = self
                 .members
                 .iter()
-                .filter(|(name, member)| member.cursor.session.is_none() && skipped.as_deref() != Some(&***name))
+                .filter(|(name, member)| !member.devices.online() && skipped.as_deref() != Some(&***name))
                 .filter(|(_, member)| book.get(&member.uid).is_some_and(|prefs| !prefs.devices.is_empty()))
-                .map(|(name, member)| Reader { name: name.clone(), uid: member.uid, unread: seq - member.cursor.acked })
+                .map(|(name, member)| {
+                    let acked = member.devices.lowest_acked().unwrap_or(self.floor);
+                    Reader { name: name.clone(), uid: member.uid, unread: seq - acked }
+                })
                 .collect();
             drop(book);
             notes::group(ctx, self.id, &self.name, offline, &stored);
         }
         // Encoded once for everyone whose previous push was seq - 1 (nearly always);
         // anyone else gets a copy with their own prev_seq.
+        let passing = Passing::of(&stored);
         let mut message = wire(ctx.shared, Conversation::Group(self.id), seq, seq - 1, stored);
         let shared: Arc<[u8]> = wire::encode(ServerFrame::Push(Push::Message(message.clone()))).into();
         self.last_seq = seq;
         let mut delivered = 0;
         let mut starved = Vec::new();
         for (name, member) in self.members.iter_mut() {
-            if skipped.as_deref() == Some(&**name) {
-                if let Some(session) = member.cursor.session.as_mut() {
-                    if session.sent_upto + 1 == seq {
-                        session.sent_upto = seq;
+            for (device, cursor) in member.devices.iter_mut() {
+                let sending = sender.is_some() && cursor.conn() == sender;
+                if passing.passes(name, device, sending) {
+                    if let Some(session) = cursor.session.as_mut() {
+                        if session.sent_upto + 1 == seq {
+                            session.sent_upto = seq;
+                        }
                     }
+                } else if let Some((conn, prev)) = cursor.take_live(seq, size, window) {
+                    delivered += 1;
+                    if prev + 1 == seq {
+                        ctx.batch.frame_bytes(conn, &shared, true);
+                    } else {
+                        message.prev_seq = prev;
+                        ctx.batch.frame(conn, ServerFrame::Push(Push::Message(message.clone())), true);
+                    }
+                } else if cursor.stalled(seq, window).is_some() {
+                    starved.push((name.clone(), device.clone()));
                 }
-            } else if let Some((conn, prev)) = member.cursor.take_live(seq, size, window) {
-                delivered += 1;
-                if prev + 1 == seq {
-                    ctx.batch.frame_bytes(conn, &shared, true);
-                } else {
-                    message.prev_seq = prev;
-                    ctx.batch.frame(conn, ServerFrame::Push(Push::Message(message.clone())), true);
-                }
-            } else if member.cursor.stalled(seq, window).is_some() {
-                starved.push(name.clone());
             }
         }
         if seq - self.floor > retention {
@@ -283,58 +388,88 @@ impl GroupState {
             ctx.partition.raise_floor(LogId::Group, self.id.into(), self.floor.next(), floor)?;
             self.floor = floor;
         }
-        for name in starved {
-            if let Some(member) = self.members.get(&name) {
-                ctx.wait_if_starved(&member.cursor, self.last_seq, Waiting::Group(self.id, name));
+        for (name, device) in starved {
+            if let Some(cursor) = self.members.get(&name).and_then(|m| m.devices.get(&device)) {
+                ctx.wait_if_starved(cursor, self.last_seq, Waiting::Group(self.id, name, device));
             }
         }
         ctx.delivered(u64::from(delivered));
         Ok(delivered)
     }
 
-    /// The connections of the group's online members, but `except`.
+    /// The connections of the group's online members (every device), but `except`'s.
     pub fn sessions(&self, except: Option<&str>) -> Vec<ConnId> {
-        self.members.iter().filter(|(name, _)| except != Some(&***name)).filter_map(|(_, m)| m.cursor.conn()).collect()
+        self.members.iter().filter(|(name, _)| except != Some(&***name)).flat_map(|(_, m)| m.devices.conns()).collect()
     }
 
-    /// Pushes a member's backlog while its window and budget allow, skipping its own
-    /// messages; waits for the budget if that is what stops it.
+    /// Pushes the backlog of every online device of a member.
     pub fn pump_member(&mut self, ctx: &mut Ctx, name: &str) -> Handled {
-        let (id, last_seq) = (self.id, self.last_seq);
-        let Some(member) = self.members.get_mut(name) else {
-            return Ok(());
-        };
-        fill_member(ctx, id, last_seq, name, &mut member.cursor)?;
-        if let Some((key, member)) = self.members.get_key_value(name) {
-            ctx.wait_if_starved(&member.cursor, last_seq, Waiting::Group(id, key.clone()));
+        let online = self.members.get(name).map(|m| m.devices.online_devices()).unwrap_or_default();
+        for device in online {
+            self.pump_device(ctx, name, &device)?;
         }
         Ok(())
     }
 
-    /// The group's last sequence and a member's cursor.
-    fn member_cursor(&mut self, name: &str) -> Result<(Seq, &mut Cursor), Refusal> {
-        let member = self
-            .members
-            .get_mut(name)
-            .ok_or_else(|| Refusal::new(ErrorCode::NotAMember, "not a member of this group"))?;
-        Ok((self.last_seq, &mut member.cursor))
+    /// Pushes a member device's backlog while its window and budget allow, passing over
+    /// what it is not sent; waits for the budget if that is what stops it.
+    pub fn pump_device(&mut self, ctx: &mut Ctx, name: &str, device: &str) -> Handled {
+        let (id, last_seq) = (self.id, self.last_seq);
+        let Some((key, member)) = self.members.get_key_value(name) else {
+            return Ok(());
+        };
+        let (key, device_key) = (key.clone(), member.devices.key(device));
+        let Some(cursor) = self.members.get_mut(name).and_then(|m| m.devices.get_mut(device)) else {
+            return Ok(());
+        };
+        fill_member(ctx, id, last_seq, name, device, cursor)?;
+        if let Some(device_key) = device_key {
+            ctx.wait_if_starved(cursor, last_seq, Waiting::Group(id, key, device_key));
+        }
+        Ok(())
     }
 
-    /// A member acknowledges everything up to `up_to`; what every member has is deleted.
-    /// The caller then wakes what waits for the session's budget.
+    /// The group's last sequence and the cursor of a member's device (made, where the
+    /// legacy position is, for a device whose login this group has not heard of yet).
+    fn member_cursor(&mut self, ctx: &mut Ctx, user: &SessionUser) -> Result<(Seq, &mut Cursor), Refusal> {
+        let start = self.legacy_position(ctx, &user.name)?;
+        let member = self
+            .members
+            .get_mut(&user.name)
+            .ok_or_else(|| Refusal::new(ErrorCode::NotAMember, "not a member of this group"))?;
+        if member.devices.get(&user.device).is_none() {
+            member.devices.insert(user.device.clone(), start, now_ms());
+            if !is_legacy(&user.device) {
+                self.record_start(ctx, &user.name, &user.device);
+            }
+        }
+        let cursor = self.members.get_mut(&user.name).and_then(|m| m.devices.get_mut(&user.device));
+        Ok((self.last_seq, cursor.expect("made above")))
+    }
+
+    /// A member's device acknowledges everything up to `up_to`; what every member device
+    /// has is deleted. The caller then wakes what waits for the session's budget.
     pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, up_to: Seq) -> Handled {
-        let id = self.id;
-        let (last_seq, cursor) = self.member_cursor(&user.name)?;
+        let (id, uid) = (self.id, self.members.get(&user.name).map(|m| m.uid));
+        let (last_seq, cursor) = self.member_cursor(ctx, user)?;
         if up_to > last_seq {
             return Err(Refusal::beyond("ack", up_to, last_seq));
         }
-        // Recorded first: a refused ack (a full disk) leaves the cursor where it was.
+        // Recorded first: a refused ack (a full disk) leaves the cursor where it was. The
+        // legacy device's position where it always was; a named device's beside it.
         if up_to > cursor.acked {
-            ctx.partition.group_ack(id, &user.name, up_to)?;
+            match (is_legacy(&user.device), uid) {
+                (true, _) | (_, None) => ctx.partition.group_ack(id, &user.name, up_to)?,
+                (false, Some(uid)) => {
+                    let device = user.device.to_string();
+                    let owner = id.into();
+                    ctx.partition.device(DeviceChange::Ack { log: LogId::Group, owner, uid, device, acked: up_to })?
+                }
+            }
             cursor.ack(up_to);
             self.trim(ctx)?;
         }
-        let acked = self.members[&user.name].cursor.acked;
+        let acked = self.member_cursor(ctx, user)?.1.acked;
         let reply = Reply::Acked { conversation: Conversation::Group(id), up_to: acked };
         ctx.batch.reply(conn, request_id, reply, true);
         Ok(())
@@ -342,19 +477,22 @@ impl GroupState {
 
     pub fn resync(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, after: Seq) -> Handled {
         let id = self.id;
-        let (last_seq, cursor) = self.member_cursor(&user.name)?;
+        let (last_seq, cursor) = self.member_cursor(ctx, user)?;
         if after > last_seq {
             return Err(Refusal::beyond("resync", after, last_seq));
         }
         let after = cursor.resync(after);
         let reply = Reply::Resynced { conversation: Conversation::Group(id), after, last_seq };
         ctx.batch.reply(conn, request_id, reply, false);
-        self.pump_member(ctx, &user.name)
+        self.pump_device(ctx, &user.name, &user.device)
     }
 
-    /// Deletes what every member has acknowledged.
+    /// Deletes what every member device has acknowledged.
+    ///
+    /// History: this is where the group's floor would be capped by the retention window;
+    /// today it is the lowest position of any member's device.
     pub fn trim(&mut self, ctx: &mut Ctx) -> Handled {
-        let lowest = self.members.values().map(|m| m.cursor.acked).min().unwrap_or(self.last_seq);
+        let lowest = self.members.values().filter_map(|m| m.devices.lowest_acked()).min().unwrap_or(self.last_seq);
         let floor = self.floor;
         if lowest > floor {
             ctx.partition.raise_floor(LogId::Group, self.id.into(), floor.next(), lowest)?;
@@ -376,14 +514,45 @@ impl GroupState {
     }
 }
 
-/// Pushes a member's backlog while its window and budget allow, skipping its own messages.
-fn fill_member(ctx: &mut Ctx, id: GroupId, last_seq: Seq, name: &str, cursor: &mut Cursor) -> Handled {
+/// Pushes a member device's backlog while its window and budget allow, passing over what
+/// it is not sent.
+fn fill_member(ctx: &mut Ctx, id: GroupId, last_seq: Seq, name: &str, device: &str, cursor: &mut Cursor) -> Handled {
     let log = backlog::Log { id: LogId::Group, owner: id.into(), last_seq };
-    let skip = |stored: &StoredMessage| skipped_member(stored) == Some(name);
-    let to_wire = |ctx: &Ctx, seq, prev, stored| wire(ctx.shared, Conversation::Group(id), seq, prev, stored);
+    let skip = |stored: &StoredMessage| Passing::of(stored).passes(name, device, false);
+    let to_wire =
+        |ctx: &Ctx, seq, prev, stored| Push::Message(wire(ctx.shared, Conversation::Group(id), seq, prev, stored));
     // A group's retention may have deleted the rest: nothing to report.
     backlog::fill(ctx, &log, cursor, skip, to_wire)?;
     Ok(())
+}
+
+/// Who passes over a stored group message: what a device is not pushed of it.
+struct Passing {
+    /// The member it is not for (a service's "everyone but"), or whose own it is.
+    member: Option<String>,
+    all_but: bool,
+    device_only: bool,
+}
+
+impl Passing {
+    fn of(stored: &StoredMessage) -> Self {
+        Passing {
+            member: skipped_member(stored).map(str::to_string),
+            all_but: matches!(stored.addressee, Addressee::AllBut(_)),
+            device_only: stored.device_only(),
+        }
+    }
+
+    /// Whether member `name`'s `device` is not pushed it: what a service sent everyone but
+    /// the member; its own message, to a legacy device (it has the receipt) or to the
+    /// named device that sent it (`sending`: it counts it as sent); what only named devices
+    /// know, to a legacy device.
+    fn passes(&self, name: &str, device: &str, sending: bool) -> bool {
+        match self.member.as_deref() == Some(name) {
+            true => self.all_but || is_legacy(device) || sending,
+            false => is_legacy(device) && self.device_only,
+        }
+    }
 }
 
 /// The member a stored group message is not pushed to: its user sender (who has the

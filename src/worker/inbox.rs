@@ -1,19 +1,28 @@
 //! Direct messages: each user's inbox as the user's worker holds it. An inbox is one log of
-//! stored messages with one cursor (see `cursor`); this file sends into it, pushes out of
-//! it, and takes its acks and resyncs.
+//! stored messages with a cursor per known device of its user (see `device_cursors`); this
+//! file sends into it, pushes out of it, and takes its acks and resyncs. The log's floor is
+//! the lowest position of the user's devices.
+//!
+//! A user's inbox also holds its sent copies (`Addressee::CopyTo`): what the user sent
+//! others, stored after the recipient's worker stored the message, so that every device
+//! shows both sides of a chat. Named devices are pushed them (`Push::SentCopy`), but the
+//! device that sent the message when it is caught up; legacy devices never.
 
 use super::backlog;
+use super::commands::WorkerCmd;
 use super::context::{Ctx, Waiting};
-use super::cursor::Cursor;
+use super::device_cursors::{is_legacy, DeviceCursors};
+use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::quota;
 use super::refusal::{Handled, Refusal};
+use super::Shared;
 use crate::protocol::{ClientMsgId, Content, Conversation, ErrorCode, Push, Reply, Seq, UserId};
-use crate::route::{ConnId, SessionUser};
-use crate::store::{Addressee, LogId, StoredMessage};
-use log::error;
-use std::collections::HashMap;
+use crate::route::{ConnId, Owner, SessionUser};
+use crate::store::{Addressee, DeviceChange, LogId, StoredMessage};
+use log::{debug, error};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The users of this worker's partition that were touched since start.
@@ -27,39 +36,67 @@ pub struct UserState {
     pub name: Arc<str>,
     pub uid: UserId,
     pub last_seq: Seq,
-    pub cursor: Cursor,
-    /// The inbox's stored, unacknowledged bytes, against the quota (see `quota`).
+    /// Everything at or below is deleted.
+    pub floor: Seq,
+    /// A cursor per known device of the user.
+    pub devices: DeviceCursors,
+    /// The inbox's stored bytes above the floor, against the quota (see `quota`).
     pub stored_bytes: u64,
 }
 
 impl Inboxes {
     /// The user's state, loaded from disk on first touch; None if there is no such account.
-    pub fn load(&mut self, ctx: &Ctx, name: &str) -> Result<Option<&mut UserState>, Refusal> {
+    /// Devices not seen for `--device-expiry` are forgotten as it loads.
+    pub fn load(&mut self, ctx: &mut Ctx, name: &str) -> Result<Option<&mut UserState>, Refusal> {
         if !self.users.contains_key(name) {
             let Some(account) = ctx.shared.store.account(name)? else {
                 return Ok(None);
             };
-            let log = ctx.partition.state(LogId::Inbox, account.user_id.into())?;
-            let cursor = Cursor { acked: log.floor, session: None };
-            let stored_bytes = quota::backlog_bytes(ctx.partition, account.user_id, log.floor, log.last_seq)?;
+            let uid = account.user_id;
+            let log = ctx.partition.state(LogId::Inbox, uid.into())?;
+            let (known, expired) = devices::known(ctx, uid)?;
+            let devices = match known.is_empty() {
+                true => DeviceCursors::implicit_legacy(log.floor),
+                false => {
+                    let mut devices = DeviceCursors::default();
+                    for (device, record) in known {
+                        // Unrecorded, or recorded below the floor: at the floor (see store/devices.rs).
+                        let recorded = ctx.shared.store.device_ack(LogId::Inbox, uid.into(), uid, &device)?;
+                        let acked = recorded.unwrap_or(log.floor).clamp(log.floor, log.last_seq.max(log.floor));
+                        devices.insert(device.into(), acked, record.last_seen_ms);
+                    }
+                    devices
+                }
+            };
             let name: Arc<str> = name.into();
-            let state =
-                UserState { name: name.clone(), uid: account.user_id, last_seq: log.last_seq, cursor, stored_bytes };
+            let mut state = UserState {
+                name: name.clone(),
+                uid,
+                last_seq: log.last_seq,
+                floor: log.floor,
+                devices,
+                stored_bytes: 0,
+            };
+            for device in expired {
+                devices::forget(ctx, &mut state, &device)?;
+            }
+            state.raise_floor(ctx, state.deletion_floor())?;
+            state.stored_bytes = quota::backlog_bytes(ctx.partition, uid, state.floor, state.last_seq)?;
             self.users.insert(name, state);
         }
         Ok(self.users.get_mut(name))
     }
 
     /// The user's state; `UnknownUser` if there is no such account.
-    pub fn known(&mut self, ctx: &Ctx, name: &str) -> Result<&mut UserState, Refusal> {
+    pub fn known(&mut self, ctx: &mut Ctx, name: &str) -> Result<&mut UserState, Refusal> {
         self.load(ctx, name)?.ok_or_else(Refusal::unknown_user)
     }
 
-    /// The user's state if its live session is `conn`; `NotLoggedIn` for a connection
-    /// whose session a newer login took over.
-    pub fn session(&mut self, ctx: &Ctx, user: &SessionUser, conn: ConnId) -> Result<&mut UserState, Refusal> {
+    /// The user's state if `conn` is one of its live sessions; `NotLoggedIn` for a
+    /// connection whose session a newer login took over.
+    pub fn session(&mut self, ctx: &mut Ctx, user: &SessionUser, conn: ConnId) -> Result<&mut UserState, Refusal> {
         match self.load(ctx, &user.name)? {
-            Some(state) if state.cursor.conn() == Some(conn) => Ok(state),
+            Some(state) if state.devices.device_of(conn).is_some() => Ok(state),
             _ => Err(Refusal::new(ErrorCode::NotLoggedIn, "this session has ended")),
         }
     }
@@ -69,26 +106,38 @@ impl Inboxes {
         self.users.get_mut(name)
     }
 
-    /// The users of this partition online now.
+    /// The users of this partition online now (on any device).
     pub fn online(&self) -> Vec<Arc<str>> {
-        self.users.values().filter(|state| state.cursor.session.is_some()).map(|state| state.name.clone()).collect()
+        self.users.values().filter(|state| state.devices.online()).map(|state| state.name.clone()).collect()
+    }
+
+    /// Forgets the devices of loaded users not seen for `--device-expiry`.
+    pub fn expire_devices(&mut self, ctx: &mut Ctx, now_ms: u64) -> Handled {
+        let expiry = ctx.config().device_expiry;
+        for state in self.users.values_mut() {
+            for device in state.devices.expired(now_ms, expiry) {
+                devices::forget(ctx, state, &device)?;
+            }
+        }
+        Ok(())
     }
 }
 
 impl UserState {
-    /// A transient message: pushed if the user is online, stored nowhere.
+    /// A transient message: pushed to every session of the user, stored nowhere.
     pub fn send_transient(&self, ctx: &mut Ctx, conn: ConnId, request_id: u32, from: &SessionUser, content: Content) {
-        let target = self.cursor.conn();
+        let targets = self.devices.conns();
         ctx.received(from, 1);
-        if let Some(target) = target {
-            ctx.batch.push(target, Push::Transient { from: from.name.to_string(), content }, false);
-            ctx.delivered(1);
+        for target in &targets {
+            ctx.batch.push(*target, Push::Transient { from: from.name.to_string(), content: content.clone() }, false);
         }
-        ctx.batch.reply(conn, request_id, Reply::TransientSent { delivered: target.is_some() }, false);
+        ctx.delivered(targets.len() as u64);
+        ctx.batch.reply(conn, request_id, Reply::TransientSent { delivered: !targets.is_empty() }, false);
     }
 
     /// A user's direct message: stored in this inbox (within its quota), the receipt
-    /// released with the batch's commit, pushed if the user's session is caught up.
+    /// released with the batch's commit, pushed to the user's sessions that are caught up;
+    /// once it is durable, the sender's worker stores its sent copy.
     pub fn send_direct(
         &mut self,
         ctx: &mut Ctx,
@@ -107,81 +156,234 @@ impl UserState {
         ctx.received(from, 1);
         let stored = message::compose(ctx.shared, from, content, Addressee::Readers)?;
         quota::check(ctx.config(), self.stored_bytes, wire_size(&stored))?;
+        // A note to self is no chat with another: it needs no copy.
+        let copy = (!from.service && *from.name != *self.name).then(|| stored.clone());
         self.append(ctx, stored, Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) })?;
+        if let Some(mut stored) = copy {
+            stored.addressee = Addressee::CopyTo(self.name.to_string());
+            let worker = ctx.worker_of(Owner::User(&from.name));
+            let cmd = WorkerCmd::SentCopy { sender: from.name.clone(), device: from.device.clone(), conn, stored };
+            ctx.batch.send_to_worker_after_commit(worker, cmd);
+        }
         Ok(())
     }
 
+    /// A sent copy of what this user sent from `device` on `conn`, stored after the message
+    /// itself: counted in the user's quota, but dropped (never refused) when it does not
+    /// fit. The sending session, if caught up, counts it as sent.
+    pub fn append_copy(&mut self, ctx: &mut Ctx, device: &str, conn: ConnId, stored: StoredMessage) {
+        if let Err(refusal) = quota::check(ctx.config(), self.stored_bytes, wire_size(&stored)) {
+            debug!(
+                "sent copy of message {} dropped from {}'s inbox: {}",
+                stored.message_id, self.name, refusal.message
+            );
+            return;
+        }
+        let sender = self.devices.get(device).filter(|c| c.conn() == Some(conn)).map(|_| conn);
+        if let Err(refusal) = self.append_from(ctx, stored, Origin::default(), sender) {
+            debug!("sent copy dropped from {}'s inbox: {}", self.name, refusal.message);
+        }
+    }
+
     /// Stores `stored` as the inbox's next message (its receipt queued first) and pushes it
-    /// if the session is caught up; returns whether it was pushed now.
+    /// to every session that is caught up; returns whether some session got it now.
     pub fn append(&mut self, ctx: &mut Ctx, stored: StoredMessage, origin: Origin) -> Result<bool, Refusal> {
+        self.append_from(ctx, stored, origin, None)
+    }
+
+    /// [`UserState::append`], where the session on `sender` (a sent copy's sending session)
+    /// passes over the message if it is caught up, as a device is not sent what it sent.
+    fn append_from(
+        &mut self,
+        ctx: &mut Ctx,
+        stored: StoredMessage,
+        origin: Origin,
+        sender: Option<ConnId>,
+    ) -> Result<bool, Refusal> {
         let seq = self.last_seq.next();
         message::store(ctx, LogId::Inbox, self.uid.into(), seq, &stored, origin)?;
         let size = wire_size(&stored);
         self.last_seq = seq;
         self.stored_bytes += size as u64;
-        let Some((target, prev)) = self.cursor.take_live(seq, size, ctx.window()) else {
-            if self.cursor.session.is_none() {
-                let reader = Reader { name: self.name.clone(), uid: self.uid, unread: seq - self.cursor.acked };
-                notes::direct(ctx, reader, &stored);
+        if !self.devices.online() {
+            let unread = seq - self.devices.lowest_acked().unwrap_or(self.floor);
+            notes::direct(ctx, Reader { name: self.name.clone(), uid: self.uid, unread }, &stored);
+        }
+        let window = ctx.window();
+        let mut pushed = false;
+        let mut passed = Vec::new();
+        let mut waiting = Vec::new();
+        for (device, cursor) in self.devices.iter_mut() {
+            let own = sender.is_some() && cursor.conn() == sender;
+            if own || skipped(device, &stored) {
+                if let Some(session) = cursor.session.as_mut().filter(|s| s.sent_upto.next() == seq) {
+                    session.sent_upto = seq;
+                    passed.push(device.clone());
+                }
+                continue;
             }
-            ctx.wait_if_starved(&self.cursor, self.last_seq, Waiting::Inbox(self.name.clone()));
-            return Ok(false);
-        };
-        let message = wire(ctx.shared, Conversation::Inbox, seq, prev, stored);
-        ctx.batch.push(target, Push::Message(message), true);
-        ctx.delivered(1);
-        Ok(true)
+            match cursor.take_live(seq, size, window) {
+                Some((target, prev)) => {
+                    ctx.batch.push(target, inbox_push(ctx.shared, seq, prev, stored.clone()), true);
+                    ctx.delivered(1);
+                    pushed = true;
+                }
+                None => waiting.push(device.clone()),
+            }
+        }
+        for device in waiting {
+            if let Some(cursor) = self.devices.get(&device) {
+                ctx.wait_if_starved(cursor, seq, Waiting::Inbox(self.name.clone(), device));
+            }
+        }
+        for device in passed {
+            self.settle_passed(ctx, &device)?;
+        }
+        Ok(pushed)
     }
 
-    /// The session acknowledges everything up to `up_to`: the floor rises, the quota frees
-    /// what it held. The caller then wakes what waits for the session's budget.
+    /// The session on `conn` acknowledges everything up to `up_to`: its device's position
+    /// moves, and the floor with it if it held the floor. The caller then wakes what waits
+    /// for the session's budget.
     pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, up_to: Seq) -> Handled {
         if up_to > self.last_seq {
             return Err(Refusal::beyond("ack", up_to, self.last_seq));
         }
-        let before = self.cursor.acked;
-        // Recorded first: a refused ack (a full disk) leaves the cursor where it was.
-        if up_to > before {
-            let sent_upto = self.cursor.session.as_ref().map_or(before, |s| s.sent_upto);
-            // Counted before the floor rises: beyond it nothing can be read.
-            let pushed = self.cursor.pushed_bytes_upto(up_to);
-            let freed = quota::acked_bytes(ctx.partition, self.uid, before, up_to, sent_upto, pushed);
-            ctx.partition.raise_floor(LogId::Inbox, self.uid.into(), before.next(), up_to)?;
-            self.stored_bytes = self.stored_bytes.saturating_sub(freed);
-            self.cursor.ack(up_to);
-            ctx.shared.metrics.stored_delta(-((up_to - before) as i64));
-        }
-        let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: self.cursor.acked };
+        let device = self.devices.device_of(conn).ok_or_else(ended)?;
+        self.advance(ctx, &device, up_to)?;
+        let acked = self.devices.get(&device).map_or(up_to, |c| c.acked);
+        let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: acked };
         ctx.batch.reply(conn, request_id, reply, true);
         Ok(())
+    }
+
+    /// Moves `device`'s position to `up_to`, recorded first (a refused change, a full disk,
+    /// leaves the cursor where it was), and raises the floor to what the devices now hold.
+    pub fn advance(&mut self, ctx: &mut Ctx, device: &str, up_to: Seq) -> Handled {
+        let Some(before) = self.devices.get(device).map(|c| c.acked) else { return Ok(()) };
+        if up_to <= before {
+            return Ok(());
+        }
+        let others = self.devices.iter().filter(|(d, _)| ***d != *device).map(|(_, c)| c.acked).min();
+        let floor = self.deletion_floor_at(others.map_or(up_to, |o| o.min(up_to)));
+        // A position the floor rises to needs no record: unrecorded reads as the floor.
+        if floor < up_to {
+            let (uid, device) = (self.uid, device.to_string());
+            ctx.partition.device(DeviceChange::Ack {
+                log: LogId::Inbox,
+                owner: uid.into(),
+                uid,
+                device,
+                acked: up_to,
+            })?;
+        }
+        self.raise_floor(ctx, floor)?;
+        if let Some(cursor) = self.devices.get_mut(device) {
+            cursor.ack(up_to);
+        }
+        Ok(())
+    }
+
+    /// Where the inbox's floor may be when its devices' lowest position is `lowest`.
+    ///
+    /// History: this is where messages would be kept past their acknowledgement (the
+    /// floor capped by the retention window); today the floor is the lowest position.
+    pub fn deletion_floor_at(&self, lowest: Seq) -> Seq {
+        lowest
+    }
+
+    /// Where the floor may be now, from every known device's position.
+    pub fn deletion_floor(&self) -> Seq {
+        self.devices.lowest_acked().map_or(self.floor, |lowest| self.deletion_floor_at(lowest))
+    }
+
+    /// Raises the floor to `floor` if that is higher: one change, the quota frees what it
+    /// held (sizes of what sessions have outstanding are known, the rest is read).
+    pub fn raise_floor(&mut self, ctx: &mut Ctx, floor: Seq) -> Handled {
+        let before = self.floor;
+        if floor <= before {
+            return Ok(());
+        }
+        let mut pushed = BTreeMap::new();
+        for (_, cursor) in self.devices.iter() {
+            pushed.extend(cursor.pushed_within(before, floor));
+        }
+        // Counted before the floor rises: beyond it nothing can be read.
+        let freed = quota::floor_bytes(ctx.partition, self.uid, before, floor, &pushed);
+        ctx.partition.raise_floor(LogId::Inbox, self.uid.into(), before.next(), floor)?;
+        self.floor = floor;
+        self.stored_bytes = self.stored_bytes.saturating_sub(freed);
+        ctx.shared.metrics.stored_delta(-((floor - before) as i64));
+        Ok(())
+    }
+
+    /// A device whose session passed over what it is not sent, with nothing outstanding, is
+    /// owed nothing up to there: its position moves over it, so that what it is never sent
+    /// does not hold the floor.
+    fn settle_passed(&mut self, ctx: &mut Ctx, device: &str) -> Handled {
+        match self.devices.get(device).and_then(|c| c.passed_over()) {
+            Some(up_to) => self.advance(ctx, device, up_to),
+            None => Ok(()),
+        }
     }
 
     pub fn resync(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, after: Seq) -> Handled {
         if after > self.last_seq {
             return Err(Refusal::beyond("resync", after, self.last_seq));
         }
-        let after = self.cursor.resync(after);
+        let device = self.devices.device_of(conn).ok_or_else(ended)?;
+        let Some(cursor) = self.devices.get_mut(&device) else { return Err(ended()) };
+        let after = cursor.resync(after);
         let reply = Reply::Resynced { conversation: Conversation::Inbox, after, last_seq: self.last_seq };
         ctx.batch.reply(conn, request_id, reply, false);
-        self.pump(ctx)
+        self.pump_device(ctx, &device)
     }
 
-    /// Pushes stored messages to the user's session while its window and budget allow;
+    /// Pushes stored messages to the device's session while its window and budget allow;
     /// waits for the budget if that is what stops it.
-    pub fn pump(&mut self, ctx: &mut Ctx) -> Handled {
-        self.fill(ctx)?;
-        ctx.wait_if_starved(&self.cursor, self.last_seq, Waiting::Inbox(self.name.clone()));
+    pub fn pump_device(&mut self, ctx: &mut Ctx, device: &str) -> Handled {
+        self.fill(ctx, device)?;
+        self.settle_passed(ctx, device)?;
+        if let (Some(cursor), Some(key)) = (self.devices.get(device), self.devices.key(device)) {
+            ctx.wait_if_starved(cursor, self.last_seq, Waiting::Inbox(self.name.clone(), key));
+        }
         Ok(())
     }
 
-    fn fill(&mut self, ctx: &mut Ctx) -> Handled {
+    fn fill(&mut self, ctx: &mut Ctx, device: &str) -> Handled {
         let log = backlog::Log { id: LogId::Inbox, owner: self.uid.into(), last_seq: self.last_seq };
-        let to_wire = |ctx: &Ctx, seq, prev, stored| wire(ctx.shared, Conversation::Inbox, seq, prev, stored);
-        if backlog::fill(ctx, &log, &mut self.cursor, |_| false, to_wire)? {
+        let Some(cursor) = self.devices.get_mut(device) else { return Ok(()) };
+        let skip = |stored: &StoredMessage| skipped(device, stored);
+        let to_wire = |ctx: &Ctx, seq, prev, stored| inbox_push(ctx.shared, seq, prev, stored);
+        if backlog::fill(ctx, &log, cursor, skip, to_wire)? {
             // Every inbox message is kept until acknowledged: the log claims more than the
             // disk holds.
             error!("inbox of {} ends before its last sequence {}", self.name, self.last_seq);
         }
         Ok(())
     }
+}
+
+/// Whether `device` is never sent `stored`: a legacy device the frames only named devices
+/// know (sent copies, deletions), live or from the backlog.
+fn skipped(device: &str, stored: &StoredMessage) -> bool {
+    is_legacy(device) && stored.device_only()
+}
+
+/// An inbox message as pushed: a sent copy as `SentCopy` (to whom it was sent), anything
+/// else as a message.
+fn inbox_push(shared: &Shared, seq: Seq, prev: Seq, stored: StoredMessage) -> Push {
+    let to = match &stored.addressee {
+        Addressee::CopyTo(to) => Some(to.clone()),
+        Addressee::Readers | Addressee::AllBut(_) => None,
+    };
+    let message = wire(shared, Conversation::Inbox, seq, prev, stored);
+    match to {
+        Some(to) => Push::SentCopy { to, message },
+        None => Push::Message(message),
+    }
+}
+
+fn ended() -> Refusal {
+    Refusal::new(ErrorCode::NotLoggedIn, "this session has ended")
 }

@@ -5,10 +5,10 @@
 //! Permissions (protocol.md "Groups"): the owner may do anything but leave; admins rename,
 //! add members and remove plain members; members send, read, and leave.
 
-use super::budget::SessionBudget;
 use super::commands::{NewGroup, WorkerCmd};
 use super::context::Ctx;
-use super::cursor::{Cursor, Session};
+use super::device_cursors::is_legacy;
+use super::devices;
 use super::groups::{GroupState, Groups, Member};
 use super::message::system_content;
 use super::refusal::{Handled, Refusal};
@@ -23,7 +23,7 @@ use crate::protocol::{
 };
 use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::{LogId, LogOwner};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Largest page of the open-group directory.
@@ -67,19 +67,28 @@ pub fn create(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, 
 /// Creation proper, on the worker that owns the new id.
 pub fn create_here(ctx: &mut Ctx, groups: &mut Groups, new: NewGroup) -> Handled {
     let NewGroup { conn, request_id, creator, id, name, open } = new;
-    let session = session_budget(ctx, &creator.name, conn).map(|budget| Session::new(conn, Seq::ZERO, budget));
-    let cursor = Cursor { acked: Seq::ZERO, session };
-    let mut members = BTreeMap::new();
-    members.insert(creator.name.clone(), Member { uid: creator.uid, role: Role::Owner, cursor });
-    let group = GroupState { id, name, open, created_ms: now_ms(), floor: Seq::ZERO, last_seq: Seq::ZERO, members };
+    let group = GroupState {
+        id,
+        name,
+        open,
+        created_ms: now_ms(),
+        floor: Seq::ZERO,
+        last_seq: Seq::ZERO,
+        members: BTreeMap::new(),
+    };
     let store = ctx.partition.sled();
-    store.put_group(id, &group.record())?;
     store.add_membership(&creator.name, id)?;
     store.put_group_ack(id, &creator.name, Seq::ZERO)?;
+    let group = groups.insert(group, conn);
+    seat_devices(ctx, group, &creator.name, creator.uid, Role::Owner)?;
     if open {
         ctx.shared.open_groups.set(app_of(&creator.name), id, group.name.clone(), 1);
     }
-    let group = groups.insert(group, conn);
+    let attached = group.sessions(None);
+    for other in attached.into_iter().filter(|c| *c != conn) {
+        groups.attach(other, id);
+    }
+    let group = groups.load(ctx, id)?;
     group.append_event(ctx, GroupEvent::Created { by: creator.name.to_string() }, &creator.name)?;
     ctx.batch.reply(conn, request_id, Reply::GroupCreated { group_id: id }, true);
     Ok(())
@@ -117,8 +126,7 @@ pub fn add_member(
         return Err(Refusal::new(ErrorCode::Forbidden, "only the owner and admins add members"));
     }
     let account = ctx.shared.store.account(username)?.ok_or_else(Refusal::unknown_user)?;
-    let online = ctx.shared.directory.conn_of(username);
-    admit(ctx, groups, id, username, account.user_id, online)?;
+    admit(ctx, groups, id, username, account.user_id)?;
     let event = GroupEvent::Added { username: username.to_string(), by: user.name.to_string() };
     groups.load(ctx, id)?.append_event(ctx, event, &user.name)?;
     ctx.batch.reply(conn, request_id, Reply::Done, true);
@@ -138,7 +146,7 @@ pub fn join(
     if !group.open && !group.members.contains_key(&user.name) {
         return Err(Refusal::new(ErrorCode::Forbidden, "this group is not open; ask an admin to add you"));
     }
-    admit(ctx, groups, id, &user.name, user.uid, Some(conn))?;
+    admit(ctx, groups, id, &user.name, user.uid)?;
     let event = GroupEvent::Joined { username: user.name.to_string() };
     groups.load(ctx, id)?.append_event(ctx, event, &user.name)?;
     ctx.batch.reply(conn, request_id, Reply::Done, true);
@@ -146,15 +154,8 @@ pub fn join(
 }
 
 /// Adds a member who starts after the current last message (history before joining is
-/// not theirs), checking the limits; `online` is its live connection, if any.
-fn admit(
-    ctx: &mut Ctx,
-    groups: &mut Groups,
-    id: GroupId,
-    username: &str,
-    uid: UserId,
-    online: Option<ConnId>,
-) -> Handled {
+/// not theirs), checking the limits; every device of it online now is attached.
+fn admit(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: UserId) -> Handled {
     let max_members = ctx.config().max_group_members;
     let group = groups.load(ctx, id)?;
     if group.members.contains_key(username) {
@@ -166,29 +167,43 @@ fn admit(
     let acked = group.last_seq;
     let seat = take_seat(ctx, username)?
         .ok_or_else(|| Refusal::new(ErrorCode::LimitReached, "the user is in too many groups"))?;
-    let session =
-        online.and_then(|conn| session_budget(ctx, username, conn).map(|budget| Session::new(conn, acked, budget)));
-    let group = groups.load(ctx, id)?;
-    group.members.insert(username.into(), Member { uid, role: Role::Member, cursor: Cursor { acked, session } });
-    if let Some(conn) = online {
-        groups.attach(conn, id);
-    }
-    let seated = seat_member(ctx, groups, id, username, acked);
+    let seated = seat_member(ctx, groups, id, username, uid, acked);
     ctx.shared.seats.release(seat);
     seated
 }
 
-/// Writes a new member's position and membership, and the group's record.
-fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, acked: Seq) -> Handled {
+/// Writes a new member's position (at `acked`) and membership, gives it its cursors, and
+/// writes the group's record.
+fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: UserId, acked: Seq) -> Handled {
     let store = ctx.partition.sled();
     store.put_group_ack(id, username, acked)?;
     store.add_membership(username, id)?;
-    groups.load(ctx, id)?.save(ctx)
+    let group = groups.load(ctx, id)?;
+    seat_devices(ctx, group, username, uid, Role::Member)?;
+    let online = group.members.get(username).map(|m| m.devices.conns()).unwrap_or_default();
+    groups.load(ctx, id)?.save(ctx)?;
+    for conn in online {
+        groups.attach(conn, id);
+    }
+    Ok(())
 }
 
-/// The delivery budget of `username`'s session on `conn`, if that is its live session.
-fn session_budget(ctx: &Ctx, username: &str, conn: ConnId) -> Option<Arc<SessionBudget>> {
-    ctx.shared.directory.session_of(username).filter(|(c, _)| *c == conn).map(|(_, budget)| budget)
+/// A new member's cursors, one per device it has, all where its legacy position was just
+/// written (the named ones recorded there), and every session it has now attached.
+fn seat_devices(ctx: &mut Ctx, group: &mut GroupState, username: &str, uid: UserId, role: Role) -> Handled {
+    let legacy = ctx.shared.store.group_ack(group.id, username)?;
+    let last_seq = group.last_seq;
+    let (devices, unrecorded) = devices::reader_cursors(ctx, uid, legacy, |seq| seq.min(last_seq), &HashMap::new())?;
+    group.members.insert(username.into(), Member { uid, role, devices });
+    // The record first: a device's position is kept only for a member of a group on disk.
+    ctx.partition.sled().put_group(group.id, &group.record())?;
+    for device in unrecorded {
+        group.record_start(ctx, username, &device);
+    }
+    for session in ctx.shared.directory.sessions_of(username) {
+        group.attach(ctx, username, &session.device, session.conn, session.budget)?;
+    }
+    Ok(())
 }
 
 /// A seat for `username` in one more group, if `max_groups_per_user` leaves one (see
@@ -235,9 +250,12 @@ pub fn leave(ctx: &mut Ctx, group: &mut GroupState, conn: ConnId, request_id: u3
 }
 
 fn drop_member(ctx: &mut Ctx, group: &mut GroupState, username: &str) -> Handled {
-    group.members.remove(username);
+    let uid = group.members.remove(username).map(|m| m.uid);
     let store = ctx.partition.sled();
     store.remove_group_ack(group.id, username)?;
+    if let Some(uid) = uid {
+        store.remove_device_acks(LogId::Group, group.id.into(), Some(uid))?;
+    }
     store.remove_membership(username, group.id)?;
     group.save(ctx)?;
     group.trim(ctx)
@@ -326,7 +344,7 @@ pub fn members(ctx: &mut Ctx, group: &GroupState, conn: ConnId, request_id: u32,
         .members
         .iter()
         .map(|(username, m)| MemberInfo {
-            online: directory.conn_of(username).is_some(),
+            online: directory.is_online(username),
             display_name: directory.display_name(username, store),
             username: username.to_string(),
             role: m.role,
@@ -334,6 +352,16 @@ pub fn members(ctx: &mut Ctx, group: &GroupState, conn: ConnId, request_id: u32,
         .collect();
     ctx.batch.reply(conn, request_id, Reply::Members { group_id: group.id, members }, false);
     Ok(())
+}
+
+/// The position of the caller's device in a group, as stored: a named device's own, or
+/// where the legacy device is (where a device new to the group starts).
+fn device_position(store: &crate::store::Store, id: GroupId, user: &SessionUser) -> Result<Seq, Refusal> {
+    let legacy = store.group_ack(id, &user.name)?;
+    if is_legacy(&user.device) {
+        return Ok(legacy);
+    }
+    Ok(store.device_ack(LogId::Group, id.into(), user.uid, &user.device)?.unwrap_or(legacy))
 }
 
 /// One page of the open-group directory (any worker may answer: it is shared).
@@ -368,7 +396,7 @@ pub fn list_mine(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUse
             role: me.role,
             members: record.members.len() as u32,
             // A position beyond the history's end is read as the end (see `Groups::load`).
-            acked: store.group_ack(group_id, &user.name)?.min(last_seq),
+            acked: device_position(store, group_id, user)?.min(last_seq),
             last_seq,
         });
     }

@@ -22,8 +22,9 @@
 //!   plus `accounts` and `stats`, which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
-//!   delivery state machine), `waiting` (budget wakes across inboxes and groups), `batch`
-//!   (group commit), `quota`, `refusal`;
+//!   delivery state machine) and `device_cursors` (a reader's cursors, one per device),
+//!   `devices` (which devices a user has, and the requests about them), `waiting` (budget
+//!   wakes across inboxes and groups), `batch` (group commit), `quota`, `refusal`;
 //! - `push`: push notifications (users' devices and mutes, and the push queue, an owner
 //!   of its own on one worker);
 //! - tables shared by all workers: `directory`, `budget`, `fanout`, `seats`, `dedup`,
@@ -38,6 +39,8 @@ mod commands;
 mod context;
 mod cursor;
 mod dedup;
+mod device_cursors;
+mod devices;
 mod directory;
 mod fanout;
 mod groups;

@@ -3,8 +3,9 @@
 //! at session end, from the user's groups and subscribers: the cost follows the user's
 //! circle, never the number of users online.
 //!
-//! Services that watch connections hear of every login and session end
-//! ([`connection_event`]).
+//! Services that watch connections hear of every login and session end, of every device
+//! ([`connection_event`]). A user is online while any of its devices is: it is announced
+//! online at its first session and offline when its last ends.
 
 use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
@@ -115,9 +116,7 @@ impl Presence {
                 continue;
             };
             for member in record.members.iter().filter(|m| m.username != username) {
-                if let Some(conn) = ctx.shared.directory.conn_of(&member.username) {
-                    recipients.insert(conn);
-                }
+                recipients.extend(ctx.shared.directory.conns_of(&member.username));
             }
         }
         if recipients.is_empty() {
@@ -132,13 +131,19 @@ impl Presence {
     }
 }
 
-/// Tells watching services that a user connected or that its session ended.
-pub fn connection_event(ctx: &mut Ctx, username: &str, connected: bool, reason: &str) {
+/// Tells watching services that a user connected on `device` or that its session there
+/// ended: `DeviceConnection` for a named device, `Connection` (as before devices) for the
+/// legacy one.
+pub fn connection_event(ctx: &mut Ctx, username: &str, device: &str, connected: bool, reason: &str) {
     let watchers = ctx.shared.connection_watchers.list(app_of(username));
     if watchers.is_empty() {
         return;
     }
-    let push = Push::Connection { username: username.to_string(), connected, reason: reason.to_string() };
+    let (username, reason) = (username.to_string(), reason.to_string());
+    let push = match device.is_empty() {
+        true => Push::Connection { username, connected, reason },
+        false => Push::DeviceConnection { username, device: device.to_string(), connected, reason },
+    };
     let encoded: Arc<[u8]> = wire::encode(ServerFrame::Push(push)).into();
     for conn in watchers {
         ctx.batch.frame_bytes(conn, &encoded, false);

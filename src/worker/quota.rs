@@ -4,8 +4,10 @@
 //! (measured at 80-100 MB/s with 32 KB messages). Each inbox counts what it holds, as the
 //! same size estimate the delivery window uses: loaded once when the user is first touched
 //! (one read of the backlog, which the quota itself bounds), raised by each stored message,
-//! lowered by each ack. A direct send that would pass `--max-inbox-mib` gets
-//! `QuotaExceeded`; the recipient frees room by reading and acknowledging.
+//! lowered as the inbox's floor rises (to the lowest of its devices' positions). A direct
+//! send that would pass `--max-inbox-mib` gets `QuotaExceeded`; the recipient frees room by
+//! reading and acknowledging. A sent copy counts in its sender's own inbox, but one that
+//! does not fit is dropped, never the message it copies.
 
 use super::cursor::READ_CHUNK;
 use super::message::wire_size;
@@ -13,6 +15,7 @@ use super::refusal::{Handled, Refusal};
 use crate::config::Config;
 use crate::protocol::{ErrorCode, Seq, UserId};
 use crate::store::{LogId, Partition, StoreError};
+use std::collections::BTreeMap;
 
 /// Refuses a message of `bytes` that would take an inbox holding `stored` bytes past the
 /// quota.
@@ -26,20 +29,30 @@ pub fn check(config: &Config, stored: u64, bytes: usize) -> Handled {
     Ok(())
 }
 
-/// The bytes an ack from `before` up to `up_to` frees, when the session had been sent up
-/// to `sent_upto` and the ack's pushed messages came to `pushed` bytes: messages
-/// acknowledged without having been pushed are read (a rare client that acks ahead).
-pub fn acked_bytes(partition: &Partition, uid: UserId, before: Seq, up_to: Seq, sent_upto: Seq, pushed: usize) -> u64 {
-    let unpushed_from = before.max(sent_upto);
-    let unpushed = if up_to > unpushed_from {
-        backlog_bytes(partition, uid, unpushed_from, up_to).unwrap_or_else(|e| {
+/// The bytes a floor rising from `before` to `floor` frees. Messages some device's session
+/// has outstanding are known by their size (`pushed`); the rest (passed over, acknowledged
+/// ahead of being pushed, or acknowledged by every device but the one that held the floor)
+/// are read, a run at a time.
+pub fn floor_bytes(partition: &Partition, uid: UserId, before: Seq, floor: Seq, pushed: &BTreeMap<Seq, usize>) -> u64 {
+    let read = |after: Seq, up_to: Seq| {
+        backlog_bytes(partition, uid, after, up_to).unwrap_or_else(|e| {
             log::warn!("reading an acknowledged backlog to count it: {e}");
             0
         })
-    } else {
-        0
     };
-    pushed as u64 + unpushed
+    let mut total = 0u64;
+    let mut after = before;
+    for (&seq, &size) in pushed.range(before.next()..=floor) {
+        if seq > after.next() {
+            total += read(after, seq - 1);
+        }
+        total += size as u64;
+        after = seq;
+    }
+    if after < floor {
+        total += read(after, floor);
+    }
+    total
 }
 
 /// The bytes of the inbox's messages after `after` up to `up_to`.

@@ -2,7 +2,8 @@
 //!
 //! A room lives in memory on the worker that owns its name, exists while someone is in it,
 //! and its messages reach the members present at that moment. A member is a username with
-//! the connection it joined from; a dropped connection leaves all its rooms.
+//! the connections (one per device) it joined from; a dropped connection leaves all its
+//! rooms, and a user with no connection left in a room is no longer a member.
 
 use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
@@ -22,7 +23,8 @@ const MAX_ROOM_PAGE: u32 = 500;
 
 #[derive(Default)]
 struct Room {
-    members: BTreeMap<Arc<str>, ConnId>,
+    /// Each member's sessions in the room.
+    members: BTreeMap<Arc<str>, Vec<ConnId>>,
 }
 
 /// The rooms of this worker's partition that have members, and which of them each
@@ -57,22 +59,26 @@ impl Rooms {
             }
             joined.push(name.clone());
         }
-        state.members.insert(user.name.clone(), conn);
+        let sessions = state.members.entry(user.name.clone()).or_default();
+        if !sessions.contains(&conn) {
+            sessions.push(conn);
+        }
         let count = state.members.len() as u32;
         ctx.shared.rooms.set(&name, count);
         ctx.batch.reply(conn, request_id, Reply::Done, false);
         Ok(())
     }
 
+    /// The session on `conn` leaves the room (the user's other devices stay in it).
     pub fn leave(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, room: &str) -> Handled {
-        let member = self.rooms.get_mut(room).and_then(|r| r.members.remove(&user.name));
-        let Some(joined_from) = member else {
+        let left = self.rooms.get_mut(room).is_some_and(|r| leave_room(r, &user.name, conn));
+        if !left {
             return Err(Refusal::new(ErrorCode::NotAMember, "not in this room"));
-        };
-        if let Some(rooms) = self.by_conn.get_mut(&joined_from) {
+        }
+        if let Some(rooms) = self.by_conn.get_mut(&conn) {
             let before = rooms.len();
             rooms.retain(|r| &**r != room);
-            ctx.shared.room_seats.release(joined_from, before - rooms.len());
+            ctx.shared.room_seats.release(conn, before - rooms.len());
         }
         self.update_count(ctx, room);
         ctx.batch.reply(conn, request_id, Reply::Done, false);
@@ -85,7 +91,10 @@ impl Rooms {
         ctx.shared.room_seats.release(conn, rooms.len());
         for room in rooms {
             if let Some(state) = self.rooms.get_mut(&room) {
-                state.members.retain(|_, c| *c != conn);
+                state.members.retain(|_, sessions| {
+                    sessions.retain(|c| *c != conn);
+                    !sessions.is_empty()
+                });
             }
             self.update_count(ctx, &room);
         }
@@ -108,13 +117,13 @@ impl Rooms {
         room: &str,
         content: Content,
     ) -> Handled {
-        let state = self.rooms.get(room).filter(|r| r.members.contains_key(&from.name));
-        let Some(state) = state else {
+        let joined = |r: &&Room| r.members.get(&from.name).is_some_and(|sessions| sessions.contains(&conn));
+        let Some(state) = self.rooms.get(room).filter(joined) else {
             return Err(Refusal::new(ErrorCode::NotAMember, "join the room first"));
         };
         let push = Push::RoomMessage { room: room.to_string(), from: from.name.to_string(), content };
-        let targets: Vec<ConnId> =
-            state.members.iter().filter(|(name, _)| **name != from.name).map(|(_, conn)| *conn).collect();
+        // Every other session in the room, the sender's other devices' included.
+        let targets: Vec<ConnId> = state.members.values().flatten().copied().filter(|c| *c != conn).collect();
         fan_out(ctx, conn, request_id, from, push, targets)
     }
 
@@ -135,6 +144,19 @@ impl Rooms {
     }
 }
 
+/// Takes `conn` out of `name`'s sessions in the room, and `name` out of the room with its
+/// last; returns whether `conn` was in it.
+fn leave_room(room: &mut Room, name: &str, conn: ConnId) -> bool {
+    let Some(sessions) = room.members.get_mut(name) else { return false };
+    let before = sessions.len();
+    sessions.retain(|c| *c != conn);
+    let left = sessions.len() != before;
+    if sessions.is_empty() {
+        room.members.remove(name);
+    }
+    left
+}
+
 pub fn list(ctx: &mut Ctx, conn: ConnId, request_id: u32, after: &str, limit: u32) {
     let limit = if limit == 0 { 100 } else { limit.min(MAX_ROOM_PAGE) };
     let (page, more) = ctx.shared.rooms.page(after, limit as usize);
@@ -142,14 +164,16 @@ pub fn list(ctx: &mut Ctx, conn: ConnId, request_id: u32, after: &str, limit: u3
     ctx.batch.reply(conn, request_id, Reply::Rooms { rooms, more }, false);
 }
 
-/// Every online user but the sender, once.
+/// Every session of every online user but the sender's.
 pub fn broadcast(ctx: &mut Ctx, conn: ConnId, request_id: u32, from: &SessionUser, content: Content) -> Handled {
     if !(ctx.shared.config.broadcast_by_anyone || from.admin) {
         return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
     }
     let push = Push::Broadcast { from: from.name.to_string(), content };
     let app = app_of(&from.name);
-    let targets: Vec<ConnId> = ctx.shared.directory.all_conns(app).into_iter().filter(|t| *t != conn).collect();
+    let sender = ctx.shared.directory.conns_of(&from.name);
+    let targets: Vec<ConnId> =
+        ctx.shared.directory.all_conns(app).into_iter().filter(|t| *t != conn && !sender.contains(t)).collect();
     fan_out(ctx, conn, request_id, from, push, targets)
 }
 

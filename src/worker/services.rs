@@ -61,7 +61,8 @@ pub fn service_login(
         return Err(Refusal::new(ErrorCode::InvalidToken, "unknown service or wrong token"));
     };
     ctx.shared.throttle.succeeded(&throttle_key, peer);
-    let user = SessionUser { name: name.as_str().into(), uid: record.uid, admin: false, service: true };
+    let user =
+        SessionUser { name: name.as_str().into(), uid: record.uid, admin: false, service: true, device: "".into() };
     ctx.batch.control(LoopMsg::Bind { conn, user });
     ctx.batch.reply(conn, request_id, Reply::ServiceLoggedIn { name }, false);
     Ok(())
@@ -203,11 +204,13 @@ fn deliver_to_user(
     }
     let Some(inbox) = inboxes.load(ctx, name)? else { return Ok(None) };
     if *transient {
-        let Some(conn) = inbox.cursor.conn() else { return Ok(Some(false)) };
-        let push = Push::ServiceNotice { service: service.name.to_string(), content: content.clone() };
-        ctx.batch.push(conn, push, false);
-        ctx.delivered(1);
-        return Ok(Some(true));
+        let conns = inbox.devices.conns();
+        for conn in &conns {
+            let push = Push::ServiceNotice { service: service.name.to_string(), content: content.clone() };
+            ctx.batch.push(*conn, push, false);
+        }
+        ctx.delivered(conns.len() as u64);
+        return Ok(Some(!conns.is_empty()));
     }
     if ctx.dedup().get(service.uid, *client_msg_id, inbox.uid.into()).is_some() {
         return Ok(Some(false));
@@ -271,12 +274,12 @@ pub fn query_online(ctx: &mut Ctx, conn: ConnId, request_id: u32, users: Vec<Str
     if users.len() > MAX_NAMES {
         return Err(Refusal::new(ErrorCode::BadRequest, format!("at most {MAX_NAMES} users")));
     }
-    let online = users.iter().map(|u| ctx.shared.directory.conn_of(u).is_some()).collect();
+    let online = users.iter().map(|u| ctx.shared.directory.is_online(u)).collect();
     ctx.batch.reply(conn, request_id, Reply::OnlineStatus { online }, false);
     Ok(())
 }
 
-/// Ends a user's session on a service's word.
+/// Ends every session of a user, on every device, on a service's word.
 pub fn disconnect_user(
     ctx: &mut Ctx,
     inboxes: &mut Inboxes,
@@ -285,12 +288,12 @@ pub fn disconnect_user(
     username: &str,
     reason: String,
 ) -> Handled {
-    let session = inboxes.known(ctx, username)?.cursor.conn();
-    if let Some(target) = session {
-        ctx.batch.push(target, Push::Kicked { reason }, false);
-        ctx.batch.control(LoopMsg::Close { conn: target, reason: "disconnected by a service" });
+    let sessions = inboxes.known(ctx, username)?.devices.conns();
+    for target in &sessions {
+        ctx.batch.push(*target, Push::Kicked { reason: reason.clone() }, false);
+        ctx.batch.control(LoopMsg::Close { conn: *target, reason: "disconnected by a service" });
     }
-    ctx.batch.reply(conn, request_id, Reply::Disconnected { was_online: session.is_some() }, false);
+    ctx.batch.reply(conn, request_id, Reply::Disconnected { was_online: !sessions.is_empty() }, false);
     Ok(())
 }
 

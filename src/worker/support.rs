@@ -11,23 +11,31 @@
 //! while the claim lasts, get what they have not read when it comes back to them (a
 //! hand-over or a release): a new agent sees the history.
 //!
+//! Each reader has a cursor per device, as in groups: a named device is pushed its user's
+//! own messages too, but the device that sent one while caught up.
+//!
 //! All of a shop's conversations live on one worker, so a claim and the staff list are
 //! changed without any lock shared with another worker; one very busy shop is one
 //! worker's load.
 
 use super::backlog;
+use super::budget::SessionBudget;
 use super::context::{Ctx, Waiting};
 use super::cursor::{Cursor, Session};
+use super::device_cursors::{is_legacy, DeviceCursors, LEGACY};
+use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
 use crate::apps::{local, wire};
+use crate::clock::now_ms;
 use crate::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, Message, Push, Reply, SenderKind, Seq, ServerFrame, SupportId,
     UserId,
 };
 use crate::route::{ConnId, SessionUser};
-use crate::store::{Addressee, LogId, ShopRecord, StaffRecord, StoredMessage, SupportRecord};
+use crate::store::{Addressee, DeviceChange, LogId, ShopRecord, StaffRecord, StoredMessage, SupportRecord};
+use log::debug;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -35,7 +43,8 @@ use std::sync::Arc;
 /// One reader of a conversation: its customer or a staff member of the shop.
 pub struct SupportReader {
     pub uid: UserId,
-    pub cursor: Cursor,
+    /// A cursor per known device of the reader.
+    pub devices: DeviceCursors,
 }
 
 pub struct SupportConversation {
@@ -83,10 +92,10 @@ pub struct ShopsIndex {
 }
 
 impl ShopsIndex {
-    /// Every online reader of the conversation, noted under its connection.
+    /// Every online reader device of the conversation, noted under its connection.
     fn note_conversation(&mut self, shop: &Arc<str>, conversation: &SupportConversation) {
         self.shop_of.insert(conversation.id, shop.clone());
-        for conn in conversation.readers.values().filter_map(|r| r.cursor.conn()) {
+        for conn in conversation.readers.values().flat_map(|r| r.devices.conns()) {
             note_conn(&mut self.by_conn, conn, shop);
         }
     }
@@ -145,18 +154,27 @@ impl Shops {
                 last_seq: log.last_seq,
                 readers: BTreeMap::new(),
             };
-            let readers = std::iter::once((customer.clone(), record.customer_uid))
-                .chain(shop.staff.iter().map(|(n, uid)| (n.clone(), *uid)));
+            let readers: Vec<(Arc<str>, UserId)> = std::iter::once((customer.clone(), record.customer_uid))
+                .chain(shop.staff.iter().map(|(n, uid)| (n.clone(), *uid)))
+                .collect();
             let acks = store.support_acks(id)?;
+            let recorded = devices::recorded(ctx, LogId::Support, id.into())?;
+            // A position below the floor reads as the floor (deleted by retention, or never
+            // recorded), one beyond the end as the end (see `Groups::load`).
+            let within = |seq: Seq| seq.max(log.floor).min(log.last_seq);
             for (reader, uid) in readers {
-                // A position below the floor reads as the floor (deleted by retention, or
-                // never recorded), one beyond the end as the end (see `Groups::load`).
-                let recorded = acks.get(&*reader).copied().unwrap_or(Seq::ZERO);
-                let acked = recorded.max(log.floor).min(log.last_seq);
-                let session =
-                    ctx.shared.directory.session_of(&reader).map(|(conn, budget)| Session::new(conn, acked, budget));
-                conversation.readers.insert(reader, SupportReader { uid, cursor: Cursor { acked, session } });
+                let legacy = acks.get(&*reader).copied().unwrap_or(Seq::ZERO);
+                let (devices, unrecorded) = devices::reader_cursors(ctx, uid, legacy, within, &recorded)?;
+                conversation.readers.insert(reader.clone(), SupportReader { uid, devices });
+                for device in unrecorded {
+                    conversation.record_start(ctx, &reader, &device);
+                }
+                for session in ctx.shared.directory.sessions_of(&reader) {
+                    conversation.attach(ctx, &reader, &session.device, session.conn, session.budget)?;
+                }
             }
+            // Devices expired or forgotten while the shop was not loaded held the floor.
+            conversation.trim(ctx)?;
             shop.by_customer.insert(customer, id);
             self.index.note_conversation(&name, &conversation);
             shop.conversations.insert(id, conversation);
@@ -175,25 +193,28 @@ impl Shops {
         self.shops.get_mut(shop)
     }
 
-    /// A reader (customer or staff) is online at `conn` (told by its worker after login):
-    /// its cursors in the shop get the session, and the active ones push their backlogs.
-    pub fn reader_online(&mut self, ctx: &mut Ctx, shop: &str, name: &str, conn: ConnId) -> Handled {
-        let Some(budget) = ctx.shared.directory.session_of(name).filter(|(c, _)| *c == conn).map(|(_, b)| b) else {
+    /// A reader (customer or staff) is online on `device` at `conn` (told by its worker
+    /// after login): that device's cursors in the shop get the session (made for a device
+    /// new here), and the active ones push their backlogs.
+    pub fn reader_online(&mut self, ctx: &mut Ctx, shop: &str, name: &str, device: &str, conn: ConnId) -> Handled {
+        let Some(session) = ctx.shared.directory.session(name, conn).filter(|s| *s.device == *device) else {
             return Ok(());
         };
         let (shop, index) = self.load_with_index(ctx, shop)?;
         let shop_name = shop.name.clone();
         let mut attached = Vec::new();
         for (id, conversation) in shop.conversations.iter_mut() {
-            let Some(reader) = conversation.readers.get_mut(name) else { continue };
-            if reader.cursor.conn() == Some(conn) {
+            let Some(reader) = conversation.readers.get(name) else { continue };
+            if reader.devices.get(device).and_then(Cursor::conn) == Some(conn) {
                 continue;
             }
-            reader.cursor.session = Some(Session::new(conn, reader.cursor.acked, budget.clone()));
+            conversation.attach(ctx, name, &session.device, conn, session.budget.clone())?;
+            // The implicit legacy cursor a first named device replaced may have held the floor.
+            conversation.trim(ctx)?;
             attached.push(*id);
         }
         for id in &attached {
-            shop.pump_reader(ctx, *id, name)?;
+            shop.pump_device(ctx, *id, name, device)?;
         }
         if !attached.is_empty() {
             index.attach(conn, &shop_name);
@@ -203,16 +224,47 @@ impl Shops {
 
     /// The connection's session ended: its reader sessions here end with it.
     pub fn closed(&mut self, conn: ConnId, name: &str) {
+        let now = now_ms();
         for shop in self.index.by_conn.remove(&conn).unwrap_or_default() {
             let Some(shop) = self.shops.get_mut(&shop) else { continue };
             for conversation in shop.conversations.values_mut() {
                 if let Some(reader) = conversation.readers.get_mut(name) {
-                    if reader.cursor.conn() == Some(conn) {
-                        reader.cursor.session = None;
-                    }
+                    reader.devices.detach(conn, now);
                 }
             }
         }
+    }
+
+    /// The user's device is forgotten: its cursors in the conversations loaded here go,
+    /// and what only they held is deleted.
+    pub fn forget_device(&mut self, ctx: &mut Ctx, username: &str, device: &str) -> Handled {
+        for shop in self.shops.values_mut() {
+            for conversation in shop.conversations.values_mut() {
+                if conversation.readers.get_mut(username).is_some_and(|r| r.devices.remove(device)) {
+                    conversation.trim(ctx)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the cursors of reader devices not seen for `--device-expiry`.
+    pub fn expire_devices(&mut self, ctx: &mut Ctx, now_ms: u64) -> Handled {
+        let expiry = ctx.config().device_expiry;
+        for shop in self.shops.values_mut() {
+            for conversation in shop.conversations.values_mut() {
+                let mut any = false;
+                for reader in conversation.readers.values_mut() {
+                    for device in reader.devices.expired(now_ms, expiry) {
+                        any |= reader.devices.remove(&device);
+                    }
+                }
+                if any {
+                    conversation.trim(ctx)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -254,12 +306,83 @@ impl SupportConversation {
     /// read, however far the customer and the previous agent got. Retention bounds what
     /// staff left out of a claim keep. A shop without staff keeps everything (within
     /// retention): the messages are for whoever it takes on.
+    ///
+    /// History: this is where the conversation's floor would be capped by the retention
+    /// window; today it is the lowest position of any reader's device.
     pub fn trim(&mut self, ctx: &mut Ctx) -> Handled {
         if !self.readers.keys().any(|name| **name != *self.customer) {
             return Ok(());
         }
-        let lowest = self.readers.values().map(|r| r.cursor.acked).min().unwrap_or(self.last_seq);
+        let lowest = self.readers.values().filter_map(|r| r.devices.lowest_acked()).min().unwrap_or(self.last_seq);
         self.raise_floor(ctx, lowest)
+    }
+
+    /// Gives the reader's `device` its session on `conn` (a device new here gets a cursor
+    /// where the reader's legacy position is, recorded).
+    pub fn attach(
+        &mut self,
+        ctx: &mut Ctx,
+        name: &str,
+        device: &Arc<str>,
+        conn: ConnId,
+        budget: Arc<SessionBudget>,
+    ) -> Handled {
+        let start = self.legacy_position(ctx, name)?;
+        let Some(reader) = self.readers.get_mut(name) else { return Ok(()) };
+        let created = reader.devices.attach(device, now_ms(), || start, |acked| Session::new(conn, acked, budget));
+        if created && !is_legacy(device) {
+            self.record_start(ctx, name, device);
+        }
+        Ok(())
+    }
+
+    /// Where the reader's legacy device is (a device new here starts there).
+    fn legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
+        match self.readers.get(name).and_then(|r| r.devices.get(LEGACY)) {
+            Some(cursor) => Ok(cursor.acked),
+            None => Ok(ctx.shared.store.support_ack(self.id, name)?.max(self.floor).min(self.last_seq)),
+        }
+    }
+
+    /// Records where a named device new here starts (the legacy position it was given may
+    /// move on). Best effort: unrecorded, it reads as the legacy position.
+    pub fn record_start(&self, ctx: &mut Ctx, name: &str, device: &str) {
+        let Some(reader) = self.readers.get(name) else { return };
+        let Some(acked) = reader.devices.get(device).map(|c| c.acked) else { return };
+        let (owner, uid, device) = (self.id.into(), reader.uid, device.to_string());
+        if let Err(e) = ctx.partition.device(DeviceChange::Ack { log: LogId::Support, owner, uid, device, acked }) {
+            debug!("support conversation {}: where a device of {name} starts: {e}", self.id);
+        }
+    }
+
+    /// Moves the position of `user`'s device (a cursor is made for a device this
+    /// conversation has not seen log in yet), recorded first: the legacy device's where it
+    /// always was, a named device's beside it.
+    fn advance(&mut self, ctx: &mut Ctx, user: &SessionUser, up_to: Seq) -> Handled {
+        let start = self.legacy_position(ctx, &user.name)?;
+        let reader = self.reader(&user.name)?;
+        if reader.devices.get(&user.device).is_none() {
+            reader.devices.insert(user.device.clone(), start, now_ms());
+            if !is_legacy(&user.device) {
+                self.record_start(ctx, &user.name, &user.device);
+            }
+        }
+        let id = self.id;
+        let reader = self.reader(&user.name)?;
+        let uid = reader.uid;
+        let Some(cursor) = reader.devices.get_mut(&user.device) else { return Ok(()) };
+        if up_to <= cursor.acked {
+            return Ok(());
+        }
+        match is_legacy(&user.device) {
+            true => ctx.partition.support_ack(id, &user.name, up_to)?,
+            false => {
+                let (owner, device) = (id.into(), user.device.to_string());
+                ctx.partition.device(DeviceChange::Ack { log: LogId::Support, owner, uid, device, acked: up_to })?
+            }
+        }
+        cursor.ack(up_to);
+        Ok(())
     }
 
     fn raise_floor(&mut self, ctx: &mut Ctx, floor: Seq) -> Handled {
@@ -313,7 +436,7 @@ impl ShopState {
                 if client_msg_id.is_none() {
                     return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
                 }
-                self.open(ctx, index, conn, from)?
+                self.open(ctx, index, from)?
             }
         };
         self.send(ctx, conn, request_id, id, from, client_msg_id, content)
@@ -321,13 +444,7 @@ impl ShopState {
 
     /// A new conversation of `from` with this shop, within `max_support_per_user` (held
     /// across workers by the seats, as group memberships are).
-    fn open(
-        &mut self,
-        ctx: &mut Ctx,
-        index: &mut ShopsIndex,
-        conn: ConnId,
-        from: &SessionUser,
-    ) -> Result<SupportId, Refusal> {
+    fn open(&mut self, ctx: &mut Ctx, index: &mut ShopsIndex, from: &SessionUser) -> Result<SupportId, Refusal> {
         let store = &ctx.shared.store;
         let max = ctx.config().max_support_per_user;
         let seat = ctx
@@ -335,28 +452,19 @@ impl ShopState {
             .support_seats
             .take(&from.name, max, || store.customer_support(&from.name).map(|c| c.len()))?
             .ok_or_else(|| Refusal::new(ErrorCode::LimitReached, "too many support conversations"))?;
-        let opened = self.open_seated(ctx, from, conn);
+        let opened = self.open_seated(ctx, from);
         ctx.shared.support_seats.release(seat);
         let id = opened?;
         index.note_conversation(&self.name, &self.conversations[&id]);
         Ok(id)
     }
 
-    fn open_seated(&mut self, ctx: &mut Ctx, from: &SessionUser, conn: ConnId) -> Result<SupportId, Refusal> {
+    /// A new conversation: every device of the customer and of each staff member starts at
+    /// its beginning, and every session they have now is attached.
+    fn open_seated(&mut self, ctx: &mut Ctx, from: &SessionUser) -> Result<SupportId, Refusal> {
         let id = SupportId(ctx.shared.store.next_id()?);
         let customer: Arc<str> = from.name.clone();
-        let mut readers = BTreeMap::new();
-        let readers_now =
-            std::iter::once((customer.clone(), from.uid)).chain(self.staff.iter().map(|(n, u)| (n.clone(), *u)));
-        for (name, uid) in readers_now {
-            let online = match *name == *from.name {
-                true => ctx.shared.directory.session_of(&name).filter(|(c, _)| *c == conn),
-                false => ctx.shared.directory.session_of(&name),
-            };
-            let session = online.map(|(c, budget)| Session::new(c, Seq::ZERO, budget));
-            readers.insert(name, SupportReader { uid, cursor: Cursor { acked: Seq::ZERO, session } });
-        }
-        let conversation = SupportConversation {
+        let mut conversation = SupportConversation {
             id,
             customer: customer.clone(),
             customer_uid: from.uid,
@@ -365,9 +473,22 @@ impl ShopState {
             last_ms: 0,
             floor: Seq::ZERO,
             last_seq: Seq::ZERO,
-            readers,
+            readers: BTreeMap::new(),
         };
+        // The record first: a device's position is kept only for a conversation on disk.
         ctx.partition.sled().put_support(id, &conversation.record(&self.name))?;
+        let readers_now =
+            std::iter::once((customer.clone(), from.uid)).chain(self.staff.iter().map(|(n, u)| (n.clone(), *u)));
+        for (name, uid) in readers_now {
+            let (devices, unrecorded) = devices::reader_cursors(ctx, uid, Seq::ZERO, |seq| seq, &HashMap::new())?;
+            conversation.readers.insert(name.clone(), SupportReader { uid, devices });
+            for device in unrecorded {
+                conversation.record_start(ctx, &name, &device);
+            }
+            for session in ctx.shared.directory.sessions_of(&name) {
+                conversation.attach(ctx, &name, &session.device, session.conn, session.budget)?;
+            }
+        }
         self.by_customer.insert(customer, id);
         self.conversations.insert(id, conversation);
         Ok(id)
@@ -424,28 +545,33 @@ impl ShopState {
         }
         ctx.received(from, 1);
         let origin = Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) };
-        self.append(ctx, id, stored, origin, &from.name)
+        self.append(ctx, id, stored, origin, from)
     }
 
-    /// Stores `stored` as the conversation's next message, counts it as read by its sender
-    /// when the sender had read everything before it, and pushes it to the active readers
-    /// whose cursors are caught up.
-    fn append(&mut self, ctx: &mut Ctx, id: SupportId, stored: StoredMessage, origin: Origin, sender: &str) -> Handled {
+    /// Stores `stored` as the conversation's next message, counts it as read by the device
+    /// that sent it when that device had read everything before it, and pushes it to the
+    /// active readers' devices whose cursors are caught up.
+    fn append(
+        &mut self,
+        ctx: &mut Ctx,
+        id: SupportId,
+        stored: StoredMessage,
+        origin: Origin,
+        sender: &SessionUser,
+    ) -> Handled {
         let retention = ctx.config().group_retention.max(1);
         let conversation = self.conversation(id)?;
         let seq = conversation.last_seq.next();
         message::store(ctx, LogId::Support, id.into(), seq, &stored, origin)?;
         conversation.last_seq = seq;
         conversation.last_ms = stored.timestamp_ms;
-        // The sender has its own message (it has the receipt): a sender that had read
+        // The sender has its own message (it has the receipt): a device that had read
         // everything before it need not ack it to let it be deleted.
-        if let Some(reader) = conversation.readers.get_mut(sender) {
-            if reader.cursor.acked.next() == seq {
-                ctx.partition.support_ack(id, sender, seq)?;
-                reader.cursor.ack(seq);
-            }
+        let position = conversation.readers.get(&sender.name).and_then(|r| r.devices.get(&sender.device));
+        if position.is_some_and(|c| c.acked.next() == seq) {
+            conversation.advance(ctx, sender, seq)?;
         }
-        self.deliver(ctx, id, seq, stored)?;
+        self.deliver(ctx, id, seq, stored, origin.reply_to.map(|(conn, _)| conn))?;
         let conversation = self.conversation(id)?;
         if seq - conversation.floor > retention {
             conversation.raise_floor(ctx, seq - retention)?;
@@ -453,9 +579,17 @@ impl ShopState {
         conversation.trim(ctx)
     }
 
-    /// Pushes a just-stored message to every active reader whose cursor is caught up, but
-    /// its sender; notes for active readers who are offline.
-    fn deliver(&mut self, ctx: &mut Ctx, id: SupportId, seq: Seq, stored: StoredMessage) -> Handled {
+    /// Pushes a just-stored message to every active reader device whose cursor is caught
+    /// up, but those that pass over it (see [`passes_over`]; `sender`: the session that sent
+    /// it); notes for active readers who are offline.
+    fn deliver(
+        &mut self,
+        ctx: &mut Ctx,
+        id: SupportId,
+        seq: Seq,
+        stored: StoredMessage,
+        sender: Option<ConnId>,
+    ) -> Handled {
         let window = ctx.window();
         let size = wire_size(&stored);
         let shop = self.name.clone();
@@ -465,11 +599,12 @@ impl ShopState {
             let mut customer = None;
             let mut staff = Vec::new();
             for (name, reader) in &conversation.readers {
-                let offline = reader.cursor.session.is_none() && conversation.active(name);
+                let offline = !reader.devices.online() && conversation.active(name);
                 if !offline || book.get(&reader.uid).is_none_or(|prefs| prefs.devices.is_empty()) {
                     continue;
                 }
-                let note = Reader { name: name.clone(), uid: reader.uid, unread: seq - reader.cursor.acked };
+                let unread = seq - reader.devices.lowest_acked().unwrap_or(conversation.floor);
+                let note = Reader { name: name.clone(), uid: reader.uid, unread };
                 match **name == *conversation.customer {
                     true => customer = Some(note),
                     false => staff.push(note),
@@ -491,34 +626,36 @@ impl ShopState {
         for name in active {
             let to_customer = *name == *conversation.customer;
             let Some(reader) = conversation.readers.get_mut(&name) else { continue };
-            if *name == *stored.from {
-                // Its own message is passed over, not pushed (it has the receipt).
-                if let Some(session) = reader.cursor.session.as_mut() {
-                    if session.sent_upto.next() == seq {
-                        session.sent_upto = seq;
+            for (device, cursor) in reader.devices.iter_mut() {
+                let sending = sender.is_some() && cursor.conn() == sender;
+                if passes_over(&name, device, &stored, sending) {
+                    if let Some(session) = cursor.session.as_mut() {
+                        if session.sent_upto.next() == seq {
+                            session.sent_upto = seq;
+                        }
                     }
+                    continue;
                 }
-                continue;
-            }
-            if let Some((conn, prev)) = reader.cursor.take_live(seq, size, window) {
-                delivered += 1;
-                let (bytes, copy) = match to_customer {
-                    true => (&customer_bytes, &customer_copy),
-                    false => (&staff_bytes, &staff_copy),
-                };
-                if prev + 1 == seq {
-                    ctx.batch.frame_bytes(conn, bytes, true);
-                } else {
-                    let message = Message { prev_seq: prev, ..copy.clone() };
-                    ctx.batch.push(conn, Push::Message(message), true);
+                if let Some((conn, prev)) = cursor.take_live(seq, size, window) {
+                    delivered += 1;
+                    let (bytes, copy) = match to_customer {
+                        true => (&customer_bytes, &customer_copy),
+                        false => (&staff_bytes, &staff_copy),
+                    };
+                    if prev + 1 == seq {
+                        ctx.batch.frame_bytes(conn, bytes, true);
+                    } else {
+                        let message = Message { prev_seq: prev, ..copy.clone() };
+                        ctx.batch.push(conn, Push::Message(message), true);
+                    }
+                } else if cursor.stalled(seq, window).is_some() {
+                    starved.push((name.clone(), device.clone()));
                 }
-            } else if reader.cursor.stalled(seq, window).is_some() {
-                starved.push(name);
             }
         }
-        for name in starved {
-            if let Some(reader) = conversation.readers.get(&name) {
-                ctx.wait_if_starved(&reader.cursor, seq, Waiting::Support(id, name));
+        for (name, device) in starved {
+            if let Some(cursor) = conversation.readers.get(&name).and_then(|r| r.devices.get(&device)) {
+                ctx.wait_if_starved(cursor, seq, Waiting::Support(id, name, device));
             }
         }
         ctx.delivered(delivered);
@@ -531,7 +668,7 @@ impl ShopState {
         let online: Vec<Arc<str>> = conversation
             .readers
             .iter()
-            .filter(|(name, r)| r.cursor.session.is_some() && conversation.active(name))
+            .filter(|(name, r)| r.devices.online() && conversation.active(name))
             .map(|(name, _)| name.clone())
             .collect();
         for name in online {
@@ -540,9 +677,23 @@ impl ShopState {
         Ok(())
     }
 
-    /// Pushes a reader's backlog while its window and budget allow (if it is active);
-    /// waits for the budget if that is what stops it.
+    /// Pushes the backlog of every online device of a reader (if it is active).
     pub fn pump_reader(&mut self, ctx: &mut Ctx, id: SupportId, name: &str) -> Handled {
+        let online = self
+            .conversations
+            .get(&id)
+            .and_then(|c| c.readers.get(name))
+            .map(|r| r.devices.online_devices())
+            .unwrap_or_default();
+        for device in online {
+            self.pump_device(ctx, id, name, &device)?;
+        }
+        Ok(())
+    }
+
+    /// Pushes a reader device's backlog while its window and budget allow (if the reader
+    /// is active); waits for the budget if that is what stops it.
+    pub fn pump_device(&mut self, ctx: &mut Ctx, id: SupportId, name: &str, device: &str) -> Handled {
         let shop = self.name.clone();
         let Some(conversation) = self.conversations.get_mut(&id) else { return Ok(()) };
         if !conversation.active(name) {
@@ -550,15 +701,20 @@ impl ShopState {
         }
         let (last_seq, floor) = (conversation.last_seq, conversation.floor);
         let to_customer = *conversation.customer == *name;
-        let Some(key) = conversation.readers.get_key_value(name).map(|(key, _)| key.clone()) else { return Ok(()) };
-        let Some(reader) = conversation.readers.get_mut(name) else { return Ok(()) };
+        let Some((key, reader)) = conversation.readers.get_key_value(name) else { return Ok(()) };
+        let (key, device_key) = (key.clone(), reader.devices.key(device));
+        let Some(cursor) = conversation.readers.get_mut(name).and_then(|r| r.devices.get_mut(device)) else {
+            return Ok(());
+        };
         // Back in the conversation after a claim elsewhere: what retention deleted meanwhile
         // is passed over.
-        if reader.cursor.acked < floor {
-            reader.cursor.ack(floor);
+        if cursor.acked < floor {
+            cursor.ack(floor);
         }
-        fill(ctx, id, last_seq, name, &shop, to_customer, &mut reader.cursor)?;
-        ctx.wait_if_starved(&reader.cursor, last_seq, Waiting::Support(id, key));
+        fill(ctx, id, last_seq, (name, device), &shop, to_customer, cursor)?;
+        if let Some(device_key) = device_key {
+            ctx.wait_if_starved(cursor, last_seq, Waiting::Support(id, key, device_key));
+        }
         Ok(())
     }
 
@@ -575,17 +731,14 @@ impl ShopState {
     ) -> Handled {
         let conversation = self.conversation(id)?;
         let last_seq = conversation.last_seq;
-        let reader = conversation.reader(&user.name)?;
+        conversation.reader(&user.name)?;
         if up_to > last_seq {
             return Err(Refusal::beyond("ack", up_to, last_seq));
         }
         // Recorded first: a refused ack (a full disk) leaves the cursor where it was.
-        if up_to > reader.cursor.acked {
-            ctx.partition.support_ack(id, &user.name, up_to)?;
-            reader.cursor.ack(up_to);
-            conversation.trim(ctx)?;
-        }
-        let acked = conversation.reader(&user.name)?.cursor.acked;
+        conversation.advance(ctx, user, up_to)?;
+        conversation.trim(ctx)?;
+        let acked = conversation.reader(&user.name)?.devices.get(&user.device).map_or(up_to, |c| c.acked);
         let reply = Reply::Acked { conversation: Conversation::Support(id), up_to: acked };
         ctx.batch.reply(conn, request_id, reply, true);
         Ok(())
@@ -602,14 +755,18 @@ impl ShopState {
     ) -> Handled {
         let conversation = self.conversation(id)?;
         let last_seq = conversation.last_seq;
-        let reader = conversation.reader(&user.name)?;
         if after > last_seq {
+            conversation.reader(&user.name)?;
             return Err(Refusal::beyond("resync", after, last_seq));
         }
-        let after = reader.cursor.resync(after);
+        // A device this conversation has not seen log in yet gets its cursor first.
+        conversation.advance(ctx, user, Seq::ZERO)?;
+        let reader = conversation.reader(&user.name)?;
+        let Some(cursor) = reader.devices.get_mut(&user.device) else { return Err(not_a_reader()) };
+        let after = cursor.resync(after);
         let reply = Reply::Resynced { conversation: Conversation::Support(id), after, last_seq };
         ctx.batch.reply(conn, request_id, reply, false);
-        self.pump_reader(ctx, id, &user.name)
+        self.pump_device(ctx, id, &user.name, &user.device)
     }
 }
 
@@ -631,19 +788,31 @@ fn support_wire(
     message
 }
 
-/// Pushes a reader's backlog while its window and budget allow, skipping its own messages.
+/// Whether reader `name`'s `device` is not pushed `stored`: its own message, to a legacy
+/// device (it has the receipt) or to the named device that sent it (`sending`, pushed live:
+/// it counts it as sent); what only named devices know, to a legacy device.
+fn passes_over(name: &str, device: &str, stored: &StoredMessage, sending: bool) -> bool {
+    match stored.from == name {
+        true => is_legacy(device) || sending,
+        false => is_legacy(device) && stored.device_only(),
+    }
+}
+
+/// Pushes a reader device's backlog while its window and budget allow, passing over what it
+/// is not sent.
 fn fill(
     ctx: &mut Ctx,
     id: SupportId,
     last_seq: Seq,
-    name: &str,
+    (name, device): (&str, &str),
     shop: &str,
     to_customer: bool,
     cursor: &mut Cursor,
 ) -> Handled {
     let log = backlog::Log { id: LogId::Support, owner: id.into(), last_seq };
-    let skip = |stored: &StoredMessage| stored.from == name;
-    let to_wire = |ctx: &Ctx, seq, prev, stored| support_wire(ctx, id, seq, prev, stored, shop, to_customer);
+    let skip = |stored: &StoredMessage| passes_over(name, device, stored, false);
+    let to_wire =
+        |ctx: &Ctx, seq, prev, stored| Push::Message(support_wire(ctx, id, seq, prev, stored, shop, to_customer));
     // The conversation's retention may have deleted what a reader left out of a claim did
     // not read: it is passed over.
     backlog::fill(ctx, &log, cursor, skip, to_wire)?;

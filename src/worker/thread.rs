@@ -15,7 +15,7 @@ use super::rooms::{self, Rooms};
 use super::services::{self, Gathers};
 use super::support::{self, Shops};
 use super::waiting::Readers;
-use super::{accounts, claims, membership, message, stats, waiting, Shared};
+use super::{accounts, claims, devices, membership, message, stats, waiting, Shared};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
 use crate::protocol::{Conversation, ErrorCode, Request, SupportId, Target};
@@ -33,6 +33,12 @@ const WAITING_RETRY: Duration = Duration::from_millis(250);
 
 /// How often worker 0 looks whether traffic has stopped, to trim the heap (see `memory`).
 const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// How often each worker looks for devices not seen for `--device-expiry`, at most: a
+/// quarter of the expiry (so one is forgotten at most a quarter late), and never more
+/// often than this (a test's expiry of milliseconds).
+const EXPIRY_CHECK_MIN: Duration = Duration::from_millis(10);
+const EXPIRY_CHECK_MAX: Duration = Duration::from_secs(60);
 
 /// One item of a batch: from the loop, or from another worker or a hashing thread.
 enum Work {
@@ -93,6 +99,8 @@ impl Worker {
         let upkeep = if self.index == 0 { tick(Duration::from_secs(60)) } else { never() };
         // ...and gives the heap's free pages back once a burst of traffic is over.
         let trims = if self.index == 0 { tick(TRIM_EVERY) } else { never() };
+        // Every worker forgets devices not seen for `--device-expiry` in what it holds.
+        let expiries = tick((self.shared.config.device_expiry / 4).clamp(EXPIRY_CHECK_MIN, EXPIRY_CHECK_MAX));
         let mut trimmer = Trimmer::default();
         let mut stopping = false;
         while !stopping {
@@ -122,6 +130,7 @@ impl Worker {
                     self.prune_dedup();
                     continue;
                 }
+                recv(expiries) -> _ => Ok(Work::Internal(WorkerCmd::ExpireDevices)),
                 recv(trims) -> _ => {
                     let metrics = &self.shared.metrics;
                     let traffic = metrics.received.load(Ordering::Relaxed) + metrics.delivered.load(Ordering::Relaxed);
@@ -206,8 +215,8 @@ impl Owners {
                 services::deliver_to_group(ctx, &mut self.groups, part, group_id, except, message)
             }
             WorkerCmd::Gathered { gather, outcome } => self.gathers.gathered(ctx, gather, outcome),
-            WorkerCmd::MemberOnline { group_id, username, conn } => {
-                if let Err(refusal) = self.groups.member_online(ctx, group_id, &username, conn) {
+            WorkerCmd::MemberOnline { group_id, username, device, conn } => {
+                if let Err(refusal) = self.groups.member_online(ctx, group_id, &username, &device, conn) {
                     debug!("group {group_id} catch-up for {username}: {}", refusal.message);
                 }
             }
@@ -233,11 +242,30 @@ impl Owners {
                 }
             }
             WorkerCmd::PushNotes(notes) => self.push.notes(ctx, notes),
+            WorkerCmd::ExpireDevices => {
+                let now = now_ms();
+                let expired = self.inboxes.expire_devices(ctx, now);
+                let expired = expired.and_then(|()| self.groups.expire_devices(ctx, now));
+                if let Err(refusal) = expired.and_then(|()| self.shops.expire_devices(ctx, now)) {
+                    debug!("expiring devices: {}", refusal.message);
+                }
+            }
             WorkerCmd::PushOnline { uid } => self.push.online(uid),
             WorkerCmd::PushDue => self.push.due(ctx),
-            WorkerCmd::SupportOnline { shop, username, conn } => {
-                if let Err(refusal) = self.shops.reader_online(ctx, &shop, &username, conn) {
+            WorkerCmd::SupportOnline { shop, username, device, conn } => {
+                if let Err(refusal) = self.shops.reader_online(ctx, &shop, &username, &device, conn) {
                     debug!("support catch-up of {username} in {shop}: {}", refusal.message);
+                }
+            }
+            WorkerCmd::SentCopy { sender, device, conn, stored } => match self.inboxes.load(ctx, &sender) {
+                Ok(Some(inbox)) => inbox.append_copy(ctx, &device, conn, stored),
+                Ok(None) => debug!("no inbox for {sender}'s sent copy"),
+                Err(refusal) => debug!("{sender}'s sent copy: {}", refusal.message),
+            },
+            WorkerCmd::ForgetDevice { username, device } => {
+                let forgotten = self.groups.forget_device(ctx, &username, &device);
+                if let Err(refusal) = forgotten.and_then(|()| self.shops.forget_device(ctx, &username, &device)) {
+                    debug!("forgetting {username}'s device {device:?}: {}", refusal.message);
                 }
             }
             WorkerCmd::Forward { conn, peer, user, request_id, request } => {
@@ -281,7 +309,8 @@ impl Owners {
         }
         if let Request::Ack { up_to, .. } = request {
             self.shops.load(ctx, &shop)?.ack(ctx, conn, request_id, id, &user, up_to)?;
-            return waiting::after_ack(ctx, &mut self.readers(), conn, Waiting::Support(id, user.name.clone()));
+            let who = Waiting::Support(id, user.name.clone(), user.device.clone());
+            return waiting::after_ack(ctx, &mut self.readers(), conn, who);
         }
         let shop = self.shops.load(ctx, &shop)?;
         match request {
@@ -313,10 +342,18 @@ impl Owners {
                     accounts::register(ctx, conn, peer, request_id, username, password)
                 }
                 Request::Login { username, password } => {
-                    accounts::login(ctx, conn, peer, request_id, username, password)
+                    accounts::login(ctx, conn, peer, request_id, username, password, None)
+                }
+                Request::LoginDevice { username, password, device } => {
+                    accounts::login(ctx, conn, peer, request_id, username, password, Some(device))
                 }
                 Request::Resume { username, token } => {
-                    accounts::resume(ctx, &mut self.inboxes, &self.presence, conn, peer, request_id, username, token)
+                    let (inboxes, presence) = (&mut self.inboxes, &self.presence);
+                    accounts::resume(ctx, inboxes, presence, conn, peer, request_id, username, token, None)
+                }
+                Request::ResumeDevice { username, token, device } => {
+                    let (inboxes, presence) = (&mut self.inboxes, &self.presence);
+                    accounts::resume(ctx, inboxes, presence, conn, peer, request_id, username, token, Some(device))
                 }
                 Request::ServiceLogin { name, token } => {
                     services::service_login(ctx, conn, peer, request_id, name, token)
@@ -358,11 +395,17 @@ impl Owners {
             }
             Request::Ack { conversation: Conversation::Inbox, up_to } => {
                 self.inboxes.session(ctx, &user, conn)?.ack(ctx, conn, request_id, up_to)?;
-                waiting::after_ack(ctx, &mut self.readers(), conn, Waiting::Inbox(user.name.clone()))
+                waiting::after_ack(
+                    ctx,
+                    &mut self.readers(),
+                    conn,
+                    Waiting::Inbox(user.name.clone(), user.device.clone()),
+                )
             }
             Request::Ack { conversation: Conversation::Group(id), up_to } => {
                 self.groups.load(ctx, id)?.ack(ctx, conn, request_id, &user, up_to)?;
-                waiting::after_ack(ctx, &mut self.readers(), conn, Waiting::Group(id, user.name.clone()))
+                let who = Waiting::Group(id, user.name.clone(), user.device.clone());
+                waiting::after_ack(ctx, &mut self.readers(), conn, who)
             }
             Request::Resync { conversation: Conversation::Inbox, after } => {
                 self.inboxes.session(ctx, &user, conn)?.resync(ctx, conn, request_id, after)
@@ -384,6 +427,15 @@ impl Owners {
                 accounts::logout(ctx, &mut self.inboxes, conn, request_id, &user)?;
                 self.closed(ctx, conn, &user, "logout");
                 Ok(())
+            }
+            Request::LogoutEverywhere => {
+                devices::logout_everywhere(ctx, &mut self.inboxes, conn, request_id, &user)?;
+                self.closed(ctx, conn, &user, "logout");
+                Ok(())
+            }
+            Request::ListDevices => devices::list(ctx, &mut self.inboxes, conn, request_id, &user),
+            Request::RemoveDevice { device } => {
+                devices::remove(ctx, &mut self.inboxes, conn, request_id, &user, &device)
             }
             Request::CreateGroup { name, open } => membership::create(ctx, conn, request_id, &user, name, open),
             Request::RenameGroup { group_id, name } => {
@@ -427,7 +479,7 @@ impl Owners {
                 Ok(())
             }
             Request::SubscribePresence { username } => {
-                let online = self.inboxes.known(ctx, &username)?.cursor.session.is_some();
+                let online = self.inboxes.known(ctx, &username)?.devices.online();
                 self.presence.subscribe(ctx, conn, request_id, &username, online)
             }
             Request::UnsubscribePresence { username } => self.presence.unsubscribe(ctx, conn, request_id, &username),
@@ -488,15 +540,12 @@ impl Owners {
             | Request::Register { .. }
             | Request::Login { .. }
             | Request::Resume { .. }
-            | Request::ServiceLogin { .. }) => Err(unexpected(other)),
-            // Devices, history and read state: the wire types are defined; each part of the
-            // server answers its own as it lands.
-            Request::LoginDevice { .. }
+            | Request::LoginDevice { .. }
             | Request::ResumeDevice { .. }
-            | Request::LogoutEverywhere
-            | Request::ListDevices
-            | Request::RemoveDevice { .. }
-            | Request::History { .. }
+            | Request::ServiceLogin { .. }) => Err(unexpected(other)),
+            // History and read state: the wire types are defined; each part of the server
+            // answers its own as it lands.
+            Request::History { .. }
             | Request::DeleteMessage { .. }
             | Request::ClearHistory { .. }
             | Request::MarkRead { .. }

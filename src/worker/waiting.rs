@@ -22,10 +22,14 @@ use crate::route::ConnId;
 /// Pushes what a cursor may push now (it queues itself again if the budget runs out).
 fn pump(ctx: &mut Ctx, owners: &mut Readers, who: Waiting) -> Handled {
     match who {
-        Waiting::Inbox(name) => owners.inboxes.get_mut(&name).map_or(Ok(()), |inbox| inbox.pump(ctx)),
-        Waiting::Group(id, name) => owners.groups.get_mut(id).map_or(Ok(()), |group| group.pump_member(ctx, &name)),
-        Waiting::Support(id, name) => {
-            owners.shops.by_conversation(id).map_or(Ok(()), |shop| shop.pump_reader(ctx, id, &name))
+        Waiting::Inbox(name, device) => {
+            owners.inboxes.get_mut(&name).map_or(Ok(()), |inbox| inbox.pump_device(ctx, &device))
+        }
+        Waiting::Group(id, name, device) => {
+            owners.groups.get_mut(id).map_or(Ok(()), |group| group.pump_device(ctx, &name, &device))
+        }
+        Waiting::Support(id, name, device) => {
+            owners.shops.by_conversation(id).map_or(Ok(()), |shop| shop.pump_device(ctx, id, &name, &device))
         }
     }
 }
@@ -58,14 +62,16 @@ pub fn pump_all_waiting(ctx: &mut Ctx, owners: &mut Readers) -> Handled {
 /// then pumps `who` itself (behind the others if any wait).
 pub fn after_ack(ctx: &mut Ctx, owners: &mut Readers, conn: ConnId, who: Waiting) -> Handled {
     let cursor: Option<&Cursor> = match &who {
-        Waiting::Inbox(name) => owners.inboxes.get_mut(name).map(|inbox| &inbox.cursor),
-        Waiting::Group(id, name) => owners.groups.get_mut(*id).and_then(|g| g.members.get(name)).map(|m| &m.cursor),
-        Waiting::Support(id, name) => owners
+        Waiting::Inbox(name, device) => owners.inboxes.get_mut(name).and_then(|inbox| inbox.devices.get(device)),
+        Waiting::Group(id, name, device) => {
+            owners.groups.get_mut(*id).and_then(|g| g.members.get(name)).and_then(|m| m.devices.get(device))
+        }
+        Waiting::Support(id, name, device) => owners
             .shops
             .by_conversation(*id)
             .and_then(|shop| shop.conversations.get(id))
             .and_then(|c| c.readers.get(name))
-            .map(|r| &r.cursor),
+            .and_then(|r| r.devices.get(device)),
     };
     let session = cursor.and_then(|c| c.session.as_ref()).filter(|s| s.conn == conn);
     let Some(budget) = session.map(|s| s.budget.clone()) else {

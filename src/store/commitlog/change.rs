@@ -165,7 +165,10 @@ impl Store {
                 // The history of a deleted group or conversation stays deleted, positions too.
                 let gone = match log {
                     LogId::Inbox => false,
-                    LogId::Group => self.group(GroupId(owner.get()))?.is_none(),
+                    // As a member's own: only while it is one.
+                    LogId::Group => {
+                        !self.group(GroupId(owner.get()))?.is_some_and(|g| g.members.iter().any(|m| m.uid == uid))
+                    }
                     LogId::Support => self.support(SupportId(owner.get()))?.is_none(),
                 };
                 if !gone && self.device_ack(log, owner, uid, &device)?.is_none_or(|before| acked > before) {

@@ -329,7 +329,7 @@ impl PushQueue {
                     break;
                 }
                 let devices = targets(ctx, queued);
-                let online = ctx.shared.directory.conn_of(&queued.recipient).is_some();
+                let online = ctx.shared.directory.is_online(&queued.recipient);
                 gateway.sent_upto = seq;
                 if online || devices.is_empty() {
                     self.events.remove(&seq);

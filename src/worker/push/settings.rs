@@ -9,10 +9,9 @@ use crate::protocol::{Chat, ErrorCode, MuteInfo, PushDeviceInfo, PushPlatform, R
 use crate::route::{ConnId, SessionUser};
 use crate::store::{Mute, PushDevice, PushPrefs};
 use crate::worker::context::Ctx;
+use crate::worker::devices::check_device_id;
 use crate::worker::refusal::{Handled, Refusal};
 
-/// Longest device id: a client's own name for the device (a UUID is 36).
-const MAX_DEVICE_ID: usize = 64;
 /// Longest push token: APNs tokens are 64 hex digits, FCM's about 160 characters, a Web
 /// Push subscription (endpoint and keys) about 500. Every user's devices are kept in
 /// memory (see `PushBook`), so this times `max_devices` is what an account can cost there.
@@ -58,12 +57,19 @@ pub fn remove_device(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &Sessio
 /// Forgets every device of the user (logout: every device's resume token is revoked with
 /// it, so none of them is logged in any more). Mutes stay: they are the user's choice.
 pub fn remove_all_devices(ctx: &mut Ctx, user: &SessionUser) -> Handled {
-    let mut prefs = current(ctx, user);
-    if prefs.devices.is_empty() {
+    forget_devices(ctx, user.uid, |_| true)
+}
+
+/// Forgets the user's push devices whose ids are `gone` (a device logged out or removed:
+/// it is not woken for a user it is no longer logged in as).
+pub fn forget_devices(ctx: &mut Ctx, uid: UserId, gone: impl Fn(&str) -> bool) -> Handled {
+    let mut prefs = ctx.shared.push.get(uid).map(|p| (*p).clone()).unwrap_or_default();
+    let before = prefs.devices.len();
+    prefs.devices.retain(|d| !gone(&d.device));
+    if prefs.devices.len() == before {
         return Ok(());
     }
-    prefs.devices.clear();
-    save(ctx, user.uid, prefs)
+    save(ctx, uid, prefs)
 }
 
 /// A push gateway's word that `token` of `username` is dead: every device of the user
@@ -177,17 +183,6 @@ fn forget_expired(prefs: &mut PushPrefs, now: u64) {
     prefs.mutes.retain(|m| m.until_ms == 0 || m.until_ms > now);
 }
 
-fn check_device_id(device: &str) -> Handled {
-    let ok = !device.is_empty() && device.len() <= MAX_DEVICE_ID && device.bytes().all(|b| b.is_ascii_graphic());
-    match ok {
-        true => Ok(()),
-        false => Err(Refusal::new(
-            ErrorCode::BadRequest,
-            format!("a device id is 1 to {MAX_DEVICE_ID} printable ASCII characters without spaces"),
-        )),
-    }
-}
-
 fn check_chat(chat: &Chat) -> Handled {
     match chat {
         Chat::User(name) | Chat::Service(name) if !valid_user_name(name) => {
@@ -200,15 +195,6 @@ fn check_chat(chat: &Chat) -> Handled {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn device_ids_are_short_printable_ascii() {
-        assert!(check_device_id("phone-1").is_ok());
-        assert!(check_device_id(&"x".repeat(MAX_DEVICE_ID)).is_ok());
-        for bad in ["", "my phone", "tél", "a\nb", &"x".repeat(MAX_DEVICE_ID + 1)] {
-            assert!(check_device_id(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn expired_mutes_are_forgotten() {
