@@ -15,6 +15,7 @@ mod crash;
 mod damage;
 mod delivery;
 mod descriptors;
+mod devices;
 mod directory;
 mod disk_full;
 mod faults;

@@ -204,6 +204,13 @@ impl Batch {
         }
         self.durable_requests.clear();
         self.cut.clear();
+        // What follows from this batch's messages being durable (their sent copies) is
+        // queued before the messages reach anyone, so it comes first at the worker that
+        // stores it, before anything an answer to them could cause there.
+        let after_commit = std::mem::take(&mut self.after_commit);
+        for (worker, cmd) in committed.is_ok().then_some(after_commit).into_iter().flatten() {
+            let _ = workers[worker].send(cmd);
+        }
         outbox.send(out.into_iter().map(|(msg, _)| msg).collect());
         match notes {
             Some((worker, notes)) if committed.is_ok() => {
@@ -213,9 +220,7 @@ impl Batch {
             Some((_, notes)) => self.push.notes_taken(notes.len()),
             None => {}
         }
-        let after_commit = std::mem::take(&mut self.after_commit);
-        let durable = committed.is_ok().then_some(after_commit).into_iter().flatten();
-        for (worker, cmd) in self.to_workers.drain(..).chain(durable) {
+        for (worker, cmd) in self.to_workers.drain(..) {
             // Unbounded: never blocks. An error means that worker already stopped.
             let _ = workers[worker].send(cmd);
         }

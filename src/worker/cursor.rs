@@ -182,6 +182,17 @@ impl Cursor {
         self.session.as_ref().map(|s| s.conn)
     }
 
+    /// Moves the position over what the session passed over with nothing outstanding (see
+    /// [`Cursor::passed_over`]). Unlike a client's ack, the next push's `prev_seq` stays the
+    /// last one pushed: the client was never sent these.
+    pub fn ack_passed(&mut self, up_to: Seq) -> bool {
+        if up_to <= self.acked || self.session.as_ref().is_some_and(|s| s.sent_upto < up_to) {
+            return false;
+        }
+        self.acked = up_to;
+        true
+    }
+
     /// Records a cumulative ack; returns whether it moved.
     pub fn ack(&mut self, up_to: Seq) -> bool {
         if up_to <= self.acked {
@@ -310,6 +321,10 @@ mod tests {
         assert_eq!(c.passed_over(), None, "5 is outstanding");
         assert_eq!(c.pushed_within(Seq(3), Seq(9)).collect::<Vec<_>>(), [(Seq(5), 10)]);
         assert_eq!(c.pushed_within(Seq(5), Seq(9)).count(), 0);
+        let mut c = cursor(3, Some(3));
+        c.session.as_mut().unwrap().sent_upto = Seq(4);
+        assert!(c.ack_passed(Seq(4)));
+        assert_eq!(c.take_live(Seq(5), 10, w(10)), Some((ConnId(1), Seq(3))), "the client was last pushed 3");
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub fn known(ctx: &Ctx, uid: UserId) -> Result<Known, Refusal> {
 }
 
 /// A reader's cursors in a group or support conversation as it loads: one per known device
-/// of the user, or the implicit legacy one for a user without device records. The legacy
+/// of the user, or the implicit legacy one for a user without device records (none for a
+/// user whose every device expired: it holds nothing until it logs in again). The legacy
 /// device is at `legacy` (its position in the conversation's own tree); a named device at
 /// its recorded position, or (new here) where the legacy position is, and then returned to
 /// be recorded there, as the legacy one may move. `within` brings a position into the log's
@@ -80,8 +81,8 @@ pub fn reader_cursors(
     within: impl Fn(Seq) -> Seq,
     recorded: &HashMap<(UserId, String), Seq>,
 ) -> Result<(DeviceCursors, Vec<Arc<str>>), Refusal> {
-    let (known, _) = known(ctx, uid)?;
-    if known.is_empty() {
+    let (known, expired) = known(ctx, uid)?;
+    if known.is_empty() && expired.is_empty() {
         return Ok((DeviceCursors::implicit_legacy(within(legacy)), Vec::new()));
     }
     let mut cursors = DeviceCursors::default();

@@ -11,6 +11,7 @@
 use super::backlog;
 use super::commands::WorkerCmd;
 use super::context::{Ctx, Waiting};
+use super::cursor::Cursor;
 use super::device_cursors::{is_legacy, DeviceCursors};
 use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
@@ -55,7 +56,9 @@ impl Inboxes {
             let uid = account.user_id;
             let log = ctx.partition.state(LogId::Inbox, uid.into())?;
             let (known, expired) = devices::known(ctx, uid)?;
-            let devices = match known.is_empty() {
+            // Without any device record, the legacy device as before devices; with records
+            // that all expired, no device until the next login.
+            let devices = match known.is_empty() && expired.is_empty() {
                 true => DeviceCursors::implicit_legacy(log.floor),
                 false => {
                     let mut devices = DeviceCursors::default();
@@ -250,16 +253,19 @@ impl UserState {
             return Err(Refusal::beyond("ack", up_to, self.last_seq));
         }
         let device = self.devices.device_of(conn).ok_or_else(ended)?;
-        self.advance(ctx, &device, up_to)?;
+        self.advance(ctx, &device, up_to, Cursor::ack)?;
         let acked = self.devices.get(&device).map_or(up_to, |c| c.acked);
         let reply = Reply::Acked { conversation: Conversation::Inbox, up_to: acked };
         ctx.batch.reply(conn, request_id, reply, true);
-        Ok(())
+        // What the session passed over after what it acknowledged (its sent copies, for a
+        // legacy device) holds nothing either.
+        self.settle_passed(ctx, &device)
     }
 
-    /// Moves `device`'s position to `up_to`, recorded first (a refused change, a full disk,
-    /// leaves the cursor where it was), and raises the floor to what the devices now hold.
-    pub fn advance(&mut self, ctx: &mut Ctx, device: &str, up_to: Seq) -> Handled {
+    /// Moves `device`'s position to `up_to` (with `moved`: a client's ack, or a pass over
+    /// what it is not sent), recorded first (a refused change, a full disk, leaves the
+    /// cursor where it was), and raises the floor to what the devices now hold.
+    fn advance(&mut self, ctx: &mut Ctx, device: &str, up_to: Seq, moved: fn(&mut Cursor, Seq) -> bool) -> Handled {
         let Some(before) = self.devices.get(device).map(|c| c.acked) else { return Ok(()) };
         if up_to <= before {
             return Ok(());
@@ -279,7 +285,7 @@ impl UserState {
         }
         self.raise_floor(ctx, floor)?;
         if let Some(cursor) = self.devices.get_mut(device) {
-            cursor.ack(up_to);
+            moved(cursor, up_to);
         }
         Ok(())
     }
@@ -322,7 +328,7 @@ impl UserState {
     /// does not hold the floor.
     fn settle_passed(&mut self, ctx: &mut Ctx, device: &str) -> Handled {
         match self.devices.get(device).and_then(|c| c.passed_over()) {
-            Some(up_to) => self.advance(ctx, device, up_to),
+            Some(up_to) => self.advance(ctx, device, up_to, Cursor::ack_passed),
             None => Ok(()),
         }
     }

@@ -7,7 +7,7 @@
 pub mod daemon;
 
 use confab::client::Client;
-use confab::protocol::{Reply, Seq};
+use confab::protocol::{Reply, Request, Seq};
 use confab::store::{AppRecord, Store};
 use confab::{Config, Server};
 use std::net::SocketAddr;
@@ -84,6 +84,14 @@ impl TestServer {
         client
     }
 
+    /// A client logged in as `name` (registered before) from the named `device`, with the
+    /// `DeviceLoggedIn` reply.
+    pub fn login_device(&self, name: &str, device: &str) -> (Client, Reply) {
+        let mut client = self.client();
+        let reply = login_device(&mut client, name, device);
+        (client, reply)
+    }
+
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("server is running")
     }
@@ -146,6 +154,32 @@ pub fn inbox_of(reply: &Reply) -> (Seq, Seq) {
     match reply {
         Reply::LoggedIn { acked, last_seq, .. } => (*acked, *last_seq),
         other => panic!("not a LoggedIn reply: {other:?}"),
+    }
+}
+
+/// Logs `client` in as `name` (password [`PASSWORD`]) from the named `device`; returns the
+/// `DeviceLoggedIn` reply.
+pub fn login_device(client: &mut Client, name: &str, device: &str) -> Reply {
+    let request = Request::LoginDevice { username: name.into(), password: PASSWORD.into(), device: device.into() };
+    match client.request(request).expect("login from a device") {
+        reply @ Reply::DeviceLoggedIn { .. } => reply,
+        other => panic!("not a DeviceLoggedIn reply: {other:?}"),
+    }
+}
+
+/// The (acked, last_seq) of a DeviceLoggedIn reply.
+pub fn device_inbox_of(reply: &Reply) -> (Seq, Seq) {
+    match reply {
+        Reply::DeviceLoggedIn { acked, last_seq, .. } => (*acked, *last_seq),
+        other => panic!("not a DeviceLoggedIn reply: {other:?}"),
+    }
+}
+
+/// The resume token of a LoggedIn or DeviceLoggedIn reply.
+pub fn token_of(reply: &Reply) -> Vec<u8> {
+    match reply {
+        Reply::LoggedIn { resume_token, .. } | Reply::DeviceLoggedIn { resume_token, .. } => resume_token.clone(),
+        other => panic!("not a login reply: {other:?}"),
     }
 }
 
