@@ -3,7 +3,7 @@
 //! reaches the others as sent copies, and a client that names no device is the user's
 //! legacy device, served as before devices.
 
-use crate::common::daemon::{daemon_with_users, spawn_daemon};
+use crate::common::daemon::{confabd, daemon_with_users, spawn_daemon};
 use crate::common::{
     device_inbox_of, eventually, inbox_of, login_device, token_of, DataDir, TestServer, PASSWORD, SETTLE,
 };
@@ -627,6 +627,41 @@ fn sigkill_mid_stream_with_two_devices_loses_nothing_for_either_and_duplicates_n
         }
         client.ack(last_seq).unwrap();
     }
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+}
+
+#[test]
+fn the_admin_commands_list_a_users_devices_and_forget_one_on_a_stopped_daemon() {
+    let data = DataDir::new();
+    let mut daemon = daemon_with_users(data.path(), &["alice"]);
+    let login = |device: &str| {
+        let (mut client, _) = Client::connect(daemon.addr, "t").unwrap();
+        let request =
+            Request::LoginDevice { username: "alice".into(), password: PASSWORD.into(), device: device.into() };
+        token_of(&client.request(request).unwrap())
+    };
+    login("laptop");
+    let phone_token = login("phone");
+    let status = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    assert!(daemon.child.wait().unwrap().success());
+
+    let listed = confabd(data.path(), &["user", "devices", "alice"], "");
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let ids: Vec<&str> = listed.lines().map(|line| line.split('\t').next().unwrap()).collect();
+    assert_eq!(ids, ["laptop", "phone"], "{listed}");
+    let removed = confabd(data.path(), &["user", "device-remove", "alice", "phone"], "");
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let again = confabd(data.path(), &["user", "device-remove", "alice", "phone"], "");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("alice has no device \"phone\""));
+    let listed = String::from_utf8(confabd(data.path(), &["user", "devices", "alice"], "").stdout).unwrap();
+    assert!(listed.starts_with("laptop\t") && listed.lines().count() == 1, "{listed}");
+
+    let mut daemon = spawn_daemon(data.path(), &[]);
+    let (mut client, _) = Client::connect(daemon.addr, "t").unwrap();
+    assert_eq!(resume_device(&mut client, &phone_token, "phone").unwrap_err().code(), Some(ErrorCode::InvalidToken));
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
 }

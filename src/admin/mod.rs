@@ -11,10 +11,12 @@ use crate::auth::{hash_with_cost, new_token, token_digest};
 use crate::clock::now_ms;
 use crate::config::HashCost;
 use crate::protocol::{valid_app_name, valid_password, Role, UserId};
-use crate::store::{Account, AppRecord, ServiceRecord, Store, StoreError, StoreStats};
+use crate::store::{Account, AppRecord, LogId, ServiceRecord, Store, StoreError, StoreStats};
 use thiserror::Error;
 
+mod devices;
 mod shops;
+pub use devices::{list_devices, remove_device, DeviceSummary};
 pub use shops::{add_shop, add_staff, list_shops, list_staff, remove_shop, remove_staff, ShopSummary};
 
 #[derive(Debug, Error)]
@@ -31,6 +33,8 @@ pub enum AdminError {
     NoSuchService(String),
     #[error("no such shop: {0}")]
     NoSuchShop(String),
+    #[error("{user} has no device {device:?}")]
+    NoSuchDevice { user: String, device: String },
     #[error("{user} is not staff of {shop}")]
     NotStaff { shop: String, user: String },
     #[error("{user} is already staff of {shop}")]
@@ -130,6 +134,7 @@ pub fn delete_user(store: &Store, username: &str) -> AdminResult<()> {
         let was_owner = record.members.iter().any(|m| m.username == username && m.role == Role::Owner);
         record.members.retain(|m| m.username != username);
         store.remove_group_ack(group_id, username)?;
+        store.remove_device_acks(LogId::Group, group_id.into(), Some(account.user_id))?;
         store.remove_membership(username, group_id)?;
         if record.members.is_empty() {
             store.delete_group(group_id, &record)?;

@@ -102,6 +102,12 @@ pub enum UserCommand {
     Delete { name: String },
     /// List the app's accounts.
     List,
+    /// List the user's devices: id (`(legacy)` for a client that names none) and when it was
+    /// last seen, in ms since the epoch.
+    Devices { name: String },
+    /// Forget one of the user's devices (a lost phone): its resume token stops working and
+    /// its positions no longer hold messages. An empty id is the legacy device.
+    DeviceRemove { name: String, device: String },
 }
 
 #[derive(Args, Debug)]
@@ -325,6 +331,16 @@ fn user(store: &Store, app: &str, command: UserCommand, cost: HashCost) -> Resul
                 let role = if user.admin { "admin" } else { "user" };
                 println!("{}\t{}\t{}\t{}", user.username, user.user_id, role, user.display_name);
             }
+        }
+        UserCommand::Devices { name } => {
+            for device in admin::list_devices(store, &qualified(&name)).map_err(|e| e.to_string())? {
+                let id = if device.device.is_empty() { "(legacy)" } else { device.device.as_str() };
+                println!("{id}\t{}", device.last_seen_ms);
+            }
+        }
+        UserCommand::DeviceRemove { name, device } => {
+            done(admin::remove_device(store, &qualified(&name), &device))?;
+            println!("forgot {name}'s device {device:?}; its token no longer works");
         }
     }
     Ok(())
