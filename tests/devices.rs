@@ -665,3 +665,45 @@ fn the_admin_commands_list_a_users_devices_and_forget_one_on_a_stopped_daemon() 
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
 }
+
+#[test]
+fn the_quota_counts_what_the_device_furthest_behind_holds_and_a_copy_never_refuses_a_send() {
+    let server = TestServer::with(|c| c.max_inbox_bytes = 1000);
+    server.register(&["alice"]);
+    let mut bob = server.user("bob");
+    let (phone, _) = server.login_device("alice", "phone");
+    drop(phone);
+    let (mut laptop, _) = server.login_device("alice", "laptop");
+    until_offline(&mut laptop, "phone");
+    let body = "x".repeat(200);
+    let mut stored = 0;
+    loop {
+        match bob.send_text("alice", ClientMsgId(stored + 1), &body) {
+            Ok(_) => stored += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded));
+                break;
+            }
+        }
+    }
+    assert!(stored > 0);
+    for seq in 1..=stored {
+        assert_eq!(next_inbox(&mut laptop), got(seq, seq - 1, "bob", &body));
+    }
+    assert_eq!(ack(&mut laptop, Conversation::Inbox, stored), stored);
+    let refused = bob.send_text("alice", ClientMsgId(stored + 1), &body).unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::QuotaExceeded), "the phone still holds them");
+
+    // Alice's own inbox is full: her message goes, its copy is dropped.
+    let answer = "y".repeat(200);
+    laptop.send_text("bob", ClientMsgId(1), &answer).unwrap();
+    assert_eq!(text(&bob.next_message().unwrap()), answer);
+    let (mut phone, reply) = server.login_device("alice", "phone");
+    assert_eq!(device_inbox_of(&reply), (Seq(0), Seq(stored)), "no copy was stored");
+    for seq in 1..=stored {
+        assert_eq!(next_inbox(&mut phone), got(seq, seq - 1, "bob", &body));
+    }
+    assert_eq!(ack(&mut phone, Conversation::Inbox, stored), stored);
+    let (_, seq, _) = bob.send_text("alice", ClientMsgId(stored + 1), &body).unwrap();
+    assert_eq!(seq, Seq(stored + 1), "room again once every device has read");
+}
