@@ -707,3 +707,26 @@ fn the_quota_counts_what_the_device_furthest_behind_holds_and_a_copy_never_refus
     let (_, seq, _) = bob.send_text("alice", ClientMsgId(stored + 1), &body).unwrap();
     assert_eq!(seq, Seq(stored + 1), "room again once every device has read");
 }
+
+#[test]
+fn a_legacy_session_keeps_its_streams_when_the_users_first_named_device_logs_in() {
+    let server = TestServer::start();
+    server.register(&["alice"]);
+    let mut bob = server.user("bob");
+    let id = match bob.request(Request::CreateGroup { name: "club".into(), open: false }).unwrap() {
+        Reply::GroupCreated { group_id } => group_id,
+        other => panic!("{other:?}"),
+    };
+    // Alice is a member before she ever logged in: the group knows her as one legacy device.
+    assert_eq!(bob.request(Request::AddMember { group_id: id, username: "alice".into() }).unwrap(), Reply::Done);
+    let mut legacy = server.login("alice");
+    assert_eq!(next_group(&mut legacy, id).0, 2, "the Added event");
+    let (mut laptop, _) = server.login_device("alice", "laptop");
+    send(&mut bob, Target::Group(id), 1, "hello");
+    assert_eq!(next_group(&mut legacy, id), (3, 2, "bob".into(), "hello".into()));
+    assert_eq!(next_group(&mut laptop, id).0, 2, "from where alice joined: the Added event");
+    assert_eq!(next_group(&mut laptop, id), (3, 2, "bob".into(), "hello".into()));
+    bob.send_text("alice", ClientMsgId(2), "direct").unwrap();
+    assert_eq!(next_inbox(&mut legacy), got(1, 0, "bob", "direct"));
+    assert_eq!(next_inbox(&mut laptop), got(1, 0, "bob", "direct"));
+}

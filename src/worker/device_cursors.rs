@@ -114,7 +114,7 @@ impl DeviceCursors {
 
     /// `device` is online at a session made by `session` from the position: a device new
     /// here gets a cursor at `start()` first. A named device replaces the implicit legacy
-    /// cursor (the user has device records now). Returns whether the cursor is new, so the
+    /// cursor (the user has device records now); the legacy device makes it a known one. Returns whether the cursor is new, so the
     /// owner records where it starts.
     pub fn attach(
         &mut self,
@@ -123,10 +123,12 @@ impl DeviceCursors {
         start: impl FnOnce() -> Seq,
         session: impl FnOnce(Seq) -> Session,
     ) -> bool {
+        // A login writes the device's record: the legacy device logging in is known from now
+        // on, and a named device's first login leaves the user no implicit legacy device.
         if self.implicit && !is_legacy(device) {
             self.devices.clear();
         }
-        self.implicit = self.implicit && is_legacy(device);
+        self.implicit = false;
         let created = !self.devices.contains_key(device);
         let entry = self
             .devices
@@ -181,12 +183,20 @@ mod tests {
     #[test]
     fn a_named_device_replaces_the_implicit_legacy_cursor() {
         let mut cursors = DeviceCursors::implicit_legacy(Seq(4));
-        assert!(!cursors.attach(&"".into(), 1, || Seq(0), session(1)), "the legacy device is known");
         assert!(cursors.is_implicit());
         assert!(cursors.attach(&"phone".into(), 2, || Seq(4), session(2)));
         assert!(!cursors.is_implicit());
         assert_eq!(cursors.len(), 1, "the legacy device without a record is gone");
         assert_eq!(cursors.device_of(ConnId(2)).as_deref(), Some("phone"));
+    }
+
+    #[test]
+    fn a_legacy_login_makes_the_legacy_device_a_known_one() {
+        let mut cursors = DeviceCursors::implicit_legacy(Seq(4));
+        assert!(!cursors.attach(&"".into(), 1, || Seq(0), session(1)), "the legacy device was there");
+        assert!(!cursors.is_implicit());
+        assert!(cursors.attach(&"phone".into(), 2, || Seq(4), session(2)));
+        assert_eq!(cursors.conns(), [ConnId(1), ConnId(2)], "the legacy session stays");
     }
 
     #[test]
