@@ -6,7 +6,8 @@
 //! A user's inbox also holds its sent copies (`Addressee::CopyTo`): what the user sent
 //! others, stored after the recipient's worker stored the message, so that every device
 //! shows both sides of a chat. Named devices are pushed them (`Push::SentCopy`), but the
-//! device that sent the message when it is caught up; legacy devices never.
+//! device that sent the message when it is caught up; legacy devices never. A user known
+//! only by its legacy device has none.
 
 use super::backlog;
 use super::commands::WorkerCmd;
@@ -173,8 +174,13 @@ impl UserState {
 
     /// A sent copy of what this user sent from `device` on `conn`, stored after the message
     /// itself: counted in the user's quota, but dropped (never refused) when it does not
-    /// fit. The sending session, if caught up, counts it as sent.
+    /// fit. The sending session, if caught up, counts it as sent. A user with no named
+    /// device gets none: its inbox stays exactly what it was before devices, as its
+    /// clients, which never see copies, expect (its acks, its `last_seq`).
     pub fn append_copy(&mut self, ctx: &mut Ctx, device: &str, conn: ConnId, stored: StoredMessage) {
+        if self.devices.iter().all(|(device, _)| is_legacy(device)) {
+            return;
+        }
         if let Err(refusal) = quota::check(ctx.config(), self.stored_bytes, wire_size(&stored)) {
             debug!(
                 "sent copy of message {} dropped from {}'s inbox: {}",
