@@ -327,6 +327,10 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
         if old_device != device {
             state.devices.detach(old, now);
             ctx.shared.directory.remove(&name, old);
+            let seen = DeviceChange::Seen { uid, device: old_device.to_string(), last_seen_ms: now };
+            if let Err(e) = ctx.partition.device(seen) {
+                debug!("when {name}'s device {old_device:?} was last seen: {e}");
+            }
         }
         connection_event(ctx, &name, &old_device, false, "logged in elsewhere");
     }
