@@ -10,8 +10,10 @@
 //!
 //! Trees and key layout (integers big-endian so byte order is numeric order):
 //! - `accounts`:    `username` → [`Account`]
-//! - `inbox`:       a [`SeqLog`] per user id; the floor is the user's acknowledged sequence
-//! - `group_log`:   a [`SeqLog`] per group id; the floor is the lowest ack of all members
+//! - `inbox`:       a [`SeqLog`] per user id; the floor is at most the user's acknowledged
+//!   sequence (`inbox_acks`), lower while history keeps acknowledged messages
+//! - `group_log`:   a [`SeqLog`] per group id; the floor is at most the lowest ack of all
+//!   members (history keeps what is younger than its window)
 //! - `groups`:      `group id` → [`GroupRecord`] (name, flags, members and roles)
 //! - `group_acks`:  `group id ++ username` → the member's acknowledged sequence (u64)
 //! - `memberships`: `username ++ 0x00 ++ group id` → empty (a user's groups)
@@ -29,6 +31,8 @@
 //!   of the readers who hold the conversation (see `worker/support.rs`)
 //! - `shops`, `staff_of`, `support`, `support_of`, `shop_support`, `support_acks`:
 //!   shops and their conversations (see [`support`])
+//! - `inbox_acks`, `cleared`: inbox readers' positions and users' cleared marks (see
+//!   [`history`])
 //!
 //! Every user, service and shop name in a key or a record (above, and inside messages,
 //! group events, mutes and push events) is qualified with its app: `app/name` (see
@@ -40,6 +44,7 @@ pub mod commitlog;
 mod dedup;
 mod garbage;
 mod groups;
+mod history;
 mod hook;
 mod journal;
 mod marker;
@@ -110,6 +115,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct StoreStats {
     pub accounts: u64,
     pub groups: u64,
+    /// Messages some reader has not acknowledged: those history keeps after every reader
+    /// acknowledged them are not counted.
     pub stored_messages: u64,
     pub size_on_disk: u64,
 }
@@ -129,6 +136,7 @@ pub struct Store {
     journal: sled::Tree,
     push: push::PushTrees,
     support: support::SupportTrees,
+    history: history::HistoryTrees,
     /// The checkpoint serial (see [`marker`]) and the format of names (see [`apps_migration`]).
     meta: sled::Tree,
     checkpoints: Arc<Mutex<Checkpoints>>,
@@ -209,6 +217,7 @@ impl Store {
             journal: db.open_tree("journal")?,
             push: push::PushTrees::open(&db)?,
             support: support::SupportTrees::open(&db)?,
+            history: history::HistoryTrees::open(&db)?,
             meta,
             checkpoints: Arc::new(Mutex::new(Checkpoints { serial, file: None })),
             log_cuts: Vec::new(),
@@ -369,6 +378,7 @@ impl Store {
     /// memberships are the caller's to settle first (they involve other members).
     pub fn delete_account(&self, username: &str, uid: UserId) -> StoreResult<()> {
         self.inbox.remove_all(uid.into())?;
+        self.remove_history_of(uid)?;
         self.revoke_tokens(uid)?;
         self.put_push_prefs(uid, &PushPrefs::default())?;
         self.accounts.remove(username.as_bytes())?;
@@ -438,14 +448,14 @@ impl Store {
         tables.iter().map(|t| t.lock().last(log, owner)).max().unwrap_or(Seq::ZERO)
     }
 
-    /// Staged messages above their logs' floors.
+    /// Staged messages some reader has not acknowledged (see [`Store::stats`]).
     fn staged_unacked(&self) -> StoreResult<u64> {
         let tables = self.staged.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut count = 0;
         for table in tables {
             let keys = table.lock().keys();
             for (log, owner, seq) in keys {
-                if seq > self.log(log).floor(owner)? {
+                if seq > self.settled(log, owner, self.log(log).floor(owner)?)? {
                     count += 1;
                 }
             }
@@ -458,10 +468,7 @@ impl Store {
         Ok(StoreStats {
             accounts: self.accounts.len() as u64,
             groups: self.groups.len() as u64,
-            stored_messages: self.inbox.count_messages()?
-                + self.group_log.count_messages()?
-                + self.support_log.count_messages()?
-                + self.staged_unacked()?,
+            stored_messages: self.unacknowledged_messages()? + self.staged_unacked()?,
             size_on_disk: self.size_on_disk()?,
         })
     }

@@ -32,6 +32,9 @@ pub enum Change {
     /// A reader's (customer's or staff member's) acknowledged position in a support
     /// conversation.
     SupportAck { support: SupportId, username: String, acked: Seq },
+    /// A reader's acknowledged position in a user's inbox: `device` is the reader (`""` for
+    /// a session that names none). Kept apart from the floor, which history holds back.
+    InboxAck { uid: UserId, device: String, acked: Seq },
 }
 
 /// [`Change`] borrowing its large parts, for encoding without a copy. Same variants in the
@@ -47,6 +50,7 @@ pub enum ChangeRef<'a> {
     PushEvent { seq: u64, event: &'a PushRecord },
     PushFloor { floor: u64 },
     SupportAck { support: SupportId, username: &'a str, acked: Seq },
+    InboxAck { uid: UserId, device: &'a str, acked: Seq },
 }
 
 /// Appends a change to a batch's payload.
@@ -127,6 +131,12 @@ impl Store {
                     applied.acks += 1;
                 }
             }
+            Change::InboxAck { uid, device, acked } => {
+                if acked > self.inbox_ack(uid, &device)? {
+                    self.put_inbox_ack(uid, &device, acked)?;
+                    applied.acks += 1;
+                }
+            }
         }
         Ok(())
     }
@@ -189,6 +199,10 @@ mod tests {
             (
                 ChangeRef::SupportAck { support: SupportId(4), username: "bob", acked: Seq(3) },
                 Change::SupportAck { support: SupportId(4), username: "bob".into(), acked: Seq(3) },
+            ),
+            (
+                ChangeRef::InboxAck { uid: UserId(5), device: "phone", acked: Seq(6) },
+                Change::InboxAck { uid: UserId(5), device: "phone".into(), acked: Seq(6) },
             ),
         ];
         let mut payload = Vec::new();
