@@ -4,7 +4,7 @@
 
 use super::push::notes::PushNote;
 use super::seats::Seat;
-use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, Request, UserId};
+use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, UserId};
 use crate::route::{ConnId, SessionUser};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,6 +43,15 @@ pub enum WorkerCmd {
     /// A request about a support conversation known by id, handed on by the worker that
     /// looked up the conversation's shop to the shop's worker (this one).
     Forward { conn: ConnId, peer: IpAddr, user: SessionUser, request_id: u32, request: Request },
+    /// Time to settle another share of the loaded logs (see `retention::pass`).
+    RetentionPass,
+    /// `DeleteMessage` of a direct message `user` sent `peer`, handed on by the user's worker
+    /// (which found nothing against it) to the worker of `peer`, whose inbox holds it.
+    DeleteDirect { conn: ConnId, request_id: u32, user: SessionUser, peer: String, message_id: MessageId },
+    /// `sender` deleted its direct message `message_id` to `peer` (told by the recipient's
+    /// worker once the deletion is stored there): erase the sender's copy and tell the
+    /// sender's other devices, in its own inbox.
+    SenderDeleted { sender: Arc<str>, peer: String, message_id: MessageId },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

@@ -4,7 +4,8 @@
 //! A group message is stored once, in the group's own sequence; each member has a cursor
 //! (its acknowledged position and, while online, how far it has been sent), so what a
 //! member is owed is the range after its ack. Messages below every member's ack are
-//! deleted, and beyond `group_retention` the oldest go regardless. Membership changes are
+//! deleted once older than the history window (`retention`), and beyond `group_retention`
+//! the oldest go regardless. Membership changes are
 //! stored in the same sequence as events, so members who were away learn of them in order.
 
 use super::backlog;
@@ -13,6 +14,7 @@ use super::cursor::{Cursor, Session};
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
+use super::retention::{self, LogRef, Retention};
 use crate::apps::app_of;
 use crate::apps::wire;
 use crate::protocol::{
@@ -40,6 +42,8 @@ pub struct GroupState {
     pub floor: Seq,
     pub last_seq: Seq,
     pub members: BTreeMap<Arc<str>, Member>,
+    /// What history keeps below the members' positions (see `retention`).
+    pub retention: Retention,
 }
 
 /// The groups of this worker's partition that were touched since start, and which of them
@@ -70,6 +74,11 @@ impl Groups {
     /// A loaded group (one that is not loaded has no sessions and no waiting cursor).
     pub fn get_mut(&mut self, id: GroupId) -> Option<&mut GroupState> {
         self.groups.get_mut(&id)
+    }
+
+    /// The groups loaded now (for the retention pass).
+    pub fn ids(&self) -> Vec<GroupId> {
+        self.groups.keys().copied().collect()
     }
 
     /// A group made here, with its creator online at `conn`.
@@ -149,6 +158,7 @@ fn load<'a>(
         }
         members.insert(name, Member { uid: m.uid, role: m.role, cursor: Cursor { acked, session } });
     }
+    let lowest = members.values().map(|m| m.cursor.acked).min().unwrap_or(log.last_seq);
     let mut group = GroupState {
         id,
         name: record.name,
@@ -157,7 +167,12 @@ fn load<'a>(
         floor: log.floor,
         last_seq: log.last_seq,
         members,
+        retention: Retention { settled: lowest.max(log.floor), ..Retention::default() },
     };
+    // What expired while the group was not loaded.
+    if let Err(refusal) = group.trim(ctx) {
+        log::debug!("history retention of group {id}: {}", refusal.message);
+    }
     let online: Vec<Arc<str>> =
         group.members.iter().filter(|(_, m)| m.cursor.session.is_some()).map(|(n, _)| n.clone()).collect();
     for name in online {
@@ -234,8 +249,9 @@ impl GroupState {
     /// one addressed to everyone but it; events go to everyone.
     fn deliver(&mut self, ctx: &mut Ctx, seq: Seq, stored: StoredMessage) -> Result<u32, Refusal> {
         let window = ctx.window();
-        let retention = ctx.config().group_retention.max(1);
+        let keep_at_most = ctx.config().group_retention.max(1);
         let skipped = skipped_member(&stored).map(str::to_string);
+        let device_only = stored.device_only();
         let size = wire_size(&stored);
         // Members without a session may be owed a push notification; looked for only when
         // some user has a push device at all.
@@ -259,12 +275,8 @@ impl GroupState {
         let mut delivered = 0;
         let mut starved = Vec::new();
         for (name, member) in self.members.iter_mut() {
-            if skipped.as_deref() == Some(&**name) {
-                if let Some(session) = member.cursor.session.as_mut() {
-                    if session.sent_upto + 1 == seq {
-                        session.sent_upto = seq;
-                    }
-                }
+            if skipped.as_deref() == Some(&**name) || super::history::withheld(&member.cursor, device_only) {
+                super::history::pass_over(&mut member.cursor, seq);
             } else if let Some((conn, prev)) = member.cursor.take_live(seq, size, window) {
                 delivered += 1;
                 if prev + 1 == seq {
@@ -277,11 +289,8 @@ impl GroupState {
                 starved.push(name.clone());
             }
         }
-        if seq - self.floor > retention {
-            let floor = seq - retention;
-            ctx.shared.metrics.stored_delta(-((floor - self.floor) as i64));
-            ctx.partition.raise_floor(LogId::Group, self.id.into(), self.floor.next(), floor)?;
-            self.floor = floor;
+        if seq - self.floor > keep_at_most {
+            retention::drop_to(ctx, self.log(), &mut self.floor, &mut self.retention, seq - keep_at_most)?;
         }
         for name in starved {
             if let Some(member) = self.members.get(&name) {
@@ -352,16 +361,16 @@ impl GroupState {
         self.pump_member(ctx, &user.name)
     }
 
-    /// Deletes what every member has acknowledged.
+    /// Deletes what every member has acknowledged, once history no longer keeps it.
     pub fn trim(&mut self, ctx: &mut Ctx) -> Handled {
         let lowest = self.members.values().map(|m| m.cursor.acked).min().unwrap_or(self.last_seq);
-        let floor = self.floor;
-        if lowest > floor {
-            ctx.partition.raise_floor(LogId::Group, self.id.into(), floor.next(), lowest)?;
-            self.floor = lowest;
-            ctx.shared.metrics.stored_delta(-((lowest - floor) as i64));
-        }
-        Ok(())
+        let log = self.log();
+        retention::settle(ctx, log, &mut self.floor, &mut self.retention, lowest)
+    }
+
+    /// The group's log.
+    pub fn log(&self) -> LogRef {
+        LogRef { id: LogId::Group, owner: self.id.into() }
     }
 
     /// Writes the group's record, and keeps the open-group directory in step with it.

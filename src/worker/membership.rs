@@ -71,7 +71,16 @@ pub fn create_here(ctx: &mut Ctx, groups: &mut Groups, new: NewGroup) -> Handled
     let cursor = Cursor { acked: Seq::ZERO, session };
     let mut members = BTreeMap::new();
     members.insert(creator.name.clone(), Member { uid: creator.uid, role: Role::Owner, cursor });
-    let group = GroupState { id, name, open, created_ms: now_ms(), floor: Seq::ZERO, last_seq: Seq::ZERO, members };
+    let group = GroupState {
+        id,
+        name,
+        open,
+        created_ms: now_ms(),
+        floor: Seq::ZERO,
+        last_seq: Seq::ZERO,
+        members,
+        retention: Default::default(),
+    };
     let store = ctx.partition.sled();
     store.put_group(id, &group.record())?;
     store.add_membership(&creator.name, id)?;
@@ -302,7 +311,8 @@ pub fn delete(
     };
     let encoded: Arc<[u8]> = wire::encode(ServerFrame::Push(Push::Message(notice))).into();
     let record = group.record();
-    let still_stored = group.last_seq - group.floor;
+    // What was still owed to a member (history's acknowledged messages are not counted).
+    let still_stored = group.last_seq - group.floor.max(group.retention.settled);
     let online = group.sessions(None);
     ctx.partition.sled().delete_group(id, &record)?;
     ctx.partition.forget(LogId::Group, id.into());

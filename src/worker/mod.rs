@@ -19,6 +19,7 @@
 //! - the owners, one type per domain: `inbox` (`Inboxes`), `groups` (`Groups`, with
 //!   `membership`), `support` (`Shops`: customer-support conversations, with `claims`),
 //!   `rooms` (`Rooms`, and broadcast), `presence` (`Presence`), `services` (`Gathers`),
+//!   `history` (`History`: pages of what the logs keep, with `deletion` and `retention`),
 //!   plus `accounts` and `stats`, which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
@@ -38,9 +39,11 @@ mod commands;
 mod context;
 mod cursor;
 mod dedup;
+mod deletion;
 mod directory;
 mod fanout;
 mod groups;
+mod history;
 mod inbox;
 mod legacy_names;
 mod lookalikes;
@@ -51,6 +54,7 @@ mod presence;
 mod push;
 mod quota;
 mod refusal;
+mod retention;
 mod rooms;
 mod seats;
 mod services;

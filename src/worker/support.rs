@@ -21,6 +21,7 @@ use super::cursor::{Cursor, Session};
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
+use super::retention::{self, LogRef, Retention};
 use crate::apps::{local, wire};
 use crate::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, Message, Push, Reply, SenderKind, Seq, ServerFrame, SupportId,
@@ -52,6 +53,8 @@ pub struct SupportConversation {
     pub last_seq: Seq,
     /// The customer's cursor and every staff member's, by username.
     pub readers: BTreeMap<Arc<str>, SupportReader>,
+    /// What history keeps below the readers' positions (see `retention`).
+    pub retention: Retention,
 }
 
 pub struct ShopState {
@@ -144,6 +147,7 @@ impl Shops {
                 floor: log.floor,
                 last_seq: log.last_seq,
                 readers: BTreeMap::new(),
+                retention: Retention::default(),
             };
             let readers = std::iter::once((customer.clone(), record.customer_uid))
                 .chain(shop.staff.iter().map(|(n, uid)| (n.clone(), *uid)));
@@ -157,6 +161,10 @@ impl Shops {
                     ctx.shared.directory.session_of(&reader).map(|(conn, budget)| Session::new(conn, acked, budget));
                 conversation.readers.insert(reader, SupportReader { uid, cursor: Cursor { acked, session } });
             }
+            conversation.retention.settled = match shop.staff.is_empty() {
+                true => log.floor,
+                false => conversation.readers.values().map(|r| r.cursor.acked).min().unwrap_or(log.floor),
+            };
             shop.by_customer.insert(customer, id);
             self.index.note_conversation(&name, &conversation);
             shop.conversations.insert(id, conversation);
@@ -164,9 +172,18 @@ impl Shops {
         let shop = entry.insert(shop);
         let ids: Vec<SupportId> = shop.conversations.keys().copied().collect();
         for id in ids {
+            // What expired while the shop was not loaded.
+            if let Err(refusal) = shop.conversation(id)?.trim(ctx) {
+                log::debug!("history retention of support conversation {id}: {}", refusal.message);
+            }
             shop.pump_all(ctx, id)?;
         }
         Ok((shop, &mut self.index))
+    }
+
+    /// The conversations loaded now (for the retention pass).
+    pub fn conversation_ids(&self) -> Vec<SupportId> {
+        self.index.shop_of.keys().copied().collect()
     }
 
     /// A loaded shop by the id of one of its conversations.
@@ -259,17 +276,19 @@ impl SupportConversation {
             return Ok(());
         }
         let lowest = self.readers.values().map(|r| r.cursor.acked).min().unwrap_or(self.last_seq);
-        self.raise_floor(ctx, lowest)
+        let log = self.log();
+        retention::settle(ctx, log, &mut self.floor, &mut self.retention, lowest)
     }
 
+    /// Drops everything up to `floor`, read or not (the count bound).
     fn raise_floor(&mut self, ctx: &mut Ctx, floor: Seq) -> Handled {
-        let before = self.floor;
-        if floor > before {
-            ctx.partition.raise_floor(LogId::Support, self.id.into(), before.next(), floor)?;
-            self.floor = floor;
-            ctx.shared.metrics.stored_delta(-((floor - before) as i64));
-        }
-        Ok(())
+        let log = self.log();
+        retention::drop_to(ctx, log, &mut self.floor, &mut self.retention, floor)
+    }
+
+    /// The conversation's log.
+    pub fn log(&self) -> LogRef {
+        LogRef { id: LogId::Support, owner: self.id.into() }
     }
 
     /// A reader's cursor; `NotAMember` for anyone else.
@@ -366,6 +385,7 @@ impl ShopState {
             floor: Seq::ZERO,
             last_seq: Seq::ZERO,
             readers,
+            retention: Retention::default(),
         };
         ctx.partition.sled().put_support(id, &conversation.record(&self.name))?;
         self.by_customer.insert(customer, id);
@@ -430,7 +450,14 @@ impl ShopState {
     /// Stores `stored` as the conversation's next message, counts it as read by its sender
     /// when the sender had read everything before it, and pushes it to the active readers
     /// whose cursors are caught up.
-    fn append(&mut self, ctx: &mut Ctx, id: SupportId, stored: StoredMessage, origin: Origin, sender: &str) -> Handled {
+    pub fn append(
+        &mut self,
+        ctx: &mut Ctx,
+        id: SupportId,
+        stored: StoredMessage,
+        origin: Origin,
+        sender: &str,
+    ) -> Handled {
         let retention = ctx.config().group_retention.max(1);
         let conversation = self.conversation(id)?;
         let seq = conversation.last_seq.next();
@@ -458,6 +485,7 @@ impl ShopState {
     fn deliver(&mut self, ctx: &mut Ctx, id: SupportId, seq: Seq, stored: StoredMessage) -> Handled {
         let window = ctx.window();
         let size = wire_size(&stored);
+        let device_only = stored.device_only();
         let shop = self.name.clone();
         let conversation = self.conversation(id)?;
         if notes::worth_a_look(&ctx.shared.push, &stored) {
@@ -491,13 +519,10 @@ impl ShopState {
         for name in active {
             let to_customer = *name == *conversation.customer;
             let Some(reader) = conversation.readers.get_mut(&name) else { continue };
-            if *name == *stored.from {
-                // Its own message is passed over, not pushed (it has the receipt).
-                if let Some(session) = reader.cursor.session.as_mut() {
-                    if session.sent_upto.next() == seq {
-                        session.sent_upto = seq;
-                    }
-                }
+            // Its own message is passed over, not pushed (it has the receipt); so is what
+            // the reader's client could not decode.
+            if *name == *stored.from || super::history::withheld(&reader.cursor, device_only) {
+                super::history::pass_over(&mut reader.cursor, seq);
                 continue;
             }
             if let Some((conn, prev)) = reader.cursor.take_live(seq, size, window) {
@@ -615,7 +640,7 @@ impl ShopState {
 
 /// A stored support message as pushed to one audience: to the customer a staff member's
 /// message is the shop's (`from` = the shop's name), its display name the agent's.
-fn support_wire(
+pub fn support_wire(
     ctx: &Ctx,
     id: SupportId,
     seq: Seq,

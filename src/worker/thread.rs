@@ -6,6 +6,7 @@ use super::batch::Batch;
 use super::commands::{Outgoing, WorkerCmd};
 use super::context::{Ctx, WaitQueue, Waiting};
 use super::groups::Groups;
+use super::history::History;
 use super::inbox::Inboxes;
 use super::presence::Presence;
 use super::push::queue::PushQueue;
@@ -15,10 +16,10 @@ use super::rooms::{self, Rooms};
 use super::services::{self, Gathers};
 use super::support::{self, Shops};
 use super::waiting::Readers;
-use super::{accounts, claims, membership, message, stats, waiting, Shared};
+use super::{accounts, claims, deletion, membership, message, retention, stats, waiting, Shared};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
-use crate::protocol::{Conversation, ErrorCode, Request, SupportId, Target};
+use crate::protocol::{Chat, Conversation, ErrorCode, Request, SupportId, Target};
 use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
@@ -51,6 +52,7 @@ struct Owners {
     shops: Shops,
     /// Only on the worker of `Owner::PushQueue`; empty elsewhere.
     push: PushQueue,
+    history: History,
 }
 
 pub struct Worker {
@@ -93,6 +95,8 @@ impl Worker {
         let upkeep = if self.index == 0 { tick(Duration::from_secs(60)) } else { never() };
         // ...and gives the heap's free pages back once a burst of traffic is over.
         let trims = if self.index == 0 { tick(TRIM_EVERY) } else { never() };
+        // Every worker settles its loaded logs now and then, as history's window passes.
+        let passes = retention::pass_every(self.shared.config.history).map_or_else(never, tick);
         let mut trimmer = Trimmer::default();
         let mut stopping = false;
         while !stopping {
@@ -122,6 +126,7 @@ impl Worker {
                     self.prune_dedup();
                     continue;
                 }
+                recv(passes) -> _ => Ok(Work::Internal(WorkerCmd::RetentionPass)),
                 recv(trims) -> _ => {
                     let metrics = &self.shared.metrics;
                     let traffic = metrics.received.load(Ordering::Relaxed) + metrics.delivered.load(Ordering::Relaxed);
@@ -245,6 +250,21 @@ impl Owners {
                     ctx.batch.refuse(conn, request_id, &refusal);
                 }
             }
+            WorkerCmd::RetentionPass => {
+                retention::pass(ctx, &mut self.history.pass, &mut self.inboxes, &mut self.groups, &mut self.shops)
+            }
+            WorkerCmd::DeleteDirect { conn, request_id, user, peer, message_id } => {
+                if let Err(refusal) =
+                    deletion::direct(ctx, &mut self.inboxes, conn, request_id, &user, &peer, message_id)
+                {
+                    ctx.batch.refuse(conn, request_id, &refusal);
+                }
+            }
+            WorkerCmd::SenderDeleted { sender, peer, message_id } => {
+                if let Err(refusal) = deletion::sender_side(ctx, &mut self.inboxes, &sender, &peer, message_id) {
+                    warn!("the deletion of {message_id} by {sender} did not reach its own inbox: {}", refusal.message);
+                }
+            }
             WorkerCmd::Stop => {
                 // Open windows' final counts, into this last commit.
                 self.push.close_windows(ctx, None);
@@ -294,6 +314,18 @@ impl Owners {
             Request::ClaimSupport { .. } => claims::claim(ctx, shop, conn, request_id, id, &user),
             Request::HandOverSupport { to, .. } => claims::hand_over(ctx, shop, conn, request_id, id, &user, &to),
             Request::ReleaseSupport { .. } => claims::release(ctx, shop, conn, request_id, id, &user),
+            Request::History { before, limit, .. } => {
+                self.history.support(ctx, shop, id, conn, request_id, &user, before, limit)
+            }
+            Request::DeleteMessage { message_id, .. } => {
+                deletion::support(ctx, shop, id, conn, request_id, &user, message_id)
+            }
+            Request::ClearHistory { up_to, .. } => {
+                let conversation = shop.conversation(id)?;
+                conversation.reader(&user.name)?;
+                let last_seq = conversation.last_seq;
+                deletion::clear(ctx, conn, request_id, &user, Chat::Support(id), up_to, last_seq)
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -491,14 +523,37 @@ impl Owners {
             | Request::ServiceLogin { .. }) => Err(unexpected(other)),
             // Devices, history and read state: the wire types are defined; each part of the
             // server answers its own as it lands.
+            Request::History { chat: Chat::Group(id), before, limit } => {
+                let group = self.groups.load(ctx, id)?;
+                self.history.group(ctx, group, conn, request_id, &user, before, limit)
+            }
+            Request::History { chat, before, limit } => {
+                self.history.direct(ctx, &mut self.inboxes, conn, request_id, &user, chat, before, limit)
+            }
+            Request::DeleteMessage { chat: Chat::Group(id), message_id } => {
+                let group = self.groups.load(ctx, id)?;
+                deletion::group(ctx, group, conn, request_id, &user, message_id)
+            }
+            Request::DeleteMessage { chat: Chat::User(peer), message_id } => {
+                deletion::asked(ctx, &mut self.inboxes, conn, request_id, user, peer, message_id)
+            }
+            Request::DeleteMessage { .. } => {
+                Err(Refusal::new(ErrorCode::BadRequest, "a service's messages are not deleted by their readers"))
+            }
+            Request::ClearHistory { chat: Chat::Group(id), up_to } => {
+                let group = self.groups.load(ctx, id)?;
+                group.role_of(&user.name)?;
+                let last_seq = group.last_seq;
+                deletion::clear(ctx, conn, request_id, &user, Chat::Group(id), up_to, last_seq)
+            }
+            Request::ClearHistory { chat, up_to } => {
+                deletion::clear_direct(ctx, &mut self.inboxes, conn, request_id, &user, chat, up_to)
+            }
             Request::LoginDevice { .. }
             | Request::ResumeDevice { .. }
             | Request::LogoutEverywhere
             | Request::ListDevices
             | Request::RemoveDevice { .. }
-            | Request::History { .. }
-            | Request::DeleteMessage { .. }
-            | Request::ClearHistory { .. }
             | Request::MarkRead { .. }
             | Request::ReadState
             | Request::SetReadReceipts { .. }
@@ -530,7 +585,10 @@ fn conversation_of(request: &Request) -> Option<SupportId> {
         | Request::Resync { conversation: Conversation::Support(id), .. }
         | Request::ClaimSupport { conversation: id }
         | Request::HandOverSupport { conversation: id, .. }
-        | Request::ReleaseSupport { conversation: id } => Some(*id),
+        | Request::ReleaseSupport { conversation: id }
+        | Request::History { chat: Chat::Support(id), .. }
+        | Request::DeleteMessage { chat: Chat::Support(id), .. }
+        | Request::ClearHistory { chat: Chat::Support(id), .. } => Some(*id),
         _ => None,
     }
 }
