@@ -19,6 +19,7 @@ mod directory;
 mod disk_full;
 mod faults;
 mod groups;
+mod history;
 mod hostile;
 mod impersonation;
 mod limits;
