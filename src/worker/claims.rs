@@ -236,7 +236,8 @@ pub fn add_staff(
     let ids: Vec<SupportId> = shop.conversations.keys().copied().collect();
     for id in &ids {
         let conversation = shop.conversation(*id)?;
-        let acked = conversation.floor;
+        // What every reader has read is history (`History` shows it), not a backlog to push.
+        let acked = conversation.floor.max(conversation.retention.settled);
         let session = online.as_ref().map(|(c, budget)| Session::new(*c, acked, budget.clone()));
         conversation
             .readers
