@@ -2,12 +2,13 @@
 //! backwards, a group member's view from its joining, deletion for everyone, clearing for
 //! oneself, and the quota with history.
 
-use crate::common::{eventually, in_default, open_store, TestServer, PASSWORD, SETTLE};
+use crate::common::daemon::{daemon_with_users, spawn_daemon};
+use crate::common::{eventually, in_default, open_store, DataDir, TestServer, PASSWORD, SETTLE};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{
     Chat, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, MediaKind, Message, MessageId, Reply,
-    Request, SenderKind, Seq, Target,
+    Request, SenderKind, Seq, ServiceTarget, Target,
 };
 use std::time::Duration;
 
@@ -339,6 +340,40 @@ fn acknowledged_history_makes_room_within_the_quota_but_unread_messages_do_not()
 }
 
 #[test]
+fn the_quota_counts_a_deleted_message_smaller_and_is_counted_again_after_a_restart() {
+    let mut server = TestServer::with(|c| c.max_inbox_bytes = 64 * 1024);
+    server.register(&["bob"]);
+    let mut alice = server.user("alice");
+    let big = |i: u64| Content { kind: MediaKind::File, body: vec![i as u8; 8000], media: None };
+    let mut ids = Vec::new();
+    for i in 1..=8u64 {
+        ids.push(alice.send_message("bob", ClientMsgId(i), big(i)).unwrap().0);
+    }
+    let full = |alice: &mut Client, i: u64| alice.send_message("bob", ClientMsgId(i), big(i)).unwrap_err().code();
+    assert_eq!(full(&mut alice, 9), Some(ErrorCode::QuotaExceeded));
+    // Counted again from the disk at the next start.
+    drop(alice);
+    server.restart();
+    let mut alice = server.login("alice");
+    assert_eq!(full(&mut alice, 9), Some(ErrorCode::QuotaExceeded));
+    // A deleted message is counted at what is left of it (the event after it is small).
+    done(&mut alice, delete(user("bob"), ids[0]));
+    alice.send_message("bob", ClientMsgId(9), big(9)).unwrap();
+    assert_eq!(full(&mut alice, 10), Some(ErrorCode::QuotaExceeded));
+    // Read, all of it is history: counted again after a restart, and making way again.
+    let mut bob = server.login("bob");
+    let pushed = read_and_ack(&mut bob, 8);
+    assert_eq!(pushed.last().map(|m| m.seq), Some(Seq(10)), "the erased message and the event passed over");
+    drop((alice, bob));
+    server.restart();
+    let mut alice = server.login("alice");
+    for i in 10..=17u64 {
+        alice.send_message("bob", ClientMsgId(i), big(i)).unwrap();
+    }
+    assert_eq!(full(&mut alice, 18), Some(ErrorCode::QuotaExceeded));
+}
+
+#[test]
 fn a_sender_deletes_its_direct_message_for_everyone() {
     let mut server = TestServer::start();
     server.register(&["carol"]);
@@ -506,4 +541,63 @@ fn a_support_conversation_has_history_for_its_customer_and_staff() {
     assert_eq!(alices.len(), 3);
     assert!(shows_deleted(&alices[1], "bob"));
     assert_eq!(event(&alices[2]), Some(GroupEvent::MessageDeleted { message_id: reply, by: "bob".into() }));
+}
+
+#[test]
+fn a_services_messages_are_a_chat_of_their_own() {
+    let server = TestServer::start();
+    let mut bob = server.user("bob");
+    let token = admin::add_service(server.server().store(), &in_default("news"), false).unwrap();
+    let mut news = server.client();
+    news.request(Request::ServiceLogin { name: "news".into(), token }).unwrap();
+    let mut alice = server.user("alice");
+    alice.send_text("bob", ClientMsgId(1), "from alice").unwrap();
+    let notice = Request::ServiceSend {
+        to: ServiceTarget::Users(vec!["bob".into()]),
+        client_msg_id: ClientMsgId(1),
+        transient: false,
+        content: Content::text("from the news"),
+    };
+    news.request(notice).unwrap();
+    read_and_ack(&mut bob, 2);
+    let (shown, _) = page(&mut bob, Chat::Service("news".into()), 0, 0);
+    assert_eq!((texts(&shown), shown[0].sender), (vec!["from the news".to_string()], SenderKind::Service));
+    assert_eq!(texts(&page(&mut bob, user("alice"), 0, 0).0), ["from alice"]);
+    assert_eq!(refused(&mut bob, delete(Chat::Service("news".into()), shown[0].message_id)), ErrorCode::BadRequest);
+    done(&mut bob, Request::ClearHistory { chat: Chat::Service("news".into()), up_to: shown[0].seq });
+    assert_eq!(page(&mut bob, Chat::Service("news".into()), 0, 0), (Vec::new(), false));
+}
+
+#[test]
+fn deletions_and_cleared_marks_survive_a_sigkill() {
+    let data = DataDir::new();
+    let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
+    let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
+    alice.login("alice", PASSWORD).unwrap();
+    let (m1, _, _) = alice.send_text("bob", ClientMsgId(1), "regretted").unwrap();
+    alice.send_text("bob", ClientMsgId(2), "kept").unwrap();
+    alice.send_text("bob", ClientMsgId(3), "cleared").unwrap();
+    let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
+    bob.login("bob", PASSWORD).unwrap();
+    read_and_ack(&mut bob, 3);
+    done(&mut alice, delete(user("bob"), m1));
+    let Reply::Sent { seq: last, .. } = alice.request(send_to("bob", 4, "last")).unwrap() else { panic!("not sent") };
+    done(&mut bob, Request::ClearHistory { chat: user("alice"), up_to: Seq(1) });
+    // Killed at once: what the replies confirmed is in the commit log only.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+
+    let daemon = spawn_daemon(data.path(), &[]);
+    let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
+    bob.login("bob", PASSWORD).unwrap();
+    let (shown, more) = page(&mut bob, user("alice"), 0, 0);
+    assert!(!more);
+    // Message 1 (deleted, and cleared by bob) is hidden; its event, and the rest, stay.
+    assert_eq!(seqs(&shown), [2, 3, 4, last.get()]);
+    assert_eq!(texts(&shown[..2]), ["kept", "cleared"]);
+    assert_eq!(event(&shown[2]), Some(GroupEvent::MessageDeleted { message_id: m1, by: "alice".into() }));
+    done(&mut bob, Request::ClearHistory { chat: user("alice"), up_to: Seq(3) });
+    let (shown, _) = page(&mut bob, user("alice"), 0, 0);
+    assert_eq!(seqs(&shown), [4, last.get()]);
+    daemon.stop();
 }
