@@ -1,7 +1,7 @@
 //! Pushing a reader's backlog from a stored log: one loop for inboxes, groups and support
 //! conversations. It reads what the reader's cursor may be sent (within its delivery window
 //! and byte budget) a chunk at a time, passes over the messages the reader is not sent
-//! (its own, and those its client cannot decode: `history::sent_to`), and pushes the rest,
+//! (its own, and those its client cannot decode: `device_frames::sent_to`), and pushes the rest,
 //! each after the previous one it was pushed.
 
 use super::context::Ctx;
@@ -42,7 +42,7 @@ pub fn fill(
         }
         let conn = session.conn;
         for (seq, stored) in chunk {
-            if skip(&stored) || !super::history::sent_to(session, stored.device_only()) {
+            if skip(&stored) || !super::device_frames::sent_to(session, stored.device_only()) {
                 session.sent_upto = seq;
                 continue;
             }

@@ -43,7 +43,7 @@ pub enum WorkerCmd {
     /// A request about a support conversation known by id, handed on by the worker that
     /// looked up the conversation's shop to the shop's worker (this one).
     Forward { conn: ConnId, peer: IpAddr, user: SessionUser, request_id: u32, request: Request },
-    /// Time to settle another share of the loaded logs (see `retention::pass`).
+    /// Time to settle another share of the loaded logs (see `History::pass`).
     RetentionPass,
     /// `DeleteMessage` of a direct message `user` sent `peer`, handed on by the user's worker
     /// (which found nothing against it) to the worker of `peer`, whose inbox holds it.

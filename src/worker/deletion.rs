@@ -268,7 +268,7 @@ pub fn clear(
     }
     if up_to > ctx.shared.store.cleared_up_to(user.uid, &chat)? {
         ctx.partition.sled().put_cleared(user.uid, &chat, up_to)?;
-        for other in super::history::others_of(ctx, user, conn) {
+        for other in super::device_frames::others_of(ctx, user, conn) {
             ctx.batch.push(other, Push::HistoryCleared { chat: chat.clone(), up_to }, true);
         }
     }

@@ -275,8 +275,8 @@ impl GroupState {
         let mut delivered = 0;
         let mut starved = Vec::new();
         for (name, member) in self.members.iter_mut() {
-            if skipped.as_deref() == Some(&**name) || super::history::withheld(&member.cursor, device_only) {
-                super::history::pass_over(&mut member.cursor, seq);
+            if skipped.as_deref() == Some(&**name) || super::device_frames::withheld(&member.cursor, device_only) {
+                super::device_frames::pass_over(&mut member.cursor, seq);
             } else if let Some((conn, prev)) = member.cursor.take_live(seq, size, window) {
                 delivered += 1;
                 if prev + 1 == seq {

@@ -17,21 +17,24 @@
 //! that the same request again goes on below where it stopped (the client needs no other
 //! position than the oldest message it has).
 //!
-//! Also here, because both sides of it are history's: which sessions may be sent a message
-//! only named devices decode ([`sent_to`]).
+//! History is also where each worker's retention pass keeps its round ([`History::pass`]).
 
 use super::context::Ctx;
-use super::cursor::{Cursor, Session, READ_CHUNK};
-use super::groups::GroupState;
+use super::cursor::READ_CHUNK;
+use super::deletion;
+use super::groups::{GroupState, Groups};
 use super::inbox::Inboxes;
 use super::message::{wire, wire_size};
 use super::refusal::{Handled, Refusal};
-use super::retention::{LogRef, Pass};
-use super::support::{self, ShopState};
-use crate::protocol::{Chat, Conversation, ErrorCode, GroupEvent, GroupId, Message, Reply, SenderKind, Seq, SupportId};
+use super::retention::LogRef;
+use super::support::{self, ShopState, Shops};
+use crate::protocol::{
+    Chat, Conversation, ErrorCode, GroupEvent, GroupId, Message, Reply, Request, SenderKind, Seq, SupportId,
+};
 use crate::route::{ConnId, SessionUser};
 use crate::store::{Addressee, StoredMessage};
-use std::collections::HashMap;
+use log::debug;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Messages a page holds when the request says 0...
@@ -43,41 +46,11 @@ const MAX_PAGE: u32 = 100;
 const PAGE_BYTES: usize = 1024 * 1024;
 /// Messages one request looks at, at most (see the module doc).
 pub const SCAN_LIMIT: u64 = 4096;
+/// Logs one retention pass settles at most (most cost nothing: see `retention`).
+const PASS_LOGS: usize = 4096;
 /// Empty pages remembered (per worker) so their request can go on where it stopped; beyond,
 /// the memory is cleared (a request then starts again from its own `before`).
 const MAX_RESUMES: usize = 4096;
-
-/// Whether `session` may be sent a message that only clients naming a device decode
-/// (`StoredMessage::device_only`: sent copies, deletion events): not a session that names
-/// no device, an older client that would fail to decode the frame. Sessions name no device
-/// yet, so every session is such a legacy one and is never sent them; they are in history
-/// pages, which only newer clients ask for.
-pub fn sent_to(_session: &Session, device_only: bool) -> bool {
-    !device_only
-}
-
-/// Whether the cursor's session (if online) is not to be sent a message (see [`sent_to`]).
-pub fn withheld(cursor: &Cursor, device_only: bool) -> bool {
-    cursor.session.as_ref().is_some_and(|session| !sent_to(session, device_only))
-}
-
-/// A message the cursor's session is not sent: counted as sent when it is next in line,
-/// so the stream goes on after it (a member's own group messages are passed over alike).
-pub fn pass_over(cursor: &mut Cursor, seq: Seq) {
-    if let Some(session) = cursor.session.as_mut() {
-        if session.sent_upto.next() == seq {
-            session.sent_upto = seq;
-        }
-    }
-}
-
-/// The user's connections but `except` that are told of changes to the user's own view of
-/// history (`Push::HistoryCleared`): the user's other sessions (`Directory::conns_of`).
-/// The push is a frame only clients that name a device decode, like those of [`sent_to`]:
-/// today a user has one session at most, so there is never another to tell.
-pub fn others_of(ctx: &Ctx, user: &SessionUser, except: ConnId) -> Vec<ConnId> {
-    ctx.shared.directory.conns_of(&user.name).into_iter().filter(|conn| *conn != except).collect()
-}
 
 /// What a worker keeps for history: where members' views of its groups start, the empty
 /// pages to go on from, and the retention pass's round.
@@ -85,7 +58,15 @@ pub fn others_of(ctx: &Ctx, user: &SessionUser, except: ConnId) -> Vec<ConnId> {
 pub struct History {
     joins: HashMap<(GroupId, Arc<str>), JoinSearch>,
     resumes: HashMap<(Arc<str>, Chat), Resume>,
-    pub pass: Pass,
+    /// The logs the retention pass has yet to settle in its current round.
+    due: VecDeque<Due>,
+}
+
+/// A log the retention pass is to settle.
+enum Due {
+    Inbox(Arc<str>),
+    Group(GroupId),
+    Support(SupportId),
 }
 
 /// An empty page with `more`: asked again with the same `before`, the scan goes on below.
@@ -126,6 +107,106 @@ struct Bounds {
 }
 
 impl History {
+    /// `History`, `DeleteMessage` or `ClearHistory` of a direct chat or a group, on the
+    /// worker it was routed to: the caller's, or the group's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request(
+        &mut self,
+        ctx: &mut Ctx,
+        inboxes: &mut Inboxes,
+        groups: &mut Groups,
+        conn: ConnId,
+        request_id: u32,
+        user: SessionUser,
+        request: Request,
+    ) -> Handled {
+        match request {
+            Request::History { chat: Chat::Group(id), before, limit } => {
+                let group = groups.load(ctx, id)?;
+                self.group(ctx, group, conn, request_id, &user, before, limit)
+            }
+            Request::History { chat, before, limit } => {
+                self.direct(ctx, inboxes, conn, request_id, &user, chat, before, limit)
+            }
+            Request::DeleteMessage { chat: Chat::Group(id), message_id } => {
+                let group = groups.load(ctx, id)?;
+                deletion::group(ctx, group, conn, request_id, &user, message_id)
+            }
+            Request::DeleteMessage { chat: Chat::User(peer), message_id } => {
+                deletion::asked(ctx, inboxes, conn, request_id, user, peer, message_id)
+            }
+            Request::DeleteMessage { .. } => {
+                Err(Refusal::new(ErrorCode::BadRequest, "a service's messages are not deleted by their readers"))
+            }
+            Request::ClearHistory { chat: Chat::Group(id), up_to } => {
+                let group = groups.load(ctx, id)?;
+                group.role_of(&user.name)?;
+                let last_seq = group.last_seq;
+                deletion::clear(ctx, conn, request_id, &user, Chat::Group(id), up_to, last_seq)
+            }
+            Request::ClearHistory { chat, up_to } => {
+                deletion::clear_direct(ctx, inboxes, conn, request_id, &user, chat, up_to)
+            }
+            _ => Err(Refusal::new(ErrorCode::BadRequest, "not a history request")),
+        }
+    }
+
+    /// `History`, `DeleteMessage` or `ClearHistory` of support conversation `id`, on its
+    /// shop's worker.
+    #[allow(clippy::too_many_arguments)]
+    pub fn support_request(
+        &mut self,
+        ctx: &mut Ctx,
+        shop: &mut ShopState,
+        id: SupportId,
+        conn: ConnId,
+        request_id: u32,
+        user: &SessionUser,
+        request: Request,
+    ) -> Handled {
+        match request {
+            Request::History { before, limit, .. } => {
+                self.support(ctx, shop, id, conn, request_id, user, before, limit)
+            }
+            Request::DeleteMessage { message_id, .. } => {
+                deletion::support(ctx, shop, id, conn, request_id, user, message_id)
+            }
+            Request::ClearHistory { up_to, .. } => {
+                let conversation = shop.conversation(id)?;
+                conversation.reader(&user.name)?;
+                let last_seq = conversation.last_seq;
+                deletion::clear(ctx, conn, request_id, user, Chat::Support(id), up_to, last_seq)
+            }
+            _ => Err(Refusal::new(ErrorCode::BadRequest, "not a history request")),
+        }
+    }
+
+    /// Settles up to `PASS_LOGS` loaded logs (`retention::settle`, through each owner's own
+    /// call of it), going on where the last pass stopped; a new round lists the logs loaded
+    /// by then.
+    pub fn pass(&mut self, ctx: &mut Ctx, inboxes: &mut Inboxes, groups: &mut Groups, shops: &mut Shops) {
+        if self.due.is_empty() {
+            self.due.extend(inboxes.names().into_iter().map(Due::Inbox));
+            self.due.extend(groups.ids().into_iter().map(Due::Group));
+            self.due.extend(shops.conversation_ids().into_iter().map(Due::Support));
+        }
+        for _ in 0..PASS_LOGS {
+            let Some(due) = self.due.pop_front() else { break };
+            let settled = match &due {
+                Due::Inbox(name) => inboxes.get_mut(name).map_or(Ok(()), |inbox| inbox.settle(ctx)),
+                Due::Group(id) => groups.get_mut(*id).map_or(Ok(()), |group| group.trim(ctx)),
+                Due::Support(id) => match shops.by_conversation(*id) {
+                    Some(shop) => shop.conversation(*id).and_then(|conversation| conversation.trim(ctx)),
+                    None => Ok(()),
+                },
+            };
+            if let Err(refusal) = settled {
+                // Tried again at the next round.
+                debug!("history retention: {}", refusal.message);
+            }
+        }
+    }
+
     /// A page of a direct chat (`User` or `Service`), from the caller's inbox.
     #[allow(clippy::too_many_arguments)]
     pub fn direct(

@@ -148,8 +148,8 @@ impl UserState {
         message::store(ctx, LogId::Inbox, self.uid.into(), seq, &stored, origin)?;
         self.last_seq = seq;
         self.stored_bytes += size as u64;
-        if super::history::withheld(&self.cursor, stored.device_only()) {
-            super::history::pass_over(&mut self.cursor, seq);
+        if super::device_frames::withheld(&self.cursor, stored.device_only()) {
+            super::device_frames::pass_over(&mut self.cursor, seq);
             return Ok(false);
         }
         let Some((target, prev)) = self.cursor.take_live(seq, size, ctx.window()) else {

@@ -23,8 +23,9 @@
 //!   plus `accounts` and `stats`, which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
-//!   delivery state machine), `waiting` (budget wakes across inboxes and groups), `batch`
-//!   (group commit), `quota`, `refusal`;
+//!   delivery state machine), `device_frames` (which sessions get frames only named
+//!   devices decode), `waiting` (budget wakes across inboxes and groups), `batch` (group
+//!   commit), `quota`, `refusal`;
 //! - `push`: push notifications (users' devices and mutes, and the push queue, an owner
 //!   of its own on one worker);
 //! - tables shared by all workers: `directory`, `budget`, `fanout`, `seats`, `dedup`,
@@ -40,6 +41,7 @@ mod context;
 mod cursor;
 mod dedup;
 mod deletion;
+mod device_frames;
 mod directory;
 mod fanout;
 mod groups;

@@ -10,7 +10,8 @@
 //!
 //! Time moves floors too: a message acknowledged today may go in thirty days without any
 //! reader doing anything. So each worker passes over the logs it has loaded now and then
-//! ([`pass`], a bounded number per pass), and each log is settled when it is loaded. To make
+//! (`History::pass`, a bounded number per pass, every [`pass_every`]), and each log is
+//! settled when it is loaded. To make
 //! that cheap, a log remembers the timestamp of its oldest kept message: until the window
 //! has passed since, nothing can go and nothing is read.
 //!
@@ -21,17 +22,11 @@
 
 use super::context::Ctx;
 use super::cursor::READ_CHUNK;
-use super::groups::Groups;
-use super::inbox::Inboxes;
 use super::message::wire_size;
-use super::refusal::Handled;
-use super::support::Shops;
+use super::refusal::{Handled, Refusal};
 use crate::clock::now_ms;
-use crate::protocol::{GroupId, Seq, SupportId};
+use crate::protocol::Seq;
 use crate::store::{LogId, LogOwner};
-use log::debug;
-use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Messages looked at, at most, by one settling of one log: the rest waits for the next
@@ -39,10 +34,8 @@ use std::time::Duration;
 const SCAN_STEP: u64 = 4096;
 
 /// How often a worker passes over its loaded logs (more often under a window shorter
-/// than four times this: tests)...
+/// than four times this: tests); the pass itself is `History::pass`'s.
 const PASS_EVERY: Duration = Duration::from_secs(10);
-/// ...and how many logs one pass settles at most (most cost nothing: see the module doc).
-const PASS_LOGS: usize = 4096;
 
 /// What a log keeps below its readers' positions, beside its floor.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -133,13 +126,7 @@ pub fn make_room(
 }
 
 /// How far the window lets the floor rise towards `limit`.
-fn expired(
-    ctx: &mut Ctx,
-    log: LogRef,
-    floor: Seq,
-    retention: &mut Retention,
-    limit: Seq,
-) -> Result<Expired, super::refusal::Refusal> {
+fn expired(ctx: &mut Ctx, log: LogRef, floor: Seq, retention: &mut Retention, limit: Seq) -> Result<Expired, Refusal> {
     let unchanged = Expired { upto: floor, bytes: 0, next_oldest: retention.oldest_ms };
     if limit <= floor {
         return Ok(unchanged);
@@ -203,44 +190,6 @@ fn uncount(ctx: &Ctx, before: Seq, after: Seq) {
 /// then follow the acks alone).
 pub fn pass_every(history: Duration) -> Option<Duration> {
     (!history.is_zero()).then(|| PASS_EVERY.min(history / 4).max(Duration::from_millis(10)))
-}
-
-/// A log the periodic pass is to settle.
-enum Due {
-    Inbox(Arc<str>),
-    Group(GroupId),
-    Support(SupportId),
-}
-
-/// The logs the periodic pass has yet to settle in its current round.
-#[derive(Default)]
-pub struct Pass {
-    due: VecDeque<Due>,
-}
-
-/// Settles up to `PASS_LOGS` loaded logs, going on where the last pass stopped; a new
-/// round lists the logs loaded by then.
-pub fn pass(ctx: &mut Ctx, pass: &mut Pass, inboxes: &mut Inboxes, groups: &mut Groups, shops: &mut Shops) {
-    if pass.due.is_empty() {
-        pass.due.extend(inboxes.names().into_iter().map(Due::Inbox));
-        pass.due.extend(groups.ids().into_iter().map(Due::Group));
-        pass.due.extend(shops.conversation_ids().into_iter().map(Due::Support));
-    }
-    for _ in 0..PASS_LOGS {
-        let Some(due) = pass.due.pop_front() else { break };
-        let settled = match &due {
-            Due::Inbox(name) => inboxes.get_mut(name).map_or(Ok(()), |inbox| inbox.settle(ctx)),
-            Due::Group(id) => groups.get_mut(*id).map_or(Ok(()), |group| group.trim(ctx)),
-            Due::Support(id) => match shops.by_conversation(*id) {
-                Some(shop) => shop.conversation(*id).and_then(|conversation| conversation.trim(ctx)),
-                None => Ok(()),
-            },
-        };
-        if let Err(refusal) = settled {
-            // Tried again at the next round.
-            debug!("history retention: {}", refusal.message);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -521,8 +521,8 @@ impl ShopState {
             let Some(reader) = conversation.readers.get_mut(&name) else { continue };
             // Its own message is passed over, not pushed (it has the receipt); so is what
             // the reader's client could not decode.
-            if *name == *stored.from || super::history::withheld(&reader.cursor, device_only) {
-                super::history::pass_over(&mut reader.cursor, seq);
+            if *name == *stored.from || super::device_frames::withheld(&reader.cursor, device_only) {
+                super::device_frames::pass_over(&mut reader.cursor, seq);
                 continue;
             }
             if let Some((conn, prev)) = reader.cursor.take_live(seq, size, window) {

@@ -250,9 +250,7 @@ impl Owners {
                     ctx.batch.refuse(conn, request_id, &refusal);
                 }
             }
-            WorkerCmd::RetentionPass => {
-                retention::pass(ctx, &mut self.history.pass, &mut self.inboxes, &mut self.groups, &mut self.shops)
-            }
+            WorkerCmd::RetentionPass => self.history.pass(ctx, &mut self.inboxes, &mut self.groups, &mut self.shops),
             WorkerCmd::DeleteDirect { conn, request_id, user, peer, message_id } => {
                 if let Err(refusal) =
                     deletion::direct(ctx, &mut self.inboxes, conn, request_id, &user, &peer, message_id)
@@ -314,17 +312,8 @@ impl Owners {
             Request::ClaimSupport { .. } => claims::claim(ctx, shop, conn, request_id, id, &user),
             Request::HandOverSupport { to, .. } => claims::hand_over(ctx, shop, conn, request_id, id, &user, &to),
             Request::ReleaseSupport { .. } => claims::release(ctx, shop, conn, request_id, id, &user),
-            Request::History { before, limit, .. } => {
-                self.history.support(ctx, shop, id, conn, request_id, &user, before, limit)
-            }
-            Request::DeleteMessage { message_id, .. } => {
-                deletion::support(ctx, shop, id, conn, request_id, &user, message_id)
-            }
-            Request::ClearHistory { up_to, .. } => {
-                let conversation = shop.conversation(id)?;
-                conversation.reader(&user.name)?;
-                let last_seq = conversation.last_seq;
-                deletion::clear(ctx, conn, request_id, &user, Chat::Support(id), up_to, last_seq)
+            request @ (Request::History { .. } | Request::DeleteMessage { .. } | Request::ClearHistory { .. }) => {
+                self.history.support_request(ctx, shop, id, conn, request_id, &user, request)
             }
             other => Err(unexpected(other)),
         }
@@ -523,31 +512,9 @@ impl Owners {
             | Request::ServiceLogin { .. }) => Err(unexpected(other)),
             // Devices, history and read state: the wire types are defined; each part of the
             // server answers its own as it lands.
-            Request::History { chat: Chat::Group(id), before, limit } => {
-                let group = self.groups.load(ctx, id)?;
-                self.history.group(ctx, group, conn, request_id, &user, before, limit)
-            }
-            Request::History { chat, before, limit } => {
-                self.history.direct(ctx, &mut self.inboxes, conn, request_id, &user, chat, before, limit)
-            }
-            Request::DeleteMessage { chat: Chat::Group(id), message_id } => {
-                let group = self.groups.load(ctx, id)?;
-                deletion::group(ctx, group, conn, request_id, &user, message_id)
-            }
-            Request::DeleteMessage { chat: Chat::User(peer), message_id } => {
-                deletion::asked(ctx, &mut self.inboxes, conn, request_id, user, peer, message_id)
-            }
-            Request::DeleteMessage { .. } => {
-                Err(Refusal::new(ErrorCode::BadRequest, "a service's messages are not deleted by their readers"))
-            }
-            Request::ClearHistory { chat: Chat::Group(id), up_to } => {
-                let group = self.groups.load(ctx, id)?;
-                group.role_of(&user.name)?;
-                let last_seq = group.last_seq;
-                deletion::clear(ctx, conn, request_id, &user, Chat::Group(id), up_to, last_seq)
-            }
-            Request::ClearHistory { chat, up_to } => {
-                deletion::clear_direct(ctx, &mut self.inboxes, conn, request_id, &user, chat, up_to)
+            request @ (Request::History { .. } | Request::DeleteMessage { .. } | Request::ClearHistory { .. }) => {
+                let (inboxes, groups) = (&mut self.inboxes, &mut self.groups);
+                self.history.request(ctx, inboxes, groups, conn, request_id, user, request)
             }
             Request::LoginDevice { .. }
             | Request::ResumeDevice { .. }
