@@ -7,7 +7,7 @@
 //! - a group's mark and `ReadPositions` on the group's worker (`Request::group` routes them
 //!   there), which knows the members and the group's last sequence;
 //! - a read receipt on the sender's worker: the reader's worker hands it on after the
-//!   mark's commit ([`WorkerCmd::ReadReceipt`]); the sender's worker keeps the latest from
+//!   mark's commit (`WorkerCmd::ReadReceipt`); the sender's worker keeps the latest from
 //!   each reader and pushes it to every connection of the sender, and a login is pushed
 //!   what is kept ([`push_held_receipts`]).
 //!
@@ -140,7 +140,9 @@ pub fn is_staff(store: &Store, shop: &str, name: &str) -> Result<bool, Refusal> 
 }
 
 /// A reader with receipts on marked its direct chat with `sender`: the sender's worker keeps
-/// and pushes it. Sent with the batch's other commands, after the mark's commit.
+/// and pushes it. Sent with the batch's other commands, after its commit. A commit that
+/// fails keeps the mark queued for the next one; only a crash before that loses a mark a
+/// receipt already told of (the reader marks again when it reads on).
 fn hand_on_receipt(ctx: &mut Ctx, reader: &SessionUser, sender: &str, up_to: Seq) -> Handled {
     let store = &ctx.shared.store;
     if sender == &*reader.name || !store.read_prefs(reader.uid)?.receipts {

@@ -134,24 +134,15 @@ impl Scan<'_, '_> {
         Ok(())
     }
 
-    /// Messages from others in `from+1..=last`: the newest `CHAT_SCAN` (within the budget)
-    /// are looked at, older ones count without a look.
+    /// Messages from others in `from+1..=last`, looking at the newest `CHAT_SCAN` at most
+    /// (within the budget).
     fn unread_above(&mut self, id: LogId, owner: LogOwner, here: bool, from: Seq, last: Seq) -> Result<u64, Refusal> {
-        if last <= from {
-            return Ok(0);
-        }
-        let look = (last - from).min(CHAT_SCAN).min(self.budget);
-        let start = last - look;
-        let mut unread = start - from;
-        let (mut after, mut seen) = (start, 0);
-        while seen < look {
-            let page = self.read(id, owner, here, after, PAGE.min(look - seen))?;
-            let Some(&(last_read, _)) = page.last() else { break };
-            (after, seen) = (last_read, seen + page.len() as u64);
-            unread += page.iter().filter(|(_, message)| unread_for(message, self.name)).count() as u64;
-        }
+        let look = CHAT_SCAN.min(self.budget);
+        let name = self.name;
+        let (unread, seen) =
+            count_above(from, last, look, name, |after, limit| self.read(id, owner, here, after, limit))?;
         self.budget -= seen;
-        Ok(unread.min(MAX_UNREAD))
+        Ok(unread)
     }
 
     /// Where a log stands: through this worker's partition if it owns the log, else with
@@ -177,6 +168,33 @@ impl Scan<'_, '_> {
             false => self.ctx.shared.store.read_across(id, owner, after, limit)?,
         })
     }
+}
+
+/// What is unread for `name` in `from+1..=last` of a log read a page at a time by
+/// `read_page(after, limit)`: the newest `look` messages are looked at, older ones count
+/// without a look (beyond what a request may read, an estimate that errs towards unread).
+/// Returns the count (at most `MAX_UNREAD`) and how many messages were read.
+fn count_above(
+    from: Seq,
+    last: Seq,
+    look: u64,
+    name: &str,
+    mut read_page: impl FnMut(Seq, u64) -> Result<Vec<(Seq, StoredMessage)>, Refusal>,
+) -> Result<(u64, u64), Refusal> {
+    if last <= from {
+        return Ok((0, 0));
+    }
+    let look = look.min(last - from);
+    let start = last - look;
+    let mut unread = start - from;
+    let (mut after, mut seen) = (start, 0);
+    while seen < look {
+        let page = read_page(after, PAGE.min(look - seen))?;
+        let Some(&(last_read, _)) = page.last() else { break };
+        (after, seen) = (last_read, seen + page.len() as u64);
+        unread += page.iter().filter(|(_, message)| unread_for(message, name)).count() as u64;
+    }
+    Ok((unread.min(MAX_UNREAD), seen))
 }
 
 fn blank(chat: Chat, read_up_to: Seq) -> ChatState {
@@ -241,6 +259,36 @@ mod tests {
             ..user("bob")
         };
         assert_eq!(direct_chat(deleted, "alice"), None);
+    }
+
+    /// A log of `len` messages, `own_every`-th one from alice, the rest from bob, read as
+    /// the store would (and counting the messages read).
+    fn log_of(len: u64, own_every: u64) -> impl FnMut(Seq, u64) -> Result<Vec<(Seq, StoredMessage)>, Refusal> {
+        move |after: Seq, limit: u64| {
+            Ok((after.get() + 1..=len)
+                .take(limit as usize)
+                .map(|seq| {
+                    let from = if seq % own_every == 0 { "alice" } else { "bob" };
+                    (Seq(seq), message(from, SenderKind::User, Addressee::Readers))
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn counts_look_at_the_newest_messages_and_count_older_ones_without_a_look() {
+        // Every tenth message is alice's own.
+        assert_eq!(count_above(Seq(0), Seq(100), 1000, "alice", log_of(100, 10)).ok(), Some((90, 100)));
+        assert_eq!(count_above(Seq(50), Seq(100), 1000, "alice", log_of(100, 10)).ok(), Some((45, 50)));
+        assert_eq!(count_above(Seq(100), Seq(100), 1000, "alice", log_of(100, 10)).ok(), Some((0, 0)));
+        // Looking at the newest 30 of 60 unread: 27 of them are bob's, the 30 older count.
+        assert_eq!(count_above(Seq(40), Seq(100), 30, "alice", log_of(100, 10)).ok(), Some((57, 30)));
+        // Nothing left to read: everything above the mark counts, up to the most a count says.
+        assert_eq!(count_above(Seq(40), Seq(100), 0, "alice", log_of(100, 10)).ok(), Some((60, 0)));
+        let big = 3 * MAX_UNREAD;
+        assert_eq!(count_above(Seq(0), Seq(big), 0, "alice", log_of(big, 10)).ok(), Some((MAX_UNREAD, 0)));
+        // Pages end early where messages are gone (a log shorter than its last sequence).
+        assert_eq!(count_above(Seq(0), Seq(100), 1000, "alice", log_of(80, 10)).ok(), Some((72, 80)));
     }
 
     #[test]
