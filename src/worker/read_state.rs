@@ -28,9 +28,10 @@ use crate::store::{LogId, ReadEntry, Store};
 use std::sync::Arc;
 
 /// Marks of direct, service and support chats a user keeps; a mark of one more chat forgets
-/// the one set longest ago (a chat nobody has opened for that long shows its unread count
-/// again, from what the logs still hold). Groups' marks are bounded by the groups a user
-/// may be in (`--max-groups-per-user`).
+/// the one set longest ago. Refusing it instead would leave the new chat's count stuck
+/// where the user is reading now; forgetting costs only a chat nobody has opened for that
+/// long, whose count comes back from what the logs still hold (with history, little).
+/// Groups' marks are bounded by the groups a user may be in (`--max-groups-per-user`).
 pub const MAX_MARKS: usize = 2000;
 
 /// Readers whose latest receipt a sender keeps; one more forgets the oldest receipt.
