@@ -30,7 +30,8 @@ use std::sync::Arc;
 /// Marks of direct, service and support chats a user keeps; a mark of one more chat forgets
 /// the one set longest ago. Refusing it instead would leave the new chat's count stuck
 /// where the user is reading now; forgetting costs only a chat nobody has opened for that
-/// long, whose count comes back from what the logs still hold (with history, little).
+/// long, whose count comes back from what the logs still hold of it (once its messages are
+/// older than the history kept, nothing).
 /// Groups' marks are bounded by the groups a user may be in (`--max-groups-per-user`).
 pub const MAX_MARKS: usize = 2000;
 
