@@ -19,7 +19,8 @@
 //! - the owners, one type per domain: `inbox` (`Inboxes`), `groups` (`Groups`, with
 //!   `membership`), `support` (`Shops`: customer-support conversations, with `claims`),
 //!   `rooms` (`Rooms`, and broadcast), `presence` (`Presence`), `services` (`Gathers`),
-//!   plus `accounts` and `stats`, which own nothing of their own;
+//!   plus `accounts`, `stats` and `read_state` (read marks and receipts, with `unread`),
+//!   which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
 //!   delivery state machine), `waiting` (budget wakes across inboxes and groups), `batch`
@@ -50,6 +51,7 @@ mod open_groups;
 mod presence;
 mod push;
 mod quota;
+mod read_state;
 mod refusal;
 mod rooms;
 mod seats;
@@ -58,6 +60,7 @@ mod shared;
 mod stats;
 mod support;
 mod thread;
+mod unread;
 mod waiting;
 
 pub use budget::SessionBudget;

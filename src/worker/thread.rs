@@ -15,10 +15,10 @@ use super::rooms::{self, Rooms};
 use super::services::{self, Gathers};
 use super::support::{self, Shops};
 use super::waiting::Readers;
-use super::{accounts, claims, membership, message, stats, waiting, Shared};
+use super::{accounts, claims, membership, message, read_state, stats, unread, waiting, Shared};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
-use crate::protocol::{Conversation, ErrorCode, Request, SupportId, Target};
+use crate::protocol::{Chat, Conversation, ErrorCode, Request, SupportId, Target};
 use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
@@ -243,6 +243,11 @@ impl Owners {
             WorkerCmd::Forward { conn, peer, user, request_id, request } => {
                 if let Err(refusal) = self.request(ctx, conn, peer, Some(user), request_id, request) {
                     ctx.batch.refuse(conn, request_id, &refusal);
+                }
+            }
+            WorkerCmd::ReadReceipt { sender, sender_uid, reader, up_to } => {
+                if let Err(refusal) = read_state::receipt(ctx, &sender, sender_uid, &reader, up_to) {
+                    debug!("read receipt from {reader} for {sender}: {}", refusal.message);
                 }
             }
             WorkerCmd::Stop => {
@@ -477,6 +482,17 @@ impl Owners {
             Request::RemoveStaff { shop, username } => {
                 claims::remove_staff(ctx, &mut self.shops, conn, request_id, &shop, &username)
             }
+            Request::MarkRead { chat: Chat::Group(group_id), up_to } => {
+                let group = self.groups.load(ctx, group_id)?;
+                read_state::mark_group(ctx, group, conn, request_id, &user, up_to)
+            }
+            Request::MarkRead { chat, up_to } => read_state::mark(ctx, conn, request_id, &user, chat, up_to),
+            Request::ReadState => unread::read_state(ctx, conn, request_id, &user),
+            Request::SetReadReceipts { enabled } => read_state::set_receipts(ctx, conn, request_id, &user, enabled),
+            Request::ReadPositions { group_id } => {
+                let group = self.groups.load(ctx, group_id)?;
+                read_state::positions(ctx, group, conn, request_id, &user)
+            }
             other @ (Request::Ack { .. }
             | Request::Resync { .. }
             | Request::ClaimSupport { .. }
@@ -498,11 +514,7 @@ impl Owners {
             | Request::RemoveDevice { .. }
             | Request::History { .. }
             | Request::DeleteMessage { .. }
-            | Request::ClearHistory { .. }
-            | Request::MarkRead { .. }
-            | Request::ReadState
-            | Request::SetReadReceipts { .. }
-            | Request::ReadPositions { .. } => Err(Refusal::new(ErrorCode::BadRequest, "not supported yet")),
+            | Request::ClearHistory { .. } => Err(Refusal::new(ErrorCode::BadRequest, "not supported yet")),
         }
     }
 
