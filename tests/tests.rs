@@ -27,6 +27,7 @@ mod log_files;
 mod login_throttle;
 mod power_cut;
 mod push;
+mod read_state;
 mod registration;
 mod rooms;
 mod security;

@@ -31,6 +31,7 @@
 //!   of the readers who hold the conversation (see `worker/support.rs`)
 //! - `shops`, `staff_of`, `support`, `support_of`, `shop_support`, `support_acks`:
 //!   shops and their conversations (see [`support`])
+//! - `read_marks`, `read_prefs`, `read_receipts`: users' read state (see [`read_marks`])
 //! - `inbox_acks`, `cleared`: inbox readers' positions and users' cleared marks (see
 //!   [`history`])
 //!
@@ -38,6 +39,7 @@
 //! group events, mutes and push events) is qualified with its app: `app/name` (see
 //! [`crate::apps`]).
 
+mod across;
 mod apps;
 mod apps_migration;
 pub mod commitlog;
@@ -51,6 +53,7 @@ mod marker;
 mod partition;
 pub mod pidfile;
 mod push;
+mod read_marks;
 mod records;
 mod reserve;
 mod seqlog;
@@ -65,6 +68,7 @@ pub use hook::{DurabilityHook, Durable};
 pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
 pub use push::{Mute, PushDevice, PushMessage, PushPrefs, PushQueueState, PushRecord};
+pub use read_marks::{Held, ReadEntry, ReadPrefs};
 pub use records::{
     Account, Addressee, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, ShopRecord, StaffRecord, StoredMessage,
     SupportRecord,
@@ -136,6 +140,7 @@ pub struct Store {
     journal: sled::Tree,
     push: push::PushTrees,
     support: support::SupportTrees,
+    read: read_marks::ReadTrees,
     history: history::HistoryTrees,
     /// The checkpoint serial (see [`marker`]) and the format of names (see [`apps_migration`]).
     meta: sled::Tree,
@@ -217,6 +222,7 @@ impl Store {
             journal: db.open_tree("journal")?,
             push: push::PushTrees::open(&db)?,
             support: support::SupportTrees::open(&db)?,
+            read: read_marks::ReadTrees::open(&db)?,
             history: history::HistoryTrees::open(&db)?,
             meta,
             checkpoints: Arc::new(Mutex::new(Checkpoints { serial, file: None })),
@@ -374,13 +380,15 @@ impl Store {
         Ok(names)
     }
 
-    /// Removes the account and everything only it owned: inbox, tokens, push devices. Group
-    /// memberships are the caller's to settle first (they involve other members).
+    /// Removes the account and everything only it owned: inbox, tokens, push devices, read
+    /// state. Group memberships are the caller's to settle first (they involve other
+    /// members).
     pub fn delete_account(&self, username: &str, uid: UserId) -> StoreResult<()> {
         self.inbox.remove_all(uid.into())?;
         self.remove_history_of(uid)?;
         self.revoke_tokens(uid)?;
         self.put_push_prefs(uid, &PushPrefs::default())?;
+        self.forget_read_state(uid)?;
         self.accounts.remove(username.as_bytes())?;
         Ok(())
     }

@@ -3,9 +3,9 @@
 //! [`Partition::commit`].
 //!
 //! - Message-path changes (a new message, an ack floor, a member's ack, a dedup record, a
-//!   login's resume token and a logout's revocation) are applied to memory or sled at
-//!   once (readable immediately) and appended to the partition's commit log; the commit
-//!   makes them durable with one `fdatasync`.
+//!   login's resume token and a logout's revocation, a read mark or receipt) are applied
+//!   to memory or sled at once (readable immediately) and appended to the partition's
+//!   commit log; the commit makes them durable with one `fdatasync`.
 //! - Other writes (accounts, groups, memberships) go to sled through [`Partition::sled`],
 //!   which marks that the commit must checkpoint sled as well.
 //! - When the disk has no room for another segment, or the log keeps failing, new
@@ -20,9 +20,10 @@
 use super::commitlog::{segment, ChangeRef, CommitLog, SyncPolicy, DIR};
 use super::garbage::GarbageQueue;
 use super::{
-    DedupRecord, LogId, LogOwner, LogState, PushRecord, Staged, Store, StoreError, StoreResult, StoredMessage,
+    DedupRecord, LogId, LogOwner, LogState, PushRecord, ReadEntry, Staged, Store, StoreError, StoreResult,
+    StoredMessage,
 };
-use crate::protocol::{GroupId, Seq, SupportId, UserId};
+use crate::protocol::{Chat, GroupId, Seq, SupportId, UserId};
 use log::{error, warn};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -192,6 +193,24 @@ impl Partition {
         self.room_for_change()?;
         self.store.put_support_ack(support, username, acked)?;
         self.log.add(&ChangeRef::SupportAck { support, username, acked });
+        Ok(())
+    }
+
+    /// A user's read mark in a chat, set (the caller checked that it rises) or forgotten,
+    /// durable with this batch.
+    pub fn read_mark(&mut self, uid: UserId, chat: &Chat, mark: Option<ReadEntry>) -> StoreResult<()> {
+        self.room_for_change()?;
+        self.store.put_read_mark(uid, chat, mark)?;
+        self.log.add(&ChangeRef::ReadMark { uid, chat, mark });
+        Ok(())
+    }
+
+    /// The latest receipt a sender holds from a reader, set or forgotten, durable with
+    /// this batch.
+    pub fn read_receipt(&mut self, sender: UserId, reader: &str, receipt: Option<ReadEntry>) -> StoreResult<()> {
+        self.room_for_change()?;
+        self.store.put_read_receipt(sender, reader, receipt)?;
+        self.log.add(&ChangeRef::ReadReceipt { sender, reader, receipt });
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 //!   last, with no gap: a gap is a message lost;
 //! - each membership names a group that lists the member;
 //! - every inbox position and cleared mark decodes;
-//! - every push setting and queued push event decodes.
+//! - every push setting, queued push event and read-state record decodes.
 //!
 //! What replaying the commit log cut at open is reported too.
 
@@ -81,6 +81,7 @@ impl Store {
         report.messages =
             self.inbox.count_messages()? + self.group_log.count_messages()? + self.support_log.count_messages()?;
         report.problems.extend(self.verify_push_prefs()?);
+        report.problems.extend(self.verify_read_state()?);
         let queue = self.push_queue()?;
         report.push_events = queue.events.len() as u64;
         if queue.damaged > 0 {

@@ -8,6 +8,7 @@ use super::cursor::Session;
 use super::inbox::Inboxes;
 use super::presence::{connection_event, Presence};
 use super::push::settings;
+use super::read_state;
 use super::refusal::{Handled, Refusal};
 use crate::apps::{local, valid_user_name};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
@@ -264,6 +265,11 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     };
     // Durable: a token handed out must survive a crash, or the client is locked out.
     ctx.batch.reply(conn, request_id, reply, true);
+    // What was read of the user's messages while it was away (a named device: only what
+    // came since it was last seen). A failure to read them does not fail the login.
+    if let Err(refusal) = read_state::push_held_receipts(ctx, account.user_id, conn, 0) {
+        debug!("read receipts held for {name}: {}", refusal.message);
+    }
     ctx.shared.directory.set(name.clone(), account.display_name, conn, budget);
     connection_event(ctx, &name, true, "login");
     if ctx.shared.push.get(account.user_id).is_some() {

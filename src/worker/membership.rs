@@ -11,6 +11,7 @@ use super::context::Ctx;
 use super::cursor::{Cursor, Session};
 use super::groups::{GroupState, Groups, Member};
 use super::message::system_content;
+use super::read_state;
 use super::refusal::{Handled, Refusal};
 use super::seats::Seat;
 use crate::apps::app_of;
@@ -182,15 +183,16 @@ fn admit(
     if let Some(conn) = online {
         groups.attach(conn, id);
     }
-    let seated = seat_member(ctx, groups, id, username, acked);
+    let seated = seat_member(ctx, groups, id, username, uid, acked);
     ctx.shared.seats.release(seat);
     seated
 }
 
-/// Writes a new member's position and membership, and the group's record.
-fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, acked: Seq) -> Handled {
+/// Writes a new member's position, read mark and membership, and the group's record.
+fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: UserId, acked: Seq) -> Handled {
     let store = ctx.partition.sled();
     store.put_group_ack(id, username, acked)?;
+    read_state::joined(store, uid, id, acked)?;
     store.add_membership(username, id)?;
     groups.load(ctx, id)?.save(ctx)
 }
@@ -244,9 +246,12 @@ pub fn leave(ctx: &mut Ctx, group: &mut GroupState, conn: ConnId, request_id: u3
 }
 
 fn drop_member(ctx: &mut Ctx, group: &mut GroupState, username: &str) -> Handled {
-    group.members.remove(username);
+    let gone = group.members.remove(username);
     let store = ctx.partition.sled();
     store.remove_group_ack(group.id, username)?;
+    if let Some(member) = gone {
+        read_state::left(store, member.uid, group.id)?;
+    }
     store.remove_membership(username, group.id)?;
     group.save(ctx)?;
     group.trim(ctx)

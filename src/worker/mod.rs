@@ -20,7 +20,8 @@
 //!   `membership`), `support` (`Shops`: customer-support conversations, with `claims`),
 //!   `rooms` (`Rooms`, and broadcast), `presence` (`Presence`), `services` (`Gathers`),
 //!   `history` (`History`: pages of what the logs keep, with `deletion` and `retention`),
-//!   plus `accounts` and `stats`, which own nothing of their own;
+//!   plus `accounts`, `stats` and `read_state` (read marks and receipts, with `unread`),
+//!   which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
 //!   delivery state machine), `device_frames` (which sessions get frames only named
@@ -55,6 +56,7 @@ mod open_groups;
 mod presence;
 mod push;
 mod quota;
+mod read_state;
 mod refusal;
 mod retention;
 mod rooms;
@@ -64,6 +66,7 @@ mod shared;
 mod stats;
 mod support;
 mod thread;
+mod unread;
 mod waiting;
 
 pub use budget::SessionBudget;

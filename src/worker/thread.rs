@@ -16,7 +16,7 @@ use super::rooms::{self, Rooms};
 use super::services::{self, Gathers};
 use super::support::{self, Shops};
 use super::waiting::Readers;
-use super::{accounts, claims, deletion, membership, message, retention, stats, waiting, Shared};
+use super::{accounts, claims, deletion, membership, message, read_state, retention, stats, unread, waiting, Shared};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
 use crate::protocol::{Chat, Conversation, ErrorCode, Request, SupportId, Target};
@@ -248,6 +248,11 @@ impl Owners {
             WorkerCmd::Forward { conn, peer, user, request_id, request } => {
                 if let Err(refusal) = self.request(ctx, conn, peer, Some(user), request_id, request) {
                     ctx.batch.refuse(conn, request_id, &refusal);
+                }
+            }
+            WorkerCmd::ReadReceipt { sender, sender_uid, reader, up_to } => {
+                if let Err(refusal) = read_state::receipt(ctx, &sender, sender_uid, &reader, up_to) {
+                    debug!("read receipt from {reader} for {sender}: {}", refusal.message);
                 }
             }
             WorkerCmd::RetentionPass => self.history.pass(ctx, &mut self.inboxes, &mut self.groups, &mut self.shops),
@@ -498,6 +503,21 @@ impl Owners {
             Request::RemoveStaff { shop, username } => {
                 claims::remove_staff(ctx, &mut self.shops, conn, request_id, &shop, &username)
             }
+            Request::MarkRead { chat: Chat::Group(group_id), up_to } => {
+                let group = self.groups.load(ctx, group_id)?;
+                read_state::mark_group(ctx, group, conn, request_id, &user, up_to)
+            }
+            Request::MarkRead { chat, up_to } => read_state::mark(ctx, conn, request_id, &user, chat, up_to),
+            Request::ReadState => unread::read_state(ctx, conn, request_id, &user),
+            Request::SetReadReceipts { enabled } => read_state::set_receipts(ctx, conn, request_id, &user, enabled),
+            Request::ReadPositions { group_id } => {
+                let group = self.groups.load(ctx, group_id)?;
+                read_state::positions(ctx, group, conn, request_id, &user)
+            }
+            request @ (Request::History { .. } | Request::DeleteMessage { .. } | Request::ClearHistory { .. }) => {
+                let (inboxes, groups) = (&mut self.inboxes, &mut self.groups);
+                self.history.request(ctx, inboxes, groups, conn, request_id, user, request)
+            }
             other @ (Request::Ack { .. }
             | Request::Resync { .. }
             | Request::ClaimSupport { .. }
@@ -510,21 +530,13 @@ impl Owners {
             | Request::Login { .. }
             | Request::Resume { .. }
             | Request::ServiceLogin { .. }) => Err(unexpected(other)),
-            // Devices, history and read state: the wire types are defined; each part of the
-            // server answers its own as it lands.
-            request @ (Request::History { .. } | Request::DeleteMessage { .. } | Request::ClearHistory { .. }) => {
-                let (inboxes, groups) = (&mut self.inboxes, &mut self.groups);
-                self.history.request(ctx, inboxes, groups, conn, request_id, user, request)
-            }
+            // Devices: the wire types are defined; that part of the server answers them as it
+            // lands.
             Request::LoginDevice { .. }
             | Request::ResumeDevice { .. }
             | Request::LogoutEverywhere
             | Request::ListDevices
-            | Request::RemoveDevice { .. }
-            | Request::MarkRead { .. }
-            | Request::ReadState
-            | Request::SetReadReceipts { .. }
-            | Request::ReadPositions { .. } => Err(Refusal::new(ErrorCode::BadRequest, "not supported yet")),
+            | Request::RemoveDevice { .. } => Err(Refusal::new(ErrorCode::BadRequest, "not supported yet")),
         }
     }
 

@@ -4,10 +4,13 @@
 //! A record's payload is the batch's changes, postcard-encoded one after another. Every
 //! change is idempotent and safe to apply on top of any state sled recovered to (sled
 //! keeps some prefix of its unflushed writes after a crash): a message is put only above
-//! its log's floor, a floor or a member's ack only ever rises.
+//! its log's floor, a floor, a member's ack, a read mark or a receipt only ever rises (a
+//! mark or receipt forgotten at its bound is removed, in the log's order).
 
-use crate::protocol::{GroupId, Seq, SupportId, UserId};
-use crate::store::{DedupRecord, LogId, LogOwner, PushRecord, Store, StoreError, StoreResult, StoredMessage};
+use crate::protocol::{Chat, GroupId, Seq, SupportId, UserId};
+use crate::store::{
+    DedupRecord, LogId, LogOwner, PushRecord, ReadEntry, Store, StoreError, StoreResult, StoredMessage,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,10 @@ pub enum Change {
     /// A reader's (customer's or staff member's) acknowledged position in a support
     /// conversation.
     SupportAck { support: SupportId, username: String, acked: Seq },
+    /// A user's read mark in a chat; None: forgotten (the user's oldest, at the bound).
+    ReadMark { uid: UserId, chat: Chat, mark: Option<ReadEntry> },
+    /// The latest read receipt `sender` holds from `reader`; None: forgotten.
+    ReadReceipt { sender: UserId, reader: String, receipt: Option<ReadEntry> },
     /// A reader's acknowledged position in a user's inbox: `device` is the reader (`""` for
     /// a session that names none). Kept apart from the floor, which history holds back.
     InboxAck { uid: UserId, device: String, acked: Seq },
@@ -50,6 +57,8 @@ pub enum ChangeRef<'a> {
     PushEvent { seq: u64, event: &'a PushRecord },
     PushFloor { floor: u64 },
     SupportAck { support: SupportId, username: &'a str, acked: Seq },
+    ReadMark { uid: UserId, chat: &'a Chat, mark: Option<ReadEntry> },
+    ReadReceipt { sender: UserId, reader: &'a str, receipt: Option<ReadEntry> },
     InboxAck { uid: UserId, device: &'a str, acked: Seq },
 }
 
@@ -77,6 +86,8 @@ pub struct Applied {
     pub messages: u64,
     pub floors: u64,
     pub acks: u64,
+    /// Read marks and receipts.
+    pub read: u64,
     pub dedup: u64,
 }
 
@@ -131,6 +142,16 @@ impl Store {
                     applied.acks += 1;
                 }
             }
+            Change::ReadMark { uid, chat, mark } => {
+                if self.apply_read_mark(uid, &chat, mark)? {
+                    applied.read += 1;
+                }
+            }
+            Change::ReadReceipt { sender, reader, receipt } => {
+                if self.apply_read_receipt(sender, &reader, receipt)? {
+                    applied.read += 1;
+                }
+            }
             Change::InboxAck { uid, device, acked } => {
                 if acked > self.inbox_ack(uid, &device)? {
                     self.put_inbox_ack(uid, &device, acked)?;
@@ -172,6 +193,8 @@ mod tests {
         };
         let entry = DedupEntry { recipient: LogOwner(3), message_id: MessageId(4), seq: Seq(5), timestamp_ms: 6 };
         let records = vec![DedupRecord { sender: UserId(1), client_msg_id: ClientMsgId(2), entry }];
+        let chat = crate::protocol::Chat::User("bob".into());
+        let mark = ReadEntry { up_to: Seq(4), at_ms: 99 };
         let pairs = [
             (
                 ChangeRef::Message { log: LogId::Group, owner: LogOwner(7), seq: Seq(8), message: &m },
@@ -199,6 +222,18 @@ mod tests {
             (
                 ChangeRef::SupportAck { support: SupportId(4), username: "bob", acked: Seq(3) },
                 Change::SupportAck { support: SupportId(4), username: "bob".into(), acked: Seq(3) },
+            ),
+            (
+                ChangeRef::ReadMark { uid: UserId(5), chat: &chat, mark: Some(mark) },
+                Change::ReadMark { uid: UserId(5), chat: chat.clone(), mark: Some(mark) },
+            ),
+            (
+                ChangeRef::ReadMark { uid: UserId(5), chat: &chat, mark: None },
+                Change::ReadMark { uid: UserId(5), chat: chat.clone(), mark: None },
+            ),
+            (
+                ChangeRef::ReadReceipt { sender: UserId(6), reader: "alice", receipt: Some(mark) },
+                Change::ReadReceipt { sender: UserId(6), reader: "alice".into(), receipt: Some(mark) },
             ),
             (
                 ChangeRef::InboxAck { uid: UserId(5), device: "phone", acked: Seq(6) },
