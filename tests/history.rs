@@ -465,6 +465,10 @@ fn clearing_hides_history_from_the_user_alone_and_never_moves_back() {
     read_and_ack(&mut bob, 4);
     done(&mut bob, Request::ClearHistory { chat: user("alice"), up_to: Seq(2) });
     assert_eq!(texts(&page(&mut bob, user("alice"), 0, 0).0), ["m3", "m4"]);
+    // The read state carries the mark, and what it covers is not unread.
+    let Reply::ReadState { chats, .. } = bob.request(Request::ReadState).unwrap() else { panic!("not read state") };
+    let with_alice = chats.iter().find(|c| c.chat == user("alice")).expect("the chat with alice");
+    assert_eq!((with_alice.cleared_up_to, with_alice.unread, with_alice.last_seq), (Seq(2), 2, Seq(4)));
     // A lower mark leaves it where it is; a mark beyond the end or for nobody is refused.
     done(&mut bob, Request::ClearHistory { chat: user("alice"), up_to: Seq(1) });
     assert_eq!(texts(&page(&mut bob, user("alice"), 0, 0).0), ["m3", "m4"]);

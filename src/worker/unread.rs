@@ -8,7 +8,8 @@
 //! conversation, every message and event from someone else. Deletion notices are nothing to
 //! read, and a service's message that leaves the user out is not the user's. The mark, not
 //! the acknowledgement, decides: with history kept, an acknowledged message stays in the
-//! log and is unread until marked.
+//! log and is unread until marked. Nothing at or below the user's cleared mark
+//! (`ClearHistory`) counts either, and each chat carries that mark.
 //!
 //! The work is bounded, so a login never reads a whole history: the newest
 //! [`INBOX_SCAN`] messages of the inbox are looked at (direct chats are found there, or by
@@ -55,7 +56,8 @@ pub fn read_state(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUs
 pub fn chats(ctx: &Ctx, name: &str, uid: UserId) -> Result<Vec<ChatState>, Refusal> {
     let store = &ctx.shared.store;
     let marks: HashMap<Chat, Seq> = store.read_marks(uid)?.into_iter().map(|(chat, mark)| (chat, mark.up_to)).collect();
-    let mut scan = Scan { ctx, name, budget: SCAN_BUDGET, chats: BTreeMap::new() };
+    let cleared: HashMap<Chat, Seq> = store.cleared_marks(uid)?.into_iter().collect();
+    let mut scan = Scan { ctx, name, budget: SCAN_BUDGET, chats: BTreeMap::new(), cleared };
     scan.inbox(uid, &marks)?;
     for id in store.memberships(name)? {
         let owner = LogOwner::from(id);
@@ -85,6 +87,8 @@ struct Scan<'c, 'a> {
     name: &'c str,
     budget: u64,
     chats: BTreeMap<Chat, ChatState>,
+    /// The user's cleared marks (`ClearHistory`): nothing at or below one counts as unread.
+    cleared: HashMap<Chat, Seq>,
 }
 
 impl Scan<'_, '_> {
@@ -103,10 +107,11 @@ impl Scan<'_, '_> {
                 let Some((chat, own)) = direct_chat(message, self.name) else { continue };
                 let chat = self.chats.entry(chat.clone()).or_insert_with(|| {
                     let read_up_to = marks.get(&chat).copied().unwrap_or_default().min(state.last_seq);
-                    blank(chat, read_up_to)
+                    let cleared = self.cleared.get(&chat).copied().unwrap_or_default().min(state.last_seq);
+                    blank(chat, read_up_to, cleared)
                 });
                 chat.last_seq = seq;
-                if !own && seq > chat.read_up_to {
+                if !own && seq > chat.read_up_to.max(chat.cleared_up_to) {
                     chat.unread = (chat.unread + 1).min(MAX_UNREAD);
                 }
             }
@@ -116,9 +121,10 @@ impl Scan<'_, '_> {
         // as the count knows, nothing after it.
         for (chat, mark) in marks.iter().filter(|(chat, _)| matches!(chat, Chat::User(_) | Chat::Service(_))) {
             let read_up_to = (*mark).min(state.last_seq);
+            let cleared = self.cleared.get(chat).copied().unwrap_or_default().min(state.last_seq);
             self.chats
                 .entry(chat.clone())
-                .or_insert_with(|| ChatState { last_seq: read_up_to, ..blank(chat.clone(), read_up_to) });
+                .or_insert_with(|| ChatState { last_seq: read_up_to, ..blank(chat.clone(), read_up_to, cleared) });
         }
         Ok(())
     }
@@ -127,10 +133,12 @@ impl Scan<'_, '_> {
     /// mark. Without a mark (a member from before read marks), from the log's floor.
     fn log(&mut self, chat: Chat, id: LogId, owner: LogOwner, here: bool, mark: Option<&Seq>) -> Handled {
         let state = self.state(id, owner, here)?;
-        let from = mark.copied().unwrap_or(state.floor).max(state.floor);
+        let cleared = self.cleared.get(&chat).copied().unwrap_or_default().min(state.last_seq);
+        let from = mark.copied().unwrap_or(state.floor).max(state.floor).max(cleared);
         let unread = self.unread_above(id, owner, here, from, state.last_seq)?;
         let read_up_to = mark.copied().unwrap_or_default().min(state.last_seq);
-        self.chats.insert(chat.clone(), ChatState { last_seq: state.last_seq, unread, ..blank(chat, read_up_to) });
+        let read = blank(chat.clone(), read_up_to, cleared);
+        self.chats.insert(chat, ChatState { last_seq: state.last_seq, unread, ..read });
         Ok(())
     }
 
@@ -197,10 +205,10 @@ fn count_above(
     Ok((unread.min(MAX_UNREAD), seen))
 }
 
-fn blank(chat: Chat, read_up_to: Seq) -> ChatState {
-    // Join point: history cleared for the user (`ClearHistory`) goes here, and nothing at
-    // or below it counts as unread.
-    ChatState { chat, last_seq: Seq::ZERO, read_up_to, unread: 0, cleared_up_to: Seq::ZERO }
+/// A chat's state before its messages are counted: its read mark and the user's cleared
+/// mark (history cleared with `ClearHistory`: nothing at or below it counts as unread).
+fn blank(chat: Chat, read_up_to: Seq, cleared_up_to: Seq) -> ChatState {
+    ChatState { chat, last_seq: Seq::ZERO, read_up_to, unread: 0, cleared_up_to }
 }
 
 /// The direct or service chat an inbox message belongs to, and whether the user sent it;
