@@ -156,6 +156,18 @@ pub struct Config {
     /// Messages a group keeps at most; older ones are dropped even if some member has not
     /// acknowledged them, so one member who never returns cannot make a group grow forever.
     pub group_retention: u64,
+    /// How long a stored message is kept after every reader acknowledged it, so that a new
+    /// device (or a reinstalled app) can page back through a conversation (`History`). 30
+    /// days: the recent past a person scrolls back to on a new phone, at a disk cost bounded
+    /// anyway per inbox by `max_inbox_bytes` (history is trimmed, oldest first, to make room)
+    /// and per group by `group_retention`. Zero keeps nothing once acknowledged: a message is
+    /// deleted at its last ack, as before history existed. Tests set it in milliseconds.
+    pub history: Duration,
+    /// How long after sending it a user may still delete a message for everyone. 48 hours:
+    /// long enough to notice a message sent to the wrong chat, or regretted, after a night's
+    /// sleep or a day away; short enough that the others can rely on what a conversation
+    /// said before that. Beyond it the sender can still clear it from its own history.
+    pub delete_window: Duration,
     /// Staff per shop at most: every message of an unclaimed conversation is pushed to each
     /// of them, and each holds a position in every conversation of the shop, so the staff
     /// list bounds a message's fan-out and a conversation's memory like a group's members.
@@ -331,6 +343,8 @@ impl Default for Config {
             max_group_members: 1000,
             max_groups_per_user: 100,
             group_retention: 100_000,
+            history: Duration::from_secs(30 * 24 * 3600),
+            delete_window: Duration::from_secs(48 * 3600),
             max_staff_per_shop: 100,
             max_support_per_user: 100,
             max_room_members: 10_000,

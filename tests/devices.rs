@@ -9,7 +9,8 @@ use crate::common::{
 };
 use confab::client::{Client, ClientError};
 use confab::protocol::{
-    ClientMsgId, Content, Conversation, DeviceInfo, ErrorCode, GroupId, Message, Push, Reply, Request, Seq, Target,
+    Chat, ClientMsgId, Content, Conversation, DeviceInfo, ErrorCode, GroupId, Message, Push, Reply, Request, Seq,
+    Target,
 };
 use std::collections::HashSet;
 use std::process::Command;
@@ -183,11 +184,15 @@ fn sent_copies_reach_the_other_devices_in_order_but_not_the_sender_nor_a_legacy_
     assert_eq!(next_inbox(&mut phone), got(2, 1, "bob", "ok"));
     assert_eq!(next_inbox(&mut legacy), got(2, 0, "bob", "ok"));
 
-    // A device that was offline gets the copy at its login, in order with the rest.
+    // A device new to the user starts where its furthest device is (the laptop passed over
+    // its copy): what no device was sent follows, the rest is history, copies included.
     let (mut tablet, reply) = server.login_device("alice", "tablet");
-    assert_eq!(device_inbox_of(&reply), (Seq(0), Seq(2)));
-    assert_eq!(next_inbox(&mut tablet), copy(1, 0, "bob", "see you at six"));
+    assert_eq!(device_inbox_of(&reply), (Seq(1), Seq(2)));
     assert_eq!(next_inbox(&mut tablet), got(2, 1, "bob", "ok"));
+    let page = tablet.request(Request::History { chat: Chat::User("bob".into()), before: Seq(0), limit: 10 }).unwrap();
+    let Reply::HistoryPage { messages, more: false, .. } = page else { panic!("{page:?}") };
+    let shown: Vec<(u64, &str, String)> = messages.iter().map(|m| (m.seq.get(), m.from.as_str(), text(m))).collect();
+    assert_eq!(shown, [(1, "alice", "see you at six".to_string()), (2, "bob", "ok".to_string())]);
 
     // A note to oneself has no copy; a legacy session's sends are copied for the devices.
     legacy.send_text("bob", ClientMsgId(2), "from the old client").unwrap();
@@ -325,12 +330,13 @@ fn devices_are_listed_and_one_is_removed_with_its_session_token_and_positions() 
     assert_eq!(code, ErrorCode::BadRequest, "the device asking logs out instead");
     assert_eq!(device_list(&mut laptop), vec![expected[0].clone(), expected[2].clone()]);
 
-    // The phone's position went with it: back, it is a new device, where the others are.
+    // The phone's position went with it: back, it is a new device, which starts where the
+    // user's furthest device is.
     assert_eq!(ack(&mut laptop, Conversation::Inbox, 1), 1);
     let reply = login_device(&mut other, "alice", "tablet");
     assert_eq!(device_inbox_of(&reply), (Seq(0), Seq(1)), "the tablet's position holds");
     let (_, reply) = server.login_device("alice", "phone");
-    assert_eq!(device_inbox_of(&reply), (Seq(0), Seq(1)), "the tablet holds the floor at 0");
+    assert_eq!(device_inbox_of(&reply), (Seq(1), Seq(1)), "a new device, where the laptop is");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use super::conn::Phase;
 use crate::apps::DEFAULT_APP;
-use crate::protocol::{Conversation, ErrorCode, Request, Target, PROTOCOL_VERSION};
+use crate::protocol::{Chat, Conversation, ErrorCode, Request, Target, PROTOCOL_VERSION};
 use crate::route::{Owner, SessionUser};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -107,7 +107,10 @@ fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
         | Request::Resync { conversation: Conversation::Support(id), .. }
         | Request::ClaimSupport { conversation: id }
         | Request::HandOverSupport { conversation: id, .. }
-        | Request::ReleaseSupport { conversation: id } => Owner::Support(*id),
+        | Request::ReleaseSupport { conversation: id }
+        | Request::History { chat: Chat::Support(id), .. }
+        | Request::DeleteMessage { chat: Chat::Support(id), .. }
+        | Request::ClearHistory { chat: Chat::Support(id), .. } => Owner::Support(*id),
         _ => Owner::User(&user.name),
     }
 }
@@ -115,7 +118,7 @@ fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ClientMsgId, Content, GroupId, Seq, SupportId, UserId};
+    use crate::protocol::{ClientMsgId, Content, GroupId, MessageId, Seq, SupportId, UserId};
 
     fn hello(version: u16) -> Request {
         Request::Hello { version, client: "t".into() }
@@ -177,6 +180,12 @@ mod tests {
         let service =
             SessionUser { name: "shopfront".into(), uid: UserId(2), admin: false, service: true, device: "".into() };
         assert_eq!(admit(Phase::Ready, Some(&service), &add), Admission::Forward(Owner::Shop("acme")));
+        let history = |chat| Request::History { chat, before: Seq(0), limit: 0 };
+        assert_eq!(at(&history(Chat::Support(SupportId(30)))), "Support(SupportId(30))");
+        assert_eq!(at(&history(Chat::Group(GroupId(9)))), "Group(GroupId(9))");
+        assert_eq!(at(&history(Chat::User("bob".into()))), "User(\"alice\")", "the caller's own inbox");
+        let delete = Request::DeleteMessage { chat: Chat::User("bob".into()), message_id: MessageId(5) };
+        assert_eq!(at(&delete), "User(\"alice\")", "the caller's worker looks first, then hands it on");
         assert_eq!(at(&Request::ListGroups), "User(\"alice\")");
         assert_eq!(at(&Request::Logout), "User(\"alice\")");
         let login = Request::Login { username: "bob".into(), password: "x".into() };

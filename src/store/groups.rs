@@ -2,7 +2,7 @@
 //! messages themselves live in [`Store::group_log`].
 
 use super::{decode, encode, read_u64, GroupRecord, Store, StoreResult};
-use crate::protocol::{GroupId, Seq};
+use crate::protocol::{Chat, GroupId, Seq};
 
 impl Store {
     pub fn group(&self, group_id: GroupId) -> StoreResult<Option<GroupRecord>> {
@@ -27,10 +27,12 @@ impl Store {
         Ok(())
     }
 
-    /// Removes the group, its history, its members' positions and their memberships.
+    /// Removes the group, its history, its members' positions (acks and read marks) and
+    /// their memberships.
     pub fn delete_group(&self, group_id: GroupId, record: &GroupRecord) -> StoreResult<()> {
         for member in &record.members {
             self.remove_membership(&member.username, group_id)?;
+            self.put_read_mark(member.uid, &Chat::Group(group_id), None)?;
         }
         let mut acks = sled::Batch::default();
         for entry in self.group_acks.scan_prefix(group_key(group_id)) {

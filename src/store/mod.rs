@@ -10,8 +10,11 @@
 //!
 //! Trees and key layout (integers big-endian so byte order is numeric order):
 //! - `accounts`:    `username` → [`Account`]
-//! - `inbox`:       a [`SeqLog`] per user id; the floor is the user's acknowledged sequence
-//! - `group_log`:   a [`SeqLog`] per group id; the floor is the lowest ack of all members
+//! - `inbox`:       a [`SeqLog`] per user id; the floor is at most the lowest acknowledged
+//!   sequence of the user's devices (`device_acks`), lower while history keeps
+//!   acknowledged messages
+//! - `group_log`:   a [`SeqLog`] per group id; the floor is at most the lowest ack of all
+//!   members (history keeps what is younger than its window)
 //! - `groups`:      `group id` → [`GroupRecord`] (name, flags, members and roles)
 //! - `group_acks`:  `group id ++ username` → the member's acknowledged sequence (u64)
 //! - `memberships`: `username ++ 0x00 ++ group id` → empty (a user's groups)
@@ -29,13 +32,16 @@
 //!   of the readers who hold the conversation (see `worker/support.rs`)
 //! - `shops`, `staff_of`, `support`, `support_of`, `shop_support`, `support_acks`:
 //!   shops and their conversations (see [`support`])
-//! - `devices`, `device_acks`: users' devices and named devices' positions (see
-//!   [`devices`]); a token of a named device has the device's id after its expiry
+//! - `devices`, `device_acks`: users' devices and devices' positions (see [`devices`]); a
+//!   token of a named device has the device's id after its expiry
+//! - `read_marks`, `read_prefs`, `read_receipts`: users' read state (see [`read_marks`])
+//! - `cleared`: users' cleared marks (see [`history`])
 //!
 //! Every user, service and shop name in a key or a record (above, and inside messages,
 //! group events, mutes and push events) is qualified with its app: `app/name` (see
 //! [`crate::apps`]).
 
+mod across;
 mod apps;
 mod apps_migration;
 pub mod commitlog;
@@ -43,12 +49,14 @@ mod dedup;
 mod devices;
 mod garbage;
 mod groups;
+mod history;
 mod hook;
 mod journal;
 mod marker;
 mod partition;
 pub mod pidfile;
 mod push;
+mod read_marks;
 mod records;
 mod reserve;
 mod seqlog;
@@ -64,6 +72,7 @@ pub use hook::{DurabilityHook, Durable};
 pub use journal::{JournalRecord, LogId};
 pub use partition::{LogSettings, Partition};
 pub use push::{Mute, PushDevice, PushMessage, PushPrefs, PushQueueState, PushRecord};
+pub use read_marks::{Held, ReadEntry, ReadPrefs};
 pub use records::{
     Account, Addressee, DedupEntry, GroupRecord, MemberRecord, ServiceRecord, ShopRecord, StaffRecord, StoredMessage,
     SupportRecord,
@@ -114,6 +123,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct StoreStats {
     pub accounts: u64,
     pub groups: u64,
+    /// Messages some reader has not acknowledged: those history keeps after every reader
+    /// acknowledged them are not counted.
     pub stored_messages: u64,
     pub size_on_disk: u64,
 }
@@ -134,6 +145,8 @@ pub struct Store {
     push: push::PushTrees,
     support: support::SupportTrees,
     devices: devices::DeviceTrees,
+    read: read_marks::ReadTrees,
+    history: history::HistoryTrees,
     /// The checkpoint serial (see [`marker`]) and the format of names (see [`apps_migration`]).
     meta: sled::Tree,
     checkpoints: Arc<Mutex<Checkpoints>>,
@@ -215,6 +228,8 @@ impl Store {
             push: push::PushTrees::open(&db)?,
             support: support::SupportTrees::open(&db)?,
             devices: devices::DeviceTrees::open(&db)?,
+            read: read_marks::ReadTrees::open(&db)?,
+            history: history::HistoryTrees::open(&db)?,
             meta,
             checkpoints: Arc::new(Mutex::new(Checkpoints { serial, file: None })),
             log_cuts: Vec::new(),
@@ -372,13 +387,15 @@ impl Store {
     }
 
     /// Removes the account and everything only it owned: inbox, tokens, devices, push
-    /// devices. Group memberships are the caller's to settle first (they involve other
+    /// devices, read state. Group memberships are the caller's to settle first (they involve other
     /// members).
     pub fn delete_account(&self, username: &str, uid: UserId) -> StoreResult<()> {
         self.inbox.remove_all(uid.into())?;
+        self.remove_history_of(uid)?;
         self.revoke_tokens(uid)?;
         self.remove_devices(uid)?;
         self.put_push_prefs(uid, &PushPrefs::default())?;
+        self.forget_read_state(uid)?;
         self.accounts.remove(username.as_bytes())?;
         Ok(())
     }
@@ -439,14 +456,14 @@ impl Store {
         tables.iter().map(|t| t.lock().last(log, owner)).max().unwrap_or(Seq::ZERO)
     }
 
-    /// Staged messages above their logs' floors.
+    /// Staged messages some reader has not acknowledged (see [`Store::stats`]).
     fn staged_unacked(&self) -> StoreResult<u64> {
         let tables = self.staged.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut count = 0;
         for table in tables {
             let keys = table.lock().keys();
             for (log, owner, seq) in keys {
-                if seq > self.log(log).floor(owner)? {
+                if seq > self.settled(log, owner, self.log(log).floor(owner)?)? {
                     count += 1;
                 }
             }
@@ -459,10 +476,7 @@ impl Store {
         Ok(StoreStats {
             accounts: self.accounts.len() as u64,
             groups: self.groups.len() as u64,
-            stored_messages: self.inbox.count_messages()?
-                + self.group_log.count_messages()?
-                + self.support_log.count_messages()?
-                + self.staged_unacked()?,
+            stored_messages: self.unacknowledged_messages()? + self.staged_unacked()?,
             size_on_disk: self.size_on_disk()?,
         })
     }

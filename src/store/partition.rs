@@ -3,9 +3,9 @@
 //! [`Partition::commit`].
 //!
 //! - Message-path changes (a new message, an ack floor, a member's ack, a dedup record, a
-//!   login's resume token and a logout's revocation) are applied to memory or sled at
-//!   once (readable immediately) and appended to the partition's commit log; the commit
-//!   makes them durable with one `fdatasync`.
+//!   login's resume token and a logout's revocation, a read mark or receipt) are applied
+//!   to memory or sled at once (readable immediately) and appended to the partition's
+//!   commit log; the commit makes them durable with one `fdatasync`.
 //! - Other writes (accounts, groups, memberships) go to sled through [`Partition::sled`],
 //!   which marks that the commit must checkpoint sled as well.
 //! - When the disk has no room for another segment, or the log keeps failing, new
@@ -20,9 +20,10 @@
 use super::commitlog::{segment, Applied, ChangeRef, CommitLog, DeviceChange, SyncPolicy, DIR};
 use super::garbage::GarbageQueue;
 use super::{
-    DedupRecord, LogId, LogOwner, LogState, PushRecord, Staged, Store, StoreError, StoreResult, StoredMessage,
+    DedupRecord, LogId, LogOwner, LogState, PushRecord, ReadEntry, Staged, Store, StoreError, StoreResult,
+    StoredMessage,
 };
-use crate::protocol::{GroupId, Seq, SupportId, UserId};
+use crate::protocol::{Chat, GroupId, Seq, SupportId, UserId};
 use log::{error, warn};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -154,6 +155,21 @@ impl Partition {
         Ok(())
     }
 
+    /// Message `seq` of the owner's log, rewritten (a deletion erases its content): in the
+    /// staged table while it is still there, else in sled; and into the commit log, so the
+    /// rewrite is durable with this batch and replayed after a crash (a replayed message
+    /// overwrites what sled holds). The message must be above the log's floor.
+    pub fn rewrite(&mut self, log: LogId, owner: LogOwner, seq: Seq, message: &StoredMessage) -> StoreResult<()> {
+        self.room_for_change()?;
+        // A staged message is never in sled as well (migration moves it in one step), so
+        // one of the two holds it.
+        if !self.table.lock().replace(log, owner, seq, message) {
+            self.store.log(log).append(owner, seq, message)?;
+        }
+        self.log.add(&ChangeRef::Message { log, owner, seq, message });
+        Ok(())
+    }
+
     /// A group member's acknowledged position.
     pub fn group_ack(&mut self, group: GroupId, username: &str, acked: Seq) -> StoreResult<()> {
         self.room_for_change()?;
@@ -167,6 +183,24 @@ impl Partition {
         self.room_for_change()?;
         self.store.put_support_ack(support, username, acked)?;
         self.log.add(&ChangeRef::SupportAck { support, username, acked });
+        Ok(())
+    }
+
+    /// A user's read mark in a chat, set (the caller checked that it rises) or forgotten,
+    /// durable with this batch.
+    pub fn read_mark(&mut self, uid: UserId, chat: &Chat, mark: Option<ReadEntry>) -> StoreResult<()> {
+        self.room_for_change()?;
+        self.store.put_read_mark(uid, chat, mark)?;
+        self.log.add(&ChangeRef::ReadMark { uid, chat, mark });
+        Ok(())
+    }
+
+    /// The latest receipt a sender holds from a reader, set or forgotten, durable with
+    /// this batch.
+    pub fn read_receipt(&mut self, sender: UserId, reader: &str, receipt: Option<ReadEntry>) -> StoreResult<()> {
+        self.room_for_change()?;
+        self.store.put_read_receipt(sender, reader, receipt)?;
+        self.log.add(&ChangeRef::ReadReceipt { sender, reader, receipt });
         Ok(())
     }
 
@@ -401,6 +435,39 @@ impl Partition {
         Ok(out)
     }
 
+    /// Up to `limit` messages of the owner's log below `below` (and above its floor), newest
+    /// first: those staged here and those in sled, merged by sequence (history pages read
+    /// backwards, and the newest messages are usually the staged ones).
+    pub fn read_back(
+        &self,
+        id: LogId,
+        owner: LogOwner,
+        below: Seq,
+        limit: usize,
+    ) -> StoreResult<Vec<(Seq, StoredMessage)>> {
+        let log = self.store.log(id);
+        let floor = log.floor(owner)?;
+        let mut staged = self.table.lock().read_back(id, owner, below, limit);
+        staged.retain(|(seq, _)| *seq > floor);
+        let mut staged = staged.into_iter().peekable();
+        let mut in_sled = log.read_back(owner, below, limit)?.into_iter().peekable();
+        let mut out = Vec::with_capacity(limit.min(1024));
+        while out.len() < limit {
+            let next = match (staged.peek(), in_sled.peek()) {
+                (Some((a, _)), Some((b, _))) if a < b => in_sled.next(),
+                (Some((a, _)), Some((b, _))) if a == b => {
+                    in_sled.next();
+                    staged.next()
+                }
+                (Some(_), _) => staged.next(),
+                (None, _) => in_sled.next(),
+            };
+            let Some(message) = next else { break };
+            out.push(message);
+        }
+        Ok(out)
+    }
+
     /// Where the owner's log stands, staged messages included.
     pub fn state(&self, id: LogId, owner: LogOwner) -> StoreResult<LogState> {
         let mut state = self.store.log(id).state(owner)?;
@@ -448,6 +515,57 @@ mod tests {
         partition.finish().unwrap();
         assert_eq!(seqs(store.inbox.read(alice, Seq::ZERO, 10).unwrap()), [3, 4]);
         assert_eq!(store.staged_len(), 0);
+    }
+
+    #[test]
+    fn reading_back_merges_sled_and_staged_newest_first_above_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut partition) = partition(dir.path());
+        let alice = LogOwner::from(UserId(7));
+        for seq in 1..=3 {
+            store.inbox.append(alice, Seq(seq), &StoredMessage::example(&format!("m{seq}"))).unwrap();
+        }
+        for seq in 4..=6 {
+            partition.stage(LogId::Inbox, alice, Seq(seq), &StoredMessage::example(&format!("m{seq}")));
+        }
+        partition.commit(0).unwrap();
+        assert_eq!(seqs(partition.read_back(LogId::Inbox, alice, Seq(7), 10).unwrap()), [6, 5, 4, 3, 2, 1]);
+        assert_eq!(seqs(partition.read_back(LogId::Inbox, alice, Seq(5), 3).unwrap()), [4, 3, 2]);
+        assert_eq!(seqs(partition.read_back(LogId::Inbox, alice, Seq(1), 3).unwrap()), Vec::<u64>::new());
+        partition.raise_floor(LogId::Inbox, alice, Seq(1), Seq(2)).unwrap();
+        assert_eq!(seqs(partition.read_back(LogId::Inbox, alice, Seq(7), 10).unwrap()), [6, 5, 4, 3]);
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_message_where_it_is_and_survives_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = LogOwner::from(UserId(7));
+        {
+            let (store, mut partition) = partition(dir.path());
+            store.inbox.append(alice, Seq(1), &StoredMessage::example("in sled")).unwrap();
+            partition.stage(LogId::Inbox, alice, Seq(2), &StoredMessage::example("staged"));
+            partition.commit(0).unwrap();
+            partition.rewrite(LogId::Inbox, alice, Seq(1), &StoredMessage::example("gone 1")).unwrap();
+            partition.rewrite(LogId::Inbox, alice, Seq(2), &StoredMessage::example("gone 2")).unwrap();
+            partition.commit(0).unwrap();
+            let texts: Vec<_> = partition
+                .read(LogId::Inbox, alice, Seq::ZERO, 10)
+                .unwrap()
+                .into_iter()
+                .map(|(_, m)| String::from_utf8(m.content.body).unwrap())
+                .collect();
+            assert_eq!(texts, ["gone 1", "gone 2"]);
+            // No clean stop: the next open replays the commit log over what sled holds.
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let texts: Vec<_> = store
+            .inbox
+            .read(alice, Seq::ZERO, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, m)| String::from_utf8(m.content.body).unwrap())
+            .collect();
+        assert_eq!(texts, ["gone 1", "gone 2"]);
     }
 
     #[test]

@@ -105,6 +105,23 @@ impl SeqLog {
         Ok(out)
     }
 
+    /// Up to `limit` messages in the tree below `below` and above the floor, newest first
+    /// (history pages read backwards). Messages staged by a worker are its partition's to
+    /// add (see `Partition::read_back`).
+    pub fn read_back(&self, owner: LogOwner, below: Seq, limit: usize) -> StoreResult<Vec<(Seq, StoredMessage)>> {
+        let floor = self.floor(owner)?;
+        if below <= floor.next() {
+            return Ok(Vec::new());
+        }
+        let range = message_key(owner, floor.next())..message_key(owner, below);
+        let mut out = Vec::new();
+        for entry in self.tree.range(range).rev().take(limit) {
+            let (key, raw) = entry?;
+            out.push((read_seq(self.name, &key[9..])?, decode(self.name, &raw)?));
+        }
+        Ok(out)
+    }
+
     pub fn floor(&self, owner: LogOwner) -> StoreResult<Seq> {
         match self.tree.get(floor_key(owner))? {
             Some(raw) => read_seq(self.name, &raw),
@@ -219,6 +236,36 @@ impl SeqLog {
         }
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Stored messages above `settled(owner, floor)` in all logs: those some reader has not
+    /// acknowledged, when `settled` says where each log is acknowledged by every reader
+    /// (administration and tests; O(data)).
+    pub fn count_messages_above(&self, mut settled: impl FnMut(LogOwner, Seq) -> StoreResult<Seq>) -> StoreResult<u64> {
+        // (owner, floor, where it is settled once looked up) of the owner being read.
+        let (mut count, mut current): (u64, Option<(LogOwner, Seq, Option<Seq>)>) = (0, None);
+        for entry in self.tree.iter() {
+            let (key, raw) = entry?;
+            let this = read_owner(self.name, &key[..8])?;
+            if current.is_none_or(|(owner, _, _)| owner != this) {
+                current = Some((this, Seq::ZERO, None));
+            }
+            let Some((owner, floor, above)) = current.as_mut() else { continue };
+            match key.get(8) {
+                // The floor key sorts before the owner's messages.
+                Some(&FLOOR) => *floor = read_seq(self.name, &raw)?,
+                _ => {
+                    let above = match above {
+                        Some(above) => *above,
+                        None => *above.insert(settled(*owner, *floor)?),
+                    };
+                    if read_seq(self.name, &key[9..])? > above {
+                        count += 1;
+                    }
+                }
+            }
+        }
+        Ok(count)
     }
 
     /// Stored messages above their floors in all logs (administration and tests; O(data)).

@@ -78,6 +78,23 @@ impl StagedLogs {
         range.map(|(k, m)| (k.1, m.clone())).collect()
     }
 
+    /// Up to `limit` of the owner's staged messages below `below`, newest first.
+    pub fn read_back(&self, log: LogId, owner: LogOwner, below: Seq, limit: usize) -> Vec<(Seq, StoredMessage)> {
+        let range = self.table_ref(log).range((owner, Seq::ZERO)..(owner, below)).rev().take(limit);
+        range.map(|(k, m)| (k.1, m.clone())).collect()
+    }
+
+    /// Replaces a staged message in place; returns whether it was staged.
+    pub fn replace(&mut self, log: LogId, owner: LogOwner, seq: Seq, message: &StoredMessage) -> bool {
+        match self.table(log).get_mut(&(owner, seq)) {
+            Some(staged) => {
+                *staged = message.clone();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Drops everything staged for the owner (a deleted group).
     pub fn forget(&mut self, log: LogId, owner: LogOwner) {
         self.table(log).retain(|(o, _), _| *o != owner);

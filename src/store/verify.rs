@@ -5,7 +5,8 @@
 //! - each log (inbox, group history) holds every sequence from just above its floor to its
 //!   last, with no gap: a gap is a message lost;
 //! - each membership names a group that lists the member;
-//! - every push setting and queued push event decodes.
+//! - every inbox position and cleared mark decodes;
+//! - every push setting, queued push event and read-state record decodes.
 //!
 //! What replaying the commit log cut at open is reported too.
 
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 pub struct Report {
     pub accounts: u64,
     pub groups: u64,
-    /// Messages above their logs' floors.
+    /// Messages above their logs' floors (history's acknowledged ones included).
     pub messages: u64,
     /// Push events not yet acknowledged by the gateway.
     pub push_events: u64,
@@ -56,6 +57,7 @@ impl Store {
         check_log(&self.support_log, "support conversation", &mut report)?;
         report.problems.extend(self.verify_support()?);
         report.problems.extend(self.verify_devices()?);
+        report.problems.extend(self.verify_history()?);
         // A member's position beyond its group's last message is no damage: a member added
         // just before a crash that lost the newest messages (not yet durable, never
         // receipted); the server brings the position back to the history's end at load.
@@ -80,6 +82,7 @@ impl Store {
         report.messages =
             self.inbox.count_messages()? + self.group_log.count_messages()? + self.support_log.count_messages()?;
         report.problems.extend(self.verify_push_prefs()?);
+        report.problems.extend(self.verify_read_state()?);
         let queue = self.push_queue()?;
         report.push_events = queue.events.len() as u64;
         if queue.damaged > 0 {

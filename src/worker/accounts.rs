@@ -11,6 +11,7 @@ use super::devices;
 use super::inbox::Inboxes;
 use super::presence::{connection_event, Presence};
 use super::push::settings;
+use super::read_state;
 use super::refusal::{Handled, Refusal};
 use crate::apps::{local, valid_user_name};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
@@ -18,7 +19,7 @@ use crate::clock::now_ms;
 use crate::names::normalize_name;
 use crate::protocol::{valid_password, ErrorCode, OnlineUser, Push, Reply, UserId};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
-use crate::store::{Account, DeviceChange};
+use crate::store::{Account, DeviceChange, LogId};
 use log::{debug, info};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -311,12 +312,19 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
         }
         return Err(e.into());
     }
-    let floor = state.floor;
-    state.devices.attach(&device, now, || floor, |acked| Session::new(conn, acked, budget.clone()));
+    // A device new to the user starts where the user's furthest device is: what no device
+    // was sent comes as its backlog, what some device read is history (`History` pages).
+    let start = state.devices.iter().map(|(_, c)| c.acked).max().unwrap_or(state.floor).max(state.floor);
+    let created = state.devices.attach(&device, now, || start, |acked| Session::new(conn, acked, budget.clone()));
+    if created && start > state.floor {
+        // Unrecorded reads as the floor: the start needs its record.
+        let change =
+            DeviceChange::Ack { log: LogId::Inbox, owner: uid.into(), uid, device: device.to_string(), acked: start };
+        ctx.partition.device(change)?;
+    }
     // A named device's first login: the implicit legacy device is no more.
-    let floor = state.deletion_floor();
-    state.raise_floor(ctx, floor)?;
-    let acked = state.devices.get(&device).map_or(floor, |c| c.acked);
+    state.settle(ctx)?;
+    let acked = state.devices.get(&device).map_or(start, |c| c.acked);
     let last_seq = state.last_seq;
     let kicked = replaced.map(|old| (device.clone(), old)).into_iter().chain(displaced);
     for (old_device, old) in kicked {
@@ -362,6 +370,11 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     };
     // Durable: a token handed out must survive a crash, or the client is locked out.
     ctx.batch.reply(conn, request_id, reply, true);
+    // What was read of the user's messages while it was away. A failure to read them does
+    // not fail the login.
+    if let Err(refusal) = read_state::push_held_receipts(ctx, uid, conn, 0) {
+        debug!("read receipts held for {name}: {}", refusal.message);
+    }
     ctx.shared.directory.set(name.clone(), account.display_name, device.clone(), conn, budget);
     connection_event(ctx, &name, &device, true, "login");
     if ctx.shared.push.get(uid).is_some() {

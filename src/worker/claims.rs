@@ -251,10 +251,10 @@ pub fn add_staff(
         if conversation.readers.contains_key(&name) {
             continue;
         }
-        // What is still stored is the new staff member's to read.
-        let floor = conversation.floor;
+        // What every reader has read is history (`History` shows it), not a backlog to push.
+        let start = conversation.floor.max(conversation.retention.settled);
         let (devices, unrecorded) =
-            devices::reader_cursors(ctx, account.user_id, floor, |seq| seq.max(floor), &HashMap::new())?;
+            devices::reader_cursors(ctx, account.user_id, start, |seq| seq.max(start), &HashMap::new())?;
         conversation.readers.insert(name.clone(), SupportReader { uid: account.user_id, devices });
         for device in unrecorded {
             conversation.record_start(ctx, &name, &device);

@@ -4,7 +4,7 @@
 
 use super::push::notes::PushNote;
 use super::seats::Seat;
-use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, Request, UserId};
+use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, Seq, UserId};
 use crate::route::{ConnId, SessionUser};
 use crate::store::StoredMessage;
 use std::net::IpAddr;
@@ -53,6 +53,19 @@ pub enum WorkerCmd {
     /// A request about a support conversation known by id, handed on by the worker that
     /// looked up the conversation's shop to the shop's worker (this one).
     Forward { conn: ConnId, peer: IpAddr, user: SessionUser, request_id: u32, request: Request },
+    /// `reader` (with receipts on) marked its direct chat with `sender` read up to `up_to`
+    /// (sent by the reader's worker to the sender's, after the mark's commit): keep it as
+    /// the sender's latest receipt from `reader`, and push it to the sender's connections.
+    ReadReceipt { sender: Arc<str>, sender_uid: UserId, reader: Arc<str>, up_to: Seq },
+    /// Time to settle another share of the loaded logs (see `History::pass`).
+    RetentionPass,
+    /// `DeleteMessage` of a direct message `user` sent `peer`, handed on by the user's worker
+    /// (which found nothing against it) to the worker of `peer`, whose inbox holds it.
+    DeleteDirect { conn: ConnId, request_id: u32, user: SessionUser, peer: String, message_id: MessageId },
+    /// `sender` deleted its direct message `message_id` to `peer` (told by the recipient's
+    /// worker once the deletion is stored there): erase the sender's copy and tell the
+    /// sender's other devices, in its own inbox.
+    SenderDeleted { sender: Arc<str>, peer: String, message_id: MessageId },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

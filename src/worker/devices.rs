@@ -41,13 +41,20 @@ pub fn check_device_id(device: &str) -> Handled {
     }
 }
 
-/// The state of each chat a device is told at login (`DeviceLoggedIn.chats`) and whether
-/// the user sends read receipts.
-///
-/// Read state: the read marks and unread counts of the user's chats belong here; until
-/// they exist a device is told no chats, and receipts on.
-pub fn login_chats(_ctx: &mut Ctx, _user: &SessionUser) -> (Vec<ChatState>, bool) {
-    (Vec::new(), true)
+/// The state of each chat a device is told at login (`DeviceLoggedIn.chats`, what
+/// `ReadState` answers) and whether the user sends read receipts. The login is already
+/// made when this is read: a store failure here leaves the list empty (the client asks
+/// `ReadState` again) rather than failing it.
+pub fn login_chats(ctx: &mut Ctx, user: &SessionUser) -> (Vec<ChatState>, bool) {
+    let chats = super::unread::chats(ctx, &user.name, user.uid).unwrap_or_else(|refusal| {
+        log::warn!("read state of {} at login: {}", user.name, refusal.message);
+        Vec::new()
+    });
+    let receipts = super::read_state::receipts_enabled(ctx, user.uid).unwrap_or_else(|refusal| {
+        log::warn!("read receipts setting of {} at login: {}", user.name, refusal.message);
+        true
+    });
+    (chats, receipts)
 }
 
 /// The user's device records: those the server still knows, and the ids of those not seen
@@ -119,8 +126,7 @@ pub fn forget(ctx: &mut Ctx, state: &mut UserState, device: &str) -> Handled {
         settings::forget_devices(ctx, uid, |d| d == device)?;
     }
     state.devices.remove(device);
-    let floor = state.deletion_floor();
-    state.raise_floor(ctx, floor)?;
+    state.settle(ctx)?;
     for worker in 0..ctx.workers {
         let cmd = WorkerCmd::ForgetDevice { username: state.name.clone(), device: device.into() };
         ctx.batch.send_to_worker(worker, cmd);
@@ -240,6 +246,13 @@ pub fn push_devices_of(state: &UserState, device: &str) -> impl Fn(&str) -> bool
 /// The legacy device's id as a shared string.
 pub fn legacy() -> Arc<str> {
     Arc::from(LEGACY)
+}
+
+/// The user's sessions but `except` that are told of changes to the user's own view
+/// (`Push::HistoryCleared`, a frame only named devices decode): its other named devices'.
+pub fn other_named_sessions(ctx: &Ctx, user: &SessionUser, except: ConnId) -> Vec<ConnId> {
+    let sessions = ctx.shared.directory.sessions_of(&user.name).into_iter();
+    sessions.filter(|s| s.conn != except && !is_legacy(&s.device)).map(|s| s.conn).collect()
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! A group message is stored once, in the group's own sequence; each member has a cursor
 //! per device (its acknowledged position and, while online, how far it has been sent), so
 //! what a device is owed is the range after its ack. Messages below every member device's
-//! ack are deleted, and beyond `group_retention` the oldest go regardless. Membership
-//! changes are stored in the same sequence as events, so members who were away learn of
-//! them in order.
+//! ack are deleted once older than the history window (`retention`), and beyond
+//! `group_retention` the oldest go regardless. Membership changes are stored in the same
+//! sequence as events, so members who were away learn of them in order.
 //!
 //! A member's own messages: a legacy device is never pushed them (it has the receipt); a
 //! named device is, unless it is the one that sent it and was caught up (it counts it as
@@ -20,6 +20,7 @@ use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
+use super::retention::{self, LogRef, Retention};
 use crate::apps::app_of;
 use crate::apps::wire;
 use crate::clock::now_ms;
@@ -50,6 +51,8 @@ pub struct GroupState {
     pub floor: Seq,
     pub last_seq: Seq,
     pub members: BTreeMap<Arc<str>, Member>,
+    /// What history keeps below the members' positions (see `retention`).
+    pub retention: Retention,
 }
 
 /// The groups of this worker's partition that were touched since start, and which of them
@@ -80,6 +83,11 @@ impl Groups {
     /// A loaded group (one that is not loaded has no sessions and no waiting cursor).
     pub fn get_mut(&mut self, id: GroupId) -> Option<&mut GroupState> {
         self.groups.get_mut(&id)
+    }
+
+    /// The groups loaded now (for the retention pass).
+    pub fn ids(&self) -> Vec<GroupId> {
+        self.groups.keys().copied().collect()
     }
 
     /// A group made here, with its creator online at `conn`.
@@ -180,6 +188,7 @@ fn load<'a>(
         floor: log.floor,
         last_seq: log.last_seq,
         members: BTreeMap::new(),
+        retention: Retention::default(),
     };
     for m in record.members {
         // A member added while the newest messages were not yet durable was given
@@ -202,8 +211,12 @@ fn load<'a>(
             }
         }
     }
-    // Devices expired or forgotten while the group was not loaded held the floor.
-    group.trim(ctx)?;
+    group.retention.settled = group.lowest().max(log.floor);
+    // What expired while the group was not loaded, and devices expired or forgotten
+    // meanwhile that held the floor.
+    if let Err(refusal) = group.trim(ctx) {
+        log::debug!("history retention of group {id}: {}", refusal.message);
+    }
     let online: Vec<Arc<str>> =
         group.members.iter().filter(|(_, m)| m.devices.online()).map(|(n, _)| n.clone()).collect();
     for name in online {
@@ -332,7 +345,7 @@ impl GroupState {
         sender: Option<ConnId>,
     ) -> Result<u32, Refusal> {
         let window = ctx.window();
-        let retention = ctx.config().group_retention.max(1);
+        let keep_at_most = ctx.config().group_retention.max(1);
         let skipped = skipped_member(&stored).map(str::to_string);
         let size = wire_size(&stored);
         // Members without a session may be owed a push notification; looked for only when
@@ -382,11 +395,8 @@ impl GroupState {
                 }
             }
         }
-        if seq - self.floor > retention {
-            let floor = seq - retention;
-            ctx.shared.metrics.stored_delta(-((floor - self.floor) as i64));
-            ctx.partition.raise_floor(LogId::Group, self.id.into(), self.floor.next(), floor)?;
-            self.floor = floor;
+        if seq - self.floor > keep_at_most {
+            retention::drop_to(ctx, self.log(), &mut self.floor, &mut self.retention, seq - keep_at_most)?;
         }
         for (name, device) in starved {
             if let Some(cursor) = self.members.get(&name).and_then(|m| m.devices.get(&device)) {
@@ -487,19 +497,21 @@ impl GroupState {
         self.pump_device(ctx, &user.name, &user.device)
     }
 
-    /// Deletes what every member device has acknowledged.
-    ///
-    /// History: this is where the group's floor would be capped by the retention window;
-    /// today it is the lowest position of any member's device.
+    /// Deletes what every member device has acknowledged, once history no longer keeps it.
     pub fn trim(&mut self, ctx: &mut Ctx) -> Handled {
-        let lowest = self.members.values().filter_map(|m| m.devices.lowest_acked()).min().unwrap_or(self.last_seq);
-        let floor = self.floor;
-        if lowest > floor {
-            ctx.partition.raise_floor(LogId::Group, self.id.into(), floor.next(), lowest)?;
-            self.floor = lowest;
-            ctx.shared.metrics.stored_delta(-((lowest - floor) as i64));
-        }
-        Ok(())
+        let lowest = self.lowest();
+        let log = self.log();
+        retention::settle(ctx, log, &mut self.floor, &mut self.retention, lowest)
+    }
+
+    /// The lowest position of any member's device (the last sequence without any).
+    pub fn lowest(&self) -> Seq {
+        self.members.values().filter_map(|m| m.devices.lowest_acked()).min().unwrap_or(self.last_seq)
+    }
+
+    /// The group's log.
+    pub fn log(&self) -> LogRef {
+        LogRef { id: LogId::Group, owner: self.id.into() }
     }
 
     /// Writes the group's record, and keeps the open-group directory in step with it.

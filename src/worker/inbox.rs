@@ -1,7 +1,8 @@
 //! Direct messages: each user's inbox as the user's worker holds it. An inbox is one log of
 //! stored messages with a cursor per known device of its user (see `device_cursors`); this
 //! file sends into it, pushes out of it, and takes its acks and resyncs. The log's floor is
-//! the lowest position of the user's devices.
+//! at most the lowest position of the user's devices, lower while history keeps what they
+//! read (see `retention`).
 //!
 //! A user's inbox also holds its sent copies (`Addressee::CopyTo`): what the user sent
 //! others, stored after the recipient's worker stored the message, so that every device
@@ -13,12 +14,13 @@ use super::backlog;
 use super::commands::WorkerCmd;
 use super::context::{Ctx, Waiting};
 use super::cursor::Cursor;
-use super::device_cursors::{is_legacy, DeviceCursors};
+use super::device_cursors::{is_legacy, DeviceCursors, LEGACY};
 use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::quota;
 use super::refusal::{Handled, Refusal};
+use super::retention::{self, LogRef, Retention};
 use super::Shared;
 use crate::protocol::{ClientMsgId, Content, Conversation, ErrorCode, Push, Reply, Seq, UserId};
 use crate::route::{ConnId, Owner, SessionUser};
@@ -40,9 +42,12 @@ pub struct UserState {
     pub last_seq: Seq,
     /// Everything at or below is deleted.
     pub floor: Seq,
+    /// What history keeps below the lowest position, and its bytes (see `retention`).
+    pub retention: Retention,
     /// A cursor per known device of the user.
     pub devices: DeviceCursors,
-    /// The inbox's stored bytes above the floor, against the quota (see `quota`).
+    /// The inbox's bytes above the lowest position (unacknowledged by some device),
+    /// against the quota (see `quota`).
     pub stored_bytes: u64,
 }
 
@@ -60,7 +65,13 @@ impl Inboxes {
             // Without any device record, the legacy device as before devices; with records
             // that all expired, no device until the next login.
             let devices = match known.is_empty() && expired.is_empty() {
-                true => DeviceCursors::implicit_legacy(log.floor),
+                true => {
+                    // With history the legacy device's position is recorded apart from the floor.
+                    let recorded = ctx.shared.store.device_ack(LogId::Inbox, uid.into(), uid, LEGACY)?;
+                    DeviceCursors::implicit_legacy(
+                        recorded.unwrap_or(log.floor).clamp(log.floor, log.last_seq.max(log.floor)),
+                    )
+                }
                 false => {
                     let mut devices = DeviceCursors::default();
                     for (device, record) in known {
@@ -78,14 +89,21 @@ impl Inboxes {
                 uid,
                 last_seq: log.last_seq,
                 floor: log.floor,
+                retention: Retention::default(),
                 devices,
                 stored_bytes: 0,
             };
+            let lowest = state.lowest();
+            state.stored_bytes = quota::backlog_bytes(ctx.partition, uid, lowest, state.last_seq)?;
+            let kept = quota::backlog_bytes(ctx.partition, uid, state.floor, lowest)?;
+            state.retention = Retention { settled: lowest, oldest_ms: None, bytes: kept };
             for device in expired {
                 devices::forget(ctx, &mut state, &device)?;
             }
-            state.raise_floor(ctx, state.deletion_floor())?;
-            state.stored_bytes = quota::backlog_bytes(ctx.partition, uid, state.floor, state.last_seq)?;
+            // What expired while nobody looked (the server was down, the user away).
+            if let Err(refusal) = state.settle(ctx) {
+                debug!("history retention of {}: {}", state.name, refusal.message);
+            }
             self.users.insert(name, state);
         }
         Ok(self.users.get_mut(name))
@@ -113,6 +131,11 @@ impl Inboxes {
     /// The users of this partition online now (on any device).
     pub fn online(&self) -> Vec<Arc<str>> {
         self.users.values().filter(|state| state.devices.online()).map(|state| state.name.clone()).collect()
+    }
+
+    /// The users of this partition loaded now (for the retention pass).
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.users.keys().cloned().collect()
     }
 
     /// Forgets the devices of loaded users not seen for `--device-expiry`.
@@ -210,8 +233,10 @@ impl UserState {
         sender: Option<ConnId>,
     ) -> Result<bool, Refusal> {
         let seq = self.last_seq.next();
-        message::store(ctx, LogId::Inbox, self.uid.into(), seq, &stored, origin)?;
         let size = wire_size(&stored);
+        // History makes way for it within the quota (only what every device read goes).
+        retention::make_room(ctx, self.log(), &mut self.floor, &mut self.retention, self.stored_bytes, size as u64)?;
+        message::store(ctx, LogId::Inbox, self.uid.into(), seq, &stored, origin)?;
         self.last_seq = seq;
         self.stored_bytes += size as u64;
         if !self.devices.online() {
@@ -270,63 +295,84 @@ impl UserState {
 
     /// Moves `device`'s position to `up_to` (with `moved`: a client's ack, or a pass over
     /// what it is not sent), recorded first (a refused change, a full disk, leaves the
-    /// cursor where it was), and raises the floor to what the devices now hold.
+    /// cursor where it was), and settles the floor with what the devices now hold.
     fn advance(&mut self, ctx: &mut Ctx, device: &str, up_to: Seq, moved: fn(&mut Cursor, Seq) -> bool) -> Handled {
         let Some(before) = self.devices.get(device).map(|c| c.acked) else { return Ok(()) };
         if up_to <= before {
             return Ok(());
         }
         let others = self.devices.iter().filter(|(d, _)| ***d != *device).map(|(_, c)| c.acked).min();
-        let floor = self.deletion_floor_at(others.map_or(up_to, |o| o.min(up_to)));
-        // A position the floor rises to needs no record: unrecorded reads as the floor.
-        if floor < up_to {
-            let (uid, device) = (self.uid, device.to_string());
+        let lowest = others.map_or(up_to, |o| o.min(up_to));
+        // Without history a position the floor rises to needs no record: unrecorded reads
+        // as the floor. With history the floor stays below what was read.
+        if !ctx.config().history.is_zero() || lowest < up_to {
+            let uid = self.uid;
             ctx.partition.device(DeviceChange::Ack {
                 log: LogId::Inbox,
                 owner: uid.into(),
                 uid,
-                device,
+                device: device.to_string(),
                 acked: up_to,
             })?;
+            if let Some(cursor) = self.devices.get_mut(device) {
+                moved(cursor, up_to);
+            }
+            // The position is recorded: a floor the disk refuses now rises at a later ack
+            // or pass.
+            if let Err(refusal) = self.settle(ctx) {
+                debug!("history retention of {}: {}", self.name, refusal.message);
+            }
+            return Ok(());
         }
-        self.raise_floor(ctx, floor)?;
+        // The floor is this device's record: it must rise before the cursor moves.
+        self.settle_at(ctx, lowest)?;
         if let Some(cursor) = self.devices.get_mut(device) {
             moved(cursor, up_to);
         }
         Ok(())
     }
 
-    /// Where the inbox's floor may be when its devices' lowest position is `lowest`.
-    ///
-    /// History: this is where messages would be kept past their acknowledgement (the
-    /// floor capped by the retention window); today the floor is the lowest position.
-    pub fn deletion_floor_at(&self, lowest: Seq) -> Seq {
-        lowest
+    /// The lowest position of the user's devices (the floor without any device).
+    pub fn lowest(&self) -> Seq {
+        self.devices.lowest_acked().map_or(self.floor, |lowest| lowest.max(self.floor))
     }
 
-    /// Where the floor may be now, from every known device's position.
-    pub fn deletion_floor(&self) -> Seq {
-        self.devices.lowest_acked().map_or(self.floor, |lowest| self.deletion_floor_at(lowest))
+    /// Settles the floor with the devices' lowest position (after an ack, a device
+    /// forgotten, a login, and in the retention pass).
+    pub fn settle(&mut self, ctx: &mut Ctx) -> Handled {
+        let lowest = self.lowest();
+        self.settle_at(ctx, lowest)
     }
 
-    /// Raises the floor to `floor` if that is higher: one change, the quota frees what it
-    /// held (sizes of what sessions have outstanding are known, the rest is read).
-    pub fn raise_floor(&mut self, ctx: &mut Ctx, floor: Seq) -> Handled {
-        let before = self.floor;
-        if floor <= before {
-            return Ok(());
+    /// Every device has read up to `lowest`: what it passed is no longer unacknowledged
+    /// (the quota frees it; history keeps it), and the floor rises as far as retention
+    /// lets it (to `lowest` itself without history).
+    fn settle_at(&mut self, ctx: &mut Ctx, lowest: Seq) -> Handled {
+        let before = self.floor.max(self.retention.settled);
+        if lowest > before {
+            let moved = match lowest >= self.last_seq {
+                // Acknowledged to its end, the inbox holds nothing unacknowledged: exact,
+                // whatever the estimates missed (a message passed over unpushed, one
+                // erased while in flight).
+                true => self.stored_bytes,
+                false => {
+                    let mut pushed = BTreeMap::new();
+                    for (_, cursor) in self.devices.iter() {
+                        pushed.extend(cursor.pushed_within(before, lowest));
+                    }
+                    // Counted before the floor rises: beyond it nothing can be read.
+                    quota::floor_bytes(ctx.partition, self.uid, before, lowest, &pushed)
+                }
+            };
+            self.stored_bytes = self.stored_bytes.saturating_sub(moved);
+            self.retention.bytes += moved;
         }
-        let mut pushed = BTreeMap::new();
-        for (_, cursor) in self.devices.iter() {
-            pushed.extend(cursor.pushed_within(before, floor));
-        }
-        // Counted before the floor rises: beyond it nothing can be read.
-        let freed = quota::floor_bytes(ctx.partition, self.uid, before, floor, &pushed);
-        ctx.partition.raise_floor(LogId::Inbox, self.uid.into(), before.next(), floor)?;
-        self.floor = floor;
-        self.stored_bytes = self.stored_bytes.saturating_sub(freed);
-        ctx.shared.metrics.stored_delta(-((floor - before) as i64));
-        Ok(())
+        retention::settle(ctx, self.log(), &mut self.floor, &mut self.retention, lowest)
+    }
+
+    /// This inbox's log.
+    pub fn log(&self) -> LogRef {
+        LogRef { id: LogId::Inbox, owner: self.uid.into() }
     }
 
     /// A device whose session passed over what it is not sent, with nothing outstanding, is
@@ -368,8 +414,8 @@ impl UserState {
         let skip = |stored: &StoredMessage| skipped(device, stored);
         let to_wire = |ctx: &Ctx, seq, prev, stored| inbox_push(ctx.shared, seq, prev, stored);
         if backlog::fill(ctx, &log, cursor, skip, to_wire)? {
-            // Every inbox message is kept until acknowledged: the log claims more than the
-            // disk holds.
+            // Every inbox message is kept until acknowledged (history trims only what was
+            // read): the log claims more than the disk holds.
             error!("inbox of {} ends before its last sequence {}", self.name, self.last_seq);
         }
         Ok(())

@@ -11,6 +11,7 @@ use super::device_cursors::is_legacy;
 use super::devices;
 use super::groups::{GroupState, Groups, Member};
 use super::message::system_content;
+use super::read_state;
 use super::refusal::{Handled, Refusal};
 use super::seats::Seat;
 use crate::apps::app_of;
@@ -75,6 +76,7 @@ pub fn create_here(ctx: &mut Ctx, groups: &mut Groups, new: NewGroup) -> Handled
         floor: Seq::ZERO,
         last_seq: Seq::ZERO,
         members: BTreeMap::new(),
+        retention: Default::default(),
     };
     let store = ctx.partition.sled();
     store.add_membership(&creator.name, id)?;
@@ -172,11 +174,12 @@ fn admit(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: U
     seated
 }
 
-/// Writes a new member's position (at `acked`) and membership, gives it its cursors, and
-/// writes the group's record.
+/// Writes a new member's position (at `acked`), read mark and membership, gives it its
+/// cursors, and writes the group's record.
 fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: UserId, acked: Seq) -> Handled {
     let store = ctx.partition.sled();
     store.put_group_ack(id, username, acked)?;
+    read_state::joined(store, uid, id, acked)?;
     store.add_membership(username, id)?;
     let group = groups.load(ctx, id)?;
     seat_devices(ctx, group, username, uid, Role::Member)?;
@@ -255,6 +258,7 @@ fn drop_member(ctx: &mut Ctx, group: &mut GroupState, username: &str) -> Handled
     store.remove_group_ack(group.id, username)?;
     if let Some(uid) = uid {
         store.remove_device_acks(LogId::Group, group.id.into(), Some(uid))?;
+        read_state::left(store, uid, group.id)?;
     }
     store.remove_membership(username, group.id)?;
     group.save(ctx)?;
@@ -320,7 +324,8 @@ pub fn delete(
     };
     let encoded: Arc<[u8]> = wire::encode(ServerFrame::Push(Push::Message(notice))).into();
     let record = group.record();
-    let still_stored = group.last_seq - group.floor;
+    // What was still owed to a member (history's acknowledged messages are not counted).
+    let still_stored = group.last_seq - group.floor.max(group.retention.settled);
     let online = group.sessions(None);
     ctx.partition.sled().delete_group(id, &record)?;
     ctx.partition.forget(LogId::Group, id.into());

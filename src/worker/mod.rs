@@ -19,7 +19,9 @@
 //! - the owners, one type per domain: `inbox` (`Inboxes`), `groups` (`Groups`, with
 //!   `membership`), `support` (`Shops`: customer-support conversations, with `claims`),
 //!   `rooms` (`Rooms`, and broadcast), `presence` (`Presence`), `services` (`Gathers`),
-//!   plus `accounts` and `stats`, which own nothing of their own;
+//!   `history` (`History`: pages of what the logs keep, with `deletion` and `retention`),
+//!   plus `accounts`, `stats` and `read_state` (read marks and receipts, with `unread`),
+//!   which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
 //!   delivery state machine) and `device_cursors` (a reader's cursors, one per device),
@@ -39,11 +41,13 @@ mod commands;
 mod context;
 mod cursor;
 mod dedup;
+mod deletion;
 mod device_cursors;
 mod devices;
 mod directory;
 mod fanout;
 mod groups;
+mod history;
 mod inbox;
 mod legacy_names;
 mod lookalikes;
@@ -53,7 +57,9 @@ mod open_groups;
 mod presence;
 mod push;
 mod quota;
+mod read_state;
 mod refusal;
+mod retention;
 mod rooms;
 mod seats;
 mod services;
@@ -61,6 +67,7 @@ mod shared;
 mod stats;
 mod support;
 mod thread;
+mod unread;
 mod waiting;
 
 pub use budget::SessionBudget;

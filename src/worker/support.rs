@@ -27,6 +27,7 @@ use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
+use super::retention::{self, LogRef, Retention};
 use crate::apps::{local, wire};
 use crate::clock::now_ms;
 use crate::protocol::{
@@ -61,6 +62,8 @@ pub struct SupportConversation {
     pub last_seq: Seq,
     /// The customer's cursor and every staff member's, by username.
     pub readers: BTreeMap<Arc<str>, SupportReader>,
+    /// What history keeps below the readers' positions (see `retention`).
+    pub retention: Retention,
 }
 
 pub struct ShopState {
@@ -153,6 +156,7 @@ impl Shops {
                 floor: log.floor,
                 last_seq: log.last_seq,
                 readers: BTreeMap::new(),
+                retention: Retention::default(),
             };
             let readers: Vec<(Arc<str>, UserId)> = std::iter::once((customer.clone(), record.customer_uid))
                 .chain(shop.staff.iter().map(|(n, uid)| (n.clone(), *uid)))
@@ -173,8 +177,10 @@ impl Shops {
                     conversation.attach(ctx, &reader, &session.device, session.conn, session.budget)?;
                 }
             }
-            // Devices expired or forgotten while the shop was not loaded held the floor.
-            conversation.trim(ctx)?;
+            conversation.retention.settled = match shop.staff.is_empty() {
+                true => log.floor,
+                false => conversation.lowest().unwrap_or(log.floor),
+            };
             shop.by_customer.insert(customer, id);
             self.index.note_conversation(&name, &conversation);
             shop.conversations.insert(id, conversation);
@@ -182,9 +188,19 @@ impl Shops {
         let shop = entry.insert(shop);
         let ids: Vec<SupportId> = shop.conversations.keys().copied().collect();
         for id in ids {
+            // What expired while the shop was not loaded, and devices expired or forgotten
+            // meanwhile that held the floor.
+            if let Err(refusal) = shop.conversation(id)?.trim(ctx) {
+                log::debug!("history retention of support conversation {id}: {}", refusal.message);
+            }
             shop.pump_all(ctx, id)?;
         }
         Ok((shop, &mut self.index))
+    }
+
+    /// The conversations loaded now (for the retention pass).
+    pub fn conversation_ids(&self) -> Vec<SupportId> {
+        self.index.shop_of.keys().copied().collect()
     }
 
     /// A loaded shop by the id of one of its conversations.
@@ -313,8 +329,14 @@ impl SupportConversation {
         if !self.readers.keys().any(|name| **name != *self.customer) {
             return Ok(());
         }
-        let lowest = self.readers.values().filter_map(|r| r.devices.lowest_acked()).min().unwrap_or(self.last_seq);
-        self.raise_floor(ctx, lowest)
+        let lowest = self.lowest().unwrap_or(self.last_seq);
+        let log = self.log();
+        retention::settle(ctx, log, &mut self.floor, &mut self.retention, lowest)
+    }
+
+    /// The lowest position of any reader's device.
+    pub fn lowest(&self) -> Option<Seq> {
+        self.readers.values().filter_map(|r| r.devices.lowest_acked()).min()
     }
 
     /// Gives the reader's `device` its session on `conn` (a device new here gets a cursor
@@ -385,14 +407,15 @@ impl SupportConversation {
         Ok(())
     }
 
+    /// Drops everything up to `floor`, read or not (the count bound).
     fn raise_floor(&mut self, ctx: &mut Ctx, floor: Seq) -> Handled {
-        let before = self.floor;
-        if floor > before {
-            ctx.partition.raise_floor(LogId::Support, self.id.into(), before.next(), floor)?;
-            self.floor = floor;
-            ctx.shared.metrics.stored_delta(-((floor - before) as i64));
-        }
-        Ok(())
+        let log = self.log();
+        retention::drop_to(ctx, log, &mut self.floor, &mut self.retention, floor)
+    }
+
+    /// The conversation's log.
+    pub fn log(&self) -> LogRef {
+        LogRef { id: LogId::Support, owner: self.id.into() }
     }
 
     /// A reader's cursor; `NotAMember` for anyone else.
@@ -474,6 +497,7 @@ impl ShopState {
             floor: Seq::ZERO,
             last_seq: Seq::ZERO,
             readers: BTreeMap::new(),
+            retention: Retention::default(),
         };
         // The record first: a device's position is kept only for a conversation on disk.
         ctx.partition.sled().put_support(id, &conversation.record(&self.name))?;
@@ -551,7 +575,7 @@ impl ShopState {
     /// Stores `stored` as the conversation's next message, counts it as read by the device
     /// that sent it when that device had read everything before it, and pushes it to the
     /// active readers' devices whose cursors are caught up.
-    fn append(
+    pub fn append(
         &mut self,
         ctx: &mut Ctx,
         id: SupportId,
@@ -772,7 +796,7 @@ impl ShopState {
 
 /// A stored support message as pushed to one audience: to the customer a staff member's
 /// message is the shop's (`from` = the shop's name), its display name the agent's.
-fn support_wire(
+pub fn support_wire(
     ctx: &Ctx,
     id: SupportId,
     seq: Seq,

@@ -6,6 +6,7 @@ use super::batch::Batch;
 use super::commands::{Outgoing, WorkerCmd};
 use super::context::{Ctx, WaitQueue, Waiting};
 use super::groups::Groups;
+use super::history::History;
 use super::inbox::Inboxes;
 use super::presence::Presence;
 use super::push::queue::PushQueue;
@@ -15,10 +16,12 @@ use super::rooms::{self, Rooms};
 use super::services::{self, Gathers};
 use super::support::{self, Shops};
 use super::waiting::Readers;
-use super::{accounts, claims, devices, membership, message, stats, waiting, Shared};
+use super::{
+    accounts, claims, deletion, devices, membership, message, read_state, retention, stats, unread, waiting, Shared,
+};
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
-use crate::protocol::{Conversation, ErrorCode, Request, SupportId, Target};
+use crate::protocol::{Chat, Conversation, ErrorCode, Request, SupportId, Target};
 use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::{Partition, StoreError};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
@@ -57,6 +60,7 @@ struct Owners {
     shops: Shops,
     /// Only on the worker of `Owner::PushQueue`; empty elsewhere.
     push: PushQueue,
+    history: History,
 }
 
 pub struct Worker {
@@ -101,6 +105,8 @@ impl Worker {
         let trims = if self.index == 0 { tick(TRIM_EVERY) } else { never() };
         // Every worker forgets devices not seen for `--device-expiry` in what it holds.
         let expiries = tick((self.shared.config.device_expiry / 4).clamp(EXPIRY_CHECK_MIN, EXPIRY_CHECK_MAX));
+        // Every worker settles its loaded logs now and then, as history's window passes.
+        let passes = retention::pass_every(self.shared.config.history).map_or_else(never, tick);
         let mut trimmer = Trimmer::default();
         let mut stopping = false;
         while !stopping {
@@ -131,6 +137,7 @@ impl Worker {
                     continue;
                 }
                 recv(expiries) -> _ => Ok(Work::Internal(WorkerCmd::ExpireDevices)),
+                recv(passes) -> _ => Ok(Work::Internal(WorkerCmd::RetentionPass)),
                 recv(trims) -> _ => {
                     let metrics = &self.shared.metrics;
                     let traffic = metrics.received.load(Ordering::Relaxed) + metrics.delivered.load(Ordering::Relaxed);
@@ -273,6 +280,24 @@ impl Owners {
                     ctx.batch.refuse(conn, request_id, &refusal);
                 }
             }
+            WorkerCmd::ReadReceipt { sender, sender_uid, reader, up_to } => {
+                if let Err(refusal) = read_state::receipt(ctx, &sender, sender_uid, &reader, up_to) {
+                    debug!("read receipt from {reader} for {sender}: {}", refusal.message);
+                }
+            }
+            WorkerCmd::RetentionPass => self.history.pass(ctx, &mut self.inboxes, &mut self.groups, &mut self.shops),
+            WorkerCmd::DeleteDirect { conn, request_id, user, peer, message_id } => {
+                if let Err(refusal) =
+                    deletion::direct(ctx, &mut self.inboxes, conn, request_id, &user, &peer, message_id)
+                {
+                    ctx.batch.refuse(conn, request_id, &refusal);
+                }
+            }
+            WorkerCmd::SenderDeleted { sender, peer, message_id } => {
+                if let Err(refusal) = deletion::sender_side(ctx, &mut self.inboxes, &sender, &peer, message_id) {
+                    warn!("the deletion of {message_id} by {sender} did not reach its own inbox: {}", refusal.message);
+                }
+            }
             WorkerCmd::Stop => {
                 // Open windows' final counts, into this last commit.
                 self.push.close_windows(ctx, None);
@@ -323,6 +348,9 @@ impl Owners {
             Request::ClaimSupport { .. } => claims::claim(ctx, shop, conn, request_id, id, &user),
             Request::HandOverSupport { to, .. } => claims::hand_over(ctx, shop, conn, request_id, id, &user, &to),
             Request::ReleaseSupport { .. } => claims::release(ctx, shop, conn, request_id, id, &user),
+            request @ (Request::History { .. } | Request::DeleteMessage { .. } | Request::ClearHistory { .. }) => {
+                self.history.support_request(ctx, shop, id, conn, request_id, &user, request)
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -529,6 +557,21 @@ impl Owners {
             Request::RemoveStaff { shop, username } => {
                 claims::remove_staff(ctx, &mut self.shops, conn, request_id, &shop, &username)
             }
+            Request::MarkRead { chat: Chat::Group(group_id), up_to } => {
+                let group = self.groups.load(ctx, group_id)?;
+                read_state::mark_group(ctx, group, conn, request_id, &user, up_to)
+            }
+            Request::MarkRead { chat, up_to } => read_state::mark(ctx, conn, request_id, &user, chat, up_to),
+            Request::ReadState => unread::read_state(ctx, conn, request_id, &user),
+            Request::SetReadReceipts { enabled } => read_state::set_receipts(ctx, conn, request_id, &user, enabled),
+            Request::ReadPositions { group_id } => {
+                let group = self.groups.load(ctx, group_id)?;
+                read_state::positions(ctx, group, conn, request_id, &user)
+            }
+            request @ (Request::History { .. } | Request::DeleteMessage { .. } | Request::ClearHistory { .. }) => {
+                let (inboxes, groups) = (&mut self.inboxes, &mut self.groups);
+                self.history.request(ctx, inboxes, groups, conn, request_id, user, request)
+            }
             other @ (Request::Ack { .. }
             | Request::Resync { .. }
             | Request::ClaimSupport { .. }
@@ -543,15 +586,6 @@ impl Owners {
             | Request::LoginDevice { .. }
             | Request::ResumeDevice { .. }
             | Request::ServiceLogin { .. }) => Err(unexpected(other)),
-            // History and read state: the wire types are defined; each part of the server
-            // answers its own as it lands.
-            Request::History { .. }
-            | Request::DeleteMessage { .. }
-            | Request::ClearHistory { .. }
-            | Request::MarkRead { .. }
-            | Request::ReadState
-            | Request::SetReadReceipts { .. }
-            | Request::ReadPositions { .. } => Err(Refusal::new(ErrorCode::BadRequest, "not supported yet")),
         }
     }
 
@@ -579,7 +613,10 @@ fn conversation_of(request: &Request) -> Option<SupportId> {
         | Request::Resync { conversation: Conversation::Support(id), .. }
         | Request::ClaimSupport { conversation: id }
         | Request::HandOverSupport { conversation: id, .. }
-        | Request::ReleaseSupport { conversation: id } => Some(*id),
+        | Request::ReleaseSupport { conversation: id }
+        | Request::History { chat: Chat::Support(id), .. }
+        | Request::DeleteMessage { chat: Chat::Support(id), .. }
+        | Request::ClearHistory { chat: Chat::Support(id), .. } => Some(*id),
         _ => None,
     }
 }

@@ -159,6 +159,13 @@ struct Flags {
     /// Messages a group keeps at most; older ones go even if a member has not acked them.
     #[arg(long, default_value_t = defaults().group_retention)]
     group_retention: u64,
+    /// Days a message is kept after every reader acknowledged it, for history; 0 deletes it
+    /// at its last ack.
+    #[arg(long, default_value_t = defaults().history.as_secs() / DAY)]
+    history_days: u64,
+    /// Minutes after sending it during which a user may delete a message for everyone.
+    #[arg(long, default_value_t = defaults().delete_window.as_secs() / 60)]
+    delete_window_mins: u64,
     /// Staff per shop at most.
     #[arg(long, default_value_t = defaults().max_staff_per_shop)]
     max_staff_per_shop: usize,
@@ -269,6 +276,8 @@ impl Flags {
             max_group_members: self.max_group_members,
             max_groups_per_user: self.max_groups_per_user,
             group_retention: self.group_retention,
+            history: Duration::from_secs(self.history_days.saturating_mul(DAY)),
+            delete_window: Duration::from_secs(self.delete_window_mins.saturating_mul(60)),
             max_staff_per_shop: self.max_staff_per_shop,
             max_support_per_user: self.max_support_per_user,
             max_room_members: self.max_room_members,
@@ -376,8 +385,8 @@ mod tests {
             hash_cost, delivery_window, delivery_window_bytes, max_outbound, max_outbound_total,
             fanout_rate, fanout_burst, max_rooms_per_conn, max_inbox_bytes, worker_queue, max_batch,
             shutdown_grace, max_connections, token_ttl, max_devices, device_expiry, max_group_members,
-            max_groups_per_user,
-            group_retention, max_staff_per_shop, max_support_per_user, max_room_members, broadcast_by_anyone, max_subscriptions,
+            max_groups_per_user, group_retention, history, delete_window, max_staff_per_shop,
+            max_support_per_user, max_room_members, broadcast_by_anyone, max_subscriptions,
             max_connections_per_ip, request_rate, request_burst, login_free_attempts,
             login_address_free_attempts, login_account_free_attempts, login_backoff,
             login_backoff_max, register_per_address, register_total, register_queue, login_queue,
@@ -401,9 +410,15 @@ mod tests {
             "5",
             "--sync",
             "none",
+            "--history-days",
+            "2",
+            "--delete-window-mins",
+            "15",
         ])
         .expect("valid flags");
         let config = flags.config();
+        assert_eq!(config.history, Duration::from_secs(2 * 24 * 3600));
+        assert_eq!(config.delete_window, Duration::from_secs(15 * 60));
         assert_eq!(config.heartbeat, Duration::from_secs(7));
         assert_eq!(config.stats_interval, Duration::ZERO, "zero turns the statistics line off");
         assert_eq!(config.cache_bytes, 3 * 1024 * 1024);

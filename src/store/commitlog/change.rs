@@ -4,11 +4,12 @@
 //! A record's payload is the batch's changes, postcard-encoded one after another. Every
 //! change is idempotent and safe to apply on top of any state sled recovered to (sled
 //! keeps some prefix of its unflushed writes after a crash): a message is put only above
-//! its log's floor, a floor or a member's ack only ever rises.
+//! its log's floor, a floor, a member's ack, a read mark or a receipt only ever rises (a
+//! mark or receipt forgotten at its bound is removed, in the log's order).
 
-use crate::protocol::{GroupId, Seq, SupportId, UserId};
+use crate::protocol::{Chat, GroupId, Seq, SupportId, UserId};
 use crate::store::{
-    DedupRecord, DeviceRecord, LogId, LogOwner, PushRecord, Store, StoreError, StoreResult, StoredMessage,
+    DedupRecord, DeviceRecord, LogId, LogOwner, PushRecord, ReadEntry, Store, StoreError, StoreResult, StoredMessage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,10 @@ pub enum Change {
     /// A reader's (customer's or staff member's) acknowledged position in a support
     /// conversation.
     SupportAck { support: SupportId, username: String, acked: Seq },
+    /// A user's read mark in a chat; None: forgotten (the user's oldest, at the bound).
+    ReadMark { uid: UserId, chat: Chat, mark: Option<ReadEntry> },
+    /// The latest read receipt `sender` holds from `reader`; None: forgotten.
+    ReadReceipt { sender: UserId, reader: String, receipt: Option<ReadEntry> },
     /// A change of a user's devices (appended: logs of earlier versions hold none).
     Device(DeviceChange),
 }
@@ -45,7 +50,8 @@ pub enum Change {
 pub enum DeviceChange {
     /// The device logged in or its session ended.
     Seen { uid: UserId, device: String, last_seen_ms: u64 },
-    /// A named device's acknowledged position in a log (the legacy device's in an inbox).
+    /// A device's acknowledged position in a log: a named device's anywhere, the legacy
+    /// device's in an inbox whose floor history or another device holds below it.
     Ack { log: LogId, owner: LogOwner, uid: UserId, device: String, acked: Seq },
     /// A resume token issued to a named device.
     Token { uid: UserId, digest: [u8; 32], expires_ms: u64, device: String },
@@ -69,6 +75,8 @@ pub enum ChangeRef<'a> {
     PushEvent { seq: u64, event: &'a PushRecord },
     PushFloor { floor: u64 },
     SupportAck { support: SupportId, username: &'a str, acked: Seq },
+    ReadMark { uid: UserId, chat: &'a Chat, mark: Option<ReadEntry> },
+    ReadReceipt { sender: UserId, reader: &'a str, receipt: Option<ReadEntry> },
     Device(&'a DeviceChange),
 }
 
@@ -96,6 +104,8 @@ pub struct Applied {
     pub messages: u64,
     pub floors: u64,
     pub acks: u64,
+    /// Read marks and receipts.
+    pub read: u64,
     pub dedup: u64,
 }
 
@@ -148,6 +158,16 @@ impl Store {
                 if self.support(support)?.is_some() && acked > self.support_ack(support, &username)? {
                     self.put_support_ack(support, &username, acked)?;
                     applied.acks += 1;
+                }
+            }
+            Change::ReadMark { uid, chat, mark } => {
+                if self.apply_read_mark(uid, &chat, mark)? {
+                    applied.read += 1;
+                }
+            }
+            Change::ReadReceipt { sender, reader, receipt } => {
+                if self.apply_read_receipt(sender, &reader, receipt)? {
+                    applied.read += 1;
                 }
             }
             Change::Device(change) => self.apply_device(change, applied)?,
@@ -218,6 +238,8 @@ mod tests {
         };
         let entry = DedupEntry { recipient: LogOwner(3), message_id: MessageId(4), seq: Seq(5), timestamp_ms: 6 };
         let records = vec![DedupRecord { sender: UserId(1), client_msg_id: ClientMsgId(2), entry }];
+        let chat = crate::protocol::Chat::User("bob".into());
+        let mark = ReadEntry { up_to: Seq(4), at_ms: 99 };
         let seen = DeviceChange::Seen { uid: UserId(1), device: "phone".into(), last_seen_ms: 7 };
         let ack = DeviceChange::Ack {
             log: LogId::Group,
@@ -259,6 +281,18 @@ mod tests {
             (
                 ChangeRef::SupportAck { support: SupportId(4), username: "bob", acked: Seq(3) },
                 Change::SupportAck { support: SupportId(4), username: "bob".into(), acked: Seq(3) },
+            ),
+            (
+                ChangeRef::ReadMark { uid: UserId(5), chat: &chat, mark: Some(mark) },
+                Change::ReadMark { uid: UserId(5), chat: chat.clone(), mark: Some(mark) },
+            ),
+            (
+                ChangeRef::ReadMark { uid: UserId(5), chat: &chat, mark: None },
+                Change::ReadMark { uid: UserId(5), chat: chat.clone(), mark: None },
+            ),
+            (
+                ChangeRef::ReadReceipt { sender: UserId(6), reader: "alice", receipt: Some(mark) },
+                Change::ReadReceipt { sender: UserId(6), reader: "alice".into(), receipt: Some(mark) },
             ),
             (ChangeRef::Device(&seen), Change::Device(seen.clone())),
             (ChangeRef::Device(&ack), Change::Device(ack.clone())),

@@ -354,13 +354,15 @@ pub fn recover(store: &Store, data_dir: &Path) -> StoreResult<Recovered> {
         }
         segment::sync_dir(&dir).map_err(|e| io_error("syncing", e))?;
         info!(
-            "commit log: replayed {} records from {} segments ({} messages, {} floors, {} group acks, {} dedup records)",
+            "commit log: replayed {} records from {} segments ({} messages, {} floors, {} group acks, {} dedup records, \
+             {} read marks and receipts)",
             recovered.records,
             recovered.segments,
             recovered.applied.messages,
             recovered.applied.floors,
             recovered.applied.acks,
-            recovered.applied.dedup
+            recovered.applied.dedup,
+            recovered.applied.read
         );
     }
     Ok(recovered)
