@@ -13,28 +13,41 @@
 //!   token; messages whose receipt never came (direct or group) are sent again with the
 //!   same `client_msg_id`, so the server stores each once. What belonged to the old
 //!   connection (rooms joined, users watched) is asked for again.
+//! - Every login names this client's device for the user (protocol.md "Devices"): chosen
+//!   once (`--device`, or `chat-` and 8 random hex digits) and kept in the token file, so
+//!   the user's other devices see this one's messages as sent copies and the server keeps
+//!   this one's place in each conversation.
+//! - A chat is read once its messages are shown in the open conversation (the peer of
+//!   `/to`, which shows its last messages), in its history, or with `/read`: the client
+//!   marks it read after the burst, as it acks.
 //!
-//! Pushes and acks are in `delivery.rs`, replies in `replies.rs`, failures in `failures.rs`.
+//! Pushes and acks are in `delivery.rs`, replies in `replies.rs`, failures in `failures.rs`,
+//! history, deletions and read marks in `reading.rs`.
 
 mod delivery;
 mod failures;
+mod reading;
 mod replies;
 
 use failures::request_name;
 
+use crate::chats::Chats;
 use crate::commands::{self, Action, Context};
 use crate::connection::{ConnEvent, Connection, NetEvent, Origin, SendError};
 use crate::inbox::InboxCursor;
 use crate::render::{self, Event, Output};
-use crate::token::TokenStore;
-use confab_proto::protocol::{ClientMsgId, Conversation, Request, Seq};
+use crate::token::{Saved, TokenStore};
+use confab_proto::protocol::{Chat, ClientMsgId, Conversation, MessageId, Request, Seq};
 use crossbeam_channel::{never, select, Receiver};
+use reading::Fetch;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 /// How long `/quit` or the end of input waits for replies still owed.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Messages shown when a conversation is opened with `/to`.
+const OPEN_HISTORY: u32 = 5;
 
 /// Work waiting its turn (see the barrier rule above).
 enum Queued {
@@ -43,6 +56,20 @@ enum Queued {
     ResumeSaved(String),
     /// `/resync`: from the position the conversation's cursor has when it is sent.
     Resync(Conversation),
+    /// `/history`, or opening a conversation with `/to` (`open`: quietly skipped when
+    /// nobody is logged in).
+    History {
+        chat: Chat,
+        count: u32,
+        open: bool,
+    },
+    /// `/delete`: the message is looked up when it is this item's turn.
+    Delete {
+        chat: Chat,
+        message_id: Option<MessageId>,
+    },
+    Clear(Chat),
+    Read(Chat),
 }
 
 /// Where the client is, for a status line.
@@ -76,12 +103,30 @@ pub struct App<O> {
     watching: BTreeSet<String>,
     barrier: Option<u32>,
     quit_by: Option<Instant>,
+    /// `--device`: this client's device id for whoever logs in.
+    device_flag: Option<String>,
+    /// The device id used for each username in this process (also when no token file
+    /// can keep it).
+    devices: HashMap<String, String>,
+    /// Per username: what this client knows of each chat's read state.
+    chats: HashMap<String, Chats>,
+    /// Chats shown since the last burst ended, to mark read then.
+    reading: BTreeSet<Chat>,
+    /// History being paged back through, by the request id of its latest page.
+    fetches: HashMap<u32, Fetch>,
 }
 
 impl<O: Output> App<O> {
     /// Starts connecting to `addr` at once; with `resume_user`, logs in with that user's
     /// remembered token as soon as the link is up.
-    pub fn new(mut conn: Connection, out: O, tokens: TokenStore, addr: &str, resume_user: Option<String>) -> Self {
+    pub fn new(
+        mut conn: Connection,
+        out: O,
+        tokens: TokenStore,
+        addr: &str,
+        resume_user: Option<String>,
+        device: Option<String>,
+    ) -> Self {
         conn.connect(addr);
         App {
             conn,
@@ -100,6 +145,11 @@ impl<O: Output> App<O> {
             watching: BTreeSet::new(),
             barrier: None,
             quit_by: None,
+            device_flag: device,
+            devices: HashMap::new(),
+            chats: HashMap::new(),
+            reading: BTreeSet::new(),
+            fetches: HashMap::new(),
         }
     }
 
@@ -137,8 +187,16 @@ impl<O: Output> App<O> {
             Ok(Some(Action::Connect(addr))) => self.connect(&addr),
             Ok(Some(Action::Peer(username))) => {
                 self.peer = Some(username.clone());
-                self.out.emit(Event::Peer { username });
+                self.out.emit(Event::Peer { username: username.clone() });
+                let chat = Chat::User(username);
+                self.queue.push_back(Queued::History { chat, count: OPEN_HISTORY, open: true });
             }
+            Ok(Some(Action::History { chat, count })) => {
+                self.queue.push_back(Queued::History { chat, count, open: false })
+            }
+            Ok(Some(Action::Delete { chat, message_id })) => self.queue.push_back(Queued::Delete { chat, message_id }),
+            Ok(Some(Action::Clear(chat))) => self.queue.push_back(Queued::Clear(chat)),
+            Ok(Some(Action::Read(chat))) => self.queue.push_back(Queued::Read(chat)),
             Ok(Some(Action::Help)) => {
                 for command in commands::COMMANDS {
                     self.out.emit(Event::Help { usage: command.usage(), text: command.help.into() });
@@ -171,6 +229,11 @@ impl<O: Output> App<O> {
                 Queued::Request(request) => request_name(request),
                 Queued::ResumeSaved(_) => "resume",
                 Queued::Resync(_) => "resync",
+                Queued::History { open: true, .. } => continue,
+                Queued::History { .. } => "history",
+                Queued::Delete { .. } => "delete",
+                Queued::Clear(_) => "clear",
+                Queued::Read(_) => "read",
             };
             self.out.emit(Event::error("Offline", format!("{what} was not sent")));
         }
@@ -217,33 +280,78 @@ impl<O: Output> App<O> {
                 return;
             };
             match item {
-                Queued::Request(request) => self.request(request, Origin::User),
-                Queued::ResumeSaved(username) => match self.tokens.load(&username) {
-                    Ok(Some(token)) => self.request(Request::Resume { username, token }, Origin::User),
-                    Ok(None) => self.out.emit(Event::error(
+                Queued::Request(Request::Login { username, password }) => {
+                    let (device, _) = self.device_for(&username);
+                    self.request(Request::LoginDevice { username, password, device }, Origin::User);
+                }
+                Queued::Request(request) => {
+                    self.request(request, Origin::User);
+                }
+                Queued::ResumeSaved(username) => match self.device_for(&username) {
+                    (device, Some(token)) => {
+                        self.request(Request::ResumeDevice { username, token, device }, Origin::User);
+                    }
+                    (_, None) => self.out.emit(Event::error(
                         "NoToken",
                         format!("no remembered token for {username}; /login {username} PASSWORD"),
                     )),
-                    Err(e) => self.out.emit(Event::error("TokenFile", e.to_string())),
                 },
                 Queued::Resync(conversation) => {
                     let after = self.cursor(conversation).map_or(Seq::ZERO, |cursor| cursor.shown());
-                    self.request(Request::Resync { conversation, after }, Origin::User)
+                    self.request(Request::Resync { conversation, after }, Origin::User);
                 }
+                Queued::History { chat, count, open } => self.fetch_history(chat, count, open),
+                Queued::Delete { chat, message_id } => self.delete(chat, message_id),
+                Queued::Clear(chat) => self.clear(chat),
+                Queued::Read(chat) => self.mark_read(chat),
             }
         }
     }
 
-    fn request(&mut self, request: Request, origin: Origin) {
+    /// Sends `request`; its id if it went out.
+    fn request(&mut self, request: Request, origin: Origin) -> Option<u32> {
         let barrier = changes_session(&request);
         let retry = (is_stored_send(&request) && self.resume.is_some()).then(|| request.clone());
         match self.conn.send(request, origin) {
-            Ok(id) if barrier => self.barrier = Some(id),
-            Ok(_) => {}
+            Ok(id) => {
+                if barrier {
+                    self.barrier = Some(id);
+                }
+                Some(id)
+            }
             // The link broke under this write; a Down event follows, then a reconnect.
-            Err(SendError::Io(_)) if retry.is_some() => self.unsent.extend(retry),
-            Err(e) => self.out.emit(Event::error("Offline", format!("{e}; try /connect"))),
+            Err(SendError::Io(_)) if retry.is_some() => {
+                self.unsent.extend(retry);
+                None
+            }
+            Err(e) => {
+                self.out.emit(Event::error("Offline", format!("{e}; try /connect")));
+                None
+            }
         }
+    }
+
+    /// The device id to log in as `username` with, and the remembered token if it is that
+    /// device's: `--device`, else the one the token file keeps, else the one this process
+    /// chose before, else a new one.
+    fn device_for(&mut self, username: &str) -> (String, Option<Vec<u8>>) {
+        let saved = match self.tokens.load(username) {
+            Ok(saved) => saved.unwrap_or_default(),
+            Err(e) => {
+                self.out.emit(Event::error("TokenFile", e.to_string()));
+                Saved::default()
+            }
+        };
+        let device = self
+            .device_flag
+            .clone()
+            .or_else(|| saved.device.clone())
+            .or_else(|| self.devices.get(username).cloned())
+            .unwrap_or_else(|| format!("chat-{:08x}", random_u64() as u32));
+        // A file of the first format has a token without a device: worth a try.
+        let token = saved.token.filter(|_| saved.device.as_ref().map_or(true, |d| *d == device));
+        self.devices.insert(username.to_string(), device.clone());
+        (device, token)
     }
 
     fn conn_event(&mut self, event: ConnEvent) {
@@ -251,7 +359,8 @@ impl<O: Output> App<O> {
             ConnEvent::Up { addr } => {
                 self.out.emit(Event::Connected { addr });
                 if let Some((username, token)) = self.resume.clone() {
-                    self.request(Request::Resume { username, token }, Origin::Auto);
+                    let device = self.devices.get(&username).cloned().unwrap_or_default();
+                    self.request(Request::ResumeDevice { username, token, device }, Origin::Auto);
                 }
             }
             ConnEvent::Reply { pending, reply } => self.reply(pending, reply),
@@ -280,13 +389,22 @@ impl<O: Output> App<O> {
         }
     }
 
-    fn logged_in(&mut self, username: &str, token: Vec<u8>, acked: Seq, last_seq: Seq, reconnected: bool) {
+    fn logged_in(
+        &mut self,
+        username: &str,
+        device: &str,
+        token: Vec<u8>,
+        acked: Seq,
+        last_seq: Seq,
+        reconnected: bool,
+    ) {
         // Saved before the LoggedIn line appears, so whoever sees it can rely on the file.
         if !reconnected {
-            if let Err(e) = self.tokens.save(username, &token) {
+            if let Err(e) = self.tokens.save(username, device, Some(&token)) {
                 self.out.emit(Event::error("TokenFile", e.to_string()));
             }
         }
+        self.devices.insert(username.to_string(), device.to_string());
         self.session = Some(username.to_string());
         self.resume = Some((username.to_string(), token));
         self.cursors.entry((username.to_string(), Conversation::Inbox)).or_default().logged_in(acked, last_seq);
@@ -308,12 +426,13 @@ impl<O: Output> App<O> {
     fn forget_live_state(&mut self) {
         self.rooms.clear();
         self.watching.clear();
+        self.reading.clear();
     }
 
     fn logged_out(&mut self) {
         if let Some(username) = self.session.take() {
             // The server revoked the token; a stale file would only fail next time.
-            if let Err(e) = self.tokens.remove(&username) {
+            if let Err(e) = self.tokens.forget_token(&username) {
                 self.out.emit(Event::error("TokenFile", e.to_string()));
             }
         }
@@ -367,7 +486,16 @@ pub fn run<O: Output, I>(
 
 /// Requests after which the server treats the connection as someone else (or no one).
 fn changes_session(request: &Request) -> bool {
-    matches!(request, Request::Register { .. } | Request::Login { .. } | Request::Resume { .. } | Request::Logout)
+    matches!(
+        request,
+        Request::Register { .. }
+            | Request::Login { .. }
+            | Request::Resume { .. }
+            | Request::LoginDevice { .. }
+            | Request::ResumeDevice { .. }
+            | Request::Logout
+            | Request::LogoutEverywhere
+    )
 }
 
 fn is_stored_send(request: &Request) -> bool {

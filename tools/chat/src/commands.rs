@@ -8,7 +8,7 @@
 //! a leading slash).
 
 pub use crate::table::{COMMANDS, DEFAULT_ADDR};
-use confab_proto::protocol::{valid_username, ClientMsgId, Content, Conversation, Request, Target};
+use confab_proto::protocol::{valid_username, Chat, ClientMsgId, Content, Conversation, MessageId, Request, Target};
 use std::fmt;
 
 /// What a line asks for.
@@ -17,8 +17,24 @@ pub enum Action {
     /// A request for the server.
     Request(Request),
     Connect(String),
-    /// Talk to this user from now on.
+    /// Talk to this user from now on: the conversation opens (its last messages are shown
+    /// and it is marked read).
     Peer(String),
+    /// Show up to `count` of the chat's newest messages, oldest first.
+    History {
+        chat: Chat,
+        count: u32,
+    },
+    /// Delete our message `message_id` in the chat for everyone (None: the last one of
+    /// ours this client knows there).
+    Delete {
+        chat: Chat,
+        message_id: Option<MessageId>,
+    },
+    /// Hide the chat's history, up to its newest message, from our devices.
+    Clear(Chat),
+    /// Mark the chat read up to the newest message seen in it.
+    Read(Chat),
     /// Ask the server to deliver this conversation again after what was shown (the
     /// position is the app's to know).
     Resync(Conversation),
@@ -430,6 +446,39 @@ mod tests {
         for line in ["/shop Acme! hi", "/claim thirty", "/reply x hi", "/handover 30 Carol", "/support A"] {
             assert!(matches!(run(line, None), Err(ParseError::Invalid(_))), "{line}");
         }
+    }
+
+    #[test]
+    fn history_read_and_device_commands() {
+        use crate::table::HISTORY_DEFAULT;
+        use confab_proto::protocol::GroupId;
+        let bob = || Chat::User("bob".into());
+        let action = |line| run(line, None).expect(line).expect(line);
+        assert_eq!(action("/history bob"), Action::History { chat: bob(), count: HISTORY_DEFAULT });
+        assert_eq!(action("/history bob 5"), Action::History { chat: bob(), count: 5 });
+        assert_eq!(action("/group history 9 50"), Action::History { chat: Chat::Group(GroupId(9)), count: 50 });
+        assert_eq!(action("/delete bob"), Action::Delete { chat: bob(), message_id: None });
+        assert_eq!(action("/delete bob 78"), Action::Delete { chat: bob(), message_id: Some(MessageId(78)) });
+        assert_eq!(
+            action("/group delete-message 9 80"),
+            Action::Delete { chat: Chat::Group(GroupId(9)), message_id: Some(MessageId(80)) }
+        );
+        assert_eq!(action("/clear bob"), Action::Clear(bob()));
+        assert_eq!(action("/group clear 9"), Action::Clear(Chat::Group(GroupId(9))));
+        assert_eq!(action("/read bob"), Action::Read(bob()));
+        assert_eq!(action("/group mark-read 9"), Action::Read(Chat::Group(GroupId(9))));
+        assert_eq!(request("/unread"), Request::ReadState);
+        assert_eq!(request("/receipts off"), Request::SetReadReceipts { enabled: false });
+        assert_eq!(request("/receipts on"), Request::SetReadReceipts { enabled: true });
+        assert_eq!(request("/group read 9"), Request::ReadPositions { group_id: GroupId(9) });
+        assert_eq!(request("/devices"), Request::ListDevices);
+        assert_eq!(request("/device-remove phone"), Request::RemoveDevice { device: "phone".into() });
+        assert_eq!(request("/logout-all"), Request::LogoutEverywhere);
+        for line in ["/history bob 0", "/history bob 1001", "/history Bob", "/delete bob x", "/receipts maybe"] {
+            assert!(matches!(run(line, None), Err(ParseError::Invalid(_))), "{line}");
+        }
+        assert_eq!(run("/clear", None), Err(ParseError::Usage("/clear NAME".into())));
+        assert_eq!(run("/history bob 5 6", None), Err(ParseError::Usage("/history NAME [N]".into())));
     }
 
     #[test]

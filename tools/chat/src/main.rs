@@ -183,6 +183,7 @@
 
 mod app;
 mod backoff;
+mod chats;
 mod commands;
 mod connection;
 mod inbox;
@@ -200,7 +201,7 @@ use render::{Event, Output};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use token::TokenStore;
+use token::{valid_device, TokenStore};
 
 #[derive(Parser, Debug)]
 #[command(name = "confab-chat", version, about = "Chat with other confabd users")]
@@ -218,6 +219,10 @@ struct Args {
     /// Log in as NAME with the remembered token at start, no password needed.
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// This client's device id (1-64 printable characters, no spaces); by default the one
+    /// the token file keeps, or a new random one (`chat-` and 8 hex digits) kept there.
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
     /// Line mode even on a terminal: one command per input line, one event per output line.
     #[arg(long)]
     plain: bool,
@@ -229,16 +234,20 @@ fn main() -> ExitCode {
         eprintln!("confab-chat: not a valid app name: {}", args.app);
         return ExitCode::FAILURE;
     }
+    if let Some(device) = args.device.as_deref().filter(|d| !valid_device(d)) {
+        eprintln!("confab-chat: not a valid device id (1-64 printable characters, no spaces): {device}");
+        return ExitCode::FAILURE;
+    }
     let tokens = TokenStore::new(args.token_file, &args.app);
     let (net_tx, net_rx) = crossbeam_channel::unbounded();
     let mut conn = Connection::new(net_tx, app::random_u64());
     conn.set_app(&args.app);
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if args.plain || !terminal {
-        let mut app = App::new(conn, PlainOutput, tokens, &args.server, args.user);
+        let mut app = App::new(conn, PlainOutput, tokens, &args.server, args.user, args.device);
         app::run(&mut app, &net_rx, spawn_line_reader(), |app, line| app.input(&line), |_| {});
     } else {
-        let app = App::new(conn, tui::Screen::default(), tokens, &args.server, args.user);
+        let app = App::new(conn, tui::Screen::default(), tokens, &args.server, args.user, args.device);
         if let Err(e) = tui::run(app, &net_rx) {
             eprintln!("confab-chat: terminal: {e} (--plain works without one)");
             return ExitCode::FAILURE;

@@ -11,9 +11,11 @@ mod pretty;
 pub use plain::plain;
 pub use pretty::pretty;
 
+use crate::chats::Own;
 use confab_proto::protocol::{
-    AppFigures, Chat, Content, Conversation, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo, OnlineUser,
-    OpenGroup, PushDeviceInfo, PushPlatform, Request, Role, RoomInfo, Seq, ServerStats, SupportId, SupportInfo, Target,
+    AppFigures, Chat, Content, Conversation, DeviceInfo, GroupEvent, GroupId, GroupInfo, MediaKind, MemberInfo,
+    Message, MessageId, OnlineUser, OpenGroup, PushDeviceInfo, PushPlatform, ReadPosition, Request, Role, RoomInfo,
+    Seq, ServerStats, SupportId, SupportInfo, Target,
 };
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,10 +31,12 @@ pub enum Event {
     Registered {
         username: String,
     },
-    /// `reconnected` when the client logged in again by itself after a drop.
+    /// `reconnected` when the client logged in again by itself after a drop; `device` is
+    /// this client's device id for the user.
     LoggedIn {
         username: String,
         display_name: String,
+        device: String,
         acked: Seq,
         last_seq: Seq,
         reconnected: bool,
@@ -41,7 +45,16 @@ pub enum Event {
     Sent {
         to: Target,
         seq: Seq,
+        message_id: MessageId,
         duplicate: bool,
+        content: Content,
+    },
+    /// A message the user sent to `to` from another device (at `seq` of the user's inbox).
+    SentCopy {
+        to: String,
+        seq: Seq,
+        message_id: MessageId,
+        timestamp_ms: u64,
         content: Content,
     },
     TransientSent {
@@ -57,6 +70,7 @@ pub enum Event {
     Message {
         conversation: Conversation,
         seq: Seq,
+        message_id: MessageId,
         from: String,
         /// The sender's display name (a service's is its name).
         display_name: String,
@@ -75,6 +89,75 @@ pub enum Event {
         seq: Seq,
         timestamp_ms: u64,
         event: GroupEvent,
+    },
+    /// In the inbox: `by` deleted its message `message_id` (of the chat `chat`, when this
+    /// client knows the message; `preview`, the start of its text, likewise).
+    MessageDeleted {
+        seq: Seq,
+        message_id: MessageId,
+        by: String,
+        chat: Option<Chat>,
+        preview: Option<String>,
+    },
+    /// A chat's unread messages: at login (chats with any), or one per chat after
+    /// [`Event::ReadStateCount`].
+    Unread {
+        chat: Chat,
+        unread: u64,
+        read_up_to: Seq,
+        last_seq: Seq,
+    },
+    /// `/unread`: this header, then one [`Event::Unread`] per chat.
+    ReadStateCount {
+        chats: usize,
+        read_receipts: bool,
+    },
+    /// `/history`: this header, then one [`Event::HistoryMessage`] per message, oldest first.
+    History {
+        chat: Chat,
+        count: usize,
+        more: bool,
+    },
+    /// A message (or a group's event) of a history page; `deleted`: its sender deleted it.
+    HistoryMessage {
+        message: Message,
+        deleted: bool,
+    },
+    /// The server has our read mark: `chat` read up to `up_to`, `unread` left. `asked`: by
+    /// the user's `/read`, not by the client after showing the chat.
+    Read {
+        chat: Chat,
+        up_to: Seq,
+        unread: u64,
+        asked: bool,
+    },
+    /// The user read `chat` up to `up_to` on another device.
+    ReadMark {
+        chat: Chat,
+        up_to: Seq,
+        unread: u64,
+    },
+    /// `reader` has read our direct messages up to `up_to` (a sequence of its inbox);
+    /// `own`: the newest of ours that reaches, when this client knows it.
+    ReadReceipt {
+        reader: String,
+        up_to: Seq,
+        own: Option<Own>,
+    },
+    /// The user cleared the chat's history up to `up_to` on another device.
+    HistoryCleared {
+        chat: Chat,
+        up_to: Seq,
+    },
+    /// `/devices`: this header, then one [`Event::Device`] per device.
+    DeviceCount {
+        count: usize,
+    },
+    Device(DeviceInfo),
+    /// `/group read`: how far each member has read the group.
+    ReadPositions {
+        group_id: GroupId,
+        readers: Vec<ReadPosition>,
     },
     Transient {
         from: String,
@@ -246,7 +329,8 @@ pub fn tone(event: &Event) -> Tone {
         | Event::Broadcast { .. }
         | Event::Transient { .. }
         | Event::ServiceNotice { .. } => Tone::Incoming,
-        Event::Sent { .. } | Event::Delivered { .. } => Tone::Own,
+        Event::Sent { .. } | Event::SentCopy { .. } | Event::Delivered { .. } => Tone::Own,
+        Event::HistoryMessage { .. } => Tone::Incoming,
         Event::Error { .. } | Event::Kicked { .. } | Event::ShuttingDown | Event::Disconnected { .. } => Tone::Alert,
         _ => Tone::Notice,
     }
@@ -254,7 +338,7 @@ pub fn tone(event: &Event) -> Tone {
 
 /// Events a person need not see: the client's own bookkeeping.
 pub fn is_housekeeping(event: &Event) -> bool {
-    matches!(event, Event::Acked { .. } | Event::Resynced { asked: false, .. })
+    matches!(event, Event::Acked { .. } | Event::Resynced { asked: false, .. } | Event::Read { asked: false, .. })
 }
 
 fn is_typing(content: &Content) -> bool {
@@ -300,6 +384,17 @@ fn plain_content(content: &Content) -> String {
     }
     let _ = write!(out, " text={}", escape(&String::from_utf8_lossy(&content.body)));
     out
+}
+
+/// The start of a message's text, for showing which message a receipt or deletion means.
+pub fn preview(content: &Content) -> String {
+    const PREVIEW_CHARS: usize = 40;
+    let text = String::from_utf8_lossy(&content.body);
+    let mut preview: String = text.chars().take(PREVIEW_CHARS).collect();
+    if text.chars().nth(PREVIEW_CHARS).is_some() {
+        preview.push('…');
+    }
+    preview
 }
 
 fn pretty_content(content: &Content) -> String {

@@ -4,15 +4,20 @@
 use crate::commands::Arg::{Flag, Optional, Rest, Word};
 use crate::commands::{message, peer, stored, username, Action, Command, ParseError};
 use crate::render::TYPING;
+use crate::token::valid_device;
 use confab_proto::protocol::{
-    valid_room_name, valid_shop_name, Chat, ClientMsgId, Content, Conversation, GroupId, Request, Role, SupportId,
-    Target,
+    valid_room_name, valid_shop_name, Chat, ClientMsgId, Content, Conversation, GroupId, MessageId, Request, Role,
+    SupportId, Target,
 };
 
 /// The server's address when neither `--server` nor `/connect ADDR` names one.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7420";
 /// Who-is-online and room listing page size (the server caps both at 500).
 pub const PAGE: u32 = 100;
+/// Messages `/history` shows when no number is given.
+pub const HISTORY_DEFAULT: u32 = 20;
+/// The most `/history` shows at once (it pages back through the server for them).
+pub const HISTORY_MAX: u32 = 1000;
 
 pub const COMMANDS: &[Command] = &[
     Command {
@@ -278,6 +283,88 @@ pub const COMMANDS: &[Command] = &[
         build: |_, a| Ok(Action::Request(Request::ReleaseSupport { conversation: support_id(a[0])? })),
     },
     Command {
+        name: "history",
+        args: &[Word("NAME"), Optional("N")],
+        help: "the last N (default 20) messages with NAME, both ways, oldest first",
+        build: |_, a| Ok(Action::History { chat: Chat::User(username(a[0])?), count: history_count(a[1])? }),
+    },
+    Command {
+        name: "group history",
+        args: &[Word("ID"), Optional("N")],
+        help: "the last N (default 20) messages of group ID since you joined, oldest first",
+        build: |_, a| Ok(Action::History { chat: Chat::Group(group_id(a[0])?), count: history_count(a[1])? }),
+    },
+    Command {
+        name: "delete",
+        args: &[Word("NAME"), Optional("ID")],
+        help: "delete your message ID to NAME for everyone (no ID: your last one this client knows)",
+        build: |_, a| Ok(Action::Delete { chat: Chat::User(username(a[0])?), message_id: message_id(a[1])? }),
+    },
+    Command {
+        name: "group delete-message",
+        args: &[Word("ID"), Optional("MESSAGE")],
+        help: "delete your message MESSAGE in group ID for everyone (none: your last one known here)",
+        build: |_, a| Ok(Action::Delete { chat: Chat::Group(group_id(a[0])?), message_id: message_id(a[1])? }),
+    },
+    Command {
+        name: "clear",
+        args: &[Word("NAME")],
+        help: "hide the history with NAME from all your devices (NAME keeps theirs)",
+        build: |_, a| Ok(Action::Clear(Chat::User(username(a[0])?))),
+    },
+    Command {
+        name: "group clear",
+        args: &[Word("ID")],
+        help: "hide the history of group ID from all your devices",
+        build: |_, a| Ok(Action::Clear(Chat::Group(group_id(a[0])?))),
+    },
+    Command {
+        name: "read",
+        args: &[Word("NAME")],
+        help: "mark the chat with NAME read (on all your devices; NAME may learn it)",
+        build: |_, a| Ok(Action::Read(Chat::User(username(a[0])?))),
+    },
+    Command {
+        name: "group mark-read",
+        args: &[Word("ID")],
+        help: "mark group ID read (on all your devices)",
+        build: |_, a| Ok(Action::Read(Chat::Group(group_id(a[0])?))),
+    },
+    Command {
+        name: "unread",
+        args: &[],
+        help: "your chats: unread messages and how far each is read",
+        build: |_, _| Ok(Action::Request(Request::ReadState)),
+    },
+    Command {
+        name: "receipts",
+        args: &[Word("on|off")],
+        help: "whether others learn when you have read their messages (on by default)",
+        build: |_, a| match a[0] {
+            "on" => Ok(Action::Request(Request::SetReadReceipts { enabled: true })),
+            "off" => Ok(Action::Request(Request::SetReadReceipts { enabled: false })),
+            other => Err(ParseError::Invalid(format!("{other:?} is neither on nor off"))),
+        },
+    },
+    Command {
+        name: "group read",
+        args: &[Word("ID")],
+        help: "how far each member has read group ID",
+        build: |_, a| Ok(Action::Request(Request::ReadPositions { group_id: group_id(a[0])? })),
+    },
+    Command {
+        name: "devices",
+        args: &[],
+        help: "your devices: which are online, when the others were last seen",
+        build: |_, _| Ok(Action::Request(Request::ListDevices)),
+    },
+    Command {
+        name: "device-remove",
+        args: &[Word("NAME")],
+        help: "forget your device NAME (a lost phone): its session ends, its token is revoked",
+        build: |_, a| Ok(Action::Request(Request::RemoveDevice { device: device(a[0])? })),
+    },
+    Command {
         name: "stats",
         args: &[],
         help: "server statistics (administrators)",
@@ -295,8 +382,14 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "logout",
         args: &[],
-        help: "log out and forget the resume token",
+        help: "log out this device and forget its resume token",
         build: |_, _| Ok(Action::Request(Request::Logout)),
+    },
+    Command {
+        name: "logout-all",
+        args: &[],
+        help: "log out every one of your devices, this one too",
+        build: |_, _| Ok(Action::Request(Request::LogoutEverywhere)),
     },
     Command { name: "help", args: &[], help: "this list", build: |_, _| Ok(Action::Help) },
     Command { name: "quit", args: &[], help: "finish what is under way and exit", build: |_, _| Ok(Action::Quit) },
@@ -332,6 +425,35 @@ fn user_not_group(word: &str, command: &str) -> Result<String, ParseError> {
         Ok(id) => ParseError::Invalid(format!("{e}; for group {id}: /group {command} {id}")),
         Err(_) => e,
     })
+}
+
+/// `/history`'s N: 1 to [`HISTORY_MAX`], [`HISTORY_DEFAULT`] when not given.
+fn history_count(word: &str) -> Result<u32, ParseError> {
+    if word.is_empty() {
+        return Ok(HISTORY_DEFAULT);
+    }
+    match word.parse::<u32>() {
+        Ok(n @ 1..=HISTORY_MAX) => Ok(n),
+        _ => Err(ParseError::Invalid(format!("{word:?} is not a number of messages (1 to {HISTORY_MAX})"))),
+    }
+}
+
+/// A message id as `sent` and `message` lines show it; "" for none.
+fn message_id(word: &str) -> Result<Option<MessageId>, ParseError> {
+    if word.is_empty() {
+        return Ok(None);
+    }
+    word.parse()
+        .map(|id| Some(MessageId(id)))
+        .map_err(|_| ParseError::Invalid(format!("{word:?} is not a message id (the id= of a sent line)")))
+}
+
+fn device(name: &str) -> Result<String, ParseError> {
+    if valid_device(name) {
+        Ok(name.to_string())
+    } else {
+        Err(ParseError::Invalid(format!("{name:?} is not a device id (1-64 printable characters, no spaces)")))
+    }
 }
 
 fn group_id(word: &str) -> Result<GroupId, ParseError> {

@@ -1,11 +1,15 @@
-//! Where resume tokens are remembered between runs, so `--user NAME` can log in without a
-//! password.
+//! Where a user's device id and resume token are remembered between runs, so `--user NAME`
+//! can log in without a password, always as the same device.
 //!
-//! A token file holds a format line, the username it belongs to and the token in hex. The
-//! username is checked on load, so one `--token-file` shared by several accounts never
-//! hands one user's token to another. The file is written to a temporary name and renamed
-//! (a crash leaves the old token, not half a new one) and, on Unix, readable by its owner
-//! only: the token is as good as the password until it expires or the user logs out.
+//! A token file holds a format line, the username it belongs to, this client's device id
+//! for that user, and the token in hex (empty after a logout: the device id outlives the
+//! token, so the next login is the same device again and the server's positions for it
+//! are used, not left to expire). Files of the first format (no device line) are read
+//! too; their token was a login without a device. The username is checked on load, so
+//! one `--token-file` shared by several accounts never hands one user's token or device to
+//! another. The file is written to a temporary name and renamed (a crash leaves the old
+//! token, not half a new one) and, on Unix, readable by its owner only: the token is as
+//! good as the password until it expires or the user logs out.
 
 use confab_proto::protocol::DEFAULT_APP;
 use std::fmt;
@@ -13,7 +17,26 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &str = "confab-token 1";
+/// The format with a device line.
+const MAGIC: &str = "confab-token 2";
+/// The first format: username and token, no device.
+const MAGIC_V1: &str = "confab-token 1";
+/// The longest device id the server takes (protocol.md "Devices").
+pub const MAX_DEVICE_ID: usize = 64;
+
+/// What a token file remembers for its user.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Saved {
+    /// None only in a file of the first format.
+    pub device: Option<String>,
+    /// None after a logout, or a refused token.
+    pub token: Option<Vec<u8>>,
+}
+
+/// A device id as the server takes it: 1 to 64 printable ASCII characters, no spaces.
+pub fn valid_device(device: &str) -> bool {
+    !device.is_empty() && device.len() <= MAX_DEVICE_ID && device.bytes().all(|b| b.is_ascii_graphic())
+}
 
 #[derive(Debug)]
 pub enum TokenError {
@@ -63,8 +86,8 @@ impl TokenStore {
         }
     }
 
-    /// The remembered token of `username`, if there is one for that user.
-    pub fn load(&self, username: &str) -> Result<Option<Vec<u8>>, TokenError> {
+    /// What is remembered for `username`, if the file is that user's.
+    pub fn load(&self, username: &str) -> Result<Option<Saved>, TokenError> {
         let Some(path) = self.path_for(username) else {
             return Ok(None);
         };
@@ -74,16 +97,30 @@ impl TokenStore {
             Err(error) => return Err(TokenError::Io { path, error }),
         };
         let mut lines = text.lines();
-        let (Some(MAGIC), Some(owner), Some(hex)) = (lines.next(), lines.next(), lines.next()) else {
+        let (magic, owner) = (lines.next(), lines.next());
+        let (device, hex) = match magic {
+            Some(MAGIC) => (lines.next().filter(|d| valid_device(d)).map(str::to_string), lines.next()),
+            Some(MAGIC_V1) => (None, lines.next()),
+            _ => return Err(TokenError::Malformed { path }),
+        };
+        let (Some(owner), Some(hex)) = (owner, hex) else {
             return Err(TokenError::Malformed { path });
         };
+        if magic == Some(MAGIC) && device.is_none() {
+            return Err(TokenError::Malformed { path });
+        }
         if owner != username {
             return Ok(None);
         }
-        from_hex(hex).map(Some).ok_or(TokenError::Malformed { path })
+        let token = match hex.trim() {
+            "" => None,
+            hex => Some(from_hex(hex).ok_or(TokenError::Malformed { path })?),
+        };
+        Ok(Some(Saved { device, token }))
     }
 
-    pub fn save(&self, username: &str, token: &[u8]) -> Result<(), TokenError> {
+    /// Remembers `username`'s device and token (None: the device alone).
+    pub fn save(&self, username: &str, device: &str, token: Option<&[u8]>) -> Result<(), TokenError> {
         let Some(path) = self.path_for(username) else {
             return Ok(());
         };
@@ -92,7 +129,7 @@ impl TokenStore {
             fs::create_dir_all(dir).map_err(io_error)?;
         }
         let temp = temp_path(&path);
-        let text = format!("{MAGIC}\n{username}\n{}\n", to_hex(token));
+        let text = format!("{MAGIC}\n{username}\n{device}\n{}\n", token.map(to_hex).unwrap_or_default());
         write_private(&temp, text.as_bytes()).map_err(io_error)?;
         fs::rename(&temp, &path).map_err(|error| {
             let _ = fs::remove_file(&temp);
@@ -100,19 +137,31 @@ impl TokenStore {
         })
     }
 
-    /// Forgets `username`'s token (after a logout, which revoked it, or a refusal).
-    pub fn remove(&self, username: &str) -> Result<(), TokenError> {
-        let Some(path) = self.path_for(username) else {
-            return Ok(());
-        };
+    /// Forgets `username`'s token (after a logout, which revoked it, or a refusal); the
+    /// device id stays.
+    pub fn forget_token(&self, username: &str) -> Result<(), TokenError> {
         // Only our own user's file: a shared --token-file may hold someone else's token.
-        match self.load(username) {
-            Ok(Some(_)) | Err(TokenError::Malformed { .. }) => {}
+        let saved = match self.load(username) {
+            Ok(Some(saved)) => saved,
             Ok(None) | Err(TokenError::Io { .. }) => return Ok(()),
-        }
-        match fs::remove_file(&path) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(TokenError::Io { path, error }),
-            _ => Ok(()),
+            Err(TokenError::Malformed { path }) => {
+                return match fs::remove_file(&path) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => Err(TokenError::Io { path, error }),
+                    _ => Ok(()),
+                };
+            }
+        };
+        match (saved.device, saved.token) {
+            (Some(device), Some(_)) => self.save(username, &device, None),
+            // A first-format file: its token was all it held.
+            (None, Some(_)) => match self.path_for(username) {
+                Some(path) => match fs::remove_file(&path) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => Err(TokenError::Io { path, error }),
+                    _ => Ok(()),
+                },
+                None => Ok(()),
+            },
+            (_, None) => Ok(()),
         }
     }
 }
@@ -159,13 +208,37 @@ mod tests {
         let store = TokenStore::new(Some(path.clone()), DEFAULT_APP);
         assert!(store.load("alice").expect("load").is_none());
         let token: Vec<u8> = (0..32).collect();
-        store.save("alice", &token).expect("save");
-        assert_eq!(store.load("alice").expect("load"), Some(token));
+        store.save("alice", "laptop", Some(&token)).expect("save");
+        let saved = Saved { device: Some("laptop".into()), token: Some(token) };
+        assert_eq!(store.load("alice").expect("load"), Some(saved));
         assert_eq!(store.load("bob").expect("load"), None);
-        store.remove("bob").expect("remove");
-        assert!(path.exists(), "bob's logout must not delete alice's token");
-        store.remove("alice").expect("remove");
+        store.forget_token("bob").expect("forget");
+        assert!(store.load("alice").expect("load").is_some_and(|s| s.token.is_some()), "bob's logout is not alice's");
+        // The device outlives the token: the next login is the same device.
+        store.forget_token("alice").expect("forget");
+        assert_eq!(store.load("alice").expect("load"), Some(Saved { device: Some("laptop".into()), token: None }));
+    }
+
+    #[test]
+    fn a_file_of_the_first_format_has_a_token_and_no_device() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        fs::write(&path, "confab-token 1\nalice\n00ff\n").expect("write");
+        let store = TokenStore::new(Some(path.clone()), DEFAULT_APP);
+        assert_eq!(store.load("alice").expect("load"), Some(Saved { device: None, token: Some(vec![0, 255]) }));
+        store.forget_token("alice").expect("forget");
         assert!(!path.exists());
+        fs::write(&path, "confab-token 2\nalice\nhas space\n00ff\n").expect("write");
+        assert!(matches!(store.load("alice"), Err(TokenError::Malformed { .. })));
+    }
+
+    #[test]
+    fn device_ids_are_short_printable_ascii() {
+        assert!(valid_device("chat-0123abcd"));
+        assert!(valid_device(&"x".repeat(MAX_DEVICE_ID)));
+        for bad in ["", "has space", "tab\t", "é", &"x".repeat(MAX_DEVICE_ID + 1)] {
+            assert!(!valid_device(bad), "{bad:?}");
+        }
     }
 
     #[test]
@@ -194,7 +267,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token");
-        TokenStore::new(Some(path.clone()), DEFAULT_APP).save("alice", &[1, 2, 3]).expect("save");
+        TokenStore::new(Some(path.clone()), DEFAULT_APP).save("alice", "laptop", Some(&[1, 2, 3])).expect("save");
         let mode = fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }

@@ -9,6 +9,7 @@ use confab_proto::protocol::{Chat, Conversation, ErrorCode, Request, Target};
 
 impl<O: Output> App<O> {
     pub(super) fn unanswered(&mut self, pending: Pending, reconnecting: bool) {
+        self.fetches.remove(&pending.id);
         let user = pending.origin == Origin::User;
         match pending.request {
             request @ Request::Send { transient: false, .. } if user && reconnecting && self.resume.is_some() => {
@@ -46,9 +47,10 @@ impl<O: Output> App<O> {
         let Some(pending) = pending else {
             return;
         };
-        if let Request::Resume { username, .. } = pending.request {
+        self.fetches.remove(&pending.id);
+        if let Request::ResumeDevice { username, .. } = pending.request {
             if code == ErrorCode::InvalidToken {
-                if let Err(e) = self.tokens.remove(&username) {
+                if let Err(e) = self.tokens.forget_token(&username) {
                     self.out.emit(Event::error("TokenFile", e.to_string()));
                 }
             }
@@ -99,7 +101,7 @@ pub(super) fn request_name(request: &Request) -> &'static str {
         Request::Hello { .. } => "hello",
         Request::Ping => "ping",
         Request::Register { .. } => "register",
-        Request::Login { .. } => "login",
+        Request::Login { .. } | Request::LoginDevice { .. } => "login",
         Request::Send { to: Target::User(_), transient: false, .. } => "msg",
         Request::Send { to: Target::User(_), .. } => "typing",
         Request::Send { to: Target::Group(_), .. } => "say",
@@ -116,7 +118,21 @@ pub(super) fn request_name(request: &Request) -> &'static str {
         Request::Rename { .. } => "rename",
         Request::ListOnline { .. } => "who",
         Request::Logout => "logout",
-        Request::Resume { .. } => "resume",
+        Request::Resume { .. } | Request::ResumeDevice { .. } => "resume",
+        Request::LogoutEverywhere => "logout-all",
+        Request::ListDevices => "devices",
+        Request::RemoveDevice { .. } => "device-remove",
+        Request::History { chat: Chat::Group(_), .. } => "group history",
+        Request::History { .. } => "history",
+        Request::DeleteMessage { chat: Chat::Group(_), .. } => "group delete-message",
+        Request::DeleteMessage { .. } => "delete",
+        Request::ClearHistory { chat: Chat::Group(_), .. } => "group clear",
+        Request::ClearHistory { .. } => "clear",
+        Request::MarkRead { chat: Chat::Group(_), .. } => "group mark-read",
+        Request::MarkRead { .. } => "read",
+        Request::ReadState => "unread",
+        Request::SetReadReceipts { .. } => "receipts",
+        Request::ReadPositions { .. } => "group read",
         Request::CreateGroup { .. } => "group create",
         Request::RenameGroup { .. } => "group rename",
         Request::AddMember { .. } => "group add",

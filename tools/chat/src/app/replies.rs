@@ -4,9 +4,10 @@
 
 use super::failures::request_name;
 use super::App;
+use crate::chats::Own;
 use crate::connection::{Origin, Pending};
-use crate::render::{Event, Output};
-use confab_proto::protocol::{Conversation, GroupId, Reply, Request, Target};
+use crate::render::{preview, Event, Output};
+use confab_proto::protocol::{Chat, Conversation, GroupId, Reply, Request, Target};
 
 impl<O: Output> App<O> {
     pub(super) fn reply(&mut self, pending: Pending, reply: Reply) {
@@ -17,24 +18,42 @@ impl<O: Output> App<O> {
         let event = match (reply, pending.request) {
             (Reply::Registered { .. }, Request::Register { username, .. }) => Event::Registered { username },
             (
-                Reply::LoggedIn { display_name, acked, last_seq, resume_token, .. },
-                Request::Login { username, .. } | Request::Resume { username, .. },
+                Reply::DeviceLoggedIn {
+                    display_name, device, acked, last_seq, resume_token, chats, read_receipts, ..
+                },
+                Request::LoginDevice { username, .. } | Request::ResumeDevice { username, .. },
             ) => {
                 let reconnected = pending.origin == Origin::Auto;
-                self.logged_in(&username, resume_token, acked, last_seq, reconnected);
-                Event::LoggedIn { username, display_name, acked, last_seq, reconnected }
+                self.logged_in(&username, &device, resume_token, acked, last_seq, reconnected);
+                self.out.emit(Event::LoggedIn { username, display_name, device, acked, last_seq, reconnected });
+                self.read_state(chats, read_receipts, true);
+                return;
             }
-            (Reply::Sent { seq, duplicate, .. }, Request::Send { to, content, .. }) => {
+            (Reply::Sent { message_id, seq, duplicate, .. }, Request::Send { to, content, .. }) => {
                 // Never pushed back to us: the receipt is where it sits in the conversation.
-                let own = match to {
-                    Target::Group(id) => Some(Conversation::Group(id)),
-                    Target::Support(id) => Some(Conversation::Support(id)),
+                let own = match &to {
+                    Target::Group(id) => Some(Conversation::Group(*id)),
+                    Target::Support(id) => Some(Conversation::Support(*id)),
                     _ => None,
                 };
                 if let Some(cursor) = own.and_then(|conversation| self.cursor(conversation)) {
                     cursor.own(seq);
                 }
-                Event::Sent { to, seq, duplicate, content }
+                let chat = match &to {
+                    Target::User(name) => Some(Chat::User(name.clone())),
+                    Target::Group(id) => Some(Chat::Group(*id)),
+                    Target::Support(id) => Some(Chat::Support(*id)),
+                    _ => None,
+                };
+                if let (Some(chat), Some(chats)) = (chat, self.chats_mut()) {
+                    chats.sent_here(message_id);
+                    // A direct message's receipt is a sequence of the recipient's inbox.
+                    if !matches!(chat, Chat::User(_)) {
+                        chats.own_seq(&chat, seq);
+                    }
+                    chats.own_message(&chat, Own { message_id, receipt_seq: Some(seq), preview: preview(&content) });
+                }
+                Event::Sent { to, seq, message_id, duplicate, content }
             }
             (Reply::TransientSent { delivered }, Request::Send { to: Target::User(to), .. }) => {
                 Event::TransientSent { to, delivered }
@@ -51,9 +70,42 @@ impl<O: Output> App<O> {
             }
             (Reply::Renamed { display_name }, _) => Event::Renamed { display_name },
             (Reply::Online { users, more }, _) => Event::Online { users, more },
-            (Reply::LoggedOut, _) => {
+            (Reply::LoggedOut, _) | (Reply::Done, Request::LogoutEverywhere) => {
                 self.logged_out();
                 Event::LoggedOut
+            }
+            (Reply::Done, Request::MarkRead { chat, up_to }) => {
+                self.marked_read(chat, up_to, asked);
+                return;
+            }
+            (Reply::Done, Request::SetReadReceipts { enabled }) => {
+                if let Some(chats) = self.chats_mut() {
+                    chats.read_receipts = enabled;
+                }
+                Event::Done { request: Request::SetReadReceipts { enabled } }
+            }
+            (Reply::Done, Request::ClearHistory { chat, up_to }) => {
+                if let Some(chats) = self.chats_mut() {
+                    let view = chats.view(&chat);
+                    view.cleared_up_to = view.cleared_up_to.max(up_to);
+                }
+                Event::Done { request: Request::ClearHistory { chat, up_to } }
+            }
+            (Reply::HistoryPage { chat, messages, more }, _) => {
+                self.history_page(pending.id, chat, messages, more);
+                return;
+            }
+            (Reply::ReadState { chats, read_receipts }, _) => {
+                self.read_state(chats, read_receipts, false);
+                return;
+            }
+            (Reply::ReadPositions { group_id, readers }, _) => Event::ReadPositions { group_id, readers },
+            (Reply::Devices { devices }, _) => {
+                self.out.emit(Event::DeviceCount { count: devices.len() });
+                for device in devices {
+                    self.out.emit(Event::Device(device));
+                }
+                return;
             }
             (Reply::GroupCreated { group_id }, Request::CreateGroup { name, open }) => {
                 Event::GroupCreated { group_id, name, open }

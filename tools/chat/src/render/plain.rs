@@ -2,22 +2,28 @@
 //! and escaped. The crate documentation lists every format; the tests below pin a few.
 
 use super::{escape, is_typing, plain_content, platform_word, role_word, Event};
-use confab_proto::protocol::{Chat, Conversation, GroupEvent, MemberInfo, Request, Role, ServerStats, Target};
+use confab_proto::protocol::{
+    Chat, Conversation, GroupEvent, MemberInfo, Message, MessageId, ReadPosition, Request, Role, SenderKind, Seq,
+    ServerStats, Target,
+};
 
 pub fn plain(event: &Event) -> String {
     match event {
         Event::Connected { addr } => format!("connected {addr}"),
         Event::Registered { username } => format!("registered {username}"),
-        Event::LoggedIn { username, acked, last_seq, reconnected, .. } => {
+        Event::LoggedIn { username, device, acked, last_seq, reconnected, .. } => {
             let word = if *reconnected { "reconnected" } else { "logged-in" };
-            format!("{word} {username} acked={acked} last={last_seq}")
+            format!("{word} {username} acked={acked} last={last_seq} device={}", escape(device))
         }
-        Event::Sent { to, seq, duplicate, .. } => {
-            let mut line = format!("sent seq={seq} {}", destination(to));
+        Event::Sent { to, seq, message_id, duplicate, .. } => {
+            let mut line = format!("sent seq={seq} {} id={message_id}", destination(to));
             if *duplicate {
                 line.push_str(" duplicate=true");
             }
             line
+        }
+        Event::SentCopy { to, seq, message_id, timestamp_ms, content } => {
+            format!("sent-copy seq={seq} to={to} at={timestamp_ms} id={message_id}{}", plain_content(content))
         }
         Event::TransientSent { to, delivered } => {
             format!("transient-sent to={to} delivered={delivered}")
@@ -26,20 +32,51 @@ pub fn plain(event: &Event) -> String {
             format!("room-sent room={room} recipients={recipients}")
         }
         Event::Delivered { recipients, .. } => format!("broadcast-sent recipients={recipients}"),
-        Event::Message { conversation, seq, from, display_name, service, staff, timestamp_ms, content } => format!(
-            "message seq={seq} from={}{} at={timestamp_ms}{}{}{}{}",
-            escape(from),
-            if display_name.is_empty() || display_name == from {
-                String::new()
-            } else {
-                // Spaces escaped too: fields are separated by spaces, and only text is last.
-                format!(" name={}", escape(display_name).replace(' ', "\\u{20}"))
-            },
-            group_field(*conversation),
-            if *service { " service=true" } else { "" },
-            if *staff { " staff=true" } else { "" },
-            plain_content(content)
+        Event::Message { conversation, seq, message_id, from, display_name, service, staff, timestamp_ms, content } => {
+            let head = Head {
+                conversation: *conversation,
+                seq: *seq,
+                message_id: *message_id,
+                from,
+                display_name,
+                service: *service,
+                staff: *staff,
+                timestamp_ms: *timestamp_ms,
+            };
+            format!("message {head}{}", plain_content(content))
+        }
+        Event::MessageDeleted { seq, message_id, by, chat, .. } => {
+            let chat = chat.as_ref().map_or(String::new(), |chat| format!(" {}", chat_field(chat)));
+            format!("message-deleted seq={seq} id={message_id} by={}{chat}", escape(by))
+        }
+        Event::Unread { chat, unread, read_up_to, last_seq } => {
+            format!("unread {} count={unread} read={read_up_to} last={last_seq}", chat_field(chat))
+        }
+        Event::ReadStateCount { chats, read_receipts } => {
+            format!("read-state chats={chats} read_receipts={read_receipts}")
+        }
+        Event::History { chat, count, more } => format!("history {} count={count} more={more}", chat_field(chat)),
+        Event::HistoryMessage { message, deleted } => history_line(message, *deleted),
+        Event::Read { chat, up_to, unread, .. } => format!("read {} up_to={up_to} unread={unread}", chat_field(chat)),
+        Event::ReadMark { chat, up_to, unread } => {
+            format!("read-mark {} up_to={up_to} unread={unread}", chat_field(chat))
+        }
+        Event::ReadReceipt { reader, up_to, own } => {
+            let id = own.as_ref().map_or(String::new(), |own| format!(" id={}", own.message_id));
+            format!("read-receipt reader={} up_to={up_to}{id}", escape(reader))
+        }
+        Event::HistoryCleared { chat, up_to } => format!("history-cleared {} up_to={up_to}", chat_field(chat)),
+        Event::DeviceCount { count } => format!("devices count={count}"),
+        Event::Device(d) => format!(
+            "device name={} online={} last_seen={} this={}",
+            escape(&d.device),
+            d.online,
+            d.last_seen_ms,
+            d.this
         ),
+        Event::ReadPositions { group_id, readers } => {
+            format!("read-positions group={group_id} readers={}", reader_list(readers))
+        }
         Event::GroupChange { group_id, seq, event, .. } => {
             format!("group-event group={group_id} seq={seq} {}", group_event(event))
         }
@@ -214,8 +251,71 @@ fn done(request: &Request) -> String {
         Request::ClaimSupport { conversation } => format!("claim support={conversation}"),
         Request::HandOverSupport { conversation, to } => format!("handover support={conversation} user={to}"),
         Request::ReleaseSupport { conversation } => format!("release support={conversation}"),
+        Request::DeleteMessage { chat, message_id } => format!("delete {} id={message_id}", chat_field(chat)),
+        Request::ClearHistory { chat, up_to } => format!("clear {} up_to={up_to}", chat_field(chat)),
+        Request::SetReadReceipts { enabled } => format!("receipts enabled={enabled}"),
+        Request::RemoveDevice { device } => format!("device-remove device={}", escape(device)),
         _ => "request".into(),
     }
+}
+
+/// The fields of a stored message's line up to its content, in the order the crate
+/// documentation gives: `seq=N from=NAME [name=T] at=MS id=ID [group=ID|support=ID]
+/// [service=true] [staff=true]`.
+struct Head<'a> {
+    conversation: Conversation,
+    seq: Seq,
+    message_id: MessageId,
+    from: &'a str,
+    display_name: &'a str,
+    service: bool,
+    staff: bool,
+    timestamp_ms: u64,
+}
+
+impl std::fmt::Display for Head<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "seq={} from={}", self.seq, escape(self.from))?;
+        if !self.display_name.is_empty() && self.display_name != self.from {
+            // Spaces escaped too: fields are separated by spaces, and only text is last.
+            write!(f, " name={}", escape(self.display_name).replace(' ', "\\u{20}"))?;
+        }
+        write!(f, " at={} id={}{}", self.timestamp_ms, self.message_id, group_field(self.conversation))?;
+        if self.service {
+            f.write_str(" service=true")?;
+        }
+        if self.staff {
+            f.write_str(" staff=true")?;
+        }
+        Ok(())
+    }
+}
+
+/// A message of a history page, as a `message` line is; a group's event as a
+/// `group-event` line is.
+fn history_line(message: &Message, deleted: bool) -> String {
+    if let (Conversation::Group(group_id), Some(event)) = (message.conversation, &message.event) {
+        return format!("history-event group={group_id} seq={} {}", message.seq, group_event(event));
+    }
+    let head = Head {
+        conversation: message.conversation,
+        seq: message.seq,
+        message_id: message.message_id,
+        from: &message.from,
+        display_name: &message.display_name,
+        service: message.sender == SenderKind::Service,
+        staff: message.sender == SenderKind::Staff,
+        timestamp_ms: message.timestamp_ms,
+    };
+    match deleted {
+        true => format!("history-message {head} deleted=true"),
+        false => format!("history-message {head}{}", plain_content(&message.content)),
+    }
+}
+
+/// `alice:5,bob:3`: who has read a group up to where.
+fn reader_list(readers: &[ReadPosition]) -> String {
+    readers.iter().map(|r| format!("{}:{}", r.username, r.read_up_to)).collect::<Vec<_>>().join(",")
 }
 
 /// `owner=U admins=A,B members=C,D online=A,C`: a field per role, then who is online.
@@ -245,15 +345,14 @@ fn stats_line(s: &ServerStats) -> String {
 mod tests {
     use super::super::TYPING;
     use super::*;
-    use confab_proto::protocol::{
-        Content, GroupId, GroupInfo, OnlineUser, PushDeviceInfo, PushPlatform, RoomInfo, Seq,
-    };
+    use confab_proto::protocol::{Content, GroupId, GroupInfo, OnlineUser, PushDeviceInfo, PushPlatform, RoomInfo};
 
     #[test]
     fn free_text_stays_on_one_line() {
         let event = Event::Message {
             conversation: Conversation::Inbox,
             seq: Seq(3),
+            message_id: MessageId(70),
             from: "alice".into(),
             display_name: "alice".into(),
             service: false,
@@ -261,20 +360,26 @@ mod tests {
             timestamp_ms: 1_000,
             content: Content::text("two\nlines \\ and\u{1b}[2J"),
         };
-        assert_eq!(plain(&event), "message seq=3 from=alice at=1000 text=two\\nlines \\\\ and\\u{1b}[2J");
+        assert_eq!(plain(&event), "message seq=3 from=alice at=1000 id=70 text=two\\nlines \\\\ and\\u{1b}[2J");
         assert!(!super::super::pretty(&event).contains('\u{1b}'));
         let mut renamed = event.clone();
         if let Event::Message { display_name, .. } = &mut renamed {
             *display_name = "Alice L.".into();
         }
-        assert!(plain(&renamed).starts_with("message seq=3 from=alice name=Alice\\u{20}L. at=1000 "));
+        assert!(plain(&renamed).starts_with("message seq=3 from=alice name=Alice\\u{20}L. at=1000 id=70 "));
     }
 
     #[test]
     fn documented_lines() {
-        let sent = |to| Event::Sent { to, seq: Seq(1), duplicate: false, content: Content::text("hi") };
-        assert_eq!(plain(&sent(Target::User("bob".into()))), "sent seq=1 to=bob");
-        assert_eq!(plain(&sent(Target::Group(GroupId(7)))), "sent seq=1 group=7");
+        let sent = |to| Event::Sent {
+            to,
+            seq: Seq(1),
+            message_id: MessageId(9),
+            duplicate: false,
+            content: Content::text("hi"),
+        };
+        assert_eq!(plain(&sent(Target::User("bob".into()))), "sent seq=1 to=bob id=9");
+        assert_eq!(plain(&sent(Target::Group(GroupId(7)))), "sent seq=1 group=7 id=9");
         assert_eq!(
             plain(&Event::Transient { from: "alice".into(), content: Content::text(TYPING) }),
             "typing from=alice"
@@ -289,11 +394,12 @@ mod tests {
             plain(&Event::LoggedIn {
                 username: "alice".into(),
                 display_name: "alice".into(),
+                device: "laptop".into(),
                 acked: Seq::ZERO,
                 last_seq: Seq(3),
                 reconnected: false
             }),
-            "logged-in alice acked=0 last=3"
+            "logged-in alice acked=0 last=3 device=laptop"
         );
     }
 
@@ -360,6 +466,99 @@ mod tests {
             plain(&Event::Done { request: Request::Unmute { chat: Chat::Group(GroupId(7)) } }),
             "done unmute group=7"
         );
+    }
+
+    #[test]
+    fn device_history_and_read_state_lines() {
+        use crate::chats::Own;
+        use confab_proto::protocol::{ChatState, DeviceInfo, MediaKind, SenderKind};
+        let bob = || Chat::User("bob".into());
+        let copy = Event::SentCopy {
+            to: "bob".into(),
+            seq: Seq(3),
+            message_id: MessageId(78),
+            timestamp_ms: 5,
+            content: Content::text("see you at six"),
+        };
+        assert_eq!(plain(&copy), "sent-copy seq=3 to=bob at=5 id=78 text=see you at six");
+        let unread = Event::Unread { chat: bob(), unread: 2, read_up_to: Seq(2), last_seq: Seq(4) };
+        assert_eq!(plain(&unread), "unread user=bob count=2 read=2 last=4");
+        let _ = ChatState { chat: bob(), last_seq: Seq(4), read_up_to: Seq(2), unread: 2, cleared_up_to: Seq(0) };
+        assert_eq!(
+            plain(&Event::ReadStateCount { chats: 1, read_receipts: false }),
+            "read-state chats=1 read_receipts=false"
+        );
+        assert_eq!(plain(&Event::History { chat: bob(), count: 2, more: true }), "history user=bob count=2 more=true");
+        let message = |event, content| Message {
+            conversation: Conversation::Inbox,
+            seq: Seq(1),
+            prev_seq: Seq(0),
+            message_id: MessageId(70),
+            from: "bob".into(),
+            sender: SenderKind::User,
+            timestamp_ms: 9,
+            content,
+            event,
+            display_name: "bob".into(),
+        };
+        let said = message(None, Content::text("are you coming?"));
+        assert_eq!(
+            plain(&Event::HistoryMessage { message: said.clone(), deleted: false }),
+            "history-message seq=1 from=bob at=9 id=70 text=are you coming?"
+        );
+        assert_eq!(
+            plain(&Event::HistoryMessage { message: said, deleted: true }),
+            "history-message seq=1 from=bob at=9 id=70 deleted=true"
+        );
+        let system = Content { kind: MediaKind::System, body: Vec::new(), media: None };
+        let mut joined = message(Some(GroupEvent::Joined { username: "bob".into() }), system);
+        joined.conversation = Conversation::Group(GroupId(9));
+        assert_eq!(
+            plain(&Event::HistoryMessage { message: joined, deleted: false }),
+            "history-event group=9 seq=1 event=joined user=bob"
+        );
+        let read = Event::Read { chat: Chat::Group(GroupId(9)), up_to: Seq(5), unread: 0, asked: false };
+        assert_eq!(plain(&read), "read group=9 up_to=5 unread=0");
+        assert_eq!(
+            plain(&Event::ReadMark { chat: bob(), up_to: Seq(4), unread: 1 }),
+            "read-mark user=bob up_to=4 unread=1"
+        );
+        let own = Own { message_id: MessageId(78), receipt_seq: Some(Seq(7)), preview: "see".into() };
+        assert_eq!(
+            plain(&Event::ReadReceipt { reader: "bob".into(), up_to: Seq(7), own: Some(own) }),
+            "read-receipt reader=bob up_to=7 id=78"
+        );
+        assert_eq!(
+            plain(&Event::ReadReceipt { reader: "bob".into(), up_to: Seq(7), own: None }),
+            "read-receipt reader=bob up_to=7"
+        );
+        assert_eq!(plain(&Event::HistoryCleared { chat: bob(), up_to: Seq(3) }), "history-cleared user=bob up_to=3");
+        let deleted = Event::MessageDeleted {
+            seq: Seq(8),
+            message_id: MessageId(70),
+            by: "bob".into(),
+            chat: Some(bob()),
+            preview: None,
+        };
+        assert_eq!(plain(&deleted), "message-deleted seq=8 id=70 by=bob user=bob");
+        let device = DeviceInfo { device: "phone".into(), online: false, last_seen_ms: 7, this: false };
+        assert_eq!(plain(&Event::Device(device)), "device name=phone online=false last_seen=7 this=false");
+        let readers = vec![
+            ReadPosition { username: "alice".into(), read_up_to: Seq(5) },
+            ReadPosition { username: "bob".into(), read_up_to: Seq(3) },
+        ];
+        assert_eq!(
+            plain(&Event::ReadPositions { group_id: GroupId(9), readers }),
+            "read-positions group=9 readers=alice:5,bob:3"
+        );
+        let done = |request| plain(&Event::Done { request });
+        assert_eq!(
+            done(Request::DeleteMessage { chat: bob(), message_id: MessageId(78) }),
+            "done delete user=bob id=78"
+        );
+        assert_eq!(done(Request::ClearHistory { chat: bob(), up_to: Seq(3) }), "done clear user=bob up_to=3");
+        assert_eq!(done(Request::SetReadReceipts { enabled: false }), "done receipts enabled=false");
+        assert_eq!(done(Request::RemoveDevice { device: "phone".into() }), "done device-remove device=phone");
     }
 
     #[test]

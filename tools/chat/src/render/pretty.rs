@@ -48,10 +48,70 @@ pub fn pretty(event: &Event) -> String {
         Event::Registered { username } => {
             format!("{now} * registered {username}; now /login {username} PASSWORD")
         }
-        Event::LoggedIn { username, display_name, acked, last_seq, reconnected } => {
+        Event::LoggedIn { username, display_name, device, acked, last_seq, reconnected } => {
             let waiting = last_seq.saturating_sub(*acked);
             let verb = if *reconnected { "back online as" } else { "logged in as" };
-            format!("{now} * {verb} {username} ({}); {waiting} unread", clean(display_name))
+            format!("{now} * {verb} {username} ({}) on device {}; {waiting} new", clean(display_name), clean(device))
+        }
+        Event::SentCopy { to, timestamp_ms, content, .. } => {
+            format!("{} you → {}: {}", clock(*timestamp_ms), clean(to), pretty_content(content))
+        }
+        Event::MessageDeleted { by, chat, preview, .. } => {
+            let place = chat.as_ref().map_or(String::new(), |chat| format!(" [{}]", chat_name(chat)));
+            let what = preview.as_ref().map_or("a message".to_string(), |p| format!("“{}”", clean(p)));
+            format!("{now}{place} * {} deleted {what}", clean(by))
+        }
+        Event::Unread { chat, unread, .. } => format!("{now} * {} unread in {}", unread, chat_name(chat)),
+        Event::ReadStateCount { read_receipts, .. } => {
+            let receipts = if *read_receipts { "on" } else { "off" };
+            format!("{now} * your chats (read receipts {receipts}):")
+        }
+        Event::History { chat, count: 0, .. } => format!("{now} * no history with {}", chat_name(chat)),
+        Event::History { chat, count, more } => {
+            let more = if *more { ", older ones kept" } else { "" };
+            format!("{now} * history with {} ({count} messages{more}):", chat_name(chat))
+        }
+        Event::HistoryMessage { message, deleted } => {
+            let place = match message.conversation {
+                Conversation::Group(id) => format!(" [group {id}]"),
+                Conversation::Support(id) => format!(" [support {id}]"),
+                Conversation::Inbox => String::new(),
+            };
+            let at = clock(message.timestamp_ms);
+            match (&message.event, deleted) {
+                (Some(event), _) => format!("{at}{place} * {}", group_event(event)),
+                (None, true) => format!("{at}{place} {}: (deleted)", who(&message.from, &message.display_name)),
+                (None, false) => format!(
+                    "{at}{place} {}: {}",
+                    who(&message.from, &message.display_name),
+                    pretty_content(&message.content)
+                ),
+            }
+        }
+        Event::Read { chat, unread, .. } => format!("{now} * marked {} read ({unread} unread)", chat_name(chat)),
+        Event::ReadMark { chat, unread, .. } => {
+            format!("{now} * {} read on another device ({unread} unread)", chat_name(chat))
+        }
+        Event::ReadReceipt { reader, own: Some(own), .. } => {
+            format!("{now} * {} read “{}”", clean(reader), clean(&own.preview))
+        }
+        Event::ReadReceipt { reader, up_to, own: None } => {
+            format!("{now} * {} read your messages up to #{up_to}", clean(reader))
+        }
+        Event::HistoryCleared { chat, .. } => {
+            format!("{now} * history with {} cleared on another device", chat_name(chat))
+        }
+        Event::DeviceCount { count } => format!("{now} * your devices ({count}):"),
+        Event::Device(d) => {
+            let state =
+                if d.online { "online".to_string() } else { format!("last seen {} UTC", date_time(d.last_seen_ms)) };
+            let this = if d.this { " (this one)" } else { "" };
+            format!("{now} *   {}{this}: {state}", clean(&d.device))
+        }
+        Event::ReadPositions { group_id, readers } => {
+            let list: Vec<String> =
+                readers.iter().map(|r| format!("{} up to #{}", clean(&r.username), r.read_up_to)).collect();
+            format!("{now} * group {group_id} read: {}", list.join(", "))
         }
         Event::Sent { to: Target::Group(id), content, .. } => {
             format!("{now} [group {id}] you: {}", pretty_content(content))
@@ -247,6 +307,11 @@ fn done(request: &Request) -> String {
         Request::ClaimSupport { conversation } => format!("you answer support {conversation} now"),
         Request::HandOverSupport { conversation, to } => format!("handed support {conversation} to {}", clean(to)),
         Request::ReleaseSupport { conversation } => format!("released support {conversation} to every staff member"),
+        Request::DeleteMessage { chat, message_id } => format!("deleted message {message_id} in {}", chat_name(chat)),
+        Request::ClearHistory { chat, .. } => format!("cleared the history with {}", chat_name(chat)),
+        Request::SetReadReceipts { enabled: true } => "others learn when you have read their messages".into(),
+        Request::SetReadReceipts { enabled: false } => "read receipts off".into(),
+        Request::RemoveDevice { device } => format!("removed device {}", clean(device)),
         _ => "done".into(),
     }
 }
@@ -269,7 +334,7 @@ fn stats_text(s: &ServerStats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_proto::protocol::{Content, GroupId, Seq};
+    use confab_proto::protocol::{Content, GroupId, MessageId, Seq};
 
     #[test]
     fn group_events_read_as_sentences() {
@@ -280,8 +345,13 @@ mod tests {
             event: GroupEvent::RoleChanged { username: "bob".into(), role: Role::Admin, by: "alice".into() },
         };
         assert_eq!(pretty(&event), "00:00:00 [group 3] * alice made bob an admin");
-        let sent =
-            Event::Sent { to: Target::Group(GroupId(3)), seq: Seq(5), duplicate: false, content: Content::text("hi") };
+        let sent = Event::Sent {
+            to: Target::Group(GroupId(3)),
+            seq: Seq(5),
+            message_id: MessageId(8),
+            duplicate: false,
+            content: Content::text("hi"),
+        };
         assert!(pretty(&sent).ends_with(" [group 3] you: hi"), "{}", pretty(&sent));
     }
 

@@ -258,6 +258,18 @@ impl Fixture {
     }
 }
 
+/// `line` without its ` KEY=VALUE` field (ids and device names differ from run to run).
+pub fn drop_field(line: &str, key: &str) -> String {
+    let prefix = format!("{key}=");
+    line.split(' ').filter(|word| !word.starts_with(&prefix)).collect::<Vec<_>>().join(" ")
+}
+
+/// The value of the ` KEY=VALUE` field of `line`.
+pub fn field<'l>(line: &'l str, key: &str) -> &'l str {
+    let prefix = format!("{key}=");
+    line.split(' ').find_map(|word| word.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
 pub fn text_of(line: &str) -> &str {
     line.split_once(" text=").map_or("", |(_, text)| text)
 }
