@@ -1,21 +1,38 @@
 //! `confab-chat`: an interactive terminal client for confabd.
 //!
-//! It connects (to `--server`, default `127.0.0.1:7420`), registers or logs in, remembers
-//! the resume token (`--token-file`, default `$HOME/.config/confab/token-NAME`), and then
-//! sends and shows direct and group messages while the user types. Stored messages (inbox
-//! and groups) are acked once shown; messages that arrived while offline follow the login;
+//! It connects (to `--server`, default `127.0.0.1:7420`), registers or logs in as one of
+//! the user's devices, remembers the device id and the resume token (`--token-file`,
+//! default `$HOME/.config/confab/token-NAME`), and then sends and shows direct and group
+//! messages while the user types. The device id is chosen once per user (`--device NAME`,
+//! or `chat-` and 8 random hex digits) and kept in the token file even after a logout, so
+//! this client is always the same device to the server; what the user sends from other
+//! devices shows here as sent copies. Stored messages (inbox and groups) are acked once
+//! shown; messages that arrived while offline follow the login;
 //! a dropped connection is re-established by itself, logging in again with the token and
 //! rejoining the rooms and watches of the old connection. `--user NAME` logs in with a
 //! remembered token at start. `--app APP` chats in that app (its users, groups and rooms;
-//! the token file is then `token-APP-NAME`); without it, in the app `default`.
+//! the token file is then `token-APP-NAME`); without it, in the app `default`. `--device
+//! NAME` sets the device id (one remembered for another device is not used).
 //!
 //! # Commands
 //!
 //! - Session: `/connect [ADDR]`, `/register NAME PASSWORD`, `/login NAME PASSWORD`,
-//!   `/rename DISPLAY NAME`, `/logout`, `/help`, `/quit`.
+//!   `/rename DISPLAY NAME`, `/logout` (this device), `/logout-all` (every device),
+//!   `/devices`, `/device-remove NAME` (a lost phone: its session ends, its token is
+//!   revoked), `/help`, `/quit`.
 //! - Direct messages: `/to NAME`, `/msg NAME TEXT`, `/typing [NAME]`, `/who [AFTER]`. Any
 //!   other line is a message to the peer chosen with `/to`; start it with `//` to send a
-//!   text beginning with `/`.
+//!   text beginning with `/`. `/to NAME` opens the conversation: its last 5 messages are
+//!   shown, and from then on it is read as its messages are shown.
+//! - History and read state: `/history NAME [N]`, `/group history ID [N]` (the last N,
+//!   default 20, at most 1000, oldest first; a group's since you joined), `/delete NAME
+//!   [ID]` and `/group delete-message ID [MESSAGE]` (your message, for everyone; without an
+//!   id the last one of yours this client knows there), `/clear NAME`, `/group clear ID`
+//!   (hide the history from your own devices), `/read NAME`, `/group mark-read ID`,
+//!   `/unread`, `/receipts on|off` (whether others learn that you read their messages),
+//!   `/group read ID` (how far each member has read). A chat is marked read (on every
+//!   device of yours) when its messages are shown: in the open conversation, in history,
+//!   or with `/read`.
 //! - Groups (stored): `/say ID TEXT`, `/groups`, `/groups open [AFTER]` (the groups anyone
 //!   may join), `/members ID`, `/group create NAME
 //!   [--open]`, `/group rename ID NAME`, `/group add ID USER`, `/group remove ID USER`,
@@ -47,17 +64,30 @@
 //! ```text
 //! connected ADDR                        the server accepted our Hello (after every (re)connect)
 //! registered NAME
-//! logged-in NAME acked=N last=N         /login, or the token login of --user
-//! reconnected NAME acked=N last=N       logged in again by itself after a drop
-//! sent seq=N to=NAME                    a direct message's receipt (+ " duplicate=true")
-//! sent seq=N group=ID                   a group message's receipt (+ " duplicate=true"); it
+//! logged-in NAME acked=N last=N device=D
+//!                                       /login, or the token login of --user (acked, last:
+//!                                       this device's place in the inbox); one unread line
+//!                                       per chat with unread messages follows
+//! reconnected NAME acked=N last=N device=D
+//!                                       logged in again by itself after a drop
+//! sent seq=N to=NAME id=ID              a direct message's receipt (+ " duplicate=true");
+//!                                       seq is in NAME's inbox, ID the message's id
+//! sent seq=N group=ID id=ID             a group message's receipt (+ " duplicate=true"); it
 //!                                       is not pushed back to us
-//! sent seq=N shop=NAME                  /shop: the receipt (seq in our conversation with it)
-//! sent seq=N support=ID                 /reply: the receipt
+//! sent seq=N shop=NAME id=ID            /shop: the receipt (seq in our conversation with it)
+//! sent seq=N support=ID id=ID           /reply: the receipt
+//! sent-copy seq=N to=NAME at=MS id=ID text=T
+//!                                       a message we sent to NAME from another device (seq:
+//!                                       in our inbox; kind=K media=URL before text for
+//!                                       non-text); not shown for a message this client sent
+//! message-deleted seq=N id=ID by=NAME user=PEER
+//!                                       NAME deleted message ID, in the chat with PEER
+//!                                       (" user=PEER" only when known)
 //! transient-sent to=NAME delivered=B    a /typing notice went out (B: recipient online)
 //! room-sent room=R recipients=N         a /room message went to N others in the room
 //! broadcast-sent recipients=N           a /broadcast went to N others online
-//! message seq=N from=NAME at=MS text=T  a stored message (at: server time, Unix ms;
+//! message seq=N from=NAME at=MS id=ID text=T
+//!                                       a stored message (at: server time, Unix ms;
 //!                                       " group=ID" before text in a group,
 //!                                       " name=T" after from when the sender's display
 //!                                       name is not its username (spaces as \u{20}),
@@ -76,6 +106,7 @@
 //!                                         event=renamed by=NAME name=T
 //!                                         event=deleted by=NAME  (live only; seq is one past
 //!                                         the group's last; the group is forgotten)
+//!                                         event=message-deleted id=ID by=NAME
 //! group-created id=ID                   /group create (the created event comes first)
 //! done WHAT FIELDS                      a group, room, watch or mute request was carried out:
 //!                                         done group-rename group=ID
@@ -93,6 +124,10 @@
 //!                                         done claim support=ID
 //!                                         done handover support=ID user=NAME
 //!                                         done release support=ID
+//!                                         done delete CHAT id=ID
+//!                                         done clear CHAT up_to=N
+//!                                         done receipts enabled=B
+//!                                         done device-remove device=D
 //! groups count=N                        /groups, followed by N lines:
 //! group id=ID role=ROLE members=N unread=N open=B name=T
 //!                                       (ROLE: owner, admin or member; unread: the
@@ -155,7 +190,30 @@
 //!                                       seen, or /resync)
 //! resynced group=ID after=N last=N      ... and a group
 //! resynced support=ID after=N last=N    ... and a support conversation
-//! logged-out
+//! unread CHAT count=N read=N last=N     a chat's unread messages (from others), how far it
+//!                                       is read and its newest seq; CHAT: user=NAME,
+//!                                       group=ID, service=NAME or support=ID
+//! read-state chats=N read_receipts=B    /unread, followed by one unread line per chat
+//! history CHAT count=N more=B           /history (and /to): this header, then N lines,
+//!                                       oldest first (more: older ones are kept):
+//! history-message seq=N from=NAME at=MS id=ID text=T
+//!                                         as a message line (our own too: from=us);
+//!                                         " deleted=true" instead of the content when
+//!                                         its sender deleted it
+//! history-event group=ID seq=N EVENT      a group's event, as in group-event
+//! read CHAT up_to=N unread=N            the server has our read mark (after the chat was
+//!                                       shown, or /read); unread: what is left
+//! read-mark CHAT up_to=N unread=N       we read the chat up to N on another device
+//! read-receipt reader=NAME up_to=N id=ID
+//!                                       NAME read our direct messages up to N (a seq of
+//!                                       NAME's inbox, as on sent lines); ID: the newest
+//!                                       of ours that reaches, when known
+//! history-cleared CHAT up_to=N          we cleared the chat's history on another device
+//! devices count=N                       /devices, followed by N lines:
+//! device name=D online=B last_seen=MS this=B
+//! read-positions group=ID readers=NAME:N,NAME:N
+//!                                       /group read: how far each member has read
+//! logged-out                            /logout, /logout-all
 //! peer NAME                             /to
 //! help USAGE -- TEXT                    one per command
 //! error CODE: MESSAGE                   CODE is the server's (UnknownUser, WrongPassword,
@@ -163,7 +221,8 @@
 //!                                       client's own: Usage, UnknownCommand, Invalid,
 //!                                       Offline, NoToken, TokenFile, ConnectFailed,
 //!                                       Disconnected, Timeout, Protocol
-//! kicked REASON                         another login took the session (no reconnect)
+//! kicked REASON                         another login of this device took the session, or
+//!                                       the device was removed or logged out (no reconnect)
 //! shutting-down                         the server is stopping
 //! disconnected REASON
 //! reconnecting attempt=N in_ms=N
