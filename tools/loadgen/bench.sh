@@ -48,6 +48,9 @@ run() {
 
 run direct-w1 direct --clients 1000 --window 1
 run direct-w16 direct --clients 1000 --window 16
+# The same users, each on two devices: every message goes to both of its recipient's
+# devices and, as a sent copy, to its sender's other one (2,000 connections).
+run direct-w16-d2 direct --clients 1000 --window 16 --devices 2
 run direct-r20k direct --clients 1000 --rate 20000
 run direct-r5k direct --clients 1000 --rate 5000
 run connections-10k connections --count 10000

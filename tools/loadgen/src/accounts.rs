@@ -5,6 +5,11 @@
 //! with a valid token a login costs no password hash, which keeps repeated runs from
 //! spending their setup time in argon2. A stale token (a fresh server, an expired token)
 //! is not an error: the connection falls back to a password login, then to registering.
+//!
+//! With devices (`direct --devices D`, D > 1) each account logs in as D named devices
+//! `d0`, `d1`, ...: a login is an *identity*, account `i / D` on device `i % D`, and each
+//! has its own token, kept in the file under `username/dN`. With one device the identity
+//! is the account, it names no device, and its token is under the username as before.
 
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
@@ -19,18 +24,47 @@ struct FileFormat {
 }
 
 /// Names, passwords and tokens of the accounts `0..count`. Each event-loop thread holds
-/// a clone (the names are shared) and updates its own tokens as logins answer.
+/// a clone (the names are shared) and updates its own tokens as logins answer. Tokens are
+/// per identity (see the module documentation).
 #[derive(Clone)]
 pub struct Accounts {
     names: Arc<[String]>,
+    /// Devices per account; 1: logins name no device.
+    devices: usize,
     tokens: Vec<Option<Vec<u8>>>,
 }
 
 impl Accounts {
     pub fn new(prefix: &str, count: usize) -> Self {
+        Accounts::with_devices(prefix, count, 1)
+    }
+
+    /// Accounts that each log in as `devices` named devices (1: as [`Accounts::new`]).
+    pub fn with_devices(prefix: &str, count: usize, devices: usize) -> Self {
+        let devices = devices.max(1);
         Accounts {
             names: (0..count).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>().into(),
-            tokens: vec![None; count],
+            devices,
+            tokens: vec![None; count * devices],
+        }
+    }
+
+    /// The account an identity logs in as.
+    pub fn account_of(&self, identity: usize) -> usize {
+        identity / self.devices
+    }
+
+    /// The device an identity names (`d0`, `d1`, ...), or None with one device per account.
+    pub fn device(&self, identity: usize) -> Option<String> {
+        (self.devices > 1).then(|| format!("d{}", identity % self.devices))
+    }
+
+    /// The accounts file's key for an identity's token.
+    fn key(&self, identity: usize) -> String {
+        let name = &self.names[self.account_of(identity)];
+        match self.device(identity) {
+            Some(device) => format!("{name}/{device}"),
+            None => name.clone(),
         }
     }
 
@@ -64,8 +98,8 @@ impl Accounts {
     pub fn load(&mut self, path: &Path, server: &str) -> Result<(), Error> {
         let file = read_file(path)?;
         if let Some(tokens) = file.servers.get(server) {
-            for (i, name) in self.names.iter().enumerate() {
-                if let Some(token) = tokens.get(name).and_then(|hex| from_hex(hex)) {
+            for i in 0..self.tokens.len() {
+                if let Some(token) = tokens.get(&self.key(i)).and_then(|hex| from_hex(hex)) {
                     self.tokens[i] = Some(token);
                 }
             }
@@ -77,13 +111,13 @@ impl Accounts {
     pub fn save(&self, path: &Path, server: &str) -> Result<(), Error> {
         let mut file = read_file(path).unwrap_or_default();
         let entry = file.servers.entry(server.to_string()).or_default();
-        for (name, token) in self.names.iter().zip(&self.tokens) {
+        for (i, token) in self.tokens.iter().enumerate() {
             match token {
                 Some(token) => {
-                    entry.insert(name.clone(), to_hex(token));
+                    entry.insert(self.key(i), to_hex(token));
                 }
                 None => {
-                    entry.remove(name);
+                    entry.remove(&self.key(i));
                 }
             }
         }
@@ -153,6 +187,18 @@ mod tests {
         let mut c = Accounts::new("t-", 2);
         c.load(&path, "127.0.0.1:2").unwrap();
         assert_eq!(c.token(1), None);
+        // Two devices per account: each identity's token under its own key, beside the
+        // accounts' own.
+        let mut d = Accounts::with_devices("t-", 2, 2);
+        assert_eq!((d.account_of(3), d.device(3).as_deref()), (1, Some("d1")));
+        d.set_token(3, vec![7; 32]);
+        d.save(&path, "127.0.0.1:1").unwrap();
+        let mut e = Accounts::with_devices("t-", 2, 2);
+        e.load(&path, "127.0.0.1:1").unwrap();
+        assert_eq!(e.token(3), Some(&[7u8; 32][..]));
+        assert_eq!(e.token(2), None, "t-1 on d0 has no token; t-1's own is not a device's");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"t-1/d1\"") && text.contains("\"t-1\""), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

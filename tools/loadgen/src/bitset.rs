@@ -20,6 +20,18 @@ impl BitSet {
         fresh
     }
 
+    pub fn contains(&self, i: u32) -> bool {
+        self.words.get((i / 64) as usize).is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
+
+    /// The bits set, in increasing order.
+    pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &word)| (0..64u32).filter(move |b| word & (1u64 << b) != 0).map(move |b| w as u32 * 64 + b))
+    }
+
     pub fn union_with(&mut self, other: &BitSet) {
         if other.words.len() > self.words.len() {
             self.words.resize(other.words.len(), 0);
@@ -51,6 +63,16 @@ mod tests {
         assert!(s.insert(1000));
         assert!(!s.insert(1000));
         assert_eq!(s.count_missing_from(&BitSet::default()), 2);
+    }
+
+    #[test]
+    fn contains_and_ones() {
+        let mut s = BitSet::default();
+        for i in [3, 64, 200] {
+            s.insert(i);
+        }
+        assert!(s.contains(64) && !s.contains(65) && !s.contains(100_000));
+        assert_eq!(s.ones().collect::<Vec<_>>(), vec![3, 64, 200]);
     }
 
     #[test]

@@ -16,6 +16,10 @@ Scenarios:
                messages outstanding per sender until delivered) or open loop (--rate msg/s
                in total). Reports delivered/s, send-to-delivery and send-to-receipt latency,
                and checks that every receipted message was delivered exactly once.
+               --devices D: every client is a user on D connections (devices d0..):
+               each message must reach every device of its recipient exactly once (a
+               delivery counts per device), and every other device of its sender
+               exactly once as a sent copy.
   connections  opens and logs in C idle connections; setup rate, and server RSS per
                connection with --server-pid.
   offline      fills the inboxes of offline users, then logs them in and measures how fast
@@ -170,6 +174,11 @@ pub struct DirectArgs {
     /// Event-loop threads (each can use a core; the clients are split between them).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Connections per client, each a named device of its user (d0, d1, ...): every
+    /// message must reach each device of its recipient once, and each other device of
+    /// its sender once as a sent copy. 1: one connection that names no device.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

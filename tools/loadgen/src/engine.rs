@@ -216,6 +216,10 @@ pub trait Handler {
     /// A stored message (or group event) arrived, after the engine's sequence bookkeeping;
     /// the engine acknowledges it.
     fn message(&mut self, eng: &mut Engine, c: usize, msg: Message, now: u64);
+    /// A copy of a message the user sent to `to` from another device (or from this one
+    /// while it was behind), after the engine's inbox bookkeeping; the engine acknowledges
+    /// it. Only connections of named devices get them.
+    fn sent_copy(&mut self, _eng: &mut Engine, _c: usize, _to: String, _msg: Message, _now: u64) {}
     /// A live-only push arrived (room, transient, broadcast, presence, service notice).
     fn push(&mut self, _eng: &mut Engine, _c: usize, _push: Push, _now: u64) {}
     /// The answer to one of the scenario's own requests.

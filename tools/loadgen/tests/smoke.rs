@@ -1,7 +1,8 @@
 //! Smoke test: the built load generator against the real confabd, a child process on an
-//! ephemeral port (run by `confab-testd`). Short runs of direct (closed and open loop),
-//! offline and soak (each with and without push devices), login, group and room; the
-//! assertions read the `--json` results and check correctness, never timing.
+//! ephemeral port (run by `confab-testd`). Short runs of direct (closed and open loop, and
+//! with two devices per client), offline and soak (each with and without push devices),
+//! login, group and room; the assertions read the `--json` results and check correctness,
+//! never timing.
 
 use confab_testd::{confabd, Daemon};
 use serde_json::Value;
@@ -236,4 +237,38 @@ fn a_run_in_another_app_has_accounts_of_its_own() {
         .output()
         .expect("the load generator runs");
     assert!(!unknown.status.success(), "an app the server does not host fails the run");
+}
+
+#[test]
+fn direct_with_two_devices_per_client_checks_every_device_and_every_copy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let daemon = Daemon::start(confabd(), &dir.path().join("data"), SocketAddr::from(([127, 0, 0, 1], 0)), &[]);
+    let tmp = dir.path();
+    let args = ["direct", "--clients", "10", "--devices", "2", "--warmup", "0", "--duration", "1", "--drain", "5"];
+    // Closed loop on two event loops, then open loop with the tokens each device kept.
+    let runs = [("devices", &["--window", "2", "--threads", "2"][..]), ("devices-open", &["--rate", "300"][..])];
+    for (name, extra) in runs {
+        let r = loadgen(daemon.addr, tmp, name, &[&args[..], extra].concat());
+        let receipted = r["receipted"].as_u64().expect("receipted");
+        assert!(receipted > 0, "{name}: nothing receipted: {r}");
+        // A delivery counts per device: each message reached both of its recipient's.
+        assert_eq!(r["delivered"].as_u64(), Some(receipted * 2), "{name}: {r}");
+        let c = &r["correctness"];
+        for field in ["lost", "duplicated", "misrouted"] {
+            assert_eq!(c[field].as_u64(), Some(0), "{name}: {field}: {r}");
+        }
+        assert_eq!(c["ok"].as_bool(), Some(true), "{name}: {r}");
+        let d = &r["details"];
+        assert_eq!(d["devices"].as_u64(), Some(2), "{name}: {d}");
+        // Each message's copy reached the sender's other device, once.
+        let copies = &d["sent_copies"];
+        assert_eq!(copies["expected"].as_u64(), Some(receipted), "{name}: {copies}");
+        assert_eq!(copies["received"].as_u64(), Some(receipted), "{name}: {copies}");
+        assert_eq!(copies["lost"].as_u64(), Some(0), "{name}: {copies}");
+        assert_eq!(copies["duplicated"].as_u64(), Some(0), "{name}: {copies}");
+        assert_percentiles(name, &r["latency_ms"]["copy"]);
+    }
+    let accounts = std::fs::read_to_string(tmp.join("accounts.json")).expect("the accounts file");
+    assert!(accounts.contains("\"lg-9/d1\""), "a token per device: {accounts}");
+    daemon.stop();
 }

@@ -1,6 +1,10 @@
 //! The engine's protocol side: the Hello/Resume/Login/Register dance with its fallbacks,
 //! the answers to the engine's own requests, and the cumulative acks of the inbox and of
 //! every group, following protocol.md's client algorithm.
+//!
+//! A connection's `account` is an identity of [`Accounts`](crate::accounts::Accounts): with
+//! devices it logs in and resumes as that device (`LoginDevice`, `ResumeDevice`), otherwise
+//! with the plain requests, exactly as before devices existed.
 
 use super::{Auth, Engine, Handler, State};
 use crate::error::Fault;
@@ -48,7 +52,13 @@ impl Engine {
         };
         match (state, reply) {
             (State::AwaitHello, Ok(Reply::Hello { .. })) => self.authenticate(c, now, h),
-            (State::Resuming | State::LoggingIn, Ok(Reply::LoggedIn { acked, last_seq, resume_token, .. })) => {
+            (
+                State::Resuming | State::LoggingIn,
+                Ok(
+                    Reply::LoggedIn { acked, last_seq, resume_token, .. }
+                    | Reply::DeviceLoggedIn { acked, last_seq, resume_token, .. },
+                ),
+            ) => {
                 if acked < self.conns[c].inbox_acked_ever {
                     self.count("inbox_ack_regressed");
                 }
@@ -138,8 +148,12 @@ impl Engine {
             (Auth::Auto | Auth::Token, Some(token)) => {
                 self.conns[c].state = State::Resuming;
                 self.conns[c].auth_sent_ns = now;
-                let username = self.accounts.name(account).to_string();
-                self.control(c, Request::Resume { username, token });
+                let username = self.accounts.name(self.accounts.account_of(account)).to_string();
+                let request = match self.accounts.device(account) {
+                    Some(device) => Request::ResumeDevice { username, token, device },
+                    None => Request::Resume { username, token },
+                };
+                self.control(c, request);
             }
             (Auth::Token, None) => self.fail(c, Fault::Unexpected("no cached token"), h),
         }
@@ -149,9 +163,10 @@ impl Engine {
         let account = self.conns[c].account;
         self.conns[c].state = State::LoggingIn;
         self.conns[c].auth_sent_ns = now;
-        let request = Request::Login {
-            username: self.accounts.name(account).to_string(),
-            password: self.accounts.password(account),
+        let (username, password) = self.name_and_password(account);
+        let request = match self.accounts.device(account) {
+            Some(device) => Request::LoginDevice { username, password, device },
+            None => Request::Login { username, password },
         };
         self.control(c, request);
     }
@@ -160,11 +175,14 @@ impl Engine {
         let account = self.conns[c].account;
         self.conns[c].state = State::Registering;
         self.conns[c].auth_sent_ns = now;
-        let request = Request::Register {
-            username: self.accounts.name(account).to_string(),
-            password: self.accounts.password(account),
-        };
-        self.control(c, request);
+        let (username, password) = self.name_and_password(account);
+        self.control(c, Request::Register { username, password });
+    }
+
+    /// The username and password of an identity's account.
+    fn name_and_password(&self, identity: usize) -> (String, String) {
+        let account = self.accounts.account_of(identity);
+        (self.accounts.name(account).to_string(), self.accounts.password(account))
     }
 
     /// Acknowledges what arrived, with at most one ack in flight per conversation (the

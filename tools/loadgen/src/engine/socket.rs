@@ -6,7 +6,7 @@ use super::{Engine, Handler, State, CONTROL, EINPROGRESS, KEEP_CAPACITY, MAX_SER
 use crate::clock::now_ns;
 use crate::error::Fault;
 use confab_proto::frame;
-use confab_proto::protocol::{Conversation, Push, ServerFrame};
+use confab_proto::protocol::{Conversation, Message, Push, ServerFrame};
 use mio::net::TcpStream;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read, Write};
@@ -224,22 +224,28 @@ impl Engine {
         true
     }
 
+    /// The bookkeeping of one inbox push (a message or a sent copy); what is odd about
+    /// it, if anything. A device is not pushed the copy of what it sent itself while it
+    /// was caught up, so the sequence may skip: `prev_seq` (what the server pushed before)
+    /// tells a skip from a gap, as in a group.
+    fn inbox_push(&mut self, c: usize, msg: &Message) -> Option<&'static str> {
+        let conn = &mut self.conns[c];
+        if msg.seq < conn.next_seq {
+            Some("inbox_seq_repeat")
+        } else if msg.seq == conn.next_seq || msg.prev_seq < conn.next_seq {
+            conn.next_seq = msg.seq.next();
+            None
+        } else {
+            conn.next_seq = msg.seq.next();
+            Some("inbox_seq_gap")
+        }
+    }
+
     fn dispatch<H: Handler>(&mut self, c: usize, server_frame: ServerFrame, now: u64, h: &mut H) {
         match server_frame {
             ServerFrame::Push(Push::Message(msg)) => {
                 let kind = match msg.conversation {
-                    Conversation::Inbox => {
-                        let conn = &mut self.conns[c];
-                        if msg.seq == conn.next_seq {
-                            conn.next_seq = conn.next_seq.next();
-                            None
-                        } else if msg.seq > conn.next_seq {
-                            conn.next_seq = msg.seq + 1;
-                            Some("inbox_seq_gap")
-                        } else {
-                            Some("inbox_seq_repeat")
-                        }
-                    }
+                    Conversation::Inbox => self.inbox_push(c, &msg),
                     Conversation::Group(id) => self.group_push(c, id, &msg),
                     // loadgen never opens support conversations: count it if one comes.
                     Conversation::Support(_) => Some("support_push"),
@@ -248,6 +254,13 @@ impl Engine {
                     self.count(kind);
                 }
                 h.message(self, c, msg, now);
+            }
+            // A copy of what the user sent from another device: in the inbox's sequence.
+            ServerFrame::Push(Push::SentCopy { to, message }) => {
+                if let Some(kind) = self.inbox_push(c, &message) {
+                    self.count(kind);
+                }
+                h.sent_copy(self, c, to, message, now);
             }
             ServerFrame::Push(Push::Kicked { .. }) => self.count("kicked"),
             ServerFrame::Push(Push::ShuttingDown) => self.count("server_shutting_down"),

@@ -11,6 +11,19 @@
 //! With `--threads T` the clients are split into T blocks, each driven by its own event
 //! loop. A delivery on one thread may free a window slot of a sender on another: those
 //! credits travel in one batch per loop turn over a channel plus a mio `Waker`.
+//!
+//! With `--devices D` (more than 1) each client is a user on D connections, the named
+//! devices `d0`.. (protocol.md "Devices"). A user's message number `q` goes out from device
+//! `(q - 1) % D`, so every device sends. The exactly-once check is per device: every
+//! receipted message must reach each of the recipient's D devices exactly once (a
+//! delivery counts per device, and a closed-loop window slot frees once all D have it).
+//! Sent copies are checked too: each receipted message must reach each of the sender's
+//! other D - 1 devices exactly once as a `SentCopy`. A copy is appended to the sender's
+//! inbox after the message is durable in the recipient's, so the only way to lose one is
+//! a server crash between the two commits (protocol.md says so); this scenario never
+//! crashes the server, so a copy missing at the end of the drain fails the run, as a lost
+//! message does. The sending device itself gets its copy only when it was behind (not
+//! caught up) at the time; those are counted apart and are not errors.
 
 use super::common::{check_traffic_flags, cpu, measured_report, receipt, settle, stored_send, this_run};
 use super::common::{Reconnects, Retries};
@@ -27,6 +40,7 @@ use crate::report::{Correctness, Report};
 use crate::stats::{Line, Recorder};
 use confab_proto::protocol::{ErrorCode, Message, Reply, Target};
 use mio::Waker;
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -36,10 +50,30 @@ use std::time::Duration;
 /// After stopping, how long threads wait for their last acks to be confirmed, so the next
 /// run finds the inboxes empty.
 const ACK_SETTLE: Duration = Duration::from_millis(500);
+/// `--devices` at most: the server's default `--max-devices` is 5.
+const MAX_DEVICES: usize = 16;
+
+/// The sent-copy figures of a run with devices (`details.sent_copies`).
+#[derive(Serialize, Default)]
+struct Copies {
+    /// Receipted messages times the sender's other devices.
+    expected: u64,
+    /// Copies that reached a device other than the sending one (each once).
+    received: u64,
+    /// Owed and never received by the end of the drain.
+    lost: u64,
+    duplicated: u64,
+    /// Copies that reached the sending device (it was behind when the copy was made).
+    to_sending_device: u64,
+    /// Copies of messages whose receipt never came (lost with a dropped connection).
+    unreceipted: u64,
+}
 
 /// Everything the threads agree on before they start.
 struct Plan {
     clients: usize,
+    /// Connections (devices) per client.
+    devices: usize,
     block: usize,
     window: u32,
     /// Messages per second for each thread (open loop).
@@ -61,9 +95,13 @@ pub fn run(ctx: &Ctx, args: &DirectArgs) -> Result<Report, Error> {
         return Err(Error::Usage("--clients must be at least 2".into()));
     }
     check_traffic_flags(args.size, args.window, args.rate)?;
+    if args.devices == 0 || args.devices > MAX_DEVICES {
+        return Err(Error::Usage(format!("--devices must be between 1 and {MAX_DEVICES}")));
+    }
     let threads = args.threads.clamp(1, args.clients);
     let plan = Plan {
         clients: args.clients,
+        devices: args.devices,
         block: args.clients.div_ceil(threads),
         window: args.window,
         rate_per_thread: args.rate.map(|r| r as f64 / threads as f64),
@@ -79,13 +117,14 @@ pub fn run(ctx: &Ctx, args: &DirectArgs) -> Result<Report, Error> {
         concurrency: ctx.concurrency().div_ceil(threads),
         seed: ctx.seed,
     };
-    ctx.check_fd_limit(args.clients)?;
-    let mut accounts = ctx.load_accounts(args.clients)?;
+    let connections = args.clients * args.devices;
+    ctx.check_fd_limit(connections)?;
+    let mut accounts = ctx.load_device_accounts(args.clients, args.devices)?;
 
     let mut engines = Vec::new();
     let mut peers = Vec::new();
     for _ in 0..threads {
-        let eng = ctx.engine(accounts.clone(), args.clients)?;
+        let eng = ctx.engine(accounts.clone(), connections)?;
         let (tx, rx) = channel();
         peers.push(Peer { credits: tx, waker: eng.waker().map_err(Error::Poll)? });
         engines.push((eng, rx));
@@ -102,7 +141,9 @@ pub fn run(ctx: &Ctx, args: &DirectArgs) -> Result<Report, Error> {
                 &shared,
                 threads,
                 &mut monitor,
-                |s| s.receipted.load(Relaxed),
+                // Each receipted message owes a delivery per device of its recipient and a
+                // copy per other device of its sender.
+                |s| s.receipted.load(Relaxed) * (2 * plan.devices as u64 - 1),
                 |s| {
                     let (sent, receipted, delivered) =
                         (s.sent.load(Relaxed), s.receipted.load(Relaxed), s.delivered.load(Relaxed));
@@ -142,8 +183,14 @@ struct ThreadOut {
     rec: Recorder,
     /// Per local sender.
     receipted: Vec<BitSet>,
-    /// Per global sender: what this thread's clients received.
-    delivered: Vec<BitSet>,
+    /// Per device, per global sender: what this thread's clients' devices received.
+    delivered: Vec<Vec<BitSet>>,
+    /// Per device, per local sender: the copies of its own messages that device received
+    /// (the sending device's own excepted).
+    copies: Vec<Vec<BitSet>>,
+    /// Copies that reached the device that sent the message (it was behind then).
+    copies_to_sender: u64,
+    copies_duplicated: u64,
     unanswered: u64,
     reconnects: u64,
     misrouted: u64,
@@ -163,7 +210,9 @@ fn thread_main(
 ) -> Result<ThreadOut, Error> {
     let first = (t * plan.block).min(plan.clients);
     let last = ((t + 1) * plan.block).min(plan.clients);
-    let mine: Vec<usize> = (first..last).collect();
+    // Identities (account, device): connection slot j is identity first * D + j.
+    let d = plan.devices;
+    let mine: Vec<usize> = (first * d..last * d).collect();
     let label = (t == 0).then_some("clients logged in");
     let deadline = plan.timing.setup_deadline;
     let est = establish(&mut eng, &mine, Auth::Auto, Slots::KeepOpen, plan.concurrency, deadline, None, label);
@@ -174,7 +223,10 @@ fn thread_main(
         tid: t,
         first,
         senders: (first..last).map(|_| SenderState::default()).collect(),
-        delivered: vec![BitSet::default(); plan.clients],
+        delivered: vec![vec![BitSet::default(); plan.clients]; d],
+        copies: vec![vec![BitSet::default(); last - first]; d],
+        copies_to_sender: 0,
+        copies_duplicated: 0,
         rng: Rng::new(plan.seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         rec: Recorder::new(0, (0, 0)),
         pacer: Pacer::new(plan.rate_per_thread, plan.window),
@@ -182,7 +234,7 @@ fn thread_main(
         peers,
         inbox,
         deltas: [0; 4],
-        reconnects: Reconnects::new(last - first),
+        reconnects: Reconnects::new((last - first) * d),
         misrouted: 0,
         retry: Retries::default(),
     };
@@ -198,6 +250,9 @@ fn thread_main(
         first,
         receipted: h.senders.into_iter().map(|s| s.receipted).collect(),
         delivered: h.delivered,
+        copies: h.copies,
+        copies_to_sender: h.copies_to_sender,
+        copies_duplicated: h.copies_duplicated,
         unanswered,
         reconnects: h.reconnects.made,
         misrouted: h.misrouted,
@@ -227,7 +282,12 @@ struct Direct<'a> {
     tid: usize,
     first: usize,
     senders: Vec<SenderState>,
-    delivered: Vec<BitSet>,
+    /// Per device, per global sender.
+    delivered: Vec<Vec<BitSet>>,
+    /// Per device, per local sender.
+    copies: Vec<Vec<BitSet>>,
+    copies_to_sender: u64,
+    copies_duplicated: u64,
     rng: Rng,
     rec: Recorder,
     pacer: Pacer,
@@ -255,7 +315,8 @@ impl Load for Direct<'_> {
         }
         while let Some((l, q)) = self.retry.due(now) {
             // Not ready: the reconnect resends everything pending anyway.
-            if let (Some(&(to, sent_ns)), true) = (self.senders[l].pending.get(&q), eng.is_ready(l)) {
+            let ready = eng.is_ready(self.plan.conn(l, q));
+            if let (Some(&(to, sent_ns)), true) = (self.senders[l].pending.get(&q), ready) {
                 self.queue_send(eng, l, q, to, sent_ns);
             }
         }
@@ -277,7 +338,7 @@ impl Load for Direct<'_> {
 
 impl Direct<'_> {
     fn send(&mut self, eng: &mut Engine, l: usize) {
-        if !eng.is_ready(l) {
+        if !eng.is_ready(self.plan.conn(l, self.senders[l].next_q + 1)) {
             self.senders[l].deferred += 1;
             return;
         }
@@ -301,7 +362,7 @@ impl Direct<'_> {
     fn queue_send(&mut self, eng: &mut Engine, l: usize, q: u32, to: u32, sent_ns: u64) {
         let stamp = Stamp { run: self.plan.run_id, sender: (self.first + l) as u32, recipient: to, seq: q, sent_ns };
         let target = Target::User(eng.accounts().name(to as usize).to_string());
-        eng.send(l, q, stored_send(target, &stamp, self.plan.size));
+        eng.send(self.plan.conn(l, q), q, stored_send(target, &stamp, self.plan.size));
     }
 
     /// A window slot of global sender `g` is free again.
@@ -326,16 +387,23 @@ impl Direct<'_> {
 impl Handler for Direct<'_> {
     fn ready(&mut self, eng: &mut Engine, c: usize, _now: u64) {
         // Only reconnects get here (the first logins went through `establish`): resend
-        // what was never receipted, then use the window slots freed meanwhile.
-        let mut pending: Vec<(u32, (u32, u64))> = self.senders[c].pending.iter().map(|(q, v)| (*q, *v)).collect();
+        // what this device sent and never got a receipt for, then use the window slots
+        // freed meanwhile.
+        let (l, device) = (c / self.plan.devices, c % self.plan.devices);
+        let mut pending: Vec<(u32, (u32, u64))> = self.senders[l]
+            .pending
+            .iter()
+            .filter(|(q, _)| self.plan.sending_device(**q) == device)
+            .map(|(q, v)| (*q, *v))
+            .collect();
         pending.sort_unstable();
         for (q, (to, sent_ns)) in pending {
-            self.queue_send(eng, c, q, to, sent_ns);
+            self.queue_send(eng, l, q, to, sent_ns);
         }
-        let deferred = std::mem::take(&mut self.senders[c].deferred);
+        let deferred = std::mem::take(&mut self.senders[l].deferred);
         if self.pacer.sending && self.pacer.rate.is_none() {
             for _ in 0..deferred {
-                self.send(eng, c);
+                self.send(eng, l);
             }
         }
     }
@@ -349,25 +417,53 @@ impl Handler for Direct<'_> {
             self.rec.error("bad_stamp");
             return;
         }
-        if stamp.recipient as usize != self.first + c || msg.from != eng.accounts().name(g) {
+        let (l, device) = (c / self.plan.devices, c % self.plan.devices);
+        if stamp.recipient as usize != self.first + l || msg.from != eng.accounts().name(g) {
             self.misrouted += 1;
         }
-        if !self.delivered[g].insert(stamp.seq) {
+        if !self.delivered[device][g].insert(stamp.seq) {
             self.rec.duplicated += 1;
             return;
         }
         self.rec.delivered(now);
         self.rec.latency("delivery", Line::Main, stamp.sent_ns, now);
         self.deltas[3] += 1;
-        self.credit(eng, g);
+        // The window slot frees once every device of the recipient has the message.
+        if self.delivered.iter().all(|per_device| per_device[g].contains(stamp.seq)) {
+            self.credit(eng, g);
+        }
+    }
+
+    fn sent_copy(&mut self, eng: &mut Engine, c: usize, to: String, msg: Message, now: u64) {
+        let Some(stamp) = this_run(&mut self.rec, &msg.content.body, self.plan.run_id) else {
+            return;
+        };
+        let (l, device) = (c / self.plan.devices, c % self.plan.devices);
+        let g = self.first + l;
+        let recipient = eng.accounts().name((stamp.recipient as usize).min(self.plan.clients - 1));
+        if stamp.sender as usize != g || msg.from != eng.accounts().name(g) || to != recipient {
+            self.misrouted += 1;
+            return;
+        }
+        if self.plan.sending_device(stamp.seq) == device {
+            self.copies_to_sender += 1;
+            return;
+        }
+        if !self.copies[device][l].insert(stamp.seq) {
+            self.copies_duplicated += 1;
+            return;
+        }
+        self.rec.latency("copy", Line::Off, stamp.sent_ns, now);
+        self.deltas[3] += 1;
     }
 
     fn reply(&mut self, eng: &mut Engine, c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64) {
-        if reply == Err(ErrorCode::RateLimited) && self.senders[c].pending.contains_key(&request_id) {
-            self.retry.later(&mut self.rec, now, eng.retry_after_ns, c, request_id);
+        let l = c / self.plan.devices;
+        if reply == Err(ErrorCode::RateLimited) && self.senders[l].pending.contains_key(&request_id) {
+            self.retry.later(&mut self.rec, now, eng.retry_after_ns, l, request_id);
             return;
         }
-        let s = &mut self.senders[c];
+        let s = &mut self.senders[l];
         let Some((_, sent_ns)) = s.pending.remove(&request_id) else {
             self.rec.error("unexpected:reply_to_unknown_send");
             return;
@@ -381,11 +477,11 @@ impl Handler for Direct<'_> {
             }
             Ok(_) => {
                 self.rec.error("unexpected:reply_to_send");
-                self.credit_local(eng, c);
+                self.credit_local(eng, l);
             }
             Err(code) => {
                 self.rec.error(&format!("send:{code:?}"));
-                self.credit_local(eng, c);
+                self.credit_local(eng, l);
             }
         }
     }
@@ -393,7 +489,7 @@ impl Handler for Direct<'_> {
     fn down(&mut self, eng: &mut Engine, c: usize, _was_ready: bool, fault: Fault, _now: u64) {
         self.rec.error(&fault.kind());
         if self.pacer.start != 0 {
-            self.reconnects.try_again(eng, &mut self.rec, c, self.first + c);
+            self.reconnects.try_again(eng, &mut self.rec, c, self.first * self.plan.devices + c);
         }
     }
 
@@ -406,6 +502,18 @@ impl Handler for Direct<'_> {
     }
 }
 
+impl Plan {
+    /// The device (of `0..devices`) a client's message number `q` goes out from.
+    fn sending_device(&self, q: u32) -> usize {
+        q.saturating_sub(1) as usize % self.devices
+    }
+
+    /// The connection slot (of a thread) of local client `l`'s device sending message `q`.
+    fn conn(&self, l: usize, q: u32) -> usize {
+        l * self.devices + self.sending_device(q)
+    }
+}
+
 fn build_report(
     ctx: &Ctx,
     args: &DirectArgs,
@@ -414,22 +522,38 @@ fn build_report(
     outs: Vec<ThreadOut>,
     monitor: &Monitor,
 ) -> Report {
-    let mut delivered_all = vec![BitSet::default(); plan.clients];
+    let devices = plan.devices;
+    let mut delivered_all = vec![vec![BitSet::default(); plan.clients]; devices];
     for out in &outs {
-        for (g, set) in out.delivered.iter().enumerate() {
-            delivered_all[g].union_with(set);
+        for (all, mine) in delivered_all.iter_mut().zip(&out.delivered) {
+            for (g, set) in mine.iter().enumerate() {
+                all[g].union_with(set);
+            }
         }
     }
     let mut correctness = Correctness::default();
+    let mut copies = Copies::default();
     let mut rec = Recorder::new(schedule.start, (schedule.measure, schedule.end));
     let mut pacer = Pacer::default();
     let mut stale_at_setup = 0;
     for out in outs {
         for (l, receipted) in out.receipted.iter().enumerate() {
             let g = out.first + l;
-            correctness.lost += receipted.count_missing_from(&delivered_all[g]);
-            correctness.delivered_unreceipted += delivered_all[g].count_missing_from(receipted);
+            for per_device in &delivered_all {
+                correctness.lost += receipted.count_missing_from(&per_device[g]);
+                correctness.delivered_unreceipted += per_device[g].count_missing_from(receipted);
+            }
+            for (device, per_device) in out.copies.iter().enumerate() {
+                let got = &per_device[l];
+                let owed = receipted.ones().filter(|q| plan.sending_device(*q) != device);
+                copies.lost += owed.filter(|q| !got.contains(*q)).count() as u64;
+                copies.received += got.ones().count() as u64;
+                copies.unreceipted += got.count_missing_from(receipted);
+            }
+            copies.expected += receipted.ones().count() as u64 * (devices as u64 - 1);
         }
+        copies.to_sending_device += out.copies_to_sender;
+        copies.duplicated += out.copies_duplicated;
         correctness.unanswered_sends += out.unanswered;
         correctness.reconnects += out.reconnects;
         correctness.misrouted += out.misrouted;
@@ -441,11 +565,20 @@ fn build_report(
     correctness.duplicated = rec.duplicated;
     correctness.stale = rec.stale + stale_at_setup;
     correctness.judge();
+    // A lost copy is as wrong as a lost message (see the module documentation); a
+    // duplicate copy is excused by a reconnect, as a duplicate message is.
+    if copies.lost > 0 || (copies.duplicated > 0 && correctness.reconnects == 0) {
+        correctness.ok = false;
+    }
 
     let (phases_ns, phases) = schedule.phases();
     let mut details = schedule.details(args.rate.map(|_| &pacer));
     details["clients"] = serde_json::json!(args.clients);
+    details["devices"] = serde_json::json!(devices);
     details["threads"] = serde_json::json!(plan.clients.div_ceil(plan.block));
+    if devices > 1 {
+        details["sent_copies"] = serde_json::to_value(&copies).unwrap_or_default();
+    }
     let params = serde_json::to_value(args).unwrap_or_default();
     Report {
         correctness,

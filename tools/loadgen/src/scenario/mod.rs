@@ -61,7 +61,16 @@ impl Ctx {
 
     /// The accounts `0..count`, with the tokens the accounts file has for this server.
     pub fn load_accounts(&self, count: usize) -> Result<Accounts, Error> {
-        let mut accounts = Accounts::new(&self.common.prefix, count);
+        self.with_tokens(Accounts::new(&self.common.prefix, count))
+    }
+
+    /// The accounts `0..count`, each on `devices` devices (1: no device named), with the
+    /// tokens the accounts file has for this server.
+    pub fn load_device_accounts(&self, count: usize, devices: usize) -> Result<Accounts, Error> {
+        self.with_tokens(Accounts::with_devices(&self.common.prefix, count, devices))
+    }
+
+    fn with_tokens(&self, mut accounts: Accounts) -> Result<Accounts, Error> {
         accounts.load(&self.common.accounts_file, &self.server())?;
         Ok(accounts)
     }
@@ -340,6 +349,11 @@ impl Handler for Establish {
         // Nothing has been sent yet: whatever arrives is left over from an earlier run
         // (or from someone else); the engine acks it.
         let _ = msg;
+        self.out.stale += 1;
+    }
+
+    fn sent_copy(&mut self, _eng: &mut Engine, _c: usize, _to: String, _msg: Message, _now: u64) {
+        // A copy an earlier run's device did not ack (its own, never pushed to it).
         self.out.stale += 1;
     }
 
