@@ -65,8 +65,10 @@ took 31% of a core for groups, 17% for rooms; closed loop, 500,000 group deliver
 38% and 800,000 room deliveries/s 52%. --threads splits the groups (rooms) between event
 loops, each group on one.
 
-The exit status is non-zero when a receipted message was lost, when a message was
-delivered twice without a reconnect to explain it, or when the run could not start.";
+The exit status is non-zero when a receipted message was lost (with --devices: missed by
+any device of its recipient, or its sent copy by any other device of its sender), when a
+message was delivered twice without a reconnect to explain it, or when the run could not
+start.";
 
 #[derive(Parser, Debug)]
 #[command(name = "confab-loadgen", version, about = "Load generator for confabd", long_about = LONG_ABOUT)]
