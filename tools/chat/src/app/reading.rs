@@ -87,18 +87,26 @@ impl<O: Output> App<O> {
     fn show_history(&mut self, fetch: Fetch, more: bool) {
         let Fetch { chat, messages, .. } = fetch;
         let me = self.session.clone().unwrap_or_default();
-        let deleted: HashSet<MessageId> = messages
+        // A deleted message is kept in its place as a `MessageDeleted` event naming itself;
+        // the event that announced the deletion (naming the message) follows it.
+        let erased = |m: &Message| matches!(&m.event, Some(GroupEvent::MessageDeleted { message_id, .. }) if *message_id == m.message_id);
+        let announced: HashSet<MessageId> = messages
             .iter()
             .filter_map(|m| match &m.event {
-                Some(GroupEvent::MessageDeleted { message_id, .. }) => Some(*message_id),
+                Some(GroupEvent::MessageDeleted { message_id, .. }) if *message_id != m.message_id => Some(*message_id),
                 _ => None,
             })
             .collect();
-        // A deletion is shown on the message it deleted, not as a line of its own.
-        let shown: Vec<Message> =
-            messages.into_iter().filter(|m| !matches!(m.event, Some(GroupEvent::MessageDeleted { .. }))).collect();
+        let shown: Vec<(Message, bool)> = messages
+            .into_iter()
+            .filter(|m| erased(m) || !matches!(m.event, Some(GroupEvent::MessageDeleted { .. })))
+            .map(|m| {
+                let deleted = erased(&m) || (m.event.is_none() && announced.contains(&m.message_id));
+                (m, deleted)
+            })
+            .collect();
         if let Some(chats) = self.chats_mut() {
-            for message in shown.iter().filter(|m| m.event.is_none()) {
+            for (message, _) in shown.iter().filter(|(m, _)| m.event.is_none()) {
                 if message.from == me {
                     chats.own_seq(&chat, message.seq);
                     let own =
@@ -110,8 +118,7 @@ impl<O: Output> App<O> {
             }
         }
         self.out.emit(Event::History { chat: chat.clone(), count: shown.len(), more });
-        for message in shown {
-            let deleted = deleted.contains(&message.message_id) && message.event.is_none();
+        for (message, deleted) in shown {
             self.out.emit(Event::HistoryMessage { message, deleted });
         }
         self.reading.insert(chat);

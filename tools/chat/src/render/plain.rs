@@ -294,7 +294,7 @@ impl std::fmt::Display for Head<'_> {
 /// A message of a history page, as a `message` line is; a group's event as a
 /// `group-event` line is.
 fn history_line(message: &Message, deleted: bool) -> String {
-    if let (Conversation::Group(group_id), Some(event)) = (message.conversation, &message.event) {
+    if let (Conversation::Group(group_id), Some(event), false) = (message.conversation, &message.event, deleted) {
         return format!("history-event group={group_id} seq={} {}", message.seq, group_event(event));
     }
     let head = Head {

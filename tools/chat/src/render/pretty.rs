@@ -79,8 +79,8 @@ pub fn pretty(event: &Event) -> String {
             };
             let at = clock(message.timestamp_ms);
             match (&message.event, deleted) {
-                (Some(event), _) => format!("{at}{place} * {}", group_event(event)),
-                (None, true) => format!("{at}{place} {}: (deleted)", who(&message.from, &message.display_name)),
+                (_, true) => format!("{at}{place} {}: (deleted)", who(&message.from, &message.display_name)),
+                (Some(event), false) => format!("{at}{place} * {}", group_event(event)),
                 (None, false) => format!(
                     "{at}{place} {}: {}",
                     who(&message.from, &message.display_name),
