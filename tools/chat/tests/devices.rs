@@ -49,12 +49,13 @@ fn both_devices_receive_ack_on_their_own_and_see_what_the_other_sent() {
         device.expect("acked up_to=1");
     }
 
-    // The laptop answers: bob gets it, the phone shows it as alice's own, next in her inbox.
+    // The laptop answers: bob gets it (after the copy of his own message in his inbox), the
+    // phone shows it as alice's own, next in her inbox.
     laptop.send("/msg bob see you at six");
-    let sent = laptop.expect("sent seq=1 to=bob ");
+    let sent = laptop.expect("sent seq=2 to=bob ");
     let id = field(&sent, "id").to_string();
     let got = bob.next_message();
-    assert!(got.starts_with("message seq=1 from=alice at="), "{got}");
+    assert!(got.starts_with("message seq=2 from=alice at="), "{got}");
     let copy = phone.expect("sent-copy ");
     assert_eq!(drop_field(&copy, "at"), format!("sent-copy seq=2 to=bob id={id} text=see you at six"));
     phone.expect("acked up_to=2");
@@ -104,12 +105,13 @@ fn history_pages_back_through_both_sides_of_a_conversation() {
     let fx = Fixture::new();
     let mut laptop = registered(&fx, "alice", "laptop");
     let mut bob = registered(&fx, "bob", "desk");
+    // Each inbox holds both sides: the other's messages and copies of one's own.
     for i in 1..=3 {
         bob.send(&format!("/msg alice from bob {i}"));
-        bob.expect(&format!("sent seq={i} to=alice "));
+        bob.expect(&format!("sent seq={} to=alice ", 2 * i - 1));
         assert_eq!(text_of(&laptop.next_message()), format!("from bob {i}"));
         laptop.send(&format!("/msg bob from alice {i}"));
-        laptop.expect(&format!("sent seq={i} to=bob "));
+        laptop.expect(&format!("sent seq={} to=bob ", 2 * i));
         bob.next_message();
     }
 

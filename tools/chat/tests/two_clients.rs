@@ -27,10 +27,11 @@ fn two_clients_talk_list_rename_and_see_errors() {
     assert_eq!(text_of(&got), "hello there, bob");
     bob.expect("acked up_to=1");
 
+    // alice's inbox holds the copy of what she sent (seq 1): bob's answer is next.
     bob.send("/msg alice hi alice\\ multi  space");
-    bob.expect("sent seq=1 to=alice");
+    bob.expect("sent seq=2 to=alice");
     let got = alice.next_message();
-    assert!(got.starts_with("message seq=1 from=bob "), "{got}");
+    assert!(got.starts_with("message seq=2 from=bob "), "{got}");
     assert_eq!(text_of(&got), "hi alice\\\\ multi  space");
 
     bob.send("/typing alice");
@@ -165,7 +166,9 @@ fn clients_reconnect_by_themselves_after_a_server_restart() {
     bob.expect("disconnected ");
     fx.start_again();
 
-    assert_eq!(drop_field(&alice.expect("reconnected "), "device"), "reconnected alice acked=0 last=0");
+    // alice's inbox holds the copy of her message, passed over (so acknowledged) by the
+    // device that sent it.
+    assert_eq!(drop_field(&alice.expect("reconnected "), "device"), "reconnected alice acked=1 last=1");
     assert_eq!(drop_field(&bob.expect("reconnected "), "device"), "reconnected bob acked=1 last=1");
     bob.expect("done join room=lobby");
     alice.send("/msg bob after the restart");
