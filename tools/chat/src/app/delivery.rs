@@ -71,6 +71,12 @@ impl<O: Output> App<O> {
             return;
         }
         let chat = Chat::User(to.clone());
+        // A deletion of ours (from any device) comes to our inbox as an event in that chat.
+        if let Some(GroupEvent::MessageDeleted { message_id, by }) = message.event {
+            self.message_deleted(message.seq, message_id, by, Some(chat));
+            self.ack_early(Conversation::Inbox);
+            return;
+        }
         let mine = self.chats_mut().is_some_and(|chats| {
             chats.own_seq(&chat, message.seq);
             let own = Own { message_id: message.message_id, receipt_seq: None, preview: preview(&message.content) };
@@ -117,7 +123,7 @@ impl<O: Output> App<O> {
     fn show(&mut self, message: Message) -> bool {
         if let Some(GroupEvent::MessageDeleted { message_id, by }) = &message.event {
             if message.conversation == Conversation::Inbox {
-                self.message_deleted(message.seq, *message_id, by.clone());
+                self.message_deleted(message.seq, *message_id, by.clone(), None);
                 return false;
             }
         }

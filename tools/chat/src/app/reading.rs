@@ -239,12 +239,13 @@ impl<O: Output> App<O> {
         }
     }
 
-    /// A message was deleted by its sender (an event in our inbox): which chat, and
-    /// which text, if this client knows the message.
-    pub(super) fn message_deleted(&mut self, seq: Seq, message_id: MessageId, by: String) {
+    /// A message was deleted by its sender (an event in our inbox, in `chat` when the
+    /// server said so): which chat, and which text, if this client knows the message.
+    pub(super) fn message_deleted(&mut self, seq: Seq, message_id: MessageId, by: String, chat: Option<Chat>) {
         let me = self.session.clone().unwrap_or_default();
-        let chat = match self.chats().and_then(|chats| chats.chat_of_own(message_id)) {
-            Some(chat) => Some(chat.clone()),
+        let known = self.chats().and_then(|chats| chats.chat_of_own(message_id)).cloned();
+        let chat = match chat.or(known) {
+            Some(chat) => Some(chat),
             None if by != me => Some(Chat::User(by.clone())),
             None => None,
         };
