@@ -137,6 +137,25 @@ fn history_pages_back_through_both_sides_of_a_conversation() {
 }
 
 #[test]
+fn a_history_longer_than_a_page_is_paged_back() {
+    let fx = Fixture::new();
+    let mut alice = registered(&fx, "alice", "laptop");
+    let mut bob = registered(&fx, "bob", "desk");
+    // More than the client asks for in one page (50).
+    for i in 1..=70 {
+        alice.send(&format!("/msg bob note {i}"));
+    }
+    alice.expect("sent seq=70 to=bob ");
+    bob.send("/history alice 65");
+    assert_eq!(bob.expect("history "), "history user=alice count=65 more=true");
+    let texts: Vec<String> = (0..65).map(|_| text_of(&bob.expect("history-message ")).to_string()).collect();
+    let wanted: Vec<String> = (6..=70).map(|i| format!("note {i}")).collect();
+    assert_eq!(texts, wanted);
+    alice.finish();
+    bob.finish();
+}
+
+#[test]
 fn read_marks_follow_the_user_and_receipts_reach_the_sender() {
     let fx = Fixture::new();
     let laptop = registered(&fx, "alice", "laptop");
