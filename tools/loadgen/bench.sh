@@ -52,6 +52,8 @@ run direct-w16 direct --clients 1000 --window 16
 # devices and, as a sent copy, to its sender's other one (2,000 connections).
 run direct-w16-d2 direct --clients 1000 --window 16 --devices 2
 run direct-r20k direct --clients 1000 --rate 20000
+# The latency anchor with two devices per user (the cost of a second device).
+run direct-r20k-d2 direct --clients 1000 --rate 20000 --devices 2
 run direct-r5k direct --clients 1000 --rate 5000
 run connections-10k connections --count 10000
 run connections-19k connections --count 19000
