@@ -55,6 +55,7 @@ run direct-r20k direct --clients 1000 --rate 20000
 # The latency anchor with two devices per user (the cost of a second device).
 run direct-r20k-d2 direct --clients 1000 --rate 20000 --devices 2
 run direct-r5k direct --clients 1000 --rate 5000
+run direct-r5k-d2 direct --clients 1000 --rate 5000 --devices 2
 run connections-10k connections --count 10000
 run connections-19k connections --count 19000
 run offline offline
