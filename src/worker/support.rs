@@ -395,6 +395,13 @@ impl ShopState {
         self.conversations.get_mut(&id).ok_or_else(not_a_reader)
     }
 
+    /// Conversation `id` as one of its readers asks for it: `NotAMember` for anyone else.
+    pub fn conversation_of_reader(&mut self, id: SupportId, name: &str) -> Result<&mut SupportConversation, Refusal> {
+        let conversation = self.conversation(id)?;
+        conversation.reader(name)?;
+        Ok(conversation)
+    }
+
     /// A customer's message to the shop (`Send` to `Shop(name)`): into its conversation
     /// with the shop, made by the first message.
     #[allow(clippy::too_many_arguments)]
