@@ -3,13 +3,13 @@
 //! receipt reached the sender must be delivered exactly as sent, in order, once; a retry of
 //! anything after the restart must not store it twice.
 
-use crate::common::daemon::{daemon_with_users, spawn_daemon};
+use crate::common::daemon::{self, daemon_with_users, logged_in, spawn_daemon, Daemon};
 use crate::common::{eventually, DataDir, PASSWORD};
 use confab::client::{Client, ClientError};
 use confab::protocol::{ClientMsgId, Content, Push, Reply, Request, Seq, Target};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,8 +25,7 @@ pub(crate) fn send_request(cmid: ClientMsgId) -> Request {
 /// Streams sends from alice to bob, eight in flight, until the connection breaks.
 /// Returns (client ids sent, receipts as (client id, seq)).
 fn stream_until_broken(addr: SocketAddr, receipted: Arc<Mutex<Vec<(ClientMsgId, Seq)>>>) -> u64 {
-    let (mut alice, _) = Client::connect(addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
+    let mut alice = logged_in(addr, "alice");
     let mut next = 1u64;
     loop {
         let mut ids = Vec::new();
@@ -48,12 +47,10 @@ fn stream_until_broken(addr: SocketAddr, receipted: Arc<Mutex<Vec<(ClientMsgId, 
     }
 }
 
-/// Kills (or terminates) the daemon mid-stream, restarts it, retries every message, and
-/// checks that bob gets each receipted message once, in order, as sent.
-fn interrupted_stream(signal: &str) {
-    let data = DataDir::new();
-    let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
-
+/// A stream of sends from alice to bob (see [`stream_until_broken`]) interrupted by
+/// `signal` once 300 are receipted: how many it attempted (client ids 1 to one less), the
+/// receipts, and how the daemon exited.
+pub(crate) fn signal_mid_stream(daemon: &mut Daemon, signal: &str) -> (u64, Vec<(ClientMsgId, Seq)>, ExitStatus) {
     let receipted = Arc::new(Mutex::new(Vec::new()));
     let sender = {
         let (addr, receipted) = (daemon.addr, receipted.clone());
@@ -62,19 +59,25 @@ fn interrupted_stream(signal: &str) {
     eventually("300 receipted sends, to kill the daemon in mid-stream", Duration::from_secs(120), || {
         receipted.lock().unwrap().len() >= 300
     });
-    let status = Command::new("kill").arg(signal).arg(daemon.child.id().to_string()).status().unwrap();
-    assert!(status.success());
-    let exit = daemon.child.wait().unwrap();
+    let exit = daemon::signal(daemon, signal);
+    let attempted = sender.join().unwrap();
+    let receipted = receipted.lock().unwrap().clone();
+    (attempted, receipted, exit)
+}
+
+/// Kills (or terminates) the daemon mid-stream, restarts it, retries every message, and
+/// checks that bob gets each receipted message once, in order, as sent.
+fn interrupted_stream(signal: &str) {
+    let data = DataDir::new();
+    let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
+    let (attempted, receipted, exit) = signal_mid_stream(&mut daemon, signal);
     if signal == "-TERM" {
         assert!(exit.success(), "a graceful shutdown exits 0, got {exit:?}");
     }
-    let attempted = sender.join().unwrap();
-    let receipted = receipted.lock().unwrap().clone();
 
     let mut daemon = spawn_daemon(data.path(), &["--log-level", "info"]);
     // The sender retries everything it ever tried: receipted or not, nothing is stored twice.
-    let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
+    let mut alice = logged_in(daemon.addr, "alice");
     let mut seq_of = std::collections::HashMap::new();
     for cmid in (1..attempted).map(ClientMsgId) {
         match alice.request(send_request(cmid)).unwrap() {
@@ -127,10 +130,8 @@ fn sigterm_tells_clients_and_exits_cleanly() {
     let mut daemon = spawn_daemon(data.path(), &["--log-level", "info"]);
     let (mut client, _) = Client::connect(daemon.addr, "t").unwrap();
     client.register("alice", PASSWORD).unwrap();
-    let status = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status().unwrap();
-    assert!(status.success());
+    let status = daemon::signal(&mut daemon, "-TERM");
     assert_eq!(client.next_push().unwrap(), Push::ShuttingDown);
-    let status = daemon.child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -152,9 +153,7 @@ fn logs_never_show_passwords_tokens_or_message_bodies() {
     bob.login("bob", "wrong password, also secret").unwrap_err();
     bob.login("bob", secret_password).unwrap();
     assert_eq!(String::from_utf8(bob.next_message().unwrap().content.body).unwrap(), secret_body);
-    let status = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status().unwrap();
-    assert!(status.success());
-    daemon.child.wait().unwrap();
+    daemon::signal(&mut daemon, "-TERM");
     let log: Vec<String> = daemon.log.try_iter().collect();
     let log = log.join("\n");
     assert!(log.contains("registered default/alice"), "the log was captured:\n{log}");

@@ -3,7 +3,7 @@
 //! reaches the others as sent copies, and a client that names no device is the user's
 //! legacy device, served as before devices.
 
-use crate::common::daemon::{confabd, daemon_with_users, spawn_daemon};
+use crate::common::daemon::{self, confabd, daemon_with_users, logged_in, logged_in_device, spawn_daemon};
 use crate::common::{
     device_inbox_of, eventually, inbox_of, login_device, token_of, DataDir, TestServer, PASSWORD, SETTLE,
 };
@@ -13,7 +13,7 @@ use confab::protocol::{
     Target,
 };
 use std::collections::HashSet;
-use std::process::Command;
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +68,28 @@ fn next_group(client: &mut Client, id: GroupId) -> (u64, u64, String, String) {
                 return (m.seq.get(), m.prev_seq.get(), m.from.clone(), text(&m));
             }
         }
+    }
+}
+
+/// Bob sends alice the numbered messages `m{i}`, one for each of `numbers`.
+fn bob_sends(bob: &mut Client, numbers: RangeInclusive<u64>) {
+    for i in numbers {
+        bob.send_text("alice", ClientMsgId(i), &format!("m{i}")).unwrap();
+    }
+}
+
+/// `device` is pushed bob's numbered messages `numbers` (see [`bob_sends`]), stored at the
+/// same sequences: in order, gap-free.
+fn receives(device: &mut Client, numbers: RangeInclusive<u64>) {
+    for i in numbers {
+        assert_eq!(next_inbox(device), got(i, i - 1, "bob", &format!("m{i}")), "in order, gap-free");
+    }
+}
+
+fn create_group(client: &mut Client, name: &str) -> GroupId {
+    match client.request(Request::CreateGroup { name: name.into(), open: false }).unwrap() {
+        Reply::GroupCreated { group_id } => group_id,
+        other => panic!("{other:?}"),
     }
 }
 
@@ -130,30 +152,22 @@ fn two_devices_of_one_user_both_receive_each_acks_on_its_own_and_an_offline_one_
     assert!(matches!(&reply, Reply::DeviceLoggedIn { device, chats, read_receipts: true, .. }
         if device == "laptop" && chats.is_empty()));
     let (mut phone, _) = server.login_device("alice", "phone");
-    for i in 1..=3 {
-        bob.send_text("alice", ClientMsgId(i), &format!("m{i}")).unwrap();
-    }
+    bob_sends(&mut bob, 1..=3);
     for device in [&mut laptop, &mut phone] {
-        for i in 1..=3 {
-            assert_eq!(next_inbox(device), got(i, i - 1, "bob", &format!("m{i}")));
-        }
+        receives(device, 1..=3);
     }
     assert_eq!(ack(&mut laptop, Conversation::Inbox, 3), 3);
     assert_eq!(ack(&mut phone, Conversation::Inbox, 1), 1, "each device's position is its own");
     drop(phone);
     until_offline(&mut laptop, "phone");
 
-    bob.send_text("alice", ClientMsgId(4), "m4").unwrap();
-    bob.send_text("alice", ClientMsgId(5), "m5").unwrap();
-    assert_eq!(next_inbox(&mut laptop), got(4, 3, "bob", "m4"));
-    assert_eq!(next_inbox(&mut laptop), got(5, 4, "bob", "m5"));
+    bob_sends(&mut bob, 4..=5);
+    receives(&mut laptop, 4..=5);
     assert_eq!(ack(&mut laptop, Conversation::Inbox, 5), 5);
     // The laptop read everything; the phone's position still holds what it has not.
     let (mut phone, reply) = server.login_device("alice", "phone");
     assert_eq!(device_inbox_of(&reply), (Seq(1), Seq(5)));
-    for i in 2..=5 {
-        assert_eq!(next_inbox(&mut phone), got(i, i - 1, "bob", &format!("m{i}")), "in order, gap-free");
-    }
+    receives(&mut phone, 2..=5);
     assert_eq!(ack(&mut phone, Conversation::Inbox, 5), 5);
     let store = server.server().store();
     eventually("every message is deleted once both devices acked it", SETTLE, || {
@@ -388,10 +402,8 @@ fn an_expired_device_holds_nothing_and_is_forgotten() {
     let (phone, _) = server.login_device("alice", "phone");
     drop(phone);
     let (mut laptop, _) = server.login_device("alice", "laptop");
-    for i in 1..=3 {
-        bob.send_text("alice", ClientMsgId(i), &format!("m{i}")).unwrap();
-        assert_eq!(next_inbox(&mut laptop), got(i, i - 1, "bob", &format!("m{i}")));
-    }
+    bob_sends(&mut bob, 1..=3);
+    receives(&mut laptop, 1..=3);
     // The laptop is online, so it never expires; the phone, not seen since it left, does.
     eventually("the phone to be forgotten", SETTLE, || {
         device_list(&mut laptop) == vec![("laptop".to_string(), true, true)]
@@ -415,10 +427,7 @@ fn group_messages_reach_each_device_which_acks_on_its_own() {
     let (mut laptop, _) = server.login_device("alice", "laptop");
     let (mut phone, _) = server.login_device("alice", "phone");
     let mut legacy = server.login("alice");
-    let id = match bob.request(Request::CreateGroup { name: "club".into(), open: false }).unwrap() {
-        Reply::GroupCreated { group_id } => group_id,
-        other => panic!("{other:?}"),
-    };
+    let id = create_group(&mut bob, "club");
     let add = Request::AddMember { group_id: id, username: "alice".into() };
     assert_eq!(bob.request(add).unwrap(), Reply::Done);
     for client in [&mut laptop, &mut phone, &mut legacy] {
@@ -459,14 +468,7 @@ fn group_messages_reach_each_device_which_acks_on_its_own() {
 fn support_messages_reach_each_device_of_the_customer_and_the_staff() {
     let mut server = TestServer::start();
     server.register(&["alice", "bob"]);
-    server.stop();
-    {
-        let store = crate::common::open_store(server.data_dir());
-        let shop = crate::common::in_default("acme");
-        confab::admin::add_shop(&store, &shop).unwrap();
-        confab::admin::add_staff(&store, &shop, &crate::common::in_default("bob"), 100).unwrap();
-    }
-    server.restart();
+    server.open_shop("acme", &["bob"]);
     let (mut laptop, _) = server.login_device("alice", "laptop");
     let (mut phone, _) = server.login_device("alice", "phone");
     let (mut desk, _) = server.login_device("bob", "desk");
@@ -504,13 +506,9 @@ fn a_restart_keeps_each_devices_position() {
     let (mut laptop, _) = server.login_device("alice", "laptop");
     let (mut phone, _) = server.login_device("alice", "phone");
     let mut legacy = server.login("alice");
-    for i in 1..=5 {
-        bob.send_text("alice", ClientMsgId(i), &format!("m{i}")).unwrap();
-    }
+    bob_sends(&mut bob, 1..=5);
     for client in [&mut laptop, &mut phone, &mut legacy] {
-        for i in 1..=5 {
-            assert_eq!(next_inbox(client), got(i, i - 1, "bob", &format!("m{i}")));
-        }
+        receives(client, 1..=5);
     }
     assert_eq!(ack(&mut laptop, Conversation::Inbox, 4), 4);
     assert_eq!(ack(&mut phone, Conversation::Inbox, 2), 2);
@@ -525,37 +523,9 @@ fn a_restart_keeps_each_devices_position() {
     assert_eq!(inbox_of(&legacy.login("alice", PASSWORD).unwrap()), (Seq(5), Seq(5)));
 }
 
-/// Streams sends from alice to bob until the connection breaks; returns the client ids
-/// attempted and keeps the receipted ones.
-fn stream_until_broken(addr: std::net::SocketAddr, receipted: Arc<Mutex<Vec<u64>>>) -> u64 {
-    let (mut alice, _) = Client::connect(addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
-    let mut next = 1u64;
-    loop {
-        let mut ids = Vec::new();
-        for cmid in next..next + 8 {
-            match alice.send(crate::crash::send_request(ClientMsgId(cmid))) {
-                Ok(id) => ids.push((cmid, id)),
-                Err(_) => return next + 8,
-            }
-        }
-        for (cmid, id) in ids {
-            match alice.reply_to(id) {
-                Ok(Reply::Sent { .. }) => receipted.lock().unwrap().push(cmid),
-                Ok(other) => panic!("unexpected reply {other:?}"),
-                Err(ClientError::Closed | ClientError::Io(_) | ClientError::Timeout) => return next + 8,
-                Err(e) => panic!("send failed: {e}"),
-            }
-        }
-        next += 8;
-    }
-}
-
 /// What bob's laptop was pushed and acked before the kill: (seq, text) in order.
 fn read_and_ack_until_broken(addr: std::net::SocketAddr, seen: Arc<Mutex<Vec<(u64, String)>>>) {
-    let (mut laptop, _) = Client::connect(addr, "bob").unwrap();
-    let request = Request::LoginDevice { username: "bob".into(), password: PASSWORD.into(), device: "laptop".into() };
-    laptop.request(request).unwrap();
+    let (mut laptop, _) = logged_in_device(addr, "bob", "laptop");
     while let Ok(push) = laptop.next_push() {
         let Push::Message(m) = push else { continue };
         let seq = m.seq.get();
@@ -571,9 +541,7 @@ fn sigkill_mid_stream_with_two_devices_loses_nothing_for_either_and_duplicates_n
     let data = DataDir::new();
     let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
     // Both of bob's devices are known before the stream: the phone then stays away.
-    let (mut phone, _) = Client::connect(daemon.addr, "bob").unwrap();
-    let request = Request::LoginDevice { username: "bob".into(), password: PASSWORD.into(), device: "phone".into() };
-    phone.request(request).unwrap();
+    let (mut phone, _) = logged_in_device(daemon.addr, "bob", "phone");
     assert_eq!(phone.request(Request::Logout).unwrap(), Reply::LoggedOut);
     drop(phone);
 
@@ -582,33 +550,19 @@ fn sigkill_mid_stream_with_two_devices_loses_nothing_for_either_and_duplicates_n
         let (addr, seen) = (daemon.addr, seen.clone());
         std::thread::spawn(move || read_and_ack_until_broken(addr, seen))
     };
-    let receipted = Arc::new(Mutex::new(Vec::new()));
-    let sender = {
-        let (addr, receipted) = (daemon.addr, receipted.clone());
-        std::thread::spawn(move || stream_until_broken(addr, receipted))
-    };
-    eventually("300 receipted sends, to kill the daemon in mid-stream", Duration::from_secs(120), || {
-        receipted.lock().unwrap().len() >= 300
-    });
-    let status = Command::new("kill").arg("-KILL").arg(daemon.child.id().to_string()).status().unwrap();
-    assert!(status.success());
-    daemon.child.wait().unwrap();
-    let attempted = sender.join().unwrap();
+    let (attempted, receipted, _) = crate::crash::signal_mid_stream(&mut daemon, "-KILL");
     reader.join().unwrap();
-    let receipted = receipted.lock().unwrap().clone();
     let seen_before = seen.lock().unwrap().clone();
 
     let mut daemon = spawn_daemon(data.path(), &["--log-level", "info"]);
-    let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
+    let mut alice = logged_in(daemon.addr, "alice");
     for cmid in 1..attempted {
         assert!(matches!(alice.request(crate::crash::send_request(ClientMsgId(cmid))).unwrap(), Reply::Sent { .. }));
     }
     // Each device, in turn, gets from its own position to the end, once and in order.
     for device in ["laptop", "phone"] {
-        let (mut client, _) = Client::connect(daemon.addr, "bob").unwrap();
-        let request = Request::LoginDevice { username: "bob".into(), password: PASSWORD.into(), device: device.into() };
-        let (acked, last_seq) = device_inbox_of(&client.request(request).unwrap());
+        let (mut client, reply) = logged_in_device(daemon.addr, "bob", device);
+        let (acked, last_seq) = device_inbox_of(&reply);
         assert_eq!(last_seq, Seq(attempted - 1), "each attempted message stored exactly once");
         let mut texts: Vec<(u64, String)> = match device {
             "laptop" => seen_before.iter().filter(|(seq, _)| *seq <= acked.get()).cloned().collect(),
@@ -624,7 +578,7 @@ fn sigkill_mid_stream_with_two_devices_loses_nothing_for_either_and_duplicates_n
         }
         let unique: HashSet<&String> = texts.iter().map(|(_, t)| t).collect();
         assert_eq!(unique.len(), texts.len(), "{device}: nothing twice");
-        for cmid in &receipted {
+        for (cmid, _) in &receipted {
             assert!(unique.contains(&format!("message {cmid}")), "{device}: receipted message {cmid} lost");
         }
         // What the laptop saw before the kill is what it gets again at the same sequences.
@@ -641,17 +595,9 @@ fn sigkill_mid_stream_with_two_devices_loses_nothing_for_either_and_duplicates_n
 fn the_admin_commands_list_a_users_devices_and_forget_one_on_a_stopped_daemon() {
     let data = DataDir::new();
     let mut daemon = daemon_with_users(data.path(), &["alice"]);
-    let login = |device: &str| {
-        let (mut client, _) = Client::connect(daemon.addr, "t").unwrap();
-        let request =
-            Request::LoginDevice { username: "alice".into(), password: PASSWORD.into(), device: device.into() };
-        token_of(&client.request(request).unwrap())
-    };
-    login("laptop");
-    let phone_token = login("phone");
-    let status = Command::new("kill").arg("-TERM").arg(daemon.child.id().to_string()).status().unwrap();
-    assert!(status.success());
-    assert!(daemon.child.wait().unwrap().success());
+    logged_in_device(daemon.addr, "alice", "laptop");
+    let phone_token = token_of(&logged_in_device(daemon.addr, "alice", "phone").1);
+    assert!(daemon::signal(&mut daemon, "-TERM").success());
 
     let listed = confabd(data.path(), &["user", "devices", "alice"], "");
     let listed = String::from_utf8(listed.stdout).unwrap();
@@ -719,10 +665,7 @@ fn a_legacy_session_keeps_its_streams_when_the_users_first_named_device_logs_in(
     let server = TestServer::start();
     server.register(&["alice"]);
     let mut bob = server.user("bob");
-    let id = match bob.request(Request::CreateGroup { name: "club".into(), open: false }).unwrap() {
-        Reply::GroupCreated { group_id } => group_id,
-        other => panic!("{other:?}"),
-    };
+    let id = create_group(&mut bob, "club");
     // Alice is a member before she ever logged in: the group knows her as one legacy device.
     assert_eq!(bob.request(Request::AddMember { group_id: id, username: "alice".into() }).unwrap(), Reply::Done);
     let mut legacy = server.login("alice");

@@ -2,8 +2,8 @@
 //! backwards, a group member's view from its joining, deletion for everyone, clearing for
 //! oneself, and the quota with history.
 
-use crate::common::daemon::{daemon_with_users, spawn_daemon};
-use crate::common::{eventually, in_default, open_store, DataDir, TestServer, PASSWORD, SETTLE};
+use crate::common::daemon::{daemon_with_users, logged_in, spawn_daemon};
+use crate::common::{eventually, in_default, DataDir, TestServer, PASSWORD, SETTLE};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{
@@ -498,13 +498,7 @@ fn clearing_hides_history_from_the_user_alone_and_never_moves_back() {
 fn a_support_conversation_has_history_for_its_customer_and_staff() {
     let mut server = TestServer::start();
     server.register(&["alice", "bob", "carol"]);
-    server.stop();
-    {
-        let store = open_store(server.data_dir());
-        admin::add_shop(&store, &in_default("acme")).unwrap();
-        admin::add_staff(&store, &in_default("acme"), &in_default("bob"), 100).unwrap();
-    }
-    server.restart();
+    server.open_shop("acme", &["bob"]);
     let mut bob = server.login("bob");
     let mut alice = server.login("alice");
     let to_shop = Request::Send {
@@ -576,13 +570,11 @@ fn a_services_messages_are_a_chat_of_their_own() {
 fn deletions_and_cleared_marks_survive_a_sigkill() {
     let data = DataDir::new();
     let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
-    let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
+    let mut alice = logged_in(daemon.addr, "alice");
     let (m1, _, _) = alice.send_text("bob", ClientMsgId(1), "regretted").unwrap();
     alice.send_text("bob", ClientMsgId(2), "kept").unwrap();
     alice.send_text("bob", ClientMsgId(3), "cleared").unwrap();
-    let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
-    bob.login("bob", PASSWORD).unwrap();
+    let mut bob = logged_in(daemon.addr, "bob");
     read_and_ack(&mut bob, 3);
     done(&mut alice, delete(user("bob"), m1));
     let Reply::Sent { seq: last, .. } = alice.request(send_to("bob", 4, "last")).unwrap() else { panic!("not sent") };
@@ -592,8 +584,7 @@ fn deletions_and_cleared_marks_survive_a_sigkill() {
     daemon.child.wait().unwrap();
 
     let daemon = spawn_daemon(data.path(), &[]);
-    let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
-    bob.login("bob", PASSWORD).unwrap();
+    let mut bob = logged_in(daemon.addr, "bob");
     let (shown, more) = page(&mut bob, user("alice"), 0, 0);
     assert!(!more);
     // Message 1 (deleted, and cleared by bob) is hidden; its event, and the rest, stay.

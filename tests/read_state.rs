@@ -3,9 +3,8 @@
 //! counts; the senders of direct messages learn what was read unless the reader turned
 //! receipts off; a group's members see how far each other has read.
 
-use crate::common::daemon::{daemon_with_users, spawn_daemon};
-use crate::common::{in_default, open_store, DataDir, TestServer, PASSWORD};
-use confab::admin;
+use crate::common::daemon::{daemon_with_users, logged_in, spawn_daemon};
+use crate::common::{DataDir, TestServer};
 use confab::client::Client;
 use confab::protocol::{
     Chat, ChatState, ClientMsgId, Content, Conversation, ErrorCode, GroupId, Push, ReadPosition, Reply, Request, Seq,
@@ -257,10 +256,8 @@ fn marks_and_the_receipts_setting_survive_a_restart() {
 fn a_mark_answered_done_survives_a_kill() {
     let data = DataDir::new();
     let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
-    let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
-    let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
-    bob.login("bob", PASSWORD).unwrap();
+    let mut alice = logged_in(daemon.addr, "alice");
+    let mut bob = logged_in(daemon.addr, "bob");
     send(&mut alice, "bob", 1, "one");
     let two = send(&mut alice, "bob", 2, "two");
     mark(&mut bob, user("alice"), two);
@@ -270,11 +267,9 @@ fn a_mark_answered_done_survives_a_kill() {
     daemon.child.wait().unwrap();
 
     let daemon = spawn_daemon(data.path(), &[]);
-    let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
-    bob.login("bob", PASSWORD).unwrap();
+    let mut bob = logged_in(daemon.addr, "bob");
     assert_eq!(state_of(&mut bob, &user("alice")), chat_state(user("alice"), 2, 2, 0));
-    let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
+    let mut alice = logged_in(daemon.addr, "alice");
     assert_eq!(next_receipt(&mut alice), ("bob".to_string(), two));
 }
 
@@ -282,13 +277,7 @@ fn a_mark_answered_done_survives_a_kill() {
 fn a_support_conversation_is_read_by_its_customer_and_its_staff() {
     let mut server = TestServer::start();
     server.register(&["alice", "bob", "carol"]);
-    server.stop();
-    {
-        let store = open_store(server.data_dir());
-        admin::add_shop(&store, &in_default("acme")).unwrap();
-        admin::add_staff(&store, &in_default("acme"), &in_default("bob"), 100).unwrap();
-    }
-    server.restart();
+    server.open_shop("acme", &["bob"]);
     let mut alice = server.login("alice");
     let mut bob = server.login("bob");
     let mut carol = server.login("carol");
@@ -335,11 +324,9 @@ fn a_user_keeps_marks_of_at_most_two_thousand_chats() {
 
 /// A logged-in session of `device`, one of the user's devices.
 fn device(server: &TestServer, name: &str, device: &str) -> (Client, Vec<ChatState>) {
-    let mut client = server.client();
-    let login = Request::LoginDevice { username: name.into(), password: PASSWORD.into(), device: device.into() };
-    match client.request(login).unwrap() {
-        Reply::DeviceLoggedIn { chats, .. } => (client, chats),
-        other => panic!("{other:?}"),
+    match server.login_device(name, device) {
+        (client, Reply::DeviceLoggedIn { chats, .. }) => (client, chats),
+        (_, other) => panic!("{other:?}"),
     }
 }
 

@@ -17,15 +17,7 @@ fn shop_server(staff: &[&str], others: &[&str], tweak: impl FnOnce(&mut Config))
     let mut server = TestServer::with(tweak);
     let everyone: Vec<&str> = staff.iter().chain(others).copied().collect();
     server.register(&everyone);
-    server.stop();
-    {
-        let store = open_store(server.data_dir());
-        admin::add_shop(&store, &in_default("acme")).unwrap();
-        for name in staff {
-            admin::add_staff(&store, &in_default("acme"), &in_default(name), 100).unwrap();
-        }
-    }
-    server.restart();
+    server.open_shop("acme", staff);
     server
 }
 

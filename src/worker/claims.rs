@@ -8,6 +8,7 @@
 
 use super::context::Ctx;
 use super::device_cursors::is_legacy;
+use super::device_readers::DeviceReaders;
 use super::devices;
 use super::refusal::{Handled, Refusal};
 use super::support::{not_a_reader, ShopState, Shops, SupportReader};
@@ -256,12 +257,7 @@ pub fn add_staff(
         let (devices, unrecorded) =
             devices::reader_cursors(ctx, account.user_id, start, |seq| seq.max(start), &HashMap::new())?;
         conversation.readers.insert(name.clone(), SupportReader { uid: account.user_id, devices });
-        for device in unrecorded {
-            conversation.record_start(ctx, &name, &device);
-        }
-        for session in &sessions {
-            conversation.attach(ctx, &name, &session.device, session.conn, session.budget.clone())?;
-        }
+        conversation.seat(ctx, &name, unrecorded, &sessions)?;
     }
     for session in &sessions {
         index.attach(session.conn, &shop.name);

@@ -139,8 +139,7 @@ pub fn support(
     message_id: MessageId,
 ) -> Handled {
     let staff = shop.staff.contains_key(&*user.name);
-    let conversation = shop.conversation(id)?;
-    conversation.reader(&user.name)?;
+    let conversation = shop.conversation_of_reader(id, &user.name)?;
     let (seq, stored) = find(ctx, conversation.log(), conversation.floor, conversation.last_seq, message_id, |_| true)?;
     if deletable(ctx, &stored, &user.name)? {
         ctx.partition.rewrite(LogId::Support, id.into(), seq, &erased(&stored, &user.name))?;

@@ -160,6 +160,16 @@ impl DeviceCursors {
             .collect()
     }
 
+    /// Forgets the cursors of offline devices not seen for `expiry`; returns whether any
+    /// went.
+    pub fn drop_expired(&mut self, now_ms: u64, expiry: Duration) -> bool {
+        let mut any = false;
+        for device in self.expired(now_ms, expiry) {
+            any |= self.remove(&device);
+        }
+        any
+    }
+
     /// Forgets a device's cursor; returns whether there was one.
     pub fn remove(&mut self, device: &str) -> bool {
         self.devices.remove(device).is_some()

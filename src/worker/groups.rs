@@ -14,8 +14,9 @@
 
 use super::backlog;
 use super::context::{Ctx, Waiting};
-use super::cursor::{Cursor, Session};
+use super::cursor::Cursor;
 use super::device_cursors::{is_legacy, DeviceCursors};
+use super::device_readers::DeviceReaders;
 use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
@@ -29,8 +30,7 @@ use crate::protocol::{
     ServerFrame, UserId,
 };
 use crate::route::{ConnId, SessionUser};
-use crate::store::{Addressee, DeviceChange, GroupRecord, LogId, MemberRecord, StoredMessage};
-use log::debug;
+use crate::store::{Addressee, GroupRecord, LogId, MemberRecord, StoredMessage};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -153,9 +153,7 @@ impl Groups {
         for group in self.groups.values_mut() {
             let mut any = false;
             for member in group.members.values_mut() {
-                for device in member.devices.expired(now_ms, expiry) {
-                    any |= member.devices.remove(&device);
-                }
+                any |= member.devices.drop_expired(now_ms, expiry);
             }
             if any {
                 group.trim(ctx)?;
@@ -200,15 +198,11 @@ fn load<'a>(
         let (devices, unrecorded) = devices::reader_cursors(ctx, m.uid, legacy, within, &recorded)?;
         let name: Arc<str> = m.username.into();
         group.members.insert(name.clone(), Member { uid: m.uid, role: m.role, devices });
-        for device in unrecorded {
-            group.record_start(ctx, &name, &device);
-        }
         // Members already online get live messages from now on; their backlog is
         // pumped below, as MemberOnline would at login.
-        for session in ctx.shared.directory.sessions_of(&name) {
-            if group.attach(ctx, &name, &session.device, session.conn, session.budget)? {
-                by_conn.entry(session.conn).or_default().push(id);
-            }
+        let sessions = ctx.shared.directory.sessions_of(&name);
+        for conn in group.seat(ctx, &name, unrecorded, &sessions)? {
+            by_conn.entry(conn).or_default().push(id);
         }
     }
     group.retention.settled = group.lowest().max(log.floor);
@@ -226,52 +220,6 @@ fn load<'a>(
 }
 
 impl GroupState {
-    /// Gives the member's `device` its session on `conn` (a device new here gets a cursor
-    /// where the member's legacy position is, recorded). Returns whether the member has a
-    /// cursor for it (it is a member).
-    pub fn attach(
-        &mut self,
-        ctx: &mut Ctx,
-        name: &str,
-        device: &Arc<str>,
-        conn: ConnId,
-        budget: Arc<super::SessionBudget>,
-    ) -> Result<bool, Refusal> {
-        let start = self.legacy_position(ctx, name)?;
-        let Some(member) = self.members.get_mut(name) else { return Ok(false) };
-        let created = member.devices.attach(device, now_ms(), || start, |acked| Session::new(conn, acked, budget));
-        if created && !is_legacy(device) {
-            self.record_start(ctx, name, device);
-        }
-        Ok(true)
-    }
-
-    /// Where the member's legacy device is (a device new here starts there): its cursor's
-    /// position, or without one its position on disk (where it joined, or last acked).
-    fn legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
-        match self.members.get(name).and_then(|m| m.devices.get(super::device_cursors::LEGACY)) {
-            Some(cursor) => Ok(cursor.acked),
-            None => Ok(ctx.shared.store.group_ack(self.id, name)?.min(self.last_seq)),
-        }
-    }
-
-    /// Records where a named device new here starts (the legacy position it was given may
-    /// move on). Best effort: unrecorded, it reads as the legacy position.
-    pub fn record_start(&self, ctx: &mut Ctx, name: &str, device: &str) {
-        let Some(member) = self.members.get(name) else { return };
-        let Some(acked) = member.devices.get(device).map(|c| c.acked) else { return };
-        let change = DeviceChange::Ack {
-            log: LogId::Group,
-            owner: self.id.into(),
-            uid: member.uid,
-            device: device.to_string(),
-            acked,
-        };
-        if let Err(e) = ctx.partition.device(change) {
-            debug!("group {}: where {name}'s device {device:?} starts: {e}", self.id);
-        }
-    }
-
     pub fn record(&self) -> GroupRecord {
         GroupRecord {
             name: self.name.clone(),
@@ -442,41 +390,20 @@ impl GroupState {
     /// The group's last sequence and the cursor of a member's device (made, where the
     /// legacy position is, for a device whose login this group has not heard of yet).
     fn member_cursor(&mut self, ctx: &mut Ctx, user: &SessionUser) -> Result<(Seq, &mut Cursor), Refusal> {
-        let start = self.legacy_position(ctx, &user.name)?;
-        let member = self
-            .members
-            .get_mut(&user.name)
-            .ok_or_else(|| Refusal::new(ErrorCode::NotAMember, "not a member of this group"))?;
-        if member.devices.get(&user.device).is_none() {
-            member.devices.insert(user.device.clone(), start, now_ms());
-            if !is_legacy(&user.device) {
-                self.record_start(ctx, &user.name, &user.device);
-            }
-        }
-        let cursor = self.members.get_mut(&user.name).and_then(|m| m.devices.get_mut(&user.device));
-        Ok((self.last_seq, cursor.expect("made above")))
+        let last_seq = self.last_seq;
+        let cursor = self.device_cursor(ctx, &user.name, &user.device)?;
+        Ok((last_seq, cursor.ok_or_else(|| Refusal::new(ErrorCode::NotAMember, "not a member of this group"))?))
     }
 
     /// A member's device acknowledges everything up to `up_to`; what every member device
     /// has is deleted. The caller then wakes what waits for the session's budget.
     pub fn ack(&mut self, ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser, up_to: Seq) -> Handled {
-        let (id, uid) = (self.id, self.members.get(&user.name).map(|m| m.uid));
-        let (last_seq, cursor) = self.member_cursor(ctx, user)?;
+        let id = self.id;
+        let (last_seq, _) = self.member_cursor(ctx, user)?;
         if up_to > last_seq {
             return Err(Refusal::beyond("ack", up_to, last_seq));
         }
-        // Recorded first: a refused ack (a full disk) leaves the cursor where it was. The
-        // legacy device's position where it always was; a named device's beside it.
-        if up_to > cursor.acked {
-            match (is_legacy(&user.device), uid) {
-                (true, _) | (_, None) => ctx.partition.group_ack(id, &user.name, up_to)?,
-                (false, Some(uid)) => {
-                    let device = user.device.to_string();
-                    let owner = id.into();
-                    ctx.partition.device(DeviceChange::Ack { log: LogId::Group, owner, uid, device, acked: up_to })?
-                }
-            }
-            cursor.ack(up_to);
+        if self.record_ack(ctx, &user.name, &user.device, up_to)? {
             self.trim(ctx)?;
         }
         let acked = self.member_cursor(ctx, user)?.1.acked;
@@ -522,6 +449,29 @@ impl GroupState {
             let app = record.app().to_string();
             ctx.shared.open_groups.set(&app, self.id, record.name, record.members.len() as u32);
         }
+        Ok(())
+    }
+}
+
+impl DeviceReaders for GroupState {
+    fn reader_log(&self) -> LogRef {
+        self.log()
+    }
+
+    fn reader_devices(&self, name: &str) -> Option<(UserId, &DeviceCursors)> {
+        self.members.get(name).map(|m| (m.uid, &m.devices))
+    }
+
+    fn reader_devices_mut(&mut self, name: &str) -> Option<&mut DeviceCursors> {
+        self.members.get_mut(name).map(|m| &mut m.devices)
+    }
+
+    fn stored_legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
+        Ok(ctx.shared.store.group_ack(self.id, name)?.min(self.last_seq))
+    }
+
+    fn record_legacy_ack(&self, ctx: &mut Ctx, name: &str, up_to: Seq) -> Handled {
+        ctx.partition.group_ack(self.id, name, up_to)?;
         Ok(())
     }
 }

@@ -106,6 +106,22 @@ struct Bounds {
     bottom: Seq,
 }
 
+impl Bounds {
+    /// All a log keeps (above `floor`, up to `last_seq`) but what the caller cleared of
+    /// `chat`.
+    fn uncleared(
+        ctx: &Ctx,
+        user: &SessionUser,
+        chat: &Chat,
+        log: LogRef,
+        floor: Seq,
+        last_seq: Seq,
+    ) -> Result<Self, Refusal> {
+        let cleared = ctx.shared.store.cleared_up_to(user.uid, chat)?;
+        Ok(Bounds { log, top: last_seq.next(), bottom: floor.max(cleared) })
+    }
+}
+
 impl History {
     /// `History`, `DeleteMessage` or `ClearHistory` of a direct chat or a group, on the
     /// worker it was routed to: the caller's, or the group's.
@@ -172,9 +188,7 @@ impl History {
                 deletion::support(ctx, shop, id, conn, request_id, user, message_id)
             }
             Request::ClearHistory { up_to, .. } => {
-                let conversation = shop.conversation(id)?;
-                conversation.reader(&user.name)?;
-                let last_seq = conversation.last_seq;
+                let last_seq = shop.conversation_of_reader(id, &user.name)?.last_seq;
                 deletion::clear(ctx, conn, request_id, user, Chat::Support(id), up_to, last_seq)
             }
             _ => Err(Refusal::new(ErrorCode::BadRequest, "not a history request")),
@@ -225,9 +239,8 @@ impl History {
             Chat::Service(name) => Box::new(move |m: &StoredMessage| m.sender == SenderKind::Service && m.from == name),
             _ => return Err(Refusal::new(ErrorCode::BadRequest, "not a direct chat")),
         };
-        let cleared = ctx.shared.store.cleared_up_to(user.uid, &chat)?;
         let inbox = inboxes.known(ctx, &user.name)?;
-        let bounds = Bounds { log: inbox.log(), top: inbox.last_seq.next(), bottom: inbox.floor.max(cleared) };
+        let bounds = Bounds::uncleared(ctx, user, &chat, inbox.log(), inbox.floor, inbox.last_seq)?;
         let request = PageRequest { user, chat, before, limit };
         let to_wire = |ctx: &Ctx, seq, stored| wire(ctx.shared, Conversation::Inbox, seq, Seq::ZERO, stored);
         let page = self.page(ctx, request, &bounds, SCAN_LIMIT, keep, to_wire)?;
@@ -252,7 +265,7 @@ impl History {
             return Err(Refusal::new(ErrorCode::NotAMember, "not a member of this group"));
         }
         let chat = Chat::Group(group.id);
-        let cleared = ctx.shared.store.cleared_up_to(user.uid, &chat)?;
+        let mut bounds = Bounds::uncleared(ctx, user, &chat, group.log(), group.floor, group.last_seq)?;
         let mut budget = SCAN_LIMIT;
         let request = PageRequest { user, chat, before, limit };
         let Some(joined) = self.joined(ctx, group, &user.name, &mut budget)? else {
@@ -261,8 +274,7 @@ impl History {
             ctx.batch.reply(conn, request_id, page, false);
             return Ok(());
         };
-        let bottom = group.floor.max(cleared).max(just_before(joined));
-        let bounds = Bounds { log: group.log(), top: group.last_seq.next(), bottom };
+        bounds.bottom = bounds.bottom.max(just_before(joined));
         let id = group.id;
         let to_wire = |ctx: &Ctx, seq, stored| wire(ctx.shared, Conversation::Group(id), seq, Seq::ZERO, stored);
         let page = self.page(ctx, request, &bounds, budget, |_| true, to_wire)?;
@@ -284,16 +296,11 @@ impl History {
         limit: u32,
     ) -> Handled {
         let shop_name = shop.name.clone();
-        let conversation = shop.conversation(id)?;
-        conversation.reader(&user.name)?;
+        let conversation = shop.conversation_of_reader(id, &user.name)?;
         let to_customer = *conversation.customer == *user.name;
         let chat = Chat::Support(id);
-        let cleared = ctx.shared.store.cleared_up_to(user.uid, &chat)?;
-        let bounds = Bounds {
-            log: conversation.log(),
-            top: conversation.last_seq.next(),
-            bottom: conversation.floor.max(cleared),
-        };
+        let (log, floor, last_seq) = (conversation.log(), conversation.floor, conversation.last_seq);
+        let bounds = Bounds::uncleared(ctx, user, &chat, log, floor, last_seq)?;
         let request = PageRequest { user, chat, before, limit };
         let to_wire =
             |ctx: &Ctx, seq, stored| support::support_wire(ctx, id, seq, Seq::ZERO, stored, &shop_name, to_customer);

@@ -8,6 +8,7 @@
 use super::commands::{NewGroup, WorkerCmd};
 use super::context::Ctx;
 use super::device_cursors::is_legacy;
+use super::device_readers::DeviceReaders;
 use super::devices;
 use super::groups::{GroupState, Groups, Member};
 use super::message::system_content;
@@ -200,12 +201,8 @@ fn seat_devices(ctx: &mut Ctx, group: &mut GroupState, username: &str, uid: User
     group.members.insert(username.into(), Member { uid, role, devices });
     // The record first: a device's position is kept only for a member of a group on disk.
     ctx.partition.sled().put_group(group.id, &group.record())?;
-    for device in unrecorded {
-        group.record_start(ctx, username, &device);
-    }
-    for session in ctx.shared.directory.sessions_of(username) {
-        group.attach(ctx, username, &session.device, session.conn, session.budget)?;
-    }
+    let sessions = ctx.shared.directory.sessions_of(username);
+    group.seat(ctx, username, unrecorded, &sessions)?;
     Ok(())
 }
 

@@ -25,6 +25,7 @@
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
 //!   delivery state machine) and `device_cursors` (a reader's cursors, one per device),
+//!   `device_readers` (what groups and support conversations do alike with those cursors),
 //!   `devices` (which devices a user has, and the requests about them), `waiting` (budget
 //!   wakes across inboxes and groups), `batch` (group commit), `quota`, `refusal`;
 //! - `push`: push notifications (users' devices and mutes, and the push queue, an owner
@@ -43,6 +44,7 @@ mod cursor;
 mod dedup;
 mod deletion;
 mod device_cursors;
+mod device_readers;
 mod devices;
 mod directory;
 mod fanout;

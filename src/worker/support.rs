@@ -19,10 +19,10 @@
 //! worker's load.
 
 use super::backlog;
-use super::budget::SessionBudget;
 use super::context::{Ctx, Waiting};
-use super::cursor::{Cursor, Session};
-use super::device_cursors::{is_legacy, DeviceCursors, LEGACY};
+use super::cursor::Cursor;
+use super::device_cursors::{is_legacy, DeviceCursors};
+use super::device_readers::DeviceReaders;
 use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
@@ -35,8 +35,7 @@ use crate::protocol::{
     UserId,
 };
 use crate::route::{ConnId, SessionUser};
-use crate::store::{Addressee, DeviceChange, LogId, ShopRecord, StaffRecord, StoredMessage, SupportRecord};
-use log::debug;
+use crate::store::{Addressee, LogId, ShopRecord, StaffRecord, StoredMessage, SupportRecord};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -170,12 +169,8 @@ impl Shops {
                 let legacy = acks.get(&*reader).copied().unwrap_or(Seq::ZERO);
                 let (devices, unrecorded) = devices::reader_cursors(ctx, uid, legacy, within, &recorded)?;
                 conversation.readers.insert(reader.clone(), SupportReader { uid, devices });
-                for device in unrecorded {
-                    conversation.record_start(ctx, &reader, &device);
-                }
-                for session in ctx.shared.directory.sessions_of(&reader) {
-                    conversation.attach(ctx, &reader, &session.device, session.conn, session.budget)?;
-                }
+                let sessions = ctx.shared.directory.sessions_of(&reader);
+                conversation.seat(ctx, &reader, unrecorded, &sessions)?;
             }
             conversation.retention.settled = match shop.staff.is_empty() {
                 true => log.floor,
@@ -271,9 +266,7 @@ impl Shops {
             for conversation in shop.conversations.values_mut() {
                 let mut any = false;
                 for reader in conversation.readers.values_mut() {
-                    for device in reader.devices.expired(now_ms, expiry) {
-                        any |= reader.devices.remove(&device);
-                    }
+                    any |= reader.devices.drop_expired(now_ms, expiry);
                 }
                 if any {
                     conversation.trim(ctx)?;
@@ -339,71 +332,13 @@ impl SupportConversation {
         self.readers.values().filter_map(|r| r.devices.lowest_acked()).min()
     }
 
-    /// Gives the reader's `device` its session on `conn` (a device new here gets a cursor
-    /// where the reader's legacy position is, recorded).
-    pub fn attach(
-        &mut self,
-        ctx: &mut Ctx,
-        name: &str,
-        device: &Arc<str>,
-        conn: ConnId,
-        budget: Arc<SessionBudget>,
-    ) -> Handled {
-        let start = self.legacy_position(ctx, name)?;
-        let Some(reader) = self.readers.get_mut(name) else { return Ok(()) };
-        let created = reader.devices.attach(device, now_ms(), || start, |acked| Session::new(conn, acked, budget));
-        if created && !is_legacy(device) {
-            self.record_start(ctx, name, device);
-        }
-        Ok(())
-    }
-
-    /// Where the reader's legacy device is (a device new here starts there).
-    fn legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
-        match self.readers.get(name).and_then(|r| r.devices.get(LEGACY)) {
-            Some(cursor) => Ok(cursor.acked),
-            None => Ok(ctx.shared.store.support_ack(self.id, name)?.max(self.floor).min(self.last_seq)),
-        }
-    }
-
-    /// Records where a named device new here starts (the legacy position it was given may
-    /// move on). Best effort: unrecorded, it reads as the legacy position.
-    pub fn record_start(&self, ctx: &mut Ctx, name: &str, device: &str) {
-        let Some(reader) = self.readers.get(name) else { return };
-        let Some(acked) = reader.devices.get(device).map(|c| c.acked) else { return };
-        let (owner, uid, device) = (self.id.into(), reader.uid, device.to_string());
-        if let Err(e) = ctx.partition.device(DeviceChange::Ack { log: LogId::Support, owner, uid, device, acked }) {
-            debug!("support conversation {}: where a device of {name} starts: {e}", self.id);
-        }
-    }
-
     /// Moves the position of `user`'s device (a cursor is made for a device this
     /// conversation has not seen log in yet), recorded first: the legacy device's where it
     /// always was, a named device's beside it.
     fn advance(&mut self, ctx: &mut Ctx, user: &SessionUser, up_to: Seq) -> Handled {
-        let start = self.legacy_position(ctx, &user.name)?;
-        let reader = self.reader(&user.name)?;
-        if reader.devices.get(&user.device).is_none() {
-            reader.devices.insert(user.device.clone(), start, now_ms());
-            if !is_legacy(&user.device) {
-                self.record_start(ctx, &user.name, &user.device);
-            }
-        }
-        let id = self.id;
-        let reader = self.reader(&user.name)?;
-        let uid = reader.uid;
-        let Some(cursor) = reader.devices.get_mut(&user.device) else { return Ok(()) };
-        if up_to <= cursor.acked {
-            return Ok(());
-        }
-        match is_legacy(&user.device) {
-            true => ctx.partition.support_ack(id, &user.name, up_to)?,
-            false => {
-                let (owner, device) = (id.into(), user.device.to_string());
-                ctx.partition.device(DeviceChange::Ack { log: LogId::Support, owner, uid, device, acked: up_to })?
-            }
-        }
-        cursor.ack(up_to);
+        self.reader(&user.name)?;
+        self.device_cursor(ctx, &user.name, &user.device)?;
+        self.record_ack(ctx, &user.name, &user.device, up_to)?;
         Ok(())
     }
 
@@ -424,6 +359,29 @@ impl SupportConversation {
     }
 }
 
+impl DeviceReaders for SupportConversation {
+    fn reader_log(&self) -> LogRef {
+        self.log()
+    }
+
+    fn reader_devices(&self, name: &str) -> Option<(UserId, &DeviceCursors)> {
+        self.readers.get(name).map(|r| (r.uid, &r.devices))
+    }
+
+    fn reader_devices_mut(&mut self, name: &str) -> Option<&mut DeviceCursors> {
+        self.readers.get_mut(name).map(|r| &mut r.devices)
+    }
+
+    fn stored_legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
+        Ok(ctx.shared.store.support_ack(self.id, name)?.max(self.floor).min(self.last_seq))
+    }
+
+    fn record_legacy_ack(&self, ctx: &mut Ctx, name: &str, up_to: Seq) -> Handled {
+        ctx.partition.support_ack(self.id, name, up_to)?;
+        Ok(())
+    }
+}
+
 impl ShopState {
     pub fn record(&self) -> ShopRecord {
         ShopRecord {
@@ -435,6 +393,13 @@ impl ShopState {
 
     pub fn conversation(&mut self, id: SupportId) -> Result<&mut SupportConversation, Refusal> {
         self.conversations.get_mut(&id).ok_or_else(not_a_reader)
+    }
+
+    /// Conversation `id` as one of its readers asks for it: `NotAMember` for anyone else.
+    pub fn conversation_of_reader(&mut self, id: SupportId, name: &str) -> Result<&mut SupportConversation, Refusal> {
+        let conversation = self.conversation(id)?;
+        conversation.reader(name)?;
+        Ok(conversation)
     }
 
     /// A customer's message to the shop (`Send` to `Shop(name)`): into its conversation
@@ -506,12 +471,8 @@ impl ShopState {
         for (name, uid) in readers_now {
             let (devices, unrecorded) = devices::reader_cursors(ctx, uid, Seq::ZERO, |seq| seq, &HashMap::new())?;
             conversation.readers.insert(name.clone(), SupportReader { uid, devices });
-            for device in unrecorded {
-                conversation.record_start(ctx, &name, &device);
-            }
-            for session in ctx.shared.directory.sessions_of(&name) {
-                conversation.attach(ctx, &name, &session.device, session.conn, session.budget)?;
-            }
+            let sessions = ctx.shared.directory.sessions_of(&name);
+            conversation.seat(ctx, &name, unrecorded, &sessions)?;
         }
         self.by_customer.insert(customer, id);
         self.conversations.insert(id, conversation);

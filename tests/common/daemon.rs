@@ -1,8 +1,11 @@
 //! The built confabd binary as a child process, for tests of crashes, signals and the
 //! command line (the harness itself is `confab-testd`, shared with the tools' tests).
 
+use confab::client::Client;
+use confab::protocol::Reply;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output};
 
 pub use confab_testd::Daemon;
 
@@ -45,6 +48,28 @@ pub fn daemon_with_users(data_dir: &Path, users: &[&str]) -> Daemon {
         setup.register(user, super::PASSWORD).expect("register");
     }
     daemon
+}
+
+/// A client of the daemon at `addr`, logged in as `name` (password [`super::PASSWORD`]).
+pub fn logged_in(addr: SocketAddr, name: &str) -> Client {
+    let (mut client, _) = Client::connect(addr, name).expect("connect");
+    client.login(name, super::PASSWORD).expect("login");
+    client
+}
+
+/// A client of the daemon at `addr`, logged in as `name` from the named `device`, with the
+/// `DeviceLoggedIn` reply.
+pub fn logged_in_device(addr: SocketAddr, name: &str, device: &str) -> (Client, Reply) {
+    let (mut client, _) = Client::connect(addr, name).expect("connect");
+    let reply = super::login_device(&mut client, name, device);
+    (client, reply)
+}
+
+/// Sends `signal` ("-KILL", "-TERM") to the daemon and waits for it to exit.
+pub fn signal(daemon: &mut Daemon, signal: &str) -> ExitStatus {
+    let status = Command::new("kill").arg(signal).arg(daemon.child.id().to_string()).status().expect("kill runs");
+    assert!(status.success());
+    daemon.child.wait().expect("the daemon exits")
 }
 
 /// Runs a confabd subcommand on `data_dir` with `stdin` as its input.

@@ -114,6 +114,21 @@ impl TestServer {
         }
     }
 
+    /// Opens `shop` with the registered users `staff` as its staff, as `confabd shop add`
+    /// and `shop staff-add` do: on the stopped server, which then starts again.
+    pub fn open_shop(&mut self, shop: &str, staff: &[&str]) {
+        self.stop();
+        {
+            let store = open_store(self.data_dir());
+            let shop = in_default(shop);
+            confab::admin::add_shop(&store, &shop).expect("the shop is added");
+            for name in staff {
+                confab::admin::add_staff(&store, &shop, &in_default(name), 100).expect("the staff member is added");
+            }
+        }
+        self.restart();
+    }
+
     /// A connected client past the Hello handshake.
     pub fn client(&self) -> Client {
         Client::connect(self.addr, "tests").expect("connect").0
