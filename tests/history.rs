@@ -605,3 +605,25 @@ fn deletions_and_cleared_marks_survive_a_sigkill() {
     assert_eq!(seqs(&shown), [4, last.get()]);
     daemon.stop();
 }
+
+/// What a user's devices read goes once older than the window, also once every one of those
+/// devices is forgotten (expired): the inbox's floor does not stay where they left it.
+#[test]
+fn read_history_goes_after_the_window_even_once_the_devices_that_read_it_are_forgotten() {
+    let server = TestServer::with(|c| {
+        c.history = Duration::from_millis(1500);
+        c.device_expiry = Duration::from_millis(100);
+    });
+    server.register(&["alice", "bob"]);
+    let mut alice = server.login("alice");
+    let (mut phone, _) = server.login_device("bob", "phone");
+    alice.send_text("bob", ClientMsgId(1), "read").unwrap();
+    read_and_ack(&mut phone, 1);
+    drop(phone);
+    let store = server.server().store();
+    let bob = store.account("default/bob").unwrap().unwrap().user_id;
+    eventually("bob's phone to be forgotten", SETTLE, || store.devices(bob).unwrap().is_empty());
+    eventually("what bob read to go once older than the window", SETTLE, || {
+        store.inbox.state(bob.into()).unwrap().floor >= Seq(1)
+    });
+}

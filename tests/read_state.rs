@@ -364,3 +364,34 @@ fn a_mark_on_one_device_clears_the_unread_count_on_the_others() {
     let (_tablet, chats) = device(&server, "alice", "tablet");
     assert_eq!(chats, [chat_state(user("bob"), 2, 2, 0)]);
 }
+
+/// `ReadMark` and `ReadReceipt` are frames only named devices know: a session that names no
+/// device (an older client) is pushed neither, live or at its login, while the user's named
+/// device is pushed both.
+#[test]
+fn a_session_that_names_no_device_is_not_pushed_read_receipts() {
+    let server = TestServer::start();
+    server.register(&["alice", "bob"]);
+    let mut legacy = server.login("alice");
+    let (mut phone, _) = device(&server, "alice", "phone");
+    let mut bob = server.login("bob");
+    let sent = send(&mut legacy, "bob", 1, "read me");
+    bob.next_message().unwrap();
+    mark(&mut bob, user("alice"), sent);
+    assert_eq!(next_receipt(&mut phone), ("bob".to_string(), sent));
+    let got = send(&mut bob, "alice", 1, "and you?");
+    mark(&mut phone, user("bob"), got);
+    // The phone's mark is made: the next message comes after whatever it was pushed.
+    send(&mut bob, "alice", 2, "last");
+    let only_messages = |client: &mut Client| loop {
+        match client.next_push().unwrap() {
+            Push::Message(m) if m.content.body == b"last" => break,
+            Push::ReadReceipt { .. } | Push::ReadMark { .. } => panic!("pushed to a session that names no device"),
+            _ => {}
+        }
+    };
+    only_messages(&mut legacy);
+    // At its next login too: the receipt alice holds is not pushed before the backlog.
+    drop(legacy);
+    only_messages(&mut server.login("alice"));
+}

@@ -30,7 +30,6 @@ mod power_cut;
 mod push;
 mod read_state;
 mod registration;
-mod review;
 mod rooms;
 mod security;
 mod services;
