@@ -4,7 +4,7 @@
 //! receipts off; a group's members see how far each other has read.
 
 use crate::common::daemon::{daemon_with_users, spawn_daemon};
-use crate::common::{in_default, open_store, DataDir, TestServer, PASSWORD};
+use crate::common::{in_default, login_device, open_store, DataDir, TestServer, PASSWORD};
 use confab::admin;
 use confab::client::Client;
 use confab::protocol::{
@@ -182,7 +182,8 @@ fn in_a_group_what_others_sent_after_the_mark_is_unread_and_members_see_each_oth
 #[test]
 fn a_sender_online_learns_what_was_read_unless_the_reader_turned_receipts_off() {
     let server = TestServer::start();
-    let mut alice = server.user("alice");
+    server.register(&["alice"]);
+    let (mut alice, _) = device(&server, "alice", "phone");
     let mut bob = server.user("bob");
     let first = send(&mut alice, "bob", 1, "lunch?");
     mark(&mut bob, user("alice"), first);
@@ -207,8 +208,8 @@ fn a_sender_online_learns_what_was_read_unless_the_reader_turned_receipts_off() 
 #[test]
 fn a_sender_who_was_away_learns_at_each_login_what_was_read_meanwhile() {
     let server = TestServer::start();
-    server.register(&["carol"]);
-    let mut alice = server.user("alice");
+    server.register(&["alice", "carol"]);
+    let (mut alice, _) = device(&server, "alice", "phone");
     let mut bob = server.user("bob");
     let to_bob = send(&mut alice, "bob", 1, "call me");
     let to_carol = send(&mut alice, "carol", 2, "call me too");
@@ -218,8 +219,8 @@ fn a_sender_who_was_away_learns_at_each_login_what_was_read_meanwhile() {
     mark(&mut carol, user("alice"), to_carol);
 
     // Every login (a phone in the morning, the laptop later) is told the latest of each.
-    for _ in 0..2 {
-        let mut alice = server.login("alice");
+    for name in ["phone", "laptop"] {
+        let (mut alice, _) = device(&server, "alice", name);
         let mut receipts = vec![next_receipt(&mut alice), next_receipt(&mut alice)];
         receipts.sort();
         assert_eq!(receipts, [("bob".to_string(), to_bob), ("carol".to_string(), to_carol)]);
@@ -229,7 +230,8 @@ fn a_sender_who_was_away_learns_at_each_login_what_was_read_meanwhile() {
 #[test]
 fn marks_and_the_receipts_setting_survive_a_restart() {
     let mut server = TestServer::start();
-    let mut alice = server.user("alice");
+    server.register(&["alice"]);
+    let (mut alice, _) = device(&server, "alice", "phone");
     let mut bob = server.user("bob");
     let g = create_group(&mut alice, "pals");
     assert_eq!(alice.request(Request::AddMember { group_id: g, username: "bob".into() }).unwrap(), Reply::Done);
@@ -249,7 +251,7 @@ fn marks_and_the_receipts_setting_survive_a_restart() {
     assert!(!read_receipts);
     assert_eq!(chats, [chat_state(user("alice"), 2, 2, 0), chat_state(Chat::Group(g), 3, 3, 0)]);
     // alice still holds the receipt bob sent while his receipts were on, and no other.
-    let mut alice = server.login("alice");
+    let (mut alice, _) = device(&server, "alice", "phone");
     assert_eq!(next_receipt(&mut alice), ("bob".to_string(), Seq(1)));
 }
 
@@ -258,7 +260,7 @@ fn a_mark_answered_done_survives_a_kill() {
     let data = DataDir::new();
     let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
+    login_device(&mut alice, "alice", "phone");
     let (mut bob, _) = Client::connect(daemon.addr, "bob").unwrap();
     bob.login("bob", PASSWORD).unwrap();
     send(&mut alice, "bob", 1, "one");
@@ -274,7 +276,7 @@ fn a_mark_answered_done_survives_a_kill() {
     bob.login("bob", PASSWORD).unwrap();
     assert_eq!(state_of(&mut bob, &user("alice")), chat_state(user("alice"), 2, 2, 0));
     let (mut alice, _) = Client::connect(daemon.addr, "alice").unwrap();
-    alice.login("alice", PASSWORD).unwrap();
+    login_device(&mut alice, "alice", "phone");
     assert_eq!(next_receipt(&mut alice), ("bob".to_string(), two));
 }
 

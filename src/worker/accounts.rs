@@ -372,7 +372,7 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     ctx.batch.reply(conn, request_id, reply, true);
     // What was read of the user's messages while it was away. A failure to read them does
     // not fail the login.
-    if let Err(refusal) = read_state::push_held_receipts(ctx, uid, conn, 0) {
+    if let Err(refusal) = read_state::push_held_receipts(ctx, uid, &device, conn, 0) {
         debug!("read receipts held for {name}: {}", refusal.message);
     }
     ctx.shared.directory.set(name.clone(), account.display_name, device.clone(), conn, budget);
