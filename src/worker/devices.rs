@@ -127,6 +127,15 @@ pub fn forget(ctx: &mut Ctx, state: &mut UserState, device: &str) -> Handled {
     }
     state.devices.remove(device);
     state.settle(ctx)?;
+    let lowest = state.lowest();
+    if state.devices.iter().next().is_none() && lowest > state.floor {
+        // With no device record left, the next load takes the user to have the implicit
+        // legacy device at its recorded position (unrecorded: the floor, holding what was
+        // read for ever). It is recorded where every device had read.
+        let change =
+            DeviceChange::Ack { log: LogId::Inbox, owner: uid.into(), uid, device: LEGACY.into(), acked: lowest };
+        ctx.partition.device(change)?;
+    }
     for worker in 0..ctx.workers {
         let cmd = WorkerCmd::ForgetDevice { username: state.name.clone(), device: device.into() };
         ctx.batch.send_to_worker(worker, cmd);
