@@ -237,7 +237,7 @@ impl GroupState {
         conn: ConnId,
         budget: Arc<super::SessionBudget>,
     ) -> Result<bool, Refusal> {
-        let start = self.legacy_position(ctx, name)?;
+        let start = self.new_device_start(ctx, name)?;
         let Some(member) = self.members.get_mut(name) else { return Ok(false) };
         let created = member.devices.attach(device, now_ms(), || start, |acked| Session::new(conn, acked, budget));
         if created && !is_legacy(device) {
@@ -246,11 +246,13 @@ impl GroupState {
         Ok(true)
     }
 
-    /// Where the member's legacy device is (a device new here starts there): its cursor's
-    /// position, or without one its position on disk (where it joined, or last acked).
-    fn legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
-        match self.members.get(name).and_then(|m| m.devices.get(super::device_cursors::LEGACY)) {
-            Some(cursor) => Ok(cursor.acked),
+    /// Where a device new here starts: where the member's furthest device is (what another
+    /// device read is history, `History` pages it; the legacy position of a member who uses
+    /// only named devices stays where it joined), or without any device its legacy position
+    /// on disk (where it joined, or last acked).
+    fn new_device_start(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
+        match self.members.get(name).and_then(|m| m.devices.furthest_acked()) {
+            Some(furthest) => Ok(furthest),
             None => Ok(ctx.shared.store.group_ack(self.id, name)?.min(self.last_seq)),
         }
     }
@@ -442,7 +444,7 @@ impl GroupState {
     /// The group's last sequence and the cursor of a member's device (made, where the
     /// legacy position is, for a device whose login this group has not heard of yet).
     fn member_cursor(&mut self, ctx: &mut Ctx, user: &SessionUser) -> Result<(Seq, &mut Cursor), Refusal> {
-        let start = self.legacy_position(ctx, &user.name)?;
+        let start = self.new_device_start(ctx, &user.name)?;
         let member = self
             .members
             .get_mut(&user.name)

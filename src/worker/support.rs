@@ -22,7 +22,7 @@ use super::backlog;
 use super::budget::SessionBudget;
 use super::context::{Ctx, Waiting};
 use super::cursor::{Cursor, Session};
-use super::device_cursors::{is_legacy, DeviceCursors, LEGACY};
+use super::device_cursors::{is_legacy, DeviceCursors};
 use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
@@ -349,7 +349,7 @@ impl SupportConversation {
         conn: ConnId,
         budget: Arc<SessionBudget>,
     ) -> Handled {
-        let start = self.legacy_position(ctx, name)?;
+        let start = self.new_device_start(ctx, name)?;
         let Some(reader) = self.readers.get_mut(name) else { return Ok(()) };
         let created = reader.devices.attach(device, now_ms(), || start, |acked| Session::new(conn, acked, budget));
         if created && !is_legacy(device) {
@@ -358,10 +358,11 @@ impl SupportConversation {
         Ok(())
     }
 
-    /// Where the reader's legacy device is (a device new here starts there).
-    fn legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
-        match self.readers.get(name).and_then(|r| r.devices.get(LEGACY)) {
-            Some(cursor) => Ok(cursor.acked),
+    /// Where a device new here starts: where the reader's furthest device is (what another
+    /// device read is history), or without any its legacy position on disk (as in groups).
+    fn new_device_start(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
+        match self.readers.get(name).and_then(|r| r.devices.furthest_acked()) {
+            Some(furthest) => Ok(furthest),
             None => Ok(ctx.shared.store.support_ack(self.id, name)?.max(self.floor).min(self.last_seq)),
         }
     }
@@ -381,7 +382,7 @@ impl SupportConversation {
     /// conversation has not seen log in yet), recorded first: the legacy device's where it
     /// always was, a named device's beside it.
     fn advance(&mut self, ctx: &mut Ctx, user: &SessionUser, up_to: Seq) -> Handled {
-        let start = self.legacy_position(ctx, &user.name)?;
+        let start = self.new_device_start(ctx, &user.name)?;
         let reader = self.reader(&user.name)?;
         if reader.devices.get(&user.device).is_none() {
             reader.devices.insert(user.device.clone(), start, now_ms());
