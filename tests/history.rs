@@ -632,3 +632,33 @@ fn read_history_goes_after_the_window_even_once_the_devices_that_read_it_are_for
         store.inbox.state(bob.into()).unwrap().floor >= Seq(1)
     });
 }
+
+/// An empty page is remembered for the connection that asked: two devices paging back the
+/// same chat each go on from their own stopping point, neither skipping nor starting over.
+#[test]
+fn two_devices_paging_one_chat_each_go_on_from_their_own_empty_page() {
+    let server = TestServer::with(|c| c.request_burst = 10_000);
+    server.register(&["bob"]);
+    let (mut phone, _) = server.login_device("bob", "phone");
+    let (mut laptop, _) = server.login_device("bob", "laptop");
+    let mut alice = server.user("alice");
+    let mut carol = server.user("carol");
+    alice.send_text("bob", ClientMsgId(1), "before the flood").unwrap();
+    let ids: Vec<u32> = (1..=5000u64).map(|i| carol.send(send_to("bob", i, "flood")).unwrap()).collect();
+    for id in ids {
+        assert!(matches!(carol.reply_to(id).unwrap(), Reply::Sent { .. }));
+    }
+    alice.send_text("bob", ClientMsgId(2), "after the flood").unwrap();
+    let before = page(&mut phone, user("alice"), 0, 1).0[0].seq.get();
+
+    let (empty, more) = page(&mut phone, user("alice"), before, 1);
+    assert!(empty.is_empty() && more);
+    // The laptop's same request starts from its own `before`: the phone's stopping point is
+    // the phone's.
+    let (empty, more) = page(&mut laptop, user("alice"), before, 1);
+    assert!(empty.is_empty() && more);
+    for device in [&mut phone, &mut laptop] {
+        let (oldest, more) = page(device, user("alice"), before, 1);
+        assert_eq!((texts(&oldest), more), (vec!["before the flood".to_string()], false));
+    }
+}
