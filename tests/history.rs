@@ -10,6 +10,7 @@ use confab::protocol::{
     Chat, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, MediaKind, Message, MessageId, Reply,
     Request, SenderKind, Seq, ServiceTarget, Target,
 };
+use confab::store::LogId;
 use std::time::Duration;
 
 /// One page: (the messages, whether older ones are kept).
@@ -413,13 +414,10 @@ fn a_sender_deletes_its_direct_message_for_everyone() {
     assert!(shows_deleted(&shown[0], "alice"));
     assert_eq!(event(&shown[1]), Some(GroupEvent::MessageDeleted { message_id: m2, by: "alice".into() }));
 
-    // The sender's own inbox has the event too, in its chat with the recipient (for its
-    // other devices).
+    // Alice's sessions name no device: her own inbox keeps no copy and no event (a sender
+    // with a named device: `a_deletion_adds_nothing_to_the_inbox_of_a_sender_with_no_named_device`).
     let (alices, _) = page(&mut alice, user("bob"), 0, 0);
-    assert_eq!(
-        alices.iter().filter_map(event).collect::<Vec<_>>(),
-        [GroupEvent::MessageDeleted { message_id: m1, by: "alice".into() }]
-    );
+    assert_eq!(alices.iter().filter_map(event).count(), 0);
 
     // Deletions are stored like messages: they survive a restart.
     drop((alice, bob, carol));
@@ -661,4 +659,31 @@ fn two_devices_paging_one_chat_each_go_on_from_their_own_empty_page() {
         let (oldest, more) = page(device, user("alice"), before, 1);
         assert_eq!((texts(&oldest), more), (vec!["before the flood".to_string()], false));
     }
+}
+
+/// A sender whose clients all name no device keeps no sent copies, and a deletion adds no
+/// event to its inbox either: its inbox stays what it was before devices.
+#[test]
+fn a_deletion_adds_nothing_to_the_inbox_of_a_sender_with_no_named_device() {
+    let server = TestServer::start();
+    let mut bob = server.user("bob");
+    let mut alice = server.user("alice");
+    let (oops, _, _) = alice.send_text("bob", ClientMsgId(1), "oops").unwrap();
+    let got = bob.next_message().unwrap();
+    done(&mut alice, delete(user("bob"), oops));
+    // Bob's worker hands alice's worker the deletion, then (after his mark) his receipt.
+    done(&mut bob, Request::MarkRead { chat: user("alice"), up_to: got.seq });
+    let store = server.server().store();
+    let alice = store.account("default/alice").unwrap().unwrap().user_id;
+    eventually("bob's receipt to reach alice's worker", SETTLE, || !store.read_receipts(alice).unwrap().is_empty());
+    assert_eq!(store.state_across(LogId::Inbox, alice.into()).unwrap().last_seq, Seq::ZERO);
+
+    // Once she has a named device, her own inbox has the event, in her chat with bob.
+    let (mut phone, _) = server.login_device("alice", "phone");
+    let (again, _, _) = phone.send_text("bob", ClientMsgId(2), "oops again").unwrap();
+    done(&mut phone, delete(user("bob"), again));
+    let deleted = GroupEvent::MessageDeleted { message_id: again, by: "alice".into() };
+    eventually("the event in alice's inbox", SETTLE, || {
+        page(&mut phone, user("bob"), 0, 0).0.iter().filter_map(event).any(|e| e == deleted)
+    });
 }
