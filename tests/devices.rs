@@ -679,3 +679,38 @@ fn a_legacy_session_keeps_its_streams_when_the_users_first_named_device_logs_in(
     assert_eq!(next_inbox(&mut legacy), got(1, 0, "bob", "direct"));
     assert_eq!(next_inbox(&mut laptop), got(1, 0, "bob", "direct"));
 }
+
+/// A new device of a member starts in a group where the member's furthest device is, as in
+/// the inbox: what another device read is history, not a backlog. A member who uses only
+/// named devices never moves its legacy position from where it joined.
+#[test]
+fn a_new_device_starts_in_a_group_after_what_the_members_other_devices_read() {
+    let mut server = TestServer::start();
+    server.register(&["alice"]);
+    let mut bob = server.user("bob");
+    let (mut laptop, _) = server.login_device("alice", "laptop");
+    let (mut phone, _) = server.login_device("alice", "phone");
+    let id = match bob.request(Request::CreateGroup { name: "club".into(), open: false }).unwrap() {
+        Reply::GroupCreated { group_id } => group_id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(bob.request(Request::AddMember { group_id: id, username: "alice".into() }).unwrap(), Reply::Done);
+    send(&mut bob, Target::Group(id), 1, "one");
+    send(&mut bob, Target::Group(id), 2, "two");
+    for (client, up_to) in [(&mut laptop, 4), (&mut phone, 3)] {
+        while next_group(client, id).0 < up_to {}
+        assert_eq!(ack(client, Conversation::Group(id), up_to), up_to);
+    }
+    let (mut tablet, _) = server.login_device("alice", "tablet");
+    send(&mut bob, Target::Group(id), 3, "three");
+    assert_eq!(next_group(&mut tablet, id), (5, 4, "bob".into(), "three".into()), "after the laptop's position");
+
+    // A device the group first hears of as it loads (after a restart) starts alike.
+    assert_eq!(ack(&mut laptop, Conversation::Group(id), 5), 5);
+    drop((bob, laptop, phone, tablet));
+    server.restart();
+    let (mut watch, _) = server.login_device("alice", "watch");
+    let mut bob = server.login("bob");
+    send(&mut bob, Target::Group(id), 4, "four");
+    assert_eq!(next_group(&mut watch, id), (6, 5, "bob".into(), "four".into()));
+}

@@ -10,6 +10,7 @@ use confab::protocol::{
     Chat, ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, MediaKind, Message, MessageId, Reply,
     Request, SenderKind, Seq, ServiceTarget, Target,
 };
+use confab::store::LogId;
 use std::time::Duration;
 
 /// One page: (the messages, whether older ones are kept).
@@ -413,13 +414,10 @@ fn a_sender_deletes_its_direct_message_for_everyone() {
     assert!(shows_deleted(&shown[0], "alice"));
     assert_eq!(event(&shown[1]), Some(GroupEvent::MessageDeleted { message_id: m2, by: "alice".into() }));
 
-    // The sender's own inbox has the event too, in its chat with the recipient (for its
-    // other devices).
+    // Alice's sessions name no device: her own inbox keeps no copy and no event (a sender
+    // with a named device: `a_deletion_adds_nothing_to_the_inbox_of_a_sender_with_no_named_device`).
     let (alices, _) = page(&mut alice, user("bob"), 0, 0);
-    assert_eq!(
-        alices.iter().filter_map(event).collect::<Vec<_>>(),
-        [GroupEvent::MessageDeleted { message_id: m1, by: "alice".into() }]
-    );
+    assert_eq!(alices.iter().filter_map(event).count(), 0);
 
     // Deletions are stored like messages: they survive a restart.
     drop((alice, bob, carol));
@@ -595,4 +593,88 @@ fn deletions_and_cleared_marks_survive_a_sigkill() {
     let (shown, _) = page(&mut bob, user("alice"), 0, 0);
     assert_eq!(seqs(&shown), [4, last.get()]);
     daemon.stop();
+}
+
+/// What a user's devices read goes once older than the window, also once every one of those
+/// devices is forgotten (expired): the inbox's floor does not stay where they left it, nor
+/// does a restart take it back there.
+#[test]
+fn read_history_goes_after_the_window_even_once_the_devices_that_read_it_are_forgotten() {
+    let mut server = TestServer::with(|c| {
+        c.history = Duration::from_millis(1500);
+        c.device_expiry = Duration::from_millis(100);
+    });
+    server.register(&["alice", "bob"]);
+    let mut alice = server.login("alice");
+    let (mut phone, _) = server.login_device("bob", "phone");
+    alice.send_text("bob", ClientMsgId(1), "read").unwrap();
+    read_and_ack(&mut phone, 1);
+    drop(phone);
+    let store = server.server().store();
+    let bob = store.account("default/bob").unwrap().unwrap().user_id;
+    eventually("bob's phone to be forgotten", SETTLE, || store.devices(bob).unwrap().is_empty());
+    server.restart();
+    // A message for bob loads his inbox again, without any device record.
+    server.login("alice").send_text("bob", ClientMsgId(2), "unread").unwrap();
+    let store = server.server().store();
+    eventually("what bob read to go once older than the window", SETTLE, || {
+        store.inbox.state(bob.into()).unwrap().floor >= Seq(1)
+    });
+}
+
+/// An empty page is remembered for the connection that asked: two devices paging back the
+/// same chat each go on from their own stopping point, neither skipping nor starting over.
+#[test]
+fn two_devices_paging_one_chat_each_go_on_from_their_own_empty_page() {
+    let server = TestServer::with(|c| c.request_burst = 10_000);
+    server.register(&["bob"]);
+    let (mut phone, _) = server.login_device("bob", "phone");
+    let (mut laptop, _) = server.login_device("bob", "laptop");
+    let mut alice = server.user("alice");
+    let mut carol = server.user("carol");
+    alice.send_text("bob", ClientMsgId(1), "before the flood").unwrap();
+    let ids: Vec<u32> = (1..=5000u64).map(|i| carol.send(send_to("bob", i, "flood")).unwrap()).collect();
+    for id in ids {
+        assert!(matches!(carol.reply_to(id).unwrap(), Reply::Sent { .. }));
+    }
+    alice.send_text("bob", ClientMsgId(2), "after the flood").unwrap();
+    let before = page(&mut phone, user("alice"), 0, 1).0[0].seq.get();
+
+    let (empty, more) = page(&mut phone, user("alice"), before, 1);
+    assert!(empty.is_empty() && more);
+    // The laptop's same request starts from its own `before`: the phone's stopping point is
+    // the phone's.
+    let (empty, more) = page(&mut laptop, user("alice"), before, 1);
+    assert!(empty.is_empty() && more);
+    for device in [&mut phone, &mut laptop] {
+        let (oldest, more) = page(device, user("alice"), before, 1);
+        assert_eq!((texts(&oldest), more), (vec!["before the flood".to_string()], false));
+    }
+}
+
+/// A sender whose clients all name no device keeps no sent copies, and a deletion adds no
+/// event to its inbox either: its inbox stays what it was before devices.
+#[test]
+fn a_deletion_adds_nothing_to_the_inbox_of_a_sender_with_no_named_device() {
+    let server = TestServer::start();
+    let mut bob = server.user("bob");
+    let mut alice = server.user("alice");
+    let (oops, _, _) = alice.send_text("bob", ClientMsgId(1), "oops").unwrap();
+    let got = bob.next_message().unwrap();
+    done(&mut alice, delete(user("bob"), oops));
+    // Bob's worker hands alice's worker the deletion, then (after his mark) his receipt.
+    done(&mut bob, Request::MarkRead { chat: user("alice"), up_to: got.seq });
+    let store = server.server().store();
+    let alice = store.account("default/alice").unwrap().unwrap().user_id;
+    eventually("bob's receipt to reach alice's worker", SETTLE, || !store.read_receipts(alice).unwrap().is_empty());
+    assert_eq!(store.state_across(LogId::Inbox, alice.into()).unwrap().last_seq, Seq::ZERO);
+
+    // Once she has a named device, her own inbox has the event, in her chat with bob.
+    let (mut phone, _) = server.login_device("alice", "phone");
+    let (again, _, _) = phone.send_text("bob", ClientMsgId(2), "oops again").unwrap();
+    done(&mut phone, delete(user("bob"), again));
+    let deleted = GroupEvent::MessageDeleted { message_id: again, by: "alice".into() };
+    eventually("the event in alice's inbox", SETTLE, || {
+        page(&mut phone, user("bob"), 0, 0).0.iter().filter_map(event).any(|e| e == deleted)
+    });
 }

@@ -3,7 +3,7 @@
 //! counts; the senders of direct messages learn what was read unless the reader turned
 //! receipts off; a group's members see how far each other has read.
 
-use crate::common::daemon::{daemon_with_users, logged_in, spawn_daemon};
+use crate::common::daemon::{daemon_with_users, logged_in, logged_in_device, spawn_daemon};
 use crate::common::{DataDir, TestServer};
 use confab::client::Client;
 use confab::protocol::{
@@ -181,7 +181,8 @@ fn in_a_group_what_others_sent_after_the_mark_is_unread_and_members_see_each_oth
 #[test]
 fn a_sender_online_learns_what_was_read_unless_the_reader_turned_receipts_off() {
     let server = TestServer::start();
-    let mut alice = server.user("alice");
+    server.register(&["alice"]);
+    let (mut alice, _) = device(&server, "alice", "phone");
     let mut bob = server.user("bob");
     let first = send(&mut alice, "bob", 1, "lunch?");
     mark(&mut bob, user("alice"), first);
@@ -206,8 +207,8 @@ fn a_sender_online_learns_what_was_read_unless_the_reader_turned_receipts_off() 
 #[test]
 fn a_sender_who_was_away_learns_at_each_login_what_was_read_meanwhile() {
     let server = TestServer::start();
-    server.register(&["carol"]);
-    let mut alice = server.user("alice");
+    server.register(&["alice", "carol"]);
+    let (mut alice, _) = device(&server, "alice", "phone");
     let mut bob = server.user("bob");
     let to_bob = send(&mut alice, "bob", 1, "call me");
     let to_carol = send(&mut alice, "carol", 2, "call me too");
@@ -217,8 +218,8 @@ fn a_sender_who_was_away_learns_at_each_login_what_was_read_meanwhile() {
     mark(&mut carol, user("alice"), to_carol);
 
     // Every login (a phone in the morning, the laptop later) is told the latest of each.
-    for _ in 0..2 {
-        let mut alice = server.login("alice");
+    for name in ["phone", "laptop"] {
+        let (mut alice, _) = device(&server, "alice", name);
         let mut receipts = vec![next_receipt(&mut alice), next_receipt(&mut alice)];
         receipts.sort();
         assert_eq!(receipts, [("bob".to_string(), to_bob), ("carol".to_string(), to_carol)]);
@@ -228,7 +229,8 @@ fn a_sender_who_was_away_learns_at_each_login_what_was_read_meanwhile() {
 #[test]
 fn marks_and_the_receipts_setting_survive_a_restart() {
     let mut server = TestServer::start();
-    let mut alice = server.user("alice");
+    server.register(&["alice"]);
+    let (mut alice, _) = device(&server, "alice", "phone");
     let mut bob = server.user("bob");
     let g = create_group(&mut alice, "pals");
     assert_eq!(alice.request(Request::AddMember { group_id: g, username: "bob".into() }).unwrap(), Reply::Done);
@@ -248,7 +250,7 @@ fn marks_and_the_receipts_setting_survive_a_restart() {
     assert!(!read_receipts);
     assert_eq!(chats, [chat_state(user("alice"), 2, 2, 0), chat_state(Chat::Group(g), 3, 3, 0)]);
     // alice still holds the receipt bob sent while his receipts were on, and no other.
-    let mut alice = server.login("alice");
+    let (mut alice, _) = device(&server, "alice", "phone");
     assert_eq!(next_receipt(&mut alice), ("bob".to_string(), Seq(1)));
 }
 
@@ -256,7 +258,7 @@ fn marks_and_the_receipts_setting_survive_a_restart() {
 fn a_mark_answered_done_survives_a_kill() {
     let data = DataDir::new();
     let mut daemon = daemon_with_users(data.path(), &["alice", "bob"]);
-    let mut alice = logged_in(daemon.addr, "alice");
+    let (mut alice, _) = logged_in_device(daemon.addr, "alice", "phone");
     let mut bob = logged_in(daemon.addr, "bob");
     send(&mut alice, "bob", 1, "one");
     let two = send(&mut alice, "bob", 2, "two");
@@ -269,7 +271,7 @@ fn a_mark_answered_done_survives_a_kill() {
     let daemon = spawn_daemon(data.path(), &[]);
     let mut bob = logged_in(daemon.addr, "bob");
     assert_eq!(state_of(&mut bob, &user("alice")), chat_state(user("alice"), 2, 2, 0));
-    let mut alice = logged_in(daemon.addr, "alice");
+    let (mut alice, _) = logged_in_device(daemon.addr, "alice", "phone");
     assert_eq!(next_receipt(&mut alice), ("bob".to_string(), two));
 }
 
@@ -350,4 +352,35 @@ fn a_mark_on_one_device_clears_the_unread_count_on_the_others() {
     // A device that logs in later starts with the counts cleared.
     let (_tablet, chats) = device(&server, "alice", "tablet");
     assert_eq!(chats, [chat_state(user("bob"), 2, 2, 0)]);
+}
+
+/// `ReadMark` and `ReadReceipt` are frames only named devices know: a session that names no
+/// device (an older client) is pushed neither, live or at its login, while the user's named
+/// device is pushed both.
+#[test]
+fn a_session_that_names_no_device_is_not_pushed_read_receipts() {
+    let server = TestServer::start();
+    server.register(&["alice", "bob"]);
+    let mut legacy = server.login("alice");
+    let (mut phone, _) = device(&server, "alice", "phone");
+    let mut bob = server.login("bob");
+    let sent = send(&mut legacy, "bob", 1, "read me");
+    bob.next_message().unwrap();
+    mark(&mut bob, user("alice"), sent);
+    assert_eq!(next_receipt(&mut phone), ("bob".to_string(), sent));
+    let got = send(&mut bob, "alice", 1, "and you?");
+    mark(&mut phone, user("bob"), got);
+    // The phone's mark is made: the next message comes after whatever it was pushed.
+    send(&mut bob, "alice", 2, "last");
+    let only_messages = |client: &mut Client| loop {
+        match client.next_push().unwrap() {
+            Push::Message(m) if m.content.body == b"last" => break,
+            Push::ReadReceipt { .. } | Push::ReadMark { .. } => panic!("pushed to a session that names no device"),
+            _ => {}
+        }
+    };
+    only_messages(&mut legacy);
+    // At its next login too: the receipt alice holds is not pushed before the backlog.
+    drop(legacy);
+    only_messages(&mut server.login("alice"));
 }

@@ -533,3 +533,30 @@ fn a_conversation_handed_over_shows_the_new_agent_what_the_customer_and_the_old_
         assert_eq!(seen(&mut carol, id), expected);
     }
 }
+
+/// A staff member taken on starts where every reader has read (what they read is history,
+/// not a backlog), and starts there after a restart too: the start is on disk.
+#[test]
+fn a_staff_member_taken_on_starts_after_what_was_read_across_a_restart() {
+    let mut server = shop_server(&["bob"], &["alice", "carol"], |_| {});
+    server.stop();
+    let token = admin::add_service(&open_store(server.data_dir()), &in_default("shopfront"), false).unwrap();
+    server.restart();
+    let mut bob = server.login("bob");
+    let mut alice = server.login("alice");
+    say(&mut alice, to_shop(), 1, "hi");
+    let (id, _) = first_message_id(&mut bob);
+    // Every reader has read message 1: alice sent it, bob acknowledges it.
+    let ack = Request::Ack { conversation: Conversation::Support(id), up_to: Seq(1) };
+    assert!(matches!(bob.request(ack).unwrap(), Reply::Acked { .. }));
+    let mut service = server.client();
+    service.request(Request::ServiceLogin { name: "shopfront".into(), token }).unwrap();
+    done(&mut service, Request::AddStaff { shop: "acme".into(), username: "carol".into() });
+    drop((bob, alice, service));
+    server.restart();
+
+    let mut carol = server.login("carol");
+    let mut alice = server.login("alice");
+    say(&mut alice, Target::Support(id), 2, "anyone?");
+    assert_eq!(seen(&mut carol, id), from_customer(2, 1, "anyone?"), "carol starts after what every reader read");
+}

@@ -312,9 +312,10 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
         }
         return Err(e.into());
     }
-    // A device new to the user starts where the user's furthest device is: what no device
-    // was sent comes as its backlog, what some device read is history (`History` pages).
-    let start = state.devices.iter().map(|(_, c)| c.acked).max().unwrap_or(state.floor).max(state.floor);
+    // A device new to the user starts where the user's furthest device is (with none left,
+    // where every forgotten one had read): what no device was sent comes as its backlog,
+    // what some device read is history (`History` pages).
+    let start = state.devices.iter().map(|(_, c)| c.acked).max().unwrap_or(state.floor).max(state.lowest());
     let created = state.devices.attach(&device, now, || start, |acked| Session::new(conn, acked, budget.clone()));
     if created && start > state.floor {
         // Unrecorded reads as the floor: the start needs its record.
@@ -372,7 +373,7 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     ctx.batch.reply(conn, request_id, reply, true);
     // What was read of the user's messages while it was away. A failure to read them does
     // not fail the login.
-    if let Err(refusal) = read_state::push_held_receipts(ctx, uid, conn, 0) {
+    if let Err(refusal) = read_state::push_held_receipts(ctx, uid, &device, conn, 0) {
         debug!("read receipts held for {name}: {}", refusal.message);
     }
     ctx.shared.directory.set(name.clone(), account.display_name, device.clone(), conn, budget);

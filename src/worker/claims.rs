@@ -254,6 +254,9 @@ pub fn add_staff(
         }
         // What every reader has read is history (`History` shows it), not a backlog to push.
         let start = conversation.floor.max(conversation.retention.settled);
+        // Written, as a new group member's position is: nothing recorded reads as the
+        // floor after a restart, and what was read would come back as a backlog.
+        ctx.partition.support_ack(*id, &name, start)?;
         let (devices, unrecorded) =
             devices::reader_cursors(ctx, account.user_id, start, |seq| seq.max(start), &HashMap::new())?;
         conversation.readers.insert(name.clone(), SupportReader { uid: account.user_id, devices });

@@ -23,6 +23,7 @@
 use super::commands::WorkerCmd;
 use super::context::Ctx;
 use super::cursor::READ_CHUNK;
+use super::device_cursors::is_legacy;
 use super::groups::GroupState;
 use super::inbox::{Inboxes, UserState};
 use super::message::{self, system_content, wire_size, Origin};
@@ -95,6 +96,11 @@ pub fn direct(
 /// has one) and the event appended to its own inbox, in the chat with `peer`.
 pub fn sender_side(ctx: &mut Ctx, inboxes: &mut Inboxes, sender: &str, peer: &str, message_id: MessageId) -> Handled {
     let Some(inbox) = inboxes.load(ctx, sender)? else { return Ok(()) };
+    // A sender with no named device keeps no copies, and is told of nothing its clients
+    // could not decode: its inbox stays what it was before devices (see `append_copy`).
+    if inbox.devices.iter().all(|(device, _)| is_legacy(device)) {
+        return Ok(());
+    }
     let copy = |m: &StoredMessage| matches!(&m.addressee, Addressee::CopyTo(to) if to == peer);
     match find(ctx, inbox.log(), inbox.floor, inbox.last_seq, message_id, copy) {
         Ok((seq, stored)) if stored.event.is_none() => erase_in_inbox(ctx, inbox, seq, &stored, sender)?,

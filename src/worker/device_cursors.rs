@@ -97,6 +97,12 @@ impl DeviceCursors {
         self.devices.values().map(|d| d.cursor.acked).min()
     }
 
+    /// The furthest position of the reader's devices (None without any device): where a
+    /// device new here starts, as a new device starts in the inbox.
+    pub fn furthest_acked(&self) -> Option<Seq> {
+        self.devices.values().map(|d| d.cursor.acked).max()
+    }
+
     /// Whether some device has a session here.
     pub fn online(&self) -> bool {
         self.devices.values().any(|d| d.cursor.session.is_some())

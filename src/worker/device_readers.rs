@@ -1,6 +1,6 @@
 //! What a group and a support conversation do alike for their readers' devices (protocol.md
-//! "Devices"): a device new to the log starts where its reader's legacy device is, and a
-//! named one's start is recorded (that legacy position may move on); a device online gets
+//! "Devices"): a device new to the log starts where its reader's furthest device is (its
+//! legacy position without any), and a named one's start is recorded; a device online gets
 //! its session; an acknowledgement is recorded before the cursor moves, the legacy
 //! device's where it always was and a named device's beside it.
 //!
@@ -11,7 +11,7 @@
 use super::budget::SessionBudget;
 use super::context::Ctx;
 use super::cursor::{Cursor, Session};
-use super::device_cursors::{is_legacy, DeviceCursors, LEGACY};
+use super::device_cursors::{is_legacy, DeviceCursors};
 use super::directory::SessionEntry;
 use super::refusal::{Handled, Refusal};
 use super::retention::LogRef;
@@ -39,11 +39,13 @@ pub trait DeviceReaders {
     /// Records the legacy device's acknowledgement where it always was.
     fn record_legacy_ack(&self, ctx: &mut Ctx, name: &str, up_to: Seq) -> Handled;
 
-    /// Where the reader's legacy device is (a device new here starts there): its cursor's
-    /// position, or without one its position on disk.
-    fn legacy_position(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
-        match self.reader_devices(name).and_then(|(_, devices)| devices.get(LEGACY)) {
-            Some(cursor) => Ok(cursor.acked),
+    /// Where a device new here starts: where the reader's furthest device is (what another
+    /// device read is history, `History` pages it; the legacy position of a reader who uses
+    /// only named devices stays where it joined), or without any device its legacy position
+    /// on disk (where it joined, or last acked).
+    fn new_device_start(&self, ctx: &Ctx, name: &str) -> Result<Seq, Refusal> {
+        match self.reader_devices(name).and_then(|(_, devices)| devices.furthest_acked()) {
+            Some(furthest) => Ok(furthest),
             None => self.stored_legacy_position(ctx, name),
         }
     }
@@ -70,7 +72,7 @@ pub trait DeviceReaders {
         conn: ConnId,
         budget: Arc<SessionBudget>,
     ) -> Result<bool, Refusal> {
-        let start = self.legacy_position(ctx, name)?;
+        let start = self.new_device_start(ctx, name)?;
         let Some(devices) = self.reader_devices_mut(name) else { return Ok(false) };
         let created = devices.attach(device, now_ms(), || start, |acked| Session::new(conn, acked, budget));
         if created && !is_legacy(device) {
@@ -105,7 +107,7 @@ pub trait DeviceReaders {
     /// for a named device) for a device whose login this log has not heard of yet. None for
     /// anyone who is not a reader.
     fn device_cursor(&mut self, ctx: &mut Ctx, name: &str, device: &Arc<str>) -> Result<Option<&mut Cursor>, Refusal> {
-        let start = self.legacy_position(ctx, name)?;
+        let start = self.new_device_start(ctx, name)?;
         let Some(devices) = self.reader_devices_mut(name) else { return Ok(None) };
         if devices.get(device).is_none() {
             devices.insert(device.clone(), start, now_ms());

@@ -78,9 +78,9 @@ pub fn known(ctx: &Ctx, uid: UserId) -> Result<Known, Refusal> {
 /// of the user, or the implicit legacy one for a user without device records (none for a
 /// user whose every device expired: it holds nothing until it logs in again). The legacy
 /// device is at `legacy` (its position in the conversation's own tree); a named device at
-/// its recorded position, or (new here) where the legacy position is, and then returned to
-/// be recorded there, as the legacy one may move. `within` brings a position into the log's
-/// range.
+/// its recorded position, or (new here) where the user's furthest device here is (without
+/// any, the legacy position), and then returned to be recorded there, as the others move.
+/// `within` brings a position into the log's range.
 pub fn reader_cursors(
     ctx: &Ctx,
     uid: UserId,
@@ -100,13 +100,18 @@ pub fn reader_cursors(
             _ if is_legacy(&device) => legacy,
             Some(acked) => *acked,
             None => {
-                unrecorded.push(device.clone());
-                legacy
+                unrecorded.push((device, record.last_seen_ms));
+                continue;
             }
         };
         cursors.insert(device, within(acked), record.last_seen_ms);
     }
-    Ok((cursors, unrecorded))
+    // As a device new to the user starts in the inbox: what another device read is history.
+    let start = cursors.furthest_acked().unwrap_or_else(|| within(legacy));
+    for (device, last_seen_ms) in &unrecorded {
+        cursors.insert(device.clone(), start, *last_seen_ms);
+    }
+    Ok((cursors, unrecorded.into_iter().map(|(device, _)| device).collect()))
 }
 
 /// The named devices' recorded positions in a log, by user and device.
@@ -127,6 +132,15 @@ pub fn forget(ctx: &mut Ctx, state: &mut UserState, device: &str) -> Handled {
     }
     state.devices.remove(device);
     state.settle(ctx)?;
+    let lowest = state.lowest();
+    if state.devices.iter().next().is_none() && lowest > state.floor {
+        // With no device record left, the next load takes the user to have the implicit
+        // legacy device at its recorded position (unrecorded: the floor, holding what was
+        // read for ever). It is recorded where every device had read.
+        let change =
+            DeviceChange::Ack { log: LogId::Inbox, owner: uid.into(), uid, device: LEGACY.into(), acked: lowest };
+        ctx.partition.device(change)?;
+    }
     for worker in 0..ctx.workers {
         let cmd = WorkerCmd::ForgetDevice { username: state.name.clone(), device: device.into() };
         ctx.batch.send_to_worker(worker, cmd);

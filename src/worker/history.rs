@@ -15,7 +15,10 @@
 //! in an inbox, or a member's joining far back in a busy group, cannot make a request
 //! costly. A page that stops there says `more`; one that found nothing is remembered, so
 //! that the same request again goes on below where it stopped (the client needs no other
-//! position than the oldest message it has).
+//! position than the oldest message it has). It is remembered for the connection that
+//! asked, not the user: two devices paging one chat would otherwise take each other's
+//! stopping points, one skipping what the other's page looked at, the other starting over
+//! for ever. It is forgotten when the connection closes.
 //!
 //! History is also where each worker's retention pass keeps its round ([`History::pass`]).
 
@@ -48,16 +51,20 @@ const PAGE_BYTES: usize = 1024 * 1024;
 pub const SCAN_LIMIT: u64 = 4096;
 /// Logs one retention pass settles at most (most cost nothing: see `retention`).
 const PASS_LOGS: usize = 4096;
-/// Empty pages remembered (per worker) so their request can go on where it stopped; beyond,
-/// the memory is cleared (a request then starts again from its own `before`).
+/// Connections whose empty pages are remembered (per worker) so their request can go on
+/// where it stopped; beyond, the memory is cleared (a request then starts again from its
+/// own `before`).
 const MAX_RESUMES: usize = 4096;
+/// Chats one connection's empty pages are remembered for: a client pages back through one
+/// chat, or a few, at a time; beyond, that connection's are cleared.
+const MAX_RESUMES_PER_CONN: usize = 8;
 
 /// What a worker keeps for history: where members' views of its groups start, the empty
 /// pages to go on from, and the retention pass's round.
 #[derive(Default)]
 pub struct History {
     joins: HashMap<(GroupId, Arc<str>), JoinSearch>,
-    resumes: HashMap<(Arc<str>, Chat), Resume>,
+    resumes: HashMap<ConnId, HashMap<Chat, Resume>>,
     /// The logs the retention pass has yet to settle in its current round.
     due: VecDeque<Due>,
 }
@@ -91,8 +98,8 @@ enum Search {
 }
 
 /// One page request, however its chat is stored.
-struct PageRequest<'a> {
-    user: &'a SessionUser,
+struct PageRequest {
+    conn: ConnId,
     chat: Chat,
     before: Seq,
     limit: u32,
@@ -241,7 +248,7 @@ impl History {
         };
         let inbox = inboxes.known(ctx, &user.name)?;
         let bounds = Bounds::uncleared(ctx, user, &chat, inbox.log(), inbox.floor, inbox.last_seq)?;
-        let request = PageRequest { user, chat, before, limit };
+        let request = PageRequest { conn, chat, before, limit };
         let to_wire = |ctx: &Ctx, seq, stored| wire(ctx.shared, Conversation::Inbox, seq, Seq::ZERO, stored);
         let page = self.page(ctx, request, &bounds, SCAN_LIMIT, keep, to_wire)?;
         ctx.batch.reply(conn, request_id, page, false);
@@ -267,7 +274,7 @@ impl History {
         let chat = Chat::Group(group.id);
         let mut bounds = Bounds::uncleared(ctx, user, &chat, group.log(), group.floor, group.last_seq)?;
         let mut budget = SCAN_LIMIT;
-        let request = PageRequest { user, chat, before, limit };
+        let request = PageRequest { conn, chat, before, limit };
         let Some(joined) = self.joined(ctx, group, &user.name, &mut budget)? else {
             // Still looking for where the member's view starts: the same request goes on.
             let page = Reply::HistoryPage { chat: request.chat, messages: Vec::new(), more: true };
@@ -301,7 +308,7 @@ impl History {
         let chat = Chat::Support(id);
         let (log, floor, last_seq) = (conversation.log(), conversation.floor, conversation.last_seq);
         let bounds = Bounds::uncleared(ctx, user, &chat, log, floor, last_seq)?;
-        let request = PageRequest { user, chat, before, limit };
+        let request = PageRequest { conn, chat, before, limit };
         let to_wire =
             |ctx: &Ctx, seq, stored| support::support_wire(ctx, id, seq, Seq::ZERO, stored, &shop_name, to_customer);
         let page = self.page(ctx, request, &bounds, SCAN_LIMIT, |_| true, to_wire)?;
@@ -314,13 +321,13 @@ impl History {
     fn page(
         &mut self,
         ctx: &mut Ctx,
-        request: PageRequest<'_>,
+        request: PageRequest,
         bounds: &Bounds,
         budget: u64,
         keep: impl Fn(&StoredMessage) -> bool,
         to_wire: impl Fn(&Ctx, Seq, StoredMessage) -> Message,
     ) -> Result<Reply, Refusal> {
-        let PageRequest { user, chat, before, limit } = request;
+        let PageRequest { conn, chat, before, limit } = request;
         let limit = match limit {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
@@ -329,21 +336,29 @@ impl History {
             Seq::ZERO => bounds.top,
             before => before.min(bounds.top),
         };
-        let key = (user.name.clone(), chat);
-        if let Some(resume) = self.resumes.remove(&key) {
+        if let Some(resume) = self.resumes.get_mut(&conn).and_then(|of_conn| of_conn.remove(&chat)) {
             if resume.before == before {
                 below = below.min(resume.below);
             }
         }
         let scanned = scan_back(ctx, bounds, below, limit, budget, keep)?;
         if scanned.found.is_empty() && scanned.more {
-            if self.resumes.len() >= MAX_RESUMES {
+            if self.resumes.len() >= MAX_RESUMES && !self.resumes.contains_key(&conn) {
                 self.resumes.clear();
             }
-            self.resumes.insert(key.clone(), Resume { before, below: scanned.lowest });
+            let of_conn = self.resumes.entry(conn).or_default();
+            if of_conn.len() >= MAX_RESUMES_PER_CONN {
+                of_conn.clear();
+            }
+            of_conn.insert(chat.clone(), Resume { before, below: scanned.lowest });
         }
         let messages = scanned.found.into_iter().rev().map(|(seq, stored)| to_wire(ctx, seq, stored)).collect();
-        Ok(Reply::HistoryPage { chat: key.1, messages, more: scanned.more })
+        Ok(Reply::HistoryPage { chat, messages, more: scanned.more })
+    }
+
+    /// The connection closed: its empty pages are not asked again.
+    pub fn closed(&mut self, conn: ConnId) {
+        self.resumes.remove(&conn);
     }
 
     /// The first sequence of `name`'s view of the group (the event that last made it a

@@ -74,11 +74,15 @@ impl Inboxes {
                 }
                 false => {
                     let mut devices = DeviceCursors::default();
-                    for (device, record) in known {
+                    // The expired devices too, until they are forgotten below: what they
+                    // read is what every device read, history once they go.
+                    let expired_seen = expired.iter().map(|device| (device.clone(), 0));
+                    let seen = known.into_iter().map(|(device, record)| (device, record.last_seen_ms));
+                    for (device, last_seen_ms) in seen.chain(expired_seen) {
                         // Unrecorded, or recorded below the floor: at the floor (see store/devices.rs).
                         let recorded = ctx.shared.store.device_ack(LogId::Inbox, uid.into(), uid, &device)?;
                         let acked = recorded.unwrap_or(log.floor).clamp(log.floor, log.last_seq.max(log.floor));
-                        devices.insert(device.into(), acked, record.last_seen_ms);
+                        devices.insert(device.into(), acked, last_seen_ms);
                     }
                     devices
                 }
@@ -332,9 +336,12 @@ impl UserState {
         Ok(())
     }
 
-    /// The lowest position of the user's devices (the floor without any device).
+    /// The lowest position of the user's devices. Without any device (all forgotten), where
+    /// every device had read: what they read stays read, and goes once older than the
+    /// history window (the floor would never rise again).
     pub fn lowest(&self) -> Seq {
-        self.devices.lowest_acked().map_or(self.floor, |lowest| lowest.max(self.floor))
+        let settled = self.floor.max(self.retention.settled);
+        self.devices.lowest_acked().map_or(settled, |lowest| lowest.max(self.floor))
     }
 
     /// Settles the floor with the devices' lowest position (after an ack, a device

@@ -8,8 +8,11 @@
 //!   there), which knows the members and the group's last sequence;
 //! - a read receipt on the sender's worker: the reader's worker hands it on after the
 //!   mark's commit (`WorkerCmd::ReadReceipt`); the sender's worker keeps the latest from
-//!   each reader and pushes it to every connection of the sender, and a login is pushed
-//!   what is kept ([`push_held_receipts`]).
+//!   each reader and pushes it to every session of the sender's named devices, and a
+//!   named device's login is pushed what is kept ([`push_held_receipts`]).
+//!
+//! `ReadMark` and `ReadReceipt` are frames only named devices know (protocol.md
+//! "Devices"): a session that names no device is an older client, which is never sent them.
 //!
 //! A mark is written through the commit log (see `store::read_marks`): a client marks a
 //! chat whenever it shows new messages, so a mark costs what an ack costs, a share of the
@@ -17,6 +20,8 @@
 
 use super::commands::WorkerCmd;
 use super::context::Ctx;
+use super::device_cursors::is_legacy;
+use super::devices;
 use super::groups::GroupState;
 use super::refusal::{Handled, Refusal};
 use super::support::not_a_reader;
@@ -119,10 +124,10 @@ fn raise(ctx: &mut Ctx, uid: UserId, chat: &Chat, up_to: Seq) -> Result<bool, Re
     Ok(true)
 }
 
-/// The user's other sessions (its other devices) clear their unread count too. After the
-/// commit, as the reply: a mark lost in a crash is never announced.
+/// The user's other named devices clear their unread count too. After the commit, as the
+/// reply: a mark lost in a crash is never announced.
 fn tell_other_sessions(ctx: &mut Ctx, user: &SessionUser, conn: ConnId, chat: &Chat, up_to: Seq) {
-    for other in ctx.shared.directory.conns_of(&user.name).into_iter().filter(|c| *c != conn) {
+    for other in devices::other_named_sessions(ctx, user, conn) {
         ctx.batch.push(other, Push::ReadMark { chat: chat.clone(), up_to }, true);
     }
 }
@@ -166,8 +171,8 @@ fn hand_on_receipt(ctx: &mut Ctx, reader: &SessionUser, sender: &str, up_to: Seq
 }
 
 /// On the sender's worker: the reader's latest receipt, kept (within `MAX_RECEIPTS`
-/// readers) and pushed to every connection of the sender. An older one than kept changes
-/// nothing.
+/// readers) and pushed to every session of the sender's named devices. An older one than
+/// kept changes nothing.
 pub fn receipt(ctx: &mut Ctx, sender: &str, sender_uid: UserId, reader: &Arc<str>, up_to: Seq) -> Handled {
     let store = &ctx.shared.store;
     let held = store.read_receipt(sender_uid, reader)?;
@@ -181,16 +186,20 @@ pub fn receipt(ctx: &mut Ctx, sender: &str, sender_uid: UserId, reader: &Arc<str
         }
     }
     ctx.partition.read_receipt(sender_uid, reader, Some(ReadEntry { up_to, at_ms: now_ms() }))?;
-    for conn in ctx.shared.directory.conns_of(sender) {
-        ctx.batch.push(conn, Push::ReadReceipt { reader: reader.to_string(), up_to }, true);
+    for session in ctx.shared.directory.sessions_of(sender).into_iter().filter(|s| !is_legacy(&s.device)) {
+        ctx.batch.push(session.conn, Push::ReadReceipt { reader: reader.to_string(), up_to }, true);
     }
     Ok(())
 }
 
-/// At a login, after its reply: the receipts the user holds that were recorded at or after
-/// `since_ms` (0: all of them; a device that was online until some time has the earlier
-/// ones). Held as durable output, like the reply they follow.
-pub fn push_held_receipts(ctx: &mut Ctx, uid: UserId, conn: ConnId, since_ms: u64) -> Handled {
+/// At a named device's login, after its reply: the receipts the user holds that were
+/// recorded at or after `since_ms` (0: all of them; a device that was online until some
+/// time has the earlier ones). Held as durable output, like the reply they follow. The
+/// legacy device's login (`LoggedIn`) is pushed none.
+pub fn push_held_receipts(ctx: &mut Ctx, uid: UserId, device: &str, conn: ConnId, since_ms: u64) -> Handled {
+    if is_legacy(device) {
+        return Ok(());
+    }
     for (reader, kept) in ctx.shared.store.read_receipts(uid)? {
         if kept.at_ms >= since_ms {
             ctx.batch.push(conn, Push::ReadReceipt { reader, up_to: kept.up_to }, true);

@@ -602,6 +602,7 @@ impl Owners {
         ctx.waiting.take(conn);
         self.presence.closed(ctx, conn);
         self.push.closed(conn);
+        self.history.closed(conn);
     }
 }
 
