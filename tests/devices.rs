@@ -420,6 +420,21 @@ fn an_expired_device_holds_nothing_and_is_forgotten() {
 }
 
 #[test]
+fn the_token_of_an_expired_device_no_longer_resumes_it() {
+    let mut server = TestServer::with(|c| c.device_expiry = Duration::from_millis(300));
+    server.register(&["alice"]);
+    let (phone, reply) = server.login_device("alice", "phone");
+    let token = token_of(&reply);
+    drop(phone);
+    // Down while the phone expires: nothing forgot it yet when alice's phone comes back.
+    server.stop();
+    std::thread::sleep(Duration::from_millis(400));
+    server.restart();
+    let mut phone = server.client();
+    assert_eq!(resume_device(&mut phone, &token, "phone").unwrap_err().code(), Some(ErrorCode::InvalidToken));
+}
+
+#[test]
 fn group_messages_reach_each_device_which_acks_on_its_own() {
     let server = TestServer::start();
     server.register(&["alice"]);

@@ -122,6 +122,13 @@ pub fn resume(
             return Err(refusal);
         }
     };
+    // A device not seen for `--device-expiry` is forgotten, its token with it, before the
+    // token is looked at: loading the user forgets what expired while it was not loaded,
+    // and what expired since the last periodic pass goes here.
+    let state = inboxes.known(ctx, &username)?;
+    for expired in state.devices.expired(now_ms(), ctx.config().device_expiry) {
+        devices::forget(ctx, state, &expired)?;
+    }
     let issued_to = match token.len() == TOKEN_LEN {
         true => ctx.shared.store.token_device(account.user_id, &token_digest(&token), now_ms())?,
         false => None,
