@@ -86,7 +86,8 @@ impl Store {
                 let id = GroupId(owner.get());
                 let mut lowest: Option<Seq> = None;
                 for member in self.group(id)?.map(|g| g.members).unwrap_or_default() {
-                    let acked = self.group_ack(id, &member.username)?;
+                    let legacy = self.group_ack(id, &member.username)?;
+                    let acked = self.reader_lowest(log, owner, member.uid, legacy)?;
                     lowest = Some(lowest.map_or(acked, |l| l.min(acked)));
                 }
                 lowest
@@ -101,14 +102,40 @@ impl Store {
                 match (record, shop) {
                     (Some(record), Some(shop)) if !shop.staff.is_empty() => {
                         let acks = self.support_acks(id)?;
-                        let acked = |name: &str| acks.get(name).copied().unwrap_or(Seq::ZERO);
-                        shop.staff.iter().map(|s| acked(&s.username)).chain([acked(&record.customer)]).min()
+                        let legacy = |name: &str| acks.get(name).copied().unwrap_or(Seq::ZERO);
+                        let readers = shop.staff.iter().map(|s| (s.uid, legacy(&s.username)));
+                        let mut lowest: Option<Seq> = None;
+                        for (uid, legacy) in readers.chain([(record.customer_uid, legacy(&record.customer))]) {
+                            let acked = self.reader_lowest(log, owner, uid, legacy)?;
+                            lowest = Some(lowest.map_or(acked, |l| l.min(acked)));
+                        }
+                        lowest
                     }
                     _ => None,
                 }
             }
         };
         Ok(lowest.map_or(floor, |lowest| lowest.max(floor)))
+    }
+
+    /// The lowest position of a reader's known devices in a group or support log: the
+    /// legacy device's is `legacy` (its old key), a named device's its own record, or
+    /// unrecorded `legacy` too (where such a device starts). A reader who uses only named
+    /// devices is not held by its legacy position, which stays where it joined.
+    fn reader_lowest(&self, log: LogId, owner: LogOwner, uid: UserId, legacy: Seq) -> StoreResult<Seq> {
+        let known = self.devices(uid)?;
+        if known.is_empty() {
+            return Ok(legacy);
+        }
+        let mut lowest: Option<Seq> = None;
+        for (device, _) in known {
+            let acked = match device.is_empty() {
+                true => legacy,
+                false => self.device_ack(log, owner, uid, &device)?.unwrap_or(legacy),
+            };
+            lowest = Some(lowest.map_or(acked, |l| l.min(acked)));
+        }
+        Ok(lowest.unwrap_or(legacy))
     }
 
     /// The lowest position of the user's devices in its inbox, if every device has one
@@ -184,5 +211,34 @@ mod tests {
         store.put_device_ack(LogId::Inbox, inbox, alice, "phone", Seq(6)).unwrap();
         assert_eq!(store.settled(LogId::Inbox, inbox, Seq(2)).unwrap(), Seq(6));
         assert_eq!(store.settled(LogId::Inbox, inbox, Seq(8)).unwrap(), Seq(8));
+    }
+
+    #[test]
+    fn a_group_is_settled_at_its_members_known_devices_not_a_legacy_position_left_behind() {
+        use crate::protocol::Role;
+        use crate::store::{DeviceRecord, GroupRecord, MemberRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (alice, bob, group) = (UserId(1), UserId(2), GroupId(9));
+        let member = |username: &str, uid| MemberRecord { username: username.into(), uid, role: Role::Member };
+        let record = GroupRecord {
+            name: "club".into(),
+            open: false,
+            created_ms: 0,
+            members: vec![member("default/alice", alice), member("default/bob", bob)],
+        };
+        store.put_group(group, &record).unwrap();
+        let log = LogOwner::from(group);
+        // Both joined at 0; bob reads with a legacy client up to 8, alice only on her phone.
+        store.put_group_ack(group, "default/alice", Seq(0)).unwrap();
+        store.put_group_ack(group, "default/bob", Seq(8)).unwrap();
+        assert_eq!(store.settled(LogId::Group, log, Seq(0)).unwrap(), Seq(0), "no devices: the legacy positions");
+        let seen = DeviceRecord { last_seen_ms: 1 };
+        store.put_device(alice, "phone", &seen).unwrap();
+        store.put_device_ack(LogId::Group, log, alice, "phone", Seq(6)).unwrap();
+        assert_eq!(store.settled(LogId::Group, log, Seq(0)).unwrap(), Seq(6), "alice's join point holds nothing");
+        store.put_device(bob, "", &seen).unwrap();
+        store.put_device(bob, "tablet", &seen).unwrap();
+        assert_eq!(store.settled(LogId::Group, log, Seq(0)).unwrap(), Seq(6), "bob's unrecorded tablet is at 8");
     }
 }
