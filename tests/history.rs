@@ -678,3 +678,23 @@ fn a_deletion_adds_nothing_to_the_inbox_of_a_sender_with_no_named_device() {
         page(&mut phone, user("bob"), 0, 0).0.iter().filter_map(event).any(|e| e == deleted)
     });
 }
+
+#[test]
+fn a_connection_that_reads_history_as_fast_as_it_may_is_slowed_down() {
+    // Room for two pages' worth of reading, and next to no refill.
+    let server = TestServer::with(|c| {
+        c.fanout_burst = 600_000;
+        c.fanout_rate = 1;
+    });
+    server.register(&["alice", "bob"]);
+    let mut alice = server.login("alice");
+    let history = || Request::History { chat: user("bob"), before: Seq(0), limit: 10 };
+    for _ in 0..2 {
+        assert!(matches!(alice.request(history()).unwrap(), Reply::HistoryPage { .. }));
+    }
+    assert_eq!(refused(&mut alice, history()), ErrorCode::RateLimited);
+    assert_eq!(refused(&mut alice, Request::ReadState), ErrorCode::RateLimited, "one budget for all reading");
+    // Another connection has its own budget.
+    let mut bob = server.login("bob");
+    assert!(matches!(bob.request(Request::ReadState).unwrap(), Reply::ReadState { .. }));
+}

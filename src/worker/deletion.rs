@@ -37,7 +37,7 @@ use crate::store::{Addressee, LogId, StoredMessage};
 
 /// Messages looked at, at most, to find the one to delete (newest first): a deletion is of
 /// something recent, and the search is bounded by time as well (see [`find`]).
-const FIND_LIMIT: u64 = 16_384;
+pub const FIND_LIMIT: u64 = 16_384;
 
 /// `DeleteMessage` of a direct message in the chat with `peer`, on the caller's worker: a
 /// message the caller received is refused here; the rest is the recipient's worker's.

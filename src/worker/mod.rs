@@ -20,7 +20,8 @@
 //!   `membership`), `support` (`Shops`: customer-support conversations, with `claims`),
 //!   `rooms` (`Rooms`, and broadcast), `presence` (`Presence`), `services` (`Gathers`),
 //!   `history` (`History`: pages of what the logs keep, with `deletion` and `retention`),
-//!   plus `accounts`, `stats` and `read_state` (read marks and receipts, with `unread`),
+//!   plus `accounts`, `stats` and `read_state` (read marks and receipts, with `unread`;
+//!   `read_budget` charges the requests that read many stored messages),
 //!   which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
@@ -59,6 +60,7 @@ mod open_groups;
 mod presence;
 mod push;
 mod quota;
+mod read_budget;
 mod read_state;
 mod refusal;
 mod retention;

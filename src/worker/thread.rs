@@ -11,6 +11,7 @@ use super::inbox::Inboxes;
 use super::presence::Presence;
 use super::push::queue::PushQueue;
 use super::push::settings::{self, DeviceRequest};
+use super::read_budget;
 use super::refusal::{Handled, Refusal};
 use super::rooms::{self, Rooms};
 use super::services::{self, Gathers};
@@ -349,6 +350,7 @@ impl Owners {
             Request::HandOverSupport { to, .. } => claims::hand_over(ctx, shop, conn, request_id, id, &user, &to),
             Request::ReleaseSupport { .. } => claims::release(ctx, shop, conn, request_id, id, &user),
             request @ (Request::History { .. } | Request::DeleteMessage { .. } | Request::ClearHistory { .. }) => {
+                read_budget::charge(ctx, conn, &request)?;
                 self.history.support_request(ctx, shop, id, conn, request_id, &user, request)
             }
             other => Err(unexpected(other)),
@@ -562,13 +564,17 @@ impl Owners {
                 read_state::mark_group(ctx, group, conn, request_id, &user, up_to)
             }
             Request::MarkRead { chat, up_to } => read_state::mark(ctx, conn, request_id, &user, chat, up_to),
-            Request::ReadState => unread::read_state(ctx, conn, request_id, &user),
+            Request::ReadState => {
+                read_budget::charge(ctx, conn, &Request::ReadState)?;
+                unread::read_state(ctx, conn, request_id, &user)
+            }
             Request::SetReadReceipts { enabled } => read_state::set_receipts(ctx, conn, request_id, &user, enabled),
             Request::ReadPositions { group_id } => {
                 let group = self.groups.load(ctx, group_id)?;
                 read_state::positions(ctx, group, conn, request_id, &user)
             }
             request @ (Request::History { .. } | Request::DeleteMessage { .. } | Request::ClearHistory { .. }) => {
+                read_budget::charge(ctx, conn, &request)?;
                 let (inboxes, groups) = (&mut self.inboxes, &mut self.groups);
                 self.history.request(ctx, inboxes, groups, conn, request_id, user, request)
             }
