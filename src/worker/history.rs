@@ -30,7 +30,8 @@ use super::inbox::Inboxes;
 use super::message::{wire, wire_size};
 use super::refusal::{Handled, Refusal};
 use super::retention::LogRef;
-use super::support::{self, ShopState, Shops};
+use super::support::{ShopState, Shops};
+use super::support_delivery;
 use crate::protocol::{
     Chat, Conversation, ErrorCode, GroupEvent, GroupId, Message, Reply, Request, SenderKind, Seq, SupportId,
 };
@@ -309,8 +310,9 @@ impl History {
         let (log, floor, last_seq) = (conversation.log(), conversation.floor, conversation.last_seq);
         let bounds = Bounds::uncleared(ctx, user, &chat, log, floor, last_seq)?;
         let request = PageRequest { conn, chat, before, limit };
-        let to_wire =
-            |ctx: &Ctx, seq, stored| support::support_wire(ctx, id, seq, Seq::ZERO, stored, &shop_name, to_customer);
+        let to_wire = |ctx: &Ctx, seq, stored| {
+            support_delivery::support_wire(ctx, id, seq, Seq::ZERO, stored, &shop_name, to_customer)
+        };
         let page = self.page(ctx, request, &bounds, SCAN_LIMIT, |_| true, to_wire)?;
         ctx.batch.reply(conn, request_id, page, false);
         Ok(())

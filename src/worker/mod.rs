@@ -70,6 +70,7 @@ mod services;
 mod shared;
 mod stats;
 mod support;
+mod support_delivery;
 mod thread;
 mod unread;
 mod waiting;
