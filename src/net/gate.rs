@@ -4,7 +4,7 @@
 
 use super::conn::Phase;
 use crate::apps::DEFAULT_APP;
-use crate::protocol::{Chat, Conversation, ErrorCode, Request, Target, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, Request, Target, PROTOCOL_VERSION};
 use crate::route::{Owner, SessionUser};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -102,23 +102,14 @@ fn owner_of<'a>(request: &'a Request, user: &'a SessionUser) -> Owner<'a> {
         Request::SubscribePresence { username } | Request::UnsubscribePresence { username } => Owner::User(username),
         Request::Send { to: Target::Shop(shop), .. } => Owner::Shop(shop),
         Request::ListSupport { shop, .. } if !shop.is_empty() => Owner::Shop(shop),
-        Request::Send { to: Target::Support(id), .. }
-        | Request::Ack { conversation: Conversation::Support(id), .. }
-        | Request::Resync { conversation: Conversation::Support(id), .. }
-        | Request::ClaimSupport { conversation: id }
-        | Request::HandOverSupport { conversation: id, .. }
-        | Request::ReleaseSupport { conversation: id }
-        | Request::History { chat: Chat::Support(id), .. }
-        | Request::DeleteMessage { chat: Chat::Support(id), .. }
-        | Request::ClearHistory { chat: Chat::Support(id), .. } => Owner::Support(*id),
-        _ => Owner::User(&user.name),
+        _ => request.support().map_or(Owner::User(&user.name), Owner::Support),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ClientMsgId, Content, GroupId, MessageId, Seq, SupportId, UserId};
+    use crate::protocol::{Chat, ClientMsgId, Content, Conversation, GroupId, MessageId, Seq, SupportId, UserId};
 
     fn hello(version: u16) -> Request {
         Request::Hello { version, client: "t".into() }

@@ -395,7 +395,7 @@ impl Owners {
         if let Some(id) = request.group() {
             self.groups.visible_to(ctx, id, &user)?;
         }
-        if let Some(id) = conversation_of(&request) {
+        if let Some(id) = request.support() {
             return self.by_conversation(ctx, conn, peer, user, request_id, id, request);
         }
         match request {
@@ -609,22 +609,6 @@ impl Owners {
         self.presence.closed(ctx, conn);
         self.push.closed(conn);
         self.history.closed(conn);
-    }
-}
-
-/// The support conversation a request names by id, if it does.
-fn conversation_of(request: &Request) -> Option<SupportId> {
-    match request {
-        Request::Send { to: Target::Support(id), .. }
-        | Request::Ack { conversation: Conversation::Support(id), .. }
-        | Request::Resync { conversation: Conversation::Support(id), .. }
-        | Request::ClaimSupport { conversation: id }
-        | Request::HandOverSupport { conversation: id, .. }
-        | Request::ReleaseSupport { conversation: id }
-        | Request::History { chat: Chat::Support(id), .. }
-        | Request::DeleteMessage { chat: Chat::Support(id), .. }
-        | Request::ClearHistory { chat: Chat::Support(id), .. } => Some(*id),
-        _ => None,
     }
 }
 

@@ -344,6 +344,23 @@ impl Request {
             _ => None,
         }
     }
+
+    /// The support conversation a request acts on by id, if any: the conversation's shop's
+    /// owner handles it.
+    pub fn support(&self) -> Option<SupportId> {
+        match self {
+            Request::Send { to: Target::Support(id), .. }
+            | Request::Ack { conversation: Conversation::Support(id), .. }
+            | Request::Resync { conversation: Conversation::Support(id), .. }
+            | Request::ClaimSupport { conversation: id }
+            | Request::HandOverSupport { conversation: id, .. }
+            | Request::ReleaseSupport { conversation: id }
+            | Request::History { chat: Chat::Support(id), .. }
+            | Request::DeleteMessage { chat: Chat::Support(id), .. }
+            | Request::ClearHistory { chat: Chat::Support(id), .. } => Some(*id),
+            _ => None,
+        }
+    }
 }
 
 /// What kind of device a push token is for: the gateway picks the push service by it.
