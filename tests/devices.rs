@@ -729,3 +729,29 @@ fn a_new_device_starts_in_a_group_after_what_the_members_other_devices_read() {
     send(&mut bob, Target::Group(id), 4, "four");
     assert_eq!(next_group(&mut watch, id), (6, 5, "bob".into(), "four".into()));
 }
+
+#[test]
+fn a_device_id_must_follow_the_rule_and_a_user_keeps_at_most_twenty_devices() {
+    let server = TestServer::with(|c| c.max_devices = 1);
+    server.register(&["alice"]);
+    let login = |device: &str| Request::LoginDevice {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+        device: device.into(),
+    };
+    for bad in ["", "has space", &"x".repeat(65), "tab\there"] {
+        let (code, _) = refused(&mut server.client(), login(bad));
+        assert_eq!(code, ErrorCode::BadRequest, "device id {bad:?}");
+    }
+    // One session at a time: each login displaces the one before, which stays known.
+    let mut last = None;
+    for i in 0..=20 {
+        std::thread::sleep(Duration::from_millis(2));
+        last = Some(server.login_device("alice", &format!("d{i}")).0);
+    }
+    let mut last = last.expect("logged in");
+    let listed: Vec<String> = devices(&mut last).into_iter().map(|d| d.device).collect();
+    assert_eq!(listed.len(), 20, "one more than twenty forgot one");
+    assert!(!listed.contains(&"d0".to_string()), "the device seen least recently went: {listed:?}");
+    assert!(listed.contains(&"d20".to_string()) && listed.contains(&"d1".to_string()));
+}
