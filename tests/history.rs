@@ -154,13 +154,7 @@ fn a_page_looks_at_a_bounded_number_of_messages_and_the_same_request_goes_on() {
     let mut bob = server.user("bob");
     let mut alice = server.user("alice");
     let mut carol = server.user("carol");
-    alice.send_text("bob", ClientMsgId(1), "before the flood").unwrap();
-    // More of carol's messages than one page may look at, sent without waiting.
-    let ids: Vec<u32> = (1..=5000u64).map(|i| carol.send(send_to("bob", i, "flood")).unwrap()).collect();
-    for id in ids {
-        assert!(matches!(carol.reply_to(id).unwrap(), Reply::Sent { .. }));
-    }
-    alice.send_text("bob", ClientMsgId(2), "after the flood").unwrap();
+    flood_between(&mut alice, &mut carol);
 
     let (newest, more) = page(&mut bob, user("alice"), 0, 2);
     assert_eq!(texts(&newest), ["after the flood"], "the scan stopped in carol's messages");
@@ -632,12 +626,7 @@ fn two_devices_paging_one_chat_each_go_on_from_their_own_empty_page() {
     let (mut laptop, _) = server.login_device("bob", "laptop");
     let mut alice = server.user("alice");
     let mut carol = server.user("carol");
-    alice.send_text("bob", ClientMsgId(1), "before the flood").unwrap();
-    let ids: Vec<u32> = (1..=5000u64).map(|i| carol.send(send_to("bob", i, "flood")).unwrap()).collect();
-    for id in ids {
-        assert!(matches!(carol.reply_to(id).unwrap(), Reply::Sent { .. }));
-    }
-    alice.send_text("bob", ClientMsgId(2), "after the flood").unwrap();
+    flood_between(&mut alice, &mut carol);
     let before = page(&mut phone, user("alice"), 0, 1).0[0].seq.get();
 
     let (empty, more) = page(&mut phone, user("alice"), before, 1);
@@ -697,4 +686,15 @@ fn a_connection_that_reads_history_as_fast_as_it_may_is_slowed_down() {
     // Another connection has its own budget.
     let mut bob = server.login("bob");
     assert!(matches!(bob.request(Request::ReadState).unwrap(), Reply::ReadState { .. }));
+}
+
+/// Alice's two messages to bob with more of carol's between them than one page may look
+/// at (sent without waiting, then every receipt checked).
+fn flood_between(alice: &mut Client, carol: &mut Client) {
+    alice.send_text("bob", ClientMsgId(1), "before the flood").unwrap();
+    let ids: Vec<u32> = (1..=5000u64).map(|i| carol.send(send_to("bob", i, "flood")).unwrap()).collect();
+    for id in ids {
+        assert!(matches!(carol.reply_to(id).unwrap(), Reply::Sent { .. }));
+    }
+    alice.send_text("bob", ClientMsgId(2), "after the flood").unwrap();
 }
