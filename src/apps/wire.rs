@@ -139,6 +139,7 @@ fn localize_reply(reply: &mut Reply) {
         }
         Reply::ReadPositions { readers, .. } => readers.iter_mut().for_each(|r| localize(&mut r.username)),
         Reply::Hello { .. }
+        | Reply::Redirect { .. }
         | Reply::Devices { .. }
         | Reply::Pong
         | Reply::Registered { .. }

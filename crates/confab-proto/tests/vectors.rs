@@ -729,6 +729,15 @@ vectors! {
     "error-unknown-device" => error(51, ErrorCode::UnknownDevice, "no device named phone"),
     "error-limit-reached-devices" => error(3, ErrorCode::LimitReached, "at most 5 devices at once; log one out first"),
 
+    // Cluster.
+    "redirect" => reply(3, Reply::Redirect { node: 2, address: s("10.0.0.2:7420") }),
+    "error-unavailable" => Frame::Server(ServerFrame::Error {
+        request_id: 4,
+        code: ErrorCode::Unavailable,
+        message: s("node 2 is unavailable"),
+        retry_after_ms: 1000,
+    }),
+
     // Errors.
     "error-unknown-app" => error(1, ErrorCode::UnknownApp, "no app named acne on this server"),
     "error-unsupported-version" => error(1, ErrorCode::UnsupportedVersion, "this server speaks protocol version 2"),
@@ -1175,7 +1184,7 @@ fn sender_index(sender: SenderKind) -> u8 {
     }
 }
 
-const REPLIES: u8 = 35;
+const REPLIES: u8 = 36;
 fn reply_index(reply: &Reply) -> u8 {
     match reply {
         Reply::Hello { .. } => 0,
@@ -1213,6 +1222,7 @@ fn reply_index(reply: &Reply) -> u8 {
         Reply::HistoryPage { .. } => 32,
         Reply::ReadState { .. } => 33,
         Reply::ReadPositions { .. } => 34,
+        Reply::Redirect { .. } => 35,
     }
 }
 

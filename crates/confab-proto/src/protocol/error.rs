@@ -1,4 +1,4 @@
-//! The typed error codes, and the retry time of `RateLimited`.
+//! The typed error codes, and the retry time of `RateLimited` and `Unavailable`.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,10 @@ pub enum ErrorCode {
     UnknownShop,
     /// The caller has no device of that name (`RemoveDevice`).
     UnknownDevice,
+    /// In a cluster, the node that holds what the request is about (the recipient's or the
+    /// user's home, a group's home) cannot be reached now: nothing was done, no receipt
+    /// was given. Retry after `retry_after_ms`.
+    Unavailable,
 }
 
 impl ErrorCode {

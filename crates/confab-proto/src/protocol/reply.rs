@@ -7,7 +7,7 @@ use super::{
 use serde::{Deserialize, Serialize};
 
 impl ServerFrame {
-    /// An error frame with no retry time (every code but `RateLimited`).
+    /// An error frame with no retry time (every code but `RateLimited` and `Unavailable`).
     pub fn error(request_id: u32, code: ErrorCode, message: impl Into<String>) -> Self {
         ServerFrame::Error { request_id, code, message: message.into(), retry_after_ms: 0 }
     }
@@ -22,6 +22,17 @@ impl ServerFrame {
             retry_after_ms: retry_ms(retry_after),
         }
     }
+
+    /// An `Unavailable` error: the node that holds what the request is about cannot be
+    /// reached; try again after `retry_after`.
+    pub fn unavailable(request_id: u32, message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        ServerFrame::Error {
+            request_id,
+            code: ErrorCode::Unavailable,
+            message: message.into(),
+            retry_after_ms: retry_ms(retry_after),
+        }
+    }
 }
 
 /// Everything the server sends.
@@ -32,8 +43,8 @@ pub enum ServerFrame {
         request_id: u32,
         reply: Reply,
     },
-    /// `retry_after_ms`: for `RateLimited`, how long to wait before the same request can
-    /// succeed (at least 1); 0 for every other code. The message is for people only.
+    /// `retry_after_ms`: for `RateLimited` and `Unavailable`, how long to wait before the
+    /// same request can succeed (at least 1); 0 for every other code. The message is for people only.
     Error {
         request_id: u32,
         code: ErrorCode,
@@ -211,6 +222,13 @@ pub enum Reply {
     ReadPositions {
         group_id: GroupId,
         readers: Vec<ReadPosition>,
+    },
+    /// In a cluster, the user named by `Register`, `Login`, `Resume`, `LoginDevice` or
+    /// `ResumeDevice` is homed on another node: connect to `address` (node `node`) and
+    /// send the same request there. Nothing was done here.
+    Redirect {
+        node: u32,
+        address: String,
     },
 }
 
