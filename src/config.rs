@@ -6,6 +6,7 @@
 //! crate invents its own limits. The daemon's log file has its own [`LogFiles`], read only by
 //! the binary, whose defaults live here too.
 
+use crate::cluster::ClusterConfig;
 use crate::store::{DurabilityHook, LogSettings, SyncPolicy};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -266,6 +267,9 @@ pub struct Config {
     pub durability_hook: Option<DurabilityHook>,
     /// Push notifications for users who are offline.
     pub push: PushConfig,
+    /// This node's place in a cluster (`--cluster`); None: a single node, with no bus and
+    /// no bus thread (see `cluster`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// How push events are made and queued for the push gateway.
@@ -377,6 +381,7 @@ impl Default for Config {
             start_damaged: false,
             durability_hook: None,
             push: PushConfig::default(),
+            cluster: None,
         }
     }
 }

@@ -26,6 +26,10 @@
 //! - [`protocol`], [`frame`] and [`client`]: the wire contract (typed frames, the codec and
 //!   a small blocking client for the tests and the tools), from the `confab-proto` crate.
 //!
+//! - [`cluster`]: several nodes over one NATS bus (`--cluster`): every user homed on one
+//!   node, requests for owners elsewhere forwarded there by a bus thread, answers and
+//!   pushes brought back; absent on a single node.
+//!
 //! `net` and `worker` never import each other. `protocol.md` at the repository root is the
 //! wire contract; `docs/ARCHITECTURE.md` walks a direct message, a group message, an ack
 //! and a login through these layers, function by function.
@@ -36,6 +40,7 @@ pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod fdlimit;
 pub mod memory;

@@ -3,11 +3,12 @@
 
 use crate::apps::Apps;
 use crate::auth::Hasher;
+use crate::cluster::bus::{Bus, Ends};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::{EventLoop, LoopHandle};
 use crate::protocol::{GroupId, SupportId};
-use crate::route::{Outbox, OutputLedger, Owner};
+use crate::route::{Elsewhere, Outbox, OutputLedger, Owner};
 use crate::signup::SignupLimit;
 use crate::store::{pidfile, LogOwner, Store, StoreError};
 use crate::throttle::{LoginThrottle, Policy};
@@ -46,6 +47,8 @@ pub struct Server {
     workers: Vec<JoinHandle<()>>,
     hashers: Vec<JoinHandle<()>>,
     data_dir: std::path::PathBuf,
+    /// The cluster bus thread (None on a single node).
+    bus: Option<Bus>,
 }
 
 impl Server {
@@ -72,10 +75,22 @@ impl Server {
         let (hasher, hashers) =
             Hasher::start(config.hash_threads, config.hash_cost, config.login_queue, config.register_queue);
         let (to_loop, from_workers) = crossbeam_channel::unbounded();
-        let outbox = Outbox::new(to_loop, waker.clone());
+        let loop_outbox = Outbox::new(to_loop, waker.clone());
+        // In a cluster: the bus's handle now (the workers and the loop send through it),
+        // its thread once the workers it feeds exist.
+        let bus = config.cluster.as_ref().map(Bus::prepare);
+        let elsewhere = bus.as_ref().map(|(handle, _)| Arc::new(handle.clone()) as Arc<dyn Elsewhere>);
+        let outbox = match &elsewhere {
+            Some(elsewhere) => loop_outbox.with_elsewhere(elsewhere.clone()),
+            None => loop_outbox.clone(),
+        };
+        let node = config.cluster.as_ref().map_or(0, |c| c.membership.me);
+        if let Some(cluster) = &config.cluster {
+            store.claim_for_node(node, &cluster.membership).map_err(|e| store_error(StoreError::Damaged(e)))?;
+        }
         let rooms = RoomList::default();
         // One slot per connection the loop may hold (it refuses beyond max_connections).
-        let ledger = Arc::new(OutputLedger::new(config.max_connections + 1, config.max_outbound));
+        let ledger = Arc::new(OutputLedger::new(config.max_connections + 1, config.max_outbound).on_node(node));
         // Opening the store replayed the commit log; now the acknowledged messages the
         // last run left behind, before anything reads the logs.
         check_integrity(&store, &config).map_err(store_error)?;
@@ -124,14 +139,31 @@ impl Server {
             dedup,
             push: PushBook::load(&store).map_err(store_error)?,
             apps: apps.clone(),
+            bus: bus.as_ref().map(|(handle, _)| handle.clone()),
         };
-        let (router, workers) = crate::worker::start(shared);
+        let (router, workers, mailbox) = crate::worker::start(shared);
+        let router = router.with_elsewhere(elsewhere);
+        let bus = match (bus, &config.cluster) {
+            (Some((handle, rx)), Some(cluster)) => {
+                let ends = Ends { outbox: loop_outbox, ledger: ledger.clone(), workers: mailbox };
+                Some(Bus::start(cluster.clone(), handle, rx, ends)?)
+            }
+            _ => None,
+        };
         let (event_loop, handle) =
             EventLoop::new(poll, listener, waker, router, from_workers, config.clone(), metrics, ledger, apps);
         let event_loop = std::thread::Builder::new().name("confab-loop".into()).spawn(move || event_loop.run())?;
         info!("confabd listening on {addr} (data in {}, {} workers)", config.data_dir.display(), config.workers);
         let data_dir = config.data_dir.clone();
-        Ok(Server { addr, handle, store, rooms, event_loop, workers, hashers, data_dir })
+        if let Some(cluster) = &config.cluster {
+            info!(
+                "cluster node {node} of {} (bus {}, name {})",
+                cluster.membership.nodes.len(),
+                cluster.urls.join(","),
+                cluster.name
+            );
+        }
+        Ok(Server { addr, handle, store, rooms, event_loop, workers, hashers, data_dir, bus })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -170,6 +202,10 @@ impl Server {
         }
         for hasher in self.hashers {
             let _ = hasher.join();
+        }
+        // The workers are done: nothing more is sent to other nodes.
+        if let Some(mut bus) = self.bus {
+            bus.stop();
         }
         if self.store.has_room_for_checkpoint() {
             self.store.checkpoint()?;

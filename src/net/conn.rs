@@ -62,6 +62,9 @@ pub struct Conn {
     pub stalled: Option<(Destination, Inbound)>,
     /// Why it closes, once that is decided (told to services watching connections).
     pub close_reason: &'static str,
+    /// In a cluster: the other nodes its session sent requests to, which may hold
+    /// something for it (a presence subscription); told when the session ends.
+    pub remote_nodes: Vec<u8>,
 }
 
 /// Buffers above this capacity are released once empty, so idle connections stay small.
@@ -86,6 +89,7 @@ impl Conn {
             unauthenticated_since: now,
             stalled: None,
             close_reason: "closed by the client",
+            remote_nodes: Vec::new(),
         }
     }
 

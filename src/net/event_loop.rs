@@ -234,7 +234,16 @@ impl EventLoop {
                 // session it just opened.
                 Login::Gone(user) => self.notify_closed(conn, user, "closed during login"),
             },
-            LoopMsg::Unbind { conn } => self.table.log_out(conn, Instant::now()),
+            LoopMsg::Unbind { conn } => {
+                // Other nodes holding something for the session forget it, as at a close.
+                if let Some(c) = self.table.live_mut(conn) {
+                    if let Some(user) = c.user.clone() {
+                        let nodes = std::mem::take(&mut c.remote_nodes);
+                        self.tell_other_nodes(conn, user, nodes);
+                    }
+                }
+                self.table.log_out(conn, Instant::now());
+            }
             LoopMsg::Close { conn, reason } => {
                 if self.table.live(conn).is_some() {
                     self.close_after_flush(conn.slot(), reason);
@@ -251,6 +260,7 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             debug!("connection {:?} closed", conn.id);
             if let Some(user) = conn.user.take() {
+                self.tell_other_nodes(conn.id, user.clone(), std::mem::take(&mut conn.remote_nodes));
                 self.notify_closed(conn.id, user, conn.close_reason);
             }
         }
@@ -263,6 +273,13 @@ impl EventLoop {
             self.closed_notices.push_back((to, Inbound::Closed { conn, user: user.clone(), reason }));
         }
         self.retry_closed_notices();
+    }
+
+    /// In a cluster, the other nodes the session used hear that it ended.
+    fn tell_other_nodes(&mut self, conn: ConnId, user: SessionUser, nodes: Vec<u8>) {
+        if let (false, Some(elsewhere)) = (nodes.is_empty(), self.router.elsewhere()) {
+            elsewhere.closed(nodes, conn, user);
+        }
     }
 
     fn retry_closed_notices(&mut self) {

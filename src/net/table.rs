@@ -108,7 +108,7 @@ impl ConnTable {
     pub fn insert(&mut self, admitted: Admitted, open: impl FnOnce(ConnId) -> io::Result<Conn>) -> io::Result<ConnId> {
         let entry = self.slab.vacant_entry();
         let serial = self.serial.wrapping_add(1);
-        let id = ConnId::new(serial, entry.key());
+        let id = ConnId::on_node(self.ledger.node(), serial, entry.key());
         match open(id) {
             Ok(conn) => {
                 debug_assert_eq!((conn.id, conn.peer.ip()), (id, admitted.ip));
@@ -162,7 +162,7 @@ impl ConnTable {
         self.slab.get(id.slot()).filter(|c| c.id == id && c.life != Life::Dead)
     }
 
-    fn live_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+    pub fn live_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.slab.get_mut(id.slot()).filter(|c| c.id == id && c.life != Life::Dead)
     }
 

@@ -35,6 +35,10 @@ pub struct OutputLedger {
     slots: Box<[AtomicU64]>,
     total: AtomicU64,
     per_conn: u64,
+    /// The cluster node whose connections these are (0 outside a cluster). A frame for
+    /// another node's connection is not counted here: that node's ledger counts it when it
+    /// arrives there.
+    node: u8,
 }
 
 const CUT: u64 = 1 << 31;
@@ -48,7 +52,19 @@ impl OutputLedger {
             slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             total: AtomicU64::new(0),
             per_conn: (per_conn as u64).min(BYTES),
+            node: 0,
         }
+    }
+
+    /// The ledger of cluster node `node`'s connections.
+    pub fn on_node(mut self, node: u8) -> Self {
+        self.node = node;
+        self
+    }
+
+    /// The node whose connections these are.
+    pub fn node(&self) -> u8 {
+        self.node
     }
 
     /// How many connection slots the ledger has room for.
@@ -76,6 +92,9 @@ impl OutputLedger {
     }
 
     fn add(&self, id: ConnId, bytes: usize, bounded: bool) -> Charge {
+        if id.node() != self.node {
+            return Charge::Queued;
+        }
         let Some(slot) = self.slots.get(id.slot()) else {
             return Charge::Gone;
         };
@@ -106,6 +125,9 @@ impl OutputLedger {
 
     /// Marks the connection cut: no worker makes frames for it any more.
     pub fn cut(&self, id: ConnId) {
+        if id.node() != self.node {
+            return;
+        }
         if let Some(slot) = self.slots.get(id.slot()) {
             let _ = slot.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |current| {
                 (current >> 32 == serial(id)).then_some(current | CUT)
@@ -115,6 +137,9 @@ impl OutputLedger {
 
     /// Gives back `bytes` charged to `id`: written to its socket, or dropped.
     pub fn release(&self, id: ConnId, bytes: usize) {
+        if id.node() != self.node {
+            return;
+        }
         let bytes = bytes as u64;
         // Saturating: a release never makes the total wrap, whatever went wrong before.
         let _ = self.total.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_sub(bytes)));
@@ -128,6 +153,9 @@ impl OutputLedger {
 
     /// Bytes owed to `id` (0 once it is gone).
     pub fn owed(&self, id: ConnId) -> u64 {
+        if id.node() != self.node {
+            return 0;
+        }
         self.slots
             .get(id.slot())
             .map(|slot| slot.load(Ordering::SeqCst))

@@ -22,24 +22,42 @@ use crossbeam_channel::{Sender, TrySendError};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Identifies one connection for its whole life: the slab slot in the low 32 bits and an
-/// accept counter in the high 32. The slot makes lookup O(1); the counter makes the id
-/// never reused, so a reply for a closed connection can never reach the slot's next owner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Identifies one connection for its whole life: the slab slot in the low 24 bits, the
+/// node that holds the connection in the next 8 (0 outside a cluster) and an accept
+/// counter in the high 32. The slot makes lookup O(1); the counter makes the id never
+/// reused, so a reply for a closed connection can never reach the slot's next owner; the
+/// node makes it unique across a cluster, so an owner on another node can answer it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ConnId(pub u64);
 
+/// Slots a node's connection table may use (connections are bounded far below, by the
+/// open-file limit).
+const SLOT_BITS: u32 = 24;
+
 impl ConnId {
+    /// A connection of a single node (node 0).
     pub fn new(serial: u32, slot: usize) -> Self {
-        ConnId((u64::from(serial) << 32) | slot as u64)
+        ConnId::on_node(0, serial, slot)
+    }
+
+    /// A connection held by cluster node `node`.
+    pub fn on_node(node: u8, serial: u32, slot: usize) -> Self {
+        let slot = slot as u64 & ((1 << SLOT_BITS) - 1);
+        ConnId((u64::from(serial) << 32) | (u64::from(node) << SLOT_BITS) | slot)
     }
 
     pub fn slot(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
+        (self.0 & ((1 << SLOT_BITS) - 1)) as usize
+    }
+
+    /// The node whose event loop holds the connection (0 outside a cluster).
+    pub fn node(self) -> u8 {
+        (self.0 >> SLOT_BITS) as u8
     }
 }
 
 /// The logged-in user of a connection, as the loop tells owners with every request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionUser {
     pub name: Arc<str>,
     /// The account's id; a service's own, from the same counter.
@@ -74,8 +92,13 @@ pub enum Owner<'a> {
 impl Owner<'_> {
     /// Which of `workers` local partitions holds this owner.
     pub fn partition(self, workers: usize) -> usize {
-        let workers = workers.max(1) as u64;
-        let hash = match self {
+        partition_of(self.key(), workers)
+    }
+
+    /// The number partitions are taken from: stable across runs, platforms and nodes, so
+    /// a node can tell another which owner a request is for without naming it.
+    pub fn key(self) -> u64 {
+        match self {
             Owner::User(name) => fnv1a(name.as_bytes(), 0),
             // A different seed, so a room and a user of the same name spread independently.
             Owner::Room(name) => fnv1a(name.as_bytes(), 0x52),
@@ -84,9 +107,13 @@ impl Owner<'_> {
             Owner::PushQueue => 0,
             Owner::Shop(name) => fnv1a(name.as_bytes(), 0x48),
             Owner::Support(id) => id.get(),
-        };
-        (hash % workers) as usize
+        }
     }
+}
+
+/// Which of `workers` partitions holds the owner whose [`Owner::key`] is `key`.
+pub fn partition_of(key: u64, workers: usize) -> usize {
+    (key % workers.max(1) as u64) as usize
 }
 
 /// FNV-1a: stable across runs and platforms, cheap, good enough spread for partitioning.
@@ -104,6 +131,32 @@ fn fnv1a(bytes: &[u8], seed: u8) -> u64 {
 pub enum Destination {
     /// A worker thread of this process, by index.
     Local(usize),
+    /// Another node of the cluster, and the owner's [`Owner::key`] there.
+    Remote { node: u8, key: u64 },
+}
+
+/// What the loop and the workers need of the other nodes of a cluster (the bus, see
+/// `cluster::bus`). Outside a cluster there is none.
+pub trait Elsewhere: Send + Sync {
+    /// This node's id.
+    fn me(&self) -> u8;
+    /// The node that owns `owner`, when it is not this one.
+    fn home(&self, owner: Owner<'_>) -> Option<u8>;
+    /// Hands a client's request to the owner on `node` (whose key is `key`) without
+    /// blocking; gives it back when too many are on their way (backpressure).
+    #[allow(clippy::result_large_err)]
+    fn forward(&self, node: u8, key: u64, inbound: Inbound) -> Result<(), Inbound>;
+    /// Frames for connections held by other nodes.
+    fn frames(&self, frames: Vec<(ConnId, Vec<u8>)>);
+    /// A connection of this node ended its session: the nodes in `nodes` hold something
+    /// for it.
+    fn closed(&self, nodes: Vec<u8>, conn: ConnId, user: SessionUser);
+    /// Why a request for `node` cannot go there now (the bus or the node is down), if so.
+    fn refusal(&self, node: u8) -> Option<String>;
+    /// Whether `node` is known to be down (see `cluster::liveness`).
+    fn is_down(&self, node: u8) -> bool;
+    /// Where clients reach `node`.
+    fn address_of(&self, node: u8) -> Option<String>;
 }
 
 /// What the loop hands an owner: the typed inbound queue. An owner's own traffic (other
@@ -121,6 +174,8 @@ pub enum Inbound {
 /// The loop's handle on the owners: where each lives, and a send that never blocks.
 pub struct Router {
     local: Vec<Sender<Inbound>>,
+    /// The other nodes, in a cluster.
+    elsewhere: Option<Arc<dyn Elsewhere>>,
     /// Tells every owner to finish what it has queued and exit.
     stop: Box<dyn Fn() + Send>,
 }
@@ -128,12 +183,25 @@ pub struct Router {
 impl Router {
     /// `local` holds one bounded queue per worker, by index; `stop` must not block.
     pub fn new(local: Vec<Sender<Inbound>>, stop: Box<dyn Fn() + Send>) -> Self {
-        Router { local, stop }
+        Router { local, elsewhere: None, stop }
+    }
+
+    /// Routes owners homed on other nodes there.
+    pub fn with_elsewhere(mut self, elsewhere: Option<Arc<dyn Elsewhere>>) -> Self {
+        self.elsewhere = elsewhere;
+        self
+    }
+
+    pub fn elsewhere(&self) -> Option<&Arc<dyn Elsewhere>> {
+        self.elsewhere.as_ref()
     }
 
     /// Where `owner` lives.
     pub fn destination(&self, owner: Owner<'_>) -> Destination {
-        Destination::Local(owner.partition(self.local.len()))
+        match self.elsewhere.as_ref().and_then(|e| e.home(owner)) {
+            Some(node) => Destination::Remote { node, key: owner.key() },
+            None => Destination::Local(owner.partition(self.local.len())),
+        }
     }
 
     /// Every destination, for what all of them must hear (a closed connection).
@@ -147,7 +215,12 @@ impl Router {
     // per request on the hot path.
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, to: Destination, message: Inbound) -> Result<(), Inbound> {
-        let Destination::Local(worker) = to;
+        let worker = match (to, &self.elsewhere) {
+            (Destination::Local(worker), _) => worker,
+            (Destination::Remote { node, key }, Some(elsewhere)) => return elsewhere.forward(node, key, message),
+            // No cluster, no remote destination: nothing to send to.
+            (Destination::Remote { .. }, None) => return Ok(()),
+        };
         match self.local[worker].try_send(message) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(message)) => Err(message),

@@ -1,7 +1,7 @@
 //! The way back from the workers to the event loop: what a worker asks of the loop, and
 //! the channel plus waker that carry it.
 
-use super::{ConnId, SessionUser};
+use super::{ConnId, Elsewhere, SessionUser};
 use crossbeam_channel::Sender;
 use std::sync::Arc;
 
@@ -23,20 +23,60 @@ pub enum LoopMsg {
     Cut { conn: ConnId },
 }
 
+impl LoopMsg {
+    /// The connection it is for.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            LoopMsg::Frames { conn, .. }
+            | LoopMsg::Shared { conn, .. }
+            | LoopMsg::Bind { conn, .. }
+            | LoopMsg::Unbind { conn }
+            | LoopMsg::Close { conn, .. }
+            | LoopMsg::Cut { conn } => *conn,
+        }
+    }
+}
+
 /// A worker's way back to the loop: a channel plus the loop's waker. Workers send one
 /// batch per commit, so the loop is woken once per batch rather than once per frame.
+///
+/// In a cluster, frames for connections another node holds go to that node through the
+/// bus instead (in the order they were made).
 #[derive(Clone)]
 pub struct Outbox {
     tx: Sender<Vec<LoopMsg>>,
     waker: Arc<mio::Waker>,
+    elsewhere: Option<Arc<dyn Elsewhere>>,
 }
 
 impl Outbox {
     pub fn new(tx: Sender<Vec<LoopMsg>>, waker: Arc<mio::Waker>) -> Self {
-        Outbox { tx, waker }
+        Outbox { tx, waker, elsewhere: None }
     }
 
-    pub fn send(&self, batch: Vec<LoopMsg>) {
+    /// The same outbox, sending frames for other nodes' connections through `elsewhere`.
+    pub fn with_elsewhere(&self, elsewhere: Arc<dyn Elsewhere>) -> Self {
+        Outbox { tx: self.tx.clone(), waker: self.waker.clone(), elsewhere: Some(elsewhere) }
+    }
+
+    pub fn send(&self, mut batch: Vec<LoopMsg>) {
+        if let Some(elsewhere) = &self.elsewhere {
+            let me = elsewhere.me();
+            let mut remote = Vec::new();
+            batch.retain_mut(|msg| match msg {
+                LoopMsg::Frames { conn, bytes } if conn.node() != me => {
+                    remote.push((*conn, std::mem::take(bytes)));
+                    false
+                }
+                LoopMsg::Shared { conn, bytes } if conn.node() != me => {
+                    remote.push((*conn, bytes.to_vec()));
+                    false
+                }
+                // The rest is about a connection's session, which only its own node has.
+                other => other.conn().node() == me,
+            });
+            elsewhere.frames(remote);
+        }
         if batch.is_empty() {
             return;
         }

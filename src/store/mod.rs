@@ -53,6 +53,7 @@ mod history;
 mod hook;
 mod journal;
 mod marker;
+mod node;
 mod partition;
 pub mod pidfile;
 mod push;
@@ -163,6 +164,8 @@ pub struct Store {
     /// When set, every checkpoint and commit fails: the storage-error path, testable
     /// without filling a disk.
     pub(crate) fail_flushes: Arc<AtomicBool>,
+    /// The cluster node every new id carries (0: not a cluster node; see `node`).
+    id_node: Arc<std::sync::atomic::AtomicU8>,
     dir: PathBuf,
     /// This run's number for commit-log segments (one more than any found at start).
     log_run: u64,
@@ -238,6 +241,7 @@ impl Store {
             group_log: SeqLog::new(db.open_tree("group_log")?, "group_log"),
             support_log: SeqLog::new(db.open_tree("support_log")?, "support_log"),
             fail_flushes: Arc::default(),
+            id_node: Arc::default(),
             dir: dir.to_path_buf(),
             log_run: 0,
             log_stats: Arc::default(),
@@ -328,7 +332,11 @@ impl Store {
     /// collide: see [`LogOwner`]); the caller says which it is making.
     pub fn next_id(&self) -> StoreResult<u64> {
         // generate_id starts at 0; 0 is reserved on the wire for "none".
-        Ok(self.db.generate_id()? + 1)
+        let counter = self.db.generate_id()? + 1;
+        Ok(match self.id_node.load(Ordering::Relaxed) {
+            0 => counter,
+            node => crate::cluster::node_id(counter, node),
+        })
     }
 
     pub fn account(&self, username: &str) -> StoreResult<Option<Account>> {

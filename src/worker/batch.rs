@@ -16,6 +16,8 @@ use super::refusal::Refusal;
 use super::WorkerCmd;
 use crate::apps::wire::localize_frame;
 use crate::clock::now_ms;
+use crate::cluster::bus::BusHandle;
+use crate::cluster::wire::RemoteCmd;
 use crate::frame;
 use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
 use crate::route::{Charge, ConnId, LoopMsg, Outbox, OutputLedger};
@@ -27,6 +29,10 @@ use std::sync::Arc;
 /// Fan-out frames from this size on are shared between their recipients' queues.
 const SHARE_FROM: usize = 1024;
 
+/// A command for a worker of another cluster node: the node, the command, the request it
+/// answers, and whether it may go only once the batch is durable.
+type ToNode = (u8, RemoteCmd, Option<(ConnId, u32)>, bool);
+
 pub struct Batch {
     out: Vec<(LoopMsg, bool)>,
     durable_requests: Vec<(ConnId, u32)>,
@@ -37,6 +43,10 @@ pub struct Batch {
     /// Push notes of this batch's messages, for the push queue's worker: one command per
     /// batch, not one per message, and none for messages the commit did not make durable.
     notes: Option<(usize, Vec<PushNote>)>,
+    /// Commands for workers of other cluster nodes: (node, command, the request it
+    /// answers, whether only after a successful commit).
+    to_nodes: Vec<ToNode>,
+    bus: Option<BusHandle>,
     /// Counts the notes on their way (see `PushBook::reserve_notes`).
     push: PushBook,
     ledger: Arc<OutputLedger>,
@@ -45,8 +55,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(ledger: Arc<OutputLedger>, push: PushBook) -> Self {
+    pub fn new(ledger: Arc<OutputLedger>, push: PushBook, bus: Option<BusHandle>) -> Self {
         Batch {
+            to_nodes: Vec::new(),
+            bus,
             out: Vec::new(),
             durable_requests: Vec::new(),
             to_workers: Vec::new(),
@@ -157,6 +169,12 @@ impl Batch {
         self.after_commit.push((worker, cmd));
     }
 
+    /// A command for a worker of cluster node `node`, answering `answer` if it owes one;
+    /// `after_commit`: only once this batch is durable.
+    pub fn send_to_node(&mut self, node: u8, cmd: RemoteCmd, answer: Option<(ConnId, u32)>, after_commit: bool) {
+        self.to_nodes.push((node, cmd, answer, after_commit));
+    }
+
     /// Push notes for `worker` (the push queue's), sent together after a successful commit.
     pub fn push_notes(&mut self, worker: usize, notes: Vec<PushNote>) {
         match &mut self.notes {
@@ -210,6 +228,15 @@ impl Batch {
         let after_commit = std::mem::take(&mut self.after_commit);
         for (worker, cmd) in committed.is_ok().then_some(after_commit).into_iter().flatten() {
             let _ = workers[worker].send(cmd);
+        }
+        // Before the frames too, for the same reason (a sent copy first at its home).
+        let to_nodes = std::mem::take(&mut self.to_nodes);
+        if let Some(bus) = &self.bus {
+            for (node, cmd, answer, after_commit) in to_nodes {
+                if committed.is_ok() || !after_commit {
+                    bus.command(node, cmd, answer);
+                }
+            }
         }
         outbox.send(out.into_iter().map(|(msg, _)| msg).collect());
         match notes {

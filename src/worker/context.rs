@@ -4,11 +4,12 @@
 
 use super::batch::Batch;
 use super::cursor::{Cursor, Window};
+use super::mailbox;
 use super::{DedupIndex, Shared, WorkerCmd};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::{GroupId, Seq, SupportId};
-use crate::route::{ConnId, Owner, SessionUser};
+use crate::route::{ConnId, Elsewhere, Owner, SessionUser};
 use crate::store::Partition;
 use crossbeam_channel::Sender;
 use std::collections::HashMap;
@@ -55,6 +56,33 @@ impl Ctx<'_> {
 
     pub fn worker_of(&self, owner: Owner<'_>) -> usize {
         owner.partition(self.workers)
+    }
+
+    /// The cluster node that owns `owner`, when it is not this one.
+    pub fn home_of(&self, owner: Owner<'_>) -> Option<u8> {
+        self.shared.bus.as_ref().and_then(|bus| bus.home(owner))
+    }
+
+    /// Hands `cmd` (one of the commands that may cross nodes, see `mailbox::remote`) to
+    /// the worker of the user it is for: on this node, or on that user's home node.
+    /// `after_commit`: only once this batch is durable.
+    pub fn tell(&mut self, cmd: WorkerCmd, after_commit: bool) {
+        let Some(owner) = mailbox::owner_of(&cmd) else { return };
+        if let Some(node) = self.home_of(owner) {
+            if let Some(remote) = mailbox::remote(&cmd) {
+                let answer = match &cmd {
+                    WorkerCmd::DeleteDirect { conn, request_id, .. } => Some((*conn, *request_id)),
+                    _ => None,
+                };
+                self.batch.send_to_node(node, remote, answer, after_commit);
+            }
+            return;
+        }
+        let worker = self.worker_of(owner);
+        match after_commit {
+            true => self.batch.send_to_worker_after_commit(worker, cmd),
+            false => self.batch.send_to_worker(worker, cmd),
+        }
     }
 
     /// This worker's dedup index (of the destinations it owns).

@@ -32,7 +32,7 @@ use super::retention::LogRef;
 use super::support::ShopState;
 use crate::clock::now_ms;
 use crate::protocol::{Chat, ErrorCode, GroupEvent, MessageId, Push, Reply, SenderKind, Seq, SupportId};
-use crate::route::{ConnId, Owner, SessionUser};
+use crate::route::{ConnId, SessionUser};
 use crate::store::{Addressee, LogId, StoredMessage};
 
 /// Messages looked at, at most, to find the one to delete (newest first): a deletion is of
@@ -60,8 +60,7 @@ pub fn asked(
     if find(ctx, inbox.log(), inbox.floor, inbox.last_seq, message_id, received).is_ok() {
         return Err(not_the_sender());
     }
-    let worker = ctx.worker_of(Owner::User(&peer));
-    ctx.batch.send_to_worker(worker, WorkerCmd::DeleteDirect { conn, request_id, user, peer, message_id });
+    ctx.tell(WorkerCmd::DeleteDirect { conn, request_id, user, peer, message_id }, false);
     Ok(())
 }
 
@@ -85,7 +84,7 @@ pub fn direct(
         inbox.append(ctx, event, Origin::default())?;
         if *user.name != *peer {
             let cmd = WorkerCmd::SenderDeleted { sender: user.name.clone(), peer: peer.into(), message_id };
-            ctx.batch.send_to_worker(ctx.worker_of(Owner::User(&user.name)), cmd);
+            ctx.tell(cmd, false);
         }
     }
     ctx.batch.reply(conn, request_id, Reply::Done, true);

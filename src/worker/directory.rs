@@ -79,6 +79,16 @@ impl Directory {
         }
     }
 
+    /// A user homed on another cluster node is called `display_name` (as that node said
+    /// with its latest request): for what this node sends about it.
+    pub fn remember(&self, username: &str, display_name: String) {
+        let mut names = write(&self.names);
+        if names.len() >= MAX_CACHED_NAMES {
+            names.clear();
+        }
+        names.insert(username.into(), display_name);
+    }
+
     pub fn rename(&self, username: &str, display_name: String) {
         // The cache first: a reader that missed both takes the account, which the rename
         // already wrote, and only fills an empty entry.

@@ -23,7 +23,7 @@ use super::refusal::{Handled, Refusal};
 use super::retention::{self, LogRef, Retention};
 use super::Shared;
 use crate::protocol::{ClientMsgId, Content, Conversation, ErrorCode, Push, Reply, Seq, UserId};
-use crate::route::{ConnId, Owner, SessionUser};
+use crate::route::{ConnId, SessionUser};
 use crate::store::{Addressee, DeviceChange, LogId, StoredMessage};
 use log::{debug, error};
 use std::collections::{BTreeMap, HashMap};
@@ -192,9 +192,8 @@ impl UserState {
         self.append(ctx, stored, Origin { reply_to: Some((conn, request_id)), retry_key: Some(key) })?;
         if let Some(mut stored) = copy {
             stored.addressee = Addressee::CopyTo(self.name.to_string());
-            let worker = ctx.worker_of(Owner::User(&from.name));
             let cmd = WorkerCmd::SentCopy { sender: from.name.clone(), device: from.device.clone(), conn, stored };
-            ctx.batch.send_to_worker_after_commit(worker, cmd);
+            ctx.tell(cmd, true);
         }
         Ok(())
     }

@@ -54,6 +54,7 @@ mod history;
 mod inbox;
 mod legacy_names;
 mod lookalikes;
+mod mailbox;
 mod membership;
 mod message;
 mod open_groups;
@@ -81,6 +82,7 @@ pub use directory::{ConnSeats, ConnectionWatchers, Directory, RoomList};
 pub use fanout::FanoutBudgets;
 pub use legacy_names::tidy_stored_names;
 pub use lookalikes::Lookalikes;
+pub use mailbox::Mailbox;
 pub use open_groups::OpenGroups;
 pub use push::PushBook;
 pub use seats::GroupSeats;
@@ -92,12 +94,19 @@ use crate::route::{Inbound, Router};
 use crossbeam_channel::{bounded, unbounded};
 use std::thread::JoinHandle;
 
-/// Starts one thread per worker; the router is the event loop's handle on them.
-pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>) {
+/// Starts one thread per worker; the router is the event loop's handle on them, the
+/// mailbox the cluster bus's.
+pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>, Mailbox) {
     let count = shared.config.workers.max(1);
     let (inbound, inbound_receivers): (Vec<_>, Vec<_>) =
         (0..count).map(|_| bounded::<Inbound>(shared.config.worker_queue)).unzip();
     let (internal, internal_receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| unbounded::<WorkerCmd>()).unzip();
+    let mailbox = Mailbox {
+        inbound: inbound.clone(),
+        internal: internal.clone(),
+        directory: shared.directory.clone(),
+        store: shared.store.clone(),
+    };
     let handles = inbound_receivers
         .into_iter()
         .zip(internal_receivers)
@@ -116,5 +125,5 @@ pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>) {
             let _ = sender.send(WorkerCmd::Stop);
         }
     });
-    (Router::new(inbound, stop), handles)
+    (Router::new(inbound, stop), handles, mailbox)
 }

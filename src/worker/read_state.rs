@@ -155,18 +155,24 @@ fn hand_on_receipt(ctx: &mut Ctx, reader: &SessionUser, sender: &str, up_to: Seq
     if sender == &*reader.name || !store.read_prefs(reader.uid)?.receipts {
         return Ok(());
     }
+    // A sender homed on another node: its home reads its account.
+    if ctx.home_of(Owner::User(sender)).is_some() {
+        let cmd =
+            WorkerCmd::ReadReceipt { sender: sender.into(), sender_uid: UserId(0), reader: reader.name.clone(), up_to };
+        ctx.tell(cmd, false);
+        return Ok(());
+    }
     // A chat with an account that is gone (its messages may still be kept) has nobody to tell.
     let Some(account) = store.account(sender)? else {
         return Ok(());
     };
-    let worker = ctx.worker_of(Owner::User(sender));
     let cmd = WorkerCmd::ReadReceipt {
         sender: sender.into(),
         sender_uid: account.user_id,
         reader: reader.name.clone(),
         up_to,
     };
-    ctx.batch.send_to_worker(worker, cmd);
+    ctx.tell(cmd, false);
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::apps::Apps;
 use crate::auth::Hasher;
+use crate::cluster::bus::BusHandle;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::route::{Outbox, OutputLedger};
@@ -55,4 +56,6 @@ pub struct Shared {
     pub push: PushBook,
     /// The hosted apps, their limits and counters.
     pub apps: Apps,
+    /// The other nodes of a cluster (None on a single node).
+    pub bus: Option<BusHandle>,
 }

@@ -82,7 +82,7 @@ impl Worker {
         Worker {
             index,
             peers,
-            batch: Batch::new(shared.ledger.clone(), shared.push.clone()),
+            batch: Batch::new(shared.ledger.clone(), shared.push.clone(), shared.bus.clone()),
             partition: Partition::new(shared.store.clone(), index, shared.config.log_settings()),
             waiting: WaitQueue::default(),
             owners: Owners {
@@ -597,7 +597,7 @@ impl Owners {
 
     /// Everything this worker holds for a connection whose session ended.
     fn closed(&mut self, ctx: &mut Ctx, conn: ConnId, user: &SessionUser, reason: &str) {
-        if !user.service && ctx.owns(Owner::User(&user.name)) {
+        if !user.service && ctx.owns(Owner::User(&user.name)) && ctx.home_of(Owner::User(&user.name)).is_none() {
             accounts::end_session(ctx, &mut self.inboxes, &self.presence, conn, user, reason);
         }
         ctx.shared.connection_watchers.remove(conn);

@@ -7,6 +7,7 @@ mod commands;
 mod logging;
 
 use clap::Parser;
+use confab::cluster::{self, ClusterConfig, Membership};
 use confab::config::{Config, HashCost, PushConfig};
 use confab::store::SyncPolicy;
 use confab::Server;
@@ -208,6 +209,27 @@ struct Flags {
     /// Characters of a text message in a push preview (0: never any text).
     #[arg(long, default_value_t = defaults().push.preview_chars)]
     push_preview_chars: usize,
+    /// Run as a node of a cluster over these NATS servers (comma-separated URLs, e.g.
+    /// nats://10.0.0.1:4222); needs --node-id and --nodes or --nodes-file.
+    #[arg(long, value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// This node's id in the cluster's node list (1-255).
+    #[arg(long)]
+    node_id: Option<u32>,
+    /// The cluster's nodes as ID=ADDRESS,... (the address clients connect to); the same
+    /// list on every node.
+    #[arg(long)]
+    nodes: Option<String>,
+    /// The cluster's nodes from a file: one `ID ADDRESS` per line, `#` comments.
+    #[arg(long, conflicts_with = "nodes")]
+    nodes_file: Option<PathBuf>,
+    /// The cluster's name: its NATS subjects start with it, so clusters can share a bus.
+    #[arg(long, default_value = cluster::DEFAULT_NAME)]
+    cluster_name: String,
+    /// Milliseconds a node waits for another node's answer before its client is told
+    /// Unavailable.
+    #[arg(long, default_value_t = cluster::DEFAULT_TIMEOUT.as_millis() as u64)]
+    cluster_timeout_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -235,6 +257,29 @@ impl From<Sync> for SyncPolicy {
 }
 
 impl Flags {
+    /// The cluster flags as a [`ClusterConfig`]: None without `--cluster`.
+    fn cluster(&self) -> Result<Option<ClusterConfig>, String> {
+        if self.cluster.is_empty() {
+            if self.node_id.is_some() || self.nodes.is_some() || self.nodes_file.is_some() {
+                return Err("--node-id and --nodes need --cluster (the NATS servers to use)".into());
+            }
+            return Ok(None);
+        }
+        let me = self.node_id.ok_or("--cluster needs --node-id")?;
+        let membership = match (&self.nodes, &self.nodes_file) {
+            (Some(list), _) => Membership::parse(me, list),
+            (None, Some(path)) => Membership::read_file(me, path),
+            (None, None) => return Err("--cluster needs --nodes or --nodes-file".into()),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(Some(ClusterConfig {
+            urls: self.cluster.clone(),
+            name: self.cluster_name.clone(),
+            membership,
+            timeout: Duration::from_millis(self.cluster_timeout_ms.max(1)),
+        }))
+    }
+
     fn config(&self) -> Config {
         Config {
             listen: self.listen,
@@ -328,7 +373,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::start(flags.config()) {
+    let mut config = flags.config();
+    config.cluster = match flags.cluster() {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::start(config) {
         Ok(server) => server,
         Err(e) => {
             error!("{e}");
@@ -392,7 +445,7 @@ mod tests {
             login_backoff_max, register_per_address, register_total, register_queue, login_queue,
             hello_timeout, login_timeout, max_unauthenticated, max_unauthenticated_per_ip,
             max_frame_before_login, fd_reserve, stats_interval, dedup_window, dedup_capacity,
-            cache_bytes, sync, log_segment_bytes, start_damaged, push,
+            cache_bytes, sync, log_segment_bytes, start_damaged, push, cluster,
         );
     }
 
@@ -424,6 +477,22 @@ mod tests {
         assert_eq!(config.cache_bytes, 3 * 1024 * 1024);
         assert_eq!((config.fanout_rate, config.fanout_burst), (5 * 1024 * 1024, 10 * 1024 * 1024));
         assert_eq!(config.sync, SyncPolicy::None);
+    }
+
+    #[test]
+    fn cluster_flags_make_a_cluster_config() {
+        let parse =
+            |args: &[&str]| Flags::try_parse_from([&["confabd"], args].concat()).expect("valid flags").cluster();
+        assert!(parse(&[]).expect("no cluster").is_none());
+        let config =
+            parse(&["--cluster", "nats://a:4222,nats://b:4222", "--node-id", "2", "--nodes", "1=a:7420,2=b:7420"])
+                .expect("valid")
+                .expect("a cluster");
+        assert_eq!(config.urls, vec!["nats://a:4222", "nats://b:4222"]);
+        assert_eq!((config.membership.me, config.name.as_str()), (2, "confab"));
+        assert!(parse(&["--cluster", "nats://a:4222", "--nodes", "1=a:7420"]).is_err(), "no --node-id");
+        assert!(parse(&["--cluster", "nats://a:4222", "--node-id", "1"]).is_err(), "no node list");
+        assert!(parse(&["--node-id", "1", "--nodes", "1=a:7420"]).is_err(), "no --cluster");
     }
 
     #[test]

@@ -10,9 +10,9 @@ use crate::frame::{self, FrameError};
 use crate::net::conn::{Phase, ReadOutcome};
 use crate::net::gate::{admit, Admission};
 use crate::protocol::{
-    valid_app_name, ClientFrame, ErrorCode, Limits, Reply, ServerFrame, NO_REQUEST, PROTOCOL_VERSION,
+    valid_app_name, ClientFrame, ErrorCode, Limits, Reply, Request, ServerFrame, NO_REQUEST, PROTOCOL_VERSION,
 };
-use crate::route::Inbound;
+use crate::route::{Destination, Inbound};
 use log::{debug, warn};
 use std::sync::Arc;
 use std::time::Instant;
@@ -196,6 +196,30 @@ impl EventLoop {
             }
             Admission::Forward(owner) => self.router.destination(owner),
         };
+        if let (Destination::Remote { node, .. }, Some(elsewhere)) = (to, self.router.elsewhere()) {
+            if is_login(&request) {
+                // The user lives on another node: send the client there, unless that node
+                // is known to be down (then nothing here or there can serve it now).
+                let address = elsewhere.address_of(node).unwrap_or_default();
+                match elsewhere.is_down(node) {
+                    true => self.send_unavailable(slot, request_id, format!("node {node} is unavailable")),
+                    false => {
+                        let reply = Reply::Redirect { node: u32::from(node), address };
+                        self.queue(slot, &frame::encode(&ServerFrame::Reply { request_id, reply }));
+                    }
+                }
+                return;
+            }
+            if let Some(why) = elsewhere.refusal(node) {
+                self.send_unavailable(slot, request_id, why);
+                return;
+            }
+            let conn = &mut self.table[slot];
+            if !conn.remote_nodes.contains(&node) {
+                conn.remote_nodes.push(node);
+            }
+        }
+        let conn = &mut self.table[slot];
         let inbound =
             Inbound::Request { conn: conn.id, peer: conn.peer.ip(), user: conn.user.clone(), request_id, request };
         if let Err(inbound) = self.router.try_send(to, inbound) {
@@ -204,6 +228,18 @@ impl EventLoop {
             conn.stalled = Some((to, inbound));
         }
     }
+}
+
+/// The requests that make a session: in a cluster, only the user's home node takes them.
+fn is_login(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Register { .. }
+            | Request::Login { .. }
+            | Request::Resume { .. }
+            | Request::LoginDevice { .. }
+            | Request::ResumeDevice { .. }
+    )
 }
 
 /// A limit as the u32 the Hello reply carries; a larger one is announced as u32::MAX.

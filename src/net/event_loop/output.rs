@@ -11,6 +11,10 @@ use log::{debug, warn};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What a client is told to wait before it retries a request for a node that is down:
+/// about the time a restarted node takes to be heard again.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(1);
+
 impl EventLoop {
     /// Queues the loop's own frame (a Hello reply, a pong, an error), charging it to the
     /// connection's ledger entry.
@@ -110,6 +114,12 @@ impl EventLoop {
     /// A `RateLimited` refusal with the time after which the request would be taken.
     pub(super) fn send_rate_limited(&mut self, slot: usize, request_id: u32, message: &str, wait: Duration) {
         let bytes = frame::encode(&ServerFrame::rate_limited(request_id, message, wait));
+        self.queue(slot, &bytes);
+    }
+
+    /// `Unavailable`: the node the request is for cannot be reached now.
+    pub(super) fn send_unavailable(&mut self, slot: usize, request_id: u32, message: String) {
+        let bytes = frame::encode(&ServerFrame::unavailable(request_id, message, UNAVAILABLE_RETRY));
         self.queue(slot, &bytes);
     }
 

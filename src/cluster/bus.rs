@@ -1,0 +1,594 @@
+//! The bus thread: this node's one NATS connection, on a thread of its own running a small
+//! tokio runtime (async-nats needs one; the rest of confab is threads and channels).
+//!
+//! In: [`ToBus`] on an unbounded channel from the event loop (client requests for owners on
+//! other nodes, counted so that the loop stalls a client rather than queue without end)
+//! and from the workers (frames for connections other nodes hold, commands for their
+//! workers). Out: frames to the loop through its channel and waker (charged to the output
+//! ledger first, as a worker would), requests and commands to the workers' queues.
+//!
+//! A forwarded request is a NATS request: published with a reply subject naming it, and
+//! answered by the owner's node with the one frame that answers it. No answer within the
+//! cluster timeout, nobody listening (the owner's node is down: NATS says "no responders"
+//! at once), or no bus at all: the client gets `Unavailable`, never a receipt.
+
+use super::liveness::{Liveness, BEAT};
+use super::wire::{self, Envelope, RemoteCmd};
+use super::{ClusterConfig, Membership};
+use crate::clock::now_ms;
+use crate::frame;
+use crate::protocol::ServerFrame;
+use crate::route::{
+    partition_of, Charge, ConnId, Elsewhere, Inbound, LoopMsg, Outbox, OutputLedger, Owner, SessionUser,
+};
+use async_nats::{Client, Message};
+use futures_util::StreamExt;
+use log::{debug, info, warn};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Client requests on their way to other nodes at most, before the loop holds further ones
+/// back (and stops reading from their clients): a few seconds of a busy node's traffic.
+const MAX_FORWARDING: usize = 64 * 1024;
+/// Requests from other nodes held for a worker whose queue is full, per worker, at most;
+/// beyond, they are refused `Unavailable` (the worker is that far behind).
+const MAX_HELD: usize = 64 * 1024;
+/// Requests this node forwarded and still waits on, at most.
+const MAX_PENDING: usize = 256 * 1024;
+/// Bytes per published envelope at most (NATS refuses payloads over 1 MiB by default).
+const MAX_PAYLOAD: usize = 512 * 1024;
+/// How long a publish may wait for room in the client's queue before it is dropped: the
+/// bus task must never stall behind a connection that is down.
+const PUBLISH_WAIT: Duration = Duration::from_millis(200);
+/// What a client is told to wait before it retries after `Unavailable`.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Encoded frames for one connection another node holds.
+type ConnFrame = (ConnId, Vec<u8>);
+
+/// What the loop and the workers hand the bus.
+#[derive(Debug)]
+pub enum ToBus {
+    /// A client's request for an owner on `node`; `answer` is the request it owes.
+    Forward { node: u8, envelope: Envelope, answer: (ConnId, u32) },
+    /// Frames for connections held by other nodes.
+    Frames(Vec<(ConnId, Vec<u8>)>),
+    /// A command for a worker on `node`, answering `answer` if it owes one.
+    Cmd { node: u8, cmd: RemoteCmd, answer: Option<(ConnId, u32)> },
+    /// A connection of this node ended its session: tell the nodes it used.
+    Closed { nodes: Vec<u8>, conn: ConnId, user: SessionUser },
+}
+
+/// What the bus needs of this node's workers (implemented by the worker pool).
+pub trait Workers: Send + 'static {
+    fn count(&self) -> usize;
+    /// Hands `inbound` to worker `index` without blocking; a full queue gives it back.
+    #[allow(clippy::result_large_err)]
+    fn try_send(&self, index: usize, inbound: Inbound) -> Result<(), Inbound>;
+    /// A command from another node's worker, for the worker of its owner.
+    fn command(&self, cmd: RemoteCmd);
+    /// A user's display name as this node knows it (its account is here).
+    fn display_name(&self, username: &str) -> String;
+    /// A user of another node is called `display_name` (for what this node sends about it).
+    fn remember_name(&self, username: &str, display_name: String);
+}
+
+/// The loop's and the workers' handle on the bus.
+#[derive(Clone)]
+pub struct BusHandle {
+    tx: mpsc::UnboundedSender<ToBus>,
+    forwarding: Arc<AtomicUsize>,
+    liveness: Arc<Liveness>,
+    membership: Arc<Membership>,
+}
+
+impl BusHandle {
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// A worker's command for a worker of another node.
+    pub fn command(&self, node: u8, cmd: RemoteCmd, answer: Option<(ConnId, u32)>) {
+        let _ = self.tx.send(ToBus::Cmd { node, cmd, answer });
+    }
+}
+
+impl Elsewhere for BusHandle {
+    fn me(&self) -> u8 {
+        self.membership.me
+    }
+
+    fn home(&self, owner: Owner<'_>) -> Option<u8> {
+        let node = match owner {
+            Owner::User(name) => self.membership.home_of(name),
+            Owner::Group(id) => Membership::node_of_id(id.get()),
+            _ => return None,
+        };
+        (node != self.membership.me).then_some(node)
+    }
+
+    fn forward(&self, node: u8, key: u64, inbound: Inbound) -> Result<(), Inbound> {
+        let Inbound::Request { conn, peer, user, request_id, request } = inbound else {
+            return Ok(());
+        };
+        if self.forwarding.load(Ordering::Relaxed) >= MAX_FORWARDING {
+            return Err(Inbound::Request { conn, peer, user, request_id, request });
+        }
+        self.forwarding.fetch_add(1, Ordering::Relaxed);
+        let envelope = Envelope::Request { key, conn, peer, user, display_name: None, request_id, request };
+        let _ = self.tx.send(ToBus::Forward { node, envelope, answer: (conn, request_id) });
+        Ok(())
+    }
+
+    fn frames(&self, frames: Vec<(ConnId, Vec<u8>)>) {
+        if !frames.is_empty() {
+            let _ = self.tx.send(ToBus::Frames(frames));
+        }
+    }
+
+    fn closed(&self, nodes: Vec<u8>, conn: ConnId, user: SessionUser) {
+        let _ = self.tx.send(ToBus::Closed { nodes, conn, user });
+    }
+
+    fn refusal(&self, node: u8) -> Option<String> {
+        if !self.liveness.connected() {
+            return Some("the cluster bus is unreachable".into());
+        }
+        self.liveness.is_down(node, now_ms()).then(|| format!("node {node} is unavailable"))
+    }
+
+    fn is_down(&self, node: u8) -> bool {
+        self.liveness.is_down(node, now_ms())
+    }
+
+    fn address_of(&self, node: u8) -> Option<String> {
+        self.membership.address_of(node).map(str::to_string)
+    }
+}
+
+/// The running bus thread.
+pub struct Bus {
+    pub handle: BusHandle,
+    thread: Option<JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// This node's ends of the bus: where what arrives goes.
+pub struct Ends<W: Workers> {
+    /// The loop's channel (frames for local connections only).
+    pub outbox: Outbox,
+    pub ledger: Arc<OutputLedger>,
+    pub workers: W,
+}
+
+impl Bus {
+    /// The handle, and a starter for the thread: the thread needs the workers, which need
+    /// the handle.
+    pub fn prepare(config: &ClusterConfig) -> (BusHandle, mpsc::UnboundedReceiver<ToBus>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = BusHandle {
+            tx,
+            forwarding: Arc::new(AtomicUsize::new(0)),
+            liveness: Arc::new(Liveness::default()),
+            membership: Arc::new(config.membership.clone()),
+        };
+        (handle, rx)
+    }
+
+    pub fn start<W: Workers>(
+        config: ClusterConfig,
+        handle: BusHandle,
+        rx: mpsc::UnboundedReceiver<ToBus>,
+        ends: Ends<W>,
+    ) -> std::io::Result<Bus> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let state = BusState::new(config, handle.clone(), ends);
+        let thread = std::thread::Builder::new()
+            .name("confab-bus".into())
+            .spawn(move || runtime.block_on(state.run(rx, stopped)))?;
+        Ok(Bus { handle, thread: Some(thread), stop: Some(stop) })
+    }
+
+    /// Stops the thread (after the workers stopped: nothing more comes to send).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A request this node forwarded and waits on.
+struct Pending {
+    conn: ConnId,
+    request_id: u32,
+    node: u8,
+}
+
+struct BusState<W: Workers> {
+    config: ClusterConfig,
+    handle: BusHandle,
+    ends: Ends<W>,
+    /// Forwarded requests by token (the last part of their reply subject).
+    pending: HashMap<u64, Pending>,
+    /// Tokens in the order they were sent: with one timeout for all, also the order of
+    /// their deadlines, so expiry looks only at the front.
+    deadlines: VecDeque<(Instant, u64)>,
+    /// When owed answers were last looked over.
+    owed_checked: Instant,
+    next_token: u64,
+    /// Requests from other nodes: where the frame that answers each goes, by connection
+    /// and request id (a client may reuse an id, so a queue), with when it came.
+    owed: HashMap<(ConnId, u32), VecDeque<(String, Instant)>>,
+    /// Inbound held for workers whose queue was full, per worker, in order.
+    held: Vec<VecDeque<Inbound>>,
+}
+
+impl<W: Workers> BusState<W> {
+    fn new(config: ClusterConfig, handle: BusHandle, ends: Ends<W>) -> Self {
+        let workers = ends.workers.count();
+        BusState {
+            config,
+            handle,
+            ends,
+            pending: HashMap::new(),
+            deadlines: VecDeque::new(),
+            owed_checked: Instant::now(),
+            next_token: 1,
+            owed: HashMap::new(),
+            held: (0..workers).map(|_| VecDeque::new()).collect(),
+        }
+    }
+
+    fn me(&self) -> u8 {
+        self.handle.membership.me
+    }
+
+    fn subject_in(&self, node: u8) -> String {
+        format!("{}.node.{node}.in", self.config.name)
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToBus>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+        let liveness = self.handle.liveness.clone();
+        let me = self.me();
+        let options = async_nats::ConnectOptions::new()
+            .name(format!("confabd node {me}"))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            // Reconnect soon after the bus comes back: clients wait on it.
+            .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(2000)))
+            .event_callback(move |event| {
+                let liveness = liveness.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            info!("cluster bus connected");
+                            liveness.set_connected(true, now_ms());
+                        }
+                        async_nats::Event::Disconnected => {
+                            warn!(
+                                "cluster bus disconnected; requests for other nodes get Unavailable until it is back"
+                            );
+                            liveness.set_connected(false, now_ms());
+                        }
+                        other => debug!("cluster bus: {other}"),
+                    }
+                }
+            });
+        let client = match options.connect(self.config.urls.clone()).await {
+            Ok(client) => client,
+            Err(e) => {
+                // Only a malformed address fails here (connecting is retried in the background).
+                log::error!("cannot use the cluster bus at {:?}: {e}", self.config.urls);
+                return;
+            }
+        };
+        let mine = format!("{}.node.{me}.>", self.config.name);
+        let alive = format!("{}.alive", self.config.name);
+        let (mut inbox, mut beats) = match (client.subscribe(mine).await, client.subscribe(alive.clone()).await) {
+            (Ok(inbox), Ok(beats)) => (inbox, beats),
+            (Err(e), _) | (_, Err(e)) => {
+                log::error!("cannot subscribe on the cluster bus: {e}");
+                return;
+            }
+        };
+        let mut beat = tokio::time::interval(BEAT);
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                Some(out) = rx.recv() => self.outgoing(&client, out).await,
+                Some(message) = inbox.next() => self.incoming(&client, message).await,
+                Some(message) = beats.next() => {
+                    if let Some(&node) = message.payload.first() {
+                        self.handle.liveness.heard(node, now_ms());
+                    }
+                }
+                _ = beat.tick() => {
+                    if client.connection_state() == async_nats::connection::State::Connected {
+                        publish(&client, alive.clone(), vec![me]).await;
+                    }
+                }
+                _ = tick.tick() => self.sweep(),
+            }
+        }
+        let _ = client.flush().await;
+    }
+
+    /// Something from this node's loop or workers.
+    async fn outgoing(&mut self, client: &Client, out: ToBus) {
+        match out {
+            ToBus::Forward { node, mut envelope, answer } => {
+                self.handle.forwarding.fetch_sub(1, Ordering::Relaxed);
+                if let Envelope::Request { user: Some(user), display_name, .. } = &mut envelope {
+                    *display_name = Some(self.ends.workers.display_name(&user.name));
+                }
+                self.request(client, node, envelope, answer).await;
+            }
+            ToBus::Cmd { node, cmd, answer: Some(answer) } => {
+                self.request(client, node, Envelope::Cmd(cmd), answer).await;
+            }
+            ToBus::Cmd { node, cmd, answer: None } => {
+                if self.connected(client) {
+                    publish(client, self.subject_in(node), wire::encode(&Envelope::Cmd(cmd))).await;
+                }
+            }
+            ToBus::Frames(frames) => self.frames_out(client, frames).await,
+            ToBus::Closed { nodes, conn, user } => {
+                if self.connected(client) {
+                    let payload = wire::encode(&Envelope::Closed { conn, user });
+                    for node in nodes {
+                        publish(client, self.subject_in(node), payload.clone()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn connected(&self, client: &Client) -> bool {
+        client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Sends `envelope` to `node` as a request owed an answer on `answer`'s connection.
+    async fn request(&mut self, client: &Client, node: u8, envelope: Envelope, answer: (ConnId, u32)) {
+        let (conn, request_id) = answer;
+        if !self.connected(client) {
+            return self.unavailable(conn, request_id, "the cluster bus is unreachable".into());
+        }
+        if self.handle.liveness.is_down(node, now_ms()) {
+            return self.unavailable(conn, request_id, format!("node {node} is unavailable"));
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return self.unavailable(conn, request_id, "too many requests waiting on other nodes".into());
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        let deadline = Instant::now() + self.config.timeout;
+        self.pending.insert(token, Pending { conn, request_id, node });
+        self.deadlines.push_back((deadline, token));
+        let reply = format!("{}.node.{}.reply.{token}", self.config.name, self.me());
+        let subject = self.subject_in(node);
+        let sent = tokio::time::timeout(
+            PUBLISH_WAIT,
+            client.publish_with_reply(subject, reply, wire::encode(&envelope).into()),
+        );
+        if !matches!(sent.await, Ok(Ok(()))) {
+            self.pending.remove(&token);
+            self.unavailable(conn, request_id, format!("cannot reach node {node}"));
+        }
+    }
+
+    /// Frames from this node's workers for other nodes' connections: each frame that
+    /// answers a request from another node goes to that request's reply subject; the rest
+    /// go to the connection's node, in order.
+    async fn frames_out(&mut self, client: &Client, frames: Vec<(ConnId, Vec<u8>)>) {
+        let mut by_node: Vec<(u8, Vec<ConnFrame>)> = Vec::new();
+        for (conn, bytes) in frames {
+            for frame in wire::split_frames(&bytes) {
+                let owed = wire::answers(frame).and_then(|id| self.take_owed(conn, id));
+                match owed {
+                    Some(reply) => publish(client, reply, frame.to_vec()).await,
+                    None => {
+                        let node = conn.node();
+                        match by_node.iter_mut().find(|(n, _)| *n == node) {
+                            Some((_, list)) => list.push((conn, frame.to_vec())),
+                            None => by_node.push((node, vec![(conn, frame.to_vec())])),
+                        }
+                    }
+                }
+            }
+        }
+        if !self.connected(client) {
+            return;
+        }
+        for (node, frames) in by_node {
+            let subject = self.subject_in(node);
+            let mut chunk = Vec::new();
+            let mut size = 0;
+            for (conn, frame) in frames {
+                size += frame.len() + 16;
+                chunk.push((conn, frame));
+                if size >= MAX_PAYLOAD {
+                    let envelope = Envelope::Frames(std::mem::take(&mut chunk));
+                    publish(client, subject.clone(), wire::encode(&envelope)).await;
+                    size = 0;
+                }
+            }
+            if !chunk.is_empty() {
+                publish(client, subject, wire::encode(&Envelope::Frames(chunk))).await;
+            }
+        }
+    }
+
+    fn take_owed(&mut self, conn: ConnId, request_id: u32) -> Option<String> {
+        let queue = self.owed.get_mut(&(conn, request_id))?;
+        let reply = queue.pop_front().map(|(reply, _)| reply);
+        if queue.is_empty() {
+            self.owed.remove(&(conn, request_id));
+        }
+        reply
+    }
+
+    /// Something from another node (or NATS about a request of ours).
+    async fn incoming(&mut self, client: &Client, message: Message) {
+        let prefix = format!("{}.node.{}.", self.config.name, self.me());
+        let Some(rest) = message.subject.as_str().strip_prefix(&prefix) else { return };
+        if let Some(token) = rest.strip_prefix("reply.") {
+            let Ok(token) = token.parse::<u64>() else { return };
+            return self.answered(token, message);
+        }
+        if rest != "in" {
+            return;
+        }
+        let envelope = match wire::decode(&message.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                warn!("undecodable envelope from the cluster bus ({e}); is every node the same version?");
+                return;
+            }
+        };
+        match envelope {
+            Envelope::Request { key, conn, peer, user, display_name, request_id, request } => {
+                if let (Some(user), Some(name)) = (&user, display_name) {
+                    self.ends.workers.remember_name(&user.name, name);
+                }
+                if let Some(reply) = message.reply {
+                    self.owed.entry((conn, request_id)).or_default().push_back((reply.to_string(), Instant::now()));
+                }
+                let index = partition_of(key, self.ends.workers.count());
+                let inbound = Inbound::Request { conn, peer, user, request_id, request };
+                self.hand_to_worker(client, index, inbound).await;
+            }
+            Envelope::Cmd(cmd) => {
+                if let (RemoteCmd::DeleteDirect { conn, request_id, .. }, Some(reply)) = (&cmd, message.reply) {
+                    self.owed.entry((*conn, *request_id)).or_default().push_back((reply.to_string(), Instant::now()));
+                }
+                self.ends.workers.command(cmd);
+            }
+            Envelope::Frames(frames) => self.frames_in(frames),
+            Envelope::Closed { conn, user } => {
+                for index in 0..self.ends.workers.count() {
+                    let inbound = Inbound::Closed { conn, user: user.clone(), reason: "closed on another node" };
+                    self.hand_to_worker(client, index, inbound).await;
+                }
+            }
+        }
+    }
+
+    /// Hands `inbound` to a worker, behind whatever is held for it.
+    async fn hand_to_worker(&mut self, client: &Client, index: usize, inbound: Inbound) {
+        if self.held[index].is_empty() {
+            if let Err(inbound) = self.ends.workers.try_send(index, inbound) {
+                self.held[index].push_back(inbound);
+            }
+        } else if self.held[index].len() >= MAX_HELD {
+            if let Inbound::Request { conn, request_id, .. } = inbound {
+                let frame = ServerFrame::unavailable(request_id, "this node is too busy; retry", RETRY);
+                self.answer_remote(client, conn, request_id, frame::encode(&frame)).await;
+            }
+        } else {
+            self.held[index].push_back(inbound);
+        }
+    }
+
+    /// An answer this node owes another node's client, not made by a worker.
+    async fn answer_remote(&mut self, client: &Client, conn: ConnId, request_id: u32, bytes: Vec<u8>) {
+        match self.take_owed(conn, request_id) {
+            Some(reply) => publish(client, reply, bytes).await,
+            None => self.frames_out(client, vec![(conn, bytes)]).await,
+        }
+    }
+
+    /// Frames from another node for this node's connections: charged like a worker's.
+    fn frames_in(&mut self, frames: Vec<(ConnId, Vec<u8>)>) {
+        let mut out = Vec::with_capacity(frames.len());
+        for (conn, bytes) in frames {
+            if conn.node() != self.me() {
+                continue;
+            }
+            match self.ends.ledger.charge(conn, bytes.len()) {
+                Charge::Queued => out.push(LoopMsg::Frames { conn, bytes }),
+                Charge::SlowConsumer => out.push(LoopMsg::Cut { conn }),
+                Charge::Gone => {}
+            }
+        }
+        self.ends.outbox.send(out);
+    }
+
+    /// The answer to a request this node forwarded.
+    fn answered(&mut self, token: u64, message: Message) {
+        let Some(pending) = self.pending.remove(&token) else { return };
+        if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return self.unavailable(pending.conn, pending.request_id, format!("node {} is unavailable", pending.node));
+        }
+        // Only the frame that answers the request, for the connection that asked.
+        if wire::answers(&message.payload) != Some(pending.request_id) {
+            warn!("node {} answered request {} with something else; dropped", pending.node, pending.request_id);
+            return self.unavailable(pending.conn, pending.request_id, format!("node {} answered badly", pending.node));
+        }
+        self.frames_in(vec![(pending.conn, message.payload.to_vec())]);
+    }
+
+    fn unavailable(&mut self, conn: ConnId, request_id: u32, message: String) {
+        let bytes = frame::encode(&ServerFrame::unavailable(request_id, message, RETRY));
+        self.ends.ledger.force(conn, bytes.len());
+        self.ends.outbox.send(vec![LoopMsg::Frames { conn, bytes }]);
+    }
+
+    /// Held requests to workers with room again; forwarded requests past their deadline;
+    /// answers owed for too long (their worker never made one: forgotten).
+    fn sweep(&mut self) {
+        for index in 0..self.held.len() {
+            while let Some(inbound) = self.held[index].pop_front() {
+                if let Err(inbound) = self.ends.workers.try_send(index, inbound) {
+                    self.held[index].push_front(inbound);
+                    break;
+                }
+            }
+        }
+        let now = Instant::now();
+        while let Some(&(deadline, token)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(p) = self.pending.remove(&token) {
+                let message = format!("node {} did not answer in time", p.node);
+                self.unavailable(p.conn, p.request_id, message);
+            }
+        }
+        if now.duration_since(self.owed_checked) >= Duration::from_secs(1) {
+            self.owed_checked = now;
+            let keep = self.config.timeout * 2;
+            self.owed.retain(|_, queue| {
+                queue.retain(|(_, since)| now.duration_since(*since) < keep);
+                !queue.is_empty()
+            });
+        }
+    }
+}
+
+/// Publishes without ever waiting long: a bus that is down loses what it cannot take
+/// (requests are refused before they get here; frames for a node that is unreachable
+/// have nobody to go to).
+async fn publish(client: &Client, subject: String, payload: Vec<u8>) {
+    match tokio::time::timeout(PUBLISH_WAIT, client.publish(subject, payload.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!("cluster publish failed: {e}"),
+        Err(_) => debug!("cluster publish dropped: the bus is not taking more"),
+    }
+}

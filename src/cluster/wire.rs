@@ -1,0 +1,164 @@
+//! What nodes send each other over the bus, postcard-encoded like everything else confab
+//! writes. Every node of a cluster runs the same version (docs/CLUSTER.md, "Upgrading").
+//!
+//! Subjects, under the cluster's name `C`:
+//! - `C.node.N.in`: [`Envelope`]s for node N, in order (one subject, so what one node
+//!   sends another arrives in the order it was sent);
+//! - `C.node.N.reply.T`: the answer to node N's forwarded request number T (one frame, the
+//!   bytes the client gets), or NATS's "no responders" status when nobody listens on the
+//!   `in` subject it went to;
+//! - `C.alive`: heartbeats, the sender's node id.
+//!
+//! A node subscribes `C.node.N.>` once, so its envelopes and its answers come on one
+//! stream, in the order they were sent.
+
+use crate::protocol::{MessageId, Request, Seq};
+use crate::route::{ConnId, Owner, SessionUser};
+use crate::store::StoredMessage;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Something one node sends another.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub enum Envelope {
+    /// A client's request for an owner on the receiving node; `display_name` is the
+    /// sender's, which the receiving node cannot read from an account it does not hold.
+    Request {
+        /// The owner's [`Owner::key`]: the receiving node picks its worker from it.
+        key: u64,
+        conn: ConnId,
+        peer: IpAddr,
+        user: Option<SessionUser>,
+        display_name: Option<String>,
+        request_id: u32,
+        request: Request,
+    },
+    /// Frames for connections the receiving node holds, in order.
+    Frames(Vec<(ConnId, Vec<u8>)>),
+    /// A worker's command for an owner on the receiving node.
+    Cmd(RemoteCmd),
+    /// The session of a connection held by the sending node ended: forget what is held
+    /// for it (subscriptions, waits).
+    Closed { conn: ConnId, user: SessionUser },
+}
+
+/// The worker commands that cross nodes: each follows from a direct message or a read mark
+/// between users homed apart (see `worker::commands::WorkerCmd` for what each does).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub enum RemoteCmd {
+    SentCopy {
+        sender: String,
+        device: String,
+        conn: ConnId,
+        stored: StoredMessage,
+    },
+    /// The sender's user id is read from its account on its home.
+    ReadReceipt {
+        sender: String,
+        reader: String,
+        up_to: Seq,
+    },
+    DeleteDirect {
+        conn: ConnId,
+        request_id: u32,
+        user: SessionUser,
+        peer: String,
+        message_id: MessageId,
+    },
+    SenderDeleted {
+        sender: String,
+        peer: String,
+        message_id: MessageId,
+    },
+}
+
+impl RemoteCmd {
+    /// The user whose worker carries it out.
+    pub fn owner(&self) -> Owner<'_> {
+        match self {
+            RemoteCmd::SentCopy { sender, .. } | RemoteCmd::ReadReceipt { sender, .. } => Owner::User(sender),
+            RemoteCmd::DeleteDirect { peer, .. } => Owner::User(peer),
+            RemoteCmd::SenderDeleted { sender, .. } => Owner::User(sender),
+        }
+    }
+}
+
+pub fn encode(envelope: &Envelope) -> Vec<u8> {
+    postcard::to_stdvec(envelope).unwrap_or_default()
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Envelope, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+/// The request id an encoded server frame (length prefix included) answers, or `None`
+/// for a push (or bytes that are no frame). The id is the first field after the variant
+/// index of `Reply` (0) and `Error` (1); reading it needs no full decode.
+pub fn answers(frame: &[u8]) -> Option<u32> {
+    let body = frame.get(4..)?;
+    let (&variant, rest) = body.split_first()?;
+    match variant {
+        0 | 1 => postcard::take_from_bytes::<u32>(rest).ok().map(|(id, _)| id),
+        _ => None,
+    }
+}
+
+/// Splits encoded frames (each with its 4-byte big-endian length prefix) apart.
+pub fn split_frames(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 4 {
+        let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        let end = (4 + len).min(bytes.len());
+        frames.push(&bytes[..end]);
+        bytes = &bytes[end..];
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame;
+    use crate::protocol::{ErrorCode, Push, Reply, ServerFrame, UserId};
+
+    #[test]
+    fn a_frame_says_which_request_it_answers() {
+        let reply = frame::encode(&ServerFrame::Reply { request_id: 300, reply: Reply::Pong });
+        let error = frame::encode(&ServerFrame::error(7, ErrorCode::UnknownUser, "no"));
+        let push = frame::encode(&ServerFrame::Push(Push::Transient {
+            from: "a".into(),
+            content: crate::protocol::Content::text("hi"),
+        }));
+        assert_eq!(answers(&reply), Some(300));
+        assert_eq!(answers(&error), Some(7));
+        assert_eq!(answers(&push), None);
+        assert_eq!(answers(&[0, 0]), None);
+        let mut all = reply.clone();
+        all.extend_from_slice(&push);
+        all.extend_from_slice(&error);
+        assert_eq!(split_frames(&all), vec![&reply[..], &push[..], &error[..]]);
+    }
+
+    #[test]
+    fn an_envelope_round_trips() {
+        let user = SessionUser {
+            name: "alice".into(),
+            uid: UserId(257),
+            admin: false,
+            service: false,
+            device: "laptop".into(),
+        };
+        let envelope = Envelope::Request {
+            key: 42,
+            conn: ConnId::on_node(1, 9, 4),
+            peer: IpAddr::from([127, 0, 0, 1]),
+            user: Some(user),
+            display_name: Some("Alice".into()),
+            request_id: 5,
+            request: Request::Ping,
+        };
+        let back = decode(&encode(&envelope)).expect("decodes");
+        assert!(matches!(back, Envelope::Request { request_id: 5, conn, .. } if conn == ConnId::on_node(1, 9, 4)));
+        assert!(decode(&[0xff, 0xff]).is_err());
+    }
+}

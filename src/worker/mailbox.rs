@@ -1,0 +1,106 @@
+//! The workers as the cluster bus sees them: requests and closes from other nodes go on
+//! the workers' inbound queues (held by the bus while one is full), commands from other
+//! nodes' workers on the internal queues, converted to [`WorkerCmd`]s here, where their
+//! meaning is known.
+
+use super::commands::WorkerCmd;
+use super::Directory;
+use crate::cluster::bus::Workers;
+use crate::cluster::wire::RemoteCmd;
+use crate::route::{Inbound, Owner};
+use crate::store::Store;
+use crossbeam_channel::{Sender, TrySendError};
+
+pub struct Mailbox {
+    pub(super) inbound: Vec<Sender<Inbound>>,
+    pub(super) internal: Vec<Sender<WorkerCmd>>,
+    pub(super) directory: Directory,
+    pub(super) store: Store,
+}
+
+impl Workers for Mailbox {
+    fn count(&self) -> usize {
+        self.inbound.len()
+    }
+
+    fn try_send(&self, index: usize, inbound: Inbound) -> Result<(), Inbound> {
+        let Some(queue) = self.inbound.get(index) else { return Ok(()) };
+        match queue.try_send(inbound) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(inbound) | TrySendError::Disconnected(inbound)) => Err(inbound),
+        }
+    }
+
+    fn command(&self, cmd: RemoteCmd) {
+        let index = cmd.owner().partition(self.internal.len());
+        let Some(cmd) = local(cmd, &self.store) else { return };
+        // Unbounded: never blocks; an error means the worker has stopped (shutdown).
+        let _ = self.internal[index].send(cmd);
+    }
+
+    fn display_name(&self, username: &str) -> String {
+        self.directory.display_name(username, &self.store)
+    }
+
+    fn remember_name(&self, username: &str, display_name: String) {
+        self.directory.remember(username, display_name);
+    }
+}
+
+/// A command from another node as this node's worker command; None when it no longer
+/// applies here (a receipt for a user whose account is gone).
+fn local(cmd: RemoteCmd, store: &Store) -> Option<WorkerCmd> {
+    Some(match cmd {
+        RemoteCmd::SentCopy { sender, device, conn, stored } => {
+            WorkerCmd::SentCopy { sender: sender.into(), device: device.into(), conn, stored }
+        }
+        RemoteCmd::ReadReceipt { sender, reader, up_to } => {
+            let account = store.account(&sender).ok().flatten()?;
+            WorkerCmd::ReadReceipt { sender: sender.into(), sender_uid: account.user_id, reader: reader.into(), up_to }
+        }
+        RemoteCmd::DeleteDirect { conn, request_id, user, peer, message_id } => {
+            WorkerCmd::DeleteDirect { conn, request_id, user, peer, message_id }
+        }
+        RemoteCmd::SenderDeleted { sender, peer, message_id } => {
+            WorkerCmd::SenderDeleted { sender: sender.into(), peer, message_id }
+        }
+    })
+}
+
+/// A worker command for an owner on another node, as it travels; None for a command that
+/// never crosses nodes. The first `Owner` is the one it is for.
+pub(super) fn remote(cmd: &WorkerCmd) -> Option<RemoteCmd> {
+    Some(match cmd {
+        WorkerCmd::SentCopy { sender, device, conn, stored } => RemoteCmd::SentCopy {
+            sender: sender.to_string(),
+            device: device.to_string(),
+            conn: *conn,
+            stored: stored.clone(),
+        },
+        WorkerCmd::ReadReceipt { sender, reader, up_to, .. } => {
+            RemoteCmd::ReadReceipt { sender: sender.to_string(), reader: reader.to_string(), up_to: *up_to }
+        }
+        WorkerCmd::DeleteDirect { conn, request_id, user, peer, message_id } => RemoteCmd::DeleteDirect {
+            conn: *conn,
+            request_id: *request_id,
+            user: user.clone(),
+            peer: peer.clone(),
+            message_id: *message_id,
+        },
+        WorkerCmd::SenderDeleted { sender, peer, message_id } => {
+            RemoteCmd::SenderDeleted { sender: sender.to_string(), peer: peer.clone(), message_id: *message_id }
+        }
+        _ => return None,
+    })
+}
+
+/// The owner a command is for, when it is one that may cross nodes.
+pub(super) fn owner_of(cmd: &WorkerCmd) -> Option<Owner<'_>> {
+    match cmd {
+        WorkerCmd::SentCopy { sender, .. }
+        | WorkerCmd::ReadReceipt { sender, .. }
+        | WorkerCmd::SenderDeleted { sender, .. } => Some(Owner::User(sender)),
+        WorkerCmd::DeleteDirect { peer, .. } => Some(Owner::User(peer)),
+        _ => None,
+    }
+}
