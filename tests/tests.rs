@@ -10,6 +10,7 @@ mod admin_cli;
 mod apps;
 mod apps_migration;
 mod bad_input;
+mod cluster;
 mod commitlog;
 mod crash;
 mod damage;
