@@ -6,7 +6,8 @@
 //!
 //! Waiting is bounded everywhere: the client's read timeout for every frame, and
 //! [`RECOVERY`] for what a cluster notices by itself (a node or the bus gone or back),
-//! polled with a deadline and never assumed after a sleep.
+//! polled with a deadline and never assumed after a sleep. A test gets its cluster once
+//! every node has reached every other over the bus ([`TestCluster::start`]).
 
 mod bus_down;
 mod direct;
@@ -16,7 +17,7 @@ mod redirect;
 
 use crate::common::{in_default, PASSWORD};
 use confab::client::{Client, ClientError, ClientResult};
-use confab::protocol::{Content, ErrorCode, Message, Reply, Request, Seq};
+use confab::protocol::{ClientMsgId, Content, ErrorCode, Message, Reply, Request, Seq};
 use confab_testd::cluster::NODE_IDS;
 use confab_testd::{Cluster, NatsServer};
 use std::fmt::Debug;
@@ -65,7 +66,27 @@ impl TestCluster {
         let nats = NatsServer::start();
         let confabd = Path::new(env!("CARGO_BIN_EXE_confabd"));
         let nodes = Cluster::start(confabd, &nats.url(), &["--cluster-timeout-ms", CLUSTER_TIMEOUT_MS]);
-        TestCluster { nodes, nats }
+        let cluster = TestCluster { nodes, nats };
+        cluster.wait_until_connected();
+        cluster
+    }
+
+    /// Returns once every node reaches every other over the bus. A node listens before it
+    /// has connected to nats-server, and until then refuses what needs another node with
+    /// `Unavailable`, as it should; a test must not take that for the behaviour it tests.
+    /// The proof is a receipted message from a user of each node to a user of each other
+    /// node (users `probeN`, no test's), retried while `Unavailable`.
+    fn wait_until_connected(&self) {
+        let probes: Vec<String> = NODE_IDS.iter().map(|&node| homed_on(node, "probe")).collect();
+        self.register(&probes.iter().map(String::as_str).collect::<Vec<_>>());
+        for from in &probes {
+            let mut client = self.login(from);
+            for (to, cmid) in probes.iter().filter(|to| *to != from).zip(1..) {
+                let what = format!("a first message from {from} to {to}");
+                retry_while_unavailable(&what, || client.send_text(to, ClientMsgId(cmid), "probe"))
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+        }
     }
 
     pub fn addr(&self, node: u32) -> SocketAddr {
