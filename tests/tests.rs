@@ -1,6 +1,7 @@
 //! One integration-test binary (one link step) with a module per behaviour. Every test
 //! starts the real server on port 0 with a temporary data directory and speaks the
-//! protocol over TCP.
+//! protocol over TCP; the cluster's tests start three nodes on ports chosen before they
+//! start (every node is given the list) and a nats-server.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ mod admin_cli;
 mod apps;
 mod apps_migration;
 mod bad_input;
+mod cluster;
 mod commitlog;
 mod crash;
 mod damage;

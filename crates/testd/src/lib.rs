@@ -5,8 +5,17 @@
 //! The server's own tests run the binary cargo built for them (`CARGO_BIN_EXE_confabd`).
 //! The tools depend on the wire contract only, so cargo does not build the server for
 //! their tests; [`confabd`] asks it to. Nothing here links the server.
+//!
+//! For the cluster tests: [`NatsServer`], the bus, and [`Cluster`], three nodes on it.
 
 #![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod nats;
+pub mod ports;
+
+pub use cluster::Cluster;
+pub use nats::NatsServer;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -58,7 +67,16 @@ impl Daemon {
     /// Runs `command` (a confabd invocation with whatever the test needs) and returns once
     /// it listens: the log line "confabd listening on ADDR" is the proof that it accepts
     /// connections, and the only place the port it was given appears.
-    pub fn spawn(mut command: Command) -> Daemon {
+    pub fn spawn(command: Command) -> Daemon {
+        Daemon::try_spawn(command).unwrap_or_else(|startup| {
+            panic!("confabd did not listen within {START_WAIT:?}; it logged:\n{}", startup.join("\n"))
+        })
+    }
+
+    /// [`Daemon::spawn`] for a caller that can do something about a daemon that does not
+    /// listen (exits, or is still silent after [`START_WAIT`] and is killed): the lines it
+    /// logged are the error.
+    pub fn try_spawn(mut command: Command) -> Result<Daemon, Vec<String>> {
         let mut child =
             command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("confabd starts");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -73,7 +91,8 @@ impl Daemon {
         let addr = loop {
             let Ok(line) = log.recv_timeout(START_WAIT) else {
                 let _ = child.kill();
-                panic!("confabd did not listen within {START_WAIT:?}; it logged:\n{}", startup.join("\n"));
+                let _ = child.wait();
+                return Err(startup);
             };
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let addr = rest.split_whitespace().next().expect("an address after 'listening on'");
@@ -81,7 +100,7 @@ impl Daemon {
             }
             startup.push(line);
         };
-        Daemon { child, addr, log, startup }
+        Ok(Daemon { child, addr, log, startup })
     }
 
     /// Stops the daemon as an operator would (SIGTERM) and checks that it exits cleanly.
