@@ -10,6 +10,12 @@
 # Writes NAME.json, NAME.svg, NAME.txt (the summary, plus the machine's total CPU use during
 # the run: other jobs on a shared machine show up there) for every run. BIN overrides
 # where the binaries are (default target/release).
+#
+# ADDRS runs the suite against a cluster the caller started (protocol.md "Cluster") instead:
+# no confabd is started, the load generator gets --addr "$ADDRS" (and no --server-pid, so
+# the server's CPU is not sampled), and the nodes' data outlives the runs.
+#
+#   ADDRS=127.0.0.1:7421,127.0.0.1:7422,127.0.0.1:7423 ONLY=direct-r5k tools/loadgen/bench.sh
 set -euo pipefail
 
 BIN=${BIN:-target/release}
@@ -22,26 +28,34 @@ busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
 run() {
   local name=$1; shift
   if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
-  local data
+  local data pid=""
+  local -a server
   data=$(mktemp -d)
-  # The runs register and log in thousands of accounts from a few loopback addresses,
-  # hundreds at once: lift the per-address and overall registration limits and the
-  # per-address cap on connections not yet logged in, which are meant for strangers.
-  # shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
-  "$BIN/confabd" --data-dir "$data" --hash-memory-kib 8 --hash-iterations 1 --log-level warn \
-    --register-rate 1000000 --register-rate-total 1000000 --max-unauthenticated-per-ip 1000000 \
-    ${SERVER_FLAGS:-} > "$OUT/$name.server.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/7420) 2>/dev/null && break; sleep 0.1; done
+  if [ -n "${ADDRS:-}" ]; then
+    server=(--addr "$ADDRS")
+  else
+    # The runs register and log in thousands of accounts from a few loopback addresses,
+    # hundreds at once: lift the per-address and overall registration limits and the
+    # per-address cap on connections not yet logged in, which are meant for strangers.
+    # shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
+    "$BIN/confabd" --data-dir "$data" --hash-memory-kib 8 --hash-iterations 1 --log-level warn \
+      --register-rate 1000000 --register-rate-total 1000000 --max-unauthenticated-per-ip 1000000 \
+      ${SERVER_FLAGS:-} > "$OUT/$name.server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/7420) 2>/dev/null && break; sleep 0.1; done
+    server=(--server-pid "$pid")
+  fi
   local b0 t0 b1 t1 status=0
   read -r b0 t0 < <(busy)
-  "$BIN/confab-loadgen" --accounts-file "$data/accounts.json" --server-pid "$pid" \
+  "$BIN/confab-loadgen" --accounts-file "$data/accounts.json" "${server[@]}" \
     --json "$OUT/$name.json" --plot "$OUT/$name.svg" "$@" > "$OUT/$name.txt" || status=$?
   read -r b1 t1 < <(busy)
   echo "exit $status; machine busy during the run: $(( 200 * (b1 - b0) / (t1 - t0) ))% of 200%" \
     >> "$OUT/$name.txt"
-  kill -TERM "$pid"
-  wait "$pid" || true
+  if [ -n "$pid" ]; then
+    kill -TERM "$pid"
+    wait "$pid" || true
+  fi
   rm -rf "$data"
   cat "$OUT/$name.txt"
 }

@@ -3,6 +3,13 @@
 //!
 //! Replies are matched to requests by request id; pushes that arrive while a reply is
 //! awaited are kept, in order, for [`Client::next_push`].
+//!
+//! In a cluster (protocol.md "Cluster") a login or register on a node that is not the
+//! user's home is answered by [`Reply::Redirect`]: [`Client::connect_home`] (and
+//! [`Client::login_following`], [`Client::register_following`]) connect again there and
+//! repeat the request, at most [`MAX_REDIRECTS`] times. The single-request helpers
+//! ([`Client::login`] and the like) do not follow; they report the redirect as
+//! [`ClientError::Redirected`].
 
 use crate::frame::{self, FrameError};
 use crate::protocol::{
@@ -15,6 +22,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use thiserror::Error;
 
+mod home;
+
+pub use home::{may_redirect, Home, Hop, RedirectTrail, MAX_REDIRECTS};
+
 /// Largest frame the client accepts from a server.
 const MAX_SERVER_FRAME: u32 = 16 * 1024 * 1024;
 
@@ -26,11 +37,21 @@ pub enum ClientError {
     Timeout,
     #[error("the server closed the connection")]
     Closed,
-    /// `retry_after_ms` is the server's wait for `RateLimited` (0 for other codes).
+    /// `retry_after_ms` is the server's wait for `RateLimited` and `Unavailable` (0 for
+    /// other codes).
     #[error("server error {code:?}: {message}")]
     Server { code: ErrorCode, message: String, retry_after_ms: u32 },
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The user is homed on node `node` (a cluster): nothing was done here; send the same
+    /// request on a new connection to `address` (what [`Client::connect_home`] does).
+    #[error("redirected to node {node} at {address}")]
+    Redirected { node: u32, address: String },
+    /// Redirects that do not end on a node that answers: a node sent us back where we had
+    /// been, or more than [`MAX_REDIRECTS`] came in a row. The nodes disagree about the
+    /// node list; following further would never end.
+    #[error("redirect loop: {}", home::trail_text(.trail))]
+    RedirectLoop { trail: Vec<SocketAddr> },
 }
 
 impl ClientError {
@@ -42,7 +63,8 @@ impl ClientError {
         }
     }
 
-    /// How long the server asked the client to wait before retrying (RateLimited only).
+    /// How long the server asked the client to wait before retrying: `RateLimited` and
+    /// `Unavailable` (nothing was done; the same request may succeed after the wait).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ClientError::Server { retry_after_ms, .. } if *retry_after_ms > 0 => {
@@ -282,5 +304,8 @@ fn into_reply(frame: ServerFrame) -> ClientResult<Reply> {
 }
 
 fn unexpected(reply: Reply) -> ClientError {
-    ClientError::Protocol(format!("unexpected reply {reply:?}"))
+    match reply {
+        Reply::Redirect { node, address } => ClientError::Redirected { node, address },
+        reply => ClientError::Protocol(format!("unexpected reply {reply:?}")),
+    }
 }

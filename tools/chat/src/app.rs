@@ -17,16 +17,22 @@
 //!   once (`--device`, or `chat-` and 8 random hex digits) and kept in the token file, so
 //!   the user's other devices see this one's messages as sent copies and the server keeps
 //!   this one's place in each conversation.
+//! - In a cluster, a register or login (by password or token, typed or after a drop) that
+//!   a node answers with `Redirect` is sent again, the same request, on a new link to the
+//!   user's home node, which the link then stays on (reconnects go there too); at most
+//!   `MAX_REDIRECTS` in a row, so nodes that disagree cannot bounce it forever. The token
+//!   file remembers the home's address with the token.
 //! - A chat is read once its messages are shown in the open conversation (the peer of
 //!   `/to`, which shows its last messages), in its history, or with `/read`: the client
 //!   marks it read after the burst, as it acks.
 //!
 //! Pushes and acks are in `delivery.rs`, replies in `replies.rs`, failures in `failures.rs`,
-//! history, deletions and read marks in `reading.rs`.
+//! history, deletions and read marks in `reading.rs`, a cluster's redirects in `redirect.rs`.
 
 mod delivery;
 mod failures;
 mod reading;
+mod redirect;
 mod replies;
 
 use failures::request_name;
@@ -114,6 +120,12 @@ pub struct App<O> {
     reading: BTreeSet<Chat>,
     /// History being paged back through, by the request id of its latest page.
     fetches: HashMap<u32, Fetch>,
+    /// A register or login that was redirected, to send once the link to the home node is
+    /// up (protocol.md "Cluster").
+    follow: Option<(Request, Origin)>,
+    /// The addresses the current register or login was sent to, first one first, while
+    /// it is being redirected: the bound on a redirect loop.
+    hops: Vec<String>,
 }
 
 impl<O: Output> App<O> {
@@ -150,6 +162,8 @@ impl<O: Output> App<O> {
             chats: HashMap::new(),
             reading: BTreeSet::new(),
             fetches: HashMap::new(),
+            follow: None,
+            hops: Vec::new(),
         }
     }
 
@@ -269,6 +283,8 @@ impl<O: Output> App<O> {
         self.session = None;
         self.resume = None;
         self.barrier = None;
+        self.follow = None;
+        self.hops.clear();
         self.fail_unsent();
         self.conn.connect(addr);
     }
@@ -358,7 +374,11 @@ impl<O: Output> App<O> {
         match event {
             ConnEvent::Up { addr } => {
                 self.out.emit(Event::Connected { addr });
-                if let Some((username, token)) = self.resume.clone() {
+                if let Some((request, origin)) = self.follow.take() {
+                    // On the home node now: the redirected request (a resume among them)
+                    // is the one to send.
+                    self.request(request, origin);
+                } else if let Some((username, token)) = self.resume.clone() {
                     let device = self.devices.get(&username).cloned().unwrap_or_default();
                     self.request(Request::ResumeDevice { username, token, device }, Origin::Auto);
                 }
@@ -400,7 +420,8 @@ impl<O: Output> App<O> {
     ) {
         // Saved before the LoggedIn line appears, so whoever sees it can rely on the file.
         if !reconnected {
-            if let Err(e) = self.tokens.save(username, device, Some(&token)) {
+            // The link is on the node that answered: the user's home.
+            if let Err(e) = self.tokens.save(username, device, Some(&token), Some(self.conn.addr())) {
                 self.out.emit(Event::error("TokenFile", e.to_string()));
             }
         }
@@ -485,6 +506,7 @@ pub fn run<O: Output, I>(
 }
 
 /// Requests after which the server treats the connection as someone else (or no one).
+/// Those a cluster may redirect are among them (`confab_proto::client::may_redirect`).
 fn changes_session(request: &Request) -> bool {
     matches!(
         request,

@@ -1,8 +1,8 @@
 //! `confab-chat`: an interactive terminal client for confabd.
 //!
 //! It connects (to `--server`, default `127.0.0.1:7420`), registers or logs in as one of
-//! the user's devices, remembers the device id and the resume token (`--token-file`,
-//! default `$HOME/.config/confab/token-NAME`), and then sends and shows direct and group
+//! the user's devices, remembers the device id, the resume token and the server that gave
+//! it (`--token-file`, default `$HOME/.config/confab/token-NAME`), and then sends and shows direct and group
 //! messages while the user types. The device id is chosen once per user (`--device NAME`,
 //! or `chat-` and 8 random hex digits) and kept in the token file even after a logout, so
 //! this client is always the same device to the server; what the user sends from other
@@ -13,6 +13,11 @@
 //! remembered token at start. `--app APP` chats in that app (its users, groups and rooms;
 //! the token file is then `token-APP-NAME`); without it, in the app `default`. `--device
 //! NAME` sets the device id (one remembered for another device is not used).
+//!
+//! In a cluster of servers (protocol.md "Cluster") any node will do for `--server`: a
+//! register or login on a node that is not the user's home is redirected there (a
+//! `redirected` line), and the client stays on the home node. `--user NAME` without
+//! `--server` connects to the home remembered with NAME's token.
 //!
 //! # Commands
 //!
@@ -63,6 +68,8 @@
 //!
 //! ```text
 //! connected ADDR                        the server accepted our Hello (after every (re)connect)
+//! redirected node=N addr=ADDR           a cluster's node N at ADDR is the user's home: the
+//!                                       register or login goes again there (connected follows)
 //! registered NAME
 //! logged-in NAME acked=N last=N device=D
 //!                                       /login, or the token login of --user (acked, last:
@@ -220,7 +227,10 @@
 //!                                       InvalidToken, Forbidden, NotAMember, ...) or the
 //!                                       client's own: Usage, UnknownCommand, Invalid,
 //!                                       Offline, NoToken, TokenFile, ConnectFailed,
-//!                                       Disconnected, Timeout, Protocol
+//!                                       Disconnected, Timeout, Protocol, RedirectLoop;
+//!                                       Unavailable (a cluster node is out of reach):
+//!                                       "WHAT not carried out, try again: ... (retry in
+//!                                       N s)", nothing was done or stored
 //! kicked REASON                         another login of this device took the session, or
 //!                                       the device was removed or logged out (no reconnect)
 //! shutting-down                         the server is stopping
@@ -265,9 +275,10 @@ use token::{valid_device, TokenStore};
 #[derive(Parser, Debug)]
 #[command(name = "confab-chat", version, about = "Chat with other confabd users")]
 struct Args {
-    /// Server address, HOST:PORT.
-    #[arg(long, value_name = "ADDR", default_value = commands::DEFAULT_ADDR)]
-    server: String,
+    /// Server address, HOST:PORT (any node of a cluster) [default: the home remembered
+    /// with --user's token, else 127.0.0.1:7420].
+    #[arg(long, value_name = "ADDR")]
+    server: Option<String>,
     /// The app to chat in (protocol.md "Apps"); `default` is the app of a plain Hello.
     #[arg(long, value_name = "APP", default_value = DEFAULT_APP)]
     app: String,
@@ -298,21 +309,31 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let tokens = TokenStore::new(args.token_file, &args.app);
+    let server = args.server.unwrap_or_else(|| remembered_home(&tokens, args.user.as_deref()));
     let (net_tx, net_rx) = crossbeam_channel::unbounded();
     let mut conn = Connection::new(net_tx, app::random_u64());
     conn.set_app(&args.app);
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if args.plain || !terminal {
-        let mut app = App::new(conn, PlainOutput, tokens, &args.server, args.user, args.device);
+        let mut app = App::new(conn, PlainOutput, tokens, &server, args.user, args.device);
         app::run(&mut app, &net_rx, spawn_line_reader(), |app, line| app.input(&line), |_| {});
     } else {
-        let app = App::new(conn, tui::Screen::default(), tokens, &args.server, args.user, args.device);
+        let app = App::new(conn, tui::Screen::default(), tokens, &server, args.user, args.device);
         if let Err(e) = tui::run(app, &net_rx) {
             eprintln!("confab-chat: terminal: {e} (--plain works without one)");
             return ExitCode::FAILURE;
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Where `--user`'s token was given (in a cluster, the user's home node: going there
+/// saves a redirect), or the default address. A token file that cannot be read is
+/// reported when the token is used.
+fn remembered_home(tokens: &TokenStore, user: Option<&str>) -> String {
+    user.and_then(|user| tokens.load(user).ok().flatten())
+        .and_then(|saved| saved.home)
+        .unwrap_or_else(|| commands::DEFAULT_ADDR.to_string())
 }
 
 /// Stdin, line by line, on its own thread; the channel closes at end of input.

@@ -28,6 +28,12 @@ pub enum Event {
     Connected {
         addr: String,
     },
+    /// The server is not the user's home node (a cluster): the register or login is being
+    /// sent again to node `node` at `addr`.
+    Redirected {
+        node: u32,
+        addr: String,
+    },
     Registered {
         username: String,
     },

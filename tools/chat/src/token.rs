@@ -2,10 +2,13 @@
 //! can log in without a password, always as the same device.
 //!
 //! A token file holds a format line, the username it belongs to, this client's device id
-//! for that user, and the token in hex (empty after a logout: the device id outlives the
+//! for that user, the token in hex (empty after a logout: the device id outlives the
 //! token, so the next login is the same device again and the server's positions for it
-//! are used, not left to expire). Files of the first format (no device line) are read
-//! too; their token was a login without a device. The username is checked on load, so
+//! are used, not left to expire), and the address of the server that gave it. In a
+//! cluster that is the user's home node, the only one that knows the token (protocol.md
+//! "Cluster"); another node would only redirect there. Files of the earlier formats are
+//! read too: the second has no address line, the first no device line either (its token
+//! was a login without a device). The username is checked on load, so
 //! one `--token-file` shared by several accounts never hands one user's token or device to
 //! another. The file is written to a temporary name and renamed (a crash leaves the old
 //! token, not half a new one) and, on Unix, readable by its owner only: the token is as
@@ -17,8 +20,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// The format with a device line.
-const MAGIC: &str = "confab-token 2";
+/// The format with a device line and a home address line.
+const MAGIC: &str = "confab-token 3";
+/// The second format: a device line, no home address.
+const MAGIC_V2: &str = "confab-token 2";
 /// The first format: username and token, no device.
 const MAGIC_V1: &str = "confab-token 1";
 /// The longest device id the server takes (protocol.md "Devices").
@@ -31,6 +36,9 @@ pub struct Saved {
     pub device: Option<String>,
     /// None after a logout, or a refused token.
     pub token: Option<Vec<u8>>,
+    /// The server address the last login answered on (the user's home node in a
+    /// cluster); None in a file of an earlier format.
+    pub home: Option<String>,
 }
 
 /// A device id as the server takes it: 1 to 64 printable ASCII characters, no spaces.
@@ -99,14 +107,22 @@ impl TokenStore {
         let mut lines = text.lines();
         let (magic, owner) = (lines.next(), lines.next());
         let (device, hex) = match magic {
-            Some(MAGIC) => (lines.next().filter(|d| valid_device(d)).map(str::to_string), lines.next()),
+            Some(MAGIC | MAGIC_V2) => (lines.next().filter(|d| valid_device(d)).map(str::to_string), lines.next()),
             Some(MAGIC_V1) => (None, lines.next()),
             _ => return Err(TokenError::Malformed { path }),
+        };
+        let home = match magic {
+            // Empty when the login's server address was not known.
+            Some(MAGIC) => match lines.next() {
+                Some(home) => Some(home.trim()).filter(|h| !h.is_empty()).map(str::to_string),
+                None => return Err(TokenError::Malformed { path }),
+            },
+            _ => None,
         };
         let (Some(owner), Some(hex)) = (owner, hex) else {
             return Err(TokenError::Malformed { path });
         };
-        if magic == Some(MAGIC) && device.is_none() {
+        if magic != Some(MAGIC_V1) && device.is_none() {
             return Err(TokenError::Malformed { path });
         }
         if owner != username {
@@ -116,11 +132,18 @@ impl TokenStore {
             "" => None,
             hex => Some(from_hex(hex).ok_or(TokenError::Malformed { path })?),
         };
-        Ok(Some(Saved { device, token }))
+        Ok(Some(Saved { device, token, home }))
     }
 
-    /// Remembers `username`'s device and token (None: the device alone).
-    pub fn save(&self, username: &str, device: &str, token: Option<&[u8]>) -> Result<(), TokenError> {
+    /// Remembers `username`'s device and token (None: the device alone), and the address
+    /// of the server that gave the token (`home`).
+    pub fn save(
+        &self,
+        username: &str,
+        device: &str,
+        token: Option<&[u8]>,
+        home: Option<&str>,
+    ) -> Result<(), TokenError> {
         let Some(path) = self.path_for(username) else {
             return Ok(());
         };
@@ -129,7 +152,8 @@ impl TokenStore {
             fs::create_dir_all(dir).map_err(io_error)?;
         }
         let temp = temp_path(&path);
-        let text = format!("{MAGIC}\n{username}\n{device}\n{}\n", token.map(to_hex).unwrap_or_default());
+        let token = token.map(to_hex).unwrap_or_default();
+        let text = format!("{MAGIC}\n{username}\n{device}\n{token}\n{}\n", home.unwrap_or_default());
         write_private(&temp, text.as_bytes()).map_err(io_error)?;
         fs::rename(&temp, &path).map_err(|error| {
             let _ = fs::remove_file(&temp);
@@ -138,7 +162,7 @@ impl TokenStore {
     }
 
     /// Forgets `username`'s token (after a logout, which revoked it, or a refusal); the
-    /// device id stays.
+    /// device id and the home address stay.
     pub fn forget_token(&self, username: &str) -> Result<(), TokenError> {
         // Only our own user's file: a shared --token-file may hold someone else's token.
         let saved = match self.load(username) {
@@ -152,7 +176,7 @@ impl TokenStore {
             }
         };
         match (saved.device, saved.token) {
-            (Some(device), Some(_)) => self.save(username, &device, None),
+            (Some(device), Some(_)) => self.save(username, &device, None, saved.home.as_deref()),
             // A first-format file: its token was all it held.
             (None, Some(_)) => match self.path_for(username) {
                 Some(path) => match fs::remove_file(&path) {
@@ -208,15 +232,19 @@ mod tests {
         let store = TokenStore::new(Some(path.clone()), DEFAULT_APP);
         assert!(store.load("alice").expect("load").is_none());
         let token: Vec<u8> = (0..32).collect();
-        store.save("alice", "laptop", Some(&token)).expect("save");
-        let saved = Saved { device: Some("laptop".into()), token: Some(token) };
+        store.save("alice", "laptop", Some(&token), Some("10.0.0.2:7420")).expect("save");
+        let home = Some(String::from("10.0.0.2:7420"));
+        let saved = Saved { device: Some("laptop".into()), token: Some(token), home: home.clone() };
         assert_eq!(store.load("alice").expect("load"), Some(saved));
         assert_eq!(store.load("bob").expect("load"), None);
         store.forget_token("bob").expect("forget");
         assert!(store.load("alice").expect("load").is_some_and(|s| s.token.is_some()), "bob's logout is not alice's");
-        // The device outlives the token: the next login is the same device.
+        // The device outlives the token: the next login is the same device (at the same home).
         store.forget_token("alice").expect("forget");
-        assert_eq!(store.load("alice").expect("load"), Some(Saved { device: Some("laptop".into()), token: None }));
+        assert_eq!(
+            store.load("alice").expect("load"),
+            Some(Saved { device: Some("laptop".into()), token: None, home })
+        );
     }
 
     #[test]
@@ -225,11 +253,33 @@ mod tests {
         let path = dir.path().join("token");
         fs::write(&path, "confab-token 1\nalice\n00ff\n").expect("write");
         let store = TokenStore::new(Some(path.clone()), DEFAULT_APP);
-        assert_eq!(store.load("alice").expect("load"), Some(Saved { device: None, token: Some(vec![0, 255]) }));
+        assert_eq!(
+            store.load("alice").expect("load"),
+            Some(Saved { device: None, token: Some(vec![0, 255]), home: None })
+        );
         store.forget_token("alice").expect("forget");
         assert!(!path.exists());
         fs::write(&path, "confab-token 2\nalice\nhas space\n00ff\n").expect("write");
         assert!(matches!(store.load("alice"), Err(TokenError::Malformed { .. })));
+    }
+
+    #[test]
+    fn a_file_of_the_second_format_has_no_home() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        fs::write(&path, "confab-token 2\nalice\nlaptop\n00ff\n").expect("write");
+        let store = TokenStore::new(Some(path.clone()), DEFAULT_APP);
+        let saved = Saved { device: Some("laptop".into()), token: Some(vec![0, 255]), home: None };
+        assert_eq!(store.load("alice").expect("load"), Some(saved));
+        // Written anew in the third format; a login whose address was unknown keeps none.
+        store.save("alice", "laptop", None, None).expect("save");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "confab-token 3\nalice\nlaptop\n\n\n");
+        assert_eq!(
+            store.load("alice").expect("load"),
+            Some(Saved { device: Some("laptop".into()), ..Saved::default() })
+        );
+        fs::write(&path, "confab-token 3\nalice\nlaptop\n00ff\n").expect("write");
+        assert!(matches!(store.load("alice"), Err(TokenError::Malformed { .. })), "the home line is missing");
     }
 
     #[test]
@@ -267,7 +317,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token");
-        TokenStore::new(Some(path.clone()), DEFAULT_APP).save("alice", "laptop", Some(&[1, 2, 3])).expect("save");
+        TokenStore::new(Some(path.clone()), DEFAULT_APP).save("alice", "laptop", Some(&[1, 2, 3]), None).expect("save");
         let mode = fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }

@@ -9,7 +9,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 const LONG_ABOUT: &str = "\
-Load generator for confabd. One run = one scenario, bounded in time, talking only to --addr.
+Load generator for confabd. One run = one scenario, bounded in time, talking only to --addr
+and, in a cluster, to the nodes its answers redirect to.
 
 Scenarios:
   direct       N clients send 1:1 messages to random other clients: closed loop (--window
@@ -46,6 +47,18 @@ Scenarios:
 Accounts ({prefix}0, {prefix}1, ...) are registered on first use; their resume tokens are
 cached in --accounts-file so later runs log in without password hashing.
 
+Cluster (protocol.md \"Cluster\"): --addr A,B,C (or --addr repeated) spreads the clients over
+the nodes (client i starts at address i mod n); a login or register a node answers with
+Redirect is made again at the user's home node, and the client stays there (at most 3
+redirects in a row, then the connection fails as unexpected:redirect loop). When the
+clients ended on more than one node, direct and soak also report the delivery latency
+of messages whose sender and recipient are on the same node (same-node) and on
+different ones (cross-node), and the details say how many clients each node has. Sends
+and logins refused with Unavailable (the node holding the recipient or user is out of
+reach) are made again after the server's retry_after_ms, sends with the same
+client_msg_id, and are counted apart (send:Unavailable(retried),
+retried:login:Unavailable).
+
 CPU: every scenario runs one mio event loop on one thread (more with --threads), and
 each loop can use up to one core. Measured on the 2-core benchmark machine: about 1% of a
 core per 1,000 messages/s (each message is a send, a receipt, a delivery and its share of
@@ -81,9 +94,10 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct Common {
-    /// The server to load (the only address this tool talks to).
-    #[arg(long, global = true, default_value = "127.0.0.1:7420")]
-    pub addr: SocketAddr,
+    /// The server to load; in a cluster, its nodes: "A,B,C" or the flag repeated. Clients
+    /// are spread over them and follow the redirects to their home nodes.
+    #[arg(long = "addr", value_name = "ADDR", global = true, value_delimiter = ',', default_value = "127.0.0.1:7420")]
+    pub addrs: Vec<SocketAddr>,
     /// Loopback source addresses for client sockets: "auto", a list
     /// ("127.0.0.1,127.0.0.2") or a range ("127.0.0.1-127.0.0.4"). One address has about
     /// 28,000 ports and confabd admits 4,096 connections per address by default; auto
@@ -338,6 +352,19 @@ pub struct SoakArgs {
     pub push_devices: bool,
 }
 
+impl Common {
+    /// `--addr` without repeats, in the order given (a repeat would only skew the spread).
+    pub fn targets(&self) -> Vec<SocketAddr> {
+        let mut targets: Vec<SocketAddr> = Vec::with_capacity(self.addrs.len());
+        for addr in &self.addrs {
+            if !targets.contains(addr) {
+                targets.push(*addr);
+            }
+        }
+        targets
+    }
+}
+
 /// The source addresses to bind client sockets to, for a run of `connections` sockets.
 pub fn source_addrs(spec: &str, connections: usize) -> Result<Vec<Ipv4Addr>, Error> {
     let bad = |reason| Error::SourceAddrs { spec: spec.to_string(), reason };
@@ -399,5 +426,21 @@ mod tests {
         assert!(matches!(cli.scenario, Scenario::Offline(OfflineArgs { push_devices: false, .. })));
         let cli = Cli::try_parse_from(["confab-loadgen", "offline", "--push-devices"]).unwrap();
         assert!(matches!(cli.scenario, Scenario::Offline(OfflineArgs { push_devices: true, .. })));
+    }
+
+    #[test]
+    fn one_address_or_several() {
+        let addrs = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["confab-loadgen"].iter().chain(args).chain(&["direct"])).unwrap();
+            cli.common.targets().iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(addrs(&[]), ["127.0.0.1:7420"]);
+        assert_eq!(addrs(&["--addr", "127.0.0.1:1"]), ["127.0.0.1:1"]);
+        assert_eq!(addrs(&["--addr", "127.0.0.1:1,127.0.0.1:2"]), ["127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(
+            addrs(&["--addr", "127.0.0.1:1", "--addr", "127.0.0.1:2,127.0.0.1:3", "--addr", "127.0.0.1:1"]),
+            ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+        );
+        assert!(Cli::try_parse_from(["confab-loadgen", "--addr", "127.0.0.1:1,nonsense", "direct"]).is_err());
     }
 }

@@ -7,6 +7,11 @@
 //! became ready, a message or a live push arrived, one of its own requests was answered, a
 //! connection went down.
 //!
+//! In a cluster (protocol.md "Cluster") the engine spreads new accounts over the addresses
+//! it was given and follows a `Redirect` answer to a login or register by connecting again
+//! at the user's home node, which it remembers for every later connection of that account
+//! (`home.rs`); a scenario sees only the connection becoming ready there.
+//!
 //! Output is buffered per connection and written once per loop turn, so a turn that
 //! answers several deliveries on one connection costs one `write`. Each read is
 //! timestamped as soon as it returns, before any decoding, so decoding cost never counts
@@ -21,11 +26,12 @@ use confab_proto::protocol::{
 };
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+mod home;
 mod session;
 mod socket;
 
@@ -141,6 +147,10 @@ pub struct Conn {
     wpos: usize,
     /// Already in the engine's flush list this turn.
     queued: bool,
+    /// The server address of the current socket (a cluster's node).
+    pub addr: SocketAddr,
+    /// Redirects followed by the login under way (see `home.rs`).
+    hops: u8,
     /// The inbox sequence expected next.
     pub next_seq: Seq,
     ack_sent: Seq,
@@ -172,6 +182,8 @@ impl Conn {
             wbuf: Vec::new(),
             wpos: 0,
             queued: false,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            hops: 0,
             next_seq: Seq(1),
             ack_sent: Seq::ZERO,
             ack_confirmed: Seq::ZERO,
@@ -237,7 +249,12 @@ pub struct Engine {
     events: Events,
     ready_buf: Vec<(usize, bool, bool)>,
     pub conns: Vec<Conn>,
-    target: SocketAddr,
+    /// The addresses given (`--addr`): an account's first connection goes to one of them.
+    targets: Vec<SocketAddr>,
+    /// Per account: the home node a redirect named, where its connections go from then on.
+    homes: HashMap<usize, SocketAddr>,
+    /// Redirects followed.
+    pub redirects: u64,
     sources: Vec<Ipv4Addr>,
     next_source: usize,
     accounts: Accounts,
@@ -259,14 +276,20 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(target: SocketAddr, app: &str, sources: Vec<Ipv4Addr>, accounts: Accounts) -> io::Result<Engine> {
+    /// `targets`: the server's addresses (at least one), over which accounts are spread.
+    pub fn new(targets: Vec<SocketAddr>, app: &str, sources: Vec<Ipv4Addr>, accounts: Accounts) -> io::Result<Engine> {
+        if targets.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no server address"));
+        }
         Ok(Engine {
             app: app.to_string(),
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             ready_buf: Vec::new(),
             conns: Vec::new(),
-            target,
+            targets,
+            homes: HashMap::new(),
+            redirects: 0,
             sources,
             next_source: 0,
             accounts,
@@ -338,17 +361,19 @@ impl Engine {
         self.conns[c].state == State::Ready
     }
 
-    /// Starts connecting slot `c` as `account`; the handler hears `ready` or `down`.
+    /// Starts connecting slot `c` as `account` (an identity of [`Accounts`]), at its home
+    /// node if a redirect named one; the handler hears `ready` or `down`.
     pub fn connect(&mut self, c: usize, account: usize, auth: Auth) -> Result<(), Fault> {
         self.ensure_slots(c + 1);
         self.close(c);
+        let target = self.home(self.accounts.account_of(account));
         let source = if self.sources.is_empty() {
             None
         } else {
             self.next_source = (self.next_source + 1) % self.sources.len();
             Some(self.sources[self.next_source])
         };
-        let mut stream = open_socket(self.target, source).map_err(Fault::Connect)?;
+        let mut stream = open_socket(target, source).map_err(Fault::Connect)?;
         self.poll
             .registry()
             .register(&mut stream, Token(c), Interest::READABLE | Interest::WRITABLE)
@@ -365,6 +390,8 @@ impl Engine {
         conn.acks_out.clear();
         conn.stream = Some(stream);
         conn.generation += 1;
+        conn.addr = target;
+        conn.hops = 0;
         conn.account = account;
         conn.auth = auth;
         conn.state = State::Connecting;

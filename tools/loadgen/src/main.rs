@@ -1,5 +1,6 @@
 //! confab-loadgen: the stress client of confab. One run is one scenario (direct messages,
-//! idle connections, offline drain, logins) against one server address, bounded in time.
+//! idle connections, offline drain, logins) against one server, or the nodes of a cluster
+//! (several `--addr`; clients follow redirects to their home nodes), bounded in time.
 //! It prepares its own accounts, drives thousands of connections from its own mio event
 //! loop(s), and reports throughput, latency percentiles (HDR histograms), errors, CPU of
 //! both processes, and an exactly-once check of every receipted message.

@@ -1,7 +1,8 @@
 //! Smoke test: the built load generator against the real confabd, a child process on an
 //! ephemeral port (run by `confab-testd`). Short runs of direct (closed and open loop, and
 //! with two devices per client), offline and soak (each with and without push devices),
-//! login, group and room; the assertions read the `--json` results and check correctness,
+//! login, group and room; and direct through a fake cluster node that redirects every
+//! login to the daemon. The assertions read the `--json` results and check correctness,
 //! never timing.
 
 use confab_testd::{confabd, Daemon};
@@ -11,10 +12,15 @@ use std::path::Path;
 use std::process::Command;
 
 fn loadgen(addr: SocketAddr, dir: &Path, name: &str, args: &[&str]) -> Value {
+    loadgen_at(&addr.to_string(), dir, name, args)
+}
+
+/// With `--addr addrs` (a cluster's nodes: "A,B").
+fn loadgen_at(addrs: &str, dir: &Path, name: &str, args: &[&str]) -> Value {
     let json = dir.join(format!("{name}.json"));
     let out = Command::new(env!("CARGO_BIN_EXE_confab-loadgen"))
         .arg("--addr")
-        .arg(addr.to_string())
+        .arg(addrs)
         .arg("--accounts-file")
         .arg(dir.join("accounts.json"))
         .arg("--json")
@@ -270,5 +276,86 @@ fn direct_with_two_devices_per_client_checks_every_device_and_every_copy() {
     }
     let accounts = std::fs::read_to_string(tmp.join("accounts.json")).expect("the accounts file");
     assert!(accounts.contains("\"lg-9/d1\""), "a token per device: {accounts}");
+    daemon.stop();
+}
+
+/// A stand-in for the other node of a cluster: it answers Hello, and every login or
+/// register with a Redirect to `home` (protocol.md "Cluster"), on every connection.
+fn redirecting_node(home: SocketAddr) -> SocketAddr {
+    use confab_proto::frame;
+    use confab_proto::protocol::{ClientFrame, Limits, Reply, Request, ServerFrame, PROTOCOL_VERSION};
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    fn serve(mut stream: TcpStream, home: SocketAddr) {
+        let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+        loop {
+            while let Ok(Some((body, used))) = frame::split(&buf, 1 << 20) {
+                let Ok(ClientFrame { request_id, request }) = frame::decode_body::<ClientFrame>(body) else { return };
+                buf.drain(..used);
+                let reply = match request {
+                    Request::Hello { .. } | Request::HelloApp { .. } => Reply::Hello {
+                        version: PROTOCOL_VERSION,
+                        server: "redirecting".into(),
+                        max_frame: 1 << 16,
+                        max_body: 1 << 15,
+                        heartbeat_secs: 30,
+                        idle_timeout_secs: 90,
+                        delivery_window: 64,
+                        limits: Limits {
+                            request_rate: 1000,
+                            request_burst: 1000,
+                            delivery_window_bytes: 1 << 20,
+                            max_outbound: 1 << 24,
+                            token_ttl_secs: 3600,
+                            max_frame_before_login: 4096,
+                        },
+                    },
+                    _ => Reply::Redirect { node: 1, address: home.to_string() },
+                };
+                if stream.write_all(&frame::encode(&ServerFrame::Reply { request_id, reply })).is_err() {
+                    return;
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    // Ends with the test process.
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream, home));
+        }
+    });
+    addr
+}
+
+#[test]
+fn clients_spread_over_two_addresses_follow_redirects_to_their_home() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let daemon = Daemon::start(confabd(), &dir.path().join("data"), SocketAddr::from(([127, 0, 0, 1], 0)), &[]);
+    let other = redirecting_node(daemon.addr);
+    let tmp = dir.path();
+    // Clients 0, 2, 4, ... start at the redirecting node, 1, 3, 5, ... at the daemon.
+    let addrs = format!("{other},{}", daemon.addr);
+    let args = ["direct", "--clients", "10", "--warmup", "0", "--duration", "1", "--drain", "5", "--window", "2"];
+    let r = loadgen_at(&addrs, tmp, "redirected", &args);
+    assert_exactly_once("redirected", &r);
+    assert_eq!(r["server"].as_str(), Some(addrs.as_str()), "{r}");
+    let cluster = &r["details"]["cluster"];
+    assert_eq!(cluster["redirects"].as_u64(), Some(5), "{cluster}");
+    assert_eq!(cluster["clients_per_node"][daemon.addr.to_string()].as_u64(), Some(10), "{cluster}");
+    assert_eq!(cluster["unavailable"].as_u64(), Some(0), "{cluster}");
+    // Every client on one node: the delivery latency is not split.
+    assert!(r["latency_ms"].get("cross-node").is_none() && r["latency_ms"].get("same-node").is_none(), "{r}");
+    // Against the daemon alone the report has no cluster details.
+    let single = loadgen(daemon.addr, tmp, "single", &args);
+    assert_exactly_once("single", &single);
+    assert!(single["details"].get("cluster").is_none(), "{single}");
     daemon.stop();
 }

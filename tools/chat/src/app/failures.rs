@@ -2,7 +2,7 @@
 //! client cleans up (tokens, sessions, cursors of groups gone, rooms and watches it could
 //! not get back); also how requests and recipients are named in those messages.
 
-use super::App;
+use super::{changes_session, App};
 use crate::connection::{Origin, Pending};
 use crate::render::{Event, Output};
 use confab_proto::protocol::{Chat, Conversation, ErrorCode, Request, Target};
@@ -38,11 +38,24 @@ impl<O: Output> App<O> {
         if pending.as_ref().map(|p| p.id) == self.barrier {
             self.barrier = None;
         }
+        if pending.as_ref().is_some_and(|p| changes_session(&p.request)) {
+            // A chain of redirects, if any, ended here.
+            self.hops.clear();
+        }
         if let Some(Pending { request, origin: Origin::Auto, .. }) = &pending {
             if self.auto_refused(request, code) {
                 return;
             }
         }
+        let message = match (&pending, code) {
+            // In a cluster, the node that holds what the request is about is down or out
+            // of reach: nothing was done (a message was not stored), and the same command
+            // may well work after the wait the message names.
+            (Some(pending), ErrorCode::Unavailable) => {
+                format!("{} not carried out, try again: {message}", request_name(&pending.request))
+            }
+            _ => message,
+        };
         self.out.emit(Event::error(format!("{code:?}"), message));
         let Some(pending) = pending else {
             return;

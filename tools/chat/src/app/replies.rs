@@ -3,16 +3,31 @@
 //! rooms we are in and the users we watch.
 
 use super::failures::request_name;
-use super::App;
+use super::{changes_session, App};
 use crate::chats::Own;
 use crate::connection::{Origin, Pending};
 use crate::render::{preview, Event, Output};
+use confab_proto::client::may_redirect;
 use confab_proto::protocol::{Chat, Conversation, GroupId, Reply, Request, Target};
 
 impl<O: Output> App<O> {
     pub(super) fn reply(&mut self, pending: Pending, reply: Reply) {
         if self.barrier == Some(pending.id) {
             self.barrier = None;
+        }
+        if let Reply::Redirect { node, address } = reply {
+            if may_redirect(&pending.request) {
+                self.redirected(pending, node, address);
+            } else {
+                let what = request_name(&pending.request);
+                let message = format!("a redirect to node {node} at {address} answered {what}");
+                self.out.emit(Event::error("Protocol", message));
+            }
+            return;
+        }
+        if changes_session(&pending.request) {
+            // The chain of redirects, if any, ended here.
+            self.hops.clear();
         }
         let asked = pending.origin == Origin::User;
         let event = match (reply, pending.request) {

@@ -10,6 +10,7 @@ use confab_proto::protocol::{
 pub fn plain(event: &Event) -> String {
     match event {
         Event::Connected { addr } => format!("connected {addr}"),
+        Event::Redirected { node, addr } => format!("redirected node={node} addr={}", escape(addr)),
         Event::Registered { username } => format!("registered {username}"),
         Event::LoggedIn { username, device, acked, last_seq, reconnected, .. } => {
             let word = if *reconnected { "reconnected" } else { "logged-in" };
@@ -390,6 +391,10 @@ mod tests {
             "online users=alice,bob more=false"
         );
         assert_eq!(plain(&Event::error("UnknownUser", "no such user")), "error UnknownUser: no such user");
+        assert_eq!(
+            plain(&Event::Redirected { node: 2, addr: "10.0.0.2:7420".into() }),
+            "redirected node=2 addr=10.0.0.2:7420"
+        );
         assert_eq!(
             plain(&Event::LoggedIn {
                 username: "alice".into(),

@@ -45,6 +45,9 @@ pub fn pretty(event: &Event) -> String {
             format!("{now} * {} (live): {}", clean(from), pretty_content(content))
         }
         Event::Connected { addr } => format!("{now} * connected to {addr}"),
+        Event::Redirected { node, addr } => {
+            format!("{now} * redirected to node {node} at {} (your home node)", clean(addr))
+        }
         Event::Registered { username } => {
             format!("{now} * registered {username}; now /login {username} PASSWORD")
         }

@@ -8,8 +8,11 @@
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
 
+pub mod fake;
+
 use confab_testd::{add_admin, confabd, subcommand, Daemon};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,13 +34,18 @@ pub struct Chat {
 
 impl Chat {
     pub fn start(name: &str, addr: SocketAddr, token_file: &Path, extra: &[&str]) -> Chat {
+        let mut args =
+            vec![OsString::from("--server"), addr.to_string().into(), "--token-file".into(), token_file.into()];
+        args.extend(extra.iter().map(OsString::from));
+        Chat::spawn(name, &args)
+    }
+
+    /// A client in line mode with exactly these flags (no `--server`: the default, or the
+    /// home remembered with `--user`'s token).
+    pub fn spawn(name: &str, args: &[OsString]) -> Chat {
         let mut child = Command::new(env!("CARGO_BIN_EXE_confab-chat"))
-            .arg("--server")
-            .arg(addr.to_string())
             .arg("--plain")
-            .arg("--token-file")
-            .arg(token_file)
-            .args(extra)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,4 +1,5 @@
-//! The engine's protocol side: the Hello/Resume/Login/Register dance with its fallbacks,
+//! The engine's protocol side: the Hello/Resume/Login/Register dance with its fallbacks
+//! (and a cluster's redirects, followed in `home.rs`),
 //! the answers to the engine's own requests, and the cumulative acks of the inbox and of
 //! every group, following protocol.md's client algorithm.
 //!
@@ -77,6 +78,9 @@ impl Engine {
                 h.ready(self, c, now);
             }
             (State::Registering, Ok(Reply::Registered { .. })) => self.login(c, now),
+            (State::Resuming | State::LoggingIn | State::Registering, Ok(Reply::Redirect { address, .. })) => {
+                self.redirected(c, &address, h)
+            }
             (State::Ready, Ok(Reply::Acked { conversation: Conversation::Inbox, up_to })) => {
                 let conn = &mut self.conns[c];
                 conn.ack_confirmed = conn.ack_confirmed.max(up_to);

@@ -12,12 +12,13 @@ use crate::error::Error;
 use crate::payload::{Stamp, STAMP_LEN};
 use crate::report::{rate, Correctness, Cpu, Report};
 use crate::stats::{Line, Recorder};
-use confab_proto::protocol::{ClientMsgId, Content, MediaKind, PushPlatform, Reply, Request, Target};
+use confab_proto::protocol::{ClientMsgId, Content, ErrorCode, MediaKind, PushPlatform, Reply, Request, Target};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
-/// A send the server refused with RateLimited is sent again (unchanged) this much later.
+/// A send the server refused with RateLimited (or Unavailable) without saying how long to
+/// wait is sent again (unchanged) this much later.
 const RETRY_AFTER_NS: u64 = 20_000_000;
 /// Reconnects allowed per client in one run: enough for a blip, not for a loop.
 pub const RECONNECTS_PER_CLIENT: u8 = 3;
@@ -166,16 +167,27 @@ pub fn receipt(rec: &mut Recorder, receipted: &mut crate::bitset::BitSet, q: u32
     fresh
 }
 
-/// Sends refused with RateLimited, to repeat unchanged: (when, sender, sequence), the
-/// soonest first (the server's waits differ, so refusals are not due in arrival order).
+/// Whether a refused send is to be made again, unchanged, after the server's wait:
+/// RateLimited, and a cluster's Unavailable (the recipient's home node is out of reach;
+/// nothing was stored, and the same client_msg_id keeps the retry from storing it twice).
+pub fn retryable(reply: &Result<Reply, ErrorCode>) -> Option<ErrorCode> {
+    match reply {
+        Err(code @ (ErrorCode::RateLimited | ErrorCode::Unavailable)) => Some(*code),
+        _ => None,
+    }
+}
+
+/// Sends refused for now ([`retryable`]), to repeat unchanged: (when, sender, sequence),
+/// the soonest first (the server's waits differ, so refusals are not due in arrival order).
 #[derive(Default)]
 pub struct Retries(BinaryHeap<Reverse<(u64, usize, u32)>>);
 
 impl Retries {
     /// Schedules sequence `q` of sender `l` again after the server's wait (`wait_ns`, from
-    /// the refusal's retry_after_ms; a fixed pause if it gave none), and counts the refusal.
-    pub fn later(&mut self, rec: &mut Recorder, now: u64, wait_ns: u64, l: usize, q: u32) {
-        rec.error("send:RateLimited(retried)");
+    /// the refusal's retry_after_ms; a fixed pause if it gave none), and counts the refusal
+    /// under its code, so that a cluster's Unavailable shows apart from rate limiting.
+    pub fn later(&mut self, rec: &mut Recorder, code: ErrorCode, now: u64, wait_ns: u64, l: usize, q: u32) {
+        rec.error(&format!("send:{code:?}(retried)"));
         self.0.push(Reverse((now + retry_wait(wait_ns, RETRY_AFTER_NS), l, q)));
     }
 
@@ -239,13 +251,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rate_limited_and_unavailable_sends_are_retried_other_refusals_not() {
+        assert_eq!(retryable(&Err(ErrorCode::RateLimited)), Some(ErrorCode::RateLimited));
+        assert_eq!(retryable(&Err(ErrorCode::Unavailable)), Some(ErrorCode::Unavailable));
+        assert_eq!(retryable(&Err(ErrorCode::UnknownUser)), None);
+        assert_eq!(retryable(&Ok(Reply::Done)), None);
+    }
+
+    #[test]
     fn retries_come_due_by_the_servers_wait_not_by_arrival() {
         let mut rec = Recorder::new(0, (0, u64::MAX));
         let mut retries = Retries::default();
-        retries.later(&mut rec, 0, 5_000_000, 1, 10);
-        retries.later(&mut rec, 0, 1_000_000, 2, 20);
+        retries.later(&mut rec, ErrorCode::RateLimited, 0, 5_000_000, 1, 10);
+        retries.later(&mut rec, ErrorCode::Unavailable, 0, 1_000_000, 2, 20);
         // No retry time from the server: the fixed pause.
-        retries.later(&mut rec, 0, 0, 3, 30);
+        retries.later(&mut rec, ErrorCode::RateLimited, 0, 0, 3, 30);
+        assert_eq!(rec.errors.get("send:RateLimited(retried)"), Some(&2));
+        assert_eq!(rec.errors.get("send:Unavailable(retried)"), Some(&1), "counted apart");
         assert_eq!(retries.due(999_999), None);
         assert_eq!(retries.due(1_000_000), Some((2, 20)));
         assert_eq!(retries.due(10_000_000), Some((1, 10)));

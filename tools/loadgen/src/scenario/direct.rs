@@ -12,6 +12,10 @@
 //! loop. A delivery on one thread may free a window slot of a sender on another: those
 //! credits travel in one batch per loop turn over a channel plus a mio `Waker`.
 //!
+//! Against a cluster (several `--addr`, or redirects to home nodes) every client's node is
+//! noted after its setup ([`Homes`]); when they are on more than one, each delivery's
+//! latency is also recorded as `same-node` or `cross-node`.
+//!
 //! With `--devices D` (more than 1) each client is a user on D connections, the named
 //! devices `d0`.. (protocol.md "Devices"). A user's message number `q` goes out from device
 //! `(q - 1) % D`, so every device sends. The exactly-once check is per device: every
@@ -26,7 +30,8 @@
 //! caught up) at the time; those are counted apart and are not errors.
 
 use super::common::{check_traffic_flags, cpu, measured_report, receipt, settle, stored_send, this_run};
-use super::common::{Reconnects, Retries};
+use super::common::{retryable, Reconnects, Retries};
+use super::nodes::{self, Homes};
 use super::threaded::{drive, run_threads, supervise, Load, Pacer, Schedule, Shared, Timing};
 use super::{establish, seconds_flag, Ctx, Slots};
 use crate::bitset::BitSet;
@@ -130,11 +135,12 @@ pub fn run(ctx: &Ctx, args: &DirectArgs) -> Result<Report, Error> {
         engines.push((eng, rx));
     }
     let shared = Shared::default();
+    let homes = Homes::new(args.clients);
     let mut monitor = Monitor::new(ctx.common.server_pid);
 
     let (outs, schedule) = run_threads(
         engines,
-        |t, (eng, inbox)| thread_main(t, eng, inbox, &peers, &shared, &plan),
+        |t, (eng, inbox)| thread_main(t, eng, inbox, &peers, &shared, &homes, &plan),
         || {
             supervise(
                 &plan.timing,
@@ -173,7 +179,7 @@ pub fn run(ctx: &Ctx, args: &DirectArgs) -> Result<Report, Error> {
             detail: if detail.is_empty() { "setup timed out".into() } else { detail },
         });
     };
-    Ok(build_report(ctx, args, &plan, schedule, outs, &monitor))
+    Ok(build_report(ctx, args, &plan, schedule, outs, &monitor, &homes))
 }
 
 /// What a thread hands back.
@@ -206,6 +212,7 @@ fn thread_main(
     inbox: Receiver<Vec<u32>>,
     peers: &[Peer],
     shared: &Shared,
+    homes: &Homes,
     plan: &Plan,
 ) -> Result<ThreadOut, Error> {
     let first = (t * plan.block).min(plan.clients);
@@ -216,6 +223,10 @@ fn thread_main(
     let label = (t == 0).then_some("clients logged in");
     let deadline = plan.timing.setup_deadline;
     let est = establish(&mut eng, &mine, Auth::Auto, Slots::KeepOpen, plan.concurrency, deadline, None, label);
+    // Before the setup counts as over: the other threads read these once sending starts.
+    for g in first..last {
+        homes.set(g, eng.home(g));
+    }
     let est = shared.setup_over(est, |est| est.failed)?;
 
     let mut h = Direct {
@@ -237,6 +248,8 @@ fn thread_main(
         reconnects: Reconnects::new((last - first) * d),
         misrouted: 0,
         retry: Retries::default(),
+        homes,
+        split: None,
     };
     drive(&mut eng, &mut h, shared, &plan.timing, None)?;
     h.pacer.sending = false;
@@ -299,6 +312,10 @@ struct Direct<'a> {
     reconnects: Reconnects,
     misrouted: u64,
     retry: Retries,
+    homes: &'a Homes,
+    /// Whether deliveries are recorded as same-node or cross-node too: decided at the
+    /// start signal, when every thread has noted its clients' nodes.
+    split: Option<bool>,
 }
 
 impl Load for Direct<'_> {
@@ -309,6 +326,9 @@ impl Load for Direct<'_> {
     /// The start signal, the end of sending, the open loop's budget, and the credits
     /// owed to other threads' senders.
     fn tick(&mut self, eng: &mut Engine, start: u64, now: u64) {
+        if start != 0 && self.split.is_none() {
+            self.split = Some(self.homes.spread());
+        }
         let n = self.senders.len();
         for l in self.pacer.senders_due(eng, &self.plan.timing, &mut self.rec, start, now, n) {
             self.send(eng, l);
@@ -427,6 +447,9 @@ impl Handler for Direct<'_> {
         }
         self.rec.delivered(now);
         self.rec.latency("delivery", Line::Main, stamp.sent_ns, now);
+        if let Some(name) = self.split.filter(|split| *split).and_then(|_| self.homes.between(g, self.first + l)) {
+            self.rec.latency(name, Line::Off, stamp.sent_ns, now);
+        }
         self.deltas[3] += 1;
         // The window slot frees once every device of the recipient has the message.
         if self.delivered.iter().all(|per_device| per_device[g].contains(stamp.seq)) {
@@ -459,8 +482,8 @@ impl Handler for Direct<'_> {
 
     fn reply(&mut self, eng: &mut Engine, c: usize, request_id: u32, reply: Result<Reply, ErrorCode>, now: u64) {
         let l = c / self.plan.devices;
-        if reply == Err(ErrorCode::RateLimited) && self.senders[l].pending.contains_key(&request_id) {
-            self.retry.later(&mut self.rec, now, eng.retry_after_ns, l, request_id);
+        if let Some(code) = retryable(&reply).filter(|_| self.senders[l].pending.contains_key(&request_id)) {
+            self.retry.later(&mut self.rec, code, now, eng.retry_after_ns, l, request_id);
             return;
         }
         let s = &mut self.senders[l];
@@ -521,6 +544,7 @@ fn build_report(
     schedule: Schedule,
     outs: Vec<ThreadOut>,
     monitor: &Monitor,
+    homes: &Homes,
 ) -> Report {
     let devices = plan.devices;
     let mut delivered_all = vec![vec![BitSet::default(); plan.clients]; devices];
@@ -536,7 +560,9 @@ fn build_report(
     let mut rec = Recorder::new(schedule.start, (schedule.measure, schedule.end));
     let mut pacer = Pacer::default();
     let mut stale_at_setup = 0;
+    let mut redirects = 0;
     for out in outs {
+        redirects += out.engine.redirects;
         for (l, receipted) in out.receipted.iter().enumerate() {
             let g = out.first + l;
             for per_device in &delivered_all {
@@ -578,6 +604,9 @@ fn build_report(
     details["threads"] = serde_json::json!(plan.clients.div_ceil(plan.block));
     if devices > 1 {
         details["sent_copies"] = serde_json::to_value(&copies).unwrap_or_default();
+    }
+    if let Some(cluster) = nodes::details(homes, redirects, &rec.errors) {
+        details["cluster"] = cluster;
     }
     let params = serde_json::to_value(args).unwrap_or_default();
     Report {

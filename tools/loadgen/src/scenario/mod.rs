@@ -7,7 +7,8 @@
 //! `group` and `room` share their driver, `fanout`; setup steps that are plain requests
 //! and answers (creating groups, joining rooms: `sets`) go through [`call_all`]. What the message
 //! scenarios repeat (logins, report fields, stamped sends, retries) lives in `common`, and
-//! the multi-threaded frame `direct` and `fanout` share in `threaded`.
+//! the multi-threaded frame `direct` and `fanout` share in `threaded`; which node of a
+//! cluster each client is on, in `nodes`.
 
 mod common;
 pub mod connections;
@@ -15,6 +16,7 @@ pub mod direct;
 mod fanout;
 pub mod group;
 pub mod login;
+mod nodes;
 pub mod offline;
 pub mod room;
 mod sets;
@@ -52,10 +54,13 @@ pub struct Ctx {
 impl Ctx {
     /// The accounts file's key for this run's accounts: the server, and the app unless it
     /// is `default` (the same names in two apps are two sets of accounts).
+    /// A cluster's key is its addresses as given (a token is good on its user's home
+    /// node; any other node of the same cluster redirects a resume there).
     pub fn server(&self) -> String {
+        let addrs = self.common.targets().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         match self.common.app.as_str() {
-            DEFAULT_APP => self.common.addr.to_string(),
-            app => format!("{}/{app}", self.common.addr),
+            DEFAULT_APP => addrs,
+            app => format!("{addrs}/{app}"),
         }
     }
 
@@ -88,7 +93,7 @@ impl Ctx {
     /// An engine for up to `connections` sockets at once.
     pub fn engine(&self, accounts: Accounts, connections: usize) -> Result<Engine, Error> {
         let sources = source_addrs(&self.common.source_addrs, connections)?;
-        Engine::new(self.common.addr, &self.common.app, sources, accounts).map_err(Error::Poll)
+        Engine::new(self.common.targets(), &self.common.app, sources, accounts).map_err(Error::Poll)
     }
 
     /// Fails early, with the fix, when the open-file limit cannot hold the sockets.
@@ -295,11 +300,13 @@ impl Establish {
 
     /// Retries a few times: a full listen backlog or a racing close is not the account's
     /// fault. A refused login is, and is not retried, unless the server said when to try
-    /// again (a busy server, or failed logins to wait out): then after that wait, up to
-    /// the setup deadline.
+    /// again (a busy server, failed logins to wait out, or in a cluster a home node out of
+    /// reach): then after that wait, up to the setup deadline.
     fn failed_attempt(&mut self, eng: &mut Engine, slot: usize, job: usize, fault: Fault) {
-        if matches!(fault, Fault::Auth(ErrorCode::RateLimited)) && eng.retry_after_ns > 0 {
-            *self.out.faults.entry("retried:login:RateLimited".into()).or_default() += 1;
+        if let (Fault::Auth(code @ (ErrorCode::RateLimited | ErrorCode::Unavailable)), true) =
+            (&fault, eng.retry_after_ns > 0)
+        {
+            *self.out.faults.entry(format!("retried:login:{code:?}")).or_default() += 1;
             self.later.push(Reverse((now_ns() + eng.retry_after_ns, slot, job)));
             return;
         }
@@ -410,7 +417,8 @@ impl Handler for Quiet {
 pub type Answer = Option<Result<Reply, ErrorCode>>;
 
 /// Makes every call (connection slot, request) at once, pipelined, and waits for all the
-/// answers (in the order of `calls`) until `deadline`. RateLimited refusals are retried.
+/// answers (in the order of `calls`) until `deadline`. RateLimited and Unavailable
+/// refusals are retried.
 pub fn call_all(
     eng: &mut Engine,
     calls: Vec<(usize, Request)>,
@@ -485,7 +493,7 @@ impl Handler for Calls {
             eng.count("unexpected:reply_during_setup");
             return;
         };
-        if reply == Err(ErrorCode::RateLimited) {
+        if common::retryable(&reply).is_some() {
             // Soonest first, as the server's waits differ.
             let due = now + common::retry_wait(eng.retry_after_ns, CALL_RETRY_NS);
             let at = self.retry.partition_point(|(d, _)| *d <= due);

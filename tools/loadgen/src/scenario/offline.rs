@@ -13,7 +13,8 @@
 //!    last message.
 
 use super::common::{
-    cpu, log_in_all, receipt, register_push_devices, report, settle, stored_send, this_run, Reconnects, Retries,
+    cpu, log_in_all, receipt, register_push_devices, report, retryable, settle, stored_send, this_run, Reconnects,
+    Retries,
 };
 use super::{idle_for, seconds_flag, Ctx, Quiet, Slots};
 use crate::bitset::BitSet;
@@ -279,8 +280,8 @@ impl Handler for Offline {
             self.rec.error("unexpected:reply_to_recipient");
             return;
         };
-        if reply == Err(ErrorCode::RateLimited) && self.senders[k].pending.contains_key(&request_id) {
-            self.retry.later(&mut self.rec, now, eng.retry_after_ns, k, request_id);
+        if let Some(code) = retryable(&reply).filter(|_| self.senders[k].pending.contains_key(&request_id)) {
+            self.retry.later(&mut self.rec, code, now, eng.retry_after_ns, k, request_id);
             return;
         }
         let s = &mut self.senders[k];

@@ -18,6 +18,9 @@
 //! 4. Drain: traffic and churn stop, every client reconnects, and the run waits (at most
 //!    `--drain` seconds) until everything receipted has arrived.
 //!
+//! Against a cluster whose nodes the clients ended on (several `--addr`, or redirects to
+//! home nodes), direct deliveries are also recorded as `same-node` or `cross-node`.
+//!
 //! Redeliveries: after a reconnect the server pushes again what the client had not
 //! acknowledged. A repeat counts as a redelivery when it comes in a later session than the
 //! first copy, with a sequence the client had received before that session ended and above
@@ -25,6 +28,7 @@
 //! the run, as does a loss.
 
 use super::common::{cpu, log_in_all, measured_report, register_push_devices, settle, stored_send, Retries};
+use super::nodes::{self, Homes};
 use super::sets::{self, group_name};
 use super::{round3, seconds_flag, Ctx, Slots};
 use crate::bitset::BitSet;
@@ -82,6 +86,10 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     let mut eng = ctx.engine(accounts.clone(), clients)?;
     let setup_started = now_ns();
     let est = log_in_all(ctx, &mut eng, &mut accounts, clients, Slots::KeepOpen, "clients logged in")?;
+    let homes = Homes::new(clients);
+    for c in 0..clients {
+        homes.set(c, eng.home(c));
+    }
     if args.push_devices {
         register_push_devices(&mut eng, clients, ctx.setup_deadline())?;
     }
@@ -129,6 +137,8 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
         counts: Counts::default(),
         comebacks: BinaryHeap::new(),
         retry: Retries::default(),
+        split: homes.spread(),
+        homes,
     };
 
     // Traffic.
@@ -229,6 +239,9 @@ pub fn run(ctx: &Ctx, args: &SoakArgs) -> Result<Report, Error> {
     if let Some(rss) = monitor.rss_summary() {
         details["server_rss_kib"] = serde_json::to_value(rss).unwrap_or_default();
     }
+    if let Some(cluster) = nodes::details(&h.homes, eng.redirects, &rec.errors) {
+        details["cluster"] = cluster;
+    }
     let phases_ns = [("traffic", start), ("drain", end)];
     Ok(Report {
         correctness,
@@ -315,6 +328,10 @@ struct Soak {
     /// Clients to reconnect: (when, client).
     comebacks: BinaryHeap<Reverse<(u64, usize)>>,
     retry: Retries,
+    /// Each client's node, and whether they are on more than one (then direct deliveries
+    /// are recorded as same-node or cross-node too).
+    homes: Homes,
+    split: bool,
 }
 
 impl Soak {

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::procfs::Monitor;
 use crate::progress::Progress;
 use crate::stats::Recorder;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::time::Duration;
 
 /// What every thread must agree on about time.
@@ -47,7 +47,10 @@ impl Shared {
     pub fn setup_over<T>(&self, setup: Result<T, Error>, failed: impl FnOnce(&T) -> usize) -> Result<T, Error> {
         let failed = setup.as_ref().map_or(1, failed);
         self.setup_failed.fetch_add(failed, Relaxed);
-        self.setup_done.fetch_add(1, Relaxed);
+        // Release, with the Acquire of `supervise` and the start signal's pair: what a
+        // thread wrote during its setup (the clients' nodes) is seen by every thread
+        // once sending starts.
+        self.setup_done.fetch_add(1, Release);
         setup
     }
 
@@ -89,7 +92,7 @@ pub fn drive<L: Load>(
         if shared.abort.load(Relaxed) {
             break;
         }
-        let start = shared.start_ns.load(Relaxed);
+        let start = shared.start_ns.load(Acquire);
         let now = now_ns();
         if start == 0 && now > timing.setup_deadline + 2 * timing.setup_grace_ns {
             break;
@@ -195,7 +198,7 @@ pub fn supervise(
     status: impl Fn(&Shared) -> String,
 ) -> Option<Schedule> {
     let setup_started = now_ns();
-    while shared.setup_done.load(Relaxed) < threads {
+    while shared.setup_done.load(Acquire) < threads {
         if now_ns() > timing.setup_deadline + timing.setup_grace_ns {
             shared.abort.store(true, Relaxed);
             return None;
@@ -210,7 +213,7 @@ pub fn supervise(
     let measure = start + timing.warmup_ns;
     let end = measure + timing.duration_ns;
     let setup_seconds = secs(start - setup_started);
-    shared.start_ns.store(start, Relaxed);
+    shared.start_ns.store(start, Release);
     monitor.start(start);
     let mut marked = 0;
     let mut progress = Progress::new((end - start) / 1_000_000, "ms");

@@ -7,6 +7,7 @@ use super::{Fanout, Kind};
 use crate::engine::{Engine, Handler};
 use crate::error::Fault;
 use crate::payload::Stamp;
+use crate::scenario::common::retryable;
 use crate::scenario::SETUP_IDS;
 use crate::stats::Line;
 use confab_proto::protocol::{Conversation, ErrorCode, Message, Push, Reply};
@@ -76,8 +77,8 @@ impl Handler for Fanout<'_> {
             self.rec.error("unexpected:reply_to_unknown_send");
             return;
         }
-        if reply == Err(ErrorCode::RateLimited) {
-            self.retry.later(&mut self.rec, now, eng.retry_after_ns, c, request_id);
+        if let Some(code) = retryable(&reply) {
+            self.retry.later(&mut self.rec, code, now, eng.retry_after_ns, c, request_id);
             return;
         }
         self.deltas[1] += 1;

@@ -6,7 +6,7 @@
 use super::{Dest, Soak};
 use crate::engine::{Engine, Handler};
 use crate::error::Fault;
-use crate::scenario::common::this_run;
+use crate::scenario::common::{retryable, this_run};
 use crate::stats::Line;
 use confab_proto::protocol::{Conversation, ErrorCode, Message, Reply, Seq};
 use std::cmp::Reverse;
@@ -139,6 +139,9 @@ impl Soak {
         // Messages that waited for their recipient to come back are not the server's latency.
         if self.clients[c].session_started_ns <= stamp.sent_ns {
             self.rec.latency("delivery", Line::Main, stamp.sent_ns, now);
+            if let Some(name) = self.homes.between(g, c).filter(|_| self.split && track == 0) {
+                self.rec.latency(name, Line::Off, stamp.sent_ns, now);
+            }
         } else {
             self.rec.latency("delivery_after_reconnect", Line::Off, stamp.sent_ns, now);
         }
@@ -149,8 +152,8 @@ impl Soak {
             self.rec.error("unexpected:reply_to_unknown_send");
             return;
         };
-        if reply == Err(ErrorCode::RateLimited) {
-            self.retry.later(&mut self.rec, now, eng.retry_after_ns, c, request_id);
+        if let Some(code) = retryable(&reply) {
+            self.retry.later(&mut self.rec, code, now, eng.retry_after_ns, c, request_id);
             return;
         }
         self.clients[c].pending.remove(&request_id);
