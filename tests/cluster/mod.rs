@@ -17,6 +17,7 @@ mod redirect;
 
 use crate::common::{in_default, PASSWORD};
 use confab::client::{Client, ClientError, ClientResult};
+use confab::cluster::home_of;
 use confab::protocol::{ClientMsgId, Content, ErrorCode, Message, Reply, Request, Seq};
 use confab_testd::cluster::NODE_IDS;
 use confab_testd::{Cluster, NatsServer};
@@ -24,20 +25,6 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-// TEMPORARY STUB, on branch c15-harness only: `confab::cluster::home_of` is being written
-// on the server side at the same time as these tests, which are written against the
-// interface it was given (brief 15: `home_of(username: &str, nodes: &[u32]) -> u32`,
-// rendezvous hashing of the app-qualified username). No copy of the hashing is kept
-// here: a copy that disagreed with the server would send every test to the wrong node.
-// The merge deletes this module and replaces the `use` below with
-// `use confab::cluster::home_of;` (adapting [`home`] if the real one returns an Option).
-mod home_of_stub {
-    pub fn home_of(_username: &str, _nodes: &[u32]) -> u32 {
-        panic!("confab::cluster::home_of is not merged yet: replace the stub in tests/cluster/mod.rs with it")
-    }
-}
-use home_of_stub::home_of;
 
 /// How long a cluster may take to notice by itself that a node or the bus went away or came
 /// back (its own timeouts and reconnection backoff), before a test calls it stuck.
@@ -128,7 +115,7 @@ pub fn connect(addr: SocketAddr) -> Client {
 /// The home node of `name` (a user of the app `default`, as every client here says plain
 /// Hello) in the three-node cluster.
 pub fn home(name: &str) -> u32 {
-    home_of(&in_default(name), &NODE_IDS)
+    home_of(&in_default(name), &NODE_IDS).expect("the node list is not empty")
 }
 
 /// The first of `prefix0`, `prefix1`, ... whose home is `node`: a username for a test that
