@@ -104,7 +104,7 @@ impl Elsewhere for BusHandle {
 
     fn home(&self, owner: Owner<'_>) -> Option<u8> {
         let node = match owner {
-            Owner::User(name) => self.membership.home_of(name),
+            Owner::User(name) | Owner::Room(name) => self.membership.home_of(name),
             Owner::Group(id) => Membership::node_of_id(id.get()),
             _ => return None,
         };

@@ -12,7 +12,7 @@
 //! A node subscribes `C.node.N.>` once, so its envelopes and its answers come on one
 //! stream, in the order they were sent.
 
-use crate::protocol::{MessageId, Request, Seq};
+use crate::protocol::{Content, MessageId, Request, Seq};
 use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::StoredMessage;
 use serde::{Deserialize, Serialize};
@@ -42,8 +42,8 @@ pub enum Envelope {
     Closed { conn: ConnId, user: SessionUser },
 }
 
-/// The worker commands that cross nodes: each follows from a direct message or a read mark
-/// between users homed apart (see `worker::commands::WorkerCmd` for what each does).
+/// The worker commands that cross nodes: each follows from a direct message, a read mark
+/// or a deletion between users homed apart, or from a broadcast (see `worker::commands::WorkerCmd` for what each does).
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub enum RemoteCmd {
     SentCopy {
@@ -70,6 +70,11 @@ pub enum RemoteCmd {
         peer: String,
         message_id: MessageId,
     },
+    /// A broadcast made on another node, for this node's online users of the sender's app.
+    Broadcast {
+        from: String,
+        content: Content,
+    },
 }
 
 impl RemoteCmd {
@@ -79,6 +84,7 @@ impl RemoteCmd {
             RemoteCmd::SentCopy { sender, .. } | RemoteCmd::ReadReceipt { sender, .. } => Owner::User(sender),
             RemoteCmd::DeleteDirect { peer, .. } => Owner::User(peer),
             RemoteCmd::SenderDeleted { sender, .. } => Owner::User(sender),
+            RemoteCmd::Broadcast { from, .. } => Owner::User(from),
         }
     }
 }

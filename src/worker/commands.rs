@@ -66,6 +66,9 @@ pub enum WorkerCmd {
     /// worker once the deletion is stored there): erase the sender's copy and tell the
     /// sender's other devices, in its own inbox.
     SenderDeleted { sender: Arc<str>, peer: String, message_id: MessageId },
+    /// A broadcast made on another cluster node: push it to this node's online users of
+    /// the sender's app.
+    Broadcast { from: String, content: Content },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

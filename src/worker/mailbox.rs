@@ -64,6 +64,7 @@ fn local(cmd: RemoteCmd, store: &Store) -> Option<WorkerCmd> {
         RemoteCmd::SenderDeleted { sender, peer, message_id } => {
             WorkerCmd::SenderDeleted { sender: sender.into(), peer, message_id }
         }
+        RemoteCmd::Broadcast { from, content } => WorkerCmd::Broadcast { from, content },
     })
 }
 

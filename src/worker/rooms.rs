@@ -9,6 +9,7 @@ use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
 use crate::apps::wire;
 use crate::apps::{app_of, valid_room};
+use crate::cluster::wire::RemoteCmd;
 use crate::protocol::{Content, ErrorCode, OnlineUser, Push, Reply, RoomInfo, ServerFrame};
 use crate::route::{ConnId, SessionUser};
 use std::collections::{BTreeMap, HashMap};
@@ -169,12 +170,32 @@ pub fn broadcast(ctx: &mut Ctx, conn: ConnId, request_id: u32, from: &SessionUse
     if !(ctx.shared.config.broadcast_by_anyone || from.admin) {
         return Err(Refusal::new(ErrorCode::Forbidden, "only administrators may broadcast"));
     }
-    let push = Push::Broadcast { from: from.name.to_string(), content };
+    let push = Push::Broadcast { from: from.name.to_string(), content: content.clone() };
     let app = app_of(&from.name);
     let sender = ctx.shared.directory.conns_of(&from.name);
     let targets: Vec<ConnId> =
         ctx.shared.directory.all_conns(app).into_iter().filter(|t| *t != conn && !sender.contains(t)).collect();
-    fan_out(ctx, conn, request_id, from, push, targets)
+    fan_out(ctx, conn, request_id, from, push, targets)?;
+    // In a cluster every other node pushes it to its own users (the sender's node counted
+    // only its own in `Delivered`: the others answer nobody).
+    if let Some(bus) = &ctx.shared.bus {
+        for node in bus.membership().others().collect::<Vec<_>>() {
+            let cmd = RemoteCmd::Broadcast { from: from.name.to_string(), content: content.clone() };
+            ctx.batch.send_to_node(node, cmd, None, false);
+        }
+    }
+    Ok(())
+}
+
+/// A broadcast made on another cluster node: every session here of its app's users.
+pub fn broadcast_here(ctx: &mut Ctx, from: String, content: Content) {
+    let app = app_of(&from).to_string();
+    let targets = ctx.shared.directory.all_conns(&app);
+    let encoded: Arc<[u8]> = wire::encode(ServerFrame::Push(Push::Broadcast { from, content })).into();
+    for target in &targets {
+        ctx.batch.frame_bytes(*target, &encoded, false);
+    }
+    ctx.delivered(targets.len() as u64);
 }
 
 /// A live push to `targets`, encoded once and shared by their queues, paid for by the

@@ -216,6 +216,7 @@ impl Owners {
         match cmd {
             WorkerCmd::Hashed(outcome) => accounts::hashed(ctx, &mut self.inboxes, &self.presence, outcome),
             WorkerCmd::LoggedOut { conn, user } => self.closed(ctx, conn, &user, "logout"),
+            WorkerCmd::Broadcast { from, content } => rooms::broadcast_here(ctx, from, content),
             WorkerCmd::ServiceDeliver { part, users, message } => {
                 services::deliver_to_users(ctx, &mut self.inboxes, part, users, &message)
             }

@@ -14,6 +14,7 @@ mod direct;
 mod node_down;
 mod ordering;
 mod redirect;
+mod rooms;
 
 use crate::common::{in_default, PASSWORD};
 use confab::client::{Client, ClientError, ClientResult};
@@ -50,9 +51,15 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start() -> TestCluster {
+        TestCluster::with_flags(&[])
+    }
+
+    /// A cluster whose nodes get `flags` besides the tests' own.
+    pub fn with_flags(flags: &[&str]) -> TestCluster {
         let nats = NatsServer::start();
         let confabd = Path::new(env!("CARGO_BIN_EXE_confabd"));
-        let nodes = Cluster::start(confabd, &nats.url(), &["--cluster-timeout-ms", CLUSTER_TIMEOUT_MS]);
+        let flags = [&["--cluster-timeout-ms", CLUSTER_TIMEOUT_MS], flags].concat();
+        let nodes = Cluster::start(confabd, &nats.url(), &flags);
         let cluster = TestCluster { nodes, nats };
         cluster.wait_until_connected();
         cluster

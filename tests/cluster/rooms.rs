@@ -1,0 +1,93 @@
+//! Rooms and broadcast across nodes. A room is homed by its name like a user: every
+//! join, leave and message goes to that node, which pushes to the members wherever their
+//! connections are. A broadcast reaches every node's users.
+
+use super::{homed_on, TestCluster, RECOVERY};
+use crate::common::eventually;
+use confab::client::{Client, ClientError};
+use confab::protocol::{ClientMsgId, Content, Push, Reply, Request, Target};
+use std::time::Duration;
+
+fn ok(client: &mut Client, request: Request) {
+    assert_eq!(client.request(request).unwrap(), Reply::Done);
+}
+
+fn say(client: &mut Client, room: &str, text: &str) -> Reply {
+    let request = Request::Send {
+        to: Target::Room(room.into()),
+        client_msg_id: ClientMsgId::NONE,
+        transient: true,
+        content: Content::text(text),
+    };
+    client.request(request).unwrap()
+}
+
+fn quiet(client: &mut Client) {
+    client.set_timeout(Duration::from_millis(300)).unwrap();
+    assert!(matches!(client.next_push(), Err(ClientError::Timeout)), "nothing more is pushed");
+}
+
+#[test]
+fn a_room_gathers_users_of_every_node() {
+    let cluster = TestCluster::start();
+    // The room lives on node 3; its members are homed on nodes 1 and 2.
+    let room = homed_on(3, "lobby");
+    let (alice, bob) = (homed_on(1, "alice"), homed_on(2, "bob"));
+    let mut alice_client = cluster.user(&alice);
+    let mut bob_client = cluster.user(&bob);
+    ok(&mut alice_client, Request::JoinRoom { room: room.clone() });
+    ok(&mut bob_client, Request::JoinRoom { room: room.clone() });
+
+    match bob_client.request(Request::RoomMembers { room: room.clone() }).unwrap() {
+        Reply::RoomMembers { members, .. } => {
+            let names: Vec<_> = members.iter().map(|m| m.username.as_str()).collect();
+            let mut expected = vec![alice.as_str(), bob.as_str()];
+            expected.sort();
+            assert_eq!(names, expected);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    assert_eq!(say(&mut alice_client, &room, "hi from node 1"), Reply::Delivered { recipients: 1 });
+    let expected =
+        Push::RoomMessage { room: room.clone(), from: alice.clone(), content: Content::text("hi from node 1") };
+    assert_eq!(bob_client.next_push().unwrap(), expected);
+    assert_eq!(say(&mut bob_client, &room, "and from node 2"), Reply::Delivered { recipients: 1 });
+    let expected =
+        Push::RoomMessage { room: room.clone(), from: bob.clone(), content: Content::text("and from node 2") };
+    assert_eq!(alice_client.next_push().unwrap(), expected);
+
+    // bob's connection closes: the room's node hears of it and he is no longer a member.
+    drop(bob_client);
+    eventually("bob to leave the room on its node", RECOVERY, || {
+        match alice_client.request(Request::RoomMembers { room: room.clone() }).unwrap() {
+            Reply::RoomMembers { members, .. } => members.len() == 1,
+            other => panic!("{other:?}"),
+        }
+    });
+    assert_eq!(say(&mut alice_client, &room, "anyone?"), Reply::Delivered { recipients: 0 });
+    quiet(&mut alice_client);
+}
+
+#[test]
+fn a_broadcast_reaches_the_users_of_every_node() {
+    let cluster = TestCluster::with_flags(&["--broadcast-by-anyone"]);
+    let (root, alice, bob, carol) =
+        (homed_on(1, "root"), homed_on(1, "alice"), homed_on(2, "bob"), homed_on(3, "carol"));
+    let mut root_client = cluster.user(&root);
+    let mut others: Vec<Client> = [&alice, &bob, &carol].iter().map(|name| cluster.user(name)).collect();
+    let everyone = Request::Send {
+        to: Target::Everyone,
+        client_msg_id: ClientMsgId::NONE,
+        transient: true,
+        content: Content::text("maintenance at noon"),
+    };
+    // The sender's node counts its own users only (alice); the others are reached too.
+    assert_eq!(root_client.request(everyone).unwrap(), Reply::Delivered { recipients: 1 });
+    let expected = Push::Broadcast { from: root.clone(), content: Content::text("maintenance at noon") };
+    for client in &mut others {
+        assert_eq!(client.next_push().unwrap(), expected);
+        quiet(client);
+    }
+    quiet(&mut root_client);
+}
