@@ -13,11 +13,12 @@
 //! at once), or no bus at all: the client gets `Unavailable`, never a receipt.
 
 use super::liveness::{Liveness, BEAT};
-use super::wire::{self, Envelope, RemoteCmd};
+use super::wire::{self, Entry, Envelope, Page, Query, RemoteCmd};
 use super::{ClusterConfig, Membership};
+use crate::apps::wire as apps_wire;
 use crate::clock::now_ms;
 use crate::frame;
-use crate::protocol::ServerFrame;
+use crate::protocol::{OnlineUser, Reply, Request, RoomInfo, ServerFrame};
 use crate::route::{
     partition_of, Charge, ConnId, Elsewhere, Inbound, LoopMsg, Outbox, OutputLedger, Owner, SessionUser,
 };
@@ -61,6 +62,8 @@ pub enum ToBus {
     Cmd { node: u8, cmd: RemoteCmd, answer: Option<(ConnId, u32)> },
     /// A connection of this node ended its session: tell the nodes it used.
     Closed { nodes: Vec<u8>, conn: ConnId, user: SessionUser },
+    /// A listing to gather from every node and answer on `conn`.
+    Gather { conn: ConnId, request_id: u32, request: Request },
 }
 
 /// What the bus needs of this node's workers (implemented by the worker pool).
@@ -75,6 +78,10 @@ pub trait Workers: Send + 'static {
     fn display_name(&self, username: &str) -> String;
     /// A user of another node is called `display_name` (for what this node sends about it).
     fn remember_name(&self, username: &str, display_name: String);
+    /// The listing `request` asks for, if it is one gathered from every node.
+    fn query_of(&self, request: &Request) -> Option<Query>;
+    /// This node's part of a listing.
+    fn page(&self, query: &Query) -> Page;
 }
 
 /// The loop's and the workers' handle on the bus.
@@ -143,6 +150,14 @@ impl Elsewhere for BusHandle {
 
     fn is_down(&self, node: u8) -> bool {
         self.liveness.is_down(node, now_ms())
+    }
+
+    fn gather(&self, conn: ConnId, request_id: u32, request: &Request) -> bool {
+        if !matches!(request, Request::ListOnline { .. } | Request::ListRooms { .. }) {
+            return false;
+        }
+        let _ = self.tx.send(ToBus::Gather { conn, request_id, request: request.clone() });
+        true
     }
 
     fn address_of(&self, node: u8) -> Option<String> {
@@ -216,6 +231,18 @@ struct Pending {
     conn: ConnId,
     request_id: u32,
     node: u8,
+    /// The listing it is part of, if it is a node's page of one.
+    gather: Option<u64>,
+}
+
+/// A listing being gathered from every node.
+struct Gathering {
+    conn: ConnId,
+    request_id: u32,
+    query: Query,
+    pages: Vec<Page>,
+    /// Nodes still to answer.
+    waiting: usize,
 }
 
 struct BusState<W: Workers> {
@@ -235,6 +262,8 @@ struct BusState<W: Workers> {
     owed: HashMap<(ConnId, u32), VecDeque<(String, Instant)>>,
     /// Inbound held for workers whose queue was full, per worker, in order.
     held: Vec<VecDeque<Inbound>>,
+    /// Listings being gathered, by their own token.
+    gathering: HashMap<u64, Gathering>,
 }
 
 impl<W: Workers> BusState<W> {
@@ -250,6 +279,7 @@ impl<W: Workers> BusState<W> {
             next_token: 1,
             owed: HashMap::new(),
             held: (0..workers).map(|_| VecDeque::new()).collect(),
+            gathering: HashMap::new(),
         }
     }
 
@@ -348,6 +378,7 @@ impl<W: Workers> BusState<W> {
                 }
             }
             ToBus::Frames(frames) => self.frames_out(client, frames).await,
+            ToBus::Gather { conn, request_id, request } => self.gather(client, conn, request_id, request).await,
             ToBus::Closed { nodes, conn, user } => {
                 if self.connected(client) {
                     let payload = wire::encode(&Envelope::Closed { conn, user });
@@ -378,7 +409,7 @@ impl<W: Workers> BusState<W> {
         let token = self.next_token;
         self.next_token += 1;
         let deadline = Instant::now() + self.config.timeout;
-        self.pending.insert(token, Pending { conn, request_id, node });
+        self.pending.insert(token, Pending { conn, request_id, node, gather: None });
         self.deadlines.push_back((deadline, token));
         let reply = format!("{}.node.{}.reply.{token}", self.config.name, self.me());
         let subject = self.subject_in(node);
@@ -480,6 +511,12 @@ impl<W: Workers> BusState<W> {
                 self.ends.workers.command(cmd);
             }
             Envelope::Frames(frames) => self.frames_in(frames),
+            Envelope::Query(query) => {
+                if let Some(reply) = message.reply {
+                    let page = self.ends.workers.page(&query);
+                    publish(client, reply.to_string(), postcard::to_stdvec(&page).unwrap_or_default()).await;
+                }
+            }
             Envelope::Closed { conn, user } => {
                 for index in 0..self.ends.workers.count() {
                     let inbound = Inbound::Closed { conn, user: user.clone(), reason: "closed on another node" };
@@ -532,6 +569,14 @@ impl<W: Workers> BusState<W> {
     /// The answer to a request this node forwarded.
     fn answered(&mut self, token: u64, message: Message) {
         let Some(pending) = self.pending.remove(&token) else { return };
+        if let Some(gather) = pending.gather {
+            // A node's page; a node that cannot answer leaves its part out.
+            let page = match message.status {
+                None => postcard::from_bytes::<Page>(&message.payload).ok(),
+                Some(_) => None,
+            };
+            return self.page_came(gather, page);
+        }
         if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
             return self.unavailable(pending.conn, pending.request_id, format!("node {} is unavailable", pending.node));
         }
@@ -541,6 +586,82 @@ impl<W: Workers> BusState<W> {
             return self.unavailable(pending.conn, pending.request_id, format!("node {} answered badly", pending.node));
         }
         self.frames_in(vec![(pending.conn, message.payload.to_vec())]);
+    }
+
+    /// Starts gathering a listing: this node's page now, every other node's by a request.
+    /// A node that is down or does not answer in time leaves its part out: a listing of
+    /// who is online is worth more partial than refused.
+    async fn gather(&mut self, client: &Client, conn: ConnId, request_id: u32, request: Request) {
+        let Some(query) = self.ends.workers.query_of(&request) else { return };
+        let token = self.next_token;
+        self.next_token += 1;
+        let page = self.ends.workers.page(&query);
+        let payload = wire::encode(&Envelope::Query(query.clone()));
+        self.gathering.insert(token, Gathering { conn, request_id, query, pages: vec![page], waiting: 0 });
+        let now = now_ms();
+        let others: Vec<u8> = self.handle.membership.others().collect();
+        for node in others {
+            if !self.connected(client) || self.handle.liveness.is_down(node, now) || self.pending.len() >= MAX_PENDING {
+                continue;
+            }
+            let part = self.next_token;
+            self.next_token += 1;
+            self.pending.insert(part, Pending { conn, request_id, node, gather: Some(token) });
+            self.deadlines.push_back((Instant::now() + self.config.timeout, part));
+            if let Some(g) = self.gathering.get_mut(&token) {
+                g.waiting += 1;
+            }
+            let reply = format!("{}.node.{}.reply.{part}", self.config.name, self.me());
+            let sent = client.publish_with_reply(self.subject_in(node), reply, payload.clone().into());
+            if !matches!(tokio::time::timeout(PUBLISH_WAIT, sent).await, Ok(Ok(()))) {
+                self.pending.remove(&part);
+                self.page_came(token, None);
+            }
+        }
+        self.finish_if_done(token);
+    }
+
+    /// A node's page of listing `token` came (None: it will not come); the answer goes
+    /// once every node's part is in.
+    fn page_came(&mut self, token: u64, page: Option<Page>) {
+        let Some(g) = self.gathering.get_mut(&token) else { return };
+        g.waiting = g.waiting.saturating_sub(1);
+        g.pages.extend(page);
+        self.finish_if_done(token);
+    }
+
+    fn finish_if_done(&mut self, token: u64) {
+        if self.gathering.get(&token).is_none_or(|g| g.waiting > 0) {
+            return;
+        }
+        let Some(g) = self.gathering.remove(&token) else { return };
+        let merged = wire::merge(g.pages, g.query.limit());
+        let reply = match g.query {
+            Query::Online { .. } => Reply::Online {
+                users: merged
+                    .entries
+                    .into_iter()
+                    .filter_map(|(username, entry)| match entry {
+                        Entry::DisplayName(display_name) => Some(OnlineUser { username, display_name }),
+                        Entry::Members(_) => None,
+                    })
+                    .collect(),
+                more: merged.more,
+            },
+            Query::Rooms { .. } => Reply::Rooms {
+                rooms: merged
+                    .entries
+                    .into_iter()
+                    .filter_map(|(name, entry)| match entry {
+                        Entry::Members(members) => Some(RoomInfo { name, members }),
+                        Entry::DisplayName(_) => None,
+                    })
+                    .collect(),
+                more: merged.more,
+            },
+        };
+        let bytes = apps_wire::encode(ServerFrame::Reply { request_id: g.request_id, reply });
+        self.frames_in(vec![(g.conn, bytes)]);
     }
 
     fn unavailable(&mut self, conn: ConnId, request_id: u32, message: String) {
@@ -566,9 +687,13 @@ impl<W: Workers> BusState<W> {
                 break;
             }
             self.deadlines.pop_front();
-            if let Some(p) = self.pending.remove(&token) {
-                let message = format!("node {} did not answer in time", p.node);
-                self.unavailable(p.conn, p.request_id, message);
+            match self.pending.remove(&token) {
+                Some(Pending { gather: Some(gather), .. }) => self.page_came(gather, None),
+                Some(p) => {
+                    let message = format!("node {} did not answer in time", p.node);
+                    self.unavailable(p.conn, p.request_id, message);
+                }
+                None => {}
             }
         }
         if now.duration_since(self.owed_checked) >= Duration::from_secs(1) {

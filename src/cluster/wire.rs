@@ -40,6 +40,70 @@ pub enum Envelope {
     /// The session of a connection held by the sending node ended: forget what is held
     /// for it (subscriptions, waits).
     Closed { conn: ConnId, user: SessionUser },
+    /// A page of what the receiving node has, for a listing gathered from every node;
+    /// answered with an encoded [`Page`].
+    Query(Query),
+}
+
+/// A listing that spans the cluster: each node has its own part (the users homed on it
+/// who are online, the rooms homed on it).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// Online users (app-qualified names) after `after`, at most `limit`.
+    Online { after: String, limit: u32 },
+    /// Rooms (app-qualified names) after `after`, at most `limit`.
+    Rooms { after: String, limit: u32 },
+}
+
+impl Query {
+    /// The listing a request asks for, when it is one gathered from every node, within
+    /// the largest pages of each listing.
+    pub fn of(request: &Request, max_online: u32, max_rooms: u32) -> Option<Query> {
+        let page = |limit: u32, max: u32| if limit == 0 { 100.min(max) } else { limit.min(max) };
+        match request {
+            Request::ListOnline { after, limit } => {
+                Some(Query::Online { after: after.clone(), limit: page(*limit, max_online) })
+            }
+            Request::ListRooms { after, limit } => {
+                Some(Query::Rooms { after: after.clone(), limit: page(*limit, max_rooms) })
+            }
+            _ => None,
+        }
+    }
+
+    pub fn limit(&self) -> u32 {
+        match self {
+            Query::Online { limit, .. } | Query::Rooms { limit, .. } => *limit,
+        }
+    }
+}
+
+/// One node's part of a listing: (name, detail) in name order (a display name for users,
+/// a member count for rooms), and whether it had more.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub entries: Vec<(String, Entry)>,
+    pub more: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    DisplayName(String),
+    Members(u32),
+}
+
+/// The cluster's page: the first `limit` of every node's page together, in name order;
+/// `more` when some node had more or some were left out.
+pub fn merge(pages: Vec<Page>, limit: u32) -> Page {
+    let mut more = pages.iter().any(|p| p.more);
+    let mut entries: Vec<(String, Entry)> = pages.into_iter().flat_map(|p| p.entries).collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.dedup_by(|a, b| a.0 == b.0);
+    if entries.len() > limit as usize {
+        entries.truncate(limit as usize);
+        more = true;
+    }
+    Page { entries, more }
 }
 
 /// The worker commands that cross nodes: each follows from a direct message, a read mark
@@ -143,6 +207,22 @@ mod tests {
         all.extend_from_slice(&push);
         all.extend_from_slice(&error);
         assert_eq!(split_frames(&all), vec![&reply[..], &push[..], &error[..]]);
+    }
+
+    #[test]
+    fn pages_merge_in_name_order_up_to_the_limit() {
+        let page = |names: &[&str], more| Page {
+            entries: names.iter().map(|n| (n.to_string(), Entry::Members(1))).collect(),
+            more,
+        };
+        let merged = merge(vec![page(&["a", "d"], false), page(&["b", "c"], false), page(&[], false)], 3);
+        assert_eq!(merged, page(&["a", "b", "c"], true), "one left out");
+        let merged = merge(vec![page(&["a"], true), page(&["b"], false)], 3);
+        assert_eq!(merged, page(&["a", "b"], true), "a node had more");
+        assert_eq!(merge(vec![page(&["a"], false)], 3), page(&["a"], false));
+        let request = Request::ListOnline { after: "default/".into(), limit: 0 };
+        assert_eq!(Query::of(&request, 500, 500), Some(Query::Online { after: "default/".into(), limit: 100 }));
+        assert_eq!(Query::of(&Request::Ping, 500, 500), None);
     }
 
     #[test]

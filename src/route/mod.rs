@@ -157,6 +157,9 @@ pub trait Elsewhere: Send + Sync {
     fn is_down(&self, node: u8) -> bool;
     /// Where clients reach `node`.
     fn address_of(&self, node: u8) -> Option<String>;
+    /// Takes a request whose answer is gathered from every node (who is online, the
+    /// rooms); false for any other request.
+    fn gather(&self, conn: ConnId, request_id: u32, request: &Request) -> bool;
 }
 
 /// What the loop hands an owner: the typed inbound queue. An owner's own traffic (other

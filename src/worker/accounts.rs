@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Largest who-is-online page.
-const MAX_ONLINE_PAGE: u32 = 500;
+pub const MAX_ONLINE_PAGE: u32 = 500;
 
 pub fn register(
     ctx: &mut Ctx,

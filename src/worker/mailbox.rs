@@ -3,10 +3,13 @@
 //! nodes' workers on the internal queues, converted to [`WorkerCmd`]s here, where their
 //! meaning is known.
 
+use super::accounts::MAX_ONLINE_PAGE;
 use super::commands::WorkerCmd;
-use super::Directory;
+use super::rooms::MAX_ROOM_PAGE;
+use super::{Directory, RoomList};
 use crate::cluster::bus::Workers;
-use crate::cluster::wire::RemoteCmd;
+use crate::cluster::wire::{Entry, Page, Query, RemoteCmd};
+use crate::protocol::Request;
 use crate::route::{Inbound, Owner};
 use crate::store::Store;
 use crossbeam_channel::{Sender, TrySendError};
@@ -15,6 +18,7 @@ pub struct Mailbox {
     pub(super) inbound: Vec<Sender<Inbound>>,
     pub(super) internal: Vec<Sender<WorkerCmd>>,
     pub(super) directory: Directory,
+    pub(super) rooms: RoomList,
     pub(super) store: Store,
 }
 
@@ -44,6 +48,24 @@ impl Workers for Mailbox {
 
     fn remember_name(&self, username: &str, display_name: String) {
         self.directory.remember(username, display_name);
+    }
+
+    fn query_of(&self, request: &Request) -> Option<Query> {
+        Query::of(request, MAX_ONLINE_PAGE, MAX_ROOM_PAGE)
+    }
+
+    fn page(&self, query: &Query) -> Page {
+        let (entries, more) = match query {
+            Query::Online { after, limit } => {
+                let (page, more) = self.directory.page(after, *limit as usize);
+                (page.into_iter().map(|(name, display)| (name, Entry::DisplayName(display))).collect(), more)
+            }
+            Query::Rooms { after, limit } => {
+                let (page, more) = self.rooms.page(after, *limit as usize);
+                (page.into_iter().map(|(name, members)| (name, Entry::Members(members))).collect(), more)
+            }
+        };
+        Page { entries, more }
     }
 }
 

@@ -105,6 +105,7 @@ pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>, Mailbox) {
         inbound: inbound.clone(),
         internal: internal.clone(),
         directory: shared.directory.clone(),
+        rooms: shared.rooms.clone(),
         store: shared.store.clone(),
     };
     let handles = inbound_receivers

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 const SERVER_BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Largest room listing page.
-const MAX_ROOM_PAGE: u32 = 500;
+pub const MAX_ROOM_PAGE: u32 = 500;
 
 #[derive(Default)]
 struct Room {

@@ -169,7 +169,14 @@ impl EventLoop {
         if conn.phase == Phase::Ready {
             qualify_request(&mut request, &conn.app);
         }
-        let to = match admit(conn.phase, conn.user.as_ref(), &request) {
+        let admission = admit(conn.phase, conn.user.as_ref(), &request);
+        // In a cluster, who is online and the rooms are every node's: the bus gathers them.
+        if let (Admission::Forward(_), Some(elsewhere)) = (&admission, self.router.elsewhere()) {
+            if elsewhere.gather(conn.id, request_id, &request) {
+                return;
+            }
+        }
+        let to = match admission {
             Admission::Hello(app) => {
                 let Some(entry) = self.intake.apps.get(app) else {
                     let message = match valid_app_name(app) {
