@@ -145,7 +145,7 @@ impl Server {
         let router = router.with_elsewhere(elsewhere);
         let bus = match (bus, &config.cluster) {
             (Some((handle, rx)), Some(cluster)) => {
-                let ends = Ends { outbox: loop_outbox, ledger: ledger.clone(), workers: mailbox };
+                let ends = Ends { outbox: Some(loop_outbox), ledger: ledger.clone(), workers: mailbox };
                 Some(Bus::start(cluster.clone(), handle, rx, ends)?)
             }
             _ => None,

@@ -18,7 +18,7 @@ use super::{ClusterConfig, Membership};
 use crate::apps::wire as apps_wire;
 use crate::clock::now_ms;
 use crate::frame;
-use crate::protocol::{OnlineUser, Reply, Request, RoomInfo, ServerFrame};
+use crate::protocol::{ErrorCode, OnlineUser, Reply, Request, RoomInfo, ServerFrame};
 use crate::route::{
     partition_of, Charge, ConnId, Elsewhere, Inbound, LoopMsg, Outbox, OutputLedger, Owner, SessionUser,
 };
@@ -69,11 +69,15 @@ pub enum ToBus {
 /// What the bus needs of this node's workers (implemented by the worker pool).
 pub trait Workers: Send + 'static {
     fn count(&self) -> usize;
+    /// Whether every worker has stopped (at shutdown): the bus then stops too, letting go
+    /// of the loop's channel, whose last sender the loop waits to see go.
+    fn stopped(&self) -> bool;
     /// Hands `inbound` to worker `index` without blocking; a full queue gives it back.
     #[allow(clippy::result_large_err)]
     fn try_send(&self, index: usize, inbound: Inbound) -> Result<(), Inbound>;
-    /// A command from another node's worker, for the worker of its owner.
-    fn command(&self, cmd: RemoteCmd);
+    /// A command from another node's worker, for the worker of its owner; returns
+    /// commands to send back at once (before any part of the work can report).
+    fn command(&self, cmd: RemoteCmd) -> Vec<(u8, RemoteCmd)>;
     /// A user's display name as this node knows it (its account is here).
     fn display_name(&self, username: &str) -> String;
     /// A user of another node is called `display_name` (for what this node sends about it).
@@ -153,11 +157,15 @@ impl Elsewhere for BusHandle {
     }
 
     fn gather(&self, conn: ConnId, request_id: u32, request: &Request) -> bool {
-        if !matches!(request, Request::ListOnline { .. } | Request::ListRooms { .. }) {
+        if !matches!(request, Request::ListOnline { .. } | Request::ListRooms { .. } | Request::QueryOnline { .. }) {
             return false;
         }
         let _ = self.tx.send(ToBus::Gather { conn, request_id, request: request.clone() });
         true
+    }
+
+    fn others(&self) -> Vec<u8> {
+        self.membership.others().collect()
     }
 
     fn address_of(&self, node: u8) -> Option<String> {
@@ -174,8 +182,9 @@ pub struct Bus {
 
 /// This node's ends of the bus: where what arrives goes.
 pub struct Ends<W: Workers> {
-    /// The loop's channel (frames for local connections only).
-    pub outbox: Outbox,
+    /// The loop's channel (frames for local connections only); None once the workers have
+    /// stopped.
+    pub outbox: Option<Outbox>,
     pub ledger: Arc<OutputLedger>,
     pub workers: W,
 }
@@ -353,10 +362,17 @@ impl<W: Workers> BusState<W> {
                         publish(&client, alive.clone(), vec![me]).await;
                     }
                 }
-                _ = tick.tick() => self.sweep(),
+                _ = tick.tick() => {
+                    self.sweep();
+                    if self.ends.workers.stopped() {
+                        self.ends.outbox = None;
+                        break;
+                    }
+                }
             }
         }
-        let _ = client.flush().await;
+        // What the workers sent last goes out, unless the bus is down (then it cannot).
+        let _ = tokio::time::timeout(PUBLISH_WAIT, client.flush()).await;
     }
 
     /// Something from this node's loop or workers.
@@ -508,7 +524,9 @@ impl<W: Workers> BusState<W> {
                 if let (RemoteCmd::DeleteDirect { conn, request_id, .. }, Some(reply)) = (&cmd, message.reply) {
                     self.owed.entry((*conn, *request_id)).or_default().push_back((reply.to_string(), Instant::now()));
                 }
-                self.ends.workers.command(cmd);
+                for (node, back) in self.ends.workers.command(cmd) {
+                    publish(client, self.subject_in(node), wire::encode(&Envelope::Cmd(back))).await;
+                }
             }
             Envelope::Frames(frames) => self.frames_in(frames),
             Envelope::Query(query) => {
@@ -563,7 +581,9 @@ impl<W: Workers> BusState<W> {
                 Charge::Gone => {}
             }
         }
-        self.ends.outbox.send(out);
+        if let Some(outbox) = &self.ends.outbox {
+            outbox.send(out);
+        }
     }
 
     /// The answer to a request this node forwarded.
@@ -592,7 +612,10 @@ impl<W: Workers> BusState<W> {
     /// A node that is down or does not answer in time leaves its part out: a listing of
     /// who is online is worth more partial than refused.
     async fn gather(&mut self, client: &Client, conn: ConnId, request_id: u32, request: Request) {
-        let Some(query) = self.ends.workers.query_of(&request) else { return };
+        let Some(query) = self.ends.workers.query_of(&request) else {
+            let frame = ServerFrame::error(request_id, ErrorCode::BadRequest, "too many names in one query");
+            return self.frames_in(vec![(conn, frame::encode(&frame))]);
+        };
         let token = self.next_token;
         self.next_token += 1;
         let page = self.ends.workers.page(&query);
@@ -643,18 +666,23 @@ impl<W: Workers> BusState<W> {
                     .into_iter()
                     .filter_map(|(username, entry)| match entry {
                         Entry::DisplayName(display_name) => Some(OnlineUser { username, display_name }),
-                        Entry::Members(_) => None,
+                        _ => None,
                     })
                     .collect(),
                 more: merged.more,
             },
+            Query::Status { users } => {
+                let online: std::collections::HashSet<String> =
+                    merged.entries.into_iter().map(|(name, _)| name).collect();
+                Reply::OnlineStatus { online: users.iter().map(|u| online.contains(u)).collect() }
+            }
             Query::Rooms { .. } => Reply::Rooms {
                 rooms: merged
                     .entries
                     .into_iter()
                     .filter_map(|(name, entry)| match entry {
                         Entry::Members(members) => Some(RoomInfo { name, members }),
-                        Entry::DisplayName(_) => None,
+                        _ => None,
                     })
                     .collect(),
                 more: merged.more,
@@ -666,8 +694,10 @@ impl<W: Workers> BusState<W> {
 
     fn unavailable(&mut self, conn: ConnId, request_id: u32, message: String) {
         let bytes = frame::encode(&ServerFrame::unavailable(request_id, message, RETRY));
-        self.ends.ledger.force(conn, bytes.len());
-        self.ends.outbox.send(vec![LoopMsg::Frames { conn, bytes }]);
+        if let Some(outbox) = &self.ends.outbox {
+            self.ends.ledger.force(conn, bytes.len());
+            outbox.send(vec![LoopMsg::Frames { conn, bytes }]);
+        }
     }
 
     /// Held requests to workers with room again; forwarded requests past their deadline;

@@ -12,7 +12,7 @@
 //! A node subscribes `C.node.N.>` once, so its envelopes and its answers come on one
 //! stream, in the order they were sent.
 
-use crate::protocol::{Content, MessageId, Request, Seq};
+use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, Seq};
 use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::StoredMessage;
 use serde::{Deserialize, Serialize};
@@ -53,12 +53,14 @@ pub enum Query {
     Online { after: String, limit: u32 },
     /// Rooms (app-qualified names) after `after`, at most `limit`.
     Rooms { after: String, limit: u32 },
+    /// Which of these users (app-qualified names) are online (a service's `QueryOnline`).
+    Status { users: Vec<String> },
 }
 
 impl Query {
     /// The listing a request asks for, when it is one gathered from every node, within
     /// the largest pages of each listing.
-    pub fn of(request: &Request, max_online: u32, max_rooms: u32) -> Option<Query> {
+    pub fn of(request: &Request, max_online: u32, max_rooms: u32, max_names: usize) -> Option<Query> {
         let page = |limit: u32, max: u32| if limit == 0 { 100.min(max) } else { limit.min(max) };
         match request {
             Request::ListOnline { after, limit } => {
@@ -67,6 +69,7 @@ impl Query {
             Request::ListRooms { after, limit } => {
                 Some(Query::Rooms { after: after.clone(), limit: page(*limit, max_rooms) })
             }
+            Request::QueryOnline { users } if users.len() <= max_names => Some(Query::Status { users: users.clone() }),
             _ => None,
         }
     }
@@ -74,6 +77,7 @@ impl Query {
     pub fn limit(&self) -> u32 {
         match self {
             Query::Online { limit, .. } | Query::Rooms { limit, .. } => *limit,
+            Query::Status { users } => users.len() as u32,
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct Page {
 pub enum Entry {
     DisplayName(String),
     Members(u32),
+    /// The user is online here.
+    Online,
 }
 
 /// The cluster's page: the first `limit` of every node's page together, in name order;
@@ -139,6 +145,37 @@ pub enum RemoteCmd {
         from: String,
         content: Content,
     },
+    /// A part of a service send coordinated on another node: to these users homed here
+    /// (every online user of the service's app here when None).
+    ServiceDeliver {
+        part: Part,
+        users: Option<Vec<String>>,
+        message: Outgoing,
+    },
+    /// A part of a service send: to a group homed here.
+    ServiceGroup {
+        part: Part,
+        group_id: GroupId,
+        except: Option<String>,
+        message: Outgoing,
+    },
+    /// A part of a service send coordinated here is done (by worker `coordinator`).
+    Gathered {
+        coordinator: usize,
+        gather: u64,
+        outcome: Result<Tally, (ErrorCode, String)>,
+    },
+    /// A node split its part of a service send coordinated here into `extra` more.
+    MoreParts {
+        coordinator: usize,
+        gather: u64,
+        extra: usize,
+    },
+    /// A service connected to another node watches connections of `app` here too.
+    Watch {
+        conn: ConnId,
+        app: String,
+    },
 }
 
 impl RemoteCmd {
@@ -149,8 +186,41 @@ impl RemoteCmd {
             RemoteCmd::DeleteDirect { peer, .. } => Owner::User(peer),
             RemoteCmd::SenderDeleted { sender, .. } => Owner::User(sender),
             RemoteCmd::Broadcast { from, .. } => Owner::User(from),
+            // Taken apart by the receiving node (see `worker::mailbox`).
+            RemoteCmd::ServiceDeliver { part, .. } => Owner::Service(&part.service.name),
+            RemoteCmd::ServiceGroup { group_id, .. } => Owner::Group(*group_id),
+            RemoteCmd::Gathered { .. } | RemoteCmd::MoreParts { .. } | RemoteCmd::Watch { .. } => Owner::PushQueue,
         }
     }
+}
+
+/// A service's message as it travels between workers (and nodes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outgoing {
+    /// [`ClientMsgId::NONE`] for a transient send.
+    pub client_msg_id: ClientMsgId,
+    /// Live only: pushed to connected recipients, stored nowhere.
+    pub transient: bool,
+    pub content: Content,
+}
+
+/// Which send a part belongs to, and where its tally goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Part {
+    /// The cluster node of the coordinating worker (0 outside a cluster).
+    pub node: u8,
+    /// The worker that coordinates the send.
+    pub coordinator: usize,
+    pub gather: u64,
+    pub service: SessionUser,
+}
+
+/// What one part of a service send did.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Tally {
+    pub stored: u32,
+    pub delivered: u32,
+    pub unknown: Vec<String>,
 }
 
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
@@ -221,8 +291,10 @@ mod tests {
         assert_eq!(merged, page(&["a", "b"], true), "a node had more");
         assert_eq!(merge(vec![page(&["a"], false)], 3), page(&["a"], false));
         let request = Request::ListOnline { after: "default/".into(), limit: 0 };
-        assert_eq!(Query::of(&request, 500, 500), Some(Query::Online { after: "default/".into(), limit: 100 }));
-        assert_eq!(Query::of(&Request::Ping, 500, 500), None);
+        assert_eq!(Query::of(&request, 500, 500, 10), Some(Query::Online { after: "default/".into(), limit: 100 }));
+        assert_eq!(Query::of(&Request::Ping, 500, 500, 10), None);
+        let many = Request::QueryOnline { users: vec!["a".into(); 11] };
+        assert_eq!(Query::of(&many, 500, 500, 10), None, "more names than a query may hold");
     }
 
     #[test]

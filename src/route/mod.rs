@@ -157,6 +157,8 @@ pub trait Elsewhere: Send + Sync {
     fn is_down(&self, node: u8) -> bool;
     /// Where clients reach `node`.
     fn address_of(&self, node: u8) -> Option<String>;
+    /// Every other node.
+    fn others(&self) -> Vec<u8>;
     /// Takes a request whose answer is gathered from every node (who is online, the
     /// rooms); false for any other request.
     fn gather(&self, conn: ConnId, request_id: u32, request: &Request) -> bool;

@@ -4,9 +4,12 @@
 
 use super::push::notes::PushNote;
 use super::seats::Seat;
-use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, Seq, UserId};
+use crate::protocol::{Content, ErrorCode, GroupId, MessageId, Request, Seq, UserId};
 use crate::route::{ConnId, SessionUser};
 use crate::store::StoredMessage;
+
+/// A service send's pieces travel between nodes too, so they are the bus's types.
+pub use crate::cluster::wire::{Outgoing, Part, Tally};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -29,6 +32,8 @@ pub enum WorkerCmd {
     ServiceGroup { part: Part, group_id: GroupId, except: Option<String>, message: Outgoing },
     /// One part of a service's send is done (and durable).
     Gathered { gather: u64, outcome: Result<Tally, (ErrorCode, String)> },
+    /// Another cluster node split its part of a service send into `extra` more parts.
+    MoreParts { gather: u64, extra: usize },
     /// Room was freed in the delivery budget of the session on `conn` (every waiting
     /// session when None): push what waits for it.
     Pump { conn: Option<ConnId> },
@@ -100,31 +105,4 @@ pub struct NewGroup {
     pub id: GroupId,
     pub name: String,
     pub open: bool,
-}
-
-/// A service's message as it travels between workers.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    /// [`ClientMsgId::NONE`] for a transient send.
-    pub client_msg_id: ClientMsgId,
-    /// Live only: pushed to connected recipients, stored nowhere.
-    pub transient: bool,
-    pub content: Content,
-}
-
-/// Which send a part belongs to, and where its tally goes.
-#[derive(Debug, Clone)]
-pub struct Part {
-    /// The worker that coordinates the send.
-    pub coordinator: usize,
-    pub gather: u64,
-    pub service: SessionUser,
-}
-
-/// What one part of a service send did.
-#[derive(Debug, Default, Clone)]
-pub struct Tally {
-    pub stored: u32,
-    pub delivered: u32,
-    pub unknown: Vec<String>,
 }

@@ -6,25 +6,34 @@
 use super::accounts::MAX_ONLINE_PAGE;
 use super::commands::WorkerCmd;
 use super::rooms::MAX_ROOM_PAGE;
-use super::{Directory, RoomList};
+use super::services::MAX_NAMES;
+use super::{ConnectionWatchers, Directory, RoomList};
 use crate::cluster::bus::Workers;
 use crate::cluster::wire::{Entry, Page, Query, RemoteCmd};
 use crate::protocol::Request;
 use crate::route::{Inbound, Owner};
 use crate::store::Store;
 use crossbeam_channel::{Sender, TrySendError};
+use std::collections::HashMap;
 
 pub struct Mailbox {
+    /// Worker threads still running.
+    pub(super) running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub(super) inbound: Vec<Sender<Inbound>>,
     pub(super) internal: Vec<Sender<WorkerCmd>>,
     pub(super) directory: Directory,
     pub(super) rooms: RoomList,
+    pub(super) watchers: ConnectionWatchers,
     pub(super) store: Store,
 }
 
 impl Workers for Mailbox {
     fn count(&self) -> usize {
         self.inbound.len()
+    }
+
+    fn stopped(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst) == 0
     }
 
     fn try_send(&self, index: usize, inbound: Inbound) -> Result<(), Inbound> {
@@ -35,11 +44,69 @@ impl Workers for Mailbox {
         }
     }
 
-    fn command(&self, cmd: RemoteCmd) {
-        let index = cmd.owner().partition(self.internal.len());
-        let Some(cmd) = local(cmd, &self.store) else { return };
-        // Unbounded: never blocks; an error means the worker has stopped (shutdown).
-        let _ = self.internal[index].send(cmd);
+    fn command(&self, cmd: RemoteCmd) -> Vec<(u8, RemoteCmd)> {
+        let workers = self.internal.len();
+        // Unbounded queues: never block; an error means the worker has stopped (shutdown).
+        let send = |index: usize, cmd: WorkerCmd| {
+            if let Some(queue) = self.internal.get(index) {
+                let _ = queue.send(cmd);
+            }
+        };
+        match cmd {
+            RemoteCmd::ServiceDeliver { part, users, message } => {
+                // One part per worker here that owns recipients; the coordinator learns
+                // how many first (the bus sends that before any part can report).
+                let parts: Vec<(usize, Option<Vec<String>>)> = match users {
+                    Some(users) => {
+                        let mut by_worker: HashMap<usize, Vec<String>> = HashMap::new();
+                        for user in users {
+                            by_worker.entry(Owner::User(&user).partition(workers)).or_default().push(user);
+                        }
+                        by_worker.into_iter().map(|(worker, users)| (worker, Some(users))).collect()
+                    }
+                    None => (0..workers).map(|worker| (worker, None)).collect(),
+                };
+                let mut back = Vec::new();
+                if parts.len() > 1 {
+                    let more = RemoteCmd::MoreParts {
+                        coordinator: part.coordinator,
+                        gather: part.gather,
+                        extra: parts.len() - 1,
+                    };
+                    back.push((part.node, more));
+                }
+                for (worker, users) in parts {
+                    send(worker, WorkerCmd::ServiceDeliver { part: part.clone(), users, message: message.clone() });
+                }
+                back
+            }
+            RemoteCmd::ServiceGroup { part, group_id, except, message } => {
+                send(
+                    Owner::Group(group_id).partition(workers),
+                    WorkerCmd::ServiceGroup { part, group_id, except, message },
+                );
+                Vec::new()
+            }
+            RemoteCmd::Gathered { coordinator, gather, outcome } => {
+                send(coordinator, WorkerCmd::Gathered { gather, outcome });
+                Vec::new()
+            }
+            RemoteCmd::MoreParts { coordinator, gather, extra } => {
+                send(coordinator, WorkerCmd::MoreParts { gather, extra });
+                Vec::new()
+            }
+            RemoteCmd::Watch { conn, app } => {
+                self.watchers.add(conn, &app);
+                Vec::new()
+            }
+            cmd => {
+                let index = cmd.owner().partition(workers);
+                if let Some(cmd) = local(cmd, &self.store) {
+                    send(index, cmd);
+                }
+                Vec::new()
+            }
+        }
     }
 
     fn display_name(&self, username: &str) -> String {
@@ -51,7 +118,7 @@ impl Workers for Mailbox {
     }
 
     fn query_of(&self, request: &Request) -> Option<Query> {
-        Query::of(request, MAX_ONLINE_PAGE, MAX_ROOM_PAGE)
+        Query::of(request, MAX_ONLINE_PAGE, MAX_ROOM_PAGE, MAX_NAMES)
     }
 
     fn page(&self, query: &Query) -> Page {
@@ -63,6 +130,10 @@ impl Workers for Mailbox {
             Query::Rooms { after, limit } => {
                 let (page, more) = self.rooms.page(after, *limit as usize);
                 (page.into_iter().map(|(name, members)| (name, Entry::Members(members))).collect(), more)
+            }
+            Query::Status { users } => {
+                let online = users.iter().filter(|u| self.directory.is_online(u));
+                (online.map(|u| (u.clone(), Entry::Online)).collect(), false)
             }
         };
         Page { entries, more }
@@ -87,6 +158,12 @@ fn local(cmd: RemoteCmd, store: &Store) -> Option<WorkerCmd> {
             WorkerCmd::SenderDeleted { sender: sender.into(), peer, message_id }
         }
         RemoteCmd::Broadcast { from, content } => WorkerCmd::Broadcast { from, content },
+        // Taken apart by `Mailbox::command`.
+        RemoteCmd::ServiceDeliver { .. }
+        | RemoteCmd::ServiceGroup { .. }
+        | RemoteCmd::Gathered { .. }
+        | RemoteCmd::MoreParts { .. }
+        | RemoteCmd::Watch { .. } => return None,
     })
 }
 

@@ -101,11 +101,16 @@ pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>, Mailbox) {
     let (inbound, inbound_receivers): (Vec<_>, Vec<_>) =
         (0..count).map(|_| bounded::<Inbound>(shared.config.worker_queue)).unzip();
     let (internal, internal_receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| unbounded::<WorkerCmd>()).unzip();
+    // Counts the worker threads still running: the bus lets go of the loop's channel once
+    // none is (the loop stops when every sender to it is gone).
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(count));
     let mailbox = Mailbox {
+        running: running.clone(),
         inbound: inbound.clone(),
         internal: internal.clone(),
         directory: shared.directory.clone(),
         rooms: shared.rooms.clone(),
+        watchers: shared.connection_watchers.clone(),
         store: shared.store.clone(),
     };
     let handles = inbound_receivers
@@ -114,9 +119,13 @@ pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>, Mailbox) {
         .enumerate()
         .map(|(index, (rx, internal_rx))| {
             let worker = thread::Worker::new(index, shared.clone(), internal.clone());
+            let running = running.clone();
             std::thread::Builder::new()
                 .name(format!("confab-worker-{index}"))
-                .spawn(move || worker.run(rx, internal_rx))
+                .spawn(move || {
+                    worker.run(rx, internal_rx);
+                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                })
                 .expect("spawning a worker thread")
         })
         .collect();

@@ -23,6 +23,11 @@ impl Refusal {
         Refusal { code: ErrorCode::RateLimited, message: message.into(), retry_after_ms: retry_ms(wait) }
     }
 
+    /// `Unavailable`: another cluster node the request needs cannot be reached now.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Refusal { code: ErrorCode::Unavailable, message: message.into(), retry_after_ms: 1000 }
+    }
+
     /// An ack or resync of `seq`, past the conversation's last sequence.
     pub fn beyond(what: &str, seq: Seq, last_seq: Seq) -> Self {
         Refusal::new(ErrorCode::BadRequest, format!("{what} {seq} is beyond the last sequence {last_seq}"))

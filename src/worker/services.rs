@@ -17,7 +17,9 @@ use super::refusal::{Handled, Refusal};
 use crate::apps::wire;
 use crate::apps::{app_of, valid_user_name};
 use crate::auth::token_digest;
+use crate::cluster::wire::RemoteCmd;
 use crate::protocol::{ErrorCode, GroupId, Push, Reply, ServerFrame, ServiceTarget};
+use crate::route::Elsewhere;
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
 use crate::store::Addressee;
 use std::collections::hash_map::Entry;
@@ -26,7 +28,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Names one service request may address at most.
-const MAX_NAMES: usize = 10_000;
+pub const MAX_NAMES: usize = 10_000;
 
 /// The service sends this worker coordinates, waiting for their parts.
 #[derive(Default)]
@@ -85,43 +87,80 @@ impl Gathers {
         }
         self.next += 1;
         let gather = self.next;
-        let part = Part { coordinator: ctx.index, gather, service: service.clone() };
+        let me = ctx.shared.bus.as_ref().map_or(0, |bus| bus.membership().me);
+        let part = Part { node: me, coordinator: ctx.index, gather, service: service.clone() };
         let mut parts: Vec<(usize, WorkerCmd)> = Vec::new();
+        // In a cluster, the parts for what other nodes hold: one per node, which splits it
+        // among its workers and says so.
+        let mut remote: Vec<(u8, RemoteCmd)> = Vec::new();
         match to {
             ServiceTarget::Users(users) => {
                 if users.is_empty() || users.len() > MAX_NAMES {
                     return Err(Refusal::new(ErrorCode::BadRequest, format!("name 1 to {MAX_NAMES} users")));
                 }
                 let mut by_worker: HashMap<usize, Vec<String>> = HashMap::new();
+                let mut by_node: HashMap<u8, Vec<String>> = HashMap::new();
                 let mut named = HashSet::new();
                 // A name given twice is one recipient.
                 for user in users.into_iter().filter(|u| named.insert(u.clone())) {
-                    by_worker.entry(ctx.worker_of(Owner::User(&user))).or_default().push(user);
+                    match ctx.home_of(Owner::User(&user)) {
+                        Some(node) => by_node.entry(node).or_default().push(user),
+                        None => by_worker.entry(ctx.worker_of(Owner::User(&user))).or_default().push(user),
+                    }
                 }
                 for (worker, users) in by_worker {
                     let cmd =
                         WorkerCmd::ServiceDeliver { part: part.clone(), users: Some(users), message: message.clone() };
                     parts.push((worker, cmd));
                 }
+                for (node, users) in by_node {
+                    let cmd =
+                        RemoteCmd::ServiceDeliver { part: part.clone(), users: Some(users), message: message.clone() };
+                    remote.push((node, cmd));
+                }
             }
-            ServiceTarget::Group { group_id, except } => {
-                let cmd = WorkerCmd::ServiceGroup { part, group_id, except, message };
-                parts.push((ctx.worker_of(Owner::Group(group_id)), cmd));
-            }
+            ServiceTarget::Group { group_id, except } => match ctx.home_of(Owner::Group(group_id)) {
+                Some(node) => remote.push((node, RemoteCmd::ServiceGroup { part, group_id, except, message })),
+                None => {
+                    let cmd = WorkerCmd::ServiceGroup { part, group_id, except, message };
+                    parts.push((ctx.worker_of(Owner::Group(group_id)), cmd));
+                }
+            },
             ServiceTarget::Online => {
                 for worker in 0..ctx.workers {
                     let cmd = WorkerCmd::ServiceDeliver { part: part.clone(), users: None, message: message.clone() };
                     parts.push((worker, cmd));
                 }
+                for node in ctx.shared.bus.iter().flat_map(|bus| bus.membership().others()) {
+                    let cmd = RemoteCmd::ServiceDeliver { part: part.clone(), users: None, message: message.clone() };
+                    remote.push((node, cmd));
+                }
+            }
+        }
+        // A node that cannot be reached would leave the send waiting for its part: refused
+        // before anything is sent, so a retry (same client_msg_id) is never half-done.
+        if let Some(bus) = &ctx.shared.bus {
+            if let Some(why) = remote.iter().find_map(|(node, _)| bus.refusal(*node)) {
+                return Err(Refusal::unavailable(why));
             }
         }
         ctx.received(service, 1);
-        let remaining = parts.len();
+        let remaining = parts.len() + remote.len();
         self.pending.insert(gather, Gather { conn, request_id, remaining, tally: Tally::default(), failure: None });
         for (worker, cmd) in parts {
             ctx.batch.send_to_worker(worker, cmd);
         }
+        for (node, cmd) in remote {
+            ctx.batch.send_to_node(node, cmd, None, false);
+        }
         Ok(())
+    }
+
+    /// Another node split its part of `gather` into `extra` more.
+    pub fn more_parts(&mut self, gather: u64, extra: usize) {
+        if let Some(pending) = self.pending.get_mut(&gather) {
+            pending.remaining += extra;
+        }
     }
 
     /// A part of a service send came back; answer when the last one has.
@@ -186,6 +225,17 @@ pub fn deliver_to_users(
         }
     }
     let outcome = failure.map_or(Ok(tally), Err);
+    report(ctx, &part, outcome);
+}
+
+/// A part's tally, to its coordinator: a worker here, or on another node.
+fn report(ctx: &mut Ctx, part: &Part, outcome: Result<Tally, (ErrorCode, String)>) {
+    let me = ctx.shared.bus.as_ref().map_or(0, |bus| bus.membership().me);
+    if part.node != me {
+        let cmd = RemoteCmd::Gathered { coordinator: part.coordinator, gather: part.gather, outcome };
+        ctx.batch.send_to_node(part.node, cmd, None, false);
+        return;
+    }
     ctx.batch.send_to_worker(part.coordinator, WorkerCmd::Gathered { gather: part.gather, outcome });
 }
 
@@ -234,7 +284,7 @@ pub fn deliver_to_group(
 ) {
     let outcome = send_to_group(ctx, groups, &part.service, group_id, except, message)
         .map_err(|refusal| (refusal.code, refusal.message));
-    ctx.batch.send_to_worker(part.coordinator, WorkerCmd::Gathered { gather: part.gather, outcome });
+    report(ctx, &part, outcome);
 }
 
 fn send_to_group(
@@ -299,5 +349,11 @@ pub fn disconnect_user(
 
 pub fn watch_connections(ctx: &mut Ctx, conn: ConnId, request_id: u32, service: &SessionUser) {
     ctx.shared.connection_watchers.add(conn, app_of(&service.name));
+    // In a cluster every node's users connect somewhere: each node watches for it (the
+    // loop tells them all when the service's session ends).
+    for node in ctx.shared.bus.iter().flat_map(|bus| bus.membership().others()) {
+        let cmd = RemoteCmd::Watch { conn, app: app_of(&service.name).to_string() };
+        ctx.batch.send_to_node(node, cmd, None, false);
+    }
     ctx.batch.reply(conn, request_id, Reply::Done, false);
 }

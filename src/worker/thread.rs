@@ -224,6 +224,7 @@ impl Owners {
                 services::deliver_to_group(ctx, &mut self.groups, part, group_id, except, message)
             }
             WorkerCmd::Gathered { gather, outcome } => self.gathers.gathered(ctx, gather, outcome),
+            WorkerCmd::MoreParts { gather, extra } => self.gathers.more_parts(gather, extra),
             WorkerCmd::MemberOnline { group_id, username, device, conn } => {
                 if let Err(refusal) = self.groups.member_online(ctx, group_id, &username, &device, conn) {
                     debug!("group {group_id} catch-up for {username}: {}", refusal.message);

@@ -16,6 +16,7 @@ mod node_down;
 mod ordering;
 mod redirect;
 mod rooms;
+mod services;
 
 use crate::common::{in_default, PASSWORD};
 use confab::client::{Client, ClientError, ClientResult};

@@ -227,6 +227,15 @@ impl EventLoop {
             }
         }
         let conn = &mut self.table[slot];
+        if let (Request::WatchConnections, Some(elsewhere)) = (&request, self.router.elsewhere()) {
+            // Every node will push this service connection events: all of them must hear
+            // when its session ends.
+            for node in elsewhere.others() {
+                if !conn.remote_nodes.contains(&node) {
+                    conn.remote_nodes.push(node);
+                }
+            }
+        }
         let inbound =
             Inbound::Request { conn: conn.id, peer: conn.peer.ip(), user: conn.user.clone(), request_id, request };
         if let Err(inbound) = self.router.try_send(to, inbound) {
