@@ -14,8 +14,9 @@ mod direct;
 mod node_down;
 mod ordering;
 mod redirect;
+mod sent_copies;
 
-use crate::common::{in_default, PASSWORD};
+use crate::common::{in_default, login_device, PASSWORD};
 use confab::client::{Client, ClientError, ClientResult};
 use confab::cluster::home_of;
 use confab::protocol::{ClientMsgId, Content, ErrorCode, Message, Reply, Request, Seq};
@@ -104,6 +105,14 @@ impl TestCluster {
     pub fn user(&self, name: &str) -> Client {
         self.register(&[name]);
         self.login(name)
+    }
+
+    /// A client logged in as `name` (registered before) on its home node from the named
+    /// `device` (`LoginDevice`), and the `DeviceLoggedIn` reply.
+    pub fn device(&self, name: &str, device: &str) -> (Client, Reply) {
+        let mut client = self.client(home(name));
+        let reply = login_device(&mut client, name, device);
+        (client, reply)
     }
 }
 
