@@ -13,6 +13,7 @@ mod bus_down;
 mod direct;
 mod node_down;
 mod ordering;
+mod read_receipts;
 mod redirect;
 mod sent_copies;
 
