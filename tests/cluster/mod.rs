@@ -10,6 +10,7 @@
 //! every node has reached every other over the bus ([`TestCluster::start`]).
 
 mod bus_down;
+mod deletion;
 mod direct;
 mod node_down;
 mod ordering;
