@@ -14,6 +14,7 @@ mod deletion;
 mod direct;
 mod node_down;
 mod ordering;
+mod presence;
 mod read_receipts;
 mod redirect;
 mod sent_copies;
