@@ -18,6 +18,7 @@ mod presence;
 mod read_receipts;
 mod redirect;
 mod sent_copies;
+mod stop;
 
 use crate::common::{in_default, login_device, PASSWORD};
 use confab::client::{Client, ClientError, ClientResult};
