@@ -9,6 +9,7 @@
 //! polled with a deadline and never assumed after a sleep. A test gets its cluster once
 //! every node has reached every other over the bus ([`TestCluster::start`]).
 
+mod admin_cli;
 mod bus_down;
 mod deletion;
 mod direct;
