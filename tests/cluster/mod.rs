@@ -2,7 +2,9 @@
 //! all on 127.0.0.1, each node with a temporary data directory, spoken to over TCP. Every
 //! user has a home node; the tests choose usernames by their home ([`homed_on`]) and
 //! then play protocol scenarios across nodes: redirects at login, direct messages,
-//! ordering and idempotency, a node killed, the bus killed.
+//! ordering and idempotency, sent copies, read receipts, deletions, presence, a node
+//! killed or stopped, the bus killed, and the administration commands on a node's data
+//! directory.
 //!
 //! Waiting is bounded everywhere: the client's read timeout for every frame, and
 //! [`RECOVERY`] for what a cluster notices by itself (a node or the bus gone or back),
