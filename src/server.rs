@@ -193,20 +193,24 @@ impl Server {
 
     /// Waits until the server stops (after [`LoopHandle::stop`]). The loop stops accepting
     /// and reading, lets workers finish and commit their queues, writes their last replies
-    /// and a ShuttingDown notice to every client, and exits; then the workers and hashing
-    /// threads are joined and the store is checkpointed one last time.
+    /// and a ShuttingDown notice to every client, and exits; the workers, the hashing
+    /// threads and the cluster's bus stop meanwhile, and the store is checkpointed one last
+    /// time.
     pub fn wait(self) -> Result<(), StoreError> {
-        let _ = self.event_loop.join();
+        // The workers exit once the loop has told them to stop; the hashing threads with them.
         for worker in self.workers {
             let _ = worker.join();
         }
         for hasher in self.hashers {
             let _ = hasher.join();
         }
-        // The workers are done: nothing more is sent to other nodes.
+        // The workers are done: nothing more is sent to other nodes. The bus is stopped
+        // before the loop is waited for: it holds a sender of the loop's channel, and the
+        // loop says goodbye to its clients only once every sender has gone.
         if let Some(mut bus) = self.bus {
             bus.stop();
         }
+        let _ = self.event_loop.join();
         if self.store.has_room_for_checkpoint() {
             self.store.checkpoint()?;
         } else {

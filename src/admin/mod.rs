@@ -64,6 +64,11 @@ pub enum AdminError {
     DefaultApp,
     #[error("only services of the app default may be the push gateway (it serves every app)")]
     PushOutsideDefault,
+    #[error(
+        "{name}'s home is cluster node {home} ({address}), and this data directory is node {here}'s: \
+         manage {name} on node {home}'s data directory, or register it online"
+    )]
+    HomedElsewhere { name: String, home: u8, address: String, here: u8 },
 }
 
 pub type AdminResult<T> = Result<T, AdminError>;
@@ -81,6 +86,7 @@ pub fn add_user(store: &Store, username: &str, password: &str, cost: HashCost) -
     if !valid_user_name(username) {
         return Err(AdminError::InvalidName);
     }
+    homed_here(store, username)?;
     let (app, name) = split(username);
     hosted(store, app)?;
     if !valid_password(password) {
@@ -285,12 +291,39 @@ pub fn storage_stats(store: &Store) -> AdminResult<StoreStats> {
 }
 
 fn existing(store: &Store, username: &str) -> AdminResult<Account> {
-    store.account(username)?.ok_or_else(|| AdminError::NoSuchUser(local(username).to_string()))
+    match store.account(username)? {
+        Some(account) => Ok(account),
+        None => {
+            // Not here: maybe because it lives on another node, which is worth saying.
+            homed_here(store, username)?;
+            Err(AdminError::NoSuchUser(local(username).to_string()))
+        }
+    }
+}
+
+/// Refuses a user (app-qualified name) whose home is another node, when this directory is
+/// a cluster node's: its account must be on its home, the only node that serves it (the
+/// node list is the one the node last ran with, recorded at each start).
+fn homed_here(store: &Store, username: &str) -> AdminResult<()> {
+    let Some(membership) = store.cluster_membership()? else {
+        return Ok(());
+    };
+    let home = membership.home_of(username);
+    if home == membership.me {
+        return Ok(());
+    }
+    Err(AdminError::HomedElsewhere {
+        name: local(username).to_string(),
+        home,
+        address: membership.address_of(home).unwrap_or("?").to_string(),
+        here: membership.me,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Membership;
     use crate::protocol::GroupId;
     use crate::store::{GroupRecord, MemberRecord};
 
@@ -323,6 +356,30 @@ mod tests {
         delete_user(&store, "default/alice").unwrap();
         assert!(list_users(&store, "default").unwrap().is_empty());
         assert!(matches!(delete_user(&store, "default/alice"), Err(AdminError::NoSuchUser(_))));
+    }
+
+    #[test]
+    fn a_cluster_nodes_directory_takes_only_users_homed_on_that_node() {
+        let (dir, store) = store();
+        let membership = Membership::parse(2, "1=10.0.0.1:7420,2=10.0.0.2:7420,3=10.0.0.3:7420").unwrap();
+        store.claim_for_node(2, &membership).unwrap();
+        drop(store);
+        // Opened again, as an administration command opens it once the node has stopped.
+        let store = Store::open(dir.path()).unwrap();
+        let homed_on = |node| (0..).map(|i| format!("default/user{i}")).find(|n| membership.home_of(n) == node);
+        let (here, there) = (homed_on(2).unwrap(), homed_on(3).unwrap());
+
+        let id = add_user(&store, &here, "password1", HashCost::MINIMUM).unwrap();
+        assert_eq!(Membership::node_of_id(id.0), 2, "its id carries the node, as the node's own would");
+        let refused = add_user(&store, &there, "password1", HashCost::MINIMUM);
+        assert!(
+            matches!(&refused, Err(AdminError::HomedElsewhere { home: 3, address, here: 2, .. }) if address == "10.0.0.3:7420"),
+            "{refused:?}"
+        );
+        assert!(store.account(&there).unwrap().is_none());
+        // Commands on an existing user say where one homed elsewhere is to be found.
+        assert!(matches!(set_admin(&store, &there, true), Err(AdminError::HomedElsewhere { home: 3, .. })));
+        set_admin(&store, &here, true).unwrap();
     }
 
     #[test]

@@ -248,6 +248,12 @@ impl Store {
             hook: None,
             db,
         };
+        // A cluster node's directory is that node's for good (see `node`): whatever opens
+        // it, the daemon or an administration command while it is stopped, makes ids that
+        // carry the node, never bare counters that could equal another node's ids.
+        if let Some(node) = store.cluster_node()? {
+            store.id_node.store(node, std::sync::atomic::Ordering::Relaxed);
+        }
         // Journal values of releases before the commit log, then the commit log itself:
         // both before anything reads the logs.
         match store.journal_recover()? {

@@ -2,23 +2,31 @@
 //! all on 127.0.0.1, each node with a temporary data directory, spoken to over TCP. Every
 //! user has a home node; the tests choose usernames by their home ([`homed_on`]) and
 //! then play protocol scenarios across nodes: redirects at login, direct messages,
-//! ordering and idempotency, a node killed, the bus killed.
+//! ordering and idempotency, sent copies, read receipts, deletions, presence, a node
+//! killed or stopped, the bus killed, and the administration commands on a node's data
+//! directory.
 //!
 //! Waiting is bounded everywhere: the client's read timeout for every frame, and
 //! [`RECOVERY`] for what a cluster notices by itself (a node or the bus gone or back),
 //! polled with a deadline and never assumed after a sleep. A test gets its cluster once
 //! every node has reached every other over the bus ([`TestCluster::start`]).
 
+mod admin_cli;
 mod bus_down;
+mod deletion;
 mod direct;
 mod listings;
 mod node_down;
 mod ordering;
+mod presence;
+mod read_receipts;
 mod redirect;
 mod rooms;
+mod sent_copies;
 mod services;
+mod stop;
 
-use crate::common::{in_default, PASSWORD};
+use crate::common::{in_default, login_device, PASSWORD};
 use confab::client::{Client, ClientError, ClientResult};
 use confab::cluster::home_of;
 use confab::protocol::{ClientMsgId, Content, ErrorCode, Message, Reply, Request, Seq};
@@ -113,6 +121,14 @@ impl TestCluster {
     pub fn user(&self, name: &str) -> Client {
         self.register(&[name]);
         self.login(name)
+    }
+
+    /// A client logged in as `name` (registered before) on its home node from the named
+    /// `device` (`LoginDevice`), and the `DeviceLoggedIn` reply.
+    pub fn device(&self, name: &str, device: &str) -> (Client, Reply) {
+        let mut client = self.client(home(name));
+        let reply = login_device(&mut client, name, device);
+        (client, reply)
     }
 }
 

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the server's `Config::for_tests` sets, as flags: the cheapest password hash,
 /// small commit-log segments, and registration limits out of the way (tests register many
@@ -45,6 +45,10 @@ pub const HASH_FLAGS: &[&str] = &["--hash-memory-kib", "8", "--hash-iterations",
 
 /// How long confabd may take to listen (it replays its commit log first).
 pub const START_WAIT: Duration = Duration::from_secs(60);
+
+/// How long confabd may take to stop after SIGTERM (it flushes what its clients are owed,
+/// within its shutdown grace, and checkpoints the store).
+pub const STOP_WAIT: Duration = Duration::from_secs(60);
 
 pub struct Daemon {
     pub child: Child,
@@ -103,12 +107,21 @@ impl Daemon {
         Ok(Daemon { child, addr, log, startup })
     }
 
-    /// Stops the daemon as an operator would (SIGTERM) and checks that it exits cleanly.
+    /// Stops the daemon as an operator would (SIGTERM) and checks that it exits cleanly,
+    /// within [`STOP_WAIT`]: a daemon that does not is a failure (and is killed when the
+    /// panic drops it), not a test that never ends.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         assert!(status.success(), "kill -TERM {pid} failed");
-        let status = self.child.wait().expect("confabd exits");
+        let deadline = Instant::now() + STOP_WAIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("confabd can be waited for") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "confabd (pid {pid}) did not stop within {STOP_WAIT:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(status.success(), "confabd exited with {status} after SIGTERM");
     }
 
