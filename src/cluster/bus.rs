@@ -75,6 +75,9 @@ pub trait Workers: Send + 'static {
     fn display_name(&self, username: &str) -> String;
     /// A user of another node is called `display_name` (for what this node sends about it).
     fn remember_name(&self, username: &str, display_name: String);
+    /// The session of `conn`, a connection of another node, ended: what was kept for it
+    /// here outside the workers (its delivery budget) goes. Called before the workers hear.
+    fn session_ended(&self, conn: ConnId);
 }
 
 /// The loop's and the workers' handle on the bus.
@@ -84,11 +87,17 @@ pub struct BusHandle {
     forwarding: Arc<AtomicUsize>,
     liveness: Arc<Liveness>,
     membership: Arc<Membership>,
+    timeout: Duration,
 }
 
 impl BusHandle {
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// How long a node waits for another's answer (`--cluster-timeout-ms`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// A worker's command for a worker of another node.
@@ -175,6 +184,7 @@ impl Bus {
             forwarding: Arc::new(AtomicUsize::new(0)),
             liveness: Arc::new(Liveness::default()),
             membership: Arc::new(config.membership.clone()),
+            timeout: config.timeout,
         };
         (handle, rx)
     }
@@ -481,6 +491,7 @@ impl<W: Workers> BusState<W> {
             }
             Envelope::Frames(frames) => self.frames_in(frames),
             Envelope::Closed { conn, user } => {
+                self.ends.workers.session_ended(conn);
                 for index in 0..self.ends.workers.count() {
                     let inbound = Inbound::Closed { conn, user: user.clone(), reason: "closed on another node" };
                     self.hand_to_worker(client, index, inbound).await;

@@ -69,6 +69,21 @@ pub enum WorkerCmd {
     /// A broadcast made on another cluster node: push it to this node's online users of
     /// the sender's app.
     Broadcast { from: String, content: Content },
+    /// From the worker of a group homed on another cluster node, to the worker of a user of
+    /// this one it is about to make a member: check the account and the user's seats,
+    /// record the membership, and answer with `Admitted` (see `remote_members`).
+    Admit { group_id: GroupId, username: Arc<str>, admission: u64 },
+    /// The answer to an `Admit`, for the worker of the group: the user's id and display
+    /// name, or why it may not be a member.
+    Admitted {
+        group_id: GroupId,
+        username: Arc<str>,
+        admission: u64,
+        outcome: Result<(UserId, String), (ErrorCode, String)>,
+    },
+    /// From the worker of a group homed on another cluster node: the user (of this node)
+    /// is not, or no longer, a member; its membership record here goes.
+    MembershipEnded { group_id: GroupId, username: Arc<str> },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

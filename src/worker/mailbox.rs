@@ -7,15 +7,19 @@ use super::commands::WorkerCmd;
 use super::Directory;
 use crate::cluster::bus::Workers;
 use crate::cluster::wire::RemoteCmd;
-use crate::route::{Inbound, Owner};
+use crate::route::{ConnId, Inbound, Owner};
 use crate::store::Store;
 use crossbeam_channel::{Sender, TrySendError};
+use std::sync::Arc;
 
 pub struct Mailbox {
     pub(super) inbound: Vec<Sender<Inbound>>,
     pub(super) internal: Vec<Sender<WorkerCmd>>,
     pub(super) directory: Directory,
     pub(super) store: Store,
+    /// The delivery budget of a member's session on another node, in bytes
+    /// (`--delivery-window-bytes`, as for a session of this node).
+    pub(super) budget_bytes: usize,
 }
 
 impl Workers for Mailbox {
@@ -33,7 +37,7 @@ impl Workers for Mailbox {
 
     fn command(&self, cmd: RemoteCmd) {
         let index = cmd.owner().partition(self.internal.len());
-        let Some(cmd) = local(cmd, &self.store) else { return };
+        let Some(cmd) = self.local(cmd) else { return };
         // Unbounded: never blocks; an error means the worker has stopped (shutdown).
         let _ = self.internal[index].send(cmd);
     }
@@ -44,6 +48,25 @@ impl Workers for Mailbox {
 
     fn remember_name(&self, username: &str, display_name: String) {
         self.directory.remember(username, display_name);
+    }
+
+    fn session_ended(&self, conn: ConnId) {
+        self.directory.remote_ended(conn);
+    }
+}
+
+impl Mailbox {
+    /// [`local`], and a member's session on another node recorded: here, on the bus thread,
+    /// in the order its node's envelopes came, so the `Closed` that ends it (which that node
+    /// sends only after the `MemberOnline`) always finds it.
+    fn local(&self, cmd: RemoteCmd) -> Option<WorkerCmd> {
+        if let RemoteCmd::MemberOnline { group_id, username, device, conn, display_name } = cmd {
+            let (username, device): (Arc<str>, Arc<str>) = (username.into(), device.into());
+            self.directory.remember(&username, display_name);
+            self.directory.remote_online(username.clone(), device.clone(), conn, self.budget_bytes);
+            return Some(WorkerCmd::MemberOnline { group_id, username, device, conn });
+        }
+        local(cmd, &self.store)
     }
 }
 
@@ -65,6 +88,19 @@ fn local(cmd: RemoteCmd, store: &Store) -> Option<WorkerCmd> {
             WorkerCmd::SenderDeleted { sender: sender.into(), peer, message_id }
         }
         RemoteCmd::Broadcast { from, content } => WorkerCmd::Broadcast { from, content },
+        // `Mailbox::local` records the session first.
+        RemoteCmd::MemberOnline { group_id, username, device, conn, .. } => {
+            WorkerCmd::MemberOnline { group_id, username: username.into(), device: device.into(), conn }
+        }
+        RemoteCmd::Admit { group_id, username, admission } => {
+            WorkerCmd::Admit { group_id, username: username.into(), admission }
+        }
+        RemoteCmd::Admitted { group_id, username, admission, outcome } => {
+            WorkerCmd::Admitted { group_id, username: username.into(), admission, outcome }
+        }
+        RemoteCmd::MembershipEnded { group_id, username } => {
+            WorkerCmd::MembershipEnded { group_id, username: username.into() }
+        }
     })
 }
 
@@ -91,6 +127,18 @@ pub(super) fn remote(cmd: &WorkerCmd) -> Option<RemoteCmd> {
         WorkerCmd::SenderDeleted { sender, peer, message_id } => {
             RemoteCmd::SenderDeleted { sender: sender.to_string(), peer: peer.clone(), message_id: *message_id }
         }
+        WorkerCmd::Admit { group_id, username, admission } => {
+            RemoteCmd::Admit { group_id: *group_id, username: username.to_string(), admission: *admission }
+        }
+        WorkerCmd::Admitted { group_id, username, admission, outcome } => RemoteCmd::Admitted {
+            group_id: *group_id,
+            username: username.to_string(),
+            admission: *admission,
+            outcome: outcome.clone(),
+        },
+        WorkerCmd::MembershipEnded { group_id, username } => {
+            RemoteCmd::MembershipEnded { group_id: *group_id, username: username.to_string() }
+        }
         _ => return None,
     })
 }
@@ -102,6 +150,8 @@ pub(super) fn owner_of(cmd: &WorkerCmd) -> Option<Owner<'_>> {
         | WorkerCmd::ReadReceipt { sender, .. }
         | WorkerCmd::SenderDeleted { sender, .. } => Some(Owner::User(sender)),
         WorkerCmd::DeleteDirect { peer, .. } => Some(Owner::User(peer)),
+        WorkerCmd::Admit { username, .. } | WorkerCmd::MembershipEnded { username, .. } => Some(Owner::User(username)),
+        WorkerCmd::Admitted { group_id, .. } => Some(Owner::Group(*group_id)),
         _ => None,
     }
 }

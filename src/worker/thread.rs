@@ -18,7 +18,8 @@ use super::services::{self, Gathers};
 use super::support::{self, Shops};
 use super::waiting::Readers;
 use super::{
-    accounts, claims, deletion, devices, membership, message, read_state, retention, stats, unread, waiting, Shared,
+    accounts, claims, deletion, devices, membership, message, read_state, remote_members, retention, stats, unread,
+    waiting, Shared,
 };
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
@@ -225,10 +226,15 @@ impl Owners {
             }
             WorkerCmd::Gathered { gather, outcome } => self.gathers.gathered(ctx, gather, outcome),
             WorkerCmd::MemberOnline { group_id, username, device, conn } => {
-                if let Err(refusal) = self.groups.member_online(ctx, group_id, &username, &device, conn) {
-                    debug!("group {group_id} catch-up for {username}: {}", refusal.message);
-                }
+                remote_members::member_online(ctx, &mut self.groups, group_id, &username, &device, conn)
             }
+            WorkerCmd::Admit { group_id, username, admission } => {
+                remote_members::admit_here(ctx, group_id, username, admission)
+            }
+            WorkerCmd::Admitted { group_id, username, admission, outcome } => {
+                remote_members::admitted(ctx, &mut self.groups, group_id, username, admission, outcome)
+            }
+            WorkerCmd::MembershipEnded { group_id, username } => remote_members::ended_here(ctx, group_id, &username),
             WorkerCmd::CreateGroup { group, seat } => {
                 let (conn, request_id) = (group.conn, group.request_id);
                 let app = ctx.shared.apps.of(&group.creator.name).cloned();

@@ -11,6 +11,7 @@
 
 mod bus_down;
 mod direct;
+mod groups;
 mod node_down;
 mod ordering;
 mod redirect;
