@@ -25,7 +25,7 @@ use async_nats::{Client, Message};
 use futures_util::StreamExt;
 use log::{debug, info, warn};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -78,6 +78,10 @@ pub trait Workers: Send + 'static {
     /// The session of `conn`, a connection of another node, ended: what was kept for it
     /// here outside the workers (its delivery budget) goes. Called before the workers hear.
     fn session_ended(&self, conn: ConnId);
+    /// `node` (every other node when None) may have lost what this node told it about the
+    /// sessions of this node (it restarted, or this node's bus connection was down): tell it
+    /// again.
+    fn reannounce(&self, node: Option<u8>);
 }
 
 /// The loop's and the workers' handle on the bus.
@@ -245,6 +249,14 @@ struct BusState<W: Workers> {
     owed: HashMap<(ConnId, u32), VecDeque<(String, Instant)>>,
     /// Inbound held for workers whose queue was full, per worker, in order.
     held: Vec<VecDeque<Inbound>>,
+    /// This run of this node, in its heartbeats (its start time), so that the others can
+    /// tell that it restarted however quickly.
+    boot: u64,
+    /// The run each other node last said it is in.
+    boots: HashMap<u8, u64>,
+    /// Set when the bus connection comes up (again): what other nodes hold for this node's
+    /// sessions may have been lost meanwhile.
+    connected_again: Arc<AtomicBool>,
 }
 
 impl<W: Workers> BusState<W> {
@@ -260,6 +272,9 @@ impl<W: Workers> BusState<W> {
             next_token: 1,
             owed: HashMap::new(),
             held: (0..workers).map(|_| VecDeque::new()).collect(),
+            boot: now_ms(),
+            boots: HashMap::new(),
+            connected_again: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -273,6 +288,7 @@ impl<W: Workers> BusState<W> {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToBus>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
         let liveness = self.handle.liveness.clone();
+        let connected = self.connected_again.clone();
         let me = self.me();
         let options = async_nats::ConnectOptions::new()
             .name(format!("confabd node {me}"))
@@ -282,11 +298,13 @@ impl<W: Workers> BusState<W> {
             .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(2000)))
             .event_callback(move |event| {
                 let liveness = liveness.clone();
+                let connected = connected.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             info!("cluster bus connected");
                             liveness.set_connected(true, now_ms());
+                            connected.store(true, Ordering::Relaxed);
                         }
                         async_nats::Event::Disconnected => {
                             warn!(
@@ -323,14 +341,12 @@ impl<W: Workers> BusState<W> {
                 _ = &mut stopped => break,
                 Some(out) = rx.recv() => self.outgoing(&client, out).await,
                 Some(message) = inbox.next() => self.incoming(&client, message).await,
-                Some(message) = beats.next() => {
-                    if let Some(&node) = message.payload.first() {
-                        self.handle.liveness.heard(node, now_ms());
-                    }
-                }
+                Some(message) = beats.next() => self.beat(&message.payload),
                 _ = beat.tick() => {
                     if client.connection_state() == async_nats::connection::State::Connected {
-                        publish(&client, alive.clone(), vec![me]).await;
+                        let mut payload = vec![me];
+                        payload.extend_from_slice(&self.boot.to_be_bytes());
+                        publish(&client, alive.clone(), payload).await;
                     }
                 }
                 _ = tick.tick() => self.sweep(),
@@ -560,9 +576,36 @@ impl<W: Workers> BusState<W> {
         self.ends.outbox.send(vec![LoopMsg::Frames { conn, bytes }]);
     }
 
+    /// Another node's heartbeat: its id, then (from nodes that send it) its run. A node
+    /// heard again after it was down, or in a new run, lost what it held for this node's
+    /// sessions: the workers tell it again.
+    fn beat(&mut self, payload: &[u8]) {
+        let Some(&node) = payload.first() else { return };
+        let now = now_ms();
+        if node != self.me() {
+            let was_down = self.handle.liveness.is_down(node, now);
+            let run = payload.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+            let restarted = match (run, self.boots.get(&node)) {
+                (Some(run), Some(&known)) => run != known,
+                _ => false,
+            };
+            if let Some(run) = run {
+                self.boots.insert(node, run);
+            }
+            if was_down || restarted {
+                info!("cluster node {node} is back");
+                self.ends.workers.reannounce(Some(node));
+            }
+        }
+        self.handle.liveness.heard(node, now);
+    }
+
     /// Held requests to workers with room again; forwarded requests past their deadline;
     /// answers owed for too long (their worker never made one: forgotten).
     fn sweep(&mut self) {
+        if self.connected_again.swap(false, Ordering::Relaxed) {
+            self.ends.workers.reannounce(None);
+        }
         for index in 0..self.held.len() {
             while let Some(inbound) = self.held[index].pop_front() {
                 if let Err(inbound) = self.ends.workers.try_send(index, inbound) {

@@ -214,6 +214,11 @@ impl Directory {
         self.is_online(username) || read(&self.remote).by_user.contains_key(username)
     }
 
+    /// Every user online with its display name and sessions.
+    pub fn everyone(&self) -> Vec<(Arc<str>, String, Vec<SessionEntry>)> {
+        read(&self.online).users.iter().map(|(n, e)| (n.clone(), e.display_name.clone(), e.sessions.clone())).collect()
+    }
+
     /// Users online (each once, however many devices).
     pub fn count(&self) -> usize {
         read(&self.online).users.len()

@@ -53,6 +53,13 @@ impl Workers for Mailbox {
     fn session_ended(&self, conn: ConnId) {
         self.directory.remote_ended(conn);
     }
+
+    fn reannounce(&self, node: Option<u8>) {
+        // One worker reads the directory for everyone; it is a rare event.
+        if let Some(worker) = self.internal.first() {
+            let _ = worker.send(WorkerCmd::Reannounce { node });
+        }
+    }
 }
 
 impl Mailbox {

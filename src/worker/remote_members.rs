@@ -21,7 +21,9 @@
 //!   connection), which keeps the session with a delivery budget of its own
 //!   (`Directory::remote_online`) and delivers to it as to a session of its own; the
 //!   connection's node is told to report the session's end here (`LoopMsg::Reached`).
-//!   Acks and resyncs of the group come here anyway (they are group requests).
+//!   Acks and resyncs of the group come here anyway (they are group requests). A node that
+//!   restarted, or that this node could not reach for a while, is told again which sessions
+//!   are online in its groups (`reannounce`).
 
 use super::commands::WorkerCmd;
 use super::context::Ctx;
@@ -271,4 +273,38 @@ pub fn online_elsewhere(ctx: &mut Ctx, group_id: GroupId, user: &SessionUser, co
     };
     ctx.batch.send_to_node(node, cmd, None, false);
     ctx.batch.control(LoopMsg::Reached { conn, node, user: user.clone() });
+}
+
+/// Tells `node` (every other node when None) again which sessions of this node's users are
+/// online in its groups: it restarted, or this node's bus connection was down, and what it
+/// held for them may be lost.
+pub fn reannounce(ctx: &mut Ctx, node: Option<u8>) {
+    let store = ctx.shared.store.clone();
+    for (username, display_name, sessions) in ctx.shared.directory.everyone() {
+        let groups: Vec<GroupId> = match store.memberships(&username) {
+            Ok(groups) => groups,
+            Err(e) => {
+                debug!("{username}'s groups: {e}");
+                continue;
+            }
+        };
+        let elsewhere = |id: &GroupId| ctx.home_of(Owner::Group(*id)).is_some_and(|n| node.is_none_or(|m| m == n));
+        let groups: Vec<GroupId> = groups.into_iter().filter(elsewhere).collect();
+        if groups.is_empty() {
+            continue;
+        }
+        let Ok(Some(account)) = store.account(&username) else { continue };
+        for session in sessions {
+            let user = SessionUser {
+                name: username.clone(),
+                uid: account.user_id,
+                admin: account.admin,
+                service: false,
+                device: session.device.clone(),
+            };
+            for &group_id in &groups {
+                online_elsewhere(ctx, group_id, &user, session.conn, &display_name);
+            }
+        }
+    }
 }

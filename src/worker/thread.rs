@@ -235,6 +235,7 @@ impl Owners {
                 remote_members::admitted(ctx, &mut self.groups, group_id, username, admission, outcome)
             }
             WorkerCmd::MembershipEnded { group_id, username } => remote_members::ended_here(ctx, group_id, &username),
+            WorkerCmd::Reannounce { node } => remote_members::reannounce(ctx, node),
             WorkerCmd::CreateGroup { group, seat } => {
                 let (conn, request_id) = (group.conn, group.request_id);
                 let app = ctx.shared.apps.of(&group.creator.name).cloned();

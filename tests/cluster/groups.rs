@@ -4,7 +4,8 @@
 //! is in (so its login there brings the group's backlog), and checks its account before it
 //! is made a member.
 
-use super::{homed_on, text_of, TestCluster};
+use super::{homed_on, retry_while_unavailable, text_of, unavailable, TestCluster};
+use crate::common::PASSWORD;
 use confab::client::Client;
 use confab::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Message, Reply, Request, Role, Seq, Target,
@@ -249,4 +250,72 @@ fn a_removed_member_hears_of_it_and_nothing_more() {
     // carol is added again: she starts from there.
     add(&mut a, group, &carol);
     assert_eq!(heard(&mut c, group, 1), vec![added(8, 7, &carol, &alice)]);
+}
+
+#[test]
+fn a_member_whose_home_was_killed_catches_up_when_it_returns() {
+    let mut cluster = TestCluster::start();
+    let Three { group, alice, bob, carol, clients } = three(&cluster, "k");
+    let [mut a, b, mut c] = clients;
+    drop(b);
+
+    cluster.nodes.kill(2);
+    for i in 1..=3 {
+        assert_eq!(say(&mut a, group, i, &format!("while node 2 is down {i}")), Seq(3 + i));
+    }
+    let to_carol = heard(&mut c, group, 3);
+    assert_eq!(to_carol[2], text(6, 5, &alice, "while node 2 is down 3"));
+
+    // bob's home returns; his login there brings what he had not acknowledged.
+    cluster.nodes.restart(2);
+    let mut b = cluster.client(2);
+    b.login(&bob, PASSWORD).unwrap();
+    let mut expected = vec![added(2, 1, &bob, &alice), added(3, 2, &carol, &alice)];
+    expected.extend((1..=3u64).map(|i| text(3 + i, 2 + i, &alice, &format!("while node 2 is down {i}"))));
+    assert_eq!(heard(&mut b, group, 5), expected);
+    ack(&mut b, group, Seq(6));
+
+    // And he is a member like before: his message reaches the others, theirs reach him.
+    assert_eq!(say(&mut b, group, 1, "back"), Seq(7));
+    assert_eq!(heard(&mut c, group, 1), vec![text(7, 6, &bob, "back")]);
+    assert_eq!(say(&mut c, group, 1, "welcome"), Seq(8));
+    let next = b.next_message().unwrap();
+    assert_eq!((next.seq, text_of(&next.content)), (Seq(8), "welcome".to_string()));
+}
+
+#[test]
+fn while_the_groups_home_is_down_sends_are_unavailable_and_nothing_receipted_is_lost() {
+    let mut cluster = TestCluster::start();
+    let Three { group, alice, bob, carol, clients } = three(&cluster, "g");
+    let [mut a, mut b, mut c] = clients;
+    assert_eq!(say(&mut b, group, 1, "before"), Seq(4));
+    assert_eq!(heard(&mut c, group, 1), vec![text(4, 3, &bob, "before")]);
+    assert_eq!(heard(&mut a, group, 1), vec![text(4, 3, &bob, "before")]);
+    for client in [&mut a, &mut b, &mut c] {
+        ack(client, group, Seq(4));
+    }
+    drop(a);
+
+    cluster.nodes.kill(1);
+    unavailable(b.request(send(group, 2, "while node 1 is down")));
+    unavailable(c.request(send(group, 2, "me too")));
+
+    // The group's home returns: the refused sends, retried, are stored once each, and the
+    // members still online hear of each other's again without logging in anew.
+    cluster.nodes.restart(1);
+    let seq = retry_while_unavailable("bob's retry", || b.request(send(group, 2, "while node 1 is down")));
+    assert!(matches!(seq, Ok(Reply::Sent { seq: Seq(5), duplicate: false, .. })), "{seq:?}");
+    let seq = retry_while_unavailable("carol's retry", || c.request(send(group, 2, "me too")));
+    assert!(matches!(seq, Ok(Reply::Sent { seq: Seq(6), duplicate: false, .. })), "{seq:?}");
+    let to_bob = b.next_message().unwrap();
+    assert_eq!((to_bob.seq, to_bob.from.as_str(), text_of(&to_bob.content)), (Seq(6), carol.as_str(), "me too".into()));
+    let to_carol = c.next_message().unwrap();
+    assert_eq!(
+        (to_carol.seq, to_carol.from.as_str(), text_of(&to_carol.content)),
+        (Seq(5), bob.as_str(), "while node 1 is down".into())
+    );
+
+    // alice logs in at the group's home: everything after her ack, in order.
+    let mut a = cluster.login(&alice);
+    assert_eq!(heard(&mut a, group, 2), vec![text(5, 4, &bob, "while node 1 is down"), text(6, 5, &carol, "me too")]);
 }
