@@ -21,7 +21,7 @@ use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
-use super::remote_members::Admissions;
+use super::remote_members::{self, Admissions};
 use super::retention::{self, LogRef, Retention};
 use crate::apps::app_of;
 use crate::apps::wire;
@@ -198,7 +198,7 @@ fn load<'a>(
         // sequence reaches it).
         let within = |seq: Seq| seq.min(log.last_seq);
         let legacy = ctx.shared.store.group_ack(id, &m.username)?;
-        let (devices, unrecorded) = devices::reader_cursors(ctx, m.uid, legacy, within, &recorded)?;
+        let (devices, unrecorded) = remote_members::member_cursors(ctx, &m.username, m.uid, legacy, within, &recorded)?;
         let name: Arc<str> = m.username.into();
         group.members.insert(name.clone(), Member { uid: m.uid, role: m.role, devices });
         // Members already online get live messages from now on; their backlog is

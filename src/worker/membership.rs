@@ -9,7 +9,6 @@ use super::commands::{NewGroup, WorkerCmd};
 use super::context::Ctx;
 use super::device_cursors::is_legacy;
 use super::device_readers::DeviceReaders;
-use super::devices;
 use super::groups::{GroupState, Groups, Member};
 use super::message::system_content;
 use super::read_state;
@@ -216,7 +215,8 @@ pub(super) fn seat_member(
 fn seat_devices(ctx: &mut Ctx, group: &mut GroupState, username: &str, uid: UserId, role: Role) -> Handled {
     let legacy = ctx.shared.store.group_ack(group.id, username)?;
     let last_seq = group.last_seq;
-    let (devices, unrecorded) = devices::reader_cursors(ctx, uid, legacy, |seq| seq.min(last_seq), &HashMap::new())?;
+    let within = |seq: Seq| seq.min(last_seq);
+    let (devices, unrecorded) = remote_members::member_cursors(ctx, username, uid, legacy, within, &HashMap::new())?;
     group.members.insert(username.into(), Member { uid, role, devices });
     // The record first: a device's position is kept only for a member of a group on disk.
     ctx.partition.sled().put_group(group.id, &group.record())?;

@@ -27,12 +27,14 @@
 
 use super::commands::WorkerCmd;
 use super::context::Ctx;
+use super::device_cursors::{DeviceCursors, LEGACY};
+use super::devices;
 use super::groups::Groups;
 use super::membership;
 use super::refusal::{Handled, Refusal};
 use crate::cluster::wire::RemoteCmd;
 use crate::cluster::DEFAULT_TIMEOUT;
-use crate::protocol::{ErrorCode, GroupEvent, GroupId, Reply, UserId};
+use crate::protocol::{ErrorCode, GroupEvent, GroupId, Reply, Seq, UserId};
 use crate::route::{ConnId, LoopMsg, Owner, SessionUser};
 use log::debug;
 use std::collections::HashMap;
@@ -238,6 +240,36 @@ fn end_unless_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: 
     if !member && !groups.admissions.is_pending(id, username) {
         ctx.tell(WorkerCmd::MembershipEnded { group_id: id, username: username.clone() }, false);
     }
+}
+
+/// A member's cursors as its group loads (see `devices::reader_cursors`). A member homed on
+/// another node has its device records there: its devices here are the named ones with a
+/// position recorded here (each records one when it first comes online here), and the
+/// legacy device at its position; without any named one, the implicit legacy cursor. The
+/// legacy cursor of a member who uses only named devices then holds its position, so
+/// history keeps what lies above it (at most `--group-retention`, as for anyone).
+pub fn member_cursors(
+    ctx: &Ctx,
+    username: &str,
+    uid: UserId,
+    legacy: Seq,
+    within: impl Fn(Seq) -> Seq,
+    recorded: &HashMap<(UserId, String), Seq>,
+) -> Result<(DeviceCursors, Vec<Arc<str>>), Refusal> {
+    if ctx.home_of(Owner::User(username)).is_none() {
+        return devices::reader_cursors(ctx, uid, legacy, within, recorded);
+    }
+    let mut named = recorded.iter().filter(|((member, _), _)| *member == uid).peekable();
+    if named.peek().is_none() {
+        return Ok((DeviceCursors::implicit_legacy(within(legacy)), Vec::new()));
+    }
+    let now = crate::clock::now_ms();
+    let mut cursors = DeviceCursors::default();
+    for ((_, device), acked) in named {
+        cursors.insert(device.as_str().into(), within(*acked), now);
+    }
+    cursors.insert(LEGACY.into(), within(legacy), now);
+    Ok((cursors, Vec::new()))
 }
 
 /// On the user's worker, at its home: a group of another node says the user is not a

@@ -5,7 +5,7 @@
 //! is made a member.
 
 use super::{homed_on, retry_while_unavailable, text_of, unavailable, TestCluster};
-use crate::common::PASSWORD;
+use crate::common::{login_device, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Message, Reply, Request, Role, Seq, Target,
@@ -318,4 +318,35 @@ fn while_the_groups_home_is_down_sends_are_unavailable_and_nothing_receipted_is_
     // alice logs in at the group's home: everything after her ack, in order.
     let mut a = cluster.login(&alice);
     assert_eq!(heard(&mut a, group, 2), vec![text(5, 4, &bob, "while node 1 is down"), text(6, 5, &carol, "me too")]);
+}
+
+#[test]
+fn a_members_named_device_keeps_its_place_in_a_group_of_another_node_across_that_nodes_restart() {
+    let mut cluster = TestCluster::start();
+    let (alice, bob) = (homed_on(1, "da"), homed_on(2, "db"));
+    cluster.register(&[&bob]);
+    let mut a = cluster.user(&alice);
+    let mut phone = cluster.client(2);
+    login_device(&mut phone, &bob, "phone");
+    let group = create(&mut a, "friends");
+    add(&mut a, group, &bob);
+    for i in 1..=3 {
+        assert_eq!(say(&mut a, group, i, &format!("alice {i}")), Seq(2 + i));
+    }
+    let expected: Vec<Said> = [added(2, 1, &bob, &alice)]
+        .into_iter()
+        .chain((1..=3u64).map(|i| text(2 + i, 1 + i, &alice, &format!("alice {i}"))))
+        .collect();
+    assert_eq!(heard(&mut phone, group, 4), expected);
+    ack(&mut phone, group, Seq(4));
+    drop(phone);
+
+    // The group's home restarts: the phone's position there is what it acknowledged.
+    cluster.nodes.restart(1);
+    let mut phone = cluster.client(2);
+    login_device(&mut phone, &bob, "phone");
+    assert_eq!(heard(&mut phone, group, 1), expected[3..].to_vec());
+    let mut a = cluster.login(&alice);
+    assert_eq!(say(&mut a, group, 4, "alice 4"), Seq(6));
+    assert_eq!(heard(&mut phone, group, 1), vec![text(6, 5, &alice, "alice 4")]);
 }
