@@ -110,6 +110,13 @@ pub enum RemoteCmd {
         group_id: GroupId,
         username: String,
     },
+    /// To a node, from a user's home: the user came online or went offline; its co-members
+    /// in `groups` (homed on the receiving node) hear of it.
+    GroupPresence {
+        username: String,
+        online: bool,
+        groups: Vec<GroupId>,
+    },
 }
 
 impl RemoteCmd {
@@ -121,7 +128,9 @@ impl RemoteCmd {
             RemoteCmd::SenderDeleted { sender, .. } => Owner::User(sender),
             RemoteCmd::Broadcast { from, .. } => Owner::User(from),
             RemoteCmd::MemberOnline { group_id, .. } | RemoteCmd::Admitted { group_id, .. } => Owner::Group(*group_id),
-            RemoteCmd::Admit { username, .. } | RemoteCmd::MembershipEnded { username, .. } => Owner::User(username),
+            RemoteCmd::Admit { username, .. }
+            | RemoteCmd::MembershipEnded { username, .. }
+            | RemoteCmd::GroupPresence { username, .. } => Owner::User(username),
         }
     }
 }

@@ -84,6 +84,9 @@ pub enum WorkerCmd {
     /// From the worker of a group homed on another cluster node: the user (of this node)
     /// is not, or no longer, a member; its membership record here goes.
     MembershipEnded { group_id: GroupId, username: Arc<str> },
+    /// A user of another cluster node came online or went offline: its co-members in
+    /// `groups` (homed here) hear of it.
+    GroupPresence { username: String, online: bool, groups: Vec<GroupId> },
     /// Cluster node `node` (every other node when None) may have lost the sessions of this
     /// node's users that it held (it restarted, or the bus was down): tell it again which
     /// are online in its groups.

@@ -108,6 +108,7 @@ fn local(cmd: RemoteCmd, store: &Store) -> Option<WorkerCmd> {
         RemoteCmd::MembershipEnded { group_id, username } => {
             WorkerCmd::MembershipEnded { group_id, username: username.into() }
         }
+        RemoteCmd::GroupPresence { username, online, groups } => WorkerCmd::GroupPresence { username, online, groups },
     })
 }
 

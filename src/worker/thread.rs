@@ -8,7 +8,7 @@ use super::context::{Ctx, WaitQueue, Waiting};
 use super::groups::Groups;
 use super::history::History;
 use super::inbox::Inboxes;
-use super::presence::Presence;
+use super::presence::{self, Presence};
 use super::push::queue::PushQueue;
 use super::push::settings::{self, DeviceRequest};
 use super::read_budget;
@@ -236,6 +236,9 @@ impl Owners {
             }
             WorkerCmd::MembershipEnded { group_id, username } => remote_members::ended_here(ctx, group_id, &username),
             WorkerCmd::Reannounce { node } => remote_members::reannounce(ctx, node),
+            WorkerCmd::GroupPresence { username, online, groups } => {
+                presence::to_group_peers(ctx, &username, online, &groups)
+            }
             WorkerCmd::CreateGroup { group, seat } => {
                 let (conn, request_id) = (group.conn, group.request_id);
                 let app = ctx.shared.apps.of(&group.creator.name).cloned();

@@ -8,7 +8,8 @@ use super::{homed_on, retry_while_unavailable, text_of, unavailable, TestCluster
 use crate::common::{login_device, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{
-    ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Message, Reply, Request, Role, Seq, Target,
+    ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Message, Push, Reply, Request, Role, Seq,
+    Target,
 };
 use std::collections::BTreeSet;
 
@@ -349,4 +350,26 @@ fn a_members_named_device_keeps_its_place_in_a_group_of_another_node_across_that
     let mut a = cluster.login(&alice);
     assert_eq!(say(&mut a, group, 4, "alice 4"), Seq(6));
     assert_eq!(heard(&mut phone, group, 1), vec![text(6, 5, &alice, "alice 4")]);
+}
+
+#[test]
+fn co_members_on_other_nodes_hear_a_member_go_and_come_back() {
+    let cluster = TestCluster::start();
+    let Three { group, alice, bob, clients, .. } = three(&cluster, "p");
+    let [mut a, mut b, mut c] = clients;
+    ack(&mut b, group, Seq(3));
+    // bob's home tells the group's node, which tells alice (there) and carol (node 3).
+    drop(b);
+    for client in [&mut a, &mut c] {
+        assert_eq!(client.next_push().unwrap(), Push::Presence { username: bob.clone(), online: false });
+    }
+    let mut b = cluster.login(&bob);
+    for client in [&mut a, &mut c] {
+        assert_eq!(client.next_push().unwrap(), Push::Presence { username: bob.clone(), online: true });
+    }
+    // alice's home is the group's: it tells bob and carol on their nodes.
+    drop(a);
+    for client in [&mut b, &mut c] {
+        assert_eq!(client.next_push().unwrap(), Push::Presence { username: alice.clone(), online: false });
+    }
 }
