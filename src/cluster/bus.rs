@@ -82,6 +82,9 @@ pub trait Workers: Send + 'static {
     /// sessions of this node (it restarted, or this node's bus connection was down): tell it
     /// again.
     fn reannounce(&self, node: Option<u8>);
+    /// The sessions of `node`'s connections kept here (see `session_ended`), each with its
+    /// user as far as this node knows it: to end when that node is down.
+    fn sessions_on(&self, node: u8) -> Vec<(ConnId, SessionUser)>;
 }
 
 /// The loop's and the workers' handle on the bus.
@@ -257,6 +260,9 @@ struct BusState<W: Workers> {
     /// Set when the bus connection comes up (again): what other nodes hold for this node's
     /// sessions may have been lost meanwhile.
     connected_again: Arc<AtomicBool>,
+    /// Other nodes known to be down, and when that was last looked at.
+    down: Vec<u8>,
+    down_checked: Instant,
 }
 
 impl<W: Workers> BusState<W> {
@@ -275,6 +281,8 @@ impl<W: Workers> BusState<W> {
             boot: now_ms(),
             boots: HashMap::new(),
             connected_again: Arc::new(AtomicBool::new(false)),
+            down: Vec::new(),
+            down_checked: Instant::now(),
         }
     }
 
@@ -349,7 +357,10 @@ impl<W: Workers> BusState<W> {
                         publish(&client, alive.clone(), payload).await;
                     }
                 }
-                _ = tick.tick() => self.sweep(),
+                _ = tick.tick() => {
+                    self.sweep();
+                    self.end_sessions_of_down_nodes(&client).await;
+                }
             }
         }
         let _ = client.flush().await;
@@ -598,6 +609,37 @@ impl<W: Workers> BusState<W> {
             }
         }
         self.handle.liveness.heard(node, now);
+    }
+
+    /// Once a second: a node newly known to be down took its connections with it, so the
+    /// sessions of those kept here end, as if it had said so (its members' cursors stop
+    /// pushing into the void, and its users count offline in the groups here). If it was
+    /// only cut off, it tells again which sessions are online once it is back.
+    async fn end_sessions_of_down_nodes(&mut self, client: &Client) {
+        if self.down_checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.down_checked = Instant::now();
+        let now = now_ms();
+        let others: Vec<u8> = self.handle.membership.others().collect();
+        self.down.retain(|node| self.handle.liveness.is_down(*node, now));
+        for node in others {
+            if self.down.contains(&node) || !self.handle.liveness.is_down(node, now) {
+                continue;
+            }
+            self.down.push(node);
+            let sessions = self.ends.workers.sessions_on(node);
+            if !sessions.is_empty() {
+                info!("cluster node {node} is down: ending the {} sessions of its users held here", sessions.len());
+            }
+            for (conn, user) in sessions {
+                self.ends.workers.session_ended(conn);
+                for index in 0..self.ends.workers.count() {
+                    let inbound = Inbound::Closed { conn, user: user.clone(), reason: "its node is down" };
+                    self.hand_to_worker(client, index, inbound).await;
+                }
+            }
+        }
     }
 
     /// Held requests to workers with room again; forwarded requests past their deadline;

@@ -192,6 +192,17 @@ impl Directory {
         write(&self.remote).remove(conn);
     }
 
+    /// The sessions recorded here of cluster node `node`'s connections: (connection,
+    /// username, device).
+    pub fn remote_sessions_on(&self, node: u8) -> Vec<(ConnId, Arc<str>, Arc<str>)> {
+        let remote = read(&self.remote);
+        let sessions = remote.by_user.iter().flat_map(|(name, sessions)| sessions.iter().map(move |s| (name, s)));
+        sessions
+            .filter(|(_, s)| s.conn.node() == node)
+            .map(|(name, s)| (s.conn, name.clone(), s.device.clone()))
+            .collect()
+    }
+
     /// A group member's sessions: of this node, and of other nodes recorded here.
     pub fn member_sessions(&self, username: &str) -> Vec<SessionEntry> {
         let mut sessions = self.sessions_of(username);
@@ -419,6 +430,7 @@ mod tests {
         assert!(d.member_online("a/bob") && !d.is_online("a/bob"), "never online here");
         d.remote_online("a/bob".into(), "phone".into(), second, 10);
         assert!(d.member_session("a/bob", first).is_none(), "the device's newer session replaced it");
+        assert_eq!(d.remote_sessions_on(3), vec![(other, "a/bob".into(), "laptop".into())]);
         assert!(d.member_session("a/bob", second).is_some());
         d.remote_ended(second);
         d.remote_ended(other);

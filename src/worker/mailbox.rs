@@ -7,7 +7,8 @@ use super::commands::WorkerCmd;
 use super::Directory;
 use crate::cluster::bus::Workers;
 use crate::cluster::wire::RemoteCmd;
-use crate::route::{ConnId, Inbound, Owner};
+use crate::protocol::UserId;
+use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::Store;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
@@ -52,6 +53,14 @@ impl Workers for Mailbox {
 
     fn session_ended(&self, conn: ConnId) {
         self.directory.remote_ended(conn);
+    }
+
+    fn sessions_on(&self, node: u8) -> Vec<(ConnId, SessionUser)> {
+        let sessions = self.directory.remote_sessions_on(node).into_iter();
+        // Who the session's user is beyond its name and device is its node's to know; the
+        // workers end a session by connection and name.
+        let user = |name, device| SessionUser { name, uid: UserId(0), admin: false, service: false, device };
+        sessions.map(|(conn, name, device)| (conn, user(name, device))).collect()
     }
 
     fn reannounce(&self, node: Option<u8>) {

@@ -4,8 +4,8 @@
 //! is in (so its login there brings the group's backlog), and checks its account before it
 //! is made a member.
 
-use super::{homed_on, retry_while_unavailable, text_of, unavailable, TestCluster};
-use crate::common::{login_device, PASSWORD};
+use super::{homed_on, retry_while_unavailable, text_of, unavailable, TestCluster, RECOVERY};
+use crate::common::{eventually, login_device, PASSWORD};
 use confab::client::Client;
 use confab::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Message, Push, Reply, Request, Role, Seq,
@@ -65,6 +65,14 @@ fn heard(client: &mut Client, group_id: GroupId, count: usize) -> Vec<Said> {
     (0..count)
         .map(|i| said(&client.next_message().unwrap_or_else(|e| panic!("message {} of {count}: {e}", i + 1)), group_id))
         .collect()
+}
+
+/// Whether the group's node counts `who` online, as `GroupMembers` says.
+fn online_in(client: &mut Client, group_id: GroupId, who: &str) -> bool {
+    match client.request(Request::GroupMembers { group_id }).unwrap() {
+        Reply::Members { members, .. } => members.iter().any(|m| m.username == who && m.online),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn text(seq: u64, prev: u64, from: &str, text: &str) -> Said {
@@ -257,10 +265,12 @@ fn a_removed_member_hears_of_it_and_nothing_more() {
 fn a_member_whose_home_was_killed_catches_up_when_it_returns() {
     let mut cluster = TestCluster::start();
     let Three { group, alice, bob, carol, clients } = three(&cluster, "k");
-    let [mut a, b, mut c] = clients;
-    drop(b);
+    let [mut a, _b, mut c] = clients;
 
+    // bob's home dies with his session: the group's node stops counting it once it knows.
+    assert!(online_in(&mut a, group, &bob));
     cluster.nodes.kill(2);
+    eventually("the group's node to count bob offline", RECOVERY, || !online_in(&mut a, group, &bob));
     for i in 1..=3 {
         assert_eq!(say(&mut a, group, i, &format!("while node 2 is down {i}")), Seq(3 + i));
     }
