@@ -87,6 +87,9 @@ pub enum WorkerCmd {
     /// A user of another cluster node came online or went offline: its co-members in
     /// `groups` (homed here) hear of it.
     GroupPresence { username: String, online: bool, groups: Vec<GroupId> },
+    /// A user's home did not answer an admission in time (the worker's own timer): its
+    /// client is told `Unavailable`.
+    AdmissionsDue,
     /// Cluster node `node` (every other node when None) may have lost the sessions of this
     /// node's users that it held (it restarted, or the bus was down): tell it again which
     /// are online in its groups.

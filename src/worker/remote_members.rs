@@ -10,9 +10,9 @@
 //!   (`--max-groups-per-user` counts every group of the user, wherever it lives) and records
 //!   the membership, and answers (`Admitted`) with the user's id and display name. Only then
 //!   is the member written here, and the client answered once that is durable. No answer
-//!   (the user's home is down): the client's own node answers `Unavailable` when its wait
-//!   runs out; an answer that comes after this node stopped waiting is undone. Nobody is
-//!   ever a member here whose account was not found at its home.
+//!   in time (the user's home is down): the client hears `Unavailable`, and an answer that
+//!   comes later is undone. Nobody is ever a member here whose account was not found at its
+//!   home.
 //! - **The end of a membership** (leave, removal, deletion of the group) is told to the
 //!   member's home (`MembershipEnded`) once it is durable here. A home that missed it
 //!   (down at the time) learns at the member's next login: the group answers its
@@ -32,6 +32,7 @@ use super::devices;
 use super::groups::Groups;
 use super::membership;
 use super::refusal::{Handled, Refusal};
+use super::Shared;
 use crate::cluster::wire::RemoteCmd;
 use crate::cluster::DEFAULT_TIMEOUT;
 use crate::protocol::{ErrorCode, GroupEvent, GroupId, Reply, Seq, UserId};
@@ -90,11 +91,33 @@ impl Admissions {
     }
 }
 
-/// How long the group's node waits for a user's home to answer an `Admit`: half the
-/// cluster's wait, so that an answer it still takes reaches the client before the client's
-/// own node gives up on the request (which it forwarded a little earlier).
-fn patience(ctx: &Ctx) -> Duration {
-    ctx.shared.bus.as_ref().map_or(DEFAULT_TIMEOUT, |bus| bus.timeout()) / 2
+/// How long the group's node waits for a user's home to answer an `Admit`, before it tells
+/// the client `Unavailable`: half the cluster's wait, so that its answer reaches a client of
+/// another node before that node gives up on the request (forwarded a little earlier).
+pub fn patience(shared: &Shared) -> Duration {
+    shared.bus.as_ref().map_or(DEFAULT_TIMEOUT, |bus| bus.timeout()) / 2
+}
+
+impl Admissions {
+    /// When the oldest pending admission runs out of patience.
+    pub fn next_due(&self, patience: Duration) -> Option<Instant> {
+        self.pending.values().map(|p| p.since + patience).min()
+    }
+}
+
+/// Admissions whose user's home did not answer in time: nothing was done, and the client
+/// hears `Unavailable` (an answer that still comes is undone).
+pub fn expire(ctx: &mut Ctx, groups: &mut Groups) {
+    let patience = patience(ctx.shared);
+    let now = Instant::now();
+    let late: Vec<(GroupId, Arc<str>)> =
+        groups.admissions.pending.iter().filter(|(_, p)| p.since + patience <= now).map(|(k, _)| k.clone()).collect();
+    for key in late {
+        if let Some(p) = groups.admissions.pending.remove(&key) {
+            let why = format!("the home node of {} did not answer", crate::apps::local(&key.1));
+            ctx.batch.refuse(p.conn, p.request_id, &Refusal::unavailable(why, RETRY));
+        }
+    }
 }
 
 /// On the group's worker: `username`, homed on `node`, is to be a member (the caller checked
@@ -114,8 +137,7 @@ pub fn ask(
     if let Some(why) = ctx.shared.bus.as_ref().and_then(|bus| crate::route::Elsewhere::refusal(bus, node)) {
         return Err(Refusal::unavailable(why, RETRY));
     }
-    let patience = patience(ctx);
-    groups.admissions.pending.retain(|_, p| p.since.elapsed() < patience);
+    expire(ctx, groups);
     let max_members = ctx.config().max_group_members;
     let waiting = groups.admissions.in_group(id);
     let group = groups.load(ctx, id)?;
@@ -188,9 +210,15 @@ pub fn admitted(
     admission: u64,
     outcome: Result<(UserId, String), (ErrorCode, String)>,
 ) {
-    let patience = patience(ctx);
-    let pending = groups.admissions.take(id, &username, admission).filter(|p| p.since.elapsed() < patience);
-    let Some(pending) = pending else {
+    let patience = patience(ctx.shared);
+    let pending = groups.admissions.take(id, &username, admission);
+    // Too late (its timer has not gone off yet): as if it had.
+    let late = pending.as_ref().is_some_and(|p| p.since.elapsed() >= patience);
+    if let (true, Some(p)) = (late, &pending) {
+        let why = format!("the home node of {} did not answer in time", crate::apps::local(&username));
+        ctx.batch.refuse(p.conn, p.request_id, &Refusal::unavailable(why, RETRY));
+    }
+    let Some(pending) = pending.filter(|_| !late) else {
         // Nobody waits for this answer any more: its client was told `Unavailable`.
         if outcome.is_ok() {
             end_unless_member(ctx, groups, id, &username);

@@ -127,6 +127,10 @@ impl Worker {
             if let Some(due) = push_due {
                 wait = wait.min(due.saturating_duration_since(Instant::now()));
             }
+            let admissions_due = self.owners.groups.admissions.next_due(remote_members::patience(&self.shared));
+            if let Some(due) = admissions_due {
+                wait = wait.min(due.saturating_duration_since(Instant::now()));
+            }
             let first = select! {
                 recv(internal) -> cmd => cmd.map(Work::Internal),
                 recv(requests) -> inbound => inbound.map(Work::Inbound),
@@ -149,7 +153,9 @@ impl Worker {
                     continue;
                 }
                 default(wait) => {
-                    if push_due.is_some_and(|due| due <= Instant::now()) {
+                    if admissions_due.is_some_and(|due| due <= Instant::now()) {
+                        Ok(Work::Internal(WorkerCmd::AdmissionsDue))
+                    } else if push_due.is_some_and(|due| due <= Instant::now()) {
                         Ok(Work::Internal(WorkerCmd::PushDue))
                     } else if self.waiting.is_empty() {
                         continue;
@@ -271,6 +277,7 @@ impl Owners {
             }
             WorkerCmd::PushOnline { uid } => self.push.online(uid),
             WorkerCmd::PushDue => self.push.due(ctx),
+            WorkerCmd::AdmissionsDue => remote_members::expire(ctx, &mut self.groups),
             WorkerCmd::SupportOnline { shop, username, device, conn } => {
                 if let Err(refusal) = self.shops.reader_online(ctx, &shop, &username, &device, conn) {
                     debug!("support catch-up of {username} in {shop}: {}", refusal.message);

@@ -383,3 +383,28 @@ fn co_members_on_other_nodes_hear_a_member_go_and_come_back() {
         assert_eq!(client.next_push().unwrap(), Push::Presence { username: alice.clone(), online: false });
     }
 }
+
+#[test]
+fn a_user_whose_home_is_down_cannot_be_added_until_it_returns() {
+    let mut cluster = TestCluster::start();
+    let (alice, carol) = (homed_on(1, "ua"), homed_on(3, "uc"));
+    cluster.register(&[&carol]);
+    let mut a = cluster.user(&alice);
+    let group = create(&mut a, "friends");
+
+    // Nothing at carol's home can say she exists: Unavailable, and she is no member.
+    cluster.nodes.kill(3);
+    let add_carol = Request::AddMember { group_id: group, username: carol.clone() };
+    unavailable(a.request(add_carol.clone()));
+    match a.request(Request::GroupMembers { group_id: group }).unwrap() {
+        Reply::Members { members, .. } => assert_eq!(members.len(), 1, "{members:?}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Back: the same request makes her a member; her login at home brings the group.
+    cluster.nodes.restart(3);
+    let added_carol = retry_while_unavailable("adding carol", || a.request(add_carol.clone()));
+    assert!(matches!(added_carol, Ok(Reply::Done)), "{added_carol:?}");
+    let mut c = cluster.login(&carol);
+    assert_eq!(heard(&mut c, group, 1), vec![added(2, 1, &carol, &alice)]);
+}
