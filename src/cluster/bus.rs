@@ -26,7 +26,7 @@ use async_nats::{Client, Message};
 use futures_util::StreamExt;
 use log::{debug, info, warn};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -86,6 +86,16 @@ pub trait Workers: Send + 'static {
     fn query_of(&self, request: &Request) -> Option<Query>;
     /// This node's part of a listing.
     fn page(&self, query: &Query) -> Page;
+    /// The session of `conn`, a connection of another node, ended: what was kept for it
+    /// here outside the workers (its delivery budget) goes. Called before the workers hear.
+    fn session_ended(&self, conn: ConnId);
+    /// `node` (every other node when None) may have lost what this node told it about the
+    /// sessions of this node (it restarted, or this node's bus connection was down): tell it
+    /// again.
+    fn reannounce(&self, node: Option<u8>);
+    /// The sessions of `node`'s connections kept here (see `session_ended`), each with its
+    /// user as far as this node knows it: to end when that node is down.
+    fn sessions_on(&self, node: u8) -> Vec<(ConnId, SessionUser)>;
 }
 
 /// The loop's and the workers' handle on the bus.
@@ -95,11 +105,17 @@ pub struct BusHandle {
     forwarding: Arc<AtomicUsize>,
     liveness: Arc<Liveness>,
     membership: Arc<Membership>,
+    timeout: Duration,
 }
 
 impl BusHandle {
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// How long a node waits for another's answer (`--cluster-timeout-ms`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// A worker's command for a worker of another node.
@@ -199,6 +215,7 @@ impl Bus {
             forwarding: Arc::new(AtomicUsize::new(0)),
             liveness: Arc::new(Liveness::default()),
             membership: Arc::new(config.membership.clone()),
+            timeout: config.timeout,
         };
         (handle, rx)
     }
@@ -273,6 +290,17 @@ struct BusState<W: Workers> {
     held: Vec<VecDeque<Inbound>>,
     /// Listings being gathered, by their own token.
     gathering: HashMap<u64, Gathering>,
+    /// This run of this node, in its heartbeats (its start time), so that the others can
+    /// tell that it restarted however quickly.
+    boot: u64,
+    /// The run each other node last said it is in.
+    boots: HashMap<u8, u64>,
+    /// Set when the bus connection comes up (again): what other nodes hold for this node's
+    /// sessions may have been lost meanwhile.
+    connected_again: Arc<AtomicBool>,
+    /// Other nodes known to be down, and when that was last looked at.
+    down: Vec<u8>,
+    down_checked: Instant,
 }
 
 impl<W: Workers> BusState<W> {
@@ -289,6 +317,11 @@ impl<W: Workers> BusState<W> {
             owed: HashMap::new(),
             held: (0..workers).map(|_| VecDeque::new()).collect(),
             gathering: HashMap::new(),
+            boot: now_ms(),
+            boots: HashMap::new(),
+            connected_again: Arc::new(AtomicBool::new(false)),
+            down: Vec::new(),
+            down_checked: Instant::now(),
         }
     }
 
@@ -302,6 +335,7 @@ impl<W: Workers> BusState<W> {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToBus>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
         let liveness = self.handle.liveness.clone();
+        let connected = self.connected_again.clone();
         let me = self.me();
         let options = async_nats::ConnectOptions::new()
             .name(format!("confabd node {me}"))
@@ -311,11 +345,13 @@ impl<W: Workers> BusState<W> {
             .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(2000)))
             .event_callback(move |event| {
                 let liveness = liveness.clone();
+                let connected = connected.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             info!("cluster bus connected");
                             liveness.set_connected(true, now_ms());
+                            connected.store(true, Ordering::Relaxed);
                         }
                         async_nats::Event::Disconnected => {
                             warn!(
@@ -352,14 +388,12 @@ impl<W: Workers> BusState<W> {
                 _ = &mut stopped => break,
                 Some(out) = rx.recv() => self.outgoing(&client, out).await,
                 Some(message) = inbox.next() => self.incoming(&client, message).await,
-                Some(message) = beats.next() => {
-                    if let Some(&node) = message.payload.first() {
-                        self.handle.liveness.heard(node, now_ms());
-                    }
-                }
+                Some(message) = beats.next() => self.beat(&message.payload),
                 _ = beat.tick() => {
                     if client.connection_state() == async_nats::connection::State::Connected {
-                        publish(&client, alive.clone(), vec![me]).await;
+                        let mut payload = vec![me];
+                        payload.extend_from_slice(&self.boot.to_be_bytes());
+                        publish(&client, alive.clone(), payload).await;
                     }
                 }
                 _ = tick.tick() => {
@@ -368,6 +402,7 @@ impl<W: Workers> BusState<W> {
                         self.ends.outbox = None;
                         break;
                     }
+                    self.end_sessions_of_down_nodes(&client).await;
                 }
             }
         }
@@ -536,6 +571,7 @@ impl<W: Workers> BusState<W> {
                 }
             }
             Envelope::Closed { conn, user } => {
+                self.ends.workers.session_ended(conn);
                 for index in 0..self.ends.workers.count() {
                     let inbound = Inbound::Closed { conn, user: user.clone(), reason: "closed on another node" };
                     self.hand_to_worker(client, index, inbound).await;
@@ -700,9 +736,67 @@ impl<W: Workers> BusState<W> {
         }
     }
 
+    /// Another node's heartbeat: its id, then (from nodes that send it) its run. A node
+    /// heard again after it was down, or in a new run, lost what it held for this node's
+    /// sessions: the workers tell it again.
+    fn beat(&mut self, payload: &[u8]) {
+        let Some(&node) = payload.first() else { return };
+        let now = now_ms();
+        if node != self.me() {
+            let was_down = self.handle.liveness.is_down(node, now);
+            let run = payload.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+            let restarted = match (run, self.boots.get(&node)) {
+                (Some(run), Some(&known)) => run != known,
+                _ => false,
+            };
+            if let Some(run) = run {
+                self.boots.insert(node, run);
+            }
+            if was_down || restarted {
+                info!("cluster node {node} is back");
+                self.ends.workers.reannounce(Some(node));
+            }
+        }
+        self.handle.liveness.heard(node, now);
+    }
+
+    /// Once a second: a node newly known to be down took its connections with it, so the
+    /// sessions of those kept here end, as if it had said so (its members' cursors stop
+    /// pushing into the void, and its users count offline in the groups here). If it was
+    /// only cut off, it tells again which sessions are online once it is back.
+    async fn end_sessions_of_down_nodes(&mut self, client: &Client) {
+        if self.down_checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.down_checked = Instant::now();
+        let now = now_ms();
+        let others: Vec<u8> = self.handle.membership.others().collect();
+        self.down.retain(|node| self.handle.liveness.is_down(*node, now));
+        for node in others {
+            if self.down.contains(&node) || !self.handle.liveness.is_down(node, now) {
+                continue;
+            }
+            self.down.push(node);
+            let sessions = self.ends.workers.sessions_on(node);
+            if !sessions.is_empty() {
+                info!("cluster node {node} is down: ending the {} sessions of its users held here", sessions.len());
+            }
+            for (conn, user) in sessions {
+                self.ends.workers.session_ended(conn);
+                for index in 0..self.ends.workers.count() {
+                    let inbound = Inbound::Closed { conn, user: user.clone(), reason: "its node is down" };
+                    self.hand_to_worker(client, index, inbound).await;
+                }
+            }
+        }
+    }
+
     /// Held requests to workers with room again; forwarded requests past their deadline;
     /// answers owed for too long (their worker never made one: forgotten).
     fn sweep(&mut self) {
+        if self.connected_again.swap(false, Ordering::Relaxed) {
+            self.ends.workers.reannounce(None);
+        }
         for index in 0..self.held.len() {
             while let Some(inbound) = self.held[index].pop_front() {
                 if let Err(inbound) = self.ends.workers.try_send(index, inbound) {

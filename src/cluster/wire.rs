@@ -12,7 +12,7 @@
 //! A node subscribes `C.node.N.>` once, so its envelopes and its answers come on one
 //! stream, in the order they were sent.
 
-use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, Seq};
+use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, Seq, UserId};
 use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::StoredMessage;
 use serde::{Deserialize, Serialize};
@@ -113,7 +113,9 @@ pub fn merge(pages: Vec<Page>, limit: u32) -> Page {
 }
 
 /// The worker commands that cross nodes: each follows from a direct message, a read mark
-/// or a deletion between users homed apart, or from a broadcast (see `worker::commands::WorkerCmd` for what each does).
+/// or a deletion between users homed apart, from a broadcast, or from a group whose members
+/// are homed on other nodes than the group (see `worker::commands::WorkerCmd` for what each
+/// does).
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub enum RemoteCmd {
     SentCopy {
@@ -176,6 +178,46 @@ pub enum RemoteCmd {
         conn: ConnId,
         app: String,
     },
+    /// To the group's home, from the member's: the member is online on `device` at `conn`
+    /// (a connection of the sending node, which keeps the session). `display_name` is the
+    /// member's, which the group's node cannot read from an account it does not hold.
+    MemberOnline {
+        group_id: GroupId,
+        username: String,
+        device: String,
+        conn: ConnId,
+        display_name: String,
+    },
+    /// To the home of a user the group's home is about to make a member (added or
+    /// joining): check that the account exists and that the user has a seat left, and
+    /// record the membership there; the answer is [`RemoteCmd::Admitted`], with the same
+    /// `admission` (the group's node's number for this attempt).
+    Admit {
+        group_id: GroupId,
+        username: String,
+        admission: u64,
+    },
+    /// To the group's home, the answer to [`RemoteCmd::Admit`]: the user's id and display
+    /// name (the membership is recorded at its home), or why not.
+    Admitted {
+        group_id: GroupId,
+        username: String,
+        admission: u64,
+        outcome: Result<(UserId, String), (ErrorCode, String)>,
+    },
+    /// To a member's home, from the group's: the user is not (or no longer) a member of
+    /// the group: its membership there goes.
+    MembershipEnded {
+        group_id: GroupId,
+        username: String,
+    },
+    /// To a node, from a user's home: the user came online or went offline; its co-members
+    /// in `groups` (homed on the receiving node) hear of it.
+    GroupPresence {
+        username: String,
+        online: bool,
+        groups: Vec<GroupId>,
+    },
 }
 
 impl RemoteCmd {
@@ -190,6 +232,10 @@ impl RemoteCmd {
             RemoteCmd::ServiceDeliver { part, .. } => Owner::Service(&part.service.name),
             RemoteCmd::ServiceGroup { group_id, .. } => Owner::Group(*group_id),
             RemoteCmd::Gathered { .. } | RemoteCmd::MoreParts { .. } | RemoteCmd::Watch { .. } => Owner::PushQueue,
+            RemoteCmd::MemberOnline { group_id, .. } | RemoteCmd::Admitted { group_id, .. } => Owner::Group(*group_id),
+            RemoteCmd::Admit { username, .. }
+            | RemoteCmd::MembershipEnded { username, .. }
+            | RemoteCmd::GroupPresence { username, .. } => Owner::User(username),
         }
     }
 }

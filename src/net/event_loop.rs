@@ -249,6 +249,16 @@ impl EventLoop {
                     self.close_after_flush(conn.slot(), reason);
                 }
             }
+            LoopMsg::Reached { conn, node, user } => match self.table.live_mut(conn) {
+                Some(c) if c.user.as_ref().is_some_and(|u| u.name == user.name && u.device == user.device) => {
+                    if !c.remote_nodes.contains(&node) {
+                        c.remote_nodes.push(node);
+                    }
+                }
+                // The session ended before the loop heard: the node hears it now (after
+                // what the worker told it, which went out first).
+                _ => self.tell_other_nodes(conn, user, vec![node]),
+            },
         }
     }
 

@@ -67,11 +67,22 @@ pub struct ConnTable {
     metrics: Arc<Metrics>,
 }
 
+/// Where a run's serials start. On a single node, at 0. On a cluster node, anywhere: other
+/// nodes may still hold something for the connections of this node's last run (a crash
+/// tells them nothing), and a connection of this run must not pass for one of those.
+fn first_serial(node: u8) -> u32 {
+    let mut bytes = [0u8; 4];
+    match node {
+        0 => 0,
+        _ => getrandom::getrandom(&mut bytes).map_or(crate::clock::now_ms() as u32, |()| u32::from_le_bytes(bytes)),
+    }
+}
+
 impl ConnTable {
     pub fn new(config: &Config, ledger: Arc<OutputLedger>, metrics: Arc<Metrics>) -> Self {
         ConnTable {
             slab: Slab::with_capacity(1024),
-            serial: 0,
+            serial: first_serial(ledger.node()),
             to_write: Vec::new(),
             backlog: Vec::new(),
             dead: Vec::new(),

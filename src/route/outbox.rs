@@ -21,6 +21,11 @@ pub enum LoopMsg {
     /// Output for the connection would have passed `--max-outbound` (see
     /// [`super::OutputLedger`]): tell it `SlowConsumer` and close it.
     Cut { conn: ConnId },
+    /// In a cluster: cluster node `node` holds something for the session of `user` on the
+    /// connection (a worker told it the user is online in a group homed there), so it
+    /// must hear when the session ends, as if the connection had sent it a request; at
+    /// once if the session (the user's on that device) already ended.
+    Reached { conn: ConnId, node: u8, user: SessionUser },
 }
 
 impl LoopMsg {
@@ -32,7 +37,8 @@ impl LoopMsg {
             | LoopMsg::Bind { conn, .. }
             | LoopMsg::Unbind { conn }
             | LoopMsg::Close { conn, .. }
-            | LoopMsg::Cut { conn } => *conn,
+            | LoopMsg::Cut { conn }
+            | LoopMsg::Reached { conn, .. } => *conn,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! - every record decodes;
 //! - each log (inbox, group history) holds every sequence from just above its floor to its
 //!   last, with no gap: a gap is a message lost;
-//! - each membership names a group that lists the member;
+//! - each membership names a group that lists the member (on a cluster node, each of its
+//!   own groups: a membership of a group homed on another node is that node's to check);
 //! - every inbox position and cleared mark decodes;
 //! - every push setting, queued push event and read-state record decodes.
 //!
@@ -67,6 +68,7 @@ impl Store {
                 report.problems.push(format!("a group position that does not decode: {key:?}"));
             }
         }
+        let node = self.cluster_node()?;
         for entry in self.memberships.iter() {
             let (key, _) = entry?;
             let Some(split) = key.iter().position(|b| *b == 0) else {
@@ -75,6 +77,9 @@ impl Store {
             };
             let name = String::from_utf8_lossy(&key[..split]);
             let id = GroupId(read_u64("memberships", &key[split + 1..])?);
+            if node.is_some_and(|node| crate::cluster::Membership::node_of_id(id.get()) != node) {
+                continue;
+            }
             if !members.get(&id).is_some_and(|m| m.iter().any(|n| *n == name)) {
                 report.problems.push(format!("{name} is listed in group {id}, which does not list them"));
             }

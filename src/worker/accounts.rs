@@ -13,6 +13,7 @@ use super::presence::{connection_event, Presence};
 use super::push::settings;
 use super::read_state;
 use super::refusal::{Handled, Refusal};
+use super::remote_members;
 use crate::apps::{local, valid_user_name};
 use crate::auth::{new_token, token_digest, TOKEN_LEN};
 use crate::clock::now_ms;
@@ -383,14 +384,20 @@ fn open_session(ctx: &mut Ctx, inboxes: &mut Inboxes, presence: &Presence, new: 
     if let Err(refusal) = read_state::push_held_receipts(ctx, uid, &device, conn, 0) {
         debug!("read receipts held for {name}: {}", refusal.message);
     }
+    let display_name = account.display_name.clone();
     ctx.shared.directory.set(name.clone(), account.display_name, device.clone(), conn, budget);
     connection_event(ctx, &name, &device, true, "login");
     if ctx.shared.push.get(uid).is_some() {
         ctx.batch.send_to_worker(ctx.worker_of(Owner::PushQueue), WorkerCmd::PushOnline { uid });
     }
     debug!("{name} logged in on {device:?}; inbox acked {acked} of {last_seq}");
-    // Group backlogs come from the groups' workers, after this batch's reply.
+    // Group backlogs come from the groups' workers, after this batch's reply; those of groups
+    // homed on other cluster nodes from there.
     for group_id in ctx.shared.store.memberships(&name)? {
+        if ctx.home_of(Owner::Group(group_id)).is_some() {
+            remote_members::online_elsewhere(ctx, group_id, &user, conn, &display_name);
+            continue;
+        }
         let worker = ctx.worker_of(Owner::Group(group_id));
         let cmd = WorkerCmd::MemberOnline { group_id, username: name.clone(), device: device.clone(), conn };
         ctx.batch.send_to_worker(worker, cmd);

@@ -74,6 +74,31 @@ pub enum WorkerCmd {
     /// A broadcast made on another cluster node: push it to this node's online users of
     /// the sender's app.
     Broadcast { from: String, content: Content },
+    /// From the worker of a group homed on another cluster node, to the worker of a user of
+    /// this one it is about to make a member: check the account and the user's seats,
+    /// record the membership, and answer with `Admitted` (see `remote_members`).
+    Admit { group_id: GroupId, username: Arc<str>, admission: u64 },
+    /// The answer to an `Admit`, for the worker of the group: the user's id and display
+    /// name, or why it may not be a member.
+    Admitted {
+        group_id: GroupId,
+        username: Arc<str>,
+        admission: u64,
+        outcome: Result<(UserId, String), (ErrorCode, String)>,
+    },
+    /// From the worker of a group homed on another cluster node: the user (of this node)
+    /// is not, or no longer, a member; its membership record here goes.
+    MembershipEnded { group_id: GroupId, username: Arc<str> },
+    /// A user of another cluster node came online or went offline: its co-members in
+    /// `groups` (homed here) hear of it.
+    GroupPresence { username: String, online: bool, groups: Vec<GroupId> },
+    /// A user's home did not answer an admission in time (the worker's own timer): its
+    /// client is told `Unavailable`.
+    AdmissionsDue,
+    /// Cluster node `node` (every other node when None) may have lost the sessions of this
+    /// node's users that it held (it restarted, or the bus was down): tell it again which
+    /// are online in its groups.
+    Reannounce { node: Option<u8> },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

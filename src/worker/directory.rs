@@ -1,5 +1,6 @@
 //! What all workers share: who is online (and on which connections: one session per
-//! device), display names, and which rooms exist.
+//! device), display names, and which rooms exist. In a cluster, also the sessions of group
+//! members homed on other nodes, as far as this node's groups need them.
 //!
 //! Written at login, logout, rename and room joins and leaves, never per message, so a
 //! lock each is cheap. Workers route nothing through these: they serve the listings,
@@ -49,6 +50,31 @@ pub struct Directory {
     /// sender reads the account once. Every rename goes through [`Directory::rename`], so
     /// an entry is never stale.
     names: Arc<RwLock<HashMap<Arc<str>, String>>>,
+    /// Sessions of users homed on other cluster nodes, in groups homed here (never part of
+    /// who is online here: their node lists them).
+    remote: Arc<RwLock<RemoteSessions>>,
+}
+
+/// Sessions held by other cluster nodes, of members of this node's groups: recorded when a
+/// member's node says it is online in one of them (`MemberOnline`), dropped when that node
+/// says the session ended. Each has a delivery budget of its own here, so this node's
+/// groups push to it as to a session of this node (its acks come here too).
+#[derive(Default)]
+struct RemoteSessions {
+    by_user: HashMap<Arc<str>, Vec<SessionEntry>>,
+    by_conn: HashMap<ConnId, Arc<str>>,
+}
+
+impl RemoteSessions {
+    fn remove(&mut self, conn: ConnId) {
+        let Some(username) = self.by_conn.remove(&conn) else { return };
+        if let Some(sessions) = self.by_user.get_mut(&username) {
+            sessions.retain(|s| s.conn != conn);
+            if sessions.is_empty() {
+                self.by_user.remove(&username);
+            }
+        }
+    }
 }
 
 impl Directory {
@@ -136,6 +162,72 @@ impl Directory {
     /// The user's session on `conn`, if that is still one of its sessions.
     pub fn session(&self, username: &str, conn: ConnId) -> Option<SessionEntry> {
         read(&self.online).users.get(username)?.sessions.iter().find(|s| s.conn == conn).cloned()
+    }
+
+    /// A member homed on another cluster node is online on `device` at `conn` (a connection
+    /// of its node): recorded once per connection, with a delivery budget of `budget_bytes`.
+    /// A device has one session: one it had before is dropped (its node may have gone down
+    /// without saying that it ended).
+    pub fn remote_online(&self, username: Arc<str>, device: Arc<str>, conn: ConnId, budget_bytes: usize) {
+        let mut remote = write(&self.remote);
+        if remote.by_conn.get(&conn).is_some_and(|known| *known == username) {
+            return;
+        }
+        remote.remove(conn);
+        let stale: Vec<ConnId> = remote
+            .by_user
+            .get(&username)
+            .map(|sessions| sessions.iter().filter(|s| s.device == device).map(|s| s.conn).collect())
+            .unwrap_or_default();
+        for old in stale {
+            remote.remove(old);
+        }
+        let budget = Arc::new(SessionBudget::new(budget_bytes));
+        remote.by_conn.insert(conn, username.clone());
+        remote.by_user.entry(username).or_default().push(SessionEntry { device, conn, budget });
+    }
+
+    /// The session of `conn`, held by another cluster node, ended.
+    pub fn remote_ended(&self, conn: ConnId) {
+        write(&self.remote).remove(conn);
+    }
+
+    /// The sessions recorded here of cluster node `node`'s connections: (connection,
+    /// username, device).
+    pub fn remote_sessions_on(&self, node: u8) -> Vec<(ConnId, Arc<str>, Arc<str>)> {
+        let remote = read(&self.remote);
+        let sessions = remote.by_user.iter().flat_map(|(name, sessions)| sessions.iter().map(move |s| (name, s)));
+        sessions
+            .filter(|(_, s)| s.conn.node() == node)
+            .map(|(name, s)| (s.conn, name.clone(), s.device.clone()))
+            .collect()
+    }
+
+    /// A group member's sessions: of this node, and of other nodes recorded here.
+    pub fn member_sessions(&self, username: &str) -> Vec<SessionEntry> {
+        let mut sessions = self.sessions_of(username);
+        if let Some(remote) = read(&self.remote).by_user.get(username) {
+            sessions.extend(remote.iter().cloned());
+        }
+        sessions
+    }
+
+    /// A group member's session on `conn`, of this node or another, if it still is one.
+    pub fn member_session(&self, username: &str, conn: ConnId) -> Option<SessionEntry> {
+        if let Some(session) = self.session(username, conn) {
+            return Some(session);
+        }
+        read(&self.remote).by_user.get(username)?.iter().find(|s| s.conn == conn).cloned()
+    }
+
+    /// Whether a group member has a session here or one another node told of.
+    pub fn member_online(&self, username: &str) -> bool {
+        self.is_online(username) || read(&self.remote).by_user.contains_key(username)
+    }
+
+    /// Every user online with its display name and sessions.
+    pub fn everyone(&self) -> Vec<(Arc<str>, String, Vec<SessionEntry>)> {
+        read(&self.online).users.iter().map(|(n, e)| (n.clone(), e.display_name.clone(), e.sessions.clone())).collect()
     }
 
     /// Users online (each once, however many devices).
@@ -325,6 +417,25 @@ mod tests {
         assert!(d.is_online("a/alice"));
         d.remove("a/alice", ConnId(3));
         assert!(!d.is_online("a/alice"));
+    }
+
+    #[test]
+    fn a_remote_session_lasts_until_its_node_says_it_ended_or_its_device_logs_in_again() {
+        let d = Directory::default();
+        let (first, second, other) = (ConnId::on_node(2, 1, 1), ConnId::on_node(2, 2, 1), ConnId::on_node(3, 1, 1));
+        d.remote_online("a/bob".into(), "phone".into(), first, 10);
+        d.remote_online("a/bob".into(), "phone".into(), first, 10);
+        d.remote_online("a/bob".into(), "laptop".into(), other, 10);
+        assert_eq!(d.member_sessions("a/bob").len(), 2);
+        assert!(d.member_online("a/bob") && !d.is_online("a/bob"), "never online here");
+        d.remote_online("a/bob".into(), "phone".into(), second, 10);
+        assert!(d.member_session("a/bob", first).is_none(), "the device's newer session replaced it");
+        assert_eq!(d.remote_sessions_on(3), vec![(other, "a/bob".into(), "laptop".into())]);
+        assert!(d.member_session("a/bob", second).is_some());
+        d.remote_ended(second);
+        d.remote_ended(other);
+        assert!(!d.member_online("a/bob"));
+        assert!(d.member_sessions("a/bob").is_empty());
     }
 
     #[test]

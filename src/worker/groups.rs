@@ -21,6 +21,7 @@ use super::devices;
 use super::message::{self, wire, wire_size, Origin, RetryKey};
 use super::push::notes::{self, Reader};
 use super::refusal::{Handled, Refusal};
+use super::remote_members::{self, Admissions};
 use super::retention::{self, LogRef, Retention};
 use crate::apps::app_of;
 use crate::apps::wire;
@@ -61,6 +62,8 @@ pub struct GroupState {
 pub struct Groups {
     groups: HashMap<GroupId, GroupState>,
     by_conn: HashMap<ConnId, Vec<GroupId>>,
+    /// Users of other cluster nodes being made members, waiting for their homes' answers.
+    pub admissions: Admissions,
 }
 
 impl Groups {
@@ -110,7 +113,7 @@ impl Groups {
     /// backlog is pushed.
     pub fn member_online(&mut self, ctx: &mut Ctx, id: GroupId, name: &str, device: &str, conn: ConnId) -> Handled {
         // The budget of the session that logged in; a newer login has its own MemberOnline.
-        let Some(session) = ctx.shared.directory.session(name, conn).filter(|s| *s.device == *device) else {
+        let Some(session) = ctx.shared.directory.member_session(name, conn).filter(|s| *s.device == *device) else {
             return Ok(());
         };
         let group = load(&mut self.groups, &mut self.by_conn, ctx, id)?;
@@ -195,12 +198,12 @@ fn load<'a>(
         // sequence reaches it).
         let within = |seq: Seq| seq.min(log.last_seq);
         let legacy = ctx.shared.store.group_ack(id, &m.username)?;
-        let (devices, unrecorded) = devices::reader_cursors(ctx, m.uid, legacy, within, &recorded)?;
+        let (devices, unrecorded) = remote_members::member_cursors(ctx, &m.username, m.uid, legacy, within, &recorded)?;
         let name: Arc<str> = m.username.into();
         group.members.insert(name.clone(), Member { uid: m.uid, role: m.role, devices });
         // Members already online get live messages from now on; their backlog is
         // pumped below, as MemberOnline would at login.
-        let sessions = ctx.shared.directory.sessions_of(&name);
+        let sessions = ctx.shared.directory.member_sessions(&name);
         for conn in group.seat(ctx, &name, unrecorded, &sessions)? {
             by_conn.entry(conn).or_default().push(id);
         }

@@ -10,11 +10,12 @@ use super::services::MAX_NAMES;
 use super::{ConnectionWatchers, Directory, RoomList};
 use crate::cluster::bus::Workers;
 use crate::cluster::wire::{Entry, Page, Query, RemoteCmd};
-use crate::protocol::Request;
-use crate::route::{Inbound, Owner};
+use crate::protocol::{Request, UserId};
+use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::Store;
 use crossbeam_channel::{Sender, TrySendError};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub struct Mailbox {
     /// Worker threads still running.
@@ -25,6 +26,9 @@ pub struct Mailbox {
     pub(super) rooms: RoomList,
     pub(super) watchers: ConnectionWatchers,
     pub(super) store: Store,
+    /// The delivery budget of a member's session on another node, in bytes
+    /// (`--delivery-window-bytes`, as for a session of this node).
+    pub(super) budget_bytes: usize,
 }
 
 impl Workers for Mailbox {
@@ -101,7 +105,7 @@ impl Workers for Mailbox {
             }
             cmd => {
                 let index = cmd.owner().partition(workers);
-                if let Some(cmd) = local(cmd, &self.store) {
+                if let Some(cmd) = self.local(cmd) {
                     send(index, cmd);
                 }
                 Vec::new()
@@ -138,6 +142,40 @@ impl Workers for Mailbox {
         };
         Page { entries, more }
     }
+
+    fn session_ended(&self, conn: ConnId) {
+        self.directory.remote_ended(conn);
+    }
+
+    fn sessions_on(&self, node: u8) -> Vec<(ConnId, SessionUser)> {
+        let sessions = self.directory.remote_sessions_on(node).into_iter();
+        // Who the session's user is beyond its name and device is its node's to know; the
+        // workers end a session by connection and name.
+        let user = |name, device| SessionUser { name, uid: UserId(0), admin: false, service: false, device };
+        sessions.map(|(conn, name, device)| (conn, user(name, device))).collect()
+    }
+
+    fn reannounce(&self, node: Option<u8>) {
+        // One worker reads the directory for everyone; it is a rare event.
+        if let Some(worker) = self.internal.first() {
+            let _ = worker.send(WorkerCmd::Reannounce { node });
+        }
+    }
+}
+
+impl Mailbox {
+    /// [`local`], and a member's session on another node recorded: here, on the bus thread,
+    /// in the order its node's envelopes came, so the `Closed` that ends it (which that node
+    /// sends only after the `MemberOnline`) always finds it.
+    fn local(&self, cmd: RemoteCmd) -> Option<WorkerCmd> {
+        if let RemoteCmd::MemberOnline { group_id, username, device, conn, display_name } = cmd {
+            let (username, device): (Arc<str>, Arc<str>) = (username.into(), device.into());
+            self.directory.remember(&username, display_name);
+            self.directory.remote_online(username.clone(), device.clone(), conn, self.budget_bytes);
+            return Some(WorkerCmd::MemberOnline { group_id, username, device, conn });
+        }
+        local(cmd, &self.store)
+    }
 }
 
 /// A command from another node as this node's worker command; None when it no longer
@@ -164,6 +202,20 @@ fn local(cmd: RemoteCmd, store: &Store) -> Option<WorkerCmd> {
         | RemoteCmd::Gathered { .. }
         | RemoteCmd::MoreParts { .. }
         | RemoteCmd::Watch { .. } => return None,
+        // `Mailbox::local` records the session first.
+        RemoteCmd::MemberOnline { group_id, username, device, conn, .. } => {
+            WorkerCmd::MemberOnline { group_id, username: username.into(), device: device.into(), conn }
+        }
+        RemoteCmd::Admit { group_id, username, admission } => {
+            WorkerCmd::Admit { group_id, username: username.into(), admission }
+        }
+        RemoteCmd::Admitted { group_id, username, admission, outcome } => {
+            WorkerCmd::Admitted { group_id, username: username.into(), admission, outcome }
+        }
+        RemoteCmd::MembershipEnded { group_id, username } => {
+            WorkerCmd::MembershipEnded { group_id, username: username.into() }
+        }
+        RemoteCmd::GroupPresence { username, online, groups } => WorkerCmd::GroupPresence { username, online, groups },
     })
 }
 
@@ -190,6 +242,18 @@ pub(super) fn remote(cmd: &WorkerCmd) -> Option<RemoteCmd> {
         WorkerCmd::SenderDeleted { sender, peer, message_id } => {
             RemoteCmd::SenderDeleted { sender: sender.to_string(), peer: peer.clone(), message_id: *message_id }
         }
+        WorkerCmd::Admit { group_id, username, admission } => {
+            RemoteCmd::Admit { group_id: *group_id, username: username.to_string(), admission: *admission }
+        }
+        WorkerCmd::Admitted { group_id, username, admission, outcome } => RemoteCmd::Admitted {
+            group_id: *group_id,
+            username: username.to_string(),
+            admission: *admission,
+            outcome: outcome.clone(),
+        },
+        WorkerCmd::MembershipEnded { group_id, username } => {
+            RemoteCmd::MembershipEnded { group_id: *group_id, username: username.to_string() }
+        }
         _ => return None,
     })
 }
@@ -201,6 +265,8 @@ pub(super) fn owner_of(cmd: &WorkerCmd) -> Option<Owner<'_>> {
         | WorkerCmd::ReadReceipt { sender, .. }
         | WorkerCmd::SenderDeleted { sender, .. } => Some(Owner::User(sender)),
         WorkerCmd::DeleteDirect { peer, .. } => Some(Owner::User(peer)),
+        WorkerCmd::Admit { username, .. } | WorkerCmd::MembershipEnded { username, .. } => Some(Owner::User(username)),
+        WorkerCmd::Admitted { group_id, .. } => Some(Owner::Group(*group_id)),
         _ => None,
     }
 }

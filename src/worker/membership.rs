@@ -9,11 +9,11 @@ use super::commands::{NewGroup, WorkerCmd};
 use super::context::Ctx;
 use super::device_cursors::is_legacy;
 use super::device_readers::DeviceReaders;
-use super::devices;
 use super::groups::{GroupState, Groups, Member};
 use super::message::system_content;
 use super::read_state;
 use super::refusal::{Handled, Refusal};
+use super::remote_members::{self, Entry};
 use super::seats::Seat;
 use crate::apps::app_of;
 use crate::apps::wire;
@@ -128,6 +128,10 @@ pub fn add_member(
     if groups.load(ctx, id)?.role_of(&user.name)? == Role::Member {
         return Err(Refusal::new(ErrorCode::Forbidden, "only the owner and admins add members"));
     }
+    // A user of another node: its home checks the account and records the membership first.
+    if let Some(node) = ctx.home_of(Owner::User(username)) {
+        return remote_members::ask(ctx, groups, id, node, conn, request_id, user, username, Entry::Added);
+    }
     let account = ctx.shared.store.account(username)?.ok_or_else(Refusal::unknown_user)?;
     admit(ctx, groups, id, username, account.user_id)?;
     let event = GroupEvent::Added { username: username.to_string(), by: user.name.to_string() };
@@ -148,6 +152,9 @@ pub fn join(
     let group = groups.load(ctx, id)?;
     if !group.open && !group.members.contains_key(&user.name) {
         return Err(Refusal::new(ErrorCode::Forbidden, "this group is not open; ask an admin to add you"));
+    }
+    if let Some(node) = ctx.home_of(Owner::User(&user.name)) {
+        return remote_members::ask(ctx, groups, id, node, conn, request_id, user, &user.name, Entry::Joined);
     }
     admit(ctx, groups, id, &user.name, user.uid)?;
     let event = GroupEvent::Joined { username: user.name.to_string() };
@@ -176,12 +183,23 @@ fn admit(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: U
 }
 
 /// Writes a new member's position (at `acked`), read mark and membership, gives it its
-/// cursors, and writes the group's record.
-fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: UserId, acked: Seq) -> Handled {
+/// cursors, and writes the group's record. The membership of a user of another cluster node
+/// is recorded at its home instead (see `remote_members`).
+pub(super) fn seat_member(
+    ctx: &mut Ctx,
+    groups: &mut Groups,
+    id: GroupId,
+    username: &str,
+    uid: UserId,
+    acked: Seq,
+) -> Handled {
+    let homed_here = ctx.home_of(Owner::User(username)).is_none();
     let store = ctx.partition.sled();
     store.put_group_ack(id, username, acked)?;
     read_state::joined(store, uid, id, acked)?;
-    store.add_membership(username, id)?;
+    if homed_here {
+        store.add_membership(username, id)?;
+    }
     let group = groups.load(ctx, id)?;
     seat_devices(ctx, group, username, uid, Role::Member)?;
     let online = group.members.get(username).map(|m| m.devices.conns()).unwrap_or_default();
@@ -197,18 +215,19 @@ fn seat_member(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, 
 fn seat_devices(ctx: &mut Ctx, group: &mut GroupState, username: &str, uid: UserId, role: Role) -> Handled {
     let legacy = ctx.shared.store.group_ack(group.id, username)?;
     let last_seq = group.last_seq;
-    let (devices, unrecorded) = devices::reader_cursors(ctx, uid, legacy, |seq| seq.min(last_seq), &HashMap::new())?;
+    let within = |seq: Seq| seq.min(last_seq);
+    let (devices, unrecorded) = remote_members::member_cursors(ctx, username, uid, legacy, within, &HashMap::new())?;
     group.members.insert(username.into(), Member { uid, role, devices });
     // The record first: a device's position is kept only for a member of a group on disk.
     ctx.partition.sled().put_group(group.id, &group.record())?;
-    let sessions = ctx.shared.directory.sessions_of(username);
+    let sessions = ctx.shared.directory.member_sessions(username);
     group.seat(ctx, username, unrecorded, &sessions)?;
     Ok(())
 }
 
 /// A seat for `username` in one more group, if `max_groups_per_user` leaves one (see
 /// `seats`: atomic across workers and pipelined requests).
-fn take_seat(ctx: &Ctx, username: &str) -> Result<Option<Seat>, Refusal> {
+pub(super) fn take_seat(ctx: &Ctx, username: &str) -> Result<Option<Seat>, Refusal> {
     let store = &ctx.shared.store;
     let max = ctx.config().max_groups_per_user;
     Ok(ctx.shared.seats.take(username, max, || store.memberships(username).map(|m| m.len()))?)
@@ -258,8 +277,17 @@ fn drop_member(ctx: &mut Ctx, group: &mut GroupState, username: &str) -> Handled
         read_state::left(store, uid, group.id)?;
     }
     store.remove_membership(username, group.id)?;
+    ended_elsewhere(ctx, group.id, username);
     group.save(ctx)?;
     group.trim(ctx)
+}
+
+/// A membership of a user of another cluster node ended: its home hears of it once that is
+/// durable here (see `remote_members`).
+fn ended_elsewhere(ctx: &mut Ctx, group_id: GroupId, username: &str) {
+    if ctx.home_of(Owner::User(username)).is_some() {
+        ctx.tell(WorkerCmd::MembershipEnded { group_id, username: username.into() }, true);
+    }
 }
 
 pub fn set_role(
@@ -325,6 +353,9 @@ pub fn delete(
     let still_stored = group.last_seq - group.floor.max(group.retention.settled);
     let online = group.sessions(None);
     ctx.partition.sled().delete_group(id, &record)?;
+    for member in &record.members {
+        ended_elsewhere(ctx, id, &member.username);
+    }
     ctx.partition.forget(LogId::Group, id.into());
     ctx.shared.open_groups.remove(app_of(&user.name), id);
     if let Some(app) = ctx.shared.apps.of(&user.name) {
@@ -346,7 +377,7 @@ pub fn members(ctx: &mut Ctx, group: &GroupState, conn: ConnId, request_id: u32,
         .members
         .iter()
         .map(|(username, m)| MemberInfo {
-            online: directory.is_online(username),
+            online: directory.member_online(username),
             display_name: directory.display_name(username, store),
             username: username.to_string(),
             role: m.role,

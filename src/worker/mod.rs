@@ -21,7 +21,8 @@
 //!   `rooms` (`Rooms`, and broadcast), `presence` (`Presence`), `services` (`Gathers`),
 //!   `history` (`History`: pages of what the logs keep, with `deletion` and `retention`),
 //!   plus `accounts`, `stats` and `read_state` (read marks and receipts, with `unread`;
-//!   `read_budget` charges the requests that read many stored messages),
+//!   `read_budget` charges the requests that read many stored messages; `remote_members`
+//!   the members of a group homed on other cluster nodes),
 //!   which own nothing of their own;
 //! - what they stand on: `context` (the `Ctx` each method gets: batch, partition, shared
 //!   tables), `message` (the steps of every new stored message), `cursor` (the pure
@@ -64,6 +65,7 @@ mod quota;
 mod read_budget;
 mod read_state;
 mod refusal;
+mod remote_members;
 mod retention;
 mod rooms;
 mod seats;
@@ -112,6 +114,7 @@ pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>, Mailbox) {
         rooms: shared.rooms.clone(),
         watchers: shared.connection_watchers.clone(),
         store: shared.store.clone(),
+        budget_bytes: shared.config.delivery_window_bytes,
     };
     let handles = inbound_receivers
         .into_iter()

@@ -1,7 +1,8 @@
 //! Presence: online/offline pushes to the user's co-members in any group and to sessions
 //! that subscribed to the user. The user's own worker computes the recipients at login and
 //! at session end, from the user's groups and subscribers: the cost follows the user's
-//! circle, never the number of users online.
+//! circle, never the number of users online. In a cluster, the co-members in groups homed
+//! on other nodes are told by those nodes, which know their sessions.
 //!
 //! Services that watch connections hear of every login and session end, of every device
 //! ([`connection_event`]). A user is online while any of its devices is: it is announced
@@ -11,9 +12,11 @@ use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
 use crate::apps::app_of;
 use crate::apps::wire;
-use crate::protocol::{ErrorCode, Push, Reply, ServerFrame};
-use crate::route::ConnId;
-use std::collections::{BTreeSet, HashMap};
+use crate::cluster::wire::RemoteCmd;
+use crate::protocol::{ErrorCode, GroupId, Push, Reply, ServerFrame};
+use crate::route::{ConnId, Owner};
+use log::debug;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Subscriptions to users of this worker's partition.
@@ -107,27 +110,61 @@ impl Presence {
         ctx.shared.subscription_seats.release(conn, subscriptions);
     }
 
-    /// Tells the user's circle that it came online or went offline.
+    /// Tells the user's circle that it came online or went offline. In a cluster, the nodes
+    /// of its groups homed elsewhere tell its co-members there ([`to_group_peers`]); a
+    /// co-member in groups on several nodes may hear it from each.
     pub fn announce(&self, ctx: &mut Ctx, username: &str, online: bool) -> Handled {
         let mut recipients: BTreeSet<ConnId> = self.watchers.of(username).iter().copied().collect();
-        let store = &ctx.shared.store;
-        for group_id in store.memberships(username)? {
-            let Some(record) = store.group(group_id)? else {
-                continue;
-            };
-            for member in record.members.iter().filter(|m| m.username != username) {
-                recipients.extend(ctx.shared.directory.conns_of(&member.username));
+        let mut elsewhere: BTreeMap<u8, Vec<GroupId>> = BTreeMap::new();
+        let mut here = Vec::new();
+        for group_id in ctx.shared.store.memberships(username)? {
+            match ctx.home_of(Owner::Group(group_id)) {
+                Some(node) => elsewhere.entry(node).or_default().push(group_id),
+                None => here.push(group_id),
             }
         }
-        if recipients.is_empty() {
-            return Ok(());
+        recipients.extend(group_peers(ctx, username, &here)?);
+        for (node, groups) in elsewhere {
+            let cmd = RemoteCmd::GroupPresence { username: username.to_string(), online, groups };
+            ctx.batch.send_to_node(node, cmd, None, false);
         }
-        let encoded: Arc<[u8]> =
-            wire::encode(ServerFrame::Push(Push::Presence { username: username.to_string(), online })).into();
-        for conn in recipients {
-            ctx.batch.frame_bytes(conn, &encoded, false);
-        }
+        push_presence(ctx, username, online, recipients);
         Ok(())
+    }
+}
+
+/// A user of another cluster node came online or went offline: its co-members in `groups`
+/// (homed here) hear of it.
+pub fn to_group_peers(ctx: &mut Ctx, username: &str, online: bool, groups: &[GroupId]) {
+    match group_peers(ctx, username, groups) {
+        Ok(recipients) => push_presence(ctx, username, online, recipients),
+        Err(refusal) => debug!("presence of {username}: {}", refusal.message),
+    }
+}
+
+/// The sessions of the user's co-members in `groups` (homed here), wherever they are.
+fn group_peers(ctx: &Ctx, username: &str, groups: &[GroupId]) -> Result<BTreeSet<ConnId>, Refusal> {
+    let store = &ctx.shared.store;
+    let mut recipients = BTreeSet::new();
+    for &group_id in groups {
+        let Some(record) = store.group(group_id)? else {
+            continue;
+        };
+        for member in record.members.iter().filter(|m| m.username != username) {
+            recipients.extend(ctx.shared.directory.member_sessions(&member.username).into_iter().map(|s| s.conn));
+        }
+    }
+    Ok(recipients)
+}
+
+fn push_presence(ctx: &mut Ctx, username: &str, online: bool, recipients: BTreeSet<ConnId>) {
+    if recipients.is_empty() {
+        return;
+    }
+    let encoded: Arc<[u8]> =
+        wire::encode(ServerFrame::Push(Push::Presence { username: username.to_string(), online })).into();
+    for conn in recipients {
+        ctx.batch.frame_bytes(conn, &encoded, false);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,
-    /// For `RateLimited`: when to try again, in ms (protocol.md "Errors"); 0 otherwise.
+    /// For `RateLimited` and `Unavailable`: when to try again, in ms (protocol.md "Errors"); 0 otherwise.
     pub retry_after_ms: u32,
 }
 
@@ -23,14 +23,15 @@ impl Refusal {
         Refusal { code: ErrorCode::RateLimited, message: message.into(), retry_after_ms: retry_ms(wait) }
     }
 
-    /// `Unavailable`: another cluster node the request needs cannot be reached now.
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Refusal { code: ErrorCode::Unavailable, message: message.into(), retry_after_ms: 1000 }
-    }
-
     /// An ack or resync of `seq`, past the conversation's last sequence.
     pub fn beyond(what: &str, seq: Seq, last_seq: Seq) -> Self {
         Refusal::new(ErrorCode::BadRequest, format!("{what} {seq} is beyond the last sequence {last_seq}"))
+    }
+
+    /// `Unavailable`: what the request is about is on a cluster node that cannot be reached
+    /// now; nothing was done, try again after `wait`.
+    pub fn unavailable(message: impl Into<String>, wait: Duration) -> Self {
+        Refusal { code: ErrorCode::Unavailable, message: message.into(), retry_after_ms: retry_ms(wait) }
     }
 
     pub fn unknown_user() -> Self {

@@ -141,7 +141,7 @@ impl Gathers {
         // before anything is sent, so a retry (same client_msg_id) is never half-done.
         if let Some(bus) = &ctx.shared.bus {
             if let Some(why) = remote.iter().find_map(|(node, _)| bus.refusal(*node)) {
-                return Err(Refusal::unavailable(why));
+                return Err(Refusal::unavailable(why, std::time::Duration::from_secs(1)));
             }
         }
         ctx.received(service, 1);

@@ -8,7 +8,7 @@ use super::context::{Ctx, WaitQueue, Waiting};
 use super::groups::Groups;
 use super::history::History;
 use super::inbox::Inboxes;
-use super::presence::Presence;
+use super::presence::{self, Presence};
 use super::push::queue::PushQueue;
 use super::push::settings::{self, DeviceRequest};
 use super::read_budget;
@@ -18,7 +18,8 @@ use super::services::{self, Gathers};
 use super::support::{self, Shops};
 use super::waiting::Readers;
 use super::{
-    accounts, claims, deletion, devices, membership, message, read_state, retention, stats, unread, waiting, Shared,
+    accounts, claims, deletion, devices, membership, message, read_state, remote_members, retention, stats, unread,
+    waiting, Shared,
 };
 use crate::clock::now_ms;
 use crate::memory::{self, Trimmer};
@@ -126,6 +127,10 @@ impl Worker {
             if let Some(due) = push_due {
                 wait = wait.min(due.saturating_duration_since(Instant::now()));
             }
+            let admissions_due = self.owners.groups.admissions.next_due(remote_members::patience(&self.shared));
+            if let Some(due) = admissions_due {
+                wait = wait.min(due.saturating_duration_since(Instant::now()));
+            }
             let first = select! {
                 recv(internal) -> cmd => cmd.map(Work::Internal),
                 recv(requests) -> inbound => inbound.map(Work::Inbound),
@@ -148,7 +153,9 @@ impl Worker {
                     continue;
                 }
                 default(wait) => {
-                    if push_due.is_some_and(|due| due <= Instant::now()) {
+                    if admissions_due.is_some_and(|due| due <= Instant::now()) {
+                        Ok(Work::Internal(WorkerCmd::AdmissionsDue))
+                    } else if push_due.is_some_and(|due| due <= Instant::now()) {
                         Ok(Work::Internal(WorkerCmd::PushDue))
                     } else if self.waiting.is_empty() {
                         continue;
@@ -226,9 +233,18 @@ impl Owners {
             WorkerCmd::Gathered { gather, outcome } => self.gathers.gathered(ctx, gather, outcome),
             WorkerCmd::MoreParts { gather, extra } => self.gathers.more_parts(gather, extra),
             WorkerCmd::MemberOnline { group_id, username, device, conn } => {
-                if let Err(refusal) = self.groups.member_online(ctx, group_id, &username, &device, conn) {
-                    debug!("group {group_id} catch-up for {username}: {}", refusal.message);
-                }
+                remote_members::member_online(ctx, &mut self.groups, group_id, &username, &device, conn)
+            }
+            WorkerCmd::Admit { group_id, username, admission } => {
+                remote_members::admit_here(ctx, group_id, username, admission)
+            }
+            WorkerCmd::Admitted { group_id, username, admission, outcome } => {
+                remote_members::admitted(ctx, &mut self.groups, group_id, username, admission, outcome)
+            }
+            WorkerCmd::MembershipEnded { group_id, username } => remote_members::ended_here(ctx, group_id, &username),
+            WorkerCmd::Reannounce { node } => remote_members::reannounce(ctx, node),
+            WorkerCmd::GroupPresence { username, online, groups } => {
+                presence::to_group_peers(ctx, &username, online, &groups)
             }
             WorkerCmd::CreateGroup { group, seat } => {
                 let (conn, request_id) = (group.conn, group.request_id);
@@ -262,6 +278,7 @@ impl Owners {
             }
             WorkerCmd::PushOnline { uid } => self.push.online(uid),
             WorkerCmd::PushDue => self.push.due(ctx),
+            WorkerCmd::AdmissionsDue => remote_members::expire(ctx, &mut self.groups),
             WorkerCmd::SupportOnline { shop, username, device, conn } => {
                 if let Err(refusal) = self.shops.reader_online(ctx, &shop, &username, &device, conn) {
                     debug!("support catch-up of {username} in {shop}: {}", refusal.message);

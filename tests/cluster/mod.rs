@@ -15,6 +15,7 @@ mod admin_cli;
 mod bus_down;
 mod deletion;
 mod direct;
+mod groups;
 mod listings;
 mod node_down;
 mod ordering;
