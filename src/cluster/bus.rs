@@ -93,6 +93,8 @@ pub trait Workers: Send + 'static {
     /// sessions of this node (it restarted, or this node's bus connection was down): tell it
     /// again.
     fn reannounce(&self, node: Option<u8>);
+    /// `node` is down: what the workers hold for its connections goes.
+    fn node_down(&self, node: u8);
     /// The sessions of `node`'s connections kept here (see `session_ended`), each with its
     /// user as far as this node knows it: to end when that node is down.
     fn sessions_on(&self, node: u8) -> Vec<(ConnId, SessionUser)>;
@@ -381,7 +383,9 @@ impl<W: Workers> BusState<W> {
             }
         };
         let mut beat = tokio::time::interval(BEAT);
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        // Held requests and deadlines are looked at this often: a held request waits at most
+        // this long for room, and an idle node wakes 100 times a second, not more.
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
@@ -777,6 +781,7 @@ impl<W: Workers> BusState<W> {
                 continue;
             }
             self.down.push(node);
+            self.ends.workers.node_down(node);
             let sessions = self.ends.workers.sessions_on(node);
             if !sessions.is_empty() {
                 info!("cluster node {node} is down: ending the {} sessions of its users held here", sessions.len());

@@ -7,7 +7,8 @@
 //! - `C.node.N.reply.T`: the answer to node N's forwarded request number T (one frame, the
 //!   bytes the client gets), or NATS's "no responders" status when nobody listens on the
 //!   `in` subject it went to;
-//! - `C.alive`: heartbeats, the sender's node id.
+//! - `C.alive`: heartbeats, the sender's node id and its run (8 bytes, big-endian: the
+//!   time it started, so a restart shows however quick).
 //!
 //! A node subscribes `C.node.N.>` once, so its envelopes and its answers come on one
 //! stream, in the order they were sent.

@@ -8,8 +8,9 @@
 //! - outbound, an owner charges every frame to the [`OutputLedger`] and sends it back
 //!   through the [`Outbox`] as [`LoopMsg`]s.
 //!
-//! Today every destination is a local worker thread. A cluster adds one more kind of
-//! destination (an owner on another node), not another path through the loop.
+//! A destination is a local worker thread or, in a cluster, another node
+//! ([`Destination::Remote`], reached through the [`Elsewhere`] the bus implements): one
+//! more kind of destination, not another path through the loop.
 
 mod ledger;
 mod outbox;

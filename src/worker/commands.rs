@@ -99,6 +99,9 @@ pub enum WorkerCmd {
     /// node's users that it held (it restarted, or the bus was down): tell it again which
     /// are online in its groups.
     Reannounce { node: Option<u8> },
+    /// Cluster node `node` is down (seen by the bus): its connections are gone, so what is
+    /// held here for them (room places, presence subscriptions, connection watches) goes.
+    NodeDown { node: u8 },
     /// Finish the queues, commit, and exit (shutdown).
     Stop,
 }

@@ -353,6 +353,11 @@ impl ConnectionWatchers {
         write(&self.conns).retain(|(c, _)| *c != conn);
     }
 
+    /// Forgets every watcher held by cluster node `node` (it is down: its connections are gone).
+    pub fn remove_node(&self, node: u8) {
+        write(&self.conns).retain(|(c, _)| c.node() != node);
+    }
+
     /// The watchers of `app`.
     pub fn list(&self, app: &str) -> Vec<ConnId> {
         read(&self.conns).iter().filter(|(_, a)| **a == *app).map(|(c, _)| *c).collect()

@@ -155,6 +155,12 @@ impl Workers for Mailbox {
         sessions.map(|(conn, name, device)| (conn, user(name, device))).collect()
     }
 
+    fn node_down(&self, node: u8) {
+        for worker in &self.internal {
+            let _ = worker.send(WorkerCmd::NodeDown { node });
+        }
+    }
+
     fn reannounce(&self, node: Option<u8>) {
         // One worker reads the directory for everyone; it is a rare event.
         if let Some(worker) = self.internal.first() {

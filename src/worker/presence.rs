@@ -105,6 +105,11 @@ impl Presence {
     }
 
     /// The connection closed: its subscriptions here end, and their seats are given back.
+    /// The subscribing connections held by cluster node `node`.
+    pub fn conns_of_node(&self, node: u8) -> Vec<ConnId> {
+        self.watchers.by_conn.keys().filter(|c| c.node() == node).copied().collect()
+    }
+
     pub fn closed(&mut self, ctx: &Ctx, conn: ConnId) {
         let subscriptions = self.watchers.forget_conn(conn);
         ctx.shared.subscription_seats.release(conn, subscriptions);

@@ -87,6 +87,11 @@ impl Rooms {
     }
 
     /// The connection closed: it leaves every room it was in here.
+    /// The member connections held by cluster node `node`.
+    pub fn conns_of_node(&self, node: u8) -> Vec<ConnId> {
+        self.by_conn.keys().filter(|c| c.node() == node).copied().collect()
+    }
+
     pub fn closed(&mut self, ctx: &Ctx, conn: ConnId) {
         let rooms = self.by_conn.remove(&conn).unwrap_or_default();
         ctx.shared.room_seats.release(conn, rooms.len());

@@ -243,6 +243,7 @@ impl Owners {
             }
             WorkerCmd::MembershipEnded { group_id, username } => remote_members::ended_here(ctx, group_id, &username),
             WorkerCmd::Reannounce { node } => remote_members::reannounce(ctx, node),
+            WorkerCmd::NodeDown { node } => self.node_down(ctx, node),
             WorkerCmd::GroupPresence { username, online, groups } => {
                 presence::to_group_peers(ctx, &username, online, &groups)
             }
@@ -612,6 +613,23 @@ impl Owners {
             | Request::ResumeDevice { .. }
             | Request::ServiceLogin { .. }) => Err(unexpected(other)),
         }
+    }
+
+    /// What this worker holds for the connections of a cluster node that is down: they are
+    /// gone, and no `Closed` will come for them (group sessions end through the bus).
+    fn node_down(&mut self, ctx: &mut Ctx, node: u8) {
+        let mut conns = self.rooms.conns_of_node(node);
+        conns.extend(self.presence.conns_of_node(node));
+        conns.sort();
+        conns.dedup();
+        for conn in conns {
+            self.rooms.closed(ctx, conn);
+            self.presence.closed(ctx, conn);
+            ctx.shared.fanout.forget(conn);
+            ctx.waiting.take(conn);
+            self.history.closed(conn);
+        }
+        ctx.shared.connection_watchers.remove_node(node);
     }
 
     /// Everything this worker holds for a connection whose session ended.

@@ -91,3 +91,24 @@ fn a_broadcast_reaches_the_users_of_every_node() {
     }
     quiet(&mut root_client);
 }
+
+#[test]
+fn members_whose_node_is_killed_leave_the_rooms_of_other_nodes() {
+    let mut cluster = TestCluster::start();
+    let room = homed_on(3, "lobby");
+    let (alice, bob) = (homed_on(1, "alice"), homed_on(2, "bob"));
+    let mut alice_client = cluster.user(&alice);
+    let mut bob_client = cluster.user(&bob);
+    ok(&mut alice_client, Request::JoinRoom { room: room.clone() });
+    ok(&mut bob_client, Request::JoinRoom { room: room.clone() });
+    // bob's node dies with his connection: no Closed comes for it, yet the room's node lets
+    // him go once it sees the node down.
+    cluster.nodes.kill(2);
+    eventually("bob's place in the room to go with his node", RECOVERY, || {
+        match alice_client.request(Request::RoomMembers { room: room.clone() }).unwrap() {
+            Reply::RoomMembers { members, .. } => members.len() == 1,
+            other => panic!("{other:?}"),
+        }
+    });
+    assert_eq!(say(&mut alice_client, &room, "still here"), Reply::Delivered { recipients: 0 });
+}

@@ -69,6 +69,8 @@ run direct-r20k direct --clients 1000 --rate 20000
 # The latency anchor with two devices per user (the cost of a second device).
 run direct-r20k-d2 direct --clients 1000 --rate 20000 --devices 2
 run direct-r5k direct --clients 1000 --rate 5000
+# Light load: the latency of one message with nothing queued (compare bench-cluster.sh).
+run direct-r1k direct --clients 1000 --rate 1000
 run direct-r5k-d2 direct --clients 1000 --rate 5000 --devices 2
 run connections-10k connections --count 10000
 run connections-19k connections --count 19000
