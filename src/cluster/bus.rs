@@ -12,13 +12,14 @@
 //! cluster timeout, nobody listening (the owner's node is down: NATS says "no responders"
 //! at once), or no bus at all: the client gets `Unavailable`, never a receipt.
 
+use super::figures;
 use super::liveness::{Liveness, BEAT};
 use super::wire::{self, Entry, Envelope, Page, Query, RemoteCmd};
 use super::{ClusterConfig, Membership};
 use crate::apps::wire as apps_wire;
 use crate::clock::now_ms;
 use crate::frame;
-use crate::protocol::{ErrorCode, OnlineUser, Reply, Request, RoomInfo, ServerFrame};
+use crate::protocol::{AppFigures, ErrorCode, OnlineUser, Reply, Request, RoomInfo, ServerFrame, ServerStats};
 use crate::route::{
     partition_of, Charge, ConnId, Elsewhere, Inbound, LoopMsg, Outbox, OutputLedger, Owner, SessionUser,
 };
@@ -62,8 +63,8 @@ pub enum ToBus {
     Cmd { node: u8, cmd: RemoteCmd, answer: Option<(ConnId, u32)> },
     /// A connection of this node ended its session: tell the nodes it used.
     Closed { nodes: Vec<u8>, conn: ConnId, user: SessionUser },
-    /// A listing to gather from every node and answer on `conn`.
-    Gather { conn: ConnId, request_id: u32, request: Request },
+    /// A listing to gather from every node and answer on `conn` (whose user asks).
+    Gather { conn: ConnId, request_id: u32, request: Request, user: Option<SessionUser> },
 }
 
 /// What the bus needs of this node's workers (implemented by the worker pool).
@@ -82,8 +83,9 @@ pub trait Workers: Send + 'static {
     fn display_name(&self, username: &str) -> String;
     /// A user of another node is called `display_name` (for what this node sends about it).
     fn remember_name(&self, username: &str, display_name: String);
-    /// The listing `request` asks for, if it is one gathered from every node.
-    fn query_of(&self, request: &Request) -> Option<Query>;
+    /// The listing `request` from `user` asks for, if it is one gathered from every node;
+    /// Err: refused, and why.
+    fn query_of(&self, request: &Request, user: Option<&SessionUser>) -> Result<Query, (ErrorCode, String)>;
     /// This node's part of a listing.
     fn page(&self, query: &Query) -> Page;
     /// The session of `conn`, a connection of another node, ended: what was kept for it
@@ -174,11 +176,16 @@ impl Elsewhere for BusHandle {
         self.liveness.is_down(node, now_ms())
     }
 
-    fn gather(&self, conn: ConnId, request_id: u32, request: &Request) -> bool {
-        if !matches!(request, Request::ListOnline { .. } | Request::ListRooms { .. } | Request::QueryOnline { .. }) {
+    fn gather(&self, conn: ConnId, request_id: u32, request: &Request, user: Option<&SessionUser>) -> bool {
+        let gathered = matches!(
+            request,
+            Request::ListOnline { .. } | Request::ListRooms { .. } | Request::QueryOnline { .. } | Request::Stats
+        );
+        if !gathered {
             return false;
         }
-        let _ = self.tx.send(ToBus::Gather { conn, request_id, request: request.clone() });
+        let user = user.cloned();
+        let _ = self.tx.send(ToBus::Gather { conn, request_id, request: request.clone(), user });
         true
     }
 
@@ -433,7 +440,9 @@ impl<W: Workers> BusState<W> {
                 }
             }
             ToBus::Frames(frames) => self.frames_out(client, frames).await,
-            ToBus::Gather { conn, request_id, request } => self.gather(client, conn, request_id, request).await,
+            ToBus::Gather { conn, request_id, request, user } => {
+                self.gather(client, conn, request_id, request, user).await
+            }
             ToBus::Closed { nodes, conn, user } => {
                 if self.connected(client) {
                     let payload = wire::encode(&Envelope::Closed { conn, user });
@@ -651,10 +660,20 @@ impl<W: Workers> BusState<W> {
     /// Starts gathering a listing: this node's page now, every other node's by a request.
     /// A node that is down or does not answer in time leaves its part out: a listing of
     /// who is online is worth more partial than refused.
-    async fn gather(&mut self, client: &Client, conn: ConnId, request_id: u32, request: Request) {
-        let Some(query) = self.ends.workers.query_of(&request) else {
-            let frame = ServerFrame::error(request_id, ErrorCode::BadRequest, "too many names in one query");
-            return self.frames_in(vec![(conn, frame::encode(&frame))]);
+    async fn gather(
+        &mut self,
+        client: &Client,
+        conn: ConnId,
+        request_id: u32,
+        request: Request,
+        user: Option<SessionUser>,
+    ) {
+        let query = match self.ends.workers.query_of(&request, user.as_ref()) {
+            Ok(query) => query,
+            Err((code, message)) => {
+                let frame = ServerFrame::error(request_id, code, message);
+                return self.frames_in(vec![(conn, frame::encode(&frame))]);
+            }
         };
         let token = self.next_token;
         self.next_token += 1;
@@ -698,36 +717,7 @@ impl<W: Workers> BusState<W> {
             return;
         }
         let Some(g) = self.gathering.remove(&token) else { return };
-        let merged = wire::merge(g.pages, g.query.limit());
-        let reply = match g.query {
-            Query::Online { .. } => Reply::Online {
-                users: merged
-                    .entries
-                    .into_iter()
-                    .filter_map(|(username, entry)| match entry {
-                        Entry::DisplayName(display_name) => Some(OnlineUser { username, display_name }),
-                        _ => None,
-                    })
-                    .collect(),
-                more: merged.more,
-            },
-            Query::Status { users } => {
-                let online: std::collections::HashSet<String> =
-                    merged.entries.into_iter().map(|(name, _)| name).collect();
-                Reply::OnlineStatus { online: users.iter().map(|u| online.contains(u)).collect() }
-            }
-            Query::Rooms { .. } => Reply::Rooms {
-                rooms: merged
-                    .entries
-                    .into_iter()
-                    .filter_map(|(name, entry)| match entry {
-                        Entry::Members(members) => Some(RoomInfo { name, members }),
-                        _ => None,
-                    })
-                    .collect(),
-                more: merged.more,
-            },
-        };
+        let reply = answer_of(g.query, g.pages);
         let bytes = apps_wire::encode(ServerFrame::Reply { request_id: g.request_id, reply });
         self.frames_in(vec![(g.conn, bytes)]);
     }
@@ -833,6 +823,70 @@ impl<W: Workers> BusState<W> {
                 !queue.is_empty()
             });
         }
+    }
+}
+
+/// The answer to a gathered listing, from every node's page (the asking node's first).
+fn answer_of(query: Query, pages: Vec<Page>) -> Reply {
+    if let Query::Stats { .. } = query {
+        return stats_of(pages);
+    }
+    let merged = wire::merge(pages, query.limit());
+    match query {
+        Query::Online { .. } => Reply::Online {
+            users: merged
+                .entries
+                .into_iter()
+                .filter_map(|(username, entry)| match entry {
+                    Entry::DisplayName(display_name) => Some(OnlineUser { username, display_name }),
+                    _ => None,
+                })
+                .collect(),
+            more: merged.more,
+        },
+        Query::Status { users } => {
+            let online: std::collections::HashSet<String> = merged.entries.into_iter().map(|(name, _)| name).collect();
+            Reply::OnlineStatus { online: users.iter().map(|u| online.contains(u)).collect() }
+        }
+        Query::Rooms { .. } | Query::Stats { .. } => Reply::Rooms {
+            rooms: merged
+                .entries
+                .into_iter()
+                .filter_map(|(name, entry)| match entry {
+                    Entry::Members(members) => Some(RoomInfo { name, members }),
+                    _ => None,
+                })
+                .collect(),
+            more: merged.more,
+        },
+    }
+}
+
+/// The cluster's statistics from every node's page: the asking node's first (its version).
+fn stats_of(pages: Vec<Page>) -> Reply {
+    let entries = pages.into_iter().flat_map(|p| p.entries).map(|(_, entry)| entry);
+    let (mut server, mut app) = (None::<ServerStats>, None::<AppFigures>);
+    for entry in entries {
+        match entry {
+            Entry::Stats(stats) => {
+                server = Some(match server {
+                    Some(sum) => figures::merge(sum, *stats),
+                    None => *stats,
+                })
+            }
+            Entry::AppStats(figures) => {
+                app = Some(match app {
+                    Some(sum) => figures::merge_app(sum, figures),
+                    None => figures,
+                })
+            }
+            _ => {}
+        }
+    }
+    match (server, app) {
+        (Some(server), _) => Reply::Stats(server),
+        (None, Some(app)) => Reply::AppStats(app),
+        (None, None) => Reply::Stats(ServerStats::default()),
     }
 }
 

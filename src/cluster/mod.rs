@@ -14,6 +14,7 @@
 //! a single node. docs/CLUSTER.md is the design in full.
 
 pub mod bus;
+pub mod figures;
 pub mod liveness;
 pub mod rendezvous;
 pub mod wire;

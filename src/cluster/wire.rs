@@ -13,7 +13,9 @@
 //! A node subscribes `C.node.N.>` once, so its envelopes and its answers come on one
 //! stream, in the order they were sent.
 
-use crate::protocol::{ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, Seq, UserId};
+use crate::protocol::{
+    AppFigures, ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, Seq, ServerStats, UserId,
+};
 use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::StoredMessage;
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,8 @@ pub enum Query {
     Rooms { after: String, limit: u32 },
     /// Which of these users (app-qualified names) are online (a service's `QueryOnline`).
     Status { users: Vec<String> },
+    /// The statistics of `app` (the server's own for the app `default`).
+    Stats { app: String },
 }
 
 impl Query {
@@ -79,6 +83,7 @@ impl Query {
         match self {
             Query::Online { limit, .. } | Query::Rooms { limit, .. } => *limit,
             Query::Status { users } => users.len() as u32,
+            Query::Stats { .. } => u32::MAX,
         }
     }
 }
@@ -97,6 +102,10 @@ pub enum Entry {
     Members(u32),
     /// The user is online here.
     Online,
+    /// This node's statistics (the app `default`'s: the server's own).
+    Stats(Box<ServerStats>),
+    /// This node's figures of one app.
+    AppStats(AppFigures),
 }
 
 /// The cluster's page: the first `limit` of every node's page together, in name order;

@@ -161,8 +161,8 @@ pub trait Elsewhere: Send + Sync {
     /// Every other node.
     fn others(&self) -> Vec<u8>;
     /// Takes a request whose answer is gathered from every node (who is online, the
-    /// rooms); false for any other request.
-    fn gather(&self, conn: ConnId, request_id: u32, request: &Request) -> bool;
+    /// rooms, a service's query, the statistics) from `user`; false for any other request.
+    fn gather(&self, conn: ConnId, request_id: u32, request: &Request, user: Option<&SessionUser>) -> bool;
 }
 
 /// What the loop hands an owner: the typed inbound queue. An owner's own traffic (other

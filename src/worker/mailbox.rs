@@ -7,10 +7,11 @@ use super::accounts::MAX_ONLINE_PAGE;
 use super::commands::WorkerCmd;
 use super::rooms::MAX_ROOM_PAGE;
 use super::services::MAX_NAMES;
-use super::{ConnectionWatchers, Directory, RoomList};
+use super::{stats, ConnectionWatchers, Directory, RoomList, Shared};
+use crate::apps::app_of;
 use crate::cluster::bus::Workers;
 use crate::cluster::wire::{Entry, Page, Query, RemoteCmd};
-use crate::protocol::{Request, UserId};
+use crate::protocol::{ErrorCode, Request, UserId};
 use crate::route::{ConnId, Inbound, Owner, SessionUser};
 use crate::store::Store;
 use crossbeam_channel::{Sender, TrySendError};
@@ -26,6 +27,8 @@ pub struct Mailbox {
     pub(super) rooms: RoomList,
     pub(super) watchers: ConnectionWatchers,
     pub(super) store: Store,
+    /// For this node's statistics.
+    pub(super) shared: Shared,
     /// The delivery budget of a member's session on another node, in bytes
     /// (`--delivery-window-bytes`, as for a session of this node).
     pub(super) budget_bytes: usize,
@@ -121,8 +124,15 @@ impl Workers for Mailbox {
         self.directory.remember(username, display_name);
     }
 
-    fn query_of(&self, request: &Request) -> Option<Query> {
+    fn query_of(&self, request: &Request, user: Option<&SessionUser>) -> Result<Query, (ErrorCode, String)> {
+        if let Request::Stats = request {
+            return match user {
+                Some(user) if user.admin || user.service => Ok(Query::Stats { app: app_of(&user.name).to_string() }),
+                _ => Err((ErrorCode::Forbidden, "statistics are for administrators and services".into())),
+            };
+        }
         Query::of(request, MAX_ONLINE_PAGE, MAX_ROOM_PAGE, MAX_NAMES)
+            .ok_or_else(|| (ErrorCode::BadRequest, format!("at most {MAX_NAMES} names in one query")))
     }
 
     fn page(&self, query: &Query) -> Page {
@@ -138,6 +148,9 @@ impl Workers for Mailbox {
             Query::Status { users } => {
                 let online = users.iter().filter(|u| self.directory.is_online(u));
                 (online.map(|u| (u.clone(), Entry::Online)).collect(), false)
+            }
+            Query::Stats { app } => {
+                (stats::page(&self.shared, app).into_iter().map(|e| (String::new(), e)).collect(), false)
             }
         };
         Page { entries, more }

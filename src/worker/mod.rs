@@ -114,6 +114,7 @@ pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>, Mailbox) {
         rooms: shared.rooms.clone(),
         watchers: shared.connection_watchers.clone(),
         store: shared.store.clone(),
+        shared: shared.clone(),
         budget_bytes: shared.config.delivery_window_bytes,
     };
     let handles = inbound_receivers

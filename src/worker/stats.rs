@@ -6,6 +6,7 @@ use super::context::Ctx;
 use super::refusal::{Handled, Refusal};
 use super::Shared;
 use crate::apps::{app_of, AppEntry, DEFAULT_APP};
+use crate::cluster::wire::Entry;
 use crate::metrics::Metrics;
 use crate::protocol::{AppFigures, ErrorCode, Reply, ServerStats};
 use crate::route::{ConnId, SessionUser};
@@ -26,6 +27,15 @@ pub fn stats(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUser) -
     };
     ctx.batch.reply(conn, request_id, reply, false);
     Ok(())
+}
+
+/// This node's statistics for the app `app`, as a cluster's gathered answer takes them
+/// (none when they cannot be read, or the app is not hosted here).
+pub fn page(shared: &Shared, app: &str) -> Option<Entry> {
+    match app {
+        DEFAULT_APP => collect(shared).ok().map(|stats| Entry::Stats(Box::new(stats))),
+        app => shared.apps.get(app).map(|entry| Entry::AppStats(figures(shared, entry))),
+    }
 }
 
 /// One app's figures now.

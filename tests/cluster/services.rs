@@ -62,6 +62,16 @@ fn a_service_on_one_node_reaches_the_users_of_every_node() {
     let reply = relay.request(Request::QueryOnline { users: asked }).unwrap();
     assert_eq!(reply, Reply::OnlineStatus { online: vec![true, true, true, false] });
 
+    // The statistics are the cluster's: every node's users and connections add up.
+    match relay.request(Request::Stats).unwrap() {
+        Reply::Stats(stats) => {
+            assert_eq!(stats.logged_in, 3, "one user logged in on each node");
+            assert!(stats.connections >= 4, "the users and the service: {}", stats.connections);
+            assert!(stats.messages_received >= 2, "the service's two sends: {}", stats.messages_received);
+        }
+        other => panic!("{other:?}"),
+    }
+
     // Connection events from every node, and a disconnect at the user's home.
     assert_eq!(relay.request(Request::WatchConnections).unwrap(), Reply::Done);
     let far = names.iter().position(|n| super::home(n) == 3).expect("a user of node 3");

@@ -172,7 +172,7 @@ impl EventLoop {
         let admission = admit(conn.phase, conn.user.as_ref(), &request);
         // In a cluster, who is online and the rooms are every node's: the bus gathers them.
         if let (Admission::Forward(_), Some(elsewhere)) = (&admission, self.router.elsewhere()) {
-            if elsewhere.gather(conn.id, request_id, &request) {
+            if elsewhere.gather(conn.id, request_id, &request, conn.user.as_ref()) {
                 return;
             }
         }
