@@ -163,9 +163,9 @@ pub fn join(
     Ok(())
 }
 
-/// Adds a member who starts after the current last message (history before joining is
-/// not theirs), checking the limits; every device of it online now is attached.
-fn admit(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: UserId) -> Handled {
+/// Whether group `id` can take `username` as a new member (not one already, not full);
+/// returns the group's last sequence, where the new member starts.
+pub(super) fn room_for(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str) -> Result<Seq, Refusal> {
     let max_members = ctx.config().max_group_members;
     let group = groups.load(ctx, id)?;
     if group.members.contains_key(username) {
@@ -174,7 +174,13 @@ fn admit(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: U
     if group.members.len() >= max_members {
         return Err(Refusal::new(ErrorCode::LimitReached, "the group is full"));
     }
-    let acked = group.last_seq;
+    Ok(group.last_seq)
+}
+
+/// Adds a member who starts after the current last message (history before joining is
+/// not theirs), checking the limits; every device of it online now is attached.
+fn admit(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: UserId) -> Handled {
+    let acked = room_for(ctx, groups, id, username)?;
     let seat = take_seat(ctx, username)?
         .ok_or_else(|| Refusal::new(ErrorCode::LimitReached, "the user is in too many groups"))?;
     let seated = seat_member(ctx, groups, id, username, uid, acked);

@@ -244,15 +244,7 @@ pub fn admitted(
 /// Makes the admitted user a member, as `membership::admit` does for a user of this node
 /// (checked again: the group may have filled meanwhile), and announces it.
 fn seat(ctx: &mut Ctx, groups: &mut Groups, id: GroupId, username: &str, uid: UserId, pending: &Pending) -> Handled {
-    let max_members = ctx.config().max_group_members;
-    let group = groups.load(ctx, id)?;
-    if group.members.contains_key(username) {
-        return Err(Refusal::new(ErrorCode::AlreadyMember, "already a member"));
-    }
-    if group.members.len() >= max_members {
-        return Err(Refusal::new(ErrorCode::LimitReached, "the group is full"));
-    }
-    let acked = group.last_seq;
+    let acked = membership::room_for(ctx, groups, id, username)?;
     membership::seat_member(ctx, groups, id, username, uid, acked)?;
     let event = match pending.entry {
         Entry::Added => GroupEvent::Added { username: username.to_string(), by: pending.by.to_string() },

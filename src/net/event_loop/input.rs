@@ -204,7 +204,7 @@ impl EventLoop {
             Admission::Forward(owner) => self.router.destination(owner),
         };
         if let (Destination::Remote { node, .. }, Some(elsewhere)) = (to, self.router.elsewhere()) {
-            if is_login(&request) {
+            if request.is_login() {
                 // The user lives on another node: send the client there, unless that node
                 // is known to be down (then nothing here or there can serve it now).
                 let address = elsewhere.address_of(node).unwrap_or_default();
@@ -244,18 +244,6 @@ impl EventLoop {
             conn.stalled = Some((to, inbound));
         }
     }
-}
-
-/// The requests that make a session: in a cluster, only the user's home node takes them.
-fn is_login(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Register { .. }
-            | Request::Login { .. }
-            | Request::Resume { .. }
-            | Request::LoginDevice { .. }
-            | Request::ResumeDevice { .. }
-    )
 }
 
 /// A limit as the u32 the Hello reply carries; a larger one is announced as u32::MAX.

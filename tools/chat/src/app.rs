@@ -506,18 +506,9 @@ pub fn run<O: Output, I>(
 }
 
 /// Requests after which the server treats the connection as someone else (or no one).
-/// Those a cluster may redirect are among them (`confab_proto::client::may_redirect`).
+/// Those a cluster may redirect are among them (`Request::is_login`).
 fn changes_session(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Register { .. }
-            | Request::Login { .. }
-            | Request::Resume { .. }
-            | Request::LoginDevice { .. }
-            | Request::ResumeDevice { .. }
-            | Request::Logout
-            | Request::LogoutEverywhere
-    )
+    request.is_login() || matches!(request, Request::Logout | Request::LogoutEverywhere)
 }
 
 fn is_stored_send(request: &Request) -> bool {

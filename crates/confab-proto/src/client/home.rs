@@ -19,14 +19,7 @@ pub const MAX_REDIRECTS: usize = 3;
 /// Whether a server in a cluster may answer `request` with [`Reply::Redirect`]: the
 /// requests that name a user before login (protocol.md "Cluster").
 pub fn may_redirect(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Register { .. }
-            | Request::Login { .. }
-            | Request::Resume { .. }
-            | Request::LoginDevice { .. }
-            | Request::ResumeDevice { .. }
-    )
+    request.is_login()
 }
 
 /// The addresses one request has been sent to, in order, and the rule that ends a loop:

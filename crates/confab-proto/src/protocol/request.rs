@@ -321,6 +321,20 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether it names a user to log in as (or to register): `Register`, `Login`,
+    /// `Resume`, `LoginDevice`, `ResumeDevice`. In a cluster only the user's home node takes
+    /// these; another answers `Reply::Redirect` (protocol.md "Cluster").
+    pub fn is_login(&self) -> bool {
+        matches!(
+            self,
+            Request::Register { .. }
+                | Request::Login { .. }
+                | Request::Resume { .. }
+                | Request::LoginDevice { .. }
+                | Request::ResumeDevice { .. }
+        )
+    }
+
     /// The group a user's request acts on, if any: the group's owner handles it (and a
     /// server checks the group is the user's app's first).
     pub fn group(&self) -> Option<GroupId> {
