@@ -19,7 +19,9 @@ use super::{ClusterConfig, Membership};
 use crate::apps::wire as apps_wire;
 use crate::clock::now_ms;
 use crate::frame;
-use crate::protocol::{AppFigures, ErrorCode, OnlineUser, Reply, Request, RoomInfo, ServerFrame, ServerStats};
+use crate::protocol::{
+    AppFigures, ErrorCode, GroupId, GroupInfo, OnlineUser, Reply, Request, RoomInfo, ServerFrame, ServerStats,
+};
 use crate::route::{
     partition_of, Charge, ConnId, Elsewhere, Inbound, LoopMsg, Outbox, OutputLedger, Owner, SessionUser,
 };
@@ -179,7 +181,11 @@ impl Elsewhere for BusHandle {
     fn gather(&self, conn: ConnId, request_id: u32, request: &Request, user: Option<&SessionUser>) -> bool {
         let gathered = matches!(
             request,
-            Request::ListOnline { .. } | Request::ListRooms { .. } | Request::QueryOnline { .. } | Request::Stats
+            Request::ListOnline { .. }
+                | Request::ListRooms { .. }
+                | Request::QueryOnline { .. }
+                | Request::Stats
+                | Request::ListGroups
         );
         if !gathered {
             return false;
@@ -831,6 +837,18 @@ fn answer_of(query: Query, pages: Vec<Page>) -> Reply {
     if let Query::Stats { .. } = query {
         return stats_of(pages);
     }
+    if let Query::Groups { ids, .. } = &query {
+        // In the order the caller's home lists them (its memberships).
+        let mut found: HashMap<GroupId, GroupInfo> = pages
+            .into_iter()
+            .flat_map(|p| p.entries)
+            .filter_map(|(_, entry)| match entry {
+                Entry::Group(info) => Some((info.group_id, info)),
+                _ => None,
+            })
+            .collect();
+        return Reply::Groups { groups: ids.iter().filter_map(|id| found.remove(id)).collect() };
+    }
     let merged = wire::merge(pages, query.limit());
     match query {
         Query::Online { .. } => Reply::Online {
@@ -848,7 +866,7 @@ fn answer_of(query: Query, pages: Vec<Page>) -> Reply {
             let online: std::collections::HashSet<String> = merged.entries.into_iter().map(|(name, _)| name).collect();
             Reply::OnlineStatus { online: users.iter().map(|u| online.contains(u)).collect() }
         }
-        Query::Rooms { .. } | Query::Stats { .. } => Reply::Rooms {
+        Query::Rooms { .. } | Query::Stats { .. } | Query::Groups { .. } => Reply::Rooms {
             rooms: merged
                 .entries
                 .into_iter()

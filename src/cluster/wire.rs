@@ -14,7 +14,7 @@
 //! stream, in the order they were sent.
 
 use crate::protocol::{
-    AppFigures, ClientMsgId, Content, ErrorCode, GroupId, MessageId, Request, Seq, ServerStats, UserId,
+    AppFigures, ClientMsgId, Content, ErrorCode, GroupId, GroupInfo, MessageId, Request, Seq, ServerStats, UserId,
 };
 use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::StoredMessage;
@@ -60,6 +60,9 @@ pub enum Query {
     Status { users: Vec<String> },
     /// The statistics of `app` (the server's own for the app `default`).
     Stats { app: String },
+    /// What `user` is told of its groups `ids` (`ListGroups`): each node answers for the
+    /// groups homed on it (their records are there).
+    Groups { user: SessionUser, ids: Vec<GroupId> },
 }
 
 impl Query {
@@ -84,6 +87,7 @@ impl Query {
             Query::Online { limit, .. } | Query::Rooms { limit, .. } => *limit,
             Query::Status { users } => users.len() as u32,
             Query::Stats { .. } => u32::MAX,
+            Query::Groups { ids, .. } => ids.len() as u32,
         }
     }
 }
@@ -106,6 +110,8 @@ pub enum Entry {
     Stats(Box<ServerStats>),
     /// This node's figures of one app.
     AppStats(AppFigures),
+    /// One of the caller's groups homed on this node.
+    Group(GroupInfo),
 }
 
 /// The cluster's page: the first `limit` of every node's page together, in name order;

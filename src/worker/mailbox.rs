@@ -7,7 +7,7 @@ use super::accounts::MAX_ONLINE_PAGE;
 use super::commands::WorkerCmd;
 use super::rooms::MAX_ROOM_PAGE;
 use super::services::MAX_NAMES;
-use super::{stats, ConnectionWatchers, Directory, RoomList, Shared};
+use super::{membership, stats, ConnectionWatchers, Directory, RoomList, Shared};
 use crate::apps::app_of;
 use crate::cluster::bus::Workers;
 use crate::cluster::wire::{Entry, Page, Query, RemoteCmd};
@@ -125,6 +125,10 @@ impl Workers for Mailbox {
     }
 
     fn query_of(&self, request: &Request, user: Option<&SessionUser>) -> Result<Query, (ErrorCode, String)> {
+        if let (Request::ListGroups, Some(user)) = (request, user) {
+            let ids = self.store.memberships(&user.name).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+            return Ok(Query::Groups { user: user.clone(), ids });
+        }
         if let Request::Stats = request {
             return match user {
                 Some(user) if user.admin || user.service => Ok(Query::Stats { app: app_of(&user.name).to_string() }),
@@ -148,6 +152,11 @@ impl Workers for Mailbox {
             Query::Status { users } => {
                 let online = users.iter().filter(|u| self.directory.is_online(u));
                 (online.map(|u| (u.clone(), Entry::Online)).collect(), false)
+            }
+            Query::Groups { user, ids } => {
+                // Only the groups homed here have their record here.
+                let infos = ids.iter().filter_map(|id| membership::group_info(&self.store, *id, user).ok().flatten());
+                (infos.map(|info| (info.group_id.to_string(), Entry::Group(info))).collect(), false)
             }
             Query::Stats { app } => {
                 (stats::page(&self.shared, app).into_iter().map(|e| (String::new(), e)).collect(), false)

@@ -24,7 +24,7 @@ use crate::protocol::{
     Role, SenderKind, Seq, ServerFrame, UserId,
 };
 use crate::route::{ConnId, Owner, SessionUser};
-use crate::store::{LogId, LogOwner};
+use crate::store::{LogId, LogOwner, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -395,7 +395,7 @@ pub fn members(ctx: &mut Ctx, group: &GroupState, conn: ConnId, request_id: u32,
 
 /// The position of the caller's device in a group, as stored: a named device's own, or
 /// where the legacy device is (where a device new to the group starts).
-fn device_position(store: &crate::store::Store, id: GroupId, user: &SessionUser) -> Result<Seq, Refusal> {
+fn device_position(store: &Store, id: GroupId, user: &SessionUser) -> Result<Seq, Refusal> {
     let legacy = store.group_ack(id, &user.name)?;
     if is_legacy(&user.device) {
         return Ok(legacy);
@@ -419,26 +419,32 @@ pub fn list_mine(ctx: &mut Ctx, conn: ConnId, request_id: u32, user: &SessionUse
     let store = &ctx.shared.store;
     let mut groups = Vec::new();
     for group_id in store.memberships(&user.name)? {
-        let Some(record) = store.group(group_id)? else {
-            continue;
-        };
-        let Some(me) = record.members.iter().find(|m| *m.username == *user.name) else {
-            continue;
-        };
-        // The group may be another worker's: its staged messages count too.
-        let log = LogOwner::from(group_id);
-        let last_seq = store.group_log.state(log)?.last_seq.max(store.staged_last(LogId::Group, log));
-        groups.push(GroupInfo {
-            group_id,
-            name: record.name.clone(),
-            open: record.open,
-            role: me.role,
-            members: record.members.len() as u32,
-            // A position beyond the history's end is read as the end (see `Groups::load`).
-            acked: device_position(store, group_id, user)?.min(last_seq),
-            last_seq,
-        });
+        groups.extend(group_info(store, group_id, user)?);
     }
     ctx.batch.reply(conn, request_id, Reply::Groups { groups }, false);
     Ok(())
+}
+
+/// What `ListGroups` tells `user` of group `group_id`, from the store of the group's node;
+/// None when the group is gone or the user is not in it.
+pub fn group_info(store: &Store, group_id: GroupId, user: &SessionUser) -> Result<Option<GroupInfo>, Refusal> {
+    let Some(record) = store.group(group_id)? else {
+        return Ok(None);
+    };
+    let Some(me) = record.members.iter().find(|m| *m.username == *user.name) else {
+        return Ok(None);
+    };
+    // The group may be another worker's: its staged messages count too.
+    let log = LogOwner::from(group_id);
+    let last_seq = store.group_log.state(log)?.last_seq.max(store.staged_last(LogId::Group, log));
+    Ok(Some(GroupInfo {
+        group_id,
+        name: record.name.clone(),
+        open: record.open,
+        role: me.role,
+        members: record.members.len() as u32,
+        // A position beyond the history's end is read as the end (see `Groups::load`).
+        acked: device_position(store, group_id, user)?.min(last_seq),
+        last_seq,
+    }))
 }

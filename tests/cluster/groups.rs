@@ -113,6 +113,17 @@ fn members_of_every_node_get_every_message_in_order_once() {
     let Three { group, alice, bob, carol, clients } = three(&cluster, "m");
     let [mut a, mut b, mut c] = clients;
 
+    // Every member lists the group at its home, as its node knows it (the group's).
+    for client in [&mut a, &mut b, &mut c] {
+        match client.request(Request::ListGroups).unwrap() {
+            Reply::Groups { groups } => {
+                let listed: Vec<(GroupId, u32)> = groups.iter().map(|g| (g.group_id, g.members)).collect();
+                assert_eq!(listed, vec![(group, 3)]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     // bob's new display name reaches the group's node with his requests.
     let renamed = b.request(Request::Rename { display_name: "Bobby".into() }).unwrap();
     assert_eq!(renamed, Reply::Renamed { display_name: "Bobby".into() });
