@@ -131,38 +131,44 @@ impl Worker {
             if let Some(due) = admissions_due {
                 wait = wait.min(due.saturating_duration_since(Instant::now()));
             }
-            let first = select! {
-                recv(internal) -> cmd => cmd.map(Work::Internal),
-                recv(requests) -> inbound => inbound.map(Work::Inbound),
-                recv(ticks) -> _ => {
-                    stats::log_line(&self.shared);
-                    continue;
-                }
-                recv(upkeep) -> _ => {
-                    self.prune_dedup();
-                    continue;
-                }
-                recv(expiries) -> _ => Ok(Work::Internal(WorkerCmd::ExpireDevices)),
-                recv(passes) -> _ => Ok(Work::Internal(WorkerCmd::RetentionPass)),
-                recv(trims) -> _ => {
-                    let metrics = &self.shared.metrics;
-                    let traffic = metrics.received.load(Ordering::Relaxed) + metrics.delivered.load(Ordering::Relaxed);
-                    if trimmer.due(traffic) {
-                        memory::trim();
-                    }
-                    continue;
-                }
-                default(wait) => {
-                    if admissions_due.is_some_and(|due| due <= Instant::now()) {
-                        Ok(Work::Internal(WorkerCmd::AdmissionsDue))
-                    } else if push_due.is_some_and(|due| due <= Instant::now()) {
-                        Ok(Work::Internal(WorkerCmd::PushDue))
-                    } else if self.waiting.is_empty() {
+            // Other workers' commands first, as within a batch: one queued before a client's
+            // request (a sent copy before the answer that it caused) is handled before it.
+            // `select!` picks at random among ready queues.
+            let first = match internal.try_recv() {
+                Ok(cmd) => Ok(Work::Internal(cmd)),
+                Err(_) => select! {
+                    recv(internal) -> cmd => cmd.map(Work::Internal),
+                    recv(requests) -> inbound => inbound.map(Work::Inbound),
+                    recv(ticks) -> _ => {
+                        stats::log_line(&self.shared);
                         continue;
-                    } else {
-                        Ok(Work::Internal(WorkerCmd::Pump { conn: None }))
                     }
-                }
+                    recv(upkeep) -> _ => {
+                        self.prune_dedup();
+                        continue;
+                    }
+                    recv(expiries) -> _ => Ok(Work::Internal(WorkerCmd::ExpireDevices)),
+                    recv(passes) -> _ => Ok(Work::Internal(WorkerCmd::RetentionPass)),
+                    recv(trims) -> _ => {
+                        let metrics = &self.shared.metrics;
+                        let traffic = metrics.received.load(Ordering::Relaxed) + metrics.delivered.load(Ordering::Relaxed);
+                        if trimmer.due(traffic) {
+                            memory::trim();
+                        }
+                        continue;
+                    }
+                    default(wait) => {
+                        if admissions_due.is_some_and(|due| due <= Instant::now()) {
+                            Ok(Work::Internal(WorkerCmd::AdmissionsDue))
+                        } else if push_due.is_some_and(|due| due <= Instant::now()) {
+                            Ok(Work::Internal(WorkerCmd::PushDue))
+                        } else if self.waiting.is_empty() {
+                            continue;
+                        } else {
+                            Ok(Work::Internal(WorkerCmd::Pump { conn: None }))
+                        }
+                    }
+                },
             };
             let Ok(first) = first else { break };
             stopping = !self.handle(first);
