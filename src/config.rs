@@ -407,6 +407,8 @@ impl Config {
         self.login_queue = self.login_queue.max(1);
         self.max_frame_before_login =
             self.max_frame_before_login.clamp(MIN_FRAME_BEFORE_LOGIN, self.max_frame.max(MIN_FRAME_BEFORE_LOGIN));
+        // A connection id holds its slot in 24 bits (see `route::ConnId`).
+        self.max_connections = self.max_connections.min((1 << 24) - 2);
         self.max_unauthenticated = self.max_unauthenticated.min(self.max_connections);
         self.push.queue_max = self.push.queue_max.max(1);
         self.max_devices = self.max_devices.clamp(1, MAX_KNOWN_DEVICES);

@@ -17,10 +17,11 @@ use super::liveness::{Liveness, BEAT};
 use super::wire::{self, Entry, Envelope, Page, Query, RemoteCmd};
 use super::{ClusterConfig, Membership};
 use crate::apps::wire as apps_wire;
-use crate::clock::now_ms;
+use crate::clock::mono_ms;
 use crate::frame;
 use crate::protocol::{
     AppFigures, ErrorCode, GroupId, GroupInfo, OnlineUser, Reply, Request, RoomInfo, ServerFrame, ServerStats,
+    NO_REQUEST,
 };
 use crate::route::{
     partition_of, Charge, ConnId, Elsewhere, Inbound, LoopMsg, Outbox, OutputLedger, Owner, SessionUser,
@@ -171,11 +172,11 @@ impl Elsewhere for BusHandle {
         if !self.liveness.connected() {
             return Some("the cluster bus is unreachable".into());
         }
-        self.liveness.is_down(node, now_ms()).then(|| format!("node {node} is unavailable"))
+        self.liveness.is_down(node, mono_ms()).then(|| format!("node {node} is unavailable"))
     }
 
     fn is_down(&self, node: u8) -> bool {
-        self.liveness.is_down(node, now_ms())
+        self.liveness.is_down(node, mono_ms())
     }
 
     fn gather(&self, conn: ConnId, request_id: u32, request: &Request, user: Option<&SessionUser>) -> bool {
@@ -190,6 +191,12 @@ impl Elsewhere for BusHandle {
         if !gathered {
             return false;
         }
+        // Counted with the forwarded requests: past the bound the node answers from what it
+        // has itself (its worker), rather than queue gathers without end.
+        if self.forwarding.load(Ordering::Relaxed) >= MAX_FORWARDING {
+            return false;
+        }
+        self.forwarding.fetch_add(1, Ordering::Relaxed);
         let user = user.cloned();
         let _ = self.tx.send(ToBus::Gather { conn, request_id, request: request.clone(), user });
         true
@@ -313,6 +320,8 @@ struct BusState<W: Workers> {
     /// Set when the bus connection comes up (again): what other nodes hold for this node's
     /// sessions may have been lost meanwhile.
     connected_again: Arc<AtomicBool>,
+    /// Set when the bus connection comes up (again): a beat goes before anything else.
+    beat_owed: Arc<AtomicBool>,
     /// Other nodes known to be down, and when that was last looked at.
     down: Vec<u8>,
     down_checked: Instant,
@@ -328,13 +337,15 @@ impl<W: Workers> BusState<W> {
             pending: HashMap::new(),
             deadlines: VecDeque::new(),
             owed_checked: Instant::now(),
-            next_token: 1,
+            // Anywhere: a late answer to the last run's request must not match this run's.
+            next_token: run_id() >> 16,
             owed: HashMap::new(),
             held: (0..workers).map(|_| VecDeque::new()).collect(),
             gathering: HashMap::new(),
-            boot: now_ms(),
+            boot: run_id(),
             boots: HashMap::new(),
             connected_again: Arc::new(AtomicBool::new(false)),
+            beat_owed: Arc::new(AtomicBool::new(false)),
             down: Vec::new(),
             down_checked: Instant::now(),
         }
@@ -351,6 +362,7 @@ impl<W: Workers> BusState<W> {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToBus>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
         let liveness = self.handle.liveness.clone();
         let connected = self.connected_again.clone();
+        let owed = self.beat_owed.clone();
         let me = self.me();
         let options = async_nats::ConnectOptions::new()
             .name(format!("confabd node {me}"))
@@ -361,18 +373,20 @@ impl<W: Workers> BusState<W> {
             .event_callback(move |event| {
                 let liveness = liveness.clone();
                 let connected = connected.clone();
+                let owed = owed.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             info!("cluster bus connected");
-                            liveness.set_connected(true, now_ms());
+                            liveness.set_connected(true, mono_ms());
+                            owed.store(true, Ordering::Relaxed);
                             connected.store(true, Ordering::Relaxed);
                         }
                         async_nats::Event::Disconnected => {
                             warn!(
                                 "cluster bus disconnected; requests for other nodes get Unavailable until it is back"
                             );
-                            liveness.set_connected(false, now_ms());
+                            liveness.set_connected(false, mono_ms());
                         }
                         other => debug!("cluster bus: {other}"),
                     }
@@ -387,10 +401,9 @@ impl<W: Workers> BusState<W> {
             }
         };
         let mine = format!("{}.node.{me}.>", self.config.name);
-        let alive = format!("{}.alive", self.config.name);
-        let (mut inbox, mut beats) = match (client.subscribe(mine).await, client.subscribe(alive.clone()).await) {
-            (Ok(inbox), Ok(beats)) => (inbox, beats),
-            (Err(e), _) | (_, Err(e)) => {
+        let mut inbox = match client.subscribe(mine).await {
+            Ok(inbox) => inbox,
+            Err(e) => {
                 log::error!("cannot subscribe on the cluster bus: {e}");
                 return;
             }
@@ -401,21 +414,19 @@ impl<W: Workers> BusState<W> {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            self.beat_if_owed(&client).await;
             tokio::select! {
                 _ = &mut stopped => break,
                 Some(out) = rx.recv() => self.outgoing(&client, out).await,
                 Some(message) = inbox.next() => self.incoming(&client, message).await,
-                Some(message) = beats.next() => self.beat(&message.payload),
-                _ = beat.tick() => {
-                    if client.connection_state() == async_nats::connection::State::Connected {
-                        let mut payload = vec![me];
-                        payload.extend_from_slice(&self.boot.to_be_bytes());
-                        publish(&client, alive.clone(), payload).await;
-                    }
-                }
+                _ = beat.tick() => self.send_beats(&client).await,
                 _ = tick.tick() => {
                     self.sweep();
                     if self.ends.workers.stopped() {
+                        // What the workers sent last goes out before the bus lets go.
+                        while let Ok(out) = rx.try_recv() {
+                            self.outgoing(&client, out).await;
+                        }
                         self.ends.outbox = None;
                         break;
                     }
@@ -429,6 +440,8 @@ impl<W: Workers> BusState<W> {
 
     /// Something from this node's loop or workers.
     async fn outgoing(&mut self, client: &Client, out: ToBus) {
+        // A connection just made says who this run is before anything else goes out.
+        self.beat_if_owed(client).await;
         match out {
             ToBus::Forward { node, mut envelope, answer } => {
                 self.handle.forwarding.fetch_sub(1, Ordering::Relaxed);
@@ -447,6 +460,7 @@ impl<W: Workers> BusState<W> {
             }
             ToBus::Frames(frames) => self.frames_out(client, frames).await,
             ToBus::Gather { conn, request_id, request, user } => {
+                self.handle.forwarding.fetch_sub(1, Ordering::Relaxed);
                 self.gather(client, conn, request_id, request, user).await
             }
             ToBus::Closed { nodes, conn, user } => {
@@ -470,7 +484,7 @@ impl<W: Workers> BusState<W> {
         if !self.connected(client) {
             return self.unavailable(conn, request_id, "the cluster bus is unreachable".into());
         }
-        if self.handle.liveness.is_down(node, now_ms()) {
+        if self.handle.liveness.is_down(node, mono_ms()) {
             return self.unavailable(conn, request_id, format!("node {node} is unavailable"));
         }
         if self.pending.len() >= MAX_PENDING {
@@ -500,9 +514,15 @@ impl<W: Workers> BusState<W> {
         let mut by_node: Vec<(u8, Vec<ConnFrame>)> = Vec::new();
         for (conn, bytes) in frames {
             for frame in wire::split_frames(&bytes) {
-                let owed = wire::answers(frame).and_then(|id| self.take_owed(conn, id));
+                let answers = wire::answers(frame).filter(|&id| id != NO_REQUEST);
+                let owed = answers.and_then(|id| self.take_owed(conn, id));
                 match owed {
                     Some(reply) => publish(client, reply, frame.to_vec()).await,
+                    // An answer owed no more: the asking node gave up on it (and told its
+                    // client `Unavailable`); a second answer would contradict that.
+                    None if answers.is_some() => {
+                        debug!("an answer for {conn:?} came after its node stopped waiting; dropped");
+                    }
                     None => {
                         let node = conn.node();
                         match by_node.iter_mut().find(|(n, _)| *n == node) {
@@ -583,6 +603,7 @@ impl<W: Workers> BusState<W> {
                 }
             }
             Envelope::Frames(frames) => self.frames_in(frames),
+            Envelope::Beat { node, run } => self.beat(client, node, run).await,
             Envelope::Query(query) => {
                 if let Some(reply) = message.reply {
                     let page = self.ends.workers.page(&query);
@@ -605,7 +626,9 @@ impl<W: Workers> BusState<W> {
             if let Err(inbound) = self.ends.workers.try_send(index, inbound) {
                 self.held[index].push_back(inbound);
             }
-        } else if self.held[index].len() >= MAX_HELD {
+        } else if self.held[index].len() >= MAX_HELD && matches!(inbound, Inbound::Request { .. }) {
+            // Only requests are refused: a session's end must always get through (one per
+            // connection of another node, so bounded by those).
             if let Inbound::Request { conn, request_id, .. } = inbound {
                 let frame = ServerFrame::unavailable(request_id, "this node is too busy; retry", RETRY);
                 self.answer_remote(client, conn, request_id, frame::encode(&frame)).await;
@@ -686,19 +709,24 @@ impl<W: Workers> BusState<W> {
         let page = self.ends.workers.page(&query);
         let payload = wire::encode(&Envelope::Query(query.clone()));
         self.gathering.insert(token, Gathering { conn, request_id, query, pages: vec![page], waiting: 0 });
-        let now = now_ms();
-        let others: Vec<u8> = self.handle.membership.others().collect();
-        for node in others {
-            if !self.connected(client) || self.handle.liveness.is_down(node, now) || self.pending.len() >= MAX_PENDING {
-                continue;
-            }
+        let now = mono_ms();
+        let targets: Vec<u8> = self
+            .handle
+            .membership
+            .others()
+            .filter(|&node| self.connected(client) && !self.handle.liveness.is_down(node, now))
+            .filter(|_| self.pending.len() < MAX_PENDING)
+            .collect();
+        // Every part counted before any is asked for: one that fails at once must not
+        // finish the listing before the others are in.
+        if let Some(g) = self.gathering.get_mut(&token) {
+            g.waiting = targets.len();
+        }
+        for node in targets {
             let part = self.next_token;
             self.next_token += 1;
             self.pending.insert(part, Pending { conn, request_id, node, gather: Some(token) });
             self.deadlines.push_back((Instant::now() + self.config.timeout, part));
-            if let Some(g) = self.gathering.get_mut(&token) {
-                g.waiting += 1;
-            }
             let reply = format!("{}.node.{}.reply.{part}", self.config.name, self.me());
             let sent = client.publish_with_reply(self.subject_in(node), reply, payload.clone().into());
             if !matches!(tokio::time::timeout(PUBLISH_WAIT, sent).await, Ok(Ok(()))) {
@@ -736,28 +764,64 @@ impl<W: Workers> BusState<W> {
         }
     }
 
-    /// Another node's heartbeat: its id, then (from nodes that send it) its run. A node
-    /// heard again after it was down, or in a new run, lost what it held for this node's
-    /// sessions: the workers tell it again.
-    fn beat(&mut self, payload: &[u8]) {
-        let Some(&node) = payload.first() else { return };
-        let now = now_ms();
-        if node != self.me() {
-            let was_down = self.handle.liveness.is_down(node, now);
-            let run = payload.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
-            let restarted = match (run, self.boots.get(&node)) {
-                (Some(run), Some(&known)) => run != known,
-                _ => false,
-            };
-            if let Some(run) = run {
-                self.boots.insert(node, run);
-            }
-            if was_down || restarted {
-                info!("cluster node {node} is back");
-                self.ends.workers.reannounce(Some(node));
+    /// This node's heartbeat to every other node, on their `in` subjects: in order with
+    /// everything else this node sends them, so a node's first envelope of a run is its
+    /// beat, before any session of the run is announced.
+    async fn send_beats(&mut self, client: &Client) {
+        if !self.connected(client) {
+            return;
+        }
+        let payload = wire::encode(&Envelope::Beat { node: self.me(), run: self.boot });
+        for node in self.handle.membership.others().collect::<Vec<_>>() {
+            publish(client, self.subject_in(node), payload.clone()).await;
+        }
+    }
+
+    /// Beats at once when the bus connection has just come (back) up.
+    async fn beat_if_owed(&mut self, client: &Client) {
+        if self.connected(client) && self.beat_owed.swap(false, Ordering::Relaxed) {
+            self.send_beats(client).await;
+        }
+    }
+
+    /// Another node's heartbeat. A node heard again after it was down, or in a new run, lost
+    /// what it held for this node's sessions: the workers tell it again. A new run also
+    /// means its last run's connections are gone, even if it came back too quickly to be
+    /// seen down: what is held here for them goes first (its beat comes before anything of
+    /// the new run, so nothing held now is the new run's).
+    async fn beat(&mut self, client: &Client, node: u8, run: u64) {
+        let now = mono_ms();
+        if node == self.me() {
+            return;
+        }
+        let was_down = self.handle.liveness.is_down(node, now);
+        let restarted = self.boots.get(&node).is_some_and(|&known| known != run);
+        self.boots.insert(node, run);
+        self.handle.liveness.heard(node, now);
+        if restarted && !was_down && !self.down.contains(&node) {
+            info!("cluster node {node} restarted: letting go of its last run's connections");
+            self.let_go_of(client, node).await;
+        }
+        if was_down || restarted {
+            info!("cluster node {node} is back");
+            self.ends.workers.reannounce(Some(node));
+        }
+    }
+
+    /// Everything held here for the connections of `node` (down, or in a new run) goes.
+    async fn let_go_of(&mut self, client: &Client, node: u8) {
+        self.ends.workers.node_down(node);
+        let sessions = self.ends.workers.sessions_on(node);
+        if !sessions.is_empty() {
+            info!("ending the {} sessions of node {node}'s users held here", sessions.len());
+        }
+        for (conn, user) in sessions {
+            self.ends.workers.session_ended(conn);
+            for index in 0..self.ends.workers.count() {
+                let inbound = Inbound::Closed { conn, user: user.clone(), reason: "its node is down" };
+                self.hand_to_worker(client, index, inbound).await;
             }
         }
-        self.handle.liveness.heard(node, now);
     }
 
     /// Once a second: a node newly known to be down took its connections with it, so the
@@ -769,7 +833,7 @@ impl<W: Workers> BusState<W> {
             return;
         }
         self.down_checked = Instant::now();
-        let now = now_ms();
+        let now = mono_ms();
         let others: Vec<u8> = self.handle.membership.others().collect();
         self.down.retain(|node| self.handle.liveness.is_down(*node, now));
         for node in others {
@@ -777,18 +841,7 @@ impl<W: Workers> BusState<W> {
                 continue;
             }
             self.down.push(node);
-            self.ends.workers.node_down(node);
-            let sessions = self.ends.workers.sessions_on(node);
-            if !sessions.is_empty() {
-                info!("cluster node {node} is down: ending the {} sessions of its users held here", sessions.len());
-            }
-            for (conn, user) in sessions {
-                self.ends.workers.session_ended(conn);
-                for index in 0..self.ends.workers.count() {
-                    let inbound = Inbound::Closed { conn, user: user.clone(), reason: "its node is down" };
-                    self.hand_to_worker(client, index, inbound).await;
-                }
-            }
+            self.let_go_of(client, node).await;
         }
     }
 
@@ -905,6 +958,16 @@ fn stats_of(pages: Vec<Page>) -> Reply {
         (Some(server), _) => Reply::Stats(server),
         (None, Some(app)) => Reply::AppStats(app),
         (None, None) => Reply::Stats(ServerStats::default()),
+    }
+}
+
+/// A number for this run of this node, told in its heartbeats: random, so a restart shows
+/// however quick, whatever the clocks say.
+fn run_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => crate::clock::now_ms(),
     }
 }
 

@@ -6,9 +6,10 @@
 //!   sends another arrives in the order it was sent);
 //! - `C.node.N.reply.T`: the answer to node N's forwarded request number T (one frame, the
 //!   bytes the client gets), or NATS's "no responders" status when nobody listens on the
-//!   `in` subject it went to;
-//! - `C.alive`: heartbeats, the sender's node id and its run (8 bytes, big-endian: the
-//!   time it started, so a restart shows however quick).
+//!   `in` subject it went to.
+//!
+//! Heartbeats ([`Envelope::Beat`]) travel on the `in` subjects too, so a node's first
+//! envelope of a run, at every other node, is its beat.
 //!
 //! A node subscribes `C.node.N.>` once, so its envelopes and its answers come on one
 //! stream, in the order they were sent.
@@ -46,6 +47,8 @@ pub enum Envelope {
     /// A page of what the receiving node has, for a listing gathered from every node;
     /// answered with an encoded [`Page`].
     Query(Query),
+    /// The sending node's heartbeat, with its run (random at each start).
+    Beat { node: u8, run: u64 },
 }
 
 /// A listing that spans the cluster: each node has its own part (the users homed on it

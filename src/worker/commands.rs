@@ -95,6 +95,8 @@ pub enum WorkerCmd {
     /// A user's home did not answer an admission in time (the worker's own timer): its
     /// client is told `Unavailable`.
     AdmissionsDue,
+    /// A service send with parts on other nodes ran out of patience (see `Gathers::expire`).
+    GathersDue,
     /// Cluster node `node` (every other node when None) may have lost the sessions of this
     /// node's users that it held (it restarted, or the bus was down): tell it again which
     /// are online in its groups.

@@ -26,6 +26,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Names one service request may address at most.
 pub const MAX_NAMES: usize = 10_000;
@@ -41,6 +42,9 @@ pub struct Gathers {
 struct Gather {
     conn: ConnId,
     request_id: u32,
+    /// When its parts were sent, if some went to other cluster nodes (whose parts may
+    /// never come: see [`Gathers::expire`]).
+    remote_since: Option<std::time::Instant>,
     remaining: usize,
     tally: Tally,
     failure: Option<(ErrorCode, String)>,
@@ -85,6 +89,11 @@ impl Gathers {
         if !message.transient && message.client_msg_id.is_none() {
             return Err(Refusal::new(ErrorCode::BadRequest, "client_msg_id must not be 0"));
         }
+        if self.next == 0 {
+            // Anywhere: a late tally of the last run's send must not complete this run's.
+            self.next = first_gather();
+        }
+        self.expire(ctx);
         self.next += 1;
         let gather = self.next;
         let me = ctx.shared.bus.as_ref().map_or(0, |bus| bus.membership().me);
@@ -146,7 +155,9 @@ impl Gathers {
         }
         ctx.received(service, 1);
         let remaining = parts.len() + remote.len();
-        self.pending.insert(gather, Gather { conn, request_id, remaining, tally: Tally::default(), failure: None });
+        let remote_since = (!remote.is_empty()).then(std::time::Instant::now);
+        let tally = Tally::default();
+        self.pending.insert(gather, Gather { conn, request_id, remote_since, remaining, tally, failure: None });
         for (worker, cmd) in parts {
             ctx.batch.send_to_worker(worker, cmd);
         }
@@ -154,6 +165,32 @@ impl Gathers {
             ctx.batch.send_to_node(node, cmd, None, false);
         }
         Ok(())
+    }
+
+    /// Sends with parts on other nodes still missing after twice the cluster timeout (a
+    /// node died with them, or the bus lost them): answered `Unavailable` (a retry with the
+    /// same client_msg_id stores nothing twice) and forgotten, so none waits for ever.
+    pub fn expire(&mut self, ctx: &mut Ctx) {
+        let Some(bus) = &ctx.shared.bus else { return };
+        let patience = bus.timeout() * 2;
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, g)| g.remote_since.is_some_and(|since| since.elapsed() >= patience))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(g) = self.pending.remove(&id) {
+                let refusal = Refusal::unavailable("another node did not report its part", Duration::from_secs(1));
+                ctx.batch.refuse(g.conn, g.request_id, &refusal);
+            }
+        }
+    }
+
+    /// When the oldest send with parts on other nodes runs out of patience (`patience`:
+    /// twice the cluster timeout).
+    pub fn next_due(&self, patience: Duration) -> Option<std::time::Instant> {
+        self.pending.values().filter_map(|g| g.remote_since).min().map(|since| since + patience)
     }
 
     /// Another node split its part of `gather` into `extra` more.
@@ -189,6 +226,12 @@ impl Gathers {
             }
         }
     }
+}
+
+/// Where a run's service sends are numbered from: random (see [`Gathers::send`]).
+fn first_gather() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).map_or(1, |()| u64::from_le_bytes(bytes) >> 16).max(1)
 }
 
 /// This worker's part of a service send to users (every online user of this worker's

@@ -131,6 +131,10 @@ impl Worker {
             if let Some(due) = admissions_due {
                 wait = wait.min(due.saturating_duration_since(Instant::now()));
             }
+            let gathers_due = self.owners.gathers.next_due(remote_members::patience(&self.shared) * 4);
+            if let Some(due) = gathers_due {
+                wait = wait.min(due.saturating_duration_since(Instant::now()));
+            }
             // Other workers' commands first, as within a batch: one queued before a client's
             // request (a sent copy before the answer that it caused) is handled before it.
             // `select!` picks at random among ready queues.
@@ -160,6 +164,8 @@ impl Worker {
                     default(wait) => {
                         if admissions_due.is_some_and(|due| due <= Instant::now()) {
                             Ok(Work::Internal(WorkerCmd::AdmissionsDue))
+                        } else if gathers_due.is_some_and(|due| due <= Instant::now()) {
+                            Ok(Work::Internal(WorkerCmd::GathersDue))
                         } else if push_due.is_some_and(|due| due <= Instant::now()) {
                             Ok(Work::Internal(WorkerCmd::PushDue))
                         } else if self.waiting.is_empty() {
@@ -286,6 +292,7 @@ impl Owners {
             WorkerCmd::PushOnline { uid } => self.push.online(uid),
             WorkerCmd::PushDue => self.push.due(ctx),
             WorkerCmd::AdmissionsDue => remote_members::expire(ctx, &mut self.groups),
+            WorkerCmd::GathersDue => self.gathers.expire(ctx),
             WorkerCmd::SupportOnline { shop, username, device, conn } => {
                 if let Err(refusal) = self.shops.reader_online(ctx, &shop, &username, &device, conn) {
                     debug!("support catch-up of {username} in {shop}: {}", refusal.message);

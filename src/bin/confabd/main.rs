@@ -266,6 +266,12 @@ impl Flags {
             return Ok(None);
         }
         let me = self.node_id.ok_or("--cluster needs --node-id")?;
+        // Subjects are `NAME.node.N.in`: a name of its own tokens only.
+        let name_ok = !self.cluster_name.is_empty()
+            && self.cluster_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err("--cluster-name must be letters, digits, - and _".into());
+        }
         let membership = match (&self.nodes, &self.nodes_file) {
             (Some(list), _) => Membership::parse(me, list),
             (None, Some(path)) => Membership::read_file(me, path),
@@ -493,6 +499,11 @@ mod tests {
         assert!(parse(&["--cluster", "nats://a:4222", "--nodes", "1=a:7420"]).is_err(), "no --node-id");
         assert!(parse(&["--cluster", "nats://a:4222", "--node-id", "1"]).is_err(), "no node list");
         assert!(parse(&["--node-id", "1", "--nodes", "1=a:7420"]).is_err(), "no --cluster");
+        let named = |name: &str| {
+            parse(&["--cluster", "nats://a:4222", "--node-id", "1", "--nodes", "1=a:7420", "--cluster-name", name])
+        };
+        assert!(named("chat-eu_1").is_ok());
+        assert!(named("a.b").is_err() && named("a*").is_err() && named("").is_err(), "not a subject token");
     }
 
     #[test]
