@@ -2,7 +2,7 @@
 //! join, leave and message goes to that node, which pushes to the members wherever their
 //! connections are. A broadcast reaches every node's users.
 
-use super::{homed_on, TestCluster, RECOVERY};
+use super::{homed_on, retry_while_unavailable, TestCluster, RECOVERY};
 use crate::common::eventually;
 use confab::client::{Client, ClientError};
 use confab::protocol::{ClientMsgId, Content, Push, Reply, Request, Target};
@@ -111,4 +111,31 @@ fn members_whose_node_is_killed_leave_the_rooms_of_other_nodes() {
         }
     });
     assert_eq!(say(&mut alice_client, &room, "still here"), Reply::Delivered { recipients: 0 });
+}
+
+#[test]
+fn members_of_a_node_that_restarted_at_once_leave_the_rooms_of_other_nodes() {
+    let mut cluster = TestCluster::start();
+    let room = homed_on(3, "lobby");
+    let (alice, bob) = (homed_on(1, "alice"), homed_on(2, "bob"));
+    let mut alice_client = cluster.user(&alice);
+    let mut bob_client = cluster.user(&bob);
+    ok(&mut alice_client, Request::JoinRoom { room: room.clone() });
+    ok(&mut bob_client, Request::JoinRoom { room: room.clone() });
+    // Killed and started again at once, maybe before the others miss its heartbeats: its
+    // new run's first beat tells them its last run's connections are gone.
+    cluster.nodes.kill(2);
+    cluster.nodes.restart(2);
+    eventually("bob's place in the room to go with his node's last run", RECOVERY, || {
+        match alice_client.request(Request::RoomMembers { room: room.clone() }).unwrap() {
+            Reply::RoomMembers { members, .. } => members.len() == 1,
+            other => panic!("{other:?}"),
+        }
+    });
+    // bob, back at his home, joins again and is heard.
+    let mut bob_again = cluster.login(&bob);
+    let rejoined =
+        retry_while_unavailable("bob rejoining", || bob_again.request(Request::JoinRoom { room: room.clone() }));
+    assert_eq!(rejoined.unwrap(), Reply::Done);
+    assert_eq!(say(&mut alice_client, &room, "welcome back"), Reply::Delivered { recipients: 1 });
 }
