@@ -18,7 +18,7 @@ use crate::protocol::{
     AppFigures, ClientMsgId, Content, ErrorCode, GroupId, GroupInfo, MessageId, Request, Seq, ServerStats, UserId,
 };
 use crate::route::{ConnId, Owner, SessionUser};
-use crate::store::StoredMessage;
+use crate::store::{PushMessage, StoredMessage};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -237,6 +237,12 @@ pub enum RemoteCmd {
         online: bool,
         groups: Vec<GroupId>,
     },
+    /// A group message stored for these offline members homed on the receiving node
+    /// (name, user id, unread count): their home makes their push notes.
+    PushNotes {
+        message: PushMessage,
+        readers: Vec<(String, UserId, u64)>,
+    },
 }
 
 impl RemoteCmd {
@@ -252,6 +258,7 @@ impl RemoteCmd {
             RemoteCmd::ServiceGroup { group_id, .. } => Owner::Group(*group_id),
             RemoteCmd::Gathered { .. } | RemoteCmd::MoreParts { .. } | RemoteCmd::Watch { .. } => Owner::PushQueue,
             RemoteCmd::MemberOnline { group_id, .. } | RemoteCmd::Admitted { group_id, .. } => Owner::Group(*group_id),
+            RemoteCmd::PushNotes { .. } => Owner::PushQueue,
             RemoteCmd::Admit { username, .. }
             | RemoteCmd::MembershipEnded { username, .. }
             | RemoteCmd::GroupPresence { username, .. } => Owner::User(username),

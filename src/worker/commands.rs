@@ -39,6 +39,9 @@ pub enum WorkerCmd {
     Pump { conn: Option<ConnId> },
     /// Stored messages met readers who are not connected (to the push queue's worker).
     PushNotes(Vec<PushNote>),
+    /// A group message of another cluster node met these offline users of this node (to
+    /// the push queue's worker, which makes their notes).
+    RemoteNotes { message: crate::store::PushMessage, readers: Vec<(String, UserId, u64)> },
     /// The user logged in (to the push queue's worker): its badge counts start again.
     PushOnline { uid: UserId },
     /// A push event's coalescing window closed: feed the gateway.

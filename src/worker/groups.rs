@@ -30,7 +30,7 @@ use crate::protocol::{
     ClientMsgId, Content, Conversation, ErrorCode, GroupEvent, GroupId, Push, Reply, Role, SenderKind, Seq,
     ServerFrame, UserId,
 };
-use crate::route::{ConnId, SessionUser};
+use crate::route::{ConnId, Owner, SessionUser};
 use crate::store::{Addressee, GroupRecord, LogId, MemberRecord, StoredMessage};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -300,14 +300,19 @@ impl GroupState {
         let skipped = skipped_member(&stored).map(str::to_string);
         let size = wire_size(&stored);
         // Members without a session may be owed a push notification; looked for only when
-        // some user has a push device at all.
-        if notes::worth_a_look(&ctx.shared.push, &stored) {
+        // some user has a push device at all, here or (in a cluster) at another node,
+        // whose members' devices only their home knows.
+        let elsewhere = |name: &str| ctx.home_of(Owner::User(name)).is_some();
+        let cluster = ctx.shared.bus.is_some() && stored.event.is_none();
+        if cluster || notes::worth_a_look(&ctx.shared.push, &stored) {
             let book = ctx.shared.push.read();
             let offline: Vec<Reader> = self
                 .members
                 .iter()
                 .filter(|(name, member)| !member.devices.online() && skipped.as_deref() != Some(&***name))
-                .filter(|(_, member)| book.get(&member.uid).is_some_and(|prefs| !prefs.devices.is_empty()))
+                .filter(|(name, member)| {
+                    elsewhere(name) || book.get(&member.uid).is_some_and(|prefs| !prefs.devices.is_empty())
+                })
                 .map(|(name, member)| {
                     let acked = member.devices.lowest_acked().unwrap_or(self.floor);
                     Reader { name: name.clone(), uid: member.uid, unread: seq - acked }

@@ -244,6 +244,7 @@ fn local(cmd: RemoteCmd, store: &Store) -> Option<WorkerCmd> {
             WorkerCmd::MembershipEnded { group_id, username: username.into() }
         }
         RemoteCmd::GroupPresence { username, online, groups } => WorkerCmd::GroupPresence { username, online, groups },
+        RemoteCmd::PushNotes { message, readers } => WorkerCmd::RemoteNotes { message, readers },
     })
 }
 

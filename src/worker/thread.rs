@@ -9,6 +9,7 @@ use super::groups::Groups;
 use super::history::History;
 use super::inbox::Inboxes;
 use super::presence::{self, Presence};
+use super::push::notes;
 use super::push::queue::PushQueue;
 use super::push::settings::{self, DeviceRequest};
 use super::read_budget;
@@ -281,6 +282,7 @@ impl Owners {
                 }
             }
             WorkerCmd::PushNotes(notes) => self.push.notes(ctx, notes),
+            WorkerCmd::RemoteNotes { message, readers } => notes::from_elsewhere(ctx, message, readers),
             WorkerCmd::ExpireDevices => {
                 let now = now_ms();
                 let expired = self.inboxes.expire_devices(ctx, now);

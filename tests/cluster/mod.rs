@@ -20,6 +20,7 @@ mod listings;
 mod node_down;
 mod ordering;
 mod presence;
+mod push;
 mod read_receipts;
 mod redirect;
 mod rooms;

@@ -4,17 +4,22 @@
 //! [`PushNote`] to the push queue's worker with the batch, after the message is durable
 //! (all of a batch's notes in one command).
 //!
+//! In a cluster, a group's offline members homed on another node are told to their home,
+//! which holds their devices: it makes their notes for its own push queue.
+//!
 //! No note for: group events (membership changes), a sender's own message, a service's
 //! message unless `--push-system`, a reader without a push device, a muted chat.
 
 use super::book::PushBook;
 use crate::clock::now_ms;
+use crate::cluster::wire::RemoteCmd;
 use crate::metrics::Metrics;
 use crate::protocol::{Chat, GroupId, MediaKind, SenderKind, SupportId, UserId};
 use crate::route::Owner;
 use crate::store::{PushMessage, StoredMessage};
 use crate::worker::context::Ctx;
 use crate::worker::message::sender_display_name;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A stored message for an offline reader, as the push queue needs it.
@@ -53,14 +58,63 @@ pub fn direct(ctx: &mut Ctx, reader: Reader, stored: &StoredMessage) {
     send(ctx, notes);
 }
 
-/// A group message stored for these offline members.
+/// A group message stored for these offline members. Members homed on other cluster nodes
+/// have their push devices and mutes there: their home makes their notes
+/// ([`from_elsewhere`]), once this message is durable.
 pub fn group(ctx: &mut Ctx, id: GroupId, name: &str, readers: Vec<Reader>, stored: &StoredMessage) {
-    if readers.is_empty() || !notifies(ctx, stored) {
+    let kind_notifies =
+        stored.event.is_none() && (stored.sender != SenderKind::Service || ctx.config().push.system_messages);
+    if readers.is_empty() || !kind_notifies {
+        return;
+    }
+    let mut here = Vec::new();
+    let mut elsewhere: BTreeMap<u8, Vec<(String, UserId, u64)>> = BTreeMap::new();
+    for reader in readers.into_iter().filter(|r| *r.name != *stored.from) {
+        match ctx.home_of(Owner::User(&reader.name)) {
+            Some(node) => elsewhere.entry(node).or_default().push((reader.name.to_string(), reader.uid, reader.unread)),
+            None => here.push(reader),
+        }
+    }
+    let notifies_here = !here.is_empty() && notifies(ctx, stored);
+    if elsewhere.is_empty() && !notifies_here {
         return;
     }
     let sender_name = sender_display_name(ctx.shared, stored);
-    let readers = readers.into_iter().filter(|r| *r.name != *stored.from).collect();
-    let notes = make(ctx, readers, &Chat::Group(id), name, &sender_name, stored);
+    for (node, readers) in elsewhere {
+        let message = message_of(ctx, &Chat::Group(id), name, &sender_name, stored, true);
+        ctx.batch.send_to_node(node, RemoteCmd::PushNotes { message, readers }, None, true);
+    }
+    if notifies_here {
+        let notes = make(ctx, here, &Chat::Group(id), name, &sender_name, stored);
+        send(ctx, notes);
+    }
+}
+
+/// Notes for this node's users of a message stored on another node (a group's): made with
+/// their devices and mutes, as [`group`] makes them for the group's own node's users.
+/// `message` has the other node's preview, dropped for a user none of whose devices shows
+/// previews.
+pub fn from_elsewhere(ctx: &mut Ctx, message: PushMessage, readers: Vec<(String, UserId, u64)>) {
+    if !ctx.shared.push.anyone() {
+        return;
+    }
+    let now = now_ms();
+    let with_preview = Arc::new(message);
+    let without_preview = Arc::new(PushMessage { preview: None, ..(*with_preview).clone() });
+    let notes: Vec<PushNote> = {
+        let book = ctx.shared.push.read();
+        readers
+            .into_iter()
+            .filter_map(|(name, uid, unread)| {
+                let prefs = book.get(&uid)?;
+                if prefs.devices.is_empty() || prefs.muted(&with_preview.chat, now) {
+                    return None;
+                }
+                let message = if prefs.any_previews() { with_preview.clone() } else { without_preview.clone() };
+                Some(PushNote { recipient: name.into(), uid, message, unread })
+            })
+            .collect()
+    };
     send(ctx, notes);
 }
 
@@ -114,18 +168,8 @@ fn make(
     stored: &StoredMessage,
 ) -> Vec<PushNote> {
     let now = now_ms();
+    let without_preview = Arc::new(message_of(ctx, chat, chat_name, sender_name, stored, false));
     let preview = preview(stored, ctx.config().push.preview_chars);
-    let without_preview = Arc::new(PushMessage {
-        chat: chat.clone(),
-        chat_name: chat_name.to_string(),
-        sender: stored.from.clone(),
-        sender_name: sender_name.to_string(),
-        sender_kind: stored.sender,
-        message_id: stored.message_id,
-        kind: stored.content.kind,
-        preview: None,
-        timestamp_ms: stored.timestamp_ms,
-    });
     let with_preview = preview.map(|text| Arc::new(PushMessage { preview: Some(text), ..(*without_preview).clone() }));
     let book = ctx.shared.push.read();
     readers
@@ -142,6 +186,29 @@ fn make(
             Some(PushNote { recipient: reader.name, uid: reader.uid, message, unread: reader.unread })
         })
         .collect()
+}
+
+/// What a notification says of `stored`, with its preview if `with_preview` (and it has
+/// one).
+fn message_of(
+    ctx: &Ctx,
+    chat: &Chat,
+    chat_name: &str,
+    sender_name: &str,
+    stored: &StoredMessage,
+    with_preview: bool,
+) -> PushMessage {
+    PushMessage {
+        chat: chat.clone(),
+        chat_name: chat_name.to_string(),
+        sender: stored.from.clone(),
+        sender_name: sender_name.to_string(),
+        sender_kind: stored.sender,
+        message_id: stored.message_id,
+        kind: stored.content.kind,
+        preview: with_preview.then(|| preview(stored, ctx.config().push.preview_chars)).flatten(),
+        timestamp_ms: stored.timestamp_ms,
+    }
 }
 
 /// Counted against the bound on notes not yet taken by the push queue's worker when they
