@@ -243,6 +243,12 @@ pub enum RemoteCmd {
         message: PushMessage,
         readers: Vec<(String, UserId, u64)>,
     },
+    /// The user (homed on the sending node) forgot this device: the groups here drop its
+    /// positions.
+    ForgetDevice {
+        username: String,
+        device: String,
+    },
 }
 
 impl RemoteCmd {
@@ -259,6 +265,8 @@ impl RemoteCmd {
             RemoteCmd::Gathered { .. } | RemoteCmd::MoreParts { .. } | RemoteCmd::Watch { .. } => Owner::PushQueue,
             RemoteCmd::MemberOnline { group_id, .. } | RemoteCmd::Admitted { group_id, .. } => Owner::Group(*group_id),
             RemoteCmd::PushNotes { .. } => Owner::PushQueue,
+            // Every worker here hears it (see `worker::mailbox`).
+            RemoteCmd::ForgetDevice { username, .. } => Owner::User(username),
             RemoteCmd::Admit { username, .. }
             | RemoteCmd::MembershipEnded { username, .. }
             | RemoteCmd::GroupPresence { username, .. } => Owner::User(username),

@@ -19,6 +19,7 @@ use super::presence::connection_event;
 use super::push::settings;
 use super::refusal::{Handled, Refusal};
 use crate::clock::now_ms;
+use crate::cluster::wire::RemoteCmd;
 use crate::protocol::{ChatState, DeviceInfo, ErrorCode, Push, Reply, Seq, UserId};
 use crate::route::{ConnId, LoopMsg, SessionUser};
 use crate::store::{DeviceChange, DeviceRecord, LogId, LogOwner};
@@ -144,6 +145,11 @@ pub fn forget(ctx: &mut Ctx, state: &mut UserState, device: &str) -> Handled {
     for worker in 0..ctx.workers {
         let cmd = WorkerCmd::ForgetDevice { username: state.name.clone(), device: device.into() };
         ctx.batch.send_to_worker(worker, cmd);
+    }
+    // In a cluster, the groups of other nodes hold the device's positions too.
+    for node in ctx.shared.bus.iter().flat_map(|bus| bus.membership().others()) {
+        let cmd = RemoteCmd::ForgetDevice { username: state.name.to_string(), device: device.to_string() };
+        ctx.batch.send_to_node(node, cmd, None, true);
     }
     log::debug!("{} forgot the device {device:?}", state.name);
     Ok(())

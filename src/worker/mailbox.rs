@@ -102,6 +102,13 @@ impl Workers for Mailbox {
                 send(coordinator, WorkerCmd::MoreParts { gather, extra });
                 Vec::new()
             }
+            RemoteCmd::ForgetDevice { username, device } => {
+                let (username, device): (Arc<str>, Arc<str>) = (username.into(), device.into());
+                for index in 0..workers {
+                    send(index, WorkerCmd::ForgetDevice { username: username.clone(), device: device.clone() });
+                }
+                Vec::new()
+            }
             RemoteCmd::Watch { conn, app } => {
                 self.watchers.add(conn, &app);
                 Vec::new()
@@ -229,7 +236,8 @@ fn local(cmd: RemoteCmd, store: &Store) -> Option<WorkerCmd> {
         | RemoteCmd::ServiceGroup { .. }
         | RemoteCmd::Gathered { .. }
         | RemoteCmd::MoreParts { .. }
-        | RemoteCmd::Watch { .. } => return None,
+        | RemoteCmd::Watch { .. }
+        | RemoteCmd::ForgetDevice { .. } => return None,
         // `Mailbox::local` records the session first.
         RemoteCmd::MemberOnline { group_id, username, device, conn, .. } => {
             WorkerCmd::MemberOnline { group_id, username: username.into(), device: device.into(), conn }
