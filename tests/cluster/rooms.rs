@@ -92,46 +92,46 @@ fn a_broadcast_reaches_the_users_of_every_node() {
     quiet(&mut root_client);
 }
 
-#[test]
-fn members_whose_node_is_killed_leave_the_rooms_of_other_nodes() {
-    let mut cluster = TestCluster::start();
+/// A cluster where alice (node 1) and bob (node 2) are in a room homed on node 3: the
+/// cluster, the room, alice's client, and bob's name and client (kept open: his node is to
+/// go with it, not his client).
+fn alice_and_bob_in_a_room() -> (TestCluster, String, Client, (String, Client)) {
+    let cluster = TestCluster::start();
     let room = homed_on(3, "lobby");
     let (alice, bob) = (homed_on(1, "alice"), homed_on(2, "bob"));
     let mut alice_client = cluster.user(&alice);
     let mut bob_client = cluster.user(&bob);
     ok(&mut alice_client, Request::JoinRoom { room: room.clone() });
     ok(&mut bob_client, Request::JoinRoom { room: room.clone() });
+    (cluster, room, alice_client, (bob, bob_client))
+}
+
+/// Waits until `client` is the only member of `room`.
+fn alone_in(client: &mut Client, room: &str, what: &str) {
+    eventually(what, RECOVERY, || match client.request(Request::RoomMembers { room: room.into() }).unwrap() {
+        Reply::RoomMembers { members, .. } => members.len() == 1,
+        other => panic!("{other:?}"),
+    });
+}
+
+#[test]
+fn members_whose_node_is_killed_leave_the_rooms_of_other_nodes() {
+    let (mut cluster, room, mut alice_client, _bob) = alice_and_bob_in_a_room();
     // bob's node dies with his connection: no Closed comes for it, yet the room's node lets
     // him go once it sees the node down.
     cluster.nodes.kill(2);
-    eventually("bob's place in the room to go with his node", RECOVERY, || {
-        match alice_client.request(Request::RoomMembers { room: room.clone() }).unwrap() {
-            Reply::RoomMembers { members, .. } => members.len() == 1,
-            other => panic!("{other:?}"),
-        }
-    });
+    alone_in(&mut alice_client, &room, "bob's place in the room to go with his node");
     assert_eq!(say(&mut alice_client, &room, "still here"), Reply::Delivered { recipients: 0 });
 }
 
 #[test]
 fn members_of_a_node_that_restarted_at_once_leave_the_rooms_of_other_nodes() {
-    let mut cluster = TestCluster::start();
-    let room = homed_on(3, "lobby");
-    let (alice, bob) = (homed_on(1, "alice"), homed_on(2, "bob"));
-    let mut alice_client = cluster.user(&alice);
-    let mut bob_client = cluster.user(&bob);
-    ok(&mut alice_client, Request::JoinRoom { room: room.clone() });
-    ok(&mut bob_client, Request::JoinRoom { room: room.clone() });
+    let (mut cluster, room, mut alice_client, (bob, _bob_client)) = alice_and_bob_in_a_room();
     // Killed and started again at once, maybe before the others miss its heartbeats: its
     // new run's first beat tells them its last run's connections are gone.
     cluster.nodes.kill(2);
     cluster.nodes.restart(2);
-    eventually("bob's place in the room to go with his node's last run", RECOVERY, || {
-        match alice_client.request(Request::RoomMembers { room: room.clone() }).unwrap() {
-            Reply::RoomMembers { members, .. } => members.len() == 1,
-            other => panic!("{other:?}"),
-        }
-    });
+    alone_in(&mut alice_client, &room, "bob's place in the room to go with his node's last run");
     // bob, back at his home, joins again and is heard.
     let mut bob_again = cluster.login(&bob);
     let rejoined =
