@@ -12,6 +12,11 @@
 //! cluster timeout, nobody listening (the owner's node is down: NATS says "no responders"
 //! at once), or no bus at all: the client gets `Unavailable`, never a receipt.
 
+mod beats;
+mod gather;
+
+use beats::run_id;
+
 use super::figures;
 use super::liveness::{Liveness, BEAT};
 use super::wire::{self, Entry, Envelope, Page, Query, RemoteCmd};
@@ -686,162 +691,11 @@ impl<W: Workers> BusState<W> {
         self.frames_in(vec![(pending.conn, message.payload.to_vec())]);
     }
 
-    /// Starts gathering a listing: this node's page now, every other node's by a request.
-    /// A node that is down or does not answer in time leaves its part out: a listing of
-    /// who is online is worth more partial than refused.
-    async fn gather(
-        &mut self,
-        client: &Client,
-        conn: ConnId,
-        request_id: u32,
-        request: Request,
-        user: Option<SessionUser>,
-    ) {
-        let query = match self.ends.workers.query_of(&request, user.as_ref()) {
-            Ok(query) => query,
-            Err((code, message)) => {
-                let frame = ServerFrame::error(request_id, code, message);
-                return self.frames_in(vec![(conn, frame::encode(&frame))]);
-            }
-        };
-        let token = self.next_token;
-        self.next_token += 1;
-        let page = self.ends.workers.page(&query);
-        let payload = wire::encode(&Envelope::Query(query.clone()));
-        self.gathering.insert(token, Gathering { conn, request_id, query, pages: vec![page], waiting: 0 });
-        let now = mono_ms();
-        let targets: Vec<u8> = self
-            .handle
-            .membership
-            .others()
-            .filter(|&node| self.connected(client) && !self.handle.liveness.is_down(node, now))
-            .filter(|_| self.pending.len() < MAX_PENDING)
-            .collect();
-        // Every part counted before any is asked for: one that fails at once must not
-        // finish the listing before the others are in.
-        if let Some(g) = self.gathering.get_mut(&token) {
-            g.waiting = targets.len();
-        }
-        for node in targets {
-            let part = self.next_token;
-            self.next_token += 1;
-            self.pending.insert(part, Pending { conn, request_id, node, gather: Some(token) });
-            self.deadlines.push_back((Instant::now() + self.config.timeout, part));
-            let reply = format!("{}.node.{}.reply.{part}", self.config.name, self.me());
-            let sent = client.publish_with_reply(self.subject_in(node), reply, payload.clone().into());
-            if !matches!(tokio::time::timeout(PUBLISH_WAIT, sent).await, Ok(Ok(()))) {
-                self.pending.remove(&part);
-                self.page_came(token, None);
-            }
-        }
-        self.finish_if_done(token);
-    }
-
-    /// A node's page of listing `token` came (None: it will not come); the answer goes
-    /// once every node's part is in.
-    fn page_came(&mut self, token: u64, page: Option<Page>) {
-        let Some(g) = self.gathering.get_mut(&token) else { return };
-        g.waiting = g.waiting.saturating_sub(1);
-        g.pages.extend(page);
-        self.finish_if_done(token);
-    }
-
-    fn finish_if_done(&mut self, token: u64) {
-        if self.gathering.get(&token).is_none_or(|g| g.waiting > 0) {
-            return;
-        }
-        let Some(g) = self.gathering.remove(&token) else { return };
-        let reply = answer_of(g.query, g.pages);
-        let bytes = apps_wire::encode(ServerFrame::Reply { request_id: g.request_id, reply });
-        self.frames_in(vec![(g.conn, bytes)]);
-    }
-
     fn unavailable(&mut self, conn: ConnId, request_id: u32, message: String) {
         let bytes = frame::encode(&ServerFrame::unavailable(request_id, message, RETRY));
         if let Some(outbox) = &self.ends.outbox {
             self.ends.ledger.force(conn, bytes.len());
             outbox.send(vec![LoopMsg::Frames { conn, bytes }]);
-        }
-    }
-
-    /// This node's heartbeat to every other node, on their `in` subjects: in order with
-    /// everything else this node sends them, so a node's first envelope of a run is its
-    /// beat, before any session of the run is announced.
-    async fn send_beats(&mut self, client: &Client) {
-        if !self.connected(client) {
-            return;
-        }
-        let payload = wire::encode(&Envelope::Beat { node: self.me(), run: self.boot });
-        for node in self.handle.membership.others().collect::<Vec<_>>() {
-            publish(client, self.subject_in(node), payload.clone()).await;
-        }
-    }
-
-    /// Beats at once when the bus connection has just come (back) up.
-    async fn beat_if_owed(&mut self, client: &Client) {
-        if self.connected(client) && self.beat_owed.swap(false, Ordering::Relaxed) {
-            self.send_beats(client).await;
-        }
-    }
-
-    /// Another node's heartbeat. A node heard again after it was down, or in a new run, lost
-    /// what it held for this node's sessions: the workers tell it again. A new run also
-    /// means its last run's connections are gone, even if it came back too quickly to be
-    /// seen down: what is held here for them goes first (its beat comes before anything of
-    /// the new run, so nothing held now is the new run's).
-    async fn beat(&mut self, client: &Client, node: u8, run: u64) {
-        let now = mono_ms();
-        if node == self.me() {
-            return;
-        }
-        let was_down = self.handle.liveness.is_down(node, now);
-        let restarted = self.boots.get(&node).is_some_and(|&known| known != run);
-        self.boots.insert(node, run);
-        self.handle.liveness.heard(node, now);
-        if restarted && !was_down && !self.down.contains(&node) {
-            info!("cluster node {node} restarted: letting go of its last run's connections");
-            self.let_go_of(client, node).await;
-        }
-        if was_down || restarted {
-            info!("cluster node {node} is back");
-            self.ends.workers.reannounce(Some(node));
-        }
-    }
-
-    /// Everything held here for the connections of `node` (down, or in a new run) goes.
-    async fn let_go_of(&mut self, client: &Client, node: u8) {
-        self.ends.workers.node_down(node);
-        let sessions = self.ends.workers.sessions_on(node);
-        if !sessions.is_empty() {
-            info!("ending the {} sessions of node {node}'s users held here", sessions.len());
-        }
-        for (conn, user) in sessions {
-            self.ends.workers.session_ended(conn);
-            for index in 0..self.ends.workers.count() {
-                let inbound = Inbound::Closed { conn, user: user.clone(), reason: "its node is down" };
-                self.hand_to_worker(client, index, inbound).await;
-            }
-        }
-    }
-
-    /// Once a second: a node newly known to be down took its connections with it, so the
-    /// sessions of those kept here end, as if it had said so (its members' cursors stop
-    /// pushing into the void, and its users count offline in the groups here). If it was
-    /// only cut off, it tells again which sessions are online once it is back.
-    async fn end_sessions_of_down_nodes(&mut self, client: &Client) {
-        if self.down_checked.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.down_checked = Instant::now();
-        let now = mono_ms();
-        let others: Vec<u8> = self.handle.membership.others().collect();
-        self.down.retain(|node| self.handle.liveness.is_down(*node, now));
-        for node in others {
-            if self.down.contains(&node) || !self.handle.liveness.is_down(node, now) {
-                continue;
-            }
-            self.down.push(node);
-            self.let_go_of(client, node).await;
         }
     }
 
@@ -882,92 +736,6 @@ impl<W: Workers> BusState<W> {
                 !queue.is_empty()
             });
         }
-    }
-}
-
-/// The answer to a gathered listing, from every node's page (the asking node's first).
-fn answer_of(query: Query, pages: Vec<Page>) -> Reply {
-    if let Query::Stats { .. } = query {
-        return stats_of(pages);
-    }
-    if let Query::Groups { ids, .. } = &query {
-        // In the order the caller's home lists them (its memberships).
-        let mut found: HashMap<GroupId, GroupInfo> = pages
-            .into_iter()
-            .flat_map(|p| p.entries)
-            .filter_map(|(_, entry)| match entry {
-                Entry::Group(info) => Some((info.group_id, info)),
-                _ => None,
-            })
-            .collect();
-        return Reply::Groups { groups: ids.iter().filter_map(|id| found.remove(id)).collect() };
-    }
-    let merged = wire::merge(pages, query.limit());
-    match query {
-        Query::Online { .. } => Reply::Online {
-            users: merged
-                .entries
-                .into_iter()
-                .filter_map(|(username, entry)| match entry {
-                    Entry::DisplayName(display_name) => Some(OnlineUser { username, display_name }),
-                    _ => None,
-                })
-                .collect(),
-            more: merged.more,
-        },
-        Query::Status { users } => {
-            let online: std::collections::HashSet<String> = merged.entries.into_iter().map(|(name, _)| name).collect();
-            Reply::OnlineStatus { online: users.iter().map(|u| online.contains(u)).collect() }
-        }
-        Query::Rooms { .. } | Query::Stats { .. } | Query::Groups { .. } => Reply::Rooms {
-            rooms: merged
-                .entries
-                .into_iter()
-                .filter_map(|(name, entry)| match entry {
-                    Entry::Members(members) => Some(RoomInfo { name, members }),
-                    _ => None,
-                })
-                .collect(),
-            more: merged.more,
-        },
-    }
-}
-
-/// The cluster's statistics from every node's page: the asking node's first (its version).
-fn stats_of(pages: Vec<Page>) -> Reply {
-    let entries = pages.into_iter().flat_map(|p| p.entries).map(|(_, entry)| entry);
-    let (mut server, mut app) = (None::<ServerStats>, None::<AppFigures>);
-    for entry in entries {
-        match entry {
-            Entry::Stats(stats) => {
-                server = Some(match server {
-                    Some(sum) => figures::merge(sum, *stats),
-                    None => *stats,
-                })
-            }
-            Entry::AppStats(figures) => {
-                app = Some(match app {
-                    Some(sum) => figures::merge_app(sum, figures),
-                    None => figures,
-                })
-            }
-            _ => {}
-        }
-    }
-    match (server, app) {
-        (Some(server), _) => Reply::Stats(server),
-        (None, Some(app)) => Reply::AppStats(app),
-        (None, None) => Reply::Stats(ServerStats::default()),
-    }
-}
-
-/// A number for this run of this node, told in its heartbeats: random, so a restart shows
-/// however quick, whatever the clocks say.
-fn run_id() -> u64 {
-    let mut bytes = [0u8; 8];
-    match getrandom::getrandom(&mut bytes) {
-        Ok(()) => u64::from_le_bytes(bytes),
-        Err(_) => crate::clock::now_ms(),
     }
 }
 
