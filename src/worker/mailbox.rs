@@ -7,7 +7,7 @@ use super::accounts::MAX_ONLINE_PAGE;
 use super::commands::WorkerCmd;
 use super::rooms::MAX_ROOM_PAGE;
 use super::services::MAX_NAMES;
-use super::{membership, stats, ConnectionWatchers, Directory, RoomList, Shared};
+use super::{membership, stats, Shared};
 use crate::apps::app_of;
 use crate::cluster::bus::Workers;
 use crate::cluster::wire::{Entry, Page, Query, RemoteCmd};
@@ -23,15 +23,8 @@ pub struct Mailbox {
     pub(super) running: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub(super) inbound: Vec<Sender<Inbound>>,
     pub(super) internal: Vec<Sender<WorkerCmd>>,
-    pub(super) directory: Directory,
-    pub(super) rooms: RoomList,
-    pub(super) watchers: ConnectionWatchers,
-    pub(super) store: Store,
-    /// For this node's statistics.
+    /// The tables every worker shares: the directory, rooms, watchers, the store.
     pub(super) shared: Shared,
-    /// The delivery budget of a member's session on another node, in bytes
-    /// (`--delivery-window-bytes`, as for a session of this node).
-    pub(super) budget_bytes: usize,
 }
 
 impl Workers for Mailbox {
@@ -110,7 +103,7 @@ impl Workers for Mailbox {
                 Vec::new()
             }
             RemoteCmd::Watch { conn, app } => {
-                self.watchers.add(conn, &app);
+                self.shared.connection_watchers.add(conn, &app);
                 Vec::new()
             }
             cmd => {
@@ -124,16 +117,16 @@ impl Workers for Mailbox {
     }
 
     fn display_name(&self, username: &str) -> String {
-        self.directory.display_name(username, &self.store)
+        self.shared.directory.display_name(username, &self.shared.store)
     }
 
     fn remember_name(&self, username: &str, display_name: String) {
-        self.directory.remember(username, display_name);
+        self.shared.directory.remember(username, display_name);
     }
 
     fn query_of(&self, request: &Request, user: Option<&SessionUser>) -> Result<Query, (ErrorCode, String)> {
         if let (Request::ListGroups, Some(user)) = (request, user) {
-            let ids = self.store.memberships(&user.name).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+            let ids = self.shared.store.memberships(&user.name).map_err(|e| (ErrorCode::Internal, e.to_string()))?;
             return Ok(Query::Groups { user: user.clone(), ids });
         }
         if let Request::Stats = request {
@@ -149,20 +142,21 @@ impl Workers for Mailbox {
     fn page(&self, query: &Query) -> Page {
         let (entries, more) = match query {
             Query::Online { after, limit } => {
-                let (page, more) = self.directory.page(after, *limit as usize);
+                let (page, more) = self.shared.directory.page(after, *limit as usize);
                 (page.into_iter().map(|(name, display)| (name, Entry::DisplayName(display))).collect(), more)
             }
             Query::Rooms { after, limit } => {
-                let (page, more) = self.rooms.page(after, *limit as usize);
+                let (page, more) = self.shared.rooms.page(after, *limit as usize);
                 (page.into_iter().map(|(name, members)| (name, Entry::Members(members))).collect(), more)
             }
             Query::Status { users } => {
-                let online = users.iter().filter(|u| self.directory.is_online(u));
+                let online = users.iter().filter(|u| self.shared.directory.is_online(u));
                 (online.map(|u| (u.clone(), Entry::Online)).collect(), false)
             }
             Query::Groups { user, ids } => {
                 // Only the groups homed here have their record here.
-                let infos = ids.iter().filter_map(|id| membership::group_info(&self.store, *id, user).ok().flatten());
+                let infos =
+                    ids.iter().filter_map(|id| membership::group_info(&self.shared.store, *id, user).ok().flatten());
                 (infos.map(|info| (info.group_id.to_string(), Entry::Group(info))).collect(), false)
             }
             Query::Stats { app } => {
@@ -173,11 +167,11 @@ impl Workers for Mailbox {
     }
 
     fn session_ended(&self, conn: ConnId) {
-        self.directory.remote_ended(conn);
+        self.shared.directory.remote_ended(conn);
     }
 
     fn sessions_on(&self, node: u8) -> Vec<(ConnId, SessionUser)> {
-        let sessions = self.directory.remote_sessions_on(node).into_iter();
+        let sessions = self.shared.directory.remote_sessions_on(node).into_iter();
         // Who the session's user is beyond its name and device is its node's to know; the
         // workers end a session by connection and name.
         let user = |name, device| SessionUser { name, uid: UserId(0), admin: false, service: false, device };
@@ -205,11 +199,16 @@ impl Mailbox {
     fn local(&self, cmd: RemoteCmd) -> Option<WorkerCmd> {
         if let RemoteCmd::MemberOnline { group_id, username, device, conn, display_name } = cmd {
             let (username, device): (Arc<str>, Arc<str>) = (username.into(), device.into());
-            self.directory.remember(&username, display_name);
-            self.directory.remote_online(username.clone(), device.clone(), conn, self.budget_bytes);
+            self.shared.directory.remember(&username, display_name);
+            self.shared.directory.remote_online(
+                username.clone(),
+                device.clone(),
+                conn,
+                self.shared.config.delivery_window_bytes,
+            );
             return Some(WorkerCmd::MemberOnline { group_id, username, device, conn });
         }
-        local(cmd, &self.store)
+        local(cmd, &self.shared.store)
     }
 }
 

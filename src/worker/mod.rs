@@ -110,12 +110,7 @@ pub fn start(shared: Shared) -> (Router, Vec<JoinHandle<()>>, Mailbox) {
         running: running.clone(),
         inbound: inbound.clone(),
         internal: internal.clone(),
-        directory: shared.directory.clone(),
-        rooms: shared.rooms.clone(),
-        watchers: shared.connection_watchers.clone(),
-        store: shared.store.clone(),
         shared: shared.clone(),
-        budget_bytes: shared.config.delivery_window_bytes,
     };
     let handles = inbound_receivers
         .into_iter()
